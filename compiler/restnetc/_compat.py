@@ -1,0 +1,49 @@
+"""Import-time fix for PyPI's CUDA-linked torchvision beside the CPU-only torch wheel.
+
+With torch 2.13.0+cpu, torchvision 0.28.0's ``_C`` extension cannot load, and
+``torchvision/_meta_registrations.py`` then fails with
+``RuntimeError: operator torchvision::nms does not exist`` (upstream pytorch/vision#9085).
+timm imports torchvision at import time, so ``import timm`` fails too.
+
+Before torchvision is first imported, if its native library is unusable, we define the two
+operators its meta registrations refer to as schema-only ops. Classification models never
+call them. This is the only place in restnetc that deals with the problem.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import torch
+
+_SCHEMAS = (
+    "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+    "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+)
+_library: torch.library.Library | None = None
+
+
+def _torchvision_native_loads() -> bool:
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or spec.origin is None:
+        return True  # nothing to fix
+    candidates = list(Path(spec.origin).parent.glob("_C*.so"))
+    if not candidates:
+        return False
+    try:
+        torch.ops.load_library(str(candidates[0]))
+    except (OSError, RuntimeError):
+        return False
+    return True
+
+
+def install_torchvision_fix() -> None:
+    """Define ``torchvision::nms``/``qnms`` schemas if torchvision's native ops cannot load."""
+    global _library
+    if _library is not None or "torchvision" in sys.modules or _torchvision_native_loads():
+        return
+    _library = torch.library.Library("torchvision", "DEF")
+    for schema in _SCHEMAS:
+        _library.define(schema)

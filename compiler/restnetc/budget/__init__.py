@@ -1,0 +1,1 @@
+"""Budget model: what a stitched variant costs (params, MACs/FLOPs)."""

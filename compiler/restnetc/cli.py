@@ -1,0 +1,106 @@
+"""The ``restnetc`` command line: typed options, ``--help`` everywhere, one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from restnetc.errors import RestnetcError
+
+app = typer.Typer(
+    name="restnetc",
+    help="Stitch two pretrained vision models into a ladder of edge-deployable variants (ReStNet).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# Tables stay readable when piped or logged (no terminal means rich would assume 80 columns).
+stdout = Console(width=None if sys.stdout.isatty() else 140)
+stderr = Console(stderr=True)
+
+TargetOption = Annotated[
+    Path,
+    typer.Option("--target", "-t", help="Target YAML (device, runtimes, budgets), e.g. targets/cortex-a53.yaml"),
+]
+ProjectOption = Annotated[
+    Path | None,
+    typer.Option("--project", "-p", help="Project YAML; default: ./restnetc.yaml if present, else the built-in demo"),
+]
+CacheOption = Annotated[
+    Path | None, typer.Option("--cache-dir", help="Stage cache; default $RESTNETC_CACHE or ~/.cache/restnetc")
+]
+
+
+@app.command()
+def doctor() -> None:
+    """Report every toolchain component as found or missing, with versions and install hints."""
+    from restnetc.doctor import SETUP_HINT, checks_ok, run_checks
+
+    checks = run_checks()
+    table = Table(title="restnetc toolchain")
+    for column in ("component", "status", "version", "used for", "install"):
+        table.add_column(column)
+    for check in checks:
+        status = (
+            "[green]found[/]"
+            if check.found
+            else ("[red]MISSING[/]" if check.required else "[yellow]missing (optional)[/]")
+        )
+        table.add_row(check.name, status, check.version, check.purpose, "" if check.found else check.hint)
+    stdout.print(table)
+    if not checks_ok(checks):
+        stderr.print(f"[red]error:[/] required components are missing. {SETUP_HINT}")
+        raise typer.Exit(1)
+
+
+@app.command()
+def search(
+    target: TargetOption,
+    project: ProjectOption = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output directory; default dist/<target>/search")
+    ] = None,
+    cache_dir: CacheOption = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute every stage")] = False,
+) -> None:
+    """CKA search, stitch point per budget, stitching-layer fine-tuning; writes cka.npy, cka.png, variants.json."""
+    from restnetc.cache import Cache, default_cache_dir
+    from restnetc.config import load_project, load_target
+    from restnetc.pipeline.search import run_search
+    from restnetc.reports.search_outputs import variants_table, write_search_outputs
+
+    target_config = load_target(target)
+    project_config, project_path = load_project(project)
+    stderr.print(f"project {project_config.name} ({project_path}), target {target_config.name} ({target})")
+    cache = Cache(None if no_cache else (cache_dir or default_cache_dir()))
+    result = run_search(project_config, target_config, cache)
+    out_dir = out or Path("dist") / target_config.name / "search"
+    write_search_outputs(result, out_dir)
+    stdout.print(variants_table(result))
+    stdout.print(f"wrote {out_dir}/cka.npy, cka.png, variants.json in {result.seconds:.0f} s")
+
+
+@app.command()
+def families(pattern: Annotated[str, typer.Argument(help="Shell-style wildcard")] = "*") -> None:
+    """List the registered model families (block adapters)."""
+    from restnetc.models import list_families
+
+    for name in list_families(pattern):
+        stdout.print(name)
+
+
+def main() -> None:
+    """Console-script entry point: user errors become one line on stderr and exit status 1."""
+    try:
+        app()
+    except RestnetcError as exc:
+        stderr.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        stderr.print("[red]interrupted[/]")
+        sys.exit(130)

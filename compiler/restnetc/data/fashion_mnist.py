@@ -1,0 +1,74 @@
+"""Fashion-MNIST from the IDX files of Debian's ``dataset-fashion-mnist`` package."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from restnetc.config.project import Normalization
+from restnetc.data.images import ImageSet, pick, to_model_input
+from restnetc.errors import DataError
+
+CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+_INSTALL_HINT = "install it with: apt-get install dataset-fashion-mnist"
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read a gzipped IDX file (unsigned byte data) into an array of its declared shape."""
+    try:
+        with gzip.open(path, "rb") as stream:
+            data = stream.read()
+    except FileNotFoundError:
+        raise DataError(f"{path}: Fashion-MNIST file not found; {_INSTALL_HINT}") from None
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: unreadable IDX file: {exc}") from None
+    if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
+        raise DataError(f"{path}: not an unsigned-byte IDX file")
+    dims = data[3]
+    header = 4 + 4 * dims
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+    if len(data) != header + int(np.prod(shape)):
+        raise DataError(f"{path}: IDX payload does not match its declared shape {shape}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def load_fashion_mnist(
+    root: Path,
+    split: Literal["train", "test"],
+    count: int,
+    size: int,
+    normalization: Normalization,
+    seed: int,
+) -> ImageSet:
+    """``count`` images of ``split`` (a fixed random subset), resized to ``size`` and replicated to RGB."""
+    image_file, label_file = _FILES[split]
+    images = read_idx(root / image_file)
+    labels = read_idx(root / label_file)
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(f"{root}: {image_file} and {label_file} hold different numbers of items")
+    chosen = pick(count, images.shape[0], seed).numpy()
+    pixels = torch.from_numpy(images[chosen].astype(np.float32) / 255.0).unsqueeze(1)
+    return ImageSet(
+        to_model_input(pixels, size, normalization),
+        torch.from_numpy(labels[chosen].astype(np.int64)),
+        CLASSES,
+    )

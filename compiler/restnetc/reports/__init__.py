@@ -1,0 +1,1 @@
+"""Human- and machine-readable outputs: JSON files, tables and plots."""

@@ -1,0 +1,134 @@
+"""Files and table written by ``restnetc search``: cka.npy, cka.png, variants.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.table import Table
+
+from restnetc.config.units import format_count
+from restnetc.pipeline.search import ParentResult, SearchResult, VariantResult
+from restnetc.reports.cka_plot import plot_cka
+
+VARIANTS_SCHEMA_VERSION = 1
+
+
+def _parent(parent: ParentResult) -> dict[str, Any]:
+    return {
+        "model": parent.name,
+        "role": parent.role,
+        "blocks": parent.blocks,
+        "params": parent.cost.params,
+        "macs": parent.cost.macs,
+        "flops": parent.cost.flops,
+        "accuracy": round(parent.accuracy, 3),
+        "task_head": "linear-probe" if parent.probed else "own classifier",
+    }
+
+
+def _variant(result: SearchResult, variant: VariantResult) -> dict[str, Any]:
+    c = variant.candidate
+    return {
+        "budget": {
+            "metric": variant.budget.metric.value,
+            "limit": variant.budget.limit,
+            "text": variant.budget.describe(),
+        },
+        "front": {"model": result.front.name, "block": c.front_block},
+        "back": {"model": result.back.name, "block": c.back_block, "resumes_at_block": c.back_block + 1},
+        "order": result.project.order.value,
+        "cka": round(c.cka, 6),
+        "params": c.cost.params,
+        "macs": c.cost.macs,
+        "flops": c.cost.flops,
+        "stitch_kind": variant.stitch_kind,
+        "trainable_params": variant.trainable_params,
+        "finetune_seconds": round(variant.finetune_seconds, 2),
+        "finetune_steps": variant.finetune_steps,
+        "accuracy": {
+            "before_finetune": round(variant.accuracy_init, 3),
+            "after_finetune": round(variant.accuracy_finetuned, 3),
+        },
+    }
+
+
+def variants_document(result: SearchResult) -> dict[str, Any]:
+    """The content of variants.json."""
+    project = result.project
+    return {
+        "schema_version": VARIANTS_SCHEMA_VERSION,
+        "project": project.name,
+        "target": result.target.name,
+        "input_size": project.data.input_size,
+        "macs_convention": "macs = multiply-accumulates per image; flops = 2 * macs (torch FlopCounterMode)",
+        "accuracy_convention": f"top-1 % on {project.data.test_images} held-out test images",
+        "calibration": {"samples": result.calibration_samples, **project.calibration.model_dump(mode="json")},
+        "finetune": project.finetune.model_dump(mode="json"),
+        "parents": {"front": _parent(result.front), "back": _parent(result.back)},
+        "variants": [_variant(result, v) for v in result.variants],
+        "search_seconds": round(result.seconds, 1),
+    }
+
+
+def write_search_outputs(result: SearchResult, out_dir: Path) -> None:
+    """Write cka.npy, cka.png and variants.json; each file appears whole or not at all."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".search-", dir=out_dir))
+    try:
+        np.save(staging / "cka.npy", result.cka)
+        points = [(v.candidate.front_block, v.candidate.back_block, v.budget.describe()) for v in result.variants]
+        plot_cka(result.cka, result.front.name, result.back.name, points, staging / "cka.png")
+        (staging / "variants.json").write_text(json.dumps(variants_document(result), indent=2) + "\n")
+        for name in ("cka.npy", "cka.png", "variants.json"):
+            os.replace(staging / name, out_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def variants_table(result: SearchResult) -> Table:
+    """The ladder as a table: both parents and every variant."""
+    table = Table(title=f"{result.project.name} on {result.target.name}: {result.front.name} -> {result.back.name}")
+    for column in (
+        "variant",
+        "stitch i->j",
+        "CKA",
+        "params",
+        "MACs",
+        "trainable",
+        "top-1 init %",
+        "top-1 tuned %",
+        "tune s",
+    ):
+        table.add_column(column, justify="right" if column != "variant" else "left")
+    for parent in (result.back, result.front):
+        table.add_row(
+            f"{parent.name} ({parent.role} parent)",
+            "-",
+            "-",
+            format_count(parent.cost.params),
+            format_count(parent.cost.macs),
+            "-",
+            "-",
+            f"{parent.accuracy:.2f}",
+            "-",
+        )
+    for v in result.variants:
+        c = v.candidate
+        table.add_row(
+            v.budget.describe(),
+            f"{c.front_block} -> {c.back_block}",
+            f"{c.cka:.3f}",
+            format_count(c.cost.params),
+            format_count(c.cost.macs),
+            format_count(v.trainable_params),
+            f"{v.accuracy_init:.2f}",
+            f"{v.accuracy_finetuned:.2f}",
+            f"{v.finetune_seconds:.1f}",
+        )
+    return table

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite: set-up (idempotent), lint, format check, type check, tests.
+# Extra arguments go to pytest, e.g. scripts/test.sh -m slow
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$root/scripts/bootstrap.sh"
+cd "$root"
+bin="$root/.venv/bin"
+"$bin/ruff" check compiler tests benchmarks
+"$bin/ruff" format --check compiler tests benchmarks
+"$bin/mypy"
+"$bin/pytest" -q "$@"
