@@ -43,16 +43,16 @@ def doctor() -> None:
 
     checks = run_checks()
     table = Table(title="restnetc toolchain")
-    for column in ("component", "status", "version", "used for", "install"):
+    for column in ("component", "status", "version", "used for"):
         table.add_column(column)
     for check in checks:
-        status = (
-            "[green]found[/]"
-            if check.found
-            else ("[red]MISSING[/]" if check.required else "[yellow]missing (optional)[/]")
-        )
-        table.add_row(check.name, status, check.version, check.purpose, "" if check.found else check.hint)
+        missing = "[red]MISSING[/]" if check.required else "[yellow]missing, optional[/]"
+        status = "[green]found[/]" if check.found else missing
+        table.add_row(check.name, status, check.version, check.purpose)
     stdout.print(table)
+    for check in checks:
+        if not check.found:
+            stdout.print(f"install {check.name}: {check.hint}", highlight=False, soft_wrap=True)
     if not checks_ok(checks):
         stderr.print(f"[red]error:[/] required components are missing. {SETUP_HINT}")
         raise typer.Exit(1)

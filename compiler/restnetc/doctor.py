@@ -7,6 +7,7 @@ import importlib.util
 import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 from restnetc.config.project import FashionMnistData
 
@@ -44,8 +45,7 @@ def _program(name: str, purpose: str, hint: str, required: bool = False) -> Chec
     return Check(name, required, path is not None, version, purpose, hint)
 
 
-def _fashion_mnist() -> Check:
-    root = FashionMnistData(kind="fashion-mnist").root
+def _fashion_mnist(root: Path) -> Check:
     found = all((root / f).is_file() for f in ("train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz"))
     version = ""
     if found:
@@ -66,8 +66,12 @@ def _fashion_mnist() -> Check:
     )
 
 
-def run_checks() -> list[Check]:
-    """Check every component restnetc uses; ``required`` ones make ``doctor`` fail when missing."""
+def run_checks(fashion_mnist_root: Path | None = None) -> list[Check]:
+    """Check every component restnetc uses; ``required`` ones make ``doctor`` fail when missing.
+
+    ``fashion_mnist_root`` defaults to where Debian's package installs the demo data.
+    """
+    root = fashion_mnist_root or FashionMnistData(kind="fashion-mnist").root
     return [
         _python_package("torch", "torch", "2.13.0", "models, training, export (CPU build)"),
         _python_package("torchvision", "torchvision", "0.28.0", "image folders; imported by timm"),
@@ -88,7 +92,7 @@ def run_checks() -> list[Check]:
         _python_package("executorch", "executorch", "1.5.1", "ExecuTorch lowering and runtime (.pte)"),
         _python_package("litert-torch", "litert_torch", "0.10.0", "LiteRT conversion (.tflite)"),
         _python_package("ai-edge-litert", "ai_edge_litert", "2.3.0", "LiteRT runtime and libLiteRt.so"),
-        _fashion_mnist(),
+        _fashion_mnist(root),
         _program(
             "aarch64-linux-gnu-gcc",
             "cross-building the runtime shim for Cortex-A53/A72",

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from restnetc.models.blocks import BlockModel, count_params
+from restnetc.models.blocks import BlockModel, count_params, eval_mode
 
 
 @dataclass(frozen=True)
@@ -42,10 +42,8 @@ def _macs(module: nn.Module, x: torch.Tensor) -> tuple[int, torch.Tensor]:
 
 def measure(module: nn.Module, example: torch.Tensor) -> Cost:
     """Exact cost of ``module`` on ``example`` (a batch of one)."""
-    was_training = module.training
-    module.eval()
-    macs, _ = _macs(module, example)
-    module.train(was_training)
+    with eval_mode(module):
+        macs, _ = _macs(module, example)
     return Cost(count_params(module), macs)
 
 
@@ -72,14 +70,14 @@ class PartCosts:
 
 def part_costs(model: BlockModel, input_size: int, channels: int = 3) -> PartCosts:
     """Measure stem, every block and the head of ``model`` once, at ``input_size``."""
-    model.eval()
     x = torch.zeros(1, channels, input_size, input_size)
-    stem_macs, x = _macs(model.stem, x)
     blocks = []
-    for block in model.blocks:
-        macs, x = _macs(block, x)
-        blocks.append(Cost(count_params(block), macs))
-    head_macs, _ = _macs(model.head, x)
+    with eval_mode(model):
+        stem_macs, x = _macs(model.stem, x)
+        for block in model.blocks:
+            macs, x = _macs(block, x)
+            blocks.append(Cost(count_params(block), macs))
+        head_macs, _ = _macs(model.head, x)
     return PartCosts(
         Cost(count_params(model.stem), stem_macs),
         tuple(blocks),

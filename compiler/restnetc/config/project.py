@@ -67,8 +67,8 @@ class DataConfig(StrictModel):
     source: DataSource
     input_size: int = Field(ge=16, le=1024, description="square input side in pixels")
     normalization: Normalization
-    train_images: int = Field(default=2000, ge=16, description="labelled images for heads and fine-tuning")
-    test_images: int = Field(default=2000, ge=16, description="held-out images for every accuracy figure")
+    train_images: int = Field(default=2000, ge=4, description="labelled images for heads and fine-tuning")
+    test_images: int = Field(default=2000, ge=4, description="held-out images for every accuracy figure")
 
 
 class CalibrationConfig(StrictModel):

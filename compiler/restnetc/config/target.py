@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, PlainSerializer, model_validator
 
 from restnetc.config.base import StrictModel, VersionedConfig
 from restnetc.config.units import format_count, parse_bytes, parse_count, parse_milliseconds
@@ -85,9 +85,9 @@ class Device(StrictModel):
     arch: Literal["aarch64", "armv7", "x86_64"]
     cpu: str = Field(min_length=1, description="core type, e.g. cortex-a53")
     cores: int = Field(ge=1, le=256)
-    memory_bytes: Annotated[float, BeforeValidator(parse_bytes)] = Field(
-        alias="memory", description="physical memory, e.g. 1GB"
-    )
+    memory_bytes: Annotated[
+        float, BeforeValidator(parse_bytes), PlainSerializer(lambda b: f"{b:.0f}B", return_type=str)
+    ] = Field(alias="memory", description="physical memory, e.g. 1GB")
 
 
 class RuntimeConfig(StrictModel):

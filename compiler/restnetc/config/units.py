@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-_NUMBER = r"(?P<value>[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)"
+_NUMBER = r"(?P<value>[-+]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)"
 _COUNT_SCALE = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 _BYTE_SCALE = {
     "b": 1.0,

@@ -145,6 +145,7 @@ class StitchedModel(nn.Module):
         for parameter in self.parameters():
             parameter.requires_grad_(False)
         self.stitch: StitchLayer | None = None
+        self.eval()
 
     def attach(self, stitch: StitchLayer) -> None:
         """Install the (trainable) stitching layer."""

@@ -7,6 +7,7 @@ because the stem, blocks and head are the source's own modules, called in the so
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -20,6 +21,18 @@ class Layout(StrEnum):
     NCHW = "nchw"  # CNN feature map
     NHWC = "nhwc"  # Swin-style token grid
     TOKENS = "tokens"  # ViT token sequence [N, prefix + H*W, D]
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Run ``module`` in eval mode, then restore each submodule's own mode (not one flag for all)."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def count_params(module: nn.Module) -> int:
@@ -57,7 +70,10 @@ class BlockInfo:
 
 
 class BlockModel(nn.Module):
-    """A classifier split into ``stem``, ``blocks`` and ``head``, all owned by this module."""
+    """A classifier split into ``stem``, ``blocks`` and ``head``, all owned by this module.
+
+    It is created in eval mode: decomposed parents are pretrained and used frozen.
+    """
 
     def __init__(
         self,
@@ -75,6 +91,7 @@ class BlockModel(nn.Module):
         self.head = head
         self.layout = layout
         self.prefix_tokens = prefix_tokens
+        self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
@@ -95,12 +112,9 @@ class BlockModel(nn.Module):
     @torch.no_grad()
     def describe(self, input_size: int, channels: int = 3) -> list[BlockInfo]:
         """Output shape (without batch) and parameter count of every block at ``input_size``."""
-        was_training = self.training
-        self.eval()
         probe = torch.zeros(1, channels, input_size, input_size)
-        infos = [
-            BlockInfo(index=i, shape=tuple(out.shape[1:]), params=count_params(self.blocks[i]))
-            for i, out in enumerate(self.block_outputs(probe))
-        ]
-        self.train(was_training)
-        return infos
+        with eval_mode(self):
+            return [
+                BlockInfo(index=i, shape=tuple(out.shape[1:]), params=count_params(self.blocks[i]))
+                for i, out in enumerate(self.block_outputs(probe))
+            ]

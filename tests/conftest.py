@@ -1,0 +1,77 @@
+"""Shared fixtures: run the CLI in-process as a user would, and small real projects."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from restnetc.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
+    """``cli("search", "--target", ...)`` runs ``restnetc`` through its console-script entry point."""
+
+    def run(*args: str) -> CliResult:
+        monkeypatch.setattr(sys, "argv", ["restnetc", *args])
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+TINY_PROJECT = """\
+schema_version: 1
+name: tiny-lite
+models:
+  a: {source: efficientnet-lite, name: efficientnet-lite2}
+  b: {source: efficientnet-lite, name: efficientnet-lite0}
+data:
+  source: {kind: fashion-mnist}
+  input_size: 32
+  normalization: {mean: [0.498, 0.498, 0.498], std: [0.502, 0.502, 0.502]}
+  train_images: 96
+  test_images: 64
+calibration: {images: 64, batch_size: 32}
+task_head: {epochs: 50}
+finetune: {init_images: 32, epochs: 1, batch_size: 32, distill: {weight: 0.5}}
+"""
+
+TINY_TARGET = """\
+schema_version: 1
+name: tiny-target
+device: {arch: aarch64, cpu: cortex-a53, cores: 4, memory: 1GB}
+runtime: {backends: [executorch, litert]}
+budgets:
+  - params: 3.6M
+  - params: 4.2M
+"""
+
+
+@pytest.fixture
+def tiny_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A small real project (real weights, real Fashion-MNIST, 32 px) and a two-rung target; own cache."""
+    monkeypatch.setenv("RESTNETC_CACHE", str(tmp_path / "cache"))
+    project = tmp_path / "project.yaml"
+    target = tmp_path / "target.yaml"
+    project.write_text(TINY_PROJECT)
+    target.write_text(TINY_TARGET)
+    return project, target

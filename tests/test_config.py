@@ -1,0 +1,150 @@
+"""Config files: units, validation, and one-line errors that name the file and the field."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from restnetc.config import Metric, ProjectConfig, TargetConfig, load_project, load_target
+from restnetc.config.loader import demo_project_path
+from restnetc.config.units import parse_bytes, parse_count, parse_milliseconds
+from restnetc.errors import ConfigError
+from tests.conftest import REPO, TINY_PROJECT, TINY_TARGET, CliResult
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("3.6M", 3.6e6), ("150K", 150e3), ("2G", 2e9), (2500000, 2.5e6), ("1.5e6", 1.5e6)]
+)
+def test_counts(text: object, value: float) -> None:
+    assert parse_count(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize(("text", "value"), [("24MB", 24e6), ("1GiB", 2**30), (24, 24e6), ("512 KiB", 512 * 1024)])
+def test_bytes(text: object, value: float) -> None:
+    assert parse_bytes(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize(("text", "value"), [("12ms", 12.0), ("0.5s", 500.0), (7, 7.0), ("250us", 0.25)])
+def test_milliseconds(text: object, value: float) -> None:
+    assert parse_milliseconds(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", ["3.6Q", "", "M", "-3M", True, [1]])
+def test_bad_counts_are_rejected(text: object) -> None:
+    with pytest.raises(ValueError, match="expected a"):
+        parse_count(text)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "targets").glob("*.yaml")))
+def test_shipped_targets_are_valid(path: Path) -> None:
+    target = load_target(path)
+    assert target.budgets and target.device.memory_bytes >= 1e9
+
+
+def test_demo_project_is_used_when_none_is_given(tmp_path: Path) -> None:
+    project, path = load_project(None, cwd=tmp_path)
+    assert path == demo_project_path()
+    assert project.models["a"].source == "efficientnet-lite"
+
+
+def test_project_in_working_directory_wins_over_demo(tmp_path: Path) -> None:
+    (tmp_path / "restnetc.yaml").write_text(TINY_PROJECT)
+    project, path = load_project(None, cwd=tmp_path)
+    assert project.name == "tiny-lite" and path == tmp_path / "restnetc.yaml"
+
+
+def test_configs_round_trip_through_json(tmp_path: Path) -> None:
+    (tmp_path / "t.yaml").write_text(TINY_TARGET)
+    target = load_target(tmp_path / "t.yaml")
+    assert TargetConfig.model_validate_json(target.model_dump_json(by_alias=True)) == target
+    assert target.budgets[0].metric is Metric.PARAMS and target.budgets[0].limit == 3.6e6
+    project, _ = load_project(demo_project_path())
+    assert ProjectConfig.model_validate_json(project.model_dump_json()) == project
+
+
+def _edit(text: str, old: str, new: str) -> str:
+    assert old in text, old
+    return text.replace(old, new)
+
+
+MALFORMED_TARGETS = {
+    "wrong type": (_edit(TINY_TARGET, "cores: 4", "cores: four"), "device.cores: Input should be a valid integer"),
+    "unknown key": (_edit(TINY_TARGET, "runtime: {", "runtime: {treads: 4, "), "runtime.treads: unknown key"),
+    "bad unit": (_edit(TINY_TARGET, "params: 3.6M", "params: 3.6Q"), "budgets[0]: expected a count like 3.6M"),
+    "unknown metric": (_edit(TINY_TARGET, "params: 3.6M", "watts: 5"), "unknown budget metric 'watts'"),
+    "negative budget": (_edit(TINY_TARGET, "params: 3.6M", "params: -2M"), "expected a positive quantity"),
+    "bad memory unit": (_edit(TINY_TARGET, "memory: 1GB", "memory: 1 parsec"), "device.memory: expected a memory size"),
+    "unknown backend": (
+        _edit(TINY_TARGET, "[executorch, litert]", "[tensorrt]"),
+        "runtime.backends[0]: Input should be",
+    ),
+    "missing section": (
+        _edit(TINY_TARGET, "device: {arch: aarch64, cpu: cortex-a53, cores: 4, memory: 1GB}\n", ""),
+        "device: required field is missing",
+    ),
+    "future schema": (_edit(TINY_TARGET, "schema_version: 1", "schema_version: 2"), "schema_version: this restnetc"),
+    "not yaml": ("budgets: [params: 3M\n", "invalid YAML"),
+    "duplicate budget": (TINY_TARGET + "  - params: 4.2M\n", "params <= 4.2M is listed twice"),
+}
+
+MALFORMED_PROJECTS = {
+    "missing checkpoint": (
+        _edit(
+            TINY_PROJECT,
+            "{source: efficientnet-lite, name: efficientnet-lite0}",
+            "{source: timm, arch: resnet18, checkpoint: nowhere.pth}",
+        ),
+        "models.b.checkpoint: file not found: nowhere.pth",
+    ),
+    "unknown model source": (
+        _edit(TINY_PROJECT, "source: efficientnet-lite, name: efficientnet-lite0", "source: hub, name: x"),
+        "models.b: Input tag 'hub' found",
+    ),
+    "short normalisation": (
+        _edit(TINY_PROJECT, "mean: [0.498, 0.498, 0.498]", "mean: [0.5]"),
+        "data.normalization.mean",
+    ),
+    "unknown lite model": (
+        _edit(TINY_PROJECT, "name: efficientnet-lite0", "name: efficientnet-lite9"),
+        "models.b.name: Input should be",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED_TARGETS))
+def test_malformed_target_gives_one_line_error(
+    case: str, tiny_files: tuple[Path, Path], cli: Callable[..., CliResult]
+) -> None:
+    text, expected = MALFORMED_TARGETS[case]
+    project, target = tiny_files
+    target.write_text(text)
+    result = cli("search", "--target", str(target), "--project", str(project))
+    assert result.code == 1
+    assert result.stderr.startswith(f"error: {target}: ") and expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED_PROJECTS))
+def test_malformed_project_gives_one_line_error(
+    case: str, tiny_files: tuple[Path, Path], cli: Callable[..., CliResult]
+) -> None:
+    text, expected = MALFORMED_PROJECTS[case]
+    project, target = tiny_files
+    project.write_text(text)
+    result = cli("search", "--target", str(target), "--project", str(project))
+    assert result.code == 1
+    assert result.stderr.startswith(f"error: {project}: ") and expected in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_missing_target_file(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    result = cli("search", "--target", str(tmp_path / "absent.yaml"))
+    assert result.code == 1 and result.stderr.strip() == f"error: {tmp_path / 'absent.yaml'}: file not found"
+
+
+def test_config_error_type() -> None:
+    with pytest.raises(ConfigError):
+        load_target(REPO / "README.md")

@@ -1,0 +1,82 @@
+"""Stitch-point selection per budget rung, and exact costs of stitched models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from restnetc.budget.costs import Cost, measure, part_costs
+from restnetc.config.target import Budget, Metric
+from restnetc.errors import BudgetError
+from restnetc.frontend.search import rank_candidates, select
+from restnetc.frontend.stitch import build_stitched
+from restnetc.models import decompose
+from tests import zoo
+
+# 3 front blocks x 2 back blocks; cost grows with the front index and falls with the back index.
+CKA = np.array([[0.9, 0.5], [0.8, 0.7], [0.6, 0.95]])
+
+
+def cost_of(i: int, j: int) -> Cost:
+    return Cost(params=100 + 100 * i - 40 * j, macs=1000 * (i + 1) - 300 * j)
+
+
+def params(limit: float) -> Budget:
+    return Budget(metric=Metric.PARAMS, limit=limit)
+
+
+def test_candidates_are_ranked_by_cka() -> None:
+    ranked = rank_candidates(CKA, cost_of)
+    assert [(c.front_block, c.back_block) for c in ranked][:3] == [(2, 1), (0, 0), (1, 0)]
+    assert ranked[0].cka == pytest.approx(0.95)
+
+
+def test_lowest_rung_is_the_papers_rule_and_rungs_fill_bands() -> None:
+    ranked = rank_candidates(CKA, cost_of)
+    # costs (params): (0,0)=100 (0,1)=60 (1,0)=200 (1,1)=160 (2,0)=300 (2,1)=260
+    choices = select(ranked, [params(320), params(150), params(210)])
+    picked = {c.budget.limit: (c.candidate.front_block, c.candidate.back_block) for c in choices}
+    assert picked == {150: (0, 0), 210: (1, 0), 320: (2, 1)}
+    assert [c.budget.limit for c in choices] == [320, 150, 210], "choices follow the target's order"
+
+
+def test_flops_are_twice_macs() -> None:
+    ranked = rank_candidates(CKA, cost_of)
+    by_macs = select(ranked, [Budget(metric=Metric.MACS, limit=1000)])[0].candidate
+    by_flops = select(ranked, [Budget(metric=Metric.FLOPS, limit=2000)])[0].candidate
+    assert by_macs == by_flops
+
+
+def test_infeasible_budget_states_the_achievable_range() -> None:
+    with pytest.raises(BudgetError, match=r"params <= 10 is infeasible: stitched variants cost between 60 and 300"):
+        select(rank_candidates(CKA, cost_of), [params(10)])
+
+
+def test_empty_band_is_a_clear_error() -> None:
+    with pytest.raises(BudgetError, match=r"params <= 110: no variant costs between the rung below it \(100\)"):
+        select(rank_candidates(CKA, cost_of), [params(100), params(110)])
+
+
+def test_measured_budgets_are_refused_by_the_static_search() -> None:
+    with pytest.raises(BudgetError, match="latency_ms budgets need measured figures"):
+        select(rank_candidates(CKA, cost_of), [Budget(metric=Metric.LATENCY_MS, limit=5)])
+
+
+@pytest.mark.parametrize(
+    ("front_name", "back_name", "i", "j"), [("resnet", "vgg", 1, 2), ("deit-distilled", "vit", 0, 1)]
+)
+def test_summed_part_costs_equal_the_measured_stitched_model(front_name: str, back_name: str, i: int, j: int) -> None:
+    front, back = decompose(zoo.make(front_name)), decompose(zoo.make(back_name, 1))
+    model = build_stitched(front, i, back, j, zoo.SIZE)
+    assert model.stitch is not None
+    stitch = measure(model.stitch, torch.zeros(1, *model.stitch.source.shape))
+    predicted = part_costs(front, zoo.SIZE).front(i) + stitch + part_costs(back, zoo.SIZE).back(j)
+    assert predicted == measure(model, torch.zeros(1, 3, zoo.SIZE, zoo.SIZE))
+    assert predicted.macs > 0
+
+
+def test_parent_total_cost_matches_the_whole_model() -> None:
+    model = zoo.make("efficientnet-lite")
+    blocks = decompose(model)
+    assert part_costs(blocks, zoo.SIZE).total == measure(model, torch.zeros(1, 3, zoo.SIZE, zoo.SIZE))
