@@ -1,0 +1,90 @@
+"""The backend contract: lower a PyTorch model to an artifact, and load an artifact to run it.
+
+A backend is a small object with two operations. ``lower`` takes an eval-mode model, an example input (batch
+of one, NCHW float32), a numeric format and calibration images, and returns the artifact's bytes with a
+report of what the runtime's accelerated delegate took and what fell back (every fallback op is named).
+``load`` opens an artifact with the backend's own runtime and returns a ``Runner`` that maps a float32 NCHW
+batch to float32 logits, converting to and from quantized input/output tensors itself. Everything else
+(verification, bundles, caching) is backend-agnostic and lives outside this package.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from restnetc.config.target import Quantization
+
+
+@dataclass(frozen=True)
+class TensorQuantization:
+    """Affine quantization of an input or output tensor: ``real = scale * (q - zero_point)``."""
+
+    dtype: str
+    scale: float
+    zero_point: int
+
+
+@dataclass(frozen=True)
+class DelegationReport:
+    """How much of the graph the runtime's delegate runs, and which ops fell back to plain kernels."""
+
+    delegate: str
+    partitions: int
+    delegated_ops: int
+    fallback_ops: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def fallback_count(self) -> int:
+        return sum(self.fallback_ops.values())
+
+
+@dataclass(frozen=True)
+class Lowered:
+    """A lowered artifact in memory."""
+
+    data: bytes
+    delegation: DelegationReport
+    input_quantization: TensorQuantization | None
+    output_quantization: TensorQuantization | None
+    entry_point: str
+
+
+class Runner(Protocol):
+    """A loaded artifact: ``runner(batch)`` maps ``[N, 3, S, S]`` float32 to ``[N, classes]`` float32 logits."""
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+class Backend(ABC):
+    """One runtime. Subclasses set ``name``, ``suffix`` and ``quantizations`` and implement both methods."""
+
+    name: ClassVar[str]
+    suffix: ClassVar[str]
+    quantizations: ClassVar[frozenset[Quantization]]
+
+    @abstractmethod
+    def lower(
+        self,
+        model: nn.Module,
+        example: torch.Tensor,
+        quantization: Quantization,
+        calibration: torch.Tensor,
+        float_modules: Sequence[str] = (),
+    ) -> Lowered:
+        """Lower ``model`` for inputs shaped like ``example``.
+
+        For int8, activations are calibrated on ``calibration`` (``[N, 3, S, S]``, real images of the task);
+        submodules named in ``float_modules`` (dotted names in ``model``) are left in float.
+        """
+
+    @abstractmethod
+    def load(self, path: Path, threads: int) -> Runner:
+        """Open the artifact at ``path`` with this backend's runtime, running on ``threads`` threads."""

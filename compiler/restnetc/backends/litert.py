@@ -1,0 +1,119 @@
+"""LiteRT: litert-torch conversion (int8 through its PT2E quantizer) -> ``.tflite``; run with ai-edge-litert."""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import litert_torch
+import numpy as np
+import torch
+from ai_edge_litert.interpreter import Interpreter
+from litert_torch.quantize import pt2e_quantizer
+from litert_torch.quantize.quant_config import QuantConfig
+from torch import nn
+
+from restnetc.backends.base import Backend, DelegationReport, Lowered, Runner, TensorQuantization
+from restnetc.backends.pt2e import quantize_pt2e
+from restnetc.config.target import Quantization
+from restnetc.errors import RestnetcError
+
+SIGNATURE = "serving_default"
+
+
+def _quantization(detail: dict[str, Any]) -> TensorQuantization | None:
+    if detail["dtype"] == np.float32:
+        return None
+    scale, zero_point = detail["quantization"]
+    return TensorQuantization(np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
+
+
+def delegation(interpreter: Interpreter) -> DelegationReport:
+    """Which nodes the XNNPACK delegate took, found from the graph itself.
+
+    ``_get_ops_details`` lists the model's original nodes plus one DELEGATE node per partition. Walking back
+    from each partition's outputs through producers, stopping at the partition's inputs, finds the nodes it
+    replaced; the rest still run as TFLite kernels and are reported as fallbacks.
+    """
+    ops = interpreter._get_ops_details()
+    delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
+    producer = {int(t): op["index"] for op in ops if op["op_name"] != "DELEGATE" for t in op["outputs"]}
+    inputs_of = {op["index"]: [int(t) for t in op["inputs"]] for op in ops}
+    covered: set[int] = set()
+    for delegate in delegates:
+        boundary = {int(t) for t in delegate["inputs"]}
+        stack = [int(t) for t in delegate["outputs"]]
+        while stack:
+            node = producer.get(stack.pop())
+            if node is None or node in covered:
+                continue
+            covered.add(node)
+            stack.extend(t for t in inputs_of[node] if t not in boundary)
+    fallback = Counter(op["op_name"] for op in ops if op["op_name"] != "DELEGATE" and op["index"] not in covered)
+    return DelegationReport("TfLiteXNNPackDelegate", len(delegates), len(covered), dict(fallback))
+
+
+class LiteRtBackend(Backend):
+    """``.tflite`` flatbuffers; run with ``ai_edge_litert``'s interpreter (XNNPACK on by default)."""
+
+    name = "litert"
+    suffix = ".tflite"
+    quantizations = frozenset({Quantization.INT8, Quantization.FP32})
+
+    def lower(
+        self,
+        model: nn.Module,
+        example: torch.Tensor,
+        quantization: Quantization,
+        calibration: torch.Tensor,
+        float_modules: Sequence[str] = (),
+    ) -> Lowered:
+        if quantization not in self.quantizations:
+            raise RestnetcError(f"litert: {quantization.value} is not supported (use int8 or fp32)")
+        if quantization is Quantization.INT8:
+            quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+                pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
+            )
+            graph = quantize_pt2e(model, example, quantizer, calibration, float_modules, fold_quantize=False)
+            edge = litert_torch.convert(graph, (example,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
+        else:
+            edge = litert_torch.convert(model, (example,))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"model{self.suffix}"
+            edge.export(str(path))
+            data = path.read_bytes()
+        interpreter = Interpreter(model_content=data, num_threads=1)
+        interpreter.allocate_tensors()
+        return Lowered(
+            data,
+            delegation(interpreter),
+            _quantization(interpreter.get_input_details()[0]),
+            _quantization(interpreter.get_output_details()[0]),
+            SIGNATURE,
+        )
+
+    def load(self, path: Path, threads: int) -> Runner:
+        interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        interpreter.allocate_tensors()
+        source, sink = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+        source_q, sink_q = _quantization(source), _quantization(sink)
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            outputs = []
+            for image in np.split(batch, len(batch)):
+                if source_q is not None:
+                    info = np.iinfo(source_q.dtype)
+                    q = np.round(image / source_q.scale + source_q.zero_point)
+                    image = np.clip(q, info.min, info.max).astype(source_q.dtype)
+                interpreter.set_tensor(source["index"], image)
+                interpreter.invoke()
+                out = interpreter.get_tensor(sink["index"])
+                if sink_q is not None:
+                    out = (out.astype(np.float32) - sink_q.zero_point) * sink_q.scale
+                outputs.append(out.astype(np.float32))
+            return np.concatenate(outputs)
+
+        return run

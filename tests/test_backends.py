@@ -1,0 +1,63 @@
+"""Both backends lower real stitched models in fp32 and int8, and their own runtimes reproduce eager."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from restnetc.backends import get_backend
+from restnetc.backends.native_output import captured
+from restnetc.config.target import Backend, Quantization
+from restnetc.frontend.stitch import StitchedModel, build_stitched
+from restnetc.models import decompose
+from tests import zoo
+
+PAIRS = {
+    "cnn-cnn": ("resnet", "vgg", 1, 2),
+    "vit-vit": ("vit", "deit-distilled", 1, 0),
+    "cnn-swin": ("resnet", "swin", 1, 2),
+}
+# Bounds: fp32 artifacts match eager to float rounding; int8 ones keep the logits' direction and the top-1.
+FP32_RELATIVE_ERROR = 1e-4
+INT8_MIN_COSINE = 0.98
+INT8_MIN_AGREEMENT = 0.75  # untrained tiny models have near-tied logits; the cosine bound is the strict one
+
+
+@pytest.fixture(scope="module", params=sorted(PAIRS))
+def stitched(request: pytest.FixtureRequest) -> tuple[str, StitchedModel]:
+    front, back, i, j = PAIRS[request.param]
+    return request.param, build_stitched(decompose(zoo.make(front)), i, decompose(zoo.make(back, 1)), j, zoo.SIZE)
+
+
+@pytest.mark.parametrize("quantization", [Quantization.FP32, Quantization.INT8])
+@pytest.mark.parametrize("name", [Backend.EXECUTORCH, Backend.LITERT])
+def test_lowered_artifact_agrees_with_eager(
+    stitched: tuple[str, StitchedModel], name: Backend, quantization: Quantization, tmp_path: Path
+) -> None:
+    pair, model = stitched
+    backend = get_backend(name)
+    inputs = torch.randn(16, 3, zoo.SIZE, zoo.SIZE, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        eager = model(inputs).numpy()
+    with captured() as log:
+        lowered = backend.lower(model, inputs[:1], quantization, calibration=inputs)
+    assert "Traceback" not in log.text
+    path = tmp_path / f"model{backend.suffix}"
+    path.write_bytes(lowered.data)
+    out = backend.load(path, threads=2)(inputs.numpy())
+    assert out.shape == eager.shape and out.dtype == np.float32
+    report = lowered.delegation
+    assert report.partitions >= 1 and report.delegated_ops > 0, report
+    if quantization is Quantization.FP32:
+        assert np.abs(out - eager).max() <= FP32_RELATIVE_ERROR * np.abs(eager).max(), pair
+        return
+    cosine = (out * eager).sum(1) / (np.linalg.norm(out, axis=1) * np.linalg.norm(eager, axis=1))
+    assert cosine.min() >= INT8_MIN_COSINE, (pair, cosine.min())
+    assert (out.argmax(1) == eager.argmax(1)).mean() >= INT8_MIN_AGREEMENT, pair
+    fp32_bytes = sum(p.numel() for p in model.parameters()) * 4
+    assert len(lowered.data) < fp32_bytes, "int8 weights take a quarter of fp32 (tiny models: plus fixed overhead)"
+    if name is Backend.LITERT:
+        assert lowered.input_quantization is not None and lowered.input_quantization.dtype == "int8"
