@@ -1,6 +1,7 @@
 """Content-addressed cache of stage results: a change to any input of a stage changes its key.
 
-Entries are dicts of tensors written atomically with ``torch.save`` and read with ``weights_only=True``.
+Entries are dicts of tensors (``torch.save``, read back with ``weights_only=True``), raw bytes, or JSON;
+every write is atomic, so an interrupted run never leaves a partial entry.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,15 +51,41 @@ class Cache:
         return data if isinstance(data, dict) else None
 
     def save(self, key: str, tensors: dict[str, torch.Tensor]) -> None:
-        """Store ``tensors`` for ``key`` (atomically: readers never see a partial file)."""
+        """Store ``tensors`` for ``key``."""
+        self._write(f"{key}.pt", lambda tmp: torch.save(tensors, tmp))
+
+    def load_bytes(self, key: str) -> bytes | None:
+        """Stored raw bytes for ``key``, or None."""
+        if self.root is None or not (self.root / f"{key}.bin").is_file():
+            return None
+        return (self.root / f"{key}.bin").read_bytes()
+
+    def save_bytes(self, key: str, data: bytes) -> None:
+        """Store raw bytes for ``key``."""
+        self._write(f"{key}.bin", lambda tmp: Path(tmp).write_bytes(data))
+
+    def load_json(self, key: str) -> Any:
+        """Stored JSON value for ``key``, or None."""
+        if self.root is None:
+            return None
+        try:
+            return json.loads((self.root / f"{key}.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def save_json(self, key: str, value: Any) -> None:
+        """Store a JSON-serialisable value for ``key``."""
+        self._write(f"{key}.json", lambda tmp: Path(tmp).write_text(json.dumps(value)))
+
+    def _write(self, name: str, write: Callable[[str], object]) -> None:
         if self.root is None:
             return
         self.root.mkdir(parents=True, exist_ok=True)
         handle, tmp = tempfile.mkstemp(dir=self.root, suffix=".tmp")
         os.close(handle)
         try:
-            torch.save(tensors, tmp)
-            os.replace(tmp, self.root / f"{key}.pt")
+            write(tmp)
+            os.replace(tmp, self.root / name)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)

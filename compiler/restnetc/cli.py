@@ -86,6 +86,72 @@ def search(
 
 
 @app.command()
+def build(
+    target: TargetOption,
+    project: ProjectOption = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Bundle directory; default dist/<target>")] = None,
+    cache_dir: CacheOption = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute every stage")] = False,
+) -> None:
+    """Search, then lower every variant and both parents with every backend into a verified bundle."""
+    from restnetc.cache import Cache, default_cache_dir
+    from restnetc.config import load_project, load_target
+    from restnetc.pipeline.build import run_build
+    from restnetc.reports.bundle_summary import bundle_table
+
+    target_config = load_target(target)
+    project_config, project_path = load_project(project)
+    stderr.print(f"project {project_config.name} ({project_path}), target {target_config.name} ({target})")
+    cache = Cache(None if no_cache else (cache_dir or default_cache_dir()))
+    result = run_build(project_config, target_config, cache, out)
+    stdout.print(bundle_table(result.manifest))
+    stdout.print(f"wrote bundle {result.bundle} ({len(result.manifest.artifacts)} artifacts) in {result.seconds:.0f} s")
+
+
+@app.command()
+def inspect(bundle: Annotated[Path, typer.Argument(help="Bundle directory")]) -> None:
+    """Summarise a bundle and verify every file against the manifest (exit 1 on any mismatch)."""
+    from restnetc.bundle.integrity import check_files
+    from restnetc.bundle.manifest import BundleError, read_manifest
+    from restnetc.reports.bundle_summary import bundle_table
+
+    manifest = read_manifest(bundle)
+    stdout.print(bundle_table(manifest))
+    problems = [c for c in check_files(bundle, manifest) if c.problem]
+    if problems:
+        raise BundleError("; ".join(f"{bundle / c.file}: {c.problem}" for c in problems))
+    stdout.print(f"all {len(manifest.artifacts)} artifact files match the manifest (size and sha256)")
+
+
+@app.command("size-check")
+def size_check(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory")],
+    baseline: Annotated[Path, typer.Option("--baseline", help="Baseline JSON (committed in your repo)")],
+    tolerance: Annotated[float, typer.Option("--tolerance", help="Allowed growth, percent")] = 1.0,
+    tolerance_bytes: Annotated[
+        int | None, typer.Option("--tolerance-bytes", help="Allowed growth in bytes (overrides --tolerance)")
+    ] = None,
+    update: Annotated[bool, typer.Option("--update", help="Rewrite the baseline from this bundle")] = False,
+) -> None:
+    """Compare artifact sizes with a baseline; print a markdown table; exit 1 on a regression."""
+    from restnetc.bundle.manifest import read_manifest
+    from restnetc.bundle.size_check import compare, markdown_table, read_baseline, write_baseline
+
+    manifest = read_manifest(bundle)
+    if update:
+        write_baseline(baseline, manifest)
+        stdout.print(f"baseline {baseline} updated from {bundle} ({len(manifest.artifacts)} artifacts)")
+        return
+    rows = compare(read_baseline(baseline), manifest, tolerance, tolerance_bytes)
+    print(markdown_table(rows))
+    failed = [r for r in rows if r.failed]
+    if failed:
+        allowed = f"{tolerance_bytes} bytes" if tolerance_bytes is not None else f"{tolerance}%"
+        stderr.print(f"[red]error:[/] {len(failed)} artifact(s) failed the size check (tolerance {allowed})")
+        raise typer.Exit(1)
+
+
+@app.command()
 def families(pattern: Annotated[str, typer.Argument(help="Shell-style wildcard")] = "*") -> None:
     """List the registered model families (block adapters)."""
     from restnetc.models import list_families

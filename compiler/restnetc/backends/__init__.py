@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from restnetc.backends.base import Backend, DelegationReport, Lowered, Runner, TensorQuantization
+from restnetc.backends.native_output import captured
 from restnetc.config.target import Backend as BackendName
 
 __all__ = ["Backend", "DelegationReport", "Lowered", "Runner", "TensorQuantization", "get_backend"]
 
 
 def get_backend(name: BackendName) -> Backend:
-    """The backend implementation for ``name`` (imported on first use: each pulls in its toolchain)."""
-    if name is BackendName.EXECUTORCH:
-        from restnetc.backends.executorch import ExecuTorchBackend
+    """The backend implementation for ``name``.
 
-        return ExecuTorchBackend()
-    from restnetc.backends.litert import LiteRtBackend
+    Imported on first use, since each pulls in its whole toolchain; what those imports print natively
+    (absl, cpuinfo and optional-kernel messages) is kept off the terminal.
+    """
+    with captured():
+        if name is BackendName.EXECUTORCH:
+            from restnetc.backends.executorch import ExecuTorchBackend
 
-    return LiteRtBackend()
+            return ExecuTorchBackend()
+        from restnetc.backends.litert import LiteRtBackend
+
+        return LiteRtBackend()

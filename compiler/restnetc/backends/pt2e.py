@@ -10,6 +10,38 @@ from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 from torchao.quantization.pt2e.quantizer import Quantizer
 
 
+def _inside(node: torch.fx.Node, modules: Sequence[str]) -> bool:
+    """Whether ``node`` was traced from one of ``modules`` (dotted names) or their children."""
+    paths = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
+    return any(path == name or path.startswith(name + ".") for path in paths for name in modules)
+
+
+class _FloatIslands(Quantizer):  # type: ignore[misc]
+    """Wraps a quantizer and removes its annotations from nodes of the given submodules, keeping them float.
+
+    Neither the XNNPACK nor the litert-torch quantizer accepts "no config" for a module name, so the
+    exclusion is done once here, on the annotated graph, for every backend alike.
+    """
+
+    def __init__(self, inner: Quantizer, modules: Sequence[str]) -> None:
+        super().__init__()
+        self.inner = inner
+        self.modules = tuple(modules)
+
+    def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+        model = self.inner.annotate(model)
+        for node in model.graph.nodes:
+            if _inside(node, self.modules):
+                node.meta.pop("quantization_annotation", None)
+        return model
+
+    def validate(self, model: torch.fx.GraphModule) -> None:
+        self.inner.validate(model)
+
+    def transform_for_annotation(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+        return self.inner.transform_for_annotation(model)  # type: ignore[no-any-return]
+
+
 def quantize_pt2e(
     model: nn.Module,
     example: torch.Tensor,
@@ -22,10 +54,8 @@ def quantize_pt2e(
 
     The exported graph has a static batch of one (that is what ships), so calibration runs image by image.
     """
-    for name in float_modules:
-        quantizer.set_module_name(name, None)
     graph = torch.export.export(model, (example,)).module()
-    prepared = prepare_pt2e(graph, quantizer)
+    prepared = prepare_pt2e(graph, _FloatIslands(quantizer, float_modules) if float_modules else quantizer)
     with torch.no_grad():
         for image in calibration.split(1):
             prepared(image)

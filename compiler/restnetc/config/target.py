@@ -96,12 +96,32 @@ class RuntimeConfig(StrictModel):
     backends: list[Backend] = Field(min_length=1)
     quantization: Quantization = Quantization.INT8
     threads: int = Field(default=1, ge=1, le=256)
+    calibration_images: int = Field(default=64, ge=1, description="real task images that calibrate int8")
 
     @model_validator(mode="after")
     def _unique_backends(self) -> RuntimeConfig:
         if len(set(self.backends)) != len(self.backends):
             raise ValueError("backends: each backend may appear once")
         return self
+
+
+class AccuracyPolicy(StrictModel):
+    """What a build does when an artifact loses more top-1 than ``tolerance_points`` against eager fp32.
+
+    ``keep-float`` re-lowers with the stitching layer, then also the head, then also the block after the
+    stitch (the stem for a parent) in float, measuring each, and keeps the first within tolerance (or the
+    best, with a warning); ``warn`` keeps the artifact with a warning; ``fail`` stops the build.
+    """
+
+    tolerance_points: float = Field(default=1.0, ge=0)
+    policy: Literal["keep-float", "warn", "fail"] = "keep-float"
+
+
+class Measurement(StrictModel):
+    """Host timing protocol: warm-up runs, then timed runs, interleaved across artifacts."""
+
+    warmup: int = Field(default=3, ge=0)
+    runs: int = Field(default=30, ge=1)
 
 
 class TargetConfig(VersionedConfig):
@@ -112,6 +132,8 @@ class TargetConfig(VersionedConfig):
     device: Device
     runtime: RuntimeConfig
     budgets: list[Budget] = Field(min_length=1)
+    accuracy: AccuracyPolicy = AccuracyPolicy()
+    measurement: Measurement = Measurement()
 
     @model_validator(mode="after")
     def _distinct_budgets(self) -> TargetConfig:

@@ -51,7 +51,7 @@ class VariantResult:
     finetune_steps: int
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SearchResult:
     """Everything ``restnetc search`` measured."""
 
@@ -63,6 +63,9 @@ class SearchResult:
     calibration_samples: int
     variants: list[VariantResult]
     stitched_models: dict[tuple[int, int], StitchedModel] = field(repr=False)
+    parents: tuple[Parent, Parent] = field(repr=False)
+    train: ImageSet = field(repr=False)
+    test: ImageSet = field(repr=False)
     seconds: float = 0.0
 
 
@@ -244,5 +247,8 @@ def run_search(project: ProjectConfig, target: TargetConfig, cache: Cache) -> Se
         calibration_samples=samples,
         variants=variants,
         stitched_models=models,
+        parents=(front, back),
+        train=train,
+        test=test,
         seconds=time.perf_counter() - start,
     )

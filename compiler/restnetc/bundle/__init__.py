@@ -1,0 +1,1 @@
+"""Bundles: lowered variants of the ladder, a manifest with every measured figure, verification tools."""

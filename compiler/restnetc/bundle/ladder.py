@@ -1,0 +1,90 @@
+"""The models a bundle ships: both parents as the ends of the ladder, and one stitched variant per rung."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from restnetc.bundle.manifest import StitchInfo
+from restnetc.pipeline.search import SearchResult
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One model to lower, with what the search knows about it."""
+
+    id: str
+    role: str
+    model: nn.Module
+    params: int
+    macs: int
+    budget: str | None
+    stitch: StitchInfo | None
+    sensitive_modules: tuple[tuple[str, ...], ...]
+    """Candidate sets of submodules to keep in float, tried in order by the keep-float policy."""
+
+
+def weights_digest(model: nn.Module) -> str:
+    """sha256 over every parameter and buffer (names, shapes, values): identifies the model for caches."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def ladder(result: SearchResult) -> list[Rung]:
+    """Parents and distinct variants, cheapest first."""
+    rungs = [
+        Rung(
+            f"parent-{parent.name}",
+            "parent",
+            parent.model,
+            parent.costs.total.params,
+            parent.costs.total.macs,
+            None,
+            None,
+            (("head",), ("head", "stem")),
+        )
+        for parent in result.parents
+    ]
+    seen: set[tuple[int, int]] = set()
+    for variant in result.variants:
+        point = (variant.candidate.front_block, variant.candidate.back_block)
+        if point in seen:
+            continue
+        seen.add(point)
+        stitch = StitchInfo(
+            front_model=result.front.name,
+            front_block=point[0],
+            back_model=result.back.name,
+            back_block=point[1],
+            cka=round(variant.candidate.cka, 6),
+            order=result.project.order.value,
+            stitch_kind=variant.stitch_kind,
+            trainable_params=variant.trainable_params,
+        )
+        rungs.append(
+            Rung(
+                f"stitch-{point[0]:02d}-{point[1]:02d}",
+                "variant",
+                result.stitched_models[point],
+                variant.candidate.cost.params,
+                variant.candidate.cost.macs,
+                variant.budget.describe(),
+                stitch,
+                (("stitch",), ("stitch", "head"), ("stitch", "head", "back_blocks.0")),
+            )
+        )
+    return sorted(rungs, key=lambda r: r.params)
+
+
+@torch.no_grad()
+def eager_logits(model: nn.Module, images: torch.Tensor, batch: int = 128) -> torch.Tensor:
+    """fp32 logits of ``model`` over ``images``, in batches."""
+    model.eval()
+    return torch.cat([model(chunk) for chunk in images.split(batch)])

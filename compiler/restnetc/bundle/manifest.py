@@ -1,0 +1,159 @@
+"""``manifest.json``: the versioned description of a bundle, written by ``build``, read by ``inspect``,
+``size-check`` and the runtime shim.
+
+Every artifact entry names a file *and* the entry point inside it (an ExecuTorch method, a TFLite
+signature), so a future single-file ladder (one method per variant) needs no schema change. File paths are
+relative to the bundle directory and can never leave it (``safe_path``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from restnetc.errors import RestnetcError
+
+MANIFEST_NAME = "manifest.json"
+
+
+class BundleError(RestnetcError):
+    """A bundle is missing, malformed, or its files do not match the manifest."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StitchInfo(_Strict):
+    """Where a variant is stitched (null for a parent)."""
+
+    front_model: str
+    front_block: int
+    back_model: str
+    back_block: int
+    cka: float
+    order: str
+    stitch_kind: str
+    trainable_params: int
+
+
+class InputSpec(_Strict):
+    """What the artifact's input expects and how to produce it from an RGB image."""
+
+    shape: tuple[int, int, int, int]
+    layout: Literal["NCHW"] = "NCHW"
+    dtype: str
+    normalization: dict[str, tuple[float, float, float]]
+    quantization: dict[str, float | int | str] | None = None
+    output_quantization: dict[str, float | int | str] | None = None
+
+
+class Accuracy(_Strict):
+    """Top-1 % on the held-out images: the eager fp32 model and the artifact in its own runtime."""
+
+    eager_fp32: float
+    artifact: float
+    images: int
+
+
+class Latency(_Strict):
+    """Host latency: median and spread over ``runs`` timed runs after ``warmup`` runs."""
+
+    host_median: float
+    host_p10: float
+    host_p90: float
+    threads: int
+    runs: int
+    warmup: int
+
+
+class Memory(_Strict):
+    """Peak resident memory to load the artifact and run one inference, in a fresh process."""
+
+    host_peak_delta: int = Field(description="VmHWM after load+run minus VmRSS before load")
+    host_peak_total: int
+
+
+class Delegation(_Strict):
+    """How much ran in the accelerated delegate and what fell back."""
+
+    delegate: str
+    partitions: int
+    delegated_ops: int
+    fallback_ops: dict[str, int]
+
+
+class Artifact(_Strict):
+    """One lowered variant for one backend."""
+
+    id: str
+    role: Literal["parent", "variant"]
+    backend: str
+    quantization: str
+    float_modules: list[str] = Field(description="submodules kept in float by the accuracy policy")
+    file: str
+    entry_point: str
+    bytes: int
+    sha256: str
+    params: int
+    macs: int
+    budget: str | None
+    stitch: StitchInfo | None
+    accuracy: Accuracy
+    agreement: float = Field(description="% of images where artifact and eager fp32 agree on top-1")
+    max_logit_diff: float
+    latency_ms: Latency
+    memory_bytes: Memory
+    input: InputSpec
+    delegation: Delegation
+    policy: str = Field(description="what the accuracy policy did for this artifact")
+
+    @field_validator("file")
+    @classmethod
+    def _relative_inside(cls, value: str) -> str:
+        path = PurePosixPath(value)
+        if path.is_absolute() or ".." in path.parts or not path.parts:
+            raise ValueError(f"artifact file must be a relative path inside the bundle, got {value!r}")
+        return value
+
+
+class Manifest(_Strict):
+    """The whole bundle."""
+
+    schema_version: Literal[1] = 1
+    target: dict[str, object]
+    project: dict[str, object]
+    labels: list[str]
+    tools: dict[str, str]
+    created: str
+    accuracy_tolerance_points: float
+    artifacts: list[Artifact]
+
+
+def safe_path(bundle: Path, relative: str) -> Path:
+    """``bundle / relative``, refusing anything that resolves outside ``bundle`` (``..``, symlinks)."""
+    root = bundle.resolve()
+    candidate = (root / relative).resolve()
+    if not candidate.is_relative_to(root):
+        raise BundleError(f"{bundle}: {relative!r} points outside the bundle")
+    return candidate
+
+
+def read_manifest(bundle: Path) -> Manifest:
+    """Load and validate ``bundle/manifest.json``."""
+    path = bundle / MANIFEST_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{path}: not found (is {bundle} a restnetc bundle?)") from None
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{path}: unreadable: {exc}") from None
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise BundleError(f"{path}: {where}: {first['msg']}") from None

@@ -1,0 +1,39 @@
+"""Child process that measures the memory to load one artifact and run one inference.
+
+Run as ``python -m restnetc.bundle.memory_probe BACKEND FILE SIZE THREADS``; prints one JSON line. After the
+runtime is imported, the kernel's peak-RSS counter is reset (``/proc/self/clear_refs``), so the reported
+peak delta covers only loading the artifact and running it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def _status_kib(field: str) -> int:
+    text = Path("/proc/self/status").read_text()
+    match = re.search(rf"^{field}:\s+(\d+) kB", text, re.MULTILINE)
+    return int(match.group(1)) if match else 0
+
+
+def main(argv: list[str]) -> None:
+    backend_name, file, size, threads = argv[0], Path(argv[1]), int(argv[2]), int(argv[3])
+    from restnetc.backends import get_backend
+    from restnetc.config.target import Backend
+
+    backend = get_backend(Backend(backend_name))
+    example = np.zeros((1, 3, size, size), dtype=np.float32)
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    baseline = _status_kib("VmRSS")
+    backend.load(file, threads)(example)
+    peak = _status_kib("VmHWM")
+    print(json.dumps({"peak_delta": (peak - baseline) * 1024, "peak_total": peak * 1024}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

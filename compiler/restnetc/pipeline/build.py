@@ -1,0 +1,162 @@
+"""``restnetc build``: search, then lower every rung with every backend, verify, measure, and ship a bundle."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from restnetc.backends import get_backend
+from restnetc.backends.native_output import captured
+from restnetc.bundle.ladder import Rung, eager_logits, ladder, weights_digest
+from restnetc.bundle.lowering import HeldOut, Lowerer, Verified, toolchain_versions
+from restnetc.bundle.manifest import (
+    MANIFEST_NAME,
+    Accuracy,
+    Artifact,
+    Delegation,
+    InputSpec,
+    Manifest,
+    Memory,
+)
+from restnetc.bundle.measure import measure_latency, measure_memory
+from restnetc.bundle.writer import staged_directory
+from restnetc.cache import Cache, stage_key
+from restnetc.config.project import ProjectConfig
+from restnetc.config.target import TargetConfig
+from restnetc.pipeline.search import SearchResult, run_search
+from restnetc.progress import step
+from restnetc.reports.bundle_report import write_bundle_report
+from restnetc.reports.search_outputs import variants_document
+
+DEFAULT_BUNDLE_ROOT = Path("dist")
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What ``build`` produced."""
+
+    bundle: Path
+    manifest: Manifest
+    search: SearchResult
+    seconds: float
+
+
+def _eager(rung: Rung, held_out: HeldOut, cache: Cache) -> torch.Tensor:
+    key = stage_key("eager-logits", weights_digest(rung.model), held_out.digest)
+    if (stored := cache.load(key)) is not None:
+        return stored["logits"]
+    logits = eager_logits(rung.model, held_out.images)
+    cache.save(key, {"logits": logits})
+    return logits
+
+
+def _memory(backend: str, path: Path, size: int, threads: int, cache: Cache) -> Memory:
+    key = stage_key("memory", hashlib.sha256(path.read_bytes()).hexdigest(), size, threads, os.uname().machine)
+    if (stored := cache.load_json(key)) is not None:
+        return Memory(**stored)
+    memory = measure_memory(backend, path, size, threads)
+    cache.save_json(key, memory.model_dump())
+    return memory
+
+
+def _quant_dict(q: object) -> dict[str, float | int | str] | None:
+    return None if q is None else dict(q.__dict__)
+
+
+def run_build(project: ProjectConfig, target: TargetConfig, cache: Cache, out_dir: Path | None = None) -> BuildResult:
+    """Build the bundle for ``target`` into ``out_dir`` (default ``dist/<target name>``), atomically."""
+    start = time.perf_counter()
+    bundle = out_dir or DEFAULT_BUNDLE_ROOT / target.name
+    search = run_search(project, target, cache)
+    rungs = ladder(search)
+    size = project.data.input_size
+    held_out = HeldOut.of(search.test.images, search.test.labels)
+    calibration = search.train.images[: target.runtime.calibration_images]
+    threads = min(target.runtime.threads, os.cpu_count() or 1)
+    eager = {rung.id: _eager(rung, held_out, cache) for rung in rungs}
+    eager_accuracy = {k: float((v.argmax(1) == held_out.labels).double().mean() * 100) for k, v in eager.items()}
+
+    with staged_directory(bundle) as staging:
+        lowerer = Lowerer(target.runtime.quantization, calibration, held_out, target.accuracy, threads, cache, staging)
+        backends = {name.value: get_backend(name) for name in target.runtime.backends}
+        verified: dict[tuple[str, str], tuple[Rung, Verified, str]] = {}
+        for backend in backends.values():
+            (staging / backend.name).mkdir()
+            for rung in rungs:
+                result = lowerer.build(rung, backend, eager[rung.id], eager_accuracy[rung.id])
+                relative = f"{backend.name}/{rung.id}{backend.suffix}"
+                (staging / relative).write_bytes(result.lowered.data)
+                verified[(rung.id, backend.name)] = (rung, result, relative)
+
+        with captured():
+            runners = {
+                f"{rid}/{bname}": backends[bname].load(staging / relative, threads)
+                for (rid, bname), (_, _, relative) in verified.items()
+            }
+        latency = measure_latency(runners, np.asarray(calibration[:1]), target.measurement, threads)
+        del runners
+        step(f"host latency measured: {target.measurement.runs} interleaved runs per artifact, {threads} threads")
+
+        artifacts = []
+        for (rid, bname), (rung, result, relative) in verified.items():
+            data = result.lowered.data
+            memory = _memory(bname, staging / relative, size, threads, cache)
+            evaluation = result.evaluation
+            input_q = result.lowered.input_quantization
+            artifacts.append(
+                Artifact(
+                    id=rid,
+                    role="parent" if rung.role == "parent" else "variant",
+                    backend=bname,
+                    quantization=target.runtime.quantization.value,
+                    float_modules=list(result.float_modules),
+                    file=relative,
+                    entry_point=result.lowered.entry_point,
+                    bytes=len(data),
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    params=rung.params,
+                    macs=rung.macs,
+                    budget=rung.budget,
+                    stitch=rung.stitch,
+                    accuracy=Accuracy(
+                        eager_fp32=round(eager_accuracy[rid], 3),
+                        artifact=evaluation.accuracy,
+                        images=len(held_out.labels),
+                    ),
+                    agreement=evaluation.agreement,
+                    max_logit_diff=evaluation.max_logit_diff,
+                    latency_ms=latency[f"{rid}/{bname}"],
+                    memory_bytes=memory,
+                    input=InputSpec(
+                        shape=(1, 3, size, size),
+                        dtype="float32" if input_q is None else input_q.dtype,
+                        normalization={"mean": project.data.normalization.mean, "std": project.data.normalization.std},
+                        quantization=_quant_dict(input_q),
+                        output_quantization=_quant_dict(result.lowered.output_quantization),
+                    ),
+                    delegation=Delegation(**result.lowered.delegation.__dict__),
+                    policy=result.policy,
+                )
+            )
+        step(f"memory measured for {len(artifacts)} artifacts (separate processes)")
+        manifest = Manifest(
+            target=target.model_dump(mode="json", by_alias=True),
+            project=project.model_dump(mode="json"),
+            labels=list(search.train.classes),
+            tools=toolchain_versions(),
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            accuracy_tolerance_points=target.accuracy.tolerance_points,
+            artifacts=artifacts,
+        )
+        (staging / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2) + "\n")
+        np.save(staging / "cka.npy", search.cka)
+        (staging / "variants.json").write_text(json.dumps(variants_document(search), indent=2) + "\n")
+        write_bundle_report(manifest, search, staging)
+    return BuildResult(bundle, manifest, search, time.perf_counter() - start)

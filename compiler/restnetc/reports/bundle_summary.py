@@ -1,0 +1,43 @@
+"""The bundle as a terminal table (``build`` and ``inspect``)."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from restnetc.bundle.manifest import Manifest
+from restnetc.config.units import format_count
+
+
+def bundle_table(manifest: Manifest) -> Table:
+    """One row per artifact: sizes, accuracy eager vs artifact, host latency and memory."""
+    table = Table(title=f"bundle for {manifest.target['name']} (created {manifest.created})")
+    headers = (
+        "id",
+        "backend",
+        "params",
+        "MACs",
+        "size MB",
+        "eager %",
+        "artifact %",
+        "agree %",
+        "ms",
+        "mem MB",
+        "policy",
+    )
+    for header in headers:
+        table.add_column(header, justify="left" if header in ("id", "backend", "policy") else "right")
+    for a in sorted(manifest.artifacts, key=lambda a: (a.backend, a.params)):
+        table.add_row(
+            a.id,
+            f"{a.backend} {a.quantization}",
+            format_count(a.params),
+            format_count(a.macs),
+            f"{a.bytes / 1e6:.2f}",
+            f"{a.accuracy.eager_fp32:.2f}",
+            f"{a.accuracy.artifact:.2f}",
+            f"{a.agreement:.1f}",
+            f"{a.latency_ms.host_median:.2f}",
+            f"{a.memory_bytes.host_peak_delta / 1e6:.1f}",
+            a.policy,
+        )
+    return table

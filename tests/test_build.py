@@ -1,0 +1,157 @@
+"""``restnetc build`` end to end on real weights and data (32 px), then ``inspect`` and ``size-check``.
+
+The bundle is built once per module; tests that alter it work on copies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from restnetc.bundle.lowering import BuildError
+from restnetc.bundle.manifest import read_manifest
+from tests.conftest import REPO, TINY_PROJECT, CliResult
+
+BASELINE = REPO / "tests" / "baselines" / "tiny-bundle-sizes.json"
+BUILD_TARGET = """\
+schema_version: 1
+name: tiny-build
+device: {arch: aarch64, cpu: cortex-a53, cores: 4, memory: 1GB}
+runtime: {backends: [executorch, litert], threads: 2, calibration_images: 16}
+budgets:
+  - params: 3.6M
+accuracy: {policy: warn}
+measurement: {warmup: 1, runs: 5}
+"""
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, Path]:
+    """(bundle, project file, target file, cache dir) after one real build through the CLI."""
+    from restnetc.cli import main
+
+    root = tmp_path_factory.mktemp("build")
+    project, target, cache, bundle = root / "p.yaml", root / "t.yaml", root / "cache", root / "bundle"
+    project.write_text(TINY_PROJECT)
+    target.write_text(BUILD_TARGET)
+    args = [
+        "build",
+        "--target",
+        str(target),
+        "--project",
+        str(project),
+        "--out",
+        str(bundle),
+        "--cache-dir",
+        str(cache),
+    ]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.argv", ["restnetc", *args])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+    assert exit_info.value.code in (0, None)
+    return bundle, project, target, cache
+
+
+def test_bundle_holds_every_rung_for_every_backend(built: tuple[Path, Path, Path, Path]) -> None:
+    bundle = built[0]
+    manifest = read_manifest(bundle)
+    ids = {a.id for a in manifest.artifacts}
+    assert ids == {"parent-efficientnet-lite0", "parent-efficientnet-lite2", "stitch-01-01"}
+    assert {(a.id, a.backend) for a in manifest.artifacts} == {(i, b) for i in ids for b in ("executorch", "litert")}
+    for artifact in manifest.artifacts:
+        data = (bundle / artifact.file).read_bytes()
+        assert len(data) == artifact.bytes and hashlib.sha256(data).hexdigest() == artifact.sha256
+        assert artifact.bytes <= 1.3 * artifact.params, "int8 weights: about one byte per parameter"
+        assert artifact.accuracy.images == 64 and 0 <= artifact.accuracy.artifact <= 100
+        assert artifact.latency_ms.host_median > 0 and artifact.latency_ms.runs == 5
+        assert artifact.memory_bytes.host_peak_delta > 0
+        assert artifact.delegation.delegated_ops > 0
+        assert (artifact.stitch is None) == (artifact.role == "parent")
+    litert = next(a for a in manifest.artifacts if a.backend == "litert")
+    assert litert.input.dtype == "int8" and litert.input.quantization is not None
+    assert manifest.labels[0] == "T-shirt/top" and manifest.tools["executorch"] == "1.5.1"
+    for name in ("report.html", "cka.png", "accuracy_vs_params.png", "accuracy_vs_macs.png", "cka.npy"):
+        assert (bundle / name).is_file()
+    assert "data:image/png;base64," in (bundle / "report.html").read_text()
+
+
+def test_inspect_verifies_and_detects_a_flipped_byte(
+    built: tuple[Path, Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    assert cli("inspect", str(built[0])).code == 0
+    copy = tmp_path / "bundle"
+    shutil.copytree(built[0], copy)
+    victim = copy / read_manifest(copy).artifacts[0].file
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    result = cli("inspect", str(copy))
+    assert result.code == 1 and f"{victim}: sha256 does not match the manifest" in result.stderr
+
+
+def test_inspect_refuses_paths_that_escape_the_bundle(
+    built: tuple[Path, Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    copy = tmp_path / "bundle"
+    shutil.copytree(built[0], copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["artifacts"][0]["file"] = "../outside.pte"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    result = cli("inspect", str(copy))
+    assert result.code == 1 and "relative path inside the bundle" in result.stderr
+
+
+def test_size_check_passes_fails_and_updates(
+    built: tuple[Path, Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    bundle, baseline = built[0], tmp_path / "sizes.json"
+    assert cli("size-check", str(bundle), "--baseline", str(baseline)).code == 1  # no baseline yet
+    assert cli("size-check", str(bundle), "--baseline", str(baseline), "--update").code == 0
+    ok = cli("size-check", str(bundle), "--baseline", str(baseline))
+    assert ok.code == 0 and "| artifact | baseline | now | delta | verdict |" in ok.stdout
+    sizes = json.loads(baseline.read_text())
+    grown = next(iter(sizes["artifacts"]))
+    sizes["artifacts"][grown] -= 50_000  # the bundle's artifact is now 50 kB larger than its baseline
+    sizes["artifacts"]["litert/removed.tflite"] = 1000
+    baseline.write_text(json.dumps(sizes))
+    failed = cli("size-check", str(bundle), "--baseline", str(baseline), "--tolerance", "0.5")
+    assert failed.code == 1
+    assert f"| {grown} |" in failed.stdout and "FAIL: grew past tolerance" in failed.stdout
+    assert "FAIL: missing from bundle" in failed.stdout
+    assert cli("size-check", str(bundle), "--baseline", str(baseline), "--tolerance-bytes", "60000").code == 1
+    del sizes["artifacts"]["litert/removed.tflite"]
+    baseline.write_text(json.dumps(sizes))
+    assert cli("size-check", str(bundle), "--baseline", str(baseline), "--tolerance-bytes", "60000").code == 0
+
+
+def test_committed_size_baseline_holds(built: tuple[Path, Path, Path, Path], cli: Callable[..., CliResult]) -> None:
+    """This project's own CI size check (refresh with: restnetc size-check BUNDLE --baseline ... --update)."""
+    result = cli("size-check", str(built[0]), "--baseline", str(BASELINE), "--tolerance", "2")
+    assert result.code == 0, result.stdout + result.stderr
+
+
+def test_failed_build_leaves_the_previous_bundle_intact(
+    built: tuple[Path, Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The build fails after every artifact is lowered and staged; the old bundle must not change."""
+    bundle, project, target, cache = built
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    before = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+
+    def broken(*args: object) -> None:
+        raise BuildError("disk full while writing the report")
+
+    monkeypatch.setattr("restnetc.pipeline.build.write_bundle_report", broken)
+    args = ("build", "--target", str(target), "--project", str(project), "--out", str(copy), "--cache-dir", str(cache))
+    result = cli(*args)
+    assert result.code == 1 and "disk full while writing the report" in result.stderr
+    after = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    assert after == before
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"], "no staging directory is left behind"
