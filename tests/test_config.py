@@ -113,31 +113,23 @@ MALFORMED_PROJECTS = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(MALFORMED_TARGETS))
-def test_malformed_target_gives_one_line_error(
-    case: str, tiny_files: tuple[Path, Path], cli: Callable[..., CliResult]
+MALFORMED = [("target", case, *MALFORMED_TARGETS[case]) for case in sorted(MALFORMED_TARGETS)] + [
+    ("project", case, *MALFORMED_PROJECTS[case]) for case in sorted(MALFORMED_PROJECTS)
+]
+
+
+@pytest.mark.parametrize(("which", "case", "text", "expected"), MALFORMED, ids=[f"{w}-{c}" for w, c, *_ in MALFORMED])
+def test_malformed_file_gives_one_line_error(
+    which: str, case: str, text: str, expected: str, tiny_files: tuple[Path, Path], cli: Callable[..., CliResult]
 ) -> None:
-    text, expected = MALFORMED_TARGETS[case]
     project, target = tiny_files
-    target.write_text(text)
+    broken = target if which == "target" else project
+    broken.write_text(text)
     result = cli("search", "--target", str(target), "--project", str(project))
     assert result.code == 1
-    assert result.stderr.startswith(f"error: {target}: ") and expected in result.stderr
+    assert result.stderr.startswith(f"error: {broken}: ") and expected in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
-
-
-@pytest.mark.parametrize("case", sorted(MALFORMED_PROJECTS))
-def test_malformed_project_gives_one_line_error(
-    case: str, tiny_files: tuple[Path, Path], cli: Callable[..., CliResult]
-) -> None:
-    text, expected = MALFORMED_PROJECTS[case]
-    project, target = tiny_files
-    project.write_text(text)
-    result = cli("search", "--target", str(target), "--project", str(project))
-    assert result.code == 1
-    assert result.stderr.startswith(f"error: {project}: ") and expected in result.stderr, result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_missing_target_file(tmp_path: Path, cli: Callable[..., CliResult]) -> None:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from restnetc.errors import RestnetcError
+
+if TYPE_CHECKING:
+    from restnetc.cache import Cache
+    from restnetc.config import ProjectConfig, TargetConfig
 
 app = typer.Typer(
     name="restnetc",
@@ -34,6 +38,19 @@ ProjectOption = Annotated[
 CacheOption = Annotated[
     Path | None, typer.Option("--cache-dir", help="Stage cache; default $RESTNETC_CACHE or ~/.cache/restnetc")
 ]
+
+
+def _job_inputs(
+    target: Path, project: Path | None, cache_dir: Path | None, no_cache: bool
+) -> tuple[TargetConfig, ProjectConfig, Cache]:
+    """Load and validate both config files (target first) and open the stage cache."""
+    from restnetc.cache import Cache, default_cache_dir
+    from restnetc.config import load_project, load_target
+
+    target_config = load_target(target)
+    project_config, project_path = load_project(project)
+    stderr.print(f"project {project_config.name} ({project_path}), target {target_config.name} ({target})")
+    return target_config, project_config, Cache(None if no_cache else (cache_dir or default_cache_dir()))
 
 
 @app.command()
@@ -69,15 +86,10 @@ def search(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute every stage")] = False,
 ) -> None:
     """CKA search, stitch point per budget, stitching-layer fine-tuning; writes cka.npy, cka.png, variants.json."""
-    from restnetc.cache import Cache, default_cache_dir
-    from restnetc.config import load_project, load_target
     from restnetc.pipeline.search import run_search
     from restnetc.reports.search_outputs import variants_table, write_search_outputs
 
-    target_config = load_target(target)
-    project_config, project_path = load_project(project)
-    stderr.print(f"project {project_config.name} ({project_path}), target {target_config.name} ({target})")
-    cache = Cache(None if no_cache else (cache_dir or default_cache_dir()))
+    target_config, project_config, cache = _job_inputs(target, project, cache_dir, no_cache)
     result = run_search(project_config, target_config, cache)
     out_dir = out or Path("dist") / target_config.name / "search"
     write_search_outputs(result, out_dir)
@@ -94,15 +106,10 @@ def build(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute every stage")] = False,
 ) -> None:
     """Search, then lower every variant and both parents with every backend into a verified bundle."""
-    from restnetc.cache import Cache, default_cache_dir
-    from restnetc.config import load_project, load_target
     from restnetc.pipeline.build import run_build
     from restnetc.reports.bundle_summary import bundle_table
 
-    target_config = load_target(target)
-    project_config, project_path = load_project(project)
-    stderr.print(f"project {project_config.name} ({project_path}), target {target_config.name} ({target})")
-    cache = Cache(None if no_cache else (cache_dir or default_cache_dir()))
+    target_config, project_config, cache = _job_inputs(target, project, cache_dir, no_cache)
     result = run_build(project_config, target_config, cache, out)
     stdout.print(bundle_table(result.manifest))
     stdout.print(f"wrote bundle {result.bundle} ({len(result.manifest.artifacts)} artifacts) in {result.seconds:.0f} s")

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from restnetc.config.target import Quantization
+from restnetc.errors import RestnetcError
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,12 @@ class Backend(ABC):
         For int8, activations are calibrated on ``calibration`` (``[N, 3, S, S]``, real images of the task);
         submodules named in ``float_modules`` (dotted names in ``model``) are left in float.
         """
+
+    def check_supported(self, quantization: Quantization) -> None:
+        """Raise a clear error if this backend cannot produce ``quantization``."""
+        if quantization not in self.quantizations:
+            supported = ", ".join(sorted(q.value for q in self.quantizations))
+            raise RestnetcError(f"{self.name}: {quantization.value} is not supported (use one of: {supported})")
 
     @abstractmethod
     def load(self, path: Path, threads: int) -> Runner:

@@ -40,8 +40,7 @@ class ExecuTorchBackend(Backend):
         calibration: torch.Tensor,
         float_modules: Sequence[str] = (),
     ) -> Lowered:
-        if quantization not in self.quantizations:
-            raise RestnetcError(f"executorch: {quantization.value} is not supported (use int8 or fp32)")
+        self.check_supported(quantization)
         graph: nn.Module = model
         if quantization is Quantization.INT8:
             quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))

@@ -19,7 +19,6 @@ from torch import nn
 from restnetc.backends.base import Backend, DelegationReport, Lowered, Runner, TensorQuantization
 from restnetc.backends.pt2e import quantize_pt2e
 from restnetc.config.target import Quantization
-from restnetc.errors import RestnetcError
 
 SIGNATURE = "serving_default"
 
@@ -71,8 +70,7 @@ class LiteRtBackend(Backend):
         calibration: torch.Tensor,
         float_modules: Sequence[str] = (),
     ) -> Lowered:
-        if quantization not in self.quantizations:
-            raise RestnetcError(f"litert: {quantization.value} is not supported (use int8 or fp32)")
+        self.check_supported(quantization)
         if quantization is Quantization.INT8:
             quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
                 pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
