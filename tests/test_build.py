@@ -69,8 +69,8 @@ def test_bundle_holds_every_rung_for_every_backend(built: tuple[Path, Path, Path
         assert len(data) == artifact.bytes and hashlib.sha256(data).hexdigest() == artifact.sha256
         assert artifact.bytes <= 1.3 * artifact.params, "int8 weights: about one byte per parameter"
         assert artifact.accuracy.images == 64 and 0 <= artifact.accuracy.artifact <= 100
-        assert artifact.latency_ms.host_median > 0 and artifact.latency_ms.runs == 5
-        assert artifact.memory_bytes.host_peak_delta > 0
+        assert artifact.latency_ms.host.median > 0 and artifact.latency_ms.host.runs == 5
+        assert artifact.memory_bytes.host.peak_delta > 0
         assert artifact.delegation.delegated_ops > 0
         assert (artifact.stitch is None) == (artifact.role == "parent")
     litert = next(a for a in manifest.artifacts if a.backend == "litert")

@@ -158,6 +158,43 @@ def size_check(
         raise typer.Exit(1)
 
 
+bench_app = typer.Typer(help="On-device benchmarking with TFLite's benchmark_model.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    logs: Annotated[list[Path], typer.Argument(help="benchmark_model logs, one per model run")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the parsed figures as JSON")] = False,
+) -> None:
+    """Parse benchmark_model logs (bare, INFO:, or logcat lines) into structured figures."""
+    import json
+
+    from restnetc.bench.benchmark_log import read_benchmark_log
+
+    parsed = [read_benchmark_log(path) for path in logs]
+    if as_json:
+        print(json.dumps([log.model_dump(mode="json") for log in parsed], indent=2))
+        return
+    table = Table(title="benchmark_model results")
+    for column in ("log", "graph", "threads", "inference ms", "first ms", "init ms", "peak MB", "delegated"):
+        table.add_column(column)
+    for log in parsed:
+        delegated = ", ".join(f"{d.replaced_nodes}/{d.total_nodes} in {d.partitions}" for d in log.delegates) or "-"
+        peak = "-" if log.peak_memory_mb is None else f"{log.peak_memory_mb:.1f}"
+        table.add_row(
+            log.source,
+            log.graph or "-",
+            str(log.threads or "-"),
+            f"{log.inference_ms:.2f}",
+            f"{log.first_inference_us / 1e3:.2f}",
+            f"{log.init_us / 1e3:.1f}",
+            peak,
+            delegated,
+        )
+    stdout.print(table)
+
+
 @app.command()
 def families(pattern: Annotated[str, typer.Argument(help="Shell-style wildcard")] = "*") -> None:
     """List the registered model families (block adapters)."""

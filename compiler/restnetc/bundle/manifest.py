@@ -59,22 +59,35 @@ class Accuracy(_Strict):
     images: int
 
 
-class Latency(_Strict):
-    """Host latency: median and spread over ``runs`` timed runs after ``warmup`` runs."""
+class HostLatency(_Strict):
+    """Milliseconds on the build host: median and spread of ``runs`` timed runs after ``warmup`` runs."""
 
-    host_median: float
-    host_p10: float
-    host_p90: float
+    median: float
+    p10: float
+    p90: float
     threads: int
     runs: int
     warmup: int
+    load_average: tuple[float, float, float]
+
+
+class Latency(_Strict):
+    """Latency by source (the host today; device and predicted sources are keyed alongside it)."""
+
+    host: HostLatency
+
+
+class HostMemory(_Strict):
+    """Peak resident memory to load the artifact and run one inference, in a fresh process on the host."""
+
+    peak_delta: int = Field(description="VmHWM after load+run minus VmRSS before load, bytes")
+    peak_total: int = Field(description="VmHWM after load+run, bytes (includes the Python runtime)")
 
 
 class Memory(_Strict):
-    """Peak resident memory to load the artifact and run one inference, in a fresh process."""
+    """Memory by source (the host today)."""
 
-    host_peak_delta: int = Field(description="VmHWM after load+run minus VmRSS before load")
-    host_peak_total: int
+    host: HostMemory
 
 
 class Delegation(_Strict):

@@ -21,6 +21,7 @@ from restnetc.bundle.manifest import (
     Accuracy,
     Artifact,
     Delegation,
+    HostMemory,
     InputSpec,
     Manifest,
     Memory,
@@ -58,12 +59,12 @@ def _eager(rung: Rung, held_out: HeldOut, cache: Cache) -> torch.Tensor:
 
 
 def _memory(backend: str, path: Path, size: int, threads: int, cache: Cache) -> Memory:
-    key = stage_key("memory", hashlib.sha256(path.read_bytes()).hexdigest(), size, threads, os.uname().machine)
+    key = stage_key("host-memory", hashlib.sha256(path.read_bytes()).hexdigest(), size, threads, os.uname().machine)
     if (stored := cache.load_json(key)) is not None:
-        return Memory(**stored)
+        return Memory(host=HostMemory(**stored))
     memory = measure_memory(backend, path, size, threads)
     cache.save_json(key, memory.model_dump())
-    return memory
+    return Memory(host=memory)
 
 
 def _quant_dict(q: object) -> dict[str, float | int | str] | None:

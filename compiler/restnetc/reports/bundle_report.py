@@ -19,7 +19,7 @@ from restnetc.reports.cka_plot import plot_cka
 _AXES = {
     "params": ("parameters", lambda a: a.params),
     "macs": ("multiply-accumulates per image", lambda a: a.macs),
-    "latency": ("host latency, median ms", lambda a: a.latency_ms.host_median),
+    "latency": ("host latency, median ms", lambda a: a.latency_ms.host.median),
 }
 _MARKERS = {"executorch": "o", "litert": "s"}
 
@@ -69,8 +69,8 @@ def _row(a: Artifact) -> str:
         f"{a.accuracy.eager_fp32:.2f}",
         f"{a.accuracy.artifact:.2f}",
         f"{a.agreement:.1f}",
-        f"{a.latency_ms.host_median:.2f}",
-        f"{a.memory_bytes.host_peak_delta / 1e6:.1f} MB",
+        f"{a.latency_ms.host.median:.2f}",
+        f"{a.memory_bytes.host.peak_delta / 1e6:.1f} MB",
         f"{a.delegation.delegated_ops}/{a.delegation.delegated_ops + sum(a.delegation.fallback_ops.values())}",
         a.policy,
     ]
@@ -112,6 +112,7 @@ def write_bundle_report(manifest: Manifest, search: SearchResult, directory: Pat
     )
     rows = "".join(_row(a) for a in sorted(manifest.artifacts, key=lambda a: (a.backend, a.params)))
     target = manifest.target
+    host = manifest.artifacts[0].latency_ms.host
     title = f"restnetc bundle: {html.escape(str(target['name']))}"
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
@@ -122,7 +123,7 @@ figure{{display:inline-block;margin:8px}}img{{max-width:640px}}</style></head><b
 <p>{html.escape(str(target.get("description", "")))}. Project <b>{html.escape(str(manifest.project["name"]))}</b>:
 {html.escape(search.front.name)} (front) stitched into {html.escape(search.back.name)} (back).
 Accuracy is top-1 on {manifest.artifacts[0].accuracy.images} held-out images; latency is the host median
-({manifest.artifacts[0].latency_ms.runs} interleaved runs, {manifest.artifacts[0].latency_ms.threads} threads);
+({host.runs} interleaved runs, {host.threads} threads);
 memory is the peak resident memory to load and run once, in a fresh process. Created {manifest.created}.</p>
 <table><tr>{"".join(f"<th>{h}</th>" for h in _HEADERS)}</tr>{rows}</table>
 {figures}

@@ -36,8 +36,8 @@ def bundle_table(manifest: Manifest) -> Table:
             f"{a.accuracy.eager_fp32:.2f}",
             f"{a.accuracy.artifact:.2f}",
             f"{a.agreement:.1f}",
-            f"{a.latency_ms.host_median:.2f}",
-            f"{a.memory_bytes.host_peak_delta / 1e6:.1f}",
+            f"{a.latency_ms.host.median:.2f}",
+            f"{a.memory_bytes.host.peak_delta / 1e6:.1f}",
             a.policy,
         )
     return table

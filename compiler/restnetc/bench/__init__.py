@@ -1,0 +1,1 @@
+"""Device benchmarking: reading TFLite ``benchmark_model`` logs taken on a device."""
