@@ -155,3 +155,81 @@ def test_failed_build_leaves_the_previous_bundle_intact(
     after = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file()}
     assert after == before
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"], "no staging directory is left behind"
+
+
+def test_bench_ingest_records_device_figures_in_the_manifest(
+    built: tuple[Path, Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    copy = tmp_path / "bundle"
+    shutil.copytree(built[0], copy)
+    fixture = (REPO / "tests" / "fixtures" / "benchmark_logs" / "modern.log").read_text()
+    log = tmp_path / "stitch.log"
+    log.write_text(fixture.replace("stitch-09-05.tflite", "stitch-01-01.tflite"))
+    assert cli("bench", "ingest", str(log), "--bundle", str(copy)).code == 0
+    manifest = read_manifest(copy)
+    measured = [a for a in manifest.artifacts if a.latency_ms.device is not None]
+    assert [(a.id, a.backend) for a in measured] == [("stitch-01-01", "litert")]
+    device = measured[0].latency_ms.device
+    assert device is not None and device.inference == 11.852 and device.runs == 84 and device.threads == 4
+    assert measured[0].memory_bytes.device is not None and measured[0].memory_bytes.device.peak == round(
+        17.2188 * 2**20
+    )
+    assert cli("inspect", str(copy)).code == 0
+
+    stranger = tmp_path / "other.log"
+    stranger.write_text(fixture.replace("stitch-09-05.tflite", "unknown.tflite"))
+    result = cli("bench", "ingest", str(stranger), "--bundle", str(copy))
+    assert result.code == 1 and "graph 'unknown.tflite' is not an artifact of this bundle" in result.stderr
+
+
+FAKE_ADB = """#!/bin/sh
+# Stands in for adb: records every call; 'push' copies into a device folder; benchmark_model prints a log.
+echo "$*" >> "$FAKE_DEVICE/calls"
+[ "$1" = "-s" ] && shift 2
+case "$1" in
+  push) cp "$2" "$FAKE_DEVICE/$(basename "$3")" ;;
+  shell)
+    shift
+    case "$*" in
+      *--graph=*)
+        graph=$(echo "$*" | sed 's/.*--graph=\\([^ ]*\\).*/\\1/')
+        [ -f "$FAKE_DEVICE/$(basename "$graph")" ] || { echo "no such graph $graph"; exit 1; }
+        sed "s#/data/local/tmp/restnetc/litert/stitch-09-05.tflite#$graph#" "$FAKE_DEVICE/template.log" ;;
+    esac ;;
+esac
+"""
+
+
+def test_bench_plan_script_runs_over_adb_and_its_logs_ingest(
+    built: tuple[Path, Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    """The generated script, run by a real shell against a stand-in adb, yields logs that ingest cleanly."""
+    import os
+    import subprocess
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(built[0], copy)
+    script = tmp_path / "bench.sh"
+    result = cli("bench", "plan", str(copy), "--device", "adb:emulator-5554", "--cpu-mask", "f0", "--out", str(script))
+    assert result.code == 0, result.stderr
+    text = script.read_text()
+    assert "--num_threads=2 --num_runs=50 --warmup_runs=1 --use_xnnpack=true" in text and "taskset f0" in text
+    device, bin_dir = tmp_path / "device", tmp_path / "bin"
+    device.mkdir()
+    bin_dir.mkdir()
+    (device / "template.log").write_text((REPO / "tests" / "fixtures" / "benchmark_logs" / "modern.log").read_text())
+    (bin_dir / "adb").write_text(FAKE_ADB)
+    (bin_dir / "adb").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_DEVICE": str(device)}
+    run = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    logs = sorted((tmp_path / "logs").glob("*.log"))
+    assert [p.name for p in logs] == [
+        "parent-efficientnet-lite0.log",
+        "parent-efficientnet-lite2.log",
+        "stitch-01-01.log",
+    ]
+    assert all(call.startswith("-s emulator-5554 ") for call in (device / "calls").read_text().splitlines())
+    assert cli("bench", "ingest", *map(str, logs), "--bundle", str(copy)).code == 0
+    manifest = read_manifest(copy)
+    assert all((a.latency_ms.device is not None) == (a.backend == "litert") for a in manifest.artifacts)

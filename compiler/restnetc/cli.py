@@ -162,17 +162,50 @@ bench_app = typer.Typer(help="On-device benchmarking with TFLite's benchmark_mod
 app.add_typer(bench_app, name="bench")
 
 
+@bench_app.command("plan")
+def bench_plan(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory")],
+    device: Annotated[str, typer.Option("--device", help="adb, adb:SERIAL or ssh:[USER@]HOST")],
+    threads: Annotated[int | None, typer.Option("--threads", help="Default: the target's threads")] = None,
+    runs: Annotated[int, typer.Option("--runs", help="Timed runs per model")] = 50,
+    warmup: Annotated[int, typer.Option("--warmup", help="Warm-up runs per model")] = 1,
+    cpu_mask: Annotated[str | None, typer.Option("--cpu-mask", help="taskset mask to pin big cores, e.g. f0")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Script path; default bench-<target>.sh")] = None,
+) -> None:
+    """Write a shell script that runs benchmark_model on a device for every .tflite of a bundle."""
+    from restnetc.bench.plan import BenchSettings, Device, plan_script
+    from restnetc.bundle.manifest import read_manifest
+
+    manifest = read_manifest(bundle)
+    runtime = manifest.target.get("runtime")
+    default_threads = int(runtime.get("threads", 1)) if isinstance(runtime, dict) else 1
+    settings = BenchSettings(threads or default_threads, runs, warmup, cpu_mask)
+    script = out or Path(f"bench-{manifest.target['name']}.sh")
+    script.write_text(plan_script(bundle, manifest, Device.parse(device), settings))
+    script.chmod(0o755)
+    stdout.print(f"wrote {script}: run it, then restnetc bench ingest logs/*.log --bundle {bundle}")
+
+
 @bench_app.command("ingest")
 def bench_ingest(
     logs: Annotated[list[Path], typer.Argument(help="benchmark_model logs, one per model run")],
+    bundle: Annotated[
+        Path | None, typer.Option("--bundle", help="Write the figures into this bundle's manifest")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the parsed figures as JSON")] = False,
 ) -> None:
-    """Parse benchmark_model logs (bare, INFO:, or logcat lines) into structured figures."""
+    """Parse benchmark_model logs (bare, INFO:, or logcat lines); optionally record them in a bundle."""
     import json
 
     from restnetc.bench.benchmark_log import read_benchmark_log
 
     parsed = [read_benchmark_log(path) for path in logs]
+    if bundle is not None:
+        from restnetc.bench.ingest import merge_device_figures
+        from restnetc.bundle.manifest import read_manifest, write_manifest
+
+        write_manifest(bundle, merge_device_figures(read_manifest(bundle), parsed))
+        stderr.print(f"recorded device latency and memory of {len(parsed)} artifact(s) in {bundle}/manifest.json")
     if as_json:
         print(json.dumps([log.model_dump(mode="json") for log in parsed], indent=2))
         return

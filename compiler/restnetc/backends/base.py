@@ -1,10 +1,12 @@
 """The backend contract: lower a PyTorch model to an artifact, and load an artifact to run it.
 
-A backend is a small object with two operations. ``lower`` takes an eval-mode model, an example input (batch
-of one, NCHW float32), a numeric format and calibration images, and returns the artifact's bytes with a
-report of what the runtime's accelerated delegate took and what fell back (every fallback op is named).
-``load`` opens an artifact with the backend's own runtime and returns a ``Runner`` that maps a float32 NCHW
-batch to float32 logits, converting to and from quantized input/output tensors itself. Everything else
+A backend is a small object with two operations and one hook. ``lower`` takes an eval-mode model, an
+example input (batch of one, NCHW float32), a numeric format and calibration images, and returns the
+artifact's bytes with a report of what the runtime's accelerated delegate took and what fell back (every
+fallback op is named). ``load`` opens an artifact with the backend's own runtime and returns a ``Runner``
+that maps a float32 NCHW batch to float32 logits, converting to and from quantized input/output tensors
+itself. ``int8_quantizer`` returns the PT2E quantizer ``lower`` uses, so int8 choices can be screened in
+eager PyTorch (simulated quantization) before paying for a lowering. Everything else
 (verification, bundles, caching) is backend-agnostic and lives outside this package.
 """
 
@@ -19,6 +21,7 @@ from typing import ClassVar, Protocol
 import numpy as np
 import torch
 from torch import nn
+from torchao.quantization.pt2e.quantizer import Quantizer
 
 from restnetc.config.target import Quantization
 from restnetc.errors import RestnetcError
@@ -85,6 +88,10 @@ class Backend(ABC):
         For int8, activations are calibrated on ``calibration`` (``[N, 3, S, S]``, real images of the task);
         submodules named in ``float_modules`` (dotted names in ``model``) are left in float.
         """
+
+    @abstractmethod
+    def int8_quantizer(self) -> Quantizer:
+        """A fresh PT2E quantizer configured as ``lower`` configures it for int8."""
 
     def check_supported(self, quantization: Quantization) -> None:
         """Raise a clear error if this backend cannot produce ``quantization``."""

@@ -43,8 +43,7 @@ class ExecuTorchBackend(Backend):
         self.check_supported(quantization)
         graph: nn.Module = model
         if quantization is Quantization.INT8:
-            quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-            graph = quantize_pt2e(model, example, quantizer, calibration, float_modules, fold_quantize=True)
+            graph = quantize_pt2e(model, example, self.int8_quantizer(), calibration, float_modules, fold_quantize=True)
         exported = torch.export.export(graph, (example,))
         try:
             edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
@@ -62,6 +61,9 @@ class ExecuTorchBackend(Backend):
         }
         report = DelegationReport("XnnpackBackend", info.num_delegated_subgraphs, info.num_delegated_nodes, fallback)
         return Lowered(edge.to_executorch().buffer, report, None, None, METHOD)
+
+    def int8_quantizer(self) -> XNNPACKQuantizer:
+        return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
 
     def load(self, path: Path, threads: int) -> Runner:
         method = Runtime.get().load_program(path).load_method(METHOD)

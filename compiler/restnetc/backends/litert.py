@@ -72,9 +72,7 @@ class LiteRtBackend(Backend):
     ) -> Lowered:
         self.check_supported(quantization)
         if quantization is Quantization.INT8:
-            quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
-                pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
-            )
+            quantizer = self.int8_quantizer()
             graph = quantize_pt2e(model, example, quantizer, calibration, float_modules, fold_quantize=False)
             edge = litert_torch.convert(graph, (example,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
         else:
@@ -91,6 +89,11 @@ class LiteRtBackend(Backend):
             _quantization(interpreter.get_input_details()[0]),
             _quantization(interpreter.get_output_details()[0]),
             SIGNATURE,
+        )
+
+    def int8_quantizer(self) -> pt2e_quantizer.PT2EQuantizer:
+        return pt2e_quantizer.PT2EQuantizer().set_global(
+            pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
         )
 
     def load(self, path: Path, threads: int) -> Runner:

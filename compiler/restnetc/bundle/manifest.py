@@ -9,6 +9,7 @@ relative to the bundle directory and can never leave it (``safe_path``).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
@@ -71,10 +72,26 @@ class HostLatency(_Strict):
     load_average: tuple[float, float, float]
 
 
+class DeviceLatency(_Strict):
+    """Milliseconds on the device, from a ``benchmark_model`` log (``restnetc bench ingest``)."""
+
+    inference: float = Field(description="median when the tool reports percentiles, else the average")
+    average: float
+    first: float
+    init: float
+    std: float | None
+    p5: float | None
+    p95: float | None
+    threads: int | None
+    runs: int | None
+    log: str
+
+
 class Latency(_Strict):
-    """Latency by source (the host today; device and predicted sources are keyed alongside it)."""
+    """Latency by source: measured on the build host, and on the device when its logs were ingested."""
 
     host: HostLatency
+    device: DeviceLatency | None = None
 
 
 class HostMemory(_Strict):
@@ -84,10 +101,19 @@ class HostMemory(_Strict):
     peak_total: int = Field(description="VmHWM after load+run, bytes (includes the Python runtime)")
 
 
+class DeviceMemory(_Strict):
+    """Memory reported by ``benchmark_model`` on the device, bytes (the tool's MB are MiB)."""
+
+    peak: int | None
+    init_delta: int | None
+    overall_delta: int | None
+
+
 class Memory(_Strict):
-    """Memory by source (the host today)."""
+    """Memory by source: the build host, and the device when its logs were ingested."""
 
     host: HostMemory
+    device: DeviceMemory | None = None
 
 
 class Delegation(_Strict):
@@ -153,6 +179,13 @@ def safe_path(bundle: Path, relative: str) -> Path:
     if not candidate.is_relative_to(root):
         raise BundleError(f"{bundle}: {relative!r} points outside the bundle")
     return candidate
+
+
+def write_manifest(bundle: Path, manifest: Manifest) -> None:
+    """Replace ``bundle/manifest.json`` atomically (readers see the old or the new file, never a mix)."""
+    tmp = bundle / f".{MANIFEST_NAME}.tmp"
+    tmp.write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, bundle / MANIFEST_NAME)
 
 
 def read_manifest(bundle: Path) -> Manifest:

@@ -108,9 +108,11 @@ class RuntimeConfig(StrictModel):
 class AccuracyPolicy(StrictModel):
     """What a build does when an artifact loses more top-1 than ``tolerance_points`` against eager fp32.
 
-    ``keep-float`` re-lowers with the stitching layer, then also the head, then also the block after the
-    stitch (the stem for a parent) in float, measuring each, and keeps the first within tolerance (or the
-    best, with a warning); ``warn`` keeps the artifact with a warning; ``fail`` stops the build.
+    ``keep-float`` scores candidate float islands with the backend's int8 quantization simulated in eager
+    PyTorch (seconds each): the stitching layer; it plus the head; those plus the block after the stitch
+    (for a parent: the head; the head and the stem). The best candidate, if it beats all-int8 in simulation,
+    is lowered and verified in the runtime, and the more accurate artifact is kept; a warning remains if
+    none is within tolerance. ``warn`` keeps the artifact with a warning; ``fail`` stops the build.
     """
 
     tolerance_points: float = Field(default=1.0, ge=0)

@@ -17,7 +17,6 @@ from restnetc.backends.native_output import captured
 from restnetc.bundle.ladder import Rung, eager_logits, ladder, weights_digest
 from restnetc.bundle.lowering import HeldOut, Lowerer, Verified, toolchain_versions
 from restnetc.bundle.manifest import (
-    MANIFEST_NAME,
     Accuracy,
     Artifact,
     Delegation,
@@ -25,6 +24,7 @@ from restnetc.bundle.manifest import (
     InputSpec,
     Manifest,
     Memory,
+    write_manifest,
 )
 from restnetc.bundle.measure import measure_latency, measure_memory
 from restnetc.bundle.writer import staged_directory
@@ -156,7 +156,7 @@ def run_build(project: ProjectConfig, target: TargetConfig, cache: Cache, out_di
             accuracy_tolerance_points=target.accuracy.tolerance_points,
             artifacts=artifacts,
         )
-        (staging / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2) + "\n")
+        write_manifest(staging, manifest)
         np.save(staging / "cka.npy", search.cka)
         (staging / "variants.json").write_text(json.dumps(variants_document(search), indent=2) + "\n")
         write_bundle_report(manifest, search, staging)

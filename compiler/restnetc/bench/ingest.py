@@ -1,0 +1,69 @@
+"""Writing device figures from ``benchmark_model`` logs into a bundle's manifest."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import PurePosixPath
+
+from restnetc.bench.benchmark_log import BenchmarkLog, BenchmarkLogError
+from restnetc.bundle.manifest import Artifact, DeviceLatency, DeviceMemory, Manifest
+
+MIB = 1 << 20
+
+
+def _ms(us: float | None) -> float | None:
+    return None if us is None else round(us / 1e3, 4)
+
+
+def _bytes(mib: float | None) -> int | None:
+    return None if mib is None else round(mib * MIB)
+
+
+def device_figures(log: BenchmarkLog) -> tuple[DeviceLatency, DeviceMemory]:
+    """The manifest's device latency and memory entries for one parsed log."""
+    stats = log.inference
+    latency = DeviceLatency(
+        inference=round(log.inference_ms, 4),
+        average=round(log.inference_avg_us / 1e3, 4),
+        first=round(log.first_inference_us / 1e3, 4),
+        init=round(log.init_us / 1e3, 4),
+        std=_ms(stats.std_us) if stats else None,
+        p5=_ms(stats.p5_us) if stats else None,
+        p95=_ms(stats.p95_us) if stats else None,
+        threads=log.threads,
+        runs=stats.count if stats else None,
+        log=log.source,
+    )
+    memory = DeviceMemory(
+        peak=_bytes(log.peak_memory_mb),
+        init_delta=_bytes(log.memory_init_delta_mb),
+        overall_delta=_bytes(log.memory_overall_delta_mb),
+    )
+    return latency, memory
+
+
+def _artifact_for(log: BenchmarkLog, artifacts: Sequence[Artifact]) -> int:
+    if log.graph is None:
+        raise BenchmarkLogError(f"{log.source}: the log names no graph (no 'Graph: [...]' line)")
+    name = PurePosixPath(log.graph).name
+    matches = [i for i, a in enumerate(artifacts) if PurePosixPath(a.file).name == name]
+    if len(matches) != 1:
+        known = ", ".join(sorted({PurePosixPath(a.file).name for a in artifacts if a.backend == "litert"}))
+        raise BenchmarkLogError(f"{log.source}: graph {name!r} is not an artifact of this bundle (it has: {known})")
+    return matches[0]
+
+
+def merge_device_figures(manifest: Manifest, logs: Sequence[BenchmarkLog]) -> Manifest:
+    """A copy of ``manifest`` with device latency and memory set on the artifact each log measured."""
+    artifacts = list(manifest.artifacts)
+    for log in logs:
+        index = _artifact_for(log, artifacts)
+        latency, memory = device_figures(log)
+        artifact = artifacts[index]
+        artifacts[index] = artifact.model_copy(
+            update={
+                "latency_ms": artifact.latency_ms.model_copy(update={"device": latency}),
+                "memory_bytes": artifact.memory_bytes.model_copy(update={"device": memory}),
+            }
+        )
+    return manifest.model_copy(update={"artifacts": artifacts})
