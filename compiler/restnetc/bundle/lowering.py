@@ -26,6 +26,8 @@ from restnetc.progress import console, step
 
 SCREENING_IMAGES = 500
 """Held-out images on which keep-float candidates are compared in simulation before one is lowered."""
+MIN_FLOAT_GAIN_POINTS = 0.5
+"""Float islands cost bytes (a float head is ~1 MB on EfficientNet-Lite); keep them only for a real gain."""
 TOOLS = ("restnetc", "torch", "executorch", "litert-torch", "ai-edge-litert", "torchao", "timm")
 
 
@@ -223,7 +225,7 @@ class Lowerer:
             candidate = self._lower(rung, digest, backend, modules)
             result = self._evaluate(candidate, backend, eager)
             step(f"keep-float {', '.join(modules)}: top-1 {result.accuracy:.2f}% in the runtime")
-            if result.accuracy > best.evaluation.accuracy:
+            if result.accuracy >= best.evaluation.accuracy + MIN_FLOAT_GAIN_POINTS:
                 best = Verified(candidate, modules, result, "")
         recovered = eager_accuracy - best.evaluation.accuracy <= tolerance
         kept = ", ".join(best.float_modules) or "nothing"

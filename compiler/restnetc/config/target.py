@@ -111,7 +111,7 @@ class AccuracyPolicy(StrictModel):
     ``keep-float`` scores candidate float islands with the backend's int8 quantization simulated in eager
     PyTorch (seconds each): the stitching layer; it plus the head; those plus the block after the stitch
     (for a parent: the head; the head and the stem). The best candidate, if it beats all-int8 in simulation,
-    is lowered and verified in the runtime, and the more accurate artifact is kept; a warning remains if
+    is lowered and verified in the runtime, and kept if it gains at least 0.5 top-1 points; a warning remains if
     none is within tolerance. ``warn`` keeps the artifact with a warning; ``fail`` stops the build.
     """
 
