@@ -72,11 +72,17 @@ class SearchResult:
 class _Passes:
     """Forward passes over the data, each run at most once and only when a stage needs it."""
 
-    def __init__(self, project: ProjectConfig, front: Parent, back: Parent, train: ImageSet, test: ImageSet):
-        self.project, self.front, self.back = project, front, back
-        self.train, self.test = train, test
-        self.init_images = train.head(project.finetune.init_images)
-        self.points: set[tuple[int, int]] = set()
+    def __init__(
+        self,
+        project: ProjectConfig,
+        parents: tuple[Parent, Parent],
+        data: tuple[ImageSet, ImageSet],
+        points: set[tuple[int, int]],
+    ) -> None:
+        self.front, self.back = parents
+        self.train, self.test = data
+        self.init_images = self.train.head(project.finetune.init_images)
+        self.points = frozenset(points)
 
     @memoize  # noqa: B019 - one _Passes per job; memoising on self is the point
     def run(self, which: str) -> Capture:
@@ -202,12 +208,12 @@ def run_search(project: ProjectConfig, target: TargetConfig, cache: Cache) -> Se
     stitch_cost = memoize(lambda i, j: _stitch_cost(sources[i], targets[j]))
     candidates = rank_candidates(cka, lambda i, j: front.costs.front(i) + stitch_cost(i, j) + back.costs.back(j))
     choices = select(candidates, target.budgets)
-    passes = _Passes(project, front, back, train, test)
-    passes.points = {(c.candidate.front_block, c.candidate.back_block) for c in choices}
+    points = {(c.candidate.front_block, c.candidate.back_block) for c in choices}
+    passes = _Passes(project, (front, back), (train, test), points)
 
     models: dict[tuple[int, int], StitchedModel] = {}
     figures: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
-    for point in sorted(passes.points):
+    for point in sorted(points):
         model = build_stitched(front.model, point[0], back.model, point[1], size)
         figures[point] = _train_variant(project, model, point, passes, cache)
         assert model.stitch is not None
