@@ -1,6 +1,7 @@
 """The backend contract: lower a PyTorch model to an artifact, and load an artifact to run it.
 
-A backend is a small object with two operations and one hook. ``lower`` takes an eval-mode model, an
+A backend is a small object with two operations and one hook. ``lower`` (shared: support check, PT2E
+int8 quantization, then the backend's ``compile``) takes an eval-mode model, an
 example input (batch of one, NCHW float32), a numeric format and calibration images, and returns the
 artifact's bytes with a report of what the runtime's accelerated delegate took and what fell back (every
 fallback op is named). ``load`` opens an artifact with the backend's own runtime and returns a ``Runner``
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 from torchao.quantization.pt2e.quantizer import Quantizer
 
+from restnetc.backends.pt2e import quantize_pt2e
 from restnetc.config.target import Quantization
 from restnetc.errors import RestnetcError
 
@@ -68,13 +70,14 @@ class Runner(Protocol):
 
 
 class Backend(ABC):
-    """One runtime. Subclasses set ``name``, ``suffix`` and ``quantizations`` and implement both methods."""
+    """One runtime. Subclasses set the class attributes and implement ``compile``, ``int8_quantizer``, ``load``."""
 
     name: ClassVar[str]
     suffix: ClassVar[str]
     quantizations: ClassVar[frozenset[Quantization]]
+    fold_quantize: ClassVar[bool]
+    """Whether the backend's converter wants PT2E weights folded to int8 (True) or kept as q/dq (False)."""
 
-    @abstractmethod
     def lower(
         self,
         model: nn.Module,
@@ -88,6 +91,16 @@ class Backend(ABC):
         For int8, activations are calibrated on ``calibration`` (``[N, 3, S, S]``, real images of the task);
         submodules named in ``float_modules`` (dotted names in ``model``) are left in float.
         """
+        self.check_supported(quantization)
+        if quantization is not Quantization.INT8:
+            return self.compile(model, example, None)
+        quantizer = self.int8_quantizer()
+        graph = quantize_pt2e(model, example, quantizer, calibration, float_modules, self.fold_quantize)
+        return self.compile(graph, example, quantizer)
+
+    @abstractmethod
+    def compile(self, graph: nn.Module, example: torch.Tensor, quantizer: Quantizer | None) -> Lowered:
+        """Turn a float model, or a PT2E-quantized graph made with ``quantizer``, into the artifact."""
 
     @abstractmethod
     def int8_quantizer(self) -> Quantizer:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +15,9 @@ from executorch.devtools.backend_debug import get_delegation_info
 from executorch.exir import to_edge_transform_and_lower
 from executorch.runtime import Runtime
 from torch import nn
+from torchao.quantization.pt2e.quantizer import Quantizer
 
 from restnetc.backends.base import Backend, DelegationReport, Lowered, Runner
-from restnetc.backends.pt2e import quantize_pt2e
 from restnetc.config.target import Quantization
 from restnetc.errors import RestnetcError
 
@@ -31,19 +30,9 @@ class ExecuTorchBackend(Backend):
     name = "executorch"
     suffix = ".pte"
     quantizations = frozenset({Quantization.INT8, Quantization.FP32})
+    fold_quantize = True
 
-    def lower(
-        self,
-        model: nn.Module,
-        example: torch.Tensor,
-        quantization: Quantization,
-        calibration: torch.Tensor,
-        float_modules: Sequence[str] = (),
-    ) -> Lowered:
-        self.check_supported(quantization)
-        graph: nn.Module = model
-        if quantization is Quantization.INT8:
-            graph = quantize_pt2e(model, example, self.int8_quantizer(), calibration, float_modules, fold_quantize=True)
+    def compile(self, graph: nn.Module, example: torch.Tensor, quantizer: Quantizer | None) -> Lowered:
         exported = torch.export.export(graph, (example,))
         try:
             edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +14,9 @@ from ai_edge_litert.interpreter import Interpreter
 from litert_torch.quantize import pt2e_quantizer
 from litert_torch.quantize.quant_config import QuantConfig
 from torch import nn
+from torchao.quantization.pt2e.quantizer import Quantizer
 
 from restnetc.backends.base import Backend, DelegationReport, Lowered, Runner, TensorQuantization
-from restnetc.backends.pt2e import quantize_pt2e
 from restnetc.config.target import Quantization
 
 SIGNATURE = "serving_default"
@@ -61,22 +60,11 @@ class LiteRtBackend(Backend):
     name = "litert"
     suffix = ".tflite"
     quantizations = frozenset({Quantization.INT8, Quantization.FP32})
+    fold_quantize = False
 
-    def lower(
-        self,
-        model: nn.Module,
-        example: torch.Tensor,
-        quantization: Quantization,
-        calibration: torch.Tensor,
-        float_modules: Sequence[str] = (),
-    ) -> Lowered:
-        self.check_supported(quantization)
-        if quantization is Quantization.INT8:
-            quantizer = self.int8_quantizer()
-            graph = quantize_pt2e(model, example, quantizer, calibration, float_modules, fold_quantize=False)
-            edge = litert_torch.convert(graph, (example,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
-        else:
-            edge = litert_torch.convert(model, (example,))
+    def compile(self, graph: nn.Module, example: torch.Tensor, quantizer: Quantizer | None) -> Lowered:
+        quant_config = None if quantizer is None else QuantConfig(pt2e_quantizer=quantizer)
+        edge = litert_torch.convert(graph, (example,), quant_config=quant_config)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"model{self.suffix}"
             edge.export(str(path))
