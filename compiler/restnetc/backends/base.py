@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torchao.quantization.pt2e.quantizer import Quantizer
 
-from restnetc.backends.pt2e import quantize_pt2e
+from restnetc.backends.pt2e import export_batched, quantize_pt2e
 from restnetc.config.target import Quantization
 from restnetc.errors import RestnetcError
 
@@ -95,7 +95,8 @@ class Backend(ABC):
         if quantization is not Quantization.INT8:
             return self.compile(model, example, None)
         quantizer = self.int8_quantizer()
-        graph = quantize_pt2e(model, example, quantizer, calibration, float_modules, self.fold_quantize)
+        exported = export_batched(model, calibration)
+        graph = quantize_pt2e(exported, quantizer, calibration, float_modules, self.fold_quantize)
         return self.compile(graph, example, quantizer)
 
     @abstractmethod

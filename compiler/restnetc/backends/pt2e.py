@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-from torchao.quantization.pt2e.quantizer import Quantizer
+from torchao.quantization.pt2e.quantizer import Quantizer, SharedQuantizationSpec
 
 
 def _inside(node: torch.fx.Node, modules: Sequence[str]) -> bool:
@@ -16,23 +16,53 @@ def _inside(node: torch.fx.Node, modules: Sequence[str]) -> bool:
     return any(path == name or path.startswith(name + ".") for path in paths for name in modules)
 
 
-class _FloatIslands(Quantizer):  # type: ignore[misc]
-    """Wraps a quantizer and removes its annotations from nodes of the given submodules, keeping them float.
+def _shares_with_float(node: torch.fx.Node) -> bool:
+    """Whether ``node``'s annotation shares quantization parameters with a node or edge left unannotated."""
+    annotation = node.meta["quantization_annotation"]
+    for spec in (*annotation.input_qspec_map.values(), annotation.output_qspec):
+        if not isinstance(spec, SharedQuantizationSpec):
+            continue
+        target = spec.edge_or_node
+        if isinstance(target, tuple):  # an input edge (producer, consumer): the consumer's annotation owns it
+            owner = target[1].meta.get("quantization_annotation")
+            if owner is None or target[0] not in owner.input_qspec_map:
+                return True
+        elif "quantization_annotation" not in target.meta:
+            return True
+    return False
+
+
+def _is_tensor(node: torch.fx.Node) -> bool:
+    return isinstance(node.meta.get("val"), torch.Tensor)
+
+
+class _Annotations(Quantizer):  # type: ignore[misc]
+    """Wraps a backend's quantizer: keeps the given submodules in float and never observes a symbolic size.
 
     Neither the XNNPACK nor the litert-torch quantizer accepts "no config" for a module name, so the
-    exclusion is done once here, on the annotated graph, for every backend alike.
+    exclusion is done here, on the annotated graph, for every backend alike. With a dynamic batch, shape
+    arithmetic (``sym_size`` times an int) gets annotated by litert-torch's quantizer; observers take tensors
+    only, so integer nodes and edges are left unquantized.
     """
 
-    def __init__(self, inner: Quantizer, modules: Sequence[str]) -> None:
+    def __init__(self, inner: Quantizer, float_modules: Sequence[str]) -> None:
         super().__init__()
         self.inner = inner
-        self.modules = tuple(modules)
+        self.float_modules = tuple(float_modules)
 
     def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
         model = self.inner.annotate(model)
-        for node in model.graph.nodes:
-            if _inside(node, self.modules):
-                node.meta.pop("quantization_annotation", None)
+        annotated = [n for n in model.graph.nodes if "quantization_annotation" in n.meta]
+        for node in annotated:
+            if _inside(node, self.float_modules) or not _is_tensor(node):
+                del node.meta["quantization_annotation"]
+                continue
+            annotation = node.meta["quantization_annotation"]
+            annotation.input_qspec_map = {k: v for k, v in annotation.input_qspec_map.items() if _is_tensor(k)}
+        # Neighbours that share an observer with a float node (a residual add, a concat) go float too.
+        while dangling := [n for n in annotated if "quantization_annotation" in n.meta and _shares_with_float(n)]:
+            for node in dangling:
+                del node.meta["quantization_annotation"]
         return model
 
     def validate(self, model: torch.fx.GraphModule) -> None:
@@ -42,22 +72,33 @@ class _FloatIslands(Quantizer):  # type: ignore[misc]
         return self.inner.transform_for_annotation(model)  # type: ignore[no-any-return]
 
 
+CALIBRATION_BATCH = 64
+
+
+def export_batched(model: nn.Module, images: torch.Tensor) -> torch.export.ExportedProgram:
+    """Export ``model`` with a dynamic batch dimension, so calibration and simulation run in batches.
+
+    The artifact that ships is exported again from the quantized graph with a static batch of one.
+    """
+    example = images[:2] if len(images) >= 2 else images.expand(2, *images.shape[1:])
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    return torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+
+
 def quantize_pt2e(
-    model: nn.Module,
-    example: torch.Tensor,
+    exported: torch.export.ExportedProgram,
     quantizer: Quantizer,
     calibration: torch.Tensor,
     float_modules: Sequence[str],
     fold_quantize: bool,
 ) -> torch.fx.GraphModule:
-    """Export ``model``, insert observers per ``quantizer``, calibrate one image at a time, convert.
+    """Insert observers per ``quantizer`` into a copy of ``exported``, calibrate on ``calibration``, convert.
 
-    The exported graph has a static batch of one (that is what ships), so calibration runs image by image.
+    ``exported`` (from ``export_batched``) is not modified, so one export serves many quantization choices.
     """
-    graph = torch.export.export(model, (example,)).module()
-    prepared = prepare_pt2e(graph, _FloatIslands(quantizer, float_modules) if float_modules else quantizer)
+    prepared = prepare_pt2e(exported.module(), _Annotations(quantizer, float_modules))
     with torch.no_grad():
-        for image in calibration.split(1):
-            prepared(image)
+        for batch in calibration.split(CALIBRATION_BATCH):
+            prepared(batch)
     converted: torch.fx.GraphModule = convert_pt2e(prepared, fold_quantize=fold_quantize)
     return converted

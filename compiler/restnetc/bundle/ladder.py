@@ -23,8 +23,6 @@ class Rung:
     macs: int
     budget: str | None
     stitch: StitchInfo | None
-    sensitive_modules: tuple[tuple[str, ...], ...]
-    """Candidate sets of submodules to keep in float, tried in order by the keep-float policy."""
 
 
 def weights_digest(model: nn.Module) -> str:
@@ -48,7 +46,6 @@ def ladder(result: SearchResult) -> list[Rung]:
             parent.costs.total.macs,
             None,
             None,
-            (("head",), ("head", "stem")),
         )
         for parent in result.parents
     ]
@@ -77,7 +74,6 @@ def ladder(result: SearchResult) -> list[Rung]:
                 variant.candidate.cost.macs,
                 variant.budget.describe(),
                 stitch,
-                (("stitch",), ("stitch", "head"), ("stitch", "head", "back_blocks.0")),
             )
         )
     return sorted(rungs, key=lambda r: r.params)

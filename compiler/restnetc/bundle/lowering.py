@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,15 +18,19 @@ import torch
 
 from restnetc.backends import Backend, DelegationReport, Lowered, TensorQuantization
 from restnetc.backends.native_output import captured
-from restnetc.backends.pt2e import quantize_pt2e
+from restnetc.backends.pt2e import export_batched, quantize_pt2e
 from restnetc.bundle.ladder import Rung, weights_digest
+from restnetc.bundle.lowering_pool import LoweringJob, lower_all
+from restnetc.bundle.screening import Simulate, screen
 from restnetc.cache import Cache, stage_key
 from restnetc.config.target import AccuracyPolicy, Quantization
+from restnetc.config.target import Backend as BackendName
 from restnetc.errors import RestnetcError
 from restnetc.progress import console, step
 
 SCREENING_IMAGES = 500
-"""Held-out images on which keep-float candidates are compared in simulation before one is lowered."""
+"""Held-out images on which float units are screened in simulation before a candidate is lowered."""
+SCREENING_BATCH = 125
 MIN_FLOAT_GAIN_POINTS = 0.5
 """Float islands cost bytes (a float head is ~1 MB on EfficientNet-Lite); keep them only for a real gain."""
 TOOLS = ("restnetc", "torch", "executorch", "litert-torch", "ai-edge-litert", "torchao", "timm")
@@ -113,6 +118,7 @@ class Lowerer:
         threads: int,
         cache: Cache,
         work_dir: Path,
+        workers: int | None = None,
     ) -> None:
         self.quantization = quantization
         self.calibration = calibration
@@ -123,37 +129,43 @@ class Lowerer:
         self.cache = cache
         self.work_dir = work_dir
         self.tools = toolchain_versions()
+        self.workers = workers or os.cpu_count() or 1
 
-    def _lower(self, rung: Rung, digest: str, backend: Backend, float_modules: tuple[str, ...]) -> Lowered:
-        example = self.calibration[:1]
-        key = stage_key(
-            "artifact",
-            backend.name,
-            self.quantization.value,
-            float_modules,
-            digest,
-            self.calibration_digest,
-            tuple(example.shape),
-            self.tools,
-        )
-        data, meta = self.cache.load_bytes(key), self.cache.load_json(key)
-        if data is not None and meta is not None:
-            return _from_json(data, meta)
-        what = f"{rung.id} -> {backend.name} {self.quantization.value}"
+    def _artifact_key(self, rung_digest: str, backend: Backend, float_modules: tuple[str, ...]) -> str:
+        example_shape = (1, *self.calibration.shape[1:])
+        inputs = (rung_digest, self.calibration_digest, example_shape, self.tools)
+        return stage_key("artifact", backend.name, self.quantization.value, float_modules, *inputs)
+
+    def _lower_all(self, requests: list[tuple[Rung, Backend, tuple[str, ...]]]) -> list[Lowered]:
+        """Lower each ``(rung, backend, float modules)``, from the cache or in worker processes."""
+        keys = [self._artifact_key(weights_digest(rung.model), b, floats) for rung, b, floats in requests]
+        results: list[Lowered | None] = []
+        for key in keys:
+            data, meta = self.cache.load_bytes(key), self.cache.load_json(key)
+            results.append(None if data is None or meta is None else _from_json(data, meta))
+        missing = [i for i, result in enumerate(results) if result is None]
+        jobs = [self._job(*requests[i]) for i in missing]
+        status = f"lowering {len(jobs)} artifacts in {min(len(jobs), self.workers)} processes"
+        with console.status(status):
+            for index, outcome in lower_all(jobs, self.workers):
+                if isinstance(outcome, str):
+                    raise BuildError(f"{jobs[index].label}: {outcome}")
+                self.cache.save_bytes(keys[missing[index]], outcome.data)
+                self.cache.save_json(keys[missing[index]], _to_json(outcome))
+                results[missing[index]] = outcome
+                step(
+                    f"lowered {jobs[index].label}: {len(outcome.data) / 1e6:.2f} MB, "
+                    f"{outcome.delegation.delegated_ops} ops delegated, {outcome.delegation.fallback_count} fell back"
+                )
+        return [result for result in results if result is not None]
+
+    def _job(self, rung: Rung, backend: Backend, float_modules: tuple[str, ...]) -> LoweringJob:
+        label = f"{rung.id} -> {backend.name} {self.quantization.value}"
         if float_modules:
-            what += f" (float: {', '.join(float_modules)})"
-        with console.status(f"lowering {what}"), captured() as log:
-            try:
-                lowered = backend.lower(rung.model, example, self.quantization, self.calibration, float_modules)
-            except Exception as exc:  # any toolchain failure: name the model and show the toolchain's words
-                raise BuildError(f"{what}: lowering failed: {type(exc).__name__}: {exc}\n{log.tail()}") from None
-        self.cache.save_bytes(key, lowered.data)
-        self.cache.save_json(key, _to_json(lowered))
-        step(
-            f"lowered {what}: {len(lowered.data) / 1e6:.2f} MB, "
-            f"{lowered.delegation.delegated_ops} ops delegated, {lowered.delegation.fallback_count} fell back"
-        )
-        return lowered
+            label += f" (float: {', '.join(float_modules)})"
+        name = BackendName(backend.name)
+        example = self.calibration[:1]
+        return LoweringJob(label, rung.model, name, self.quantization, example, self.calibration, float_modules)
 
     def _evaluate(self, lowered: Lowered, backend: Backend, eager: torch.Tensor) -> Evaluation:
         sha = hashlib.sha256(lowered.data).hexdigest()
@@ -176,58 +188,88 @@ class Lowerer:
         self.cache.save_json(key, evaluation.__dict__)
         return evaluation
 
-    def _simulate(self, rung: Rung, digest: str, backend: Backend, modules: tuple[str, ...]) -> float:
-        """Top-1 % of the backend's int8 quantization simulated in eager PyTorch, on the screening images."""
-        key = stage_key("simulated-int8", backend.name, modules, digest, self.calibration_digest, self.held_out.digest)
-        if (stored := self.cache.load_json(key)) is not None:
-            return float(stored)
-        example = self.calibration[:1]
-        with captured():
-            graph = quantize_pt2e(rung.model, example, backend.int8_quantizer(), self.calibration, modules, False)
+    def _simulator(self, rung: Rung, digest: str, backend: Backend) -> Simulate:
+        """Simulated int8 top-1 of ``rung`` under ``backend``'s quantizer on the screening images, cached."""
+        exported: list[torch.export.ExportedProgram] = []  # exported once, on the first uncached choice
         images, labels = self.held_out.images[:SCREENING_IMAGES], self.held_out.labels[:SCREENING_IMAGES]
-        with torch.no_grad():
-            logits = torch.cat([graph(image) for image in images.split(1)])
-        value = float((logits.argmax(1) == labels).double().mean() * 100)
-        self.cache.save_json(key, value)
-        return value
 
-    def _screen(self, rung: Rung, digest: str, backend: Backend) -> tuple[tuple[str, ...], float]:
-        """The keep-float candidate with the best simulated accuracy (each costs seconds, not a lowering)."""
-        scored = []
-        for modules in rung.sensitive_modules:
-            simulated = self._simulate(rung, digest, backend, modules)
-            step(f"keep-float {', '.join(modules)}: simulated int8 top-1 {simulated:.2f}%")
-            scored.append((simulated, -len(modules), modules))
-        simulated, _, modules = max(scored)
-        return modules, simulated
+        def simulate(units: tuple[str, ...]) -> float:
+            inputs = (self.calibration_digest, self.held_out.digest)
+            key = stage_key("simulated-int8", backend.name, units, digest, *inputs)
+            if (stored := self.cache.load_json(key)) is not None:
+                return float(stored)
+            with captured():
+                if not exported:
+                    exported.append(export_batched(rung.model, self.calibration))
+                graph = quantize_pt2e(exported[0], backend.int8_quantizer(), self.calibration, units, False)
+            with torch.no_grad():  # a converted graph refuses .eval(); it has no train-time behaviour anyway
+                logits = torch.cat([graph(chunk) for chunk in images.split(SCREENING_BATCH)])
+            value = round(float((logits.argmax(1) == labels).double().mean() * 100), 3)
+            self.cache.save_json(key, value)
+            return value
 
-    def build(self, rung: Rung, backend: Backend, eager: torch.Tensor, eager_accuracy: float) -> Verified:
-        """Lower and verify ``rung``; apply the accuracy policy if int8 loses more than the tolerance."""
-        digest = weights_digest(rung.model)
-        lowered = self._lower(rung, digest, backend, ())
-        evaluation = self._evaluate(lowered, backend, eager)
-        drop = eager_accuracy - evaluation.accuracy
+        return simulate
+
+    def build_all(
+        self,
+        rungs: list[Rung],
+        backends: list[Backend],
+        eager: dict[str, torch.Tensor],
+        eager_accuracy: dict[str, float],
+    ) -> dict[tuple[str, str], Verified]:
+        """Lower and verify every rung with every backend, applying the accuracy policy where int8 loses too much.
+
+        ``eager`` and ``eager_accuracy`` hold each rung's fp32 logits and top-1 on the held-out images, by id.
+        """
+        pairs = [(rung, backend) for backend in backends for rung in rungs]
+        plain = self._lower_all([(rung, backend, ()) for rung, backend in pairs])
+        verified: dict[tuple[str, str], Verified] = {}
+        retry: list[tuple[Rung, Backend, Verified, tuple[str, ...]]] = []
+        for (rung, backend), lowered in zip(pairs, plain, strict=True):
+            first = Verified(lowered, (), self._evaluate(lowered, backend, eager[rung.id]), "")
+            outcome = self._judge(rung, backend, first, eager_accuracy[rung.id])
+            if isinstance(outcome, Verified):
+                verified[(rung.id, backend.name)] = outcome
+            else:
+                retry.append((rung, backend, first, outcome))
+        candidates = self._lower_all([(rung, backend, floats) for rung, backend, _, floats in retry])
+        for (rung, backend, first, floats), candidate in zip(retry, candidates, strict=True):
+            result = self._evaluate(candidate, backend, eager[rung.id])
+            kept = ", ".join(floats)
+            step(f"{rung.id} {backend.name} keep-float {kept}: top-1 {result.accuracy:.2f}% in the runtime")
+            better = result.accuracy >= first.evaluation.accuracy + MIN_FLOAT_GAIN_POINTS
+            best = Verified(candidate, floats, result, "") if better else first
+            verified[(rung.id, backend.name)] = self._kept(rung, backend, first, best, eager_accuracy[rung.id])
+        return verified
+
+    def _judge(
+        self, rung: Rung, backend: Backend, first: Verified, eager_accuracy: float
+    ) -> Verified | tuple[str, ...]:
+        """The final result for ``first``, or the float units worth lowering as a keep-float candidate."""
+        drop = eager_accuracy - first.evaluation.accuracy
         tolerance = self.policy.tolerance_points
         if self.quantization is Quantization.FP32 or drop <= tolerance:
-            return Verified(lowered, (), evaluation, "none: within tolerance")
+            return Verified(first.lowered, (), first.evaluation, "none: within tolerance")
         headline = (
-            f"{rung.id} {backend.name} {self.quantization.value}: top-1 {evaluation.accuracy:.2f}% is "
+            f"{rung.id} {backend.name} {self.quantization.value}: top-1 {first.evaluation.accuracy:.2f}% is "
             f"{drop:.2f} points below eager fp32 {eager_accuracy:.2f}% (tolerance {tolerance})"
         )
         console.print(f"[bold yellow]ACCURACY WARNING[/] {headline}", highlight=False)
         if self.policy.policy == "fail":
             raise BuildError(f"{headline}; the target's accuracy policy is 'fail'")
         if self.policy.policy == "warn":
-            return Verified(lowered, (), evaluation, f"warn: kept with a {drop:.2f}-point drop")
-        best = Verified(lowered, (), evaluation, "")
-        modules, simulated = self._screen(rung, digest, backend)
-        if simulated > self._simulate(rung, digest, backend, ()):
-            candidate = self._lower(rung, digest, backend, modules)
-            result = self._evaluate(candidate, backend, eager)
-            step(f"keep-float {', '.join(modules)}: top-1 {result.accuracy:.2f}% in the runtime")
-            if result.accuracy >= best.evaluation.accuracy + MIN_FLOAT_GAIN_POINTS:
-                best = Verified(candidate, modules, result, "")
-        recovered = eager_accuracy - best.evaluation.accuracy <= tolerance
+            return Verified(first.lowered, (), first.evaluation, f"warn: kept with a {drop:.2f}-point drop")
+        with console.status(f"screening float units of {rung.id} for {backend.name} in simulation"):
+            simulate = self._simulator(rung, weights_digest(rung.model), backend)
+            screening = screen(rung.model, self.calibration[:1], simulate, eager_accuracy - tolerance)
+        tried = ", ".join(f"{'+'.join(units) or 'all int8'} {top1:.2f}%" for units, top1 in screening.tried.items())
+        step(f"{rung.id} {backend.name}: simulated top-1 with float units: {tried}")
+        return screening.float_units or self._kept(rung, backend, first, first, eager_accuracy)
+
+    def _kept(self, rung: Rung, backend: Backend, first: Verified, best: Verified, eager_accuracy: float) -> Verified:
+        """``best`` with the keep-float policy's note; warns loudly if it is still beyond tolerance."""
+        drop = eager_accuracy - first.evaluation.accuracy
+        recovered = eager_accuracy - best.evaluation.accuracy <= self.policy.tolerance_points
         kept = ", ".join(best.float_modules) or "nothing"
         note = f"keep-float: int8 lost {drop:.2f} points; kept {kept} in float -> {best.evaluation.accuracy:.2f}%" + (
             "" if recovered else " (still beyond tolerance)"

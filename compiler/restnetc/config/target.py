@@ -96,7 +96,7 @@ class RuntimeConfig(StrictModel):
     backends: list[Backend] = Field(min_length=1)
     quantization: Quantization = Quantization.INT8
     threads: int = Field(default=1, ge=1, le=256)
-    calibration_images: int = Field(default=64, ge=1, description="real task images that calibrate int8")
+    calibration_images: int = Field(default=512, ge=1, description="real task images that calibrate int8")
 
     @model_validator(mode="after")
     def _unique_backends(self) -> RuntimeConfig:

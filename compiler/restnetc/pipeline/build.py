@@ -87,11 +87,12 @@ def run_build(project: ProjectConfig, target: TargetConfig, cache: Cache, out_di
     with staged_directory(bundle) as staging:
         lowerer = Lowerer(target.runtime.quantization, calibration, held_out, target.accuracy, threads, cache, staging)
         backends = {name.value: get_backend(name) for name in target.runtime.backends}
+        results = lowerer.build_all(rungs, list(backends.values()), eager, eager_accuracy)
         verified: dict[tuple[str, str], tuple[Rung, Verified, str]] = {}
         for backend in backends.values():
             (staging / backend.name).mkdir()
             for rung in rungs:
-                result = lowerer.build(rung, backend, eager[rung.id], eager_accuracy[rung.id])
+                result = results[(rung.id, backend.name)]
                 relative = f"{backend.name}/{rung.id}{backend.suffix}"
                 (staging / relative).write_bytes(result.lowered.data)
                 verified[(rung.id, backend.name)] = (rung, result, relative)
