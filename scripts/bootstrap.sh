@@ -27,7 +27,8 @@ apt_install() {
   }
 }
 
-apt_install dataset-fashion-mnist ${RESTNETC_EXTRA_APT:-}
+# Fashion-MNIST (the demo data); cmake and a C compiler build the runtime shim (runtime_shim/).
+apt_install dataset-fashion-mnist cmake make gcc libc6-dev ${RESTNETC_EXTRA_APT:-}
 
 pip_quiet() {
   # pip warns about every name missing from the machine's extra local indexes; those lines are noise.

@@ -75,3 +75,43 @@ def tiny_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, P
     project.write_text(TINY_PROJECT)
     target.write_text(TINY_TARGET)
     return project, target
+
+
+BUILD_TARGET = """\
+schema_version: 1
+name: tiny-build
+device: {arch: aarch64, cpu: cortex-a53, cores: 4, memory: 1GB}
+runtime: {backends: [executorch, litert], threads: 2, calibration_images: 16}
+budgets:
+  - params: 3.6M
+accuracy: {policy: warn}
+measurement: {warmup: 1, runs: 5}
+"""
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, Path]:
+    """(bundle, project file, target file, cache dir) after one real build through the CLI."""
+    from restnetc.cli import main
+
+    root = tmp_path_factory.mktemp("build")
+    project, target, cache, bundle = root / "p.yaml", root / "t.yaml", root / "cache", root / "bundle"
+    project.write_text(TINY_PROJECT)
+    target.write_text(BUILD_TARGET)
+    args = [
+        "build",
+        "--target",
+        str(target),
+        "--project",
+        str(project),
+        "--out",
+        str(bundle),
+        "--cache-dir",
+        str(cache),
+    ]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.argv", ["restnetc", *args])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+    assert exit_info.value.code in (0, None)
+    return bundle, project, target, cache

@@ -1,6 +1,6 @@
 """``restnetc build`` end to end on real weights and data (32 px), then ``inspect`` and ``size-check``.
 
-The bundle is built once per module; tests that alter it work on copies.
+The bundle is built once per session (``built`` in conftest); tests that alter it work on copies.
 """
 
 from __future__ import annotations
@@ -15,47 +15,9 @@ import pytest
 
 from restnetc.bundle.lowering import BuildError
 from restnetc.bundle.manifest import read_manifest
-from tests.conftest import REPO, TINY_PROJECT, CliResult
+from tests.conftest import REPO, CliResult
 
 BASELINE = REPO / "tests" / "baselines" / "tiny-bundle-sizes.json"
-BUILD_TARGET = """\
-schema_version: 1
-name: tiny-build
-device: {arch: aarch64, cpu: cortex-a53, cores: 4, memory: 1GB}
-runtime: {backends: [executorch, litert], threads: 2, calibration_images: 16}
-budgets:
-  - params: 3.6M
-accuracy: {policy: warn}
-measurement: {warmup: 1, runs: 5}
-"""
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, Path]:
-    """(bundle, project file, target file, cache dir) after one real build through the CLI."""
-    from restnetc.cli import main
-
-    root = tmp_path_factory.mktemp("build")
-    project, target, cache, bundle = root / "p.yaml", root / "t.yaml", root / "cache", root / "bundle"
-    project.write_text(TINY_PROJECT)
-    target.write_text(BUILD_TARGET)
-    args = [
-        "build",
-        "--target",
-        str(target),
-        "--project",
-        str(project),
-        "--out",
-        str(bundle),
-        "--cache-dir",
-        str(cache),
-    ]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("sys.argv", ["restnetc", *args])
-        with pytest.raises(SystemExit) as exit_info:
-            main()
-    assert exit_info.value.code in (0, None)
-    return bundle, project, target, cache
 
 
 def test_bundle_holds_every_rung_for_every_backend(built: tuple[Path, Path, Path, Path]) -> None:

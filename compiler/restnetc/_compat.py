@@ -8,11 +8,16 @@ timm imports torchvision at import time, so ``import timm`` fails too.
 Before torchvision is first imported, if its native library is unusable, we define the two
 operators its meta registrations refer to as schema-only ops. Classification models never
 call them. This is the only place in restnetc that deals with the problem.
+
+Two import-time log warnings of the toolchain are also silenced here, since every process (the CLI and
+its lowering workers) would print them: torchao's failure to load its CUDA kernels (irrelevant with
+CPU-only torch) and torch's deprecation note about torchao registering an Enum with pytree.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
 from pathlib import Path
 
@@ -47,3 +52,9 @@ def install_torchvision_fix() -> None:
     _library = torch.library.Library("torchvision", "DEF")
     for schema in _SCHEMAS:
         _library.define(schema)
+
+
+def quiet_toolchain_import_warnings() -> None:
+    """Silence the two import-time warnings described above (only warnings of those two loggers)."""
+    logging.getLogger("torchao").setLevel(logging.ERROR)
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)

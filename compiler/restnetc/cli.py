@@ -203,8 +203,11 @@ def bench_ingest(
     if bundle is not None:
         from restnetc.bench.ingest import merge_device_figures
         from restnetc.bundle.manifest import read_manifest, write_manifest
+        from restnetc.bundle.runtime_index import write_index
 
-        write_manifest(bundle, merge_device_figures(read_manifest(bundle), parsed))
+        merged = merge_device_figures(read_manifest(bundle), parsed)
+        write_manifest(bundle, merged)
+        write_index(bundle, merged)  # the shim's memory needs now come from the device
         stderr.print(f"recorded device latency and memory of {len(parsed)} artifact(s) in {bundle}/manifest.json")
     if as_json:
         print(json.dumps([log.model_dump(mode="json") for log in parsed], indent=2))

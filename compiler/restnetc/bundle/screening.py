@@ -2,7 +2,7 @@
 
 Int8 is simulated in eager PyTorch with the backend's own PT2E quantizer (seconds per choice, against tens
 of seconds for a lowering). Candidates are the first units of the model (stem, first blocks), grown one
-at a time while the simulated top-1 keeps rising, then the last unit (the head) on top. Two reasons for
+at a time up to a cap, then the last unit (the head) on top of the best prefix. Two reasons for
 ends rather than any unit: the first and last layers are where int8 hurts most (EfficientNet-Lite0 on
 Fashion-MNIST: stem +2.1, block 0 +2.4, block 1 +0.9 points when kept float alone, every other block
 +0.6 at most), and a float unit in the middle of a CNN puts a dequantize in front of a float convolution,
@@ -62,7 +62,7 @@ class Screening:
 
 
 def screen(model: nn.Module, example: torch.Tensor, simulate: Simulate, goal: float) -> Screening:
-    """Grow a float prefix while it helps, then try the head on top; stop early once ``goal`` is reached.
+    """Grow a float prefix up to the caps, then try the head on top; stop early once ``goal`` is reached.
 
     Returns the candidate with the highest simulated top-1 (the empty set if nothing beats plain int8).
     """
@@ -78,10 +78,9 @@ def screen(model: nn.Module, example: torch.Tensor, simulate: Simulate, goal: fl
         prefix = units[:k]
         if not fits(prefix) or tried[best] >= goal:
             break
-        tried[prefix] = simulate(prefix)
-        if tried[prefix] <= tried[best]:
-            break
-        best = prefix
+        tried[prefix] = simulate(prefix)  # no early stop: a stem alone may not help where stem + block 0 does
+        if tried[prefix] > tried[best]:
+            best = prefix
     with_head = (*best, units[-1])
     if tried[best] < goal and fits(with_head):
         tried[with_head] = simulate(with_head)

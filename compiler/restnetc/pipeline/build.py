@@ -27,6 +27,7 @@ from restnetc.bundle.manifest import (
     write_manifest,
 )
 from restnetc.bundle.measure import measure_latency, measure_memory
+from restnetc.bundle.runtime_index import write_index
 from restnetc.bundle.writer import staged_directory
 from restnetc.cache import Cache, stage_key
 from restnetc.config.project import ProjectConfig
@@ -158,6 +159,7 @@ def run_build(project: ProjectConfig, target: TargetConfig, cache: Cache, out_di
             artifacts=artifacts,
         )
         write_manifest(staging, manifest)
+        write_index(staging, manifest)
         np.save(staging / "cka.npy", search.cka)
         (staging / "variants.json").write_text(json.dumps(variants_document(search), indent=2) + "\n")
         write_bundle_report(manifest, search, staging)

@@ -1,0 +1,83 @@
+"""``bundle.index``: the compact form of ``manifest.json`` that the runtime shim (``runtime_shim/``) reads.
+
+It is derived from the manifest every time the manifest is written, so the two always agree; a C parser
+of a line format is smaller and safer than a JSON parser on a device. Format, one record per line:
+
+    restnet-bundle-index 1
+    input shape=1,3,64,64 mean=0.498,0.498,0.498 std=0.502,0.502,0.502
+    label <class name>                      (one per class, in class order)
+    artifact id=... backend=... file=... bytes=N sha256=HEX memory=N accuracy=PCT params=N entry=NAME
+             in=DTYPE:SCALE:ZERO_POINT out=DTYPE:SCALE:ZERO_POINT           (one line)
+
+``memory`` is the peak memory to load and run the artifact: the device figure when benchmark logs were
+ingested, else the host's. Readers ignore keys they do not know, so keys can be added within a version.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from restnetc.bundle.manifest import Artifact, Manifest
+
+INDEX_NAME = "bundle.index"
+INDEX_VERSION = 1
+
+
+def memory_need(artifact: Artifact) -> int:
+    """Bytes the runtime needs for ``artifact``: measured on the device if known, else on the host."""
+    device = artifact.memory_bytes.device
+    if device is not None and device.peak is not None:
+        return device.peak
+    return artifact.memory_bytes.host.peak_delta
+
+
+def _token(value: object) -> str:
+    text = str(value)
+    if not text or any(c.isspace() for c in text):
+        raise ValueError(f"index value {text!r} is empty or contains whitespace")
+    return text
+
+
+def _quantization(spec: dict[str, float | int | str] | None) -> str:
+    if spec is None:
+        return "float32:1:0"
+    return f"{spec['dtype']}:{float(spec['scale']):.9g}:{int(spec['zero_point'])}"
+
+
+def _floats(values: tuple[float, ...]) -> str:
+    return ",".join(f"{v:.9g}" for v in values)
+
+
+def render_index(manifest: Manifest) -> str:
+    """The text of ``bundle.index`` for ``manifest``."""
+    first = manifest.artifacts[0].input
+    lines = [
+        f"restnet-bundle-index {INDEX_VERSION}",
+        f"input shape={','.join(str(d) for d in first.shape)} mean={_floats(first.normalization['mean'])} "
+        f"std={_floats(first.normalization['std'])}",
+    ]
+    lines += [f"label {' '.join(label.split())}" for label in manifest.labels]
+    for a in manifest.artifacts:
+        fields = {
+            "id": a.id,
+            "backend": a.backend,
+            "file": a.file,
+            "bytes": a.bytes,
+            "sha256": a.sha256,
+            "memory": memory_need(a),
+            "accuracy": f"{a.accuracy.artifact:.3f}",
+            "params": a.params,
+            "entry": a.entry_point,
+            "in": _quantization(a.input.quantization),
+            "out": _quantization(a.input.output_quantization),
+        }
+        lines.append("artifact " + " ".join(f"{key}={_token(value)}" for key, value in fields.items()))
+    return "\n".join(lines) + "\n"
+
+
+def write_index(bundle: Path, manifest: Manifest) -> None:
+    """Replace ``bundle/bundle.index`` atomically."""
+    tmp = bundle / f".{INDEX_NAME}.tmp"
+    tmp.write_text(render_index(manifest), encoding="utf-8")
+    os.replace(tmp, bundle / INDEX_NAME)

@@ -1,0 +1,113 @@
+/* Selecting a variant: the most accurate valid one of a backend that fits, with headroom and hysteresis. */
+#include <stdint.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define MIB (1024.0 * 1024.0)
+
+static void verdict(rs_selection *out, size_t i, rs_verdict_kind kind, const char *reason) {
+    out->verdicts[i].kind = kind;
+    snprintf(out->verdicts[i].reason, sizeof out->verdicts[i].reason, "%s", reason);
+}
+
+/* Indices of `backend`'s artifacts, most accurate first (less memory first on ties). */
+static size_t ranked(const rs_bundle *bundle, const char *backend, size_t order[RS_MAX_ARTIFACTS]) {
+    size_t n = 0;
+    for (size_t i = 0; i < bundle->count; i++) {
+        if (strcmp(bundle->artifacts[i].backend, backend) != 0) {
+            continue;
+        }
+        size_t j = n++;
+        const rs_artifact *a = &bundle->artifacts[i];
+        while (j > 0) {
+            const rs_artifact *b = &bundle->artifacts[order[j - 1]];
+            if (b->accuracy > a->accuracy || (b->accuracy == a->accuracy && b->memory_bytes <= a->memory_bytes)) {
+                break;
+            }
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = i;
+    }
+    return n;
+}
+
+static rs_status select_override(rs_bundle *bundle, const rs_policy *policy, rs_selection *out, rs_error *err) {
+    for (size_t i = 0; i < bundle->count; i++) {
+        const rs_artifact *a = &bundle->artifacts[i];
+        if (strcmp(a->backend, policy->backend) != 0 || strcmp(a->id, policy->override_id) != 0) {
+            if (out->verdicts[i].kind != RS_VERDICT_OTHER_BACKEND) {
+                verdict(out, i, RS_VERDICT_NOT_OVERRIDE, "an override is set");
+            }
+            continue;
+        }
+        rs_error local = {RS_OK, ""};
+        rs_status status = rs_bundle_validate(bundle, i, NULL, 0, &local);
+        if (status != RS_OK) {
+            verdict(out, i, RS_VERDICT_INVALID, local.message);
+            return rs_fail(err, status, "override %s is invalid: %s", a->id, local.message);
+        }
+        verdict(out, i, RS_VERDICT_CHOSEN, "explicit override (memory not considered)");
+        out->chosen = i;
+        return RS_OK;
+    }
+    return rs_fail(err, RS_ERR_ARGUMENT, "override %s: no such variant for backend %s", policy->override_id,
+                   policy->backend);
+}
+
+rs_status rs_select(rs_bundle *bundle, const rs_policy *policy, uint64_t available, size_t current,
+                    rs_selection *out, rs_error *err) {
+    if (bundle == NULL || policy == NULL || policy->backend == NULL || out == NULL || !(policy->hysteresis >= 0)) {
+        return rs_fail(err, RS_ERR_ARGUMENT, "rs_select: bundle, policy with a backend, hysteresis >= 0 and out "
+                                             "are required");
+    }
+    memset(out, 0, sizeof *out);
+    out->chosen = SIZE_MAX;
+    out->available = available;
+    for (size_t i = 0; i < bundle->count; i++) {
+        verdict(out, i, RS_VERDICT_OTHER_BACKEND, bundle->artifacts[i].backend);
+    }
+    if (policy->override_id != NULL) {
+        return select_override(bundle, policy, out, err);
+    }
+    size_t order[RS_MAX_ARTIFACTS];
+    size_t n = ranked(bundle, policy->backend, order);
+    const rs_artifact *in_use = current < bundle->count ? &bundle->artifacts[current] : NULL;
+    char reason[320];
+    for (size_t k = 0; k < n; k++) {
+        size_t i = order[k];
+        const rs_artifact *a = &bundle->artifacts[i];
+        if (out->chosen != SIZE_MAX) {
+            snprintf(reason, sizeof reason, "top-1 %.2f%% < %.2f%% of %s", a->accuracy,
+                     bundle->artifacts[out->chosen].accuracy, bundle->artifacts[out->chosen].id);
+            verdict(out, i, RS_VERDICT_LESS_ACCURATE, reason);
+            continue;
+        }
+        /* Moving up from the variant in use to a larger one asks for `hysteresis` more room. */
+        int moving_up = in_use != NULL && i != current && a->memory_bytes > in_use->memory_bytes;
+        double extra = moving_up ? policy->hysteresis * (double)a->memory_bytes : 0.0;
+        double need = (double)a->memory_bytes + (double)policy->headroom_bytes + extra;
+        if (need > (double)available) {
+            snprintf(reason, sizeof reason, "needs %.1f MiB (%.1f + %.1f headroom%s), %.1f MiB available",
+                     need / MIB, (double)a->memory_bytes / MIB, (double)policy->headroom_bytes / MIB,
+                     moving_up ? " + hysteresis" : "", (double)available / MIB);
+            verdict(out, i, RS_VERDICT_TOO_LARGE, reason);
+            continue;
+        }
+        rs_error local = {RS_OK, ""};
+        if (rs_bundle_validate(bundle, i, NULL, 0, &local) != RS_OK) {
+            verdict(out, i, RS_VERDICT_INVALID, local.message);
+            continue;
+        }
+        snprintf(reason, sizeof reason, "most accurate that fits: top-1 %.2f%%, needs %.1f MiB of %.1f MiB",
+                 a->accuracy, need / MIB, (double)available / MIB);
+        verdict(out, i, RS_VERDICT_CHOSEN, reason);
+        out->chosen = i;
+    }
+    if (out->chosen == SIZE_MAX) {
+        return rs_fail(err, RS_ERR_NOTHING_FITS, "no valid %s variant fits in %.1f MiB (%zu considered)",
+                       policy->backend, (double)available / MIB, n);
+    }
+    return RS_OK;
+}

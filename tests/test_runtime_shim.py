@@ -1,0 +1,159 @@
+"""The runtime shim's C core: its own suite (plain and under ASan/UBSan), and the CLI on a real bundle.
+
+The bundle is the one ``restnetc build`` produced in this session (``built``); ``bundle.index`` is derived
+from ``manifest.json``, and the C parser must read back exactly what the manifest says.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from restnetc.bundle.manifest import Artifact, read_manifest
+from restnetc.bundle.runtime_index import memory_need
+from tests.conftest import REPO
+
+SHIM = REPO / "runtime_shim"
+FIXTURES = SHIM / "tests" / "fixtures"
+MIB = 1024 * 1024
+HEADROOM_MB = 1
+
+
+def _cmake_build(build_dir: Path, *options: str) -> Path:
+    subprocess.run(["cmake", "-S", str(SHIM), "-B", str(build_dir), *options], check=True, capture_output=True)
+    result = subprocess.run(["cmake", "--build", str(build_dir), "-j2"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return build_dir
+
+
+@pytest.fixture(scope="session")
+def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A release build of the shim (warnings are errors)."""
+    return _cmake_build(tmp_path_factory.mktemp("shim"), "-DCMAKE_BUILD_TYPE=Release")
+
+
+def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=120)
+
+
+def test_core_suite_passes(shim: Path) -> None:
+    result = _run(shim / "tests" / "test_core", FIXTURES)
+    assert result.returncode == 0, result.stderr
+    assert "all core tests passed" in result.stdout
+
+
+def test_core_suite_passes_under_address_and_undefined_behaviour_sanitizers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    build = _cmake_build(tmp_path_factory.mktemp("shim-asan"), "-DRS_SANITIZE=ON", "-DCMAKE_BUILD_TYPE=Debug")
+    result = _run(build / "tests" / "test_core", FIXTURES)
+    assert result.returncode == 0, result.stderr
+    assert "runtime error" not in result.stderr and "AddressSanitizer" not in result.stderr
+
+
+def _select(shim: Path, bundle: Path, backend: str, *memory: str) -> tuple[int, dict[str, object]]:
+    args = ["select", bundle, "--backend", backend, "--headroom-mb", str(HEADROOM_MB), "--json", *memory]
+    result = _run(shim / "restnet-shim", *args)
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_index_read_by_the_c_core_agrees_with_the_manifest(shim: Path, built: tuple[Path, Path, Path, Path]) -> None:
+    bundle = built[0]
+    manifest = read_manifest(bundle)
+    for backend in ("executorch", "litert"):
+        code, selection = _select(shim, bundle, backend, "--available-mb", "100000")
+        assert code == 0, selection
+        listed = {(a["id"], a["backend"]): a for a in selection["artifacts"]}  # type: ignore[attr-defined]
+        assert len(listed) == len(manifest.artifacts)
+        for artifact in manifest.artifacts:
+            seen = listed[(artifact.id, artifact.backend)]
+            assert (seen["file"], seen["bytes"], seen["sha256"]) == (artifact.file, artifact.bytes, artifact.sha256)
+            assert seen["memory_bytes"] == memory_need(artifact) and seen["params"] == artifact.params
+            assert seen["accuracy"] == pytest.approx(artifact.accuracy.artifact, abs=1e-3)
+            assert seen["entry_point"] == artifact.entry_point
+        best = max((a for a in manifest.artifacts if a.backend == backend), key=lambda a: a.accuracy.artifact)
+        assert selection["chosen"] == best.id
+
+
+def _write(root: Path, relative: str, text: str) -> None:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def _expected(artifacts: list[Artifact], available: int) -> str | None:
+    fitting = [a for a in artifacts if memory_need(a) + HEADROOM_MB * MIB <= available]
+    return max(fitting, key=lambda a: (a.accuracy.artifact, -memory_need(a))).id if fitting else None
+
+
+def test_select_chooses_the_most_accurate_fit_in_four_memory_situations(
+    shim: Path, built: tuple[Path, Path, Path, Path], tmp_path: Path
+) -> None:
+    bundle = built[0]
+    litert = [a for a in read_manifest(bundle).artifacts if a.backend == "litert"]
+    needs = sorted({memory_need(a) + HEADROOM_MB * MIB for a in litert})
+    plenty, smallest = needs[-1] + 64 * MIB, needs[0]
+    middle = needs[len(needs) // 2]
+    situations = {  # name: (files under the root, available bytes)
+        "meminfo": ({"proc/meminfo": f"MemTotal: 999999999 kB\nMemAvailable: {plenty // 1024} kB\n"}, plenty),
+        "cgroup-v2": (
+            {
+                "proc/meminfo": f"MemAvailable: {plenty // 1024} kB\n",
+                "proc/self/cgroup": "0::/apps/camera\n",
+                "sys/fs/cgroup/apps/camera/memory.max": f"{middle + 5 * MIB}\n",
+                "sys/fs/cgroup/apps/camera/memory.current": f"{5 * MIB}\n",
+            },
+            middle,
+        ),
+        "cgroup-v1": (
+            {
+                "proc/meminfo": f"MemAvailable: {plenty // 1024} kB\n",
+                "proc/self/cgroup": "7:memory:/docker/abc\n",
+                "sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes": f"{smallest + MIB}\n",
+                "sys/fs/cgroup/memory/docker/abc/memory.usage_in_bytes": f"{MIB}\n",
+            },
+            smallest,
+        ),
+        "nothing-fits": ({"proc/meminfo": f"MemAvailable: {(smallest - MIB) // 1024} kB\n"}, smallest - MIB),
+    }
+    for name, (files, available) in situations.items():
+        root = tmp_path / name
+        for relative, text in files.items():
+            _write(root, relative, text)
+        code, selection = _select(shim, bundle, "litert", "--memory-root", str(root))
+        assert selection["available_bytes"] == available, name
+        expected = _expected(litert, available)
+        assert selection["chosen"] == expected, (name, selection)
+        assert code == (0 if expected else 1), name
+        if expected is None:
+            assert selection["status"] == "nothing fits"
+
+
+def test_a_flipped_byte_is_reported_and_skipped(
+    shim: Path, built: tuple[Path, Path, Path, Path], tmp_path: Path
+) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(built[0], bundle)
+    manifest = read_manifest(bundle)
+    litert = [a for a in manifest.artifacts if a.backend == "litert"]
+    best = max(litert, key=lambda a: a.accuracy.artifact)
+    data = bytearray((bundle / best.file).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (bundle / best.file).write_bytes(bytes(data))
+    result = _run(shim / "restnet-shim", "verify", bundle)
+    assert result.returncode == 1 and f"BAD  litert/{best.id}: " in result.stdout and "sha256" in result.stdout
+    code, selection = _select(shim, bundle, "litert", "--available-mb", "100000")
+    verdicts = {a["id"]: a for a in selection["artifacts"] if a["backend"] == "litert"}  # type: ignore[attr-defined]
+    assert code == 0 and selection["chosen"] != best.id
+    assert verdicts[best.id]["verdict"] == "invalid" and "sha256" in verdicts[best.id]["reason"]
+
+
+def test_bad_usage_exits_2_with_a_message(shim: Path, tmp_path: Path) -> None:
+    result = _run(shim / "restnet-shim", "select", tmp_path, "--backend", "onnx")
+    assert result.returncode == 2 and "--backend must be litert or executorch" in result.stderr
+    result = _run(shim / "restnet-shim", "select", tmp_path)
+    assert result.returncode == 1 and "bundle.index: cannot open" in result.stderr
