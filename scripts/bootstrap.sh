@@ -27,8 +27,10 @@ apt_install() {
   }
 }
 
-# Fashion-MNIST (the demo data); cmake and a C compiler build the runtime shim (runtime_shim/).
-apt_install dataset-fashion-mnist cmake make gcc libc6-dev ${RESTNETC_EXTRA_APT:-}
+# Fashion-MNIST (the demo data); cmake and C compilers build the runtime shim (runtime_shim/): gcc, clang for
+# libFuzzer, the aarch64 cross toolchain and qemu-user to run its tests as on a Cortex-A53 board.
+apt_install dataset-fashion-mnist cmake make gcc libc6-dev clang gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
+  qemu-user-static ${RESTNETC_EXTRA_APT:-}
 
 pip_quiet() {
   # pip warns about every name missing from the machine's extra local indexes; those lines are noise.
@@ -36,7 +38,7 @@ pip_quiet() {
 }
 
 stamp="$venv/.restnetc-stamp"
-want="$(cat "$root/requirements.lock" "$root/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+want="$(cat "$root/requirements.lock" "$root/pyproject.toml" "$root/setup.py" "$root"/runtime_shim/src/* "$root"/runtime_shim/include/* | sha256sum | cut -d' ' -f1)"
 if [ ! -x "$venv/bin/python" ]; then
   log "creating $venv"
   "$python" -m venv "$venv"

@@ -11,10 +11,15 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
+from restnetc.backends import get_backend
 from restnetc.bundle.manifest import Artifact, read_manifest
 from restnetc.bundle.runtime_index import memory_need
+from restnetc.config.target import Backend as BackendName
+from restnetc.runtime import Bundle, ShimError, probe_memory
 from tests.conftest import REPO
 
 SHIM = REPO / "runtime_shim"
@@ -32,8 +37,12 @@ def _cmake_build(build_dir: Path, *options: str) -> Path:
 
 @pytest.fixture(scope="session")
 def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A release build of the shim (warnings are errors)."""
-    return _cmake_build(tmp_path_factory.mktemp("shim"), "-DCMAKE_BUILD_TYPE=Release")
+    """A release build of the shim with both backends (warnings are errors)."""
+    import executorch
+
+    package = Path(next(iter(executorch.__path__))) / "share" / "cmake"
+    options = ("-DCMAKE_BUILD_TYPE=Release", "-DRS_WITH_EXECUTORCH=ON", f"-Dexecutorch_DIR={package}")
+    return _cmake_build(tmp_path_factory.mktemp("shim"), *options)
 
 
 def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -157,3 +166,118 @@ def test_bad_usage_exits_2_with_a_message(shim: Path, tmp_path: Path) -> None:
     assert result.returncode == 2 and "--backend must be litert or executorch" in result.stderr
     result = _run(shim / "restnet-shim", "select", tmp_path)
     assert result.returncode == 1 and "bundle.index: cannot open" in result.stderr
+
+
+def test_python_binding_runs_the_same_core_as_the_cli(shim: Path, built: tuple[Path, Path, Path, Path]) -> None:
+    bundle = built[0]
+    manifest = read_manifest(bundle)
+    with Bundle(bundle) as opened:
+        by_key = {(v.id, v.backend): v for v in opened.variants}
+        for artifact in manifest.artifacts:
+            variant = by_key[(artifact.id, artifact.backend)]
+            assert (variant.file, variant.sha256, variant.memory_bytes) == (
+                artifact.file,
+                artifact.sha256,
+                memory_need(artifact),
+            )
+        needs = sorted(memory_need(a) for a in manifest.artifacts if a.backend == "executorch")
+        available = needs[len(needs) // 2] + HEADROOM_MB * MIB
+        selection = opened.select("executorch", available, headroom_mb=HEADROOM_MB)
+    _, from_cli = _select(shim, bundle, "executorch", "--available-mb", str(available / MIB))
+    assert selection.chosen is not None and selection.chosen.id == from_cli["chosen"]
+    cli_verdicts = {(a["id"], a["backend"]): a["verdict"] for a in from_cli["artifacts"]}  # type: ignore[attr-defined]
+    assert {(v.variant.id, v.variant.backend): v.verdict for v in selection.verdicts} == cli_verdicts
+
+
+def test_python_binding_probes_fixture_memory_and_reports_errors(tmp_path: Path) -> None:
+    memory = probe_memory(FIXTURES / "memory" / "cgroup-v2-limit")
+    assert (memory.available, memory.source, memory.cgroup_limit) == (384 * MIB, "cgroup v2", 512 * MIB)
+    with pytest.raises(ShimError, match=r"bundle\.index: cannot open") as caught:
+        Bundle(tmp_path)
+    assert caught.value.status == "i/o error"
+
+
+def test_index_parser_survives_bounded_fuzzing(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """libFuzzer (clang) with ASan/UBSan on the index parser, seeded with a real-looking index."""
+    build = tmp_path_factory.mktemp("shim-fuzz")
+    _cmake_build(build, "-DRS_FUZZ=ON", "-DCMAKE_C_COMPILER=clang", "-DCMAKE_BUILD_TYPE=Debug")
+    corpus = build / "corpus"
+    shutil.copytree(SHIM / "tests" / "fuzz_corpus", corpus)
+    result = _run(build / "tests" / "fuzz_index", "-max_total_time=20", "-max_len=4096", corpus)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = [line for line in result.stderr.splitlines() if line.startswith("Done ")]
+    assert runs, result.stderr[-2000:]
+    print(runs[0])  # "Done N runs in S second(s)", shown with -s
+
+
+def test_core_suite_passes_on_aarch64_cortex_a53_under_qemu(tmp_path_factory: pytest.TempPathFactory) -> None:
+    build = tmp_path_factory.mktemp("shim-aarch64")
+    toolchain = SHIM / "cmake" / "aarch64-linux-gnu.cmake"
+    _cmake_build(build, f"-DCMAKE_TOOLCHAIN_FILE={toolchain}", "-DCMAKE_BUILD_TYPE=Release")
+    binary = build / "tests" / "test_core"
+    assert binary.read_bytes()[18:20] == b"\xb7\x00", "ELF e_machine should be EM_AARCH64 (183)"
+    result = _run("qemu-aarch64-static", "-L", "/usr/aarch64-linux-gnu", binary, FIXTURES)
+    assert result.returncode == 0, result.stderr
+    assert "all core tests passed" in result.stdout
+
+
+def _litert_library() -> Path:
+    import ai_edge_litert
+
+    return Path(ai_edge_litert.__file__).parent / "libLiteRt.so"
+
+
+def _python_logits(bundle: Path, artifact: Artifact, batch: np.ndarray) -> np.ndarray:
+    return get_backend(BackendName(artifact.backend)).load(bundle / artifact.file, 1)(batch)
+
+
+def _shim_run(shim: Path, bundle: Path, artifact: Artifact, input_file: Path) -> dict[str, object]:
+    result = _run(
+        shim / "restnet-shim", "run", bundle, "--input", input_file, "--override", artifact.id,
+        "--backend", artifact.backend, "--litert-lib", _litert_library(), "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    return dict(json.loads(result.stdout))
+
+
+def test_run_gives_the_python_runtime_logits_for_every_variant_of_both_backends(
+    shim: Path, built: tuple[Path, Path, Path, Path], tmp_path: Path
+) -> None:
+    bundle = built[0]
+    inputs = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    for index, image in enumerate(inputs):
+        image.tofile(tmp_path / f"input-{index}.f32")
+    for artifact in read_manifest(bundle).artifacts:
+        expected = _python_logits(bundle, artifact, inputs)
+        for index in range(len(inputs)):
+            ran = _shim_run(shim, bundle, artifact, tmp_path / f"input-{index}.f32")
+            assert (ran["variant"], ran["backend"]) == (artifact.id, artifact.backend)
+            np.testing.assert_allclose(np.asarray(ran["logits"]), expected[index], atol=1e-5)
+
+
+def test_run_reads_a_pgm_image_like_the_python_preprocessing(
+    shim: Path, built: tuple[Path, Path, Path, Path], tmp_path: Path
+) -> None:
+    bundle = built[0]
+    manifest = read_manifest(bundle)
+    artifact = next(a for a in manifest.artifacts if a.backend == "litert")
+    pixels = np.random.default_rng(1).integers(0, 256, (28, 28), dtype=np.uint8)
+    path = tmp_path / "image.pgm"
+    path.write_bytes(b"P5\n# a comment\n28 28\n255\n" + pixels.tobytes())
+    grey = torch.from_numpy(pixels.astype(np.float32) / 255.0)[None, None].expand(1, 3, 28, 28)
+    resized = torch.nn.functional.interpolate(grey, size=(32, 32), mode="bilinear", align_corners=False)
+    norm = artifact.input.normalization
+    mean, std = torch.tensor(norm["mean"])[:, None, None], torch.tensor(norm["std"])[:, None, None]
+    expected = _python_logits(bundle, artifact, ((resized - mean) / std).numpy())[0]
+    ran = _shim_run(shim, bundle, artifact, path)
+    logits = np.asarray(ran["logits"])
+    assert logits.argmax() == expected.argmax() and np.abs(logits - expected).max() < 0.5
+
+
+def test_runner_switches_variants_in_the_documented_order_with_litert(
+    shim: Path, built: tuple[Path, Path, Path, Path], tmp_path: Path
+) -> None:
+    _write(tmp_path / "plenty", "proc/meminfo", "MemAvailable: 8000000 kB\n")
+    result = _run(shim / "tests" / "test_litert", built[0], _litert_library(), tmp_path / "plenty")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "all runner tests passed" in result.stdout

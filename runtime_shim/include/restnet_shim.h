@@ -136,6 +136,43 @@ typedef struct {
 RS_API rs_status rs_select(rs_bundle *bundle, const rs_policy *policy, uint64_t available, size_t current,
                     rs_selection *out, rs_error *err);
 
+/* ---- Running variants ---- */
+
+/* A runtime backend, plugged in by the caller so the core never depends on one. Tensors are raw, in the
+ * artifact's own input/output types (the runner quantizes and dequantizes with the index's parameters). */
+typedef struct rs_backend {
+    const char *name; /* must equal the artifacts' `backend` ("litert", "executorch") */
+    void *context;    /* backend-wide state, owned by whoever created the backend */
+    rs_status (*load)(void *context, const char *path, const rs_artifact *artifact, void **model, rs_error *err);
+    rs_status (*run)(void *model, const void *input, size_t input_bytes, void *output, size_t output_bytes,
+                     rs_error *err);
+    void (*unload)(void *model);
+} rs_backend;
+
+typedef struct rs_runner rs_runner;
+
+/* Selects a variant for the memory probed under `memory_root` and loads it with `backend`. The bundle and
+ * the backend must outlive the runner. */
+RS_API rs_status rs_runner_open(rs_bundle *bundle, const rs_policy *policy, const rs_backend *backend,
+                                const char *memory_root, rs_runner **out, rs_error *err);
+
+/* Runs one image: `input` is float32 NCHW, already normalised as the index's input line says, with exactly
+ * the input shape's element count; `logits` receives one float per label. */
+RS_API rs_status rs_runner_run(rs_runner *runner, const float *input, size_t input_count, float *logits,
+                               size_t logits_count, rs_error *err);
+
+/* Probes memory again and switches variant if another one should run now. The new variant is loaded
+ * before the old one is released only if both fit; otherwise the old one is released first. `switched`
+ * (may be NULL) is set to 1 when the variant changed. */
+RS_API rs_status rs_runner_refresh(rs_runner *runner, int *switched, rs_error *err);
+
+/* Same as rs_runner_refresh with `available` bytes given instead of probed. */
+RS_API rs_status rs_runner_refresh_with(rs_runner *runner, uint64_t available, int *switched, rs_error *err);
+
+/* The variant that runs now. */
+RS_API const rs_artifact *rs_runner_current(const rs_runner *runner);
+RS_API void rs_runner_close(rs_runner *runner);
+
 RS_API const char *rs_status_name(rs_status status);
 RS_API const char *rs_verdict_name(rs_verdict_kind kind);
 

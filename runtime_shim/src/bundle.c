@@ -93,7 +93,9 @@ static int parse_floats(const char *text, float *out, size_t count) {
             return -1;
         }
         out[i] = (float)value;
-        cursor = comma + 1;
+        if (comma != NULL) {
+            cursor = comma + 1;
+        }
     }
     return 0;
 }

@@ -301,9 +301,14 @@ static void test_two_bundles(void) {
     char first[4096], second[4096];
     make_bundle("first", LADDER, 2, first, sizeof first);
     make_bundle("second", LADDER + 2, 2, second, sizeof second);
-    rs_bundle *a, *b;
-    rs_error err;
+    rs_bundle *a = NULL, *b = NULL;
+    rs_error err = {RS_OK, ""};
     CHECK(rs_bundle_open(first, &a, &err) == RS_OK && rs_bundle_open(second, &b, &err) == RS_OK, "%s", err.message);
+    if (a == NULL || b == NULL) {
+        rs_bundle_close(a);
+        rs_bundle_close(b);
+        return;
+    }
     rs_selection selection;
     rs_status status;
     CHECK(strcmp(choose(a, 100, SIZE_MAX, &selection, &status), "stitch-a") == 0, "first bundle");

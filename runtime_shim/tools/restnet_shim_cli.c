@@ -3,6 +3,8 @@
  *   restnet-shim select BUNDLE [--backend B] [--available-mb N | --memory-root DIR] [--headroom-mb N]
  *                              [--hysteresis F] [--override ID] [--json]
  *   restnet-shim verify BUNDLE
+ *   restnet-shim run BUNDLE --input FILE [--backend litert] [--litert-lib PATH] [--memory-root DIR]
+ *                           [--headroom-mb N] [--override ID] [--json]
  *
  * Exit status: 0 on success, 1 when the bundle is bad or nothing fits, 2 on a usage error.
  */
@@ -11,7 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "image_input.h"
 #include "restnet_shim.h"
+#ifdef RS_WITH_LITERT
+#include "restnet_shim_litert.h"
+#endif
+#ifdef RS_WITH_EXECUTORCH
+#include "restnet_shim_executorch.h"
+#endif
 
 #define MIB (1024.0 * 1024.0)
 
@@ -19,7 +28,9 @@ static int usage(const char *problem) {
     fprintf(stderr, "restnet-shim: %s\n", problem);
     fprintf(stderr, "usage: restnet-shim select BUNDLE [--backend litert|executorch] [--available-mb N | "
                     "--memory-root DIR]\n                           [--headroom-mb N] [--hysteresis F] "
-                    "[--override ID] [--json]\n       restnet-shim verify BUNDLE\n");
+                    "[--override ID] [--json]\n       restnet-shim verify BUNDLE\n       restnet-shim run BUNDLE --input "
+                    "FILE.pgm|FILE.ppm|FILE.f32 [--backend litert] [--litert-lib PATH]\n"
+                    "                        [--memory-root DIR] [--headroom-mb N] [--override ID] [--json]\n");
     return 2;
 }
 
@@ -201,9 +212,136 @@ static int command_verify(int argc, char **argv) {
     return bad;
 }
 
+static int fail_with(const char *message) {
+    fprintf(stderr, "restnet-shim: %s\n", message);
+    return 1;
+}
+
+/* Opens the backend named `name`; the CLI knows the backends it was built with. */
+static rs_status open_backend(const char *name, const char *litert_lib, rs_backend *backend, rs_error *err) {
+#ifdef RS_WITH_LITERT
+    if (strcmp(name, "litert") == 0) {
+        return rs_litert_backend_open(litert_lib, backend, err);
+    }
+#else
+    (void)litert_lib;
+#endif
+#ifdef RS_WITH_EXECUTORCH
+    if (strcmp(name, "executorch") == 0) {
+        return rs_executorch_backend_open(backend, err);
+    }
+#endif
+    (void)backend;
+    snprintf(err->message, sizeof err->message, "this restnet-shim was built without the %s backend", name);
+    err->code = RS_ERR_BACKEND;
+    return RS_ERR_BACKEND;
+}
+
+static int command_run(int argc, char **argv) {
+    const char *dir = NULL, *input = NULL, *root = "/", *override = NULL, *backend_name = "litert";
+    const char *litert_lib = getenv("RESTNET_SHIM_LITERT");
+    double headroom_mb = 16;
+    int json = 0;
+    if (litert_lib == NULL) litert_lib = "libLiteRt.so";
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i];
+        const char *value = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(arg, "--json") == 0) {
+            json = 1;
+            continue;
+        }
+        if (arg[0] != '-') {
+            if (dir != NULL) return usage("more than one bundle given");
+            dir = arg;
+            continue;
+        }
+        if (value == NULL) return usage("an option is missing its value");
+        i++;
+        if (strcmp(arg, "--input") == 0) input = value;
+        else if (strcmp(arg, "--backend") == 0) backend_name = value;
+        else if (strcmp(arg, "--litert-lib") == 0) litert_lib = value;
+        else if (strcmp(arg, "--memory-root") == 0) root = value;
+        else if (strcmp(arg, "--override") == 0) override = value;
+        else if (strcmp(arg, "--headroom-mb") == 0) {
+            if (parse_number(value, &headroom_mb) != 0) return usage("--headroom-mb expects a number >= 0");
+        } else {
+            return usage("unknown option");
+        }
+    }
+    if (dir == NULL || input == NULL) return usage("run needs a BUNDLE directory and --input FILE");
+    rs_error err = {RS_OK, ""};
+    rs_bundle *bundle = NULL;
+    rs_backend backend = {0};
+    rs_runner *runner = NULL;
+    float *tensor = NULL, *logits = NULL;
+    int code = 1;
+    if (rs_bundle_open(dir, &bundle, &err) != RS_OK || open_backend(backend_name, litert_lib, &backend, &err) != RS_OK) {
+        goto done;
+    }
+    const rs_input_spec *spec = rs_bundle_input(bundle);
+    size_t count = (size_t)spec->shape[0] * spec->shape[1] * spec->shape[2] * spec->shape[3];
+    size_t classes = rs_bundle_label_count(bundle);
+    tensor = malloc(count * sizeof *tensor);
+    logits = malloc((classes ? classes : 1) * sizeof *logits);
+    if (tensor == NULL || logits == NULL) {
+        snprintf(err.message, sizeof err.message, "cannot allocate the input");
+        goto done;
+    }
+    rs_policy policy = {backend_name, (uint64_t)(headroom_mb * MIB), 0.1, override};
+    if (rs_read_input(input, spec, tensor, count, &err) != RS_OK ||
+        rs_runner_open(bundle, &policy, &backend, root, &runner, &err) != RS_OK ||
+        rs_runner_run(runner, tensor, count, logits, classes, &err) != RS_OK) {
+        goto done;
+    }
+    size_t order[5];
+    size_t top = classes < 5 ? classes : 5;
+    for (size_t k = 0; k < top; k++) {
+        size_t best = SIZE_MAX;
+        for (size_t c = 0; c < classes; c++) {
+            int taken = 0;
+            for (size_t j = 0; j < k; j++) taken |= order[j] == c;
+            if (!taken && (best == SIZE_MAX || logits[c] > logits[best])) best = c;
+        }
+        order[k] = best;
+    }
+    const rs_artifact *ran = rs_runner_current(runner);
+    if (json) {
+        printf("{\"variant\": ");
+        json_string(ran->id);
+        printf(", \"backend\": ");
+        json_string(ran->backend);
+        printf(", \"logits\": [");
+        for (size_t c = 0; c < classes; c++) printf("%s%.6g", c ? ", " : "", logits[c]);
+        printf("], \"top5\": [");
+        for (size_t k = 0; k < top; k++) {
+            printf("%s{\"class\": %zu, \"label\": ", k ? ", " : "", order[k]);
+            json_string(rs_bundle_label(bundle, order[k]));
+            printf(", \"logit\": %.6g}", logits[order[k]]);
+        }
+        printf("]}\n");
+    } else {
+        printf("variant: %s (%s)\n", ran->id, ran->file);
+        for (size_t k = 0; k < top; k++) {
+            printf("%zu. %-20s %8.3f\n", k + 1, rs_bundle_label(bundle, order[k]), logits[order[k]]);
+        }
+    }
+    code = 0;
+done:
+    if (code != 0) fail_with(err.message);
+    rs_runner_close(runner);
+#ifdef RS_WITH_LITERT
+    if (backend.context != NULL && strcmp(backend.name, "litert") == 0) rs_litert_backend_close(&backend);
+#endif
+    rs_bundle_close(bundle);
+    free(tensor);
+    free(logits);
+    return code;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) return usage("missing command");
     if (strcmp(argv[1], "select") == 0) return command_select(argc - 2, argv + 2);
     if (strcmp(argv[1], "verify") == 0) return command_verify(argc - 2, argv + 2);
-    return usage("unknown command (select, verify)");
+    if (strcmp(argv[1], "run") == 0) return command_run(argc - 2, argv + 2);
+    return usage("unknown command (select, verify, run)");
 }

@@ -30,6 +30,8 @@ from restnetc.progress import console, step
 
 SCREENING_IMAGES = 500
 """Held-out images on which float units are screened in simulation before a candidate is lowered."""
+SCREENING_CALIBRATION = 256
+"""Calibration images per simulated choice (the lowered candidate uses all of the target's)."""
 SCREENING_BATCH = 125
 MIN_FLOAT_GAIN_POINTS = 0.5
 """Float islands cost bytes (a float head is ~1 MB on EfficientNet-Lite); keep them only for a real gain."""
@@ -201,7 +203,8 @@ class Lowerer:
             with captured():
                 if not exported:
                     exported.append(export_batched(rung.model, self.calibration))
-                graph = quantize_pt2e(exported[0], backend.int8_quantizer(), self.calibration, units, False)
+                calibration = self.calibration[:SCREENING_CALIBRATION]
+                graph = quantize_pt2e(exported[0], backend.int8_quantizer(), calibration, units, False)
             with torch.no_grad():  # a converted graph refuses .eval(); it has no train-time behaviour anyway
                 logits = torch.cat([graph(chunk) for chunk in images.split(SCREENING_BATCH)])
             value = round(float((logits.argmax(1) == labels).double().mean() * 100), 3)
@@ -227,7 +230,7 @@ class Lowerer:
         retry: list[tuple[Rung, Backend, Verified, tuple[str, ...]]] = []
         for (rung, backend), lowered in zip(pairs, plain, strict=True):
             first = Verified(lowered, (), self._evaluate(lowered, backend, eager[rung.id]), "")
-            outcome = self._judge(rung, backend, first, eager_accuracy[rung.id])
+            outcome = self._judge(rung, backend, first, eager[rung.id], eager_accuracy[rung.id])
             if isinstance(outcome, Verified):
                 verified[(rung.id, backend.name)] = outcome
             else:
@@ -243,7 +246,7 @@ class Lowerer:
         return verified
 
     def _judge(
-        self, rung: Rung, backend: Backend, first: Verified, eager_accuracy: float
+        self, rung: Rung, backend: Backend, first: Verified, eager: torch.Tensor, eager_accuracy: float
     ) -> Verified | tuple[str, ...]:
         """The final result for ``first``, or the float units worth lowering as a keep-float candidate."""
         drop = eager_accuracy - first.evaluation.accuracy
@@ -261,7 +264,10 @@ class Lowerer:
             return Verified(first.lowered, (), first.evaluation, f"warn: kept with a {drop:.2f}-point drop")
         with console.status(f"screening float units of {rung.id} for {backend.name} in simulation"):
             simulate = self._simulator(rung, weights_digest(rung.model), backend)
-            screening = screen(rung.model, self.calibration[:1], simulate, eager_accuracy - tolerance)
+            # The goal is measured on the screening images themselves, not on the whole held-out set.
+            labels = self.held_out.labels[:SCREENING_IMAGES]
+            screened = float((eager[:SCREENING_IMAGES].argmax(1) == labels).double().mean() * 100)
+            screening = screen(rung.model, self.calibration[:1], simulate, screened - tolerance)
         tried = ", ".join(f"{'+'.join(units) or 'all int8'} {top1:.2f}%" for units, top1 in screening.tried.items())
         step(f"{rung.id} {backend.name}: simulated top-1 with float units: {tried}")
         return screening.float_units or self._kept(rung, backend, first, first, eager_accuracy)

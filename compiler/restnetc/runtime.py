@@ -1,0 +1,254 @@
+"""Python face of the runtime shim: open a bundle, probe memory, pick a variant, through the same C core.
+
+The core (``runtime_shim/src``) is compiled into this package as ``_shim*.so`` (see ``setup.py``) and
+called with ctypes; nothing here re-implements selection or validation. The ctypes structures mirror
+``runtime_shim/include/restnet_shim.h`` field for field.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from pathlib import Path
+
+from restnetc.errors import RestnetcError
+
+MAX_ARTIFACTS = 256
+NO_CHOICE = ctypes.c_size_t(-1).value
+MIB = 1024 * 1024
+
+
+class ShimError(RestnetcError):
+    """The C core reported an error; ``status`` is its status name."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Error(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_int), ("message", ctypes.c_char * 320)]
+
+
+class _Quantization(ctypes.Structure):
+    _fields_ = [("dtype", ctypes.c_char * 8), ("scale", ctypes.c_double), ("zero_point", ctypes.c_int32)]
+
+
+class _Artifact(ctypes.Structure):
+    _fields_ = [
+        ("id", ctypes.c_char * 64),
+        ("backend", ctypes.c_char * 16),
+        ("file", ctypes.c_char * 256),
+        ("bytes", ctypes.c_uint64),
+        ("sha256", ctypes.c_char * 65),
+        ("memory_bytes", ctypes.c_uint64),
+        ("accuracy", ctypes.c_double),
+        ("params", ctypes.c_uint64),
+        ("entry_point", ctypes.c_char * 64),
+        ("input_quantization", _Quantization),
+        ("output_quantization", _Quantization),
+    ]
+
+
+class _Memory(ctypes.Structure):
+    _fields_ = [
+        ("available", ctypes.c_uint64),
+        ("mem_available", ctypes.c_uint64),
+        ("cgroup_limit", ctypes.c_uint64),
+        ("cgroup_usage", ctypes.c_uint64),
+        ("source", ctypes.c_char_p),
+    ]
+
+
+class _Policy(ctypes.Structure):
+    _fields_ = [
+        ("backend", ctypes.c_char_p),
+        ("headroom_bytes", ctypes.c_uint64),
+        ("hysteresis", ctypes.c_double),
+        ("override_id", ctypes.c_char_p),
+    ]
+
+
+class _Verdict(ctypes.Structure):
+    _fields_ = [("kind", ctypes.c_int), ("reason", ctypes.c_char * 320)]
+
+
+class _Selection(ctypes.Structure):
+    _fields_ = [("chosen", ctypes.c_size_t), ("available", ctypes.c_uint64), ("verdicts", _Verdict * MAX_ARTIFACTS)]
+
+
+def _library() -> ctypes.CDLL:
+    found = sorted(Path(__file__).parent.glob("_shim*.so"))
+    if not found:
+        raise RestnetcError("restnetc's runtime shim core is not built: reinstall restnetc (pip install -e .)")
+    lib = ctypes.CDLL(str(found[0]))
+    handle, error = ctypes.c_void_p, ctypes.POINTER(_Error)
+    signatures: dict[str, tuple[object, list[object]]] = {
+        "rs_bundle_open": (ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(handle), error]),
+        "rs_bundle_close": (None, [handle]),
+        "rs_bundle_artifact_count": (ctypes.c_size_t, [handle]),
+        "rs_bundle_artifact": (ctypes.POINTER(_Artifact), [handle, ctypes.c_size_t]),
+        "rs_bundle_validate": (ctypes.c_int, [handle, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t, error]),
+        "rs_probe_memory": (ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(_Memory), error]),
+        "rs_select": (
+            ctypes.c_int,
+            [handle, ctypes.POINTER(_Policy), ctypes.c_uint64, ctypes.c_size_t, ctypes.POINTER(_Selection), error],
+        ),
+        "rs_status_name": (ctypes.c_char_p, [ctypes.c_int]),
+        "rs_verdict_name": (ctypes.c_char_p, [ctypes.c_int]),
+    }
+    for name, (restype, argtypes) in signatures.items():
+        function = getattr(lib, name)
+        function.restype, function.argtypes = restype, argtypes
+    return lib
+
+
+_LIB: ctypes.CDLL | None = None
+
+
+def _lib() -> ctypes.CDLL:
+    global _LIB
+    if _LIB is None:
+        _LIB = _library()
+    return _LIB
+
+
+def _check(status: int, error: _Error) -> None:
+    if status != 0:
+        raise ShimError(_lib().rs_status_name(status).decode(), error.message.decode(errors="replace"))
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Memory available now, bytes, and where the tightest figure came from."""
+
+    available: int
+    mem_available: int | None
+    cgroup_limit: int | None
+    cgroup_usage: int
+    source: str
+
+
+def probe_memory(root: Path | str = "/") -> Memory:
+    """Memory available to this process (``root`` points at a fixture tree in tests)."""
+    memory, error = _Memory(), _Error()
+    _check(_lib().rs_probe_memory(str(root).encode(), ctypes.byref(memory), ctypes.byref(error)), error)
+    unset = 2**64 - 1
+    return Memory(
+        available=memory.available,
+        mem_available=None if memory.mem_available == unset else memory.mem_available,
+        cgroup_limit=None if memory.cgroup_limit == unset else memory.cgroup_limit,
+        cgroup_usage=memory.cgroup_usage,
+        source=memory.source.decode(),
+    )
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One artifact as the shim's index describes it."""
+
+    id: str
+    backend: str
+    file: str
+    bytes: int
+    sha256: str
+    memory_bytes: int
+    accuracy: float
+    params: int
+    entry_point: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Why a variant was or was not chosen."""
+
+    variant: Variant
+    verdict: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The chosen variant (``None`` if nothing fits) and a verdict for every variant of the bundle."""
+
+    chosen: Variant | None
+    available: int
+    verdicts: tuple[Verdict, ...]
+
+
+class Bundle:
+    """A bundle opened by the C core. Use as a context manager, or call ``close``."""
+
+    def __init__(self, directory: Path | str) -> None:
+        self._handle = ctypes.c_void_p()
+        error = _Error()
+        _check(_lib().rs_bundle_open(str(directory).encode(), ctypes.byref(self._handle), ctypes.byref(error)), error)
+        count = _lib().rs_bundle_artifact_count(self._handle)
+        self.variants = tuple(self._variant(i) for i in range(count))
+
+    def _variant(self, index: int) -> Variant:
+        a = _lib().rs_bundle_artifact(self._handle, index).contents
+        return Variant(
+            id=a.id.decode(),
+            backend=a.backend.decode(),
+            file=a.file.decode(),
+            bytes=a.bytes,
+            sha256=a.sha256.decode(),
+            memory_bytes=a.memory_bytes,
+            accuracy=a.accuracy,
+            params=a.params,
+            entry_point=a.entry_point.decode(),
+        )
+
+    def validate(self, variant_id: str, backend: str) -> None:
+        """Raise ``ShimError`` unless the variant's file is inside the bundle with the indexed size and sha256."""
+        index = next(i for i, v in enumerate(self.variants) if (v.id, v.backend) == (variant_id, backend))
+        error = _Error()
+        _check(_lib().rs_bundle_validate(self._handle, index, None, 0, ctypes.byref(error)), error)
+
+    def select(
+        self,
+        backend: str,
+        available: int | None = None,
+        *,
+        memory_root: Path | str = "/",
+        headroom_mb: float = 16,
+        hysteresis: float = 0.1,
+        current: str | None = None,
+        override: str | None = None,
+    ) -> Selection:
+        """The most accurate valid variant of ``backend`` that fits ``available`` bytes (probed if ``None``).
+
+        ``current`` is the variant in use (moving up from it needs ``hysteresis`` extra room). Nothing fitting
+        is not an error here: ``chosen`` is ``None`` and every verdict says why.
+        """
+        if available is None:
+            available = probe_memory(memory_root).available
+        in_use = next((i for i, v in enumerate(self.variants) if (v.id, v.backend) == (current, backend)), NO_CHOICE)
+        policy = _Policy(backend.encode(), int(headroom_mb * MIB), hysteresis, override.encode() if override else None)
+        selection, error = _Selection(), _Error()
+        status = _lib().rs_select(
+            self._handle, ctypes.byref(policy), available, in_use, ctypes.byref(selection), ctypes.byref(error)
+        )
+        if status != 0 and _lib().rs_status_name(status) != b"nothing fits":
+            _check(status, error)
+        names = [_lib().rs_verdict_name(selection.verdicts[i].kind).decode() for i in range(len(self.variants))]
+        verdicts = tuple(
+            Verdict(v, names[i], selection.verdicts[i].reason.decode()) for i, v in enumerate(self.variants)
+        )
+        chosen = None if selection.chosen == NO_CHOICE else self.variants[selection.chosen]
+        return Selection(chosen, selection.available, verdicts)
+
+    def close(self) -> None:
+        if self._handle:
+            _lib().rs_bundle_close(self._handle)
+            self._handle = ctypes.c_void_p()
+
+    def __enter__(self) -> Bundle:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()

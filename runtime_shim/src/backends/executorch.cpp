@@ -1,0 +1,110 @@
+// ExecuTorch backend: `.pte` programs run with the Module API of the libraries in the executorch wheel.
+//
+// Kernel and delegate libraries register themselves at load time, so they are linked with
+// --no-as-needed (see CMakeLists.txt). No exception or abort crosses into C: every failure becomes a
+// status with a message.
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include <executorch/extension/module/module.h>
+#include <executorch/extension/tensor/tensor.h>
+
+#include "restnet_shim_executorch.h"
+
+namespace {
+
+using executorch::aten::ScalarType;
+using executorch::aten::SizesType;
+using executorch::extension::Module;
+using executorch::runtime::Error;
+using executorch::runtime::EValue;
+
+struct Program {
+    std::unique_ptr<Module> module;
+    std::string method;
+    std::vector<SizesType> input_sizes;
+};
+
+rs_status fail(rs_error *err, const std::string &message) {
+    if (err != nullptr) {
+        std::snprintf(err->message, sizeof err->message, "%s", message.c_str());
+        err->code = RS_ERR_BACKEND;
+    }
+    return RS_ERR_BACKEND;
+}
+
+std::string describe(Error error) { return "ExecuTorch error " + std::to_string(static_cast<int>(error)); }
+
+rs_status load(void *, const char *path, const rs_artifact *artifact, void **out, rs_error *err) {
+    try {
+        auto program = std::make_unique<Program>();
+        program->method = artifact->entry_point;
+        program->module = std::make_unique<Module>(path, Module::LoadMode::Mmap);
+        Error error = program->module->load_method(program->method);
+        if (error != Error::Ok) {
+            return fail(err, std::string(path) + ": loading method " + program->method + ": " + describe(error));
+        }
+        auto meta = program->module->method_meta(program->method);
+        if (!meta.ok() || meta->num_inputs() != 1 || meta->num_outputs() != 1) {
+            return fail(err, std::string(path) + ": expected one input and one output in " + program->method);
+        }
+        auto input = meta->input_tensor_meta(0);
+        if (!input.ok() || input->scalar_type() != ScalarType::Float) {
+            return fail(err, std::string(path) + ": the input is not a float32 tensor");
+        }
+        for (int32_t size : input->sizes()) {
+            program->input_sizes.push_back(static_cast<SizesType>(size));
+        }
+        *out = program.release();
+        return RS_OK;
+    } catch (const std::exception &e) {
+        return fail(err, std::string(path) + ": " + e.what());
+    }
+}
+
+rs_status run(void *handle, const void *input, size_t input_bytes, void *output, size_t output_bytes,
+              rs_error *err) {
+    auto *program = static_cast<Program *>(handle);
+    try {
+        size_t expected = sizeof(float);
+        for (SizesType size : program->input_sizes) {
+            expected *= static_cast<size_t>(size);
+        }
+        if (expected != input_bytes) {
+            return fail(err, "ExecuTorch input has " + std::to_string(expected) + " bytes, the bundle index implies " +
+                                 std::to_string(input_bytes));
+        }
+        auto tensor = executorch::extension::from_blob(const_cast<void *>(input), program->input_sizes);
+        auto result = program->module->execute(program->method, EValue(*tensor));
+        if (!result.ok()) {
+            return fail(err, "running " + program->method + ": " + describe(result.error()));
+        }
+        if (result->empty() || !(*result)[0].isTensor()) {
+            return fail(err, program->method + " returned no tensor");
+        }
+        const auto &logits = (*result)[0].toTensor();
+        if (logits.scalar_type() != ScalarType::Float || logits.nbytes() != output_bytes) {
+            return fail(err, "ExecuTorch output has " + std::to_string(logits.nbytes()) +
+                                 " bytes, the bundle index implies " + std::to_string(output_bytes) + " of float32");
+        }
+        std::memcpy(output, logits.const_data_ptr<float>(), output_bytes);
+        return RS_OK;
+    } catch (const std::exception &e) {
+        return fail(err, e.what());
+    }
+}
+
+void unload(void *handle) { delete static_cast<Program *>(handle); }
+
+}  // namespace
+
+extern "C" rs_status rs_executorch_backend_open(rs_backend *out, rs_error *err) {
+    if (out == nullptr) {
+        return fail(err, "rs_executorch_backend_open: out is required");
+    }
+    *out = rs_backend{"executorch", nullptr, load, run, unload};
+    return RS_OK;
+}

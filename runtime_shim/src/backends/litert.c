@@ -1,0 +1,233 @@
+/* LiteRT backend: `libLiteRt.so` (from the ai-edge-litert wheel, or a device's copy) opened at run time.
+ *
+ * The few LiteRT C API functions used here are declared by this file from the documented API (LiteRT 2.x,
+ * `litert/c/litert_*.h`): handles are opaque pointers, statuses are ints (0 = ok), and the ranked tensor type is
+ * only passed back to LiteRT, so it is kept as opaque storage. Compilation requests the CPU accelerator
+ * (XNNPACK); "no accelerator" fails in LiteRT.
+ */
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "restnet_shim_litert.h"
+
+typedef int lrt_status;
+typedef void *lrt_handle;
+typedef struct {
+    _Alignas(16) unsigned char bytes[512]; /* LiteRtRankedTensorType, never read here */
+} lrt_tensor_type;
+
+enum { LRT_HW_ACCELERATOR_CPU = 1, LRT_LOCK_READ = 0, LRT_LOCK_WRITE = 1 };
+
+typedef struct {
+    void *library;
+    lrt_handle environment;
+    lrt_status (*create_environment)(int, const void *, lrt_handle *);
+    void (*destroy_environment)(lrt_handle);
+    lrt_status (*create_model_from_file)(lrt_handle, const char *, lrt_handle *);
+    void (*destroy_model)(lrt_handle);
+    lrt_status (*get_model_signature)(lrt_handle, size_t, lrt_handle *);
+    lrt_status (*get_signature_input)(lrt_handle, size_t, lrt_handle *);
+    lrt_status (*get_signature_output)(lrt_handle, size_t, lrt_handle *);
+    lrt_status (*get_ranked_tensor_type)(lrt_handle, lrt_tensor_type *);
+    lrt_status (*create_options)(lrt_handle *);
+    void (*destroy_options)(lrt_handle);
+    lrt_status (*set_hardware_accelerators)(lrt_handle, int);
+    lrt_status (*create_compiled_model)(lrt_handle, lrt_handle, lrt_handle, lrt_handle *);
+    void (*destroy_compiled_model)(lrt_handle);
+    lrt_status (*get_input_requirements)(lrt_handle, size_t, size_t, lrt_handle *);
+    lrt_status (*get_output_requirements)(lrt_handle, size_t, size_t, lrt_handle *);
+    lrt_status (*create_buffer_from_requirements)(lrt_handle, const lrt_tensor_type *, lrt_handle, lrt_handle *);
+    void (*destroy_buffer)(lrt_handle);
+    lrt_status (*lock_buffer)(lrt_handle, void **, int);
+    lrt_status (*unlock_buffer)(lrt_handle);
+    lrt_status (*get_buffer_packed_size)(lrt_handle, size_t *);
+    lrt_status (*run_compiled_model)(lrt_handle, size_t, size_t, lrt_handle *, size_t, lrt_handle *);
+} litert_api;
+
+typedef struct {
+    const litert_api *api;
+    lrt_handle model;
+    lrt_handle compiled;
+    lrt_handle input;
+    lrt_handle output;
+} litert_model;
+
+#define LRT_CALL(what, call)                                                                          \
+    do {                                                                                              \
+        lrt_status lrt_code = (call);                                                                 \
+        if (lrt_code != 0) {                                                                          \
+            status = rs_litert_fail(err, "%s: %s failed with LiteRT status %d", path, what, lrt_code); \
+            goto fail;                                                                                \
+        }                                                                                             \
+    } while (0)
+
+static rs_status rs_litert_fail(rs_error *err, const char *format, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+#include <stdarg.h>
+#include <stdio.h>
+
+static rs_status rs_litert_fail(rs_error *err, const char *format, ...) {
+    if (err != NULL) {
+        va_list args;
+        va_start(args, format);
+        vsnprintf(err->message, sizeof err->message, format, args);
+        va_end(args);
+        err->code = RS_ERR_BACKEND;
+    }
+    return RS_ERR_BACKEND;
+}
+
+static void unload(void *handle) {
+    litert_model *m = handle;
+    if (m == NULL) {
+        return;
+    }
+    if (m->input) m->api->destroy_buffer(m->input);
+    if (m->output) m->api->destroy_buffer(m->output);
+    if (m->compiled) m->api->destroy_compiled_model(m->compiled);
+    if (m->model) m->api->destroy_model(m->model);
+    free(m);
+}
+
+/* A host buffer for tensor `index` of the signature, as the compiled model requires it. */
+static lrt_status make_buffer(const litert_api *api, litert_model *m, int output, lrt_handle *buffer) {
+    lrt_handle signature, tensor, requirements;
+    lrt_tensor_type type;
+    lrt_status code = api->get_model_signature(m->model, 0, &signature);
+    if (code == 0) code = (output ? api->get_signature_output : api->get_signature_input)(signature, 0, &tensor);
+    if (code == 0) code = api->get_ranked_tensor_type(tensor, &type);
+    if (code == 0) code = (output ? api->get_output_requirements : api->get_input_requirements)(m->compiled, 0, 0,
+                                                                                                &requirements);
+    if (code == 0) code = api->create_buffer_from_requirements(api->environment, &type, requirements, buffer);
+    return code;
+}
+
+static rs_status load(void *context, const char *path, const rs_artifact *artifact, void **out, rs_error *err) {
+    (void)artifact;
+    const litert_api *api = context;
+    rs_status status = RS_OK;
+    lrt_handle options = NULL;
+    litert_model *m = calloc(1, sizeof *m);
+    if (m == NULL) {
+        return rs_litert_fail(err, "%s: cannot allocate", path);
+    }
+    m->api = api;
+    LRT_CALL("LiteRtCreateModelFromFile", api->create_model_from_file(api->environment, path, &m->model));
+    LRT_CALL("LiteRtCreateOptions", api->create_options(&options));
+    LRT_CALL("LiteRtSetOptionsHardwareAccelerators", api->set_hardware_accelerators(options, LRT_HW_ACCELERATOR_CPU));
+    LRT_CALL("LiteRtCreateCompiledModel", api->create_compiled_model(api->environment, m->model, options, &m->compiled));
+    LRT_CALL("creating the input buffer", make_buffer(api, m, 0, &m->input));
+    LRT_CALL("creating the output buffer", make_buffer(api, m, 1, &m->output));
+    api->destroy_options(options);
+    *out = m;
+    return RS_OK;
+fail:
+    if (options) api->destroy_options(options);
+    unload(m);
+    return status;
+}
+
+static rs_status copy_through(const litert_api *api, lrt_handle buffer, void *data, size_t bytes, int write,
+                              rs_error *err) {
+    size_t size = 0;
+    void *host = NULL;
+    if (api->get_buffer_packed_size(buffer, &size) != 0 || size != bytes) {
+        return rs_litert_fail(err, "LiteRT %s tensor has %zu bytes, the bundle index implies %zu",
+                              write ? "input" : "output", size, bytes);
+    }
+    if (api->lock_buffer(buffer, &host, write ? LRT_LOCK_WRITE : LRT_LOCK_READ) != 0 || host == NULL) {
+        return rs_litert_fail(err, "LiteRtLockTensorBuffer failed");
+    }
+    if (write) memcpy(host, data, bytes);
+    else memcpy(data, host, bytes);
+    return api->unlock_buffer(buffer) == 0 ? RS_OK : rs_litert_fail(err, "LiteRtUnlockTensorBuffer failed");
+}
+
+static rs_status run(void *handle, const void *input, size_t input_bytes, void *output, size_t output_bytes,
+                     rs_error *err) {
+    litert_model *m = handle;
+    const litert_api *api = m->api;
+    rs_status status = copy_through(api, m->input, (void *)input, input_bytes, 1, err);
+    if (status != RS_OK) {
+        return status;
+    }
+    lrt_status code = api->run_compiled_model(m->compiled, 0, 1, &m->input, 1, &m->output);
+    if (code != 0) {
+        return rs_litert_fail(err, "LiteRtRunCompiledModel failed with LiteRT status %d", code);
+    }
+    return copy_through(api, m->output, output, output_bytes, 0, err);
+}
+
+#define LRT_SYMBOL(field, name)                                                                     \
+    do {                                                                                            \
+        *(void **)(&api->field) = dlsym(api->library, name);                                        \
+        if (api->field == NULL) {                                                                   \
+            rs_litert_fail(err, "%s: no symbol %s (a LiteRT 2.x library is expected)", library, name); \
+            goto fail;                                                                              \
+        }                                                                                           \
+    } while (0)
+
+rs_status rs_litert_backend_open(const char *library, rs_backend *out, rs_error *err) {
+    if (library == NULL || out == NULL) {
+        return rs_litert_fail(err, "rs_litert_backend_open: library path and out are required");
+    }
+    litert_api *api = calloc(1, sizeof *api);
+    if (api == NULL) {
+        return rs_litert_fail(err, "cannot allocate the LiteRT backend");
+    }
+    api->library = dlopen(library, RTLD_NOW | RTLD_LOCAL);
+    if (api->library == NULL) {
+        const char *why = dlerror();
+        rs_litert_fail(err, "cannot load %s: %s", library, why ? why : "unknown error");
+        free(api);
+        return RS_ERR_BACKEND;
+    }
+    LRT_SYMBOL(create_environment, "LiteRtCreateEnvironment");
+    LRT_SYMBOL(destroy_environment, "LiteRtDestroyEnvironment");
+    LRT_SYMBOL(create_model_from_file, "LiteRtCreateModelFromFile");
+    LRT_SYMBOL(destroy_model, "LiteRtDestroyModel");
+    LRT_SYMBOL(get_model_signature, "LiteRtGetModelSignature");
+    LRT_SYMBOL(get_signature_input, "LiteRtGetSignatureInputTensorByIndex");
+    LRT_SYMBOL(get_signature_output, "LiteRtGetSignatureOutputTensorByIndex");
+    LRT_SYMBOL(get_ranked_tensor_type, "LiteRtGetRankedTensorType");
+    LRT_SYMBOL(create_options, "LiteRtCreateOptions");
+    LRT_SYMBOL(destroy_options, "LiteRtDestroyOptions");
+    LRT_SYMBOL(set_hardware_accelerators, "LiteRtSetOptionsHardwareAccelerators");
+    LRT_SYMBOL(create_compiled_model, "LiteRtCreateCompiledModel");
+    LRT_SYMBOL(destroy_compiled_model, "LiteRtDestroyCompiledModel");
+    LRT_SYMBOL(get_input_requirements, "LiteRtGetCompiledModelInputBufferRequirements");
+    LRT_SYMBOL(get_output_requirements, "LiteRtGetCompiledModelOutputBufferRequirements");
+    LRT_SYMBOL(create_buffer_from_requirements, "LiteRtCreateManagedTensorBufferFromRequirements");
+    LRT_SYMBOL(destroy_buffer, "LiteRtDestroyTensorBuffer");
+    LRT_SYMBOL(lock_buffer, "LiteRtLockTensorBuffer");
+    LRT_SYMBOL(unlock_buffer, "LiteRtUnlockTensorBuffer");
+    LRT_SYMBOL(get_buffer_packed_size, "LiteRtGetTensorBufferPackedSize");
+    LRT_SYMBOL(run_compiled_model, "LiteRtRunCompiledModel");
+    lrt_status code = api->create_environment(0, NULL, &api->environment);
+    if (code != 0) {
+        rs_litert_fail(err, "%s: LiteRtCreateEnvironment failed with LiteRT status %d", library, code);
+        goto fail;
+    }
+    *out = (rs_backend){"litert", api, load, run, unload};
+    return RS_OK;
+fail:
+    dlclose(api->library);
+    free(api);
+    return RS_ERR_BACKEND;
+}
+
+void rs_litert_backend_close(rs_backend *backend) {
+    if (backend == NULL || backend->context == NULL) {
+        return;
+    }
+    litert_api *api = backend->context;
+    api->destroy_environment(api->environment);
+    dlclose(api->library);
+    free(api);
+    backend->context = NULL;
+}

@@ -1,0 +1,136 @@
+/* The runner with the real LiteRT backend on a bundle built by restnetc (paths given by the caller):
+ * loading, running, and switching variants in the documented order (load-then-release only if both fit).
+ *
+ * usage: test_litert BUNDLE LIBLITERT PLENTY_ROOT
+ * The backend is wrapped to record the order of loads and unloads; every call goes to LiteRT. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "restnet_shim.h"
+#include "restnet_shim_litert.h"
+
+#define MIB (1024ull * 1024ull)
+
+static int failures = 0;
+static char events[16][80];
+static int event_count = 0;
+static rs_backend real;
+
+#define CHECK(condition, ...)                                                                 \
+    do {                                                                                      \
+        if (!(condition)) {                                                                   \
+            failures++;                                                                       \
+            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #condition);     \
+            fprintf(stderr, __VA_ARGS__);                                                     \
+            fputc('\n', stderr);                                                              \
+        }                                                                                     \
+    } while (0)
+
+typedef struct {
+    void *model;
+    char id[64];
+} recorded;
+
+static void note(const char *what, const char *id) {
+    if (event_count < 16) snprintf(events[event_count++], sizeof events[0], "%s %s", what, id);
+}
+
+static rs_status load(void *context, const char *path, const rs_artifact *artifact, void **model, rs_error *err) {
+    (void)context;
+    recorded *r = calloc(1, sizeof *r);
+    rs_status status = real.load(real.context, path, artifact, &r->model, err);
+    if (status != RS_OK) {
+        free(r);
+        return status;
+    }
+    snprintf(r->id, sizeof r->id, "%s", artifact->id);
+    note("load", r->id);
+    *model = r;
+    return RS_OK;
+}
+
+static rs_status run(void *model, const void *in, size_t in_bytes, void *out, size_t out_bytes, rs_error *err) {
+    return real.run(((recorded *)model)->model, in, in_bytes, out, out_bytes, err);
+}
+
+static void unload(void *model) {
+    recorded *r = model;
+    note("unload", r->id);
+    real.unload(r->model);
+    free(r);
+}
+
+static void run_once(rs_runner *runner, const rs_bundle *bundle) {
+    const rs_input_spec *spec = rs_bundle_input(bundle);
+    size_t count = (size_t)spec->shape[1] * spec->shape[2] * spec->shape[3];
+    float *input = calloc(count, sizeof *input);
+    float logits[64];
+    rs_error err = {RS_OK, ""};
+    rs_status status = rs_runner_run(runner, input, count, logits, rs_bundle_label_count(bundle), &err);
+    CHECK(status == RS_OK, "run %s: %s", rs_runner_current(runner)->id, err.message);
+    status = rs_runner_run(runner, input, count - 1, logits, rs_bundle_label_count(bundle), &err);
+    CHECK(status == RS_ERR_ARGUMENT && strstr(err.message, "expected") != NULL, "short input: %s", err.message);
+    free(input);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 4) {
+        fprintf(stderr, "usage: test_litert BUNDLE LIBLITERT PLENTY_ROOT\n");
+        return 2;
+    }
+    rs_error err = {RS_OK, ""};
+    rs_bundle *bundle;
+    if (rs_bundle_open(argv[1], &bundle, &err) != RS_OK || rs_litert_backend_open(argv[2], &real, &err) != RS_OK) {
+        fprintf(stderr, "setup: %s\n", err.message);
+        return 2;
+    }
+    rs_backend wrapped = {"litert", NULL, load, run, unload};
+    const uint64_t headroom = 256 * MIB;
+    rs_policy policy = {"litert", headroom, 0.0, NULL};
+    rs_runner *runner;
+    CHECK(rs_runner_open(bundle, &policy, &wrapped, argv[3], &runner, &err) == RS_OK, "open: %s", err.message);
+    if (failures) return 1;
+    const rs_artifact *best = rs_runner_current(runner);
+    run_once(runner, bundle);
+
+    /* The LiteRT variant with the smallest memory need other than the best one. */
+    const rs_artifact *small = NULL;
+    for (size_t i = 0; i < rs_bundle_artifact_count(bundle); i++) {
+        const rs_artifact *a = rs_bundle_artifact(bundle, i);
+        if (strcmp(a->backend, "litert") == 0 && a != best && a->memory_bytes < best->memory_bytes &&
+            (small == NULL || a->memory_bytes < small->memory_bytes)) {
+            small = a;
+        }
+    }
+    CHECK(small != NULL, "the bundle needs two LiteRT variants of different memory needs");
+    if (small == NULL) return 1;
+
+    /* Memory pressure: with the best one's memory given back, only `small` fits, and not beside it. */
+    int switched = 0;
+    uint64_t available = small->memory_bytes + headroom - best->memory_bytes;
+    CHECK(rs_runner_refresh_with(runner, available, &switched, &err) == RS_OK, "down: %s", err.message);
+    CHECK(switched && rs_runner_current(runner) == small, "switched down to %s", rs_runner_current(runner)->id);
+    CHECK(event_count == 3 && strncmp(events[1], "unload", 6) == 0 && strncmp(events[2], "load", 4) == 0,
+          "release first when both do not fit: %s, %s", events[1], events[2]);
+    run_once(runner, bundle);
+
+    /* Memory is back: both fit, so the best one is loaded before `small` is released. */
+    CHECK(rs_runner_refresh_with(runner, 4096 * MIB, &switched, &err) == RS_OK, "up: %s", err.message);
+    CHECK(switched && rs_runner_current(runner) == best, "switched up to %s", rs_runner_current(runner)->id);
+    CHECK(event_count == 5 && strncmp(events[3], "load", 4) == 0 && strncmp(events[4], "unload", 6) == 0,
+          "load first when both fit: %s, %s", events[3], events[4]);
+    CHECK(rs_runner_refresh_with(runner, 4096 * MIB, &switched, &err) == RS_OK && !switched, "stays");
+    run_once(runner, bundle);
+
+    /* Nothing fits even after releasing: an error, and the variant in use keeps running. */
+    CHECK(rs_runner_refresh_with(runner, 0, &switched, &err) == RS_OK || err.code == RS_ERR_NOTHING_FITS, "%s",
+          err.message);
+    run_once(runner, bundle);
+
+    rs_runner_close(runner);
+    rs_litert_backend_close(&real);
+    rs_bundle_close(bundle);
+    printf("%s (%d failures)\n", failures ? "FAILED" : "all runner tests passed", failures);
+    return failures ? 1 : 0;
+}
