@@ -7,6 +7,7 @@ from ``manifest.json``, and the C parser must read back exactly what the manifes
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -277,7 +278,38 @@ def test_run_reads_a_pgm_image_like_the_python_preprocessing(
 def test_runner_switches_variants_in_the_documented_order_with_litert(
     shim: Path, built: tuple[Path, Path, Path, Path], tmp_path: Path
 ) -> None:
+    """The built bundle's artifacts, with memory needs rewritten so that the more accurate needs more."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(built[0] / "litert", bundle / "litert")
+    manifest = read_manifest(built[0])
+    by_accuracy = sorted((a for a in manifest.artifacts if a.backend == "litert"), key=lambda a: a.accuracy.artifact)
+    needs = {a.id: 100 * MIB * (rank + 1) for rank, a in enumerate(by_accuracy)}
+    lines = [
+        line
+        if not line.startswith("artifact ") or "backend=litert" not in line
+        else re.sub(r"memory=\d+", f"memory={needs[line.split()[1].removeprefix('id=')]}", line)
+        for line in (built[0] / "bundle.index").read_text().splitlines()
+        if "backend=executorch" not in line
+    ]
+    (bundle / "bundle.index").write_text("\n".join(lines) + "\n")
     _write(tmp_path / "plenty", "proc/meminfo", "MemAvailable: 8000000 kB\n")
-    result = _run(shim / "tests" / "test_litert", built[0], _litert_library(), tmp_path / "plenty")
+    result = _run(shim / "tests" / "test_litert", bundle, _litert_library(), tmp_path / "plenty")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "all runner tests passed" in result.stdout
+
+
+def test_jni_bridge_selects_on_the_desktop_jdk(
+    tmp_path_factory: pytest.TempPathFactory, built: tuple[Path, Path, Path, Path]
+) -> None:
+    build = _cmake_build(tmp_path_factory.mktemp("shim-jni"), "-DRS_WITH_JNI=ON", "-DRS_WITH_LITERT=OFF")
+    classes = build / "classes"
+    sources = [SHIM / "jni" / "java" / "ai" / "restnet" / "shim" / "RestnetShim.java"]
+    subprocess.run(["javac", "-d", classes, *sources, SHIM / "jni" / "test" / "RestnetShimTest.java"], check=True)
+    root = build / "root"
+    _write(root, "proc/meminfo", "MemAvailable: 8000000 kB\n")
+    litert = [a for a in read_manifest(built[0]).artifacts if a.backend == "litert"]
+    expected = _expected(litert, 8000000 * 1024)
+    library = build / "librestnet_shim_jni.so"
+    result = _run("java", "-cp", classes, "RestnetShimTest", library, built[0], root, str(expected))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "all JNI tests passed" in result.stdout

@@ -173,6 +173,13 @@ RS_API rs_status rs_runner_refresh_with(rs_runner *runner, uint64_t available, i
 RS_API const rs_artifact *rs_runner_current(const rs_runner *runner);
 RS_API void rs_runner_close(rs_runner *runner);
 
+/* Fills `err` (if not NULL) with `code` and a printf-style message, and returns `code`: for backends. */
+RS_API rs_status rs_error_set(rs_error *err, rs_status code, const char *format, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
 RS_API const char *rs_status_name(rs_status status);
 RS_API const char *rs_verdict_name(rs_verdict_kind kind);
 

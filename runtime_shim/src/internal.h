@@ -22,12 +22,8 @@ struct rs_bundle {
     char *labels[RS_MAX_LABELS];
 };
 
-/* Sets `err` (if not NULL) and returns `code`. */
-rs_status rs_fail(rs_error *err, rs_status code, const char *format, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+/* Inside the core, failing is rs_error_set. */
+#define rs_fail rs_error_set
 
 /* Reads at most `limit` bytes of `path` into a NUL-terminated heap buffer; fails if the file is larger. */
 rs_status rs_read_file(const char *path, size_t limit, char **out, size_t *length, rs_error *err);

@@ -4,7 +4,7 @@
 
 #include "internal.h"
 
-rs_status rs_fail(rs_error *err, rs_status code, const char *format, ...) {
+rs_status rs_error_set(rs_error *err, rs_status code, const char *format, ...) {
     if (err != NULL) {
         va_list args;
         va_start(args, format);

@@ -8,22 +8,13 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "check.h"
 #include "restnet_shim.h"
 
 #define MIB (1024ull * 1024ull)
 
-static int failures = 0;
 static const char *fixtures;
 
-#define CHECK(condition, ...)                                                  \
-    do {                                                                       \
-        if (!(condition)) {                                                    \
-            failures++;                                                        \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #condition); \
-            fprintf(stderr, __VA_ARGS__);                                      \
-            fputc('\n', stderr);                                               \
-        }                                                                      \
-    } while (0)
 
 /* ---- SHA-256 known answers (FIPS 180-4 examples) ---- */
 static void test_sha256(void) {

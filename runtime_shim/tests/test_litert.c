@@ -7,25 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "restnet_shim.h"
 #include "restnet_shim_litert.h"
 
 #define MIB (1024ull * 1024ull)
 
-static int failures = 0;
 static char events[16][80];
 static int event_count = 0;
 static rs_backend real;
 
-#define CHECK(condition, ...)                                                                 \
-    do {                                                                                      \
-        if (!(condition)) {                                                                   \
-            failures++;                                                                       \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #condition);     \
-            fprintf(stderr, __VA_ARGS__);                                                     \
-            fputc('\n', stderr);                                                              \
-        }                                                                                     \
-    } while (0)
 
 typedef struct {
     void *model;

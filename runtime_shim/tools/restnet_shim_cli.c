@@ -122,54 +122,72 @@ static void print_text(const rs_bundle *bundle, const rs_memory *memory, const c
     }
 }
 
-static int command_select(int argc, char **argv) {
-    const char *dir = NULL, *root = "/", *override = NULL, *backend = "litert";
-    double available_mb = -1, headroom_mb = 16, hysteresis = 0.1;
-    int json = 0;
+/* Options shared by the commands; each command says which ones it accepts. */
+typedef struct {
+    const char *dir, *root, *override, *backend, *input, *litert_lib;
+    double available_mb, headroom_mb, hysteresis;
+    int json;
+} options;
+
+enum { OPT_AVAILABLE = 1, OPT_HYSTERESIS = 2, OPT_INPUT = 4, OPT_LITERT_LIB = 8 };
+
+/* Parses argv into `o`; returns NULL or the usage problem. */
+static const char *parse_options(int argc, char **argv, int accepted, options *o) {
+    const char *litert_lib = getenv("RESTNET_SHIM_LITERT");
+    *o = (options){NULL, "/", NULL, "litert", NULL, litert_lib ? litert_lib : "libLiteRt.so", -1, 16, 0.1, 0};
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(arg, "--json") == 0) {
-            json = 1;
+            o->json = 1;
             continue;
         }
         if (arg[0] != '-') {
-            if (dir != NULL) return usage("more than one bundle given");
-            dir = arg;
+            if (o->dir != NULL) return "more than one bundle given";
+            o->dir = arg;
             continue;
         }
-        if (value == NULL) return usage("an option is missing its value");
+        if (value == NULL) return "an option is missing its value";
         i++;
-        if (strcmp(arg, "--backend") == 0) backend = value;
-        else if (strcmp(arg, "--memory-root") == 0) root = value;
-        else if (strcmp(arg, "--override") == 0) override = value;
-        else if (strcmp(arg, "--available-mb") == 0) {
-            if (parse_number(value, &available_mb) != 0) return usage("--available-mb expects a number >= 0");
+        if (strcmp(arg, "--backend") == 0) o->backend = value;
+        else if (strcmp(arg, "--memory-root") == 0) o->root = value;
+        else if (strcmp(arg, "--override") == 0) o->override = value;
+        else if (strcmp(arg, "--input") == 0 && (accepted & OPT_INPUT)) o->input = value;
+        else if (strcmp(arg, "--litert-lib") == 0 && (accepted & OPT_LITERT_LIB)) o->litert_lib = value;
+        else if (strcmp(arg, "--available-mb") == 0 && (accepted & OPT_AVAILABLE)) {
+            if (parse_number(value, &o->available_mb) != 0) return "--available-mb expects a number >= 0";
         } else if (strcmp(arg, "--headroom-mb") == 0) {
-            if (parse_number(value, &headroom_mb) != 0) return usage("--headroom-mb expects a number >= 0");
-        } else if (strcmp(arg, "--hysteresis") == 0) {
-            if (parse_number(value, &hysteresis) != 0) return usage("--hysteresis expects a fraction >= 0");
+            if (parse_number(value, &o->headroom_mb) != 0) return "--headroom-mb expects a number >= 0";
+        } else if (strcmp(arg, "--hysteresis") == 0 && (accepted & OPT_HYSTERESIS)) {
+            if (parse_number(value, &o->hysteresis) != 0) return "--hysteresis expects a fraction >= 0";
         } else {
-            return usage("unknown option");
+            return "unknown option";
         }
     }
-    if (dir == NULL) return usage("select needs a BUNDLE directory");
-    if (strcmp(backend, "litert") != 0 && strcmp(backend, "executorch") != 0) {
-        return usage("--backend must be litert or executorch");
+    if (o->dir == NULL) return "a BUNDLE directory is required";
+    if (strcmp(o->backend, "litert") != 0 && strcmp(o->backend, "executorch") != 0) {
+        return "--backend must be litert or executorch";
     }
+    return NULL;
+}
+
+static int command_select(int argc, char **argv) {
+    options o;
+    const char *problem = parse_options(argc, argv, OPT_AVAILABLE | OPT_HYSTERESIS, &o);
+    if (problem != NULL) return usage(problem);
     rs_error err = {RS_OK, ""};
     rs_bundle *bundle;
-    if (rs_bundle_open(dir, &bundle, &err) != RS_OK) {
+    if (rs_bundle_open(o.dir, &bundle, &err) != RS_OK) {
         fprintf(stderr, "restnet-shim: %s\n", err.message);
         return 1;
     }
     rs_memory memory;
     const rs_memory *probed = NULL;
     uint64_t available;
-    if (available_mb >= 0) {
-        available = (uint64_t)(available_mb * MIB);
+    if (o.available_mb >= 0) {
+        available = (uint64_t)(o.available_mb * MIB);
     } else {
-        if (rs_probe_memory(root, &memory, &err) != RS_OK) {
+        if (rs_probe_memory(o.root, &memory, &err) != RS_OK) {
             fprintf(stderr, "restnet-shim: %s\n", err.message);
             rs_bundle_close(bundle);
             return 1;
@@ -177,13 +195,13 @@ static int command_select(int argc, char **argv) {
         probed = &memory;
         available = memory.available;
     }
-    rs_policy policy = {backend, (uint64_t)(headroom_mb * MIB), hysteresis, override};
+    rs_policy policy = {o.backend, (uint64_t)(o.headroom_mb * MIB), o.hysteresis, o.override};
     static rs_selection selection;
     rs_status status = rs_select(bundle, &policy, available, SIZE_MAX, &selection, &err);
-    if (json) {
-        print_json(bundle, probed, backend, &selection, status, &err);
+    if (o.json) {
+        print_json(bundle, probed, o.backend, &selection, status, &err);
     } else {
-        print_text(bundle, probed, backend, &selection);
+        print_text(bundle, probed, o.backend, &selection);
     }
     if (status != RS_OK) {
         fprintf(stderr, "restnet-shim: %s\n", err.message);
@@ -238,44 +256,18 @@ static rs_status open_backend(const char *name, const char *litert_lib, rs_backe
 }
 
 static int command_run(int argc, char **argv) {
-    const char *dir = NULL, *input = NULL, *root = "/", *override = NULL, *backend_name = "litert";
-    const char *litert_lib = getenv("RESTNET_SHIM_LITERT");
-    double headroom_mb = 16;
-    int json = 0;
-    if (litert_lib == NULL) litert_lib = "libLiteRt.so";
-    for (int i = 0; i < argc; i++) {
-        const char *arg = argv[i];
-        const char *value = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(arg, "--json") == 0) {
-            json = 1;
-            continue;
-        }
-        if (arg[0] != '-') {
-            if (dir != NULL) return usage("more than one bundle given");
-            dir = arg;
-            continue;
-        }
-        if (value == NULL) return usage("an option is missing its value");
-        i++;
-        if (strcmp(arg, "--input") == 0) input = value;
-        else if (strcmp(arg, "--backend") == 0) backend_name = value;
-        else if (strcmp(arg, "--litert-lib") == 0) litert_lib = value;
-        else if (strcmp(arg, "--memory-root") == 0) root = value;
-        else if (strcmp(arg, "--override") == 0) override = value;
-        else if (strcmp(arg, "--headroom-mb") == 0) {
-            if (parse_number(value, &headroom_mb) != 0) return usage("--headroom-mb expects a number >= 0");
-        } else {
-            return usage("unknown option");
-        }
-    }
-    if (dir == NULL || input == NULL) return usage("run needs a BUNDLE directory and --input FILE");
+    options o;
+    const char *problem = parse_options(argc, argv, OPT_INPUT | OPT_LITERT_LIB, &o);
+    if (problem != NULL) return usage(problem);
+    if (o.input == NULL) return usage("run needs --input FILE");
     rs_error err = {RS_OK, ""};
     rs_bundle *bundle = NULL;
     rs_backend backend = {0};
     rs_runner *runner = NULL;
     float *tensor = NULL, *logits = NULL;
     int code = 1;
-    if (rs_bundle_open(dir, &bundle, &err) != RS_OK || open_backend(backend_name, litert_lib, &backend, &err) != RS_OK) {
+    if (rs_bundle_open(o.dir, &bundle, &err) != RS_OK ||
+        open_backend(o.backend, o.litert_lib, &backend, &err) != RS_OK) {
         goto done;
     }
     const rs_input_spec *spec = rs_bundle_input(bundle);
@@ -287,9 +279,9 @@ static int command_run(int argc, char **argv) {
         snprintf(err.message, sizeof err.message, "cannot allocate the input");
         goto done;
     }
-    rs_policy policy = {backend_name, (uint64_t)(headroom_mb * MIB), 0.1, override};
-    if (rs_read_input(input, spec, tensor, count, &err) != RS_OK ||
-        rs_runner_open(bundle, &policy, &backend, root, &runner, &err) != RS_OK ||
+    rs_policy policy = {o.backend, (uint64_t)(o.headroom_mb * MIB), 0.1, o.override};
+    if (rs_read_input(o.input, spec, tensor, count, &err) != RS_OK ||
+        rs_runner_open(bundle, &policy, &backend, o.root, &runner, &err) != RS_OK ||
         rs_runner_run(runner, tensor, count, logits, classes, &err) != RS_OK) {
         goto done;
     }
@@ -305,7 +297,7 @@ static int command_run(int argc, char **argv) {
         order[k] = best;
     }
     const rs_artifact *ran = rs_runner_current(runner);
-    if (json) {
+    if (o.json) {
         printf("{\"variant\": ");
         json_string(ran->id);
         printf(", \"backend\": ");

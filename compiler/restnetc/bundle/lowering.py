@@ -230,7 +230,7 @@ class Lowerer:
         retry: list[tuple[Rung, Backend, Verified, tuple[str, ...]]] = []
         for (rung, backend), lowered in zip(pairs, plain, strict=True):
             first = Verified(lowered, (), self._evaluate(lowered, backend, eager[rung.id]), "")
-            outcome = self._judge(rung, backend, first, eager[rung.id], eager_accuracy[rung.id])
+            outcome = self._judge(rung, backend, first, eager_accuracy[rung.id])
             if isinstance(outcome, Verified):
                 verified[(rung.id, backend.name)] = outcome
             else:
@@ -246,7 +246,7 @@ class Lowerer:
         return verified
 
     def _judge(
-        self, rung: Rung, backend: Backend, first: Verified, eager: torch.Tensor, eager_accuracy: float
+        self, rung: Rung, backend: Backend, first: Verified, eager_accuracy: float
     ) -> Verified | tuple[str, ...]:
         """The final result for ``first``, or the float units worth lowering as a keep-float candidate."""
         drop = eager_accuracy - first.evaluation.accuracy
@@ -264,10 +264,7 @@ class Lowerer:
             return Verified(first.lowered, (), first.evaluation, f"warn: kept with a {drop:.2f}-point drop")
         with console.status(f"screening float units of {rung.id} for {backend.name} in simulation"):
             simulate = self._simulator(rung, weights_digest(rung.model), backend)
-            # The goal is measured on the screening images themselves, not on the whole held-out set.
-            labels = self.held_out.labels[:SCREENING_IMAGES]
-            screened = float((eager[:SCREENING_IMAGES].argmax(1) == labels).double().mean() * 100)
-            screening = screen(rung.model, self.calibration[:1], simulate, screened - tolerance)
+            screening = screen(rung.model, self.calibration[:1], simulate, drop - tolerance)
         tried = ", ".join(f"{'+'.join(units) or 'all int8'} {top1:.2f}%" for units, top1 in screening.tried.items())
         step(f"{rung.id} {backend.name}: simulated top-1 with float units: {tried}")
         return screening.float_units or self._kept(rung, backend, first, first, eager_accuracy)

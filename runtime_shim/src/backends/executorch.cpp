@@ -29,11 +29,7 @@ struct Program {
 };
 
 rs_status fail(rs_error *err, const std::string &message) {
-    if (err != nullptr) {
-        std::snprintf(err->message, sizeof err->message, "%s", message.c_str());
-        err->code = RS_ERR_BACKEND;
-    }
-    return RS_ERR_BACKEND;
+    return rs_error_set(err, RS_ERR_BACKEND, "%s", message.c_str());
 }
 
 std::string describe(Error error) { return "ExecuTorch error " + std::to_string(static_cast<int>(error)); }

@@ -57,30 +57,10 @@ typedef struct {
     do {                                                                                              \
         lrt_status lrt_code = (call);                                                                 \
         if (lrt_code != 0) {                                                                          \
-            status = rs_litert_fail(err, "%s: %s failed with LiteRT status %d", path, what, lrt_code); \
+            status = rs_error_set(err, RS_ERR_BACKEND, "%s: %s failed with LiteRT status %d", path, what, lrt_code); \
             goto fail;                                                                                \
         }                                                                                             \
     } while (0)
-
-static rs_status rs_litert_fail(rs_error *err, const char *format, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-
-#include <stdarg.h>
-#include <stdio.h>
-
-static rs_status rs_litert_fail(rs_error *err, const char *format, ...) {
-    if (err != NULL) {
-        va_list args;
-        va_start(args, format);
-        vsnprintf(err->message, sizeof err->message, format, args);
-        va_end(args);
-        err->code = RS_ERR_BACKEND;
-    }
-    return RS_ERR_BACKEND;
-}
 
 static void unload(void *handle) {
     litert_model *m = handle;
@@ -114,7 +94,7 @@ static rs_status load(void *context, const char *path, const rs_artifact *artifa
     lrt_handle options = NULL;
     litert_model *m = calloc(1, sizeof *m);
     if (m == NULL) {
-        return rs_litert_fail(err, "%s: cannot allocate", path);
+        return rs_error_set(err, RS_ERR_BACKEND, "%s: cannot allocate", path);
     }
     m->api = api;
     LRT_CALL("LiteRtCreateModelFromFile", api->create_model_from_file(api->environment, path, &m->model));
@@ -137,15 +117,15 @@ static rs_status copy_through(const litert_api *api, lrt_handle buffer, void *da
     size_t size = 0;
     void *host = NULL;
     if (api->get_buffer_packed_size(buffer, &size) != 0 || size != bytes) {
-        return rs_litert_fail(err, "LiteRT %s tensor has %zu bytes, the bundle index implies %zu",
+        return rs_error_set(err, RS_ERR_BACKEND, "LiteRT %s tensor has %zu bytes, the bundle index implies %zu",
                               write ? "input" : "output", size, bytes);
     }
     if (api->lock_buffer(buffer, &host, write ? LRT_LOCK_WRITE : LRT_LOCK_READ) != 0 || host == NULL) {
-        return rs_litert_fail(err, "LiteRtLockTensorBuffer failed");
+        return rs_error_set(err, RS_ERR_BACKEND, "LiteRtLockTensorBuffer failed");
     }
     if (write) memcpy(host, data, bytes);
     else memcpy(data, host, bytes);
-    return api->unlock_buffer(buffer) == 0 ? RS_OK : rs_litert_fail(err, "LiteRtUnlockTensorBuffer failed");
+    return api->unlock_buffer(buffer) == 0 ? RS_OK : rs_error_set(err, RS_ERR_BACKEND, "LiteRtUnlockTensorBuffer failed");
 }
 
 static rs_status run(void *handle, const void *input, size_t input_bytes, void *output, size_t output_bytes,
@@ -158,7 +138,7 @@ static rs_status run(void *handle, const void *input, size_t input_bytes, void *
     }
     lrt_status code = api->run_compiled_model(m->compiled, 0, 1, &m->input, 1, &m->output);
     if (code != 0) {
-        return rs_litert_fail(err, "LiteRtRunCompiledModel failed with LiteRT status %d", code);
+        return rs_error_set(err, RS_ERR_BACKEND, "LiteRtRunCompiledModel failed with LiteRT status %d", code);
     }
     return copy_through(api, m->output, output, output_bytes, 0, err);
 }
@@ -167,23 +147,23 @@ static rs_status run(void *handle, const void *input, size_t input_bytes, void *
     do {                                                                                            \
         *(void **)(&api->field) = dlsym(api->library, name);                                        \
         if (api->field == NULL) {                                                                   \
-            rs_litert_fail(err, "%s: no symbol %s (a LiteRT 2.x library is expected)", library, name); \
+            rs_error_set(err, RS_ERR_BACKEND, "%s: no symbol %s (a LiteRT 2.x library is expected)", library, name); \
             goto fail;                                                                              \
         }                                                                                           \
     } while (0)
 
 rs_status rs_litert_backend_open(const char *library, rs_backend *out, rs_error *err) {
     if (library == NULL || out == NULL) {
-        return rs_litert_fail(err, "rs_litert_backend_open: library path and out are required");
+        return rs_error_set(err, RS_ERR_BACKEND, "rs_litert_backend_open: library path and out are required");
     }
     litert_api *api = calloc(1, sizeof *api);
     if (api == NULL) {
-        return rs_litert_fail(err, "cannot allocate the LiteRT backend");
+        return rs_error_set(err, RS_ERR_BACKEND, "cannot allocate the LiteRT backend");
     }
     api->library = dlopen(library, RTLD_NOW | RTLD_LOCAL);
     if (api->library == NULL) {
         const char *why = dlerror();
-        rs_litert_fail(err, "cannot load %s: %s", library, why ? why : "unknown error");
+        rs_error_set(err, RS_ERR_BACKEND, "cannot load %s: %s", library, why ? why : "unknown error");
         free(api);
         return RS_ERR_BACKEND;
     }
@@ -210,7 +190,7 @@ rs_status rs_litert_backend_open(const char *library, rs_backend *out, rs_error 
     LRT_SYMBOL(run_compiled_model, "LiteRtRunCompiledModel");
     lrt_status code = api->create_environment(0, NULL, &api->environment);
     if (code != 0) {
-        rs_litert_fail(err, "%s: LiteRtCreateEnvironment failed with LiteRT status %d", library, code);
+        rs_error_set(err, RS_ERR_BACKEND, "%s: LiteRtCreateEnvironment failed with LiteRT status %d", library, code);
         goto fail;
     }
     *out = (rs_backend){"litert", api, load, run, unload};
