@@ -313,3 +313,16 @@ def test_jni_bridge_selects_on_the_desktop_jdk(
     result = _run("java", "-cp", classes, "RestnetShimTest", library, built[0], root, str(expected))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "all JNI tests passed" in result.stdout
+
+
+def test_example_app_classifies_an_image_like_the_cli(
+    shim: Path, built: tuple[Path, Path, Path, Path], tmp_path: Path
+) -> None:
+    image = tmp_path / "image.pgm"
+    pixels = np.random.default_rng(2).integers(0, 256, (28, 28), dtype=np.uint8)
+    image.write_bytes(b"P5\n28 28\n255\n" + pixels.tobytes())
+    example = _run(shim / "classify", built[0], image, _litert_library())
+    assert example.returncode == 0, example.stderr[-2000:]
+    cli = _run(shim / "restnet-shim", "run", built[0], "--input", image, "--litert-lib", _litert_library(), "--json")
+    ran = json.loads(cli.stdout)
+    assert example.stdout.splitlines()[0] == f"{ran['top5'][0]['label']} (variant {ran['variant']})"
