@@ -30,8 +30,6 @@ from restnetc.progress import console, step
 
 SCREENING_IMAGES = 500
 """Held-out images on which float units are screened in simulation before a candidate is lowered."""
-SCREENING_CALIBRATION = 256
-"""Calibration images per simulated choice (the lowered candidate uses all of the target's)."""
 SCREENING_BATCH = 125
 MIN_FLOAT_GAIN_POINTS = 0.5
 """Float islands cost bytes (a float head is ~1 MB on EfficientNet-Lite); keep them only for a real gain."""
@@ -132,6 +130,7 @@ class Lowerer:
         self.work_dir = work_dir
         self.tools = toolchain_versions()
         self.workers = workers or os.cpu_count() or 1
+        self._exported: dict[str, torch.export.ExportedProgram] = {}
 
     def _artifact_key(self, rung_digest: str, backend: Backend, float_modules: tuple[str, ...]) -> str:
         example_shape = (1, *self.calibration.shape[1:])
@@ -192,7 +191,6 @@ class Lowerer:
 
     def _simulator(self, rung: Rung, digest: str, backend: Backend) -> Simulate:
         """Simulated int8 top-1 of ``rung`` under ``backend``'s quantizer on the screening images, cached."""
-        exported: list[torch.export.ExportedProgram] = []  # exported once, on the first uncached choice
         images, labels = self.held_out.images[:SCREENING_IMAGES], self.held_out.labels[:SCREENING_IMAGES]
 
         def simulate(units: tuple[str, ...]) -> float:
@@ -201,10 +199,10 @@ class Lowerer:
             if (stored := self.cache.load_json(key)) is not None:
                 return float(stored)
             with captured():
-                if not exported:
-                    exported.append(export_batched(rung.model, self.calibration))
-                calibration = self.calibration[:SCREENING_CALIBRATION]
-                graph = quantize_pt2e(exported[0], backend.int8_quantizer(), calibration, units, False)
+                if digest not in self._exported:  # one export per model serves every backend and choice
+                    self._exported[digest] = export_batched(rung.model, self.calibration)
+                quantizer = backend.int8_quantizer()
+                graph = quantize_pt2e(self._exported[digest], quantizer, self.calibration, units, False)
             with torch.no_grad():  # a converted graph refuses .eval(); it has no train-time behaviour anyway
                 logits = torch.cat([graph(chunk) for chunk in images.split(SCREENING_BATCH)])
             value = round(float((logits.argmax(1) == labels).double().mean() * 100), 3)

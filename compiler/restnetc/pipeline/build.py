@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,10 +108,17 @@ def run_build(project: ProjectConfig, target: TargetConfig, cache: Cache, out_di
         del runners
         step(f"host latency measured: {target.measurement.runs} interleaved runs per artifact, {threads} threads")
 
+        # Each probe is its own process: run one per core side by side.
+        with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+            probes = {
+                key: pool.submit(_memory, key[1], staging / relative, size, threads, cache)
+                for key, (_, _, relative) in verified.items()
+            }
+            memories = {key: probe.result() for key, probe in probes.items()}
         artifacts = []
         for (rid, bname), (rung, result, relative) in verified.items():
             data = result.lowered.data
-            memory = _memory(bname, staging / relative, size, threads, cache)
+            memory = memories[(rid, bname)]
             evaluation = result.evaluation
             input_q = result.lowered.input_quantization
             artifacts.append(
