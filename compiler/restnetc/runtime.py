@@ -8,6 +8,7 @@ called with ctypes; nothing here re-implements selection or validation. The ctyp
 from __future__ import annotations
 
 import ctypes
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,14 +104,10 @@ def _library() -> ctypes.CDLL:
     return lib
 
 
-_LIB: ctypes.CDLL | None = None
-
-
+@functools.cache
 def _lib() -> ctypes.CDLL:
-    global _LIB
-    if _LIB is None:
-        _LIB = _library()
-    return _LIB
+    """The core, loaded and typed on first use."""
+    return _library()
 
 
 def _check(status: int, error: _Error) -> None:

@@ -77,8 +77,8 @@ typedef struct {
     uint64_t memory_mib;
 } spec;
 
-/* A bundle directory `name` with one artifact file per spec (content derived from the id) and an index.
- * `tamper` lets a test change the index line of the artifact after it is written. */
+/* A bundle directory `name` with one artifact file per spec (content derived from the id) and an index that
+ * also lists one ExecuTorch artifact (never present on disk). */
 static void make_bundle(const char *name, const spec *specs, size_t count, char *dir, size_t dir_size) {
     snprintf(dir, dir_size, "%s/%s", workdir, name);
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) {

@@ -131,6 +131,13 @@ class Lowerer:
         self.tools = toolchain_versions()
         self.workers = workers or os.cpu_count() or 1
         self._exported: dict[str, torch.export.ExportedProgram] = {}
+        self._digests: dict[str, str] = {}
+
+    def _digest(self, rung: Rung) -> str:
+        """The rung's weights digest, hashed once per build (every artifact key and simulation needs it)."""
+        if rung.id not in self._digests:
+            self._digests[rung.id] = weights_digest(rung.model)
+        return self._digests[rung.id]
 
     def _artifact_key(self, rung_digest: str, backend: Backend, float_modules: tuple[str, ...]) -> str:
         example_shape = (1, *self.calibration.shape[1:])
@@ -139,7 +146,7 @@ class Lowerer:
 
     def _lower_all(self, requests: list[tuple[Rung, Backend, tuple[str, ...]]]) -> list[Lowered]:
         """Lower each ``(rung, backend, float modules)``, from the cache or in worker processes."""
-        keys = [self._artifact_key(weights_digest(rung.model), b, floats) for rung, b, floats in requests]
+        keys = [self._artifact_key(self._digest(rung), b, floats) for rung, b, floats in requests]
         results: list[Lowered | None] = []
         for key in keys:
             data, meta = self.cache.load_bytes(key), self.cache.load_json(key)
@@ -261,7 +268,7 @@ class Lowerer:
         if self.policy.policy == "warn":
             return Verified(first.lowered, (), first.evaluation, f"warn: kept with a {drop:.2f}-point drop")
         with console.status(f"screening float units of {rung.id} for {backend.name} in simulation"):
-            simulate = self._simulator(rung, weights_digest(rung.model), backend)
+            simulate = self._simulator(rung, self._digest(rung), backend)
             screening = screen(rung.model, self.calibration[:1], simulate, drop - tolerance)
         tried = ", ".join(f"{'+'.join(units) or 'all int8'} {top1:.2f}%" for units, top1 in screening.tried.items())
         step(f"{rung.id} {backend.name}: simulated top-1 with float units: {tried}")
