@@ -2,11 +2,13 @@
 
 Each artifact is run by its own runtime over the held-out images and compared with the eager fp32 model:
 top-1 accuracy, top-1 agreement and the largest logit difference. When int8 loses more than the target's
-tolerance, the build says so and applies the target's policy (see ``AccuracyPolicy``).
+tolerance, the build says so and applies the target's policy (see ``AccuracyPolicy``). Each (rung, backend)
+pair goes through lowering, verification and the policy in one worker process, pairs side by side.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.metadata
 import os
@@ -16,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from restnetc.backends import Backend, DelegationReport, Lowered, TensorQuantization
+from restnetc.backends import Backend, DelegationReport, Lowered, TensorQuantization, get_backend
 from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import export_batched, quantize_pt2e
 from restnetc.bundle.ladder import Rung, weights_digest
-from restnetc.bundle.lowering_pool import LoweringJob, lower_all
 from restnetc.bundle.screening import Simulate, screen
+from restnetc.bundle.worker_pool import run_all
 from restnetc.cache import Cache, stage_key
 from restnetc.config.target import AccuracyPolicy, Quantization
 from restnetc.config.target import Backend as BackendName
@@ -78,6 +80,29 @@ class HeldOut:
         return HeldOut(images, labels, digest)
 
 
+@dataclass(frozen=True)
+class PairJob:
+    """One rung to lower with one backend, with the rung's eager fp32 logits and top-1 on the held-out images."""
+
+    rung: Rung
+    backend: BackendName
+    digest: str
+    eager: torch.Tensor
+    eager_accuracy: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.rung.id} {self.backend.value}"
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """A pair's verified artifact and what happened on the way, as console lines (rich markup) in order."""
+
+    verified: Verified
+    messages: tuple[str, ...]
+
+
 def _to_json(lowered: Lowered) -> dict[str, object]:
     quant = {
         k: None if q is None else {"dtype": q.dtype, "scale": q.scale, "zero_point": q.zero_point}
@@ -131,49 +156,65 @@ class Lowerer:
         self.tools = toolchain_versions()
         self.workers = workers or os.cpu_count() or 1
         self._exported: dict[str, torch.export.ExportedProgram] = {}
-        self._digests: dict[str, str] = {}
 
-    def _digest(self, rung: Rung) -> str:
-        """The rung's weights digest, hashed once per build (every artifact key and simulation needs it)."""
-        if rung.id not in self._digests:
-            self._digests[rung.id] = weights_digest(rung.model)
-        return self._digests[rung.id]
+    def _single_threaded(self) -> Lowerer:
+        """A copy for a worker process: it has one core, so its runtimes verify with one thread."""
+        worker = copy.copy(self)
+        worker.threads = 1
+        worker._exported = {}
+        return worker
 
-    def _artifact_key(self, rung_digest: str, backend: Backend, float_modules: tuple[str, ...]) -> str:
+    def _artifact_key(self, job: PairJob, float_modules: tuple[str, ...]) -> str:
         example_shape = (1, *self.calibration.shape[1:])
-        inputs = (rung_digest, self.calibration_digest, example_shape, self.tools)
-        return stage_key("artifact", backend.name, self.quantization.value, float_modules, *inputs)
+        inputs = (job.digest, self.calibration_digest, example_shape, self.tools)
+        return stage_key("artifact", job.backend.value, self.quantization.value, float_modules, *inputs)
 
-    def _lower_all(self, requests: list[tuple[Rung, Backend, tuple[str, ...]]]) -> list[Lowered]:
-        """Lower each ``(rung, backend, float modules)``, from the cache or in worker processes."""
-        keys = [self._artifact_key(self._digest(rung), b, floats) for rung, b, floats in requests]
-        results: list[Lowered | None] = []
-        for key in keys:
-            data, meta = self.cache.load_bytes(key), self.cache.load_json(key)
-            results.append(None if data is None or meta is None else _from_json(data, meta))
-        missing = [i for i, result in enumerate(results) if result is None]
-        jobs = [self._job(*requests[i]) for i in missing]
-        status = f"lowering {len(jobs)} artifacts in {min(len(jobs), self.workers)} processes"
-        with console.status(status):
-            for index, outcome in lower_all(jobs, self.workers):
-                if isinstance(outcome, str):
-                    raise BuildError(f"{jobs[index].label}: {outcome}")
-                self.cache.save_bytes(keys[missing[index]], outcome.data)
-                self.cache.save_json(keys[missing[index]], _to_json(outcome))
-                results[missing[index]] = outcome
-                step(
-                    f"lowered {jobs[index].label}: {len(outcome.data) / 1e6:.2f} MB, "
-                    f"{outcome.delegation.delegated_ops} ops delegated, {outcome.delegation.fallback_count} fell back"
-                )
-        return [result for result in results if result is not None]
+    def _result_key(self, job: PairJob) -> str:
+        policy = self.policy.model_dump(mode="json")
+        return stage_key("verified", self._artifact_key(job, ()), self.held_out.digest, policy)
 
-    def _job(self, rung: Rung, backend: Backend, float_modules: tuple[str, ...]) -> LoweringJob:
-        label = f"{rung.id} -> {backend.name} {self.quantization.value}"
+    def _load_result(self, job: PairJob) -> Verified | None:
+        stored = self.cache.load_json(self._result_key(job))
+        if stored is None:
+            return None
+        data, meta = self.cache.load_bytes(stored["artifact"]), self.cache.load_json(stored["artifact"])
+        if data is None or meta is None:
+            return None
+        floats = tuple(stored["float_modules"])
+        return Verified(_from_json(data, meta), floats, Evaluation(**stored["evaluation"]), stored["policy"])
+
+    def _save_result(self, job: PairJob, verified: Verified) -> None:
+        stored = {
+            "artifact": self._artifact_key(job, verified.float_modules),
+            "float_modules": list(verified.float_modules),
+            "evaluation": verified.evaluation.__dict__,
+            "policy": verified.policy,
+        }
+        self.cache.save_json(self._result_key(job), stored)
+
+    def _lower(self, job: PairJob, backend: Backend, float_modules: tuple[str, ...], log: list[str]) -> Lowered:
+        """``job``'s rung lowered with ``float_modules`` kept in float, from the cache or the toolchain."""
+        key = self._artifact_key(job, float_modules)
+        data, meta = self.cache.load_bytes(key), self.cache.load_json(key)
+        if data is not None and meta is not None:
+            return _from_json(data, meta)
+        label = f"{job.label} {self.quantization.value}"
         if float_modules:
             label += f" (float: {', '.join(float_modules)})"
-        name = BackendName(backend.name)
         example = self.calibration[:1]
-        return LoweringJob(label, rung.model, name, self.quantization, example, self.calibration, float_modules)
+        with captured() as output:
+            try:
+                lowered = backend.lower(job.rung.model, example, self.quantization, self.calibration, float_modules)
+            except Exception as exc:  # any toolchain failure: keep the toolchain's words
+                raise BuildError(f"{label}: lowering failed: {type(exc).__name__}: {exc}\n{output.tail()}") from None
+        self.cache.save_bytes(key, lowered.data)
+        self.cache.save_json(key, _to_json(lowered))
+        d = lowered.delegation
+        log.append(
+            f"[bold cyan]>[/] lowered {label}: {len(lowered.data) / 1e6:.2f} MB, "
+            f"{d.delegated_ops} ops delegated, {d.fallback_count} fell back"
+        )
+        return lowered
 
     def _evaluate(self, lowered: Lowered, backend: Backend, eager: torch.Tensor) -> Evaluation:
         sha = hashlib.sha256(lowered.data).hexdigest()
@@ -182,8 +223,7 @@ class Lowerer:
             return Evaluation(**stored)
         path = self.work_dir / f"verify-{sha[:16]}{backend.suffix}"
         path.write_bytes(lowered.data)
-        status = console.status(f"verifying {backend.name} artifact on {len(self.held_out.labels)} images")
-        with status, captured():
+        with captured():
             out = backend.load(path, self.threads)(self.held_out.images.numpy())
         path.unlink()
         predicted = out.argmax(axis=1)
@@ -196,20 +236,20 @@ class Lowerer:
         self.cache.save_json(key, evaluation.__dict__)
         return evaluation
 
-    def _simulator(self, rung: Rung, digest: str, backend: Backend) -> Simulate:
-        """Simulated int8 top-1 of ``rung`` under ``backend``'s quantizer on the screening images, cached."""
+    def _simulator(self, job: PairJob, backend: Backend) -> Simulate:
+        """Simulated int8 top-1 of the job's rung under ``backend``'s quantizer on the screening images, cached."""
         images, labels = self.held_out.images[:SCREENING_IMAGES], self.held_out.labels[:SCREENING_IMAGES]
 
         def simulate(units: tuple[str, ...]) -> float:
             inputs = (self.calibration_digest, self.held_out.digest)
-            key = stage_key("simulated-int8", backend.name, units, digest, *inputs)
+            key = stage_key("simulated-int8", backend.name, units, job.digest, *inputs)
             if (stored := self.cache.load_json(key)) is not None:
                 return float(stored)
             with captured():
-                if digest not in self._exported:  # one export per model serves every backend and choice
-                    self._exported[digest] = export_batched(rung.model, self.calibration)
+                if job.digest not in self._exported:  # one export per model serves every choice
+                    self._exported[job.digest] = export_batched(job.rung.model, self.calibration)
                 quantizer = backend.int8_quantizer()
-                graph = quantize_pt2e(self._exported[digest], quantizer, self.calibration, units, False)
+                graph = quantize_pt2e(self._exported[job.digest], quantizer, self.calibration, units, False)
             with torch.no_grad():  # a converted graph refuses .eval(); it has no train-time behaviour anyway
                 logits = torch.cat([graph(chunk) for chunk in images.split(SCREENING_BATCH)])
             value = round(float((logits.argmax(1) == labels).double().mean() * 100), 3)
@@ -228,60 +268,74 @@ class Lowerer:
         """Lower and verify every rung with every backend, applying the accuracy policy where int8 loses too much.
 
         ``eager`` and ``eager_accuracy`` hold each rung's fp32 logits and top-1 on the held-out images, by id.
+        Pairs not in the cache run in worker processes, one per core.
         """
-        pairs = [(rung, backend) for backend in backends for rung in rungs]
-        plain = self._lower_all([(rung, backend, ()) for rung, backend in pairs])
         verified: dict[tuple[str, str], Verified] = {}
-        retry: list[tuple[Rung, Backend, Verified, tuple[str, ...]]] = []
-        for (rung, backend), lowered in zip(pairs, plain, strict=True):
-            first = Verified(lowered, (), self._evaluate(lowered, backend, eager[rung.id]), "")
-            outcome = self._judge(rung, backend, first, eager_accuracy[rung.id])
-            if isinstance(outcome, Verified):
-                verified[(rung.id, backend.name)] = outcome
-            else:
-                retry.append((rung, backend, first, outcome))
-        candidates = self._lower_all([(rung, backend, floats) for rung, backend, _, floats in retry])
-        for (rung, backend, first, floats), candidate in zip(retry, candidates, strict=True):
-            result = self._evaluate(candidate, backend, eager[rung.id])
-            kept = ", ".join(floats)
-            step(f"{rung.id} {backend.name} keep-float {kept}: top-1 {result.accuracy:.2f}% in the runtime")
-            better = result.accuracy >= first.evaluation.accuracy + MIN_FLOAT_GAIN_POINTS
-            best = Verified(candidate, floats, result, "") if better else first
-            verified[(rung.id, backend.name)] = self._kept(rung, backend, first, best, eager_accuracy[rung.id])
+        pending: list[PairJob] = []
+        digests = {rung.id: weights_digest(rung.model) for rung in rungs}
+        for backend in backends:
+            for rung in rungs:
+                name = BackendName(backend.name)
+                job = PairJob(rung, name, digests[rung.id], eager[rung.id], eager_accuracy[rung.id])
+                if (stored := self._load_result(job)) is None:
+                    pending.append(job)
+                else:
+                    verified[(rung.id, backend.name)] = stored
+                    step(f"{job.label}: verified artifact from the cache ({stored.policy})")
+        pending.sort(key=lambda job: -job.rung.params)  # the longest first, so no core idles at the end
+        count = min(len(pending), self.workers)
+        state = self if count <= 1 else self._single_threaded()
+        with console.status(f"lowering and verifying {len(pending)} artifacts in {count} processes"):
+            for index, result in run_all(Lowerer.build_pair, state, pending, count):
+                for message in result.messages:
+                    console.print(message, highlight=False)
+                self._save_result(pending[index], result.verified)
+                verified[(pending[index].rung.id, pending[index].backend.value)] = result.verified
         return verified
 
-    def _judge(
-        self, rung: Rung, backend: Backend, first: Verified, eager_accuracy: float
-    ) -> Verified | tuple[str, ...]:
+    def build_pair(self, job: PairJob) -> PairResult:
+        """Lower ``job``, verify the artifact and apply the accuracy policy (lowering a keep-float candidate)."""
+        backend = get_backend(job.backend)
+        log: list[str] = []
+        plain = self._lower(job, backend, (), log)
+        first = Verified(plain, (), self._evaluate(plain, backend, job.eager), "")
+        outcome = self._judge(job, backend, first, log)
+        if isinstance(outcome, tuple):
+            candidate = self._lower(job, backend, outcome, log)
+            result = self._evaluate(candidate, backend, job.eager)
+            log.append(f"[bold cyan]>[/] {job.label} keep-float {', '.join(outcome)}: top-1 {result.accuracy:.2f}%")
+            better = result.accuracy >= first.evaluation.accuracy + MIN_FLOAT_GAIN_POINTS
+            outcome = self._kept(job, first, Verified(candidate, outcome, result, "") if better else first, log)
+        return PairResult(outcome, tuple(log))
+
+    def _judge(self, job: PairJob, backend: Backend, first: Verified, log: list[str]) -> Verified | tuple[str, ...]:
         """The final result for ``first``, or the float units worth lowering as a keep-float candidate."""
-        drop = eager_accuracy - first.evaluation.accuracy
+        drop = job.eager_accuracy - first.evaluation.accuracy
         tolerance = self.policy.tolerance_points
         if self.quantization is Quantization.FP32 or drop <= tolerance:
             return Verified(first.lowered, (), first.evaluation, "none: within tolerance")
         headline = (
-            f"{rung.id} {backend.name} {self.quantization.value}: top-1 {first.evaluation.accuracy:.2f}% is "
-            f"{drop:.2f} points below eager fp32 {eager_accuracy:.2f}% (tolerance {tolerance})"
+            f"{job.label} {self.quantization.value}: top-1 {first.evaluation.accuracy:.2f}% is "
+            f"{drop:.2f} points below eager fp32 {job.eager_accuracy:.2f}% (tolerance {tolerance})"
         )
-        console.print(f"[bold yellow]ACCURACY WARNING[/] {headline}", highlight=False)
+        log.append(f"[bold yellow]ACCURACY WARNING[/] {headline}")
         if self.policy.policy == "fail":
             raise BuildError(f"{headline}; the target's accuracy policy is 'fail'")
         if self.policy.policy == "warn":
             return Verified(first.lowered, (), first.evaluation, f"warn: kept with a {drop:.2f}-point drop")
-        with console.status(f"screening float units of {rung.id} for {backend.name} in simulation"):
-            simulate = self._simulator(rung, self._digest(rung), backend)
-            screening = screen(rung.model, self.calibration[:1], simulate, drop - tolerance)
+        screening = screen(job.rung.model, self.calibration[:1], self._simulator(job, backend), drop - tolerance)
         tried = ", ".join(f"{'+'.join(units) or 'all int8'} {top1:.2f}%" for units, top1 in screening.tried.items())
-        step(f"{rung.id} {backend.name}: simulated top-1 with float units: {tried}")
-        return screening.float_units or self._kept(rung, backend, first, first, eager_accuracy)
+        log.append(f"[bold cyan]>[/] {job.label}: simulated top-1 with float units: {tried}")
+        return screening.float_units or self._kept(job, first, first, log)
 
-    def _kept(self, rung: Rung, backend: Backend, first: Verified, best: Verified, eager_accuracy: float) -> Verified:
+    def _kept(self, job: PairJob, first: Verified, best: Verified, log: list[str]) -> Verified:
         """``best`` with the keep-float policy's note; warns loudly if it is still beyond tolerance."""
-        drop = eager_accuracy - first.evaluation.accuracy
-        recovered = eager_accuracy - best.evaluation.accuracy <= self.policy.tolerance_points
+        drop = job.eager_accuracy - first.evaluation.accuracy
+        recovered = job.eager_accuracy - best.evaluation.accuracy <= self.policy.tolerance_points
         kept = ", ".join(best.float_modules) or "nothing"
         note = f"keep-float: int8 lost {drop:.2f} points; kept {kept} in float -> {best.evaluation.accuracy:.2f}%" + (
             "" if recovered else " (still beyond tolerance)"
         )
         if not recovered:
-            console.print(f"[bold yellow]ACCURACY WARNING[/] {rung.id} {backend.name}: {note}", highlight=False)
+            log.append(f"[bold yellow]ACCURACY WARNING[/] {job.label}: {note}")
         return Verified(best.lowered, best.float_modules, best.evaluation, note)
