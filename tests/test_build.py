@@ -195,3 +195,23 @@ def test_bench_plan_script_runs_over_adb_and_its_logs_ingest(
     assert cli("bench", "ingest", *map(str, logs), "--bundle", str(copy)).code == 0
     manifest = read_manifest(copy)
     assert all((a.latency_ms.device is not None) == (a.backend == "litert") for a in manifest.artifacts)
+
+
+def test_bench_run_remeasures_every_artifact_and_refuses_a_damaged_bundle(
+    built: tuple[Path, Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    copy = tmp_path / "bundle"
+    shutil.copytree(built[0], copy)
+    before = read_manifest(copy)
+    result = cli("bench", "run", str(copy))
+    assert result.code == 0, result.stderr
+    after = read_manifest(copy)
+    assert [(a.id, a.backend) for a in after.artifacts] == [(a.id, a.backend) for a in before.artifacts]
+    for old, new in zip(before.artifacts, after.artifacts, strict=True):
+        assert new.latency_ms.host.median > 0 and new.memory_bytes.host.peak_delta > 0
+        assert new.latency_ms.host != old.latency_ms.host  # measured again (load average, timings)
+    assert "recorded host latency and memory of" in result.stderr
+    victim = copy / after.artifacts[0].file
+    victim.write_bytes(victim.read_bytes()[:-1] + bytes([victim.read_bytes()[-1] ^ 1]))
+    damaged = cli("bench", "run", str(copy))
+    assert damaged.code == 1 and "sha256 does not match" in damaged.stderr

@@ -9,7 +9,7 @@ import torch
 from restnetc.budget.costs import Cost, measure, part_costs
 from restnetc.config.target import Budget, Metric
 from restnetc.errors import BudgetError
-from restnetc.frontend.search import rank_candidates, select
+from restnetc.frontend.search import Candidate, rank_candidates, select, static_figure
 from restnetc.frontend.stitch import build_stitched
 from restnetc.models import decompose
 from tests import zoo
@@ -58,9 +58,21 @@ def test_empty_band_is_a_clear_error() -> None:
         select(rank_candidates(CKA, cost_of), [params(100), params(110)])
 
 
-def test_measured_budgets_are_refused_by_the_static_search() -> None:
-    with pytest.raises(BudgetError, match="latency_ms budgets need measured figures"):
+def test_measured_budgets_need_a_cost_table() -> None:
+    with pytest.raises(BudgetError, match="latency_ms budgets need the target's cost table"):
         select(rank_candidates(CKA, cost_of), [Budget(metric=Metric.LATENCY_MS, limit=5)])
+
+
+def test_measured_budgets_select_by_the_given_figure() -> None:
+    """A latency rung takes the most similar candidate whose predicted latency is in its band."""
+    ranked = rank_candidates(CKA, cost_of)
+
+    def latency(candidate: Candidate, metric: Metric) -> float:  # a stand-in cost table: 1 ms per 100 params
+        return candidate.cost.params / 100 if metric is Metric.LATENCY_MS else static_figure(candidate, metric)
+
+    (choice,) = select(ranked, [Budget(metric=Metric.LATENCY_MS, limit=1.5)], latency)
+    assert choice.candidate.cost.params <= 150
+    assert choice.candidate == next(c for c in ranked if c.cost.params <= 150)
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ every write is atomic, so an interrupted run never leaves a partial entry.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import tempfile
@@ -15,8 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 import restnetc
+
+TOOLS = ("restnetc", "torch", "executorch", "litert-torch", "ai-edge-litert", "torchao", "timm")
 
 
 def default_cache_dir() -> Path:
@@ -31,6 +35,21 @@ def stage_key(stage: str, *inputs: Any) -> str:
     """A key for ``stage`` over JSON-serialisable ``inputs`` (and the restnetc version)."""
     payload = json.dumps([stage, restnetc.__version__, *inputs], sort_keys=True, default=str)
     return f"{stage}-{hashlib.sha256(payload.encode()).hexdigest()[:20]}"
+
+
+def weights_digest(model: nn.Module) -> str:
+    """sha256 over every parameter and buffer (names, shapes, values): identifies the model for caches."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def toolchain_versions() -> dict[str, str]:
+    """Installed versions of the tools that shape an artifact (part of every artifact's cache key)."""
+    return {name: importlib.metadata.version(name) for name in TOOLS}
 
 
 class Cache:

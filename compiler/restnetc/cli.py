@@ -116,6 +116,33 @@ def build(
 
 
 @app.command()
+def profile(
+    target: TargetOption,
+    project: ProjectOption = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Cost table JSON; default tables/<target>.json")
+    ] = None,
+    cache_dir: CacheOption = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute every stage")] = False,
+) -> None:
+    """Lower and time every part of both parents on this machine: the cost table for latency/memory budgets.
+
+    Also writes the part artifacts to NAME.parts/ beside the table, for `bench plan --table` on a device.
+    """
+    from restnetc.budget.cost_table import parts_dir
+    from restnetc.pipeline.costs import profile_target
+
+    target_config, project_config, cache = _job_inputs(target, project, cache_dir, no_cache)
+    path = out or Path("tables") / f"{target_config.name}.json"
+    table = profile_target(project_config, target_config, cache, path)
+    parts = sum(len(m.all()) for m in table.models.values())
+    stdout.print(
+        f"wrote {path} ({parts} parts, {table.backend.value} {table.quantization.value}, {table.threads} threads, "
+        f"profiled in {table.profiling_seconds:.0f} s) and {parts_dir(path)}/"
+    )
+
+
+@app.command()
 def inspect(bundle: Annotated[Path, typer.Argument(help="Bundle directory")]) -> None:
     """Summarise a bundle and verify every file against the manifest (exit 1 on any mismatch)."""
     from restnetc.bundle.integrity import check_files
@@ -164,26 +191,60 @@ app.add_typer(bench_app, name="bench")
 
 @bench_app.command("plan")
 def bench_plan(
-    bundle: Annotated[Path, typer.Argument(help="Bundle directory")],
-    device: Annotated[str, typer.Option("--device", help="adb, adb:SERIAL or ssh:[USER@]HOST")],
+    bundle: Annotated[Path | None, typer.Argument(help="Bundle directory (or give --table)")] = None,
+    device: Annotated[str, typer.Option("--device", help="adb, adb:SERIAL or ssh:[USER@]HOST")] = "adb",
+    table: Annotated[
+        Path | None, typer.Option("--table", help="Benchmark this cost table's parts instead of a bundle")
+    ] = None,
     threads: Annotated[int | None, typer.Option("--threads", help="Default: the target's threads")] = None,
     runs: Annotated[int, typer.Option("--runs", help="Timed runs per model")] = 50,
     warmup: Annotated[int, typer.Option("--warmup", help="Warm-up runs per model")] = 1,
     cpu_mask: Annotated[str | None, typer.Option("--cpu-mask", help="taskset mask to pin big cores, e.g. f0")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Script path; default bench-<target>.sh")] = None,
 ) -> None:
-    """Write a shell script that runs benchmark_model on a device for every .tflite of a bundle."""
-    from restnetc.bench.plan import BenchSettings, Device, plan_script
-    from restnetc.bundle.manifest import read_manifest
+    """Write a shell script that runs benchmark_model on a device for every .tflite of a bundle or cost table."""
+    from restnetc.bench.plan import BenchSettings, Device, bundle_files, plan_script
 
-    manifest = read_manifest(bundle)
-    runtime = manifest.target.get("runtime")
-    default_threads = int(runtime.get("threads", 1)) if isinstance(runtime, dict) else 1
+    if (bundle is None) == (table is None):
+        raise RestnetcError("bench plan: give a BUNDLE directory or --table FILE (one of them)")
+    if table is not None:
+        from restnetc.budget.cost_table import load_table, parts_dir
+
+        costs = load_table(table)
+        source, name, default_threads = parts_dir(table), costs.target, costs.threads
+        files = costs.files()
+        if missing := [f for f in files if not (source / f).is_file()]:
+            raise RestnetcError(f"{source}: part artifacts missing ({', '.join(missing[:3])}); run restnetc profile")
+        ingest = f"restnetc bench ingest $LOGS/*.log --table {table}"
+    else:
+        from restnetc.bundle.manifest import read_manifest
+
+        assert bundle is not None
+        manifest = read_manifest(bundle)
+        runtime = manifest.target.get("runtime")
+        default_threads = int(runtime.get("threads", 1)) if isinstance(runtime, dict) else 1
+        source, name, files = bundle, str(manifest.target["name"]), bundle_files(bundle, manifest)
+        ingest = f"restnetc bench ingest $LOGS/*.log --bundle {bundle}"
     settings = BenchSettings(threads or default_threads, runs, warmup, cpu_mask)
-    script = out or Path(f"bench-{manifest.target['name']}.sh")
-    script.write_text(plan_script(bundle, manifest, Device.parse(device), settings))
+    script = out or Path(f"bench-{name}.sh")
+    script.write_text(plan_script(source, files, name, Device.parse(device), settings, ingest))
     script.chmod(0o755)
-    stdout.print(f"wrote {script}: run it, then restnetc bench ingest logs/*.log --bundle {bundle}")
+    stdout.print(f"wrote {script} for {len(files)} models: run it, then {ingest.replace('$LOGS', 'logs')}")
+
+
+@bench_app.command("run")
+def bench_run(bundle: Annotated[Path, typer.Argument(help="Bundle directory")]) -> None:
+    """Measure every artifact of a bundle on this machine again (latency and memory) and update its manifest."""
+    from restnetc.bench.host_run import remeasure
+    from restnetc.bundle.manifest import read_manifest, write_manifest
+    from restnetc.bundle.runtime_index import write_index
+    from restnetc.reports.bundle_summary import bundle_table
+
+    manifest = remeasure(bundle, read_manifest(bundle))
+    write_manifest(bundle, manifest)
+    write_index(bundle, manifest)
+    stdout.print(bundle_table(manifest))
+    stderr.print(f"recorded host latency and memory of {len(manifest.artifacts)} artifacts in {bundle}/manifest.json")
 
 
 @bench_app.command("ingest")
@@ -192,9 +253,12 @@ def bench_ingest(
     bundle: Annotated[
         Path | None, typer.Option("--bundle", help="Write the figures into this bundle's manifest")
     ] = None,
+    table: Annotated[
+        Path | None, typer.Option("--table", help="Write the parts' device times into this cost table")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the parsed figures as JSON")] = False,
 ) -> None:
-    """Parse benchmark_model logs (bare, INFO:, or logcat lines); optionally record them in a bundle."""
+    """Parse benchmark_model logs (bare, INFO:, or logcat lines); optionally record them in a bundle or table."""
     import json
 
     from restnetc.bench.benchmark_log import read_benchmark_log
@@ -209,16 +273,22 @@ def bench_ingest(
         write_manifest(bundle, merged)
         write_index(bundle, merged)  # the shim's memory needs now come from the device
         stderr.print(f"recorded device latency and memory of {len(parsed)} artifact(s) in {bundle}/manifest.json")
+    if table is not None:
+        from restnetc.bench.ingest import merge_table_times
+        from restnetc.budget.cost_table import load_table, save_table
+
+        save_table(merge_table_times(load_table(table), parsed), table)
+        stderr.print(f"{table}: now a device cost table ({len(parsed)} parts); use it as costs.table, source device")
     if as_json:
         print(json.dumps([log.model_dump(mode="json") for log in parsed], indent=2))
         return
-    table = Table(title="benchmark_model results")
+    results = Table(title="benchmark_model results")
     for column in ("log", "graph", "threads", "inference ms", "first ms", "init ms", "peak MB", "delegated"):
-        table.add_column(column)
+        results.add_column(column)
     for log in parsed:
         delegated = ", ".join(f"{d.replaced_nodes}/{d.total_nodes} in {d.partitions}" for d in log.delegates) or "-"
         peak = "-" if log.peak_memory_mb is None else f"{log.peak_memory_mb:.1f}"
-        table.add_row(
+        results.add_row(
             log.source,
             log.graph or "-",
             str(log.threads or "-"),
@@ -228,7 +298,7 @@ def bench_ingest(
             peak,
             delegated,
         )
-    stdout.print(table)
+    stdout.print(results)
 
 
 @app.command()

@@ -1,20 +1,21 @@
 """The backend contract: lower a PyTorch model to an artifact, and load an artifact to run it.
 
-A backend is a small object with two operations and one hook. ``lower`` (shared: support check, PT2E
-int8 quantization, then the backend's ``compile``) takes an eval-mode model, an
-example input (batch of one, NCHW float32), a numeric format and calibration images, and returns the
-artifact's bytes with a report of what the runtime's accelerated delegate took and what fell back (every
+``lower`` (shared: support check, PT2E int8 quantization, then the backend's ``compile``) takes an eval-mode
+model, an example input (batch of one, NCHW float32), a numeric format and calibration images, and returns
+the artifact's bytes with a report of what the runtime's accelerated delegate took and what fell back (every
 fallback op is named). ``load`` opens an artifact with the backend's own runtime and returns a ``Runner``
 that maps a float32 NCHW batch to float32 logits, converting to and from quantized input/output tensors
-itself. ``int8_quantizer`` returns the PT2E quantizer ``lower`` uses, so int8 choices can be screened in
-eager PyTorch (simulated quantization) before paying for a lowering. Everything else
-(verification, bundles, caching) is backend-agnostic and lives outside this package.
+itself; ``invoker`` loads it with an input already in place and returns the bare inference call, which is
+what latency measurements time (as TFLite's ``benchmark_model`` does). ``int8_quantizer`` returns the PT2E
+quantizer ``lower`` uses, so int8 choices can be screened in eager PyTorch (simulated quantization) before
+paying for a lowering. Everything else (verification, bundles, caching) is backend-agnostic and lives
+outside this package.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -70,7 +71,7 @@ class Runner(Protocol):
 
 
 class Backend(ABC):
-    """One runtime. Subclasses set the class attributes and implement ``compile``, ``int8_quantizer``, ``load``."""
+    """One runtime. Subclasses set the class attributes and implement the abstract methods."""
 
     name: ClassVar[str]
     suffix: ClassVar[str]
@@ -116,3 +117,8 @@ class Backend(ABC):
     @abstractmethod
     def load(self, path: Path, threads: int) -> Runner:
         """Open the artifact at ``path`` with this backend's runtime, running on ``threads`` threads."""
+
+    @abstractmethod
+    def invoker(self, path: Path, threads: int, example: np.ndarray) -> Callable[[], object]:
+        """A call that runs the artifact at ``path`` once on ``example`` (float32, batch of one), already
+        converted and set as its input: only the runtime's own work is left to time."""

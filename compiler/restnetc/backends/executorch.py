@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
 )
 from executorch.devtools.backend_debug import get_delegation_info
 from executorch.exir import to_edge_transform_and_lower
-from executorch.runtime import Runtime
+from executorch.runtime import Method, Runtime
 from torch import nn
 from torchao.quantization.pt2e.quantizer import Quantizer
 
@@ -55,12 +56,21 @@ class ExecuTorchBackend(Backend):
         return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
 
     def load(self, path: Path, threads: int) -> Runner:
-        method = Runtime.get().load_program(path).load_method(METHOD)
-        if method is None:
-            raise RestnetcError(f"{path}: no method {METHOD!r} in the program")
+        method = _method(path)
 
         def run(batch: np.ndarray) -> np.ndarray:
             outputs = [method.execute([torch.from_numpy(image)])[0] for image in np.split(batch, len(batch))]
             return torch.cat(outputs).numpy()
 
         return run
+
+    def invoker(self, path: Path, threads: int, example: np.ndarray) -> Callable[[], object]:
+        method, inputs = _method(path), [torch.from_numpy(example)]
+        return lambda: method.execute(inputs)
+
+
+def _method(path: Path) -> Method:
+    method = Runtime.get().load_program(path).load_method(METHOD)
+    if method is None:
+        raise RestnetcError(f"{path}: no method {METHOD!r} in the program")
+    return method

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,15 @@ def _quantization(detail: dict[str, Any]) -> TensorQuantization | None:
         return None
     scale, zero_point = detail["quantization"]
     return TensorQuantization(np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
+
+
+def _input(image: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    """``image`` in the input tensor's type: quantized with its scale and zero point when it is integer."""
+    q = _quantization(detail)
+    if q is None:
+        return image
+    info = np.iinfo(q.dtype)
+    return np.clip(np.round(image / q.scale + q.zero_point), info.min, info.max).astype(q.dtype)
 
 
 def delegation(interpreter: Interpreter) -> DelegationReport:
@@ -88,16 +98,12 @@ class LiteRtBackend(Backend):
         interpreter = Interpreter(model_path=str(path), num_threads=threads)
         interpreter.allocate_tensors()
         source, sink = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-        source_q, sink_q = _quantization(source), _quantization(sink)
+        sink_q = _quantization(sink)
 
         def run(batch: np.ndarray) -> np.ndarray:
             outputs = []
             for image in np.split(batch, len(batch)):
-                if source_q is not None:
-                    info = np.iinfo(source_q.dtype)
-                    q = np.round(image / source_q.scale + source_q.zero_point)
-                    image = np.clip(q, info.min, info.max).astype(source_q.dtype)
-                interpreter.set_tensor(source["index"], image)
+                interpreter.set_tensor(source["index"], _input(image, source))
                 interpreter.invoke()
                 out = interpreter.get_tensor(sink["index"])
                 if sink_q is not None:
@@ -106,3 +112,11 @@ class LiteRtBackend(Backend):
             return np.concatenate(outputs)
 
         return run
+
+    def invoker(self, path: Path, threads: int, example: np.ndarray) -> Callable[[], object]:
+        interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        interpreter.allocate_tensors()
+        source = interpreter.get_input_details()[0]
+        interpreter.set_tensor(source["index"], _input(example, source))
+        invoke: Callable[[], object] = interpreter.invoke
+        return invoke

@@ -1,4 +1,4 @@
-"""Writing device figures from ``benchmark_model`` logs into a bundle's manifest."""
+"""Writing device figures from ``benchmark_model`` logs into a bundle's manifest or a cost table."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import PurePosixPath
 
 from restnetc.bench.benchmark_log import BenchmarkLog, BenchmarkLogError
+from restnetc.budget.cost_table import CostTable
 from restnetc.bundle.manifest import Artifact, DeviceLatency, DeviceMemory, Manifest
 
 MIB = 1 << 20
@@ -43,9 +44,7 @@ def device_figures(log: BenchmarkLog) -> tuple[DeviceLatency, DeviceMemory]:
 
 
 def _artifact_for(log: BenchmarkLog, artifacts: Sequence[Artifact]) -> int:
-    if log.graph is None:
-        raise BenchmarkLogError(f"{log.source}: the log names no graph (no 'Graph: [...]' line)")
-    name = PurePosixPath(log.graph).name
+    name = _graph_name(log)
     matches = [i for i, a in enumerate(artifacts) if PurePosixPath(a.file).name == name]
     if len(matches) != 1:
         known = ", ".join(sorted({PurePosixPath(a.file).name for a in artifacts if a.backend == "litert"}))
@@ -67,3 +66,31 @@ def merge_device_figures(manifest: Manifest, logs: Sequence[BenchmarkLog]) -> Ma
             }
         )
     return manifest.model_copy(update={"artifacts": artifacts})
+
+
+def _graph_name(log: BenchmarkLog) -> str:
+    if log.graph is None:
+        raise BenchmarkLogError(f"{log.source}: the log names no graph (no 'Graph: [...]' line)")
+    return PurePosixPath(log.graph).name
+
+
+def merge_table_times(table: CostTable, logs: Sequence[BenchmarkLog]) -> CostTable:
+    """``table`` with every part's time taken from its device log: a ``device`` cost table.
+
+    Every part needs a log (a table that mixes host and device times would predict neither).
+    """
+    ms = {_graph_name(log): round(log.inference_ms, 5) for log in logs}
+    parts = table.files()
+    if missing := [file for file in parts if file not in ms]:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise BenchmarkLogError(f"no log for {len(missing)} of the table's {len(parts)} parts: {shown}")
+    if unknown := sorted(set(ms) - set(parts)):
+        raise BenchmarkLogError(f"logs of graphs that are not parts of this table: {', '.join(unknown)}")
+    threads = {log.threads for log in logs if log.threads is not None}
+    return table.with_times(ms).model_copy(
+        update={
+            "source": "device",
+            "machine": f"device ({len(logs)} benchmark_model logs)",
+            "threads": threads.pop() if len(threads) == 1 else table.threads,
+        }
+    )

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from restnetc.bundle.manifest import StitchInfo
+from restnetc.config.target import Budget
 from restnetc.pipeline.search import SearchResult
 
 
@@ -21,18 +21,10 @@ class Rung:
     model: nn.Module
     params: int
     macs: int
-    budget: str | None
+    budget: Budget | None
     stitch: StitchInfo | None
-
-
-def weights_digest(model: nn.Module) -> str:
-    """sha256 over every parameter and buffer (names, shapes, values): identifies the model for caches."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.detach().contiguous().cpu().numpy().tobytes())
-    return digest.hexdigest()
+    parent: str | None = None
+    """The parent model's name, for a parent rung."""
 
 
 def ladder(result: SearchResult) -> list[Rung]:
@@ -46,6 +38,7 @@ def ladder(result: SearchResult) -> list[Rung]:
             parent.costs.total.macs,
             None,
             None,
+            parent.name,
         )
         for parent in result.parents
     ]
@@ -72,7 +65,7 @@ def ladder(result: SearchResult) -> list[Rung]:
                 result.stitched_models[point],
                 variant.candidate.cost.params,
                 variant.candidate.cost.macs,
-                variant.budget.describe(),
+                variant.budget,
                 stitch,
             )
         )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib.metadata
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +20,10 @@ import torch
 from restnetc.backends import Backend, DelegationReport, Lowered, TensorQuantization, get_backend
 from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import export_batched, quantize_pt2e
-from restnetc.bundle.ladder import Rung, weights_digest
+from restnetc.bundle.ladder import Rung
 from restnetc.bundle.screening import Simulate, screen
 from restnetc.bundle.worker_pool import run_all
-from restnetc.cache import Cache, stage_key
+from restnetc.cache import Cache, stage_key, toolchain_versions, weights_digest
 from restnetc.config.target import AccuracyPolicy, Quantization
 from restnetc.config.target import Backend as BackendName
 from restnetc.errors import RestnetcError
@@ -35,16 +34,10 @@ SCREENING_IMAGES = 500
 SCREENING_BATCH = 125
 MIN_FLOAT_GAIN_POINTS = 0.5
 """Float islands cost bytes (a float head is ~1 MB on EfficientNet-Lite); keep them only for a real gain."""
-TOOLS = ("restnetc", "torch", "executorch", "litert-torch", "ai-edge-litert", "torchao", "timm")
 
 
 class BuildError(RestnetcError):
     """A build stopped: a model could not be lowered, or the accuracy policy says fail."""
-
-
-def toolchain_versions() -> dict[str, str]:
-    """Installed versions of the tools that shape an artifact (part of every artifact's cache key)."""
-    return {name: importlib.metadata.version(name) for name in TOOLS}
 
 
 @dataclass(frozen=True)

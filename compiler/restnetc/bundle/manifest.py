@@ -92,6 +92,7 @@ class Latency(_Strict):
 
     host: HostLatency
     device: DeviceLatency | None = None
+    predicted: float | None = Field(default=None, description="from the target's cost table (its backend only)")
 
 
 class HostMemory(_Strict):
@@ -114,6 +115,7 @@ class Memory(_Strict):
 
     host: HostMemory
     device: DeviceMemory | None = None
+    predicted: int | None = Field(default=None, description="peak bytes from the cost table's memory fit")
 
 
 class Delegation(_Strict):
@@ -123,6 +125,16 @@ class Delegation(_Strict):
     partitions: int
     delegated_ops: int
     fallback_ops: dict[str, int]
+
+
+class BudgetCheck(_Strict):
+    """A measured budget (latency or memory) held against the figure of the target's cost source."""
+
+    metric: str
+    limit: float
+    figure: float
+    source: str = Field(description="predicted, host (end-to-end measurement here) or device")
+    met: bool
 
 
 class Artifact(_Strict):
@@ -140,6 +152,7 @@ class Artifact(_Strict):
     params: int
     macs: int
     budget: str | None
+    budget_check: BudgetCheck | None = None
     stitch: StitchInfo | None
     accuracy: Accuracy
     agreement: float = Field(description="% of images where artifact and eager fp32 agree on top-1")

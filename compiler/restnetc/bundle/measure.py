@@ -2,35 +2,43 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 
-from restnetc.backends import Runner
 from restnetc.bundle.manifest import HostLatency, HostMemory, Latency
+from restnetc.cache import Cache, stage_key
 from restnetc.config.target import Measurement
 from restnetc.errors import RestnetcError
 from restnetc.progress import track
 
 
-def measure_latency(
-    runners: dict[str, Runner], example: np.ndarray, protocol: Measurement, threads: int
-) -> dict[str, Latency]:
-    """Per artifact: warm-up, then timed single-image runs interleaved across artifacts (drift hits all alike)."""
-    for runner in runners.values():
-        for _ in range(protocol.warmup):
-            runner(example)
-    samples: dict[str, list[float]] = {key: [] for key in runners}
-    for _ in track(range(protocol.runs), "host latency (interleaved runs)"):
-        for key, runner in runners.items():
+def time_interleaved(invokers: Mapping[str, Callable[[], object]], warmup: int, runs: int) -> dict[str, list[float]]:
+    """Milliseconds of each of ``runs`` calls per invoker after ``warmup`` calls, interleaved (drift hits all alike)."""
+    for invoke in invokers.values():
+        for _ in range(warmup):
+            invoke()
+    samples: dict[str, list[float]] = {key: [] for key in invokers}
+    for _ in track(range(runs), f"timing {len(invokers)} models (interleaved runs)"):
+        for key, invoke in invokers.items():
             start = time.perf_counter()
-            runner(example)
+            invoke()
             samples[key].append((time.perf_counter() - start) * 1e3)
+    return samples
+
+
+def measure_latency(
+    invokers: Mapping[str, Callable[[], object]], protocol: Measurement, threads: int
+) -> dict[str, Latency]:
+    """Per artifact (``Backend.invoker``): median and spread of the target's protocol, runs interleaved."""
+    samples = time_interleaved(invokers, protocol.warmup, protocol.runs)
     load = os.getloadavg()
     return {
         key: Latency(
@@ -48,9 +56,10 @@ def measure_latency(
     }
 
 
-def measure_memory(backend: str, path: Path, size: int, threads: int) -> HostMemory:
-    """Peak resident memory of loading ``path`` and running it once, in a fresh Python process."""
-    command = [sys.executable, "-m", "restnetc.bundle.memory_probe", backend, str(path), str(size), str(threads)]
+def measure_memory(backend: str, path: Path, shape: tuple[int, ...], threads: int) -> HostMemory:
+    """Peak resident memory of loading ``path`` and running it once on an input of ``shape``, in a fresh process."""
+    dims = "x".join(str(n) for n in shape)
+    command = [sys.executable, "-m", "restnetc.bundle.memory_probe", backend, str(path), dims, str(threads)]
     result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if result.returncode != 0 or not lines:
@@ -58,3 +67,14 @@ def measure_memory(backend: str, path: Path, size: int, threads: int) -> HostMem
         raise RestnetcError(f"{path}: memory probe failed: {tail[0]}")
     figures = json.loads(lines[-1])
     return HostMemory(peak_delta=int(figures["peak_delta"]), peak_total=int(figures["peak_total"]))
+
+
+def probe_memory(backend: str, path: Path, shape: tuple[int, ...], threads: int, cache: Cache) -> HostMemory:
+    """``measure_memory``, cached by the artifact's sha256 and the probe's settings."""
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    key = stage_key("host-memory", sha, shape, threads, os.uname().machine)
+    if (stored := cache.load_json(key)) is not None:
+        return HostMemory(**stored)
+    memory = measure_memory(backend, path, shape, threads)
+    cache.save_json(key, memory.model_dump())
+    return memory

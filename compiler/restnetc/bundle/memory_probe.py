@@ -1,6 +1,7 @@
 """Child process that measures the memory to load one artifact and run one inference.
 
-Run as ``python -m restnetc.bundle.memory_probe BACKEND FILE SIZE THREADS``; prints one JSON line. After the
+Run as ``python -m restnetc.bundle.memory_probe BACKEND FILE SHAPE THREADS`` (SHAPE like ``1x3x64x64``);
+prints one JSON line. After the
 runtime is imported, the kernel's peak-RSS counter is reset (``/proc/self/clear_refs``), so the reported
 peak delta covers only loading the artifact and running it.
 """
@@ -22,12 +23,13 @@ def _status_kib(field: str) -> int:
 
 
 def main(argv: list[str]) -> None:
-    backend_name, file, size, threads = argv[0], Path(argv[1]), int(argv[2]), int(argv[3])
+    backend_name, file, threads = argv[0], Path(argv[1]), int(argv[3])
+    shape = tuple(int(n) for n in argv[2].split("x"))
     from restnetc.backends import get_backend
     from restnetc.config.target import Backend
 
     backend = get_backend(Backend(backend_name))
-    example = np.zeros((1, 3, size, size), dtype=np.float32)
+    example = np.zeros(shape, dtype=np.float32)
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     baseline = _status_kib("VmRSS")
     backend.load(file, threads)(example)

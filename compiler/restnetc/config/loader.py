@@ -72,8 +72,13 @@ def load_config(path: Path, model: type[ConfigT]) -> ConfigT:
 
 
 def load_target(path: Path) -> TargetConfig:
-    """Load and validate a target file."""
-    return load_config(path, TargetConfig)
+    """Load and validate a target file; a relative cost table path is resolved against the file's directory."""
+    target = load_config(path, TargetConfig)
+    table = target.costs.table
+    if table is None or table.is_absolute():
+        return target
+    costs = target.costs.model_copy(update={"table": (path.parent / table).resolve()})
+    return target.model_copy(update={"costs": costs})
 
 
 def demo_project_path() -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, PlainSerializer, model_validator
@@ -23,6 +24,11 @@ class Metric(StrEnum):
     FLOPS = "flops"
     LATENCY_MS = "latency_ms"
     MEMORY_MB = "memory_mb"
+
+    @property
+    def measured(self) -> bool:
+        """Whether figures of this metric come from measurements (the target's cost table), not from counting."""
+        return self in (Metric.LATENCY_MS, Metric.MEMORY_MB)
 
 
 _PARSERS = {
@@ -126,6 +132,35 @@ class Measurement(StrictModel):
     runs: int = Field(default=30, ge=1)
 
 
+class CostSource(StrEnum):
+    """Which figures ``latency_ms`` and ``memory_mb`` budgets are held to.
+
+    Stitch points are always chosen with the target's cost table (every part of both parents lowered and
+    timed once; see ``restnetc.budget.cost_table``), since hundreds of candidates cannot each be lowered.
+    ``predicted``: the table, profiled on this machine, is also what the built variants are checked against.
+    ``host``: the built variants are checked against their end-to-end measurement on this machine.
+    ``device``: the table comes from ``benchmark_model`` logs of the parts taken on the device (``table``).
+    """
+
+    PREDICTED = "predicted"
+    HOST = "host"
+    DEVICE = "device"
+
+
+class Costs(StrictModel):
+    """Where measured budgets (``latency_ms``, ``memory_mb``) get their figures; see ``CostSource``."""
+
+    source: CostSource = CostSource.PREDICTED
+    backend: Backend | None = Field(default=None, description="the backend budgets are for; default: the first")
+    table: Path | None = Field(default=None, description="device source: cost table written by bench ingest")
+
+    @model_validator(mode="after")
+    def _table_for_device(self) -> Costs:
+        if (self.source is CostSource.DEVICE) != (self.table is not None):
+            raise ValueError("table: give a cost table file exactly when source is 'device'")
+        return self
+
+
 class TargetConfig(VersionedConfig):
     """A deployment target: device, runtime and the budget ladder."""
 
@@ -136,6 +171,18 @@ class TargetConfig(VersionedConfig):
     budgets: list[Budget] = Field(min_length=1)
     accuracy: AccuracyPolicy = AccuracyPolicy()
     measurement: Measurement = Measurement()
+    costs: Costs = Costs()
+
+    @property
+    def cost_backend(self) -> Backend:
+        """The backend whose artifacts measured budgets are for."""
+        return self.costs.backend or self.runtime.backends[0]
+
+    @model_validator(mode="after")
+    def _cost_backend_built(self) -> TargetConfig:
+        if self.costs.backend is not None and self.costs.backend not in self.runtime.backends:
+            raise ValueError(f"costs.backend: {self.costs.backend.value} is not among runtime.backends")
+        return self
 
     @model_validator(mode="after")
     def _distinct_budgets(self) -> TargetConfig:

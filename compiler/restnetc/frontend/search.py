@@ -20,8 +20,6 @@ from restnetc.config.target import Budget, Metric
 from restnetc.config.units import format_count
 from restnetc.errors import BudgetError
 
-STATIC_METRICS = (Metric.PARAMS, Metric.MACS, Metric.FLOPS)
-
 
 @dataclass(frozen=True)
 class Candidate:
@@ -41,18 +39,20 @@ class Choice:
     candidate: Candidate
 
 
-def metric_value(cost: Cost, metric: Metric) -> float:
-    """The figure of ``cost`` that a budget of ``metric`` limits."""
+Figure = Callable[["Candidate", Metric], float]
+"""The figure of a candidate that a budget of a metric limits."""
+
+
+def static_figure(candidate: Candidate, metric: Metric) -> float:
+    """Parameters, MACs or FLOPs of ``candidate``; measured metrics need a cost table (``Figure`` from one)."""
+    cost = candidate.cost
     if metric is Metric.PARAMS:
         return cost.params
     if metric is Metric.MACS:
         return cost.macs
     if metric is Metric.FLOPS:
         return cost.flops
-    raise BudgetError(
-        f"{metric.value} budgets need measured figures, which `restnetc search` does not produce yet; "
-        f"use one of: {', '.join(m.value for m in STATIC_METRICS)}"
-    )
+    raise BudgetError(f"{metric.value} budgets need the target's cost table")
 
 
 def rank_candidates(cka: np.ndarray, cost_of: Callable[[int, int], Cost]) -> list[Candidate]:
@@ -64,14 +64,18 @@ def rank_candidates(cka: np.ndarray, cost_of: Callable[[int, int], Cost]) -> lis
 
 
 def _describe(metric: Metric, value: float) -> str:
-    return f"{value:.4g} ms" if metric is Metric.LATENCY_MS else format_count(value)
+    if metric is Metric.LATENCY_MS:
+        return f"{value:.4g} ms"
+    if metric is Metric.MEMORY_MB:
+        return f"{value / 1e6:.4g} MB"
+    return format_count(value)
 
 
-def select(candidates: Sequence[Candidate], budgets: Sequence[Budget]) -> list[Choice]:
+def select(candidates: Sequence[Candidate], budgets: Sequence[Budget], figure: Figure = static_figure) -> list[Choice]:
     """One choice per budget, in the order the budgets are given; BudgetError if a rung has none."""
     chosen: dict[Budget, Candidate] = {}
     for metric in dict.fromkeys(b.metric for b in budgets):
-        values = [metric_value(c.cost, metric) for c in candidates]
+        values = [figure(c, metric) for c in candidates]
         floor = 0.0
         for budget in sorted((b for b in budgets if b.metric is metric), key=lambda b: b.limit):
             fitting = [c for c, v in zip(candidates, values, strict=True) if floor < v <= budget.limit]

@@ -15,26 +15,27 @@ import torch
 
 from restnetc.backends import get_backend
 from restnetc.backends.native_output import captured
-from restnetc.bundle.ladder import Rung, eager_logits, ladder, weights_digest
-from restnetc.bundle.lowering import HeldOut, Lowerer, Verified, toolchain_versions
+from restnetc.budget.cost_table import COST_TABLE_NAME, save_table
+from restnetc.bundle.budget_check import check_budget, predicted_costs
+from restnetc.bundle.ladder import Rung, eager_logits, ladder
+from restnetc.bundle.lowering import HeldOut, Lowerer, Verified
 from restnetc.bundle.manifest import (
     Accuracy,
     Artifact,
     Delegation,
-    HostMemory,
     InputSpec,
     Manifest,
     Memory,
     write_manifest,
 )
-from restnetc.bundle.measure import measure_latency, measure_memory
+from restnetc.bundle.measure import measure_latency, probe_memory
 from restnetc.bundle.runtime_index import write_index
 from restnetc.bundle.writer import staged_directory
-from restnetc.cache import Cache, stage_key
+from restnetc.cache import Cache, stage_key, toolchain_versions, weights_digest
 from restnetc.config.project import ProjectConfig
 from restnetc.config.target import TargetConfig
 from restnetc.pipeline.search import SearchResult, run_search
-from restnetc.progress import step
+from restnetc.progress import console, step
 from restnetc.reports.bundle_report import write_bundle_report
 from restnetc.reports.search_outputs import variants_document
 
@@ -61,12 +62,7 @@ def _eager(rung: Rung, held_out: HeldOut, cache: Cache) -> torch.Tensor:
 
 
 def _memory(backend: str, path: Path, size: int, threads: int, cache: Cache) -> Memory:
-    key = stage_key("host-memory", hashlib.sha256(path.read_bytes()).hexdigest(), size, threads, os.uname().machine)
-    if (stored := cache.load_json(key)) is not None:
-        return Memory(host=HostMemory(**stored))
-    memory = measure_memory(backend, path, size, threads)
-    cache.save_json(key, memory.model_dump())
-    return Memory(host=memory)
+    return Memory(host=probe_memory(backend, path, (1, 3, size, size), threads, cache))
 
 
 def _quant_dict(q: object) -> dict[str, float | int | str] | None:
@@ -99,13 +95,14 @@ def run_build(project: ProjectConfig, target: TargetConfig, cache: Cache, out_di
                 (staging / relative).write_bytes(result.lowered.data)
                 verified[(rung.id, backend.name)] = (rung, result, relative)
 
+        example = calibration[:1].numpy()
         with captured():
-            runners = {
-                f"{rid}/{bname}": backends[bname].load(staging / relative, threads)
+            invokers = {
+                f"{rid}/{bname}": backends[bname].invoker(staging / relative, threads, example)
                 for (rid, bname), (_, _, relative) in verified.items()
             }
-        latency = measure_latency(runners, np.asarray(calibration[:1]), target.measurement, threads)
-        del runners
+        latency = measure_latency(invokers, target.measurement, threads)
+        del invokers
         step(f"host latency measured: {target.measurement.runs} interleaved runs per artifact, {threads} threads")
 
         # Each probe is its own process: run one per core side by side.
@@ -118,7 +115,19 @@ def run_build(project: ProjectConfig, target: TargetConfig, cache: Cache, out_di
         artifacts = []
         for (rid, bname), (rung, result, relative) in verified.items():
             data = result.lowered.data
-            memory = memories[(rid, bname)]
+            measured_latency, memory = latency[f"{rid}/{bname}"], memories[(rid, bname)]
+            budget_check = None
+            if search.costs is not None and bname == search.costs.backend.value:
+                predicted_ms, predicted_bytes = predicted_costs(search.costs, rung, len(data))
+                measured_latency = measured_latency.model_copy(update={"predicted": predicted_ms})
+                memory = memory.model_copy(update={"predicted": predicted_bytes})
+                budget_check = check_budget(rung, target.costs.source, measured_latency, memory)
+                if budget_check is not None and not budget_check.met:
+                    console.print(
+                        f"[bold yellow]BUDGET WARNING[/] {rid} {bname}: {rung.budget.describe() if rung.budget else ''}"
+                        f" not met by its {budget_check.source} figure {budget_check.figure:.4g}",
+                        highlight=False,
+                    )
             evaluation = result.evaluation
             input_q = result.lowered.input_quantization
             artifacts.append(
@@ -134,7 +143,8 @@ def run_build(project: ProjectConfig, target: TargetConfig, cache: Cache, out_di
                     sha256=hashlib.sha256(data).hexdigest(),
                     params=rung.params,
                     macs=rung.macs,
-                    budget=rung.budget,
+                    budget=rung.budget.describe() if rung.budget else None,
+                    budget_check=budget_check,
                     stitch=rung.stitch,
                     accuracy=Accuracy(
                         eager_fp32=round(eager_accuracy[rid], 3),
@@ -143,7 +153,7 @@ def run_build(project: ProjectConfig, target: TargetConfig, cache: Cache, out_di
                     ),
                     agreement=evaluation.agreement,
                     max_logit_diff=evaluation.max_logit_diff,
-                    latency_ms=latency[f"{rid}/{bname}"],
+                    latency_ms=measured_latency,
                     memory_bytes=memory,
                     input=InputSpec(
                         shape=(1, 3, size, size),
@@ -169,6 +179,8 @@ def run_build(project: ProjectConfig, target: TargetConfig, cache: Cache, out_di
         write_manifest(staging, manifest)
         write_index(staging, manifest)
         np.save(staging / "cka.npy", search.cka)
+        if search.costs is not None:
+            save_table(search.costs, staging / COST_TABLE_NAME)
         (staging / "variants.json").write_text(json.dumps(variants_document(search), indent=2) + "\n")
         write_bundle_report(manifest, search, staging)
     return BuildResult(bundle, manifest, search, time.perf_counter() - start)

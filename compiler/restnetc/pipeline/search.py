@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache as memoize
 
 import numpy as np
 import torch
 
+from restnetc.budget.cost_table import CostTable
 from restnetc.budget.costs import Cost, measure
 from restnetc.cache import Cache, stage_key
 from restnetc.config.project import ProjectConfig
-from restnetc.config.target import Budget, TargetConfig
+from restnetc.config.target import Budget, Metric, TargetConfig
 from restnetc.data import ImageSet, load_split
 from restnetc.frontend.features import Capture, accuracy, capture, stream_cka
 from restnetc.frontend.finetune import finetune_stitch, fit_least_squares
-from restnetc.frontend.search import Candidate, rank_candidates, select
+from restnetc.frontend.search import Candidate, Figure, rank_candidates, select, static_figure
 from restnetc.frontend.stitch import Interface, StitchedModel, StitchLayer, build_stitched, interfaces
 from restnetc.models import count_params
+from restnetc.pipeline.costs import cost_table
 from restnetc.pipeline.parents import Parent, load_parents, model_inputs
 from restnetc.progress import step
 
@@ -62,6 +65,8 @@ class SearchResult:
     cka: np.ndarray
     calibration_samples: int
     variants: list[VariantResult]
+    costs: CostTable | None = field(default=None, repr=False)
+    """The target's cost table, when a budget is on a measured metric."""
     stitched_models: dict[tuple[int, int], StitchedModel] = field(repr=False)
     parents: tuple[Parent, Parent] = field(repr=False)
     train: ImageSet = field(repr=False)
@@ -97,6 +102,21 @@ class _Passes:
         }
         parent, images, keep = plans[which]
         return capture(parent.model, images, keep, EVAL_BATCH, f"{parent.name}: {which.split('-')[1]} images")
+
+
+def _figure(table: CostTable | None, front: str, back: str, stitch_cost: Callable[[int, int], Cost]) -> Figure:
+    """Budget figures of candidates: counted, or predicted from the cost table for measured metrics."""
+
+    def figure(candidate: Candidate, metric: Metric) -> float:
+        if table is None or not metric.measured:
+            return static_figure(candidate, metric)
+        i, j = candidate.front_block, candidate.back_block
+        stitch = stitch_cost(i, j)
+        if metric is Metric.LATENCY_MS:
+            return table.latency_ms(front, i, back, j, stitch.macs)
+        return table.memory_bytes(table.artifact_bytes(front, i, back, j, stitch.params))
+
+    return figure
 
 
 def _stitch_cost(source: Interface, target: Interface) -> Cost:
@@ -207,7 +227,9 @@ def run_search(project: ProjectConfig, target: TargetConfig, cache: Cache) -> Se
     sources, targets = interfaces(front.model, size), interfaces(back.model, size)
     stitch_cost = memoize(lambda i, j: _stitch_cost(sources[i], targets[j]))
     candidates = rank_candidates(cka, lambda i, j: front.costs.front(i) + stitch_cost(i, j) + back.costs.back(j))
-    choices = select(candidates, target.budgets)
+    measured = any(budget.metric.measured for budget in target.budgets)
+    costs = cost_table(project, target, (front, back), train, cache) if measured else None
+    choices = select(candidates, target.budgets, _figure(costs, front.name, back.name, stitch_cost))
     points = {(c.candidate.front_block, c.candidate.back_block) for c in choices}
     passes = _Passes(project, (front, back), (train, test), points)
 
@@ -250,6 +272,7 @@ def run_search(project: ProjectConfig, target: TargetConfig, cache: Cache) -> Se
         front=_parent_result(project, front, "front", passes, cache),
         back=_parent_result(project, back, "back", passes, cache),
         cka=cka,
+        costs=costs,
         calibration_samples=samples,
         variants=variants,
         stitched_models=models,

@@ -1,4 +1,5 @@
-"""``report.html`` (self-contained) and its PNGs: CKA heatmap, accuracy vs params / MACs / latency, table."""
+"""``report.html`` (self-contained) and its PNGs: CKA heatmap, accuracy vs params / MACs / latency, predicted vs
+measured cost (when the target has a cost table), and the variants table with figures per source."""
 
 from __future__ import annotations
 
@@ -56,6 +57,42 @@ def _plot_accuracy(manifest: Manifest, axis: str, path: Path) -> None:
     plt.close(figure)
 
 
+def _plot_predicted(manifest: Manifest, path: Path) -> bool:
+    """Predicted vs measured latency and memory of the artifacts the cost table predicts; False if none."""
+    predicted = [a for a in manifest.artifacts if a.latency_ms.predicted is not None]
+    if not predicted:
+        return False
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2), dpi=110)
+    latency = [(a.latency_ms.host.median, a.latency_ms.predicted or 0.0) for a in predicted]
+    memory = [(a.memory_bytes.host.peak_delta / 1e6, (a.memory_bytes.predicted or 0) / 1e6) for a in predicted]
+    for axes, label, points in ((left, "latency, ms", latency), (right, "peak memory, MB", memory)):
+        xs, ys = [x for x, _ in points], [y for _, y in points]
+        axes.scatter(xs, ys)
+        for a, x, y in zip(predicted, xs, ys, strict=True):
+            axes.annotate(a.id, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7)
+        low, high = min(xs + ys), max(xs + ys)
+        axes.plot([low, high], [low, high], linestyle="--", color="grey", label="prediction = measurement")
+        axes.set_xlabel(f"measured on this host, {label}")
+        axes.set_ylabel(f"predicted by the cost table, {label}")
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return True
+
+
+def _or_dash(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
+    return "-" if value is None else f"{value / scale:.{digits}f}"
+
+
+def _budget(a: Artifact) -> str:
+    check = a.budget_check
+    if check is None:
+        return "-"
+    return f"{'met' if check.met else 'NOT MET'} ({check.source} {check.figure:.4g})"
+
+
 def _row(a: Artifact) -> str:
     cells = [
         a.id,
@@ -70,7 +107,12 @@ def _row(a: Artifact) -> str:
         f"{a.accuracy.artifact:.2f}",
         f"{a.agreement:.1f}",
         f"{a.latency_ms.host.median:.2f}",
-        f"{a.memory_bytes.host.peak_delta / 1e6:.1f} MB",
+        _or_dash(a.latency_ms.predicted),
+        _or_dash(a.latency_ms.device.inference if a.latency_ms.device else None),
+        f"{a.memory_bytes.host.peak_delta / 1e6:.1f}",
+        _or_dash(a.memory_bytes.predicted, 1e6, 1),
+        _or_dash(a.memory_bytes.device.peak if a.memory_bytes.device else None, 1e6, 1),
+        _budget(a),
         f"{a.delegation.delegated_ops}/{a.delegation.delegated_ops + sum(a.delegation.fallback_ops.values())}",
         a.policy,
     ]
@@ -89,8 +131,13 @@ _HEADERS = (
     "eager top-1 %",
     "artifact top-1 %",
     "agreement %",
-    "latency ms",
-    "peak memory",
+    "latency ms host",
+    "predicted",
+    "device",
+    "peak MB host",
+    "predicted",
+    "device",
+    "measured budget",
     "delegated ops",
     "accuracy policy",
 )
@@ -105,6 +152,8 @@ def write_bundle_report(manifest: Manifest, search: SearchResult, directory: Pat
         name = f"accuracy_vs_{axis}.png"
         _plot_accuracy(manifest, axis, directory / name)
         images.append(name)
+    if _plot_predicted(manifest, directory / "predicted_vs_measured.png"):
+        images.append("predicted_vs_measured.png")
     figures = "".join(
         f'<figure><img alt="{name}" src="data:image/png;base64,'
         f'{base64.b64encode((directory / name).read_bytes()).decode()}"><figcaption>{name}</figcaption></figure>'
@@ -124,7 +173,9 @@ figure{{display:inline-block;margin:8px}}img{{max-width:640px}}</style></head><b
 {html.escape(search.front.name)} (front) stitched into {html.escape(search.back.name)} (back).
 Accuracy is top-1 on {manifest.artifacts[0].accuracy.images} held-out images; latency is the host median
 ({host.runs} interleaved runs, {host.threads} threads);
-memory is the peak resident memory to load and run once, in a fresh process. Created {manifest.created}.</p>
+memory is the peak resident memory to load and run once, in a fresh process; "predicted" figures come from
+the target's cost table (its backend only), "device" ones from <code>restnetc bench ingest</code>.
+Created {manifest.created}.</p>
 <table><tr>{"".join(f"<th>{h}</th>" for h in _HEADERS)}</tr>{rows}</table>
 {figures}
 <p>Tools: {html.escape(", ".join(f"{k} {v}" for k, v in manifest.tools.items()))}</p>

@@ -1,0 +1,47 @@
+"""``restnetc bench run``: re-measure every artifact of a bundle on this machine and update its manifest.
+
+Latency uses the target's protocol (warm-up, then timed runs interleaved across all artifacts) and thread
+count; memory is probed in a separate process per artifact. Files are verified against the manifest first,
+so a tampered bundle is refused rather than measured.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from restnetc.backends import get_backend
+from restnetc.backends.native_output import captured
+from restnetc.bundle.integrity import check_files
+from restnetc.bundle.manifest import BundleError, Manifest, safe_path
+from restnetc.bundle.measure import measure_latency, measure_memory
+from restnetc.config.target import Backend, TargetConfig
+
+
+def remeasure(bundle: Path, manifest: Manifest) -> Manifest:
+    """``manifest`` with every artifact's ``latency_ms.host`` and ``memory_bytes.host`` measured again here."""
+    if bad := [check for check in check_files(bundle, manifest) if check.problem is not None]:
+        raise BundleError(f"{bundle}: {bad[0].file}: {bad[0].problem}; refusing to measure a damaged bundle")
+    target = TargetConfig.model_validate(manifest.target)
+    threads = min(target.runtime.threads, os.cpu_count() or 1)
+    paths = {f"{a.id}/{a.backend}": safe_path(bundle, a.file) for a in manifest.artifacts}
+    invokers = {}
+    with captured():
+        for a in manifest.artifacts:
+            example = np.zeros(a.input.shape, dtype=np.float32)
+            key = f"{a.id}/{a.backend}"
+            invokers[key] = get_backend(Backend(a.backend)).invoker(paths[key], threads, example)
+    latency = measure_latency(invokers, target.measurement, threads)
+    del invokers
+    artifacts = []
+    for a in manifest.artifacts:
+        host = latency[f"{a.id}/{a.backend}"].host
+        memory = measure_memory(a.backend, paths[f"{a.id}/{a.backend}"], a.input.shape, threads)
+        update = {
+            "latency_ms": a.latency_ms.model_copy(update={"host": host}),
+            "memory_bytes": a.memory_bytes.model_copy(update={"host": memory}),
+        }
+        artifacts.append(a.model_copy(update=update))
+    return manifest.model_copy(update={"artifacts": artifacts})
