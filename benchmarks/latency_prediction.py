@@ -100,7 +100,7 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "runs": args.runs,
-        "parts": len(table.files()) - 1,
+        "parts": sum(len(m.all()) for m in table.models.values()),
         "profiling_seconds": table.profiling_seconds,
         "latency_median_abs_percent_error": round(latency_mape, 2),
         "latency_median_abs_percent_error_stored_table": round(stored_mape, 2),

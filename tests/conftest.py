@@ -89,29 +89,44 @@ measurement: {warmup: 1, runs: 5}
 """
 
 
-@pytest.fixture(scope="session")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, Path]:
-    """(bundle, project file, target file, cache dir) after one real build through the CLI."""
-    from restnetc.cli import main
-
-    root = tmp_path_factory.mktemp("build")
-    project, target, cache, bundle = root / "p.yaml", root / "t.yaml", root / "cache", root / "bundle"
-    project.write_text(TINY_PROJECT)
-    target.write_text(BUILD_TARGET)
-    args = [
-        "build",
-        "--target",
-        str(target),
-        "--project",
-        str(project),
-        "--out",
-        str(bundle),
-        "--cache-dir",
-        str(cache),
-    ]
+def _run_once(*args: str) -> None:
+    """Run ``restnetc *args`` in-process for a session fixture (no function-scoped ``cli`` there); must succeed."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("sys.argv", ["restnetc", *args])
         with pytest.raises(SystemExit) as exit_info:
             main()
     assert exit_info.value.code in (0, None)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, Path]:
+    """(bundle, project file, target file, cache dir) after one real build through the CLI."""
+    root = tmp_path_factory.mktemp("build")
+    project, target, cache, bundle = root / "p.yaml", root / "t.yaml", root / "cache", root / "bundle"
+    project.write_text(TINY_PROJECT)
+    target.write_text(BUILD_TARGET)
+    _run_once("build", "-t", str(target), "-p", str(project), "--out", str(bundle), "--cache-dir", str(cache))
     return bundle, project, target, cache
+
+
+COST_TARGET = """\
+schema_version: 1
+name: tiny-costs
+device: {arch: aarch64, cpu: cortex-a53, cores: 4, memory: 1GB}
+runtime: {backends: [litert], threads: 2, calibration_images: 16}
+budgets:
+  - params: 3.6M
+accuracy: {policy: warn}
+measurement: {warmup: 1, runs: 5}
+"""
+
+
+@pytest.fixture(scope="session")
+def profiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, Path]:
+    """(table, project file, target file, cache dir) after ``restnetc profile`` on the tiny project."""
+    root = tmp_path_factory.mktemp("costs")
+    project, target, cache, table = root / "p.yaml", root / "t.yaml", root / "cache", root / "tables" / "tiny.json"
+    project.write_text(TINY_PROJECT)
+    target.write_text(COST_TARGET)
+    _run_once("profile", "-t", str(target), "-p", str(project), "--out", str(table), "--cache-dir", str(cache))
+    return table, project, target, cache

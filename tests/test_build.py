@@ -33,6 +33,8 @@ def test_bundle_holds_every_rung_for_every_backend(built: tuple[Path, Path, Path
         assert artifact.accuracy.images == 64 and 0 <= artifact.accuracy.artifact <= 100
         assert artifact.latency_ms.host.median > 0 and artifact.latency_ms.host.runs == 5
         assert artifact.memory_bytes.host.peak_delta > 0
+        planned = artifact.memory_bytes.planned  # ExecuTorch plans its non-delegated activations (I/O here)
+        assert (planned is not None and planned >= 3 * 32 * 32 * 4) == (artifact.backend == "executorch")
         assert artifact.delegation.delegated_ops > 0
         assert (artifact.stitch is None) == (artifact.role == "parent")
     litert = next(a for a in manifest.artifacts if a.backend == "litert")

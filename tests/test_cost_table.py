@@ -12,37 +12,9 @@ import pytest
 from restnetc.budget.cost_table import CostTable, load_table, parts_dir, save_table
 from restnetc.bundle.manifest import read_manifest
 from restnetc.errors import ConfigError
-from tests.conftest import REPO, TINY_PROJECT, CliResult
+from tests.conftest import COST_TARGET, REPO, CliResult
 
-COST_TARGET = """\
-schema_version: 1
-name: tiny-costs
-device: {arch: aarch64, cpu: cortex-a53, cores: 4, memory: 1GB}
-runtime: {backends: [litert], threads: 2, calibration_images: 16}
-budgets:
-  - params: 3.6M
-accuracy: {policy: warn}
-measurement: {warmup: 1, runs: 5}
-"""
 TEMPLATE = (REPO / "tests" / "fixtures" / "benchmark_logs" / "modern.log").read_text()
-
-
-@pytest.fixture(scope="module")
-def profiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, Path]:
-    """(table, project file, target file, cache dir) after ``restnetc profile`` on the tiny project."""
-    from restnetc.cli import main
-
-    root = tmp_path_factory.mktemp("costs")
-    project, target, cache, table = root / "p.yaml", root / "t.yaml", root / "cache", root / "tables" / "tiny.json"
-    project.write_text(TINY_PROJECT)
-    target.write_text(COST_TARGET)
-    args = ["profile", "-t", str(target), "-p", str(project), "--out", str(table), "--cache-dir", str(cache)]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("sys.argv", ["restnetc", *args])
-        with pytest.raises(SystemExit) as exit_info:
-            main()
-    assert exit_info.value.code in (0, None)
-    return table, project, target, cache
 
 
 def test_profile_times_every_part_of_both_parents(profiled: tuple[Path, Path, Path, Path]) -> None:

@@ -7,9 +7,9 @@ fallback op is named). ``load`` opens an artifact with the backend's own runtime
 that maps a float32 NCHW batch to float32 logits, converting to and from quantized input/output tensors
 itself; ``invoker`` loads it with an input already in place and returns the bare inference call, which is
 what latency measurements time (as TFLite's ``benchmark_model`` does). ``int8_quantizer`` returns the PT2E
-quantizer ``lower`` uses, so int8 choices can be screened in eager PyTorch (simulated quantization) before
-paying for a lowering. Everything else (verification, bundles, caching) is backend-agnostic and lives
-outside this package.
+quantizer ``lower`` uses and ``quantize`` the int8 graph it compiles, so int8 choices can be screened in eager
+PyTorch (simulated quantization) before paying for a lowering. Everything else (verification, bundles,
+caching) is backend-agnostic and lives outside this package.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ class Lowered:
     input_quantization: TensorQuantization | None
     output_quantization: TensorQuantization | None
     entry_point: str
+    planned_memory: int | None = None
+    """Bytes of activation memory the program plans ahead of time (runtimes that plan it: ExecuTorch)."""
 
 
 class Runner(Protocol):
@@ -95,10 +97,18 @@ class Backend(ABC):
         self.check_supported(quantization)
         if quantization is not Quantization.INT8:
             return self.compile(model, example, None)
-        quantizer = self.int8_quantizer()
-        exported = export_batched(model, calibration)
-        graph = quantize_pt2e(exported, quantizer, calibration, float_modules, self.fold_quantize)
+        graph, quantizer = self.quantize(export_batched(model, calibration), calibration, float_modules)
         return self.compile(graph, example, quantizer)
+
+    def quantize(
+        self, exported: torch.export.ExportedProgram, calibration: torch.Tensor, float_modules: Sequence[str] = ()
+    ) -> tuple[nn.Module, Quantizer]:
+        """The int8 graph ``lower`` compiles (``exported`` from ``export_batched``), and its quantizer.
+
+        It runs in eager PyTorch with int8 simulated, so choices can be scored before they are compiled.
+        """
+        quantizer = self.int8_quantizer()
+        return quantize_pt2e(exported, quantizer, calibration, float_modules, self.fold_quantize), quantizer
 
     @abstractmethod
     def compile(self, graph: nn.Module, example: torch.Tensor, quantizer: Quantizer | None) -> Lowered:

@@ -50,7 +50,9 @@ class ExecuTorchBackend(Backend):
             if breakdown.non_delegated and not op.startswith(("getitem", "alloc"))
         }
         report = DelegationReport("XnnpackBackend", info.num_delegated_subgraphs, info.num_delegated_nodes, fallback)
-        return Lowered(edge.to_executorch().buffer, report, None, None, METHOD)
+        program = edge.to_executorch()
+        (plan,) = program.executorch_program.execution_plan
+        return Lowered(program.buffer, report, None, None, METHOD, sum(plan.non_const_buffer_sizes))
 
     def int8_quantizer(self) -> XNNPACKQuantizer:
         return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))

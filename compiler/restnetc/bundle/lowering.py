@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+from torchao.quantization.pt2e.quantizer import Quantizer
 
 from restnetc.backends import Backend, DelegationReport, Lowered, TensorQuantization, get_backend
 from restnetc.backends.native_output import captured
-from restnetc.backends.pt2e import export_batched, quantize_pt2e
+from restnetc.backends.pt2e import export_batched
 from restnetc.bundle.ladder import Rung
 from restnetc.bundle.screening import Simulate, screen
 from restnetc.bundle.worker_pool import run_all
@@ -96,6 +98,31 @@ class PairResult:
     messages: tuple[str, ...]
 
 
+class _Graphs:
+    """One pair's exported program and its int8 graphs by float units, each made at most once.
+
+    Lowering compiles these very graphs and screening evaluates them, so the plain int8 artifact and the
+    all-int8 simulation share one calibration, and the keep-float candidate that screening picks is compiled
+    from the graph it was scored on.
+    """
+
+    def __init__(self, model: nn.Module, backend: Backend, calibration: torch.Tensor) -> None:
+        self.model = model
+        self.backend = backend
+        self.calibration = calibration
+        self._exported: torch.export.ExportedProgram | None = None
+        self._int8: dict[tuple[str, ...], tuple[nn.Module, Quantizer]] = {}
+
+    def int8(self, float_units: tuple[str, ...]) -> tuple[nn.Module, Quantizer]:
+        """The calibrated int8 graph with ``float_units`` kept in float, and its quantizer."""
+        if float_units not in self._int8:
+            with captured():
+                if self._exported is None:
+                    self._exported = export_batched(self.model, self.calibration)
+                self._int8[float_units] = self.backend.quantize(self._exported, self.calibration, float_units)
+        return self._int8[float_units]
+
+
 def _to_json(lowered: Lowered) -> dict[str, object]:
     quant = {
         k: None if q is None else {"dtype": q.dtype, "scale": q.scale, "zero_point": q.zero_point}
@@ -108,7 +135,8 @@ def _to_json(lowered: Lowered) -> dict[str, object]:
         "delegated_ops": d.delegated_ops,
         "fallback_ops": d.fallback_ops,
     }
-    return {"entry_point": lowered.entry_point, "delegation": delegation, **quant}
+    planned = lowered.planned_memory
+    return {"entry_point": lowered.entry_point, "delegation": delegation, "planned_memory": planned, **quant}
 
 
 def _from_json(data: bytes, meta: dict[str, object]) -> Lowered:
@@ -121,6 +149,7 @@ def _from_json(data: bytes, meta: dict[str, object]) -> Lowered:
         quant(meta["input"]),
         quant(meta["output"]),
         str(meta["entry_point"]),
+        meta.get("planned_memory"),  # type: ignore[arg-type]
     )
 
 
@@ -148,13 +177,11 @@ class Lowerer:
         self.work_dir = work_dir
         self.tools = toolchain_versions()
         self.workers = workers or os.cpu_count() or 1
-        self._exported: dict[str, torch.export.ExportedProgram] = {}
 
     def _single_threaded(self) -> Lowerer:
         """A copy for a worker process: it has one core, so its runtimes verify with one thread."""
         worker = copy.copy(self)
         worker.threads = 1
-        worker._exported = {}
         return worker
 
     def _artifact_key(self, job: PairJob, float_modules: tuple[str, ...]) -> str:
@@ -185,7 +212,7 @@ class Lowerer:
         }
         self.cache.save_json(self._result_key(job), stored)
 
-    def _lower(self, job: PairJob, backend: Backend, float_modules: tuple[str, ...], log: list[str]) -> Lowered:
+    def _lower(self, job: PairJob, graphs: _Graphs, float_modules: tuple[str, ...], log: list[str]) -> Lowered:
         """``job``'s rung lowered with ``float_modules`` kept in float, from the cache or the toolchain."""
         key = self._artifact_key(job, float_modules)
         data, meta = self.cache.load_bytes(key), self.cache.load_json(key)
@@ -194,10 +221,14 @@ class Lowerer:
         label = f"{job.label} {self.quantization.value}"
         if float_modules:
             label += f" (float: {', '.join(float_modules)})"
-        example = self.calibration[:1]
+        backend, example = graphs.backend, self.calibration[:1]
         with captured() as output:
             try:
-                lowered = backend.lower(job.rung.model, example, self.quantization, self.calibration, float_modules)
+                if self.quantization is Quantization.INT8:
+                    graph, quantizer = graphs.int8(float_modules)
+                    lowered = backend.compile(graph, example, quantizer)
+                else:
+                    lowered = backend.lower(job.rung.model, example, self.quantization, self.calibration)
             except Exception as exc:  # any toolchain failure: keep the toolchain's words
                 raise BuildError(f"{label}: lowering failed: {type(exc).__name__}: {exc}\n{output.tail()}") from None
         self.cache.save_bytes(key, lowered.data)
@@ -229,20 +260,16 @@ class Lowerer:
         self.cache.save_json(key, evaluation.__dict__)
         return evaluation
 
-    def _simulator(self, job: PairJob, backend: Backend) -> Simulate:
-        """Simulated int8 top-1 of the job's rung under ``backend``'s quantizer on the screening images, cached."""
+    def _simulator(self, job: PairJob, graphs: _Graphs) -> Simulate:
+        """Simulated int8 top-1 of the job's rung (its int8 graphs run in eager) on the screening images, cached."""
         images, labels = self.held_out.images[:SCREENING_IMAGES], self.held_out.labels[:SCREENING_IMAGES]
 
         def simulate(units: tuple[str, ...]) -> float:
             inputs = (self.calibration_digest, self.held_out.digest)
-            key = stage_key("simulated-int8", backend.name, units, job.digest, *inputs)
+            key = stage_key("simulated-int8", graphs.backend.name, units, job.digest, *inputs)
             if (stored := self.cache.load_json(key)) is not None:
                 return float(stored)
-            with captured():
-                if job.digest not in self._exported:  # one export per model serves every choice
-                    self._exported[job.digest] = export_batched(job.rung.model, self.calibration)
-                quantizer = backend.int8_quantizer()
-                graph = quantize_pt2e(self._exported[job.digest], quantizer, self.calibration, units, False)
+            graph, _ = graphs.int8(units)
             with torch.no_grad():  # a converted graph refuses .eval(); it has no train-time behaviour anyway
                 logits = torch.cat([graph(chunk) for chunk in images.split(SCREENING_BATCH)])
             value = round(float((logits.argmax(1) == labels).double().mean() * 100), 3)
@@ -289,19 +316,21 @@ class Lowerer:
     def build_pair(self, job: PairJob) -> PairResult:
         """Lower ``job``, verify the artifact and apply the accuracy policy (lowering a keep-float candidate)."""
         backend = get_backend(job.backend)
+        backend.check_supported(self.quantization)
+        graphs = _Graphs(job.rung.model, backend, self.calibration)
         log: list[str] = []
-        plain = self._lower(job, backend, (), log)
+        plain = self._lower(job, graphs, (), log)
         first = Verified(plain, (), self._evaluate(plain, backend, job.eager), "")
-        outcome = self._judge(job, backend, first, log)
+        outcome = self._judge(job, graphs, first, log)
         if isinstance(outcome, tuple):
-            candidate = self._lower(job, backend, outcome, log)
+            candidate = self._lower(job, graphs, outcome, log)
             result = self._evaluate(candidate, backend, job.eager)
             log.append(f"[bold cyan]>[/] {job.label} keep-float {', '.join(outcome)}: top-1 {result.accuracy:.2f}%")
             better = result.accuracy >= first.evaluation.accuracy + MIN_FLOAT_GAIN_POINTS
             outcome = self._kept(job, first, Verified(candidate, outcome, result, "") if better else first, log)
         return PairResult(outcome, tuple(log))
 
-    def _judge(self, job: PairJob, backend: Backend, first: Verified, log: list[str]) -> Verified | tuple[str, ...]:
+    def _judge(self, job: PairJob, graphs: _Graphs, first: Verified, log: list[str]) -> Verified | tuple[str, ...]:
         """The final result for ``first``, or the float units worth lowering as a keep-float candidate."""
         drop = job.eager_accuracy - first.evaluation.accuracy
         tolerance = self.policy.tolerance_points
@@ -316,7 +345,7 @@ class Lowerer:
             raise BuildError(f"{headline}; the target's accuracy policy is 'fail'")
         if self.policy.policy == "warn":
             return Verified(first.lowered, (), first.evaluation, f"warn: kept with a {drop:.2f}-point drop")
-        screening = screen(job.rung.model, self.calibration[:1], self._simulator(job, backend), drop - tolerance)
+        screening = screen(job.rung.model, self.calibration[:1], self._simulator(job, graphs), drop - tolerance)
         tried = ", ".join(f"{'+'.join(units) or 'all int8'} {top1:.2f}%" for units, top1 in screening.tried.items())
         log.append(f"[bold cyan]>[/] {job.label}: simulated top-1 with float units: {tried}")
         return screening.float_units or self._kept(job, first, first, log)

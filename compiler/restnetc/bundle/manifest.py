@@ -116,6 +116,7 @@ class Memory(_Strict):
     host: HostMemory
     device: DeviceMemory | None = None
     predicted: int | None = Field(default=None, description="peak bytes from the cost table's memory fit")
+    planned: int | None = Field(default=None, description="ExecuTorch: activation bytes the program plans")
 
 
 class Delegation(_Strict):

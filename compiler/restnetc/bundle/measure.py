@@ -19,18 +19,27 @@ from restnetc.config.target import Measurement
 from restnetc.errors import RestnetcError
 from restnetc.progress import track
 
+BLOCK = 10
+"""Consecutive runs of one program before the next: a runtime's worker threads keep spinning for a moment
+after a run (XNNPACK's thread pool does), and switching program on every run would time each program
+against the previous one's spinning threads (3x slower with 40 LiteRT programs on 2 cores)."""
+
 
 def time_interleaved(invokers: Mapping[str, Callable[[], object]], warmup: int, runs: int) -> dict[str, list[float]]:
-    """Milliseconds of each of ``runs`` calls per invoker after ``warmup`` calls, interleaved (drift hits all alike)."""
+    """Milliseconds of each of ``runs`` calls per invoker after ``warmup`` calls; blocks of ``BLOCK`` calls of
+    each invoker in turn, round after round, so machine drift hits all alike."""
     for invoke in invokers.values():
         for _ in range(warmup):
             invoke()
     samples: dict[str, list[float]] = {key: [] for key in invokers}
-    for _ in track(range(runs), f"timing {len(invokers)} models (interleaved runs)"):
+    rounds = -(-runs // BLOCK)
+    for round_index in track(range(rounds), f"timing {len(invokers)} models (interleaved blocks)"):
+        block = min(BLOCK, runs - round_index * BLOCK)
         for key, invoke in invokers.items():
-            start = time.perf_counter()
-            invoke()
-            samples[key].append((time.perf_counter() - start) * 1e3)
+            for _ in range(block):
+                start = time.perf_counter()
+                invoke()
+                samples[key].append((time.perf_counter() - start) * 1e3)
     return samples
 
 

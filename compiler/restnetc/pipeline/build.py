@@ -61,8 +61,8 @@ def _eager(rung: Rung, held_out: HeldOut, cache: Cache) -> torch.Tensor:
     return logits
 
 
-def _memory(backend: str, path: Path, size: int, threads: int, cache: Cache) -> Memory:
-    return Memory(host=probe_memory(backend, path, (1, 3, size, size), threads, cache))
+def _memory(backend: str, path: Path, size: int, threads: int, planned: int | None, cache: Cache) -> Memory:
+    return Memory(host=probe_memory(backend, path, (1, 3, size, size), threads, cache), planned=planned)
 
 
 def _quant_dict(q: object) -> dict[str, float | int | str] | None:
@@ -108,8 +108,10 @@ def run_build(project: ProjectConfig, target: TargetConfig, cache: Cache, out_di
         # Each probe is its own process: run one per core side by side.
         with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
             probes = {
-                key: pool.submit(_memory, key[1], staging / relative, size, threads, cache)
-                for key, (_, _, relative) in verified.items()
+                key: pool.submit(
+                    _memory, key[1], staging / relative, size, threads, result.lowered.planned_memory, cache
+                )
+                for key, (_, result, relative) in verified.items()
             }
             memories = {key: probe.result() for key, probe in probes.items()}
         artifacts = []
