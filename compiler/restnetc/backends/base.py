@@ -101,14 +101,20 @@ class Backend(ABC):
         return self.compile(graph, example, quantizer)
 
     def quantize(
-        self, exported: torch.export.ExportedProgram, calibration: torch.Tensor, float_modules: Sequence[str] = ()
+        self,
+        exported: torch.export.ExportedProgram,
+        calibration: torch.Tensor,
+        float_modules: Sequence[str] = (),
+        observed: torch.fx.GraphModule | None = None,
     ) -> tuple[nn.Module, Quantizer]:
         """The int8 graph ``lower`` compiles (``exported`` from ``export_batched``), and its quantizer.
 
         It runs in eager PyTorch with int8 simulated, so choices can be scored before they are compiled.
+        ``observed``: this backend's calibrated observers of the same export (``pt2e.observe``), reused.
         """
         quantizer = self.int8_quantizer()
-        return quantize_pt2e(exported, quantizer, calibration, float_modules, self.fold_quantize), quantizer
+        graph = quantize_pt2e(exported, quantizer, calibration, float_modules, self.fold_quantize, observed)
+        return graph, quantizer
 
     @abstractmethod
     def compile(self, graph: nn.Module, example: torch.Tensor, quantizer: Quantizer | None) -> Lowered:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -85,20 +86,68 @@ def export_batched(model: nn.Module, images: torch.Tensor) -> torch.export.Expor
     return torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
 
 
+def _calibrate(prepared: torch.fx.GraphModule, calibration: torch.Tensor) -> None:
+    with torch.no_grad():
+        for batch in calibration.split(CALIBRATION_BATCH):
+            prepared(batch)
+
+
+def observe(
+    exported: torch.export.ExportedProgram, quantizer: Quantizer, calibration: torch.Tensor
+) -> torch.fx.GraphModule:
+    """A copy of ``exported`` with every observer ``quantizer`` asks for, calibrated on ``calibration``.
+
+    Calibration runs the float model, so what an observer sees does not depend on which other parts are
+    quantized: these observers serve every choice of float modules (see ``quantize_pt2e``'s ``observed``).
+    """
+    prepared: torch.fx.GraphModule = prepare_pt2e(exported.module(), _Annotations(quantizer, ()))
+    _calibrate(prepared, calibration)
+    return prepared
+
+
+def _observers(graph: torch.fx.GraphModule) -> dict[str, tuple[str, nn.Module]]:
+    """Observer module name by the name of the value it observes."""
+    found = {}
+    for node in graph.graph.nodes:
+        if node.op == "call_module" and str(node.target).startswith("activation_post_process"):
+            found[node.args[0].name] = (str(node.target), graph.get_submodule(str(node.target)))
+    return found
+
+
+def _kind(observer: nn.Module) -> tuple[object, ...]:
+    fields = ("dtype", "qscheme", "quant_min", "quant_max", "ch_axis", "eps")
+    return (type(observer), *(str(getattr(observer, field, None)) for field in fields))
+
+
+def _transplant(source: torch.fx.GraphModule, target: torch.fx.GraphModule) -> bool:
+    """Give ``target``'s observers the state of ``source``'s observers of the same values.
+
+    Changes nothing and returns False when an observer of ``target`` has no counterpart of the same kind.
+    """
+    donors, observers = _observers(source), _observers(target)
+    if any(value not in donors or _kind(donors[value][1]) != _kind(o) for value, (_, o) in observers.items()):
+        return False
+    for value, (name, _) in observers.items():
+        setattr(target, name, copy.deepcopy(donors[value][1]))
+    return True
+
+
 def quantize_pt2e(
     exported: torch.export.ExportedProgram,
     quantizer: Quantizer,
     calibration: torch.Tensor,
     float_modules: Sequence[str],
     fold_quantize: bool,
+    observed: torch.fx.GraphModule | None = None,
 ) -> torch.fx.GraphModule:
     """Insert observers per ``quantizer`` into a copy of ``exported``, calibrate on ``calibration``, convert.
 
     ``exported`` (from ``export_batched``) is not modified, so one export serves many quantization choices.
+    With ``observed`` (``observe`` of the same export, quantizer configuration and calibration), observer
+    states are copied from it instead of calibrating again; any observer it lacks means calibrating after all.
     """
     prepared = prepare_pt2e(exported.module(), _Annotations(quantizer, float_modules))
-    with torch.no_grad():
-        for batch in calibration.split(CALIBRATION_BATCH):
-            prepared(batch)
+    if observed is None or not _transplant(observed, prepared):
+        _calibrate(prepared, calibration)
     converted: torch.fx.GraphModule = convert_pt2e(prepared, fold_quantize=fold_quantize)
     return converted

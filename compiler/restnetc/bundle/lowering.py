@@ -21,7 +21,7 @@ from torchao.quantization.pt2e.quantizer import Quantizer
 
 from restnetc.backends import Backend, DelegationReport, Lowered, TensorQuantization, get_backend
 from restnetc.backends.native_output import captured
-from restnetc.backends.pt2e import export_batched
+from restnetc.backends.pt2e import export_batched, observe
 from restnetc.bundle.ladder import Rung
 from restnetc.bundle.screening import Simulate, screen
 from restnetc.bundle.worker_pool import run_all
@@ -99,11 +99,11 @@ class PairResult:
 
 
 class _Graphs:
-    """One pair's exported program and its int8 graphs by float units, each made at most once.
+    """One pair's exported program, calibrated observers and int8 graphs by float units, each made once.
 
-    Lowering compiles these very graphs and screening evaluates them, so the plain int8 artifact and the
-    all-int8 simulation share one calibration, and the keep-float candidate that screening picks is compiled
-    from the graph it was scored on.
+    Lowering compiles these very graphs and screening evaluates them: every choice of float units reuses
+    the one calibration (observer states are copied; calibration runs the float model, so they are the
+    same), and the keep-float candidate that screening picks is compiled from the graph it was scored on.
     """
 
     def __init__(self, model: nn.Module, backend: Backend, calibration: torch.Tensor) -> None:
@@ -111,6 +111,7 @@ class _Graphs:
         self.backend = backend
         self.calibration = calibration
         self._exported: torch.export.ExportedProgram | None = None
+        self._observed: torch.fx.GraphModule | None = None
         self._int8: dict[tuple[str, ...], tuple[nn.Module, Quantizer]] = {}
 
     def int8(self, float_units: tuple[str, ...]) -> tuple[nn.Module, Quantizer]:
@@ -119,7 +120,9 @@ class _Graphs:
             with captured():
                 if self._exported is None:
                     self._exported = export_batched(self.model, self.calibration)
-                self._int8[float_units] = self.backend.quantize(self._exported, self.calibration, float_units)
+                    self._observed = observe(self._exported, self.backend.int8_quantizer(), self.calibration)
+                graph = self.backend.quantize(self._exported, self.calibration, float_units, self._observed)
+                self._int8[float_units] = graph
         return self._int8[float_units]
 
 
