@@ -105,13 +105,13 @@ def observe(
     return prepared
 
 
-def _observers(graph: torch.fx.GraphModule) -> dict[str, tuple[str, nn.Module]]:
-    """Observer module name by the name of the value it observes."""
-    found = {}
-    for node in graph.graph.nodes:
-        if node.op == "call_module" and str(node.target).startswith("activation_post_process"):
-            found[node.args[0].name] = (str(node.target), graph.get_submodule(str(node.target)))
-    return found
+def _observers(graph: torch.fx.GraphModule) -> list[tuple[str, str, nn.Module]]:
+    """``(name of the observed value, observer module name, observer)`` for every observer of ``graph``."""
+    return [
+        (node.args[0].name, str(node.target), graph.get_submodule(str(node.target)))
+        for node in graph.graph.nodes
+        if node.op == "call_module" and str(node.target).startswith("activation_post_process")
+    ]
 
 
 def _kind(observer: nn.Module) -> tuple[object, ...]:
@@ -120,15 +120,16 @@ def _kind(observer: nn.Module) -> tuple[object, ...]:
 
 
 def _transplant(source: torch.fx.GraphModule, target: torch.fx.GraphModule) -> bool:
-    """Give ``target``'s observers the state of ``source``'s observers of the same values.
+    """Give each of ``target``'s observers the state of ``source``'s observer of the same value and kind.
 
-    Changes nothing and returns False when an observer of ``target`` has no counterpart of the same kind.
+    Changes nothing and returns False when an observer of ``target`` has no such counterpart.
     """
-    donors, observers = _observers(source), _observers(target)
-    if any(value not in donors or _kind(donors[value][1]) != _kind(o) for value, (_, o) in observers.items()):
+    donors = {(value, _kind(observer)): observer for value, _, observer in _observers(source)}
+    wanted = [(name, donors.get((value, _kind(observer)))) for value, name, observer in _observers(target)]
+    if any(donor is None for _, donor in wanted):
         return False
-    for value, (name, _) in observers.items():
-        setattr(target, name, copy.deepcopy(donors[value][1]))
+    for name, donor in wanted:
+        setattr(target, name, copy.deepcopy(donor))
     return True
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import Field
 
 from restnetc.config.base import StrictModel, VersionedConfig
@@ -130,12 +131,8 @@ class CostTable(VersionedConfig):
     def memory_fit(self) -> tuple[float, float]:
         """``(base, slope)``: least squares of peak memory on artifact bytes over the wholes and the one-op program."""
         points = [self.overhead, *(m.whole for m in self.models.values())]
-        n = len(points)
-        mean_x = sum(p.bytes for p in points) / n
-        mean_y = sum(p.peak_bytes for p in points) / n
-        spread = sum((p.bytes - mean_x) ** 2 for p in points)
-        slope = sum((p.bytes - mean_x) * (p.peak_bytes - mean_y) for p in points) / spread
-        return mean_y - slope * mean_x, slope
+        slope, base = np.polyfit([p.bytes for p in points], [p.peak_bytes for p in points], 1)
+        return float(base), float(slope)
 
     def memory_bytes(self, artifact_bytes: int) -> float:
         """Predicted peak memory to load and run an artifact of ``artifact_bytes``."""

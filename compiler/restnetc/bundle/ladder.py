@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import nn
 
 from restnetc.bundle.manifest import StitchInfo
+from restnetc.cache import weights_digest
 from restnetc.config.target import Budget
 from restnetc.pipeline.search import SearchResult
 
@@ -25,6 +27,11 @@ class Rung:
     stitch: StitchInfo | None
     parent: str | None = None
     """The parent model's name, for a parent rung."""
+
+    @cached_property
+    def digest(self) -> str:
+        """The model's weights digest, hashed once (every cache key of the rung's stages needs it)."""
+        return weights_digest(self.model)
 
 
 def ladder(result: SearchResult) -> list[Rung]:

@@ -25,7 +25,7 @@ from restnetc.backends.pt2e import export_batched, observe
 from restnetc.bundle.ladder import Rung
 from restnetc.bundle.screening import Simulate, screen
 from restnetc.bundle.worker_pool import run_all
-from restnetc.cache import Cache, stage_key, toolchain_versions, weights_digest
+from restnetc.cache import Cache, stage_key, toolchain_versions
 from restnetc.config.target import AccuracyPolicy, Quantization
 from restnetc.config.target import Backend as BackendName
 from restnetc.errors import RestnetcError
@@ -295,11 +295,10 @@ class Lowerer:
         """
         verified: dict[tuple[str, str], Verified] = {}
         pending: list[PairJob] = []
-        digests = {rung.id: weights_digest(rung.model) for rung in rungs}
         for backend in backends:
             for rung in rungs:
                 name = BackendName(backend.name)
-                job = PairJob(rung, name, digests[rung.id], eager[rung.id], eager_accuracy[rung.id])
+                job = PairJob(rung, name, rung.digest, eager[rung.id], eager_accuracy[rung.id])
                 if (stored := self._load_result(job)) is None:
                     pending.append(job)
                 else:

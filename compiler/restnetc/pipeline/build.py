@@ -31,7 +31,7 @@ from restnetc.bundle.manifest import (
 from restnetc.bundle.measure import measure_latency, probe_memory
 from restnetc.bundle.runtime_index import write_index
 from restnetc.bundle.writer import staged_directory
-from restnetc.cache import Cache, stage_key, toolchain_versions, weights_digest
+from restnetc.cache import Cache, stage_key, toolchain_versions
 from restnetc.config.project import ProjectConfig
 from restnetc.config.target import TargetConfig
 from restnetc.pipeline.search import SearchResult, run_search
@@ -53,7 +53,7 @@ class BuildResult:
 
 
 def _eager(rung: Rung, held_out: HeldOut, cache: Cache) -> torch.Tensor:
-    key = stage_key("eager-logits", weights_digest(rung.model), held_out.digest)
+    key = stage_key("eager-logits", rung.digest, held_out.digest)
     if (stored := cache.load(key)) is not None:
         return stored["logits"]
     logits = eager_logits(rung.model, held_out.images)
@@ -125,9 +125,10 @@ def run_build(project: ProjectConfig, target: TargetConfig, cache: Cache, out_di
                 memory = memory.model_copy(update={"predicted": predicted_bytes})
                 budget_check = check_budget(rung, target.costs.source, measured_latency, memory)
                 if budget_check is not None and not budget_check.met:
+                    check = budget_check
                     console.print(
-                        f"[bold yellow]BUDGET WARNING[/] {rid} {bname}: {rung.budget.describe() if rung.budget else ''}"
-                        f" not met by its {budget_check.source} figure {budget_check.figure:.4g}",
+                        f"[bold yellow]BUDGET WARNING[/] {rid} {bname}: {check.metric} {check.figure:.4g} "
+                        f"({check.source}) is over the budget's {check.limit:.4g}",
                         highlight=False,
                     )
             evaluation = result.evaluation
