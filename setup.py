@@ -1,7 +1,7 @@
 """Builds the runtime shim's C core into the package, so ``restnetc.runtime`` runs the same C code as devices.
 
-The core (``runtime_shim/src``) has no Python API: it becomes ``restnetc/_shim*.so``, a plain shared
-library that ``restnetc.runtime`` opens with ctypes. Everything else about the package is in pyproject.toml.
+The core (``runtime_shim/src``) and its LiteRT backend (which dlopens libLiteRt.so) have no Python API: they
+become ``restnetc/_shim*.so``, a plain shared library that ``restnetc.runtime`` opens with ctypes. Everything else about the package is in pyproject.toml.
 """
 
 from setuptools import Extension, setup
@@ -12,10 +12,10 @@ setup(
     ext_modules=[
         Extension(
             "restnetc._shim",
-            sources=[f"runtime_shim/src/{name}" for name in CORE],
+            sources=[f"runtime_shim/src/{name}" for name in CORE] + ["runtime_shim/src/backends/litert.c"],
             include_dirs=["runtime_shim/include"],
             define_macros=[("_POSIX_C_SOURCE", "200809L"), ("_XOPEN_SOURCE", "700")],
-            libraries=["m"],
+            libraries=["m", "dl"],
             extra_compile_args=["-std=c11", "-Wall", "-Wextra", "-Werror"],
         )
     ]

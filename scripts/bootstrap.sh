@@ -28,9 +28,10 @@ apt_install() {
 }
 
 # Fashion-MNIST (the demo data); cmake and C compilers build the runtime shim (runtime_shim/): gcc, clang for
-# libFuzzer, the aarch64 cross toolchain and qemu-user to run its tests as on a Cortex-A53 board, a JDK for JNI.
-apt_install dataset-fashion-mnist cmake make gcc libc6-dev clang gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
-  qemu-user-static openjdk-17-jdk-headless ${RESTNETC_EXTRA_APT:-}
+# libFuzzer, the aarch64 cross toolchain (C++ too, for the ExecuTorch backend) and qemu-user to run its tests as
+# on a Cortex-A53 board, a JDK for JNI.
+apt_install dataset-fashion-mnist cmake make gcc libc6-dev clang gcc-aarch64-linux-gnu g++-aarch64-linux-gnu \
+  libc6-dev-arm64-cross libstdc++6-arm64-cross qemu-user-static openjdk-17-jdk-headless ${RESTNETC_EXTRA_APT:-}
 
 pip_quiet() {
   # pip warns about every name missing from the machine's extra local indexes; those lines are noise.
@@ -49,4 +50,26 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   pip_quiet install -q --no-deps -e "$root"
   pip_quiet check
   echo "$want" > "$stamp"
+fi
+
+# The aarch64 runtimes of the pinned wheels, for the shim's cross build and its tests under qemu-aarch64 (a
+# board uses the same files): libLiteRt.so, and ExecuTorch's libraries, headers and CMake package.
+cross="$venv/aarch64"
+pins="$(grep -E '^(ai-edge-litert|executorch)==' "$root/requirements.lock" | tr '\n' ' ')"
+if [ "$(cat "$cross/.pins" 2>/dev/null)" != "$pins" ]; then
+  log "fetching the aarch64 wheels of $pins"
+  rm -rf "$cross" && mkdir -p "$cross"
+  # shellcheck disable=SC2086
+  pip_quiet download -q --no-deps --only-binary=:all: --platform manylinux_2_27_aarch64 \
+    --platform manylinux_2_28_aarch64 --python-version 3.11 -d "$cross/wheels" $pins
+  "$venv/bin/python" - "$cross" <<'PY'
+import pathlib, sys, zipfile
+cross = pathlib.Path(sys.argv[1])
+keep = ("ai_edge_litert/libLiteRt.so", "executorch/lib/", "executorch/share/cmake/", "executorch/include/")
+for wheel in (cross / "wheels").glob("*.whl"):
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(cross, [name for name in archive.namelist() if name.startswith(keep)])
+PY
+  rm -rf "$cross/wheels"
+  echo "$pins" > "$cross/.pins"
 fi

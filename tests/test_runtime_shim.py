@@ -20,7 +20,7 @@ from restnetc.backends import get_backend
 from restnetc.bundle.manifest import Artifact, read_manifest
 from restnetc.bundle.runtime_index import memory_need
 from restnetc.config.target import Backend as BackendName
-from restnetc.runtime import Bundle, ShimError, probe_memory
+from restnetc.runtime import Bundle, Runner, ShimError, probe_memory
 from tests.conftest import REPO
 
 SHIM = REPO / "runtime_shim"
@@ -56,13 +56,21 @@ def test_core_suite_passes(shim: Path) -> None:
     assert "all core tests passed" in result.stdout
 
 
-def test_core_suite_passes_under_address_and_undefined_behaviour_sanitizers(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> None:
-    build = _cmake_build(tmp_path_factory.mktemp("shim-asan"), "-DRS_SANITIZE=ON", "-DCMAKE_BUILD_TYPE=Debug")
-    result = _run(build / "tests" / "test_core", FIXTURES)
+@pytest.fixture(scope="session")
+def shim_asan(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shim (core, LiteRT backend, tests) built with AddressSanitizer and UndefinedBehaviorSanitizer."""
+    return _cmake_build(tmp_path_factory.mktemp("shim-asan"), "-DRS_SANITIZE=ON", "-DCMAKE_BUILD_TYPE=Debug")
+
+
+def _assert_sanitizers_quiet(result: subprocess.CompletedProcess[str]) -> None:
+    assert "runtime error" not in result.stderr and "AddressSanitizer" not in result.stderr, result.stderr[-3000:]
+    assert "LeakSanitizer" not in result.stderr, result.stderr[-3000:]
+
+
+def test_core_suite_passes_under_address_and_undefined_behaviour_sanitizers(shim_asan: Path) -> None:
+    result = _run(shim_asan / "tests" / "test_core", FIXTURES)
     assert result.returncode == 0, result.stderr
-    assert "runtime error" not in result.stderr and "AddressSanitizer" not in result.stderr
+    _assert_sanitizers_quiet(result)
 
 
 def _select(shim: Path, bundle: Path, backend: str, *memory: str) -> tuple[int, dict[str, object]]:
@@ -190,6 +198,49 @@ def test_python_binding_runs_the_same_core_as_the_cli(shim: Path, built: tuple[P
     assert {(v.variant.id, v.variant.backend): v.verdict for v in selection.verdicts} == cli_verdicts
 
 
+def test_python_runner_runs_both_backends_through_the_c_core_like_the_python_runtimes(
+    shim: Path, built: tuple[Path, Path, Path, Path], tmp_path: Path
+) -> None:
+    """``restnetc.runtime.Runner``: the core's runner with the packaged LiteRT backend, and the CMake-built
+    ExecuTorch backend library plugged in; every variant gives the Python runtimes' logits."""
+    bundle = built[0]
+    _write(tmp_path / "plenty", "proc/meminfo", "MemAvailable: 8000000 kB\n")
+    images = np.random.default_rng(4).standard_normal((2, 1, 3, 32, 32)).astype(np.float32)
+    libraries = {"executorch_library": shim / "librestnet_shim_executorch.so"}
+    with Bundle(bundle) as opened:
+        for artifact in read_manifest(bundle).artifacts:
+            options = libraries if artifact.backend == "executorch" else {}
+            plenty = tmp_path / "plenty"
+            with Runner(opened, artifact.backend, memory_root=plenty, override=artifact.id, **options) as runner:
+                assert (runner.current.id, runner.current.backend) == (artifact.id, artifact.backend)
+                for image in images:
+                    expected = _python_logits(bundle, artifact, image)[0]
+                    np.testing.assert_allclose(runner.run(image), expected, atol=1e-5)
+        with pytest.raises(ShimError, match="expected 3072 input values, got 3"):
+            Runner(opened, memory_root=tmp_path / "plenty").run(np.zeros(3, dtype=np.float32))
+        with pytest.raises(ShimError, match=r"no-libLiteRt\.so") as caught:
+            Runner(opened, litert_library=tmp_path / "no-libLiteRt.so")
+        assert caught.value.status == "backend error"
+
+
+def test_python_runner_switches_to_a_smaller_variant_when_memory_shrinks(
+    built: tuple[Path, Path, Path, Path], tmp_path: Path
+) -> None:
+    bundle = _litert_only_bundle(built[0], tmp_path / "bundle")
+    _write(tmp_path / "plenty", "proc/meminfo", "MemAvailable: 8000000 kB\n")
+    with Bundle(bundle) as opened, Runner(opened, memory_root=tmp_path / "plenty", headroom_mb=1) as runner:
+        largest = runner.current
+        assert largest.memory_bytes == max(v.memory_bytes for v in opened.variants)
+        assert not runner.refresh()
+        # ``available`` is what is left beside the running variant: with nothing left, each refresh steps
+        # down to the largest variant that fits in the memory the current one gives back.
+        assert runner.refresh(available=0) and runner.current.memory_bytes == largest.memory_bytes - 100 * MIB
+        assert runner.refresh(available=0) and runner.current.memory_bytes == largest.memory_bytes - 200 * MIB
+        image = np.zeros(opened.input_shape, dtype=np.float32)
+        assert runner.run(image).shape == (len(opened.labels),)
+        assert runner.refresh(available=8000 * MIB) and runner.current == largest
+
+
 def test_python_binding_probes_fixture_memory_and_reports_errors(tmp_path: Path) -> None:
     memory = probe_memory(FIXTURES / "memory" / "cgroup-v2-limit")
     assert (memory.available, memory.source, memory.cgroup_limit) == (384 * MIB, "cgroup v2", 512 * MIB)
@@ -211,20 +262,45 @@ def test_index_parser_survives_bounded_fuzzing(tmp_path_factory: pytest.TempPath
     print(runs[0])  # "Done N runs in S second(s)", shown with -s
 
 
-def test_core_suite_passes_on_aarch64_cortex_a53_under_qemu(tmp_path_factory: pytest.TempPathFactory) -> None:
-    build = tmp_path_factory.mktemp("shim-aarch64")
+AARCH64 = REPO / ".venv" / "aarch64"  # the pinned wheels' aarch64 runtimes, unpacked by scripts/bootstrap.sh
+
+
+@pytest.fixture(scope="session")
+def shim_aarch64(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shim cross-built for aarch64 with ``-mcpu=cortex-a53``: core, both backends, CLI, tests."""
     toolchain = SHIM / "cmake" / "aarch64-linux-gnu.cmake"
-    _cmake_build(build, f"-DCMAKE_TOOLCHAIN_FILE={toolchain}", "-DCMAKE_BUILD_TYPE=Release")
-    binary = build / "tests" / "test_core"
-    assert binary.read_bytes()[18:20] == b"\xb7\x00", "ELF e_machine should be EM_AARCH64 (183)"
-    result = _run("qemu-aarch64-static", "-L", "/usr/aarch64-linux-gnu", binary, FIXTURES)
+    package = AARCH64 / "executorch" / "share" / "cmake"
+    assert package.is_dir(), f"{package} is missing: run scripts/bootstrap.sh"
+    build = tmp_path_factory.mktemp("shim-aarch64")
+    options = (f"-DCMAKE_TOOLCHAIN_FILE={toolchain}", "-DRS_WITH_EXECUTORCH=ON", f"-Dexecutorch_DIR={package}")
+    _cmake_build(build, *options, "-DCMAKE_BUILD_TYPE=Release")
+    assert (build / "restnet-shim").read_bytes()[18:20] == b"\xb7\x00", "ELF e_machine should be EM_AARCH64 (183)"
+    return build
+
+
+def _emulated(build: Path) -> list[str | Path]:
+    """qemu-user as a Cortex-A53, with an Arm /proc/cpuinfo for libLiteRt.so (see cpuinfo_redirect.c)."""
+    return [
+        "qemu-aarch64-static", "-cpu", "cortex-a53", "-L", "/usr/aarch64-linux-gnu",
+        "-E", f"LD_PRELOAD={build / 'tests' / 'cpuinfo_redirect.so'}",
+        "-E", f"RS_CPUINFO={FIXTURES / 'cpuinfo' / 'cortex-a53'}",
+    ]  # fmt: skip
+
+
+def test_core_suite_passes_on_aarch64_cortex_a53_under_qemu(shim_aarch64: Path) -> None:
+    result = _run(*_emulated(shim_aarch64), shim_aarch64 / "tests" / "test_core", FIXTURES)
     assert result.returncode == 0, result.stderr
     assert "all core tests passed" in result.stdout
 
 
-def _litert_library() -> Path:
+def _litert_library(platform: str = "x86_64") -> Path:
+    """libLiteRt.so of the pinned wheel: the installed one, or the aarch64 one that bootstrap.sh fetched."""
     import ai_edge_litert
 
+    if platform == "aarch64":
+        library = AARCH64 / "ai_edge_litert" / "libLiteRt.so"
+        assert library.is_file(), f"{library} is missing: run scripts/bootstrap.sh"
+        return library
     return Path(ai_edge_litert.__file__).parent / "libLiteRt.so"
 
 
@@ -232,28 +308,45 @@ def _python_logits(bundle: Path, artifact: Artifact, batch: np.ndarray) -> np.nd
     return get_backend(BackendName(artifact.backend)).load(bundle / artifact.file, 1)(batch)
 
 
-def _shim_run(shim: Path, bundle: Path, artifact: Artifact, input_file: Path) -> dict[str, object]:
+def _shim_run(
+    shim: Path, bundle: Path, artifact: Artifact, input_file: Path, platform: str = "x86_64"
+) -> dict[str, object]:
+    prefix = _emulated(shim) if platform == "aarch64" else []
     result = _run(
-        shim / "restnet-shim", "run", bundle, "--input", input_file, "--override", artifact.id,
-        "--backend", artifact.backend, "--litert-lib", _litert_library(), "--json",
+        *prefix, shim / "restnet-shim", "run", bundle, "--input", input_file, "--override", artifact.id,
+        "--backend", artifact.backend, "--litert-lib", _litert_library(platform), "--json",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     return dict(json.loads(result.stdout))
+
+
+def _assert_runs_match_python(
+    shim: Path, bundle: Path, artifacts: list[Artifact], tmp_path: Path, platform: str = "x86_64"
+) -> None:
+    inputs = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    for index, image in enumerate(inputs):
+        image.tofile(tmp_path / f"input-{index}.f32")
+    for artifact in artifacts:
+        expected = _python_logits(bundle, artifact, inputs)
+        for index in range(len(inputs)):
+            ran = _shim_run(shim, bundle, artifact, tmp_path / f"input-{index}.f32", platform)
+            assert (ran["variant"], ran["backend"]) == (artifact.id, artifact.backend)
+            np.testing.assert_allclose(np.asarray(ran["logits"]), expected[index], atol=1e-5)
 
 
 def test_run_gives_the_python_runtime_logits_for_every_variant_of_both_backends(
     shim: Path, built: tuple[Path, Path, Path, Path], tmp_path: Path
 ) -> None:
     bundle = built[0]
-    inputs = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
-    for index, image in enumerate(inputs):
-        image.tofile(tmp_path / f"input-{index}.f32")
-    for artifact in read_manifest(bundle).artifacts:
-        expected = _python_logits(bundle, artifact, inputs)
-        for index in range(len(inputs)):
-            ran = _shim_run(shim, bundle, artifact, tmp_path / f"input-{index}.f32")
-            assert (ran["variant"], ran["backend"]) == (artifact.id, artifact.backend)
-            np.testing.assert_allclose(np.asarray(ran["logits"]), expected[index], atol=1e-5)
+    _assert_runs_match_python(shim, bundle, read_manifest(bundle).artifacts, tmp_path)
+
+
+def test_run_on_aarch64_under_qemu_gives_the_x86_python_logits_for_both_backends(
+    shim_aarch64: Path, built: tuple[Path, Path, Path, Path], tmp_path: Path
+) -> None:
+    """The aarch64 runtimes on an emulated Cortex-A53 compute the same int8 logits as x86_64."""
+    bundle = built[0]
+    _assert_runs_match_python(shim_aarch64, bundle, read_manifest(bundle).artifacts, tmp_path, "aarch64")
 
 
 def test_run_reads_a_pgm_image_like_the_python_preprocessing(
@@ -275,33 +368,44 @@ def test_run_reads_a_pgm_image_like_the_python_preprocessing(
     assert logits.argmax() == expected.argmax() and np.abs(logits - expected).max() < 0.5
 
 
+@pytest.mark.parametrize("build_name", ["shim", "shim_asan", "shim_aarch64"])
 def test_runner_switches_variants_in_the_documented_order_with_litert(
-    shim: Path, built: tuple[Path, Path, Path, Path], tmp_path: Path
+    build_name: str, request: pytest.FixtureRequest, built: tuple[Path, Path, Path, Path], tmp_path: Path
 ) -> None:
-    """The built bundle's artifacts, with memory needs rewritten so that the more accurate needs more."""
-    bundle = tmp_path / "bundle"
-    shutil.copytree(built[0] / "litert", bundle / "litert")
-    manifest = read_manifest(built[0])
+    """The built bundle's artifacts, with memory needs rewritten so that the more accurate needs more; on x86_64,
+    under ASan/UBSan (real inference in libLiteRt.so included) and on an emulated Cortex-A53."""
+    build: Path = request.getfixturevalue(build_name)
+    platform = "aarch64" if build_name == "shim_aarch64" else "x86_64"
+    bundle = _litert_only_bundle(built[0], tmp_path / "bundle")
+    _write(tmp_path / "plenty", "proc/meminfo", "MemAvailable: 8000000 kB\n")
+    prefix = _emulated(build) if platform == "aarch64" else []
+    result = _run(*prefix, build / "tests" / "test_litert", bundle, _litert_library(platform), tmp_path / "plenty")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "all runner tests passed" in result.stdout
+    _assert_sanitizers_quiet(result)
+
+
+def _litert_only_bundle(built: Path, bundle: Path) -> Path:
+    """The LiteRT artifacts of ``built``, with memory needs of 100, 200, ... MiB in order of accuracy."""
+    shutil.copytree(built / "litert", bundle / "litert")
+    manifest = read_manifest(built)
     by_accuracy = sorted((a for a in manifest.artifacts if a.backend == "litert"), key=lambda a: a.accuracy.artifact)
     needs = {a.id: 100 * MIB * (rank + 1) for rank, a in enumerate(by_accuracy)}
     lines = [
         line
         if not line.startswith("artifact ") or "backend=litert" not in line
         else re.sub(r"memory=\d+", f"memory={needs[line.split()[1].removeprefix('id=')]}", line)
-        for line in (built[0] / "bundle.index").read_text().splitlines()
+        for line in (built / "bundle.index").read_text().splitlines()
         if "backend=executorch" not in line
     ]
     (bundle / "bundle.index").write_text("\n".join(lines) + "\n")
-    _write(tmp_path / "plenty", "proc/meminfo", "MemAvailable: 8000000 kB\n")
-    result = _run(shim / "tests" / "test_litert", bundle, _litert_library(), tmp_path / "plenty")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "all runner tests passed" in result.stdout
+    return bundle
 
 
-def test_jni_bridge_selects_on_the_desktop_jdk(
+def test_jni_bridge_selects_and_runs_on_the_desktop_jdk(
     tmp_path_factory: pytest.TempPathFactory, built: tuple[Path, Path, Path, Path]
 ) -> None:
-    build = _cmake_build(tmp_path_factory.mktemp("shim-jni"), "-DRS_WITH_JNI=ON", "-DRS_WITH_LITERT=OFF")
+    build = _cmake_build(tmp_path_factory.mktemp("shim-jni"), "-DRS_WITH_JNI=ON")
     classes = build / "classes"
     sources = [SHIM / "jni" / "java" / "ai" / "restnet" / "shim" / "RestnetShim.java"]
     subprocess.run(["javac", "-d", classes, *sources, SHIM / "jni" / "test" / "RestnetShimTest.java"], check=True)
@@ -309,8 +413,13 @@ def test_jni_bridge_selects_on_the_desktop_jdk(
     _write(root, "proc/meminfo", "MemAvailable: 8000000 kB\n")
     litert = [a for a in read_manifest(built[0]).artifacts if a.backend == "litert"]
     expected = _expected(litert, 8000000 * 1024)
+    chosen = next(a for a in litert if a.id == expected)
+    image = np.random.default_rng(3).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    image.tofile(build / "input.f32")
+    logits = ",".join(f"{v:.9g}" for v in _python_logits(built[0], chosen, image)[0])
     library = build / "librestnet_shim_jni.so"
-    result = _run("java", "-cp", classes, "RestnetShimTest", library, built[0], root, str(expected))
+    args = [library, built[0], root, str(expected), _litert_library(), build / "input.f32", logits]
+    result = _run("java", "-cp", classes, "RestnetShimTest", *args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "all JNI tests passed" in result.stdout
 

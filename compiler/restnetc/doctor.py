@@ -99,6 +99,11 @@ def run_checks(fashion_mnist_root: Path | None = None) -> list[Check]:
             "apt-get install gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross",
         ),
         _program(
+            "aarch64-linux-gnu-g++",
+            "cross-building the runtime shim's ExecuTorch backend",
+            "apt-get install g++-aarch64-linux-gnu",
+        ),
+        _program(
             "qemu-aarch64-static",
             "running aarch64 shim tests under emulation",
             "apt-get install qemu-user-static",

@@ -1,7 +1,9 @@
-"""Python face of the runtime shim: open a bundle, probe memory, pick a variant, through the same C core.
+"""Python face of the runtime shim: open a bundle, probe memory, pick and run a variant, through the same C core.
 
-The core (``runtime_shim/src``) is compiled into this package as ``_shim*.so`` (see ``setup.py``) and
-called with ctypes; nothing here re-implements selection or validation. The ctypes structures mirror
+The core (``runtime_shim/src``) and its LiteRT backend are compiled into this package as ``_shim*.so`` (see
+``setup.py``) and called with ctypes; nothing here re-implements selection, validation, quantization or
+switching. The ExecuTorch backend is C++ linked against the ExecuTorch runtime, so it is not built into the
+package: pass the path of a ``librestnet_shim_executorch.so`` built with CMake. The ctypes structures mirror
 ``runtime_shim/include/restnet_shim.h`` field for field.
 """
 
@@ -11,6 +13,8 @@ import ctypes
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from restnetc.errors import RestnetcError
 
@@ -70,6 +74,22 @@ class _Policy(ctypes.Structure):
     ]
 
 
+class _InputSpec(ctypes.Structure):
+    _fields_ = [("shape", ctypes.c_uint32 * 4), ("mean", ctypes.c_float * 3), ("std", ctypes.c_float * 3)]
+
+
+class _Backend(ctypes.Structure):
+    """``rs_backend``: the three function pointers stay opaque here; only C calls them."""
+
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("context", ctypes.c_void_p),
+        ("load", ctypes.c_void_p),
+        ("run", ctypes.c_void_p),
+        ("unload", ctypes.c_void_p),
+    ]
+
+
 class _Verdict(ctypes.Structure):
     _fields_ = [("kind", ctypes.c_int), ("reason", ctypes.c_char * 320)]
 
@@ -95,6 +115,30 @@ def _library() -> ctypes.CDLL:
             ctypes.c_int,
             [handle, ctypes.POINTER(_Policy), ctypes.c_uint64, ctypes.c_size_t, ctypes.POINTER(_Selection), error],
         ),
+        "rs_bundle_input": (ctypes.POINTER(_InputSpec), [handle]),
+        "rs_bundle_label_count": (ctypes.c_size_t, [handle]),
+        "rs_bundle_label": (ctypes.c_char_p, [handle, ctypes.c_size_t]),
+        "rs_litert_backend_open": (ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(_Backend), error]),
+        "rs_litert_backend_close": (None, [ctypes.POINTER(_Backend)]),
+        "rs_runner_open": (
+            ctypes.c_int,
+            [handle, ctypes.POINTER(_Policy), ctypes.POINTER(_Backend), ctypes.c_char_p, ctypes.POINTER(handle), error],
+        ),
+        "rs_runner_run": (
+            ctypes.c_int,
+            [
+                handle,
+                ctypes.POINTER(ctypes.c_float),
+                ctypes.c_size_t,
+                ctypes.POINTER(ctypes.c_float),
+                ctypes.c_size_t,
+                error,
+            ],
+        ),
+        "rs_runner_refresh": (ctypes.c_int, [handle, ctypes.POINTER(ctypes.c_int), error]),
+        "rs_runner_refresh_with": (ctypes.c_int, [handle, ctypes.c_uint64, ctypes.POINTER(ctypes.c_int), error]),
+        "rs_runner_current": (ctypes.POINTER(_Artifact), [handle]),
+        "rs_runner_close": (None, [handle]),
         "rs_status_name": (ctypes.c_char_p, [ctypes.c_int]),
         "rs_verdict_name": (ctypes.c_char_p, [ctypes.c_int]),
     }
@@ -173,6 +217,24 @@ class Selection:
     verdicts: tuple[Verdict, ...]
 
 
+def _variant(a: _Artifact) -> Variant:
+    return Variant(
+        id=a.id.decode(),
+        backend=a.backend.decode(),
+        file=a.file.decode(),
+        bytes=a.bytes,
+        sha256=a.sha256.decode(),
+        memory_bytes=a.memory_bytes,
+        accuracy=a.accuracy,
+        params=a.params,
+        entry_point=a.entry_point.decode(),
+    )
+
+
+def _policy(backend: str, headroom_mb: float, hysteresis: float, override: str | None) -> _Policy:
+    return _Policy(backend.encode(), int(headroom_mb * MIB), hysteresis, override.encode() if override else None)
+
+
 class Bundle:
     """A bundle opened by the C core. Use as a context manager, or call ``close``."""
 
@@ -181,21 +243,25 @@ class Bundle:
         error = _Error()
         _check(_lib().rs_bundle_open(str(directory).encode(), ctypes.byref(self._handle), ctypes.byref(error)), error)
         count = _lib().rs_bundle_artifact_count(self._handle)
-        self.variants = tuple(self._variant(i) for i in range(count))
+        self.variants = tuple(_variant(_lib().rs_bundle_artifact(self._handle, i).contents) for i in range(count))
 
-    def _variant(self, index: int) -> Variant:
-        a = _lib().rs_bundle_artifact(self._handle, index).contents
-        return Variant(
-            id=a.id.decode(),
-            backend=a.backend.decode(),
-            file=a.file.decode(),
-            bytes=a.bytes,
-            sha256=a.sha256.decode(),
-            memory_bytes=a.memory_bytes,
-            accuracy=a.accuracy,
-            params=a.params,
-            entry_point=a.entry_point.decode(),
-        )
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        """N, C, H, W of the float32 input every variant takes."""
+        n, c, h, w = _lib().rs_bundle_input(self._handle).contents.shape
+        return n, c, h, w
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        count = _lib().rs_bundle_label_count(self._handle)
+        return tuple(_lib().rs_bundle_label(self._handle, i).decode() for i in range(count))
+
+    @property
+    def handle(self) -> ctypes.c_void_p:
+        """The C ``rs_bundle *`` (for the runner); valid until ``close``."""
+        if not self._handle:
+            raise ShimError("argument", "the bundle is closed")
+        return self._handle
 
     def validate(self, variant_id: str, backend: str) -> None:
         """Raise ``ShimError`` unless the variant's file is inside the bundle with the indexed size and sha256."""
@@ -222,7 +288,7 @@ class Bundle:
         if available is None:
             available = probe_memory(memory_root).available
         in_use = next((i for i, v in enumerate(self.variants) if (v.id, v.backend) == (current, backend)), NO_CHOICE)
-        policy = _Policy(backend.encode(), int(headroom_mb * MIB), hysteresis, override.encode() if override else None)
+        policy = _policy(backend, headroom_mb, hysteresis, override)
         selection, error = _Selection(), _Error()
         status = _lib().rs_select(
             self._handle, ctypes.byref(policy), available, in_use, ctypes.byref(selection), ctypes.byref(error)
@@ -242,6 +308,121 @@ class Bundle:
             self._handle = ctypes.c_void_p()
 
     def __enter__(self) -> Bundle:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _default_litert_library() -> Path:
+    """libLiteRt.so of the installed ``ai-edge-litert`` wheel (the same runtime ``restnetc build`` verified)."""
+    import ai_edge_litert
+
+    return Path(ai_edge_litert.__file__).parent / "libLiteRt.so"
+
+
+class Runner:
+    """Runs the variant of ``backend`` that fits the memory available now, through the C core's runner.
+
+    ``bundle`` must stay open while the runner lives. LiteRT runs from ``litert_library`` (default: the
+    installed wheel's libLiteRt.so); ExecuTorch needs ``executorch_library``, a ``librestnet_shim_executorch.so``
+    built from ``runtime_shim/`` with CMake. ``memory_root`` is "/" except in tests (fixture trees).
+    """
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        backend: str = "litert",
+        *,
+        memory_root: Path | str = "/",
+        headroom_mb: float = 16,
+        hysteresis: float = 0.1,
+        override: str | None = None,
+        litert_library: Path | str | None = None,
+        executorch_library: Path | str | None = None,
+    ) -> None:
+        self._bundle, self._handle, self._backend = bundle, ctypes.c_void_p(), _Backend()
+        self._plugin: ctypes.CDLL | None = None
+        error = _Error()
+        if backend == "litert":
+            library = str(litert_library or _default_litert_library()).encode()
+            _check(_lib().rs_litert_backend_open(library, ctypes.byref(self._backend), ctypes.byref(error)), error)
+        elif backend == "executorch" and executorch_library is not None:
+            self._plugin = ctypes.CDLL(str(executorch_library))
+            opener = self._plugin.rs_executorch_backend_open
+            opener.restype, opener.argtypes = ctypes.c_int, [ctypes.POINTER(_Backend), ctypes.POINTER(_Error)]
+            _check(opener(ctypes.byref(self._backend), ctypes.byref(error)), error)
+        else:
+            expected = "'litert', or 'executorch' with executorch_library"
+            raise ShimError("argument", f"backend {backend!r}: expected {expected}")
+        self._input_count = int(np.prod(bundle.input_shape))
+        self._classes = len(bundle.labels)
+        policy = _policy(backend, headroom_mb, hysteresis, override)
+        status = _lib().rs_runner_open(
+            bundle.handle,
+            ctypes.byref(policy),
+            ctypes.byref(self._backend),
+            str(memory_root).encode(),
+            ctypes.byref(self._handle),
+            ctypes.byref(error),
+        )
+        if status != 0:
+            self._close_backend()
+        _check(status, error)
+
+    @property
+    def current(self) -> Variant:
+        """The variant that runs now."""
+        return _variant(_lib().rs_runner_current(self._open()).contents)
+
+    def run(self, image: np.ndarray) -> np.ndarray:
+        """Logits (one float per label) for one normalised float32 image of the bundle's input shape."""
+        values = np.ascontiguousarray(image, dtype=np.float32)
+        if values.size != self._input_count:
+            raise ShimError("argument", f"expected {self._input_count} input values, got {values.size}")
+        logits, error = np.empty(self._classes, dtype=np.float32), _Error()
+        as_floats = ctypes.POINTER(ctypes.c_float)
+        status = _lib().rs_runner_run(
+            self._open(),
+            values.ctypes.data_as(as_floats),
+            values.size,
+            logits.ctypes.data_as(as_floats),
+            logits.size,
+            ctypes.byref(error),
+        )
+        _check(status, error)
+        return logits
+
+    def refresh(self, available: int | None = None) -> bool:
+        """Re-probe memory (or take ``available`` bytes) and switch variant if another should run; True if it did."""
+        switched, error = ctypes.c_int(0), _Error()
+        if available is None:
+            status = _lib().rs_runner_refresh(self._open(), ctypes.byref(switched), ctypes.byref(error))
+        else:
+            status = _lib().rs_runner_refresh_with(self._open(), available, ctypes.byref(switched), ctypes.byref(error))
+        _check(status, error)
+        return bool(switched.value)
+
+    def _open(self) -> ctypes.c_void_p:
+        if not self._handle:
+            raise ShimError("argument", "the runner is closed")
+        return self._handle
+
+    def _close_backend(self) -> None:
+        if self._plugin is None and self._backend.context:
+            _lib().rs_litert_backend_close(ctypes.byref(self._backend))
+        self._backend = _Backend()
+
+    def close(self) -> None:
+        if self._handle:
+            _lib().rs_runner_close(self._handle)
+            self._handle = ctypes.c_void_p()
+        self._close_backend()
+
+    def __enter__(self) -> Runner:
         return self
 
     def __exit__(self, *_: object) -> None:

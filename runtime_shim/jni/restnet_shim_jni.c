@@ -1,9 +1,16 @@
-/* JNI bridge for ai.restnet.shim.RestnetShim: the same C core, errors raised as java.io.IOException. */
+/* JNI bridge for ai.restnet.shim.RestnetShim: the same C core, errors raised as java.io.IOException.
+ * Runners use the LiteRT backend (libLiteRt.so loaded at run time), and ExecuTorch when this library is
+ * built with it (RS_WITH_EXECUTORCH). */
 #include <jni.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "restnet_shim.h"
+#include "restnet_shim_litert.h"
+#ifdef RS_WITH_EXECUTORCH
+#include "restnet_shim_executorch.h"
+#endif
 
 static void throw_io(JNIEnv *env, const char *message) {
     jclass io = (*env)->FindClass(env, "java/io/IOException");
@@ -90,8 +97,137 @@ JNIEXPORT jint JNICALL Java_ai_restnet_shim_RestnetShim_nativeArtifactCount(JNIE
     return (jint)rs_bundle_artifact_count((rs_bundle *)(intptr_t)handle);
 }
 
+JNIEXPORT jint JNICALL Java_ai_restnet_shim_RestnetShim_nativeLabelCount(JNIEnv *env, jclass cls, jlong handle) {
+    (void)env;
+    (void)cls;
+    return (jint)rs_bundle_label_count((rs_bundle *)(intptr_t)handle);
+}
+
 JNIEXPORT void JNICALL Java_ai_restnet_shim_RestnetShim_nativeClose(JNIEnv *env, jclass cls, jlong handle) {
     (void)env;
     (void)cls;
     rs_bundle_close((rs_bundle *)(intptr_t)handle);
+}
+
+/* A runner and the backend it runs on (the backend is owned here and outlives the runner). */
+typedef struct {
+    rs_backend backend;
+    int owns_litert;
+    rs_runner *runner;
+} jni_runner;
+
+static void close_runner(jni_runner *r) {
+    rs_runner_close(r->runner);
+    if (r->owns_litert) {
+        rs_litert_backend_close(&r->backend);
+    }
+    free(r);
+}
+
+static rs_status open_backend(jni_runner *r, const char *backend, const char *library, rs_error *err) {
+    if (strcmp(backend, "litert") == 0) {
+        rs_status status = rs_litert_backend_open(library ? library : "libLiteRt.so", &r->backend, err);
+        r->owns_litert = status == RS_OK;
+        return status;
+    }
+#ifdef RS_WITH_EXECUTORCH
+    if (strcmp(backend, "executorch") == 0) {
+        return rs_executorch_backend_open(&r->backend, err);
+    }
+#endif
+    return rs_error_set(err, RS_ERR_ARGUMENT, "backend %s is not built into this library", backend);
+}
+
+JNIEXPORT jlong JNICALL Java_ai_restnet_shim_RestnetShim_nativeRunnerOpen(JNIEnv *env, jclass cls, jlong bundle,
+                                                                        jstring backend, jstring library,
+                                                                        jstring root, jlong headroom) {
+    (void)cls;
+    if (headroom < 0) {
+        throw_io(env, "headroom must be >= 0");
+        return 0;
+    }
+    const char *name = utf(env, backend, "backend is null");
+    const char *memory_root = name ? utf(env, root, "memory root is null") : NULL;
+    const char *path = library && memory_root ? (*env)->GetStringUTFChars(env, library, NULL) : NULL;
+    jni_runner *r = calloc(1, sizeof *r);
+    rs_error err = {RS_OK, ""};
+    rs_status status = RS_ERR_ARGUMENT;
+    if (memory_root != NULL && !(library != NULL && path == NULL)) {
+        status = r ? open_backend(r, name, path, &err) : rs_error_set(&err, RS_ERR_NO_MEMORY, "out of memory");
+    }
+    if (status == RS_OK) {
+        rs_policy policy = {name, (uint64_t)headroom, 0.1, NULL};
+        status = rs_runner_open((rs_bundle *)(intptr_t)bundle, &policy, &r->backend, memory_root, &r->runner, &err);
+    }
+    if (path != NULL) {
+        (*env)->ReleaseStringUTFChars(env, library, path);
+    }
+    if (memory_root != NULL) {
+        (*env)->ReleaseStringUTFChars(env, root, memory_root);
+    }
+    if (name != NULL) {
+        (*env)->ReleaseStringUTFChars(env, backend, name);
+    }
+    if (status != RS_OK) {
+        if (r != NULL) {
+            close_runner(r);
+        }
+        if (!(*env)->ExceptionCheck(env)) {
+            throw_io(env, err.message);
+        }
+        return 0;
+    }
+    return (jlong)(intptr_t)r;
+}
+
+JNIEXPORT jfloatArray JNICALL Java_ai_restnet_shim_RestnetShim_nativeRun(JNIEnv *env, jclass cls, jlong handle,
+                                                                       jint classes, jfloatArray input) {
+    (void)cls;
+    jni_runner *r = (jni_runner *)(intptr_t)handle;
+    if (input == NULL || classes <= 0) {
+        throw_io(env, "input is null");
+        return NULL;
+    }
+    jsize count = (*env)->GetArrayLength(env, input);
+    float *logits = malloc((size_t)classes * sizeof *logits);
+    jfloat *values = logits ? (*env)->GetFloatArrayElements(env, input, NULL) : NULL;
+    rs_error err = {RS_OK, ""};
+    rs_status status = values ? rs_runner_run(r->runner, values, (size_t)count, logits, (size_t)classes, &err)
+                              : rs_error_set(&err, RS_ERR_NO_MEMORY, "out of memory");
+    if (values != NULL) {
+        (*env)->ReleaseFloatArrayElements(env, input, values, JNI_ABORT);
+    }
+    jfloatArray result = status == RS_OK ? (*env)->NewFloatArray(env, classes) : NULL;
+    if (result != NULL) {
+        (*env)->SetFloatArrayRegion(env, result, 0, classes, logits);
+    } else if (!(*env)->ExceptionCheck(env)) {
+        throw_io(env, err.message);
+    }
+    free(logits);
+    return result;
+}
+
+JNIEXPORT jboolean JNICALL Java_ai_restnet_shim_RestnetShim_nativeRefresh(JNIEnv *env, jclass cls, jlong handle,
+                                                                        jlong available) {
+    (void)cls;
+    jni_runner *r = (jni_runner *)(intptr_t)handle;
+    int switched = 0;
+    rs_error err = {RS_OK, ""};
+    rs_status status = available < 0 ? rs_runner_refresh(r->runner, &switched, &err)
+                                     : rs_runner_refresh_with(r->runner, (uint64_t)available, &switched, &err);
+    if (status != RS_OK) {
+        throw_io(env, err.message);
+    }
+    return switched ? JNI_TRUE : JNI_FALSE;
+}
+
+JNIEXPORT jstring JNICALL Java_ai_restnet_shim_RestnetShim_nativeCurrent(JNIEnv *env, jclass cls, jlong handle) {
+    (void)cls;
+    return (*env)->NewStringUTF(env, rs_runner_current(((jni_runner *)(intptr_t)handle)->runner)->id);
+}
+
+JNIEXPORT void JNICALL Java_ai_restnet_shim_RestnetShim_nativeRunnerClose(JNIEnv *env, jclass cls, jlong handle) {
+    (void)env;
+    (void)cls;
+    close_runner((jni_runner *)(intptr_t)handle);
 }

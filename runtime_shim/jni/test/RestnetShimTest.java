@@ -1,12 +1,27 @@
 import ai.restnet.shim.RestnetShim;
 import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Paths;
 
-/** Desktop-JDK test of the JNI bridge. usage: java RestnetShimTest LIBRARY BUNDLE MEMORY_ROOT EXPECTED_ID */
+/**
+ * Desktop-JDK test of the JNI bridge.
+ * usage: java RestnetShimTest LIBRARY BUNDLE MEMORY_ROOT EXPECTED_ID LIBLITERT INPUT_F32 EXPECTED_LOGITS
+ * (EXPECTED_LOGITS: comma-separated, what the Python runtime gives for INPUT_F32 with EXPECTED_ID)
+ */
 public final class RestnetShimTest {
     private static void check(boolean condition, String what) {
         if (!condition) {
             throw new AssertionError(what);
         }
+    }
+
+    private static float[] readFloats(String path) throws IOException {
+        ByteBuffer bytes = ByteBuffer.wrap(Files.readAllBytes(Paths.get(path))).order(ByteOrder.LITTLE_ENDIAN);
+        float[] values = new float[bytes.remaining() / 4];
+        bytes.asFloatBuffer().get(values);
+        return values;
     }
 
     public static void main(String[] args) throws Exception {
@@ -24,6 +39,38 @@ public final class RestnetShimTest {
             throw new AssertionError("opening a missing bundle should fail");
         } catch (IOException expected) {
             check(expected.getMessage().contains("no-such-bundle"), expected.getMessage());
+        }
+        float[] input = readFloats(args[5]);
+        String[] expected = args[6].split(",");
+        try (RestnetShim bundle = RestnetShim.open(args[1])) {
+            RestnetShim.Runner runner = bundle.runner("litert", args[4], args[2], 1 << 20);
+            check(args[3].equals(runner.currentVariant()), "runner chose " + runner.currentVariant());
+            float[] logits = runner.run(input);
+            check(logits.length == expected.length, "logits: " + logits.length);
+            for (int i = 0; i < logits.length; i++) {
+                float want = Float.parseFloat(expected[i]);
+                check(Math.abs(logits[i] - want) <= 1e-5f, "logit " + i + ": " + logits[i] + " vs " + want);
+            }
+            check(!runner.refresh(Long.MAX_VALUE / 2), "the most accurate variant already runs");
+            try {
+                runner.run(new float[3]);
+                throw new AssertionError("a wrong-sized input should fail");
+            } catch (IOException wrongSize) {
+                check(wrongSize.getMessage().contains("input values"), wrongSize.getMessage());
+            }
+            try {
+                bundle.runner("litert", args[1] + "/no-libLiteRt.so", args[2], 0);
+                throw new AssertionError("a missing libLiteRt.so should fail");
+            } catch (IOException missing) {
+                check(missing.getMessage().contains("no-libLiteRt.so"), missing.getMessage());
+            }
+            bundle.close();
+            try {
+                runner.currentVariant();
+                throw new AssertionError("closing the bundle should close its runners");
+            } catch (IllegalStateException closed) {
+                check(closed.getMessage().contains("closed"), closed.getMessage());
+            }
         }
         System.out.println("all JNI tests passed");
     }

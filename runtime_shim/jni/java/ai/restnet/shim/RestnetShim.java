@@ -2,13 +2,17 @@ package ai.restnet.shim;
 
 import java.io.Closeable;
 import java.io.IOException;
+import java.util.ArrayList;
+import java.util.List;
 
 /**
- * A restnetc bundle opened by the native runtime shim: probe the memory available and pick the variant
- * that fits. The same class works on Android (load the library with System.loadLibrary("restnet_shim_jni")).
+ * A restnetc bundle opened by the native runtime shim: probe the memory available, pick the variant that
+ * fits and run it. The same class works on Android (load the library with System.loadLibrary("restnet_shim_jni")).
+ * Closing the bundle closes its runners.
  */
 public final class RestnetShim implements Closeable {
     private long handle;
+    private final List<Runner> runners = new ArrayList<>();
 
     private RestnetShim(long handle) {
         this.handle = handle;
@@ -41,8 +45,77 @@ public final class RestnetShim implements Closeable {
         return nativeArtifactCount(handle);
     }
 
+    /**
+     * Opens a runner on the variant of {@code backend} ("litert", or "executorch" when the library is built
+     * with it) that fits the memory probed under {@code memoryRoot} ("/" except in tests).
+     * {@code litertLibrary} is the path of libLiteRt.so, or null to let the loader find it.
+     */
+    public Runner runner(String backend, String litertLibrary, String memoryRoot, long headroomBytes)
+            throws IOException {
+        if (handle == 0) {
+            throw new IllegalStateException("bundle is closed");
+        }
+        Runner runner = new Runner(nativeRunnerOpen(handle, backend, litertLibrary, memoryRoot, headroomBytes),
+                nativeLabelCount(handle));
+        runners.add(runner);
+        return runner;
+    }
+
+    /** Runs one variant at a time and switches when the memory available changes. */
+    public static final class Runner implements Closeable {
+        private long handle;
+        private final int classes;
+
+        private Runner(long handle, int classes) {
+            this.handle = handle;
+            this.classes = classes;
+        }
+
+        /** Logits, one per label, for one normalised float32 NCHW image of the bundle's input shape. */
+        public float[] run(float[] input) throws IOException {
+            return nativeRun(checked(), classes, input);
+        }
+
+        /** Probes memory again and switches variant if another should run; true if it switched. */
+        public boolean refresh() throws IOException {
+            return nativeRefresh(checked(), -1);
+        }
+
+        /** Like {@link #refresh()} with {@code availableBytes} given instead of probed. */
+        public boolean refresh(long availableBytes) throws IOException {
+            if (availableBytes < 0) {
+                throw new IllegalArgumentException("availableBytes must be >= 0");
+            }
+            return nativeRefresh(checked(), availableBytes);
+        }
+
+        /** The id of the variant that runs now. */
+        public String currentVariant() {
+            return nativeCurrent(checked());
+        }
+
+        private long checked() {
+            if (handle == 0) {
+                throw new IllegalStateException("runner is closed");
+            }
+            return handle;
+        }
+
+        @Override
+        public void close() {
+            if (handle != 0) {
+                nativeRunnerClose(handle);
+                handle = 0;
+            }
+        }
+    }
+
     @Override
     public void close() {
+        for (Runner runner : runners) {
+            runner.close();
+        }
+        runners.clear();
         if (handle != 0) {
             nativeClose(handle);
             handle = 0;
@@ -57,4 +130,17 @@ public final class RestnetShim implements Closeable {
     private static native int nativeArtifactCount(long handle);
 
     private static native void nativeClose(long handle);
+
+    private static native int nativeLabelCount(long handle);
+
+    private static native long nativeRunnerOpen(long bundle, String backend, String litertLibrary, String memoryRoot,
+            long headroom) throws IOException;
+
+    private static native float[] nativeRun(long runner, int classes, float[] input) throws IOException;
+
+    private static native boolean nativeRefresh(long runner, long available) throws IOException;
+
+    private static native String nativeCurrent(long runner);
+
+    private static native void nativeRunnerClose(long runner);
 }
