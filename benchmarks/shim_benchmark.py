@@ -1,8 +1,9 @@
 """Runtime shim: stripped library sizes (core alone and each backend) and selection time on a real bundle.
 
-Builds ``runtime_shim/`` in release mode with both backends, strips copies of the libraries and reports
-their sizes (goal: core at most 64 KB), then runs ``bench_select`` (open the bundle, probe memory, first
-selection with sha256 validation of the chosen file, later selections) for each backend; medians.
+Builds ``runtime_shim/`` in release mode with both backends, natively and cross-built for aarch64 (Cortex-A53,
+with the aarch64 ExecuTorch package that ``scripts/bootstrap.sh`` unpacks), strips copies of the libraries and
+reports their sizes (goal: core at most 64 KB), then runs ``bench_select`` natively (open the bundle, probe
+memory, first selection with sha256 validation of the chosen file, later selections) for each backend; medians.
 
 Usage: ``.venv/bin/python benchmarks/shim_benchmark.py [--bundle dist/cortex-a53] [--runs 200]``.
 Writes ``benchmarks/results/shim.json``.
@@ -29,20 +30,35 @@ LIBRARIES = {
 }
 
 
-def build(build_dir: Path) -> None:
-    package = Path(next(iter(executorch.__path__))) / "share" / "cmake"
-    options = ["-DCMAKE_BUILD_TYPE=Release", "-DRS_WITH_EXECUTORCH=ON", f"-Dexecutorch_DIR={package}"]
+NATIVE_EXECUTORCH = Path(next(iter(executorch.__path__))) / "share" / "cmake"
+AARCH64_EXECUTORCH = ROOT / ".venv" / "aarch64" / "executorch" / "share" / "cmake"
+AARCH64_TOOLCHAIN = ROOT / "runtime_shim" / "cmake" / "aarch64-linux-gnu.cmake"
+
+
+def build(build_dir: Path, executorch_package: Path, *options: str) -> None:
+    options = (
+        "-DCMAKE_BUILD_TYPE=Release",
+        "-DRS_WITH_EXECUTORCH=ON",
+        f"-Dexecutorch_DIR={executorch_package}",
+        *options,
+    )
     subprocess.run(["cmake", "-S", ROOT / "runtime_shim", "-B", build_dir, *options], check=True, capture_output=True)
     subprocess.run(["cmake", "--build", build_dir, "-j2"], check=True, capture_output=True)
 
 
-def stripped_sizes(build_dir: Path, scratch: Path) -> dict[str, int]:
+def stripped_sizes(build_dir: Path, scratch: Path, tools: str) -> dict[str, dict[str, int]]:
+    """Per library: the stripped file's bytes, and its code + data (text + data + bss, as ``size`` counts).
+
+    The two differ on aarch64, whose linker pads segments to 64 KiB pages in the file (not in memory).
+    """
+    scratch.mkdir()
     sizes = {}
     for name, library in LIBRARIES.items():
         copy = scratch / library
         shutil.copy(build_dir / library, copy)
-        subprocess.run(["strip", "--strip-unneeded", copy], check=True)
-        sizes[name] = copy.stat().st_size
+        subprocess.run([f"{tools}strip", "--strip-unneeded", copy], check=True)
+        berkeley = subprocess.run([f"{tools}size", copy], check=True, capture_output=True, text=True).stdout
+        sizes[name] = {"file": copy.stat().st_size, "code_and_data": int(berkeley.splitlines()[1].split()[3])}
     return sizes
 
 
@@ -52,10 +68,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        build_dir, scratch = Path(tmp) / "build", Path(tmp) / "stripped"
-        scratch.mkdir()
-        build(build_dir)
-        sizes = stripped_sizes(build_dir, scratch)
+        build_dir, cross_dir = Path(tmp) / "build", Path(tmp) / "build-aarch64"
+        build(build_dir, NATIVE_EXECUTORCH)
+        build(cross_dir, AARCH64_EXECUTORCH, f"-DCMAKE_TOOLCHAIN_FILE={AARCH64_TOOLCHAIN}")
+        sizes = {
+            platform.machine(): stripped_sizes(build_dir, Path(tmp) / "stripped", ""),
+            "aarch64 (cortex-a53)": stripped_sizes(cross_dir, Path(tmp) / "stripped-aarch64", "aarch64-linux-gnu-"),
+        }
         timings = {}
         for backend in ("litert", "executorch"):
             command = [build_dir / "bench_select", args.bundle, backend, str(args.runs)]
