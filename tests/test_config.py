@@ -111,6 +111,14 @@ MALFORMED_PROJECTS = {
         _edit(TINY_PROJECT, "mean: [0.498, 0.498, 0.498]", "mean: [0.5]"),
         "data.normalization.mean",
     ),
+    "digest without checkpoint": (
+        _edit(
+            TINY_PROJECT,
+            "{source: efficientnet-lite, name: efficientnet-lite0}",
+            "{source: timm, arch: zoo_vgg11, sha256: " + "a" * 64 + "}",
+        ),
+        "models.b: sha256: given without a checkpoint to check",
+    ),
     "unknown lite model": (
         _edit(TINY_PROJECT, "name: efficientnet-lite0", "name: efficientnet-lite9"),
         "models.b.name: Input should be",

@@ -98,6 +98,35 @@ def search(
 
 
 @app.command()
+def sweep(
+    project: ProjectOption = None,
+    every: Annotated[
+        int, typer.Option("--every", min=1, help="Stitch after every K-th block of each parent (and the last)")
+    ] = 1,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory")] = Path("dist/sweep"),
+    cache_dir: CacheOption = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute every stage")] = False,
+) -> None:
+    """Stitch and fine-tune at a grid of points regardless of budgets; writes sweep.json (with the CKA-accuracy
+    correlation) and sweep.png."""
+    from restnetc.cache import Cache, default_cache_dir
+    from restnetc.config import load_project
+    from restnetc.pipeline.search import run_sweep
+    from restnetc.reports.sweep_outputs import correlation, write_sweep_outputs
+
+    project_config, project_path = load_project(project)
+    stderr.print(f"project {project_config.name} ({project_path})")
+    result = run_sweep(project_config, Cache(None if no_cache else (cache_dir or default_cache_dir())), every)
+    write_sweep_outputs(result, out)
+    r = correlation(result)
+    stdout.print(
+        f"{len(result.points)} stitch points: CKA vs top-1 Pearson {r['pearson']:.3f} (p={r['pearson_p']:.2g}), "
+        f"Spearman {r['spearman']:.3f} (p={r['spearman_p']:.2g})"
+    )
+    stdout.print(f"wrote {out}/sweep.json, sweep.png in {result.seconds:.0f} s")
+
+
+@app.command()
 def build(
     target: TargetOption,
     project: ProjectOption = None,

@@ -24,7 +24,16 @@ class TimmModel(StrictModel):
     source: Literal["timm"]
     arch: str = Field(min_length=1, description="timm architecture name, e.g. resnet18")
     checkpoint: Path | None = Field(default=None, description="state_dict file, loaded with weights_only")
+    sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$", description="the checkpoint's sha256; checked before loading"
+    )
     kwargs: dict[str, Any] = Field(default_factory=dict, description="extra timm.create_model arguments")
+
+    @model_validator(mode="after")
+    def _digest_needs_checkpoint(self) -> TimmModel:
+        if self.sha256 is not None and self.checkpoint is None:
+            raise ValueError("sha256: given without a checkpoint to check")
+        return self
 
 
 class EfficientNetLiteModel(StrictModel):

@@ -1,6 +1,6 @@
 """Model families as block adapters in a registry, and the factory that builds configured parents."""
 
-from restnetc.models import efficientnet_lite, resnet, swin, vgg, vit
+from restnetc.models import efficientnet_lite, resnet, swin, vgg, vit, zoo
 from restnetc.models.blocks import BlockInfo, BlockModel, Layout, TaskHead, count_params
 from restnetc.models.registry import decompose, list_families, register_family
 
@@ -18,4 +18,5 @@ __all__ = [
     "swin",
     "vgg",
     "vit",
+    "zoo",
 ]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import io
+from pathlib import Path
 
 import timm
 import torch
@@ -46,12 +48,24 @@ def _build_lite(spec: EfficientNetLiteModel, input_size: int) -> nn.Module:
         )
 
 
+def _check_digest(checkpoint: Path, expected: str) -> None:
+    try:
+        with checkpoint.open("rb") as stream:
+            actual = hashlib.file_digest(stream, "sha256").hexdigest()
+    except OSError as exc:
+        raise ConfigError(f"{checkpoint}: cannot read the checkpoint: {exc.strerror}") from None
+    if actual != expected:
+        raise ConfigError(f"{checkpoint}: sha256 is {actual}, the project expects {expected}")
+
+
 def _build_timm(spec: TimmModel) -> nn.Module:
     try:
         model = timm.create_model(spec.arch, pretrained=False, **spec.kwargs)
     except (RuntimeError, TypeError, ValueError) as exc:
         raise ConfigError(f"timm model {spec.arch!r}: {exc}") from None
     if spec.checkpoint is not None:
+        if spec.sha256 is not None:
+            _check_digest(spec.checkpoint, spec.sha256)
         try:
             state = torch.load(spec.checkpoint, map_location="cpu", weights_only=True)
             model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)

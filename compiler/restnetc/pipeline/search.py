@@ -1,4 +1,8 @@
-"""``restnetc search``: CKA matrix, stitch point per budget, stitching layers trained and evaluated."""
+"""``restnetc search``: CKA matrix, stitch point per budget, stitching layers trained and evaluated.
+
+``restnetc sweep`` shares every stage but stitches at a grid of points regardless of budgets, to study how
+CKA relates to accuracy.
+"""
 
 from __future__ import annotations
 
@@ -212,9 +216,26 @@ def _train_variant(
     return stored
 
 
-def run_search(project: ProjectConfig, target: TargetConfig, cache: Cache) -> SearchResult:
-    """Run the front end for every budget of ``target``; see the module docstring."""
-    start = time.perf_counter()
+@dataclass(frozen=True)
+class _Prepared:
+    """What every search starts from: the data, both parents and their CKA matrix."""
+
+    train: ImageSet
+    test: ImageSet
+    front: Parent
+    back: Parent
+    cka: np.ndarray
+    samples: int
+    stitch_cost: Callable[[int, int], Cost]
+
+    def candidates(self) -> list[Candidate]:
+        """Every stitch point with its CKA and exact cost, most similar first."""
+        return rank_candidates(
+            self.cka, lambda i, j: self.front.costs.front(i) + self.stitch_cost(i, j) + self.back.costs.back(j)
+        )
+
+
+def _prepare(project: ProjectConfig, cache: Cache) -> _Prepared:
     size = project.data.input_size
     train = load_split(project.data, "train", project.seed)
     test = load_split(project.data, "test", project.seed + 1)
@@ -223,20 +244,20 @@ def run_search(project: ProjectConfig, target: TargetConfig, cache: Cache) -> Se
     for parent, role in ((front, "front"), (back, "back")):
         step(f"{role} parent {parent.name}: {len(parent.model.blocks)} blocks")
     cka, samples = _cka_matrix(project, front, back, train, cache)
-
     sources, targets = interfaces(front.model, size), interfaces(back.model, size)
     stitch_cost = memoize(lambda i, j: _stitch_cost(sources[i], targets[j]))
-    candidates = rank_candidates(cka, lambda i, j: front.costs.front(i) + stitch_cost(i, j) + back.costs.back(j))
-    measured = any(budget.metric.measured for budget in target.budgets)
-    costs = cost_table(project, target, (front, back), train, cache) if measured else None
-    choices = select(candidates, target.budgets, _figure(costs, front.name, back.name, stitch_cost))
-    points = {(c.candidate.front_block, c.candidate.back_block) for c in choices}
-    passes = _Passes(project, (front, back), (train, test), points)
+    return _Prepared(train, test, front, back, cka, samples, stitch_cost)
 
+
+def _train_points(
+    project: ProjectConfig, prepared: _Prepared, passes: _Passes, cache: Cache
+) -> tuple[dict[tuple[int, int], StitchedModel], dict[tuple[int, int], dict[str, torch.Tensor]]]:
+    """Stitch, initialise and fine-tune every point of ``passes``: the models (eval mode) and their figures."""
+    front, back = prepared.front, prepared.back
     models: dict[tuple[int, int], StitchedModel] = {}
     figures: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
-    for point in sorted(points):
-        model = build_stitched(front.model, point[0], back.model, point[1], size)
+    for point in sorted(passes.points):
+        model = build_stitched(front.model, point[0], back.model, point[1], project.data.input_size)
         figures[point] = _train_variant(project, model, point, passes, cache)
         assert model.stitch is not None
         model.stitch.load_state_dict(
@@ -247,6 +268,21 @@ def run_search(project: ProjectConfig, target: TargetConfig, cache: Cache) -> Se
             f"variant {front.name}[..{point[0]}] -> {back.name}[{point[1] + 1}..]: "
             f"{float(figures[point]['accuracy_finetuned']):.2f}% top-1"
         )
+    return models, figures
+
+
+def run_search(project: ProjectConfig, target: TargetConfig, cache: Cache) -> SearchResult:
+    """Run the front end for every budget of ``target``; see the module docstring."""
+    start = time.perf_counter()
+    prepared = _prepare(project, cache)
+    front, back = prepared.front, prepared.back
+    measured = any(budget.metric.measured for budget in target.budgets)
+    costs = cost_table(project, target, (front, back), prepared.train, cache) if measured else None
+    figure = _figure(costs, front.name, back.name, prepared.stitch_cost)
+    choices = select(prepared.candidates(), target.budgets, figure)
+    points = {(c.candidate.front_block, c.candidate.back_block) for c in choices}
+    passes = _Passes(project, (front, back), (prepared.train, prepared.test), points)
+    models, figures = _train_points(project, prepared, passes, cache)
 
     variants = []
     for choice in choices:
@@ -271,13 +307,81 @@ def run_search(project: ProjectConfig, target: TargetConfig, cache: Cache) -> Se
         target=target,
         front=_parent_result(project, front, "front", passes, cache),
         back=_parent_result(project, back, "back", passes, cache),
-        cka=cka,
+        cka=prepared.cka,
         costs=costs,
-        calibration_samples=samples,
+        calibration_samples=prepared.samples,
         variants=variants,
         stitched_models=models,
         parents=(front, back),
-        train=train,
-        test=test,
+        train=prepared.train,
+        test=prepared.test,
+        seconds=time.perf_counter() - start,
+    )
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One stitch point of a sweep, after fine-tuning."""
+
+    candidate: Candidate
+    trainable_params: int
+    accuracy_init: float
+    accuracy_finetuned: float
+    finetune_seconds: float
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """``restnetc sweep``: stitch points on a grid regardless of any budget, each fine-tuned and evaluated."""
+
+    project: ProjectConfig
+    front: ParentResult
+    back: ParentResult
+    cka: np.ndarray
+    every: int
+    points: tuple[SweepPoint, ...]
+    seconds: float
+
+
+def sweep_grid(front_blocks: int, back_blocks: int, every: int) -> set[tuple[int, int]]:
+    """Every ``every``-th block of each parent, always including each parent's last block."""
+
+    def axis(count: int) -> list[int]:
+        return sorted({*range(count - 1, -1, -every)})
+
+    return {(i, j) for i in axis(front_blocks) for j in axis(back_blocks)}
+
+
+def run_sweep(project: ProjectConfig, cache: Cache, every: int = 1) -> SweepResult:
+    """Stitch at every point of ``sweep_grid`` and fine-tune each exactly as ``run_search`` would."""
+    if every < 1:
+        raise ValueError("every must be at least 1")
+    start = time.perf_counter()
+    prepared = _prepare(project, cache)
+    front, back = prepared.front, prepared.back
+    grid = sweep_grid(len(front.model.blocks), len(back.model.blocks), every)
+    candidates = {(c.front_block, c.back_block): c for c in prepared.candidates()}
+    passes = _Passes(project, (front, back), (prepared.train, prepared.test), grid)
+    models, figures = _train_points(project, prepared, passes, cache)
+    points = []
+    for point in sorted(grid):
+        stitch, fig = models[point].stitch, figures[point]
+        assert stitch is not None
+        points.append(
+            SweepPoint(
+                candidate=candidates[point],
+                trainable_params=count_params(stitch),
+                accuracy_init=float(fig["accuracy_init"]),
+                accuracy_finetuned=float(fig["accuracy_finetuned"]),
+                finetune_seconds=float(fig["seconds"]),
+            )
+        )
+    return SweepResult(
+        project=project,
+        front=_parent_result(project, front, "front", passes, cache),
+        back=_parent_result(project, back, "back", passes, cache),
+        cka=prepared.cka,
+        every=every,
+        points=tuple(points),
         seconds=time.perf_counter() - start,
     )

@@ -19,7 +19,8 @@ from restnetc.reports.cka_plot import plot_cka
 VARIANTS_SCHEMA_VERSION = 1
 
 
-def _parent(parent: ParentResult) -> dict[str, Any]:
+def parent_document(parent: ParentResult) -> dict[str, Any]:
+    """A parent's entry in variants.json and sweep.json."""
     return {
         "model": parent.name,
         "role": parent.role,
@@ -70,7 +71,7 @@ def variants_document(result: SearchResult) -> dict[str, Any]:
         "accuracy_convention": f"top-1 % on {project.data.test_images} held-out test images",
         "calibration": {"samples": result.calibration_samples, **project.calibration.model_dump(mode="json")},
         "finetune": project.finetune.model_dump(mode="json"),
-        "parents": {"front": _parent(result.front), "back": _parent(result.back)},
+        "parents": {"front": parent_document(result.front), "back": parent_document(result.back)},
         "variants": [_variant(result, v) for v in result.variants],
         "search_seconds": round(result.seconds, 1),
     }

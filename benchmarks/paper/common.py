@@ -1,0 +1,117 @@
+"""What the paper experiments share: zoo model specs, project and target files, the restnetc CLI, tables.
+
+Every experiment drives restnetc through its CLI (``.venv/bin/restnetc``) on project and target files it
+writes under ``build/paper/<experiment>/``, then reads the outputs restnetc writes for any user
+(``variants.json``, ``manifest.json``). Stages are cached as for any user (``$RESTNETC_CACHE`` or
+``~/.cache/restnetc``), so a re-run only redoes what changed. Results go to ``benchmarks/results/``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+ZOO = ROOT / "benchmarks" / "zoo"
+RESULTS = ROOT / "benchmarks" / "results"
+WORK = ROOT / "build" / "paper"
+RESTNETC = ROOT / ".venv" / "bin" / "restnetc"
+IMAGE_SIZE = 32
+CLASS_IMAGES = {"train_images": 5000, "test_images": 5000}
+
+
+def zoo() -> dict[str, Any]:
+    """``benchmarks/zoo/zoo.json``: every trained model with its checkpoint, sha256 and figures."""
+    return dict(json.loads((ZOO / "zoo.json").read_text()))
+
+
+def zoo_model(arch: str) -> dict[str, Any]:
+    """A project's model entry for zoo architecture ``arch`` (checkpoint pinned by its sha256)."""
+    entry = zoo()["models"][arch]
+    return {"source": "timm", "arch": arch, "checkpoint": str(ZOO / entry["checkpoint"]), "sha256": entry["sha256"]}
+
+
+def project(name: str, a: str, b: str, order: str = "slow-to-fast", **overrides: Any) -> dict[str, Any]:
+    """A project stitching zoo models ``a`` and ``b`` on Fashion-MNIST at 32 px, with the zoo's normalisation.
+
+    ``overrides`` replace top-level sections (e.g. ``finetune={...}``).
+    """
+    data = {
+        "source": {"kind": "fashion-mnist"},
+        "input_size": IMAGE_SIZE,
+        "normalization": zoo()["normalization"],
+        **CLASS_IMAGES,
+    }
+    return {
+        "schema_version": 1,
+        "name": name,
+        "models": {"a": zoo_model(a), "b": zoo_model(b)},
+        "order": order,
+        "data": data,
+        "calibration": {"images": 512, "batch_size": 64},
+        "finetune": {"init": "least-squares", "epochs": 3, "batch_size": 64, "lr": 1e-3},
+        "seed": 0,
+        **overrides,
+    }
+
+
+def target(name: str, budgets: Sequence[float], backends: Sequence[str] = ("executorch", "litert")) -> dict[str, Any]:
+    """A Cortex-A53 target with one params budget per entry of ``budgets``."""
+    return {
+        "schema_version": 1,
+        "name": name,
+        "description": "Raspberry Pi 3 class board (paper experiments)",
+        "device": {"arch": "aarch64", "cpu": "cortex-a53", "cores": 4, "memory": "1GB"},
+        "runtime": {"backends": list(backends), "quantization": "int8", "threads": 2},
+        "budgets": [{"params": int(limit)} for limit in budgets],
+        "accuracy": {"policy": "keep-float"},
+        "measurement": {"warmup": 2, "runs": 10},
+    }
+
+
+def write_yaml(path: Path, data: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def restnetc(*args: str | Path) -> None:
+    """Run the restnetc CLI; its progress goes to this process's stderr. Stops the experiment on failure."""
+    command = [str(RESTNETC), *map(str, args)]
+    print("$", " ".join(command[1:]), file=sys.stderr, flush=True)
+    subprocess.run(command, check=True)
+
+
+def ladder_budgets(small: int, large: int, rungs: int = 4) -> list[float]:
+    """``rungs`` params limits evenly spaced above ``small`` up to ``large``: one band per rung."""
+    return [small + (large - small) * (k + 1) / rungs for k in range(rungs)]
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def millions(count: float) -> str:
+    return f"{count / 1e6:.2f}M"
+
+
+def search(work: Path, project_config: dict[str, Any], target_config: dict[str, Any]) -> dict[str, Any]:
+    """``restnetc search`` on the two configs (written under ``work``); returns its ``variants.json``."""
+    project_file = write_yaml(work / "project.yaml", project_config)
+    target_file = write_yaml(work / "target.yaml", target_config)
+    restnetc("search", "--target", target_file, "--project", project_file, "--out", work / "search")
+    return dict(json.loads((work / "search" / "variants.json").read_text()))
+
+
+def parent_sizes(*archs: str) -> list[int]:
+    """Params of zoo models, ascending."""
+    models = zoo()["models"]
+    return sorted(models[arch]["params"] for arch in archs)
