@@ -91,3 +91,32 @@ def test_stitch_point_outside_the_parents_is_rejected() -> None:
     front, back = decompose(zoo.make("resnet")), decompose(zoo.make("vgg"))
     with pytest.raises(ValueError, match="outside the parents"):
         build_stitched(front, len(front.blocks), back, 0, zoo.SIZE)
+
+
+@pytest.mark.parametrize(
+    ("front", "back"), [(False, True), (True, False), (True, True)], ids=["stitch+back", "stitch+front", "all"]
+)
+def test_wider_scopes_train_private_copies_and_leave_the_parents_intact(front: bool, back: bool) -> None:
+    front_parent, back_parent = decompose(zoo.make("resnet")), decompose(zoo.make("vgg", seed=1))
+    parents = {f"a.{k}": v.clone() for k, v in front_parent.state_dict().items()}
+    parents |= {f"b.{k}": v.clone() for k, v in back_parent.state_dict().items()}
+    model = build_stitched(front_parent, 1, back_parent, 1, zoo.SIZE)
+    model.unfreeze(front, back)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    images = torch.randn(24, 3, zoo.SIZE, zoo.SIZE)
+    labels = torch.randint(0, zoo.CLASSES, (24,))
+    inputs = images if front else model.front(images).detach()
+    config = FinetuneConfig(epochs=2, batch_size=8, lr=1e-2, scope="all")
+    finetune_stitch(model, inputs, labels, None, config, seed=0)
+    after = model.state_dict()
+    changed = {k.split(".")[0] for k, v in before.items() if v.is_floating_point() and not torch.equal(after[k], v)}
+    expected = (
+        {"stitch"} | ({"front_stem", "front_blocks"} if front else set()) | ({"back_blocks", "head"} if back else set())
+    )
+    assert changed == expected
+    assert model.trainable_params() == sum(
+        v.numel() for k, v in model.named_parameters() if k.split(".")[0] in expected
+    )
+    now = {f"a.{k}": v for k, v in front_parent.state_dict().items()}
+    now |= {f"b.{k}": v for k, v in back_parent.state_dict().items()}
+    assert all(torch.equal(now[k], v) for k, v in parents.items()), "a parent's tensor changed"

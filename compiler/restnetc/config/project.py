@@ -107,9 +107,14 @@ class DistillConfig(StrictModel):
 
 
 class FinetuneConfig(StrictModel):
-    """Training of the stitching layer only; everything else stays frozen."""
+    """Training of each variant: the stitching layer only (the paper's choice), or more of the model."""
 
     init: Literal["least-squares", "random"] = "least-squares"
+    scope: Literal["stitch", "stitch+back", "stitch+front", "all"] = Field(
+        default="stitch",
+        description="what is trained: the stitching layer, plus the back part, the front part, or everything "
+        "(beyond 'stitch' each variant gets its own copy of the trained parents' parts)",
+    )
     init_images: int = Field(default=256, ge=4, description="calibration images for the least-squares fit")
     epochs: int = Field(default=2, ge=0)
     batch_size: int = Field(default=32, ge=1)

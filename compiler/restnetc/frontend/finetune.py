@@ -1,8 +1,9 @@
-"""Training the stitching layer, and only it: least-squares initialisation, then gradient fine-tuning.
+"""Training a stitched model: least-squares initialisation of the stitching layer, then gradient fine-tuning.
 
-Fine-tuning runs on cached front features (the front is frozen, so its output never changes): each step
-costs the stitching layer and the back part only. The loop keeps no global state, so it can later run under
-DistributedDataParallel with the same code.
+By default only the stitching layer trains, on cached front features (the front is frozen, so its output
+never changes): each step costs the stitching layer and the back part only. ``finetune.scope`` can train the
+back part and/or the front part too; when the front trains, each step runs the whole model on images. The
+loop keeps no global state, so it can later run under DistributedDataParallel with the same code.
 """
 
 from __future__ import annotations
@@ -55,18 +56,22 @@ class FinetuneReport:
 
 def finetune_stitch(
     model: StitchedModel,
-    front_features: torch.Tensor,
+    inputs: torch.Tensor,
     labels: torch.Tensor,
     teacher_logits: torch.Tensor | None,
     config: FinetuneConfig,
     seed: int,
 ) -> FinetuneReport:
-    """Train ``model.stitch`` on cached front features: cross-entropy, plus KL to the teacher if configured."""
+    """Train every trainable part of ``model``: cross-entropy, plus KL to the teacher if configured.
+
+    ``inputs`` are cached front features, or images when the front part is trainable.
+    """
     assert model.stitch is not None
+    forward = model if model.front_trainable else model.back
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.stitch.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
     distill = config.distill if teacher_logits is not None else None
-    count = front_features.shape[0]
+    count = inputs.shape[0]
     steps_per_epoch = (count + config.batch_size - 1) // config.batch_size
     start = time.perf_counter()
     model.train()
@@ -77,8 +82,8 @@ def finetune_stitch(
         for order in (torch.randperm(count, generator=generator) for _ in range(config.epochs))
         for i in range(0, count, config.batch_size)
     )
-    for index in track(batches, "fine-tuning the stitching layer", total=config.epochs * steps_per_epoch):
-        logits = model.back(front_features[index])
+    for index in track(batches, f"fine-tuning ({config.scope})", total=config.epochs * steps_per_epoch):
+        logits = forward(inputs[index])
         loss = F.cross_entropy(logits, labels[index])
         if distill is not None and teacher_logits is not None:
             t = distill.temperature

@@ -9,6 +9,7 @@ CNN->Swin on an NHWC grid): the same arithmetic, in the form each backend lowers
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -126,11 +127,15 @@ class StitchLayer(nn.Module):
 
 
 class StitchedModel(nn.Module):
-    """``head_b(blocks_b[j+1:](stitch(blocks_a[:i+1](stem_a(x)))))``; only ``stitch`` is trainable.
+    """``head_b(blocks_b[j+1:](stitch(blocks_a[:i+1](stem_a(x)))))``; ``stitch`` is trainable, the rest frozen
+    unless ``unfreeze`` makes the front or back part trainable too.
 
     Frozen parts stay in eval mode even when the model is put in training mode, so batch-norm statistics
     and dropout of the pretrained parents never change.
     """
+
+    FRONT = ("front_stem.", "front_blocks.")
+    BACK = ("back_blocks.", "head.")
 
     def __init__(self, front: BlockModel, front_block: int, back: BlockModel, back_block: int) -> None:
         super().__init__()
@@ -145,7 +150,28 @@ class StitchedModel(nn.Module):
         for parameter in self.parameters():
             parameter.requires_grad_(False)
         self.stitch: StitchLayer | None = None
+        self.front_trainable = self.back_trainable = False
         self.eval()
+
+    def unfreeze(self, front: bool, back: bool) -> None:
+        """Make the front and/or back part trainable: on private copies, so the parents never change."""
+        if front and not self.front_trainable:
+            self.front_stem = copy.deepcopy(self.front_stem).requires_grad_(True)
+            self.front_blocks = copy.deepcopy(self.front_blocks).requires_grad_(True)
+            self.front_trainable = True
+        if back and not self.back_trainable:
+            self.back_blocks = copy.deepcopy(self.back_blocks).requires_grad_(True)
+            self.head = copy.deepcopy(self.head).requires_grad_(True)
+            self.back_trainable = True
+        self.train(self.training)
+
+    def trainable_params(self) -> int:
+        """Parameters that fine-tuning updates (the stitching layer's, plus any unfrozen part's)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def trained_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes of every part that training changes."""
+        return ("stitch.", *(self.FRONT if self.front_trainable else ()), *(self.BACK if self.back_trainable else ()))
 
     def attach(self, stitch: StitchLayer) -> None:
         """Install the (trainable) stitching layer."""
@@ -153,20 +179,26 @@ class StitchedModel(nn.Module):
 
     def train(self, mode: bool = True) -> StitchedModel:
         super().train(False)
-        if self.stitch is not None:
-            self.stitch.train(mode)
+        trainable: list[nn.Module | None] = [self.stitch]
+        if self.front_trainable:
+            trainable += [self.front_stem, self.front_blocks]
+        if self.back_trainable:
+            trainable += [self.back_blocks, self.head]
+        for part in trainable:
+            if part is not None:
+                part.train(mode)
         self.training = mode
         return self
 
     def front(self, x: torch.Tensor) -> torch.Tensor:
-        """The frozen front part (cacheable: it never changes during fine-tuning)."""
+        """The front part (cacheable while it is frozen: then it never changes during fine-tuning)."""
         x = self.front_stem(x)
         for block in self.front_blocks:
             x = block(x)
         return x
 
     def back(self, features: torch.Tensor) -> torch.Tensor:
-        """Stitching layer, then the frozen back part and head."""
+        """Stitching layer, then the back part and head."""
         assert self.stitch is not None, "attach a stitching layer first"
         x = self.stitch(features)
         for block in self.back_blocks:

@@ -24,7 +24,6 @@ from restnetc.frontend.features import Capture, accuracy, capture, stream_cka
 from restnetc.frontend.finetune import finetune_stitch, fit_least_squares
 from restnetc.frontend.search import Candidate, Figure, rank_candidates, select, static_figure
 from restnetc.frontend.stitch import Interface, StitchedModel, StitchLayer, build_stitched, interfaces
-from restnetc.models import count_params
 from restnetc.pipeline.costs import cost_table
 from restnetc.pipeline.parents import Parent, load_parents, model_inputs
 from restnetc.progress import step
@@ -171,15 +170,24 @@ def _parent_result(project: ProjectConfig, parent: Parent, role: str, passes: _P
 
 
 @torch.no_grad()
-def _predict(model: StitchedModel, front_features: torch.Tensor) -> torch.Tensor:
+def _predict(model: StitchedModel, inputs: torch.Tensor) -> torch.Tensor:
+    """Logits for cached front features, or for images when the front part has been trained."""
     model.eval()
-    return torch.cat([model.back(x) for x in front_features.split(EVAL_BATCH)])
+    forward = model if model.front_trainable else model.back
+    return torch.cat([forward(x) for x in inputs.split(EVAL_BATCH)])
+
+
+_SCOPES = {"stitch": (False, False), "stitch+back": (False, True), "stitch+front": (True, False), "all": (True, True)}
 
 
 def _train_variant(
     project: ProjectConfig, model: StitchedModel, point: tuple[int, int], passes: _Passes, cache: Cache
 ) -> dict[str, torch.Tensor]:
-    """Stitch state and figures for one stitch point (from the cache when its inputs are unchanged)."""
+    """Trained state and figures for one stitch point (from the cache when its inputs are unchanged).
+
+    The state holds every tensor training changed (the stitching layer, and the front/back part if the
+    scope trains them), under the stitched model's state-dict names.
+    """
     front, back = passes.front, passes.back
     key = stage_key(
         "stitch",
@@ -190,23 +198,25 @@ def _train_variant(
         project.finetune.model_dump(mode="json"),
         point,
     )
+    config = project.finetune
+    model.unfreeze(*_SCOPES[config.scope])
     if (stored := cache.load(key)) is not None:
         return stored
     assert model.stitch is not None
     i, j = point
-    config = project.finetune
     if config.init == "least-squares":
         fit_least_squares(
             model.stitch, passes.run("front-init").blocks[i], passes.run("back-init").blocks[j], project.seed
         )
     init_logits = _predict(model, passes.run("front-test").blocks[i])
     teacher = passes.run("front-train").logits if config.distill is not None else None
-    report = finetune_stitch(
-        model, passes.run("front-train").blocks[i], passes.train.labels, teacher, config, project.seed
-    )
-    final_logits = _predict(model, passes.run("front-test").blocks[i])
+    train_inputs = passes.train.images if model.front_trainable else passes.run("front-train").blocks[i]
+    report = finetune_stitch(model, train_inputs, passes.train.labels, teacher, config, project.seed)
+    test_inputs = passes.test.images if model.front_trainable else passes.run("front-test").blocks[i]
+    final_logits = _predict(model, test_inputs)
+    trained = model.trained_prefixes()
     stored = {
-        **{f"stitch.{k}": v for k, v in model.stitch.state_dict().items()},
+        **{k: v for k, v in model.state_dict().items() if k.startswith(trained)},
         "accuracy_init": torch.tensor(accuracy(init_logits, passes.test.labels)),
         "accuracy_finetuned": torch.tensor(accuracy(final_logits, passes.test.labels)),
         "seconds": torch.tensor(report.seconds),
@@ -259,10 +269,11 @@ def _train_points(
     for point in sorted(passes.points):
         model = build_stitched(front.model, point[0], back.model, point[1], project.data.input_size)
         figures[point] = _train_variant(project, model, point, passes, cache)
-        assert model.stitch is not None
-        model.stitch.load_state_dict(
-            {k.removeprefix("stitch."): v for k, v in figures[point].items() if k.startswith("stitch.")}
-        )
+        trained = model.trained_prefixes()
+        state = {k: v for k, v in figures[point].items() if k.startswith(trained)}
+        missing = {k for k in model.state_dict() if k.startswith(trained)} - state.keys()
+        assert not missing, f"cached stitch state lacks {sorted(missing)[:3]}"
+        model.load_state_dict(state, strict=False)
         models[point] = model.eval()
         step(
             f"variant {front.name}[..{point[0]}] -> {back.name}[{point[1] + 1}..]: "
@@ -295,7 +306,7 @@ def run_search(project: ProjectConfig, target: TargetConfig, cache: Cache) -> Se
                 budget=choice.budget,
                 candidate=choice.candidate,
                 stitch_kind=stitch.kind,
-                trainable_params=count_params(stitch),
+                trainable_params=models[point].trainable_params(),
                 accuracy_init=float(fig["accuracy_init"]),
                 accuracy_finetuned=float(fig["accuracy_finetuned"]),
                 finetune_seconds=float(fig["seconds"]),
@@ -365,12 +376,11 @@ def run_sweep(project: ProjectConfig, cache: Cache, every: int = 1) -> SweepResu
     models, figures = _train_points(project, prepared, passes, cache)
     points = []
     for point in sorted(grid):
-        stitch, fig = models[point].stitch, figures[point]
-        assert stitch is not None
+        fig = figures[point]
         points.append(
             SweepPoint(
                 candidate=candidates[point],
-                trainable_params=count_params(stitch),
+                trainable_params=models[point].trainable_params(),
                 accuracy_init=float(fig["accuracy_init"]),
                 accuracy_finetuned=float(fig["accuracy_finetuned"]),
                 finetune_seconds=float(fig["seconds"]),
