@@ -115,3 +115,31 @@ def parent_sizes(*archs: str) -> list[int]:
     """Params of zoo models, ascending."""
     models = zoo()["models"]
     return sorted(models[arch]["params"] for arch in archs)
+
+
+def ladder_variants(
+    experiment: str, a: str, b: str, label: str, order: str = "slow-to-fast", **finetune: Any
+) -> list[dict[str, Any]]:
+    """``restnetc search`` on the four-rung params ladder between zoo models ``a`` and ``b``, with ``finetune``
+    settings changed; one row per variant (budget, stitch point, costs, fine-tuning figures, accuracy)."""
+    slug = f"{a}-{b}-{label.replace('+', '-')}"
+    config = project(slug, a, b, order)
+    config["finetune"] = {**config["finetune"], **finetune}
+    found = search(WORK / experiment / slug, config, target(slug, ladder_budgets(*parent_sizes(a, b))))
+    return [
+        {
+            "budget": v["budget"]["text"],
+            "front": f"{v['front']['model']}[..{v['front']['block']}]",
+            "back": f"{v['back']['model']}[{v['back']['resumes_at_block']}..]",
+            "cut": f"{v['front']['block']}->{v['back']['resumes_at_block']}",
+            "cka": v["cka"],
+            "params": v["params"],
+            "macs": v["macs"],
+            "trainable": v["trainable_params"],
+            "steps": v["finetune_steps"],
+            "seconds": v["finetune_seconds"],
+            "before": v["accuracy"]["before_finetune"],
+            "after": v["accuracy"]["after_finetune"],
+        }
+        for v in found["variants"]
+    ]

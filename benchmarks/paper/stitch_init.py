@@ -20,27 +20,11 @@ INITS = ("least-squares", "random")
 
 
 def run_pair(title: str, a: str, b: str) -> list[dict[str, Any]]:
-    budgets = common.ladder_budgets(*common.parent_sizes(a, b))
-    rows = []
-    for init in INITS:
-        slug = f"{a}-{b}-{init}"
-        base = common.project(slug, a, b)
-        project = {**base, "finetune": {**base["finetune"], "init": init}}
-        found = common.search(common.WORK / "stitch_init" / slug, project, common.target(slug, budgets))
-        for variant in found["variants"]:
-            rows.append(
-                {
-                    "pair": title,
-                    "init": init,
-                    "budget": variant["budget"]["text"],
-                    "cut": f"{variant['front']['block']}->{variant['back']['resumes_at_block']}",
-                    "trainable": variant["trainable_params"],
-                    "steps": variant["finetune_steps"],
-                    "before": variant["accuracy"]["before_finetune"],
-                    "after": variant["accuracy"]["after_finetune"],
-                }
-            )
-    return rows
+    return [
+        {"pair": title, "init": init, **row}
+        for init in INITS
+        for row in common.ladder_variants("stitch_init", a, b, init, init=init)
+    ]
 
 
 def main() -> None:

@@ -18,27 +18,11 @@ ORDERS = ("slow-to-fast", "fast-to-slow")
 
 
 def run_pair(title: str, large: str, small: str) -> list[dict[str, Any]]:
-    budgets = common.ladder_budgets(*common.parent_sizes(large, small))
-    rows = []
-    for order in ORDERS:
-        slug = f"{large}-{small}-{order}"
-        project = common.project(slug, large, small, order)
-        found = common.search(common.WORK / "table3" / slug, project, common.target(slug, budgets))
-        for variant in found["variants"]:
-            rows.append(
-                {
-                    "pair": title,
-                    "order": order,
-                    "budget": variant["budget"]["text"],
-                    "front": f"{variant['front']['model']}[..{variant['front']['block']}]",
-                    "back": f"{variant['back']['model']}[{variant['back']['resumes_at_block']}..]",
-                    "cka": variant["cka"],
-                    "params": variant["params"],
-                    "macs": variant["macs"],
-                    "accuracy": variant["accuracy"]["after_finetune"],
-                }
-            )
-    return rows
+    return [
+        {"pair": title, "order": order, **row}
+        for order in ORDERS
+        for row in common.ladder_variants("table3", large, small, order, order=order)
+    ]
 
 
 def main() -> None:
@@ -46,13 +30,13 @@ def main() -> None:
     header = ["pair", "budget", "order", "front", "back", "CKA", "params", "MACs", "top-1 %"]
     table = [
         [r["pair"], r["budget"], r["order"], r["front"], r["back"], f"{r['cka']:.3f}", common.millions(r["params"]),
-         common.millions(r["macs"]), f"{r['accuracy']:.2f}"]
+         common.millions(r["macs"]), f"{r['after']:.2f}"]
         for r in sorted(rows, key=lambda r: (r["pair"], r["budget"], r["order"]))
     ]  # fmt: skip
     wins = {order: 0 for order in ORDERS}
     for group in _by_budget(rows).values():
         if len(group) == len(ORDERS):
-            wins[max(group, key=lambda r: r["accuracy"])["order"]] += 1
+            wins[max(group, key=lambda r: r["after"])["order"]] += 1
     summary = ", ".join(f"{order} more accurate at {count} budgets" for order, count in wins.items())
     text = (
         "# Table III analog: stitching order at matched params budgets (Fashion-MNIST)\n\n"

@@ -10,7 +10,6 @@ Usage: ``.venv/bin/python benchmarks/paper/table4.py``. Writes ``benchmarks/resu
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import common
 
@@ -20,35 +19,21 @@ SCOPES = ("stitch", "stitch+back", "stitch+front", "all")
 
 def main() -> None:
     title, a, b = PAIR
-    budgets = common.ladder_budgets(*common.parent_sizes(a, b))
-    rows: list[dict[str, Any]] = []
-    for scope in SCOPES:
-        slug = f"{a}-{b}-{scope.replace('+', '-')}"
-        base = common.project(slug, a, b)
-        project = {**base, "finetune": {**base["finetune"], "scope": scope}}
-        found = common.search(common.WORK / "table4" / slug, project, common.target(slug, budgets))
-        rows += [
-            {
-                "scope": scope,
-                "budget": v["budget"]["text"],
-                "cut": f"{v['front']['block']}->{v['back']['resumes_at_block']}",
-                "params": v["params"],
-                "trainable": v["trainable_params"],
-                "seconds": v["finetune_seconds"],
-                "accuracy": v["accuracy"]["after_finetune"],
-            }
-            for v in found["variants"]
-        ]
+    rows = [
+        {"scope": scope, **row}
+        for scope in SCOPES
+        for row in common.ladder_variants("table4", a, b, scope, scope=scope)
+    ]
     header = ["budget", "cut i->j", "fine-tuned", "trainable", "share of params", "tune s", "top-1 %"]
     table = [
         [r["budget"], r["cut"], r["scope"], common.millions(r["trainable"]),
-         f"{100 * r['trainable'] / r['params']:.1f}%", f"{r['seconds']:.1f}", f"{r['accuracy']:.2f}"]
+         f"{100 * r['trainable'] / r['params']:.1f}%", f"{r['seconds']:.1f}", f"{r['after']:.2f}"]
         for r in sorted(rows, key=lambda r: (r["budget"], SCOPES.index(r["scope"])))
     ]  # fmt: skip
     gaps = []
     for stitch_only in (r for r in rows if r["scope"] == "stitch"):
-        best = max(r["accuracy"] for r in rows if r["budget"] == stitch_only["budget"])
-        gaps.append(best - stitch_only["accuracy"])
+        best = max(r["after"] for r in rows if r["budget"] == stitch_only["budget"])
+        gaps.append(best - stitch_only["after"])
     text = (
         f"# Table IV analog: fine-tuning scope on {title} (Fashion-MNIST)\n\n"
         + common.markdown_table(header, table)
