@@ -129,6 +129,7 @@ def ladder_variants(
     return [
         {
             "budget": v["budget"]["text"],
+            "limit": v["budget"]["limit"],
             "front": f"{v['front']['model']}[..{v['front']['block']}]",
             "back": f"{v['back']['model']}[{v['back']['resumes_at_block']}..]",
             "cut": f"{v['front']['block']}->{v['back']['resumes_at_block']}",

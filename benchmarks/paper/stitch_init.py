@@ -33,7 +33,7 @@ def main() -> None:
     table = [
         [r["pair"], r["budget"], r["cut"], r["init"], r["trainable"], r["steps"], f"{r['before']:.2f}",
          f"{r['after']:.2f}"]
-        for r in sorted(rows, key=lambda r: (r["pair"], r["budget"], r["init"]))
+        for r in sorted(rows, key=lambda r: (r["pair"], r["limit"], r["init"]))
     ]  # fmt: skip
     pairs = _paired(rows, "least-squares")
     gain = sum(lstsq["after"] - random["after"] for lstsq, random in pairs) / len(pairs)

@@ -31,7 +31,7 @@ def main() -> None:
     table = [
         [r["pair"], r["budget"], r["order"], r["front"], r["back"], f"{r['cka']:.3f}", common.millions(r["params"]),
          common.millions(r["macs"]), f"{r['after']:.2f}"]
-        for r in sorted(rows, key=lambda r: (r["pair"], r["budget"], r["order"]))
+        for r in sorted(rows, key=lambda r: (r["pair"], r["limit"], r["order"]))
     ]  # fmt: skip
     wins = {order: 0 for order in ORDERS}
     for group in _by_budget(rows).values():

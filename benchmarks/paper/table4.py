@@ -28,7 +28,7 @@ def main() -> None:
     table = [
         [r["budget"], r["cut"], r["scope"], common.millions(r["trainable"]),
          f"{100 * r['trainable'] / r['params']:.1f}%", f"{r['seconds']:.1f}", f"{r['after']:.2f}"]
-        for r in sorted(rows, key=lambda r: (r["budget"], SCOPES.index(r["scope"])))
+        for r in sorted(rows, key=lambda r: (r["limit"], SCOPES.index(r["scope"])))
     ]  # fmt: skip
     gaps = []
     for stitch_only in (r for r in rows if r["scope"] == "stitch"):

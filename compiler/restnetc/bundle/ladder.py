@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -38,7 +39,7 @@ def ladder(result: SearchResult) -> list[Rung]:
     """Parents and distinct variants, cheapest first."""
     rungs = [
         Rung(
-            f"parent-{parent.name}",
+            f"parent-{re.sub(r'[^A-Za-z0-9._-]', '-', parent.name)}",  # ids are file names: timm:x -> timm-x
             "parent",
             parent.model,
             parent.costs.total.params,

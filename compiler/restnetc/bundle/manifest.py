@@ -141,7 +141,7 @@ class BudgetCheck(_Strict):
 class Artifact(_Strict):
     """One lowered variant for one backend."""
 
-    id: str
+    id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,63}$", description="also the artifact's file name stem")
     role: Literal["parent", "variant"]
     backend: str
     quantization: str
