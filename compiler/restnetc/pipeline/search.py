@@ -170,10 +170,7 @@ def _parent_result(project: ProjectConfig, parent: Parent, role: str, passes: _P
 
 
 @torch.no_grad()
-def _predict(model: StitchedModel, inputs: torch.Tensor) -> torch.Tensor:
-    """Logits for cached front features, or for images when the front part has been trained."""
-    model.eval()
-    forward = model if model.front_trainable else model.back
+def _predict(forward: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
     return torch.cat([forward(x) for x in inputs.split(EVAL_BATCH)])
 
 
@@ -208,12 +205,15 @@ def _train_variant(
         fit_least_squares(
             model.stitch, passes.run("front-init").blocks[i], passes.run("back-init").blocks[j], project.seed
         )
-    init_logits = _predict(model, passes.run("front-test").blocks[i])
+    model.eval()
+    init_logits = _predict(model.back, passes.run("front-test").blocks[i])  # the front is still the parent's
     teacher = passes.run("front-train").logits if config.distill is not None else None
     train_inputs = passes.train.images if model.front_trainable else passes.run("front-train").blocks[i]
     report = finetune_stitch(model, train_inputs, passes.train.labels, teacher, config, project.seed)
-    test_inputs = passes.test.images if model.front_trainable else passes.run("front-test").blocks[i]
-    final_logits = _predict(model, test_inputs)
+    if model.front_trainable:  # the trained front's features differ from the cached ones
+        final_logits = _predict(model, passes.test.images)
+    else:
+        final_logits = _predict(model.back, passes.run("front-test").blocks[i])
     trained = model.trained_prefixes()
     stored = {
         **{k: v for k, v in model.state_dict().items() if k.startswith(trained)},
