@@ -121,6 +121,15 @@ class FinetuneConfig(StrictModel):
     lr: float = Field(default=1e-3, gt=0)
     distill: DistillConfig | None = None
 
+    @property
+    def trains_front(self) -> bool:
+        """Whether the scope trains the front part (then fine-tuning cannot use cached front features)."""
+        return self.scope in ("stitch+front", "all")
+
+    @property
+    def trains_back(self) -> bool:
+        return self.scope in ("stitch+back", "all")
+
 
 class ProjectConfig(VersionedConfig):
     """A restnetc project: the pair of models and everything the front end needs to stitch them."""

@@ -174,9 +174,6 @@ def _predict(forward: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tens
     return torch.cat([forward(x) for x in inputs.split(EVAL_BATCH)])
 
 
-_SCOPES = {"stitch": (False, False), "stitch+back": (False, True), "stitch+front": (True, False), "all": (True, True)}
-
-
 def _train_variant(
     project: ProjectConfig, model: StitchedModel, point: tuple[int, int], passes: _Passes, cache: Cache
 ) -> dict[str, torch.Tensor]:
@@ -196,7 +193,7 @@ def _train_variant(
         point,
     )
     config = project.finetune
-    model.unfreeze(*_SCOPES[config.scope])
+    model.unfreeze(front=config.trains_front, back=config.trains_back)
     if (stored := cache.load(key)) is not None:
         return stored
     assert model.stitch is not None
