@@ -103,11 +103,17 @@ def millions(count: float) -> str:
     return f"{count / 1e6:.2f}M"
 
 
-def search(work: Path, project_config: dict[str, Any], target_config: dict[str, Any]) -> dict[str, Any]:
-    """``restnetc search`` on the two configs (written under ``work``); returns its ``variants.json``."""
+def search(
+    work: Path, project_config: dict[str, Any], target_config: dict[str, Any], cache: Path | None = None
+) -> dict[str, Any]:
+    """``restnetc search`` on the two configs (written under ``work``); returns its ``variants.json``.
+
+    ``cache`` replaces the user's stage cache (for timings that must all be measured in this run).
+    """
     project_file = write_yaml(work / "project.yaml", project_config)
     target_file = write_yaml(work / "target.yaml", target_config)
-    restnetc("search", "--target", target_file, "--project", project_file, "--out", work / "search")
+    cache_option = ["--cache-dir", cache] if cache is not None else []
+    restnetc("search", "--target", target_file, "--project", project_file, "--out", work / "search", *cache_option)
     return dict(json.loads((work / "search" / "variants.json").read_text()))
 
 
@@ -118,14 +124,20 @@ def parent_sizes(*archs: str) -> list[int]:
 
 
 def ladder_variants(
-    experiment: str, a: str, b: str, label: str, order: str = "slow-to-fast", **finetune: Any
+    experiment: str,
+    a: str,
+    b: str,
+    label: str,
+    order: str = "slow-to-fast",
+    cache: Path | None = None,
+    **finetune: Any,
 ) -> list[dict[str, Any]]:
     """``restnetc search`` on the four-rung params ladder between zoo models ``a`` and ``b``, with ``finetune``
     settings changed; one row per variant (budget, stitch point, costs, fine-tuning figures, accuracy)."""
     slug = f"{a}-{b}-{label.replace('+', '-')}"
     config = project(slug, a, b, order)
     config["finetune"] = {**config["finetune"], **finetune}
-    found = search(WORK / experiment / slug, config, target(slug, ladder_budgets(*parent_sizes(a, b))))
+    found = search(WORK / experiment / slug, config, target(slug, ladder_budgets(*parent_sizes(a, b))), cache)
     return [
         {
             "budget": v["budget"]["text"],

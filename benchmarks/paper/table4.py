@@ -3,6 +3,7 @@ the back part, plus the front part, or the whole stitched model; same stitch poi
 
 For VGG19->VGG11 (the paper's pair for this table), ``restnetc search`` builds the same four-rung ladder with
 each ``finetune.scope`` and reports accuracy, trainable parameters and fine-tuning wall time per variant.
+It uses a fresh stage cache, so every time in the table is measured in the same run; run it on an idle machine.
 
 Usage: ``.venv/bin/python benchmarks/paper/table4.py``. Writes ``benchmarks/results/table4.{md,json}``.
 """
@@ -10,6 +11,7 @@ Usage: ``.venv/bin/python benchmarks/paper/table4.py``. Writes ``benchmarks/resu
 from __future__ import annotations
 
 import json
+import shutil
 
 import common
 
@@ -19,10 +21,12 @@ SCOPES = ("stitch", "stitch+back", "stitch+front", "all")
 
 def main() -> None:
     title, a, b = PAIR
+    cache = common.WORK / "table4" / "cache"  # fresh: every fine-tuning time is measured in this run
+    shutil.rmtree(cache, ignore_errors=True)
     rows = [
         {"scope": scope, **row}
         for scope in SCOPES
-        for row in common.ladder_variants("table4", a, b, scope, scope=scope)
+        for row in common.ladder_variants("table4", a, b, scope, cache=cache, scope=scope)
     ]
     header = ["budget", "cut i->j", "fine-tuned", "trainable", "share of params", "tune s", "top-1 %"]
     table = [
