@@ -6,10 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import timm
 import torch
 
 from restnetc.backends import get_backend
 from restnetc.backends.native_output import captured
+from restnetc.backends.pt2e import export_batched
 from restnetc.config.target import Backend, Quantization
 from restnetc.frontend.stitch import StitchedModel, build_stitched
 from restnetc.models import decompose
@@ -61,3 +63,14 @@ def test_lowered_artifact_agrees_with_eager(
     assert len(lowered.data) < fp32_bytes, "int8 weights take a quarter of fp32 (tiny models: plus fixed overhead)"
     if name is Backend.LITERT:
         assert lowered.input_quantization is not None and lowered.input_quantization.dtype == "int8"
+
+
+def test_export_drops_zero_width_pads_and_keeps_the_values() -> None:
+    """timm's Swin pads by zero to window and merge multiples; quantized, XNNPACK refuses those pads at load."""
+    model = timm.create_model("zoo_swin_ti", depths=(2, 2, 2, 2)).eval()
+    images = torch.randn(3, 3, 32, 32)
+    exported = export_batched(model, images)
+    pads = [n for n in exported.graph.nodes if n.op == "call_function" and "pad" in str(n.target)]
+    assert all(any(n.args[1]) for n in pads), "a zero-width pad survived the export"
+    with torch.no_grad():
+        torch.testing.assert_close(exported.module()(images), model(images))

@@ -83,7 +83,25 @@ def export_batched(model: nn.Module, images: torch.Tensor) -> torch.export.Expor
     """
     example = images[:2] if len(images) >= 2 else images.expand(2, *images.shape[1:])
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
-    return torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+    return _drop_noop_pads(torch.export.export(model, (example,), dynamic_shapes=({0: batch},)))
+
+
+_PADS = (torch.ops.aten.pad.default, torch.ops.aten.constant_pad_nd.default)
+
+
+def _drop_noop_pads(exported: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """Remove pads of zero width (timm's Swin pads to window and merge multiples even when nothing is missing).
+
+    Quantized, XNNPACK refuses them when the program loads (``StaticConstantPad ... invalid_parameter``), so
+    an int8 Swin would lower but never run. Removing them changes no value.
+    """
+    graph = exported.graph_module.graph
+    for node in list(graph.nodes):
+        if node.op == "call_function" and node.target in _PADS and not any(node.args[1]):
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
+    exported.graph_module.recompile()
+    return exported
 
 
 def _calibrate(prepared: torch.fx.GraphModule, calibration: torch.Tensor) -> None:

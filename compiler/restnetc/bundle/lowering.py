@@ -243,16 +243,23 @@ class Lowerer:
         )
         return lowered
 
-    def _evaluate(self, lowered: Lowered, backend: Backend, eager: torch.Tensor) -> Evaluation:
+    def _evaluate(self, lowered: Lowered, backend: Backend, eager: torch.Tensor, label: str) -> Evaluation:
         sha = hashlib.sha256(lowered.data).hexdigest()
         key = stage_key("verify", sha, self.held_out.digest)
         if (stored := self.cache.load_json(key)) is not None:
             return Evaluation(**stored)
         path = self.work_dir / f"verify-{sha[:16]}{backend.suffix}"
         path.write_bytes(lowered.data)
-        with captured():
-            out = backend.load(path, self.threads)(self.held_out.images.numpy())
-        path.unlink()
+        with captured() as output:
+            try:
+                out = backend.load(path, self.threads)(self.held_out.images.numpy())
+            except Exception as exc:  # the runtime refused what the toolchain produced: keep its words
+                raise BuildError(
+                    f"{label}: the lowered program does not run in its runtime: {type(exc).__name__}: {exc}\n"
+                    f"{output.tail()}"
+                ) from None
+            finally:
+                path.unlink()
         predicted = out.argmax(axis=1)
         labels = self.held_out.labels.numpy()
         evaluation = Evaluation(
@@ -322,11 +329,11 @@ class Lowerer:
         graphs = _Graphs(job.rung.model, backend, self.calibration)
         log: list[str] = []
         plain = self._lower(job, graphs, (), log)
-        first = Verified(plain, (), self._evaluate(plain, backend, job.eager), "")
+        first = Verified(plain, (), self._evaluate(plain, backend, job.eager, job.label), "")
         outcome = self._judge(job, graphs, first, log)
         if isinstance(outcome, tuple):
             candidate = self._lower(job, graphs, outcome, log)
-            result = self._evaluate(candidate, backend, job.eager)
+            result = self._evaluate(candidate, backend, job.eager, f"{job.label} keep-float")
             log.append(f"[bold cyan]>[/] {job.label} keep-float {', '.join(outcome)}: top-1 {result.accuracy:.2f}%")
             better = result.accuracy >= first.evaluation.accuracy + MIN_FLOAT_GAIN_POINTS
             outcome = self._kept(job, first, Verified(candidate, outcome, result, "") if better else first, log)
