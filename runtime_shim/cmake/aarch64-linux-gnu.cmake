@@ -2,7 +2,7 @@
 #   cmake -S runtime_shim -B build/aarch64 -DCMAKE_TOOLCHAIN_FILE=runtime_shim/cmake/aarch64-linux-gnu.cmake
 # Debian: apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static. Tests run under
 # qemu-aarch64-static through CMAKE_CROSSCOMPILING_EMULATOR (binfmt need not be registered), emulating a
-# Cortex-A53: with qemu 7.2's default `max` CPU, XNNPACK's int8 kernels in libLiteRt.so give wrong logits.
+# Cortex-A53: with qemu 7.2's default `max` CPU, XNNPACK's int8 kernels (LiteRT and ExecuTorch) give wrong logits.
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)
 set(RS_CROSS_PREFIX aarch64-linux-gnu- CACHE STRING "prefix of the cross toolchain's executables")
