@@ -112,13 +112,12 @@ def sweep(
     from restnetc.cache import Cache, default_cache_dir
     from restnetc.config import load_project
     from restnetc.pipeline.search import run_sweep
-    from restnetc.reports.sweep_outputs import correlation, write_sweep_outputs
+    from restnetc.reports.sweep_outputs import write_sweep_outputs
 
     project_config, project_path = load_project(project)
     stderr.print(f"project {project_config.name} ({project_path})")
     result = run_sweep(project_config, Cache(None if no_cache else (cache_dir or default_cache_dir())), every)
-    write_sweep_outputs(result, out)
-    r = correlation(result)
+    r = write_sweep_outputs(result, out)
     stdout.print(
         f"{len(result.points)} stitch points: CKA vs top-1 Pearson {r['pearson']:.3f} (p={r['pearson_p']:.2g}), "
         f"Spearman {r['spearman']:.3f} (p={r['spearman_p']:.2g})"

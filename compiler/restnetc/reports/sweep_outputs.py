@@ -36,8 +36,8 @@ def correlation(result: SweepResult) -> dict[str, float]:
     }
 
 
-def sweep_document(result: SweepResult) -> dict[str, Any]:
-    """The content of sweep.json."""
+def sweep_document(result: SweepResult, r: dict[str, float]) -> dict[str, Any]:
+    """The content of sweep.json; ``r`` is the result's ``correlation``."""
     project = result.project
     return {
         "schema_version": SWEEP_SCHEMA_VERSION,
@@ -47,7 +47,7 @@ def sweep_document(result: SweepResult) -> dict[str, Any]:
         "accuracy_convention": f"top-1 % on {project.data.test_images} held-out test images",
         "finetune": project.finetune.model_dump(mode="json"),
         "parents": {"front": parent_document(result.front), "back": parent_document(result.back)},
-        "correlation": correlation(result),
+        "correlation": r,
         "points": [
             {
                 "front_block": p.candidate.front_block,
@@ -66,7 +66,7 @@ def sweep_document(result: SweepResult) -> dict[str, Any]:
     }
 
 
-def plot_sweep(result: SweepResult, path: Path) -> None:
+def plot_sweep(result: SweepResult, r: dict[str, float], path: Path) -> None:
     """CKA against fine-tuned accuracy, one dot per stitch point, coloured by the front block."""
     figure, axis = plt.subplots(figsize=(6, 4.5))
     dots = axis.scatter(
@@ -76,7 +76,6 @@ def plot_sweep(result: SweepResult, path: Path) -> None:
         cmap="viridis",
     )
     figure.colorbar(dots, label=f"front block ({result.front.name})")
-    r = correlation(result)
     axis.set_title(
         f"{result.front.name} -> {result.back.name}: Pearson {r['pearson']:.2f}, Spearman {r['spearman']:.2f}"
     )
@@ -88,14 +87,16 @@ def plot_sweep(result: SweepResult, path: Path) -> None:
     plt.close(figure)
 
 
-def write_sweep_outputs(result: SweepResult, out_dir: Path) -> None:
-    """Write sweep.json and sweep.png; each file appears whole or not at all."""
+def write_sweep_outputs(result: SweepResult, out_dir: Path) -> dict[str, float]:
+    """Write sweep.json and sweep.png (each file appears whole or not at all); returns the correlation."""
+    r = correlation(result)
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".sweep-", dir=out_dir))
     try:
-        (staging / "sweep.json").write_text(json.dumps(sweep_document(result), indent=2) + "\n")
-        plot_sweep(result, staging / "sweep.png")
+        (staging / "sweep.json").write_text(json.dumps(sweep_document(result, r), indent=2) + "\n")
+        plot_sweep(result, r, staging / "sweep.png")
         for name in ("sweep.json", "sweep.png"):
             os.replace(staging / name, out_dir / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    return r
