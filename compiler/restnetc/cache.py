@@ -1,11 +1,16 @@
 """Content-addressed cache of stage results: a change to any input of a stage changes its key.
 
+restnetc's own source is an input of every stage: keys carry a digest of the package's Python files, so an
+edited compiler (a development checkout, a patched install) never reuses what an older one stored under
+the same version number.
+
 Entries are dicts of tensors (``torch.save``, read back with ``weights_only=True``), raw bytes, or JSON;
 every write is atomic, so an interrupted run never leaves a partial entry.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -20,6 +25,7 @@ from torch import nn
 
 import restnetc
 
+PACKAGE = Path(restnetc.__file__).parent
 TOOLS = ("restnetc", "torch", "executorch", "litert-torch", "ai-edge-litert", "torchao", "timm")
 
 
@@ -31,9 +37,21 @@ def default_cache_dir() -> Path:
     return Path(base) / "restnetc"
 
 
+def source_digest(package: Path) -> str:
+    """sha256 over the Python files (relative paths and contents) under ``package``."""
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+_compiler_digest = functools.cache(lambda: source_digest(PACKAGE))
+
+
 def stage_key(stage: str, *inputs: Any) -> str:
-    """A key for ``stage`` over JSON-serialisable ``inputs`` (and the restnetc version)."""
-    payload = json.dumps([stage, restnetc.__version__, *inputs], sort_keys=True, default=str)
+    """A key for ``stage`` over JSON-serialisable ``inputs``, the restnetc version and its source digest."""
+    payload = json.dumps([stage, restnetc.__version__, _compiler_digest(), *inputs], sort_keys=True, default=str)
     return f"{stage}-{hashlib.sha256(payload.encode()).hexdigest()[:20]}"
 
 
