@@ -8,6 +8,7 @@ writes under ``build/paper/<experiment>/``, then reads the outputs restnetc writ
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -24,6 +25,21 @@ WORK = ROOT / "build" / "paper"
 RESTNETC = ROOT / ".venv" / "bin" / "restnetc"
 IMAGE_SIZE = 32
 CLASS_IMAGES = {"train_images": 5000, "test_images": 5000}
+
+
+def pairs_parser(doc: str, slugs: Sequence[str]) -> argparse.ArgumentParser:
+    """An experiment's command line: ``--pairs`` picks the model pairs to (re-)run, by default all of ``slugs``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument(
+        "--pairs", nargs="+", choices=slugs, default=list(slugs), help="pairs to run (others keep their last results)"
+    )
+    return parser
+
+
+def previous_results(name: str) -> Any:
+    """``benchmarks/results/<name>.json`` as the last run wrote it, or None before the first run."""
+    stored = RESULTS / f"{name}.json"
+    return json.loads(stored.read_text()) if stored.exists() else None
 
 
 def zoo() -> dict[str, Any]:

@@ -3,7 +3,8 @@
 ``restnetc sweep`` stitches each pair at a grid of points regardless of any budget, fine-tunes every
 stitching layer the same way, and correlates CKA with the final accuracy (Pearson and Spearman).
 
-Usage: ``.venv/bin/python benchmarks/paper/fig4.py``. Writes ``benchmarks/results/fig4.{md,json,png}``.
+Usage: ``.venv/bin/python benchmarks/paper/fig4.py [--pairs vgg19-vgg11 ...]``. Writes
+``benchmarks/results/fig4.{md,json,png}``; pairs not named keep their results from the previous run.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-PAIRS = (  # title, front, back, grid stride
-    ("VGG19 -> VGG11", "zoo_vgg19", "zoo_vgg11", 2),
-    ("ResNet34 -> VGG11", "zoo_resnet34", "zoo_vgg11", 2),
-    ("DeiT-S -> DeiT-Ti", "zoo_deit_s", "zoo_deit_ti", 1),
+PAIRS = (  # slug, title, front, back, grid stride
+    ("vgg19-vgg11", "VGG19 -> VGG11", "zoo_vgg19", "zoo_vgg11", 2),
+    ("resnet34-vgg11", "ResNet34 -> VGG11", "zoo_resnet34", "zoo_vgg11", 2),
+    ("deits-deitti", "DeiT-S -> DeiT-Ti", "zoo_deit_s", "zoo_deit_ti", 1),
 )
 
 
@@ -32,7 +33,13 @@ def sweep(a: str, b: str, every: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    results = {title: sweep(a, b, every) for title, a, b, every in PAIRS}
+    args = common.pairs_parser(__doc__, [slug for slug, *_ in PAIRS]).parse_args()
+    stored = common.previous_results("fig4") or {}
+    results = {
+        title: sweep(a, b, every) if slug in args.pairs else stored[title]
+        for slug, title, a, b, every in PAIRS
+        if slug in args.pairs or title in stored
+    }
     header = ["pair", "stitch points", "Pearson r", "p", "Spearman rho", "p", "accuracy range %"]
     rows = []
     for title, document in results.items():

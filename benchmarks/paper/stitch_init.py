@@ -5,7 +5,8 @@ starts from a trained-from-scratch layer. For VGG19->VGG11 and DeiT-S->DeiT-Ti, 
 same four-rung ladder with ``finetune.init`` set to ``least-squares`` and to ``random``, and reports each
 variant's accuracy right after initialisation and after the (identical) fine-tuning.
 
-Usage: ``.venv/bin/python benchmarks/paper/stitch_init.py``. Writes ``benchmarks/results/stitch_init.{md,json}``.
+Usage: ``.venv/bin/python benchmarks/paper/stitch_init.py [--pairs vgg19-vgg11 ...]``. Writes
+``benchmarks/results/stitch_init.{md,json}``; pairs not named keep their rows from the previous run.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from typing import Any
 
 import common
 
-PAIRS = (("VGG19 -> VGG11", "zoo_vgg19", "zoo_vgg11"), ("DeiT-S -> DeiT-Ti", "zoo_deit_s", "zoo_deit_ti"))
+PAIRS = (  # slug, title, front, back
+    ("vgg19-vgg11", "VGG19 -> VGG11", "zoo_vgg19", "zoo_vgg11"),
+    ("deits-deitti", "DeiT-S -> DeiT-Ti", "zoo_deit_s", "zoo_deit_ti"),
+)
 INITS = ("least-squares", "random")
 
 
@@ -28,7 +32,10 @@ def run_pair(title: str, a: str, b: str) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    rows = [row for title, a, b in PAIRS for row in run_pair(title, a, b)]
+    args = common.pairs_parser(__doc__, [slug for slug, *_ in PAIRS]).parse_args()
+    rerun = [(title, a, b) for slug, title, a, b in PAIRS if slug in args.pairs]
+    kept = [row for row in common.previous_results("stitch_init") or [] if row["pair"] not in dict(rerun)]
+    rows = kept + [row for title, a, b in rerun for row in run_pair(title, a, b)]
     header = ["pair", "budget", "cut i->j", "init", "trainable", "steps", "top-1 % at init", "top-1 % tuned"]
     table = [
         [r["pair"], r["budget"], r["cut"], r["init"], r["trainable"], r["steps"], f"{r['before']:.2f}",

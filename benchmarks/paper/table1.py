@@ -12,7 +12,6 @@ Usage: ``.venv/bin/python benchmarks/paper/table1.py [--pairs vgg19-vgg11 ...]``
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 from dataclasses import dataclass
@@ -160,15 +159,12 @@ def plot(results: dict[str, list[dict[str, Any]]]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    choices = [pair.slug for pair in PAIRS] + [DEMO]
-    parser.add_argument("--pairs", nargs="+", choices=choices, default=choices)
+    parser = common.pairs_parser(__doc__, [pair.slug for pair in PAIRS] + [DEMO])
     parser.add_argument(
         "--demo-bundle", type=Path, help="use this demo bundle (from restnetc build on cortex-a53) instead of building"
     )
     args = parser.parse_args()
-    stored = common.RESULTS / "table1.json"
-    results = json.loads(stored.read_text()) if stored.exists() else {}  # pairs not re-run keep their rows
+    results = common.previous_results("table1") or {}
     for pair in PAIRS:
         if pair.slug in args.pairs:
             results[pair.title] = rows_of(pair.title, build_pair(pair))
