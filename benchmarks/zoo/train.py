@@ -59,7 +59,7 @@ RECIPES = {
     "zoo_vgg19": Recipe(epochs=8, lr=1e-3),
     "zoo_resnet34": Recipe(epochs=8, lr=2e-3),
     "zoo_resnet18": Recipe(epochs=6, lr=2e-3),
-    "zoo_deit_s": Recipe(epochs=3, lr=1e-3),
+    "zoo_deit_s": Recipe(epochs=6, lr=1e-3),
     "zoo_deit_ti": Recipe(epochs=6, lr=1e-3),
     "zoo_swin_ti": Recipe(epochs=5, lr=1e-3),
 }
