@@ -108,6 +108,18 @@ def monotone(rows: list[dict[str, Any]]) -> bool:
     return all(b["fp32"] >= a["fp32"] - 0.5 for a, b in itertools.pairwise(rows))
 
 
+def verdict(title: str, rows: list[dict[str, Any]]) -> str:
+    """Whether the variants rise with params, and whether the whole ladder (parents included) does."""
+    variants = [row for row in rows if row["cut"] != "-"]
+    parents = [f"{row['fp32']:.2f}% ({common.millions(row['params'])})" for row in rows if row["cut"] == "-"]
+    climb = " -> ".join(f"{row['fp32']:.2f}" for row in variants)
+    return (
+        f"- {title}: variants {climb}% (rising with params: {'yes' if monotone(variants) else 'no'}); "
+        f"parents {' and '.join(parents)}; "
+        f"whole ladder monotone: {'yes' if monotone(rows) else 'no'} (0.5-point noise allowed)"
+    )
+
+
 def write(results: dict[str, list[dict[str, Any]]]) -> None:
     header = ["pair", "model", "cut i->j", "CKA", "params", "MACs", "trainable", "tune s", "fp32 %",
               ".tflite int8 %", ".pte int8 %"]  # fmt: skip
@@ -120,11 +132,7 @@ def write(results: dict[str, list[dict[str, Any]]]) -> None:
                 f"{row['finetune_seconds']:.1f}" if row["finetune_seconds"] is not None else "-",
                 f"{row['fp32']:.2f}", f"{row['tflite_int8']:.2f}", f"{row['pte_int8']:.2f}",
             ])  # fmt: skip
-    verdicts = [
-        f"- {title}: fp32 accuracy {'rises' if monotone(rows) else 'does NOT rise'} monotonically with params "
-        "along the ladder (0.5-point noise allowed)"
-        for title, rows in results.items()
-    ]
+    verdicts = [verdict(title, rows) for title, rows in results.items()]
     images = next(iter(results.values()))[0]["images"]
     text = (
         "# Table I analog: stitched ladders (Fashion-MNIST)\n\n"
