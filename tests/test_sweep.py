@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from restnetc.pipeline.search import sweep_grid
+from restnetc.budget.costs import Cost
+from restnetc.frontend.search import Candidate
+from restnetc.pipeline.search import SweepPoint, sweep_grid
+from restnetc.reports.sweep_outputs import correlation
 from tests.conftest import CliResult
 
 
@@ -16,6 +19,22 @@ def test_grid_takes_every_kth_block_and_always_the_last() -> None:
     assert sweep_grid(5, 3, 2) == {(i, j) for i in (0, 2, 4) for j in (0, 2)}
     assert sweep_grid(4, 2, 1) == {(i, j) for i in range(4) for j in range(2)}
     assert sweep_grid(3, 3, 10) == {(2, 2)}
+
+
+def _point(front: int, back: int, cka: float, accuracy: float) -> SweepPoint:
+    return SweepPoint(Candidate(front, back, cka, Cost(params=1000, macs=1000)), 10, 10.0, accuracy, 1.0)
+
+
+def test_within_front_correlation_ranks_back_blocks_per_front_block() -> None:
+    points = [
+        *(_point(0, j, cka, acc) for j, cka, acc in ((0, 0.9, 90.0), (1, 0.8, 85.0), (2, 0.7, 80.0))),
+        *(_point(1, j, cka, acc) for j, cka, acc in ((0, 0.9, 80.0), (1, 0.8, 85.0), (2, 0.6, 90.0))),
+        _point(2, 0, 0.5, 70.0),  # one point: no within-front figure
+        *(_point(3, j, 0.4, acc) for j, acc in ((0, 60.0), (1, 65.0), (2, 61.0))),  # CKA constant: none either
+    ]
+    within = correlation(points)["within_front"]
+    assert within["spearman_by_front_block"] == {"0": 1.0, "1": -1.0}
+    assert within["mean_spearman"] == 0.0
 
 
 def test_sweep_fine_tunes_every_grid_point_and_correlates_cka_with_accuracy(
@@ -33,6 +52,10 @@ def test_sweep_fine_tunes_every_grid_point_and_correlates_cka_with_accuracy(
         assert 0 < point["trainable_params"] < point["params"]
     r = document["correlation"]
     assert -1.0 <= r["pearson"] <= 1.0 and -1.0 <= r["spearman"] <= 1.0
+    by_front = r["within_front"]["spearman_by_front_block"]
+    assert set(by_front) <= {str(p["front_block"]) for p in document["points"]}
+    assert all(-1.0 <= value <= 1.0 for value in by_front.values())
+    assert by_front and "within a front block" in result.stdout
     assert (tmp_path / "sweep.png").stat().st_size > 0
     assert "Spearman" in result.stdout
 

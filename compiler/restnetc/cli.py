@@ -122,6 +122,12 @@ def sweep(
         f"{len(result.points)} stitch points: CKA vs top-1 Pearson {r['pearson']:.3f} (p={r['pearson_p']:.2g}), "
         f"Spearman {r['spearman']:.3f} (p={r['spearman_p']:.2g})"
     )
+    within = r["within_front"]
+    if within["mean_spearman"] is not None:
+        stdout.print(
+            f"within a front block: mean Spearman {within['mean_spearman']:.3f} "
+            f"over {len(within['spearman_by_front_block'])} front blocks"
+        )
     stdout.print(f"wrote {out}/sweep.json, sweep.png in {result.seconds:.0f} s")
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import tempfile
+from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,28 +18,53 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from scipy import stats
 
-from restnetc.pipeline.search import SweepResult
+from restnetc.pipeline.search import SweepPoint, SweepResult
 from restnetc.reports.search_outputs import parent_document
 
 SWEEP_SCHEMA_VERSION = 1
 
 
-def correlation(result: SweepResult) -> dict[str, float]:
-    """Pearson and Spearman correlation (with p-values) between CKA and fine-tuned accuracy over the points."""
-    cka = [p.candidate.cka for p in result.points]
-    tuned = [p.accuracy_finetuned for p in result.points]
+def correlation(points: Sequence[SweepPoint]) -> dict[str, Any]:
+    """How CKA relates to fine-tuned accuracy: Pearson and Spearman (with p-values) over all points, and
+    Spearman among the points of each front block, with its mean.
+
+    The paper's claim is about all points. Within one front block the front features are the same and only
+    the block where the back model resumes varies; that is the choice CKA makes inside a budget band, and the
+    within-front figures say how well it ranks those choices. Blocks with fewer than 3 points, or where CKA
+    or accuracy does not vary, have no within-front figure.
+    """
+    cka = [p.candidate.cka for p in points]
+    tuned = [p.accuracy_finetuned for p in points]
     if len(cka) < 3:
         raise ValueError("a correlation needs at least 3 stitch points; lower --every")
     pearson, spearman = stats.pearsonr(cka, tuned), stats.spearmanr(cka, tuned)
+    by_front = _spearman_by_front_block(points)
     return {
         "pearson": round(float(pearson.statistic), 4),
         "pearson_p": float(pearson.pvalue),
         "spearman": round(float(spearman.statistic), 4),
         "spearman_p": float(spearman.pvalue),
+        "within_front": {
+            "mean_spearman": round(statistics.fmean(by_front.values()), 4) if by_front else None,
+            "spearman_by_front_block": {str(block): r for block, r in by_front.items()},
+        },
     }
 
 
-def sweep_document(result: SweepResult, r: dict[str, float]) -> dict[str, Any]:
+def _spearman_by_front_block(points: Sequence[SweepPoint]) -> dict[int, float]:
+    groups: dict[int, list[SweepPoint]] = defaultdict(list)
+    for point in points:
+        groups[point.candidate.front_block].append(point)
+    ranks = {}
+    for block, group in sorted(groups.items()):
+        cka = [p.candidate.cka for p in group]
+        tuned = [p.accuracy_finetuned for p in group]
+        if len(group) >= 3 and len(set(cka)) > 1 and len(set(tuned)) > 1:
+            ranks[block] = round(float(stats.spearmanr(cka, tuned).statistic), 4)
+    return ranks
+
+
+def sweep_document(result: SweepResult, r: dict[str, Any]) -> dict[str, Any]:
     """The content of sweep.json; ``r`` is the result's ``correlation``."""
     project = result.project
     return {
@@ -66,7 +94,7 @@ def sweep_document(result: SweepResult, r: dict[str, float]) -> dict[str, Any]:
     }
 
 
-def plot_sweep(result: SweepResult, r: dict[str, float], path: Path) -> None:
+def plot_sweep(result: SweepResult, r: dict[str, Any], path: Path) -> None:
     """CKA against fine-tuned accuracy, one dot per stitch point, coloured by the front block."""
     figure, axis = plt.subplots(figsize=(6, 4.5))
     dots = axis.scatter(
@@ -87,9 +115,9 @@ def plot_sweep(result: SweepResult, r: dict[str, float], path: Path) -> None:
     plt.close(figure)
 
 
-def write_sweep_outputs(result: SweepResult, out_dir: Path) -> dict[str, float]:
+def write_sweep_outputs(result: SweepResult, out_dir: Path) -> dict[str, Any]:
     """Write sweep.json and sweep.png (each file appears whole or not at all); returns the correlation."""
-    r = correlation(result)
+    r = correlation(result.points)
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".sweep-", dir=out_dir))
     try:
