@@ -1,7 +1,8 @@
 """Figure 4 analog: does CKA at the stitch point predict the stitched model's accuracy?
 
 ``restnetc sweep`` stitches each pair at a grid of points regardless of any budget, fine-tunes every
-stitching layer the same way, and correlates CKA with the final accuracy (Pearson and Spearman).
+stitching layer the same way, and correlates CKA with the final accuracy (Pearson and Spearman), over all
+points and among the points of each front block (where only the back model's resume point varies).
 
 Usage: ``.venv/bin/python benchmarks/paper/fig4.py [--pairs vgg19-vgg11 ...]``. Writes
 ``benchmarks/results/fig4.{md,json,png}``; pairs not named keep their results from the previous run.
@@ -40,13 +41,17 @@ def main() -> None:
         for slug, title, a, b, every in PAIRS
         if slug in args.pairs or title in stored
     }
-    header = ["pair", "stitch points", "Pearson r", "p", "Spearman rho", "p", "accuracy range %"]
+    header = ["pair", "stitch points", "Pearson r", "p", "Spearman rho", "p", "within-front Spearman (blocks)",
+              "accuracy range %"]  # fmt: skip
     rows = []
     for title, document in results.items():
         r, tuned = document["correlation"], [p["accuracy_finetuned"] for p in document["points"]]
+        within = r["within_front"]
         rows.append(
             [title, len(document["points"]), f"{r['pearson']:.3f}", f"{r['pearson_p']:.2g}",
-             f"{r['spearman']:.3f}", f"{r['spearman_p']:.2g}", f"{min(tuned):.1f}-{max(tuned):.1f}"]
+             f"{r['spearman']:.3f}", f"{r['spearman_p']:.2g}",
+             f"{within['mean_spearman']:.2f} ({len(within['spearman_by_front_block'])})",
+             f"{min(tuned):.1f}-{max(tuned):.1f}"]
         )  # fmt: skip
     text = "# Figure 4 analog: CKA at the stitch point vs accuracy (Fashion-MNIST)\n\n" + common.markdown_table(
         header, rows
@@ -57,7 +62,14 @@ def main() -> None:
     figure, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.8), squeeze=False)
     for axis, (title, document) in zip(axes[0], results.items(), strict=True):
         points = document["points"]
-        axis.scatter([p["cka"] for p in points], [p["accuracy_finetuned"] for p in points], s=18)
+        dots = axis.scatter(
+            [p["cka"] for p in points],
+            [p["accuracy_finetuned"] for p in points],
+            c=[p["front_block"] for p in points],
+            cmap="viridis",
+            s=18,
+        )
+        figure.colorbar(dots, ax=axis, label="front block")
         r = document["correlation"]
         axis.set_title(f"{title}\nPearson {r['pearson']:.2f}, Spearman {r['spearman']:.2f}", fontsize=10)
         axis.set_xlabel("CKA at the stitch point")
