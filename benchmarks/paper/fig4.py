@@ -41,6 +41,11 @@ def main() -> None:
         for slug, title, a, b, every in PAIRS
         if slug in args.pairs or title in stored
     }
+    write(results)
+
+
+def write(results: dict[str, dict[str, Any]]) -> None:
+    """fig4.md, fig4.json and fig4.png from each pair's sweep.json document, by title."""
     header = ["pair", "stitch points", "Pearson r", "p", "Spearman rho", "p", "within-front Spearman (blocks)",
               "accuracy range %"]  # fmt: skip
     rows = []
