@@ -42,6 +42,11 @@ def previous_results(name: str) -> Any:
     return json.loads(stored.read_text()) if stored.exists() else None
 
 
+def kept_rows(name: str, rerun_titles: set[str]) -> list[dict[str, Any]]:
+    """The rows of ``benchmarks/results/<name>.json`` (a list of rows with a ``pair`` title) not being re-run."""
+    return [row for row in previous_results(name) or [] if row["pair"] not in rerun_titles]
+
+
 def zoo() -> dict[str, Any]:
     """``benchmarks/zoo/zoo.json``: every trained model with its checkpoint, sha256 and figures."""
     return dict(json.loads((ZOO / "zoo.json").read_text()))

@@ -34,8 +34,7 @@ def run_pair(title: str, a: str, b: str) -> list[dict[str, Any]]:
 def main() -> None:
     args = common.pairs_parser(__doc__, [slug for slug, *_ in PAIRS]).parse_args()
     rerun = [(title, a, b) for slug, title, a, b in PAIRS if slug in args.pairs]
-    titles = {title for title, _, _ in rerun}
-    kept = [row for row in common.previous_results("stitch_init") or [] if row["pair"] not in titles]
+    kept = common.kept_rows("stitch_init", {title for title, _, _ in rerun})
     rows = kept + [row for title, a, b in rerun for row in run_pair(title, a, b)]
     header = ["pair", "budget", "cut i->j", "init", "trainable", "steps", "top-1 % at init", "top-1 % tuned"]
     table = [

@@ -1,9 +1,11 @@
 """Table III analog: Slow-to-Fast (larger model in front) vs Fast-to-Slow (smaller in front) at matched budgets.
 
-For ResNet34/VGG11 (the paper's pair) and VGG19/VGG11, ``restnetc search`` builds the same four-rung params
-ladder in both orders; each rung is the highest-CKA stitch point in its budget band, fine-tuned the same way.
+For ResNet34/VGG11 (the paper's pair), VGG19/VGG11 and DeiT-S/DeiT-Ti, ``restnetc search`` builds the same
+four-rung params ladder in both orders; each rung is the highest-CKA stitch point in its budget band,
+fine-tuned the same way.
 
-Usage: ``.venv/bin/python benchmarks/paper/table3.py``. Writes ``benchmarks/results/table3.{md,json}``.
+Usage: ``.venv/bin/python benchmarks/paper/table3.py [--pairs deits-deitti ...]``. Writes
+``benchmarks/results/table3.{md,json}``; pairs not named keep their rows from the previous run.
 """
 
 from __future__ import annotations
@@ -13,7 +15,11 @@ from typing import Any
 
 import common
 
-PAIRS = (("ResNet34 / VGG11", "zoo_resnet34", "zoo_vgg11"), ("VGG19 / VGG11", "zoo_vgg19", "zoo_vgg11"))
+PAIRS = (  # slug, title, larger, smaller
+    ("resnet34-vgg11", "ResNet34 / VGG11", "zoo_resnet34", "zoo_vgg11"),
+    ("vgg19-vgg11", "VGG19 / VGG11", "zoo_vgg19", "zoo_vgg11"),
+    ("deits-deitti", "DeiT-S / DeiT-Ti", "zoo_deit_s", "zoo_deit_ti"),
+)
 ORDERS = ("slow-to-fast", "fast-to-slow")
 
 
@@ -26,22 +32,34 @@ def run_pair(title: str, large: str, small: str) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    rows = [row for title, large, small in PAIRS for row in run_pair(title, large, small)]
+    args = common.pairs_parser(__doc__, [slug for slug, *_ in PAIRS]).parse_args()
+    rerun = [(title, large, small) for slug, title, large, small in PAIRS if slug in args.pairs]
+    kept = common.kept_rows("table3", {title for title, _, _ in rerun})
+    write(kept + [row for title, large, small in rerun for row in run_pair(title, large, small)])
+
+
+def write(rows: list[dict[str, Any]]) -> None:
+    """table3.md (rows by pair and budget, wins by pair) and table3.json."""
     header = ["pair", "budget", "order", "front", "back", "CKA", "params", "MACs", "top-1 %"]
     table = [
         [r["pair"], r["budget"], r["order"], r["front"], r["back"], f"{r['cka']:.3f}", common.millions(r["params"]),
          common.millions(r["macs"]), f"{r['after']:.2f}"]
         for r in sorted(rows, key=lambda r: (r["pair"], r["limit"], r["order"]))
     ]  # fmt: skip
-    wins = {order: 0 for order in ORDERS}
-    for group in _by_budget(rows).values():
+    wins = {(title, order): 0 for title in sorted({r["pair"] for r in rows}) for order in ORDERS}
+    for (title, _), group in _by_budget(rows).items():
         if len(group) == len(ORDERS):
-            wins[max(group, key=lambda r: r["after"])["order"]] += 1
-    summary = ", ".join(f"{order} more accurate at {count} budgets" for order, count in wins.items())
+            wins[(title, max(group, key=lambda r: r["after"])["order"])] += 1
+    summary = [
+        f"- {title}: " + ", ".join(f"{order} more accurate at {wins[(title, order)]} budgets" for order in ORDERS)
+        for title in sorted({title for title, _ in wins})
+    ]
     text = (
         "# Table III analog: stitching order at matched params budgets (Fashion-MNIST)\n\n"
         + common.markdown_table(header, table)
-        + f"\n{summary}.\n"
+        + "\n"
+        + "\n".join(summary)
+        + "\n"
     )
     common.RESULTS.mkdir(parents=True, exist_ok=True)
     (common.RESULTS / "table3.md").write_text(text)
