@@ -46,7 +46,9 @@ def source_digest(package: Path) -> str:
     return digest.hexdigest()
 
 
-_compiler_digest = functools.cache(lambda: source_digest(PACKAGE))
+@functools.cache
+def _compiler_digest() -> str:
+    return source_digest(PACKAGE)
 
 
 def stage_key(stage: str, *inputs: Any) -> str:
