@@ -61,7 +61,7 @@ RECIPES = {
     "zoo_resnet18": Recipe(epochs=6, lr=2e-3),
     "zoo_deit_s": Recipe(epochs=6, lr=1e-3),
     "zoo_deit_ti": Recipe(epochs=6, lr=1e-3),
-    "zoo_swin_ti": Recipe(epochs=5, lr=1e-3),
+    "zoo_swin_ti": Recipe(epochs=10, lr=1e-3),
 }
 
 
