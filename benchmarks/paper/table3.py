@@ -46,13 +46,14 @@ def write(rows: list[dict[str, Any]]) -> None:
          common.millions(r["macs"]), f"{r['after']:.2f}"]
         for r in sorted(rows, key=lambda r: (r["pair"], r["limit"], r["order"]))
     ]  # fmt: skip
-    wins = {(title, order): 0 for title in sorted({r["pair"] for r in rows}) for order in ORDERS}
+    titles = sorted({r["pair"] for r in rows})
+    wins = {(title, order): 0 for title in titles for order in ORDERS}
     for (title, _), group in _by_budget(rows).items():
         if len(group) == len(ORDERS):
             wins[(title, max(group, key=lambda r: r["after"])["order"])] += 1
     summary = [
         f"- {title}: " + ", ".join(f"{order} more accurate at {wins[(title, order)]} budgets" for order in ORDERS)
-        for title in sorted({title for title, _ in wins})
+        for title in titles
     ]
     text = (
         "# Table III analog: stitching order at matched params budgets (Fashion-MNIST)\n\n"

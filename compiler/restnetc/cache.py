@@ -52,8 +52,8 @@ def _compiler_digest() -> str:
 
 
 def stage_key(stage: str, *inputs: Any) -> str:
-    """A key for ``stage`` over JSON-serialisable ``inputs``, the restnetc version and its source digest."""
-    payload = json.dumps([stage, restnetc.__version__, _compiler_digest(), *inputs], sort_keys=True, default=str)
+    """A key for ``stage`` over JSON-serialisable ``inputs`` and restnetc's source digest (which covers its version)."""
+    payload = json.dumps([stage, _compiler_digest(), *inputs], sort_keys=True, default=str)
     return f"{stage}-{hashlib.sha256(payload.encode()).hexdigest()[:20]}"
 
 
