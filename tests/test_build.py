@@ -16,6 +16,7 @@ import pytest
 from restnetc.bundle.lowering import BuildError
 from restnetc.bundle.manifest import read_manifest
 from tests.conftest import REPO, CliResult
+from tests.fakes import fake_device
 
 BASELINE = REPO / "tests" / "baselines" / "tiny-bundle-sizes.json"
 
@@ -146,29 +147,10 @@ def test_bench_ingest_records_device_figures_in_the_manifest(
     assert result.code == 1 and "graph 'unknown.tflite' is not an artifact of this bundle" in result.stderr
 
 
-FAKE_ADB = """#!/bin/sh
-# Stands in for adb: records every call; 'push' copies into a device folder; benchmark_model prints a log.
-echo "$*" >> "$FAKE_DEVICE/calls"
-[ "$1" = "-s" ] && shift 2
-case "$1" in
-  push) cp "$2" "$FAKE_DEVICE/$(basename "$3")" ;;
-  shell)
-    shift
-    case "$*" in
-      *--graph=*)
-        graph=$(echo "$*" | sed 's/.*--graph=\\([^ ]*\\).*/\\1/')
-        [ -f "$FAKE_DEVICE/$(basename "$graph")" ] || { echo "no such graph $graph"; exit 1; }
-        sed "s#/data/local/tmp/restnetc/litert/stitch-09-05.tflite#$graph#" "$FAKE_DEVICE/template.log" ;;
-    esac ;;
-esac
-"""
-
-
 def test_bench_plan_script_runs_over_adb_and_its_logs_ingest(
     built: tuple[Path, Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]
 ) -> None:
     """The generated script, run by a real shell against a stand-in adb, yields logs that ingest cleanly."""
-    import os
     import subprocess
 
     copy = tmp_path / "bundle"
@@ -178,13 +160,7 @@ def test_bench_plan_script_runs_over_adb_and_its_logs_ingest(
     assert result.code == 0, result.stderr
     text = script.read_text()
     assert "--num_threads=2 --num_runs=50 --warmup_runs=1 --use_xnnpack=true" in text and "taskset f0" in text
-    device, bin_dir = tmp_path / "device", tmp_path / "bin"
-    device.mkdir()
-    bin_dir.mkdir()
-    (device / "template.log").write_text((REPO / "tests" / "fixtures" / "benchmark_logs" / "modern.log").read_text())
-    (bin_dir / "adb").write_text(FAKE_ADB)
-    (bin_dir / "adb").chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_DEVICE": str(device)}
+    env = {**fake_device(tmp_path), "REMOTE_DIR": str(tmp_path / "device" / "remote")}
     run = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr
     logs = sorted((tmp_path / "logs").glob("*.log"))
@@ -193,7 +169,9 @@ def test_bench_plan_script_runs_over_adb_and_its_logs_ingest(
         "parent-efficientnet-lite2.log",
         "stitch-01-01.log",
     ]
-    assert all(call.startswith("-s emulator-5554 ") for call in (device / "calls").read_text().splitlines())
+    assert all(
+        call.startswith("-s emulator-5554 ") for call in (tmp_path / "device" / "calls").read_text().splitlines()
+    )
     assert cli("bench", "ingest", *map(str, logs), "--bundle", str(copy)).code == 0
     manifest = read_manifest(copy)
     assert all((a.latency_ms.device is not None) == (a.backend == "litert") for a in manifest.artifacts)

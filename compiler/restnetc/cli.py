@@ -179,15 +179,13 @@ def profile(
 @app.command()
 def inspect(bundle: Annotated[Path, typer.Argument(help="Bundle directory")]) -> None:
     """Summarise a bundle and verify every file against the manifest (exit 1 on any mismatch)."""
-    from restnetc.bundle.integrity import check_files
-    from restnetc.bundle.manifest import BundleError, read_manifest
+    from restnetc.bundle.integrity import verify_files
+    from restnetc.bundle.manifest import read_manifest
     from restnetc.reports.bundle_summary import bundle_table
 
     manifest = read_manifest(bundle)
     stdout.print(bundle_table(manifest))
-    problems = [c for c in check_files(bundle, manifest) if c.problem]
-    if problems:
-        raise BundleError("; ".join(f"{bundle / c.file}: {c.problem}" for c in problems))
+    verify_files(bundle, manifest)
     stdout.print(f"all {len(manifest.artifacts)} artifact files match the manifest (size and sha256)")
 
 
@@ -201,16 +199,19 @@ def size_check(
     ] = None,
     update: Annotated[bool, typer.Option("--update", help="Rewrite the baseline from this bundle")] = False,
 ) -> None:
-    """Compare artifact sizes with a baseline; print a markdown table; exit 1 on a regression."""
+    """Compare artifact sizes on disk with a baseline; print a markdown table; exit 1 on a regression or on a
+    file that does not match the manifest."""
+    from restnetc.bundle.integrity import verify_files
     from restnetc.bundle.manifest import read_manifest
     from restnetc.bundle.size_check import compare, markdown_table, read_baseline, write_baseline
 
     manifest = read_manifest(bundle)
+    sizes = verify_files(bundle, manifest)
     if update:
-        write_baseline(baseline, manifest)
-        stdout.print(f"baseline {baseline} updated from {bundle} ({len(manifest.artifacts)} artifacts)")
+        write_baseline(baseline, str(manifest.target["name"]), sizes)
+        stdout.print(f"baseline {baseline} updated from {bundle} ({len(sizes)} artifacts)")
         return
-    rows = compare(read_baseline(baseline), manifest, tolerance, tolerance_bytes)
+    rows = compare(read_baseline(baseline), sizes, tolerance, tolerance_bytes)
     print(markdown_table(rows))
     failed = [r for r in rows if r.failed]
     if failed:

@@ -21,6 +21,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from restnetc.bundle.writer import write_text_atomic
 from restnetc.config.base import StrictModel, VersionedConfig
 from restnetc.config.loader import load_config
 from restnetc.config.target import Backend, Quantization
@@ -146,9 +147,9 @@ def parts_dir(table_path: Path) -> Path:
 
 
 def save_table(table: CostTable, path: Path) -> None:
-    """Write ``table`` as JSON (the format ``load_table`` and ``restnetc bench ingest --table`` read)."""
+    """Write ``table`` as JSON (the format ``load_table`` and ``restnetc bench ingest --table`` read), atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(table.model_dump_json(indent=2) + "\n")
+    write_text_atomic(path, table.model_dump_json(indent=2) + "\n")
 
 
 def load_table(path: Path) -> CostTable:

@@ -1,39 +1,64 @@
-"""Checking a bundle against its manifest: every file present, inside the bundle, with its size and sha256."""
+"""Checking a bundle against its manifest: every file present, inside the bundle, and a regular file whose size
+(``fstat``) and sha256 (read from the file) on disk are the manifest's; the manifest's figures are never trusted."""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from restnetc.bundle.manifest import Manifest, safe_path
+from restnetc.bundle.manifest import Artifact, BundleError, Manifest, safe_path
 
 
 @dataclass(frozen=True)
 class FileCheck:
-    """The verdict for one artifact file (``problem`` is None when it matches)."""
+    """One artifact file measured on disk: its size (None when unreadable) and ``problem`` (None when it matches)."""
 
     file: str
+    size: int | None
     problem: str | None
 
 
 def check_files(bundle: Path, manifest: Manifest) -> list[FileCheck]:
-    """One check per artifact: missing, outside the bundle, wrong size, or wrong sha256."""
-    checks = []
-    for artifact in manifest.artifacts:
+    """One check per artifact: outside the bundle, missing, not a regular file, wrong size, or wrong sha256."""
+    return [_check(bundle, artifact) for artifact in manifest.artifacts]
+
+
+def verify_files(bundle: Path, manifest: Manifest) -> dict[str, int]:
+    """``{artifact file: bytes on disk}``; BundleError listing every file that does not match the manifest."""
+    checks = check_files(bundle, manifest)
+    if problems := [c for c in checks if c.problem is not None]:
+        raise BundleError("; ".join(f"{bundle / c.file}: {c.problem}" for c in problems))
+    return {c.file: c.size for c in checks if c.size is not None}
+
+
+def _check(bundle: Path, artifact: Artifact) -> FileCheck:
+    try:
+        measured = _measure(safe_path(bundle, artifact.file))
+    except BundleError as exc:
+        return FileCheck(artifact.file, None, str(exc))
+    except FileNotFoundError:
+        return FileCheck(artifact.file, None, f"missing (manifest says {artifact.bytes} bytes)")
+    except OSError as exc:
+        return FileCheck(artifact.file, None, f"unreadable: {exc.strerror}")
+    if measured is None:
+        return FileCheck(artifact.file, None, "not a regular file")
+    size, digest = measured
+    if size != artifact.bytes:
+        problem = f"{size} bytes on disk, manifest says {artifact.bytes}"
+    elif digest != artifact.sha256:
+        problem = f"sha256 does not match the manifest ({digest} on disk, manifest says {artifact.sha256})"
+    else:
         problem = None
-        try:
-            path = safe_path(bundle, artifact.file)
-        except Exception as exc:  # BundleError: a path that escapes the bundle
-            checks.append(FileCheck(artifact.file, str(exc)))
-            continue
-        if not path.is_file():
-            problem = "missing"
-        else:
-            data = path.read_bytes()
-            if len(data) != artifact.bytes:
-                problem = f"size {len(data)} bytes, manifest says {artifact.bytes}"
-            elif hashlib.sha256(data).hexdigest() != artifact.sha256:
-                problem = "sha256 does not match the manifest"
-        checks.append(FileCheck(artifact.file, problem))
-    return checks
+    return FileCheck(artifact.file, size, problem)
+
+
+def _measure(path: Path) -> tuple[int, str] | None:
+    """Size and sha256 of the regular file at ``path`` (None for anything else, which is never read)."""
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:  # a FIFO must not block the check
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        return info.st_size, hashlib.file_digest(handle, "sha256").hexdigest()

@@ -3,25 +3,50 @@
 
 Every artifact entry names a file *and* the entry point inside it (an ExecuTorch method, a TFLite
 signature), so a future single-file ladder (one method per variant) needs no schema change. File paths are
-relative to the bundle directory and can never leave it (``safe_path``).
+relative to the bundle directory, made of ``[A-Za-z0-9._/-]`` only (nothing a shell would interpret), and can
+never leave it (``check_bundle_path`` when writing and reading, ``safe_path`` when opening).
 """
 
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path, PurePosixPath
-from typing import Literal
+import re
+from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from restnetc.bundle.writer import write_text_atomic
 from restnetc.errors import RestnetcError
 
 MANIFEST_NAME = "manifest.json"
+_PATH_CHARACTERS = re.compile(r"[A-Za-z0-9._/-]*")
 
 
 class BundleError(RestnetcError):
     """A bundle is missing, malformed, or its files do not match the manifest."""
+
+
+def _path_problem(value: str) -> str | None:
+    """Why ``value`` is not a plain relative path (None when it is one)."""
+    if not _PATH_CHARACTERS.fullmatch(value):
+        return "it has characters outside [A-Za-z0-9._/-]"
+    if value.startswith("/"):
+        return "it is absolute"
+    if any(part in ("", ".", "..") for part in value.split("/")):
+        return "it has an empty, '.' or '..' component"
+    return None
+
+
+def check_bundle_path(value: str) -> str:
+    """``value`` if it is a relative path inside the bundle made of ``[A-Za-z0-9._/-]`` with no empty, ``.``
+    or ``..`` component; otherwise ValueError saying why."""
+    if problem := _path_problem(value):
+        raise ValueError(f"{value!r} is not a relative path inside the bundle: {problem}")
+    return value
+
+
+BundlePath = Annotated[str, AfterValidator(check_bundle_path)]
 
 
 class _Strict(BaseModel):
@@ -146,7 +171,7 @@ class Artifact(_Strict):
     backend: str
     quantization: str
     float_modules: list[str] = Field(description="submodules kept in float by the accuracy policy")
-    file: str
+    file: BundlePath
     entry_point: str
     bytes: int
     sha256: str
@@ -164,14 +189,6 @@ class Artifact(_Strict):
     delegation: Delegation
     policy: str = Field(description="what the accuracy policy did for this artifact")
 
-    @field_validator("file")
-    @classmethod
-    def _relative_inside(cls, value: str) -> str:
-        path = PurePosixPath(value)
-        if path.is_absolute() or ".." in path.parts or not path.parts:
-            raise ValueError(f"artifact file must be a relative path inside the bundle, got {value!r}")
-        return value
-
 
 class Manifest(_Strict):
     """The whole bundle."""
@@ -185,6 +202,18 @@ class Manifest(_Strict):
     accuracy_tolerance_points: float
     artifacts: list[Artifact]
 
+    @field_validator("target")
+    @classmethod
+    def _target_name(cls, value: dict[str, object]) -> dict[str, object]:
+        """The target's name also names files and directories (``bench plan``): one plain path component."""
+        name = value.get("name")
+        if not isinstance(name, str):
+            raise ValueError("name: missing")
+        problem = "it has a '/'" if "/" in name else _path_problem(name)
+        if problem:
+            raise ValueError(f"name: {name!r} is not a plain file name: {problem}")
+        return value
+
 
 def safe_path(bundle: Path, relative: str) -> Path:
     """``bundle / relative``, refusing anything that resolves outside ``bundle`` (``..``, symlinks)."""
@@ -196,14 +225,16 @@ def safe_path(bundle: Path, relative: str) -> Path:
 
 
 def write_manifest(bundle: Path, manifest: Manifest) -> None:
-    """Replace ``bundle/manifest.json`` atomically (readers see the old or the new file, never a mix)."""
-    tmp = bundle / f".{MANIFEST_NAME}.tmp"
-    tmp.write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, bundle / MANIFEST_NAME)
+    """Replace ``bundle/manifest.json`` atomically, after validating it as ``read_manifest`` will (a manifest
+    updated with ``model_copy`` skipped validation); BundleError naming the artifact and field otherwise."""
+    path = bundle / MANIFEST_NAME
+    text = manifest.model_dump_json(indent=2) + "\n"
+    _validated(path, json.loads(text))
+    write_text_atomic(path, text)
 
 
 def read_manifest(bundle: Path) -> Manifest:
-    """Load and validate ``bundle/manifest.json``."""
+    """Load and validate ``bundle/manifest.json``; BundleError naming the artifact and field on any problem."""
     path = bundle / MANIFEST_NAME
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -211,9 +242,26 @@ def read_manifest(bundle: Path) -> Manifest:
         raise BundleError(f"{path}: not found (is {bundle} a restnetc bundle?)") from None
     except (OSError, ValueError) as exc:
         raise BundleError(f"{path}: unreadable: {exc}") from None
+    return _validated(path, data)
+
+
+def _validated(path: Path, data: object) -> Manifest:
+    """``data`` as a Manifest, or BundleError: ``path: artifact 'ID' (artifacts[I]), field F: why``."""
     try:
         return Manifest.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise BundleError(f"{path}: {where}: {first['msg']}") from None
+        loc = first["loc"]
+        why = str(first["ctx"]["error"]) if first["type"] == "value_error" else first["msg"]
+        where = ".".join(str(p) for p in loc)
+        if len(loc) > 2 and loc[0] == "artifacts" and isinstance(loc[1], int):
+            field = ".".join(str(p) for p in loc[2:])
+            where = f"artifact {_artifact_id(data, loc[1])!r} (artifacts[{loc[1]}]), field {field}"
+        raise BundleError(f"{path}: {where}: {why}") from None
+
+
+def _artifact_id(data: object, index: int) -> object:
+    """The raw ``id`` of artifact ``index`` in unvalidated manifest data (None when it has none)."""
+    artifacts = data.get("artifacts") if isinstance(data, dict) else None
+    entry = artifacts[index] if isinstance(artifacts, list) and index < len(artifacts) else None
+    return entry.get("id") if isinstance(entry, dict) else None

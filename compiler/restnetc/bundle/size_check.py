@@ -1,4 +1,7 @@
-"""CI size-regression check: artifact sizes against a committed baseline, with a markdown verdict table."""
+"""CI size-regression check: artifact sizes against a committed baseline, with a markdown verdict table.
+
+Sizes are measured on disk (``integrity.verify_files``), never taken from the manifest.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from restnetc.bundle.manifest import Manifest
+from restnetc.bundle.writer import write_text_atomic
 from restnetc.errors import RestnetcError
 
 BASELINE_VERSION = 1
@@ -42,19 +45,18 @@ def read_baseline(path: Path) -> dict[str, int]:
     return sizes
 
 
-def write_baseline(path: Path, manifest: Manifest) -> None:
-    """Record the bundle's current artifact sizes as the baseline."""
-    sizes = {a.file: a.bytes for a in sorted(manifest.artifacts, key=lambda a: a.file)}
+def write_baseline(path: Path, target: str, sizes: dict[str, int]) -> None:
+    """Record ``{artifact file: bytes}`` of the bundle for ``target`` as the baseline, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    document = {"schema_version": BASELINE_VERSION, "target": manifest.target["name"], "artifacts": sizes}
-    path.write_text(json.dumps(document, indent=2) + "\n")
+    document = {"schema_version": BASELINE_VERSION, "target": target, "artifacts": dict(sorted(sizes.items()))}
+    write_text_atomic(path, json.dumps(document, indent=2) + "\n")
 
 
 def compare(
-    baseline: dict[str, int], manifest: Manifest, percent: float | None, slack_bytes: int | None
+    baseline: dict[str, int], now: dict[str, int], percent: float | None, slack_bytes: int | None
 ) -> list[SizeRow]:
-    """A row per artifact on either side; growth beyond the tolerance or a missing artifact fails."""
-    now = {a.file: a.bytes for a in manifest.artifacts}
+    """A row per artifact file on either side (``now``: sizes on disk); growth beyond the tolerance or a
+    missing artifact fails."""
     rows = []
     for file in sorted(set(baseline) | set(now)):
         before, after = baseline.get(file), now.get(file)

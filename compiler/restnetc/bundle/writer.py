@@ -1,18 +1,52 @@
-"""Atomic bundle directories: build in a staging sibling, then swap it into place.
+"""Atomic writes: single files, and bundle directories built in a staging sibling, then swapped into place.
 
-The previous bundle stays intact until the new one is complete: on any failure or Ctrl-C the staging
-directory is removed and nothing else changes. The swap is two renames on one filesystem (old aside, new in);
-if the second fails, the old bundle is renamed back.
+A file is written to a temporary sibling, fsynced and renamed over its destination: readers see the old or
+the new content, never a mix, and a crash leaves one of the two.
+
+A bundle is built in a staging directory next to its destination; on any failure or Ctrl-C the staging
+directory is removed and nothing else changes. When the build completes, every file and directory of the
+staging tree is fsynced, then one ``renameat2(RENAME_EXCHANGE)`` exchanges it with the previous bundle (a
+plain rename when there is none), so the destination always holds a complete bundle; the parent directory
+is fsynced and the previous tree, now at the staging path, is removed.
+
+Fallback where the exchange is unsupported (ENOSYS or EINVAL: not Linux, an old kernel, a filesystem without
+it): two renames, the previous bundle aside, then the new one in (the previous one is renamed back if that
+fails). The destination is then missing between the two renames, and a crash at that moment leaves the
+complete previous bundle beside it as ``.NAME.previous-*``; the destination never holds a partial bundle.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import functools
 import os
+import secrets
 import shutil
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+_EXCHANGE_UNSUPPORTED = (errno.ENOSYS, errno.EINVAL)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` (whose directory must exist) with ``text`` in UTF-8, atomically and durably."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_path(path.parent, os.O_DIRECTORY)
 
 
 @contextlib.contextmanager
@@ -22,16 +56,70 @@ def staged_directory(final: Path) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.staging-", dir=final.parent))
     try:
         yield staging
+        os.chmod(staging, 0o755)
+        _fsync_tree(staging)
         _swap(staging, final)
+        _fsync_path(final.parent, os.O_DIRECTORY)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _fsync_path(path: Path | str, flags: int = 0) -> None:
+    """fsync the file or (with ``os.O_DIRECTORY``) the directory at ``path``."""
+    fd = os.open(path, os.O_RDONLY | flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every regular file and every directory under ``root``, ``root`` included, children first."""
+    for directory, _, files in os.walk(root, topdown=False):
+        for name in files:
+            path = os.path.join(directory, name)
+            if os.path.isfile(path) and not os.path.islink(path):
+                _fsync_path(path)
+        _fsync_path(directory, os.O_DIRECTORY)
+
+
 def _swap(staging: Path, final: Path) -> None:
-    os.chmod(staging, 0o755)
-    if not final.exists():
+    """Put ``staging`` at ``final``; afterwards ``staging`` holds the previous ``final``, if there was one."""
+    if not os.path.lexists(final):
         os.rename(staging, final)
         return
+    try:
+        _exchange(staging, final)
+    except OSError as exc:
+        if exc.errno not in _EXCHANGE_UNSUPPORTED:
+            raise
+        _swap_by_renames(staging, final)
+
+
+@functools.cache
+def _renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
+    """The C library's ``renameat2``, or None where it has none."""
+    if sys.platform != "linux":
+        return None
+    function = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if function is not None:
+        function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+        function.restype = ctypes.c_int
+    return function
+
+
+def _exchange(a: Path, b: Path) -> None:
+    """Exchange the two existing paths ``a`` and ``b`` in one atomic step; OSError (ENOSYS if unsupported)."""
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available", str(a))
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), str(a), None, str(b))
+
+
+def _swap_by_renames(staging: Path, final: Path) -> None:
+    """The fallback swap: ``final`` aside, ``staging`` in (else ``final`` back), the previous one to ``staging``."""
     aside = Path(tempfile.mkdtemp(prefix=f".{final.name}.previous-", dir=final.parent))
     aside.rmdir()
     os.rename(final, aside)
@@ -40,4 +128,4 @@ def _swap(staging: Path, final: Path) -> None:
     except BaseException:
         os.rename(aside, final)
         raise
-    shutil.rmtree(aside, ignore_errors=True)
+    os.rename(aside, staging)

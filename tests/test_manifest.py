@@ -1,0 +1,89 @@
+"""``manifest.json`` refuses any artifact file that is not a plain relative path inside the bundle, when written
+and when read, naming the manifest, the artifact and the field."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from restnetc.bundle.manifest import BundleError, read_manifest, write_manifest
+from tests.conftest import CliResult
+from tests.fakes import write_fake_bundle
+
+REFUSED = {
+    "litert/$(touch PWNED).tflite": "characters outside",
+    "litert/a;touch PWNED.tflite": "characters outside",
+    "litert/a b.tflite": "characters outside",
+    "litert/`id`.tflite": "characters outside",
+    "litert/a'b.tflite": "characters outside",
+    "litert/a\nb.tflite": "characters outside",
+    "litert\\a.tflite": "characters outside",
+    "litert/é.tflite": "characters outside",
+    "/etc/passwd": "absolute",
+    "../outside.tflite": "'..' component",
+    "litert/../../outside.tflite": "'..' component",
+    "./litert/a.tflite": "'.' or",
+    "litert//a.tflite": "an empty",
+    "litert/a.tflite/": "an empty",
+    "": "an empty",
+}
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    write_fake_bundle(tmp_path, {"litert/a0.tflite": b"first", "litert/a1.tflite": b"second"})
+    return tmp_path
+
+
+@pytest.mark.parametrize("file", list(REFUSED))
+def test_reading_refuses_a_file_outside_the_plain_path_set(bundle: Path, file: str) -> None:
+    data = json.loads((bundle / "manifest.json").read_text())
+    data["artifacts"][1]["file"] = file
+    (bundle / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(BundleError) as error:
+        read_manifest(bundle)
+    message = str(error.value)
+    assert message.startswith(f"{bundle / 'manifest.json'}: artifact 'a1' (artifacts[1]), field file: {file!r} ")
+    assert "is not a relative path inside the bundle" in message and REFUSED[file] in message
+
+
+@pytest.mark.parametrize("file", list(REFUSED))
+def test_writing_refuses_a_file_outside_the_plain_path_set(bundle: Path, file: str) -> None:
+    """``model_copy`` skips validation: write_manifest must still refuse, and leave the old manifest as it was."""
+    before = (bundle / "manifest.json").read_bytes()
+    manifest = read_manifest(bundle)
+    bad = manifest.artifacts[0].model_copy(update={"file": file})
+    with pytest.raises(BundleError, match=r"manifest.json: artifact 'a0' \(artifacts\[0\]\), field file: "):
+        write_manifest(bundle, manifest.model_copy(update={"artifacts": [bad, *manifest.artifacts[1:]]}))
+    assert (bundle / "manifest.json").read_bytes() == before
+    assert sorted(p.name for p in bundle.iterdir()) == ["litert", "manifest.json"], "no temporary file left"
+
+
+@pytest.mark.parametrize("file", ["litert/a.tflite", "executorch/parent-x_1.2.pte", ".cache/x", "a"])
+def test_plain_relative_paths_are_accepted(bundle: Path, file: str) -> None:
+    manifest = read_manifest(bundle)
+    moved = manifest.artifacts[0].model_copy(update={"file": file})
+    write_manifest(bundle, manifest.model_copy(update={"artifacts": [moved]}))
+    assert read_manifest(bundle).artifacts[0].file == file
+
+
+@pytest.mark.parametrize("name", ["a/b", "..", "x$(touch PWNED)", ""])
+def test_the_target_name_must_be_a_plain_file_name(bundle: Path, name: str) -> None:
+    """It names the remote directory and script of ``bench plan``."""
+    data = json.loads((bundle / "manifest.json").read_text())
+    data["target"]["name"] = name
+    (bundle / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(BundleError, match=r"manifest.json: target: name: .* is not a plain file name"):
+        read_manifest(bundle)
+
+
+def test_inspect_reports_a_hostile_file_name_on_one_line(bundle: Path, cli: Callable[..., CliResult]) -> None:
+    data = json.loads((bundle / "manifest.json").read_text())
+    data["artifacts"][0]["file"] = "litert/$(touch PWNED).tflite"
+    (bundle / "manifest.json").write_text(json.dumps(data))
+    result = cli("inspect", str(bundle))
+    assert result.code == 1 and "Traceback" not in result.stderr
+    assert "manifest.json: artifact 'a0' (artifacts[0]), field file: 'litert/$(touch PWNED).tflite'" in result.stderr
