@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import timm
+from timm.models import build_model_with_cfg
 
 from restnetc.config import Metric, ProjectConfig, TargetConfig, load_project, load_target
 from restnetc.config.loader import demo_project_path
+from restnetc.config.project import TIMM_WEIGHT_KWARGS, TimmModel
 from restnetc.config.units import parse_bytes, parse_count, parse_milliseconds
 from restnetc.errors import ConfigError
 from tests.conftest import REPO, TINY_PROJECT, TINY_TARGET, CliResult
@@ -119,6 +123,14 @@ MALFORMED_PROJECTS = {
         ),
         "models.b: sha256: given without a checkpoint to check",
     ),
+    "timm weights in kwargs": (
+        _edit(
+            TINY_PROJECT,
+            "{source: efficientnet-lite, name: efficientnet-lite0}",
+            "{source: timm, arch: resnet18, kwargs: {checkpoint_path: /tmp/other.pth}}",
+        ),
+        "models.b.kwargs.checkpoint_path: not allowed: it lets timm load weights other than the checkpoint",
+    ),
     "unknown lite model": (
         _edit(TINY_PROJECT, "name: efficientnet-lite0", "name: efficientnet-lite9"),
         "models.b.name: Input should be",
@@ -153,3 +165,34 @@ def test_missing_target_file(tmp_path: Path, cli: Callable[..., CliResult]) -> N
 def test_config_error_type() -> None:
     with pytest.raises(ConfigError):
         load_target(REPO / "README.md")
+
+
+@pytest.mark.parametrize("key", TIMM_WEIGHT_KWARGS)
+def test_timm_kwargs_that_load_weights_are_refused(key: str, tmp_path: Path) -> None:
+    """Weights come only from the sha256-pinned checkpoint: no timm argument may name or fetch others."""
+    model = f"{{source: timm, arch: zoo_resnet18, kwargs: {{num_classes: 10, {key}: x.pth}}}}"
+    project = tmp_path / "p.yaml"
+    project.write_text(_edit(TINY_PROJECT, "{source: efficientnet-lite, name: efficientnet-lite2}", model))
+    with pytest.raises(ConfigError) as error:
+        load_project(project)
+    assert str(error.value) == (
+        f"{project}: models.a.kwargs.{key}: not allowed: it lets timm load weights other than the checkpoint "
+        "restnetc checks against its sha256; give the weights as checkpoint (with sha256) instead"
+    )
+
+
+def test_timm_kwargs_that_shape_the_model_are_accepted(tmp_path: Path) -> None:
+    model = "{source: timm, arch: zoo_resnet18, kwargs: {num_classes: 10, drop_rate: 0.1, global_pool: avg}}"
+    project = tmp_path / "p.yaml"
+    project.write_text(_edit(TINY_PROJECT, "{source: efficientnet-lite, name: efficientnet-lite2}", model))
+    model_spec = load_project(project)[0].models["a"]
+    assert isinstance(model_spec, TimmModel)
+    assert model_spec.kwargs == {"num_classes": 10, "drop_rate": 0.1, "global_pool": "avg"}
+
+
+def test_every_weight_argument_of_timm_is_refused() -> None:
+    """timm.create_model's own arguments other than layer flags, and build_model_with_cfg's pretrained ones."""
+    layer_flags = {"model_name", "scriptable", "exportable", "no_jit", "kwargs"}
+    factory = set(inspect.signature(timm.create_model).parameters) - layer_flags
+    builder = {name for name in inspect.signature(build_model_with_cfg).parameters if name.startswith("pretrained")}
+    assert factory | builder <= set(TIMM_WEIGHT_KWARGS), sorted(factory | builder - set(TIMM_WEIGHT_KWARGS))

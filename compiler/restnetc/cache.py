@@ -4,8 +4,11 @@ restnetc's own source is an input of every stage: keys carry a digest of the pac
 edited compiler (a development checkout, a patched install) never reuses what an older one stored under
 the same version number.
 
-Entries are dicts of tensors (``torch.save``, read back with ``weights_only=True``), raw bytes, or JSON;
-every write is atomic, so an interrupted run never leaves a partial entry.
+Entries are dicts of tensors (``torch.save``, read back with ``weights_only=True``), raw bytes (lowered
+artifacts), or JSON. Every entry is one file, written atomically: a header line with the sha256 of the
+payload, then the payload. An entry that cannot be read, whose payload does not match its sha256 (a
+flipped byte, a truncation), that has no header (written by an older restnetc), or that does not decode
+is a miss: the cache prints a CACHE WARNING naming the file, and the caller recomputes and overwrites it.
 """
 
 from __future__ import annotations
@@ -13,18 +16,21 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.metadata
+import io
 import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 import restnetc
+from restnetc.progress import console
 
+T = TypeVar("T")
 PACKAGE = Path(restnetc.__file__).parent
 TOOLS = ("restnetc", "torch", "executorch", "litert-torch", "ai-edge-litert", "torchao", "timm")
 
@@ -72,59 +78,108 @@ def toolchain_versions() -> dict[str, str]:
     return {name: importlib.metadata.version(name) for name in TOOLS}
 
 
+_MAGIC = b"restnetc-cache sha256:"
+_HEADER_BYTES = len(_MAGIC) + 64 + 1
+"""The header line: the magic, the payload's sha256 in hex, a newline."""
+
+
+def warn_recompute(entry: str, problem: str) -> None:
+    """Say on the console that ``entry`` is not used because of ``problem``, and will be recomputed."""
+    console.print(f"[bold yellow]CACHE WARNING[/] {entry}: {problem}; recomputing it", highlight=False, soft_wrap=True)
+
+
 class Cache:
-    """Stage results under ``root``; a cache with ``root=None`` stores nothing."""
+    """Stage results under ``root``; a cache with ``root=None`` stores nothing.
+
+    Every ``load_*`` returns None for an absent entry and for a damaged one (after a CACHE WARNING).
+    """
 
     def __init__(self, root: Path | None) -> None:
         self.root = root
 
     def load(self, key: str) -> dict[str, torch.Tensor] | None:
-        """The stored tensors for ``key``, or None if absent or unreadable."""
-        if self.root is None:
-            return None
-        path = self.root / f"{key}.pt"
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, EOFError):
-            return None
-        return data if isinstance(data, dict) else None
+        """The stored tensors for ``key``, or None."""
+        return self._decode(f"{key}.pt", _tensors)
 
     def save(self, key: str, tensors: dict[str, torch.Tensor]) -> None:
         """Store ``tensors`` for ``key``."""
-        self._write(f"{key}.pt", lambda tmp: torch.save(tensors, tmp))
+        buffer = io.BytesIO()
+        torch.save(tensors, buffer)
+        self._write(f"{key}.pt", buffer.getvalue())
 
     def load_bytes(self, key: str) -> bytes | None:
         """Stored raw bytes for ``key``, or None."""
-        if self.root is None or not (self.root / f"{key}.bin").is_file():
-            return None
-        return (self.root / f"{key}.bin").read_bytes()
+        return self._read(f"{key}.bin")
 
     def save_bytes(self, key: str, data: bytes) -> None:
         """Store raw bytes for ``key``."""
-        self._write(f"{key}.bin", lambda tmp: Path(tmp).write_bytes(data))
+        self._write(f"{key}.bin", data)
 
     def load_json(self, key: str) -> Any:
         """Stored JSON value for ``key``, or None."""
-        if self.root is None:
-            return None
-        try:
-            return json.loads((self.root / f"{key}.json").read_text())
-        except (OSError, ValueError):
-            return None
+        return self._decode(f"{key}.json", json.loads)
 
     def save_json(self, key: str, value: Any) -> None:
         """Store a JSON-serialisable value for ``key``."""
-        self._write(f"{key}.json", lambda tmp: Path(tmp).write_text(json.dumps(value)))
+        self._write(f"{key}.json", json.dumps(value).encode())
 
-    def _write(self, name: str, write: Callable[[str], object]) -> None:
+    def _read(self, name: str) -> bytes | None:
+        """The payload of entry ``name`` if it is present and matches its sha256."""
+        if self.root is None:
+            return None
+        path = self.root / name
+        try:
+            return _payload(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            problem = f"unreadable ({exc.strerror or exc})"
+        except ValueError as exc:
+            problem = str(exc)
+        warn_recompute(str(path), problem)
+        return None
+
+    def _decode(self, name: str, decode: Callable[[bytes], T]) -> T | None:
+        """The payload of entry ``name`` decoded, or None if it is absent, damaged or does not decode."""
+        payload = self._read(name)
+        if payload is None:
+            return None
+        try:
+            return decode(payload)
+        except Exception as exc:  # whatever a decoder raises on bytes it cannot take, the entry is a miss
+            assert self.root is not None
+            warn_recompute(str(self.root / name), f"does not decode ({type(exc).__name__})")
+            return None
+
+    def _write(self, name: str, payload: bytes) -> None:
+        """Write the header and ``payload`` to a temporary file, then rename it over entry ``name``."""
         if self.root is None:
             return
         self.root.mkdir(parents=True, exist_ok=True)
         handle, tmp = tempfile.mkstemp(dir=self.root, suffix=".tmp")
-        os.close(handle)
         try:
-            write(tmp)
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n")
+                stream.write(payload)
             os.replace(tmp, self.root / name)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+
+def _payload(entry: bytes) -> bytes:
+    """The payload of a stored entry; ValueError if its header is missing or its sha256 does not match."""
+    header, payload = entry[:_HEADER_BYTES], entry[_HEADER_BYTES:]
+    if not header.startswith(_MAGIC) or not header.endswith(b"\n"):
+        raise ValueError("no sha256 header (damaged, or written by an older restnetc)")
+    if header[len(_MAGIC) : -1] != hashlib.sha256(payload).hexdigest().encode():
+        raise ValueError("content does not match its sha256 (damaged or truncated)")
+    return payload
+
+
+def _tensors(payload: bytes) -> dict[str, torch.Tensor]:
+    """A ``torch.save``d dict of tensors, loaded with ``weights_only=True``; anything else raises ValueError."""
+    data = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    if not isinstance(data, dict) or not all(isinstance(value, torch.Tensor) for value in data.values()):
+        raise ValueError("not a dict of tensors")
+    return data

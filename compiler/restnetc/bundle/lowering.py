@@ -25,7 +25,7 @@ from restnetc.backends.pt2e import export_batched, observe
 from restnetc.bundle.ladder import Rung
 from restnetc.bundle.screening import Simulate, screen
 from restnetc.bundle.worker_pool import run_all
-from restnetc.cache import Cache, stage_key, toolchain_versions
+from restnetc.cache import Cache, stage_key, toolchain_versions, warn_recompute
 from restnetc.config.target import AccuracyPolicy, Quantization
 from restnetc.config.target import Backend as BackendName
 from restnetc.errors import RestnetcError
@@ -196,21 +196,37 @@ class Lowerer:
         policy = self.policy.model_dump(mode="json")
         return stage_key("verified", self._artifact_key(job, ()), self.held_out.digest, policy)
 
+    def _verify_key(self, sha256: str) -> str:
+        """The key of the figures verified for the artifact whose bytes have ``sha256``."""
+        return stage_key("verify", sha256, self.held_out.digest)
+
     def _load_result(self, job: PairJob) -> Verified | None:
-        stored = self.cache.load_json(self._result_key(job))
+        """``job``'s stored outcome, only if the stored artifact is the very bytes that were verified.
+
+        The outcome names its artifact's entry and sha256; the figures come from the record keyed by that
+        sha256, so they can never be applied to other bytes.
+        """
+        key = self._result_key(job)
+        stored = self.cache.load_json(key)
         if stored is None:
             return None
         data, meta = self.cache.load_bytes(stored["artifact"]), self.cache.load_json(stored["artifact"])
         if data is None or meta is None:
             return None
+        if hashlib.sha256(data).hexdigest() != stored["sha256"]:
+            warn_recompute(key, "its artifact's bytes are not the ones verified")
+            return None
+        evaluation = self.cache.load_json(self._verify_key(stored["sha256"]))
+        if evaluation is None:
+            return None
         floats = tuple(stored["float_modules"])
-        return Verified(_from_json(data, meta), floats, Evaluation(**stored["evaluation"]), stored["policy"])
+        return Verified(_from_json(data, meta), floats, Evaluation(**evaluation), stored["policy"])
 
     def _save_result(self, job: PairJob, verified: Verified) -> None:
         stored = {
             "artifact": self._artifact_key(job, verified.float_modules),
+            "sha256": hashlib.sha256(verified.lowered.data).hexdigest(),
             "float_modules": list(verified.float_modules),
-            "evaluation": verified.evaluation.__dict__,
             "policy": verified.policy,
         }
         self.cache.save_json(self._result_key(job), stored)
@@ -245,7 +261,7 @@ class Lowerer:
 
     def _evaluate(self, lowered: Lowered, backend: Backend, eager: torch.Tensor, label: str) -> Evaluation:
         sha = hashlib.sha256(lowered.data).hexdigest()
-        key = stage_key("verify", sha, self.held_out.digest)
+        key = self._verify_key(sha)
         if (stored := self.cache.load_json(key)) is not None:
             return Evaluation(**stored)
         path = self.work_dir / f"verify-{sha[:16]}{backend.suffix}"

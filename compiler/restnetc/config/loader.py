@@ -40,7 +40,8 @@ def _describe(error: dict[str, object]) -> str:
     if kind == "missing":
         return f"{_field_path(loc)}: required field is missing"
     value = error.get("input")
-    shown = f" (got {value!r})" if kind != "model_attributes_type" and not isinstance(value, dict) else ""
+    is_key = raw[-1:] == ("[key]",)  # a mapping key's error: the path already ends with the key
+    shown = "" if kind == "model_attributes_type" or isinstance(value, dict) or is_key else f" (got {value!r})"
     return f"{_field_path(loc)}: {message}{shown}"
 
 

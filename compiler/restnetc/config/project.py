@@ -6,7 +6,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from restnetc.config.base import StrictModel, VersionedConfig
 
@@ -18,6 +18,30 @@ class StitchOrder(StrEnum):
     FAST_TO_SLOW = "fast-to-slow"
 
 
+TIMM_WEIGHT_KWARGS = (
+    "pretrained",
+    "pretrained_cfg",
+    "pretrained_cfg_overlay",
+    "checkpoint_path",
+    "cache_dir",
+    "pretrained_strict",
+    "pretrained_filter_fn",
+    "checkpoint_filter_fn",
+    "pretrained_model_args",
+)
+"""``timm.create_model`` arguments (timm 1.0.31: its own, and ``build_model_with_cfg``'s) that load or locate
+weights, or say how to load them: weights come only from ``checkpoint``, checked against ``sha256``."""
+
+
+def _model_argument(name: str) -> str:
+    if name in TIMM_WEIGHT_KWARGS:
+        raise ValueError(
+            "not allowed: it lets timm load weights other than the checkpoint restnetc checks against its "
+            "sha256; give the weights as checkpoint (with sha256) instead"
+        )
+    return name
+
+
 class TimmModel(StrictModel):
     """A timm architecture, with weights from a local checkpoint (hubs are never contacted)."""
 
@@ -27,7 +51,9 @@ class TimmModel(StrictModel):
     sha256: str | None = Field(
         default=None, pattern=r"^[0-9a-f]{64}$", description="the checkpoint's sha256; checked before loading"
     )
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="extra timm.create_model arguments")
+    kwargs: dict[Annotated[str, AfterValidator(_model_argument)], Any] = Field(
+        default_factory=dict, description="extra timm.create_model arguments (none that loads weights)"
+    )
 
     @model_validator(mode="after")
     def _digest_needs_checkpoint(self) -> TimmModel:

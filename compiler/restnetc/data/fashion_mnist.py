@@ -25,10 +25,11 @@ CLASSES = (
     "Bag",
     "Ankle boot",
 )
-_FILES = {
+FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
+"""Each split's image file and label file, under the data root."""
 _INSTALL_HINT = "install it with: apt-get install dataset-fashion-mnist"
 
 
@@ -51,6 +52,16 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
+def read_split(root: Path, split: Literal["train", "test"]) -> tuple[np.ndarray, np.ndarray]:
+    """``split``'s images ``[N, 28, 28]`` and labels ``[N]``; DataError unless both files read and agree on N."""
+    image_file, label_file = FILES[split]
+    images = read_idx(root / image_file)
+    labels = read_idx(root / label_file)
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(f"{root}: {image_file} and {label_file} hold different numbers of items")
+    return images, labels
+
+
 def load_fashion_mnist(
     root: Path,
     split: Literal["train", "test"],
@@ -60,11 +71,7 @@ def load_fashion_mnist(
     seed: int,
 ) -> ImageSet:
     """``count`` images of ``split`` (a fixed random subset), resized to ``size`` and replicated to RGB."""
-    image_file, label_file = _FILES[split]
-    images = read_idx(root / image_file)
-    labels = read_idx(root / label_file)
-    if images.shape[0] != labels.shape[0]:
-        raise DataError(f"{root}: {image_file} and {label_file} hold different numbers of items")
+    images, labels = read_split(root, split)
     chosen = pick(count, images.shape[0], seed).numpy()
     pixels = torch.from_numpy(images[chosen].astype(np.float32) / 255.0).unsqueeze(1)
     return ImageSet(

@@ -73,7 +73,7 @@ def run_build(project: ProjectConfig, target: TargetConfig, cache: Cache, out_di
     """Build the bundle for ``target`` into ``out_dir`` (default ``dist/<target name>``), atomically."""
     start = time.perf_counter()
     bundle = out_dir or DEFAULT_BUNDLE_ROOT / target.name
-    search = run_search(project, target, cache)
+    search = run_search(project, target, cache, build=True)
     rungs = ladder(search)
     size = project.data.input_size
     held_out = HeldOut.of(search.test.images, search.test.labels)

@@ -11,6 +11,7 @@ from restnetc.cache import Cache
 from restnetc.config.project import ProjectConfig
 from restnetc.config.target import TargetConfig
 from restnetc.data import ImageSet, load_split
+from restnetc.data.check import check_data
 from restnetc.errors import ConfigError
 from restnetc.pipeline.parents import Parent, load_parents
 
@@ -51,6 +52,7 @@ def profile_target(project: ProjectConfig, target: TargetConfig, cache: Cache, o
 
     The parts are what ``restnetc bench plan --table`` pushes to a device to take the device's own table.
     """
+    check_data(project)
     train = load_split(project.data, "train", project.seed)
     front, back = load_parents(project, train, cache)
     models = {parent.name: parent.model for parent in (front, back)}

@@ -20,6 +20,7 @@ from restnetc.cache import Cache, stage_key
 from restnetc.config.project import ProjectConfig
 from restnetc.config.target import Budget, Metric, TargetConfig
 from restnetc.data import ImageSet, load_split
+from restnetc.data.check import check_data
 from restnetc.frontend.features import Capture, accuracy, capture, stream_cka
 from restnetc.frontend.finetune import finetune_stitch, fit_least_squares
 from restnetc.frontend.search import Candidate, Figure, rank_candidates, select, static_figure
@@ -242,7 +243,9 @@ class _Prepared:
         )
 
 
-def _prepare(project: ProjectConfig, cache: Cache) -> _Prepared:
+def _prepare(project: ProjectConfig, build: TargetConfig | None, cache: Cache) -> _Prepared:
+    """The data (checked first against what ``project`` and a ``build``'s target ask for), parents and CKA."""
+    check_data(project, build)
     size = project.data.input_size
     train = load_split(project.data, "train", project.seed)
     test = load_split(project.data, "test", project.seed + 1)
@@ -279,10 +282,13 @@ def _train_points(
     return models, figures
 
 
-def run_search(project: ProjectConfig, target: TargetConfig, cache: Cache) -> SearchResult:
-    """Run the front end for every budget of ``target``; see the module docstring."""
+def run_search(project: ProjectConfig, target: TargetConfig, cache: Cache, *, build: bool = False) -> SearchResult:
+    """Run the front end for every budget of ``target``; see the module docstring.
+
+    ``build``: the search starts a build, so the data check covers the target's int8 calibration images too.
+    """
     start = time.perf_counter()
-    prepared = _prepare(project, cache)
+    prepared = _prepare(project, target if build else None, cache)
     front, back = prepared.front, prepared.back
     measured = any(budget.metric.measured for budget in target.budgets)
     costs = cost_table(project, target, (front, back), prepared.train, cache) if measured else None
@@ -365,7 +371,7 @@ def run_sweep(project: ProjectConfig, cache: Cache, every: int = 1) -> SweepResu
     if every < 1:
         raise ValueError("every must be at least 1")
     start = time.perf_counter()
-    prepared = _prepare(project, cache)
+    prepared = _prepare(project, None, cache)
     front, back = prepared.front, prepared.back
     grid = sweep_grid(len(front.model.blocks), len(back.model.blocks), every)
     candidates = {(c.front_block, c.back_block): c for c in prepared.candidates()}
