@@ -16,7 +16,8 @@ setup(
             include_dirs=["runtime_shim/include"],
             define_macros=[("_POSIX_C_SOURCE", "200809L"), ("_XOPEN_SOURCE", "700")],
             libraries=["m", "dl"],
-            extra_compile_args=["-std=c11", "-Wall", "-Wextra", "-Werror"],
+            extra_compile_args=["-std=c11", "-pthread", "-Wall", "-Wextra", "-Werror"],
+            extra_link_args=["-pthread"],
         )
     ]
 )

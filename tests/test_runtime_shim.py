@@ -7,9 +7,12 @@ from ``manifest.json``, and the C parser must read back exactly what the manifes
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +21,7 @@ import torch
 
 from restnetc.backends import get_backend
 from restnetc.bundle.manifest import Artifact, read_manifest
-from restnetc.bundle.runtime_index import memory_need
+from restnetc.bundle.runtime_index import memory_need, seal
 from restnetc.config.target import Backend as BackendName
 from restnetc.runtime import Bundle, Runner, ShimError, probe_memory
 from tests.conftest import REPO
@@ -46,8 +49,8 @@ def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _cmake_build(tmp_path_factory.mktemp("shim"), *options)
 
 
-def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=120)
+def _run(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout)
 
 
 def test_core_suite_passes(shim: Path) -> None:
@@ -71,6 +74,133 @@ def test_core_suite_passes_under_address_and_undefined_behaviour_sanitizers(shim
     result = _run(shim_asan / "tests" / "test_core", FIXTURES)
     assert result.returncode == 0, result.stderr
     _assert_sanitizers_quiet(result)
+
+
+@pytest.fixture(scope="session")
+def shim_tsan(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The core and its tests built with ThreadSanitizer."""
+    options = ("-DRS_SANITIZE_THREAD=ON", "-DRS_WITH_LITERT=OFF", "-DCMAKE_BUILD_TYPE=Debug")
+    return _cmake_build(tmp_path_factory.mktemp("shim-tsan"), *options)
+
+
+@pytest.mark.parametrize("build_name", ["shim", "shim_asan", "shim_tsan"])
+def test_runner_contracts_hold_with_two_threads_under_sanitizers(
+    build_name: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Verified bytes, recovery, no flapping, and run/refresh/validate/close from two threads (test_runner.c)."""
+    build: Path = request.getfixturevalue(build_name)
+    result = _run(build / "tests" / "test_runner", tmp_path)
+    assert result.returncode == 0 and "all runner contract tests passed" in result.stdout, result.stderr[-3000:]
+    _assert_sanitizers_quiet(result)
+    assert "ThreadSanitizer" not in result.stderr, result.stderr[-3000:]
+
+
+def _timed(*args: str | Path) -> tuple[subprocess.CompletedProcess[str], float]:
+    start = time.monotonic()
+    result = _run(*args, timeout=10)
+    return result, time.monotonic() - start
+
+
+def test_special_files_end_in_under_a_second_with_exit_1(
+    shim: Path, built: tuple[Path, Path, Path, Path], tmp_path: Path
+) -> None:
+    """A FIFO or a directory in place of an artifact, bundle.index or a memory file is refused, never read."""
+    artifact = next(a for a in read_manifest(built[0]).artifacts if a.backend == "litert")
+    cases: dict[str, tuple[str, str]] = {}  # name: (path in the copy to replace, kind)
+    for kind in ("fifo", "directory"):
+        cases[f"artifact-{kind}"] = (artifact.file, kind)
+        cases[f"index-{kind}"] = ("bundle.index", kind)
+    for name, (relative, kind) in cases.items():
+        bundle = tmp_path / name
+        shutil.copytree(built[0], bundle)
+        (bundle / relative).unlink()
+        os.mkfifo(bundle / relative) if kind == "fifo" else (bundle / relative).mkdir()
+        result, seconds = _timed(shim / "restnet-shim", "verify", bundle)
+        assert result.returncode == 1 and seconds < 1, (name, seconds, result.stdout, result.stderr)
+        assert "not a regular file" in result.stdout + result.stderr, name
+    for kind in ("fifo", "directory"):
+        root = tmp_path / f"memory-{kind}"
+        _write(root, "proc/self/cgroup", "0::/app\n")
+        (root / "proc" / "meminfo").mkdir() if kind == "directory" else os.mkfifo(root / "proc" / "meminfo")
+        result, seconds = _timed(shim / "restnet-shim", "select", built[0], "--memory-root", root)
+        assert result.returncode == 1 and seconds < 1 and "meminfo: not a regular file" in result.stderr, kind
+
+
+def _replaced(bundle: Path, file: str, how: str, other: Path) -> None:
+    """Replace ``bundle/file`` as an update or a tamper would: another valid model, a symlink out, a truncation."""
+    target = bundle / file
+    staged = target.with_suffix(".new")
+    if how == "another-model":
+        shutil.copyfile(other, staged)
+        staged.replace(target)
+    elif how == "symlink-out":
+        outside = bundle.parent / f"{bundle.name}-outside.tflite"
+        shutil.copyfile(other, outside)
+        target.unlink()
+        target.symlink_to(outside)
+    else:
+        data = target.read_bytes()
+        target.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("how", ["another-model", "symlink-out", "truncated"])
+def test_python_runner_never_runs_a_replaced_file(
+    how: str, built: tuple[Path, Path, Path, Path], tmp_path: Path
+) -> None:
+    """Through ``restnetc.runtime``: the top variant keeps running the bytes it verified after its file is
+    replaced, and once released, coming back to it is refused with the reason (the issue's OTA/tamper case)."""
+    bundle = _litert_only_bundle(built[0], tmp_path / "bundle")
+    _write(tmp_path / "plenty", "proc/meminfo", "MemAvailable: 8000000 kB\n")
+    image = np.random.default_rng(5).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    with Bundle(bundle) as opened, Runner(opened, memory_root=tmp_path / "plenty", headroom_mb=1) as runner:
+        top = runner.current
+        assert top is not None
+        before = runner.run(image)
+        smallest = min(opened.variants, key=lambda v: v.memory_bytes)
+        _replaced(bundle, top.file, how, bundle / smallest.file)
+        np.testing.assert_array_equal(runner.run(image), before)
+        assert runner.refresh(available=0) and runner.current != top
+        with pytest.raises(ShimError, match=top.id) as caught:
+            runner.refresh(available=8000 * MIB)
+        assert caught.value.status in {"sha256 mismatch", "unsafe path", "size mismatch"}, caught.value
+        assert runner.current is not None and runner.current.id != top.id
+        assert not runner.refresh(available=8000 * MIB)  # the refusal is remembered: no retry, no switch
+
+
+def test_python_runner_is_safe_from_two_threads(built: tuple[Path, Path, Path, Path], tmp_path: Path) -> None:
+    """run from one thread, refresh from another, then close while the bundle is already closed."""
+    bundle = _litert_only_bundle(built[0], tmp_path / "bundle")
+    _write(tmp_path / "plenty", "proc/meminfo", "MemAvailable: 8000000 kB\n")
+    opened = Bundle(bundle)
+    runner = Runner(opened, memory_root=tmp_path / "plenty", headroom_mb=1)
+    image = np.zeros(opened.input_shape, dtype=np.float32)
+    errors: list[BaseException] = []
+
+    def runs() -> None:
+        try:
+            for _ in range(200):
+                assert runner.run(image).shape == (len(opened.labels),)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=runs)
+    thread.start()
+    for step in range(100):
+        runner.refresh(available=0 if step % 2 else 8000 * MIB)
+    thread.join()
+    assert not errors, errors
+    classes = len(opened.labels)
+    opened.close()  # the runner keeps the C bundle alive
+    assert runner.run(image).shape == (classes,)
+    runner.close()
+
+
+def test_python_binding_reads_nested_cgroup_limits_and_fails_closed() -> None:
+    memory = probe_memory(FIXTURES / "memory" / "cgroup-v2-nested")
+    assert (memory.available, memory.source, memory.cgroup_limit) == (100 * MIB, "cgroup v2", 200 * MIB)
+    with pytest.raises(ShimError, match=r"app/memory\.max: expected a byte count") as caught:
+        probe_memory(FIXTURES / "memory" / "cgroup-v2-malformed")
+    assert caught.value.status == "format error"
 
 
 def _select(shim: Path, bundle: Path, backend: str, *memory: str) -> tuple[int, dict[str, object]]:
@@ -249,17 +379,24 @@ def test_python_binding_probes_fixture_memory_and_reports_errors(tmp_path: Path)
     assert caught.value.status == "i/o error"
 
 
-def test_index_parser_survives_bounded_fuzzing(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """libFuzzer (clang) with ASan/UBSan on the index parser, seeded with a real-looking index."""
-    build = tmp_path_factory.mktemp("shim-fuzz")
-    _cmake_build(build, "-DRS_FUZZ=ON", "-DCMAKE_C_COMPILER=clang", "-DCMAKE_BUILD_TYPE=Debug")
-    corpus = build / "corpus"
-    shutil.copytree(SHIM / "tests" / "fuzz_corpus", corpus)
-    result = _run(build / "tests" / "fuzz_index", "-max_total_time=20", "-max_len=4096", corpus)
-    assert result.returncode == 0, result.stderr[-3000:]
+@pytest.mark.parametrize(("target", "budget"), [("index", "-runs=1000000"), ("memory", "-max_total_time=20"),
+                                              ("image", "-max_total_time=20")])  # fmt: skip
+def test_parsers_survive_bounded_fuzzing(target: str, budget: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """libFuzzer (clang) with ASan/UBSan on each parser of untrusted bytes, seeded with its corpus (which keeps
+    every crash found as a regression case); crash files go to the build directory, never the checkout."""
+    build = tmp_path_factory.getbasetemp() / "shim-fuzz"
+    if not (build / "tests" / f"fuzz_{target}").exists():
+        _cmake_build(build, "-DRS_FUZZ=ON", "-DCMAKE_C_COMPILER=clang", "-DCMAKE_BUILD_TYPE=Debug")
+    corpus, crashes = build / f"corpus-{target}", build / f"crashes-{target}"
+    shutil.copytree(SHIM / "tests" / "fuzz_corpus" / target, corpus)
+    crashes.mkdir()
+    args = [budget, "-max_total_time=300", "-max_len=4096", f"-artifact_prefix={crashes}/", corpus]
+    result = _run(build / "tests" / f"fuzz_{target}", *args, timeout=400)
+    assert result.returncode == 0 and not any(crashes.iterdir()), result.stderr[-3000:]
     runs = [line for line in result.stderr.splitlines() if line.startswith("Done ")]
     assert runs, result.stderr[-2000:]
-    print(runs[0])  # "Done N runs in S second(s)", shown with -s
+    if target == "index":
+        assert int(runs[0].split()[1]) >= 1_000_000, runs[0]
 
 
 AARCH64 = REPO / ".venv" / "aarch64"  # the pinned wheels' aarch64 runtimes, unpacked by scripts/bootstrap.sh
@@ -395,10 +532,10 @@ def _litert_only_bundle(built: Path, bundle: Path) -> Path:
         line
         if not line.startswith("artifact ") or "backend=litert" not in line
         else re.sub(r"memory=\d+", f"memory={needs[line.split()[1].removeprefix('id=')]}", line)
-        for line in (built / "bundle.index").read_text().splitlines()
+        for line in (built / "bundle.index").read_text().splitlines()[2:]  # after the version and identity
         if "backend=executorch" not in line
     ]
-    (bundle / "bundle.index").write_text("\n".join(lines) + "\n")
+    (bundle / "bundle.index").write_text(seal("\n".join(lines) + "\n"))
     return bundle
 
 
@@ -418,7 +555,10 @@ def test_jni_bridge_selects_and_runs_on_the_desktop_jdk(
     image.tofile(build / "input.f32")
     logits = ",".join(f"{v:.9g}" for v in _python_logits(built[0], chosen, image)[0])
     library = build / "librestnet_shim_jni.so"
+    copy = _litert_only_bundle(built[0], build / "copy")
+    top, other = max(litert, key=lambda a: a.accuracy.artifact), min(litert, key=lambda a: a.accuracy.artifact)
     args = [library, built[0], root, str(expected), _litert_library(), build / "input.f32", logits]
+    args += [copy, top.file, other.file, top.id]
     result = _run("java", "-cp", classes, "RestnetShimTest", *args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "all JNI tests passed" in result.stdout

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,7 +110,9 @@ def _library() -> ctypes.CDLL:
         "rs_bundle_close": (None, [handle]),
         "rs_bundle_artifact_count": (ctypes.c_size_t, [handle]),
         "rs_bundle_artifact": (ctypes.POINTER(_Artifact), [handle, ctypes.c_size_t]),
-        "rs_bundle_validate": (ctypes.c_int, [handle, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t, error]),
+        "rs_bundle_validate": (ctypes.c_int, [handle, ctypes.c_size_t, error]),
+        "rs_bundle_identity": (ctypes.c_char_p, [handle]),
+        "rs_bundle_check_current": (ctypes.c_int, [handle, error]),
         "rs_probe_memory": (ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(_Memory), error]),
         "rs_select": (
             ctypes.c_int,
@@ -236,25 +239,23 @@ def _policy(backend: str, headroom_mb: float, hysteresis: float, override: str |
 
 
 class Bundle:
-    """A bundle opened by the C core. Use as a context manager, or call ``close``."""
+    """A bundle opened by the C core. Use as a context manager, or call ``close``.
+
+    Thread safe: calls on it are serialised with ``close``, and the core locks its validation state. Closing it
+    while a ``Runner`` uses it is safe: the runner holds its own reference in C until it is closed.
+    """
 
     def __init__(self, directory: Path | str) -> None:
-        self._handle = ctypes.c_void_p()
+        self._handle, self._lock = ctypes.c_void_p(), threading.RLock()
         error = _Error()
         _check(_lib().rs_bundle_open(str(directory).encode(), ctypes.byref(self._handle), ctypes.byref(error)), error)
         count = _lib().rs_bundle_artifact_count(self._handle)
         self.variants = tuple(_variant(_lib().rs_bundle_artifact(self._handle, i).contents) for i in range(count))
-
-    @property
-    def input_shape(self) -> tuple[int, int, int, int]:
-        """N, C, H, W of the float32 input every variant takes."""
         n, c, h, w = _lib().rs_bundle_input(self._handle).contents.shape
-        return n, c, h, w
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        count = _lib().rs_bundle_label_count(self._handle)
-        return tuple(_lib().rs_bundle_label(self._handle, i).decode() for i in range(count))
+        self.input_shape: tuple[int, int, int, int] = (n, c, h, w)
+        """N, C, H, W of the float32 input every variant takes."""
+        labels = range(_lib().rs_bundle_label_count(self._handle))
+        self.labels = tuple(_lib().rs_bundle_label(self._handle, i).decode() for i in labels)
 
     @property
     def handle(self) -> ctypes.c_void_p:
@@ -267,7 +268,20 @@ class Bundle:
         """Raise ``ShimError`` unless the variant's file is inside the bundle with the indexed size and sha256."""
         index = next(i for i, v in enumerate(self.variants) if (v.id, v.backend) == (variant_id, backend))
         error = _Error()
-        _check(_lib().rs_bundle_validate(self._handle, index, None, 0, ctypes.byref(error)), error)
+        with self._lock:
+            _check(_lib().rs_bundle_validate(self.handle, index, ctypes.byref(error)), error)
+
+    @property
+    def identity(self) -> str:
+        """sha256 of the index's content: changes with any artifact, label or figure."""
+        with self._lock:
+            return str(_lib().rs_bundle_identity(self.handle).decode())
+
+    def check_current(self) -> None:
+        """Raise ``ShimError`` (status "bundle replaced") if the directory no longer holds this bundle."""
+        error = _Error()
+        with self._lock:
+            _check(_lib().rs_bundle_check_current(self.handle, ctypes.byref(error)), error)
 
     def select(
         self,
@@ -290,9 +304,10 @@ class Bundle:
         in_use = next((i for i, v in enumerate(self.variants) if (v.id, v.backend) == (current, backend)), NO_CHOICE)
         policy = _policy(backend, headroom_mb, hysteresis, override)
         selection, error = _Selection(), _Error()
-        status = _lib().rs_select(
-            self._handle, ctypes.byref(policy), available, in_use, ctypes.byref(selection), ctypes.byref(error)
-        )
+        with self._lock:
+            status = _lib().rs_select(
+                self.handle, ctypes.byref(policy), available, in_use, ctypes.byref(selection), ctypes.byref(error)
+            )
         if status != 0 and _lib().rs_status_name(status) != b"nothing fits":
             _check(status, error)
         names = [_lib().rs_verdict_name(selection.verdicts[i].kind).decode() for i in range(len(self.variants))]
@@ -303,9 +318,10 @@ class Bundle:
         return Selection(chosen, selection.available, verdicts)
 
     def close(self) -> None:
-        if self._handle:
-            _lib().rs_bundle_close(self._handle)
-            self._handle = ctypes.c_void_p()
+        with self._lock:
+            if self._handle:
+                _lib().rs_bundle_close(self._handle)
+                self._handle = ctypes.c_void_p()
 
     def __enter__(self) -> Bundle:
         return self
@@ -327,7 +343,8 @@ def _default_litert_library() -> Path:
 class Runner:
     """Runs the variant of ``backend`` that fits the memory available now, through the C core's runner.
 
-    ``bundle`` must stay open while the runner lives. LiteRT runs from ``litert_library`` (default: the
+    Thread safe: calls are serialised by a lock, and ``close`` waits for a call in flight. The runner keeps
+    its bundle alive (in C) until it is closed. LiteRT runs from ``litert_library`` (default: the
     installed wheel's libLiteRt.so); ExecuTorch needs ``executorch_library``, a ``librestnet_shim_executorch.so``
     built from ``runtime_shim/`` with CMake. ``memory_root`` is "/" except in tests (fixture trees).
     """
@@ -345,6 +362,7 @@ class Runner:
         executorch_library: Path | str | None = None,
     ) -> None:
         self._bundle, self._handle, self._backend = bundle, ctypes.c_void_p(), _Backend()
+        self._lock = threading.Lock()
         self._plugin: ctypes.CDLL | None = None
         error = _Error()
         if backend == "litert":
@@ -374,9 +392,11 @@ class Runner:
         _check(status, error)
 
     @property
-    def current(self) -> Variant:
-        """The variant that runs now."""
-        return _variant(_lib().rs_runner_current(self._open()).contents)
+    def current(self) -> Variant | None:
+        """The variant that runs now; ``None`` after a failed switch and restore, until a refresh loads one."""
+        with self._lock:
+            loaded = _lib().rs_runner_current(self._open())
+            return _variant(loaded.contents) if loaded else None
 
     def run(self, image: np.ndarray) -> np.ndarray:
         """Logits (one float per label) for one normalised float32 image of the bundle's input shape."""
@@ -385,24 +405,28 @@ class Runner:
             raise ShimError("argument", f"expected {self._input_count} input values, got {values.size}")
         logits, error = np.empty(self._classes, dtype=np.float32), _Error()
         as_floats = ctypes.POINTER(ctypes.c_float)
-        status = _lib().rs_runner_run(
-            self._open(),
-            values.ctypes.data_as(as_floats),
-            values.size,
-            logits.ctypes.data_as(as_floats),
-            logits.size,
-            ctypes.byref(error),
-        )
+        with self._lock:
+            status = _lib().rs_runner_run(
+                self._open(),
+                values.ctypes.data_as(as_floats),
+                values.size,
+                logits.ctypes.data_as(as_floats),
+                logits.size,
+                ctypes.byref(error),
+            )
         _check(status, error)
         return logits
 
     def refresh(self, available: int | None = None) -> bool:
         """Re-probe memory (or take ``available`` bytes) and switch variant if another should run; True if it did."""
         switched, error = ctypes.c_int(0), _Error()
-        if available is None:
-            status = _lib().rs_runner_refresh(self._open(), ctypes.byref(switched), ctypes.byref(error))
-        else:
-            status = _lib().rs_runner_refresh_with(self._open(), available, ctypes.byref(switched), ctypes.byref(error))
+        with self._lock:
+            if available is None:
+                status = _lib().rs_runner_refresh(self._open(), ctypes.byref(switched), ctypes.byref(error))
+            else:
+                status = _lib().rs_runner_refresh_with(
+                    self._open(), available, ctypes.byref(switched), ctypes.byref(error)
+                )
         _check(status, error)
         return bool(switched.value)
 
@@ -417,10 +441,11 @@ class Runner:
         self._backend = _Backend()
 
     def close(self) -> None:
-        if self._handle:
-            _lib().rs_runner_close(self._handle)
-            self._handle = ctypes.c_void_p()
-        self._close_backend()
+        with self._lock:
+            if self._handle:
+                _lib().rs_runner_close(self._handle)
+                self._handle = ctypes.c_void_p()
+            self._close_backend()
 
     def __enter__(self) -> Runner:
         return self

@@ -2,9 +2,15 @@
  * restnet-shim: pick the bundle variant that fits the memory available now.
  *
  * The core reads `bundle.index`, the compact form of `manifest.json` that `restnetc build` writes beside
- * it, probes available memory (MemAvailable and cgroup v1/v2 limits), validates variants (path inside the
- * bundle, size, sha256) and selects the most accurate one that fits. It has no dependencies beyond libc,
- * no global state, and every function reports a status with a message instead of aborting.
+ * it, probes available memory (MemAvailable and every cgroup v1/v2 limit above the process), validates
+ * variants (opened beneath the bundle directory, no symlinks, regular files only, size and sha256) and
+ * selects the most accurate one that fits. A runner hands its backend the very bytes it hashed, never a path.
+ * It has no dependencies beyond libc, no global state, and every function reports a status with a message
+ * instead of aborting.
+ *
+ * Threading: a bundle may be used from any number of threads at once (its validation state is locked). A
+ * runner serialises its own calls (run, refresh, current), so two threads may share one; only
+ * rs_runner_close must not overlap another call on the same runner, and nothing may follow it.
  */
 #ifndef RESTNET_SHIM_H
 #define RESTNET_SHIM_H
@@ -22,21 +28,24 @@ extern "C" {
 #define RS_API
 #endif
 
-#define RS_INDEX_VERSION 1
+#define RS_INDEX_VERSION 2
 #define RS_MAX_ARTIFACTS 256
 #define RS_MAX_LABELS 1024
 
+/* Numeric values are part of the ABI (the Python and Java bindings mirror them): append, never renumber. */
 typedef enum {
     RS_OK = 0,
     RS_ERR_ARGUMENT,     /* a caller passed something invalid */
-    RS_ERR_IO,           /* a file could not be opened or read */
-    RS_ERR_FORMAT,       /* the index (or a memory file) is not what the compiler writes */
-    RS_ERR_UNSAFE_PATH,  /* an artifact path leaves the bundle directory */
+    RS_ERR_IO,           /* a file could not be opened or read, or is not a regular file */
+    RS_ERR_FORMAT,       /* the index (or a memory file) is not what the compiler (or kernel) writes */
+    RS_ERR_UNSAFE_PATH,  /* an artifact path leaves the bundle directory or crosses a symlink */
     RS_ERR_SIZE,         /* an artifact's size differs from the index */
     RS_ERR_DIGEST,       /* an artifact's sha256 differs from the index */
     RS_ERR_NOTHING_FITS, /* no valid variant of the backend fits the memory available */
     RS_ERR_NO_MEMORY,    /* an allocation failed */
-    RS_ERR_BACKEND       /* a runtime backend failed or is unavailable */
+    RS_ERR_BACKEND,      /* a runtime backend failed or is unavailable */
+    RS_ERR_STALE,        /* the bundle on disk is no longer the one opened (reopen it) */
+    RS_ERR_NO_MODEL      /* the runner has no variant loaded (a switch and its restore failed): refresh */
 } rs_status;
 
 /* What went wrong, in words: filled by every function that can fail. */
@@ -67,39 +76,59 @@ typedef struct {
 } rs_artifact;
 
 typedef struct {
-    uint32_t shape[4]; /* N, C, H, W */
+    uint32_t shape[4]; /* N, C, H, W; the element count fits a 32-bit size_t four times over */
     float mean[3];
-    float std[3];
+    float std[3];      /* each > 0 */
 } rs_input_spec;
 
+/* An opened bundle: opaque, created by rs_bundle_open, released by rs_bundle_close. */
 typedef struct rs_bundle rs_bundle;
 
-/* Opens the bundle directory `dir` and parses its `bundle.index`. Files are validated on demand. */
+/* Opens the bundle directory `dir` (kept open: later reads are relative to it, whatever happens to the path)
+ * and parses its `bundle.index`, which must be a regular file and pass its own identity check. Files are
+ * validated on demand. The caller owns `*out` and releases it with rs_bundle_close. */
 RS_API rs_status rs_bundle_open(const char *dir, rs_bundle **out, rs_error *err);
+
+/* Releases the caller's reference. Runners opened on the bundle keep it alive until they are closed, so
+ * closing a bundle under a live runner is safe; the caller must not use `bundle` afterwards. NULL is ignored. */
 RS_API void rs_bundle_close(rs_bundle *bundle);
+
+/* Read-only views, valid until the bundle is released; safe from any thread. */
 RS_API size_t rs_bundle_artifact_count(const rs_bundle *bundle);
 RS_API const rs_artifact *rs_bundle_artifact(const rs_bundle *bundle, size_t index);
 RS_API const rs_input_spec *rs_bundle_input(const rs_bundle *bundle);
 RS_API size_t rs_bundle_label_count(const rs_bundle *bundle);
 RS_API const char *rs_bundle_label(const rs_bundle *bundle, size_t index);
 RS_API const char *rs_bundle_dir(const rs_bundle *bundle);
+/* The index's identity: sha256 (hex) of everything after its identity line. */
+RS_API const char *rs_bundle_identity(const rs_bundle *bundle);
 
-/* Validates artifact `index`: its path stays inside the bundle (no `..`, not absolute, no symlink out),
- * its size and sha256 match the index. The result is remembered. `resolved` (may be NULL, PATH_MAX) gets
- * the real path of the file. */
-RS_API rs_status rs_bundle_validate(rs_bundle *bundle, size_t index, char *resolved, size_t resolved_size,
-                                  rs_error *err);
+/* Checks that the directory path given to rs_bundle_open still holds this bundle (same identity). Returns
+ * RS_ERR_STALE when it was replaced (e.g. by an update): the opened bundle keeps serving the files it was
+ * opened with, if they are still there, and never files of the new one; reopen to use the new one. */
+RS_API rs_status rs_bundle_check_current(const rs_bundle *bundle, rs_error *err);
+
+/* Validates artifact `index` now: its path is relative with no `.`/`..` component, every component is opened
+ * beneath the bundle directory without following symlinks, the file is regular, and its size and sha256 match
+ * the index. A verdict about the file is remembered for rs_select (a passing failure such as out of memory is
+ * not, and a refusal is never overturned: reopen the bundle for that); loading a variant always re-checks the
+ * bytes it loads. */
+RS_API rs_status rs_bundle_validate(rs_bundle *bundle, size_t index, rs_error *err);
 
 /* Memory available to this process, in bytes, and where the figure came from. */
 typedef struct {
     uint64_t available;     /* the tightest of the figures below */
     uint64_t mem_available; /* MemAvailable from /proc/meminfo (UINT64_MAX if absent) */
-    uint64_t cgroup_limit;  /* the memory cgroup's limit (UINT64_MAX if none) */
-    uint64_t cgroup_usage;  /* the memory cgroup's usage (0 if no limit) */
-    const char *source;     /* "meminfo", "cgroup v1" or "cgroup v2" */
+    uint64_t cgroup_limit;  /* the tightest cgroup's limit (UINT64_MAX if none) */
+    uint64_t cgroup_usage;  /* that cgroup's usage (0 if no limit) */
+    const char *source;     /* "meminfo", "cgroup v1" or "cgroup v2" (static storage) */
 } rs_memory;
 
-/* Probes memory under `root` ("/" normally; tests pass a directory of fixture files). */
+/* Probes memory under `root` ("/" normally; tests pass a directory of fixture files). cgroup v2: the tightest
+ * of `memory.max` and `memory.high` minus `memory.current` over the process's cgroup and every ancestor; v1:
+ * the same with `memory.limit_in_bytes`/`memory.usage_in_bytes`, and `hierarchical_memory_limit` from
+ * `memory.stat`. A memory file that exists but is not a regular file or cannot be parsed is an error naming
+ * it (never "no limit"). Safe from any thread. */
 RS_API rs_status rs_probe_memory(const char *root, rs_memory *out, rs_error *err);
 
 typedef struct {
@@ -108,6 +137,10 @@ typedef struct {
     double hysteresis;       /* fraction: moving up to a larger variant needs this much extra room */
     const char *override_id; /* if set, this variant is used when it is valid, whatever the memory */
 } rs_policy;
+
+/* Defaults every binding uses unless told otherwise. */
+#define RS_DEFAULT_HEADROOM_BYTES (16u * 1024u * 1024u)
+#define RS_DEFAULT_HYSTERESIS 0.1
 
 typedef enum {
     RS_VERDICT_CHOSEN = 0,
@@ -132,45 +165,60 @@ typedef struct {
 /* Chooses the most accurate valid variant of the policy's backend whose memory need plus headroom fits in
  * `available`. `current` is the variant in use (SIZE_MAX if none): a larger one replaces it only with
  * `hysteresis` extra room, so the choice does not flap near a boundary. Returns RS_ERR_NOTHING_FITS (with
- * every verdict filled) when nothing qualifies. */
+ * every verdict filled) when nothing qualifies. Safe from any thread. */
 RS_API rs_status rs_select(rs_bundle *bundle, const rs_policy *policy, uint64_t available, size_t current,
                     rs_selection *out, rs_error *err);
 
 /* ---- Running variants ---- */
 
 /* A runtime backend, plugged in by the caller so the core never depends on one. Tensors are raw, in the
- * artifact's own input/output types (the runner quantizes and dequantizes with the index's parameters). */
+ * artifact's own input/output types (the runner quantizes and dequantizes with the index's parameters).
+ *
+ * `load` gets the artifact's bytes exactly as the core read and verified them (never a path): `data` stays
+ * valid and unchanged until `unload` of that model returns, and is owned by the core. `run` and `unload` of
+ * one model are never called concurrently; calls for different models may come from different threads. */
 typedef struct rs_backend {
     const char *name; /* must equal the artifacts' `backend` ("litert", "executorch") */
     void *context;    /* backend-wide state, owned by whoever created the backend */
-    rs_status (*load)(void *context, const char *path, const rs_artifact *artifact, void **model, rs_error *err);
+    rs_status (*load)(void *context, const void *data, size_t size, const rs_artifact *artifact, void **model,
+                      rs_error *err);
     rs_status (*run)(void *model, const void *input, size_t input_bytes, void *output, size_t output_bytes,
                      rs_error *err);
     void (*unload)(void *model);
 } rs_backend;
 
+/* A loaded variant and the policy that keeps it fitting: opaque, rs_runner_open .. rs_runner_close. */
 typedef struct rs_runner rs_runner;
 
-/* Selects a variant for the memory probed under `memory_root` and loads it with `backend`. The bundle and
- * the backend must outlive the runner. */
+/* Selects a variant for the memory probed under `memory_root` and loads it with `backend`. The runner holds a
+ * reference to the bundle (see rs_bundle_close); the backend must outlive the runner. */
 RS_API rs_status rs_runner_open(rs_bundle *bundle, const rs_policy *policy, const rs_backend *backend,
                                 const char *memory_root, rs_runner **out, rs_error *err);
 
 /* Runs one image: `input` is float32 NCHW, already normalised as the index's input line says, with exactly
- * the input shape's element count; `logits` receives one float per label. */
+ * the input shape's element count, every value finite; `logits` receives one float per label. Returns
+ * RS_ERR_NO_MODEL when no variant is loaded. */
 RS_API rs_status rs_runner_run(rs_runner *runner, const float *input, size_t input_count, float *logits,
                                size_t logits_count, rs_error *err);
 
 /* Probes memory again and switches variant if another one should run now. The new variant is loaded
- * before the old one is released only if both fit; otherwise the old one is released first. `switched`
- * (may be NULL) is set to 1 when the variant changed. */
+ * before the old one is released only if both fit; otherwise the old one is released first and, if the new
+ * one fails, restored from the verified bytes kept in memory. When the restore fails too, the error says so
+ * and the runner has no model until a later refresh loads one. A variant whose file no longer verifies is
+ * refused with the reason and remembered as invalid by the bundle; one its backend would not load is not
+ * tried again by this runner. After each load the drop in available memory is measured, and a variant that
+ * proves larger than the index says is judged by its measured figure from then on (at most twice the index
+ * figure plus its file), so switching does not flap. `switched` (may be NULL) is set to 1 when the variant
+ * changed. */
 RS_API rs_status rs_runner_refresh(rs_runner *runner, int *switched, rs_error *err);
 
-/* Same as rs_runner_refresh with `available` bytes given instead of probed. */
+/* Same as rs_runner_refresh with `available` bytes given instead of probed (nothing is measured). */
 RS_API rs_status rs_runner_refresh_with(rs_runner *runner, uint64_t available, int *switched, rs_error *err);
 
-/* The variant that runs now. */
-RS_API const rs_artifact *rs_runner_current(const rs_runner *runner);
+/* The variant that runs now, or NULL when none is loaded. The pointer stays valid while the runner lives. */
+RS_API const rs_artifact *rs_runner_current(rs_runner *runner);
+
+/* Unloads the variant, releases the runner's bundle reference and frees the runner. NULL is ignored. */
 RS_API void rs_runner_close(rs_runner *runner);
 
 /* Fills `err` (if not NULL) with `code` and a printf-style message, and returns `code`: for backends. */

@@ -1,42 +1,72 @@
 /* Opening a bundle: reading and parsing `bundle.index`, the compact form of `manifest.json`.
  *
  * Format (text, one record per line, fields separated by single spaces, unknown keys ignored):
- *   restnet-bundle-index 1
+ *   restnet-bundle-index 2
+ *   identity HEX                                  (sha256 of every byte after this line)
  *   input shape=1,3,64,64 mean=0.498,0.498,0.498 std=0.502,0.502,0.502
  *   label <name, the rest of the line>            (once per class, in class order)
  *   artifact id=ID backend=B file=REL bytes=N sha256=HEX memory=N accuracy=PCT params=N entry=NAME
  *            in=DTYPE:SCALE:ZERO_POINT out=DTYPE:SCALE:ZERO_POINT
+ *
+ * The parser is strict: numbers are plain decimals (no hex, inf or nan), a key appears once per line, an
+ * (id, backend) pair once per index, ids/files/entries use a small character set, and labels carry no
+ * control characters. Every refusal names the line. The last line may lack its newline.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "internal.h"
 
-rs_status rs_read_file(const char *path, size_t limit, char **out, size_t *length, rs_error *err) {
-    FILE *file = fopen(path, "rb");
-    if (file == NULL) {
-        return rs_fail(err, RS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+rs_status rs_read_file_at(int dir_fd, const char *name, int no_follow, size_t limit, char **out, size_t *length,
+                          int *absent, rs_error *err) {
+    if (absent != NULL) {
+        *absent = 0;
+    }
+    int fd = openat(dir_fd, name, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY | (no_follow ? O_NOFOLLOW : 0));
+    if (fd < 0) {
+        if (absent != NULL && (errno == ENOENT || errno == ENOTDIR || errno == EACCES || errno == EPERM)) {
+            *absent = 1;
+        }
+        return rs_fail(err, errno == ELOOP ? RS_ERR_UNSAFE_PATH : RS_ERR_IO, "%s: cannot open: %s", name,
+                       errno == ELOOP ? "a symlink" : strerror(errno));
+    }
+    struct stat info;
+    if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+        close(fd);
+        return rs_fail(err, RS_ERR_IO, "%s: not a regular file", name);
     }
     char *buffer = malloc(limit + 1);
     if (buffer == NULL) {
-        fclose(file);
-        return rs_fail(err, RS_ERR_NO_MEMORY, "%s: cannot allocate %zu bytes", path, limit + 1);
+        close(fd);
+        return rs_fail(err, RS_ERR_NO_MEMORY, "%s: cannot allocate %zu bytes", name, limit + 1);
     }
-    size_t got = fread(buffer, 1, limit, file);
-    int failed = ferror(file);
-    int more = !failed && got == limit && fgetc(file) != EOF;
-    fclose(file);
-    if (failed || more) {
+    size_t got = 0;
+    ssize_t n = 0;
+    char extra;
+    while (got < limit && (n = read(fd, buffer + got, limit - got)) > 0) {
+        got += (size_t)n;
+    }
+    int more = n >= 0 && got == limit && read(fd, &extra, 1) > 0;
+    close(fd);
+    if (n < 0 || more) {
         free(buffer);
-        return failed ? rs_fail(err, RS_ERR_IO, "%s: read error", path)
-                      : rs_fail(err, RS_ERR_FORMAT, "%s: larger than %zu bytes", path, limit);
+        return n < 0 ? rs_fail(err, RS_ERR_IO, "%s: read error", name)
+                     : rs_fail(err, RS_ERR_FORMAT, "%s: larger than %zu bytes", name, limit);
     }
     buffer[got] = '\0';
     *out = buffer;
     *length = got;
     return RS_OK;
+}
+
+rs_status rs_read_file(const char *path, size_t limit, char **out, size_t *length, rs_error *err) {
+    return rs_read_file_at(AT_FDCWD, path, 0, limit, out, length, NULL, err);
 }
 
 static int copy_field(char *dest, size_t size, const char *value) {
@@ -46,6 +76,21 @@ static int copy_field(char *dest, size_t size, const char *value) {
     }
     memcpy(dest, value, n + 1);
     return 0;
+}
+
+/* `value` only uses characters of `allowed` (plus ASCII letters and digits). */
+static int only(const char *value, const char *allowed) {
+    for (const char *p = value; *p; p++) {
+        int alnum = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9');
+        if (!alnum && strchr(allowed, *p) == NULL) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int copy_name(char *dest, size_t size, const char *value, const char *allowed) {
+    return only(value, allowed) ? copy_field(dest, size, value) : -1;
 }
 
 static int parse_u64(const char *text, uint64_t *out) {
@@ -62,19 +107,43 @@ static int parse_u64(const char *text, uint64_t *out) {
     return 0;
 }
 
+/* A plain decimal: -?D+(.D+)?([eE][+-]?D+)?, nothing else (strtod alone would take hex, inf and nan). */
+static int plain_decimal(const char *p) {
+    if (*p == '-') p++;
+    const char *digits = p;
+    while (*p >= '0' && *p <= '9') p++;
+    if (p == digits) return 0;
+    if (*p == '.') {
+        digits = ++p;
+        while (*p >= '0' && *p <= '9') p++;
+        if (p == digits) return 0;
+    }
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-') p++;
+        digits = p;
+        while (*p >= '0' && *p <= '9') p++;
+        if (p == digits) return 0;
+    }
+    return *p == '\0';
+}
+
 static int parse_double(const char *text, double *out) {
+    if (!plain_decimal(text)) {
+        return -1;
+    }
     errno = 0;
     char *end;
-    double value = strtod(text, &end);
-    if (errno != 0 || end == text || *end != '\0' || value != value) {
+    double value = strtod(text, &end); /* a comma-decimal locale stops at '.': refused, not misread */
+    if (errno != 0 || *end != '\0' || !isfinite(value)) {
         return -1;
     }
     *out = value;
     return 0;
 }
 
-/* "a,b,c" into `count` floats. */
-static int parse_floats(const char *text, float *out, size_t count) {
+/* "a,b,c" into `count` doubles. */
+static int parse_list(const char *text, double *out, size_t count) {
     char buffer[128];
     if (copy_field(buffer, sizeof buffer, text) != 0) {
         return -1;
@@ -88,11 +157,9 @@ static int parse_floats(const char *text, float *out, size_t count) {
         if (comma != NULL) {
             *comma = '\0';
         }
-        double value;
-        if (parse_double(cursor, &value) != 0) {
+        if (parse_double(cursor, &out[i]) != 0) {
             return -1;
         }
-        out[i] = (float)value;
         if (comma != NULL) {
             cursor = comma + 1;
         }
@@ -100,16 +167,37 @@ static int parse_floats(const char *text, float *out, size_t count) {
     return 0;
 }
 
-static int parse_shape(const char *text, uint32_t shape[4]) {
-    float values[4];
-    if (parse_floats(text, values, 4) != 0) {
+/* Three finite floats; with `positive`, each > 0. */
+static int parse_channels(const char *text, float out[3], int positive) {
+    double values[3];
+    if (parse_list(text, values, 3) != 0) {
         return -1;
     }
+    for (int i = 0; i < 3; i++) {
+        if (!isfinite((float)values[i]) || (positive && !((float)values[i] > 0))) {
+            return -1;
+        }
+        out[i] = (float)values[i];
+    }
+    return 0;
+}
+
+/* Four dimensions in [1, 65536] whose float32 tensor fits a 32-bit size_t (element count <= 2^30 - 1). */
+static int parse_shape(const char *text, uint32_t shape[4]) {
+    double values[4];
+    if (parse_list(text, values, 4) != 0) {
+        return -1;
+    }
+    uint64_t product = 1;
     for (int i = 0; i < 4; i++) {
-        if (values[i] < 1 || values[i] > 65536 || values[i] != (float)(uint32_t)values[i]) {
+        if (values[i] < 1 || values[i] > 65536 || values[i] != (double)(uint32_t)values[i]) {
             return -1;
         }
         shape[i] = (uint32_t)values[i];
+        product *= shape[i];
+        if (product > (UINT32_MAX >> 2)) {
+            return -1;
+        }
     }
     return 0;
 }
@@ -140,9 +228,6 @@ static int parse_quantization(const char *text, rs_quantization *out) {
     return 0;
 }
 
-enum { F_ID = 1, F_BACKEND = 2, F_FILE = 4, F_BYTES = 8, F_SHA = 16, F_MEMORY = 32, F_ACCURACY = 64,
-       F_PARAMS = 128, F_ENTRY = 256, F_IN = 512, F_OUT = 1024, F_ALL = 2047 };
-
 static int is_hex64(const char *text) {
     if (strlen(text) != 64) {
         return 0;
@@ -155,28 +240,27 @@ static int is_hex64(const char *text) {
     return 1;
 }
 
-/* One `key=value` of an artifact line; returns the field's flag, 0 for an unknown key, -1 if invalid. */
-static int artifact_field(rs_artifact *a, const char *key, const char *value) {
-    if (strcmp(key, "id") == 0) return copy_field(a->id, sizeof a->id, value) ? -1 : F_ID;
-    if (strcmp(key, "backend") == 0) return copy_field(a->backend, sizeof a->backend, value) ? -1 : F_BACKEND;
-    if (strcmp(key, "file") == 0) return copy_field(a->file, sizeof a->file, value) ? -1 : F_FILE;
-    if (strcmp(key, "entry") == 0) return copy_field(a->entry_point, sizeof a->entry_point, value) ? -1 : F_ENTRY;
-    if (strcmp(key, "bytes") == 0) return parse_u64(value, &a->bytes) ? -1 : F_BYTES;
-    if (strcmp(key, "memory") == 0) return parse_u64(value, &a->memory_bytes) ? -1 : F_MEMORY;
-    if (strcmp(key, "params") == 0) return parse_u64(value, &a->params) ? -1 : F_PARAMS;
-    if (strcmp(key, "accuracy") == 0) {
-        return parse_double(value, &a->accuracy) || a->accuracy < 0 || a->accuracy > 100 ? -1 : F_ACCURACY;
-    }
-    if (strcmp(key, "sha256") == 0) {
-        return is_hex64(value) && copy_field(a->sha256, sizeof a->sha256, value) == 0 ? F_SHA : -1;
-    }
-    if (strcmp(key, "in") == 0) return parse_quantization(value, &a->input_quantization) ? -1 : F_IN;
-    if (strcmp(key, "out") == 0) return parse_quantization(value, &a->output_quantization) ? -1 : F_OUT;
-    return 0;
-}
+/* The keys of an artifact line: bit i of the `seen` mask is ARTIFACT_KEYS[i]. */
+static const char *const ARTIFACT_KEYS[] = {"id",       "backend", "file",  "bytes", "sha256", "memory",
+                                            "accuracy", "params",  "entry", "in",    "out"};
+enum { ARTIFACT_KEY_COUNT = sizeof ARTIFACT_KEYS / sizeof *ARTIFACT_KEYS };
 
-static const char *const ARTIFACT_KEYS[] = {"id", "backend", "file", "bytes", "sha256", "memory",
-                                            "accuracy", "params", "entry", "in", "out"};
+/* Parses the value of ARTIFACT_KEYS[key] into `a`; -1 if invalid. */
+static int artifact_field(rs_artifact *a, size_t key, const char *value) {
+    switch (key) {
+    case 0: return copy_name(a->id, sizeof a->id, value, "._-");
+    case 1: return copy_name(a->backend, sizeof a->backend, value, "_-");
+    case 2: return copy_name(a->file, sizeof a->file, value, "._/-");
+    case 3: return parse_u64(value, &a->bytes);
+    case 4: return is_hex64(value) ? copy_field(a->sha256, sizeof a->sha256, value) : -1;
+    case 5: return parse_u64(value, &a->memory_bytes);
+    case 6: return parse_double(value, &a->accuracy) || a->accuracy < 0 || a->accuracy > 100 ? -1 : 0;
+    case 7: return parse_u64(value, &a->params);
+    case 8: return copy_name(a->entry_point, sizeof a->entry_point, value, "_");
+    case 9: return parse_quantization(value, &a->input_quantization);
+    default: return parse_quantization(value, &a->output_quantization);
+    }
+}
 
 static rs_status parse_artifact(rs_bundle *bundle, char *fields, size_t line, rs_error *err) {
     if (bundle->count == RS_MAX_ARTIFACTS) {
@@ -184,7 +268,7 @@ static rs_status parse_artifact(rs_bundle *bundle, char *fields, size_t line, rs
     }
     rs_artifact *a = &bundle->artifacts[bundle->count];
     memset(a, 0, sizeof *a);
-    int seen = 0;
+    unsigned seen = 0;
     char *state = NULL;
     for (char *token = strtok_r(fields, " ", &state); token != NULL; token = strtok_r(NULL, " ", &state)) {
         char *equals = strchr(token, '=');
@@ -192,38 +276,60 @@ static rs_status parse_artifact(rs_bundle *bundle, char *fields, size_t line, rs
             return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: expected key=value, got '%.40s'", line, token);
         }
         *equals = '\0';
-        int flag = artifact_field(a, token, equals + 1);
-        if (flag < 0) {
-            return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: invalid %s '%.80s'", line, token, equals + 1);
+        size_t key = 0;
+        while (key < ARTIFACT_KEY_COUNT && strcmp(token, ARTIFACT_KEYS[key]) != 0) key++;
+        if (key == ARTIFACT_KEY_COUNT) {
+            continue; /* a key of a later minor version */
         }
-        seen |= flag;
+        if (seen & (1u << key)) {
+            return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: %s given twice", line, token);
+        }
+        if (artifact_field(a, key, equals + 1) != 0) {
+            return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: invalid %s", line, token);
+        }
+        seen |= 1u << key;
     }
-    for (size_t i = 0; i < sizeof ARTIFACT_KEYS / sizeof *ARTIFACT_KEYS; i++) {
-        if (!(seen & (1 << i))) {
+    for (size_t i = 0; i < ARTIFACT_KEY_COUNT; i++) {
+        if (!(seen & (1u << i))) {
             return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: artifact without %s", line, ARTIFACT_KEYS[i]);
         }
     }
-    bundle->validated[bundle->count] = (rs_status)-1;
+    for (size_t i = 0; i < bundle->count; i++) {
+        const rs_artifact *other = &bundle->artifacts[i];
+        if (strcmp(other->id, a->id) == 0 && strcmp(other->backend, a->backend) == 0) {
+            return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: artifact %s of %s listed twice", line, a->id,
+                           a->backend);
+        }
+    }
+    bundle->validated[bundle->count] = RS_NOT_CHECKED;
     bundle->count++;
     return RS_OK;
 }
 
 static rs_status parse_input(rs_bundle *bundle, char *fields, size_t line, rs_error *err) {
-    int seen = 0;
+    unsigned seen = 0;
     char *state = NULL;
     for (char *token = strtok_r(fields, " ", &state); token != NULL; token = strtok_r(NULL, " ", &state)) {
         char *equals = strchr(token, '=');
-        int ok = equals != NULL;
-        if (ok) {
-            *equals = '\0';
-            const char *value = equals + 1;
-            if (strcmp(token, "shape") == 0) ok = parse_shape(value, bundle->input.shape) == 0 && (seen |= 1);
-            else if (strcmp(token, "mean") == 0) ok = parse_floats(value, bundle->input.mean, 3) == 0 && (seen |= 2);
-            else if (strcmp(token, "std") == 0) ok = parse_floats(value, bundle->input.std, 3) == 0 && (seen |= 4);
+        if (equals == NULL) {
+            return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: expected key=value, got '%.40s'", line, token);
         }
-        if (!ok) {
-            return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: invalid input field '%.60s'", line, token);
+        *equals = '\0';
+        const char *value = equals + 1;
+        unsigned bit = strcmp(token, "shape") == 0 ? 1 : strcmp(token, "mean") == 0 ? 2 : strcmp(token, "std") == 0 ? 4 : 0;
+        if (bit == 0) {
+            continue;
         }
+        if (seen & bit) {
+            return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: %s given twice", line, token);
+        }
+        int bad = bit == 1 ? parse_shape(value, bundle->input.shape)
+                  : bit == 2 ? parse_channels(value, bundle->input.mean, 0)
+                             : parse_channels(value, bundle->input.std, 1);
+        if (bad) {
+            return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: invalid input %s", line, token);
+        }
+        seen |= bit;
     }
     if (seen != 7) {
         return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: input needs shape, mean and std", line);
@@ -231,8 +337,44 @@ static rs_status parse_input(rs_bundle *bundle, char *fields, size_t line, rs_er
     return RS_OK;
 }
 
-rs_status rs_parse_index(rs_bundle *bundle, const char *text, size_t length, rs_error *err) {
+static rs_status parse_label(rs_bundle *bundle, const char *text, size_t line, rs_error *err) {
+    if (bundle->label_count == RS_MAX_LABELS) {
+        return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: more than %d labels", line, RS_MAX_LABELS);
+    }
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: label with a control character", line);
+        }
+    }
+    char *label = strdup(text);
+    if (label == NULL) {
+        return rs_fail(err, RS_ERR_NO_MEMORY, "bundle.index:%zu: cannot allocate a label", line);
+    }
+    bundle->labels[bundle->label_count++] = label;
+    return RS_OK;
+}
+
+/* Lines 1 and 2: the header with its version, and the identity. */
+static rs_status parse_preamble(rs_bundle *bundle, const char *text, size_t line, rs_error *err) {
     static const char HEADER[] = "restnet-bundle-index ";
+    if (line == 1) {
+        if (strncmp(text, HEADER, sizeof HEADER - 1) != 0) {
+            return rs_fail(err, RS_ERR_FORMAT, "bundle.index: not a restnet bundle index (bad first line)");
+        }
+        if (strcmp(text + sizeof HEADER - 1, "2") != 0) {
+            return rs_fail(err, RS_ERR_FORMAT, "bundle.index: version '%.20s', this shim reads version %d",
+                           text + sizeof HEADER - 1, RS_INDEX_VERSION);
+        }
+        return RS_OK;
+    }
+    if (strncmp(text, "identity ", 9) != 0 || !is_hex64(text + 9)) {
+        return rs_fail(err, RS_ERR_FORMAT, "bundle.index:2: expected 'identity' and 64 hex digits");
+    }
+    memcpy(bundle->identity, text + 9, 65);
+    return RS_OK;
+}
+
+rs_status rs_parse_index(rs_bundle *bundle, const char *text, size_t length, rs_error *err) {
     if (strlen(text) != length) {
         return rs_fail(err, RS_ERR_FORMAT, "bundle.index: contains a NUL byte");
     }
@@ -242,48 +384,31 @@ rs_status rs_parse_index(rs_bundle *bundle, const char *text, size_t length, rs_
     const char *cursor = text;
     while (*cursor != '\0') {
         const char *end = strchr(cursor, '\n');
-        if (end == NULL) {
-            return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: truncated (last line has no newline)", line + 1);
-        }
-        size_t n = (size_t)(end - cursor);
+        size_t n = end != NULL ? (size_t)(end - cursor) : strlen(cursor);
         line++;
         if (n > RS_MAX_LINE) {
             return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: line longer than %d bytes", line, RS_MAX_LINE);
         }
         memcpy(line_buffer, cursor, n);
         line_buffer[n] = '\0';
-        cursor = end + 1;
-        if (line == 1) {
-            if (strncmp(line_buffer, HEADER, sizeof HEADER - 1) != 0) {
-                return rs_fail(err, RS_ERR_FORMAT, "bundle.index: not a restnet bundle index (bad first line)");
-            }
-            if (strcmp(line_buffer + sizeof HEADER - 1, "1") != 0) {
-                return rs_fail(err, RS_ERR_FORMAT, "bundle.index: version '%.20s', this shim reads version %d",
-                               line_buffer + sizeof HEADER - 1, RS_INDEX_VERSION);
-            }
-            continue;
-        }
-        char *space = strchr(line_buffer, ' ');
-        if (space == NULL) {
-            return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: expected 'KIND FIELDS...'", line);
-        }
-        *space = '\0';
+        cursor += n + (end != NULL);
         rs_status status = RS_OK;
-        if (strcmp(line_buffer, "artifact") == 0) {
-            status = parse_artifact(bundle, space + 1, line, err);
-        } else if (strcmp(line_buffer, "input") == 0) {
-            status = parse_input(bundle, space + 1, line, err);
-            has_input = 1;
-        } else if (strcmp(line_buffer, "label") == 0) {
-            if (bundle->label_count == RS_MAX_LABELS) {
-                return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: more than %d labels", line, RS_MAX_LABELS);
+        char *space = strchr(line_buffer, ' ');
+        if (line <= 2) {
+            status = parse_preamble(bundle, line_buffer, line, err);
+        } else if (space == NULL) {
+            status = rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: expected 'KIND FIELDS...'", line);
+        } else {
+            *space = '\0';
+            if (strcmp(line_buffer, "artifact") == 0) {
+                status = parse_artifact(bundle, space + 1, line, err);
+            } else if (strcmp(line_buffer, "input") == 0) {
+                status = has_input ? rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: a second input line", line)
+                                   : parse_input(bundle, space + 1, line, err);
+                has_input = 1;
+            } else if (strcmp(line_buffer, "label") == 0) {
+                status = parse_label(bundle, space + 1, line, err);
             }
-            char *label = malloc(strlen(space + 1) + 1);
-            if (label == NULL) {
-                return rs_fail(err, RS_ERR_NO_MEMORY, "bundle.index:%zu: cannot allocate a label", line);
-            }
-            strcpy(label, space + 1);
-            bundle->labels[bundle->label_count++] = label;
         }
         if (status != RS_OK) {
             return status;
@@ -292,10 +417,61 @@ rs_status rs_parse_index(rs_bundle *bundle, const char *text, size_t length, rs_
     if (line == 0) {
         return rs_fail(err, RS_ERR_FORMAT, "bundle.index: empty");
     }
-    if (!has_input || bundle->count == 0) {
-        return rs_fail(err, RS_ERR_FORMAT, "bundle.index: needs an input line and at least one artifact");
+    if (line < 2 || !has_input || bundle->count == 0) {
+        return rs_fail(err, RS_ERR_FORMAT, "bundle.index: needs an identity, an input line and an artifact");
     }
     return RS_OK;
+}
+
+/* The identity line is the sha256 of every byte after it: an edited or truncated index is refused. */
+static rs_status check_identity(const rs_bundle *bundle, const char *text, rs_error *err) {
+    const char *first = strchr(text, '\n');
+    const char *second = first ? strchr(first + 1, '\n') : NULL;
+    char digest[65];
+    const char *rest = second != NULL ? second + 1 : "";
+    rs_sha256_hex(rest, strlen(rest), digest);
+    if (strcmp(digest, bundle->identity) != 0) {
+        return rs_fail(err, RS_ERR_FORMAT, "bundle.index: identity %.12s... does not match its content (%.12s...): "
+                                           "edited or truncated", bundle->identity, digest);
+    }
+    return RS_OK;
+}
+
+/* Reads and parses the index of the directory `dir_fd` into the zeroed `bundle`. */
+static rs_status read_index(rs_bundle *bundle, int dir_fd, rs_error *err) {
+    char *text = NULL;
+    size_t length = 0;
+    rs_status status = rs_read_file_at(dir_fd, RS_INDEX_NAME, 1, RS_MAX_INDEX_BYTES, &text, &length, NULL, err);
+    if (status != RS_OK) {
+        return status;
+    }
+    status = rs_parse_index(bundle, text, length, err);
+    if (status == RS_OK) {
+        status = check_identity(bundle, text, err);
+    }
+    free(text);
+    return status;
+}
+
+rs_bundle *rs_bundle_new(void) {
+    rs_bundle *bundle = calloc(1, sizeof *bundle);
+    if (bundle != NULL) {
+        pthread_mutex_init(&bundle->lock, NULL);
+        bundle->references = 1;
+        bundle->dir_fd = -1;
+    }
+    return bundle;
+}
+
+static void destroy(rs_bundle *bundle) {
+    for (size_t i = 0; i < bundle->label_count; i++) {
+        free(bundle->labels[i]);
+    }
+    if (bundle->dir_fd >= 0) {
+        close(bundle->dir_fd);
+    }
+    pthread_mutex_destroy(&bundle->lock);
+    free(bundle);
 }
 
 rs_status rs_bundle_open(const char *dir, rs_bundle **out, rs_error *err) {
@@ -303,40 +479,68 @@ rs_status rs_bundle_open(const char *dir, rs_bundle **out, rs_error *err) {
         return rs_fail(err, RS_ERR_ARGUMENT, "rs_bundle_open: dir and out are required");
     }
     *out = NULL;
-    rs_bundle *bundle = calloc(1, sizeof *bundle);
+    rs_bundle *bundle = rs_bundle_new();
     if (bundle == NULL) {
         return rs_fail(err, RS_ERR_NO_MEMORY, "%s: cannot allocate the bundle", dir);
     }
-    if (strlen(dir) >= sizeof bundle->dir || realpath(dir, bundle->real_dir) == NULL) {
-        free(bundle);
+    bundle->dir_fd = strlen(dir) < sizeof bundle->dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (bundle->dir_fd < 0 || realpath(dir, bundle->real_dir) == NULL) {
+        destroy(bundle);
         return rs_fail(err, RS_ERR_IO, "%s: not a directory that can be opened", dir);
     }
     strcpy(bundle->dir, dir);
-    char path[sizeof bundle->real_dir + sizeof RS_INDEX_NAME + 1];
-    snprintf(path, sizeof path, "%s/%s", bundle->real_dir, RS_INDEX_NAME);
-    char *text;
-    size_t length;
-    rs_status status = rs_read_file(path, RS_MAX_INDEX_BYTES, &text, &length, err);
-    if (status == RS_OK) {
-        status = rs_parse_index(bundle, text, length, err);
-        free(text);
-    }
+    rs_status status = read_index(bundle, bundle->dir_fd, err);
     if (status != RS_OK) {
-        rs_bundle_close(bundle);
+        destroy(bundle);
         return status;
     }
     *out = bundle;
     return RS_OK;
 }
 
-void rs_bundle_close(rs_bundle *bundle) {
+rs_status rs_bundle_check_current(const rs_bundle *bundle, rs_error *err) {
     if (bundle == NULL) {
-        return;
+        return rs_fail(err, RS_ERR_ARGUMENT, "rs_bundle_check_current: bundle is required");
     }
-    for (size_t i = 0; i < bundle->label_count; i++) {
-        free(bundle->labels[i]);
+    rs_bundle *now = rs_bundle_new();
+    if (now == NULL) {
+        return rs_fail(err, RS_ERR_NO_MEMORY, "cannot allocate a bundle");
     }
-    free(bundle);
+    now->dir_fd = open(bundle->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    rs_error local = {RS_OK, ""};
+    rs_status status = now->dir_fd < 0 ? rs_fail(&local, RS_ERR_IO, "%s", strerror(errno))
+                                       : read_index(now, now->dir_fd, &local);
+    if (status == RS_OK && strcmp(now->identity, bundle->identity) == 0) {
+        destroy(now);
+        return RS_OK;
+    }
+    status = status == RS_OK ? rs_fail(err, RS_ERR_STALE, "%s now holds bundle %.12s..., this one is %.12s...",
+                                       bundle->dir, now->identity, bundle->identity)
+                             : rs_fail(err, RS_ERR_STALE, "%s no longer holds this bundle (%s)", bundle->dir,
+                                       local.message);
+    destroy(now);
+    return status;
+}
+
+void rs_bundle_retain(rs_bundle *bundle) {
+    pthread_mutex_lock(&bundle->lock);
+    bundle->references++;
+    pthread_mutex_unlock(&bundle->lock);
+}
+
+void rs_bundle_release(rs_bundle *bundle) {
+    pthread_mutex_lock(&bundle->lock);
+    unsigned left = --bundle->references;
+    pthread_mutex_unlock(&bundle->lock);
+    if (left == 0) {
+        destroy(bundle);
+    }
+}
+
+void rs_bundle_close(rs_bundle *bundle) {
+    if (bundle != NULL) {
+        rs_bundle_release(bundle);
+    }
 }
 
 size_t rs_bundle_artifact_count(const rs_bundle *bundle) { return bundle ? bundle->count : 0; }
@@ -354,3 +558,5 @@ const char *rs_bundle_label(const rs_bundle *bundle, size_t index) {
 }
 
 const char *rs_bundle_dir(const rs_bundle *bundle) { return bundle ? bundle->real_dir : NULL; }
+
+const char *rs_bundle_identity(const rs_bundle *bundle) { return bundle ? bundle->identity : NULL; }

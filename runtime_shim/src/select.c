@@ -11,8 +11,13 @@ static void verdict(rs_selection *out, size_t i, rs_verdict_kind kind, const cha
     snprintf(out->verdicts[i].reason, sizeof out->verdicts[i].reason, "%s", reason);
 }
 
+static uint64_t need_of(const rs_bundle *bundle, const uint64_t *needs, size_t i) {
+    return needs != NULL ? needs[i] : bundle->artifacts[i].memory_bytes;
+}
+
 /* Indices of `backend`'s artifacts, most accurate first (less memory first on ties). */
-static size_t ranked(const rs_bundle *bundle, const char *backend, size_t order[RS_MAX_ARTIFACTS]) {
+static size_t ranked(const rs_bundle *bundle, const char *backend, const uint64_t *needs,
+                     size_t order[RS_MAX_ARTIFACTS]) {
     size_t n = 0;
     for (size_t i = 0; i < bundle->count; i++) {
         if (strcmp(bundle->artifacts[i].backend, backend) != 0) {
@@ -22,7 +27,8 @@ static size_t ranked(const rs_bundle *bundle, const char *backend, size_t order[
         const rs_artifact *a = &bundle->artifacts[i];
         while (j > 0) {
             const rs_artifact *b = &bundle->artifacts[order[j - 1]];
-            if (b->accuracy > a->accuracy || (b->accuracy == a->accuracy && b->memory_bytes <= a->memory_bytes)) {
+            if (b->accuracy > a->accuracy ||
+                (b->accuracy == a->accuracy && need_of(bundle, needs, order[j - 1]) <= need_of(bundle, needs, i))) {
                 break;
             }
             order[j] = order[j - 1];
@@ -43,7 +49,7 @@ static rs_status select_override(rs_bundle *bundle, const rs_policy *policy, rs_
             continue;
         }
         rs_error local = {RS_OK, ""};
-        rs_status status = rs_bundle_validate(bundle, i, NULL, 0, &local);
+        rs_status status = rs_bundle_verdict(bundle, i, &local);
         if (status != RS_OK) {
             verdict(out, i, RS_VERDICT_INVALID, local.message);
             return rs_fail(err, status, "override %s is invalid: %s", a->id, local.message);
@@ -58,6 +64,11 @@ static rs_status select_override(rs_bundle *bundle, const rs_policy *policy, rs_
 
 rs_status rs_select(rs_bundle *bundle, const rs_policy *policy, uint64_t available, size_t current,
                     rs_selection *out, rs_error *err) {
+    return rs_select_with_needs(bundle, policy, available, current, NULL, out, err);
+}
+
+rs_status rs_select_with_needs(rs_bundle *bundle, const rs_policy *policy, uint64_t available, size_t current,
+                               const uint64_t *needs, rs_selection *out, rs_error *err) {
     if (bundle == NULL || policy == NULL || policy->backend == NULL || out == NULL || !(policy->hysteresis >= 0)) {
         return rs_fail(err, RS_ERR_ARGUMENT, "rs_select: bundle, policy with a backend, hysteresis >= 0 and out "
                                              "are required");
@@ -72,8 +83,8 @@ rs_status rs_select(rs_bundle *bundle, const rs_policy *policy, uint64_t availab
         return select_override(bundle, policy, out, err);
     }
     size_t order[RS_MAX_ARTIFACTS];
-    size_t n = ranked(bundle, policy->backend, order);
-    const rs_artifact *in_use = current < bundle->count ? &bundle->artifacts[current] : NULL;
+    size_t n = ranked(bundle, policy->backend, needs, order);
+    int in_use = current < bundle->count;
     char reason[320];
     for (size_t k = 0; k < n; k++) {
         size_t i = order[k];
@@ -85,18 +96,23 @@ rs_status rs_select(rs_bundle *bundle, const rs_policy *policy, uint64_t availab
             continue;
         }
         /* Moving up from the variant in use to a larger one asks for `hysteresis` more room. */
-        int moving_up = in_use != NULL && i != current && a->memory_bytes > in_use->memory_bytes;
-        double extra = moving_up ? policy->hysteresis * (double)a->memory_bytes : 0.0;
-        double need = (double)a->memory_bytes + (double)policy->headroom_bytes + extra;
+        uint64_t own = need_of(bundle, needs, i);
+        if (own == UINT64_MAX) {
+            verdict(out, i, RS_VERDICT_INVALID, "its backend refused to load it");
+            continue;
+        }
+        int moving_up = in_use && i != current && own > need_of(bundle, needs, current);
+        double extra = moving_up ? policy->hysteresis * (double)own : 0.0;
+        double need = (double)own + (double)policy->headroom_bytes + extra;
         if (need > (double)available) {
             snprintf(reason, sizeof reason, "needs %.1f MiB (%.1f + %.1f headroom%s), %.1f MiB available",
-                     need / MIB, (double)a->memory_bytes / MIB, (double)policy->headroom_bytes / MIB,
+                     need / MIB, (double)own / MIB, (double)policy->headroom_bytes / MIB,
                      moving_up ? " + hysteresis" : "", (double)available / MIB);
             verdict(out, i, RS_VERDICT_TOO_LARGE, reason);
             continue;
         }
         rs_error local = {RS_OK, ""};
-        if (rs_bundle_validate(bundle, i, NULL, 0, &local) != RS_OK) {
+        if (rs_bundle_verdict(bundle, i, &local) != RS_OK) {
             verdict(out, i, RS_VERDICT_INVALID, local.message);
             continue;
         }

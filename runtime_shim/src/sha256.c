@@ -114,18 +114,3 @@ void rs_sha256_hex(const void *data, size_t size, char hex[65]) {
     update(&ctx, data, size);
     finish(&ctx, hex);
 }
-
-int rs_sha256_stream(FILE *stream, char hex[65]) {
-    sha256_ctx ctx;
-    uint8_t buffer[1 << 16];
-    size_t got;
-    init(&ctx);
-    while ((got = fread(buffer, 1, sizeof buffer, stream)) > 0) {
-        update(&ctx, buffer, got);
-    }
-    if (ferror(stream)) {
-        return -1;
-    }
-    finish(&ctx, hex);
-    return 0;
-}

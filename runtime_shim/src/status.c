@@ -27,6 +27,8 @@ const char *rs_status_name(rs_status status) {
     case RS_ERR_NOTHING_FITS: return "nothing fits";
     case RS_ERR_NO_MEMORY: return "out of memory";
     case RS_ERR_BACKEND: return "backend error";
+    case RS_ERR_STALE: return "bundle replaced";
+    case RS_ERR_NO_MODEL: return "no model loaded";
     }
     return "unknown status";
 }

@@ -17,7 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     memcpy(text, data, size);
     text[size] = '\0';
-    rs_bundle *bundle = calloc(1, sizeof *bundle);
+    rs_bundle *bundle = rs_bundle_new();
     if (bundle != NULL) {
         rs_error err;
         rs_parse_index(bundle, text, size, &err);

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -29,16 +31,29 @@ static void test_sha256(void) {
 }
 
 /* ---- memory probing ---- */
-static void expect_memory(const char *name, uint64_t available, const char *source) {
+/* Probes fixture `name`: `code`, and then `available` bytes from `text` (the source), or `text` in the error. */
+static void probe_fixture(const char *name, rs_status code, uint64_t available, const char *text) {
     char root[4096];
     snprintf(root, sizeof root, "%s/memory/%s", fixtures, name);
     rs_memory memory;
     rs_error err = {RS_OK, ""};
     rs_status status = rs_probe_memory(root, &memory, &err);
-    CHECK(status == RS_OK, "%s: %s", name, err.message);
+    CHECK(status == code, "%s: status %s (%s)", name, rs_status_name(status), err.message);
+    if (status != RS_OK) {
+        CHECK(strstr(err.message, text) != NULL, "%s: message '%s' lacks '%s'", name, err.message, text);
+        return;
+    }
     CHECK(memory.available == available, "%s: available %llu, expected %llu", name,
           (unsigned long long)memory.available, (unsigned long long)available);
-    CHECK(strcmp(memory.source, source) == 0, "%s: source %s, expected %s", name, memory.source, source);
+    CHECK(strcmp(memory.source, text) == 0, "%s: source %s, expected %s", name, memory.source, text);
+}
+
+static void expect_memory(const char *name, uint64_t available, const char *source) {
+    probe_fixture(name, RS_OK, available, source);
+}
+
+static void expect_memory_error(const char *name, rs_status code, const char *words) {
+    probe_fixture(name, code, 0, words);
 }
 
 static void test_memory(void) {
@@ -50,12 +65,12 @@ static void test_memory(void) {
     expect_memory("cgroup-v1-namespaced", 96 * MIB, "cgroup v1");
     expect_memory("cgroup-looser-than-meminfo", 512000ull * 1024, "meminfo");
     expect_memory("cgroup-over-limit", 0, "cgroup v2");
-    char root[4096];
-    snprintf(root, sizeof root, "%s/memory/nothing", fixtures);
-    rs_memory memory;
-    rs_error err = {RS_OK, ""};
-    CHECK(rs_probe_memory(root, &memory, &err) == RS_ERR_IO, "no figures: %s", err.message);
-    CHECK(strstr(err.message, "MemAvailable") != NULL, "%s", err.message);
+    expect_memory("cgroup-v2-nested", 100 * MIB, "cgroup v2");   /* the pod's limit, two levels up */
+    expect_memory("cgroup-v2-high", 192 * MIB, "cgroup v2");     /* memory.high below memory.max */
+    expect_memory("cgroup-v1-hierarchical", 96 * MIB, "cgroup v1");
+    expect_memory_error("cgroup-v2-malformed", RS_ERR_FORMAT, "app/memory.max: expected a byte count");
+    expect_memory_error("cgroup-v1-malformed", RS_ERR_FORMAT, "memory.limit_in_bytes: expected a byte count");
+    expect_memory_error("nothing", RS_ERR_IO, "MemAvailable");
 }
 
 /* ---- bundles written here ---- */
@@ -68,6 +83,18 @@ static void write_file(const char *path, const void *data, size_t size) {
         exit(2);
     }
     fclose(file);
+}
+
+/* Writes `dir`/bundle.index: the version line, the identity of `body`, then `body`. */
+static void write_index(const char *dir, const char *body) {
+    char hex[65], path[4200];
+    rs_sha256_hex(body, strlen(body), hex);
+    size_t size = strlen(body) + 128;
+    char *text = malloc(size);
+    int length = snprintf(text, size, "restnet-bundle-index 2\nidentity %s\n%s", hex, body);
+    snprintf(path, sizeof path, "%s/bundle.index", dir);
+    write_file(path, text, (size_t)length);
+    free(text);
 }
 
 typedef struct {
@@ -89,7 +116,7 @@ static void make_bundle(const char *name, const spec *specs, size_t count, char 
     mkdir(path, 0755);
     char index[16384];
     int used = snprintf(index, sizeof index,
-                        "restnet-bundle-index 1\ninput shape=1,3,32,32 mean=0.5,0.5,0.5 std=0.5,0.5,0.5\n"
+                        "input shape=1,3,32,32 mean=0.5,0.5,0.5 std=0.5,0.5,0.5\n"
                         "label T-shirt/top\nlabel Ankle boot\n");
     for (size_t i = 0; i < count; i++) {
         char content[256];
@@ -113,8 +140,7 @@ static void make_bundle(const char *name, const spec *specs, size_t count, char 
     used += snprintf(index + used, sizeof index - (size_t)used,
                      "artifact id=other backend=executorch file=executorch/other.pte bytes=1 sha256=%064d "
                      "memory=1 accuracy=99 params=1 entry=forward in=float32:1:0 out=float32:1:0\n", 0);
-    snprintf(path, sizeof path, "%s/bundle.index", dir);
-    write_file(path, index, (size_t)used);
+    write_index(dir, index);
 }
 
 static const spec LADDER[] = {
@@ -180,40 +206,112 @@ static void test_selection(void) {
 }
 
 /* ---- bad bundles ---- */
-static void expect_open_error(const char *name, const char *index_text, rs_status code, const char *words) {
-    char dir[4096], path[4200];
+static void open_expecting(const char *name, rs_status code, const char *words) {
+    char dir[4096];
     snprintf(dir, sizeof dir, "%s/%s", workdir, name);
+    rs_bundle *bundle = NULL;
+    rs_error err = {RS_OK, ""};
+    struct timespec start, end;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    rs_status status = rs_bundle_open(dir, &bundle, &err);
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    CHECK(end.tv_sec - start.tv_sec < 1, "%s: took %lld s", name, (long long)(end.tv_sec - start.tv_sec));
+    CHECK(status == code, "%s: status %s (%s)", name, rs_status_name(status), err.message);
+    CHECK(code != RS_OK || bundle != NULL, "%s: no bundle", name);
+    CHECK(code == RS_OK || bundle == NULL, "%s: a bundle despite the error", name);
+    CHECK(strstr(err.message, words) != NULL, "%s: message '%s' lacks '%s'", name, err.message, words);
+    rs_bundle_close(bundle);
+}
+
+static void make_dir(const char *name, char *dir, size_t size) {
+    snprintf(dir, size, "%s/%s", workdir, name);
     mkdir(dir, 0755);
+}
+
+/* `index_text` written as is (NULL: no index). */
+static void expect_raw_error(const char *name, const char *index_text, rs_status code, const char *words) {
+    char dir[4096], path[4200];
+    make_dir(name, dir, sizeof dir);
     if (index_text != NULL) {
         snprintf(path, sizeof path, "%s/bundle.index", dir);
         write_file(path, index_text, strlen(index_text));
     }
-    rs_bundle *bundle = NULL;
-    rs_error err = {RS_OK, ""};
-    rs_status status = rs_bundle_open(dir, &bundle, &err);
-    CHECK(status == code && bundle == NULL, "%s: status %s (%s)", name, rs_status_name(status), err.message);
-    CHECK(strstr(err.message, words) != NULL, "%s: message '%s' lacks '%s'", name, err.message, words);
+    open_expecting(name, code, words);
 }
 
+/* `body` after a version line and its correct identity. */
+static void expect_index_error(const char *name, const char *body, rs_status code, const char *words) {
+    char dir[4096];
+    make_dir(name, dir, sizeof dir);
+    write_index(dir, body);
+    open_expecting(name, code, words);
+}
+
+#define INPUT "input shape=1,3,32,32 mean=0.5,0.5,0.5 std=0.5,0.5,0.5\n"
+#define SHA "sha256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+#define ARTIFACT(ID, EXTRA) "artifact id=" ID " backend=litert file=litert/x.tflite bytes=0 " SHA " memory=1 " \
+    "accuracy=50 params=1 entry=serving_default in=float32:1:0 out=float32:1:0" EXTRA "\n"
+
 static void test_bad_indexes(void) {
-    expect_open_error("no-index", NULL, RS_ERR_IO, "bundle.index: cannot open");
-    expect_open_error("json", "{\"schema_version\": 1}\n", RS_ERR_FORMAT, "not a restnet bundle index");
-    expect_open_error("empty", "", RS_ERR_FORMAT, "empty");
-    expect_open_error("truncated", "restnet-bundle-index 1\ninput shape=1,3,32,32 mean=0.5,0.5,0.5 std=0.5,0.5,0.5\n"
-                                   "artifact id=x backend=litert file=x.tflite bytes=1",
-                      RS_ERR_FORMAT, "truncated");
-    expect_open_error("future", "restnet-bundle-index 2\n", RS_ERR_FORMAT, "this shim reads version 1");
-    expect_open_error("missing-field", "restnet-bundle-index 1\ninput shape=1,3,32,32 mean=0.5,0.5,0.5 "
-                                       "std=0.5,0.5,0.5\nartifact id=x backend=litert file=x.tflite bytes=1\n",
-                      RS_ERR_FORMAT, "artifact without sha256");
-    expect_open_error("bad-number", "restnet-bundle-index 1\nartifact id=x bytes=-5\n", RS_ERR_FORMAT,
-                      "invalid bytes");
-    expect_open_error("no-artifacts", "restnet-bundle-index 1\ninput shape=1,3,32,32 mean=0.5,0.5,0.5 "
-                                      "std=0.5,0.5,0.5\n", RS_ERR_FORMAT, "at least one artifact");
+    expect_raw_error("no-index", NULL, RS_ERR_IO, "bundle.index: cannot open");
+    expect_raw_error("json", "{\"schema_version\": 1}\n", RS_ERR_FORMAT, "not a restnet bundle index");
+    expect_raw_error("empty", "", RS_ERR_FORMAT, "empty");
+    expect_raw_error("future", "restnet-bundle-index 3\n", RS_ERR_FORMAT, "this shim reads version 2");
+    expect_raw_error("old", "restnet-bundle-index 1\n", RS_ERR_FORMAT, "this shim reads version 2");
+    expect_raw_error("no-identity", "restnet-bundle-index 2\n" INPUT, RS_ERR_FORMAT, "bundle.index:2: expected 'identity'");
+    expect_raw_error("edited", "restnet-bundle-index 2\nidentity " "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n"
+                     INPUT ARTIFACT("x", ""), RS_ERR_FORMAT, "does not match its content");
+    expect_index_error("truncated", INPUT "artifact id=x backend=litert file=x.tflite bytes=1", RS_ERR_FORMAT,
+                       "bundle.index:4: artifact without sha256");
+    expect_index_error("no-final-newline", INPUT "label a\n" ARTIFACT("x", "") "label b", RS_OK, "");
+    expect_index_error("bad-number", "artifact id=x bytes=-5\n", RS_ERR_FORMAT, "bundle.index:3: invalid bytes");
+    expect_index_error("no-artifacts", INPUT, RS_ERR_FORMAT, "an input line and an artifact");
+    expect_index_error("duplicate-id", INPUT ARTIFACT("x", "") ARTIFACT("x", ""), RS_ERR_FORMAT,
+                       "bundle.index:5: artifact x of litert listed twice");
+    expect_index_error("repeated-key", INPUT ARTIFACT("x", " memory=99"), RS_ERR_FORMAT, "bundle.index:4: memory given twice");
+    expect_index_error("scale-inf", INPUT "artifact id=x in=int8:inf:0\n", RS_ERR_FORMAT, "bundle.index:4: invalid in");
+    expect_index_error("scale-nan", INPUT "artifact id=x out=int8:nan:0\n", RS_ERR_FORMAT, "bundle.index:4: invalid out");
+    expect_index_error("hex-float", INPUT "artifact id=x accuracy=0x1p4\n", RS_ERR_FORMAT, "bundle.index:4: invalid accuracy");
+    expect_index_error("std-zero", "input shape=1,3,32,32 mean=0.5,0.5,0.5 std=0.5,0,0.5\n", RS_ERR_FORMAT,
+                       "bundle.index:3: invalid input std");
+    expect_index_error("mean-inf", "input shape=1,3,32,32 mean=inf,0.5,0.5 std=0.5,0.5,0.5\n", RS_ERR_FORMAT,
+                       "bundle.index:3: invalid input mean");
+    expect_index_error("mean-huge", "input shape=1,3,32,32 mean=1e39,0.5,0.5 std=0.5,0.5,0.5\n", RS_ERR_FORMAT,
+                       "bundle.index:3: invalid input mean");
+    expect_index_error("shape-overflow", "input shape=1,3,65536,65536 mean=0.5,0.5,0.5 std=0.5,0.5,0.5\n",
+                       RS_ERR_FORMAT, "bundle.index:3: invalid input shape");
+    expect_index_error("two-inputs", INPUT INPUT, RS_ERR_FORMAT, "bundle.index:4: a second input line");
+    expect_index_error("escape-in-id", INPUT ARTIFACT("x\033[2J", ""), RS_ERR_FORMAT, "bundle.index:4: invalid id");
+    expect_index_error("control-in-label", INPUT "label bad\a bell\n", RS_ERR_FORMAT,
+                       "bundle.index:4: label with a control character");
+    expect_index_error("slash-in-id", INPUT ARTIFACT("../x", ""), RS_ERR_FORMAT, "bundle.index:4: invalid id");
     char *long_line = malloc(RS_MAX_LINE + 64);
-    snprintf(long_line, RS_MAX_LINE + 64, "restnet-bundle-index 1\nlabel %0*d\n", RS_MAX_LINE, 0);
-    expect_open_error("long-line", long_line, RS_ERR_FORMAT, "longer than");
+    snprintf(long_line, RS_MAX_LINE + 64, "label %0*d\n", RS_MAX_LINE, 0);
+    expect_index_error("long-line", long_line, RS_ERR_FORMAT, "longer than");
     free(long_line);
+
+    /* Special files in place of the index: refused at once, never read (a FIFO would block forever). */
+    char dir[4096], path[4200];
+    make_dir("index-fifo", dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/bundle.index", dir);
+    CHECK(mkfifo(path, 0644) == 0, "mkfifo %s", path);
+    open_expecting("index-fifo", RS_ERR_IO, "bundle.index: not a regular file");
+    make_dir("index-directory", dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/bundle.index", dir);
+    mkdir(path, 0755);
+    open_expecting("index-directory", RS_ERR_IO, "bundle.index: not a regular file");
+    make_dir("index-symlink", dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/bundle.index", dir);
+    CHECK(symlink("/etc/hostname", path) == 0, "symlink");
+    open_expecting("index-symlink", RS_ERR_UNSAFE_PATH, "bundle.index: cannot open: a symlink");
+    if (geteuid() == 0) {
+        make_dir("index-device", dir, sizeof dir);
+        snprintf(path, sizeof path, "%s/bundle.index", dir);
+        CHECK(mknod(path, S_IFCHR | 0644, makedev(1, 3)) == 0, "mknod %s", path); /* like /dev/null */
+        open_expecting("index-device", RS_ERR_IO, "bundle.index: not a regular file");
+    } else {
+        printf("skipped: device nodes need root\n");
+    }
 }
 
 /* A good ladder plus one bad variant (the most accurate, so selection meets it first and must skip it). */
@@ -232,7 +330,11 @@ static void expect_bad_variant(const char *name, const char *file, rs_status cod
     CHECK(rs_bundle_open(dir, &bundle, &err) == RS_OK, "%s: %s", name, err.message);
     if (bundle == NULL) return;
     size_t bad = find(bundle, "bad");
-    rs_status status = rs_bundle_validate(bundle, bad, NULL, 0, &err);
+    struct timespec start, end;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    rs_status status = rs_bundle_validate(bundle, bad, &err);
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    CHECK(end.tv_sec - start.tv_sec < 1, "%s: took %lld s", name, (long long)(end.tv_sec - start.tv_sec));
     CHECK(status == code, "%s: status %s (%s)", name, rs_status_name(status), err.message);
     CHECK(strstr(err.message, words) != NULL, "%s: message '%s' lacks '%s'", name, err.message, words);
     rs_selection selection;
@@ -255,16 +357,40 @@ static void flip_byte(const char *dir) {
 static void grow_declared_size(const char *dir) {
     char path[4200];
     snprintf(path, sizeof path, "%s/bundle.index", dir);
-    char *text;
-    size_t length;
+    char *text = NULL;
+    size_t length = 0;
     if (rs_read_file(path, RS_MAX_INDEX_BYTES, &text, &length, NULL) != RS_OK) exit(2);
+    const char *body = strchr(strchr(text, '\n') + 1, '\n') + 1;
     char *line = strstr(text, "id=bad ");
     char *bytes = strstr(line, "bytes=");
     char *end = strchr(bytes, ' ');
     char rewritten[32768];
-    snprintf(rewritten, sizeof rewritten, "%.*sbytes=18446744073709551615%s", (int)(bytes - text), text, end);
-    write_file(path, rewritten, strlen(rewritten));
+    snprintf(rewritten, sizeof rewritten, "%.*sbytes=18446744073709551615%s", (int)(bytes - body), body, end);
+    write_index(dir, rewritten);
     free(text);
+}
+
+/* The bad variant's file replaced by a special file or a directory. */
+static void replace_with(const char *dir, mode_t kind) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/litert/bad.tflite", dir);
+    unlink(path);
+    int made = kind == S_IFIFO ? mkfifo(path, 0644) : kind == S_IFDIR ? mkdir(path, 0755)
+                                                                     : mknod(path, kind | 0644, makedev(1, 3));
+    if (made != 0) exit(2);
+}
+
+static void fifo(const char *dir) { replace_with(dir, S_IFIFO); }
+static void directory(const char *dir) { replace_with(dir, S_IFDIR); }
+static void device(const char *dir) { replace_with(dir, S_IFCHR); }
+
+/* litert/ itself a symlink to a directory holding the same files: refused all the same. */
+static void symlinked_directory(const char *dir) {
+    char from[4200], to[4200], command[9000];
+    snprintf(from, sizeof from, "%s/litert", dir);
+    snprintf(to, sizeof to, "%s-real", dir);
+    snprintf(command, sizeof command, "mv '%s' '%s'", from, to);
+    if (system(command) != 0 || symlink(to, from) != 0) exit(2);
 }
 
 static void symlink_outside(const char *dir) {
@@ -282,7 +408,12 @@ static void remove_file(const char *dir) {
 static void test_bad_variants(void) {
     expect_bad_variant("dotdot", "litert/../../bad.tflite", RS_ERR_UNSAFE_PATH, "contains '.' or '..'", NULL);
     expect_bad_variant("absolute", "/etc/hostname", RS_ERR_UNSAFE_PATH, "is absolute", NULL);
-    expect_bad_variant("symlink", "litert/escape.tflite", RS_ERR_UNSAFE_PATH, "outside the bundle", symlink_outside);
+    expect_bad_variant("symlink", "litert/escape.tflite", RS_ERR_UNSAFE_PATH, "crosses a symlink", symlink_outside);
+    expect_bad_variant("fifo", NULL, RS_ERR_IO, "is not a regular file", fifo);
+    expect_bad_variant("directory", NULL, RS_ERR_IO, "is not a regular file", directory);
+    if (geteuid() == 0) {
+        expect_bad_variant("device", NULL, RS_ERR_IO, "is not a regular file", device);
+    }
     expect_bad_variant("missing", NULL, RS_ERR_IO, "No such file", remove_file);
     expect_bad_variant("flipped", NULL, RS_ERR_DIGEST, "sha256", flip_byte);
     expect_bad_variant("huge", NULL, RS_ERR_SIZE, "the index says 18446744073709551615", grow_declared_size);
@@ -308,6 +439,49 @@ static void test_two_bundles(void) {
     rs_bundle_close(b);
 }
 
+static void rename_or_exit(const char *name, const char *to) {
+    char a[4200], b[4200];
+    snprintf(a, sizeof a, "%s/%s", workdir, name);
+    snprintf(b, sizeof b, "%s/%s", workdir, to);
+    if (rename(a, b) != 0) exit(2);
+}
+
+/* A bundle swapped on disk (as `restnetc build` swaps it) is detected, and the opened one never reads the
+ * new directory's files: they are resolved from the directory it opened, or not at all. */
+static void test_replaced_bundle(void) {
+    char old_dir[4096], new_dir[4096], path[4200];
+    make_bundle("swap", LADDER, 4, old_dir, sizeof old_dir);
+    rs_bundle *bundle = NULL;
+    rs_error err = {RS_OK, ""};
+    CHECK(rs_bundle_open(old_dir, &bundle, &err) == RS_OK, "%s", err.message);
+    if (bundle == NULL) return;
+    CHECK(rs_bundle_check_current(bundle, &err) == RS_OK, "unchanged: %s", err.message);
+    make_bundle("swap-next", LADDER + 1, 3, new_dir, sizeof new_dir);
+    snprintf(path, sizeof path, "%s/litert/stitch-b.tflite", new_dir);
+    write_file(path, "another model", 13);
+    rename_or_exit("swap", "swap-old");
+    rename_or_exit("swap-next", "swap");
+    CHECK(rs_bundle_check_current(bundle, &err) == RS_ERR_STALE, "swapped: %s", err.message);
+    CHECK(strstr(err.message, "now holds bundle") != NULL, "%s", err.message);
+    size_t b = find(bundle, "stitch-b");
+    CHECK(rs_bundle_validate(bundle, b, &err) == RS_OK, "old files still served: %s", err.message);
+    snprintf(path, sizeof path, "rm -rf '%s/swap-old'", workdir);
+    if (system(path) != 0) exit(2);
+    rs_status status = rs_bundle_validate(bundle, b, &err);
+    CHECK(status == RS_ERR_IO && strstr(err.message, "No such file") != NULL, "old files gone: %s (%s)",
+          rs_status_name(status), err.message);
+    rs_bundle_close(bundle);
+
+    make_bundle("linked-dir", LADDER, 1, old_dir, sizeof old_dir);
+    symlinked_directory(old_dir);
+    CHECK(rs_bundle_open(old_dir, &bundle, &err) == RS_OK, "%s", err.message);
+    if (bundle == NULL) return;
+    status = rs_bundle_validate(bundle, 0, &err);
+    CHECK(status == RS_ERR_UNSAFE_PATH && strstr(err.message, "crosses a symlink") != NULL, "linked dir: %s (%s)",
+          rs_status_name(status), err.message);
+    rs_bundle_close(bundle);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: test_core FIXTURES_DIR\n");
@@ -324,6 +498,7 @@ int main(int argc, char **argv) {
     test_bad_indexes();
     test_bad_variants();
     test_two_bundles();
+    test_replaced_bundle();
     char command[4200];
     snprintf(command, sizeof command, "rm -rf '%s'", workdir);
     if (system(command) != 0) {

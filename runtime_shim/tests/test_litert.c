@@ -1,8 +1,11 @@
 /* The runner with the real LiteRT backend on a bundle built by restnetc (paths given by the caller):
- * loading, running, and switching variants in the documented order (load-then-release only if both fit).
+ * loading, running, switching variants in the documented order (load-then-release only if both fit), and
+ * a variant's file replaced on disk by another valid model (the loaded bytes keep running; the new ones never).
+ * The bundle directory is modified: pass a copy.
  *
  * usage: test_litert BUNDLE LIBLITERT PLENTY_ROOT
  * The backend is wrapped to record the order of loads and unloads; every call goes to LiteRT. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,10 +30,11 @@ static void note(const char *what, const char *id) {
     if (event_count < 16) snprintf(events[event_count++], sizeof events[0], "%s %s", what, id);
 }
 
-static rs_status load(void *context, const char *path, const rs_artifact *artifact, void **model, rs_error *err) {
+static rs_status load(void *context, const void *data, size_t size, const rs_artifact *artifact, void **model,
+                      rs_error *err) {
     (void)context;
     recorded *r = calloc(1, sizeof *r);
-    rs_status status = real.load(real.context, path, artifact, &r->model, err);
+    rs_status status = real.load(real.context, data, size, artifact, &r->model, err);
     if (status != RS_OK) {
         free(r);
         return status;
@@ -52,17 +56,41 @@ static void unload(void *model) {
     free(r);
 }
 
+/* Runs a zero image (logits into `logits`, 64 at most) and checks a short input is refused. */
 static void run_once(rs_runner *runner, const rs_bundle *bundle) {
+    static float logits[64];
     const rs_input_spec *spec = rs_bundle_input(bundle);
     size_t count = (size_t)spec->shape[1] * spec->shape[2] * spec->shape[3];
     float *input = calloc(count, sizeof *input);
-    float logits[64];
     rs_error err = {RS_OK, ""};
     rs_status status = rs_runner_run(runner, input, count, logits, rs_bundle_label_count(bundle), &err);
     CHECK(status == RS_OK, "run %s: %s", rs_runner_current(runner)->id, err.message);
     status = rs_runner_run(runner, input, count - 1, logits, rs_bundle_label_count(bundle), &err);
     CHECK(status == RS_ERR_ARGUMENT && strstr(err.message, "expected") != NULL, "short input: %s", err.message);
+    input[0] = NAN;
+    status = rs_runner_run(runner, input, count, logits, rs_bundle_label_count(bundle), &err);
+    CHECK(status == RS_ERR_ARGUMENT && strstr(err.message, "not finite") != NULL, "NaN input: %s", err.message);
     free(input);
+}
+
+static void run_zero(rs_runner *runner, const rs_bundle *bundle, float *logits) {
+    const rs_input_spec *spec = rs_bundle_input(bundle);
+    size_t count = (size_t)spec->shape[1] * spec->shape[2] * spec->shape[3];
+    float *input = calloc(count, sizeof *input);
+    rs_error err = {RS_OK, ""};
+    CHECK(rs_runner_run(runner, input, count, logits, rs_bundle_label_count(bundle), &err) == RS_OK, "%s",
+          err.message);
+    free(input);
+}
+
+/* Replaces `to`'s file in `dir` by a copy of `from`'s (a valid model of the same kind), as an update would. */
+static void replace_file(const char *dir, const rs_artifact *to, const rs_artifact *from) {
+    char source[4200], temporary[4200], target[4200], command[17000];
+    snprintf(source, sizeof source, "%s/%s", dir, from->file);
+    snprintf(temporary, sizeof temporary, "%s/%s.new", dir, to->file);
+    snprintf(target, sizeof target, "%s/%s", dir, to->file);
+    snprintf(command, sizeof command, "cp '%s' '%s' && mv '%s' '%s'", source, temporary, temporary, target);
+    if (system(command) != 0) exit(2);
 }
 
 int main(int argc, char **argv) {
@@ -117,6 +145,27 @@ int main(int argc, char **argv) {
     /* Nothing fits even after releasing: an error, and the variant in use keeps running. */
     CHECK(rs_runner_refresh_with(runner, 0, &switched, &err) == RS_OK || err.code == RS_ERR_NOTHING_FITS, "%s",
           err.message);
+    run_once(runner, bundle);
+
+    /* The best variant's file replaced by another valid model while it runs: the verified bytes keep running. */
+    CHECK(rs_runner_current(runner) == best, "back on %s", best->id);
+    size_t classes = rs_bundle_label_count(bundle);
+    float before[64], after[64];
+    run_zero(runner, bundle, before);
+    replace_file(argv[1], best, small);
+    run_zero(runner, bundle, after);
+    CHECK(memcmp(before, after, classes * sizeof *before) == 0, "the loaded bytes still run after the replacement");
+    /* ...and once released, it is refused with the reason instead of running the new bytes. */
+    CHECK(rs_runner_refresh_with(runner, available, &switched, &err) == RS_OK && switched, "down: %s", err.message);
+    rs_status status = rs_runner_refresh_with(runner, 4096 * MIB, &switched, &err);
+    CHECK((status == RS_ERR_SIZE || status == RS_ERR_DIGEST) && !switched && strstr(err.message, best->id) != NULL,
+          "replaced: %s (%s)", rs_status_name(status), err.message);
+    CHECK(rs_runner_current(runner) == small, "stays on %s", rs_runner_current(runner)->id);
+    run_once(runner, bundle);
+    /* The refusal is remembered: the next refresh takes the most accurate of the others, and then stays. */
+    CHECK(rs_runner_refresh_with(runner, 4096 * MIB, &switched, &err) == RS_OK, "%s", err.message);
+    CHECK(rs_runner_current(runner) != best, "never back to %s", best->id);
+    CHECK(rs_runner_refresh_with(runner, 4096 * MIB, &switched, &err) == RS_OK && !switched, "settled");
     run_once(runner, bundle);
 
     rs_runner_close(runner);

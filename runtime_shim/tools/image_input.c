@@ -1,10 +1,13 @@
 /* Input files for restnet-shim run: netpbm images or raw float32 tensors. */
 #include "image_input.h"
 
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define MAX_SIDE 8192
 
@@ -79,26 +82,36 @@ static rs_status read_netpbm(FILE *file, const char *path, int channels, const r
     return RS_OK;
 }
 
-rs_status rs_read_input(const char *path, const rs_input_spec *spec, float *out, size_t count, rs_error *err) {
+rs_status rs_read_input_stream(FILE *file, const char *path, const rs_input_spec *spec, float *out, size_t count,
+                               rs_error *err) {
     if (spec->shape[1] != 3 || count != (size_t)3 * spec->shape[2] * spec->shape[3]) {
         return fail(err, path, "the bundle's input is not one 3-channel image");
     }
-    FILE *file = fopen(path, "rb");
-    if (file == NULL) {
-        return fail(err, path, "cannot open");
-    }
     char magic[2] = {0, 0};
     size_t got = fread(magic, 1, 2, file);
-    rs_status status;
     if (got == 2 && magic[0] == 'P' && (magic[1] == '5' || magic[1] == '6')) {
-        status = read_netpbm(file, path, magic[1] == '5' ? 1 : 3, spec, out, err);
-    } else {
-        rewind(file);
-        got = fread(out, sizeof(float), count, file);
-        status = got == count && fgetc(file) == EOF
-                     ? RS_OK
-                     : fail(err, path, "neither a binary PGM/PPM nor exactly C*H*W raw float32 values");
+        return read_netpbm(file, path, magic[1] == '5' ? 1 : 3, spec, out, err);
     }
+    rewind(file);
+    got = fread(out, sizeof(float), count, file);
+    return got == count && fgetc(file) == EOF
+               ? RS_OK
+               : fail(err, path, "neither a binary PGM/PPM nor exactly C*H*W raw float32 values");
+}
+
+rs_status rs_read_input(const char *path, const rs_input_spec *spec, float *out, size_t count, rs_error *err) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    struct stat info;
+    if (fd < 0 || fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+        if (fd >= 0) close(fd);
+        return fail(err, path, fd < 0 ? "cannot open" : "not a regular file");
+    }
+    FILE *file = fdopen(fd, "rb");
+    if (file == NULL) {
+        close(fd);
+        return fail(err, path, "cannot open");
+    }
+    rs_status status = rs_read_input_stream(file, path, spec, out, count, err);
     fclose(file);
     return status;
 }

@@ -134,7 +134,8 @@ enum { OPT_AVAILABLE = 1, OPT_HYSTERESIS = 2, OPT_INPUT = 4, OPT_LITERT_LIB = 8 
 /* Parses argv into `o`; returns NULL or the usage problem. */
 static const char *parse_options(int argc, char **argv, int accepted, options *o) {
     const char *litert_lib = getenv("RESTNET_SHIM_LITERT");
-    *o = (options){NULL, "/", NULL, "litert", NULL, litert_lib ? litert_lib : "libLiteRt.so", -1, 16, 0.1, 0};
+    *o = (options){NULL, "/", NULL, "litert", NULL, litert_lib ? litert_lib : "libLiteRt.so", -1,
+                  RS_DEFAULT_HEADROOM_BYTES / MIB, RS_DEFAULT_HYSTERESIS, 0};
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
@@ -221,7 +222,7 @@ static int command_verify(int argc, char **argv) {
     int bad = 0;
     for (size_t i = 0; i < rs_bundle_artifact_count(bundle); i++) {
         const rs_artifact *a = rs_bundle_artifact(bundle, i);
-        rs_status status = rs_bundle_validate(bundle, i, NULL, 0, &err);
+        rs_status status = rs_bundle_validate(bundle, i, &err);
         printf("%-4s %s/%s%s%s\n", status == RS_OK ? "ok" : "BAD", a->backend, a->id, status == RS_OK ? "" : ": ",
                status == RS_OK ? "" : err.message);
         bad |= status != RS_OK;
@@ -279,7 +280,7 @@ static int command_run(int argc, char **argv) {
         snprintf(err.message, sizeof err.message, "cannot allocate the input");
         goto done;
     }
-    rs_policy policy = {o.backend, (uint64_t)(o.headroom_mb * MIB), 0.1, o.override};
+    rs_policy policy = {o.backend, (uint64_t)(o.headroom_mb * MIB), RS_DEFAULT_HYSTERESIS, o.override};
     if (rs_read_input(o.input, spec, tensor, count, &err) != RS_OK ||
         rs_runner_open(bundle, &policy, &backend, o.root, &runner, &err) != RS_OK ||
         rs_runner_run(runner, tensor, count, logits, classes, &err) != RS_OK) {

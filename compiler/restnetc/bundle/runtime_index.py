@@ -3,25 +3,30 @@
 It is derived from the manifest every time the manifest is written, so the two always agree; a C parser
 of a line format is smaller and safer than a JSON parser on a device. Format, one record per line:
 
-    restnet-bundle-index 1
+    restnet-bundle-index 2
+    identity HEX                            (sha256 of every byte after this line)
     input shape=1,3,64,64 mean=0.498,0.498,0.498 std=0.502,0.502,0.502
     label <class name>                      (one per class, in class order)
     artifact id=... backend=... file=... bytes=N sha256=HEX memory=N accuracy=PCT params=N entry=NAME
              in=DTYPE:SCALE:ZERO_POINT out=DTYPE:SCALE:ZERO_POINT           (one line)
 
 ``memory`` is the peak memory to load and run the artifact: the device figure when benchmark logs were
-ingested, else the host's. Readers ignore keys they do not know, so keys can be added within a version.
+ingested, else the host's. Readers ignore keys they do not know, so keys can be added within a version. The
+identity lets the shim refuse an edited or truncated index and notice a bundle replaced under a running app;
+ids, files and entry points are limited to ``[A-Za-z0-9._/-]``-style sets and labels carry no control characters,
+as the shim's strict parser requires.
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
 from pathlib import Path
 
 from restnetc.bundle.manifest import Artifact, Manifest
+from restnetc.bundle.writer import write_text_atomic
 
 INDEX_NAME = "bundle.index"
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 
 
 def memory_need(artifact: Artifact) -> int:
@@ -49,15 +54,28 @@ def _floats(values: tuple[float, ...]) -> str:
     return ",".join(f"{v:.9g}" for v in values)
 
 
+def _label(label: str) -> str:
+    """``label`` with runs of whitespace as one space; any other control character is refused."""
+    text = " ".join(label.split())
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        raise ValueError(f"label {label!r} contains a control character")
+    return text
+
+
+def seal(body: str) -> str:
+    """The index text for ``body`` (its lines after the identity): version line, identity, body."""
+    identity = hashlib.sha256(body.encode("utf-8")).hexdigest()
+    return f"restnet-bundle-index {INDEX_VERSION}\nidentity {identity}\n{body}"
+
+
 def render_index(manifest: Manifest) -> str:
     """The text of ``bundle.index`` for ``manifest``."""
     first = manifest.artifacts[0].input
     lines = [
-        f"restnet-bundle-index {INDEX_VERSION}",
         f"input shape={','.join(str(d) for d in first.shape)} mean={_floats(first.normalization['mean'])} "
         f"std={_floats(first.normalization['std'])}",
     ]
-    lines += [f"label {' '.join(label.split())}" for label in manifest.labels]
+    lines += [f"label {_label(label)}" for label in manifest.labels]
     for a in manifest.artifacts:
         fields = {
             "id": a.id,
@@ -73,11 +91,9 @@ def render_index(manifest: Manifest) -> str:
             "out": _quantization(a.input.output_quantization),
         }
         lines.append("artifact " + " ".join(f"{key}={_token(value)}" for key, value in fields.items()))
-    return "\n".join(lines) + "\n"
+    return seal("\n".join(lines) + "\n")
 
 
 def write_index(bundle: Path, manifest: Manifest) -> None:
     """Replace ``bundle/bundle.index`` atomically."""
-    tmp = bundle / f".{INDEX_NAME}.tmp"
-    tmp.write_text(render_index(manifest), encoding="utf-8")
-    os.replace(tmp, bundle / INDEX_NAME)
+    write_text_atomic(bundle / INDEX_NAME, render_index(manifest))

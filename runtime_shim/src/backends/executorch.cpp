@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include <executorch/extension/data_loader/buffer_data_loader.h>
 #include <executorch/extension/module/module.h>
 #include <executorch/extension/tensor/tensor.h>
 
@@ -18,6 +19,7 @@ namespace {
 
 using executorch::aten::ScalarType;
 using executorch::aten::SizesType;
+using executorch::extension::BufferDataLoader;
 using executorch::extension::Module;
 using executorch::runtime::Error;
 using executorch::runtime::EValue;
@@ -34,22 +36,24 @@ rs_status fail(rs_error *err, const std::string &message) {
 
 std::string describe(Error error) { return "ExecuTorch error " + std::to_string(static_cast<int>(error)); }
 
-rs_status load(void *, const char *path, const rs_artifact *artifact, void **out, rs_error *err) {
+// The program is read from the core's verified bytes, which outlive the Module (freed after unload).
+rs_status load(void *, const void *data, size_t size, const rs_artifact *artifact, void **out, rs_error *err) {
+    const std::string id = artifact->id;
     try {
         auto program = std::make_unique<Program>();
         program->method = artifact->entry_point;
-        program->module = std::make_unique<Module>(path, Module::LoadMode::Mmap);
+        program->module = std::make_unique<Module>(std::make_unique<BufferDataLoader>(data, size));
         Error error = program->module->load_method(program->method);
         if (error != Error::Ok) {
-            return fail(err, std::string(path) + ": loading method " + program->method + ": " + describe(error));
+            return fail(err, id + ": loading method " + program->method + ": " + describe(error));
         }
         auto meta = program->module->method_meta(program->method);
         if (!meta.ok() || meta->num_inputs() != 1 || meta->num_outputs() != 1) {
-            return fail(err, std::string(path) + ": expected one input and one output in " + program->method);
+            return fail(err, id + ": expected one input and one output in " + program->method);
         }
         auto input = meta->input_tensor_meta(0);
         if (!input.ok() || input->scalar_type() != ScalarType::Float) {
-            return fail(err, std::string(path) + ": the input is not a float32 tensor");
+            return fail(err, id + ": the input is not a float32 tensor");
         }
         for (int32_t size : input->sizes()) {
             program->input_sizes.push_back(static_cast<SizesType>(size));
@@ -57,7 +61,7 @@ rs_status load(void *, const char *path, const rs_artifact *artifact, void **out
         *out = program.release();
         return RS_OK;
     } catch (const std::exception &e) {
-        return fail(err, std::string(path) + ": " + e.what());
+        return fail(err, id + ": " + e.what());
     }
 }
 

@@ -24,7 +24,7 @@ typedef struct {
     lrt_handle environment;
     lrt_status (*create_environment)(int, const void *, lrt_handle *);
     void (*destroy_environment)(lrt_handle);
-    lrt_status (*create_model_from_file)(lrt_handle, const char *, lrt_handle *);
+    lrt_status (*create_model_from_buffer)(lrt_handle, const void *, size_t, lrt_handle *);
     void (*destroy_model)(lrt_handle);
     lrt_status (*get_model_signature)(lrt_handle, size_t, lrt_handle *);
     lrt_status (*get_signature_input)(lrt_handle, size_t, lrt_handle *);
@@ -57,7 +57,7 @@ typedef struct {
     do {                                                                                              \
         lrt_status lrt_code = (call);                                                                 \
         if (lrt_code != 0) {                                                                          \
-            status = rs_error_set(err, RS_ERR_BACKEND, "%s: %s failed with LiteRT status %d", path, what, lrt_code); \
+            status = rs_error_set(err, RS_ERR_BACKEND, "%s: %s failed with LiteRT status %d", id, what, lrt_code); \
             goto fail;                                                                                \
         }                                                                                             \
     } while (0)
@@ -87,17 +87,19 @@ static lrt_status make_buffer(const litert_api *api, litert_model *m, int output
     return code;
 }
 
-static rs_status load(void *context, const char *path, const rs_artifact *artifact, void **out, rs_error *err) {
-    (void)artifact;
+/* `data` outlives the model (the core frees it after unload), as LiteRtCreateModelFromBuffer requires. */
+static rs_status load(void *context, const void *data, size_t size, const rs_artifact *artifact, void **out,
+                      rs_error *err) {
     const litert_api *api = context;
+    const char *id = artifact->id;
     rs_status status = RS_OK;
     lrt_handle options = NULL;
     litert_model *m = calloc(1, sizeof *m);
     if (m == NULL) {
-        return rs_error_set(err, RS_ERR_BACKEND, "%s: cannot allocate", path);
+        return rs_error_set(err, RS_ERR_BACKEND, "%s: cannot allocate", id);
     }
     m->api = api;
-    LRT_CALL("LiteRtCreateModelFromFile", api->create_model_from_file(api->environment, path, &m->model));
+    LRT_CALL("LiteRtCreateModelFromBuffer", api->create_model_from_buffer(api->environment, data, size, &m->model));
     LRT_CALL("LiteRtCreateOptions", api->create_options(&options));
     LRT_CALL("LiteRtSetOptionsHardwareAccelerators", api->set_hardware_accelerators(options, LRT_HW_ACCELERATOR_CPU));
     LRT_CALL("LiteRtCreateCompiledModel", api->create_compiled_model(api->environment, m->model, options, &m->compiled));
@@ -169,7 +171,7 @@ rs_status rs_litert_backend_open(const char *library, rs_backend *out, rs_error 
     }
     LRT_SYMBOL(create_environment, "LiteRtCreateEnvironment");
     LRT_SYMBOL(destroy_environment, "LiteRtDestroyEnvironment");
-    LRT_SYMBOL(create_model_from_file, "LiteRtCreateModelFromFile");
+    LRT_SYMBOL(create_model_from_buffer, "LiteRtCreateModelFromBuffer");
     LRT_SYMBOL(destroy_model, "LiteRtDestroyModel");
     LRT_SYMBOL(get_model_signature, "LiteRtGetModelSignature");
     LRT_SYMBOL(get_signature_input, "LiteRtGetSignatureInputTensorByIndex");

@@ -8,7 +8,8 @@ import java.util.List;
 /**
  * A restnetc bundle opened by the native runtime shim: probe the memory available, pick the variant that
  * fits and run it. The same class works on Android (load the library with System.loadLibrary("restnet_shim_jni")).
- * Closing the bundle closes its runners.
+ * Closing the bundle closes its runners. Thread safe: every method is synchronized on its object, so a runner
+ * may be run from one thread and refreshed from another.
  */
 public final class RestnetShim implements Closeable {
     private long handle;
@@ -30,7 +31,7 @@ public final class RestnetShim implements Closeable {
      * The id of the most accurate valid variant of {@code backend} that fits {@code availableBytes} with
      * {@code headroomBytes} to spare, or null when nothing fits.
      */
-    public String select(String backend, long availableBytes, long headroomBytes) throws IOException {
+    public synchronized String select(String backend, long availableBytes, long headroomBytes) throws IOException {
         if (handle == 0) {
             throw new IllegalStateException("bundle is closed");
         }
@@ -38,7 +39,7 @@ public final class RestnetShim implements Closeable {
     }
 
     /** Number of artifacts (all backends) the bundle lists. */
-    public int artifactCount() {
+    public synchronized int artifactCount() {
         if (handle == 0) {
             throw new IllegalStateException("bundle is closed");
         }
@@ -50,7 +51,7 @@ public final class RestnetShim implements Closeable {
      * with it) that fits the memory probed under {@code memoryRoot} ("/" except in tests).
      * {@code litertLibrary} is the path of libLiteRt.so, or null to let the loader find it.
      */
-    public Runner runner(String backend, String litertLibrary, String memoryRoot, long headroomBytes)
+    public synchronized Runner runner(String backend, String litertLibrary, String memoryRoot, long headroomBytes)
             throws IOException {
         if (handle == 0) {
             throw new IllegalStateException("bundle is closed");
@@ -72,25 +73,25 @@ public final class RestnetShim implements Closeable {
         }
 
         /** Logits, one per label, for one normalised float32 NCHW image of the bundle's input shape. */
-        public float[] run(float[] input) throws IOException {
+        public synchronized float[] run(float[] input) throws IOException {
             return nativeRun(checked(), classes, input);
         }
 
         /** Probes memory again and switches variant if another should run; true if it switched. */
-        public boolean refresh() throws IOException {
+        public synchronized boolean refresh() throws IOException {
             return nativeRefresh(checked(), -1);
         }
 
         /** Like {@link #refresh()} with {@code availableBytes} given instead of probed. */
-        public boolean refresh(long availableBytes) throws IOException {
+        public synchronized boolean refresh(long availableBytes) throws IOException {
             if (availableBytes < 0) {
                 throw new IllegalArgumentException("availableBytes must be >= 0");
             }
             return nativeRefresh(checked(), availableBytes);
         }
 
-        /** The id of the variant that runs now. */
-        public String currentVariant() {
+        /** The id of the variant that runs now, or null after a failed switch and restore (refresh loads one). */
+        public synchronized String currentVariant() {
             return nativeCurrent(checked());
         }
 
@@ -102,7 +103,7 @@ public final class RestnetShim implements Closeable {
         }
 
         @Override
-        public void close() {
+        public synchronized void close() {
             if (handle != 0) {
                 nativeRunnerClose(handle);
                 handle = 0;
@@ -111,7 +112,7 @@ public final class RestnetShim implements Closeable {
     }
 
     @Override
-    public void close() {
+    public synchronized void close() {
         for (Runner runner : runners) {
             runner.close();
         }

@@ -1,0 +1,302 @@
+/* The runner's contracts with a scripted backend over real files: it receives exactly the verified bytes,
+ * recovers after a failed switch and restore, refuses non-finite input, does not flap when a variant takes
+ * more memory than the index says, and is safe with two threads (run under TSan and ASan by the Python suite).
+ *
+ * The scripted backend's "model" is the artifact's bytes: its logits are the first bytes' values, so a test
+ * sees which bytes run. Loads fail on demand, and each load can take memory from a fixture meminfo file.
+ *
+ * usage: test_runner WORKDIR */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "internal.h"
+#include "restnet_shim.h"
+
+#define MIB (1024ull * 1024ull)
+#define CLASSES 2
+
+static const char *workdir;
+
+/* ---- the scripted backend ---- */
+typedef struct {
+    int fail_loads;        /* loads still to fail */
+    char inflated[64];     /* loads of this id take 1.15 x the index figure from the meminfo fixture, others 1 x */
+    char meminfo[2200];
+    uint64_t mem_available;
+    pthread_mutex_t lock;
+} script;
+
+typedef struct {
+    script *script;
+    unsigned char first[CLASSES];
+    uint64_t taken;
+} model;
+
+static void write_text(const char *path, const char *text) {
+    FILE *file = fopen(path, "w");
+    if (file == NULL || fputs(text, file) < 0) exit(2);
+    fclose(file);
+}
+
+static void set_meminfo(script *s, uint64_t available) {
+    char text[128];
+    s->mem_available = available;
+    snprintf(text, sizeof text, "MemTotal: 99999999 kB\nMemAvailable: %llu kB\n",
+             (unsigned long long)(available / 1024));
+    write_text(s->meminfo, text);
+}
+
+static rs_status load(void *context, const void *data, size_t size, const rs_artifact *artifact, void **out,
+                      rs_error *err) {
+    script *s = context;
+    pthread_mutex_lock(&s->lock);
+    int fail = s->fail_loads > 0;
+    s->fail_loads -= fail;
+    pthread_mutex_unlock(&s->lock);
+    if (fail || size < CLASSES) {
+        return rs_error_set(err, RS_ERR_BACKEND, "%s: scripted load failure", artifact->id);
+    }
+    model *m = calloc(1, sizeof *m);
+    m->script = s;
+    memcpy(m->first, data, CLASSES);
+    double factor = strcmp(artifact->id, s->inflated) == 0 ? 1.15 : 1.0;
+    m->taken = (uint64_t)(factor * (double)artifact->memory_bytes);
+    set_meminfo(s, s->mem_available > m->taken ? s->mem_available - m->taken : 0);
+    *out = m;
+    return RS_OK;
+}
+
+static rs_status run(void *handle, const void *input, size_t input_bytes, void *output, size_t output_bytes,
+                     rs_error *err) {
+    model *m = handle;
+    (void)input;
+    if (output_bytes != CLASSES * sizeof(float) || input_bytes == 0) {
+        return rs_error_set(err, RS_ERR_BACKEND, "unexpected tensor sizes");
+    }
+    float *logits = output;
+    for (int i = 0; i < CLASSES; i++) logits[i] = m->first[i];
+    return RS_OK;
+}
+
+static void unload(void *handle) {
+    model *m = handle;
+    set_meminfo(m->script, m->script->mem_available + m->taken);
+    free(m);
+}
+
+/* ---- a bundle of three float variants whose files start with distinct bytes ---- */
+typedef struct {
+    const char *id;
+    double accuracy;
+    uint64_t memory_mib;
+} variant;
+
+static const variant LADDER[] = {{"small", 80, 10}, {"middle", 81, 20}, {"large", 82, 40}};
+
+static void make_bundle(const char *name, char *dir, size_t size) {
+    snprintf(dir, size, "%s/%s", workdir, name);
+    char path[4300], body[4096];
+    mkdir(dir, 0755);
+    int used = snprintf(body, sizeof body, "input shape=1,3,2,2 mean=0,0,0 std=1,1,1\nlabel a\nlabel b\n");
+    for (size_t i = 0; i < 3; i++) {
+        char content[64], hex[65];
+        int length = snprintf(content, sizeof content, "%c%c model %s", 'A' + (int)i, 'a' + (int)i, LADDER[i].id);
+        rs_sha256_hex(content, (size_t)length, hex);
+        snprintf(path, sizeof path, "%s/%s.bin", dir, LADDER[i].id);
+        write_text(path, content);
+        used += snprintf(body + used, sizeof body - (size_t)used,
+                         "artifact id=%s backend=scripted file=%s.bin bytes=%d sha256=%s memory=%llu accuracy=%.1f "
+                         "params=1 entry=forward in=float32:1:0 out=float32:1:0\n",
+                         LADDER[i].id, LADDER[i].id, length, hex,
+                         (unsigned long long)(LADDER[i].memory_mib * MIB), LADDER[i].accuracy);
+    }
+    char hex[65], text[8192];
+    rs_sha256_hex(body, strlen(body), hex);
+    snprintf(path, sizeof path, "%s/bundle.index", dir);
+    snprintf(text, sizeof text, "restnet-bundle-index 2\nidentity %s\n%s", hex, body);
+    write_text(path, text);
+}
+
+static const char *current(rs_runner *runner) {
+    const rs_artifact *a = rs_runner_current(runner);
+    return a ? a->id : "(none)";
+}
+
+static rs_status run_once(rs_runner *runner, float logits[CLASSES], rs_error *err) {
+    float input[12] = {0};
+    return rs_runner_run(runner, input, 12, logits, CLASSES, err);
+}
+
+typedef struct {
+    char dir[2048];
+    char root[2100];
+    script script;
+    rs_backend backend;
+    rs_bundle *bundle;
+    rs_runner *runner;
+} fixture;
+
+static void setup(fixture *f, const char *name, uint64_t available, uint64_t headroom) {
+    memset(f, 0, sizeof *f);
+    make_bundle(name, f->dir, sizeof f->dir);
+    snprintf(f->root, sizeof f->root, "%s-root", f->dir);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/proc", f->root);
+    mkdir(f->root, 0755);
+    mkdir(path, 0755);
+    snprintf(f->script.meminfo, sizeof f->script.meminfo, "%s/proc/meminfo", f->root);
+    pthread_mutex_init(&f->script.lock, NULL);
+    set_meminfo(&f->script, available);
+    f->backend = (rs_backend){"scripted", &f->script, load, run, unload};
+    rs_error err = {RS_OK, ""};
+    rs_policy policy = {"scripted", headroom, 0.1, NULL};
+    if (rs_bundle_open(f->dir, &f->bundle, &err) != RS_OK ||
+        rs_runner_open(f->bundle, &policy, &f->backend, f->root, &f->runner, &err) != RS_OK) {
+        fprintf(stderr, "setup %s: %s\n", name, err.message);
+        exit(2);
+    }
+}
+
+static void teardown(fixture *f) {
+    rs_runner_close(f->runner);
+    rs_bundle_close(f->bundle);
+    pthread_mutex_destroy(&f->script.lock);
+}
+
+/* ---- tests ---- */
+
+static void test_runs_the_verified_bytes_and_refuses_non_finite_input(void) {
+    fixture f;
+    setup(&f, "bytes", 1000 * MIB, 0);
+    float logits[CLASSES];
+    rs_error err = {RS_OK, ""};
+    CHECK(strcmp(current(f.runner), "large") == 0, "opened on %s", current(f.runner));
+    CHECK(run_once(f.runner, logits, &err) == RS_OK && logits[0] == 'C' && logits[1] == 'c', "large's bytes ran");
+    float input[12] = {0};
+    input[5] = INFINITY;
+    CHECK(rs_runner_run(f.runner, input, 12, logits, CLASSES, &err) == RS_ERR_ARGUMENT &&
+              strstr(err.message, "input value 5 is not finite") != NULL, "%s", err.message);
+    teardown(&f);
+}
+
+static void test_recovers_after_a_failed_switch_and_restore(void) {
+    fixture f;
+    setup(&f, "recover", 1000 * MIB, 16 * MIB);
+    rs_error err = {RS_OK, ""};
+    int switched = 0;
+    /* 5 MiB free with `large` (40 MiB) loaded, 16 MiB headroom: `middle` (20) fits only once `large` is
+     * released; its load and the restore of `large` both fail. */
+    f.script.fail_loads = 2;
+    rs_status status = rs_runner_refresh_with(f.runner, 5 * MIB, &switched, &err);
+    CHECK(status == RS_ERR_NO_MODEL && strstr(err.message, "restoring large failed too") != NULL, "%s (%s)",
+          rs_status_name(status), err.message);
+    CHECK(rs_runner_current(f.runner) == NULL, "no model, says %s", current(f.runner));
+    float logits[CLASSES];
+    CHECK(run_once(f.runner, logits, &err) == RS_ERR_NO_MODEL, "run without a model: %s", err.message);
+    /* `middle`, which its backend refused, is not tried again: the next refresh loads `small`. */
+    status = rs_runner_refresh_with(f.runner, 40 * MIB, &switched, &err);
+    CHECK(status == RS_OK && switched && strcmp(current(f.runner), "small") == 0, "reloaded %s: %s",
+          current(f.runner), err.message);
+    CHECK(run_once(f.runner, logits, &err) == RS_OK && logits[0] == 'A', "small runs");
+    /* A failed load while both fit keeps the variant in use, and is not retried. */
+    f.script.fail_loads = 1;
+    status = rs_runner_refresh_with(f.runner, 900 * MIB, &switched, &err);
+    CHECK(status == RS_ERR_BACKEND && !switched && strcmp(current(f.runner), "small") == 0, "kept %s (%s)",
+          current(f.runner), err.message);
+    status = rs_runner_refresh_with(f.runner, 900 * MIB, &switched, &err);
+    CHECK(status == RS_OK && !switched, "large is not retried: %s", err.message);
+    teardown(&f);
+}
+
+/* `large` really takes 46 MiB, not the 40 its index says. With 61 MiB free without a model and 16 MiB of
+ * headroom, `middle` (20) moves up (61 >= 40 x 1.1 + 16), and `large` then leaves 15 MiB, judged as 15 + 40 <
+ * 40 + 16: without measuring, the runner would switch on every refresh. */
+static void test_does_not_flap_when_a_variant_is_larger_than_its_index_figure(void) {
+    fixture f;
+    setup(&f, "flap", 1000 * MIB, 16 * MIB);
+    rs_error err = {RS_OK, ""};
+    int switched = 0, switches = 0;
+    CHECK(rs_runner_refresh_with(f.runner, 5 * MIB, &switched, &err) == RS_OK, "%s", err.message);
+    CHECK(strcmp(current(f.runner), "middle") == 0, "start on middle, not %s", current(f.runner));
+    set_meminfo(&f.script, 41 * MIB);
+    snprintf(f.script.inflated, sizeof f.script.inflated, "large");
+    for (int i = 0; i < 8; i++) {
+        rs_status status = rs_runner_refresh(f.runner, &switched, &err);
+        CHECK(status == RS_OK, "refresh %d: %s", i, err.message);
+        switches += switched;
+    }
+    CHECK(switches <= 2 && strcmp(current(f.runner), "middle") == 0, "%d switches in 8 refreshes, now on %s",
+          switches, current(f.runner));
+    teardown(&f);
+}
+
+typedef struct {
+    fixture *f;
+    int iterations;
+    int failures;
+} worker;
+
+static void *runs(void *arg) {
+    worker *w = arg;
+    float logits[CLASSES];
+    for (int i = 0; i < w->iterations; i++) {
+        rs_error err = {RS_OK, ""};
+        rs_status status = run_once(w->f->runner, logits, &err);
+        /* whichever variant runs, its logits are its own bytes: 'A'/'a', 'B'/'b' or 'C'/'c' */
+        w->failures += status != RS_OK || logits[1] - logits[0] != 'a' - 'A';
+    }
+    return NULL;
+}
+
+static void *refreshes(void *arg) {
+    worker *w = arg;
+    static const uint64_t available[] = {15 * MIB, 1000 * MIB, 25 * MIB, 60 * MIB};
+    for (int i = 0; i < w->iterations; i++) {
+        rs_error err = {RS_OK, ""};
+        w->failures += rs_runner_refresh_with(w->f->runner, available[i % 4], NULL, &err) != RS_OK;
+        rs_bundle_validate(w->f->bundle, (size_t)i % 3, &err);
+        w->failures += rs_runner_current(w->f->runner) == NULL;
+    }
+    return NULL;
+}
+
+/* run from one thread while another refreshes and validates; the bundle is closed first, the runner keeps it. */
+static void test_two_threads(void) {
+    fixture f;
+    setup(&f, "threads", 1000 * MIB, 0);
+    worker a = {&f, 2000, 0}, b = {&f, 500, 0};
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, runs, &a);
+    pthread_create(&tb, NULL, refreshes, &b);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    CHECK(a.failures == 0 && b.failures == 0, "%d run and %d refresh failures", a.failures, b.failures);
+    rs_bundle_close(f.bundle); /* the runner holds its own reference */
+    f.bundle = NULL;
+    float logits[CLASSES];
+    rs_error err = {RS_OK, ""};
+    CHECK(run_once(f.runner, logits, &err) == RS_OK, "after the bundle's close: %s", err.message);
+    teardown(&f);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: test_runner WORKDIR\n");
+        return 2;
+    }
+    workdir = argv[1];
+    test_runs_the_verified_bytes_and_refuses_non_finite_input();
+    test_recovers_after_a_failed_switch_and_restore();
+    test_does_not_flap_when_a_variant_is_larger_than_its_index_figure();
+    test_two_threads();
+    printf("%s (%d failures)\n", failures ? "FAILED" : "all runner contract tests passed", failures);
+    return failures ? 1 : 0;
+}
