@@ -195,3 +195,34 @@ def test_bench_run_remeasures_every_artifact_and_refuses_a_damaged_bundle(
     victim.write_bytes(victim.read_bytes()[:-1] + bytes([victim.read_bytes()[-1] ^ 1]))
     damaged = cli("bench", "run", str(copy))
     assert damaged.code == 1 and "sha256 does not match" in damaged.stderr
+
+
+def test_a_flipped_byte_in_every_cache_entry_is_recomputed_to_the_same_bundle(
+    built: tuple[Path, Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    """Issue 13's acceptance: one byte flipped in every entry of the build's cache; the rebuild warns, recomputes
+    every stage and ships the same artifacts and figures as the cold build (measured latency and memory aside)."""
+    bundle, project, target, cache = built
+    damaged = tmp_path / "cache"
+    shutil.copytree(cache, damaged)
+    entries = [p for p in damaged.rglob("*") if p.is_file()]
+    assert entries
+    for entry in entries:
+        data = bytearray(entry.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        entry.write_bytes(bytes(data))
+    out = tmp_path / "bundle"
+    args = ("build", "--target", str(target), "--project", str(project), "--out", str(out), "--cache-dir", str(damaged))
+    result = cli(*args)
+    assert result.code == 0, result.stderr[-2000:]
+    assert "CACHE WARNING" in result.stdout + result.stderr
+
+    def figures(directory: Path) -> dict[tuple[str, str], tuple[object, ...]]:
+        return {
+            (a.id, a.backend): (a.sha256, a.bytes, a.params, a.macs, a.accuracy, a.agreement, a.float_modules)
+            for a in read_manifest(directory).artifacts
+        }
+
+    assert figures(out) == figures(bundle)
+    for artifact in read_manifest(out).artifacts:
+        assert hashlib.sha256((out / artifact.file).read_bytes()).hexdigest() == artifact.sha256

@@ -54,9 +54,12 @@ public final class RestnetShimTest {
         }
     }
 
-    /** run from a second thread while this one refreshes: the wrapper's locks serialise them. */
+    /**
+     * run from a second thread while this one refreshes down and up (the copy's variants are 100 MiB apart, so
+     * refreshing with nothing left steps down one rung): the wrapper's locks serialise them.
+     */
     private static void twoThreads(String[] args, float[] input) throws Exception {
-        try (RestnetShim bundle = RestnetShim.open(args[1])) {
+        try (RestnetShim bundle = RestnetShim.open(args[7])) {
             RestnetShim.Runner runner = bundle.runner("litert", args[4], args[2], 1 << 20);
             AtomicReference<Throwable> failure = new AtomicReference<>();
             Thread runs = new Thread(() -> {
