@@ -74,12 +74,12 @@ def write_fake_bundle(bundle: Path, files: dict[str, bytes]) -> Manifest:
 
 
 FAKE_ADB = """#!/bin/sh
-# adb: 'push' copies the file; 'shell' joins its words into one command line for sh -c, as adbd does.
+# adb: 'push' copies the file; 'shell [-n]' joins its words into one command line for sh -c, as adbd does.
 echo "$*" >> "$FAKE_DEVICE/calls"
 [ "$1" = "-s" ] && shift 2
 case "$1" in
   push) cp "$2" "$3" ;;
-  shell) shift; exec sh -c "$*" ;;
+  shell) shift; [ "$1" = "-n" ] && { shift; exec </dev/null; }; exec sh -c "$*" ;;
   *) exit 2 ;;
 esac
 """

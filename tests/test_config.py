@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import timm
+import yaml
+from pydantic import ValidationError
 from timm.models import build_model_with_cfg
 
 from restnetc.config import Metric, ProjectConfig, TargetConfig, load_project, load_target
@@ -196,3 +198,10 @@ def test_every_weight_argument_of_timm_is_refused() -> None:
     factory = set(inspect.signature(timm.create_model).parameters) - layer_flags
     builder = {name for name in inspect.signature(build_model_with_cfg).parameters if name.startswith("pretrained")}
     assert factory | builder <= set(TIMM_WEIGHT_KWARGS), sorted(factory | builder - set(TIMM_WEIGHT_KWARGS))
+
+
+@pytest.mark.parametrize("name", [".", "..", "a/b", "x;rm"])
+def test_target_names_are_plain_file_names(name: str) -> None:
+    """A target's name names the bundle directory and the device's remote directory (bench plan)."""
+    with pytest.raises(ValidationError, match="not a plain file name"):
+        TargetConfig.model_validate({**yaml.safe_load(TINY_TARGET), "name": name})

@@ -43,6 +43,25 @@ def test_a_malformed_table_is_a_one_line_error(tmp_path: Path, profiled: tuple[P
         load_table(bad)
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("file", "../../.ssh/id_ed25519"), ("file", "a;b.tflite"), ("target", ".."), ("target", "x/y")],
+)
+def test_a_table_whose_names_leave_their_folder_is_refused(
+    field: str, value: str, tmp_path: Path, profiled: tuple[Path, Path, Path, Path]
+) -> None:
+    """``bench plan --table`` pushes the parts' files and names a remote folder after the target."""
+    data = json.loads(profiled[0].read_text())
+    if field == "file":
+        data["overhead"]["file"] = value
+    else:
+        data["target"] = value
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=r"bad.json: .*(not a relative path|not a plain file name)"):
+        load_table(bad)
+
+
 def _device_log(graph: str, avg_us: float) -> str:
     """The fixture log re-targeted at ``graph`` with every timing scaled to ``avg_us``."""
     text = TEMPLATE.replace("/data/local/tmp/restnetc/litert/stitch-09-05.tflite", f"/data/local/tmp/{graph}")

@@ -14,7 +14,7 @@ import torch
 import yaml
 from PIL import Image
 
-from restnetc.config.project import DataConfig, Normalization, ProjectConfig
+from restnetc.config.project import DataConfig, FinetuneConfig, Normalization, ProjectConfig
 from restnetc.config.target import TargetConfig
 from restnetc.data import load_split
 from restnetc.data.check import check_data
@@ -186,6 +186,16 @@ def test_a_build_checks_the_targets_int8_calibration_images(tmp_path: Path) -> N
     check_data(project)  # a search does not calibrate int8: the target's count is not asked for
     with pytest.raises(DataError, match=r"^the target's runtime.calibration_images: asks for 512 images, but .* 8$"):
         check_data(project, target)
+
+
+def test_counts_that_the_run_does_not_use_are_not_asked_for(tmp_path: Path) -> None:
+    """init_images only with the least-squares init; the target's calibration images only for an int8 build."""
+    root = _tree(tmp_path, GOOD)
+    random_init = _project(root, init=16).model_copy(update={"finetune": FinetuneConfig(init="random", init_images=16)})
+    check_data(random_init)
+    fp32_target = TINY_TARGET.replace("runtime: {", "runtime: {quantization: fp32, ")
+    fp32 = TargetConfig.model_validate(yaml.safe_load(fp32_target))
+    check_data(_project(root), fp32)
 
 
 def test_fashion_mnist_counts_are_checked_against_its_files() -> None:

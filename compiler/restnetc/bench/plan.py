@@ -58,7 +58,7 @@ class Device:
             adb = f"adb -s {shlex.quote(self.address)}" if self.address else "adb"
             return [
                 _QUOTED,
-                f'remote() {{ {adb} shell "$(quoted "$@")"; }}',
+                f'remote() {{ {adb} shell -n "$(quoted "$@")"; }}',
                 f'push() {{ {adb} push "$1" "$2" >/dev/null; }}',
             ]
         return [

@@ -24,6 +24,7 @@ from pydantic import Field
 from restnetc.bundle.writer import write_text_atomic
 from restnetc.config.base import StrictModel, VersionedConfig
 from restnetc.config.loader import load_config
+from restnetc.config.paths import FileName, RelativePath
 from restnetc.config.target import Backend, Quantization
 from restnetc.errors import ConfigError
 
@@ -39,7 +40,7 @@ class PartFigures(StrictModel):
     peak_bytes: int = Field(ge=0, description="peak memory to load and run it once, in a fresh process")
     macs: int = Field(ge=0)
     input_shape: tuple[int, ...] = Field(description="the program's input, batch of one")
-    file: str = Field(description="the part's artifact name, as pushed by `restnetc bench plan`")
+    file: RelativePath = Field(description="the part's artifact name, as pushed by `restnetc bench plan`")
 
 
 class ModelParts(StrictModel):
@@ -63,7 +64,7 @@ class ModelParts(StrictModel):
 class CostTable(VersionedConfig):
     """Per-part latency and sizes of both parents on one target, with where the times come from."""
 
-    target: str
+    target: FileName
     backend: Backend
     quantization: Quantization
     threads: int = Field(ge=1)

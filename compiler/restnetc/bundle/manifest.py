@@ -4,49 +4,26 @@
 Every artifact entry names a file *and* the entry point inside it (an ExecuTorch method, a TFLite
 signature), so a future single-file ladder (one method per variant) needs no schema change. File paths are
 relative to the bundle directory, made of ``[A-Za-z0-9._/-]`` only (nothing a shell would interpret), and can
-never leave it (``check_bundle_path`` when writing and reading, ``safe_path`` when opening).
+never leave it (``config.paths.RelativePath`` when writing and reading, ``safe_path`` when opening).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from restnetc.bundle.writer import write_text_atomic
+from restnetc.config.paths import RelativePath, check_file_name
 from restnetc.errors import RestnetcError
 
 MANIFEST_NAME = "manifest.json"
-_PATH_CHARACTERS = re.compile(r"[A-Za-z0-9._/-]*")
 
 
 class BundleError(RestnetcError):
     """A bundle is missing, malformed, or its files do not match the manifest."""
-
-
-def _path_problem(value: str) -> str | None:
-    """Why ``value`` is not a plain relative path (None when it is one)."""
-    if not _PATH_CHARACTERS.fullmatch(value):
-        return "it has characters outside [A-Za-z0-9._/-]"
-    if value.startswith("/"):
-        return "it is absolute"
-    if any(part in ("", ".", "..") for part in value.split("/")):
-        return "it has an empty, '.' or '..' component"
-    return None
-
-
-def check_bundle_path(value: str) -> str:
-    """``value`` if it is a relative path inside the bundle made of ``[A-Za-z0-9._/-]`` with no empty, ``.``
-    or ``..`` component; otherwise ValueError saying why."""
-    if problem := _path_problem(value):
-        raise ValueError(f"{value!r} is not a relative path inside the bundle: {problem}")
-    return value
-
-
-BundlePath = Annotated[str, AfterValidator(check_bundle_path)]
 
 
 class _Strict(BaseModel):
@@ -171,7 +148,7 @@ class Artifact(_Strict):
     backend: str
     quantization: str
     float_modules: list[str] = Field(description="submodules kept in float by the accuracy policy")
-    file: BundlePath
+    file: RelativePath
     entry_point: str
     bytes: int
     sha256: str
@@ -209,9 +186,10 @@ class Manifest(_Strict):
         name = value.get("name")
         if not isinstance(name, str):
             raise ValueError("name: missing")
-        problem = "it has a '/'" if "/" in name else _path_problem(name)
-        if problem:
-            raise ValueError(f"name: {name!r} is not a plain file name: {problem}")
+        try:
+            check_file_name(name)
+        except ValueError as exc:
+            raise ValueError(f"name: {exc}") from None
         return value
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, PlainSerializer, model_validator
 
 from restnetc.config.base import StrictModel, VersionedConfig
+from restnetc.config.paths import FileName
 from restnetc.config.units import format_count, parse_bytes, parse_count, parse_milliseconds
 
 
@@ -164,7 +165,7 @@ class Costs(StrictModel):
 class TargetConfig(VersionedConfig):
     """A deployment target: device, runtime and the budget ladder."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    name: FileName
     description: str = ""
     device: Device
     runtime: RuntimeConfig

@@ -20,7 +20,7 @@ from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 
 from restnetc.config.project import DataSource, FashionMnistData, ProjectConfig
-from restnetc.config.target import TargetConfig
+from restnetc.config.target import Quantization, TargetConfig
 from restnetc.data.fashion_mnist import CLASSES, FILES, read_split
 from restnetc.errors import DataError
 
@@ -42,6 +42,8 @@ def _check_image(path: Path) -> None:
             pass
     except OSError as exc:  # PIL's UnidentifiedImageError is one
         raise DataError(f"{path}: unreadable image ({exc.strerror or 'not an image format PIL reads'})") from None
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: refused as a decompression bomb ({exc})") from None
 
 
 def _image_folder_split(folder: Path) -> _Split:
@@ -88,11 +90,14 @@ def _same_classes(train: _Split, test: _Split) -> None:
 
 
 def check_data(project: ProjectConfig, build: TargetConfig | None = None) -> None:
-    """Raise DataError unless the project's data holds what ``project`` asks for; for a ``build``, also the
-    target's int8 calibration images (taken from the training images)."""
+    """Raise DataError unless the project's data holds what ``project`` asks for (the least-squares init images
+    only when that init is used); for an int8 ``build``, also the target's calibration images (taken from the
+    training images)."""
     data = project.data
-    subsets = {"calibration.images": project.calibration.images, "finetune.init_images": project.finetune.init_images}
-    if build is not None:
+    subsets = {"calibration.images": project.calibration.images}
+    if project.finetune.init == "least-squares":
+        subsets["finetune.init_images"] = project.finetune.init_images
+    if build is not None and build.runtime.quantization == Quantization.INT8:
         subsets["the target's runtime.calibration_images"] = build.runtime.calibration_images
     for field, count in subsets.items():
         if count > data.train_images:
