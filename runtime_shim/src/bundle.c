@@ -65,10 +65,6 @@ rs_status rs_read_file_at(int dir_fd, const char *name, int no_follow, size_t li
     return RS_OK;
 }
 
-rs_status rs_read_file(const char *path, size_t limit, char **out, size_t *length, rs_error *err) {
-    return rs_read_file_at(AT_FDCWD, path, 0, limit, out, length, NULL, err);
-}
-
 static int copy_field(char *dest, size_t size, const char *value) {
     size_t n = strlen(value);
     if (n == 0 || n >= size) {

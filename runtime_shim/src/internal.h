@@ -39,9 +39,6 @@ struct rs_bundle {
 rs_status rs_read_file_at(int dir_fd, const char *name, int no_follow, size_t limit, char **out, size_t *length,
                           int *absent, rs_error *err);
 
-/* rs_read_file_at on a path, following symlinks. */
-rs_status rs_read_file(const char *path, size_t limit, char **out, size_t *length, rs_error *err);
-
 /* An empty bundle (no directory, one reference), or NULL; released with rs_bundle_close. */
 rs_bundle *rs_bundle_new(void);
 

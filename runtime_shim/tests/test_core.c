@@ -1,5 +1,6 @@
 /* Tests of the shim's core against fixture memory trees and bundles written by the test itself. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -359,7 +360,7 @@ static void grow_declared_size(const char *dir) {
     snprintf(path, sizeof path, "%s/bundle.index", dir);
     char *text = NULL;
     size_t length = 0;
-    if (rs_read_file(path, RS_MAX_INDEX_BYTES, &text, &length, NULL) != RS_OK) exit(2);
+    if (rs_read_file_at(AT_FDCWD, path, 0, RS_MAX_INDEX_BYTES, &text, &length, NULL, NULL) != RS_OK) exit(2);
     const char *body = strchr(strchr(text, '\n') + 1, '\n') + 1;
     char *line = strstr(text, "id=bad ");
     char *bytes = strstr(line, "bytes=");
