@@ -122,8 +122,8 @@ def _row(
     rung: Rung, table: CostTable, stored: CostTable, path: Path, measured_ms: float, shape: tuple[int, ...]
 ) -> dict[str, Any]:
     size = path.stat().st_size
-    predicted_ms, predicted_bytes = predicted_costs(table, rung, size)
-    stored_ms, _ = predicted_costs(stored, rung, size)
+    predicted_ms, predicted_bytes = predicted_costs(table, rung)
+    stored_ms, _ = predicted_costs(stored, rung)
     memory = measure_memory(table.backend.value, path, tuple(shape), table.threads).peak_delta
     return {
         "id": rung.id,

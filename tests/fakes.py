@@ -18,9 +18,14 @@ from restnetc.bundle.manifest import (
     Latency,
     Manifest,
     Memory,
+    Pareto,
+    SplitRecord,
+    Splits,
     write_manifest,
 )
 from tests.conftest import REPO
+
+SPLIT = SplitRecord(images=64, indices_sha256="0" * 64)
 
 
 def fake_artifact(index: int, file: str, data: bytes) -> Artifact:
@@ -40,7 +45,9 @@ def fake_artifact(index: int, file: str, data: bytes) -> Artifact:
         macs=2000,
         budget=None,
         stitch=None,
-        accuracy=Accuracy(eager_fp32=90.0, artifact=89.5, images=64),
+        accuracy=Accuracy(
+            eager_fp32=90.0, artifact=89.5, images=64, interval=(80.0, 94.7), validation=89.0, validation_images=64
+        ),
         agreement=99.0,
         max_logit_diff=0.1,
         latency_ms=Latency(
@@ -52,6 +59,7 @@ def fake_artifact(index: int, file: str, data: bytes) -> Artifact:
         ),
         delegation=Delegation(delegate="xnnpack", partitions=1, delegated_ops=10, fallback_ops={}),
         policy="kept int8",
+        pareto=Pareto(front=True),
     )
 
 
@@ -63,6 +71,7 @@ def write_fake_bundle(bundle: Path, files: dict[str, bytes]) -> Manifest:
     manifest = Manifest(
         target={"name": "fake-target", "runtime": {"threads": 2}},
         project={"name": "fake-project"},
+        splits=Splits(train=SPLIT, validation=SPLIT, test=SPLIT),
         labels=["a", "b"],
         tools={"restnetc": "test"},
         created="2025-01-01T00:00:00Z",

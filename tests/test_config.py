@@ -92,7 +92,10 @@ MALFORMED_TARGETS = {
     ),
     "future schema": (_edit(TINY_TARGET, "schema_version: 1", "schema_version: 2"), "schema_version: this restnetc"),
     "not yaml": ("budgets: [params: 3M\n", "invalid YAML"),
-    "duplicate budget": (TINY_TARGET + "  - params: 4.2M\n", "params <= 4.2M is listed twice"),
+    "duplicate budget": (
+        _edit(TINY_TARGET, "  - params: 4.2M\n", "  - params: 4.2M\n  - params: 4.2M\n"),
+        "params <= 4.2M is listed twice",
+    ),
     "device costs without a table": (TINY_TARGET + "costs: {source: device}\n", "costs: table: give a cost table"),
     "cost backend not built": (
         _edit(TINY_TARGET, "[executorch, litert]", "[executorch]") + "costs: {backend: litert}\n",

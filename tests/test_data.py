@@ -16,7 +16,7 @@ from PIL import Image
 
 from restnetc.config.project import DataConfig, FinetuneConfig, Normalization, ProjectConfig
 from restnetc.config.target import TargetConfig
-from restnetc.data import load_split
+from restnetc.data import load_split, load_splits
 from restnetc.data.check import check_data
 from restnetc.data.fashion_mnist import read_idx
 from restnetc.errors import DataError
@@ -27,7 +27,14 @@ NORM = Normalization(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
 
 def config(source: dict[str, object], count: int = 12) -> DataConfig:
     return DataConfig.model_validate(
-        {"source": source, "input_size": 24, "normalization": NORM, "train_images": count, "test_images": count}
+        {
+            "source": source,
+            "input_size": 24,
+            "normalization": NORM,
+            "train_images": count,
+            "validation_images": count,
+            "test_images": count,
+        }
     )
 
 
@@ -39,6 +46,23 @@ def test_fashion_mnist_subset_is_real_resized_and_reproducible() -> None:
     assert first.classes[9] == "Ankle boot" and int(first.labels.min()) >= 0 and int(first.labels.max()) <= 9
     assert torch.equal(first.images[:, 0], first.images[:, 2]), "grey replicated to RGB"
     assert first.images.min() >= (0 - 0.5) / 0.25 - 1e-5 and first.images.std() > 0.5
+
+
+def test_three_splits_are_disjoint_reproducible_and_identified_by_their_indices() -> None:
+    data = config({"kind": "fashion-mnist"}, 50)
+    splits = load_splits(data, seed=7)
+    train, validation, test = (set(s.indices.tolist()) for s in (splits.train, splits.validation, splits.test))
+    assert len(train) == len(validation) == len(test) == 50
+    assert not train & validation, "train and validation are both drawn from the training file: never shared"
+    again = load_splits(data, seed=7)
+    assert torch.equal(again.validation.images, splits.validation.images)
+    assert again.validation.indices_sha256 == splits.validation.indices_sha256
+    assert len({s.indices_sha256 for s in (splits.train, splits.validation, splits.test)}) == 3
+    other = load_splits(data, seed=8)
+    assert other.train.indices_sha256 != splits.train.indices_sha256
+    larger = load_splits(data.model_copy(update={"validation_images": 80}), seed=7)
+    assert torch.equal(larger.train.indices, splits.train.indices), "more validation images leave train alone"
+    assert set(larger.validation.indices.tolist()) >= validation
 
 
 def test_idx_reader_rejects_truncated_and_foreign_files(tmp_path: Path) -> None:
@@ -88,8 +112,14 @@ def _tree(root: Path, splits: dict[str, dict[str, int]]) -> Path:
 
 
 def _project(root: Path, **counts: int) -> ProjectConfig:
-    """A project on the image folder ``root``: 8 train and 4 test images, subsets of 4, unless ``counts`` says."""
-    data = {"train_images": 8, "test_images": 4, **{k: v for k, v in counts.items() if k.endswith("_images")}}
+    """A project on the image folder ``root``: 4 train, 4 validation and 4 test images, subsets of 4, unless
+    ``counts`` says."""
+    data = {
+        "train_images": 4,
+        "validation_images": 4,
+        "test_images": 4,
+        **{k: v for k, v in counts.items() if k.endswith("_images")},
+    }
     source = {"kind": "image-folder", "root": str(root)}
     return ProjectConfig.model_validate(
         {
@@ -144,7 +174,7 @@ def _class_missing(root: Path) -> str:
 
 def _too_few(root: Path) -> str:
     (root / "train" / "cat" / "0.png").unlink()
-    return f"{root / 'train'}: 7 images, but data.train_images asks for 8"
+    return f"{root / 'train'}: 7 images, but data.train_images + data.validation_images asks for 8"
 
 
 BROKEN_TREES: dict[str, Callable[[Path], str]] = {
@@ -168,8 +198,8 @@ def test_broken_image_folders_are_refused_with_the_folder_named(case: str, tmp_p
 
 
 SUBSETS = {
-    "calibration": "calibration.images: asks for 16 images, but data.train_images loads 8",
-    "init": "finetune.init_images: asks for 16 images, but data.train_images loads 8",
+    "calibration": "calibration.images: asks for 16 images, but data.train_images loads 4",
+    "init": "finetune.init_images: asks for 16 images, but data.train_images loads 4",
     "test_images": "test: 4 images, but data.test_images asks for 16",
 }
 
@@ -184,7 +214,7 @@ def test_a_build_checks_the_targets_int8_calibration_images(tmp_path: Path) -> N
     project = _project(_tree(tmp_path, GOOD))
     target = TargetConfig.model_validate(yaml.safe_load(TINY_TARGET))
     check_data(project)  # a search does not calibrate int8: the target's count is not asked for
-    with pytest.raises(DataError, match=r"^the target's runtime.calibration_images: asks for 512 images, but .* 8$"):
+    with pytest.raises(DataError, match=r"^the target's runtime.calibration_images: asks for 512 images, but .* 4$"):
         check_data(project, target)
 
 

@@ -15,10 +15,15 @@ from tests.conftest import CliResult
 def test_search_trains_the_scope_and_counts_its_parameters(
     scope: str, built: tuple[Path, Path, Path, Path], cli: Callable[..., CliResult], tmp_path: Path
 ) -> None:
-    bundle, project, target, cache = built
-    stitch_only = json.loads((bundle / "variants.json").read_text())["variants"]
-    text = project.read_text().replace("finetune: {", f"finetune: {{scope: {scope}, ")
-    assert text != project.read_text()
+    _, project, target, cache = built
+    # the paper's rule with no second candidate: the same stitch point whatever the scope trains
+    cka_only = project.read_text() + "search: {selector: cka, shortlist: 1}\n"
+    (tmp_path / "narrow.yaml").write_text(cka_only)
+    narrow_args = ["--target", str(target), "--project", str(tmp_path / "narrow.yaml"), "--cache-dir", str(cache)]
+    assert cli("search", *narrow_args, "--out", str(tmp_path / "narrow")).code == 0
+    stitch_only = json.loads((tmp_path / "narrow" / "variants.json").read_text())["variants"]
+    text = cka_only.replace("finetune: {", f"finetune: {{scope: {scope}, ")
+    assert text != cka_only
     (tmp_path / "p.yaml").write_text(text)
     args = ["--target", str(target), "--project", str(tmp_path / "p.yaml"), "--cache-dir", str(cache)]
     for _ in range(2):  # the second run comes from the cache and must agree

@@ -80,6 +80,26 @@ def test_finetuning_changes_only_the_stitching_layer() -> None:
     assert not model.training and not model.front_blocks[0].training
 
 
+def test_validation_keeps_the_best_epoch_and_never_a_worse_one() -> None:
+    """The validation labels are the fitted model's own predictions: the initial weights score 100% and any
+    training on random labels can only lose, so epoch 0 must be kept, bit for bit."""
+    front, back = decompose(zoo.make("resnet")), decompose(zoo.make("vgg", seed=1))
+    model = build_stitched(front, 1, back, 1, zoo.SIZE)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        features = model.front(torch.randn(48, 3, zoo.SIZE, zoo.SIZE, generator=generator))
+        own = model.back(features[24:]).argmax(1)
+    initial = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("stitch.")}
+    labels = torch.randint(0, zoo.CLASSES, (24,), generator=generator)
+    config = FinetuneConfig(epochs=3, batch_size=8, lr=0.5)
+    report = finetune_stitch(model, features[:24], labels, None, config, seed=0, validation=(features[24:], own))
+    assert report.validation[0] == 100.0 and len(report.validation) == 4 and min(report.validation[1:]) < 100.0
+    assert report.best_epoch == 0 and report.steps == 9
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in initial.items()), "the best weights are restored"
+    without = finetune_stitch(model, features[:24], labels, None, config, seed=0)
+    assert without.best_epoch == 3 and without.validation == ()
+
+
 def test_training_mode_keeps_frozen_parts_in_eval() -> None:
     model = build_stitched(decompose(zoo.make("resnet")), 0, decompose(zoo.make("resnet", 1)), 0, zoo.SIZE)
     model.train()

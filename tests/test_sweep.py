@@ -22,7 +22,7 @@ def test_grid_takes_every_kth_block_and_always_the_last() -> None:
 
 
 def _point(front: int, back: int, cka: float, accuracy: float) -> SweepPoint:
-    return SweepPoint(Candidate(front, back, cka, Cost(params=1000, macs=1000)), 10, 10.0, accuracy, 1.0)
+    return SweepPoint(Candidate(front, back, cka, Cost(params=1000, macs=1000)), 10, 10.0, accuracy, accuracy, 1.0)
 
 
 def test_within_front_correlation_ranks_back_blocks_per_front_block() -> None:

@@ -13,6 +13,7 @@ import torch
 
 from restnetc.config.project import Normalization, TimmModel
 from restnetc.data.fashion_mnist import load_fashion_mnist
+from restnetc.data.images import pick
 from restnetc.errors import ConfigError
 from restnetc.models import decompose
 from restnetc.models.factory import build_model
@@ -36,7 +37,9 @@ def test_zoo_checkpoint_loads_and_keeps_its_recorded_accuracy(arch: str) -> None
     model = build_model(_spec(arch), IMAGE_SIZE)
     assert sum(p.numel() for p in model.parameters()) == entry["params"]
     norm = Normalization.model_validate(MANIFEST["normalization"])
-    test = load_fashion_mnist(Path("/usr/share/datasets/fashion-mnist"), "test", 10000, IMAGE_SIZE, norm, 0)
+    test = load_fashion_mnist(
+        Path("/usr/share/datasets/fashion-mnist"), "test", pick(10000, 10000, 0), IMAGE_SIZE, norm
+    )
     images, labels = test.images[:count], test.labels[:count]
     with torch.no_grad():
         correct = sum(

@@ -29,7 +29,7 @@ from torch import nn
 from restnetc.budget.costs import measure
 from restnetc.config.project import Normalization, TimmModel
 from restnetc.data.fashion_mnist import load_fashion_mnist
-from restnetc.data.images import ImageSet
+from restnetc.data.images import ImageSet, pick
 from restnetc.models.factory import build_model
 from restnetc.models.zoo import IMAGE_SIZE
 
@@ -155,9 +155,9 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown architecture(s) {unknown}: expected any of {', '.join(RECIPES)}")
     torch.set_num_threads(THREADS)
-    common = {"size": IMAGE_SIZE, "normalization": NORMALIZATION, "seed": SEED}
-    train_set = load_fashion_mnist(DATA_ROOT, "train", 60000, **common)
-    test_set = load_fashion_mnist(DATA_ROOT, "test", 10000, **common)
+    common = {"size": IMAGE_SIZE, "normalization": NORMALIZATION}
+    train_set = load_fashion_mnist(DATA_ROOT, "train", pick(60000, 60000, SEED), **common)
+    test_set = load_fashion_mnist(DATA_ROOT, "test", pick(10000, 10000, SEED), **common)
     for arch in args.arch:
         record(arch, train_one(arch, train_set, test_set))
 

@@ -15,12 +15,14 @@ squares to the memory probes of the whole parents and of the one-op program (the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import Field
 
+from restnetc.budget.costs import ZERO, Cost
 from restnetc.bundle.writer import write_text_atomic
 from restnetc.config.base import StrictModel, VersionedConfig
 from restnetc.config.loader import load_config
@@ -59,6 +61,15 @@ class ModelParts(StrictModel):
         """A copy with the time of every part (and the whole) whose file is in ``ms`` replaced."""
         parts = [p.model_copy(update={"ms": ms[p.file]}) if p.file in ms else p for p in [*self.all(), self.whole]]
         return ModelParts(stem=parts[0], blocks=parts[1:-2], head=parts[-2], whole=parts[-1])
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A model's latency and peak memory as the cost table predicts them: the one cost model that stitch
+    selection and the manifest's budget check both read."""
+
+    latency_ms: float
+    memory_bytes: float
 
 
 class CostTable(VersionedConfig):
@@ -128,6 +139,17 @@ class CostTable(VersionedConfig):
     def artifact_bytes(self, front: str, i: int, back: str, j: int, stitch_params: int) -> int:
         """Predicted artifact size: the parts' sizes plus one byte per stitching parameter."""
         return sum(p.bytes for p in self._chain(front, i, back, j)) + stitch_params
+
+    def predict(self, front: str, i: int, back: str, j: int, stitch: Cost) -> Prediction:
+        """The variant stitched after ``front`` block ``i`` into ``back`` after block ``j`` by a stitching layer
+        of cost ``stitch``: its latency, and the peak memory of its predicted artifact."""
+        artifact = self.artifact_bytes(front, i, back, j, stitch.params)
+        return Prediction(self.latency_ms(front, i, back, j, stitch.macs), self.memory_bytes(artifact))
+
+    def predict_model(self, model: str) -> Prediction:
+        """A whole parent, predicted exactly as a variant is (its own chain, no stitching layer)."""
+        last = len(self._parts(model).blocks) - 1
+        return self.predict(model, last, model, last, ZERO)
 
     @property
     def memory_fit(self) -> tuple[float, float]:

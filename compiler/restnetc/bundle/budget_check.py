@@ -1,4 +1,5 @@
-"""A built artifact's predicted cost, and its measured budget (latency, memory) held to the target's cost source."""
+"""A built artifact's predicted cost (the cost model stitch selection used), and its measured budget (latency,
+memory) held to the target's cost source."""
 
 from __future__ import annotations
 
@@ -8,16 +9,16 @@ from restnetc.bundle.manifest import BudgetCheck, Latency, Memory
 from restnetc.config.target import CostSource, Metric
 
 
-def predicted_costs(table: CostTable, rung: Rung, artifact_bytes: int) -> tuple[float, int]:
-    """Latency (ms) and peak memory (bytes) of ``rung``'s artifact of ``artifact_bytes``, from ``table``."""
+def predicted_costs(table: CostTable, rung: Rung) -> tuple[float, int]:
+    """Latency (ms) and peak memory (bytes) of ``rung`` from ``table``, by the cost model selection used."""
     if rung.stitch is None:
         assert rung.parent is not None
-        latency = table.model_latency_ms(rung.parent)
+        prediction = table.predict_model(rung.parent)
     else:
         s = rung.stitch
-        stitch_macs = rung.macs - table.chain_macs(s.front_model, s.front_block, s.back_model, s.back_block)
-        latency = table.latency_ms(s.front_model, s.front_block, s.back_model, s.back_block, stitch_macs)
-    return round(latency, 4), round(table.memory_bytes(artifact_bytes))
+        assert rung.stitch_cost is not None
+        prediction = table.predict(s.front_model, s.front_block, s.back_model, s.back_block, rung.stitch_cost)
+    return round(prediction.latency_ms, 4), round(prediction.memory_bytes)
 
 
 def check_budget(rung: Rung, source: CostSource, latency: Latency, memory: Memory) -> BudgetCheck | None:

@@ -9,6 +9,7 @@ from functools import cached_property
 import torch
 from torch import nn
 
+from restnetc.budget.costs import Cost
 from restnetc.bundle.manifest import StitchInfo
 from restnetc.cache import weights_digest
 from restnetc.config.target import Budget
@@ -28,6 +29,8 @@ class Rung:
     stitch: StitchInfo | None
     parent: str | None = None
     """The parent model's name, for a parent rung."""
+    stitch_cost: Cost | None = None
+    """A variant's stitching layer alone (params, MACs), for the cost model."""
 
     @cached_property
     def digest(self) -> str:
@@ -75,6 +78,7 @@ def ladder(result: SearchResult) -> list[Rung]:
                 variant.candidate.cost.macs,
                 variant.budget,
                 stitch,
+                stitch_cost=variant.stitch_cost,
             )
         )
     return sorted(rungs, key=lambda r: r.params)

@@ -1,9 +1,10 @@
 """Lowering every rung with every backend, verifying each artifact, and applying the accuracy policy.
 
-Each artifact is run by its own runtime over the held-out images and compared with the eager fp32 model:
-top-1 accuracy, top-1 agreement and the largest logit difference. When int8 loses more than the target's
-tolerance, the build says so and applies the target's policy (see ``AccuracyPolicy``). Each (rung, backend)
-pair goes through lowering, verification and the policy in one worker process, pairs side by side.
+Each artifact is run by its own runtime over the validation and test images and compared with the eager
+fp32 model on each: top-1 accuracy, top-1 agreement and the largest logit difference. When int8 loses more
+than the target's tolerance on validation, the build says so and applies the target's policy (see
+``AccuracyPolicy``), deciding on validation only; the test figures only report. Each (rung, backend) pair
+goes through lowering, verification and the policy in one worker process, pairs side by side.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from restnetc.errors import RestnetcError
 from restnetc.progress import console, step
 
 SCREENING_IMAGES = 500
-"""Held-out images on which float units are screened in simulation before a candidate is lowered."""
+"""Validation images on which float units are screened in simulation before a candidate is lowered."""
 SCREENING_BATCH = 125
 MIN_FLOAT_GAIN_POINTS = 0.5
 """Float islands cost bytes (a float head is ~1 MB on EfficientNet-Lite); keep them only for a real gain."""
@@ -44,11 +45,26 @@ class BuildError(RestnetcError):
 
 @dataclass(frozen=True)
 class Evaluation:
-    """An artifact's figures on the held-out images."""
+    """An artifact's figures on one split; ``correct`` holds ``0``/``1`` per image, in the split's order."""
 
     accuracy: float
     agreement: float
     max_logit_diff: float
+    correct: str
+
+    @property
+    def correct_array(self) -> np.ndarray:
+        """``correct`` as a bool array (for paired tests)."""
+        flags: np.ndarray = np.frombuffer(self.correct.encode("ascii"), dtype=np.uint8) == ord("1")
+        return flags
+
+
+@dataclass(frozen=True)
+class Evaluations:
+    """An artifact's figures on the validation split (every decision) and the test split (reports only)."""
+
+    validation: Evaluation
+    test: Evaluation
 
 
 @dataclass(frozen=True)
@@ -57,13 +73,13 @@ class Verified:
 
     lowered: Lowered
     float_modules: tuple[str, ...]
-    evaluation: Evaluation
+    evaluation: Evaluations
     policy: str
 
 
 @dataclass(frozen=True)
 class HeldOut:
-    """Held-out images with labels, and a digest that identifies them."""
+    """A held-out split's images with labels, and a digest that identifies them."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -77,12 +93,14 @@ class HeldOut:
 
 @dataclass(frozen=True)
 class PairJob:
-    """One rung to lower with one backend, with the rung's eager fp32 logits and top-1 on the held-out images."""
+    """One rung to lower with one backend, with the rung's eager fp32 logits on validation and test, and its
+    eager top-1 on validation (what the accuracy policy compares the artifact's with)."""
 
     rung: Rung
     backend: BackendName
     digest: str
-    eager: torch.Tensor
+    eager_validation: torch.Tensor
+    eager_test: torch.Tensor
     eager_accuracy: float
 
     @property
@@ -156,6 +174,21 @@ def _from_json(data: bytes, meta: dict[str, object]) -> Lowered:
     )
 
 
+def _figures(out: np.ndarray, labels: torch.Tensor, eager: torch.Tensor) -> Evaluation:
+    predicted = out.argmax(axis=1)
+    correct = predicted == labels.numpy()
+    return Evaluation(
+        accuracy=round(float(correct.mean() * 100), 3),
+        agreement=round(float((predicted == eager.argmax(1).numpy()).mean() * 100), 3),
+        max_logit_diff=round(float(np.abs(out - eager.numpy()).max()), 5),
+        correct="".join("1" if c else "0" for c in correct),
+    )
+
+
+def _evaluations(stored: dict[str, dict[str, object]]) -> Evaluations:
+    return Evaluations(Evaluation(**stored["validation"]), Evaluation(**stored["test"]))  # type: ignore[arg-type]
+
+
 class Lowerer:
     """Lowers and verifies rungs for one target, caching artifacts and their figures."""
 
@@ -163,7 +196,8 @@ class Lowerer:
         self,
         quantization: Quantization,
         calibration: torch.Tensor,
-        held_out: HeldOut,
+        validation: HeldOut,
+        test: HeldOut,
         policy: AccuracyPolicy,
         threads: int,
         cache: Cache,
@@ -173,7 +207,8 @@ class Lowerer:
         self.quantization = quantization
         self.calibration = calibration
         self.calibration_digest = hashlib.sha256(calibration.numpy().tobytes()).hexdigest()
-        self.held_out = held_out
+        self.validation = validation
+        self.test = test
         self.policy = policy
         self.threads = threads
         self.cache = cache
@@ -194,11 +229,12 @@ class Lowerer:
 
     def _result_key(self, job: PairJob) -> str:
         policy = self.policy.model_dump(mode="json")
-        return stage_key("verified", self._artifact_key(job, ()), self.held_out.digest, policy)
+        held_out = (self.validation.digest, self.test.digest)
+        return stage_key("verified", self._artifact_key(job, ()), *held_out, policy)
 
     def _verify_key(self, sha256: str) -> str:
         """The key of the figures verified for the artifact whose bytes have ``sha256``."""
-        return stage_key("verify", sha256, self.held_out.digest)
+        return stage_key("verify", sha256, self.validation.digest, self.test.digest)
 
     def _load_result(self, job: PairJob) -> Verified | None:
         """``job``'s stored outcome, only if the stored artifact is the very bytes that were verified.
@@ -220,7 +256,7 @@ class Lowerer:
         if evaluation is None:
             return None
         floats = tuple(stored["float_modules"])
-        return Verified(_from_json(data, meta), floats, Evaluation(**evaluation), stored["policy"])
+        return Verified(_from_json(data, meta), floats, _evaluations(evaluation), stored["policy"])
 
     def _save_result(self, job: PairJob, verified: Verified) -> None:
         stored = {
@@ -259,16 +295,17 @@ class Lowerer:
         )
         return lowered
 
-    def _evaluate(self, lowered: Lowered, backend: Backend, eager: torch.Tensor, label: str) -> Evaluation:
+    def _evaluate(self, lowered: Lowered, backend: Backend, job: PairJob, label: str) -> Evaluations:
         sha = hashlib.sha256(lowered.data).hexdigest()
         key = self._verify_key(sha)
         if (stored := self.cache.load_json(key)) is not None:
-            return Evaluation(**stored)
+            return _evaluations(stored)
         path = self.work_dir / f"verify-{sha[:16]}{backend.suffix}"
         path.write_bytes(lowered.data)
+        images = torch.cat([self.validation.images, self.test.images]).numpy()
         with captured() as output:
             try:
-                out = backend.load(path, self.threads)(self.held_out.images.numpy())
+                out = backend.load(path, self.threads)(images)
             except Exception as exc:  # the runtime refused what the toolchain produced: keep its words
                 raise BuildError(
                     f"{label}: the lowered program does not run in its runtime: {type(exc).__name__}: {exc}\n"
@@ -276,22 +313,20 @@ class Lowerer:
                 ) from None
             finally:
                 path.unlink()
-        predicted = out.argmax(axis=1)
-        labels = self.held_out.labels.numpy()
-        evaluation = Evaluation(
-            accuracy=round(float((predicted == labels).mean() * 100), 3),
-            agreement=round(float((predicted == eager.argmax(1).numpy()).mean() * 100), 3),
-            max_logit_diff=round(float(np.abs(out - eager.numpy()).max()), 5),
+        count = len(self.validation.labels)
+        evaluations = Evaluations(
+            _figures(out[:count], self.validation.labels, job.eager_validation),
+            _figures(out[count:], self.test.labels, job.eager_test),
         )
-        self.cache.save_json(key, evaluation.__dict__)
-        return evaluation
+        self.cache.save_json(key, {"validation": evaluations.validation.__dict__, "test": evaluations.test.__dict__})
+        return evaluations
 
     def _simulator(self, job: PairJob, graphs: _Graphs) -> Simulate:
         """Simulated int8 top-1 of the job's rung (its int8 graphs run in eager) on the screening images, cached."""
-        images, labels = self.held_out.images[:SCREENING_IMAGES], self.held_out.labels[:SCREENING_IMAGES]
+        images, labels = self.validation.images[:SCREENING_IMAGES], self.validation.labels[:SCREENING_IMAGES]
 
         def simulate(units: tuple[str, ...]) -> float:
-            inputs = (self.calibration_digest, self.held_out.digest)
+            inputs = (self.calibration_digest, self.validation.digest)
             key = stage_key("simulated-int8", graphs.backend.name, units, job.digest, *inputs)
             if (stored := self.cache.load_json(key)) is not None:
                 return float(stored)
@@ -308,20 +343,21 @@ class Lowerer:
         self,
         rungs: list[Rung],
         backends: list[Backend],
-        eager: dict[str, torch.Tensor],
-        eager_accuracy: dict[str, float],
+        eager: dict[str, tuple[torch.Tensor, torch.Tensor]],
     ) -> dict[tuple[str, str], Verified]:
         """Lower and verify every rung with every backend, applying the accuracy policy where int8 loses too much.
 
-        ``eager`` and ``eager_accuracy`` hold each rung's fp32 logits and top-1 on the held-out images, by id.
-        Pairs not in the cache run in worker processes, one per core.
+        ``eager`` holds each rung's fp32 logits on validation and on test, by id. Pairs not in the cache run
+        in worker processes, one per core.
         """
         verified: dict[tuple[str, str], Verified] = {}
         pending: list[PairJob] = []
         for backend in backends:
             for rung in rungs:
                 name = BackendName(backend.name)
-                job = PairJob(rung, name, rung.digest, eager[rung.id], eager_accuracy[rung.id])
+                validation, test = eager[rung.id]
+                top1 = float((validation.argmax(1) == self.validation.labels).double().mean() * 100)
+                job = PairJob(rung, name, rung.digest, validation, test, top1)
                 if (stored := self._load_result(job)) is None:
                     pending.append(job)
                 else:
@@ -345,25 +381,26 @@ class Lowerer:
         graphs = _Graphs(job.rung.model, backend, self.calibration)
         log: list[str] = []
         plain = self._lower(job, graphs, (), log)
-        first = Verified(plain, (), self._evaluate(plain, backend, job.eager, job.label), "")
+        first = Verified(plain, (), self._evaluate(plain, backend, job, job.label), "")
         outcome = self._judge(job, graphs, first, log)
         if isinstance(outcome, tuple):
             candidate = self._lower(job, graphs, outcome, log)
-            result = self._evaluate(candidate, backend, job.eager, f"{job.label} keep-float")
-            log.append(f"[bold cyan]>[/] {job.label} keep-float {', '.join(outcome)}: top-1 {result.accuracy:.2f}%")
-            better = result.accuracy >= first.evaluation.accuracy + MIN_FLOAT_GAIN_POINTS
+            result = self._evaluate(candidate, backend, job, f"{job.label} keep-float")
+            top1 = result.validation.accuracy
+            log.append(f"[bold cyan]>[/] {job.label} keep-float {', '.join(outcome)}: validation top-1 {top1:.2f}%")
+            better = top1 >= first.evaluation.validation.accuracy + MIN_FLOAT_GAIN_POINTS
             outcome = self._kept(job, first, Verified(candidate, outcome, result, "") if better else first, log)
         return PairResult(outcome, tuple(log))
 
     def _judge(self, job: PairJob, graphs: _Graphs, first: Verified, log: list[str]) -> Verified | tuple[str, ...]:
         """The final result for ``first``, or the float units worth lowering as a keep-float candidate."""
-        drop = job.eager_accuracy - first.evaluation.accuracy
+        drop = job.eager_accuracy - first.evaluation.validation.accuracy
         tolerance = self.policy.tolerance_points
         if self.quantization is Quantization.FP32 or drop <= tolerance:
             return Verified(first.lowered, (), first.evaluation, "none: within tolerance")
         headline = (
-            f"{job.label} {self.quantization.value}: top-1 {first.evaluation.accuracy:.2f}% is "
-            f"{drop:.2f} points below eager fp32 {job.eager_accuracy:.2f}% (tolerance {tolerance})"
+            f"{job.label} {self.quantization.value}: validation top-1 {first.evaluation.validation.accuracy:.2f}% "
+            f"is {drop:.2f} points below eager fp32 {job.eager_accuracy:.2f}% (tolerance {tolerance})"
         )
         log.append(f"[bold yellow]ACCURACY WARNING[/] {headline}")
         if self.policy.policy == "fail":
@@ -377,10 +414,11 @@ class Lowerer:
 
     def _kept(self, job: PairJob, first: Verified, best: Verified, log: list[str]) -> Verified:
         """``best`` with the keep-float policy's note; warns loudly if it is still beyond tolerance."""
-        drop = job.eager_accuracy - first.evaluation.accuracy
-        recovered = job.eager_accuracy - best.evaluation.accuracy <= self.policy.tolerance_points
+        drop = job.eager_accuracy - first.evaluation.validation.accuracy
+        top1 = best.evaluation.validation.accuracy
+        recovered = job.eager_accuracy - top1 <= self.policy.tolerance_points
         kept = ", ".join(best.float_modules) or "nothing"
-        note = f"keep-float: int8 lost {drop:.2f} points; kept {kept} in float -> {best.evaluation.accuracy:.2f}%" + (
+        note = f"keep-float: int8 lost {drop:.2f} points on validation; kept {kept} in float -> {top1:.2f}%" + (
             "" if recovered else " (still beyond tolerance)"
         )
         if not recovered:

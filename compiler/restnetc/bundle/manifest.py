@@ -55,11 +55,45 @@ class InputSpec(_Strict):
 
 
 class Accuracy(_Strict):
-    """Top-1 % on the held-out images: the eager fp32 model and the artifact in its own runtime."""
+    """Top-1 %: the eager fp32 model and the artifact in its own runtime.
+
+    ``eager_fp32``, ``artifact`` and ``interval`` are on the test split, which only reports; the validation
+    figures are the ones every decision (accuracy policy, dominance) was made on.
+    """
 
     eager_fp32: float
     artifact: float
     images: int
+    interval: tuple[float, float] = Field(description="95% Wilson interval of ``artifact``, test split")
+    validation: float = Field(description="the artifact's top-1 on the validation split")
+    validation_images: int
+
+
+class SplitRecord(_Strict):
+    """One data split: its size, and the sha256 of its image indices in the data source (int64, in order)."""
+
+    images: int
+    indices_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class Splits(_Strict):
+    """The three disjoint splits: train (heads, stitches), validation (every choice), test (reports only)."""
+
+    train: SplitRecord
+    validation: SplitRecord
+    test: SplitRecord
+
+
+class Pareto(_Strict):
+    """Where an artifact stands among its backend's artifacts (parents included), on validation.
+
+    Dominated: another artifact costs no more on each budgeted metric and is more accurate with confidence
+    (paired exact McNemar test on the same validation images, two-sided p below ``1 - confidence``).
+    """
+
+    front: bool
+    dominated_by: str | None = None
+    reason: str | None = None
 
 
 class HostLatency(_Strict):
@@ -165,19 +199,36 @@ class Artifact(_Strict):
     input: InputSpec
     delegation: Delegation
     policy: str = Field(description="what the accuracy policy did for this artifact")
+    pareto: Pareto
+
+
+class Dropped(_Strict):
+    """An artifact the target's ``ladder.dominated: drop`` left out of the bundle, with its figures and why."""
+
+    id: str
+    role: Literal["parent", "variant"]
+    backend: str
+    params: int
+    macs: int
+    latency_ms: float = Field(description="host median, ms")
+    memory_bytes: int = Field(description="host peak delta, bytes")
+    accuracy: Accuracy
+    pareto: Pareto
 
 
 class Manifest(_Strict):
     """The whole bundle."""
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     target: dict[str, object]
     project: dict[str, object]
+    splits: Splits
     labels: list[str]
     tools: dict[str, str]
     created: str
     accuracy_tolerance_points: float
     artifacts: list[Artifact]
+    dropped: list[Dropped] = Field(default_factory=list)
 
     @field_validator("target")
     @classmethod

@@ -103,7 +103,15 @@ class DataConfig(StrictModel):
     input_size: int = Field(ge=16, le=1024, description="square input side in pixels")
     normalization: Normalization
     train_images: int = Field(default=2000, ge=4, description="labelled images for heads and fine-tuning")
-    test_images: int = Field(default=2000, ge=4, description="held-out images for every accuracy figure")
+    validation_images: int = Field(
+        default=1000,
+        ge=4,
+        description="images held out of the source's training images, disjoint from the train split: every "
+        "choice (stitch point, accuracy policy, dominance) is made on them",
+    )
+    test_images: int = Field(
+        default=2000, ge=4, description="images of the source's test split: they only report, never choose"
+    )
 
 
 class CalibrationConfig(StrictModel):
@@ -157,6 +165,21 @@ class FinetuneConfig(StrictModel):
         return self.scope in ("stitch+back", "all")
 
 
+class SearchConfig(StrictModel):
+    """How each rung's stitch point is chosen among the candidates of its band."""
+
+    selector: Literal["measured", "cka", "kl"] = Field(
+        default="measured",
+        description="measured: the CKA shortlist trained briefly and scored on validation; cka: the most "
+        "similar point (the paper's rule); kl: the lowest KL divergence between the stitched and the back "
+        "parent's representation at the stitch point (in the spirit of KLAS)",
+    )
+    shortlist: int = Field(
+        default=3, ge=1, description="candidates per band that are scored (measured) or tried when dominated"
+    )
+    screen_epochs: int = Field(default=1, ge=0, description="fine-tuning epochs of each measured candidate")
+
+
 class ProjectConfig(VersionedConfig):
     """A restnetc project: the pair of models and everything the front end needs to stitch them."""
 
@@ -167,6 +190,7 @@ class ProjectConfig(VersionedConfig):
     calibration: CalibrationConfig = CalibrationConfig()
     task_head: TaskHeadConfig = TaskHeadConfig()
     finetune: FinetuneConfig = FinetuneConfig()
+    search: SearchConfig = SearchConfig()
     seed: int = 0
 
     @model_validator(mode="after")

@@ -126,6 +126,18 @@ class AccuracyPolicy(StrictModel):
     policy: Literal["keep-float", "warn", "fail"] = "keep-float"
 
 
+class LadderPolicy(StrictModel):
+    """What happens to a dominated rung: another rung of the same backend (parents included) costs no more on
+    every budgeted metric and is more accurate with confidence, on the validation split."""
+
+    dominated: Literal["drop", "warn", "keep"] = Field(
+        default="drop", description="drop it from the bundle, ship it with a warning, or ship it silently"
+    )
+    confidence: float = Field(
+        default=0.95, gt=0.5, lt=1, description="'more accurate with confidence': paired test at this level"
+    )
+
+
 class Measurement(StrictModel):
     """Host timing protocol: warm-up runs, then timed runs, interleaved across artifacts."""
 
@@ -171,6 +183,7 @@ class TargetConfig(VersionedConfig):
     runtime: RuntimeConfig
     budgets: list[Budget] = Field(min_length=1)
     accuracy: AccuracyPolicy = AccuracyPolicy()
+    ladder: LadderPolicy = LadderPolicy()
     measurement: Measurement = Measurement()
     costs: Costs = Costs()
 

@@ -1,8 +1,9 @@
 """The project's data checked against what the project asks of it, before any stage runs.
 
-Both splits must be readable (every file of an image folder opens as an image) and hold the same classes,
-each split at least the images its count asks for (``data.train_images``, ``data.test_images``); the
-subsets taken from the training images (``calibration.images``, ``finetune.init_images``, and for a build
+Both source splits must be readable (every file of an image folder opens as an image) and hold the same
+classes; the source's training images must hold ``data.train_images`` plus ``data.validation_images`` (the two
+disjoint splits drawn from them), its test images ``data.test_images``; the subsets taken from the training
+images (``calibration.images``, ``finetune.init_images``, and for a build
 the target's ``runtime.calibration_images``) must fit in ``data.train_images``. restnetc has no option to
 run on fewer images than asked for: any shortfall is an error naming the folder, file or field.
 """
@@ -105,7 +106,7 @@ def check_data(project: ProjectConfig, build: TargetConfig | None = None) -> Non
     train, test = _split(data.source, "train"), _split(data.source, "test")
     _same_classes(train, test)
     for split, field, count in (
-        (train, "data.train_images", data.train_images),
+        (train, "data.train_images + data.validation_images", data.train_images + data.validation_images),
         (test, "data.test_images", data.test_images),
     ):
         if split.images < count:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from restnetc.config.project import Normalization
-from restnetc.data.images import ImageSet, pick, to_model_input
+from restnetc.data.images import ImageSet, to_model_input
 from restnetc.errors import DataError
 
 CLASSES = (
@@ -62,20 +62,35 @@ def read_split(root: Path, split: Literal["train", "test"]) -> tuple[np.ndarray,
     return images, labels
 
 
+def fashion_mnist_size(root: Path, split: Literal["train", "test"]) -> int:
+    """How many images ``split`` holds, from its image file's IDX header alone (the full check is ``data.check``)."""
+    path = root / FILES[split][0]
+    try:
+        with gzip.open(path, "rb") as stream:
+            header = stream.read(8)
+    except FileNotFoundError:
+        raise DataError(f"{path}: Fashion-MNIST file not found; {_INSTALL_HINT}") from None
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: unreadable IDX file: {exc}") from None
+    if len(header) < 8 or header[:3] != b"\0\0\x08":
+        raise DataError(f"{path}: not an unsigned-byte IDX file")
+    return int.from_bytes(header[4:8], "big")
+
+
 def load_fashion_mnist(
     root: Path,
     split: Literal["train", "test"],
-    count: int,
+    indices: torch.Tensor,
     size: int,
     normalization: Normalization,
-    seed: int,
 ) -> ImageSet:
-    """``count`` images of ``split`` (a fixed random subset), resized to ``size`` and replicated to RGB."""
+    """The images ``indices`` of ``split``, resized to ``size`` and replicated to RGB."""
     images, labels = read_split(root, split)
-    chosen = pick(count, images.shape[0], seed).numpy()
+    chosen = indices.numpy()
     pixels = torch.from_numpy(images[chosen].astype(np.float32) / 255.0).unsqueeze(1)
     return ImageSet(
         to_model_input(pixels, size, normalization),
         torch.from_numpy(labels[chosen].astype(np.int64)),
         CLASSES,
+        indices.clone(),
     )

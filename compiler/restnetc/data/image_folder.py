@@ -10,26 +10,33 @@ from torchvision.datasets import ImageFolder
 from torchvision.transforms import functional as TF
 
 from restnetc.config.project import Normalization
-from restnetc.data.images import ImageSet, pick, to_model_input
+from restnetc.data.images import ImageSet, to_model_input
 from restnetc.errors import DataError
+
+
+def _dataset(folder: Path) -> ImageFolder:
+    try:
+        return ImageFolder(str(folder))
+    except (FileNotFoundError, OSError) as exc:
+        raise DataError(f"{folder}: expected one sub-folder of images per class ({exc})") from None
+
+
+def image_folder_size(root: Path, split: Literal["train", "test"]) -> int:
+    """How many images ``root/split`` holds (the full check is ``data.check``)."""
+    return len(_dataset(root / split))
 
 
 def load_image_folder(
     root: Path,
     split: Literal["train", "test"],
-    count: int,
+    indices: torch.Tensor,
     size: int,
     normalization: Normalization,
-    seed: int,
 ) -> ImageSet:
-    """``count`` images of ``root/split`` (a fixed random subset): shorter side resized, centre-cropped."""
-    folder = root / split
-    try:
-        dataset = ImageFolder(str(folder))
-    except (FileNotFoundError, OSError) as exc:
-        raise DataError(f"{folder}: expected one sub-folder of images per class ({exc})") from None
+    """The images ``indices`` of ``root/split`` (in ImageFolder's order): shorter side resized, centre-cropped."""
+    dataset = _dataset(root / split)
     pixels, labels = [], []
-    for index in pick(count, len(dataset), seed).tolist():
+    for index in indices.tolist():
         path, label = dataset.samples[index]
         try:
             image = dataset.loader(path).convert("RGB")
@@ -42,4 +49,5 @@ def load_image_folder(
         to_model_input(torch.stack(pixels), size, normalization),
         torch.tensor(labels, dtype=torch.int64),
         tuple(dataset.classes),
+        indices.clone(),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import torch
@@ -12,22 +13,29 @@ from restnetc.config.project import Normalization
 
 @dataclass(frozen=True)
 class ImageSet:
-    """``images`` is ``[N, 3, S, S]`` float32, normalised; ``labels`` is ``[N]`` int64 class indices."""
+    """``images`` is ``[N, 3, S, S]`` float32, normalised; ``labels`` is ``[N]`` int64 class indices;
+    ``indices`` is ``[N]`` int64: each image's position in its data source's split (what identifies it)."""
 
     images: torch.Tensor
     labels: torch.Tensor
     classes: tuple[str, ...]
+    indices: torch.Tensor
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
     def head(self, count: int) -> ImageSet:
         """The first ``count`` images (the whole set if it is smaller)."""
-        return ImageSet(self.images[:count], self.labels[:count], self.classes)
+        return ImageSet(self.images[:count], self.labels[:count], self.classes, self.indices[:count])
 
     def batches(self, size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Consecutive ``(images, labels)`` minibatches of at most ``size``."""
         return [(self.images[i : i + size], self.labels[i : i + size]) for i in range(0, len(self), size)]
+
+    @property
+    def indices_sha256(self) -> str:
+        """sha256 of ``indices`` as little-endian int64, in order: which images, not what they hold."""
+        return hashlib.sha256(self.indices.to(torch.int64).numpy().astype("<i8").tobytes()).hexdigest()
 
 
 def to_model_input(pixels: torch.Tensor, size: int, normalization: Normalization) -> torch.Tensor:

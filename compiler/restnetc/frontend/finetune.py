@@ -9,10 +9,12 @@ loop keeps no global state, so it can later run under DistributedDataParallel wi
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from restnetc.config.project import FinetuneConfig
 from restnetc.frontend.stitch import StitchedModel, StitchLayer
@@ -52,6 +54,21 @@ class FinetuneReport:
     seconds: float
     steps: int
     final_loss: float
+    best_epoch: int
+    """The epoch whose weights were kept (1-based; 0: the initial weights; the last epoch without validation)."""
+    validation: tuple[float, ...] = ()
+    """Validation top-1 % of the initial weights and after each epoch, when validation data was given."""
+
+
+@torch.no_grad()
+def _top1(
+    forward: nn.Module | Callable[[torch.Tensor], torch.Tensor], data: tuple[torch.Tensor, torch.Tensor]
+) -> float:
+    inputs, labels = data
+    correct = sum(
+        int((forward(x).argmax(1) == y).sum()) for x, y in zip(inputs.split(256), labels.split(256), strict=True)
+    )
+    return 100.0 * correct / max(len(labels), 1)
 
 
 def finetune_stitch(
@@ -61,28 +78,38 @@ def finetune_stitch(
     teacher_logits: torch.Tensor | None,
     config: FinetuneConfig,
     seed: int,
+    validation: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> FinetuneReport:
     """Train every trainable part of ``model``: cross-entropy, plus KL to the teacher if configured.
 
-    ``inputs`` are cached front features, or images when the front part is trainable.
+    ``inputs`` are cached front features, or images when the front part is trainable; ``validation`` the
+    same kind of inputs with labels. With validation, the weights of the epoch (or the initial ones) that
+    score best on it are kept (earliest on ties), so more epochs never make a rung worse on validation.
     """
     assert model.stitch is not None
     forward = model if model.front_trainable else model.back
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=config.lr)
     distill = config.distill if teacher_logits is not None else None
     count = inputs.shape[0]
     steps_per_epoch = (count + config.batch_size - 1) // config.batch_size
     start = time.perf_counter()
-    model.train()
+    model.eval()
+    scores = [_top1(forward, validation)] if validation is not None else []
+    best = (scores[0], 0, [p.detach().clone() for p in trainable]) if scores else None
     loss = torch.zeros(())
     steps = 0
-    batches = (
-        order[i : i + config.batch_size]
-        for order in (torch.randperm(count, generator=generator) for _ in range(config.epochs))
-        for i in range(0, count, config.batch_size)
-    )
-    for index in track(batches, f"fine-tuning ({config.scope})", total=config.epochs * steps_per_epoch):
+
+    def batches() -> Iterator[tuple[int, torch.Tensor, bool]]:
+        for epoch in range(1, config.epochs + 1):
+            order = torch.randperm(count, generator=generator)
+            for i in range(0, count, config.batch_size):
+                yield epoch, order[i : i + config.batch_size], i + config.batch_size >= count
+
+    total = config.epochs * steps_per_epoch
+    for epoch, index, last in track(batches(), f"fine-tuning ({config.scope})", total=total):
+        model.train()
         logits = forward(inputs[index])
         loss = F.cross_entropy(logits, labels[index])
         if distill is not None and teacher_logits is not None:
@@ -98,5 +125,16 @@ def finetune_stitch(
         loss.backward()
         optimizer.step()
         steps += 1
+        if last and validation is not None and best is not None:
+            model.eval()
+            scores.append(_top1(forward, validation))
+            if scores[-1] > best[0]:
+                best = (scores[-1], epoch, [p.detach().clone() for p in trainable])
     model.eval()
-    return FinetuneReport(time.perf_counter() - start, steps, float(loss.detach()))
+    best_epoch = config.epochs
+    if best is not None:
+        best_epoch = best[1]
+        with torch.no_grad():
+            for parameter, kept in zip(trainable, best[2], strict=True):
+                parameter.copy_(kept)
+    return FinetuneReport(time.perf_counter() - start, steps, float(loss.detach()), best_epoch, tuple(scores))

@@ -71,14 +71,22 @@ def _describe(metric: Metric, value: float) -> str:
     return format_count(value)
 
 
-def select(candidates: Sequence[Candidate], budgets: Sequence[Budget], figure: Figure = static_figure) -> list[Choice]:
-    """One choice per budget, in the order the budgets are given; BudgetError if a rung has none."""
-    chosen: dict[Budget, Candidate] = {}
+@dataclass(frozen=True)
+class Band:
+    """One budget's rung: every candidate whose figure lies in its band, in the order given (most similar first)."""
+
+    budget: Budget
+    candidates: tuple[Candidate, ...]
+
+
+def bands(candidates: Sequence[Candidate], budgets: Sequence[Budget], figure: Figure = static_figure) -> list[Band]:
+    """Each budget's band, in the order the budgets are given; BudgetError if a band holds no candidate."""
+    found: dict[Budget, tuple[Candidate, ...]] = {}
     for metric in dict.fromkeys(b.metric for b in budgets):
         values = [figure(c, metric) for c in candidates]
         floor = 0.0
         for budget in sorted((b for b in budgets if b.metric is metric), key=lambda b: b.limit):
-            fitting = [c for c, v in zip(candidates, values, strict=True) if floor < v <= budget.limit]
+            fitting = tuple(c for c, v in zip(candidates, values, strict=True) if floor < v <= budget.limit)
             if not fitting:
                 smallest, largest = min(values), max(values)
                 span = f"stitched variants cost between {_describe(metric, smallest)} and {_describe(metric, largest)}"
@@ -88,6 +96,11 @@ def select(candidates: Sequence[Candidate], budgets: Sequence[Budget], figure: F
                     f"budget {budget.describe()}: no variant costs between the rung below it "
                     f"({_describe(metric, floor)}) and this limit; widen the gap ({span} {metric.value})"
                 )
-            chosen[budget] = fitting[0]
+            found[budget] = fitting
             floor = budget.limit
-    return [Choice(b, chosen[b]) for b in budgets]
+    return [Band(b, found[b]) for b in budgets]
+
+
+def select(candidates: Sequence[Candidate], budgets: Sequence[Budget], figure: Figure = static_figure) -> list[Choice]:
+    """The paper's rule: the most similar candidate of each band, in the order the budgets are given."""
+    return [Choice(band.budget, band.candidates[0]) for band in bands(candidates, budgets, figure)]

@@ -22,10 +22,16 @@ from restnetc.bundle.lowering import HeldOut, Lowerer, Verified
 from restnetc.bundle.manifest import (
     Accuracy,
     Artifact,
+    BudgetCheck,
     Delegation,
+    Dropped,
     InputSpec,
+    Latency,
     Manifest,
     Memory,
+    Pareto,
+    SplitRecord,
+    Splits,
     write_manifest,
 )
 from restnetc.bundle.measure import measure_latency, probe_memory
@@ -33,7 +39,9 @@ from restnetc.bundle.runtime_index import write_index
 from restnetc.bundle.writer import staged_directory
 from restnetc.cache import Cache, stage_key, toolchain_versions
 from restnetc.config.project import ProjectConfig
-from restnetc.config.target import TargetConfig
+from restnetc.config.target import Metric, TargetConfig
+from restnetc.data import ImageSet
+from restnetc.evaluation import Contender, judge, wilson_interval
 from restnetc.pipeline.search import SearchResult, run_search
 from restnetc.progress import console, step
 from restnetc.reports.bundle_report import write_bundle_report
@@ -61,6 +69,44 @@ def _eager(rung: Rung, held_out: HeldOut, cache: Cache) -> torch.Tensor:
     return logits
 
 
+def _split_record(images: ImageSet) -> SplitRecord:
+    return SplitRecord(images=len(images), indices_sha256=images.indices_sha256)
+
+
+def _budget_figure(metric: Metric, rung: Rung, latency: Latency, memory: Memory) -> float:
+    """An artifact's figure for a budgeted metric: counted, or measured on this host."""
+    if metric is Metric.PARAMS:
+        return rung.params
+    if metric is Metric.MACS:
+        return rung.macs
+    if metric is Metric.FLOPS:
+        return 2 * rung.macs
+    if metric is Metric.LATENCY_MS:
+        return latency.host.median
+    return memory.host.peak_delta
+
+
+def _standings(
+    keys: list[tuple[str, str]],
+    figures: dict[tuple[str, str], dict[str, float]],
+    results: dict[tuple[str, str], Verified],
+    confidence: float,
+) -> dict[tuple[str, str], Pareto]:
+    """Each artifact's standing among its backend's artifacts, on the validation split."""
+    standings: dict[tuple[str, str], Pareto] = {}
+    for backend in dict.fromkeys(b for _, b in keys):
+        ids = [rid for rid, b in keys if b == backend]
+        contenders = [
+            Contender(rid, figures[(rid, backend)], results[(rid, backend)].evaluation.validation.correct_array)
+            for rid in ids
+        ]
+        for rid, standing in judge(contenders, confidence).items():
+            standings[(rid, backend)] = Pareto(
+                front=standing.front, dominated_by=standing.dominated_by, reason=standing.reason
+            )
+    return standings
+
+
 def _memory(backend: str, path: Path, size: int, threads: int, planned: int | None, cache: Cache) -> Memory:
     return Memory(host=probe_memory(backend, path, (1, 3, size, size), threads, cache), planned=planned)
 
@@ -76,16 +122,19 @@ def run_build(project: ProjectConfig, target: TargetConfig, cache: Cache, out_di
     search = run_search(project, target, cache, build=True)
     rungs = ladder(search)
     size = project.data.input_size
-    held_out = HeldOut.of(search.test.images, search.test.labels)
+    validation = HeldOut.of(search.validation.images, search.validation.labels)
+    test = HeldOut.of(search.test.images, search.test.labels)
     calibration = search.train.images[: target.runtime.calibration_images]
     threads = min(target.runtime.threads, os.cpu_count() or 1)
-    eager = {rung.id: _eager(rung, held_out, cache) for rung in rungs}
-    eager_accuracy = {k: float((v.argmax(1) == held_out.labels).double().mean() * 100) for k, v in eager.items()}
+    eager = {rung.id: (_eager(rung, validation, cache), _eager(rung, test, cache)) for rung in rungs}
+    eager_accuracy = {k: float((t.argmax(1) == test.labels).double().mean() * 100) for k, (_, t) in eager.items()}
 
     with staged_directory(bundle) as staging:
-        lowerer = Lowerer(target.runtime.quantization, calibration, held_out, target.accuracy, threads, cache, staging)
+        lowerer = Lowerer(
+            target.runtime.quantization, calibration, validation, test, target.accuracy, threads, cache, staging
+        )
         backends = {name.value: get_backend(name) for name in target.runtime.backends}
-        results = lowerer.build_all(rungs, list(backends.values()), eager, eager_accuracy)
+        results = lowerer.build_all(rungs, list(backends.values()), eager)
         verified: dict[tuple[str, str], tuple[Rung, Verified, str]] = {}
         for backend in backends.values():
             (staging / backend.name).mkdir()
@@ -114,13 +163,12 @@ def run_build(project: ProjectConfig, target: TargetConfig, cache: Cache, out_di
                 for key, (_, result, relative) in verified.items()
             }
             memories = {key: probe.result() for key, probe in probes.items()}
-        artifacts = []
-        for (rid, bname), (rung, result, relative) in verified.items():
-            data = result.lowered.data
+        measured: dict[tuple[str, str], tuple[Latency, Memory, BudgetCheck | None]] = {}
+        for (rid, bname), (rung, _, _) in verified.items():
             measured_latency, memory = latency[f"{rid}/{bname}"], memories[(rid, bname)]
             budget_check = None
             if search.costs is not None and bname == search.costs.backend.value:
-                predicted_ms, predicted_bytes = predicted_costs(search.costs, rung, len(data))
+                predicted_ms, predicted_bytes = predicted_costs(search.costs, rung)
                 measured_latency = measured_latency.model_copy(update={"predicted": predicted_ms})
                 memory = memory.model_copy(update={"predicted": predicted_bytes})
                 budget_check = check_budget(rung, target.costs.source, measured_latency, memory)
@@ -131,7 +179,45 @@ def run_build(project: ProjectConfig, target: TargetConfig, cache: Cache, out_di
                         f"({check.source}) is over the budget's {check.limit:.4g}",
                         highlight=False,
                     )
-            evaluation = result.evaluation
+            measured[(rid, bname)] = (measured_latency, memory, budget_check)
+        metrics = list(dict.fromkeys(budget.metric for budget in target.budgets))
+        figures = {
+            key: {m.value: _budget_figure(m, verified[key][0], *measured[key][:2]) for m in metrics} for key in verified
+        }
+        standings = _standings(list(verified), figures, results, target.ladder.confidence)
+        artifacts, dropped = [], []
+        for (rid, bname), (rung, result, relative) in verified.items():
+            data = result.lowered.data
+            measured_latency, memory, budget_check = measured[(rid, bname)]
+            evaluation, standing = result.evaluation, standings[(rid, bname)]
+            correct = evaluation.test.correct_array
+            accuracy = Accuracy(
+                eager_fp32=round(eager_accuracy[rid], 3),
+                artifact=evaluation.test.accuracy,
+                images=len(test.labels),
+                interval=tuple(round(x, 3) for x in wilson_interval(int(correct.sum()), len(correct))),
+                validation=evaluation.validation.accuracy,
+                validation_images=len(validation.labels),
+            )
+            if not standing.front and target.ladder.dominated != "keep":
+                verdict = "dropped" if target.ladder.dominated == "drop" else "shipped"
+                console.print(f"[bold yellow]LADDER[/] {rid} {bname} {verdict}: {standing.reason}", highlight=False)
+                if target.ladder.dominated == "drop":
+                    (staging / relative).unlink()
+                    dropped.append(
+                        Dropped(
+                            id=rid,
+                            role="parent" if rung.role == "parent" else "variant",
+                            backend=bname,
+                            params=rung.params,
+                            macs=rung.macs,
+                            latency_ms=measured_latency.host.median,
+                            memory_bytes=memory.host.peak_delta,
+                            accuracy=accuracy,
+                            pareto=standing,
+                        )
+                    )
+                    continue
             input_q = result.lowered.input_quantization
             artifacts.append(
                 Artifact(
@@ -149,13 +235,9 @@ def run_build(project: ProjectConfig, target: TargetConfig, cache: Cache, out_di
                     budget=rung.budget.describe() if rung.budget else None,
                     budget_check=budget_check,
                     stitch=rung.stitch,
-                    accuracy=Accuracy(
-                        eager_fp32=round(eager_accuracy[rid], 3),
-                        artifact=evaluation.accuracy,
-                        images=len(held_out.labels),
-                    ),
-                    agreement=evaluation.agreement,
-                    max_logit_diff=evaluation.max_logit_diff,
+                    accuracy=accuracy,
+                    agreement=evaluation.test.agreement,
+                    max_logit_diff=evaluation.test.max_logit_diff,
                     latency_ms=measured_latency,
                     memory_bytes=memory,
                     input=InputSpec(
@@ -167,17 +249,24 @@ def run_build(project: ProjectConfig, target: TargetConfig, cache: Cache, out_di
                     ),
                     delegation=Delegation(**result.lowered.delegation.__dict__),
                     policy=result.policy,
+                    pareto=standing,
                 )
             )
         step(f"memory measured for {len(artifacts)} artifacts (separate processes)")
         manifest = Manifest(
             target=target.model_dump(mode="json", by_alias=True),
             project=project.model_dump(mode="json"),
+            splits=Splits(
+                train=_split_record(search.train),
+                validation=_split_record(search.validation),
+                test=_split_record(search.test),
+            ),
             labels=list(search.train.classes),
             tools=toolchain_versions(),
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             accuracy_tolerance_points=target.accuracy.tolerance_points,
             artifacts=artifacts,
+            dropped=dropped,
         )
         write_manifest(staging, manifest)
         write_index(staging, manifest)

@@ -10,26 +10,56 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache as memoize
+from functools import partial
 
 import numpy as np
 import torch
 
-from restnetc.budget.cost_table import CostTable
+from restnetc.budget.cost_table import CostTable, Prediction
 from restnetc.budget.costs import Cost, measure
 from restnetc.cache import Cache, stage_key
-from restnetc.config.project import ProjectConfig
+from restnetc.config.project import FinetuneConfig, ProjectConfig
 from restnetc.config.target import Budget, Metric, TargetConfig
-from restnetc.data import ImageSet, load_split
+from restnetc.data import ImageSet, Splits, load_splits
 from restnetc.data.check import check_data
+from restnetc.evaluation import Contender, compare_paired, judge
 from restnetc.frontend.features import Capture, accuracy, capture, stream_cka
 from restnetc.frontend.finetune import finetune_stitch, fit_least_squares
-from restnetc.frontend.search import Candidate, Figure, rank_candidates, select, static_figure
+from restnetc.frontend.kl import representation_kl
+from restnetc.frontend.search import Band, Candidate, Figure, bands, rank_candidates, static_figure
 from restnetc.frontend.stitch import Interface, StitchedModel, StitchLayer, build_stitched, interfaces
 from restnetc.pipeline.costs import cost_table
 from restnetc.pipeline.parents import Parent, load_parents, model_inputs
-from restnetc.progress import step
+from restnetc.progress import console, step
 
 EVAL_BATCH = 128
+KL_IMAGES = 256
+"""Validation images on which the ``kl`` selector compares representations."""
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A model's top-1 % on the validation and test splits, and its per-image correctness (paired tests)."""
+
+    validation: float
+    test: float
+    validation_correct: np.ndarray = field(repr=False)
+    test_correct: np.ndarray = field(repr=False)
+
+    @staticmethod
+    def of(stored: dict[str, torch.Tensor], prefix: str = "") -> Scores:
+        """From the tensors ``_score_tensors`` stored under ``prefix``."""
+        validation, test = stored[f"{prefix}validation_correct"], stored[f"{prefix}test_correct"]
+        return Scores(
+            float(validation.double().mean() * 100),
+            float(test.double().mean() * 100),
+            validation.numpy().astype(bool),
+            test.numpy().astype(bool),
+        )
+
+
+def _correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return logits.argmax(dim=1) == labels
 
 
 @dataclass(frozen=True)
@@ -40,8 +70,31 @@ class ParentResult:
     role: str
     blocks: int
     cost: Cost
-    accuracy: float
+    scores: Scores
     probed: bool
+
+    @property
+    def accuracy(self) -> float:
+        """Top-1 % on the test split."""
+        return self.scores.test
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How a rung's stitch point was chosen: the candidates tried, each point's ranks, and the verdict."""
+
+    selector: str
+    cka_rank: int
+    """1-based rank of the chosen point by CKA among its band's candidates."""
+    selector_rank: int
+    """1-based rank of the chosen point by the selector (measured score, KL or CKA) in its shortlist."""
+    shortlist: tuple[tuple[int, int, float], ...]
+    """``(front_block, back_block, score)`` per shortlisted point, in the selector's order; the score is
+    validation top-1 % after the screening fine-tune (measured), KL in nats (kl) or CKA (cka)."""
+    skipped: tuple[str, ...] = ()
+    """Why each candidate tried before the chosen one was passed over (dominated on validation)."""
+    dominated: str | None = None
+    """Why the rung ships although every candidate tried was dominated (policy warn/keep), else None."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +109,20 @@ class VariantResult:
     accuracy_finetuned: float
     finetune_seconds: float
     finetune_steps: int
+    finetune_best_epoch: int
+    """The epoch whose weights the rung keeps (best on validation; 0: the least-squares fit alone)."""
+    scores: Scores
+    selection: Selection
+    stitch_cost: Cost
+    """The stitching layer's own parameters and MACs (the cost model's input for it)."""
+
+
+@dataclass(frozen=True)
+class DroppedRung:
+    """A budget whose every candidate tried was dominated on validation (``ladder.dominated: drop``)."""
+
+    budget: Budget
+    reason: str
 
 
 @dataclass(kw_only=True)
@@ -69,43 +136,65 @@ class SearchResult:
     cka: np.ndarray
     calibration_samples: int
     variants: list[VariantResult]
+    dropped: list[DroppedRung] = field(default_factory=list)
+    parents_note: str | None = None
+    """Set when the larger parent is not more accurate than the smaller one on validation."""
     costs: CostTable | None = field(default=None, repr=False)
     """The target's cost table, when a budget is on a measured metric."""
     stitched_models: dict[tuple[int, int], StitchedModel] = field(repr=False)
     parents: tuple[Parent, Parent] = field(repr=False)
-    train: ImageSet = field(repr=False)
-    test: ImageSet = field(repr=False)
+    splits: Splits = field(repr=False)
     seconds: float = 0.0
+
+    @property
+    def train(self) -> ImageSet:
+        return self.splits.train
+
+    @property
+    def validation(self) -> ImageSet:
+        return self.splits.validation
+
+    @property
+    def test(self) -> ImageSet:
+        return self.splits.test
 
 
 class _Passes:
-    """Forward passes over the data, each run at most once and only when a stage needs it."""
+    """Forward passes of a parent over an image set, each run at most once and only when a stage needs it.
+
+    The small sets (``init``: least-squares images, ``kl``: the kl selector's images) keep every block's
+    output; the splits keep the front's outputs at ``front_blocks`` (the stitch points that may be trained).
+    """
 
     def __init__(
-        self,
-        project: ProjectConfig,
-        parents: tuple[Parent, Parent],
-        data: tuple[ImageSet, ImageSet],
-        points: set[tuple[int, int]],
+        self, project: ProjectConfig, parents: tuple[Parent, Parent], splits: Splits, front_blocks: set[int]
     ) -> None:
-        self.front, self.back = parents
-        self.train, self.test = data
-        self.init_images = self.train.head(project.finetune.init_images)
-        self.points = frozenset(points)
+        self.parents = {"front": parents[0], "back": parents[1]}
+        self.sets = {
+            "train": splits.train,
+            "validation": splits.validation,
+            "test": splits.test,
+            "init": splits.train.head(project.finetune.init_images),
+            "kl": splits.validation.head(KL_IMAGES),
+        }
+        self.front_blocks = tuple(sorted(front_blocks))
+        self._split_run = False
+
+    def plan(self, front_blocks: set[int]) -> None:
+        """Set the front blocks the splits keep; only before the first pass over a split."""
+        assert not self._split_run, "a split pass already ran without these blocks"
+        self.front_blocks = tuple(sorted(front_blocks))
 
     @memoize  # noqa: B019 - one _Passes per job; memoising on self is the point
-    def run(self, which: str) -> Capture:
-        keep_front = sorted({i for i, _ in self.points})
-        keep_back = sorted({j for _, j in self.points})
-        plans = {
-            "front-train": (self.front, self.train, keep_front),
-            "front-test": (self.front, self.test, keep_front),
-            "back-test": (self.back, self.test, []),
-            "front-init": (self.front, self.init_images, keep_front),
-            "back-init": (self.back, self.init_images, keep_back),
-        }
-        parent, images, keep = plans[which]
-        return capture(parent.model, images, keep, EVAL_BATCH, f"{parent.name}: {which.split('-')[1]} images")
+    def run(self, role: str, which: str) -> Capture:
+        """``role``'s (front/back) block outputs and logits over image set ``which``."""
+        parent = self.parents[role]
+        if which in ("init", "kl"):
+            keep: tuple[int, ...] = tuple(range(len(parent.model.blocks)))
+        else:
+            keep = self.front_blocks if role == "front" else ()
+            self._split_run = True
+        return capture(parent.model, self.sets[which], keep, EVAL_BATCH, f"{parent.name}: {which} images")
 
 
 def _figure(table: CostTable | None, front: str, back: str, stitch_cost: Callable[[int, int], Cost]) -> Figure:
@@ -115,12 +204,21 @@ def _figure(table: CostTable | None, front: str, back: str, stitch_cost: Callabl
         if table is None or not metric.measured:
             return static_figure(candidate, metric)
         i, j = candidate.front_block, candidate.back_block
-        stitch = stitch_cost(i, j)
-        if metric is Metric.LATENCY_MS:
-            return table.latency_ms(front, i, back, j, stitch.macs)
-        return table.memory_bytes(table.artifact_bytes(front, i, back, j, stitch.params))
+        return _measured(table.predict(front, i, back, j, stitch_cost(i, j)), metric)
 
     return figure
+
+
+def _measured(prediction: Prediction, metric: Metric) -> float:
+    return prediction.latency_ms if metric is Metric.LATENCY_MS else prediction.memory_bytes
+
+
+def _parent_figure(table: CostTable | None, parent: Parent, metric: Metric) -> float:
+    """A whole parent's budget figure, from the same cost model as the candidates'."""
+    if table is None or not metric.measured:
+        last = len(parent.model.blocks) - 1
+        return static_figure(Candidate(last, last, 1.0, parent.costs.total), metric)
+    return _measured(table.predict_model(parent.name), metric)
 
 
 def _stitch_cost(source: Interface, target: Interface) -> Cost:
@@ -155,19 +253,20 @@ def _cka_matrix(
 
 def _parent_result(project: ProjectConfig, parent: Parent, role: str, passes: _Passes, cache: Cache) -> ParentResult:
     key = stage_key(
-        "parent-accuracy",
+        "parent-scores",
         model_inputs(project, parent.key),
         _data_inputs(project),
         project.task_head.model_dump(mode="json"),
     )
     stored = cache.load(key)
     if stored is None:
-        value = accuracy(passes.run(f"{role}-test").logits, passes.test.labels)
-        cache.save(key, {"accuracy": torch.tensor(value)})
-    else:
-        value = float(stored["accuracy"])
+        stored = {
+            f"{split}_correct": _correct(passes.run(role, split).logits, passes.sets[split].labels)
+            for split in ("validation", "test")
+        }
+        cache.save(key, stored)
     cost = parent.costs.total
-    return ParentResult(parent.name, role, len(parent.model.blocks), cost, value, parent.probed)
+    return ParentResult(parent.name, role, len(parent.model.blocks), cost, Scores.of(stored), parent.probed)
 
 
 @torch.no_grad()
@@ -176,24 +275,29 @@ def _predict(forward: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tens
 
 
 def _train_variant(
-    project: ProjectConfig, model: StitchedModel, point: tuple[int, int], passes: _Passes, cache: Cache
+    project: ProjectConfig,
+    model: StitchedModel,
+    point: tuple[int, int],
+    passes: _Passes,
+    cache: Cache,
+    config: FinetuneConfig,
 ) -> dict[str, torch.Tensor]:
     """Trained state and figures for one stitch point (from the cache when its inputs are unchanged).
 
     The state holds every tensor training changed (the stitching layer, and the front/back part if the
-    scope trains them), under the stitched model's state-dict names.
+    scope trains them), under the stitched model's state-dict names; the figures are the top-1 on test
+    before fine-tuning, and the per-image correctness on validation and test after it.
     """
-    front, back = passes.front, passes.back
+    front, back = passes.parents["front"], passes.parents["back"]
     key = stage_key(
         "stitch",
         model_inputs(project, front.key),
         model_inputs(project, back.key),
         _data_inputs(project),
         project.task_head.model_dump(mode="json"),
-        project.finetune.model_dump(mode="json"),
+        config.model_dump(mode="json"),
         point,
     )
-    config = project.finetune
     model.unfreeze(front=config.trains_front, back=config.trains_back)
     if (stored := cache.load(key)) is not None:
         return stored
@@ -201,24 +305,35 @@ def _train_variant(
     i, j = point
     if config.init == "least-squares":
         fit_least_squares(
-            model.stitch, passes.run("front-init").blocks[i], passes.run("back-init").blocks[j], project.seed
+            model.stitch, passes.run("front", "init").blocks[i], passes.run("back", "init").blocks[j], project.seed
         )
     model.eval()
-    init_logits = _predict(model.back, passes.run("front-test").blocks[i])  # the front is still the parent's
-    teacher = passes.run("front-train").logits if config.distill is not None else None
-    train_inputs = passes.train.images if model.front_trainable else passes.run("front-train").blocks[i]
-    report = finetune_stitch(model, train_inputs, passes.train.labels, teacher, config, project.seed)
-    if model.front_trainable:  # the trained front's features differ from the cached ones
-        final_logits = _predict(model, passes.test.images)
-    else:
-        final_logits = _predict(model.back, passes.run("front-test").blocks[i])
+    test = passes.sets["test"]
+    init_logits = _predict(model.back, passes.run("front", "test").blocks[i])  # the front is the parent's
+    teacher = passes.run("front", "train").logits if config.distill is not None else None
+    train = passes.sets["train"]
+
+    def inputs(split: str) -> torch.Tensor:
+        return passes.sets[split].images if model.front_trainable else passes.run("front", split).blocks[i]
+
+    validation = (inputs("validation"), passes.sets["validation"].labels)
+    report = finetune_stitch(model, inputs("train"), train.labels, teacher, config, project.seed, validation)
+    correct = {}
+    for split in ("validation", "test"):
+        images = passes.sets[split]
+        if model.front_trainable:  # the trained front's features differ from the cached ones
+            logits = _predict(model, images.images)
+        else:
+            logits = _predict(model.back, passes.run("front", split).blocks[i])
+        correct[f"{split}_correct"] = _correct(logits, images.labels)
     trained = model.trained_prefixes()
     stored = {
         **{k: v for k, v in model.state_dict().items() if k.startswith(trained)},
-        "accuracy_init": torch.tensor(accuracy(init_logits, passes.test.labels)),
-        "accuracy_finetuned": torch.tensor(accuracy(final_logits, passes.test.labels)),
+        "accuracy_init": torch.tensor(accuracy(init_logits, test.labels)),
+        **correct,
         "seconds": torch.tensor(report.seconds),
         "steps": torch.tensor(report.steps),
+        "best_epoch": torch.tensor(report.best_epoch),
     }
     cache.save(key, stored)
     return stored
@@ -228,8 +343,7 @@ def _train_variant(
 class _Prepared:
     """What every search starts from: the data, both parents and their CKA matrix."""
 
-    train: ImageSet
-    test: ImageSet
+    splits: Splits
     front: Parent
     back: Parent
     cka: np.ndarray
@@ -247,88 +361,225 @@ def _prepare(project: ProjectConfig, build: TargetConfig | None, cache: Cache) -
     """The data (checked first against what ``project`` and a ``build``'s target ask for), parents and CKA."""
     check_data(project, build)
     size = project.data.input_size
-    train = load_split(project.data, "train", project.seed)
-    test = load_split(project.data, "test", project.seed + 1)
-    step(f"data: {len(train)} train and {len(test)} test images at {size} px, {len(train.classes)} classes")
-    front, back = load_parents(project, train, cache)
+    splits = load_splits(project.data, project.seed)
+    step(
+        f"data: {len(splits.train)} train, {len(splits.validation)} validation and {len(splits.test)} test images "
+        f"at {size} px, {len(splits.train.classes)} classes"
+    )
+    front, back = load_parents(project, splits.train, cache)
     for parent, role in ((front, "front"), (back, "back")):
         step(f"{role} parent {parent.name}: {len(parent.model.blocks)} blocks")
-    cka, samples = _cka_matrix(project, front, back, train, cache)
+    cka, samples = _cka_matrix(project, front, back, splits.train, cache)
     sources, targets = interfaces(front.model, size), interfaces(back.model, size)
     stitch_cost = memoize(lambda i, j: _stitch_cost(sources[i], targets[j]))
-    return _Prepared(train, test, front, back, cka, samples, stitch_cost)
+    return _Prepared(splits, front, back, cka, samples, stitch_cost)
 
 
-def _train_points(
-    project: ProjectConfig, prepared: _Prepared, passes: _Passes, cache: Cache
-) -> tuple[dict[tuple[int, int], StitchedModel], dict[tuple[int, int], dict[str, torch.Tensor]]]:
-    """Stitch, initialise and fine-tune every point of ``passes``: the models (eval mode) and their figures."""
+def _trained(
+    project: ProjectConfig,
+    prepared: _Prepared,
+    passes: _Passes,
+    point: tuple[int, int],
+    config: FinetuneConfig,
+    cache: Cache,
+) -> tuple[StitchedModel, dict[str, torch.Tensor]]:
+    """The stitched model at ``point`` trained with ``config`` (eval mode), and its stored figures."""
     front, back = prepared.front, prepared.back
-    models: dict[tuple[int, int], StitchedModel] = {}
-    figures: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
-    for point in sorted(passes.points):
-        model = build_stitched(front.model, point[0], back.model, point[1], project.data.input_size)
-        figures[point] = _train_variant(project, model, point, passes, cache)
-        trained = model.trained_prefixes()
-        state = {k: v for k, v in figures[point].items() if k.startswith(trained)}
-        missing = {k for k in model.state_dict() if k.startswith(trained)} - state.keys()
-        assert not missing, f"cached stitch state lacks {sorted(missing)[:3]}"
-        model.load_state_dict(state, strict=False)
-        models[point] = model.eval()
-        step(
-            f"variant {front.name}[..{point[0]}] -> {back.name}[{point[1] + 1}..]: "
-            f"{float(figures[point]['accuracy_finetuned']):.2f}% top-1"
-        )
-    return models, figures
+    model = build_stitched(front.model, point[0], back.model, point[1], project.data.input_size)
+    figures = _train_variant(project, model, point, passes, cache, config)
+    trained = model.trained_prefixes()
+    state = {k: v for k, v in figures.items() if k.startswith(trained)}
+    missing = {k for k in model.state_dict() if k.startswith(trained)} - state.keys()
+    assert not missing, f"cached stitch state lacks {sorted(missing)[:3]}"
+    model.load_state_dict(state, strict=False)
+    return model.eval(), figures
+
+
+def _variant_id(point: tuple[int, int]) -> str:
+    return f"stitch-{point[0]:02d}-{point[1]:02d}"
+
+
+@torch.no_grad()
+def _kl_order(
+    project: ProjectConfig, prepared: _Prepared, passes: _Passes, band: Band
+) -> list[tuple[Candidate, float]]:
+    """``band``'s candidates by the KL divergence of their least-squares stitch at the stitch point, lowest first."""
+    size = project.data.input_size
+    scored = []
+    for candidate in band.candidates:
+        i, j = candidate.front_block, candidate.back_block
+        model = build_stitched(prepared.front.model, i, prepared.back.model, j, size)
+        assert model.stitch is not None
+        init_front, init_back = passes.run("front", "init").blocks[i], passes.run("back", "init").blocks[j]
+        fit_least_squares(model.stitch, init_front, init_back, project.seed)
+        kl = representation_kl(model.stitch, passes.run("front", "kl").blocks[i], passes.run("back", "kl").blocks[j])
+        scored.append((candidate, kl))
+    return sorted(scored, key=lambda pair: pair[1])  # stable: ties keep the CKA order
+
+
+class _Ladder:
+    """The rungs accepted so far (parents first), as contenders for the dominance test on validation."""
+
+    def __init__(self, metrics: list[Metric], confidence: float) -> None:
+        self.metrics = metrics
+        self.confidence = confidence
+        self.contenders: list[Contender] = []
+
+    def add(self, id: str, figure: Callable[[Metric], float], scores: Scores) -> None:
+        """Accept a rung (once: a point chosen by two budgets is one rung)."""
+        if all(c.id != id for c in self.contenders):
+            self.contenders.append(Contender(id, {m.value: figure(m) for m in self.metrics}, scores.validation_correct))
+
+    def dominated(self, contender: Contender) -> str | None:
+        """Why ``contender`` is dominated by an accepted rung other than itself, or None."""
+        others = [c for c in self.contenders if c.id != contender.id]
+        return judge([*others, contender], self.confidence)[contender.id].reason
+
+
+def _parents_note(front: ParentResult, back: ParentResult, parents: tuple[Parent, Parent]) -> str | None:
+    """A warning when the larger parent is not more accurate than the smaller one on validation."""
+    by_size = sorted(zip((front, back), parents, strict=True), key=lambda pair: pair[1].costs.total.params)
+    (small, _), (large, _) = by_size
+    if large.scores.validation > small.scores.validation:
+        return None
+    comparison = compare_paired(large.scores.validation_correct, small.scores.validation_correct)
+    return (
+        f"the larger parent {large.name} is not more accurate than the smaller {small.name} on validation "
+        f"({large.scores.validation:.2f}% vs {small.scores.validation:.2f}%, paired McNemar "
+        f"p={comparison.p_value:.3g}): this ladder can only trade cost, never buy accuracy"
+    )
 
 
 def run_search(project: ProjectConfig, target: TargetConfig, cache: Cache, *, build: bool = False) -> SearchResult:
     """Run the front end for every budget of ``target``; see the module docstring.
 
+    Each budget's band of candidates is ordered by ``search.selector`` (CKA, KL, or validation top-1 after a
+    short fine-tune of the CKA shortlist); the rung takes the first candidate, fully fine-tuned, that no
+    cheaper rung (parents included) dominates on validation, trying at most ``search.shortlist`` of them.
     ``build``: the search starts a build, so the data check covers the target's int8 calibration images too.
     """
     start = time.perf_counter()
     prepared = _prepare(project, target if build else None, cache)
     front, back = prepared.front, prepared.back
-    measured = any(budget.metric.measured for budget in target.budgets)
-    costs = cost_table(project, target, (front, back), prepared.train, cache) if measured else None
+    metrics = list(dict.fromkeys(budget.metric for budget in target.budgets))
+    costs = (
+        cost_table(project, target, (front, back), prepared.splits.train, cache)
+        if any(m.measured for m in metrics)
+        else None
+    )
     figure = _figure(costs, front.name, back.name, prepared.stitch_cost)
-    choices = select(prepared.candidates(), target.budgets, figure)
-    points = {(c.candidate.front_block, c.candidate.back_block) for c in choices}
-    passes = _Passes(project, (front, back), (prepared.train, prepared.test), points)
-    models, figures = _train_points(project, prepared, passes, cache)
+    search = project.search
+    budget_bands = bands(prepared.candidates(), target.budgets, figure)
+    passes = _Passes(project, (front, back), prepared.splits, set())
+    orders: dict[Budget, list[tuple[Candidate, float]]] = {}
+    for band in budget_bands:
+        if search.selector == "kl":
+            orders[band.budget] = _kl_order(project, prepared, passes, band)[: search.shortlist]
+        else:
+            orders[band.budget] = [(c, c.cka) for c in band.candidates[: search.shortlist]]
+    passes.plan({c.front_block for order in orders.values() for c, _ in order})
 
-    variants = []
-    for choice in choices:
-        point = (choice.candidate.front_block, choice.candidate.back_block)
-        stitch = models[point].stitch
+    front_result = _parent_result(project, front, "front", passes, cache)
+    back_result = _parent_result(project, back, "back", passes, cache)
+    parents_note = _parents_note(front_result, back_result, (front, back))
+    if parents_note is not None:
+        console.print(f"[bold yellow]LADDER WARNING[/] {parents_note}", highlight=False)
+
+    if search.selector == "measured":
+        screen = project.finetune.model_copy(update={"epochs": search.screen_epochs})
+        for budget, order in orders.items():
+            scored = []
+            for candidate, _ in order:
+                point = (candidate.front_block, candidate.back_block)
+                _, figures = _trained(project, prepared, passes, point, screen, cache)
+                scored.append((candidate, Scores.of(figures).validation))
+            orders[budget] = sorted(scored, key=lambda pair: -pair[1])  # stable: ties keep the CKA order
+
+    ladder = _Ladder(metrics, target.ladder.confidence)
+    for result, parent in ((front_result, front), (back_result, back)):
+        ladder.add(parent.name, partial(_parent_figure, costs, parent), result.scores)
+    models: dict[tuple[int, int], StitchedModel] = {}
+    variants: list[VariantResult] = []
+    dropped: list[DroppedRung] = []
+    for band in sorted(budget_bands, key=lambda b: (metrics.index(b.budget.metric), b.budget.limit)):
+        order = orders[band.budget]
+        tried, reasons = [], []
+        for rank, (candidate, _) in enumerate(order, start=1):
+            point = (candidate.front_block, candidate.back_block)
+            model, figures = _trained(project, prepared, passes, point, project.finetune, cache)
+            scores = Scores.of(figures)
+            tried.append((rank, candidate, model, figures, scores))
+            contender = Contender(
+                _variant_id(point), {m.value: figure(candidate, m) for m in metrics}, scores.validation_correct
+            )
+            if (reason := ladder.dominated(contender)) is None:
+                break
+            reasons.append(f"{_variant_id(point)}: {reason}")
+        dominated = "; ".join(reasons) if len(reasons) == len(tried) else None
+        rank, candidate, model, figures, scores = tried[0] if dominated is not None else tried[-1]
+        point = (candidate.front_block, candidate.back_block)
+        if dominated is not None:
+            if target.ladder.dominated == "drop":
+                console.print(
+                    f"[bold yellow]LADDER[/] budget {band.budget.describe()}: rung dropped, every candidate "
+                    f"tried is dominated on validation ({dominated})",
+                    highlight=False,
+                )
+                dropped.append(DroppedRung(band.budget, dominated))
+                continue
+            if target.ladder.dominated == "warn":
+                console.print(
+                    f"[bold yellow]LADDER WARNING[/] budget {band.budget.describe()}: {dominated}", highlight=False
+                )
+        ladder.add(_variant_id(point), partial(figure, candidate), scores)
+        models[point] = model
+        stitch = model.stitch
         assert stitch is not None
-        fig = figures[point]
+        cka_rank = band.candidates.index(candidate) + 1
         variants.append(
             VariantResult(
-                budget=choice.budget,
-                candidate=choice.candidate,
+                budget=band.budget,
+                candidate=candidate,
                 stitch_kind=stitch.kind,
-                trainable_params=models[point].trainable_params(),
-                accuracy_init=float(fig["accuracy_init"]),
-                accuracy_finetuned=float(fig["accuracy_finetuned"]),
-                finetune_seconds=float(fig["seconds"]),
-                finetune_steps=int(fig["steps"]),
+                trainable_params=model.trainable_params(),
+                accuracy_init=float(figures["accuracy_init"]),
+                accuracy_finetuned=scores.test,
+                finetune_seconds=float(figures["seconds"]),
+                finetune_steps=int(figures["steps"]),
+                finetune_best_epoch=int(figures["best_epoch"]),
+                scores=scores,
+                stitch_cost=prepared.stitch_cost(*point),
+                selection=Selection(
+                    selector=search.selector,
+                    cka_rank=cka_rank,
+                    selector_rank=rank,
+                    shortlist=tuple((c.front_block, c.back_block, round(v, 6)) for c, v in order),
+                    skipped=() if dominated is not None else tuple(reasons),
+                    dominated=dominated,
+                ),
             )
         )
+        step(
+            f"budget {band.budget.describe()}: {search.selector} picks {front.name}[..{point[0]}] -> "
+            f"{back.name}[{point[1] + 1}..] (CKA rank {cka_rank}, {search.selector} rank {rank}): "
+            f"validation {scores.validation:.2f}%"
+        )
+    order_of = {b: k for k, b in enumerate(target.budgets)}
+    variants.sort(key=lambda v: order_of[v.budget])
     return SearchResult(
         project=project,
         target=target,
-        front=_parent_result(project, front, "front", passes, cache),
-        back=_parent_result(project, back, "back", passes, cache),
+        front=front_result,
+        back=back_result,
+        parents_note=parents_note,
         cka=prepared.cka,
         costs=costs,
         calibration_samples=prepared.samples,
         variants=variants,
+        dropped=dropped,
         stitched_models=models,
         parents=(front, back),
-        train=prepared.train,
-        test=prepared.test,
+        splits=prepared.splits,
         seconds=time.perf_counter() - start,
     )
 
@@ -341,6 +592,7 @@ class SweepPoint:
     trainable_params: int
     accuracy_init: float
     accuracy_finetuned: float
+    accuracy_validation: float
     finetune_seconds: float
 
 
@@ -375,18 +627,19 @@ def run_sweep(project: ProjectConfig, cache: Cache, every: int = 1) -> SweepResu
     front, back = prepared.front, prepared.back
     grid = sweep_grid(len(front.model.blocks), len(back.model.blocks), every)
     candidates = {(c.front_block, c.back_block): c for c in prepared.candidates()}
-    passes = _Passes(project, (front, back), (prepared.train, prepared.test), grid)
-    models, figures = _train_points(project, prepared, passes, cache)
+    passes = _Passes(project, (front, back), prepared.splits, {i for i, _ in grid})
     points = []
     for point in sorted(grid):
-        fig = figures[point]
+        model, figures = _trained(project, prepared, passes, point, project.finetune, cache)
+        scores = Scores.of(figures)
         points.append(
             SweepPoint(
                 candidate=candidates[point],
-                trainable_params=models[point].trainable_params(),
-                accuracy_init=float(fig["accuracy_init"]),
-                accuracy_finetuned=float(fig["accuracy_finetuned"]),
-                finetune_seconds=float(fig["seconds"]),
+                trainable_params=model.trainable_params(),
+                accuracy_init=float(figures["accuracy_init"]),
+                accuracy_finetuned=scores.test,
+                accuracy_validation=scores.validation,
+                finetune_seconds=float(figures["seconds"]),
             )
         )
     return SweepResult(

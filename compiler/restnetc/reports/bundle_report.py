@@ -1,60 +1,192 @@
-"""``report.html`` (self-contained) and its PNGs: CKA heatmap, accuracy vs params / MACs / latency, predicted vs
-measured cost (when the target has a cost table), and the variants table with figures per source."""
+"""``report.html`` (self-contained) and its PNGs: CKA heatmap, accuracy vs params / MACs / latency / memory,
+predicted vs measured cost (when the target has a cost table), the variants table with figures per source, and
+the artifacts the ladder policy left out, with why."""
 
 from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter
 
-from restnetc.bundle.manifest import Artifact, Manifest
+from restnetc.bundle.manifest import Accuracy, Artifact, Dropped, Manifest, Pareto
 from restnetc.config.units import format_count
 from restnetc.pipeline.search import SearchResult
 from restnetc.reports.cka_plot import plot_cka
 
-_AXES = {
-    "params": ("parameters", lambda a: a.params),
-    "macs": ("multiply-accumulates per image", lambda a: a.macs),
-    "latency": ("host latency, median ms", lambda a: a.latency_ms.host.median),
+
+@dataclass(frozen=True)
+class _Axis:
+    label: str
+    scale: float  # plotted value = cost * scale
+    count: bool  # ticks as counts (3.4M)
+
+
+AXES: Mapping[str, _Axis] = {
+    "params": _Axis("parameters", 1.0, True),
+    "macs": _Axis("multiply-accumulates per image", 1.0, True),
+    "latency": _Axis("host latency, median ms", 1.0, False),
+    "memory": _Axis("host peak memory to load and run once, MB", 1e-6, False),
 }
+"""Cost axes of the accuracy plots, by the key of ``PlotPoint.costs``: params and MACs are counts, latency is
+the host median in ms, memory the host peak delta in bytes (plotted in MB)."""
+
 _MARKERS = {"executorch": "o", "litert": "s"}
+_GREY = "0.6"
 
 
-def _plot_accuracy(manifest: Manifest, axis: str, path: Path) -> None:
-    label, value = _AXES[axis]
-    figure, axes = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    for backend in sorted({a.backend for a in manifest.artifacts}):
-        points = sorted((value(a), a) for a in manifest.artifacts if a.backend == backend)
-        xs = [x for x, _ in points]
-        axes.plot(
-            xs,
-            [a.accuracy.artifact for _, a in points],
-            marker=_MARKERS.get(backend, "^"),
-            label=f"{backend} {points[0][1].quantization}",
+@dataclass(frozen=True)
+class PlotPoint:
+    """One artifact (shipped or dropped) as the accuracy plots draw it.
+
+    ``costs`` has one figure per key of ``AXES``; ``accuracy`` and ``interval`` (95% Wilson) are the
+    artifact's top-1 % on the test split, ``eager`` the eager fp32 model's; ``front`` is its Pareto standing
+    among its backend's artifacts (decided on validation); ``dropped`` means the ladder policy left it out.
+    """
+
+    id: str
+    backend: str
+    role: str
+    costs: Mapping[str, float]
+    accuracy: float
+    interval: tuple[float, float]
+    eager: float
+    front: bool
+    dropped: bool
+
+
+def _role(entry: Artifact | Dropped) -> str:
+    """``Dropped`` has no role: parents are the ``parent-*`` ids of ``bundle.ladder``."""
+    if isinstance(entry, Artifact):
+        return entry.role
+    return "parent" if entry.id.startswith("parent-") else "variant"
+
+
+def plot_points(manifest: Manifest) -> list[PlotPoint]:
+    """Every artifact of ``manifest``, shipped then dropped, as plot points."""
+
+    def point(entry: Artifact | Dropped, latency: float, memory: float, dropped: bool) -> PlotPoint:
+        return PlotPoint(
+            id=entry.id,
+            backend=entry.backend,
+            role=_role(entry),
+            costs={"params": entry.params, "macs": entry.macs, "latency": latency, "memory": memory},
+            accuracy=entry.accuracy.artifact,
+            interval=entry.accuracy.interval,
+            eager=entry.accuracy.eager_fp32,
+            front=entry.pareto.front,
+            dropped=dropped,
         )
-        for x, a in points:
-            if a.role == "parent":
-                axes.annotate(
-                    a.id.removeprefix("parent-"),
-                    (x, a.accuracy.artifact),
-                    xytext=(4, 4),
-                    textcoords="offset points",
-                    fontsize=7,
-                )
-    eager = sorted({(value(a), a.accuracy.eager_fp32) for a in manifest.artifacts})
-    axes.plot([x for x, _ in eager], [y for _, y in eager], linestyle="--", color="grey", label="eager fp32")
-    axes.set_xlabel(label)
-    axes.set_ylabel("top-1 accuracy, %")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
+
+    shipped = [point(a, a.latency_ms.host.median, a.memory_bytes.host.peak_delta, False) for a in manifest.artifacts]
+    return shipped + [point(d, d.latency_ms, d.memory_bytes, True) for d in manifest.dropped]
+
+
+def _label(p: PlotPoint) -> str:
+    return p.id.removeprefix("parent-") if p.role == "parent" else p.id
+
+
+def plot_accuracy(points: Sequence[PlotPoint], axis: str, path: Path) -> dict[str, list[str]]:
+    """Write ``path``: test accuracy against the ``axis`` cost (a key of ``AXES``), one subplot per backend.
+
+    Every point has its 95% interval as an error bar and its id beside it; the Pareto front is a step line
+    through its members in order of cost; dominated points are grey, dropped ones hollow; the eager fp32
+    figure of each point is a small grey x. Returns the ids on each backend's front line, in drawing order
+    (cheapest first). ValueError for an unknown axis or no point.
+    """
+    if axis not in AXES:
+        raise ValueError(f"unknown cost axis {axis!r}, expected one of: {', '.join(AXES)}")
+    if not points:
+        raise ValueError("no artifact to plot")
+    spec = AXES[axis]
+    backends = sorted({p.backend for p in points})
+    figure, grid = plt.subplots(
+        1, len(backends), figsize=(5.6 * len(backends), 4.6), dpi=110, sharey=True, squeeze=False
+    )
+    fronts: dict[str, list[str]] = {}
+    for index, (backend, axes) in enumerate(zip(backends, grid[0], strict=True)):
+        color = f"C{index}"
+        marker = _MARKERS.get(backend, "^")
+        group = [p for p in points if p.backend == backend]
+        axes.scatter(
+            [p.costs[axis] * spec.scale for p in group], [p.eager for p in group], marker="x", s=14, color=_GREY
+        )
+        front = sorted((p for p in group if p.front), key=lambda p: (p.costs[axis], p.accuracy, p.id))
+        fronts[backend] = [p.id for p in front]
+        axes.plot(
+            [p.costs[axis] * spec.scale for p in front],
+            [p.accuracy for p in front],
+            drawstyle="steps-post",
+            color=color,
+            linewidth=1.2,
+            gid="pareto-front",
+        )
+        for p in group:
+            x = p.costs[axis] * spec.scale
+            tint = color if p.front else _GREY
+            low, high = p.interval
+            axes.errorbar(
+                [x],
+                [p.accuracy],
+                yerr=[[max(p.accuracy - low, 0.0)], [max(high - p.accuracy, 0.0)]],
+                fmt=marker,
+                markersize=6,
+                color=tint,
+                markerfacecolor="none" if p.dropped else tint,
+                elinewidth=0.9,
+                capsize=2,
+                zorder=3,
+            )
+            axes.annotate(
+                _label(p),
+                (x, p.accuracy),
+                xytext=(4, 4),
+                textcoords="offset points",
+                fontsize=6.5,
+                color="black" if p.front else "0.45",
+                fontweight="bold" if p.role == "parent" else "normal",
+            )
+        axes.set_title(backend, fontsize=10)
+        axes.set_xlabel(spec.label)
+        axes.grid(alpha=0.3)
+        if spec.count:
+            axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: format_count(value)))
+        axes.legend(handles=_legend(group, color, marker), fontsize=7, loc="lower right")
+    grid[0][0].set_ylabel("top-1 accuracy on test, % (95% interval)")
+    figure.suptitle(
+        "points: top-1 on test with 95% interval; line: the Pareto front, decided on validation over the budgeted"
+        " metrics",
+        fontsize=9,
+    )
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
+    return fronts
+
+
+def _legend(group: Iterable[PlotPoint], color: str, marker: str) -> list[Line2D]:
+    """Legend entries for the kinds of point present in ``group``."""
+    kinds = {(p.front, p.dropped) for p in group}
+    handles = [Line2D([], [], color=color, drawstyle="steps-post", label="Pareto front")]
+    styles = {
+        (True, False): ("front", color, color),
+        (False, False): ("dominated, shipped", _GREY, _GREY),
+        (False, True): ("dominated, left out", _GREY, "none"),
+        (True, True): ("front, left out", color, "none"),
+    }
+    for kind, (label, tint, fill) in styles.items():
+        if kind in kinds:
+            handles.append(Line2D([], [], linestyle="", marker=marker, color=tint, markerfacecolor=fill, label=label))
+    handles.append(Line2D([], [], linestyle="", marker="x", color=_GREY, markersize=4, label="eager fp32"))
+    return handles
 
 
 def _plot_predicted(manifest: Manifest, path: Path) -> bool:
@@ -93,30 +225,53 @@ def _budget(a: Artifact) -> str:
     return f"{'met' if check.met else 'NOT MET'} ({check.source} {check.figure:.4g})"
 
 
+def _test_accuracy(accuracy: Accuracy) -> str:
+    """``81.2% [79.4, 82.9]``: top-1 on test and its 95% Wilson interval."""
+    low, high = accuracy.interval
+    return f"{accuracy.artifact:.1f}% [{low:.1f}, {high:.1f}]"
+
+
+def _standing(pareto: Pareto) -> str:
+    return "front" if pareto.front else f"dominated by {pareto.dominated_by or '?'}"
+
+
+def _cells(cells: Sequence[str | tuple[str, str | None]]) -> str:
+    """A table row; a ``(text, title)`` cell shows ``title`` on hover."""
+    out = []
+    for cell in cells:
+        text, title = cell if isinstance(cell, tuple) else (cell, None)
+        attribute = f' title="{html.escape(title)}"' if title else ""
+        out.append(f"<td{attribute}>{html.escape(text)}</td>")
+    return "<tr>" + "".join(out) + "</tr>"
+
+
 def _row(a: Artifact) -> str:
-    cells = [
-        a.id,
-        a.backend,
-        a.quantization,
-        a.budget or "parent",
-        f"{a.stitch.front_block} -> {a.stitch.back_block}" if a.stitch else "-",
-        format_count(a.params),
-        format_count(a.macs),
-        f"{a.bytes / 1e6:.2f} MB",
-        f"{a.accuracy.eager_fp32:.2f}",
-        f"{a.accuracy.artifact:.2f}",
-        f"{a.agreement:.1f}",
-        f"{a.latency_ms.host.median:.2f}",
-        _or_dash(a.latency_ms.predicted),
-        _or_dash(a.latency_ms.device.inference if a.latency_ms.device else None),
-        f"{a.memory_bytes.host.peak_delta / 1e6:.1f}",
-        _or_dash(a.memory_bytes.predicted, 1e6, 1),
-        _or_dash(a.memory_bytes.device.peak if a.memory_bytes.device else None, 1e6, 1),
-        _budget(a),
-        f"{a.delegation.delegated_ops}/{a.delegation.delegated_ops + sum(a.delegation.fallback_ops.values())}",
-        a.policy,
-    ]
-    return "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+    return _cells(
+        [
+            a.id,
+            a.backend,
+            a.quantization,
+            a.budget or "parent",
+            f"{a.stitch.front_block} -> {a.stitch.back_block}" if a.stitch else "-",
+            format_count(a.params),
+            format_count(a.macs),
+            f"{a.bytes / 1e6:.2f} MB",
+            f"{a.accuracy.eager_fp32:.2f}",
+            _test_accuracy(a.accuracy),
+            f"{a.accuracy.validation:.2f}",
+            (_standing(a.pareto), a.pareto.reason),
+            f"{a.agreement:.1f}",
+            f"{a.latency_ms.host.median:.2f}",
+            _or_dash(a.latency_ms.predicted),
+            _or_dash(a.latency_ms.device.inference if a.latency_ms.device else None),
+            f"{a.memory_bytes.host.peak_delta / 1e6:.1f}",
+            _or_dash(a.memory_bytes.predicted, 1e6, 1),
+            _or_dash(a.memory_bytes.device.peak if a.memory_bytes.device else None, 1e6, 1),
+            _budget(a),
+            f"{a.delegation.delegated_ops}/{a.delegation.delegated_ops + sum(a.delegation.fallback_ops.values())}",
+            a.policy,
+        ]
+    )
 
 
 _HEADERS = (
@@ -129,7 +284,9 @@ _HEADERS = (
     "MACs",
     "size",
     "eager top-1 %",
-    "artifact top-1 %",
+    "test top-1 [95% interval]",
+    "validation top-1 %",
+    "Pareto (validation)",
     "agreement %",
     "latency ms host",
     "predicted",
@@ -143,14 +300,109 @@ _HEADERS = (
 )
 
 
+def _dropped_row(d: Dropped) -> str:
+    return _cells(
+        [
+            d.id,
+            d.backend,
+            format_count(d.params),
+            format_count(d.macs),
+            f"{d.latency_ms:.2f}",
+            f"{d.memory_bytes / 1e6:.1f}",
+            f"{d.accuracy.eager_fp32:.2f}",
+            _test_accuracy(d.accuracy),
+            f"{d.accuracy.validation:.2f}",
+            d.pareto.dominated_by or "-",
+            d.pareto.reason or "-",
+        ]
+    )
+
+
+_DROPPED_HEADERS = (
+    "id",
+    "backend",
+    "params",
+    "MACs",
+    "latency ms host",
+    "peak MB host",
+    "eager top-1 %",
+    "test top-1 [95% interval]",
+    "validation top-1 %",
+    "dominated by",
+    "why",
+)
+
+
+def _table(headers: Sequence[str], rows: str) -> str:
+    return f"<table><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in headers)}</tr>{rows}</table>"
+
+
+def _confidence(manifest: Manifest) -> str:
+    """The ladder policy's confidence as a p-value threshold, e.g. ``0.05``, from the manifest's target."""
+    ladder = manifest.target.get("ladder")
+    confidence = ladder.get("confidence") if isinstance(ladder, dict) else None
+    return f"{1 - confidence:.3g}" if isinstance(confidence, int | float) else "1 - confidence"
+
+
+def _shipped_dominated(manifest: Manifest) -> str:
+    """The reasons of dominated artifacts the ladder policy shipped anyway (``warn``, ``keep``), as a list."""
+    items = "".join(
+        f"<li><b>{html.escape(a.id)}</b> ({html.escape(a.backend)}): {html.escape(a.pareto.reason or '-')}</li>"
+        for a in manifest.artifacts
+        if not a.pareto.front
+    )
+    return f"<p>Shipped although dominated:</p><ul>{items}</ul>" if items else ""
+
+
+def _left_out(manifest: Manifest) -> str:
+    if not manifest.dropped:
+        return "<h2>Left out</h2><p>No artifact was left out of the bundle.</p>"
+    rows = "".join(_dropped_row(d) for d in sorted(manifest.dropped, key=lambda d: (d.backend, d.params)))
+    return (
+        "<h2>Left out</h2><p>Built, verified and measured, but dominated, so the ladder policy left them out of "
+        f"the bundle.</p>{_table(_DROPPED_HEADERS, rows)}"
+    )
+
+
+def _selection(search: SearchResult) -> str:
+    """Per rung: the selector, the chosen point's CKA and selector ranks, its shortlist; the parents' note."""
+    note = (
+        f"<p><b>LADDER WARNING</b>: {html.escape(search.parents_note)}</p>" if search.parents_note is not None else ""
+    )
+    rows = "".join(
+        "<tr>"
+        f"<td>{html.escape(v.budget.describe())}</td><td>{v.candidate.front_block} &rarr; {v.candidate.back_block}</td>"
+        f"<td>{html.escape(v.selection.selector)}</td><td>{v.selection.cka_rank}</td><td>{v.selection.selector_rank}</td>"
+        f"<td>{html.escape(', '.join(f'{i}->{j}: {score:.4g}' for i, j, score in v.selection.shortlist))}</td>"
+        f"<td>{v.scores.validation:.2f}</td><td>{html.escape(v.selection.dominated or '-')}</td>"
+        "</tr>"
+        for v in search.variants
+    )
+    dropped = "".join(f"<li>{html.escape(d.budget.describe())}: {html.escape(d.reason)}</li>" for d in search.dropped)
+    headers = (
+        "budget",
+        "stitch",
+        "selector",
+        "CKA rank",
+        "selector rank",
+        "shortlist (score)",
+        "validation %",
+        "dominated",
+    )
+    return f"<h2>Stitch selection</h2>{note}{_table(headers, rows)}" + (
+        f"<p>Budgets left without a rung (every candidate dominated):</p><ul>{dropped}</ul>" if dropped else ""
+    )
+
+
 def write_bundle_report(manifest: Manifest, search: SearchResult, directory: Path) -> None:
     """Write the PNGs and a self-contained ``report.html`` (images embedded) into ``directory``."""
     points = [(v.candidate.front_block, v.candidate.back_block, v.budget.describe()) for v in search.variants]
     plot_cka(search.cka, search.front.name, search.back.name, points, directory / "cka.png")
     images = ["cka.png"]
-    for axis in _AXES:
+    artifacts = plot_points(manifest)
+    for axis in AXES:
         name = f"accuracy_vs_{axis}.png"
-        _plot_accuracy(manifest, axis, directory / name)
+        plot_accuracy(artifacts, axis, directory / name)
         images.append(name)
     if _plot_predicted(manifest, directory / "predicted_vs_measured.png"):
         images.append("predicted_vs_measured.png")
@@ -162,21 +414,33 @@ def write_bundle_report(manifest: Manifest, search: SearchResult, directory: Pat
     rows = "".join(_row(a) for a in sorted(manifest.artifacts, key=lambda a: (a.backend, a.params)))
     target = manifest.target
     host = manifest.artifacts[0].latency_ms.host
+    splits = manifest.splits
     title = f"restnetc bundle: {html.escape(str(target['name']))}"
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1400px}}table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}td:first-child{{text-align:left}}
-figure{{display:inline-block;margin:8px}}img{{max-width:640px}}</style></head><body>
+td[title]{{text-decoration:underline dotted}}figure{{display:inline-block;margin:8px}}img{{max-width:900px}}
+</style></head><body>
 <h1>{title}</h1>
 <p>{html.escape(str(target.get("description", "")))}. Project <b>{html.escape(str(manifest.project["name"]))}</b>:
-{html.escape(search.front.name)} (front) stitched into {html.escape(search.back.name)} (back).
-Accuracy is top-1 on {manifest.artifacts[0].accuracy.images} held-out images; latency is the host median
-({host.runs} interleaved runs, {host.threads} threads);
+{html.escape(search.front.name)} (front) stitched into {html.escape(search.back.name)} (back).</p>
+<p>Three disjoint splits: {splits.train.images} training images (heads, stitches), {splits.validation.images}
+validation images (every decision: accuracy policy, dominance) and {splits.test.images} test images, which only
+report. Accuracy is top-1 on test with its 95% Wilson interval: the range that accounts for having only
+{splits.test.images} images, so rungs whose intervals overlap may not really differ. An artifact is
+<i>dominated</i> when another of its backend (parents included) costs no more on every budgeted metric and is
+more accurate on validation with confidence: exact two-sided McNemar test on the same images, p below
+{_confidence(manifest)}. The Pareto front is the rest: the rungs
+worth shipping.</p>
+<p>Latency is the host median ({host.runs} interleaved runs, {host.threads} threads);
 memory is the peak resident memory to load and run once, in a fresh process; "predicted" figures come from
 the target's cost table (its backend only), "device" ones from <code>restnetc bench ingest</code>.
 Created {manifest.created}.</p>
-<table><tr>{"".join(f"<th>{h}</th>" for h in _HEADERS)}</tr>{rows}</table>
+{_table(_HEADERS, rows)}
+{_shipped_dominated(manifest)}
+{_selection(search)}
+{_left_out(manifest)}
 {figures}
 <p>Tools: {html.escape(", ".join(f"{k} {v}" for k, v in manifest.tools.items()))}</p>
 </body></html>

@@ -16,7 +16,7 @@ from restnetc.config.units import format_count
 from restnetc.pipeline.search import ParentResult, SearchResult, VariantResult
 from restnetc.reports.cka_plot import plot_cka
 
-VARIANTS_SCHEMA_VERSION = 1
+VARIANTS_SCHEMA_VERSION = 2
 
 
 def parent_document(parent: ParentResult) -> dict[str, Any]:
@@ -29,6 +29,7 @@ def parent_document(parent: ParentResult) -> dict[str, Any]:
         "macs": parent.cost.macs,
         "flops": parent.cost.flops,
         "accuracy": round(parent.accuracy, 3),
+        "accuracy_validation": round(parent.scores.validation, 3),
         "task_head": "linear-probe" if parent.probed else "own classifier",
     }
 
@@ -52,9 +53,18 @@ def _variant(result: SearchResult, variant: VariantResult) -> dict[str, Any]:
         "trainable_params": variant.trainable_params,
         "finetune_seconds": round(variant.finetune_seconds, 2),
         "finetune_steps": variant.finetune_steps,
+        "finetune_best_epoch": variant.finetune_best_epoch,
         "accuracy": {
             "before_finetune": round(variant.accuracy_init, 3),
             "after_finetune": round(variant.accuracy_finetuned, 3),
+            "validation": round(variant.scores.validation, 3),
+        },
+        "selection": {
+            "selector": variant.selection.selector,
+            "cka_rank": variant.selection.cka_rank,
+            "selector_rank": variant.selection.selector_rank,
+            "shortlist": [{"front_block": i, "back_block": j, "score": v} for i, j, v in variant.selection.shortlist],
+            "dominated": variant.selection.dominated,
         },
     }
 
@@ -68,11 +78,15 @@ def variants_document(result: SearchResult) -> dict[str, Any]:
         "target": result.target.name,
         "input_size": project.data.input_size,
         "macs_convention": "macs = multiply-accumulates per image; flops = 2 * macs (torch FlopCounterMode)",
-        "accuracy_convention": f"top-1 % on {project.data.test_images} held-out test images",
+        "accuracy_convention": f"top-1 % on {project.data.test_images} held-out test images; 'validation' on "
+        f"{project.data.validation_images} validation images, on which every choice was made",
         "calibration": {"samples": result.calibration_samples, **project.calibration.model_dump(mode="json")},
         "finetune": project.finetune.model_dump(mode="json"),
+        "search": project.search.model_dump(mode="json"),
         "parents": {"front": parent_document(result.front), "back": parent_document(result.back)},
+        "parents_note": result.parents_note,
         "variants": [_variant(result, v) for v in result.variants],
+        "dropped": [{"budget": d.budget.describe(), "reason": d.reason} for d in result.dropped],
         "search_seconds": round(result.seconds, 1),
     }
 
@@ -104,6 +118,8 @@ def variants_table(result: SearchResult) -> Table:
         "trainable",
         "top-1 init %",
         "top-1 tuned %",
+        "val %",
+        "rank CKA/sel",
         "tune s",
     ):
         table.add_column(column, justify="right" if column != "variant" else "left")
@@ -117,6 +133,8 @@ def variants_table(result: SearchResult) -> Table:
             "-",
             "-",
             f"{parent.accuracy:.2f}",
+            f"{parent.scores.validation:.2f}",
+            "-",
             "-",
         )
     for v in result.variants:
@@ -130,6 +148,8 @@ def variants_table(result: SearchResult) -> Table:
             format_count(v.trainable_params),
             f"{v.accuracy_init:.2f}",
             f"{v.accuracy_finetuned:.2f}",
+            f"{v.scores.validation:.2f}",
+            f"{v.selection.cka_rank}/{v.selection.selector_rank}",
             f"{v.finetune_seconds:.1f}",
         )
     return table

@@ -21,7 +21,7 @@ from scipy import stats
 from restnetc.pipeline.search import SweepPoint, SweepResult
 from restnetc.reports.search_outputs import parent_document
 
-SWEEP_SCHEMA_VERSION = 1
+SWEEP_SCHEMA_VERSION = 2
 
 
 def correlation(points: Sequence[SweepPoint]) -> dict[str, Any]:
@@ -86,6 +86,7 @@ def sweep_document(result: SweepResult, r: dict[str, Any]) -> dict[str, Any]:
                 "trainable_params": p.trainable_params,
                 "accuracy_init": round(p.accuracy_init, 3),
                 "accuracy_finetuned": round(p.accuracy_finetuned, 3),
+                "accuracy_validation": round(p.accuracy_validation, 3),
                 "finetune_seconds": round(p.finetune_seconds, 2),
             }
             for p in result.points

@@ -1,0 +1,185 @@
+"""Stitch selection compared: CKA only (the paper's rule), KL and measured, at equal budgets, per model pair.
+
+For each pair (the built-in demo and the zoo pairs of ``benchmarks/paper``), a four-rung params ladder evenly
+spaced between the parents is searched three times, once per ``search.selector``, with ``ladder.dominated:
+keep`` so that every selector fills every rung. Parents and the CKA matrix are computed once per pair into a
+base cache; each selector starts from a copy of it, so its search time counts only its own work (screening,
+KL, fine-tuning). Per rung: the chosen point, its CKA and selector ranks, validation and test top-1 (95%
+Wilson interval), and the paired test difference against the CKA choice (95% interval, exact McNemar p).
+
+Usage: ``.venv/bin/python benchmarks/selection_benchmark.py [--pairs demo vgg19-vgg11 ...]``.
+Writes ``benchmarks/results/selection.{json,md}``; pairs not named keep their rows from the previous run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent / "paper"))
+import common
+
+from restnetc.cache import Cache
+from restnetc.config import load_project
+from restnetc.config.project import ProjectConfig
+from restnetc.config.target import TargetConfig
+from restnetc.evaluation import compare_paired, wilson_interval
+from restnetc.models import count_params, decompose
+from restnetc.models.factory import build_model
+from restnetc.pipeline.search import SearchResult, _prepare, run_search
+
+RESULTS = Path(__file__).parent / "results"
+SELECTORS = ("cka", "kl", "measured")
+ZOO_PAIRS = {
+    "vgg19-vgg11": ("zoo_vgg19", "zoo_vgg11", "slow-to-fast"),
+    "resnet34-vgg11": ("zoo_resnet34", "zoo_vgg11", "slow-to-fast"),
+    "deits-deitti": ("zoo_deit_s", "zoo_deit_ti", "slow-to-fast"),
+    "resnet18-swinti": ("zoo_resnet18", "zoo_swin_ti", "fast-to-slow"),
+}
+
+
+def _configs(pair: str) -> tuple[ProjectConfig, TargetConfig]:
+    """The pair's project and a four-rung params ladder between its parents (dominated rungs kept)."""
+    if pair == "demo":
+        project, _ = load_project(None, Path(tempfile.gettempdir()))
+    else:
+        a, b, order = ZOO_PAIRS[pair]
+        project = ProjectConfig.model_validate(common.project(pair, a, b, order))
+    sizes = sorted(
+        count_params(decompose(build_model(spec, project.data.input_size))) for spec in project.models.values()
+    )
+    target = common.target(f"selection-{pair}", common.ladder_budgets(sizes[0], sizes[1]))
+    target["ladder"] = {"dominated": "keep"}
+    return project, TargetConfig.model_validate(target)
+
+
+def _rows(pair: str, selector: str, result: SearchResult, reference: SearchResult | None) -> list[dict[str, Any]]:
+    rows = []
+    for k, variant in enumerate(result.variants):
+        scores = variant.scores
+        correct = int(scores.test_correct.sum())
+        row: dict[str, Any] = {
+            "pair": pair,
+            "selector": selector,
+            "budget": variant.budget.describe(),
+            "point": f"{variant.candidate.front_block}->{variant.candidate.back_block}",
+            "cka": round(variant.candidate.cka, 4),
+            "cka_rank": variant.selection.cka_rank,
+            "selector_rank": variant.selection.selector_rank,
+            "params": variant.candidate.cost.params,
+            "validation": round(scores.validation, 2),
+            "test": round(scores.test, 2),
+            "test_interval": [round(x, 2) for x in wilson_interval(correct, len(scores.test_correct))],
+            "dominated": variant.selection.dominated is not None,
+        }
+        if reference is not None:
+            paired = compare_paired(scores.test_correct, reference.variants[k].scores.test_correct)
+            row["vs_cka"] = {
+                "difference": round(paired.difference, 2),
+                "interval": [round(x, 2) for x in paired.interval],
+                "p_value": round(paired.p_value, 4),
+            }
+        rows.append(row)
+    return rows
+
+
+def run_pair(pair: str) -> dict[str, Any]:
+    project, target = _configs(pair)
+    with tempfile.TemporaryDirectory(prefix="selection-") as work:
+        base = Path(work) / "base"
+        _prepare(project, None, Cache(base))  # parents (with their task heads) and the CKA matrix
+        results: dict[str, SearchResult] = {}
+        seconds: dict[str, float] = {}
+        for selector in SELECTORS:
+            cache = Path(work) / selector
+            shutil.copytree(base, cache)
+            configured = project.model_copy(update={"search": project.search.model_copy(update={"selector": selector})})
+            start = time.perf_counter()
+            results[selector] = run_search(configured, target, Cache(cache))
+            seconds[selector] = round(time.perf_counter() - start, 1)
+    reference = results["cka"]
+    rows = [row for s in SELECTORS for row in _rows(pair, s, results[s], None if s == "cka" else reference)]
+    parents = {
+        p.name: {"validation": round(p.scores.validation, 2), "test": round(p.scores.test, 2)}
+        for p in (reference.front, reference.back)
+    }
+    return {
+        "pair": pair,
+        "seconds": seconds,
+        "parents": parents,
+        "rows": rows,
+        "search": project.search.model_dump(mode="json"),
+    }
+
+
+def _markdown(pairs: list[dict[str, Any]]) -> str:
+    lines = []
+    for entry in pairs:
+        lines.append(f"### {entry['pair']}\n")
+        parents = ", ".join(f"{name} {f['test']}% (val {f['validation']}%)" for name, f in entry["parents"].items())
+        times = ", ".join(f"{s} {entry['seconds'][s]} s" for s in SELECTORS)
+        lines.append(f"Parents: {parents}. Search time: {times}.\n")
+        header = [
+            "selector",
+            "budget",
+            "point",
+            "CKA rank",
+            "sel. rank",
+            "val %",
+            "test % [95%]",
+            "vs CKA (points, 95%, p)",
+        ]
+        body = []
+        for row in entry["rows"]:
+            low, high = row["test_interval"]
+            versus = row.get("vs_cka")
+            body.append(
+                [
+                    row["selector"],
+                    row["budget"],
+                    row["point"],
+                    row["cka_rank"],
+                    row["selector_rank"],
+                    row["validation"],
+                    f"{row['test']} [{low}, {high}]",
+                    "-"
+                    if versus is None
+                    else f"{versus['difference']:+.2f} [{versus['interval'][0]:+.2f}, "
+                    f"{versus['interval'][1]:+.2f}], p={versus['p_value']}",
+                ]
+            )
+        lines.append(common.markdown_table(header, body))
+        for selector in ("kl", "measured"):
+            diffs = [r["vs_cka"]["difference"] for r in entry["rows"] if r["selector"] == selector]
+            lines.append(f"- {selector} vs CKA: mean {statistics.mean(diffs):+.2f} points over {len(diffs)} rungs\n")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    slugs = ["demo", *ZOO_PAIRS]
+    parser.add_argument("--pairs", nargs="+", choices=slugs, default=slugs)
+    args = parser.parse_args()
+    stored = RESULTS / "selection.json"
+    previous = json.loads(stored.read_text()) if stored.exists() else {"pairs": []}
+    kept = [p for p in previous["pairs"] if p["pair"] not in args.pairs]
+    fresh = [run_pair(pair) for pair in args.pairs]
+    pairs = sorted(kept + fresh, key=lambda p: slugs.index(p["pair"]))
+    RESULTS.mkdir(exist_ok=True)
+    stored.write_text(json.dumps({"pairs": pairs}, indent=2) + "\n")
+    (RESULTS / "selection.md").write_text(_markdown(pairs))
+    print(yaml.safe_dump({"wrote": [str(stored), str(RESULTS / "selection.md")]}))
+
+
+if __name__ == "__main__":
+    main()

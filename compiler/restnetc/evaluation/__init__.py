@@ -1,0 +1,14 @@
+"""Honest accuracy statistics: confidence intervals, paired comparisons and Pareto dominance (numpy + scipy)."""
+
+from restnetc.evaluation.intervals import PairedComparison, compare_paired, wilson_interval
+from restnetc.evaluation.pareto import Contender, Standing, format_cost, judge
+
+__all__ = [
+    "Contender",
+    "PairedComparison",
+    "Standing",
+    "compare_paired",
+    "format_cost",
+    "judge",
+    "wilson_interval",
+]

@@ -1,0 +1,98 @@
+"""Measured selection on the validation split: selectors, dominated rungs, and a test split that never chooses."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import restnetc.pipeline.search as search_module
+from restnetc.cache import Cache
+from restnetc.config.project import ProjectConfig
+from restnetc.config.target import TargetConfig
+from restnetc.data import Splits
+from restnetc.pipeline.search import SearchResult, run_search
+from tests.conftest import TINY_PROJECT, TINY_TARGET
+
+
+def _configs(selector: str, dominated: str = "keep", **sections: object) -> tuple[ProjectConfig, TargetConfig]:
+    project = yaml.safe_load(TINY_PROJECT)
+    project["search"] = {"selector": selector, "shortlist": 3, "screen_epochs": 1}
+    project.update(sections)
+    target = yaml.safe_load(TINY_TARGET)
+    target["ladder"] = {"dominated": dominated}
+    return ProjectConfig.model_validate(project), TargetConfig.model_validate(target)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Cache:
+    """One cache for the module: parents, CKA and each (point, fine-tune) are computed once across selectors."""
+    return Cache(tmp_path_factory.mktemp("selection-cache"))
+
+
+def _points(result: SearchResult) -> list[tuple[int, int]]:
+    return [(v.candidate.front_block, v.candidate.back_block) for v in result.variants]
+
+
+@pytest.mark.parametrize("selector", ["cka", "kl", "measured"])
+def test_each_selector_orders_the_shortlist_and_reports_both_ranks(selector: str, cache: Cache) -> None:
+    result = run_search(*_configs(selector), cache)
+    assert [v.budget.limit for v in result.variants] == [3.6e6, 4.2e6]
+    for variant in result.variants:
+        selection = variant.selection
+        assert selection.selector == selector and len(selection.shortlist) == 3
+        scores = [score for _, _, score in selection.shortlist]
+        # cka: most similar first; kl: lowest divergence first; measured: best validation top-1 first
+        assert scores == sorted(scores, reverse=selector != "kl")
+        chosen = (variant.candidate.front_block, variant.candidate.back_block)
+        assert selection.shortlist[selection.selector_rank - 1][:2] == chosen
+        if selector == "cka":
+            assert selection.cka_rank == selection.selector_rank
+        if selection.dominated is None:  # the first candidate no cheaper rung dominates
+            assert len(selection.skipped) == selection.selector_rank - 1
+            assert all("more accurate" in reason for reason in selection.skipped)
+        else:  # keep: every candidate was dominated, the selector's first one ships
+            assert selection.selector_rank == 1 and selection.dominated.count("more accurate") == 3
+
+
+def test_a_band_whose_candidates_are_all_dominated_is_dropped_with_the_reason(cache: Cache) -> None:
+    """Randomly initialised, untrained stitches (about 10% top-1) cost more than Lite0 (about 60%) in every band:
+    Lite0 dominates every candidate, so ``keep`` ships each band's first and ``drop`` leaves every band empty."""
+    untrained = {"finetune": {"init": "random", "epochs": 0}, "search": {"shortlist": 2, "screen_epochs": 0}}
+    kept = run_search(*_configs("measured", "keep", **untrained), cache)
+    assert [v.budget.limit for v in kept.variants] == [3.6e6, 4.2e6]
+    for variant in kept.variants:
+        assert variant.selection.dominated is not None and variant.selection.selector_rank == 1
+        assert variant.selection.dominated.count("efficientnet-lite0 costs no more") == 2
+    dropped = run_search(*_configs("measured", "drop", **untrained), cache)
+    assert dropped.variants == [] and [d.budget.limit for d in dropped.dropped] == [3.6e6, 4.2e6]
+    assert all("efficientnet-lite0 costs no more" in d.reason for d in dropped.dropped)
+
+
+def test_a_larger_parent_that_is_not_more_accurate_is_said_before_stitching(cache: Cache) -> None:
+    """At 32 px on 96 images the Lite2 probe (about 30% on validation) is far below Lite0's (about 60%)."""
+    result = run_search(*_configs("cka"), cache)
+    assert result.front.scores.validation < result.back.scores.validation
+    assert result.parents_note is not None and "efficientnet-lite2 is not more accurate" in result.parents_note
+
+
+def test_selection_never_reads_the_test_split(cache: Cache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Permuted test labels change every test figure and no choice (fresh cache: figures are cached per split)."""
+    reference = run_search(*_configs("measured", "drop"), cache)
+    load = search_module.load_splits
+
+    def permuted(*args: object, **kwargs: object) -> Splits:
+        splits = load(*args, **kwargs)  # type: ignore[arg-type]
+        order = torch.randperm(len(splits.test), generator=torch.Generator().manual_seed(0))
+        return replace(splits, test=replace(splits.test, labels=splits.test.labels[order]))
+
+    monkeypatch.setattr(search_module, "load_splits", permuted)
+    shuffled = run_search(*_configs("measured", "drop"), Cache(tmp_path / "fresh"))
+    assert _points(shuffled) == _points(reference)
+    assert [d.budget for d in shuffled.dropped] == [d.budget for d in reference.dropped]
+    for ours, theirs in zip(shuffled.variants, reference.variants, strict=True):
+        assert ours.selection == theirs.selection and ours.scores.validation == theirs.scores.validation
+    assert shuffled.back.scores.test != reference.back.scores.test, "the permutation reached the test figures"
