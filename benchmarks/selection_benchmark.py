@@ -33,9 +33,7 @@ from restnetc.config import load_project
 from restnetc.config.project import ProjectConfig
 from restnetc.config.target import TargetConfig
 from restnetc.evaluation import compare_paired, wilson_interval
-from restnetc.models import count_params, decompose
-from restnetc.models.factory import build_model
-from restnetc.pipeline.search import SearchResult, _prepare, run_search
+from restnetc.pipeline.search import SearchResult, _prepare, _Prepared, run_search
 
 RESULTS = Path(__file__).parent / "results"
 SELECTORS = ("cka", "kl", "measured")
@@ -47,19 +45,19 @@ ZOO_PAIRS = {
 }
 
 
-def _configs(pair: str) -> tuple[ProjectConfig, TargetConfig]:
-    """The pair's project and a four-rung params ladder between its parents (dominated rungs kept)."""
+def _project(pair: str) -> ProjectConfig:
     if pair == "demo":
-        project, _ = load_project(None, Path(tempfile.gettempdir()))
-    else:
-        a, b, order = ZOO_PAIRS[pair]
-        project = ProjectConfig.model_validate(common.project(pair, a, b, order))
-    sizes = sorted(
-        count_params(decompose(build_model(spec, project.data.input_size))) for spec in project.models.values()
-    )
+        return load_project(None, Path(tempfile.gettempdir()))[0]
+    a, b, order = ZOO_PAIRS[pair]
+    return ProjectConfig.model_validate(common.project(pair, a, b, order))
+
+
+def _target(pair: str, prepared: _Prepared) -> TargetConfig:
+    """A four-rung params ladder between the parents as stitched (task heads in place); dominated rungs kept."""
+    sizes = sorted(parent.costs.total.params for parent in (prepared.front, prepared.back))
     target = common.target(f"selection-{pair}", common.ladder_budgets(sizes[0], sizes[1]))
     target["ladder"] = {"dominated": "keep"}
-    return project, TargetConfig.model_validate(target)
+    return TargetConfig.model_validate(target)
 
 
 def _rows(pair: str, selector: str, result: SearchResult, reference: SearchResult | None) -> list[dict[str, Any]]:
@@ -93,18 +91,18 @@ def _rows(pair: str, selector: str, result: SearchResult, reference: SearchResul
 
 
 def run_pair(pair: str) -> dict[str, Any]:
-    project, target = _configs(pair)
+    project = _project(pair)
     with tempfile.TemporaryDirectory(prefix="selection-") as work:
         base = Path(work) / "base"
-        _prepare(project, None, Cache(base))  # parents (with their task heads) and the CKA matrix
+        target = _target(pair, _prepare(project, None, Cache(base)))  # parents, task heads, CKA: once
         results: dict[str, SearchResult] = {}
         seconds: dict[str, float] = {}
         for selector in SELECTORS:
             cache = Path(work) / selector
             shutil.copytree(base, cache)
-            configured = project.model_copy(update={"search": project.search.model_copy(update={"selector": selector})})
+            search = project.search.model_copy(update={"selector": selector})
             start = time.perf_counter()
-            results[selector] = run_search(configured, target, Cache(cache))
+            results[selector] = run_search(project.model_copy(update={"search": search}), target, Cache(cache))
             seconds[selector] = round(time.perf_counter() - start, 1)
     reference = results["cka"]
     rows = [row for s in SELECTORS for row in _rows(pair, s, results[s], None if s == "cka" else reference)]
