@@ -5,9 +5,10 @@ With torch 2.13.0+cpu, torchvision 0.28.0's ``_C`` extension cannot load, and
 ``RuntimeError: operator torchvision::nms does not exist`` (upstream pytorch/vision#9085).
 timm imports torchvision at import time, so ``import timm`` fails too.
 
-Before torchvision is first imported, if its native library is unusable, we define the two
-operators its meta registrations refer to as schema-only ops. Classification models never
-call them. This is the only place in restnetc that deals with the problem.
+Just before torchvision is first imported (a ``sys.meta_path`` hook, so that importing restnetc itself,
+and the device-side ``restnetc.runtime`` in particular, never imports torch), if its native library is
+unusable, we define the two operators its meta registrations refer to as schema-only ops. Classification
+models never call them. This is the only place in restnetc that deals with the problem.
 
 Two import-time log warnings of the toolchain are also silenced here, since every process (the CLI and
 its lowering workers) would print them: torchao's failure to load its CUDA kernels (irrelevant with
@@ -16,12 +17,18 @@ CPU-only torch) and torch's deprecation note about torchao registering an Enum w
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 _SCHEMAS = (
     "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
@@ -31,6 +38,8 @@ _library: torch.library.Library | None = None
 
 
 def _torchvision_native_loads() -> bool:
+    import torch
+
     spec = importlib.util.find_spec("torchvision")
     if spec is None or spec.origin is None:
         return True  # nothing to fix
@@ -44,14 +53,34 @@ def _torchvision_native_loads() -> bool:
     return True
 
 
-def install_torchvision_fix() -> None:
-    """Define ``torchvision::nms``/``qnms`` schemas if torchvision's native ops cannot load."""
+def _install_torchvision_fix() -> None:
+    """Define ``torchvision::nms``/``qnms`` schemas if torchvision's native ops cannot load (imports torch)."""
     global _library
+    import torch
+
     if _library is not None or "torchvision" in sys.modules or _torchvision_native_loads():
         return
     _library = torch.library.Library("torchvision", "DEF")
     for schema in _SCHEMAS:
         _library.define(schema)
+
+
+class _BeforeTorchvision(importlib.abc.MetaPathFinder):
+    """Runs the fix once, when ``torchvision`` is about to be imported; finds no module itself."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname == "torchvision":
+            sys.meta_path.remove(self)
+            _install_torchvision_fix()
+        return None
+
+
+def install_torchvision_fix() -> None:
+    """Arrange for the fix to run just before torchvision's first import; nothing if it is imported already."""
+    if "torchvision" not in sys.modules and not any(isinstance(f, _BeforeTorchvision) for f in sys.meta_path):
+        sys.meta_path.insert(0, _BeforeTorchvision())
 
 
 def quiet_toolchain_import_warnings() -> None:

@@ -19,7 +19,6 @@ import importlib.metadata
 import io
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +27,7 @@ import torch
 from torch import nn
 
 import restnetc
+from restnetc.atomic import write_bytes_atomic
 from restnetc.progress import console
 
 T = TypeVar("T")
@@ -152,19 +152,13 @@ class Cache:
             return None
 
     def _write(self, name: str, payload: bytes) -> None:
-        """Write the header and ``payload`` to a temporary file, then rename it over entry ``name``."""
+        """Replace entry ``name`` with the header and ``payload``, atomically (not fsynced: a torn entry fails
+        its digest and is recomputed)."""
         if self.root is None:
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=self.root, suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                stream.write(_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n")
-                stream.write(payload)
-            os.replace(tmp, self.root / name)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        header = _MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n"
+        write_bytes_atomic(self.root / name, header + payload, durable=False)
 
 
 def _payload(entry: bytes) -> bytes:

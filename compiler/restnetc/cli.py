@@ -238,6 +238,7 @@ def bench_plan(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Script path; default bench-<target>.sh")] = None,
 ) -> None:
     """Write a shell script that runs benchmark_model on a device for every .tflite of a bundle or cost table."""
+    from restnetc.atomic import write_text_atomic
     from restnetc.bench.plan import BenchSettings, Device, bundle_files, plan_script
 
     if (bundle is None) == (table is None):
@@ -262,7 +263,7 @@ def bench_plan(
         ingest = f"restnetc bench ingest $LOGS/*.log --bundle {bundle}"
     settings = BenchSettings(threads or default_threads, runs, warmup, cpu_mask)
     script = out or Path(f"bench-{name}.sh")
-    script.write_text(plan_script(source, files, name, Device.parse(device), settings, ingest))
+    write_text_atomic(script, plan_script(source, files, name, Device.parse(device), settings, ingest))
     script.chmod(0o755)
     stdout.print(f"wrote {script} for {len(files)} models: run it, then {ingest.replace('$LOGS', 'logs')}")
 

@@ -22,8 +22,8 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from restnetc.atomic import write_text_atomic
 from restnetc.budget.costs import ZERO, Cost
-from restnetc.bundle.writer import write_text_atomic
 from restnetc.config.base import StrictModel, VersionedConfig
 from restnetc.config.loader import load_config
 from restnetc.config.paths import FileName, RelativePath

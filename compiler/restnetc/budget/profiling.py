@@ -24,18 +24,19 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
+from restnetc.atomic import staged_files
 from restnetc.backends import Lowered, get_backend
 from restnetc.backends.native_output import captured
 from restnetc.budget.cost_table import CostTable, ModelParts, PartFigures
 from restnetc.budget.costs import measure
 from restnetc.bundle.measure import probe_memory, time_interleaved
-from restnetc.bundle.worker_pool import run_all
 from restnetc.cache import Cache, stage_key, toolchain_versions, weights_digest
 from restnetc.config.target import Backend as BackendName
 from restnetc.config.target import Quantization
 from restnetc.errors import BudgetError
 from restnetc.models import BlockModel
 from restnetc.progress import console, step
+from restnetc.workers import run_all
 
 WARMUP = 20
 RUNS = 500
@@ -141,10 +142,10 @@ def profile(
         table = _measure(jobs, settings, cache)
         cache.save_json(key, table.model_dump(mode="json"))
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
         suffix = get_backend(settings.backend).suffix
-        for job, data in _artifacts(jobs, settings, cache).items():
-            (out_dir / f"{_file_name(job)}{suffix}").write_bytes(data)
+        with staged_files(out_dir) as staging:
+            for job, data in _artifacts(jobs, settings, cache).items():
+                (staging / f"{_file_name(job)}{suffix}").write_bytes(data)
     return table
 
 

@@ -25,12 +25,12 @@ from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import export_batched, observe
 from restnetc.bundle.ladder import Rung
 from restnetc.bundle.screening import Simulate, screen
-from restnetc.bundle.worker_pool import run_all
 from restnetc.cache import Cache, stage_key, toolchain_versions, warn_recompute
 from restnetc.config.target import AccuracyPolicy, Quantization
 from restnetc.config.target import Backend as BackendName
 from restnetc.errors import RestnetcError
 from restnetc.progress import console, step
+from restnetc.workers import run_all
 
 SCREENING_IMAGES = 500
 """Validation images on which float units are screened in simulation before a candidate is lowered."""

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from restnetc.bundle.writer import write_text_atomic
+from restnetc.atomic import write_text_atomic
 from restnetc.config.paths import RelativePath, check_file_name
 from restnetc.errors import RestnetcError
 

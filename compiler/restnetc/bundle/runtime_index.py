@@ -22,8 +22,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from restnetc.atomic import write_text_atomic
 from restnetc.bundle.manifest import Artifact, Manifest
-from restnetc.bundle.writer import write_text_atomic
 
 INDEX_NAME = "bundle.index"
 INDEX_VERSION = 2

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from restnetc.bundle.writer import write_text_atomic
+from restnetc.atomic import write_text_atomic
 from restnetc.errors import RestnetcError
 
 BASELINE_VERSION = 1

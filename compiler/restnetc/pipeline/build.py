@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from restnetc.atomic import staged_directory
 from restnetc.backends import get_backend
 from restnetc.backends.native_output import captured
 from restnetc.budget.cost_table import COST_TABLE_NAME, save_table
@@ -36,7 +37,6 @@ from restnetc.bundle.manifest import (
 )
 from restnetc.bundle.measure import measure_latency, probe_memory
 from restnetc.bundle.runtime_index import write_index
-from restnetc.bundle.writer import staged_directory
 from restnetc.cache import Cache, stage_key, toolchain_versions
 from restnetc.config.project import ProjectConfig
 from restnetc.config.target import Metric, TargetConfig

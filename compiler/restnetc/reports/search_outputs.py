@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rich.table import Table
 
+from restnetc.atomic import staged_files
 from restnetc.config.units import format_count
 from restnetc.pipeline.search import ParentResult, SearchResult, VariantResult
 from restnetc.reports.cka_plot import plot_cka
@@ -93,17 +91,11 @@ def variants_document(result: SearchResult) -> dict[str, Any]:
 
 def write_search_outputs(result: SearchResult, out_dir: Path) -> None:
     """Write cka.npy, cka.png and variants.json; each file appears whole or not at all."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".search-", dir=out_dir))
-    try:
+    with staged_files(out_dir) as staging:
         np.save(staging / "cka.npy", result.cka)
         points = [(v.candidate.front_block, v.candidate.back_block, v.budget.describe()) for v in result.variants]
         plot_cka(result.cka, result.front.name, result.back.name, points, staging / "cka.png")
         (staging / "variants.json").write_text(json.dumps(variants_document(result), indent=2) + "\n")
-        for name in ("cka.npy", "cka.png", "variants.json"):
-            os.replace(staging / name, out_dir / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def variants_table(result: SearchResult) -> Table:

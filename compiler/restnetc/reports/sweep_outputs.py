@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import statistics
-import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from scipy import stats
 
+from restnetc.atomic import staged_files
 from restnetc.pipeline.search import SweepPoint, SweepResult
 from restnetc.reports.search_outputs import parent_document
 
@@ -119,13 +117,7 @@ def plot_sweep(result: SweepResult, r: dict[str, Any], path: Path) -> None:
 def write_sweep_outputs(result: SweepResult, out_dir: Path) -> dict[str, Any]:
     """Write sweep.json and sweep.png (each file appears whole or not at all); returns the correlation."""
     r = correlation(result.points)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".sweep-", dir=out_dir))
-    try:
+    with staged_files(out_dir) as staging:
         (staging / "sweep.json").write_text(json.dumps(sweep_document(result, r), indent=2) + "\n")
         plot_sweep(result, r, staging / "sweep.png")
-        for name in ("sweep.json", "sweep.png"):
-            os.replace(staging / name, out_dir / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return r

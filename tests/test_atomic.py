@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from restnetc import atomic
+from restnetc.atomic import staged_directory, staged_files, write_bytes_atomic, write_text_atomic
 from restnetc.budget.cost_table import CostTable, PartFigures, load_table, save_table
-from restnetc.bundle import writer
 from restnetc.bundle.size_check import read_baseline, write_baseline
-from restnetc.bundle.writer import staged_directory, write_text_atomic
 
 
 def _fill(root: Path, tag: str, files: int = 3) -> None:
@@ -67,7 +67,7 @@ def test_the_destination_always_holds_a_complete_bundle(old: Path, monkeypatch: 
     """Checked after every rename or exchange (deterministic), and by a thread polling during the swap of a
     large tree. Two renames (old aside, new in) would leave a moment with no bundle at all."""
     after_each_step: list[set[str]] = []
-    for module, name in ((os, "rename"), (os, "replace"), (writer, "_exchange")):
+    for module, name in ((os, "rename"), (os, "replace"), (atomic, "_exchange")):
         monkeypatch.setattr(module, name, _then(getattr(module, name), lambda: after_each_step.append(_tags(old))))
     missing = threading.Event()
     done = threading.Event()
@@ -94,7 +94,7 @@ def test_everything_staged_is_fsynced_before_the_swap_and_the_parent_after(
     events: list[str] = []
     real_fsync = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: (events.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
-    monkeypatch.setattr(writer, "_exchange", _then(writer._exchange, lambda: events.append("swap")))
+    monkeypatch.setattr(atomic, "_exchange", _then(atomic._exchange, lambda: events.append("swap")))
     with staged_directory(old) as staging:
         _fill(staging, "new")
         staged = {str(staging), *(str(p) for p in staging.rglob("*"))}
@@ -107,14 +107,14 @@ def test_without_the_exchange_two_renames_still_swap(old: Path, monkeypatch: pyt
     def unsupported(a: Path, b: Path) -> None:
         raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(writer, "_exchange", unsupported)
+    monkeypatch.setattr(atomic, "_exchange", unsupported)
     with staged_directory(old) as staging:
         _fill(staging, "new")
     assert _tags(old) == {"new"} and [p.name for p in old.parent.iterdir()] == ["bundle"]
 
 
 def test_without_renameat2_in_the_c_library_two_renames_still_swap(old: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(writer, "_renameat2", lambda: None)
+    monkeypatch.setattr(atomic, "_renameat2", lambda: None)
     with staged_directory(old) as staging:
         _fill(staging, "new")
     assert _tags(old) == {"new"} and [p.name for p in old.parent.iterdir()] == ["bundle"]
@@ -131,9 +131,9 @@ def test_a_failure_at_any_step_leaves_the_old_bundle_intact(
     if where == "fsync":
         monkeypatch.setattr(os, "fsync", _fail)
     elif where == "exchange":
-        monkeypatch.setattr(writer, "_exchange", _fail)
+        monkeypatch.setattr(atomic, "_exchange", _fail)
     elif where == "second rename of the fallback":
-        monkeypatch.setattr(writer, "_renameat2", lambda: None)
+        monkeypatch.setattr(atomic, "_renameat2", lambda: None)
         real_rename, renames = os.rename, [0]
 
         def second_fails(a: Path, b: Path) -> None:
@@ -160,6 +160,33 @@ def test_write_text_atomic_replaces_whole_files_and_leaves_no_temporary(
     with pytest.raises(OSError, match="injected failure"):
         write_text_atomic(target, "second\n")
     assert target.read_text() == "first\n" and [p.name for p in tmp_path.iterdir()] == ["file.json"]
+
+
+def test_a_non_durable_write_is_still_whole_and_skips_fsync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "entry.pt"
+    write_bytes_atomic(target, b"old")
+    monkeypatch.setattr(os, "fsync", _fail)  # a durable write would fail here
+    write_bytes_atomic(target, b"new", durable=False)
+    assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["entry.pt"]
+    monkeypatch.setattr(os, "replace", _fail)
+    with pytest.raises(OSError, match="injected failure"):
+        write_bytes_atomic(target, b"torn", durable=False)
+    assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["entry.pt"]
+
+
+def test_staged_files_replace_their_namesakes_together_or_not_at_all(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("a.json", "b.png", "other.txt"):
+        (out / name).write_text("old")
+    with staged_files(out) as staging:
+        (staging / "a.json").write_text("new")
+        (staging / "b.png").write_text("new")
+    assert {p.name: p.read_text() for p in out.iterdir()} == {"a.json": "new", "b.png": "new", "other.txt": "old"}
+    with pytest.raises(RuntimeError, match="plot failed"), staged_files(out) as staging:
+        (staging / "a.json").write_text("newer")
+        raise RuntimeError("plot failed")
+    assert {p.name: p.read_text() for p in out.iterdir()} == {"a.json": "new", "b.png": "new", "other.txt": "old"}
 
 
 def _umask() -> int:

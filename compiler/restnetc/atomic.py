@@ -1,7 +1,11 @@
-"""Atomic writes: single files, and bundle directories built in a staging sibling, then swapped into place.
+"""Atomic writes, the one way restnetc writes a file it keeps: single files, sets of files in one directory,
+and bundle directories built in a staging sibling, then swapped into place.
 
 A file is written to a temporary sibling, fsynced and renamed over its destination: readers see the old or
 the new content, never a mix, and a crash leaves one of the two.
+
+Files published together (``staged_files``) are written into a staging directory beside them first; each
+then replaces its destination by one rename, so every file appears whole or not at all.
 
 A bundle is built in a staging directory next to its destination; on any failure or Ctrl-C the staging
 directory is removed and nothing else changes. When the build completes, every file and directory of the
@@ -34,19 +38,50 @@ _RENAME_EXCHANGE = 2
 _EXCHANGE_UNSUPPORTED = (errno.ENOSYS, errno.EINVAL)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` (whose directory must exist) with ``text`` in UTF-8, atomically and durably."""
+def write_bytes_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace ``path`` (whose directory must exist) with ``data``, atomically.
+
+    ``durable``: the file and its directory are fsynced, so the new content survives a power loss. Without it
+    (cache entries, which carry their own digest and are recomputed when torn) a crash may leave the old
+    content or none, never a mix. A failure leaves ``path`` as it was and no temporary file behind.
+    """
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        with open(tmp, "x", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        with open(tmp, "xb") as handle:
+            handle.write(data)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_path(path.parent, os.O_DIRECTORY)
+    if durable:
+        _fsync_path(path.parent, os.O_DIRECTORY)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` (whose directory must exist) with ``text`` in UTF-8, atomically and durably."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def staged_files(out_dir: Path) -> Iterator[Path]:
+    """Yield an empty staging directory inside ``out_dir`` (created if missing); on normal exit every file
+    written into it replaces its namesake in ``out_dir`` by one rename each (after an fsync), otherwise none
+    does. The staging directory is always removed; files of ``out_dir`` not staged are left alone."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir))
+    try:
+        yield staging
+        files = sorted(p for p in staging.iterdir() if p.is_file() and not p.is_symlink())
+        for path in files:
+            _fsync_path(path)
+        for path in files:
+            os.replace(path, out_dir / path.name)
+        _fsync_path(out_dir, os.O_DIRECTORY)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,24 @@
+"""What importing restnetc costs: the device-side binding runs where torch is not installed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def _modules_after(statement: str) -> set[str]:
+    """Top-level modules loaded by a fresh interpreter after ``statement``."""
+    code = f"{statement}\nimport sys\nprint(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    return set(out.stdout.split())
+
+
+def test_the_runtime_binding_imports_without_torch() -> None:
+    loaded = _modules_after("import restnetc.runtime")
+    assert "restnetc" in loaded and not loaded & {"torch", "torchvision", "timm", "executorch", "pydantic"}
+
+
+def test_the_torchvision_fix_runs_before_torchvision_loads() -> None:
+    """timm imports torchvision, whose meta registrations need ``torchvision::nms`` (see ``_compat.py``)."""
+    loaded = _modules_after("import restnetc\nimport timm\nimport torch\nassert torch.ops.torchvision.nms")
+    assert {"timm", "torchvision"} <= loaded
