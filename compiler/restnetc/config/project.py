@@ -122,15 +122,55 @@ class CalibrationConfig(StrictModel):
     estimator: Literal["unbiased", "biased"] = "unbiased"
 
 
-class TaskHeadConfig(StrictModel):
-    """How each parent gets a classifier for the task: keep its own, or train a linear probe."""
+class ParentFinetuneConfig(StrictModel):
+    """End-to-end training of each whole parent on the train split (``task_head.mode: finetune``).
 
-    mode: Literal["auto", "keep", "linear-probe"] = Field(
-        default="auto", description="auto keeps a classifier whose class count matches, else probes"
+    AdamW under a one-cycle learning-rate schedule, cross-entropy, batch-norm in train mode; at the end the
+    batch-norm statistics are re-estimated over the train split for the final weights.
+    """
+
+    epochs: int = Field(default=2, ge=1, le=1000, description="passes over the train split")
+    lr: float = Field(default=1e-3, gt=0, le=1, description="peak learning rate of the one-cycle schedule")
+    batch_size: int = Field(
+        default=64, ge=2, description="images per step (at least 2: batch-norm trains on batch statistics)"
     )
-    epochs: int = Field(default=100, ge=1)
-    lr: float = Field(default=1e-2, gt=0)
-    weight_decay: float = Field(default=1e-4, ge=0)
+    weight_decay: float = Field(default=1e-4, ge=0, le=1, description="AdamW's decoupled weight decay")
+    warmup_fraction: float = Field(
+        default=0.3, gt=0, lt=1, description="share of the steps that ramp the learning rate up to lr"
+    )
+
+
+class TaskHeadConfig(StrictModel):
+    """How each parent gets a classifier for the task: keep its own, train a linear probe, or fine-tune it.
+
+    ``epochs``, ``lr`` and ``weight_decay`` are the linear probe's; ``finetune`` holds the end-to-end
+    training of mode ``finetune`` (its defaults when the section is left out).
+    """
+
+    mode: Literal["auto", "keep", "linear-probe", "finetune"] = Field(
+        default="auto",
+        description="auto keeps a classifier whose class count matches, else probes; finetune does what auto "
+        "does, then trains the whole parent end-to-end on the train split",
+    )
+    epochs: int = Field(default=100, ge=1, description="full-batch epochs of the linear probe")
+    lr: float = Field(default=1e-2, gt=0, description="learning rate of the linear probe")
+    weight_decay: float = Field(default=1e-4, ge=0, description="weight decay of the linear probe")
+    finetune: ParentFinetuneConfig | None = Field(
+        default=None, description="end-to-end training settings; only with mode finetune"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _finetune_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("mode") == "finetune" and data.get("finetune") is None:
+            return {**data, "finetune": {}}
+        return data
+
+    @model_validator(mode="after")
+    def _finetune_only_with_its_mode(self) -> TaskHeadConfig:
+        if self.finetune is not None and self.mode != "finetune":
+            raise ValueError(f"finetune: only used with mode: finetune (mode is {self.mode!r})")
+        return self
 
 
 class DistillConfig(StrictModel):

@@ -1,4 +1,4 @@
-"""Task heads for the parents: a linear probe on frozen pre-logits features."""
+"""Task heads for the parents: a linear probe on frozen pre-logits features (``parent_training.py`` goes further)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from restnetc.config.project import TaskHeadConfig
 
 
 def needs_probe(config: TaskHeadConfig, classifier_outputs: int | None, num_classes: int) -> bool:
-    """Whether a parent gets a new linear probe (``auto``: when its classifier's class count differs)."""
-    if config.mode == "auto":
+    """Whether a parent gets a new linear probe (``auto`` and ``finetune``: when its classifier's class count
+    differs; ``finetune`` then trains the whole parent, probe included)."""
+    if config.mode in ("auto", "finetune"):
         return classifier_outputs != num_classes
     return config.mode == "linear-probe"
 

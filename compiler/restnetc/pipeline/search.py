@@ -71,7 +71,8 @@ class ParentResult:
     blocks: int
     cost: Cost
     scores: Scores
-    probed: bool
+    task_head: str
+    """How the parent got its classifier (``Parent.task_head``)."""
 
     @property
     def accuracy(self) -> float:
@@ -266,7 +267,7 @@ def _parent_result(project: ProjectConfig, parent: Parent, role: str, passes: _P
         }
         cache.save(key, stored)
     cost = parent.costs.total
-    return ParentResult(parent.name, role, len(parent.model.blocks), cost, Scores.of(stored), parent.probed)
+    return ParentResult(parent.name, role, len(parent.model.blocks), cost, Scores.of(stored), parent.task_head)
 
 
 @torch.no_grad()

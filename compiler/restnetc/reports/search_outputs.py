@@ -28,7 +28,7 @@ def parent_document(parent: ParentResult) -> dict[str, Any]:
         "flops": parent.cost.flops,
         "accuracy": round(parent.accuracy, 3),
         "accuracy_validation": round(parent.scores.validation, 3),
-        "task_head": "linear-probe" if parent.probed else "own classifier",
+        "task_head": parent.task_head,
     }
 
 

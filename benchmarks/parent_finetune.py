@@ -1,0 +1,84 @@
+"""Do the demo's parents differ once each is fine-tuned end-to-end (``task_head.mode: finetune``)?
+
+Builds the demo project with ``task_head.mode: finetune`` on ``--train-images`` train images for ``--epochs``
+epochs in a fresh cache (so both are trained: probe, then end-to-end), then scores both parents (eager
+fp32) on the validation split and on ``--test-images`` test images: top-1 with its 95% Wilson interval and
+the paired difference larger - smaller (Newcombe 95% interval, exact McNemar p).
+
+Usage: ``.venv/bin/python benchmarks/parent_finetune.py [--train-images 12000] [--epochs 2]``.
+Appends its figures to ``benchmarks/results/parent_finetune.json`` (one entry per setting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from restnetc.cache import Cache
+from restnetc.config.project import ProjectConfig
+from restnetc.data import ImageSet, load_splits
+from restnetc.evaluation import compare_paired, wilson_interval
+from restnetc.models import BlockModel
+from restnetc.pipeline.parents import load_parents
+
+RESULTS = Path(__file__).parent / "results" / "parent_finetune.json"
+
+
+def _project(train_images: int, test_images: int, epochs: int) -> ProjectConfig:
+    data = yaml.safe_load(files("restnetc.demo").joinpath("project.yaml").read_text())
+    data["data"].update(train_images=train_images, test_images=test_images)
+    data["task_head"] = {**data["task_head"], "mode": "finetune", "finetune": {"epochs": epochs}}
+    return ProjectConfig.model_validate(data)
+
+
+@torch.no_grad()
+def _correct(model: BlockModel, images: ImageSet) -> np.ndarray:
+    predictions = torch.cat([model(batch).argmax(1) for batch in images.images.split(500)])
+    return (predictions == images.labels).numpy()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train-images", type=int, default=12000)
+    parser.add_argument("--test-images", type=int, default=10000)
+    parser.add_argument("--epochs", type=int, default=2)
+    args = parser.parse_args()
+    project = _project(args.train_images, args.test_images, args.epochs)
+    splits = load_splits(project.data, project.seed)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="parent-finetune-") as cache:
+        parents = load_parents(project, splits.train, Cache(Path(cache)))
+    entry: dict[str, object] = {
+        "train_images": args.train_images,
+        "epochs": args.epochs,
+        "seconds_to_train_both_parents": round(time.perf_counter() - start, 1),
+    }
+    for split, images in (("validation", splits.validation), ("test", splits.test)):
+        correct = {parent.name: _correct(parent.model, images) for parent in parents}
+        (larger, a), (smaller, b) = correct.items()  # load_parents orders slow-to-fast: larger first
+        paired = compare_paired(a, b)
+        entry[split] = {
+            "images": len(images),
+            "top1": {name: round(100 * float(c.mean()), 2) for name, c in correct.items()},
+            "interval": {
+                name: [round(v, 2) for v in wilson_interval(int(c.sum()), len(c))] for name, c in correct.items()
+            },
+            f"{larger} - {smaller}": round(paired.difference, 2),
+            "difference_interval": [round(v, 2) for v in paired.interval],
+            "mcnemar_p": round(paired.p_value, 4),
+        }
+    print(json.dumps(entry, indent=1))
+    history = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    RESULTS.write_text(json.dumps([*history, entry], indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
