@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: set-up (idempotent), lint, format check, type check, tests.
-# Extra arguments go to pytest, e.g. scripts/test.sh -m slow
+# Extra arguments go to pytest, e.g. scripts/test.sh -m 'not slow' (the quick loop, without session builds)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/bootstrap.sh"

@@ -14,6 +14,17 @@ from restnetc.cli import main
 REPO = Path(__file__).resolve().parents[1]
 
 
+SESSION_BUILDS = ("built", "profiled")
+"""Fixtures that run a real build or profile of the tiny project once per session (minutes on 2 cores)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``slow`` every test that needs a session build, so ``-m "not slow"`` is the quick loop."""
+    for item in items:
+        if set(getattr(item, "fixturenames", ())) & set(SESSION_BUILDS):
+            item.add_marker(pytest.mark.slow)
+
+
 @dataclass(frozen=True)
 class CliResult:
     code: int

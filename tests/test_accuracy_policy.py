@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from restnetc.backends import get_backend
 from restnetc.bundle.ladder import Rung, eager_logits
@@ -17,13 +18,31 @@ from restnetc.frontend.stitch import build_stitched
 from restnetc.models import decompose
 from tests import zoo
 
+OUTLIER = 1e4
+"""How much larger one channel of an activation inside the first front block is made (see ``case``)."""
+
+
+@torch.no_grad()
+def _outlier_inside(block: nn.Module, channel: int = 0) -> None:
+    """Scale ``channel`` between a ResNet basic block's two convolutions by ``OUTLIER``, keeping its function:
+    ``bn1`` (then ReLU, positively homogeneous) scales it up and ``conv2`` scales its input weights down. An
+    int8 activation quantizer (one scale per tensor) then has no resolution left for the other channels; the
+    block computes the same in float."""
+    bn1, conv2 = block.bn1, block.conv2
+    assert isinstance(bn1, nn.BatchNorm2d) and isinstance(conv2, nn.Conv2d)
+    bn1.weight[channel] *= OUTLIER
+    bn1.bias[channel] *= OUTLIER
+    conv2.weight[:, channel] /= OUTLIER
+
 
 @pytest.fixture(scope="module")
 def case() -> tuple[Rung, HeldOut, HeldOut, torch.Tensor]:
-    """A stitched tiny CNN whose 'labels' are its own fp32 predictions: eager is 100%, int8 loses a little.
+    """A stitched tiny CNN whose 'labels' are its own fp32 predictions, with an outlier channel inside its
+    first front block: eager is 100%, all-int8 loses much, and float for that block wins it back.
 
     Returns the rung, its validation and test images (48 each) and 16 calibration images."""
     model = build_stitched(decompose(zoo.make("resnet")), 1, decompose(zoo.make("vgg", 1)), 2, zoo.SIZE)
+    _outlier_inside(model.front_blocks[0])
     images = torch.randn(112, 3, zoo.SIZE, zoo.SIZE, generator=torch.Generator().manual_seed(3))
     labels = eager_logits(model, images).argmax(1)
     rung = Rung("stitch-01-02", "variant", model, 0, 0, None, None)
@@ -58,4 +77,5 @@ def test_keep_float_screens_candidates_and_keeps_the_better_artifact(
     assert kept.policy.startswith("keep-float: int8 lost")
     rung, _, _, calibration = case
     assert set(kept.float_modules) <= set(quantization_units(rung.model, calibration[:1]))
-    assert kept.evaluation.validation.accuracy >= plain.evaluation.validation.accuracy
+    assert "front_blocks.0" in kept.float_modules, "the block with the outlier stays in float"
+    assert kept.evaluation.validation.accuracy > plain.evaluation.validation.accuracy

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from restnetc.config.loader import load_config
+from restnetc.config.project import ProjectConfig
+from restnetc.models import decompose
+from restnetc.models.factory import build_model
 from tests.conftest import REPO
 
 
@@ -35,4 +42,13 @@ def test_latency_prediction_benchmark_reports_its_errors(
     rungs = results["rungs"]
     assert len(rungs) == 3 and sum(r["id"].startswith("parent-") for r in rungs) == 2
     assert all(r["predicted_ms"] > 0 and r["measured_ms"] > 0 and r["measured_memory_bytes"] > 0 for r in rungs)
-    assert results["latency_median_abs_percent_error"] >= 0 and results["parts"] == 41
+    # Each error is the one of the figures written beside it, and the summary is their median.
+    for r in rungs:
+        expected = abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] * 100
+        assert r["latency_error_percent"] == pytest.approx(expected, abs=0.05), r
+    median = statistics.median(r["latency_error_percent"] for r in rungs)
+    assert results["latency_median_abs_percent_error"] == pytest.approx(median, abs=0.01)
+    # Every part of both parents was timed: a stem, each block and a head per parent.
+    config = load_config(project, ProjectConfig)
+    models = [decompose(build_model(config.models[k], config.data.input_size)) for k in ("a", "b")]
+    assert results["parts"] == sum(len(m.blocks) + 2 for m in models)

@@ -142,9 +142,11 @@ int main(int argc, char **argv) {
     CHECK(rs_runner_refresh_with(runner, 4096 * MIB, &switched, &err) == RS_OK && !switched, "stays");
     run_once(runner, bundle);
 
-    /* Nothing fits even after releasing: an error, and the variant in use keeps running. */
-    CHECK(rs_runner_refresh_with(runner, 0, &switched, &err) == RS_OK || err.code == RS_ERR_NOTHING_FITS, "%s",
-          err.message);
+    /* Nothing fits even after releasing (the headroom alone exceeds what is there): an error, and the variant
+     * in use keeps running, nothing loaded or released. */
+    rs_status none = rs_runner_refresh_with(runner, 0, &switched, &err);
+    CHECK(none == RS_ERR_NOTHING_FITS && !switched && rs_runner_current(runner) == best && event_count == 5,
+          "nothing fits: %s (%s), on %s", rs_status_name(none), err.message, rs_runner_current(runner)->id);
     run_once(runner, bundle);
 
     /* The best variant's file replaced by another valid model while it runs: the verified bytes keep running. */

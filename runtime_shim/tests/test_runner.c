@@ -187,6 +187,28 @@ static void test_runs_the_verified_bytes_and_refuses_non_finite_input(void) {
     teardown(&f);
 }
 
+static void test_a_failed_switch_restores_the_variant_in_use(void) {
+    fixture f;
+    setup(&f, "restore", 1000 * MIB, 16 * MIB);
+    rs_error err = {RS_OK, ""};
+    int switched = 0;
+    float logits[CLASSES];
+    CHECK(strcmp(current(f.runner), "large") == 0, "starts on large, not %s", current(f.runner));
+    /* 5 MiB free beside `large`: `middle` fits only once `large` is released. Its load fails, and `large`
+     * comes back from the verified bytes the runner kept: the same variant, its bytes, still running. */
+    f.script.fail_loads = 1;
+    rs_status status = rs_runner_refresh_with(f.runner, 5 * MIB, &switched, &err);
+    CHECK(status == RS_ERR_BACKEND && !switched && strcmp(current(f.runner), "large") == 0, "kept %s (%s: %s)",
+          current(f.runner), rs_status_name(status), err.message);
+    CHECK(run_once(f.runner, logits, &err) == RS_OK && logits[0] == 'C', "large runs again: %s", err.message);
+    /* Under the same pressure the next refresh skips the refused `middle` and moves to `small`. */
+    status = rs_runner_refresh_with(f.runner, 5 * MIB, &switched, &err);
+    CHECK(status == RS_OK && switched && strcmp(current(f.runner), "small") == 0, "moved to %s: %s",
+          current(f.runner), err.message);
+    CHECK(run_once(f.runner, logits, &err) == RS_OK && logits[0] == 'A', "small runs: %s", err.message);
+    teardown(&f);
+}
+
 static void test_recovers_after_a_failed_switch_and_restore(void) {
     fixture f;
     setup(&f, "recover", 1000 * MIB, 16 * MIB);
@@ -294,6 +316,7 @@ int main(int argc, char **argv) {
     }
     workdir = argv[1];
     test_runs_the_verified_bytes_and_refuses_non_finite_input();
+    test_a_failed_switch_restores_the_variant_in_use();
     test_recovers_after_a_failed_switch_and_restore();
     test_does_not_flap_when_a_variant_is_larger_than_its_index_figure();
     test_two_threads();

@@ -1,0 +1,1 @@
+"""The built-in demo project (``project.yaml``), used when no project is given."""
