@@ -33,7 +33,8 @@ from restnetc.config import load_project
 from restnetc.config.project import ProjectConfig
 from restnetc.config.target import TargetConfig
 from restnetc.evaluation import compare_paired, wilson_interval
-from restnetc.pipeline.search import SearchResult, _prepare, _Prepared, run_search
+from restnetc.pipeline.search import _prepare, _Prepared, run_search
+from restnetc.results import SearchResult
 
 RESULTS = Path(__file__).parent / "results"
 SELECTORS = ("cka", "kl", "measured")

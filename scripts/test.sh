@@ -9,4 +9,5 @@ bin="$root/.venv/bin"
 "$bin/ruff" check compiler tests benchmarks
 "$bin/ruff" format --check compiler tests benchmarks
 "$bin/mypy"
+PYTHONPATH="$root/compiler" "$bin/lint-imports" --no-cache   # the layers in pyproject.toml [tool.importlinter]
 "$bin/pytest" -q "$@"

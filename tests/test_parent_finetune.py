@@ -20,6 +20,7 @@ from restnetc.frontend import parent_training
 from restnetc.models import BlockModel, decompose
 from restnetc.models.factory import build_model
 from restnetc.pipeline import parents
+from restnetc.results import Parent
 from tests.conftest import TINY_PROJECT
 
 FINETUNE = {"epochs": 2, "batch_size": 16, "lr": 3e-3}
@@ -50,7 +51,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Cache:
 
 
 @pytest.fixture(scope="module")
-def finetuned(train: ImageSet, cache: Cache) -> tuple[tuple[parents.Parent, parents.Parent], Reports]:
+def finetuned(train: ImageSet, cache: Cache) -> tuple[tuple[Parent, Parent], Reports]:
     """Both parents fine-tuned (into ``cache``), and the training report of each by model key."""
     reports: list[parent_training.ParentTrainingReport] = []
 
@@ -81,7 +82,7 @@ def _changed_parts(state: dict[str, torch.Tensor], start: dict[str, torch.Tensor
 
 
 def test_finetuning_trains_the_whole_parent_from_its_probe(
-    finetuned: tuple[tuple[parents.Parent, parents.Parent], Reports], train: ImageSet, cache: Cache
+    finetuned: tuple[tuple[Parent, Parent], Reports], train: ImageSet, cache: Cache
 ) -> None:
     tuned_parents, reports = finetuned
     probed = parents.load_parents(PROBED, train, cache)  # the probes are cached: the ones fine-tuning began from
@@ -107,7 +108,7 @@ def test_finetuning_trains_the_whole_parent_from_its_probe(
 
 
 def test_a_second_load_takes_the_finetuned_weights_from_the_cache(
-    finetuned: tuple[tuple[parents.Parent, parents.Parent], Reports],
+    finetuned: tuple[tuple[Parent, Parent], Reports],
     train: ImageSet,
     cache: Cache,
     monkeypatch: pytest.MonkeyPatch,

@@ -14,7 +14,8 @@ from restnetc.cache import Cache
 from restnetc.config.project import ProjectConfig
 from restnetc.config.target import TargetConfig
 from restnetc.data import Splits
-from restnetc.pipeline.search import SearchResult, run_search
+from restnetc.pipeline.search import run_search
+from restnetc.results import SearchResult
 from tests.conftest import TINY_PROJECT, TINY_TARGET
 
 

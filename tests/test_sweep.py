@@ -11,8 +11,9 @@ from scipy import stats
 
 from restnetc.budget.costs import Cost
 from restnetc.frontend.search import Candidate
-from restnetc.pipeline.search import SweepPoint, sweep_grid
+from restnetc.pipeline.search import sweep_grid
 from restnetc.reports.sweep_outputs import correlation
+from restnetc.results import SweepPoint
 from tests.conftest import CliResult
 
 

@@ -13,7 +13,7 @@ from restnetc.budget.costs import Cost
 from restnetc.bundle.manifest import StitchInfo
 from restnetc.cache import weights_digest
 from restnetc.config.target import Budget
-from restnetc.pipeline.search import SearchResult
+from restnetc.results import SearchResult
 
 
 @dataclass(frozen=True)

@@ -42,10 +42,11 @@ from restnetc.config.project import ProjectConfig
 from restnetc.config.target import Metric, TargetConfig
 from restnetc.data import ImageSet
 from restnetc.evaluation import Contender, judge, wilson_interval
-from restnetc.pipeline.search import SearchResult, run_search
+from restnetc.pipeline.search import run_search
 from restnetc.progress import console, step
 from restnetc.reports.bundle_report import write_bundle_report
 from restnetc.reports.search_outputs import variants_document
+from restnetc.results import SearchResult
 
 DEFAULT_BUNDLE_ROOT = Path("dist")
 

@@ -13,7 +13,8 @@ from restnetc.config.target import TargetConfig
 from restnetc.data import ImageSet, load_split
 from restnetc.data.check import check_data
 from restnetc.errors import ConfigError
-from restnetc.pipeline.parents import Parent, load_parents
+from restnetc.pipeline.parents import load_parents
+from restnetc.results import Parent
 
 PROFILE_IMAGES = 32
 """Real images that calibrate and feed each part when a cost table is profiled."""

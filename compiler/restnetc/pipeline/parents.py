@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
-from restnetc.budget.costs import PartCosts, part_costs
+from restnetc.budget.costs import part_costs
 from restnetc.cache import Cache, stage_key
 from restnetc.config.project import ProjectConfig, StitchOrder
 from restnetc.data import ImageSet
@@ -17,27 +16,9 @@ from restnetc.frontend.parent_training import finetune_parent
 from restnetc.models import BlockModel, count_params, decompose
 from restnetc.models.factory import build_model, describe_spec
 from restnetc.progress import step
+from restnetc.results import Parent
 
 EMBED_BATCH = 128
-
-
-@dataclass(frozen=True)
-class Parent:
-    """One configured parent model, ready to stitch."""
-
-    key: Literal["a", "b"]
-    name: str
-    model: BlockModel
-    costs: PartCosts
-    probed: bool
-    finetuned: bool = False
-    """Trained end-to-end on the task's train split (``task_head.mode: finetune``), after its probe if any."""
-
-    @property
-    def task_head(self) -> str:
-        """How the parent got its classifier for the task, as the reports state it."""
-        head = "linear probe" if self.probed else "own classifier"
-        return f"{head}, then fine-tuned end-to-end" if self.finetuned else head
 
 
 def _pretrained_inputs(project: ProjectConfig, key: str) -> dict[str, object]:

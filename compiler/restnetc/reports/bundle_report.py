@@ -19,8 +19,8 @@ from matplotlib.ticker import FuncFormatter
 
 from restnetc.bundle.manifest import Accuracy, Artifact, Dropped, Manifest, Pareto
 from restnetc.config.units import format_count
-from restnetc.pipeline.search import SearchResult
 from restnetc.reports.cka_plot import plot_cka
+from restnetc.results import SearchResult
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from rich.table import Table
 
 from restnetc.atomic import staged_files
 from restnetc.config.units import format_count
-from restnetc.pipeline.search import ParentResult, SearchResult, VariantResult
 from restnetc.reports.cka_plot import plot_cka
+from restnetc.results import ParentResult, SearchResult, VariantResult
 
 VARIANTS_SCHEMA_VERSION = 2
 

@@ -16,8 +16,8 @@ import matplotlib.pyplot as plt
 from scipy import stats
 
 from restnetc.atomic import staged_files
-from restnetc.pipeline.search import SweepPoint, SweepResult
 from restnetc.reports.search_outputs import parent_document
+from restnetc.results import SweepPoint, SweepResult
 
 SWEEP_SCHEMA_VERSION = 2
 
