@@ -29,9 +29,9 @@ import numpy as np
 from restnetc.backends import get_backend
 from restnetc.backends.native_output import captured
 from restnetc.budget.cost_table import CostTable, parts_dir
+from restnetc.budget.measure import measure_memory, time_interleaved
 from restnetc.bundle.budget_check import predicted_costs
 from restnetc.bundle.ladder import Rung, ladder
-from restnetc.bundle.measure import measure_memory, time_interleaved
 from restnetc.cache import Cache, default_cache_dir
 from restnetc.config import load_project, load_target
 from restnetc.pipeline.costs import profile_target

@@ -8,12 +8,11 @@ import hashlib
 import os
 from pathlib import Path
 
+from restnetc.budget.measure import HostLatency, HostMemory
 from restnetc.bundle.manifest import (
     Accuracy,
     Artifact,
     Delegation,
-    HostLatency,
-    HostMemory,
     InputSpec,
     Latency,
     Manifest,

@@ -16,10 +16,10 @@ import torch
 
 from restnetc.backends import Lowered, get_backend
 from restnetc.backends.executorch import ExecuTorchBackend
-from restnetc.bundle import measure
+from restnetc.budget import measure
+from restnetc.budget.measure import HostMemory
 from restnetc.bundle.ladder import Rung, eager_logits
 from restnetc.bundle.lowering import HeldOut, Lowerer, Verified
-from restnetc.bundle.manifest import HostMemory
 from restnetc.cache import PACKAGE, Cache, source_digest
 from restnetc.config.project import ProjectConfig
 from restnetc.config.target import AccuracyPolicy, Backend, Quantization

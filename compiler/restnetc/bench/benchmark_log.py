@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
-
+from restnetc.config.base import StrictModel
 from restnetc.errors import RestnetcError
 
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
@@ -36,10 +35,8 @@ _DELEGATE = re.compile(
 )
 
 
-class RunStatistics(BaseModel):
+class RunStatistics(StrictModel):
     """One ``count=... first=... min=...`` line, in microseconds."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     count: int
     first_us: float | None = None
@@ -53,10 +50,8 @@ class RunStatistics(BaseModel):
     p95_us: float | None = None
 
 
-class DelegateUse(BaseModel):
+class DelegateUse(StrictModel):
     """A ``Replacing N out of M node(s) with delegate`` line."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     delegate: str
     replaced_nodes: int
@@ -64,10 +59,8 @@ class DelegateUse(BaseModel):
     partitions: int
 
 
-class BenchmarkLog(BaseModel):
+class BenchmarkLog(StrictModel):
     """Structured figures of one ``benchmark_model`` run."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     source: str
     graph: str | None

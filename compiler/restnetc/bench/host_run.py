@@ -14,9 +14,9 @@ import numpy as np
 
 from restnetc.backends import get_backend
 from restnetc.backends.native_output import captured
+from restnetc.budget.measure import measure_latency, measure_memory
 from restnetc.bundle.integrity import check_files
 from restnetc.bundle.manifest import BundleError, Manifest, safe_path
-from restnetc.bundle.measure import measure_latency, measure_memory
 from restnetc.config.target import Backend, TargetConfig
 
 
@@ -37,7 +37,7 @@ def remeasure(bundle: Path, manifest: Manifest) -> Manifest:
     del invokers
     artifacts = []
     for a in manifest.artifacts:
-        host = latency[f"{a.id}/{a.backend}"].host
+        host = latency[f"{a.id}/{a.backend}"]
         memory = measure_memory(a.backend, paths[f"{a.id}/{a.backend}"], a.input.shape, threads)
         update = {
             "latency_ms": a.latency_ms.model_copy(update={"host": host}),

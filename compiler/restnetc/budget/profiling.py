@@ -29,7 +29,7 @@ from restnetc.backends import Lowered, get_backend
 from restnetc.backends.native_output import captured
 from restnetc.budget.cost_table import CostTable, ModelParts, PartFigures
 from restnetc.budget.costs import measure
-from restnetc.bundle.measure import probe_memory, time_interleaved
+from restnetc.budget.measure import probe_memory, time_interleaved
 from restnetc.cache import Cache, stage_key, toolchain_versions, weights_digest
 from restnetc.config.target import Backend as BackendName
 from restnetc.config.target import Quantization

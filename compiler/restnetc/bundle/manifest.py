@@ -13,9 +13,11 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from restnetc.atomic import write_text_atomic
+from restnetc.budget.measure import HostLatency, HostMemory
+from restnetc.config.base import StrictModel
 from restnetc.config.paths import RelativePath, check_file_name
 from restnetc.errors import RestnetcError
 
@@ -26,11 +28,7 @@ class BundleError(RestnetcError):
     """A bundle is missing, malformed, or its files do not match the manifest."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class StitchInfo(_Strict):
+class StitchInfo(StrictModel):
     """Where a variant is stitched (null for a parent)."""
 
     front_model: str
@@ -43,7 +41,7 @@ class StitchInfo(_Strict):
     trainable_params: int
 
 
-class InputSpec(_Strict):
+class InputSpec(StrictModel):
     """What the artifact's input expects and how to produce it from an RGB image."""
 
     shape: tuple[int, int, int, int]
@@ -54,7 +52,7 @@ class InputSpec(_Strict):
     output_quantization: dict[str, float | int | str] | None = None
 
 
-class Accuracy(_Strict):
+class Accuracy(StrictModel):
     """Top-1 %: the eager fp32 model and the artifact in its own runtime.
 
     ``eager_fp32``, ``artifact`` and ``interval`` are on the test split, which only reports; the validation
@@ -69,14 +67,14 @@ class Accuracy(_Strict):
     validation_images: int
 
 
-class SplitRecord(_Strict):
+class SplitRecord(StrictModel):
     """One data split: its size, and the sha256 of its image indices in the data source (int64, in order)."""
 
     images: int
     indices_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
-class Splits(_Strict):
+class Splits(StrictModel):
     """The three disjoint splits: train (heads, stitches), validation (every choice), test (reports only)."""
 
     train: SplitRecord
@@ -84,7 +82,7 @@ class Splits(_Strict):
     test: SplitRecord
 
 
-class Pareto(_Strict):
+class Pareto(StrictModel):
     """Where an artifact stands among its backend's artifacts (parents included), on validation.
 
     Dominated: another artifact costs no more on each budgeted metric and is more accurate with confidence
@@ -96,19 +94,7 @@ class Pareto(_Strict):
     reason: str | None = None
 
 
-class HostLatency(_Strict):
-    """Milliseconds on the build host: median and spread of ``runs`` timed runs after ``warmup`` runs."""
-
-    median: float
-    p10: float
-    p90: float
-    threads: int
-    runs: int
-    warmup: int
-    load_average: tuple[float, float, float]
-
-
-class DeviceLatency(_Strict):
+class DeviceLatency(StrictModel):
     """Milliseconds on the device, from a ``benchmark_model`` log (``restnetc bench ingest``)."""
 
     inference: float = Field(description="median when the tool reports percentiles, else the average")
@@ -123,7 +109,7 @@ class DeviceLatency(_Strict):
     log: str
 
 
-class Latency(_Strict):
+class Latency(StrictModel):
     """Latency by source: measured on the build host, and on the device when its logs were ingested."""
 
     host: HostLatency
@@ -131,14 +117,7 @@ class Latency(_Strict):
     predicted: float | None = Field(default=None, description="from the target's cost table (its backend only)")
 
 
-class HostMemory(_Strict):
-    """Peak resident memory to load the artifact and run one inference, in a fresh process on the host."""
-
-    peak_delta: int = Field(description="VmHWM after load+run minus VmRSS before load, bytes")
-    peak_total: int = Field(description="VmHWM after load+run, bytes (includes the Python runtime)")
-
-
-class DeviceMemory(_Strict):
+class DeviceMemory(StrictModel):
     """Memory reported by ``benchmark_model`` on the device, bytes (the tool's MB are MiB)."""
 
     peak: int | None
@@ -146,7 +125,7 @@ class DeviceMemory(_Strict):
     overall_delta: int | None
 
 
-class Memory(_Strict):
+class Memory(StrictModel):
     """Memory by source: the build host, and the device when its logs were ingested."""
 
     host: HostMemory
@@ -155,7 +134,7 @@ class Memory(_Strict):
     planned: int | None = Field(default=None, description="ExecuTorch: activation bytes the program plans")
 
 
-class Delegation(_Strict):
+class Delegation(StrictModel):
     """How much ran in the accelerated delegate and what fell back."""
 
     delegate: str
@@ -164,7 +143,7 @@ class Delegation(_Strict):
     fallback_ops: dict[str, int]
 
 
-class BudgetCheck(_Strict):
+class BudgetCheck(StrictModel):
     """A measured budget (latency or memory) held against the figure of the target's cost source."""
 
     metric: str
@@ -174,7 +153,7 @@ class BudgetCheck(_Strict):
     met: bool
 
 
-class Artifact(_Strict):
+class Artifact(StrictModel):
     """One lowered variant for one backend."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,63}$", description="also the artifact's file name stem")
@@ -202,7 +181,7 @@ class Artifact(_Strict):
     pareto: Pareto
 
 
-class Dropped(_Strict):
+class Dropped(StrictModel):
     """An artifact the target's ``ladder.dominated: drop`` left out of the bundle, with its figures and why."""
 
     id: str
@@ -216,7 +195,7 @@ class Dropped(_Strict):
     pareto: Pareto
 
 
-class Manifest(_Strict):
+class Manifest(StrictModel):
     """The whole bundle."""
 
     schema_version: Literal[2] = 2

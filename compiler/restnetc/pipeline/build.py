@@ -17,6 +17,7 @@ from restnetc.atomic import staged_directory
 from restnetc.backends import get_backend
 from restnetc.backends.native_output import captured
 from restnetc.budget.cost_table import COST_TABLE_NAME, save_table
+from restnetc.budget.measure import measure_latency, probe_memory
 from restnetc.bundle.budget_check import check_budget, predicted_costs
 from restnetc.bundle.ladder import Rung, eager_logits, ladder
 from restnetc.bundle.lowering import HeldOut, Lowerer, Verified
@@ -35,7 +36,6 @@ from restnetc.bundle.manifest import (
     Splits,
     write_manifest,
 )
-from restnetc.bundle.measure import measure_latency, probe_memory
 from restnetc.bundle.runtime_index import write_index
 from restnetc.cache import Cache, stage_key, toolchain_versions
 from restnetc.config.project import ProjectConfig
@@ -166,7 +166,7 @@ def run_build(project: ProjectConfig, target: TargetConfig, cache: Cache, out_di
             memories = {key: probe.result() for key, probe in probes.items()}
         measured: dict[tuple[str, str], tuple[Latency, Memory, BudgetCheck | None]] = {}
         for (rid, bname), (rung, _, _) in verified.items():
-            measured_latency, memory = latency[f"{rid}/{bname}"], memories[(rid, bname)]
+            measured_latency, memory = Latency(host=latency[f"{rid}/{bname}"]), memories[(rid, bname)]
             budget_check = None
             if search.costs is not None and bname == search.costs.backend.value:
                 predicted_ms, predicted_bytes = predicted_costs(search.costs, rung)

@@ -1,6 +1,6 @@
 """Child process that measures the memory to load one artifact and run one inference.
 
-Run as ``python -m restnetc.bundle.memory_probe BACKEND FILE SHAPE THREADS`` (SHAPE like ``1x3x64x64``);
+Run as ``python -m restnetc.budget.memory_probe BACKEND FILE SHAPE THREADS`` (SHAPE like ``1x3x64x64``);
 prints one JSON line. After the
 runtime is imported, the kernel's peak-RSS counter is reset (``/proc/self/clear_refs``), so the reported
 peak delta covers only loading the artifact and running it.

@@ -1,4 +1,7 @@
-"""Host measurements of artifacts: interleaved latency runs, and memory in a separate process."""
+"""Host measurements of artifacts: interleaved latency runs, and memory in a separate process.
+
+``HostLatency`` and ``HostMemory`` are the records a measurement returns; the manifest stores them as they are.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +15,33 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field
 
-from restnetc.bundle.manifest import HostLatency, HostMemory, Latency
 from restnetc.cache import Cache, stage_key
+from restnetc.config.base import StrictModel
 from restnetc.config.target import Measurement
 from restnetc.errors import RestnetcError
 from restnetc.progress import track
+
+
+class HostLatency(StrictModel):
+    """Milliseconds on the build host: median and spread of ``runs`` timed runs after ``warmup`` runs."""
+
+    median: float
+    p10: float
+    p90: float
+    threads: int
+    runs: int
+    warmup: int
+    load_average: tuple[float, float, float]
+
+
+class HostMemory(StrictModel):
+    """Peak resident memory to load the artifact and run one inference, in a fresh process on the host."""
+
+    peak_delta: int = Field(description="VmHWM after load+run minus VmRSS before load, bytes")
+    peak_total: int = Field(description="VmHWM after load+run, bytes (includes the Python runtime)")
+
 
 BLOCK = 10
 """Consecutive runs of one program before the next: a runtime's worker threads keep spinning for a moment
@@ -45,21 +69,19 @@ def time_interleaved(invokers: Mapping[str, Callable[[], object]], warmup: int, 
 
 def measure_latency(
     invokers: Mapping[str, Callable[[], object]], protocol: Measurement, threads: int
-) -> dict[str, Latency]:
+) -> dict[str, HostLatency]:
     """Per artifact (``Backend.invoker``): median and spread of the target's protocol, runs interleaved."""
     samples = time_interleaved(invokers, protocol.warmup, protocol.runs)
     load = os.getloadavg()
     return {
-        key: Latency(
-            host=HostLatency(
-                median=round(float(np.median(values)), 4),
-                p10=round(float(np.percentile(values, 10)), 4),
-                p90=round(float(np.percentile(values, 90)), 4),
-                threads=threads,
-                runs=protocol.runs,
-                warmup=protocol.warmup,
-                load_average=(round(load[0], 2), round(load[1], 2), round(load[2], 2)),
-            )
+        key: HostLatency(
+            median=round(float(np.median(values)), 4),
+            p10=round(float(np.percentile(values, 10)), 4),
+            p90=round(float(np.percentile(values, 90)), 4),
+            threads=threads,
+            runs=protocol.runs,
+            warmup=protocol.warmup,
+            load_average=(round(load[0], 2), round(load[1], 2), round(load[2], 2)),
         )
         for key, values in samples.items()
     }
@@ -68,7 +90,7 @@ def measure_latency(
 def measure_memory(backend: str, path: Path, shape: tuple[int, ...], threads: int) -> HostMemory:
     """Peak resident memory of loading ``path`` and running it once on an input of ``shape``, in a fresh process."""
     dims = "x".join(str(n) for n in shape)
-    command = [sys.executable, "-m", "restnetc.bundle.memory_probe", backend, str(path), dims, str(threads)]
+    command = [sys.executable, "-m", "restnetc.budget.memory_probe", backend, str(path), dims, str(threads)]
     result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if result.returncode != 0 or not lines:
