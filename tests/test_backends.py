@@ -9,6 +9,7 @@ import pytest
 import timm
 import torch
 
+import restnetc.models.zoo  # noqa: F401  (registers the zoo_* architectures with timm)
 from restnetc.backends import get_backend
 from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import export_batched

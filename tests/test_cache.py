@@ -14,6 +14,7 @@ import pytest
 import timm
 import torch
 
+import restnetc.models.zoo  # noqa: F401  (registers the zoo_* architectures with timm)
 from restnetc.backends import Lowered, get_backend
 from restnetc.backends.executorch import ExecuTorchBackend
 from restnetc.budget import measure

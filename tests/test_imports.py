@@ -9,7 +9,8 @@ import sys
 def _modules_after(statement: str) -> set[str]:
     """Top-level modules loaded by a fresh interpreter after ``statement``."""
     code = f"{statement}\nimport sys\nprint(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
     return set(out.stdout.split())
 
 
@@ -22,3 +23,14 @@ def test_the_torchvision_fix_runs_before_torchvision_loads() -> None:
     """timm imports torchvision, whose meta registrations need ``torchvision::nms`` (see ``_compat.py``)."""
     loaded = _modules_after("import restnetc\nimport timm\nimport torch\nassert torch.ops.torchvision.nms")
     assert {"timm", "torchvision"} <= loaded
+
+
+def test_the_model_zoo_registers_into_timm_only_when_asked() -> None:
+    check = (
+        "import restnetc.models\nimport timm\nfrom restnetc.models.factory import ZOO_PREFIX\n"
+        "assert not timm.list_models(ZOO_PREFIX + '*'), 'registered on import'\n"
+        "import restnetc.models.zoo as zoo\n"
+        "names = timm.list_models(ZOO_PREFIX + '*')\n"
+        "assert names and all(hasattr(zoo, n) for n in names), names\n"
+    )
+    _modules_after(check)  # an assertion error in the fresh interpreter fails the test

@@ -1,6 +1,9 @@
-"""Model families as block adapters in a registry, and the factory that builds configured parents."""
+"""Model families as block adapters in a registry, and the factory that builds configured parents.
 
-from restnetc.models import efficientnet_lite, resnet, swin, vgg, vit, zoo
+The model zoo (``zoo``) is not imported here: it registers its timm architectures when first used.
+"""
+
+from restnetc.models import efficientnet_lite, resnet, swin, vgg, vit
 from restnetc.models.blocks import BlockInfo, BlockModel, Layout, TaskHead, count_params
 from restnetc.models.registry import decompose, list_families, register_family
 
@@ -18,5 +21,4 @@ __all__ = [
     "swin",
     "vgg",
     "vit",
-    "zoo",
 ]

@@ -58,7 +58,13 @@ def _check_digest(checkpoint: Path, expected: str) -> None:
         raise ConfigError(f"{checkpoint}: sha256 is {actual}, the project expects {expected}")
 
 
+ZOO_PREFIX = "zoo_"
+"""Names of restnetc's own model zoo (``models/zoo.py``): registered into timm when a spec first asks for one."""
+
+
 def _build_timm(spec: TimmModel) -> nn.Module:
+    if spec.arch.startswith(ZOO_PREFIX):
+        import restnetc.models.zoo  # noqa: F401  (registers the zoo_* architectures)
     try:
         model = timm.create_model(spec.arch, pretrained=False, **spec.kwargs)
     except (RuntimeError, TypeError, ValueError) as exc:
