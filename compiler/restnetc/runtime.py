@@ -22,6 +22,10 @@ from restnetc.errors import RestnetcError
 MAX_ARTIFACTS = 256
 NO_CHOICE = ctypes.c_size_t(-1).value
 MIB = 1024 * 1024
+DEFAULT_HEADROOM_MB = 16.0
+"""Memory kept free beside a variant, MiB: the C header's ``RS_DEFAULT_HEADROOM_BYTES`` (a test compares them)."""
+DEFAULT_HYSTERESIS = 0.1
+"""Extra share of its need a larger variant must fit to move up: the header's ``RS_DEFAULT_HYSTERESIS``."""
 
 
 class ShimError(RestnetcError):
@@ -289,8 +293,8 @@ class Bundle:
         available: int | None = None,
         *,
         memory_root: Path | str = "/",
-        headroom_mb: float = 16,
-        hysteresis: float = 0.1,
+        headroom_mb: float = DEFAULT_HEADROOM_MB,
+        hysteresis: float = DEFAULT_HYSTERESIS,
         current: str | None = None,
         override: str | None = None,
     ) -> Selection:
@@ -355,8 +359,8 @@ class Runner:
         backend: str = "litert",
         *,
         memory_root: Path | str = "/",
-        headroom_mb: float = 16,
-        hysteresis: float = 0.1,
+        headroom_mb: float = DEFAULT_HEADROOM_MB,
+        hysteresis: float = DEFAULT_HYSTERESIS,
         override: str | None = None,
         litert_library: Path | str | None = None,
         executorch_library: Path | str | None = None,
