@@ -10,7 +10,7 @@ import timm
 import torch
 
 import restnetc.models.zoo  # noqa: F401  (registers the zoo_* architectures with timm)
-from restnetc.backends import get_backend
+from restnetc.backends import get_backend, list_backends, register_backend
 from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import export_batched
 from restnetc.config.target import Backend, Quantization
@@ -36,7 +36,7 @@ def stitched(request: pytest.FixtureRequest) -> tuple[str, StitchedModel]:
 
 
 @pytest.mark.parametrize("quantization", [Quantization.FP32, Quantization.INT8])
-@pytest.mark.parametrize("name", [Backend.EXECUTORCH, Backend.LITERT])
+@pytest.mark.parametrize("name", [Backend(name) for name in list_backends()])
 def test_lowered_artifact_agrees_with_eager(
     stitched: tuple[str, StitchedModel], name: Backend, quantization: Quantization, tmp_path: Path
 ) -> None:
@@ -75,3 +75,16 @@ def test_export_drops_zero_width_pads_and_keeps_the_values() -> None:
     assert all(any(n.args[1]) for n in pads), "a zero-width pad survived the export"
     with torch.no_grad():
         torch.testing.assert_close(exported.module()(images), model(images))
+
+
+def test_the_registry_holds_every_backend_the_target_schema_names() -> None:
+    assert list_backends() == sorted(b.value for b in Backend)
+    for name in list_backends():
+        assert get_backend(name).name == name
+
+
+def test_the_registry_rejects_a_second_backend_of_the_same_name_and_names_unknown_ones() -> None:
+    with pytest.raises(ValueError, match="backend 'litert' is already registered"):
+        register_backend("litert", lambda: get_backend("executorch"))
+    with pytest.raises(ValueError, match="unknown backend 'coreml'; registered: executorch, litert"):
+        get_backend("coreml")

@@ -1,25 +1,67 @@
-"""Backends in a registry: ExecuTorch (.pte) and LiteRT (.tflite), behind one small contract (``base``)."""
+"""Backends in a registry: ExecuTorch (.pte) and LiteRT (.tflite), behind one small contract (``base``).
+
+A backend registers a factory under its name; the factory runs on first use, since each backend pulls in its
+whole toolchain. The registered names are the target schema's ``runtime.backends`` values (a test checks).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from restnetc.backends.base import Backend, DelegationReport, Lowered, Runner, TensorQuantization
 from restnetc.backends.native_output import captured
 from restnetc.config.target import Backend as BackendName
 
-__all__ = ["Backend", "DelegationReport", "Lowered", "Runner", "TensorQuantization", "get_backend"]
+__all__ = [
+    "Backend",
+    "DelegationReport",
+    "Lowered",
+    "Runner",
+    "TensorQuantization",
+    "get_backend",
+    "list_backends",
+    "register_backend",
+]
+
+_FACTORIES: dict[str, Callable[[], Backend]] = {}
 
 
-def get_backend(name: BackendName) -> Backend:
-    """The backend implementation for ``name``.
+def register_backend(name: str, factory: Callable[[], Backend]) -> None:
+    """Register ``factory`` (called on each ``get_backend(name)``) under ``name``; ValueError if it is taken."""
+    if name in _FACTORIES:
+        raise ValueError(f"backend {name!r} is already registered")
+    _FACTORIES[name] = factory
 
-    Imported on first use, since each pulls in its whole toolchain; what those imports print natively
-    (absl, cpuinfo and optional-kernel messages) is kept off the terminal.
+
+def list_backends() -> list[str]:
+    """Every registered backend name, sorted."""
+    return sorted(_FACTORIES)
+
+
+def get_backend(name: BackendName | str) -> Backend:
+    """A new instance of the backend registered under ``name``; ValueError naming the known ones if none is.
+
+    What the toolchain's imports print natively (absl, cpuinfo and optional-kernel messages) is kept off
+    the terminal.
     """
+    key = name.value if isinstance(name, BackendName) else name
+    if key not in _FACTORIES:
+        raise ValueError(f"unknown backend {key!r}; registered: {', '.join(list_backends())}")
     with captured():
-        if name is BackendName.EXECUTORCH:
-            from restnetc.backends.executorch import ExecuTorchBackend
+        return _FACTORIES[key]()
 
-            return ExecuTorchBackend()
-        from restnetc.backends.litert import LiteRtBackend
 
-        return LiteRtBackend()
+def _executorch() -> Backend:
+    from restnetc.backends.executorch import ExecuTorchBackend
+
+    return ExecuTorchBackend()
+
+
+def _litert() -> Backend:
+    from restnetc.backends.litert import LiteRtBackend
+
+    return LiteRtBackend()
+
+
+register_backend(BackendName.EXECUTORCH.value, _executorch)
+register_backend(BackendName.LITERT.value, _litert)
