@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from restnetc.config.loader import load_config
 from restnetc.config.project import ProjectConfig, StitchOrder
 from restnetc.models import count_params, decompose
 from restnetc.models.factory import build_model
-from tests.conftest import CliResult
+from tests.conftest import REPO, CliResult
 
 
 def _commands(group: TyperGroup, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
@@ -49,6 +50,16 @@ def test_doctor_reports_a_set_up_machine(cli: Callable[..., CliResult]) -> None:
     for component in ("torch", "executorch", "litert-torch", "ai-edge-litert", "timm", "dataset-fashion-mnist"):
         assert component in result.stdout
     assert "2.13.0" in result.stdout
+
+
+def test_doctor_install_hints_are_the_requirements_pyproject_declares() -> None:
+    from restnetc.doctor import run_checks
+
+    declared = {
+        d.replace(" ", "") for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    }
+    hints = [c.hint.removeprefix("pip install ").strip("'") for c in run_checks() if c.hint.startswith("pip install")]
+    assert len(hints) >= 9 and all(hint in declared for hint in hints), sorted(set(hints) - declared)
 
 
 def test_doctor_fails_and_says_how_to_install_a_missing_component(

