@@ -109,6 +109,14 @@ class PairJob:
 
 
 @dataclass(frozen=True)
+class TryFloat:
+    """The accuracy policy's verdict on an all-int8 artifact under ``keep-float``: lower a candidate with these
+    quantization units kept in float (screening found them worth it), then keep whichever verifies better."""
+
+    units: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class PairResult:
     """A pair's verified artifact and what happened on the way, as console lines (rich markup) in order."""
 
@@ -383,16 +391,17 @@ class Lowerer:
         plain = self._lower(job, graphs, (), log)
         first = Verified(plain, (), self._evaluate(plain, backend, job, job.label), "")
         outcome = self._judge(job, graphs, first, log)
-        if isinstance(outcome, tuple):
-            candidate = self._lower(job, graphs, outcome, log)
+        if isinstance(outcome, TryFloat):
+            units = outcome.units
+            candidate = self._lower(job, graphs, units, log)
             result = self._evaluate(candidate, backend, job, f"{job.label} keep-float")
             top1 = result.validation.accuracy
-            log.append(f"[bold cyan]>[/] {job.label} keep-float {', '.join(outcome)}: validation top-1 {top1:.2f}%")
+            log.append(f"[bold cyan]>[/] {job.label} keep-float {', '.join(units)}: validation top-1 {top1:.2f}%")
             better = top1 >= first.evaluation.validation.accuracy + MIN_FLOAT_GAIN_POINTS
-            outcome = self._kept(job, first, Verified(candidate, outcome, result, "") if better else first, log)
+            outcome = self._kept(job, first, Verified(candidate, units, result, "") if better else first, log)
         return PairResult(outcome, tuple(log))
 
-    def _judge(self, job: PairJob, graphs: _Graphs, first: Verified, log: list[str]) -> Verified | tuple[str, ...]:
+    def _judge(self, job: PairJob, graphs: _Graphs, first: Verified, log: list[str]) -> Verified | TryFloat:
         """The final result for ``first``, or the float units worth lowering as a keep-float candidate."""
         drop = job.eager_accuracy - first.evaluation.validation.accuracy
         tolerance = self.policy.tolerance_points
@@ -410,7 +419,7 @@ class Lowerer:
         screening = screen(job.rung.model, self.calibration[:1], self._simulator(job, graphs), drop - tolerance)
         tried = ", ".join(f"{'+'.join(units) or 'all int8'} {top1:.2f}%" for units, top1 in screening.tried.items())
         log.append(f"[bold cyan]>[/] {job.label}: simulated top-1 with float units: {tried}")
-        return screening.float_units or self._kept(job, first, first, log)
+        return TryFloat(screening.float_units) if screening.float_units else self._kept(job, first, first, log)
 
     def _kept(self, job: PairJob, first: Verified, best: Verified, log: list[str]) -> Verified:
         """``best`` with the keep-float policy's note; warns loudly if it is still beyond tolerance."""
