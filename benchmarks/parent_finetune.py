@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import yaml
 
+from restnetc.atomic import write_text_atomic
 from restnetc.cache import Cache
 from restnetc.config.project import ProjectConfig
 from restnetc.data import ImageSet, load_splits
@@ -77,7 +78,7 @@ def main() -> None:
         }
     print(json.dumps(entry, indent=1))
     history = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-    RESULTS.write_text(json.dumps([*history, entry], indent=1) + "\n")
+    write_text_atomic(RESULTS, json.dumps([*history, entry], indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -174,7 +174,7 @@ def test_a_non_durable_write_is_still_whole_and_skips_fsync(tmp_path: Path, monk
     assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["entry.pt"]
 
 
-def test_staged_files_replace_their_namesakes_together_or_not_at_all(tmp_path: Path) -> None:
+def test_staged_files_publish_each_file_whole_and_only_when_the_block_completes(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     for name in ("a.json", "b.png", "other.txt"):
@@ -187,6 +187,25 @@ def test_staged_files_replace_their_namesakes_together_or_not_at_all(tmp_path: P
         (staging / "a.json").write_text("newer")
         raise RuntimeError("plot failed")
     assert {p.name: p.read_text() for p in out.iterdir()} == {"a.json": "new", "b.png": "new", "other.txt": "old"}
+
+
+def test_a_temporary_name_held_by_another_writer_is_neither_used_nor_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = iter(["taken", "free"])
+    monkeypatch.setattr(atomic.secrets, "token_hex", lambda _: next(names))
+    other = tmp_path / ".entry.taken.tmp"
+    other.write_bytes(b"another writer's")
+    write_bytes_atomic(tmp_path / "entry", b"a", b"b", mode=0o600)
+    assert (tmp_path / "entry").read_bytes() == b"ab" and other.read_bytes() == b"another writer's"
+    assert (tmp_path / "entry").stat().st_mode & 0o777 == 0o600
+
+
+def test_staged_files_refuses_anything_but_regular_files(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="regular files only, not nested"), staged_files(tmp_path) as staging:
+        (staging / "a.json").write_text("new")
+        (staging / "nested").mkdir()
+    assert [p.name for p in tmp_path.iterdir()] == [], "nothing published, staging removed"
 
 
 def _umask() -> int:

@@ -45,7 +45,8 @@ def test_latency_prediction_benchmark_reports_its_errors(
     # Each error is the one of the figures written beside it, and the summary is their median.
     for r in rungs:
         expected = abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] * 100
-        assert r["latency_error_percent"] == pytest.approx(expected, abs=0.05), r
+        rounding = 100 * 5e-5 * r["predicted_ms"] / r["measured_ms"] ** 2  # measured_ms is rounded to 4 decimals
+        assert r["latency_error_percent"] == pytest.approx(expected, abs=0.006 + rounding), r
     median = statistics.median(r["latency_error_percent"] for r in rungs)
     assert results["latency_median_abs_percent_error"] == pytest.approx(median, abs=0.01)
     # Every part of both parents was timed: a stem, each block and a head per parent.

@@ -34,3 +34,11 @@ def test_the_model_zoo_registers_into_timm_only_when_asked() -> None:
         "assert names and all(hasattr(zoo, n) for n in names), names\n"
     )
     _modules_after(check)  # an assertion error in the fresh interpreter fails the test
+
+
+def test_without_torch_the_finder_still_answers_for_torchvision() -> None:
+    """``restnetc doctor`` asks ``find_spec("torchvision")`` on machines where torch may be missing."""
+    _modules_after(
+        "import importlib.util, sys\nimport restnetc\nsys.modules['torch'] = None\n"
+        "assert importlib.util.find_spec('torchvision') is not None"
+    )

@@ -66,14 +66,23 @@ def _install_torchvision_fix() -> None:
 
 
 class _BeforeTorchvision(importlib.abc.MetaPathFinder):
-    """Runs the fix once, when ``torchvision`` is about to be imported; finds no module itself."""
+    """Runs the fix once, when ``torchvision`` is about to be imported; finds no module itself.
+
+    It stays in ``sys.meta_path`` (removing itself while the import system iterates the list would make that
+    lookup skip the next finder) and does nothing after its first run, or when torch is not installed (then
+    torchvision cannot work either, and ``find_spec`` must still answer, e.g. for ``restnetc doctor``).
+    """
+
+    def __init__(self) -> None:
+        self.done = False
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname == "torchvision":
-            sys.meta_path.remove(self)
-            _install_torchvision_fix()
+        if fullname == "torchvision" and not self.done:
+            self.done = True
+            if importlib.util.find_spec("torch") is not None:
+                _install_torchvision_fix()
         return None
 
 

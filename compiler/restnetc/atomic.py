@@ -38,17 +38,25 @@ _RENAME_EXCHANGE = 2
 _EXCHANGE_UNSUPPORTED = (errno.ENOSYS, errno.EINVAL)
 
 
-def write_bytes_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Replace ``path`` (whose directory must exist) with ``data``, atomically.
+def write_bytes_atomic(path: Path, *chunks: bytes, durable: bool = True, mode: int = 0o666) -> None:
+    """Replace ``path`` (whose directory must exist) with the concatenated ``chunks``, atomically.
 
     ``durable``: the file and its directory are fsynced, so the new content survives a power loss. Without it
     (cache entries, which carry their own digest and are recomputed when torn) a crash may leave the old
-    content or none, never a mix. A failure leaves ``path`` as it was and no temporary file behind.
+    content or none, never a mix. ``mode`` is the new file's permission bits before the umask. A failure
+    leaves ``path`` as it was and no temporary file of this call behind.
     """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    while True:  # a fresh random name until one is free (another writer may hold the same)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        except FileExistsError:
+            continue
+        break
     try:
-        with open(tmp, "xb") as handle:
-            handle.write(data)
+        with os.fdopen(fd, "wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -67,17 +75,24 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 @contextlib.contextmanager
 def staged_files(out_dir: Path) -> Iterator[Path]:
-    """Yield an empty staging directory inside ``out_dir`` (created if missing); on normal exit every file
-    written into it replaces its namesake in ``out_dir`` by one rename each (after an fsync), otherwise none
-    does. The staging directory is always removed; files of ``out_dir`` not staged are left alone."""
+    """Yield an empty staging directory inside ``out_dir`` (created if missing) for regular files only.
+
+    When the block completes, each file is fsynced and replaces its namesake in ``out_dir`` by one rename, so
+    every file appears whole; none is published if the block fails. A failure while publishing (say a
+    destination that is a directory) can leave the files renamed before it published. The staging
+    directory is always removed; files of ``out_dir`` not staged are left alone. ValueError if anything
+    but a regular file was staged.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir))
     try:
         yield staging
-        files = sorted(p for p in staging.iterdir() if p.is_file() and not p.is_symlink())
-        for path in files:
+        entries = sorted(staging.iterdir())
+        if others := [p.name for p in entries if not p.is_file() or p.is_symlink()]:
+            raise ValueError(f"staged_files publishes regular files only, not {', '.join(others)}")
+        for path in entries:
             _fsync_path(path)
-        for path in files:
+        for path in entries:
             os.replace(path, out_dir / path.name)
         _fsync_path(out_dir, os.O_DIRECTORY)
     finally:

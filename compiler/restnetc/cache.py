@@ -152,13 +152,13 @@ class Cache:
             return None
 
     def _write(self, name: str, payload: bytes) -> None:
-        """Replace entry ``name`` with the header and ``payload``, atomically (not fsynced: a torn entry fails
-        its digest and is recomputed)."""
+        """Replace entry ``name`` with the header and ``payload``, atomically, readable by the owner only (not
+        fsynced: a torn entry fails its digest and is recomputed)."""
         if self.root is None:
             return
         self.root.mkdir(parents=True, exist_ok=True)
         header = _MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n"
-        write_bytes_atomic(self.root / name, header + payload, durable=False)
+        write_bytes_atomic(self.root / name, header, payload, durable=False, mode=0o600)
 
 
 def _payload(entry: bytes) -> bytes:
