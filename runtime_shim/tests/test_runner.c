@@ -28,6 +28,7 @@ static const char *workdir;
 /* ---- the scripted backend ---- */
 typedef struct {
     int fail_loads;        /* loads still to fail */
+    int loads, unloads;    /* successful loads and unloads so far */
     char inflated[64];     /* loads of this id take 1.15 x the index figure from the meminfo fixture, others 1 x */
     char meminfo[2200];
     uint64_t mem_available;
@@ -64,6 +65,9 @@ static rs_status load(void *context, const void *data, size_t size, const rs_art
     if (fail || size < CLASSES) {
         return rs_error_set(err, RS_ERR_BACKEND, "%s: scripted load failure", artifact->id);
     }
+    pthread_mutex_lock(&s->lock);
+    s->loads++;
+    pthread_mutex_unlock(&s->lock);
     model *m = calloc(1, sizeof *m);
     m->script = s;
     memcpy(m->first, data, CLASSES);
@@ -88,6 +92,9 @@ static rs_status run(void *handle, const void *input, size_t input_bytes, void *
 
 static void unload(void *handle) {
     model *m = handle;
+    pthread_mutex_lock(&m->script->lock);
+    m->script->unloads++;
+    pthread_mutex_unlock(&m->script->lock);
     set_meminfo(m->script, m->script->mem_available + m->taken);
     free(m);
 }
@@ -197,9 +204,13 @@ static void test_a_failed_switch_restores_the_variant_in_use(void) {
     /* 5 MiB free beside `large`: `middle` fits only once `large` is released. Its load fails, and `large`
      * comes back from the verified bytes the runner kept: the same variant, its bytes, still running. */
     f.script.fail_loads = 1;
+    int loads = f.script.loads, unloads = f.script.unloads;
     rs_status status = rs_runner_refresh_with(f.runner, 5 * MIB, &switched, &err);
     CHECK(status == RS_ERR_BACKEND && !switched && strcmp(current(f.runner), "large") == 0, "kept %s (%s: %s)",
           current(f.runner), rs_status_name(status), err.message);
+    CHECK(f.script.fail_loads == 0 && f.script.unloads == unloads + 1 && f.script.loads == loads + 1,
+          "released large, middle refused, large loaded again: %d unload(s), %d load(s)",
+          f.script.unloads - unloads, f.script.loads - loads);
     CHECK(run_once(f.runner, logits, &err) == RS_OK && logits[0] == 'C', "large runs again: %s", err.message);
     /* Under the same pressure the next refresh skips the refused `middle` and moves to `small`. */
     status = rs_runner_refresh_with(f.runner, 5 * MIB, &switched, &err);
