@@ -7,7 +7,6 @@ from ``manifest.json``, and the C parser must read back exactly what the manifes
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import shutil
@@ -20,33 +19,17 @@ import numpy as np
 import pytest
 import torch
 
-from restnetc import runtime
 from restnetc.backends import get_backend
 from restnetc.bundle.manifest import Artifact, read_manifest
 from restnetc.bundle.runtime_index import memory_need, seal
 from restnetc.config.target import Backend as BackendName
 from restnetc.runtime import Bundle, Runner, ShimError, probe_memory
+from restnetc.units import MIB
 from tests.conftest import REPO
 
 SHIM = REPO / "runtime_shim"
 FIXTURES = SHIM / "tests" / "fixtures"
-MIB = 1024 * 1024
 HEADROOM_MB = 1
-
-
-def _header_define(name: str) -> float:
-    """The value of ``#define NAME <number>`` or ``#define NAME (<number> * <number> ...)`` in restnet_shim.h."""
-    header = (SHIM / "include" / "restnet_shim.h").read_text()
-    match = re.search(rf"^#define {name} (.+)$", header, re.MULTILINE)
-    assert match, f"{name} is not defined in restnet_shim.h"
-    factor = r"\s*[\d.]+u?\s*"
-    assert re.fullmatch(rf"\(?{factor}(\*{factor})*\)?", match.group(1)), f"{name}: {match.group(1)}"
-    return math.prod(float(number) for number in re.findall(r"[\d.]+", match.group(1)))
-
-
-def test_the_python_binding_defaults_are_the_c_core_defaults() -> None:
-    assert _header_define("RS_DEFAULT_HEADROOM_BYTES") == runtime.DEFAULT_HEADROOM_MB * runtime.MIB
-    assert _header_define("RS_DEFAULT_HYSTERESIS") == runtime.DEFAULT_HYSTERESIS
 
 
 def _cmake_build(build_dir: Path, *options: str) -> Path:

@@ -3,8 +3,8 @@
 The core (``runtime_shim/src``) and its LiteRT backend are compiled into this package as ``_shim*.so`` (see
 ``setup.py``) and called with ctypes; nothing here re-implements selection, validation, quantization or
 switching. The ExecuTorch backend is C++ linked against the ExecuTorch runtime, so it is not built into the
-package: pass the path of a ``librestnet_shim_executorch.so`` built with CMake. The ctypes structures mirror
-``runtime_shim/include/restnet_shim.h`` field for field.
+package: pass the path of a ``librestnet_shim_executorch.so`` built with CMake. The ctypes mirrors of the
+header's structures live in ``restnetc.shim_abi``.
 """
 
 from __future__ import annotations
@@ -14,18 +14,30 @@ import functools
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from restnetc.errors import RestnetcError
+from restnetc.shim_abi import (
+    ARTIFACT_RECORD,
+    DEFAULT_HEADROOM_BYTES,
+    Artifact,
+    BackendTable,
+    Error,
+    InputSpec,
+    MemoryFigures,
+    Policy,
+    Quantization,
+    SelectionRecord,
+    TensorQuantization,
+)
+from restnetc.shim_abi import DEFAULT_HYSTERESIS as DEFAULT_HYSTERESIS
+from restnetc.units import MIB
 
-MAX_ARTIFACTS = 256
 NO_CHOICE = ctypes.c_size_t(-1).value
-MIB = 1024 * 1024
-DEFAULT_HEADROOM_MB = 16.0
-"""Memory kept free beside a variant, MiB: the C header's ``RS_DEFAULT_HEADROOM_BYTES`` (a test compares them)."""
-DEFAULT_HYSTERESIS = 0.1
-"""Extra share of its need a larger variant must fit to move up: the header's ``RS_DEFAULT_HYSTERESIS``."""
+DEFAULT_HEADROOM_MB = DEFAULT_HEADROOM_BYTES / MIB
+"""Memory kept free beside a variant, MiB (the C core's ``RS_DEFAULT_HEADROOM_BYTES``)."""
 
 
 class ShimError(RestnetcError):
@@ -36,100 +48,40 @@ class ShimError(RestnetcError):
         self.status = status
 
 
-class _Error(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_int), ("message", ctypes.c_char * 320)]
-
-
-class _Quantization(ctypes.Structure):
-    _fields_ = [("dtype", ctypes.c_char * 8), ("scale", ctypes.c_double), ("zero_point", ctypes.c_int32)]
-
-
-class _Artifact(ctypes.Structure):
-    _fields_ = [
-        ("id", ctypes.c_char * 64),
-        ("backend", ctypes.c_char * 16),
-        ("file", ctypes.c_char * 256),
-        ("bytes", ctypes.c_uint64),
-        ("sha256", ctypes.c_char * 65),
-        ("memory_bytes", ctypes.c_uint64),
-        ("accuracy", ctypes.c_double),
-        ("params", ctypes.c_uint64),
-        ("entry_point", ctypes.c_char * 64),
-        ("input_quantization", _Quantization),
-        ("output_quantization", _Quantization),
-    ]
-
-
-class _Memory(ctypes.Structure):
-    _fields_ = [
-        ("available", ctypes.c_uint64),
-        ("mem_available", ctypes.c_uint64),
-        ("cgroup_limit", ctypes.c_uint64),
-        ("cgroup_usage", ctypes.c_uint64),
-        ("source", ctypes.c_char_p),
-    ]
-
-
-class _Policy(ctypes.Structure):
-    _fields_ = [
-        ("backend", ctypes.c_char_p),
-        ("headroom_bytes", ctypes.c_uint64),
-        ("hysteresis", ctypes.c_double),
-        ("override_id", ctypes.c_char_p),
-    ]
-
-
-class _InputSpec(ctypes.Structure):
-    _fields_ = [("shape", ctypes.c_uint32 * 4), ("mean", ctypes.c_float * 3), ("std", ctypes.c_float * 3)]
-
-
-class _Backend(ctypes.Structure):
-    """``rs_backend``: the three function pointers stay opaque here; only C calls them."""
-
-    _fields_ = [
-        ("name", ctypes.c_char_p),
-        ("context", ctypes.c_void_p),
-        ("load", ctypes.c_void_p),
-        ("run", ctypes.c_void_p),
-        ("unload", ctypes.c_void_p),
-    ]
-
-
-class _Verdict(ctypes.Structure):
-    _fields_ = [("kind", ctypes.c_int), ("reason", ctypes.c_char * 320)]
-
-
-class _Selection(ctypes.Structure):
-    _fields_ = [("chosen", ctypes.c_size_t), ("available", ctypes.c_uint64), ("verdicts", _Verdict * MAX_ARTIFACTS)]
-
-
 def _library() -> ctypes.CDLL:
     found = sorted(Path(__file__).parent.glob("_shim*.so"))
     if not found:
         raise RestnetcError("restnetc's runtime shim core is not built: reinstall restnetc (pip install -e .)")
     lib = ctypes.CDLL(str(found[0]))
-    handle, error = ctypes.c_void_p, ctypes.POINTER(_Error)
+    handle, error = ctypes.c_void_p, ctypes.POINTER(Error)
     signatures: dict[str, tuple[object, list[object]]] = {
         "rs_bundle_open": (ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(handle), error]),
         "rs_bundle_close": (None, [handle]),
         "rs_bundle_artifact_count": (ctypes.c_size_t, [handle]),
-        "rs_bundle_artifact": (ctypes.POINTER(_Artifact), [handle, ctypes.c_size_t]),
+        "rs_bundle_artifact": (ctypes.POINTER(Artifact), [handle, ctypes.c_size_t]),
         "rs_bundle_validate": (ctypes.c_int, [handle, ctypes.c_size_t, error]),
         "rs_bundle_identity": (ctypes.c_char_p, [handle]),
         "rs_bundle_check_current": (ctypes.c_int, [handle, error]),
-        "rs_probe_memory": (ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(_Memory), error]),
+        "rs_probe_memory": (ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(MemoryFigures), error]),
         "rs_select": (
             ctypes.c_int,
-            [handle, ctypes.POINTER(_Policy), ctypes.c_uint64, ctypes.c_size_t, ctypes.POINTER(_Selection), error],
+            [handle, ctypes.POINTER(Policy), ctypes.c_uint64, ctypes.c_size_t, ctypes.POINTER(SelectionRecord), error],
         ),
-        "rs_bundle_input": (ctypes.POINTER(_InputSpec), [handle]),
+        "rs_bundle_input": (ctypes.POINTER(InputSpec), [handle]),
         "rs_bundle_label_count": (ctypes.c_size_t, [handle]),
         "rs_bundle_label": (ctypes.c_char_p, [handle, ctypes.c_size_t]),
-        "rs_litert_backend_open": (ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(_Backend), error]),
-        "rs_litert_backend_close": (None, [ctypes.POINTER(_Backend)]),
+        "rs_litert_backend_open": (ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(BackendTable), error]),
+        "rs_litert_backend_close": (None, [ctypes.POINTER(BackendTable)]),
         "rs_runner_open": (
             ctypes.c_int,
-            [handle, ctypes.POINTER(_Policy), ctypes.POINTER(_Backend), ctypes.c_char_p, ctypes.POINTER(handle), error],
+            [
+                handle,
+                ctypes.POINTER(Policy),
+                ctypes.POINTER(BackendTable),
+                ctypes.c_char_p,
+                ctypes.POINTER(handle),
+                error,
+            ],
         ),
         "rs_runner_run": (
             ctypes.c_int,
@@ -144,7 +96,7 @@ def _library() -> ctypes.CDLL:
         ),
         "rs_runner_refresh": (ctypes.c_int, [handle, ctypes.POINTER(ctypes.c_int), error]),
         "rs_runner_refresh_with": (ctypes.c_int, [handle, ctypes.c_uint64, ctypes.POINTER(ctypes.c_int), error]),
-        "rs_runner_current": (ctypes.POINTER(_Artifact), [handle]),
+        "rs_runner_current": (ctypes.POINTER(Artifact), [handle]),
         "rs_runner_close": (None, [handle]),
         "rs_status_name": (ctypes.c_char_p, [ctypes.c_int]),
         "rs_verdict_name": (ctypes.c_char_p, [ctypes.c_int]),
@@ -161,7 +113,7 @@ def _lib() -> ctypes.CDLL:
     return _library()
 
 
-def _check(status: int, error: _Error) -> None:
+def _check(status: int, error: Error) -> None:
     if status != 0:
         raise ShimError(_lib().rs_status_name(status).decode(), error.message.decode(errors="replace"))
 
@@ -179,7 +131,7 @@ class Memory:
 
 def probe_memory(root: Path | str = "/") -> Memory:
     """Memory available to this process (``root`` points at a fixture tree in tests)."""
-    memory, error = _Memory(), _Error()
+    memory, error = MemoryFigures(), Error()
     _check(_lib().rs_probe_memory(str(root).encode(), ctypes.byref(memory), ctypes.byref(error)), error)
     unset = 2**64 - 1
     return Memory(
@@ -193,7 +145,7 @@ def probe_memory(root: Path | str = "/") -> Memory:
 
 @dataclass(frozen=True)
 class Variant:
-    """One artifact as the shim's index describes it."""
+    """One artifact as the shim's index describes it: one attribute per ``rs_artifact`` member."""
 
     id: str
     backend: str
@@ -204,6 +156,8 @@ class Variant:
     accuracy: float
     params: int
     entry_point: str
+    input_quantization: TensorQuantization
+    output_quantization: TensorQuantization
 
 
 @dataclass(frozen=True)
@@ -224,22 +178,21 @@ class Selection:
     verdicts: tuple[Verdict, ...]
 
 
-def _variant(a: _Artifact) -> Variant:
-    return Variant(
-        id=a.id.decode(),
-        backend=a.backend.decode(),
-        file=a.file.decode(),
-        bytes=a.bytes,
-        sha256=a.sha256.decode(),
-        memory_bytes=a.memory_bytes,
-        accuracy=a.accuracy,
-        params=a.params,
-        entry_point=a.entry_point.decode(),
-    )
+def _value(member: object) -> Any:
+    """A ctypes member as Python: text decoded, quantization as a ``TensorQuantization``."""
+    if isinstance(member, bytes):
+        return member.decode()
+    if isinstance(member, Quantization):
+        return TensorQuantization(member.dtype.decode(), member.scale, member.zero_point)
+    return member
 
 
-def _policy(backend: str, headroom_mb: float, hysteresis: float, override: str | None) -> _Policy:
-    return _Policy(backend.encode(), int(headroom_mb * MIB), hysteresis, override.encode() if override else None)
+def _variant(a: Artifact) -> Variant:
+    return Variant(**{f.member: _value(getattr(a, f.member)) for f in ARTIFACT_RECORD})
+
+
+def _policy(backend: str, headroom_mb: float, hysteresis: float, override: str | None) -> Policy:
+    return Policy(backend.encode(), int(headroom_mb * MIB), hysteresis, override.encode() if override else None)
 
 
 class Bundle:
@@ -251,7 +204,7 @@ class Bundle:
 
     def __init__(self, directory: Path | str) -> None:
         self._handle, self._lock = ctypes.c_void_p(), threading.RLock()
-        error = _Error()
+        error = Error()
         _check(_lib().rs_bundle_open(str(directory).encode(), ctypes.byref(self._handle), ctypes.byref(error)), error)
         count = _lib().rs_bundle_artifact_count(self._handle)
         self.variants = tuple(_variant(_lib().rs_bundle_artifact(self._handle, i).contents) for i in range(count))
@@ -271,7 +224,7 @@ class Bundle:
     def validate(self, variant_id: str, backend: str) -> None:
         """Raise ``ShimError`` unless the variant's file is inside the bundle with the indexed size and sha256."""
         index = next(i for i, v in enumerate(self.variants) if (v.id, v.backend) == (variant_id, backend))
-        error = _Error()
+        error = Error()
         with self._lock:
             _check(_lib().rs_bundle_validate(self.handle, index, ctypes.byref(error)), error)
 
@@ -283,7 +236,7 @@ class Bundle:
 
     def check_current(self) -> None:
         """Raise ``ShimError`` (status "bundle replaced") if the directory no longer holds this bundle."""
-        error = _Error()
+        error = Error()
         with self._lock:
             _check(_lib().rs_bundle_check_current(self.handle, ctypes.byref(error)), error)
 
@@ -307,7 +260,7 @@ class Bundle:
             available = probe_memory(memory_root).available
         in_use = next((i for i, v in enumerate(self.variants) if (v.id, v.backend) == (current, backend)), NO_CHOICE)
         policy = _policy(backend, headroom_mb, hysteresis, override)
-        selection, error = _Selection(), _Error()
+        selection, error = SelectionRecord(), Error()
         with self._lock:
             status = _lib().rs_select(
                 self.handle, ctypes.byref(policy), available, in_use, ctypes.byref(selection), ctypes.byref(error)
@@ -365,17 +318,17 @@ class Runner:
         litert_library: Path | str | None = None,
         executorch_library: Path | str | None = None,
     ) -> None:
-        self._bundle, self._handle, self._backend = bundle, ctypes.c_void_p(), _Backend()
+        self._bundle, self._handle, self._backend = bundle, ctypes.c_void_p(), BackendTable()
         self._lock = threading.Lock()
         self._plugin: ctypes.CDLL | None = None
-        error = _Error()
+        error = Error()
         if backend == "litert":
             library = str(litert_library or _default_litert_library()).encode()
             _check(_lib().rs_litert_backend_open(library, ctypes.byref(self._backend), ctypes.byref(error)), error)
         elif backend == "executorch" and executorch_library is not None:
             self._plugin = ctypes.CDLL(str(executorch_library))
             opener = self._plugin.rs_executorch_backend_open
-            opener.restype, opener.argtypes = ctypes.c_int, [ctypes.POINTER(_Backend), ctypes.POINTER(_Error)]
+            opener.restype, opener.argtypes = ctypes.c_int, [ctypes.POINTER(BackendTable), ctypes.POINTER(Error)]
             _check(opener(ctypes.byref(self._backend), ctypes.byref(error)), error)
         else:
             expected = "'litert', or 'executorch' with executorch_library"
@@ -407,7 +360,7 @@ class Runner:
         values = np.ascontiguousarray(image, dtype=np.float32)
         if values.size != self._input_count:
             raise ShimError("argument", f"expected {self._input_count} input values, got {values.size}")
-        logits, error = np.empty(self._classes, dtype=np.float32), _Error()
+        logits, error = np.empty(self._classes, dtype=np.float32), Error()
         as_floats = ctypes.POINTER(ctypes.c_float)
         with self._lock:
             status = _lib().rs_runner_run(
@@ -423,7 +376,7 @@ class Runner:
 
     def refresh(self, available: int | None = None) -> bool:
         """Re-probe memory (or take ``available`` bytes) and switch variant if another should run; True if it did."""
-        switched, error = ctypes.c_int(0), _Error()
+        switched, error = ctypes.c_int(0), Error()
         with self._lock:
             if available is None:
                 status = _lib().rs_runner_refresh(self._open(), ctypes.byref(switched), ctypes.byref(error))
@@ -442,7 +395,7 @@ class Runner:
     def _close_backend(self) -> None:
         if self._plugin is None and self._backend.context:
             _lib().rs_litert_backend_close(ctypes.byref(self._backend))
-        self._backend = _Backend()
+        self._backend = BackendTable()
 
     def close(self) -> None:
         with self._lock:

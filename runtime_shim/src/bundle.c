@@ -236,26 +236,46 @@ static int is_hex64(const char *text) {
     return 1;
 }
 
-/* The keys of an artifact line: bit i of the `seen` mask is ARTIFACT_KEYS[i]. */
-static const char *const ARTIFACT_KEYS[] = {"id",       "backend", "file",  "bytes", "sha256", "memory",
-                                            "accuracy", "params",  "entry", "in",    "out"};
-enum { ARTIFACT_KEY_COUNT = sizeof ARTIFACT_KEYS / sizeof *ARTIFACT_KEYS };
+/* The fields of an artifact line: bit k of the `seen` mask is field k. The keys and their order are
+ * restnetc.shim_abi.ARTIFACT_RECORD's; tests/test_shim_abi.py compares this table with it. */
+typedef enum {
+    KEY_ID,
+    KEY_BACKEND,
+    KEY_FILE,
+    KEY_BYTES,
+    KEY_SHA256,
+    KEY_MEMORY,
+    KEY_ACCURACY,
+    KEY_PARAMS,
+    KEY_ENTRY,
+    KEY_IN,
+    KEY_OUT,
+    ARTIFACT_KEY_COUNT
+} artifact_key;
 
-/* Parses the value of ARTIFACT_KEYS[key] into `a`; -1 if invalid. */
-static int artifact_field(rs_artifact *a, size_t key, const char *value) {
+static const char *const ARTIFACT_KEYS[ARTIFACT_KEY_COUNT] = {
+    [KEY_ID] = "id",         [KEY_BACKEND] = "backend", [KEY_FILE] = "file",     [KEY_BYTES] = "bytes",
+    [KEY_SHA256] = "sha256", [KEY_MEMORY] = "memory",   [KEY_ACCURACY] = "accuracy", [KEY_PARAMS] = "params",
+    [KEY_ENTRY] = "entry",   [KEY_IN] = "in",           [KEY_OUT] = "out",
+};
+
+/* Parses the value of field `key` into `a`; -1 if invalid. Every key has a case (-Wswitch checks it). */
+static int artifact_field(rs_artifact *a, artifact_key key, const char *value) {
     switch (key) {
-    case 0: return copy_name(a->id, sizeof a->id, value, "._-");
-    case 1: return copy_name(a->backend, sizeof a->backend, value, "_-");
-    case 2: return copy_name(a->file, sizeof a->file, value, "._/-");
-    case 3: return parse_u64(value, &a->bytes);
-    case 4: return is_hex64(value) ? copy_field(a->sha256, sizeof a->sha256, value) : -1;
-    case 5: return parse_u64(value, &a->memory_bytes);
-    case 6: return parse_double(value, &a->accuracy) || a->accuracy < 0 || a->accuracy > 100 ? -1 : 0;
-    case 7: return parse_u64(value, &a->params);
-    case 8: return copy_name(a->entry_point, sizeof a->entry_point, value, "_");
-    case 9: return parse_quantization(value, &a->input_quantization);
-    default: return parse_quantization(value, &a->output_quantization);
+    case KEY_ID: return copy_name(a->id, sizeof a->id, value, "._-");
+    case KEY_BACKEND: return copy_name(a->backend, sizeof a->backend, value, "_-");
+    case KEY_FILE: return copy_name(a->file, sizeof a->file, value, "._/-");
+    case KEY_BYTES: return parse_u64(value, &a->bytes);
+    case KEY_SHA256: return is_hex64(value) ? copy_field(a->sha256, sizeof a->sha256, value) : -1;
+    case KEY_MEMORY: return parse_u64(value, &a->memory_bytes);
+    case KEY_ACCURACY: return parse_double(value, &a->accuracy) || a->accuracy < 0 || a->accuracy > 100 ? -1 : 0;
+    case KEY_PARAMS: return parse_u64(value, &a->params);
+    case KEY_ENTRY: return copy_name(a->entry_point, sizeof a->entry_point, value, "_");
+    case KEY_IN: return parse_quantization(value, &a->input_quantization);
+    case KEY_OUT: return parse_quantization(value, &a->output_quantization);
+    case ARTIFACT_KEY_COUNT: break;
     }
+    return -1;
 }
 
 static rs_status parse_artifact(rs_bundle *bundle, char *fields, size_t line, rs_error *err) {
@@ -272,7 +292,7 @@ static rs_status parse_artifact(rs_bundle *bundle, char *fields, size_t line, rs
             return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: expected key=value, got '%.40s'", line, token);
         }
         *equals = '\0';
-        size_t key = 0;
+        artifact_key key = 0;
         while (key < ARTIFACT_KEY_COUNT && strcmp(token, ARTIFACT_KEYS[key]) != 0) key++;
         if (key == ARTIFACT_KEY_COUNT) {
             continue; /* a key of a later minor version */

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from restnetc.backends.base import Backend, DelegationReport, Lowered, Runner, TensorQuantization
+from restnetc.backends.base import Backend, DelegationReport, Lowered, Runner
 from restnetc.backends.native_output import captured
 from restnetc.config.target import Backend as BackendName
+from restnetc.shim_abi import TensorQuantization
 
 __all__ = [
     "Backend",

@@ -28,15 +28,7 @@ from torchao.quantization.pt2e.quantizer import Quantizer
 from restnetc.backends.pt2e import export_batched, quantize_pt2e
 from restnetc.config.target import Quantization
 from restnetc.errors import RestnetcError
-
-
-@dataclass(frozen=True)
-class TensorQuantization:
-    """Affine quantization of an input or output tensor: ``real = scale * (q - zero_point)``."""
-
-    dtype: str
-    scale: float
-    zero_point: int
+from restnetc.shim_abi import TensorQuantization
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ from litert_torch.quantize.quant_config import QuantConfig
 from torch import nn
 from torchao.quantization.pt2e.quantizer import Quantizer
 
-from restnetc.backends.base import Backend, DelegationReport, Lowered, Runner, TensorQuantization
+from restnetc.backends.base import Backend, DelegationReport, Lowered, Runner
 from restnetc.config.target import Quantization
+from restnetc.shim_abi import TensorQuantization
 
 SIGNATURE = "serving_default"
 

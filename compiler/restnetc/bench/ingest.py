@@ -8,8 +8,7 @@ from pathlib import PurePosixPath
 from restnetc.bench.benchmark_log import BenchmarkLog, BenchmarkLogError
 from restnetc.budget.cost_table import CostTable
 from restnetc.bundle.manifest import Artifact, DeviceLatency, DeviceMemory, Manifest
-
-MIB = 1 << 20
+from restnetc.units import MIB
 
 
 def _ms(us: float | None) -> float | None:

@@ -10,9 +10,9 @@ goes through lowering, verification and the policy in one worker process, pairs 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +43,7 @@ class BuildError(RestnetcError):
     """A build stopped: a model could not be lowered, or the accuracy policy says fail."""
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Evaluation:
     """An artifact's figures on one split; ``correct`` holds ``0``/``1`` per image, in the split's order."""
 
@@ -59,7 +59,7 @@ class Evaluation:
         return flags
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Evaluations:
     """An artifact's figures on the validation split (every decision) and the test split (reports only)."""
 
@@ -67,7 +67,7 @@ class Evaluations:
     test: Evaluation
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Verified:
     """A lowered, verified artifact and what the accuracy policy did."""
 
@@ -77,7 +77,7 @@ class Verified:
     policy: str
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class HeldOut:
     """A held-out split's images with labels, and a digest that identifies them."""
 
@@ -91,7 +91,7 @@ class HeldOut:
         return HeldOut(images, labels, digest)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class PairJob:
     """One rung to lower with one backend, with the rung's eager fp32 logits on validation and test, and its
     eager top-1 on validation (what the accuracy policy compares the artifact's with)."""
@@ -108,7 +108,7 @@ class PairJob:
         return f"{self.rung.id} {self.backend.value}"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class TryFloat:
     """The accuracy policy's verdict on an all-int8 artifact under ``keep-float``: lower a candidate with these
     quantization units kept in float (screening found them worth it), then keep whichever verifies better."""
@@ -116,7 +116,7 @@ class TryFloat:
     units: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class PairResult:
     """A pair's verified artifact and what happened on the way, as console lines (rich markup) in order."""
 
@@ -153,19 +153,18 @@ class _Graphs:
 
 
 def _to_json(lowered: Lowered) -> dict[str, object]:
-    quant = {
-        k: None if q is None else {"dtype": q.dtype, "scale": q.scale, "zero_point": q.zero_point}
-        for k, q in (("input", lowered.input_quantization), ("output", lowered.output_quantization))
+    """The cached description of ``lowered`` beside its bytes, field for field from its dataclasses."""
+
+    def quant(q: TensorQuantization | None) -> dict[str, object] | None:
+        return None if q is None else dataclasses.asdict(q)
+
+    return {
+        "entry_point": lowered.entry_point,
+        "delegation": dataclasses.asdict(lowered.delegation),
+        "planned_memory": lowered.planned_memory,
+        "input": quant(lowered.input_quantization),
+        "output": quant(lowered.output_quantization),
     }
-    d = lowered.delegation
-    delegation = {
-        "delegate": d.delegate,
-        "partitions": d.partitions,
-        "delegated_ops": d.delegated_ops,
-        "fallback_ops": d.fallback_ops,
-    }
-    planned = lowered.planned_memory
-    return {"entry_point": lowered.entry_point, "delegation": delegation, "planned_memory": planned, **quant}
 
 
 def _from_json(data: bytes, meta: dict[str, object]) -> Lowered:

@@ -20,6 +20,7 @@ from restnetc.budget.measure import HostLatency, HostMemory
 from restnetc.config.base import StrictModel
 from restnetc.config.paths import RelativePath, check_file_name
 from restnetc.errors import RestnetcError
+from restnetc.shim_abi import QuantizationDtype
 
 MANIFEST_NAME = "manifest.json"
 
@@ -41,6 +42,14 @@ class StitchInfo(StrictModel):
     trainable_params: int
 
 
+class Quantization(StrictModel):
+    """Affine quantization of an input or output tensor (``shim_abi.TensorQuantization``, validated)."""
+
+    dtype: QuantizationDtype
+    scale: float = Field(gt=0, allow_inf_nan=False)
+    zero_point: int = Field(ge=-(2**31), lt=2**31)
+
+
 class InputSpec(StrictModel):
     """What the artifact's input expects and how to produce it from an RGB image."""
 
@@ -48,8 +57,8 @@ class InputSpec(StrictModel):
     layout: Literal["NCHW"] = "NCHW"
     dtype: str
     normalization: dict[str, tuple[float, float, float]]
-    quantization: dict[str, float | int | str] | None = None
-    output_quantization: dict[str, float | int | str] | None = None
+    quantization: Quantization | None = None
+    output_quantization: Quantization | None = None
 
 
 class Accuracy(StrictModel):

@@ -14,19 +14,21 @@ of a line format is smaller and safer than a JSON parser on a device. Format, on
 ingested, else the host's. Readers ignore keys they do not know, so keys can be added within a version. The
 identity lets the shim refuse an edited or truncated index and notice a bundle replaced under a running app;
 ids, files and entry points are limited to ``[A-Za-z0-9._/-]``-style sets and labels carry no control characters,
-as the shim's strict parser requires.
+as the shim's strict parser requires. The artifact keys, their order and the version are
+``restnetc.shim_abi``'s; this module only says where each value comes from in the manifest.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 from restnetc.atomic import write_text_atomic
-from restnetc.bundle.manifest import Artifact, Manifest
+from restnetc.bundle.manifest import Artifact, Manifest, Quantization
+from restnetc.shim_abi import ARTIFACT_KEYS, FLOAT32, INDEX_VERSION
 
 INDEX_NAME = "bundle.index"
-INDEX_VERSION = 2
 
 
 def memory_need(artifact: Artifact) -> int:
@@ -44,10 +46,9 @@ def _token(value: object) -> str:
     return text
 
 
-def _quantization(spec: dict[str, float | int | str] | None) -> str:
-    if spec is None:
-        return "float32:1:0"
-    return f"{spec['dtype']}:{float(spec['scale']):.9g}:{int(spec['zero_point'])}"
+def _quantization(spec: Quantization | None) -> str:
+    q = spec or Quantization(dtype=FLOAT32.dtype, scale=FLOAT32.scale, zero_point=FLOAT32.zero_point)
+    return f"{q.dtype}:{q.scale:.9g}:{q.zero_point}"
 
 
 def _floats(values: tuple[float, ...]) -> str:
@@ -60,6 +61,24 @@ def _label(label: str) -> str:
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
         raise ValueError(f"label {label!r} contains a control character")
     return text
+
+
+_VALUES: dict[str, Callable[[Artifact], object]] = {
+    "id": lambda a: a.id,
+    "backend": lambda a: a.backend,
+    "file": lambda a: a.file,
+    "bytes": lambda a: a.bytes,
+    "sha256": lambda a: a.sha256,
+    "memory": memory_need,
+    "accuracy": lambda a: f"{a.accuracy.artifact:.3f}",
+    "params": lambda a: a.params,
+    "entry": lambda a: a.entry_point,
+    "in": lambda a: _quantization(a.input.quantization),
+    "out": lambda a: _quantization(a.input.output_quantization),
+}
+"""Where each value of an artifact line comes from in the manifest, for every key of the record."""
+if tuple(_VALUES) != ARTIFACT_KEYS:
+    raise ImportError(f"bundle.index writer keys {tuple(_VALUES)} differ from shim_abi.ARTIFACT_KEYS {ARTIFACT_KEYS}")
 
 
 def seal(body: str) -> str:
@@ -77,20 +96,7 @@ def render_index(manifest: Manifest) -> str:
     ]
     lines += [f"label {_label(label)}" for label in manifest.labels]
     for a in manifest.artifacts:
-        fields = {
-            "id": a.id,
-            "backend": a.backend,
-            "file": a.file,
-            "bytes": a.bytes,
-            "sha256": a.sha256,
-            "memory": memory_need(a),
-            "accuracy": f"{a.accuracy.artifact:.3f}",
-            "params": a.params,
-            "entry": a.entry_point,
-            "in": _quantization(a.input.quantization),
-            "out": _quantization(a.input.output_quantization),
-        }
-        lines.append("artifact " + " ".join(f"{key}={_token(value)}" for key, value in fields.items()))
+        lines.append("artifact " + " ".join(f"{key}={_token(value(a))}" for key, value in _VALUES.items()))
     return seal("\n".join(lines) + "\n")
 
 

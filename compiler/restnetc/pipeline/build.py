@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from restnetc.atomic import staged_directory
-from restnetc.backends import get_backend
+from restnetc.backends import TensorQuantization, get_backend
 from restnetc.backends.native_output import captured
 from restnetc.budget.cost_table import COST_TABLE_NAME, save_table
 from restnetc.budget.measure import measure_latency, probe_memory
@@ -32,6 +32,7 @@ from restnetc.bundle.manifest import (
     Manifest,
     Memory,
     Pareto,
+    Quantization,
     SplitRecord,
     Splits,
     write_manifest,
@@ -51,7 +52,7 @@ from restnetc.results import SearchResult
 DEFAULT_BUNDLE_ROOT = Path("dist")
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class BuildResult:
     """What ``build`` produced."""
 
@@ -112,8 +113,8 @@ def _memory(backend: str, path: Path, size: int, threads: int, planned: int | No
     return Memory(host=probe_memory(backend, path, (1, 3, size, size), threads, cache), planned=planned)
 
 
-def _quant_dict(q: object) -> dict[str, float | int | str] | None:
-    return None if q is None else dict(q.__dict__)
+def _quantization(q: TensorQuantization | None) -> Quantization | None:
+    return None if q is None else Quantization.model_validate(dataclasses.asdict(q))
 
 
 def run_build(project: ProjectConfig, target: TargetConfig, cache: Cache, out_dir: Path | None = None) -> BuildResult:
@@ -245,8 +246,8 @@ def run_build(project: ProjectConfig, target: TargetConfig, cache: Cache, out_di
                         shape=(1, 3, size, size),
                         dtype="float32" if input_q is None else input_q.dtype,
                         normalization={"mean": project.data.normalization.mean, "std": project.data.normalization.std},
-                        quantization=_quant_dict(input_q),
-                        output_quantization=_quant_dict(result.lowered.output_quantization),
+                        quantization=_quantization(input_q),
+                        output_quantization=_quantization(result.lowered.output_quantization),
                     ),
                     delegation=Delegation(**result.lowered.delegation.__dict__),
                     policy=result.policy,

@@ -1,0 +1,156 @@
+"""The runtime shim's records and constants as Python sees them, defined once and checked against the C header.
+
+``ARTIFACT_RECORD`` is the artifact record: for each field, its key on a ``bundle.index`` artifact line and its
+member in the C struct ``rs_artifact``, with the member's ctypes type. Everything else derives from it: the index
+writer (``bundle/runtime_index.py``) emits exactly these keys in this order, the ctypes mirror ``Artifact`` is
+built from it, and the binding's ``runtime.Variant`` has one attribute per member. ``tests/test_shim_abi.py``
+checks the record against the C parser's key table (``ARTIFACT_KEYS`` in ``src/bundle.c``), and every mirror's
+size and member offsets, and the constants, against ``include/restnet_shim.h`` with a compiled probe. The JNI
+binding is C compiled against the same header, so it needs no mirror.
+
+No torch here: the device-side binding (``restnetc.runtime``) and the compiler both import this module.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from typing import Literal
+
+INDEX_VERSION = 2
+"""``RS_INDEX_VERSION``: the version line of ``bundle.index``."""
+MAX_ARTIFACTS = 256
+"""``RS_MAX_ARTIFACTS``: the most artifacts one index may list (``rs_selection`` has a verdict for each)."""
+DEFAULT_HEADROOM_BYTES = 16 * 1024 * 1024
+"""``RS_DEFAULT_HEADROOM_BYTES``: memory kept free beside a variant."""
+DEFAULT_HYSTERESIS = 0.1
+"""``RS_DEFAULT_HYSTERESIS``: the extra share of its need a larger variant must fit to move up."""
+QuantizationDtype = Literal["float32", "int8", "uint8"]
+"""The dtypes ``rs_quantization`` accepts, as the index spells them."""
+
+
+@dataclass(frozen=True)
+class TensorQuantization:
+    """Affine quantization of an input or output tensor: ``real = scale * (q - zero_point)``.
+
+    ``dtype`` is one of ``QuantizationDtype``; a float tensor is ``float32`` with scale 1 and zero point 0.
+    """
+
+    dtype: str
+    scale: float
+    zero_point: int
+
+
+FLOAT32 = TensorQuantization("float32", 1.0, 0)
+"""How the record describes a tensor that is not quantized."""
+
+
+class Error(ctypes.Structure):
+    """``rs_error``."""
+
+    _fields_ = [("code", ctypes.c_int), ("message", ctypes.c_char * 320)]
+
+
+class Quantization(ctypes.Structure):
+    """``rs_quantization``: ``TensorQuantization`` in C (members in the same order)."""
+
+    _fields_ = [("dtype", ctypes.c_char * 8), ("scale", ctypes.c_double), ("zero_point", ctypes.c_int32)]
+
+
+@dataclass(frozen=True)
+class RecordField:
+    """One field of the artifact record: its ``bundle.index`` key, its ``rs_artifact`` member and ctypes type."""
+
+    key: str
+    member: str
+    ctype: type
+
+
+ARTIFACT_RECORD: tuple[RecordField, ...] = (
+    RecordField("id", "id", ctypes.c_char * 64),
+    RecordField("backend", "backend", ctypes.c_char * 16),
+    RecordField("file", "file", ctypes.c_char * 256),
+    RecordField("bytes", "bytes", ctypes.c_uint64),
+    RecordField("sha256", "sha256", ctypes.c_char * 65),
+    RecordField("memory", "memory_bytes", ctypes.c_uint64),
+    RecordField("accuracy", "accuracy", ctypes.c_double),
+    RecordField("params", "params", ctypes.c_uint64),
+    RecordField("entry", "entry_point", ctypes.c_char * 64),
+    RecordField("in", "input_quantization", Quantization),
+    RecordField("out", "output_quantization", Quantization),
+)
+ARTIFACT_KEYS = tuple(f.key for f in ARTIFACT_RECORD)
+"""The keys of an artifact line of ``bundle.index``, in the order the writer emits them."""
+
+
+class Artifact(ctypes.Structure):
+    """``rs_artifact``, member for member from ``ARTIFACT_RECORD``."""
+
+    _fields_ = [(f.member, f.ctype) for f in ARTIFACT_RECORD]
+
+
+class MemoryFigures(ctypes.Structure):
+    """``rs_memory``."""
+
+    _fields_ = [
+        ("available", ctypes.c_uint64),
+        ("mem_available", ctypes.c_uint64),
+        ("cgroup_limit", ctypes.c_uint64),
+        ("cgroup_usage", ctypes.c_uint64),
+        ("source", ctypes.c_char_p),
+    ]
+
+
+class Policy(ctypes.Structure):
+    """``rs_policy``."""
+
+    _fields_ = [
+        ("backend", ctypes.c_char_p),
+        ("headroom_bytes", ctypes.c_uint64),
+        ("hysteresis", ctypes.c_double),
+        ("override_id", ctypes.c_char_p),
+    ]
+
+
+class InputSpec(ctypes.Structure):
+    """``rs_input_spec``."""
+
+    _fields_ = [("shape", ctypes.c_uint32 * 4), ("mean", ctypes.c_float * 3), ("std", ctypes.c_float * 3)]
+
+
+class BackendTable(ctypes.Structure):
+    """``rs_backend``: the three function pointers stay opaque here; only C calls them."""
+
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("context", ctypes.c_void_p),
+        ("load", ctypes.c_void_p),
+        ("run", ctypes.c_void_p),
+        ("unload", ctypes.c_void_p),
+    ]
+
+
+class Verdict(ctypes.Structure):
+    """``rs_verdict``."""
+
+    _fields_ = [("kind", ctypes.c_int), ("reason", ctypes.c_char * 320)]
+
+
+class SelectionRecord(ctypes.Structure):
+    """``rs_selection``."""
+
+    _fields_ = [("chosen", ctypes.c_size_t), ("available", ctypes.c_uint64), ("verdicts", Verdict * MAX_ARTIFACTS)]
+
+
+MIRRORS: dict[str, type[ctypes.Structure]] = {
+    "rs_error": Error,
+    "rs_quantization": Quantization,
+    "rs_artifact": Artifact,
+    "rs_memory": MemoryFigures,
+    "rs_policy": Policy,
+    "rs_input_spec": InputSpec,
+    "rs_backend": BackendTable,
+    "rs_verdict": Verdict,
+    "rs_selection": SelectionRecord,
+}
+"""Every C struct the binding reads or fills, by its name in the header, with its ctypes mirror."""
