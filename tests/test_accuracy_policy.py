@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 import pytest
@@ -9,9 +10,11 @@ import torch
 from torch import nn
 
 from restnetc.backends import get_backend
+from restnetc.bundle.accuracy_policy import AccuracyRule, get_policy, list_policies, register_policy
 from restnetc.bundle.ladder import Rung, eager_logits
-from restnetc.bundle.lowering import BuildError, HeldOut, Lowerer, Verified
+from restnetc.bundle.lowering import Lowerer
 from restnetc.bundle.screening import quantization_units
+from restnetc.bundle.verification import BuildError, EagerLogits, HeldOut, Verified, Verifier
 from restnetc.cache import Cache
 from restnetc.config.target import AccuracyPolicy, Backend, Quantization
 from restnetc.frontend.stitch import build_stitched
@@ -55,9 +58,9 @@ def build(policy: str, case: tuple[Rung, HeldOut, HeldOut, torch.Tensor], tmp_pa
     rung, validation, test, calibration = case
     accuracy = AccuracyPolicy(tolerance_points=0.0, policy=policy)  # type: ignore[arg-type]
     cache = Cache(tmp_path / "cache")
-    lowerer = Lowerer(Quantization.INT8, calibration, validation, test, accuracy, 1, cache, tmp_path)
+    lowerer = Lowerer(Quantization.INT8, calibration, Verifier(validation, test, 1, cache, tmp_path), accuracy, cache)
     backend = get_backend(Backend.EXECUTORCH)
-    eager = {rung.id: (eager_logits(rung.model, validation.images), eager_logits(rung.model, test.images))}
+    eager = {rung.id: EagerLogits(eager_logits(rung.model, validation.images), eager_logits(rung.model, test.images))}
     return lowerer.build_all([rung], [backend], eager)[(rung.id, backend.name)]
 
 
@@ -79,3 +82,16 @@ def test_keep_float_screens_candidates_and_keeps_the_better_artifact(
     assert set(kept.float_modules) <= set(quantization_units(rung.model, calibration[:1]))
     assert "front_blocks.0" in kept.float_modules, "the block with the outlier stays in float"
     assert kept.evaluation.validation.accuracy > plain.evaluation.validation.accuracy
+
+
+def test_the_policy_registry_holds_exactly_the_names_a_target_accepts() -> None:
+    accepted = typing.get_args(AccuracyPolicy.model_fields["policy"].annotation)
+    assert sorted(list_policies()) == sorted(accepted)
+    assert all(isinstance(get_policy(name), AccuracyRule) for name in accepted)
+
+
+def test_the_policy_registry_rejects_duplicates_and_unknown_names() -> None:
+    with pytest.raises(ValueError, match="'warn' is already registered"):
+        register_policy("warn")(type(get_policy("warn")))
+    with pytest.raises(ValueError, match="unknown accuracy policy 'retry'; registered: fail, warn, keep-float"):
+        get_policy("retry")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from restnetc.bundle.lowering import BuildError
 from restnetc.bundle.manifest import read_manifest
+from restnetc.bundle.verification import BuildError
 from tests.conftest import REPO, CliResult
 from tests.fakes import fake_device
 

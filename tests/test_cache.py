@@ -20,7 +20,8 @@ from restnetc.backends.executorch import ExecuTorchBackend
 from restnetc.budget import measure
 from restnetc.budget.measure import HostMemory
 from restnetc.bundle.ladder import Rung, eager_logits
-from restnetc.bundle.lowering import HeldOut, Lowerer, Verified
+from restnetc.bundle.lowering import Lowerer
+from restnetc.bundle.verification import EagerLogits, HeldOut, Verified, Verifier
 from restnetc.cache import PACKAGE, Cache, source_digest
 from restnetc.config.project import ProjectConfig
 from restnetc.config.target import AccuracyPolicy, Backend, Quantization
@@ -210,10 +211,9 @@ def _build(pair: tuple[Rung, Rung, HeldOut, dict[str, torch.Tensor]], ids: str, 
     chosen = [rung for rung in rungs if rung.id in ids]
     cache = Cache(tmp_path / "cache")
     # the same images serve as validation and test: this is about the cache, not about honest figures
-    lowerer = Lowerer(
-        Quantization.FP32, held_out.images[:4], held_out, held_out, AccuracyPolicy(), 1, cache, tmp_path, 1
-    )
-    both = {rung_id: (logits, logits) for rung_id, logits in eager.items()}
+    verifier = Verifier(held_out, held_out, 1, cache, tmp_path)
+    lowerer = Lowerer(Quantization.FP32, held_out.images[:4], verifier, AccuracyPolicy(), cache, 1)
+    both = {rung_id: EagerLogits(logits, logits) for rung_id, logits in eager.items()}
     built = lowerer.build_all(chosen, [get_backend(Backend.EXECUTORCH)], both)
     return {rung_id: verified for (rung_id, _), verified in built.items()}
 

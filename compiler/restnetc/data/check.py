@@ -10,79 +10,17 @@ run on fewer images than asked for: any shortfall is an error naming the folder,
 
 from __future__ import annotations
 
-import os
-from collections import Counter
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal
-
-import numpy as np
-from PIL import Image
-from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
-
-from restnetc.config.project import DataSource, FashionMnistData, ProjectConfig
+from restnetc.config.project import DataSource, ProjectConfig
 from restnetc.config.target import Quantization, TargetConfig
-from restnetc.data.fashion_mnist import CLASSES, FILES, read_split
+from restnetc.data.sources import SourceSplit, SplitSummary, get_data_source
 from restnetc.errors import DataError
 
-_FOLDER_LAYOUT = "expected one sub-folder of images per class"
+
+def _split(source: DataSource, split: SourceSplit) -> SplitSummary:
+    return get_data_source(source.kind).check(source.root, split)
 
 
-@dataclass(frozen=True)
-class _Split:
-    """What a split holds: where it is (folder or image file), its classes and its number of images."""
-
-    where: Path
-    classes: tuple[str, ...]
-    images: int
-
-
-def _check_image(path: Path) -> None:
-    try:
-        with Image.open(path):
-            pass
-    except OSError as exc:  # PIL's UnidentifiedImageError is one
-        raise DataError(f"{path}: unreadable image ({exc.strerror or 'not an image format PIL reads'})") from None
-    except Image.DecompressionBombError as exc:
-        raise DataError(f"{path}: refused as a decompression bomb ({exc})") from None
-
-
-def _image_folder_split(folder: Path) -> _Split:
-    """``folder`` as torchvision's ``ImageFolder`` reads it; DataError for a class without images or a file
-    that does not open as an image."""
-    try:
-        classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
-    except OSError as exc:
-        raise DataError(f"{folder}: cannot read the split folder ({exc.strerror}); {_FOLDER_LAYOUT}") from None
-    if not classes:
-        raise DataError(f"{folder}: no class folders; {_FOLDER_LAYOUT}")
-    samples = make_dataset(folder, {name: i for i, name in enumerate(classes)}, IMG_EXTENSIONS, allow_empty=True)
-    counts = Counter(label for _, label in samples)
-    for index, name in enumerate(classes):
-        if counts[index] == 0:
-            raise DataError(f"{folder / name}: no images (files ending in {', '.join(IMG_EXTENSIONS)})")
-    for path, _ in samples:
-        _check_image(Path(path))
-    return _Split(folder, tuple(classes), len(samples))
-
-
-def _fashion_mnist_split(root: Path, split: Literal["train", "test"]) -> _Split:
-    """``split`` of Fashion-MNIST under ``root``; DataError for unreadable files or labels beyond its classes."""
-    images, labels = read_split(root, split)
-    image_file, label_file = FILES[split]
-    present = np.unique(labels).tolist()
-    if present and present[-1] >= len(CLASSES):
-        raise DataError(f"{root / label_file}: label {present[-1]} is beyond the {len(CLASSES)} classes")
-    return _Split(root / image_file, tuple(CLASSES[label] for label in present), int(images.shape[0]))
-
-
-def _split(source: DataSource, split: Literal["train", "test"]) -> _Split:
-    if isinstance(source, FashionMnistData):
-        return _fashion_mnist_split(source.root, split)
-    return _image_folder_split(source.root / split)
-
-
-def _same_classes(train: _Split, test: _Split) -> None:
+def _same_classes(train: SplitSummary, test: SplitSummary) -> None:
     if train.classes == test.classes:
         return
     only = {"train": set(train.classes) - set(test.classes), "test": set(test.classes) - set(train.classes)}

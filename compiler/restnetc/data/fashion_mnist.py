@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 
 from restnetc.config.project import Normalization
 from restnetc.data.images import ImageSet, to_model_input
+from restnetc.data.sources import SourceReader, SourceSplit, SplitSummary, register_data_source
 from restnetc.errors import DataError
 
 CLASSES = (
@@ -52,7 +52,7 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def read_split(root: Path, split: Literal["train", "test"]) -> tuple[np.ndarray, np.ndarray]:
+def read_split(root: Path, split: SourceSplit) -> tuple[np.ndarray, np.ndarray]:
     """``split``'s images ``[N, 28, 28]`` and labels ``[N]``; DataError unless both files read and agree on N."""
     image_file, label_file = FILES[split]
     images = read_idx(root / image_file)
@@ -62,7 +62,7 @@ def read_split(root: Path, split: Literal["train", "test"]) -> tuple[np.ndarray,
     return images, labels
 
 
-def fashion_mnist_size(root: Path, split: Literal["train", "test"]) -> int:
+def fashion_mnist_size(root: Path, split: SourceSplit) -> int:
     """How many images ``split`` holds, from its image file's IDX header alone (the full check is ``data.check``)."""
     path = root / FILES[split][0]
     try:
@@ -79,7 +79,7 @@ def fashion_mnist_size(root: Path, split: Literal["train", "test"]) -> int:
 
 def load_fashion_mnist(
     root: Path,
-    split: Literal["train", "test"],
+    split: SourceSplit,
     indices: torch.Tensor,
     size: int,
     normalization: Normalization,
@@ -94,3 +94,16 @@ def load_fashion_mnist(
         CLASSES,
         indices.clone(),
     )
+
+
+def check_fashion_mnist(root: Path, split: SourceSplit) -> SplitSummary:
+    """``split`` of Fashion-MNIST under ``root``; DataError for unreadable files or labels beyond its classes."""
+    images, labels = read_split(root, split)
+    image_file, label_file = FILES[split]
+    present = np.unique(labels).tolist()
+    if present and present[-1] >= len(CLASSES):
+        raise DataError(f"{root / label_file}: label {present[-1]} is beyond the {len(CLASSES)} classes")
+    return SplitSummary(root / image_file, tuple(CLASSES[label] for label in present), int(images.shape[0]))
+
+
+register_data_source("fashion-mnist", SourceReader(fashion_mnist_size, check_fashion_mnist, load_fashion_mnist))

@@ -1,4 +1,9 @@
-"""Build the configured parent models from local weights only (no hub is ever contacted)."""
+"""Build the configured parent models from local weights only (no hub is ever contacted).
+
+Model sources are registered by the ``source`` a project's model spec names (``register_model_source``, which
+rejects duplicates); ``tests/test_registries.py`` checks the registry holds exactly the sources the project
+schema accepts.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,10 @@ import contextlib
 import hashlib
 import importlib
 import io
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 import timm
 import torch
@@ -24,9 +32,43 @@ _LITE_WEIGHT_PACKAGES = {
 }
 
 
+Spec = TypeVar("Spec", TimmModel, EfficientNetLiteModel)
+
+
+@dataclass(frozen=True)
+class ModelSource(Generic[Spec]):
+    """How to build the models of one ``source``: the model with its weights, and a short display name."""
+
+    build: Callable[[Spec, int], nn.Module]
+    """The model for a spec at an input size (weights loaded; ConfigError naming the file at fault)."""
+    describe: Callable[[Spec], str]
+
+
+_SOURCES: dict[str, ModelSource[Any]] = {}
+
+
+def register_model_source(source: str, model_source: ModelSource[Any]) -> None:
+    """Register how to build the specs whose ``source`` is ``source``; a source is registered once."""
+    if source in _SOURCES:
+        raise ValueError(f"model source {source!r} is already registered")
+    _SOURCES[source] = model_source
+
+
+def get_model_source(source: str) -> ModelSource[Any]:
+    """The model source registered as ``source``; ValueError naming the registered ones otherwise."""
+    if source not in _SOURCES:
+        raise ValueError(f"unknown model source {source!r}; registered: {', '.join(_SOURCES)}")
+    return _SOURCES[source]
+
+
+def list_model_sources() -> tuple[str, ...]:
+    """Registered sources, in registration order."""
+    return tuple(_SOURCES)
+
+
 def describe_spec(spec: ModelSpec) -> str:
     """Short display name of a model spec, e.g. ``efficientnet-lite2`` or ``timm:resnet18``."""
-    return spec.name if isinstance(spec, EfficientNetLiteModel) else f"timm:{spec.arch}"
+    return str(get_model_source(spec.source).describe(spec))
 
 
 def lite_weights_path(name: str) -> str:
@@ -41,8 +83,9 @@ def lite_weights_path(name: str) -> str:
 
 
 def _build_lite(spec: EfficientNetLiteModel, input_size: int) -> nn.Module:
-    # The package prints a line on load; keep the CLI output ours. Static "same" padding is computed for
-    # the project's input size so the convolutions pad as TensorFlow's SAME would at that size.
+    """The package's model, its static "same" padding computed for ``input_size`` so the convolutions pad as
+    TensorFlow's SAME would at that size."""
+    # The package prints a line on load; keep the CLI output ours.
     with contextlib.redirect_stdout(io.StringIO()):
         return EfficientNet.from_pretrained(  # type: ignore[no-any-return]
             spec.name, weights_path=lite_weights_path(spec.name), image_size=input_size
@@ -63,7 +106,8 @@ ZOO_PREFIX = "zoo_"
 """Names of restnetc's own model zoo (``models/zoo.py``): registered into timm when a spec first asks for one."""
 
 
-def _build_timm(spec: TimmModel) -> nn.Module:
+def _build_timm(spec: TimmModel, input_size: int) -> nn.Module:
+    """The timm model, with its checkpoint's weights if it names one (``input_size`` is timm's own concern)."""
     if spec.arch.startswith(ZOO_PREFIX):
         import restnetc.models.zoo  # noqa: F401  (registers the zoo_* architectures)
     try:
@@ -82,7 +126,11 @@ def _build_timm(spec: TimmModel) -> nn.Module:
     return model
 
 
+register_model_source("efficientnet-lite", ModelSource(_build_lite, lambda spec: spec.name))
+register_model_source("timm", ModelSource(_build_timm, lambda spec: f"timm:{spec.arch}"))
+
+
 def build_model(spec: ModelSpec, input_size: int) -> nn.Module:
     """Instantiate the model a spec names, with its weights, in eval mode."""
-    model = _build_lite(spec, input_size) if isinstance(spec, EfficientNetLiteModel) else _build_timm(spec)
+    model: nn.Module = get_model_source(spec.source).build(spec, input_size)
     return model.eval()

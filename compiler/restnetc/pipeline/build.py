@@ -20,7 +20,7 @@ from restnetc.budget.cost_table import COST_TABLE_NAME, save_table
 from restnetc.budget.measure import measure_latency, probe_memory
 from restnetc.bundle.budget_check import check_budget, predicted_costs
 from restnetc.bundle.ladder import Rung, eager_logits, ladder
-from restnetc.bundle.lowering import HeldOut, Lowerer, Verified
+from restnetc.bundle.lowering import Lowerer
 from restnetc.bundle.manifest import (
     Accuracy,
     Artifact,
@@ -38,6 +38,7 @@ from restnetc.bundle.manifest import (
     write_manifest,
 )
 from restnetc.bundle.runtime_index import write_index
+from restnetc.bundle.verification import EagerLogits, HeldOut, Verified, Verifier
 from restnetc.cache import Cache, stage_key, toolchain_versions
 from restnetc.config.project import ProjectConfig
 from restnetc.config.target import Metric, TargetConfig
@@ -62,6 +63,30 @@ class BuildResult:
     seconds: float
 
 
+@dataclasses.dataclass(frozen=True)
+class Staged:
+    """A verified artifact written into the staging directory at ``file`` (relative to the bundle), with its
+    rung's eager fp32 top-1 on the test split (reported beside the artifact's)."""
+
+    rung: Rung
+    verified: Verified
+    file: str
+    eager_test_top1: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Measured:
+    """An artifact's host latency and memory (with the cost table's predictions) and its budget check."""
+
+    latency: Latency
+    memory: Memory
+    budget_check: BudgetCheck | None
+
+
+Key = tuple[str, str]
+"""An artifact: (rung id, backend name)."""
+
+
 def _eager(rung: Rung, held_out: HeldOut, cache: Cache) -> torch.Tensor:
     key = stage_key("eager-logits", rung.digest, held_out.digest)
     if (stored := cache.load(key)) is not None:
@@ -75,7 +100,7 @@ def _split_record(images: ImageSet) -> SplitRecord:
     return SplitRecord(images=len(images), indices_sha256=images.indices_sha256)
 
 
-def _budget_figure(metric: Metric, rung: Rung, latency: Latency, memory: Memory) -> float:
+def _budget_figure(metric: Metric, rung: Rung, measured: Measured) -> float:
     """An artifact's figure for a budgeted metric: counted, or measured on this host."""
     if metric is Metric.PARAMS:
         return rung.params
@@ -84,197 +109,258 @@ def _budget_figure(metric: Metric, rung: Rung, latency: Latency, memory: Memory)
     if metric is Metric.FLOPS:
         return 2 * rung.macs
     if metric is Metric.LATENCY_MS:
-        return latency.host.median
-    return memory.host.peak_delta
+        return measured.latency.host.median
+    return measured.memory.host.peak_delta
 
 
-def _standings(
-    keys: list[tuple[str, str]],
-    figures: dict[tuple[str, str], dict[str, float]],
-    results: dict[tuple[str, str], Verified],
-    confidence: float,
-) -> dict[tuple[str, str], Pareto]:
-    """Each artifact's standing among its backend's artifacts, on the validation split."""
-    standings: dict[tuple[str, str], Pareto] = {}
-    for backend in dict.fromkeys(b for _, b in keys):
-        ids = [rid for rid, b in keys if b == backend]
-        contenders = [
-            Contender(rid, figures[(rid, backend)], results[(rid, backend)].evaluation.validation.correct_array)
-            for rid in ids
-        ]
-        for rid, standing in judge(contenders, confidence).items():
-            standings[(rid, backend)] = Pareto(
-                front=standing.front, dominated_by=standing.dominated_by, reason=standing.reason
-            )
-    return standings
-
-
-def _memory(backend: str, path: Path, size: int, threads: int, planned: int | None, cache: Cache) -> Memory:
-    return Memory(host=probe_memory(backend, path, (1, 3, size, size), threads, cache), planned=planned)
+def _threads(target: TargetConfig) -> int:
+    """Threads each runtime uses to verify and to time: the target's, at most this host's cores."""
+    return min(target.runtime.threads, os.cpu_count() or 1)
 
 
 def _quantization(q: TensorQuantization | None) -> Quantization | None:
     return None if q is None else Quantization.model_validate(dataclasses.asdict(q))
 
 
+def _lower_and_verify(
+    search: SearchResult, target: TargetConfig, rungs: list[Rung], cache: Cache, staging: Path
+) -> dict[Key, Staged]:
+    """Stage 1: every rung lowered with every backend and verified (the accuracy policy applied), written into
+    ``staging/<backend>/<rung id><suffix>``."""
+    validation = HeldOut.of(search.validation.images, search.validation.labels)
+    test = HeldOut.of(search.test.images, search.test.labels)
+    eager = {rung.id: EagerLogits(_eager(rung, validation, cache), _eager(rung, test, cache)) for rung in rungs}
+    threads = _threads(target)
+    verifier = Verifier(validation, test, threads, cache, staging)
+    calibration = search.train.images[: target.runtime.calibration_images]
+    lowerer = Lowerer(target.runtime.quantization, calibration, verifier, target.accuracy, cache)
+    backends = [get_backend(name) for name in target.runtime.backends]
+    results = lowerer.build_all(rungs, backends, eager)
+    staged: dict[Key, Staged] = {}
+    for backend in backends:
+        (staging / backend.name).mkdir()
+        for rung in rungs:
+            result = results[(rung.id, backend.name)]
+            relative = f"{backend.name}/{rung.id}{backend.suffix}"
+            (staging / relative).write_bytes(result.lowered.data)
+            top1 = float((eager[rung.id].test.argmax(1) == test.labels).double().mean() * 100)
+            staged[(rung.id, backend.name)] = Staged(rung, result, relative, top1)
+    return staged
+
+
+def _memory(backend: str, path: Path, size: int, threads: int, planned: int | None, cache: Cache) -> Memory:
+    return Memory(host=probe_memory(backend, path, (1, 3, size, size), threads, cache), planned=planned)
+
+
+def _measure(
+    staged: dict[Key, Staged], search: SearchResult, target: TargetConfig, size: int, cache: Cache, staging: Path
+) -> dict[Key, Measured]:
+    """Stage 2: host latency (interleaved runs) and memory (one process per probe) of every staged artifact, the
+    cost table's predictions beside them, and each variant's budget checked against its source's figure."""
+    threads = _threads(target)
+    example = search.train.images[:1].numpy()
+    backends = {bname: get_backend(bname) for _, bname in staged}
+    with captured():
+        invokers = {
+            f"{rid}/{bname}": backends[bname].invoker(staging / one.file, threads, example)
+            for (rid, bname), one in staged.items()
+        }
+    latency = measure_latency(invokers, target.measurement, threads)
+    del invokers
+    step(f"host latency measured: {target.measurement.runs} interleaved runs per artifact, {threads} threads")
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        probes = {
+            key: pool.submit(
+                _memory, key[1], staging / one.file, size, threads, one.verified.lowered.planned_memory, cache
+            )
+            for key, one in staged.items()
+        }
+        memories = {key: probe.result() for key, probe in probes.items()}
+    step(f"memory measured for {len(staged)} artifacts (separate processes)")
+    measured: dict[Key, Measured] = {}
+    for (rid, bname), one in staged.items():
+        host_latency, memory = Latency(host=latency[f"{rid}/{bname}"]), memories[(rid, bname)]
+        budget_check = None
+        if search.costs is not None and bname == search.costs.backend.value:
+            predicted_ms, predicted_bytes = predicted_costs(search.costs, one.rung)
+            host_latency = host_latency.model_copy(update={"predicted": predicted_ms})
+            memory = memory.model_copy(update={"predicted": predicted_bytes})
+            budget_check = check_budget(one.rung, target.costs.source, host_latency, memory)
+            if budget_check is not None and not budget_check.met:
+                check = budget_check
+                console.print(
+                    f"[bold yellow]BUDGET WARNING[/] {rid} {bname}: {check.metric} {check.figure:.4g} "
+                    f"({check.source}) is over the budget's {check.limit:.4g}",
+                    highlight=False,
+                )
+        measured[(rid, bname)] = Measured(host_latency, memory, budget_check)
+    return measured
+
+
+def _standings(staged: dict[Key, Staged], measured: dict[Key, Measured], target: TargetConfig) -> dict[Key, Pareto]:
+    """Stage 3: each artifact's standing among its backend's artifacts on the budgeted metrics, on validation."""
+    metrics = list(dict.fromkeys(budget.metric for budget in target.budgets))
+    standings: dict[Key, Pareto] = {}
+    for backend in dict.fromkeys(b for _, b in staged):
+        contenders = [
+            Contender(
+                rid,
+                {m.value: _budget_figure(m, one.rung, measured[(rid, b)]) for m in metrics},
+                one.verified.evaluation.validation.correct_array,
+            )
+            for (rid, b), one in staged.items()
+            if b == backend
+        ]
+        for rid, standing in judge(contenders, target.ladder.confidence).items():
+            standings[(rid, backend)] = Pareto(
+                front=standing.front, dominated_by=standing.dominated_by, reason=standing.reason
+            )
+    return standings
+
+
+def _accuracy(one: Staged) -> Accuracy:
+    """An artifact's accuracy record: test figures with their interval (reports), validation (decisions)."""
+    evaluation = one.verified.evaluation
+    correct = evaluation.test.correct_array
+    low, high = wilson_interval(int(correct.sum()), len(correct))
+    return Accuracy(
+        eager_fp32=round(one.eager_test_top1, 3),
+        artifact=evaluation.test.accuracy,
+        images=len(correct),
+        interval=(round(low, 3), round(high, 3)),
+        validation=evaluation.validation.accuracy,
+        validation_images=len(evaluation.validation.correct),
+    )
+
+
+def _artifact(
+    one: Staged,
+    bname: str,
+    measured: Measured,
+    standing: Pareto,
+    accuracy: Accuracy,
+    project: ProjectConfig,
+    target: TargetConfig,
+) -> Artifact:
+    """The manifest entry of a shipped artifact."""
+    rung, result, data = one.rung, one.verified, one.verified.lowered.data
+    input_q, size = result.lowered.input_quantization, project.data.input_size
+    return Artifact(
+        id=rung.id,
+        role="parent" if rung.role == "parent" else "variant",
+        backend=bname,
+        quantization=target.runtime.quantization.value,
+        float_modules=list(result.float_modules),
+        file=one.file,
+        entry_point=result.lowered.entry_point,
+        bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        params=rung.params,
+        macs=rung.macs,
+        budget=rung.budget.describe() if rung.budget else None,
+        budget_check=measured.budget_check,
+        stitch=rung.stitch,
+        accuracy=accuracy,
+        agreement=result.evaluation.test.agreement,
+        max_logit_diff=result.evaluation.test.max_logit_diff,
+        latency_ms=measured.latency,
+        memory_bytes=measured.memory,
+        input=InputSpec(
+            shape=(1, 3, size, size),
+            dtype="float32" if input_q is None else input_q.dtype,
+            normalization={"mean": project.data.normalization.mean, "std": project.data.normalization.std},
+            quantization=_quantization(input_q),
+            output_quantization=_quantization(result.lowered.output_quantization),
+        ),
+        delegation=Delegation(**dataclasses.asdict(result.lowered.delegation)),
+        policy=result.policy,
+        pareto=standing,
+    )
+
+
+def _admit(
+    staged: dict[Key, Staged],
+    measured: dict[Key, Measured],
+    standings: dict[Key, Pareto],
+    project: ProjectConfig,
+    target: TargetConfig,
+    staging: Path,
+) -> tuple[list[Artifact], list[Dropped]]:
+    """Stage 4: the ladder's verdict on each artifact under ``ladder.dominated``; the manifest entries of those
+    shipped, and the record of those dropped (their files removed from ``staging``)."""
+    artifacts, dropped = [], []
+    for (rid, bname), one in staged.items():
+        accuracy, standing, figures = _accuracy(one), standings[(rid, bname)], measured[(rid, bname)]
+        if not standing.front and target.ladder.dominated != "keep":
+            verdict = "dropped" if target.ladder.dominated == "drop" else "shipped"
+            console.print(f"[bold yellow]LADDER[/] {rid} {bname} {verdict}: {standing.reason}", highlight=False)
+            if target.ladder.dominated == "drop":
+                (staging / one.file).unlink()
+                dropped.append(
+                    Dropped(
+                        id=rid,
+                        role="parent" if one.rung.role == "parent" else "variant",
+                        backend=bname,
+                        params=one.rung.params,
+                        macs=one.rung.macs,
+                        latency_ms=figures.latency.host.median,
+                        memory_bytes=figures.memory.host.peak_delta,
+                        accuracy=accuracy,
+                        pareto=standing,
+                    )
+                )
+                continue
+        artifacts.append(_artifact(one, bname, figures, standing, accuracy, project, target))
+    return artifacts, dropped
+
+
+def _manifest(
+    search: SearchResult,
+    project: ProjectConfig,
+    target: TargetConfig,
+    artifacts: list[Artifact],
+    dropped: list[Dropped],
+) -> Manifest:
+    return Manifest(
+        target=target.model_dump(mode="json", by_alias=True),
+        project=project.model_dump(mode="json"),
+        splits=Splits(
+            train=_split_record(search.train),
+            validation=_split_record(search.validation),
+            test=_split_record(search.test),
+        ),
+        labels=list(search.train.classes),
+        tools=toolchain_versions(),
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        accuracy_tolerance_points=target.accuracy.tolerance_points,
+        artifacts=artifacts,
+        dropped=dropped,
+    )
+
+
+def _write_bundle_files(staging: Path, manifest: Manifest, search: SearchResult) -> None:
+    """Stage 5: the manifest, the shim's index, the CKA matrix, the cost table, variants.json and the report."""
+    write_manifest(staging, manifest)
+    write_index(staging, manifest)
+    np.save(staging / "cka.npy", search.cka)
+    if search.costs is not None:
+        save_table(search.costs, staging / COST_TABLE_NAME)
+    (staging / "variants.json").write_text(json.dumps(variants_document(search), indent=2) + "\n")
+    write_bundle_report(manifest, search, staging)
+
+
 def run_build(project: ProjectConfig, target: TargetConfig, cache: Cache, out_dir: Path | None = None) -> BuildResult:
-    """Build the bundle for ``target`` into ``out_dir`` (default ``dist/<target name>``), atomically."""
+    """Build the bundle for ``target`` into ``out_dir`` (default ``dist/<target name>``), atomically: nothing
+    appears there unless every stage succeeds."""
     start = time.perf_counter()
     bundle = out_dir or DEFAULT_BUNDLE_ROOT / target.name
     search = run_search(project, target, cache, build=True)
     rungs = ladder(search)
-    size = project.data.input_size
-    validation = HeldOut.of(search.validation.images, search.validation.labels)
-    test = HeldOut.of(search.test.images, search.test.labels)
-    calibration = search.train.images[: target.runtime.calibration_images]
-    threads = min(target.runtime.threads, os.cpu_count() or 1)
-    eager = {rung.id: (_eager(rung, validation, cache), _eager(rung, test, cache)) for rung in rungs}
-    eager_accuracy = {k: float((t.argmax(1) == test.labels).double().mean() * 100) for k, (_, t) in eager.items()}
-
     with staged_directory(bundle) as staging:
-        lowerer = Lowerer(
-            target.runtime.quantization, calibration, validation, test, target.accuracy, threads, cache, staging
-        )
-        backends = {name.value: get_backend(name) for name in target.runtime.backends}
-        results = lowerer.build_all(rungs, list(backends.values()), eager)
-        verified: dict[tuple[str, str], tuple[Rung, Verified, str]] = {}
-        for backend in backends.values():
-            (staging / backend.name).mkdir()
-            for rung in rungs:
-                result = results[(rung.id, backend.name)]
-                relative = f"{backend.name}/{rung.id}{backend.suffix}"
-                (staging / relative).write_bytes(result.lowered.data)
-                verified[(rung.id, backend.name)] = (rung, result, relative)
-
-        example = calibration[:1].numpy()
-        with captured():
-            invokers = {
-                f"{rid}/{bname}": backends[bname].invoker(staging / relative, threads, example)
-                for (rid, bname), (_, _, relative) in verified.items()
-            }
-        latency = measure_latency(invokers, target.measurement, threads)
-        del invokers
-        step(f"host latency measured: {target.measurement.runs} interleaved runs per artifact, {threads} threads")
-
-        # Each probe is its own process: run one per core side by side.
-        with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-            probes = {
-                key: pool.submit(
-                    _memory, key[1], staging / relative, size, threads, result.lowered.planned_memory, cache
-                )
-                for key, (_, result, relative) in verified.items()
-            }
-            memories = {key: probe.result() for key, probe in probes.items()}
-        measured: dict[tuple[str, str], tuple[Latency, Memory, BudgetCheck | None]] = {}
-        for (rid, bname), (rung, _, _) in verified.items():
-            measured_latency, memory = Latency(host=latency[f"{rid}/{bname}"]), memories[(rid, bname)]
-            budget_check = None
-            if search.costs is not None and bname == search.costs.backend.value:
-                predicted_ms, predicted_bytes = predicted_costs(search.costs, rung)
-                measured_latency = measured_latency.model_copy(update={"predicted": predicted_ms})
-                memory = memory.model_copy(update={"predicted": predicted_bytes})
-                budget_check = check_budget(rung, target.costs.source, measured_latency, memory)
-                if budget_check is not None and not budget_check.met:
-                    check = budget_check
-                    console.print(
-                        f"[bold yellow]BUDGET WARNING[/] {rid} {bname}: {check.metric} {check.figure:.4g} "
-                        f"({check.source}) is over the budget's {check.limit:.4g}",
-                        highlight=False,
-                    )
-            measured[(rid, bname)] = (measured_latency, memory, budget_check)
-        metrics = list(dict.fromkeys(budget.metric for budget in target.budgets))
-        figures = {
-            key: {m.value: _budget_figure(m, verified[key][0], *measured[key][:2]) for m in metrics} for key in verified
-        }
-        standings = _standings(list(verified), figures, results, target.ladder.confidence)
-        artifacts, dropped = [], []
-        for (rid, bname), (rung, result, relative) in verified.items():
-            data = result.lowered.data
-            measured_latency, memory, budget_check = measured[(rid, bname)]
-            evaluation, standing = result.evaluation, standings[(rid, bname)]
-            correct = evaluation.test.correct_array
-            accuracy = Accuracy(
-                eager_fp32=round(eager_accuracy[rid], 3),
-                artifact=evaluation.test.accuracy,
-                images=len(test.labels),
-                interval=tuple(round(x, 3) for x in wilson_interval(int(correct.sum()), len(correct))),
-                validation=evaluation.validation.accuracy,
-                validation_images=len(validation.labels),
-            )
-            if not standing.front and target.ladder.dominated != "keep":
-                verdict = "dropped" if target.ladder.dominated == "drop" else "shipped"
-                console.print(f"[bold yellow]LADDER[/] {rid} {bname} {verdict}: {standing.reason}", highlight=False)
-                if target.ladder.dominated == "drop":
-                    (staging / relative).unlink()
-                    dropped.append(
-                        Dropped(
-                            id=rid,
-                            role="parent" if rung.role == "parent" else "variant",
-                            backend=bname,
-                            params=rung.params,
-                            macs=rung.macs,
-                            latency_ms=measured_latency.host.median,
-                            memory_bytes=memory.host.peak_delta,
-                            accuracy=accuracy,
-                            pareto=standing,
-                        )
-                    )
-                    continue
-            input_q = result.lowered.input_quantization
-            artifacts.append(
-                Artifact(
-                    id=rid,
-                    role="parent" if rung.role == "parent" else "variant",
-                    backend=bname,
-                    quantization=target.runtime.quantization.value,
-                    float_modules=list(result.float_modules),
-                    file=relative,
-                    entry_point=result.lowered.entry_point,
-                    bytes=len(data),
-                    sha256=hashlib.sha256(data).hexdigest(),
-                    params=rung.params,
-                    macs=rung.macs,
-                    budget=rung.budget.describe() if rung.budget else None,
-                    budget_check=budget_check,
-                    stitch=rung.stitch,
-                    accuracy=accuracy,
-                    agreement=evaluation.test.agreement,
-                    max_logit_diff=evaluation.test.max_logit_diff,
-                    latency_ms=measured_latency,
-                    memory_bytes=memory,
-                    input=InputSpec(
-                        shape=(1, 3, size, size),
-                        dtype="float32" if input_q is None else input_q.dtype,
-                        normalization={"mean": project.data.normalization.mean, "std": project.data.normalization.std},
-                        quantization=_quantization(input_q),
-                        output_quantization=_quantization(result.lowered.output_quantization),
-                    ),
-                    delegation=Delegation(**result.lowered.delegation.__dict__),
-                    policy=result.policy,
-                    pareto=standing,
-                )
-            )
-        step(f"memory measured for {len(artifacts)} artifacts (separate processes)")
-        manifest = Manifest(
-            target=target.model_dump(mode="json", by_alias=True),
-            project=project.model_dump(mode="json"),
-            splits=Splits(
-                train=_split_record(search.train),
-                validation=_split_record(search.validation),
-                test=_split_record(search.test),
-            ),
-            labels=list(search.train.classes),
-            tools=toolchain_versions(),
-            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            accuracy_tolerance_points=target.accuracy.tolerance_points,
-            artifacts=artifacts,
-            dropped=dropped,
-        )
-        write_manifest(staging, manifest)
-        write_index(staging, manifest)
-        np.save(staging / "cka.npy", search.cka)
-        if search.costs is not None:
-            save_table(search.costs, staging / COST_TABLE_NAME)
-        (staging / "variants.json").write_text(json.dumps(variants_document(search), indent=2) + "\n")
-        write_bundle_report(manifest, search, staging)
+        staged = _lower_and_verify(search, target, rungs, cache, staging)
+        measured = _measure(staged, search, target, project.data.input_size, cache, staging)
+        standings = _standings(staged, measured, target)
+        artifacts, dropped = _admit(staged, measured, standings, project, target, staging)
+        manifest = _manifest(search, project, target, artifacts, dropped)
+        _write_bundle_files(staging, manifest, search)
     return BuildResult(bundle, manifest, search, time.perf_counter() - start)

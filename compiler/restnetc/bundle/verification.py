@@ -1,0 +1,141 @@
+"""Verifying a lowered artifact: run it in its own runtime over the validation and test images and compare it
+with the eager fp32 model on each split (top-1, top-1 agreement, largest logit difference).
+
+Figures are cached by the sha256 of the artifact's bytes, so they can only ever describe those bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from restnetc.backends import Backend, Lowered
+from restnetc.backends.native_output import captured
+from restnetc.cache import Cache, stage_key
+from restnetc.errors import RestnetcError
+
+
+class BuildError(RestnetcError):
+    """A build stopped: a model could not be lowered or run, or the accuracy policy says fail."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """An artifact's figures on one split; ``correct`` holds ``0``/``1`` per image, in the split's order."""
+
+    accuracy: float
+    agreement: float
+    max_logit_diff: float
+    correct: str
+
+    @property
+    def correct_array(self) -> np.ndarray:
+        """``correct`` as a bool array (for paired tests)."""
+        flags: np.ndarray = np.frombuffer(self.correct.encode("ascii"), dtype=np.uint8) == ord("1")
+        return flags
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluations:
+    """An artifact's figures on the validation split (every decision) and the test split (reports only)."""
+
+    validation: Evaluation
+    test: Evaluation
+
+    @staticmethod
+    def from_json(stored: dict[str, dict[str, object]]) -> Evaluations:
+        return Evaluations(Evaluation(**stored["validation"]), Evaluation(**stored["test"]))  # type: ignore[arg-type]
+
+
+@dataclasses.dataclass(frozen=True)
+class Verified:
+    """A lowered, verified artifact, the quantization units it keeps in float, and the accuracy policy's note."""
+
+    lowered: Lowered
+    float_modules: tuple[str, ...]
+    evaluation: Evaluations
+    policy: str
+
+
+@dataclasses.dataclass(frozen=True)
+class HeldOut:
+    """A held-out split's images with labels, and a digest that identifies them."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    digest: str
+
+    @staticmethod
+    def of(images: torch.Tensor, labels: torch.Tensor) -> HeldOut:
+        digest = hashlib.sha256(images.numpy().tobytes() + labels.numpy().tobytes()).hexdigest()
+        return HeldOut(images, labels, digest)
+
+
+@dataclasses.dataclass(frozen=True)
+class EagerLogits:
+    """The eager fp32 model's logits on the validation and test images (what an artifact is compared with)."""
+
+    validation: torch.Tensor
+    test: torch.Tensor
+
+
+def _figures(out: np.ndarray, labels: torch.Tensor, eager: torch.Tensor) -> Evaluation:
+    predicted = out.argmax(axis=1)
+    correct = predicted == labels.numpy()
+    return Evaluation(
+        accuracy=round(float(correct.mean() * 100), 3),
+        agreement=round(float((predicted == eager.argmax(1).numpy()).mean() * 100), 3),
+        max_logit_diff=round(float(np.abs(out - eager.numpy()).max()), 5),
+        correct="".join("1" if c else "0" for c in correct),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Verifier:
+    """Runs artifacts in their runtimes on ``validation`` and ``test`` with ``threads`` threads, writing each
+    artifact to ``work_dir`` only while it runs; figures are cached in ``cache``."""
+
+    validation: HeldOut
+    test: HeldOut
+    threads: int
+    cache: Cache
+    work_dir: Path
+
+    def key(self, sha256: str) -> str:
+        """The cache key of the figures verified for the artifact whose bytes have ``sha256``."""
+        return stage_key("verify", sha256, self.validation.digest, self.test.digest)
+
+    def stored(self, sha256: str) -> Evaluations | None:
+        """The figures verified earlier for the bytes with ``sha256``, if any."""
+        stored = self.cache.load_json(self.key(sha256))
+        return None if stored is None else Evaluations.from_json(stored)
+
+    def evaluate(self, lowered: Lowered, backend: Backend, eager: EagerLogits, label: str) -> Evaluations:
+        """``lowered``'s figures on both splits; BuildError (with the runtime's words) if its runtime refuses it."""
+        sha = hashlib.sha256(lowered.data).hexdigest()
+        if (stored := self.stored(sha)) is not None:
+            return stored
+        path = self.work_dir / f"verify-{sha[:16]}{backend.suffix}"
+        path.write_bytes(lowered.data)
+        images = torch.cat([self.validation.images, self.test.images]).numpy()
+        with captured() as output:
+            try:
+                out = backend.load(path, self.threads)(images)
+            except Exception as exc:  # the runtime refused what the toolchain produced: keep its words
+                raise BuildError(
+                    f"{label}: the lowered program does not run in its runtime: {type(exc).__name__}: {exc}\n"
+                    f"{output.tail()}"
+                ) from None
+            finally:
+                path.unlink()
+        count = len(self.validation.labels)
+        evaluations = Evaluations(
+            _figures(out[:count], self.validation.labels, eager.validation),
+            _figures(out[count:], self.test.labels, eager.test),
+        )
+        self.cache.save_json(self.key(sha), dataclasses.asdict(evaluations))
+        return evaluations
