@@ -208,3 +208,15 @@ def test_target_names_are_plain_file_names(name: str) -> None:
     """A target's name names the bundle directory and the device's remote directory (bench plan)."""
     with pytest.raises(ValidationError, match="not a plain file name"):
         TargetConfig.model_validate({**yaml.safe_load(TINY_TARGET), "name": name})
+
+
+def test_the_measured_slack_applies_to_measured_metrics_only_and_is_bounded() -> None:
+    from restnetc.config.target import LadderPolicy
+
+    metrics = [Metric.PARAMS, Metric.MACS, Metric.FLOPS, Metric.LATENCY_MS, Metric.MEMORY_MB]
+    assert LadderPolicy().slack(metrics) == {"latency_ms": 0.05, "memory_mb": 0.05}
+    assert LadderPolicy(measured_slack=0).slack([Metric.LATENCY_MS]) == {"latency_ms": 0.0}
+    assert LadderPolicy().slack([Metric.PARAMS]) == {}
+    for bad in (-0.01, 0.5):
+        with pytest.raises(ValidationError, match="measured_slack"):
+            LadderPolicy(measured_slack=bad)

@@ -155,6 +155,35 @@ def test_equal_costs_and_significantly_more_accurate_dominates() -> None:
     assert twins["one"].front and twins["two"].front
 
 
+def test_a_measured_cost_within_the_slack_counts_as_no_more() -> None:
+    better, worse = paired(both=125, a_only=25, b_only=5, neither=45)  # p ~ 3e-4
+
+    def timed(id: str, correct: np.ndarray, latency: float) -> Contender:
+        return Contender(id, {"params": 3e6, "latency_ms": latency}, correct)
+
+    three_percent_slower = [timed("worse", worse, 10.0), timed("better", better, 10.3)]
+    assert all(s.front for s in judge(three_percent_slower).values())
+    standing = judge(three_percent_slower, slack={"latency_ms": 0.05})["worse"]
+    assert standing.dominated_by == "better"
+    assert "latency 10.3ms ~ 10ms (within the 5% measurement slack)" in (standing.reason or "")
+    # beyond the slack it is dearer, and the slack of one metric never loosens another
+    assert judge([timed("worse", worse, 10.0), timed("better", better, 10.6)], slack={"latency_ms": 0.05})[
+        "worse"
+    ].front
+    dearer_params = [Contender("worse", {"params": 3e6, "latency_ms": 10.0}, worse)]
+    dearer_params.append(Contender("better", {"params": 3.01e6, "latency_ms": 9.0}, better))
+    assert judge(dearer_params, slack={"latency_ms": 0.05})["worse"].front
+
+
+def test_slack_is_refused_out_of_range_or_for_an_unknown_metric() -> None:
+    a, b = paired(both=10, a_only=1, b_only=1, neither=2)
+    pair = [contender("x", a), contender("y", b)]
+    with pytest.raises(ValueError, match=r"slack must be in \[0, 1\)"):
+        judge(pair, slack={"params": -0.1})
+    with pytest.raises(ValueError, match=r"slack names metrics \['latency_ms'\] no contender has"):
+        judge(pair, slack={"latency_ms": 0.05})
+
+
 def test_the_most_accurate_of_several_dominators_is_named() -> None:
     # 300 images: best right on 240, good on 210, weak on 150; both others are cheaper than weak
     rng = np.random.default_rng(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -136,6 +137,17 @@ class LadderPolicy(StrictModel):
     confidence: float = Field(
         default=0.95, gt=0.5, lt=1, description="'more accurate with confidence': paired test at this level"
     )
+    measured_slack: float = Field(
+        default=0.05,
+        ge=0,
+        lt=0.5,
+        description="measured latency and memory within this share above a rival's count as no more than it "
+        "(equal programs measure a few percent apart from run to run)",
+    )
+
+    def slack(self, metrics: Iterable[Metric]) -> dict[str, float]:
+        """The dominance slack of each of ``metrics`` that is measured (latency, memory): ``measured_slack``."""
+        return {m.value: self.measured_slack for m in metrics if m in (Metric.LATENCY_MS, Metric.MEMORY_MB)}
 
 
 class Measurement(StrictModel):

@@ -63,20 +63,32 @@ def format_cost(metric: str, value: float) -> str:
 _LABELS = {"latency_ms": "latency", "memory_bytes": "memory", "memory_mb": "memory"}
 
 
-def _reason(winner: Contender, loser: Contender, comparison: PairedComparison) -> str:
-    costs = ", ".join(
-        f"{_LABELS.get(m, m)} {format_cost(m, winner.costs[m])} <= {format_cost(m, loser.costs[m])}"
-        for m in loser.costs
-    )
+def _no_more(winner: float, loser: float, slack: float) -> bool:
+    """``winner`` costs no more than ``loser``, counting a figure within ``slack`` of it as equal."""
+    return winner <= loser * (1.0 + slack)
+
+
+def _cost_clause(metric: str, winner: float, loser: float, slack: float) -> str:
+    label, won, lost = _LABELS.get(metric, metric), format_cost(metric, winner), format_cost(metric, loser)
+    if winner <= loser:
+        return f"{label} {won} <= {lost}"
+    return f"{label} {won} ~ {lost} (within the {slack:.0%} measurement slack)"
+
+
+def _reason(winner: Contender, loser: Contender, comparison: PairedComparison, slack: Mapping[str, float]) -> str:
+    costs = ", ".join(_cost_clause(m, winner.costs[m], loser.costs[m], slack.get(m, 0.0)) for m in loser.costs)
     return (
         f"{winner.id} costs no more ({costs}) and is more accurate: {winner.accuracy:.2f}% vs {loser.accuracy:.2f}%"
         f" (paired McNemar p={comparison.p_value:.2g})"
     )
 
 
-def _check(contenders: Sequence[Contender], confidence: float) -> None:
+def _check(contenders: Sequence[Contender], confidence: float, slack: Mapping[str, float]) -> None:
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    bad_slack = {m: v for m, v in slack.items() if not (math.isfinite(v) and 0 <= v < 1)}
+    if bad_slack:
+        raise ValueError(f"slack must be in [0, 1) for each metric, got {bad_slack}")
     ids = [c.id for c in contenders]
     if len(set(ids)) != len(ids):
         raise ValueError(f"contender ids must be distinct, got {ids}")
@@ -86,6 +98,8 @@ def _check(contenders: Sequence[Contender], confidence: float) -> None:
     if not first.costs:
         raise ValueError(f"{first.id}: no cost metric to compare on")
     for c in contenders:
+        if not set(slack) <= set(first.costs):
+            raise ValueError(f"slack names metrics {sorted(set(slack) - set(first.costs))} no contender has")
         if set(c.costs) != set(first.costs):
             raise ValueError(
                 f"every contender needs the same cost metrics: {c.id} has {sorted(c.costs)}, "
@@ -104,20 +118,25 @@ def _check(contenders: Sequence[Contender], confidence: float) -> None:
             raise ValueError(f"{c.id}: no image to judge on")
 
 
-def judge(contenders: Sequence[Contender], confidence: float = 0.95) -> dict[str, Standing]:
+def judge(
+    contenders: Sequence[Contender], confidence: float = 0.95, slack: Mapping[str, float] | None = None
+) -> dict[str, Standing]:
     """The standing of every contender, by id (in the order given).
 
     X is dominated when another contender Y costs no more than X on every metric and is more accurate with
     confidence: Y is right on more images than X, and the exact two-sided McNemar test on the paired
     correctness gives ``p < 1 - confidence``. Among several dominators the most accurate is named (ties: the
     cheapest on X's first metric, then the smallest id). The front is everything not dominated; it is never
-    empty, since the most accurate contender cannot be dominated.
+    empty, since the most accurate contender cannot be dominated. ``slack`` (by metric, a share) is for measured
+    costs: Y's figure within ``slack`` above X's counts as no more, since timings and memory peaks of equal
+    programs differ from run to run by about that much; counted metrics (params, MACs) take none.
 
     ValueError unless ids are distinct, every contender has the same non-empty set of metric keys with finite
     values, every ``correct`` is a non-empty one-dimensional bool array of one common length, and
     ``0 < confidence < 1``.
     """
-    _check(contenders, confidence)
+    slack = dict(slack or {})
+    _check(contenders, confidence, slack)
     alpha = 1.0 - confidence
     standings: dict[str, Standing] = {}
     for loser in contenders:
@@ -127,7 +146,7 @@ def judge(contenders: Sequence[Contender], confidence: float = 0.95) -> dict[str
         for winner in contenders:
             if winner is loser or int(np.count_nonzero(winner.correct)) <= lost_to:
                 continue
-            if any(winner.costs[m] > loser.costs[m] for m in metrics):
+            if not all(_no_more(winner.costs[m], loser.costs[m], slack.get(m, 0.0)) for m in metrics):
                 continue
             comparison = compare_paired(winner.correct, loser.correct, confidence)
             if comparison.p_value < alpha:
@@ -142,7 +161,7 @@ def judge(contenders: Sequence[Contender], confidence: float = 0.95) -> dict[str
         standings[loser.id] = Standing(
             front=False,
             dominated_by=winner.id,
-            reason=_reason(winner, loser, comparison),
+            reason=_reason(winner, loser, comparison, slack),
             comparison=comparison,
         )
     return standings

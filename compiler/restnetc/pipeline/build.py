@@ -211,7 +211,8 @@ def _standings(staged: dict[Key, Staged], measured: dict[Key, Measured], target:
             for (rid, b), one in staged.items()
             if b == backend
         ]
-        for rid, standing in judge(contenders, target.ladder.confidence).items():
+        slack = target.ladder.slack(metrics)
+        for rid, standing in judge(contenders, target.ladder.confidence, slack).items():
             standings[(rid, backend)] = Pareto(
                 front=standing.front, dominated_by=standing.dominated_by, reason=standing.reason
             )

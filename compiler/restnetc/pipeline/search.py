@@ -313,9 +313,10 @@ def _kl_order(
 class _Ladder:
     """The rungs accepted so far (parents first), as contenders for the dominance test on validation."""
 
-    def __init__(self, metrics: list[Metric], confidence: float) -> None:
+    def __init__(self, metrics: list[Metric], confidence: float, slack: dict[str, float]) -> None:
         self.metrics = metrics
         self.confidence = confidence
+        self.slack = slack
         self.contenders: list[Contender] = []
 
     def add(self, id: str, figure: Callable[[Metric], float], scores: Scores) -> None:
@@ -326,7 +327,7 @@ class _Ladder:
     def dominated(self, contender: Contender) -> str | None:
         """Why ``contender`` is dominated by an accepted rung other than itself, or None."""
         others = [c for c in self.contenders if c.id != contender.id]
-        return judge([*others, contender], self.confidence)[contender.id].reason
+        return judge([*others, contender], self.confidence, self.slack)[contender.id].reason
 
 
 def _parents_note(front: ParentResult, back: ParentResult, parents: tuple[Parent, Parent]) -> str | None:
@@ -388,7 +389,7 @@ def run_search(project: ProjectConfig, target: TargetConfig, cache: Cache, *, bu
                 scored.append((candidate, Scores.of(figures).validation))
             orders[budget] = sorted(scored, key=lambda pair: -pair[1])  # stable: ties keep the CKA order
 
-    ladder = _Ladder(metrics, target.ladder.confidence)
+    ladder = _Ladder(metrics, target.ladder.confidence, target.ladder.slack(metrics))
     for result, parent in ((front_result, front), (back_result, back)):
         ladder.add(parent.name, partial(_parent_figure, costs, parent), result.scores)
     models: dict[tuple[int, int], StitchedModel] = {}
