@@ -310,6 +310,76 @@ def _kl_order(
     return sorted(scored, key=lambda pair: pair[1])  # stable: ties keep the CKA order
 
 
+Order = list[tuple[Candidate, float]]
+"""A band's candidates in the order a selector tries them, each with the score it was ordered by."""
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What a selector reads: the project, the prepared parents and data, the feature passes and the cache."""
+
+    project: ProjectConfig
+    prepared: _Prepared
+    passes: _Passes
+    cache: Cache
+
+
+@dataclass(frozen=True)
+class Selector:
+    """How ``search.selector`` orders a band: ``shortlist`` draws at most ``search.shortlist`` candidates before
+    the feature passes are planned; ``rescore``, if any, reorders each shortlist once they are."""
+
+    shortlist: Callable[[_Context, Band], Order]
+    rescore: Callable[[_Context, Order], Order] | None = None
+
+
+_SELECTORS: dict[str, Selector] = {}
+
+
+def register_selector(name: str, selector: Selector) -> None:
+    """Register ``selector`` under the ``search.selector`` value ``name``; a name is registered once."""
+    if name in _SELECTORS:
+        raise ValueError(f"selector {name!r} is already registered")
+    _SELECTORS[name] = selector
+
+
+def get_selector(name: str) -> Selector:
+    """The selector registered as ``name``; ValueError naming the registered ones otherwise."""
+    if name not in _SELECTORS:
+        raise ValueError(f"unknown selector {name!r}; registered: {', '.join(_SELECTORS)}")
+    return _SELECTORS[name]
+
+
+def list_selectors() -> tuple[str, ...]:
+    """Registered selector names, in registration order."""
+    return tuple(_SELECTORS)
+
+
+def _by_cka(context: _Context, band: Band) -> Order:
+    return [(c, c.cka) for c in band.candidates[: context.project.search.shortlist]]
+
+
+def _by_kl(context: _Context, band: Band) -> Order:
+    return _kl_order(context.project, context.prepared, context.passes, band)[: context.project.search.shortlist]
+
+
+def _by_screen(context: _Context, order: Order) -> Order:
+    """``order`` by validation top-1 after a short fine-tune of each (``search.screen_epochs``), best first."""
+    project = context.project
+    screen = project.finetune.model_copy(update={"epochs": project.search.screen_epochs})
+    scored = []
+    for candidate, _ in order:
+        point = (candidate.front_block, candidate.back_block)
+        _, figures = _trained(project, context.prepared, context.passes, point, screen, context.cache)
+        scored.append((candidate, Scores.of(figures).validation))
+    return sorted(scored, key=lambda pair: -pair[1])  # stable: ties keep the CKA order
+
+
+register_selector("cka", Selector(_by_cka))
+register_selector("kl", Selector(_by_kl))
+register_selector("measured", Selector(_by_cka, _by_screen))
+
+
 class _Ladder:
     """The rungs accepted so far (parents first), as contenders for the dominance test on validation."""
 
@@ -344,54 +414,19 @@ def _parents_note(front: ParentResult, back: ParentResult, parents: tuple[Parent
     )
 
 
-def run_search(project: ProjectConfig, target: TargetConfig, cache: Cache, *, build: bool = False) -> SearchResult:
-    """Run the front end for every budget of ``target``; see the module docstring.
-
-    Each budget's band of candidates is ordered by ``search.selector`` (CKA, KL, or validation top-1 after a
-    short fine-tune of the CKA shortlist); the rung takes the first candidate, fully fine-tuned, that no
-    cheaper rung (parents included) dominates on validation, trying at most ``search.shortlist`` of them.
-    ``build``: the search starts a build, so the data check covers the target's int8 calibration images too.
-    """
-    start = time.perf_counter()
-    prepared = _prepare(project, target if build else None, cache)
+def _climb(
+    context: _Context,
+    target: TargetConfig,
+    budget_bands: list[Band],
+    orders: dict[Budget, Order],
+    ladder: _Ladder,
+    figure: Figure,
+) -> tuple[list[VariantResult], list[DroppedRung], dict[tuple[int, int], StitchedModel]]:
+    """The rung of each band, cheapest budget first: the first candidate of its order, fully fine-tuned, that
+    no rung accepted so far dominates on validation (``ladder.dominated`` says what happens when all are)."""
+    project, prepared, search = context.project, context.prepared, context.project.search
     front, back = prepared.front, prepared.back
-    metrics = list(dict.fromkeys(budget.metric for budget in target.budgets))
-    costs = (
-        cost_table(project, target, (front, back), prepared.splits.train, cache)
-        if any(m.measured for m in metrics)
-        else None
-    )
-    figure = _figure(costs, front.name, back.name, prepared.stitch_cost)
-    search = project.search
-    budget_bands = bands(prepared.candidates(), target.budgets, figure)
-    passes = _Passes(project, (front, back), prepared.splits, set())
-    orders: dict[Budget, list[tuple[Candidate, float]]] = {}
-    for band in budget_bands:
-        if search.selector == "kl":
-            orders[band.budget] = _kl_order(project, prepared, passes, band)[: search.shortlist]
-        else:
-            orders[band.budget] = [(c, c.cka) for c in band.candidates[: search.shortlist]]
-    passes.plan({c.front_block for order in orders.values() for c, _ in order})
-
-    front_result = _parent_result(project, front, "front", passes, cache)
-    back_result = _parent_result(project, back, "back", passes, cache)
-    parents_note = _parents_note(front_result, back_result, (front, back))
-    if parents_note is not None:
-        console.print(f"[bold yellow]LADDER WARNING[/] {parents_note}", highlight=False)
-
-    if search.selector == "measured":
-        screen = project.finetune.model_copy(update={"epochs": search.screen_epochs})
-        for budget, order in orders.items():
-            scored = []
-            for candidate, _ in order:
-                point = (candidate.front_block, candidate.back_block)
-                _, figures = _trained(project, prepared, passes, point, screen, cache)
-                scored.append((candidate, Scores.of(figures).validation))
-            orders[budget] = sorted(scored, key=lambda pair: -pair[1])  # stable: ties keep the CKA order
-
-    ladder = _Ladder(metrics, target.ladder.confidence, target.ladder.slack(metrics))
-    for result, parent in ((front_result, front), (back_result, back)):
-        ladder.add(parent.name, partial(_parent_figure, costs, parent), result.scores)
+    metrics = ladder.metrics
     models: dict[tuple[int, int], StitchedModel] = {}
     variants: list[VariantResult] = []
     dropped: list[DroppedRung] = []
@@ -400,7 +435,7 @@ def run_search(project: ProjectConfig, target: TargetConfig, cache: Cache, *, bu
         tried, reasons = [], []
         for rank, (candidate, _) in enumerate(order, start=1):
             point = (candidate.front_block, candidate.back_block)
-            model, figures = _trained(project, prepared, passes, point, project.finetune, cache)
+            model, figures = _trained(project, prepared, context.passes, point, project.finetune, context.cache)
             scores = Scores.of(figures)
             tried.append((rank, candidate, model, figures, scores))
             contender = Contender(
@@ -458,6 +493,47 @@ def run_search(project: ProjectConfig, target: TargetConfig, cache: Cache, *, bu
             f"{back.name}[{point[1] + 1}..] (CKA rank {cka_rank}, {search.selector} rank {rank}): "
             f"validation {scores.validation:.2f}%"
         )
+    return variants, dropped, models
+
+
+def run_search(project: ProjectConfig, target: TargetConfig, cache: Cache, *, build: bool = False) -> SearchResult:
+    """Run the front end for every budget of ``target``; see the module docstring.
+
+    Each budget's band of candidates is ordered by ``search.selector`` (CKA, KL, or validation top-1 after a
+    short fine-tune of the CKA shortlist); the rung takes the first candidate, fully fine-tuned, that no
+    cheaper rung (parents included) dominates on validation, trying at most ``search.shortlist`` of them.
+    ``build``: the search starts a build, so the data check covers the target's int8 calibration images too.
+    """
+    start = time.perf_counter()
+    prepared = _prepare(project, target if build else None, cache)
+    front, back = prepared.front, prepared.back
+    metrics = list(dict.fromkeys(budget.metric for budget in target.budgets))
+    costs = (
+        cost_table(project, target, (front, back), prepared.splits.train, cache)
+        if any(m.measured for m in metrics)
+        else None
+    )
+    figure = _figure(costs, front.name, back.name, prepared.stitch_cost)
+    search = project.search
+    budget_bands = bands(prepared.candidates(), target.budgets, figure)
+    passes = _Passes(project, (front, back), prepared.splits, set())
+    context, selector = _Context(project, prepared, passes, cache), get_selector(search.selector)
+    orders = {band.budget: selector.shortlist(context, band) for band in budget_bands}
+    passes.plan({c.front_block for order in orders.values() for c, _ in order})
+
+    front_result = _parent_result(project, front, "front", passes, cache)
+    back_result = _parent_result(project, back, "back", passes, cache)
+    parents_note = _parents_note(front_result, back_result, (front, back))
+    if parents_note is not None:
+        console.print(f"[bold yellow]LADDER WARNING[/] {parents_note}", highlight=False)
+
+    if selector.rescore is not None:
+        orders = {budget: selector.rescore(context, order) for budget, order in orders.items()}
+
+    ladder = _Ladder(metrics, target.ladder.confidence, target.ladder.slack(metrics))
+    for result, parent in ((front_result, front), (back_result, back)):
+        ladder.add(parent.name, partial(_parent_figure, costs, parent), result.scores)
+    variants, dropped, models = _climb(context, target, budget_bands, orders, ladder, figure)
     order_of = {b: k for k, b in enumerate(target.budgets)}
     variants.sort(key=lambda v: order_of[v.budget])
     return SearchResult(
