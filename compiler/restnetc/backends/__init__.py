@@ -11,6 +11,7 @@ from collections.abc import Callable
 from restnetc.backends.base import Backend, DelegationReport, Lowered, Runner
 from restnetc.backends.native_output import captured
 from restnetc.config.target import Backend as BackendName
+from restnetc.registry import Registry
 from restnetc.shim_abi import TensorQuantization
 
 __all__ = [
@@ -24,19 +25,17 @@ __all__ = [
     "register_backend",
 ]
 
-_FACTORIES: dict[str, Callable[[], Backend]] = {}
+_FACTORIES = Registry[Callable[[], Backend]]("backend")
 
 
 def register_backend(name: str, factory: Callable[[], Backend]) -> None:
     """Register ``factory`` (called on each ``get_backend(name)``) under ``name``; ValueError if it is taken."""
-    if name in _FACTORIES:
-        raise ValueError(f"backend {name!r} is already registered")
-    _FACTORIES[name] = factory
+    _FACTORIES.register(name, factory)
 
 
 def list_backends() -> list[str]:
     """Every registered backend name, sorted."""
-    return sorted(_FACTORIES)
+    return sorted(_FACTORIES.names())
 
 
 def get_backend(name: BackendName | str) -> Backend:
@@ -45,11 +44,9 @@ def get_backend(name: BackendName | str) -> Backend:
     What the toolchain's imports print natively (absl, cpuinfo and optional-kernel messages) is kept off
     the terminal.
     """
-    key = name.value if isinstance(name, BackendName) else name
-    if key not in _FACTORIES:
-        raise ValueError(f"unknown backend {key!r}; registered: {', '.join(list_backends())}")
+    factory = _FACTORIES.get(name.value if isinstance(name, BackendName) else name)
     with captured():
-        return _FACTORIES[key]()
+        return factory()
 
 
 def _executorch() -> Backend:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from restnetc.bundle.screening import Screening
 from restnetc.bundle.verification import BuildError, Verified
+from restnetc.registry import Registry
 
 MIN_FLOAT_GAIN_POINTS = 0.5
 """Float islands cost bytes (a float head is ~1 MB on EfficientNet-Lite); keep them only for a real gain."""
@@ -70,31 +71,18 @@ class AccuracyRule(ABC):
         raise NotImplementedError(f"{type(self).__name__} never asks for a float candidate")
 
 
-_POLICIES: dict[str, AccuracyRule] = {}
+_POLICIES = Registry[AccuracyRule]("accuracy policy")
+get_policy, list_policies = _POLICIES.get, _POLICIES.names
 
 
 def register_policy(name: str) -> Callable[[type[AccuracyRule]], type[AccuracyRule]]:
     """Class decorator: register an instance of the class under ``name``; a name is registered once."""
 
     def register(cls: type[AccuracyRule]) -> type[AccuracyRule]:
-        if name in _POLICIES:
-            raise ValueError(f"accuracy policy {name!r} is already registered ({type(_POLICIES[name]).__name__})")
-        _POLICIES[name] = cls()
+        _POLICIES.register(name, cls())
         return cls
 
     return register
-
-
-def list_policies() -> tuple[str, ...]:
-    """Registered policy names, in registration order."""
-    return tuple(_POLICIES)
-
-
-def get_policy(name: str) -> AccuracyRule:
-    """The policy registered under ``name``; ValueError naming the registered ones otherwise."""
-    if name not in _POLICIES:
-        raise ValueError(f"unknown accuracy policy {name!r}; registered: {', '.join(_POLICIES)}")
-    return _POLICIES[name]
 
 
 @register_policy("fail")

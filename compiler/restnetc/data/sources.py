@@ -17,6 +17,7 @@ import torch
 
 from restnetc.config.project import Normalization
 from restnetc.data.images import ImageSet
+from restnetc.registry import Registry
 
 SourceSplit = Literal["train", "test"]
 """A split as the source stores it (train and validation are both drawn from ``train``)."""
@@ -43,23 +44,5 @@ class SourceReader:
     """The images at the given indices of a split, resized to the input size and normalised."""
 
 
-_SOURCES: dict[str, SourceReader] = {}
-
-
-def register_data_source(kind: str, reader: SourceReader) -> None:
-    """Register ``reader`` for projects whose ``data.source.kind`` is ``kind``; a kind is registered once."""
-    if kind in _SOURCES:
-        raise ValueError(f"data source {kind!r} is already registered")
-    _SOURCES[kind] = reader
-
-
-def get_data_source(kind: str) -> SourceReader:
-    """The reader registered for ``kind``; ValueError naming the registered kinds otherwise."""
-    if kind not in _SOURCES:
-        raise ValueError(f"unknown data source {kind!r}; registered: {', '.join(_SOURCES)}")
-    return _SOURCES[kind]
-
-
-def list_data_sources() -> tuple[str, ...]:
-    """Registered kinds, in registration order."""
-    return tuple(_SOURCES)
+_SOURCES = Registry[SourceReader]("data source")
+register_data_source, get_data_source, list_data_sources = _SOURCES.register, _SOURCES.get, _SOURCES.names

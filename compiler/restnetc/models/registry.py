@@ -10,6 +10,7 @@ from torch import nn
 
 from restnetc.errors import ConfigError
 from restnetc.models.blocks import BlockModel
+from restnetc.registry import Registry
 
 Decomposer = Callable[[nn.Module], BlockModel]
 
@@ -23,16 +24,14 @@ class Family:
     decompose: Decomposer
 
 
-_FAMILIES: dict[str, Family] = {}
+_FAMILIES = Registry[Family]("model family")
 
 
 def register_family(name: str, matches: Callable[[nn.Module], bool]) -> Callable[[Decomposer], Decomposer]:
     """Decorator registering ``decompose`` as the adapter for models where ``matches(model)`` holds."""
 
     def wrap(decompose: Decomposer) -> Decomposer:
-        if name in _FAMILIES:
-            raise ValueError(f"model family {name!r} is registered twice")
-        _FAMILIES[name] = Family(name, matches, decompose)
+        _FAMILIES.register(name, Family(name, matches, decompose))
         return decompose
 
     return wrap
@@ -40,7 +39,7 @@ def register_family(name: str, matches: Callable[[nn.Module], bool]) -> Callable
 
 def list_families(pattern: str = "*") -> list[str]:
     """Registered family names matching a shell-style wildcard, sorted."""
-    return sorted(name for name in _FAMILIES if fnmatch.fnmatch(name, pattern))
+    return sorted(name for name in _FAMILIES.names() if fnmatch.fnmatch(name, pattern))
 
 
 def decompose(model: nn.Module) -> BlockModel:

@@ -31,6 +31,7 @@ from restnetc.frontend.stitch import Interface, StitchedModel, StitchLayer, buil
 from restnetc.pipeline.costs import cost_table
 from restnetc.pipeline.parents import load_parents, model_inputs
 from restnetc.progress import console, step
+from restnetc.registry import Registry
 from restnetc.results import (
     DroppedRung,
     Parent,
@@ -333,26 +334,8 @@ class Selector:
     rescore: Callable[[_Context, Order], Order] | None = None
 
 
-_SELECTORS: dict[str, Selector] = {}
-
-
-def register_selector(name: str, selector: Selector) -> None:
-    """Register ``selector`` under the ``search.selector`` value ``name``; a name is registered once."""
-    if name in _SELECTORS:
-        raise ValueError(f"selector {name!r} is already registered")
-    _SELECTORS[name] = selector
-
-
-def get_selector(name: str) -> Selector:
-    """The selector registered as ``name``; ValueError naming the registered ones otherwise."""
-    if name not in _SELECTORS:
-        raise ValueError(f"unknown selector {name!r}; registered: {', '.join(_SELECTORS)}")
-    return _SELECTORS[name]
-
-
-def list_selectors() -> tuple[str, ...]:
-    """Registered selector names, in registration order."""
-    return tuple(_SELECTORS)
+_SELECTORS = Registry[Selector]("selector")
+register_selector, get_selector, list_selectors = _SELECTORS.register, _SELECTORS.get, _SELECTORS.names
 
 
 def _by_cka(context: _Context, band: Band) -> Order:
