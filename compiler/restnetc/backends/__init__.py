@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from restnetc.backends.base import Backend, DelegationReport, Lowered, Runner
+from restnetc.backends.base import Backend, DelegationReport, EntryPoint, Lowered, LoweredProgram, Runner
 from restnetc.backends.native_output import captured
 from restnetc.config.target import Backend as BackendName
 from restnetc.registry import Registry
@@ -17,7 +17,9 @@ from restnetc.shim_abi import TensorQuantization
 __all__ = [
     "Backend",
     "DelegationReport",
+    "EntryPoint",
     "Lowered",
+    "LoweredProgram",
     "Runner",
     "TensorQuantization",
     "get_backend",

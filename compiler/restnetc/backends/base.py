@@ -15,7 +15,7 @@ caching) is backend-agnostic and lives outside this package.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -56,6 +56,34 @@ class Lowered:
     entry_point: str
     planned_memory: int | None = None
     """Bytes of activation memory the program plans ahead of time (runtimes that plan it: ExecuTorch)."""
+
+
+@dataclass(frozen=True)
+class EntryPoint:
+    """One entry point of a lowered program (an ExecuTorch method, a TFLite signature) and what it reports."""
+
+    name: str
+    delegation: DelegationReport
+    input_quantization: TensorQuantization | None
+    output_quantization: TensorQuantization | None
+    planned_memory: int | None = None
+    """Bytes of activation memory the entry point plans ahead of time (runtimes that plan it: ExecuTorch)."""
+
+
+@dataclass(frozen=True)
+class LoweredProgram:
+    """One lowered file holding several models, each behind its own entry point; weights shared by the models
+    (the same tensors, byte for byte) are stored once."""
+
+    data: bytes
+    entry_points: tuple[EntryPoint, ...]
+
+    def entry(self, name: str) -> EntryPoint:
+        """The entry point called ``name``; KeyError naming the program's entry points otherwise."""
+        for entry in self.entry_points:
+            if entry.name == name:
+                return entry
+        raise KeyError(f"no entry point {name!r}; the program has {', '.join(e.name for e in self.entry_points)}")
 
 
 class Runner(Protocol):
@@ -113,6 +141,18 @@ class Backend(ABC):
         """Turn a float model, or a PT2E-quantized graph made with ``quantizer``, into the artifact."""
 
     @abstractmethod
+    def compile_program(
+        self, graphs: Mapping[str, nn.Module], example: torch.Tensor, quantizer: Quantizer | None
+    ) -> LoweredProgram:
+        """Turn several models into one file with an entry point per name, in the order given.
+
+        The models are float, or each PT2E-quantized on its own with quantizers configured like ``quantizer``
+        (as ``quantize`` makes them): one calibration per model, so each keeps its own scales. Names are
+        non-empty and distinct (ValueError otherwise). Running entry point ``name`` computes what ``compile``
+        of ``graphs[name]`` computes, bit for bit.
+        """
+
+    @abstractmethod
     def int8_quantizer(self) -> Quantizer:
         """A fresh PT2E quantizer configured as ``lower`` configures it for int8."""
 
@@ -123,8 +163,9 @@ class Backend(ABC):
             raise RestnetcError(f"{self.name}: {quantization.value} is not supported (use one of: {supported})")
 
     @abstractmethod
-    def load(self, path: Path, threads: int) -> Runner:
-        """Open the artifact at ``path`` with this backend's runtime, running on ``threads`` threads."""
+    def load(self, path: Path, threads: int, entry_point: str | None = None) -> Runner:
+        """Open the artifact at ``path`` with this backend's runtime, running on ``threads`` threads: its entry
+        point ``entry_point`` (default: the one entry point ``compile`` writes)."""
 
     @abstractmethod
     def invoker(self, path: Path, threads: int, example: np.ndarray) -> Callable[[], object]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,7 @@ from executorch.runtime import Method, Runtime
 from torch import nn
 from torchao.quantization.pt2e.quantizer import Quantizer
 
-from restnetc.backends.base import Backend, DelegationReport, Lowered, Runner
+from restnetc.backends.base import Backend, DelegationReport, EntryPoint, Lowered, LoweredProgram, Runner
 from restnetc.config.target import Quantization
 from restnetc.errors import RestnetcError
 
@@ -34,7 +34,15 @@ class ExecuTorchBackend(Backend):
     fold_quantize = True
 
     def compile(self, graph: nn.Module, example: torch.Tensor, quantizer: Quantizer | None) -> Lowered:
-        exported = torch.export.export(graph, (example,))
+        program = self.compile_program({METHOD: graph}, example, quantizer)
+        (entry,) = program.entry_points
+        return Lowered(program.data, entry.delegation, None, None, METHOD, entry.planned_memory)
+
+    def compile_program(
+        self, graphs: Mapping[str, nn.Module], example: torch.Tensor, quantizer: Quantizer | None
+    ) -> LoweredProgram:
+        _check_names(graphs)
+        exported = {name: torch.export.export(graph, (example,)) for name, graph in graphs.items()}
         try:
             edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
         except AssertionError as exc:
@@ -43,22 +51,19 @@ class ExecuTorchBackend(Backend):
             # The XNNPACK partitioner can group nodes into partitions that depend on each other (seen on
             # ViT blocks); delegating op by op avoids the cycle at the cost of more, smaller partitions.
             edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner(per_op_mode=True)])
-        info = get_delegation_info(edge.exported_program().graph_module)
-        fallback = {
-            op: breakdown.non_delegated
-            for op, breakdown in info.delegation_by_operator.items()
-            if breakdown.non_delegated and not op.startswith(("getitem", "alloc"))
-        }
-        report = DelegationReport("XnnpackBackend", info.num_delegated_subgraphs, info.num_delegated_nodes, fallback)
         program = edge.to_executorch()
-        (plan,) = program.executorch_program.execution_plan
-        return Lowered(program.buffer, report, None, None, METHOD, sum(plan.non_const_buffer_sizes))
+        planned = {plan.name: sum(plan.non_const_buffer_sizes) for plan in program.executorch_program.execution_plan}
+        entries = tuple(
+            EntryPoint(name, _delegation(edge.exported_program(name).graph_module), None, None, planned[name])
+            for name in graphs
+        )
+        return LoweredProgram(program.buffer, entries)
 
     def int8_quantizer(self) -> XNNPACKQuantizer:
         return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
 
-    def load(self, path: Path, threads: int) -> Runner:
-        method = _method(path)
+    def load(self, path: Path, threads: int, entry_point: str | None = None) -> Runner:
+        method = _method(path, entry_point or METHOD)
 
         def run(batch: np.ndarray) -> np.ndarray:
             outputs = [method.execute([torch.from_numpy(image)])[0] for image in np.split(batch, len(batch))]
@@ -71,8 +76,24 @@ class ExecuTorchBackend(Backend):
         return lambda: method.execute(inputs)
 
 
-def _method(path: Path) -> Method:
-    method = Runtime.get().load_program(path).load_method(METHOD)
-    if method is None:
-        raise RestnetcError(f"{path}: no method {METHOD!r} in the program")
-    return method
+def _check_names(graphs: Mapping[str, nn.Module]) -> None:
+    if not graphs or any(not name for name in graphs):
+        raise ValueError(f"entry point names must be non-empty, got {list(graphs)}")
+
+
+def _delegation(graph: torch.fx.GraphModule) -> DelegationReport:
+    """What the XNNPACK delegate took in one method's edge graph, and every op left outside it."""
+    info = get_delegation_info(graph)
+    fallback = {
+        op: breakdown.non_delegated
+        for op, breakdown in info.delegation_by_operator.items()
+        if breakdown.non_delegated and not op.startswith(("getitem", "alloc"))
+    }
+    return DelegationReport("XnnpackBackend", info.num_delegated_subgraphs, info.num_delegated_nodes, fallback)
+
+
+def _method(path: Path, name: str = METHOD) -> Method:
+    program = Runtime.get().load_program(path)
+    if name not in program.method_names:
+        raise RestnetcError(f"{path}: no method {name!r} in the program (it has {sorted(program.method_names)})")
+    return program.load_method(name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +12,15 @@ import litert_torch
 import numpy as np
 import torch
 from ai_edge_litert.interpreter import Interpreter
+from ai_edge_litert.tools import flatbuffer_utils
 from litert_torch.quantize import pt2e_quantizer
 from litert_torch.quantize.quant_config import QuantConfig
 from torch import nn
 from torchao.quantization.pt2e.quantizer import Quantizer
 
-from restnetc.backends.base import Backend, DelegationReport, Lowered, Runner
+from restnetc.backends.base import Backend, DelegationReport, EntryPoint, Lowered, LoweredProgram, Runner
 from restnetc.config.target import Quantization
+from restnetc.errors import RestnetcError
 from restnetc.shim_abi import TensorQuantization
 
 SIGNATURE = "serving_default"
@@ -65,6 +67,45 @@ def delegation(interpreter: Interpreter) -> DelegationReport:
     return DelegationReport("TfLiteXNNPackDelegate", len(delegates), len(covered), dict(fallback))
 
 
+def _flatbuffer(converted: Any) -> bytes:
+    """The ``.tflite`` bytes of a litert-torch conversion."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.tflite"
+        converted.export(str(path))
+        return path.read_bytes()
+
+
+def _primary(data: bytes, signature: str) -> bytes:
+    """The program with ``signature``'s subgraph swapped into first place (its signature map fixed).
+
+    The interpreter's op listing covers the first subgraph only; this copy lets ``delegation`` see another
+    signature's. It is for analysis only: subgraph order has no meaning for a program without control flow.
+    """
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    index = next(d.subgraphIndex for d in model.signatureDefs if d.signatureKey.decode() == signature)
+    if index:
+        model.subgraphs[0], model.subgraphs[index] = model.subgraphs[index], model.subgraphs[0]
+        for definition in model.signatureDefs:
+            definition.subgraphIndex = {0: index, index: 0}.get(definition.subgraphIndex, definition.subgraphIndex)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _entry_point(data: bytes, signature: str) -> EntryPoint:
+    """What signature ``signature`` of the program ``data`` reports: its delegation and its I/O quantization."""
+    interpreter = Interpreter(model_content=_primary(data, signature), num_threads=1)
+    interpreter.allocate_tensors()
+    runner = interpreter.get_signature_runner(signature)
+    ((_, source),) = runner.get_input_details().items()
+    ((_, sink),) = runner.get_output_details().items()
+    return EntryPoint(signature, delegation(interpreter), _quantization(source), _quantization(sink))
+
+
+def _signature(path: Path, interpreter: Interpreter, name: str) -> str:
+    if name not in interpreter.get_signature_list():
+        raise RestnetcError(f"{path}: no signature {name!r} (it has {sorted(interpreter.get_signature_list())})")
+    return name
+
+
 class LiteRtBackend(Backend):
     """``.tflite`` flatbuffers; run with ``ai_edge_litert``'s interpreter (XNNPACK on by default)."""
 
@@ -75,11 +116,7 @@ class LiteRtBackend(Backend):
 
     def compile(self, graph: nn.Module, example: torch.Tensor, quantizer: Quantizer | None) -> Lowered:
         quant_config = None if quantizer is None else QuantConfig(pt2e_quantizer=quantizer)
-        edge = litert_torch.convert(graph, (example,), quant_config=quant_config)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"model{self.suffix}"
-            edge.export(str(path))
-            data = path.read_bytes()
+        data = _flatbuffer(litert_torch.convert(graph, (example,), quant_config=quant_config))
         interpreter = Interpreter(model_content=data, num_threads=1)
         interpreter.allocate_tensors()
         return Lowered(
@@ -90,23 +127,37 @@ class LiteRtBackend(Backend):
             SIGNATURE,
         )
 
+    def compile_program(
+        self, graphs: Mapping[str, nn.Module], example: torch.Tensor, quantizer: Quantizer | None
+    ) -> LoweredProgram:
+        if not graphs or any(not name for name in graphs):
+            raise ValueError(f"entry point names must be non-empty, got {list(graphs)}")
+        # QuantConfig reads only whether the quantizer is static or dynamic; each graph carries its own scales.
+        quant_config = None if quantizer is None else QuantConfig(pt2e_quantizer=quantizer)
+        names = iter(graphs.items())
+        first, graph = next(names)
+        converter = litert_torch.signature(first, graph, (example,))
+        for name, graph in names:
+            converter = converter.signature(name, graph, (example,))
+        data = _flatbuffer(converter.convert(quant_config=quant_config))
+        return LoweredProgram(data, tuple(_entry_point(data, name) for name in graphs))
+
     def int8_quantizer(self) -> pt2e_quantizer.PT2EQuantizer:
         return pt2e_quantizer.PT2EQuantizer().set_global(
             pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
         )
 
-    def load(self, path: Path, threads: int) -> Runner:
+    def load(self, path: Path, threads: int, entry_point: str | None = None) -> Runner:
         interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        interpreter.allocate_tensors()
-        source, sink = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+        runner = interpreter.get_signature_runner(_signature(path, interpreter, entry_point or SIGNATURE))
+        ((source_name, source),) = runner.get_input_details().items()
+        ((sink_name, sink),) = runner.get_output_details().items()
         sink_q = _quantization(sink)
 
         def run(batch: np.ndarray) -> np.ndarray:
             outputs = []
             for image in np.split(batch, len(batch)):
-                interpreter.set_tensor(source["index"], _input(image, source))
-                interpreter.invoke()
-                out = interpreter.get_tensor(sink["index"])
+                out = runner(**{source_name: _input(image, source)})[sink_name]
                 if sink_q is not None:
                     out = (out.astype(np.float32) - sink_q.zero_point) * sink_q.scale
                 outputs.append(out.astype(np.float32))

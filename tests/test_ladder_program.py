@@ -1,0 +1,90 @@
+"""One lowered program per backend holds several rungs, each behind its own entry point: every entry point
+computes exactly what the rung's own file computes, reports the same delegation and I/O quantization, and the
+weights the rungs share are stored once (the whole ladder costs little more than its two parents' files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from restnetc.backends import Backend as BackendImpl
+from restnetc.backends import get_backend, list_backends
+from restnetc.backends.native_output import captured
+from restnetc.backends.pt2e import export_batched
+from restnetc.config.target import Backend, Quantization
+from restnetc.errors import RestnetcError
+from restnetc.frontend.stitch import build_stitched
+from restnetc.models import decompose
+from tests import zoo
+
+PARENTS_FACTOR = 1.15
+"""Issue 16's bound: a ladder file is at most this times the two parents' own files together."""
+
+
+@pytest.fixture(scope="module")
+def rungs() -> dict[str, nn.Module]:
+    """Two tiny parents and a rung stitched from their very modules (front blocks of one, back blocks of the other)."""
+    front, back = decompose(zoo.make("resnet")), decompose(zoo.make("vgg", 1))
+    return {"parent_a": front, "parent_b": back, "stitch_1_2": build_stitched(front, 1, back, 2, zoo.SIZE)}
+
+
+def _graphs(
+    backend: BackendImpl, rungs: dict[str, nn.Module], quantization: Quantization, images: torch.Tensor
+) -> tuple[dict[str, nn.Module], object]:
+    """Each rung as the backend compiles it: float, or quantized on its own calibration pass."""
+    if quantization is Quantization.FP32:
+        return dict(rungs), None
+    graphs = {name: backend.quantize(export_batched(model, images), images)[0] for name, model in rungs.items()}
+    return graphs, backend.int8_quantizer()
+
+
+@pytest.mark.parametrize("quantization", [Quantization.FP32, Quantization.INT8])
+@pytest.mark.parametrize("name", [Backend(name) for name in list_backends()])
+def test_each_entry_point_is_its_rungs_own_file_and_shared_weights_are_stored_once(
+    rungs: dict[str, nn.Module], name: Backend, quantization: Quantization, tmp_path: Path
+) -> None:
+    backend = get_backend(name)
+    images = torch.randn(16, 3, zoo.SIZE, zoo.SIZE, generator=torch.Generator().manual_seed(2))
+    graphs, quantizer = _graphs(backend, rungs, quantization, images)
+    with captured():
+        program = backend.compile_program(graphs, images[:1], quantizer)  # type: ignore[arg-type]
+        separate = {rung: backend.compile(graph, images[:1], quantizer) for rung, graph in graphs.items()}  # type: ignore[arg-type]
+    assert [entry.name for entry in program.entry_points] == list(rungs)
+    path = tmp_path / f"ladder{backend.suffix}"
+    path.write_bytes(program.data)
+    for rung, lowered in separate.items():
+        own = tmp_path / f"{rung}{backend.suffix}"
+        own.write_bytes(lowered.data)
+        expected = backend.load(own, threads=1)(images.numpy())
+        assert np.array_equal(backend.load(path, threads=1, entry_point=rung)(images.numpy()), expected), rung
+        entry = program.entry(rung)
+        assert (entry.input_quantization, entry.output_quantization) == (
+            lowered.input_quantization,
+            lowered.output_quantization,
+        )
+        assert entry.delegation == lowered.delegation, rung
+        assert entry.planned_memory == lowered.planned_memory
+    parents = len(separate["parent_a"].data) + len(separate["parent_b"].data)
+    assert len(program.data) <= PARENTS_FACTOR * parents < sum(len(s.data) for s in separate.values())
+
+
+@pytest.mark.parametrize("name", [Backend(name) for name in list_backends()])
+def test_an_unknown_entry_point_or_an_empty_name_is_refused(
+    rungs: dict[str, nn.Module], name: Backend, tmp_path: Path
+) -> None:
+    backend = get_backend(name)
+    example = torch.randn(1, 3, zoo.SIZE, zoo.SIZE)
+    with pytest.raises(ValueError, match="entry point names must be non-empty"):
+        backend.compile_program({"": rungs["parent_a"]}, example, None)
+    with captured():
+        program = backend.compile_program({"parent_a": rungs["parent_a"]}, example, None)
+    path = tmp_path / f"one{backend.suffix}"
+    path.write_bytes(program.data)
+    with pytest.raises(RestnetcError, match=r"no (method|signature) 'parent_b'.*parent_a"):
+        backend.load(path, threads=1, entry_point="parent_b")
+    with pytest.raises(KeyError, match="no entry point 'parent_b'; the program has parent_a"):
+        program.entry("parent_b")
