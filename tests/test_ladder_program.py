@@ -4,6 +4,7 @@ weights the rungs share are stored once (the whole ladder costs little more than
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +13,19 @@ import torch
 from torch import nn
 
 from restnetc.backends import Backend as BackendImpl
-from restnetc.backends import get_backend, list_backends
+from restnetc.backends import TensorQuantization, get_backend, list_backends
 from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import export_batched
+from restnetc.bundle.manifest import Quantization as ManifestQuantization
+from restnetc.bundle.manifest import write_manifest
+from restnetc.bundle.runtime_index import write_index
 from restnetc.config.target import Backend, Quantization
 from restnetc.errors import RestnetcError
 from restnetc.frontend.stitch import build_stitched
 from restnetc.models import decompose
+from restnetc.runtime import Bundle, Runner, ShimError
 from tests import zoo
+from tests.fakes import write_fake_bundle
 
 PARENTS_FACTOR = 1.15
 """Issue 16's bound: a ladder file is at most this times the two parents' own files together."""
@@ -40,6 +46,10 @@ def _graphs(
         return dict(rungs), None
     graphs = {name: backend.quantize(export_batched(model, images), images)[0] for name, model in rungs.items()}
     return graphs, backend.int8_quantizer()
+
+
+def _record(q: TensorQuantization | None) -> ManifestQuantization | None:
+    return None if q is None else ManifestQuantization.model_validate(dataclasses.asdict(q))
 
 
 @pytest.mark.parametrize("quantization", [Quantization.FP32, Quantization.INT8])
@@ -88,3 +98,49 @@ def test_an_unknown_entry_point_or_an_empty_name_is_refused(
         backend.load(path, threads=1, entry_point="parent_b")
     with pytest.raises(KeyError, match="no entry point 'parent_b'; the program has parent_a"):
         program.entry("parent_b")
+
+
+def test_the_shim_runs_every_signature_of_a_ladder_file_like_the_python_runtime(
+    rungs: dict[str, nn.Module], tmp_path: Path
+) -> None:
+    """Artifacts that share one LiteRT file and differ by entry point: the C core's LiteRT backend runs the
+    signature each names (the ExecuTorch backend loads ``entry_point`` as its method already)."""
+    backend = get_backend(Backend.LITERT)
+    images = torch.randn(16, 3, zoo.SIZE, zoo.SIZE, generator=torch.Generator().manual_seed(3))
+    graphs, quantizer = _graphs(backend, rungs, Quantization.INT8, images)
+    with captured():
+        program = backend.compile_program(graphs, images[:1], quantizer)  # type: ignore[arg-type]
+    file = "litert/ladder.tflite"
+    manifest = write_fake_bundle(tmp_path, {file: program.data})
+    shared = manifest.artifacts[0]
+    artifacts = [
+        shared.model_copy(
+            update={
+                "id": entry.name,
+                "entry_point": entry.name,
+                "input": shared.input.model_copy(
+                    update={
+                        "quantization": _record(entry.input_quantization),
+                        "output_quantization": _record(entry.output_quantization),
+                    }
+                ),
+            }
+        )
+        for entry in program.entry_points
+    ]
+    manifest = manifest.model_copy(update={"artifacts": artifacts, "labels": [f"c{i}" for i in range(zoo.CLASSES)]})
+    write_manifest(tmp_path, manifest)
+    write_index(tmp_path, manifest)
+    (tmp_path / "plenty" / "proc").mkdir(parents=True)
+    (tmp_path / "plenty" / "proc" / "meminfo").write_text("MemAvailable: 8000000 kB\n")
+    with Bundle(tmp_path) as opened:
+        for entry in program.entry_points:
+            expected = backend.load(tmp_path / file, 1, entry.name)(images[:2].numpy())
+            with Runner(opened, "litert", memory_root=tmp_path / "plenty", override=entry.name) as runner:
+                assert runner.current is not None and runner.current.entry_point == entry.name
+                for image, logits in zip(images[:2].numpy(), expected, strict=True):
+                    np.testing.assert_allclose(runner.run(image), logits, atol=1e-5)
+        broken = artifacts[0].model_copy(update={"entry_point": "missing"})
+    write_index(tmp_path, manifest.model_copy(update={"artifacts": [broken]}))
+    with Bundle(tmp_path) as opened, pytest.raises(ShimError, match="no signature 'missing' in the program"):
+        Runner(opened, "litert", memory_root=tmp_path / "plenty", override=broken.id)

@@ -451,7 +451,7 @@ def _litert_library(platform: str = "x86_64") -> Path:
 
 
 def _python_logits(bundle: Path, artifact: Artifact, batch: np.ndarray) -> np.ndarray:
-    return get_backend(BackendName(artifact.backend)).load(bundle / artifact.file, 1)(batch)
+    return get_backend(BackendName(artifact.backend)).load(bundle / artifact.file, 1, artifact.entry_point)(batch)
 
 
 def _shim_run(

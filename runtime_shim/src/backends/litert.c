@@ -26,7 +26,9 @@ typedef struct {
     void (*destroy_environment)(lrt_handle);
     lrt_status (*create_model_from_buffer)(lrt_handle, const void *, size_t, lrt_handle *);
     void (*destroy_model)(lrt_handle);
+    lrt_status (*get_num_signatures)(lrt_handle, size_t *);
     lrt_status (*get_model_signature)(lrt_handle, size_t, lrt_handle *);
+    lrt_status (*get_signature_key)(lrt_handle, const char **);
     lrt_status (*get_signature_input)(lrt_handle, size_t, lrt_handle *);
     lrt_status (*get_signature_output)(lrt_handle, size_t, lrt_handle *);
     lrt_status (*get_ranked_tensor_type)(lrt_handle, lrt_tensor_type *);
@@ -47,6 +49,7 @@ typedef struct {
 
 typedef struct {
     const litert_api *api;
+    size_t signature; /* the index of the artifact's entry point among the model's signatures */
     lrt_handle model;
     lrt_handle compiled;
     lrt_handle input;
@@ -78,13 +81,29 @@ static void unload(void *handle) {
 static lrt_status make_buffer(const litert_api *api, litert_model *m, int output, lrt_handle *buffer) {
     lrt_handle signature, tensor, requirements;
     lrt_tensor_type type;
-    lrt_status code = api->get_model_signature(m->model, 0, &signature);
+    lrt_status code = api->get_model_signature(m->model, m->signature, &signature);
     if (code == 0) code = (output ? api->get_signature_output : api->get_signature_input)(signature, 0, &tensor);
     if (code == 0) code = api->get_ranked_tensor_type(tensor, &type);
-    if (code == 0) code = (output ? api->get_output_requirements : api->get_input_requirements)(m->compiled, 0, 0,
+    if (code == 0) code = (output ? api->get_output_requirements : api->get_input_requirements)(m->compiled,
+                                                                                                m->signature, 0,
                                                                                                 &requirements);
     if (code == 0) code = api->create_buffer_from_requirements(api->environment, &type, requirements, buffer);
     return code;
+}
+
+/* The index of the signature whose key is `entry_point` in `model`; -1 with `code` set if LiteRT fails, -2 if
+ * no signature has that key. */
+static long find_signature(const litert_api *api, lrt_handle model, const char *entry_point, lrt_status *code) {
+    size_t count = 0;
+    *code = api->get_num_signatures(model, &count);
+    for (size_t i = 0; *code == 0 && i < count; i++) {
+        lrt_handle signature;
+        const char *key = NULL;
+        *code = api->get_model_signature(model, i, &signature);
+        if (*code == 0) *code = api->get_signature_key(signature, &key);
+        if (*code == 0 && key != NULL && strcmp(key, entry_point) == 0) return (long)i;
+    }
+    return *code == 0 ? -2 : -1;
 }
 
 /* `data` outlives the model (the core frees it after unload), as LiteRtCreateModelFromBuffer requires. */
@@ -100,6 +119,14 @@ static rs_status load(void *context, const void *data, size_t size, const rs_art
     }
     m->api = api;
     LRT_CALL("LiteRtCreateModelFromBuffer", api->create_model_from_buffer(api->environment, data, size, &m->model));
+    lrt_status found_code = 0;
+    long found = find_signature(api, m->model, artifact->entry_point, &found_code);
+    LRT_CALL("finding the entry point's signature", found_code);
+    if (found < 0) {
+        status = rs_error_set(err, RS_ERR_BACKEND, "%s: no signature '%s' in the program", id, artifact->entry_point);
+        goto fail;
+    }
+    m->signature = (size_t)found;
     LRT_CALL("LiteRtCreateOptions", api->create_options(&options));
     LRT_CALL("LiteRtSetOptionsHardwareAccelerators", api->set_hardware_accelerators(options, LRT_HW_ACCELERATOR_CPU));
     LRT_CALL("LiteRtCreateCompiledModel", api->create_compiled_model(api->environment, m->model, options, &m->compiled));
@@ -138,7 +165,7 @@ static rs_status run(void *handle, const void *input, size_t input_bytes, void *
     if (status != RS_OK) {
         return status;
     }
-    lrt_status code = api->run_compiled_model(m->compiled, 0, 1, &m->input, 1, &m->output);
+    lrt_status code = api->run_compiled_model(m->compiled, m->signature, 1, &m->input, 1, &m->output);
     if (code != 0) {
         return rs_error_set(err, RS_ERR_BACKEND, "LiteRtRunCompiledModel failed with LiteRT status %d", code);
     }
@@ -173,7 +200,9 @@ rs_status rs_litert_backend_open(const char *library, rs_backend *out, rs_error 
     LRT_SYMBOL(destroy_environment, "LiteRtDestroyEnvironment");
     LRT_SYMBOL(create_model_from_buffer, "LiteRtCreateModelFromBuffer");
     LRT_SYMBOL(destroy_model, "LiteRtDestroyModel");
+    LRT_SYMBOL(get_num_signatures, "LiteRtGetNumModelSignatures");
     LRT_SYMBOL(get_model_signature, "LiteRtGetModelSignature");
+    LRT_SYMBOL(get_signature_key, "LiteRtGetSignatureKey");
     LRT_SYMBOL(get_signature_input, "LiteRtGetSignatureInputTensorByIndex");
     LRT_SYMBOL(get_signature_output, "LiteRtGetSignatureOutputTensorByIndex");
     LRT_SYMBOL(get_ranked_tensor_type, "LiteRtGetRankedTensorType");
