@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torchao.quantization.pt2e.quantizer import Quantizer
 
 from restnetc.backends import Backend as BackendImpl
 from restnetc.backends import TensorQuantization, get_backend, list_backends
@@ -19,7 +20,7 @@ from restnetc.backends.pt2e import export_batched
 from restnetc.bundle.manifest import Quantization as ManifestQuantization
 from restnetc.bundle.manifest import write_manifest
 from restnetc.bundle.runtime_index import write_index
-from restnetc.config.target import Backend, Quantization
+from restnetc.config.target import Backend
 from restnetc.errors import RestnetcError
 from restnetc.frontend.stitch import build_stitched
 from restnetc.models import decompose
@@ -38,12 +39,10 @@ def rungs() -> dict[str, nn.Module]:
     return {"parent_a": front, "parent_b": back, "stitch_1_2": build_stitched(front, 1, back, 2, zoo.SIZE)}
 
 
-def _graphs(
-    backend: BackendImpl, rungs: dict[str, nn.Module], quantization: Quantization, images: torch.Tensor
-) -> tuple[dict[str, nn.Module], object]:
-    """Each rung as the backend compiles it: float, or quantized on its own calibration pass."""
-    if quantization is Quantization.FP32:
-        return dict(rungs), None
+def _int8_graphs(
+    backend: BackendImpl, rungs: dict[str, nn.Module], images: torch.Tensor
+) -> tuple[dict[str, nn.Module], Quantizer]:
+    """Each rung as the backend compiles it for int8: quantized on its own calibration pass."""
     graphs = {name: backend.quantize(export_batched(model, images), images)[0] for name, model in rungs.items()}
     return graphs, backend.int8_quantizer()
 
@@ -52,17 +51,17 @@ def _record(q: TensorQuantization | None) -> ManifestQuantization | None:
     return None if q is None else ManifestQuantization.model_validate(dataclasses.asdict(q))
 
 
-@pytest.mark.parametrize("quantization", [Quantization.FP32, Quantization.INT8])
 @pytest.mark.parametrize("name", [Backend(name) for name in list_backends()])
 def test_each_entry_point_is_its_rungs_own_file_and_shared_weights_are_stored_once(
-    rungs: dict[str, nn.Module], name: Backend, quantization: Quantization, tmp_path: Path
+    rungs: dict[str, nn.Module], name: Backend, tmp_path: Path
 ) -> None:
+    """int8, the product's path (each rung calibrated on its own); float programs share the same code."""
     backend = get_backend(name)
     images = torch.randn(16, 3, zoo.SIZE, zoo.SIZE, generator=torch.Generator().manual_seed(2))
-    graphs, quantizer = _graphs(backend, rungs, quantization, images)
+    graphs, quantizer = _int8_graphs(backend, rungs, images)
     with captured():
-        program = backend.compile_program(graphs, images[:1], quantizer)  # type: ignore[arg-type]
-        separate = {rung: backend.compile(graph, images[:1], quantizer) for rung, graph in graphs.items()}  # type: ignore[arg-type]
+        program = backend.compile_program(graphs, images[:1], quantizer)
+        separate = {rung: backend.compile(graph, images[:1], quantizer) for rung, graph in graphs.items()}
     assert [entry.name for entry in program.entry_points] == list(rungs)
     path = tmp_path / f"ladder{backend.suffix}"
     path.write_bytes(program.data)
@@ -107,9 +106,9 @@ def test_the_shim_runs_every_signature_of_a_ladder_file_like_the_python_runtime(
     signature each names (the ExecuTorch backend loads ``entry_point`` as its method already)."""
     backend = get_backend(Backend.LITERT)
     images = torch.randn(16, 3, zoo.SIZE, zoo.SIZE, generator=torch.Generator().manual_seed(3))
-    graphs, quantizer = _graphs(backend, rungs, Quantization.INT8, images)
+    graphs, quantizer = _int8_graphs(backend, rungs, images)
     with captured():
-        program = backend.compile_program(graphs, images[:1], quantizer)  # type: ignore[arg-type]
+        program = backend.compile_program(graphs, images[:1], quantizer)
     file = "litert/ladder.tflite"
     manifest = write_fake_bundle(tmp_path, {file: program.data})
     shared = manifest.artifacts[0]
