@@ -165,7 +165,9 @@ def test_a_measured_cost_within_the_slack_counts_as_no_more() -> None:
     assert all(s.front for s in judge(three_percent_slower).values())
     standing = judge(three_percent_slower, slack={"latency_ms": 0.05})["worse"]
     assert standing.dominated_by == "better"
-    assert "latency 10.3ms ~ 10ms (within the 5% measurement slack)" in (standing.reason or "")
+    assert "costs no more within measurement noise (params 3M <= 3M, latency 10.3ms ~ 10ms (within the 5% slack))" in (
+        standing.reason or ""
+    )
     # beyond the slack it is dearer, and the slack of one metric never loosens another
     assert judge([timed("worse", worse, 10.0), timed("better", better, 10.6)], slack={"latency_ms": 0.05})[
         "worse"

@@ -80,6 +80,8 @@ ARTIFACT_RECORD: tuple[RecordField, ...] = (
     RecordField("out", "output_quantization", Quantization),
 )
 ARTIFACT_KEYS = tuple(f.key for f in ARTIFACT_RECORD)
+ENTRY_POINT_PATTERN = r"[A-Za-z0-9_]{1,63}"
+"""An entry point name the shim's index parser accepts: its character set, and what fits ``entry_point``."""
 """The keys of an artifact line of ``bundle.index``, in the order the writer emits them."""
 
 

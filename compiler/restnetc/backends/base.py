@@ -14,8 +14,9 @@ caching) is backend-agnostic and lives outside this package.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -28,7 +29,7 @@ from torchao.quantization.pt2e.quantizer import Quantizer
 from restnetc.backends.pt2e import export_batched, quantize_pt2e
 from restnetc.config.target import Quantization
 from restnetc.errors import RestnetcError
-from restnetc.shim_abi import TensorQuantization
+from restnetc.shim_abi import ENTRY_POINT_PATTERN, TensorQuantization
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,17 @@ class LoweredProgram:
             if entry.name == name:
                 return entry
         raise KeyError(f"no entry point {name!r}; the program has {', '.join(e.name for e in self.entry_points)}")
+
+
+def check_entry_points(names: Iterable[str]) -> None:
+    """ValueError unless ``names`` are at least one, distinct, and each one the shim can read
+    (``shim_abi.ENTRY_POINT_PATTERN``)."""
+    names = list(names)
+    bad = [name for name in names if not re.fullmatch(ENTRY_POINT_PATTERN, name)]
+    if not names or bad or len(set(names)) != len(names):
+        raise ValueError(
+            f"entry point names must be distinct and match {ENTRY_POINT_PATTERN} (the shim's index), got {names}"
+        )
 
 
 class Runner(Protocol):
@@ -147,8 +159,8 @@ class Backend(ABC):
         """Turn several models into one file with an entry point per name, in the order given.
 
         The models are float, or each PT2E-quantized on its own with quantizers configured like ``quantizer``
-        (as ``quantize`` makes them): one calibration per model, so each keeps its own scales. Names are
-        non-empty and distinct (ValueError otherwise). Running entry point ``name`` computes what ``compile``
+        (as ``quantize`` makes them): one calibration per model, so each keeps its own scales. Names pass
+        ``check_entry_points`` (ValueError otherwise). Running entry point ``name`` computes what ``compile``
         of ``graphs[name]`` computes, bit for bit.
         """
 

@@ -18,7 +18,15 @@ from executorch.runtime import Method, Runtime
 from torch import nn
 from torchao.quantization.pt2e.quantizer import Quantizer
 
-from restnetc.backends.base import Backend, DelegationReport, EntryPoint, Lowered, LoweredProgram, Runner
+from restnetc.backends.base import (
+    Backend,
+    DelegationReport,
+    EntryPoint,
+    Lowered,
+    LoweredProgram,
+    Runner,
+    check_entry_points,
+)
 from restnetc.config.target import Quantization
 from restnetc.errors import RestnetcError
 
@@ -41,7 +49,7 @@ class ExecuTorchBackend(Backend):
     def compile_program(
         self, graphs: Mapping[str, nn.Module], example: torch.Tensor, quantizer: Quantizer | None
     ) -> LoweredProgram:
-        _check_names(graphs)
+        check_entry_points(graphs)
         exported = {name: torch.export.export(graph, (example,)) for name, graph in graphs.items()}
         try:
             edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
@@ -74,11 +82,6 @@ class ExecuTorchBackend(Backend):
     def invoker(self, path: Path, threads: int, example: np.ndarray) -> Callable[[], object]:
         method, inputs = _method(path), [torch.from_numpy(example)]
         return lambda: method.execute(inputs)
-
-
-def _check_names(graphs: Mapping[str, nn.Module]) -> None:
-    if not graphs or any(not name for name in graphs):
-        raise ValueError(f"entry point names must be non-empty, got {list(graphs)}")
 
 
 def _delegation(graph: torch.fx.GraphModule) -> DelegationReport:

@@ -18,7 +18,15 @@ from litert_torch.quantize.quant_config import QuantConfig
 from torch import nn
 from torchao.quantization.pt2e.quantizer import Quantizer
 
-from restnetc.backends.base import Backend, DelegationReport, EntryPoint, Lowered, LoweredProgram, Runner
+from restnetc.backends.base import (
+    Backend,
+    DelegationReport,
+    EntryPoint,
+    Lowered,
+    LoweredProgram,
+    Runner,
+    check_entry_points,
+)
 from restnetc.config.target import Quantization
 from restnetc.errors import RestnetcError
 from restnetc.shim_abi import TensorQuantization
@@ -82,11 +90,14 @@ def _primary(data: bytes, signature: str) -> bytes:
     signature's. It is for analysis only: subgraph order has no meaning for a program without control flow.
     """
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
-    index = next(d.subgraphIndex for d in model.signatureDefs if d.signatureKey.decode() == signature)
-    if index:
-        model.subgraphs[0], model.subgraphs[index] = model.subgraphs[index], model.subgraphs[0]
-        for definition in model.signatureDefs:
-            definition.subgraphIndex = {0: index, index: 0}.get(definition.subgraphIndex, definition.subgraphIndex)
+    index = next((d.subgraphIndex for d in model.signatureDefs if d.signatureKey.decode() == signature), None)
+    if index is None:
+        raise RestnetcError(f"the converted program has no signature {signature!r}")
+    if index == 0:
+        return data
+    model.subgraphs[0], model.subgraphs[index] = model.subgraphs[index], model.subgraphs[0]
+    for definition in model.signatureDefs:
+        definition.subgraphIndex = {0: index, index: 0}.get(definition.subgraphIndex, definition.subgraphIndex)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
@@ -130,8 +141,7 @@ class LiteRtBackend(Backend):
     def compile_program(
         self, graphs: Mapping[str, nn.Module], example: torch.Tensor, quantizer: Quantizer | None
     ) -> LoweredProgram:
-        if not graphs or any(not name for name in graphs):
-            raise ValueError(f"entry point names must be non-empty, got {list(graphs)}")
+        check_entry_points(graphs)
         # QuantConfig reads only whether the quantizer is static or dynamic; each graph carries its own scales.
         quant_config = None if quantizer is None else QuantConfig(pt2e_quantizer=quantizer)
         names = iter(graphs.items())

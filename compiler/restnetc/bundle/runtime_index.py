@@ -78,7 +78,7 @@ _VALUES: dict[str, Callable[[Artifact], object]] = {
 }
 """Where each value of an artifact line comes from in the manifest, for every key of the record."""
 if tuple(_VALUES) != ARTIFACT_KEYS:
-    raise ImportError(f"bundle.index writer keys {tuple(_VALUES)} differ from shim_abi.ARTIFACT_KEYS {ARTIFACT_KEYS}")
+    raise RuntimeError(f"bundle.index writer keys {tuple(_VALUES)} differ from shim_abi.ARTIFACT_KEYS {ARTIFACT_KEYS}")
 
 
 def seal(body: str) -> str:

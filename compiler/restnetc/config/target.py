@@ -141,13 +141,14 @@ class LadderPolicy(StrictModel):
         default=0.05,
         ge=0,
         lt=0.5,
-        description="measured latency and memory within this share above a rival's count as no more than it "
-        "(equal programs measure a few percent apart from run to run)",
+        description="latency and memory within this share above a rival's count as no more than it: measured "
+        "figures of equal programs differ by a few percent from run to run, and the search judges the cost "
+        "table's predictions (built from such measurements) with the same slack as the build",
     )
 
     def slack(self, metrics: Iterable[Metric]) -> dict[str, float]:
         """The dominance slack of each of ``metrics`` that is measured (latency, memory): ``measured_slack``."""
-        return {m.value: self.measured_slack for m in metrics if m in (Metric.LATENCY_MS, Metric.MEMORY_MB)}
+        return {m.value: self.measured_slack for m in metrics if m.measured}
 
 
 class Measurement(StrictModel):

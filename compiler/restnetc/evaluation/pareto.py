@@ -72,13 +72,15 @@ def _cost_clause(metric: str, winner: float, loser: float, slack: float) -> str:
     label, won, lost = _LABELS.get(metric, metric), format_cost(metric, winner), format_cost(metric, loser)
     if winner <= loser:
         return f"{label} {won} <= {lost}"
-    return f"{label} {won} ~ {lost} (within the {slack:.0%} measurement slack)"
+    return f"{label} {won} ~ {lost} (within the {slack * 100:g}% slack)"
 
 
 def _reason(winner: Contender, loser: Contender, comparison: PairedComparison, slack: Mapping[str, float]) -> str:
     costs = ", ".join(_cost_clause(m, winner.costs[m], loser.costs[m], slack.get(m, 0.0)) for m in loser.costs)
+    noise = " within measurement noise" if any(winner.costs[m] > loser.costs[m] for m in loser.costs) else ""
     return (
-        f"{winner.id} costs no more ({costs}) and is more accurate: {winner.accuracy:.2f}% vs {loser.accuracy:.2f}%"
+        f"{winner.id} costs no more{noise} ({costs}) and is more accurate: {winner.accuracy:.2f}% vs "
+        f"{loser.accuracy:.2f}%"
         f" (paired McNemar p={comparison.p_value:.2g})"
     )
 
@@ -97,9 +99,9 @@ def _check(contenders: Sequence[Contender], confidence: float, slack: Mapping[st
     first = contenders[0]
     if not first.costs:
         raise ValueError(f"{first.id}: no cost metric to compare on")
+    if not set(slack) <= set(first.costs):
+        raise ValueError(f"slack names metrics {sorted(set(slack) - set(first.costs))} no contender has")
     for c in contenders:
-        if not set(slack) <= set(first.costs):
-            raise ValueError(f"slack names metrics {sorted(set(slack) - set(first.costs))} no contender has")
         if set(c.costs) != set(first.costs):
             raise ValueError(
                 f"every contender needs the same cost metrics: {c.id} has {sorted(c.costs)}, "
@@ -132,8 +134,8 @@ def judge(
     programs differ from run to run by about that much; counted metrics (params, MACs) take none.
 
     ValueError unless ids are distinct, every contender has the same non-empty set of metric keys with finite
-    values, every ``correct`` is a non-empty one-dimensional bool array of one common length, and
-    ``0 < confidence < 1``.
+    values, every ``correct`` is a non-empty one-dimensional bool array of one common length,
+    ``0 < confidence < 1``, and each slack is in [0, 1) for a metric the contenders have.
     """
     slack = dict(slack or {})
     _check(contenders, confidence, slack)

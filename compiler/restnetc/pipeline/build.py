@@ -32,11 +32,11 @@ from restnetc.bundle.manifest import (
     Manifest,
     Memory,
     Pareto,
-    Quantization,
     SplitRecord,
     Splits,
     write_manifest,
 )
+from restnetc.bundle.manifest import Quantization as ManifestQuantization
 from restnetc.bundle.runtime_index import write_index
 from restnetc.bundle.verification import EagerLogits, HeldOut, Verified, Verifier
 from restnetc.cache import Cache, stage_key, toolchain_versions
@@ -118,8 +118,8 @@ def _threads(target: TargetConfig) -> int:
     return min(target.runtime.threads, os.cpu_count() or 1)
 
 
-def _quantization(q: TensorQuantization | None) -> Quantization | None:
-    return None if q is None else Quantization.model_validate(dataclasses.asdict(q))
+def _quantization(q: TensorQuantization | None) -> ManifestQuantization | None:
+    return None if q is None else ManifestQuantization.model_validate(dataclasses.asdict(q))
 
 
 def _lower_and_verify(
@@ -159,7 +159,7 @@ def _measure(
     cost table's predictions beside them, and each variant's budget checked against its source's figure."""
     threads = _threads(target)
     example = search.train.images[:1].numpy()
-    backends = {bname: get_backend(bname) for _, bname in staged}
+    backends = {bname: get_backend(bname) for bname in dict.fromkeys(b for _, b in staged)}
     with captured():
         invokers = {
             f"{rid}/{bname}": backends[bname].invoker(staging / one.file, threads, example)
