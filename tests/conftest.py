@@ -127,6 +127,18 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, P
     return bundle, project, target, cache
 
 
+@pytest.fixture(scope="session")
+def built_ladder(built: tuple[Path, Path, Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ``built`` project and target rebuilt with ``bundle: {layout: ladder}`` from ``built``'s cache (every
+    stage up to packing is cached): one program per backend."""
+    _, project, target, cache = built
+    root = tmp_path_factory.mktemp("ladder")
+    ladder_target, bundle = root / "t.yaml", root / "bundle"
+    ladder_target.write_text(target.read_text() + "bundle: {layout: ladder}\n")
+    _run_once("build", "-t", str(ladder_target), "-p", str(project), "--out", str(bundle), "--cache-dir", str(cache))
+    return bundle
+
+
 COST_TARGET = """\
 schema_version: 1
 name: tiny-costs

@@ -253,3 +253,40 @@ def test_dominated_artifacts_carry_their_standing_and_are_dropped_by_default(
     assert "Left out" in (out / "report.html").read_text()
     assert f"{lite2} litert dropped" in result.stdout + result.stderr
     assert cli("inspect", str(out)).code == 0
+
+
+def test_ladder_layout_ships_one_program_per_backend_that_computes_what_the_per_rung_files_did(
+    built: tuple[Path, Path, Path, Path], built_ladder: Path, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    """Issue 16: ``bundle.layout: ladder`` writes one file per backend with an entry point per shipped rung. Each
+    entry point's verified figures are its per-rung artifact's (the build refuses a program that differs), and
+    the program is smaller than the files it replaces. (The shim runs it: ``test_runtime_shim``.)"""
+    per_rung, manifest = read_manifest(built[0]), read_manifest(built_ladder)
+    assert {a.file for a in manifest.artifacts} == {"executorch/ladder.pte", "litert/ladder.tflite"}
+    models = sorted(
+        str(p.relative_to(built_ladder)) for p in built_ladder.rglob("*") if p.suffix in (".pte", ".tflite")
+    )
+    assert models == ["executorch/ladder.pte", "litert/ladder.tflite"], "the per-rung files are gone"
+    own = {(a.id, a.backend): a for a in per_rung.artifacts}
+    assert [(a.id, a.backend) for a in manifest.artifacts] == list(own)
+    for backend in ("executorch", "litert"):
+        files = [a for a in per_rung.artifacts if a.backend == backend]
+        program = next(a for a in manifest.artifacts if a.backend == backend)
+        assert program.bytes < sum(a.bytes for a in files), "blocks the rungs share are stored once"
+    for a in manifest.artifacts:
+        before = own[(a.id, a.backend)]
+        assert a.entry_point == a.id.replace("-", "_")
+        assert (a.accuracy, a.agreement, a.max_logit_diff) == (before.accuracy, before.agreement, before.max_logit_diff)
+        assert (a.float_modules, a.policy, a.pareto, a.input) == (
+            before.float_modules,
+            before.policy,
+            before.pareto,
+            before.input,
+        )
+        assert a.memory_bytes.host.peak_delta > 0
+    assert cli("inspect", str(built_ladder)).code == 0
+    copy = tmp_path / "bundle"
+    shutil.copytree(built_ladder, copy)
+    result = cli("bench", "run", str(copy))  # times and probes each entry point of the shared programs
+    assert result.code == 0, result.stderr
+    assert all(a.latency_ms.host.median > 0 for a in read_manifest(copy).artifacts)

@@ -133,7 +133,9 @@ def test_probe_memory_recomputes_after_a_damaged_record(
     """A JSON stage through its real caller: the measurement runs again and gives the clean figures."""
     calls: list[Path] = []
 
-    def measure_memory(backend: str, path: Path, shape: tuple[int, ...], threads: int) -> HostMemory:
+    def measure_memory(
+        backend: str, path: Path, shape: tuple[int, ...], threads: int, entry_point: str | None
+    ) -> HostMemory:
         calls.append(path)
         return HostMemory(peak_delta=1000, peak_total=5000)
 

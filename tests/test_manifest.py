@@ -87,3 +87,22 @@ def test_inspect_reports_a_hostile_file_name_on_one_line(bundle: Path, cli: Call
     result = cli("inspect", str(bundle))
     assert result.code == 1 and "Traceback" not in result.stderr
     assert "manifest.json: artifact 'a0' (artifacts[0]), field file: 'litert/$(touch PWNED).tflite'" in result.stderr
+
+
+def test_artifacts_sharing_a_file_must_agree_on_it_and_name_distinct_entry_points(tmp_path: Path) -> None:
+    """A ladder program is one file named by several artifacts: they must describe the same bytes, and each
+    must run its own entry point (else the shim would verify or run one rung's bytes for another)."""
+    manifest = write_fake_bundle(tmp_path, {"litert/ladder.tflite": b"program"})
+    first = manifest.artifacts[0]
+    second = first.model_copy(update={"id": "second", "entry_point": "second"})
+    write_manifest(tmp_path, manifest.model_copy(update={"artifacts": [first, second]}))
+    assert [a.entry_point for a in read_manifest(tmp_path).artifacts] == [first.entry_point, "second"]
+    for bad, why in (
+        ({"sha256": "0" * 64}, "share litert/ladder.tflite but disagree on its backend, bytes or sha256"),
+        ({"bytes": first.bytes + 1}, "share litert/ladder.tflite but disagree"),
+        ({"backend": "executorch"}, "share litert/ladder.tflite but disagree"),
+        ({"entry_point": first.entry_point}, f"names entry point '{first.entry_point}' of litert/ladder.tflite a"),
+    ):
+        clash = second.model_copy(update=bad)
+        with pytest.raises(BundleError, match=why):
+            write_manifest(tmp_path, manifest.model_copy(update={"artifacts": [first, clash]}))

@@ -180,6 +180,9 @@ class Backend(ABC):
         point ``entry_point`` (default: the one entry point ``compile`` writes)."""
 
     @abstractmethod
-    def invoker(self, path: Path, threads: int, example: np.ndarray) -> Callable[[], object]:
-        """A call that runs the artifact at ``path`` once on ``example`` (float32, batch of one), already
-        converted and set as its input: only the runtime's own work is left to time."""
+    def invoker(
+        self, path: Path, threads: int, example: np.ndarray, entry_point: str | None = None
+    ) -> Callable[[], object]:
+        """A call that runs entry point ``entry_point`` (default as ``load``) of the artifact at ``path`` once on
+        ``example`` (float32, batch of one), already converted and set as its input: only the runtime's own work
+        is left to time."""

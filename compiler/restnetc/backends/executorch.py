@@ -79,8 +79,10 @@ class ExecuTorchBackend(Backend):
 
         return run
 
-    def invoker(self, path: Path, threads: int, example: np.ndarray) -> Callable[[], object]:
-        method, inputs = _method(path), [torch.from_numpy(example)]
+    def invoker(
+        self, path: Path, threads: int, example: np.ndarray, entry_point: str | None = None
+    ) -> Callable[[], object]:
+        method, inputs = _method(path, entry_point or METHOD), [torch.from_numpy(example)]
         return lambda: method.execute(inputs)
 
 
@@ -95,7 +97,7 @@ def _delegation(graph: torch.fx.GraphModule) -> DelegationReport:
     return DelegationReport("XnnpackBackend", info.num_delegated_subgraphs, info.num_delegated_nodes, fallback)
 
 
-def _method(path: Path, name: str = METHOD) -> Method:
+def _method(path: Path, name: str) -> Method:
     program = Runtime.get().load_program(path)
     if name not in program.method_names:
         raise RestnetcError(f"{path}: no method {name!r} in the program (it has {sorted(program.method_names)})")

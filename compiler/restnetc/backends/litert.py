@@ -175,10 +175,14 @@ class LiteRtBackend(Backend):
 
         return run
 
-    def invoker(self, path: Path, threads: int, example: np.ndarray) -> Callable[[], object]:
+    def invoker(
+        self, path: Path, threads: int, example: np.ndarray, entry_point: str | None = None
+    ) -> Callable[[], object]:
         interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        interpreter.allocate_tensors()
-        source = interpreter.get_input_details()[0]
-        interpreter.set_tensor(source["index"], _input(example, source))
-        invoke: Callable[[], object] = interpreter.invoke
-        return invoke
+        runner = interpreter.get_signature_runner(_signature(path, interpreter, entry_point or SIGNATURE))
+        ((source_name, source),) = runner.get_input_details().items()
+        runner(**{source_name: _input(example, source)})  # allocates the subgraph and leaves the input set
+        # The bare invocation of the signature's subgraph, as the runner itself calls it (``Interpreter.invoke``
+        # runs the first subgraph only); the input stays set between calls.
+        wrapper, subgraph = runner._interpreter_wrapper, runner._subgraph_index
+        return lambda: wrapper.Invoke(subgraph)

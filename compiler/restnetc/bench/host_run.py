@@ -32,13 +32,13 @@ def remeasure(bundle: Path, manifest: Manifest) -> Manifest:
         for a in manifest.artifacts:
             example = np.zeros(a.input.shape, dtype=np.float32)
             key = f"{a.id}/{a.backend}"
-            invokers[key] = get_backend(Backend(a.backend)).invoker(paths[key], threads, example)
+            invokers[key] = get_backend(Backend(a.backend)).invoker(paths[key], threads, example, a.entry_point)
     latency = measure_latency(invokers, target.measurement, threads)
     del invokers
     artifacts = []
     for a in manifest.artifacts:
         host = latency[f"{a.id}/{a.backend}"]
-        memory = measure_memory(a.backend, paths[f"{a.id}/{a.backend}"], a.input.shape, threads)
+        memory = measure_memory(a.backend, paths[f"{a.id}/{a.backend}"], a.input.shape, threads, a.entry_point)
         update = {
             "latency_ms": a.latency_ms.model_copy(update={"host": host}),
             "memory_bytes": a.memory_bytes.model_copy(update={"host": memory}),

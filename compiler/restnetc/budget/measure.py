@@ -87,10 +87,14 @@ def measure_latency(
     }
 
 
-def measure_memory(backend: str, path: Path, shape: tuple[int, ...], threads: int) -> HostMemory:
-    """Peak resident memory of loading ``path`` and running it once on an input of ``shape``, in a fresh process."""
+def measure_memory(
+    backend: str, path: Path, shape: tuple[int, ...], threads: int, entry_point: str | None = None
+) -> HostMemory:
+    """Peak resident memory of loading ``path`` (its entry point ``entry_point``, default as the backend's
+    ``load``) and running it once on an input of ``shape``, in a fresh process."""
     dims = "x".join(str(n) for n in shape)
     command = [sys.executable, "-m", "restnetc.budget.memory_probe", backend, str(path), dims, str(threads)]
+    command += [] if entry_point is None else [entry_point]
     result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if result.returncode != 0 or not lines:
@@ -100,12 +104,14 @@ def measure_memory(backend: str, path: Path, shape: tuple[int, ...], threads: in
     return HostMemory(peak_delta=int(figures["peak_delta"]), peak_total=int(figures["peak_total"]))
 
 
-def probe_memory(backend: str, path: Path, shape: tuple[int, ...], threads: int, cache: Cache) -> HostMemory:
+def probe_memory(
+    backend: str, path: Path, shape: tuple[int, ...], threads: int, cache: Cache, entry_point: str | None = None
+) -> HostMemory:
     """``measure_memory``, cached by the artifact's sha256 and the probe's settings."""
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    key = stage_key("host-memory", sha, shape, threads, os.uname().machine)
+    key = stage_key("host-memory", sha, shape, threads, os.uname().machine, *([entry_point] if entry_point else []))
     if (stored := cache.load_json(key)) is not None:
         return HostMemory(**stored)
-    memory = measure_memory(backend, path, shape, threads)
+    memory = measure_memory(backend, path, shape, threads, entry_point)
     cache.save_json(key, memory.model_dump())
     return memory

@@ -1,7 +1,7 @@
 """Child process that measures the memory to load one artifact and run one inference.
 
-Run as ``python -m restnetc.budget.memory_probe BACKEND FILE SHAPE THREADS`` (SHAPE like ``1x3x64x64``);
-prints one JSON line. After the
+Run as ``python -m restnetc.budget.memory_probe BACKEND FILE SHAPE THREADS [ENTRY_POINT]`` (SHAPE like
+``1x3x64x64``; ENTRY_POINT as the backend's ``load`` takes it); prints one JSON line. After the
 runtime is imported, the kernel's peak-RSS counter is reset (``/proc/self/clear_refs``), so the reported
 peak delta covers only loading the artifact and running it.
 """
@@ -24,6 +24,7 @@ def _status_kib(field: str) -> int:
 
 def main(argv: list[str]) -> None:
     backend_name, file, threads = argv[0], Path(argv[1]), int(argv[3])
+    entry_point = argv[4] if len(argv) > 4 else None
     shape = tuple(int(n) for n in argv[2].split("x"))
     from restnetc.backends import get_backend
     from restnetc.config.target import Backend
@@ -32,7 +33,7 @@ def main(argv: list[str]) -> None:
     example = np.zeros(shape, dtype=np.float32)
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     baseline = _status_kib("VmRSS")
-    backend.load(file, threads)(example)
+    backend.load(file, threads, entry_point)(example)
     peak = _status_kib("VmHWM")
     print(json.dumps({"peak_delta": (peak - baseline) * 1024, "peak_total": peak * 1024}))
 

@@ -58,7 +58,7 @@ class PairResult:
     messages: tuple[str, ...]
 
 
-class _Graphs:
+class Graphs:
     """One pair's exported program, calibrated observers and int8 graphs by float units, each made once.
 
     Lowering compiles these very graphs and screening evaluates them: every choice of float units reuses
@@ -101,15 +101,17 @@ def _to_json(lowered: Lowered) -> dict[str, object]:
     }
 
 
-def _from_json(data: bytes, meta: dict[str, object]) -> Lowered:
-    def quant(value: object) -> TensorQuantization | None:
-        return None if value is None else TensorQuantization(**value)  # type: ignore[arg-type]
+def quantization_from_json(value: object) -> TensorQuantization | None:
+    """A tensor quantization as ``dataclasses.asdict`` stored it (None stays None)."""
+    return None if value is None else TensorQuantization(**value)  # type: ignore[arg-type]
 
+
+def _from_json(data: bytes, meta: dict[str, object]) -> Lowered:
     return Lowered(
         data,
         DelegationReport(**meta["delegation"]),  # type: ignore[arg-type]
-        quant(meta["input"]),
-        quant(meta["output"]),
+        quantization_from_json(meta["input"]),
+        quantization_from_json(meta["output"]),
         str(meta["entry_point"]),
         meta.get("planned_memory"),  # type: ignore[arg-type]
     )
@@ -136,7 +138,7 @@ class Lowerer:
         self.tools = toolchain_versions()
         self.workers = workers or os.cpu_count() or 1
 
-    def _single_threaded(self) -> Lowerer:
+    def single_threaded(self) -> Lowerer:
         """A copy for a worker process: it has one core, so its runtimes verify with one thread."""
         worker = copy.copy(self)
         worker.verifier = dataclasses.replace(self.verifier, threads=1)
@@ -182,7 +184,7 @@ class Lowerer:
         }
         self.cache.save_json(self._result_key(job), stored)
 
-    def _lower(self, job: PairJob, graphs: _Graphs, float_modules: tuple[str, ...], log: list[str]) -> Lowered:
+    def _lower(self, job: PairJob, graphs: Graphs, float_modules: tuple[str, ...], log: list[str]) -> Lowered:
         """``job``'s rung lowered with ``float_modules`` kept in float, from the cache or the toolchain."""
         key = self._artifact_key(job, float_modules)
         data, meta = self.cache.load_bytes(key), self.cache.load_json(key)
@@ -210,7 +212,7 @@ class Lowerer:
         )
         return lowered
 
-    def _screen(self, job: PairJob, graphs: _Graphs) -> Callable[[float], Screening]:
+    def _screen(self, job: PairJob, graphs: Graphs) -> Callable[[float], Screening]:
         """Screening of float units for ``job``'s rung: its int8 graphs run in eager on the screening images."""
         validation = self.verifier.validation
         images, labels = validation.images[:SCREENING_IMAGES], validation.labels[:SCREENING_IMAGES]
@@ -251,7 +253,7 @@ class Lowerer:
                     step(f"{job.label}: verified artifact from the cache ({stored.policy})")
         pending.sort(key=lambda job: -job.rung.params)  # the longest first, so no core idles at the end
         count = min(len(pending), self.workers)
-        state = self if count <= 1 else self._single_threaded()
+        state = self if count <= 1 else self.single_threaded()
         with console.status(f"lowering and verifying {len(pending)} artifacts in {count} processes"):
             for index, result in run_all(Lowerer.build_pair, state, pending, count):
                 for message in result.messages:
@@ -265,10 +267,10 @@ class Lowerer:
         a keep-float candidate, lowered and verified here too)."""
         backend = get_backend(job.backend)
         backend.check_supported(self.quantization)
-        graphs = _Graphs(job.rung.model, backend, self.calibration)
+        graphs = Graphs(job.rung.model, backend, self.calibration)
         log: list[str] = []
         plain = self._lower(job, graphs, (), log)
-        first = Verified(plain, (), self.verifier.evaluate(plain, backend, job.eager, job.label), "")
+        first = Verified(plain, (), self.verifier.evaluate(plain.data, backend, job.eager, job.label), "")
         drop = job.eager_accuracy - first.evaluation.validation.accuracy
         if self.quantization is Quantization.FP32 or drop <= self.policy.tolerance_points:
             return PairResult(dataclasses.replace(first, policy="none: within tolerance"), tuple(log))
@@ -286,6 +288,6 @@ class Lowerer:
         outcome = rule.decide(case)
         if isinstance(outcome, TryFloat):
             candidate = self._lower(job, graphs, outcome.units, log)
-            evaluation = self.verifier.evaluate(candidate, backend, job.eager, f"{job.label} keep-float")
+            evaluation = self.verifier.evaluate(candidate.data, backend, job.eager, f"{job.label} keep-float")
             outcome = rule.settle(case, Verified(candidate, outcome.units, evaluation, ""))
         return PairResult(outcome, tuple(log))

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from restnetc.atomic import write_text_atomic
 from restnetc.budget.measure import HostLatency, HostMemory
@@ -217,6 +217,23 @@ class Manifest(StrictModel):
     accuracy_tolerance_points: float
     artifacts: list[Artifact]
     dropped: list[Dropped] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _shared_files_agree(self) -> Manifest:
+        """Artifacts sharing a file (a ladder program) agree on its backend, size and sha256, and no two name
+        the same entry point of one file."""
+        first: dict[str, Artifact] = {}
+        entries: set[tuple[str, str]] = set()
+        for a in self.artifacts:
+            other = first.setdefault(a.file, a)
+            if (other.backend, other.bytes, other.sha256) != (a.backend, a.bytes, a.sha256):
+                raise ValueError(
+                    f"artifacts: {a.id!r} and {other.id!r} share {a.file} but disagree on its backend, bytes or sha256"
+                )
+            if (a.file, a.entry_point) in entries:
+                raise ValueError(f"artifacts: {a.id!r} names entry point {a.entry_point!r} of {a.file} a second time")
+            entries.add((a.file, a.entry_point))
+        return self
 
     @field_validator("target")
     @classmethod

@@ -105,26 +105,30 @@ class Verifier:
     cache: Cache
     work_dir: Path
 
-    def key(self, sha256: str) -> str:
-        """The cache key of the figures verified for the artifact whose bytes have ``sha256``."""
-        return stage_key("verify", sha256, self.validation.digest, self.test.digest)
+    def key(self, sha256: str, entry_point: str | None = None) -> str:
+        """The cache key of the figures verified for entry point ``entry_point`` (default: the artifact's one)
+        of the artifact whose bytes have ``sha256``."""
+        return stage_key("verify", sha256, self.validation.digest, self.test.digest, *filter(None, [entry_point]))
 
-    def stored(self, sha256: str) -> Evaluations | None:
-        """The figures verified earlier for the bytes with ``sha256``, if any."""
-        stored = self.cache.load_json(self.key(sha256))
+    def stored(self, sha256: str, entry_point: str | None = None) -> Evaluations | None:
+        """The figures verified earlier for the bytes with ``sha256`` (and ``entry_point``), if any."""
+        stored = self.cache.load_json(self.key(sha256, entry_point))
         return None if stored is None else Evaluations.from_json(stored)
 
-    def evaluate(self, lowered: Lowered, backend: Backend, eager: EagerLogits, label: str) -> Evaluations:
-        """``lowered``'s figures on both splits; BuildError (with the runtime's words) if its runtime refuses it."""
-        sha = hashlib.sha256(lowered.data).hexdigest()
-        if (stored := self.stored(sha)) is not None:
+    def evaluate(
+        self, data: bytes, backend: Backend, eager: EagerLogits, label: str, entry_point: str | None = None
+    ) -> Evaluations:
+        """The figures on both splits of the artifact ``data`` (its entry point ``entry_point``, default as the
+        backend's ``load``); BuildError (with the runtime's words) if its runtime refuses it."""
+        sha = hashlib.sha256(data).hexdigest()
+        if (stored := self.stored(sha, entry_point)) is not None:
             return stored
         path = self.work_dir / f"verify-{sha[:16]}{backend.suffix}"
-        path.write_bytes(lowered.data)
+        path.write_bytes(data)
         images = torch.cat([self.validation.images, self.test.images]).numpy()
         with captured() as output:
             try:
-                out = backend.load(path, self.threads)(images)
+                out = backend.load(path, self.threads, entry_point)(images)
             except Exception as exc:  # the runtime refused what the toolchain produced: keep its words
                 raise BuildError(
                     f"{label}: the lowered program does not run in its runtime: {type(exc).__name__}: {exc}\n"
@@ -137,5 +141,5 @@ class Verifier:
             _figures(out[:count], self.validation.labels, eager.validation),
             _figures(out[count:], self.test.labels, eager.test),
         )
-        self.cache.save_json(self.key(sha), dataclasses.asdict(evaluations))
+        self.cache.save_json(self.key(sha, entry_point), dataclasses.asdict(evaluations))
         return evaluations

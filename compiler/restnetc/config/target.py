@@ -151,6 +151,22 @@ class LadderPolicy(StrictModel):
         return {m.value: self.measured_slack for m in metrics if m.measured}
 
 
+class Layout(StrEnum):
+    """How a bundle stores each backend's artifacts."""
+
+    PER_RUNG = "per-rung"
+    """A file per rung: ``<backend>/<rung id><suffix>``, each with the backend's one entry point."""
+    LADDER = "ladder"
+    """One file per backend, ``<backend>/ladder<suffix>``, an entry point per shipped rung (an ExecuTorch method, a
+    TFLite signature): blocks the rungs share are stored once."""
+
+
+class BundleConfig(StrictModel):
+    """How the bundle is laid out."""
+
+    layout: Layout = Field(default=Layout.PER_RUNG, description="per-rung: a file per rung; ladder: one per backend")
+
+
 class Measurement(StrictModel):
     """Host timing protocol: warm-up runs, then timed runs, interleaved across artifacts."""
 
@@ -197,6 +213,7 @@ class TargetConfig(VersionedConfig):
     budgets: list[Budget] = Field(min_length=1)
     accuracy: AccuracyPolicy = AccuracyPolicy()
     ladder: LadderPolicy = LadderPolicy()
+    bundle: BundleConfig = BundleConfig()
     measurement: Measurement = Measurement()
     costs: Costs = Costs()
 

@@ -37,11 +37,13 @@ from restnetc.bundle.manifest import (
     write_manifest,
 )
 from restnetc.bundle.manifest import Quantization as ManifestQuantization
+from restnetc.bundle.packing import LADDER_STEM, Member, PackJob, entry_point_name, pack_all
 from restnetc.bundle.runtime_index import write_index
 from restnetc.bundle.verification import EagerLogits, HeldOut, Verified, Verifier
 from restnetc.cache import Cache, stage_key, toolchain_versions
 from restnetc.config.project import ProjectConfig
-from restnetc.config.target import Metric, TargetConfig
+from restnetc.config.target import Backend as BackendName
+from restnetc.config.target import CostSource, Layout, Metric, TargetConfig
 from restnetc.data import ImageSet
 from restnetc.evaluation import Contender, judge, wilson_interval
 from restnetc.pipeline.search import run_search
@@ -71,6 +73,7 @@ class Staged:
     rung: Rung
     verified: Verified
     file: str
+    eager: EagerLogits
     eager_test_top1: float
 
 
@@ -122,18 +125,22 @@ def _quantization(q: TensorQuantization | None) -> ManifestQuantization | None:
     return None if q is None else ManifestQuantization.model_validate(dataclasses.asdict(q))
 
 
-def _lower_and_verify(
-    search: SearchResult, target: TargetConfig, rungs: list[Rung], cache: Cache, staging: Path
-) -> dict[Key, Staged]:
-    """Stage 1: every rung lowered with every backend and verified (the accuracy policy applied), written into
-    ``staging/<backend>/<rung id><suffix>``."""
+def _lowerer(search: SearchResult, target: TargetConfig, cache: Cache, staging: Path) -> Lowerer:
+    """The target's lowering: its quantization calibrated on the train split, verification on the held-out
+    splits (artifacts written to ``staging`` while they run), its accuracy policy."""
     validation = HeldOut.of(search.validation.images, search.validation.labels)
     test = HeldOut.of(search.test.images, search.test.labels)
-    eager = {rung.id: EagerLogits(_eager(rung, validation, cache), _eager(rung, test, cache)) for rung in rungs}
-    threads = _threads(target)
-    verifier = Verifier(validation, test, threads, cache, staging)
+    verifier = Verifier(validation, test, _threads(target), cache, staging)
     calibration = search.train.images[: target.runtime.calibration_images]
-    lowerer = Lowerer(target.runtime.quantization, calibration, verifier, target.accuracy, cache)
+    return Lowerer(target.runtime.quantization, calibration, verifier, target.accuracy, cache)
+
+
+def _lower_and_verify(lowerer: Lowerer, target: TargetConfig, rungs: list[Rung], staging: Path) -> dict[Key, Staged]:
+    """Stage 1: every rung lowered with every backend and verified (the accuracy policy applied), written into
+    ``staging/<backend>/<rung id><suffix>``."""
+    validation, test = lowerer.verifier.validation, lowerer.verifier.test
+    cache = lowerer.cache
+    eager = {rung.id: EagerLogits(_eager(rung, validation, cache), _eager(rung, test, cache)) for rung in rungs}
     backends = [get_backend(name) for name in target.runtime.backends]
     results = lowerer.build_all(rungs, backends, eager)
     staged: dict[Key, Staged] = {}
@@ -144,12 +151,15 @@ def _lower_and_verify(
             relative = f"{backend.name}/{rung.id}{backend.suffix}"
             (staging / relative).write_bytes(result.lowered.data)
             top1 = float((eager[rung.id].test.argmax(1) == test.labels).double().mean() * 100)
-            staged[(rung.id, backend.name)] = Staged(rung, result, relative, top1)
+            staged[(rung.id, backend.name)] = Staged(rung, result, relative, eager[rung.id], top1)
     return staged
 
 
-def _memory(backend: str, path: Path, size: int, threads: int, planned: int | None, cache: Cache) -> Memory:
-    return Memory(host=probe_memory(backend, path, (1, 3, size, size), threads, cache), planned=planned)
+def _memory(
+    backend: str, path: Path, size: int, threads: int, planned: int | None, cache: Cache, entry_point: str | None = None
+) -> Memory:
+    shape = (1, 3, size, size)
+    return Memory(host=probe_memory(backend, path, shape, threads, cache, entry_point), planned=planned)
 
 
 def _measure(
@@ -315,6 +325,66 @@ def _admit(
     return artifacts, dropped
 
 
+def _member(one: Staged) -> Member:
+    return Member(one.rung, one.verified, one.eager)
+
+
+def _pack(
+    lowerer: Lowerer, staged: dict[Key, Staged], artifacts: list[Artifact], size: int, staging: Path
+) -> list[Artifact]:
+    """Stage 4b (``bundle.layout: ladder``): each backend's shipped artifacts become entry points of one program,
+    ``staging/<backend>/ladder<suffix>``, verified to compute what the per-rung files did (``packing``), which
+    are removed. Each entry keeps its figures, except memory: probed again, loading that entry point of the
+    program (what the shim loads), and measured budgets held to it again."""
+    jobs = [
+        PackJob(BackendName(bname), tuple(_member(staged[(a.id, a.backend)]) for a in artifacts if a.backend == bname))
+        for bname in dict.fromkeys(a.backend for a in artifacts)
+    ]
+    packed = pack_all(lowerer, jobs)
+    files = {}
+    for backend, result in packed.items():
+        files[backend.value] = f"{backend.value}/{LADDER_STEM}{get_backend(backend).suffix}"
+        (staging / files[backend.value]).write_bytes(result.program.data)
+    threads = lowerer.verifier.threads
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        probes = {
+            (a.id, a.backend): pool.submit(
+                _memory,
+                a.backend,
+                staging / files[a.backend],
+                size,
+                threads,
+                packed[BackendName(a.backend)].program.entry(entry_point_name(a.id)).planned_memory,
+                lowerer.cache,
+                entry_point_name(a.id),
+            )
+            for a in artifacts
+        }
+        memories = {key: probe.result() for key, probe in probes.items()}
+    step(f"memory measured for {len(artifacts)} entry points of {len(packed)} ladder programs (separate processes)")
+    shipped = []
+    for a in artifacts:
+        one, program = staged[(a.id, a.backend)], packed[BackendName(a.backend)].program
+        (staging / one.file).unlink()
+        entry = program.entry(entry_point_name(a.id))
+        memory = memories[(a.id, a.backend)].model_copy(update={"predicted": a.memory_bytes.predicted})
+        shipped.append(
+            a.model_copy(
+                update={
+                    "file": files[a.backend],
+                    "entry_point": entry.name,
+                    "bytes": len(program.data),
+                    "sha256": hashlib.sha256(program.data).hexdigest(),
+                    "memory_bytes": memory,
+                    "budget_check": a.budget_check
+                    and check_budget(one.rung, CostSource(a.budget_check.source), a.latency_ms, memory),
+                    "delegation": Delegation(**dataclasses.asdict(entry.delegation)),
+                }
+            )
+        )
+    return shipped
+
+
 def _manifest(
     search: SearchResult,
     project: ProjectConfig,
@@ -358,10 +428,13 @@ def run_build(project: ProjectConfig, target: TargetConfig, cache: Cache, out_di
     search = run_search(project, target, cache, build=True)
     rungs = ladder(search)
     with staged_directory(bundle) as staging:
-        staged = _lower_and_verify(search, target, rungs, cache, staging)
+        lowerer = _lowerer(search, target, cache, staging)
+        staged = _lower_and_verify(lowerer, target, rungs, staging)
         measured = _measure(staged, search, target, project.data.input_size, cache, staging)
         standings = _standings(staged, measured, target)
         artifacts, dropped = _admit(staged, measured, standings, project, target, staging)
+        if target.bundle.layout is Layout.LADDER:
+            artifacts = _pack(lowerer, staged, artifacts, project.data.input_size, staging)
         manifest = _manifest(search, project, target, artifacts, dropped)
         _write_bundle_files(staging, manifest, search)
     return BuildResult(bundle, manifest, search, time.perf_counter() - start)

@@ -1,0 +1,153 @@
+"""Packing a backend's shipped rungs into one program (``bundle.layout: ladder``).
+
+Each rung enters the program as the very graph its own artifact was compiled from (the lowering's
+calibration, the float units its accuracy policy chose), behind an entry point named after it. An entry point
+must then compute on the held-out images exactly what the rung's own, verified file computed: same top-1,
+agreement and largest logit difference, image for image. So the per-rung verification, the accuracy policy's
+decisions and the ladder's standings all carry over to the program; a program that breaks this is refused.
+Programs and their entry points' figures are cached.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+
+from torch import nn
+
+from restnetc.backends import DelegationReport, EntryPoint, LoweredProgram, get_backend
+from restnetc.backends.native_output import captured
+from restnetc.bundle.ladder import Rung
+from restnetc.bundle.lowering import Graphs, Lowerer, quantization_from_json
+from restnetc.bundle.verification import BuildError, EagerLogits, Evaluations, Verified
+from restnetc.cache import stage_key
+from restnetc.config.target import Backend as BackendName
+from restnetc.config.target import Quantization
+from restnetc.progress import console
+from restnetc.workers import run_all
+
+LADDER_STEM = "ladder"
+"""A ladder program's file is ``<backend>/ladder<suffix>``."""
+
+
+def entry_point_name(rung_id: str) -> str:
+    """Rung ``rung_id``'s entry point in a ladder program: the id with every character an entry point may not
+    hold (``shim_abi.ENTRY_POINT_PATTERN``) as ``_``."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", rung_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """A shipped rung, its verified per-rung artifact, and its eager fp32 logits (what verification compares)."""
+
+    rung: Rung
+    verified: Verified
+    eager: EagerLogits
+
+    @property
+    def entry_point(self) -> str:
+        return entry_point_name(self.rung.id)
+
+
+@dataclasses.dataclass(frozen=True)
+class PackJob:
+    """One backend's shipped rungs, in the order their entry points take in the program."""
+
+    backend: BackendName
+    members: tuple[Member, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Packed:
+    """A verified ladder program and each entry point's figures, by entry point name."""
+
+    program: LoweredProgram
+    evaluations: dict[str, Evaluations]
+
+
+def _key(lowerer: Lowerer, job: PackJob) -> str:
+    members = [(m.entry_point, m.rung.digest, list(m.verified.float_modules)) for m in job.members]
+    example_shape = (1, *lowerer.calibration.shape[1:])
+    inputs = (members, lowerer.calibration_digest, example_shape, lowerer.tools)
+    return stage_key("program", job.backend.value, lowerer.quantization.value, *inputs)
+
+
+def _entry_from_json(stored: dict[str, object]) -> EntryPoint:
+    """An entry point as ``dataclasses.asdict`` stored it."""
+    return EntryPoint(
+        str(stored["name"]),
+        DelegationReport(**stored["delegation"]),  # type: ignore[arg-type]
+        quantization_from_json(stored["input_quantization"]),
+        quantization_from_json(stored["output_quantization"]),
+        stored.get("planned_memory"),  # type: ignore[arg-type]
+    )
+
+
+def _compile(lowerer: Lowerer, job: PackJob) -> LoweredProgram:
+    """``job``'s program, from the cache or the toolchain."""
+    key = _key(lowerer, job)
+    data, meta = lowerer.cache.load_bytes(key), lowerer.cache.load_json(key)
+    if data is not None and meta is not None:
+        return LoweredProgram(data, tuple(_entry_from_json(entry) for entry in meta["entries"]))
+    backend = get_backend(job.backend)
+    example = lowerer.calibration[:1]
+    quantizer = backend.int8_quantizer() if lowerer.quantization is Quantization.INT8 else None
+
+    def graph(member: Member) -> nn.Module:
+        """The graph ``member``'s own artifact was compiled from (``Lowerer``: float, or int8 calibrated alone)."""
+        if quantizer is None:
+            return member.rung.model
+        return Graphs(member.rung.model, backend, lowerer.calibration).int8(member.verified.float_modules)[0]
+
+    with captured() as output:
+        try:
+            graphs = {member.entry_point: graph(member) for member in job.members}
+            program = backend.compile_program(graphs, example, quantizer)
+        except Exception as exc:  # any toolchain failure: keep the toolchain's words
+            raise BuildError(
+                f"{job.backend.value} ladder program: lowering failed: {type(exc).__name__}: {exc}\n{output.tail()}"
+            ) from None
+    lowerer.cache.save_bytes(key, program.data)
+    lowerer.cache.save_json(key, {"entries": [dataclasses.asdict(entry) for entry in program.entry_points]})
+    return program
+
+
+def pack(lowerer: Lowerer, job: PackJob) -> Packed:
+    """``job``'s members in one program, each entry point verified to compute what its rung's own file does.
+
+    BuildError when the toolchain fails, or when an entry point's figures on either held-out split differ from
+    its rung's own artifact's (which would mean the program is not the ladder that was verified and judged).
+    """
+    program = _compile(lowerer, job)
+    backend = get_backend(job.backend)
+    evaluations = {}
+    for member in job.members:
+        label = f"{member.rung.id} {job.backend.value} (ladder program)"
+        figures = lowerer.verifier.evaluate(program.data, backend, member.eager, label, member.entry_point)
+        if figures != member.verified.evaluation:
+            own, packed = member.verified.evaluation.validation, figures.validation
+            raise BuildError(
+                f"{label}: entry point {member.entry_point!r} does not compute what the rung's own artifact does "
+                f"(validation top-1 {packed.accuracy}% vs {own.accuracy}%, agreement {packed.agreement}% vs "
+                f"{own.agreement}%, largest logit difference {packed.max_logit_diff} vs {own.max_logit_diff})"
+            )
+        evaluations[member.entry_point] = figures
+    return Packed(program, evaluations)
+
+
+def pack_all(lowerer: Lowerer, jobs: list[PackJob]) -> dict[BackendName, Packed]:
+    """Every job's program, backends side by side in worker processes (one per core)."""
+    count = min(len(jobs), lowerer.workers)
+    state = lowerer if count <= 1 else lowerer.single_threaded()
+    packed: dict[BackendName, Packed] = {}
+    with console.status(f"packing {len(jobs)} ladder programs in {count} processes"):
+        for index, result in run_all(pack, state, jobs, count):
+            packed[jobs[index].backend] = result
+            data = result.program.data
+            console.print(
+                f"[bold cyan]>[/] ladder program {jobs[index].backend.value}: {len(jobs[index].members)} entry "
+                f"points, {len(data) / 1e6:.2f} MB, sha256 {hashlib.sha256(data).hexdigest()[:12]}",
+                highlight=False,
+            )
+    return packed
