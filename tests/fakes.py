@@ -101,10 +101,13 @@ exec sh -c "$*"
 """
 
 FAKE_BENCHMARK_MODEL = """#!/bin/sh
-# benchmark_model: the fixture log for the graph it was given, and how many arguments it got.
-for arg in "$@"; do case "$arg" in --graph=*) graph=${arg#--graph=} ;; esac; done
+# benchmark_model: the fixture log for the graph (and signature) it was given, and how many arguments it got.
+signature=
+for arg in "$@"; do
+  case "$arg" in --graph=*) graph=${arg#--graph=} ;; --signature_to_run_for=*) signature=${arg#*=} ;; esac
+done
 [ -f "$graph" ] || { echo "no such graph: $graph"; exit 1; }
-printf 'Graph: [%s]\\nArguments: [%s]\\n' "$graph" "$#"
+printf 'Graph: [%s]\\nSignature to run: [%s]\\nArguments: [%s]\\n' "$graph" "$signature" "$#"
 grep -v '^Graph: ' "$FAKE_DEVICE/template.log"
 """
 

@@ -239,7 +239,7 @@ def bench_plan(
 ) -> None:
     """Write a shell script that runs benchmark_model on a device for every .tflite of a bundle or cost table."""
     from restnetc.atomic import write_text_atomic
-    from restnetc.bench.plan import BenchSettings, Device, bundle_files, plan_script
+    from restnetc.bench.plan import BenchSettings, Device, Run, bundle_runs, plan_script
 
     if (bundle is None) == (table is None):
         raise RestnetcError("bench plan: give a BUNDLE directory or --table FILE (one of them)")
@@ -251,6 +251,7 @@ def bench_plan(
         files = costs.files()
         if missing := [f for f in files if not (source / f).is_file()]:
             raise RestnetcError(f"{source}: part artifacts missing ({', '.join(missing[:3])}); run restnetc profile")
+        planned = [Run(file) for file in files]
         ingest = f"restnetc bench ingest $LOGS/*.log --table {table}"
     else:
         from restnetc.bundle.manifest import read_manifest
@@ -259,13 +260,13 @@ def bench_plan(
         manifest = read_manifest(bundle)
         runtime = manifest.target.get("runtime")
         default_threads = int(runtime.get("threads", 1)) if isinstance(runtime, dict) else 1
-        source, name, files = bundle, str(manifest.target["name"]), bundle_files(bundle, manifest)
+        source, name, planned = bundle, str(manifest.target["name"]), bundle_runs(bundle, manifest)
         ingest = f"restnetc bench ingest $LOGS/*.log --bundle {bundle}"
     settings = BenchSettings(threads or default_threads, runs, warmup, cpu_mask)
     script = out or Path(f"bench-{name}.sh")
-    write_text_atomic(script, plan_script(source, files, name, Device.parse(device), settings, ingest))
+    write_text_atomic(script, plan_script(source, planned, name, Device.parse(device), settings, ingest))
     script.chmod(0o755)
-    stdout.print(f"wrote {script} for {len(files)} models: run it, then {ingest.replace('$LOGS', 'logs')}")
+    stdout.print(f"wrote {script} for {len(planned)} benchmark runs: run it, then {ingest.replace('$LOGS', 'logs')}")
 
 
 @bench_app.command("run")

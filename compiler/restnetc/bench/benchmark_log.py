@@ -28,7 +28,9 @@ _DELTA = re.compile(
 )
 _PEAK = re.compile(rf"^Overall peak memory footprint \(MB\) via periodic monitoring: (?P<peak>{_NUM})")
 _OLD_PEAK = re.compile(rf"^Peak memory footprint \(MB\): init=(?P<init>{_NUM}) overall=(?P<overall>{_NUM})")
-_PARAM = re.compile(r"^(?P<name>Num threads|Graph|Use xnnpack|Num runs|Min warmup runs): \[(?P<value>[^\]]*)\]")
+_PARAM = re.compile(
+    r"^(?P<name>Num threads|Graph|Signature to run|Use xnnpack|Num runs|Min warmup runs): \[(?P<value>[^\]]*)\]"
+)
 _DELEGATE = re.compile(
     r"^Replacing (?P<replaced>\d+) out of (?P<total>\d+) node\(s\) with delegate \((?P<delegate>[^)]+)\) node, "
     r"yielding (?P<partitions>\d+) partitions"
@@ -64,6 +66,8 @@ class BenchmarkLog(StrictModel):
 
     source: str
     graph: str | None
+    signature: str | None = None
+    """The signature run (``--signature_to_run_for``), when the log names one."""
     threads: int | None
     use_xnnpack: bool | None
     init_session_ms: float | None
@@ -141,6 +145,7 @@ def parse_benchmark_log(text: str, source: str) -> BenchmarkLog:
     return BenchmarkLog(
         source=source,
         graph=params.get("Graph") or None,
+        signature=params.get("Signature to run") or None,
         threads=int(threads) if threads and threads.lstrip("-").isdigit() else None,
         use_xnnpack=None if xnnpack is None else xnnpack.strip().lower() in ("1", "true"),
         init_session_ms=fields.get("init_session_ms"),

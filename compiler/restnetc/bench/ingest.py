@@ -43,12 +43,25 @@ def device_figures(log: BenchmarkLog) -> tuple[DeviceLatency, DeviceMemory]:
 
 
 def _artifact_for(log: BenchmarkLog, artifacts: Sequence[Artifact]) -> int:
+    """The index of the artifact ``log`` measured: its graph's file name and, for a file several artifacts
+    share (a ladder program), the signature the log says it ran."""
     name = _graph_name(log)
     matches = [i for i, a in enumerate(artifacts) if PurePosixPath(a.file).name == name]
-    if len(matches) != 1:
+    if not matches:
         known = ", ".join(sorted({PurePosixPath(a.file).name for a in artifacts if a.backend == "litert"}))
         raise BenchmarkLogError(f"{log.source}: graph {name!r} is not an artifact of this bundle (it has: {known})")
-    return matches[0]
+    if len(matches) == 1:
+        return matches[0]
+    entries = ", ".join(artifacts[i].entry_point for i in matches)
+    if log.signature is None:
+        raise BenchmarkLogError(
+            f"{log.source}: {name} holds several signatures ({entries}) and the log names none "
+            "(run benchmark_model with --signature_to_run_for, as bench plan does)"
+        )
+    chosen = [i for i in matches if artifacts[i].entry_point == log.signature]
+    if not chosen:
+        raise BenchmarkLogError(f"{log.source}: {name} has no signature {log.signature!r} (it has: {entries})")
+    return chosen[0]
 
 
 def merge_device_figures(manifest: Manifest, logs: Sequence[BenchmarkLog]) -> Manifest:

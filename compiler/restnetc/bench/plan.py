@@ -79,18 +79,38 @@ class BenchSettings:
     cpu_mask: str | None
 
 
-def bundle_files(bundle: Path, manifest: Manifest) -> list[str]:
-    """The LiteRT artifacts of a bundle, relative to it."""
-    files = sorted({a.file for a in manifest.artifacts if a.backend == "litert"})
-    if not files:
+@dataclass(frozen=True)
+class Run:
+    """One ``benchmark_model`` run: a file (relative to the script's source) and, for a file holding several
+    entry points (a ladder program), the signature to run (``--signature_to_run_for``)."""
+
+    file: str
+    signature: str | None = None
+
+    @property
+    def log_name(self) -> str:
+        """The run's log file name: ``<file stem>.log``, or ``<file stem>.<signature>.log``."""
+        stem = PurePosixPath(self.file).stem
+        return f"{stem}.{self.signature}.log" if self.signature else f"{stem}.log"
+
+
+def bundle_runs(bundle: Path, manifest: Manifest) -> list[Run]:
+    """A run per LiteRT artifact of a bundle: its file, and its signature when the file holds several."""
+    litert = [a for a in manifest.artifacts if a.backend == "litert"]
+    if not litert:
         raise RestnetcError(f"{bundle}: the bundle has no LiteRT (.tflite) artifacts to benchmark")
-    return files
+    shared = {a.file for a in litert if sum(b.file == a.file for b in litert) > 1}
+    return sorted({Run(a.file, a.entry_point if a.file in shared else None) for a in litert}, key=_order)
+
+
+def _order(run: Run) -> tuple[str, str]:
+    return run.file, run.signature or ""
 
 
 def plan_script(
-    source: Path, files: list[str], target: str, device: Device, settings: BenchSettings, ingest: str
+    source: Path, runs: list[Run], target: str, device: Device, settings: BenchSettings, ingest: str
 ) -> str:
-    """The shell script text that benchmarks ``files`` (relative to ``source``) and says to run ``ingest`` next."""
+    """The shell script text that makes ``runs`` (files relative to ``source``) and says to run ``ingest`` next."""
     taskset = f"taskset {shlex.quote(settings.cpu_mask)} " if settings.cpu_mask else ""
     flags = (
         f"--num_threads={settings.threads} --num_runs={settings.runs} --warmup_runs={settings.warmup} "
@@ -112,15 +132,20 @@ def plan_script(
         'mkdir -p "$LOGS"',
         'remote mkdir -p "$REMOTE_DIR"',
     ]
-    for file in files:
-        name = PurePosixPath(file).name
+    pushed: set[str] = set()
+    for run in runs:
+        name = PurePosixPath(run.file).name
         remote = f'"$REMOTE_DIR"/{shlex.quote(name)}'
-        log = f'"$LOGS"/{shlex.quote(PurePosixPath(name).stem + ".log")}'
+        log = f'"$LOGS"/{shlex.quote(run.log_name)}'
+        what = name if run.signature is None else f"{name} signature {run.signature}"
+        signature = "" if run.signature is None else " " + shlex.quote(f"--signature_to_run_for={run.signature}")
+        if run.file not in pushed:
+            lines.append(f'push "$SOURCE"/{shlex.quote(run.file)} {remote}')
+            pushed.add(run.file)
         lines += [
-            f"echo {shlex.quote('benchmarking ' + name)}",
-            f'push "$SOURCE"/{shlex.quote(file)} {remote}',
-            f'remote {taskset}"$BENCHMARK_MODEL" --graph={remote} {flags} > {log} 2>&1 '
-            f"|| echo {shlex.quote(f'benchmark_model failed on {name}; see')} {log} >&2",
+            f"echo {shlex.quote('benchmarking ' + what)}",
+            f'remote {taskset}"$BENCHMARK_MODEL" --graph={remote}{signature} {flags} > {log} 2>&1 '
+            f"|| echo {shlex.quote(f'benchmark_model failed on {what}; see')} {log} >&2",
         ]
     lines.append(f"echo {shlex.quote(f'logs in $LOGS; next: {ingest}')}")
     return "\n".join(lines) + "\n"

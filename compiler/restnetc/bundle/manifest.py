@@ -20,7 +20,7 @@ from restnetc.budget.measure import HostLatency, HostMemory
 from restnetc.config.base import StrictModel
 from restnetc.config.paths import RelativePath, check_file_name
 from restnetc.errors import RestnetcError
-from restnetc.shim_abi import QuantizationDtype
+from restnetc.shim_abi import ENTRY_POINT_PATTERN, QuantizationDtype
 
 MANIFEST_NAME = "manifest.json"
 
@@ -171,7 +171,7 @@ class Artifact(StrictModel):
     quantization: str
     float_modules: list[str] = Field(description="submodules kept in float by the accuracy policy")
     file: RelativePath
-    entry_point: str
+    entry_point: str = Field(pattern=rf"^{ENTRY_POINT_PATTERN}$", description="method or signature in the file")
     bytes: int
     sha256: str
     params: int
