@@ -353,25 +353,34 @@ def test_python_runner_runs_both_backends_through_the_c_core_like_the_python_run
         assert caught.value.status == "backend error"
 
 
-def test_python_runner_runs_every_entry_point_of_ladder_programs_like_the_python_runtimes(
+def test_python_runner_switches_across_every_entry_point_of_a_ladder_program_without_reading_it_again(
     shim: Path, built_ladder: Path, tmp_path: Path
 ) -> None:
     """Issue 16: in a ``bundle.layout: ladder`` bundle every artifact of a backend names the same file and its own
-    entry point; the core validates the shared file and each backend runs the method or signature named."""
+    entry point. One runner per backend opens that file once; ``use`` then moves across every rung, each running
+    its own method or signature like the Python runtimes, while the file on disk is spoiled (nothing reads it
+    again), and back to the first, still loaded."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(built_ladder, bundle)
     _write(tmp_path / "plenty", "proc/meminfo", "MemAvailable: 8000000 kB\n")
     images = np.random.default_rng(5).standard_normal((2, 1, 3, 32, 32)).astype(np.float32)
     libraries = {"executorch_library": shim / "librestnet_shim_executorch.so"}
     manifest = read_manifest(built_ladder)
     assert len({a.file for a in manifest.artifacts}) == 2 < len(manifest.artifacts)
-    with Bundle(built_ladder) as opened:
-        for artifact in manifest.artifacts:
-            options = libraries if artifact.backend == "executorch" else {}
-            plenty = tmp_path / "plenty"
-            with Runner(opened, artifact.backend, memory_root=plenty, override=artifact.id, **options) as runner:
-                assert runner.current is not None and runner.current.entry_point == artifact.entry_point
-                for image in images:
-                    expected = _python_logits(built_ladder, artifact, image)[0]
-                    np.testing.assert_allclose(runner.run(image), expected, atol=1e-5, err_msg=artifact.id)
+    with Bundle(bundle) as opened:
+        for backend in ("executorch", "litert"):
+            artifacts = [a for a in manifest.artifacts if a.backend == backend]
+            options = libraries if backend == "executorch" else {}
+            with Runner(opened, backend, memory_root=tmp_path / "plenty", **options) as runner:
+                (bundle / artifacts[0].file).write_bytes(b"spoiled")
+                for artifact in [*artifacts, artifacts[0]]:
+                    runner.use(artifact.id)
+                    assert runner.current is not None and runner.current.entry_point == artifact.entry_point
+                    for image in images:
+                        expected = _python_logits(built_ladder, artifact, image)[0]
+                        np.testing.assert_allclose(runner.run(image), expected, atol=1e-5, err_msg=artifact.id)
+                with pytest.raises(ShimError, match="no variant 'nope'"):
+                    runner.use("nope")
 
 
 def test_python_runner_switches_to_a_smaller_variant_when_memory_shrinks(

@@ -96,6 +96,8 @@ def _library() -> ctypes.CDLL:
         ),
         "rs_runner_refresh": (ctypes.c_int, [handle, ctypes.POINTER(ctypes.c_int), error]),
         "rs_runner_refresh_with": (ctypes.c_int, [handle, ctypes.c_uint64, ctypes.POINTER(ctypes.c_int), error]),
+        "rs_runner_use": (ctypes.c_int, [handle, ctypes.c_char_p, error]),
+        "rs_runner_preload": (ctypes.c_int, [handle, ctypes.c_char_p, error]),
         "rs_runner_current": (ctypes.POINTER(Artifact), [handle]),
         "rs_runner_close": (None, [handle]),
         "rs_status_name": (ctypes.c_char_p, [ctypes.c_int]),
@@ -386,6 +388,22 @@ class Runner:
                 )
         _check(status, error)
         return bool(switched.value)
+
+    def use(self, variant_id: str) -> None:
+        """Run variant ``variant_id`` from now until the next refresh, whatever the memory (``rs_runner_use``):
+        loaded unless resident, from its open program when it shares one; the variant it replaces stays loaded."""
+        self._take(_lib().rs_runner_use, variant_id)
+
+    def preload(self, variant_id: str) -> None:
+        """Load variant ``variant_id`` without running it, so a later switch to it loads nothing
+        (``rs_runner_preload``)."""
+        self._take(_lib().rs_runner_preload, variant_id)
+
+    def _take(self, call: Any, variant_id: str) -> None:
+        error = Error()
+        with self._lock:
+            status = call(self._open(), variant_id.encode(), ctypes.byref(error))
+        _check(status, error)
 
     def _open(self) -> ctypes.c_void_p:
         if not self._handle:

@@ -121,14 +121,16 @@ class InputSpec(ctypes.Structure):
 
 
 class BackendTable(ctypes.Structure):
-    """``rs_backend``: the three function pointers stay opaque here; only C calls them."""
+    """``rs_backend``: the function pointers stay opaque here; only C calls them."""
 
     _fields_ = [
         ("name", ctypes.c_char_p),
         ("context", ctypes.c_void_p),
+        ("open", ctypes.c_void_p),
         ("load", ctypes.c_void_p),
         ("run", ctypes.c_void_p),
         ("unload", ctypes.c_void_p),
+        ("close", ctypes.c_void_p),
     ]
 
 

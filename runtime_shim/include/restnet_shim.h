@@ -110,9 +110,9 @@ RS_API rs_status rs_bundle_check_current(const rs_bundle *bundle, rs_error *err)
 
 /* Validates artifact `index` now: its path is relative with no `.`/`..` component, every component is opened
  * beneath the bundle directory without following symlinks, the file is regular, and its size and sha256 match
- * the index. A verdict about the file is remembered for rs_select (a passing failure such as out of memory is
- * not, and a refusal is never overturned: reopen the bundle for that); loading a variant always re-checks the
- * bytes it loads. */
+ * the index. A verdict about the file is remembered for rs_select, for every artifact sharing the file (a
+ * passing failure such as out of memory is not, and a refusal is never overturned: reopen the bundle for that);
+ * a runner opening a program always re-checks the bytes it opens, and then loads its rungs from those bytes. */
 RS_API rs_status rs_bundle_validate(rs_bundle *bundle, size_t index, rs_error *err);
 
 /* Memory available to this process, in bytes, and where the figure came from. */
@@ -174,20 +174,28 @@ RS_API rs_status rs_select(rs_bundle *bundle, const rs_policy *policy, uint64_t 
 /* A runtime backend, plugged in by the caller so the core never depends on one. Tensors are raw, in the
  * artifact's own input/output types (the runner quantizes and dequantizes with the index's parameters).
  *
- * `load` gets the artifact's bytes exactly as the core read and verified them (never a path): `data` stays
- * valid and unchanged until `unload` of that model returns, and is owned by the core. `run` and `unload` of
- * one model are never called concurrently; calls for different models may come from different threads. */
+ * A program is one artifact file; a model is one entry point of an open program (a rung). Several artifacts may
+ * share a file (the ladder layout), so a program may hold several loaded models at once.
+ *
+ * `open` gets a file's bytes exactly as the core read and verified them (never a path): `data` stays valid and
+ * unchanged until `close` of that program returns, and is owned by the core. `load` prepares the artifact's
+ * entry point of an open program without file I/O; `unload` releases one model. The core unloads every model
+ * of a program before closing it, never unloads a model while it runs, and serialises every call on one
+ * program and its models; calls for different programs may come from different threads. */
 typedef struct rs_backend {
     const char *name; /* must equal the artifacts' `backend` ("litert", "executorch") */
     void *context;    /* backend-wide state, owned by whoever created the backend */
-    rs_status (*load)(void *context, const void *data, size_t size, const rs_artifact *artifact, void **model,
+    rs_status (*open)(void *context, const void *data, size_t size, const char *file, void **program,
                       rs_error *err);
+    rs_status (*load)(void *program, const rs_artifact *artifact, void **model, rs_error *err);
     rs_status (*run)(void *model, const void *input, size_t input_bytes, void *output, size_t output_bytes,
                      rs_error *err);
     void (*unload)(void *model);
+    void (*close)(void *program);
 } rs_backend;
 
-/* A loaded variant and the policy that keeps it fitting: opaque, rs_runner_open .. rs_runner_close. */
+/* The running variant, the rungs and programs kept resident, and the policy that keeps them fitting: opaque,
+ * rs_runner_open .. rs_runner_close. */
 typedef struct rs_runner rs_runner;
 
 /* Selects a variant for the memory probed under `memory_root` and loads it with `backend`. The runner holds a
@@ -201,24 +209,39 @@ RS_API rs_status rs_runner_open(rs_bundle *bundle, const rs_policy *policy, cons
 RS_API rs_status rs_runner_run(rs_runner *runner, const float *input, size_t input_count, float *logits,
                                size_t logits_count, rs_error *err);
 
-/* Probes memory again and switches variant if another one should run now. The new variant is loaded
- * before the old one is released only if both fit; otherwise the old one is released first and, if the new
- * one fails, restored from the verified bytes kept in memory. When the restore fails too, the error says so
- * and the runner has no model until a later refresh loads one. A variant whose file no longer verifies is
- * refused with the reason and remembered as invalid by the bundle; one its backend would not load is not
- * tried again by this runner. After each load the drop in available memory is measured, and a variant that
- * proves larger than the index says is judged by its measured figure from then on (at most twice the index
- * figure plus its file), so switching does not flap. `switched` (may be NULL) is set to 1 when the variant
- * changed. */
+/* Probes memory again and switches variant if another one should run now. The runner keeps each program (an
+ * artifact file, read and verified once) open while any of its rungs is loaded, and keeps rungs loaded after a
+ * switch while memory allows: switching to a loaded rung loads nothing, and loading another rung of an open
+ * program (a ladder file) reads no file. Selection counts what resident rungs would give back. A rung not
+ * loaded is loaded before the current one is released only if both fit, after unloading other resident rungs,
+ * least recently used first; otherwise the current one is released first and, if the new one fails, restored
+ * from its program or the verified bytes kept in memory. When the restore fails too, the error says so and the
+ * runner has no model until a later refresh loads one. After a switch, rungs other than the current one are
+ * unloaded, least recently used first, while less than the headroom is available; the current rung is never
+ * unloaded while it runs. A variant whose file no longer verifies is refused with the reason and remembered as
+ * invalid by the bundle; one its backend would not load is not tried again by this runner. After each load
+ * the drop in available memory is measured, and a variant that proves larger than the index says is judged by
+ * its measured figure from then on (at most twice the index figure plus its file), so switching does not
+ * flap. `switched` (may be NULL) is set to 1 when the variant changed. */
 RS_API rs_status rs_runner_refresh(rs_runner *runner, int *switched, rs_error *err);
 
 /* Same as rs_runner_refresh with `available` bytes given instead of probed (nothing is measured). */
 RS_API rs_status rs_runner_refresh_with(rs_runner *runner, uint64_t available, int *switched, rs_error *err);
 
+/* Loads variant `id` of the runner's backend unless it is resident (from its open program when there is one,
+ * else from its file, read and verified now), whatever the memory, and makes it the one that runs until the
+ * next refresh, which judges by memory again. The variant it replaces stays resident. */
+RS_API rs_status rs_runner_use(rs_runner *runner, const char *id, rs_error *err);
+
+/* Loads variant `id` as rs_runner_use does without running it: a later switch to it loads nothing. Resident
+ * rungs other than the current one are unloaded by a refresh that finds less than the headroom free. */
+RS_API rs_status rs_runner_preload(rs_runner *runner, const char *id, rs_error *err);
+
 /* The variant that runs now, or NULL when none is loaded. The pointer stays valid while the runner lives. */
 RS_API const rs_artifact *rs_runner_current(rs_runner *runner);
 
-/* Unloads the variant, releases the runner's bundle reference and frees the runner. NULL is ignored. */
+/* Unloads every rung, closes every program, releases the runner's bundle reference and frees the runner.
+ * NULL is ignored. */
 RS_API void rs_runner_close(rs_runner *runner);
 
 /* Fills `err` (if not NULL) with `code` and a printf-style message, and returns `code`: for backends. */

@@ -316,6 +316,13 @@ static rs_status parse_artifact(rs_bundle *bundle, char *fields, size_t line, rs
             return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: artifact %s of %s listed twice", line, a->id,
                            a->backend);
         }
+        if (strcmp(other->file, a->file) == 0 &&
+            (strcmp(other->backend, a->backend) != 0 || other->bytes != a->bytes ||
+             strcmp(other->sha256, a->sha256) != 0 || strcmp(other->entry_point, a->entry_point) == 0)) {
+            return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: artifact %s shares %s with %s: a shared file needs "
+                           "the same backend, bytes and sha256 and a different entry point", line, a->id, a->file,
+                           other->id);
+        }
     }
     bundle->validated[bundle->count] = RS_NOT_CHECKED;
     bundle->count++;

@@ -1,8 +1,14 @@
-/* The runner: keeps the selected variant loaded through a caller-supplied backend, converts tensors to
+/* The runner: keeps programs open and rungs loaded through a caller-supplied backend, converts tensors to
  * and from the artifact's types, and switches variant when the memory available changes.
  *
+ * A program is one artifact file, opened from bytes read and verified once; every artifact naming the same
+ * file and digest shares it (the ladder layout), so loading another of its rungs needs no file I/O. Rungs stay
+ * resident after a switch while memory allows: switching to a resident rung loads nothing. Under pressure the
+ * least recently used resident rungs other than the current one are unloaded first, and a program closes when
+ * its last rung goes.
+ *
  * Every public call but close holds the runner's lock, so run, refresh and current may come from different
- * threads. A loaded model owns the verified bytes it was created from (`bytes`), freed after `unload`.
+ * threads, and nothing is unloaded while it runs.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -13,9 +19,18 @@
 #define NO_VARIANT SIZE_MAX
 
 typedef struct {
-    void *model;
-    unsigned char *bytes;
-} loaded;
+    unsigned char *bytes; /* the verified file, kept while the program is open or held for a restore */
+    size_t size;
+    void *handle;    /* the backend's program, NULL when closed */
+    unsigned models; /* its rungs loaded */
+    uint64_t charge; /* memory closing it is counted to give back: measured across its opening, or indexed */
+} program;
+
+typedef struct {
+    void *model;     /* NULL when the rung is not resident */
+    uint64_t charge; /* memory unloading it is counted to give back beyond its program's: measured, or nothing */
+    uint64_t used;   /* when it was last made current, for least-recently-used eviction */
+} rung;
 
 struct rs_runner {
     rs_bundle *bundle;
@@ -24,9 +39,12 @@ struct rs_runner {
     char override_id[64];
     char memory_root[2048];
     pthread_mutex_t lock;
-    size_t current; /* NO_VARIANT when nothing is loaded */
-    loaded now;
+    size_t current; /* NO_VARIANT when nothing runs */
+    uint64_t clock;
     uint64_t needs[RS_MAX_ARTIFACTS]; /* the index's memory figure, raised to what a load was measured to take */
+    size_t owner[RS_MAX_ARTIFACTS];   /* the first artifact with the same file and digest: its program's slot */
+    program programs[RS_MAX_ARTIFACTS];
+    rung rungs[RS_MAX_ARTIFACTS];
 };
 
 static size_t dtype_size(const char *dtype) { return strcmp(dtype, "float32") == 0 ? 4 : 1; }
@@ -36,37 +54,10 @@ static size_t input_count(const rs_bundle *bundle) {
     return (size_t)shape[0] * shape[1] * shape[2] * shape[3];
 }
 
-/* Loads artifact `index` from bytes read and verified now; the backend never sees a path. */
-static rs_status load(rs_runner *runner, size_t index, loaded *out, rs_error *err) {
-    size_t size;
-    rs_status status = rs_bundle_read_verified(runner->bundle, index, &out->bytes, &size, err);
-    if (status != RS_OK) {
-        return status;
-    }
-    const rs_backend *backend = runner->backend;
-    status = backend->load(backend->context, out->bytes, size, rs_bundle_artifact(runner->bundle, index),
-                           &out->model, err);
-    if (status != RS_OK) {
-        free(out->bytes);
-        *out = (loaded){NULL, NULL};
-    }
-    return status;
-}
+static uint64_t add(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
 
-static void unload(rs_runner *runner, loaded *model) {
-    if (model->model != NULL) {
-        runner->backend->unload(model->model);
-    }
-    free(model->bytes);
-    *model = (loaded){NULL, NULL};
-}
-
-/* A verified variant its backend would not load is not tried again by this runner: judged as never fitting. */
-static rs_status refused_by_backend(rs_runner *runner, size_t index, rs_status status) {
-    if (status == RS_ERR_BACKEND) {
-        runner->needs[index] = UINT64_MAX;
-    }
-    return status;
+static int resident(const rs_runner *runner, size_t index) {
+    return index != NO_VARIANT && runner->rungs[index].model != NULL;
 }
 
 /* Memory available now under the runner's root, or 0 if it cannot be probed (then nothing is measured). */
@@ -75,93 +66,210 @@ static uint64_t probe(const rs_runner *runner) {
     return rs_probe_memory(runner->memory_root, &memory, NULL) == RS_OK ? memory.available : 0;
 }
 
-/* Loads `index`; when `before` (available just before, 0 = do not measure) is given, the drop in available
- * memory across the load raises the variant's need if it is larger than the index says, up to twice the
- * index figure plus the file (a drop beyond that is someone else's allocation). */
-static rs_status load_measured(rs_runner *runner, size_t index, uint64_t before, loaded *out, rs_error *err) {
-    rs_status status = refused_by_backend(runner, index, load(runner, index, out, err));
-    if (status == RS_OK && before > 0) {
-        const rs_artifact *a = rs_bundle_artifact(runner->bundle, index);
-        uint64_t after = probe(runner), cap = 2 * a->memory_bytes + a->bytes;
-        uint64_t drop = after > 0 && after < before ? before - after : 0;
-        drop = drop < cap ? drop : cap;
-        runner->needs[index] = drop > runner->needs[index] ? drop : runner->needs[index];
+/* What happens to a program when its last rung is unloaded. */
+typedef enum { CLOSE, CLOSE_KEEP_BYTES, KEEP_OPEN } on_idle;
+
+/* Applies `mode` to the program in `slot` if no rung of it is loaded. */
+static void settle(rs_runner *runner, size_t slot, on_idle mode) {
+    program *p = &runner->programs[slot];
+    if (p->models > 0 || mode == KEEP_OPEN) {
+        return;
+    }
+    if (p->handle != NULL) {
+        runner->backend->close(p->handle);
+        p->handle = NULL;
+        p->charge = 0;
+    }
+    if (mode == CLOSE) {
+        free(p->bytes);
+        p->bytes = NULL;
+    }
+}
+
+/* Opens the program of artifact `index` unless it is open, from the bytes kept for it or read and verified now;
+ * the backend never sees a path. On failure the program is as it was. */
+static rs_status open_program(rs_runner *runner, size_t index, rs_error *err) {
+    program *p = &runner->programs[runner->owner[index]];
+    if (p->handle != NULL) {
+        return RS_OK;
+    }
+    int read = p->bytes == NULL;
+    rs_status status = read ? rs_bundle_read_verified(runner->bundle, index, &p->bytes, &p->size, err) : RS_OK;
+    if (status == RS_OK) {
+        const rs_backend *backend = runner->backend;
+        status = backend->open(backend->context, p->bytes, p->size, rs_bundle_artifact(runner->bundle, index)->file,
+                               &p->handle, err);
+        p->handle = status == RS_OK ? p->handle : NULL;
+    }
+    if (status != RS_OK && read) {
+        free(p->bytes);
+        p->bytes = NULL;
     }
     return status;
 }
 
-static rs_status choose(rs_runner *runner, uint64_t available, size_t current, size_t *chosen, rs_error *err) {
+/* A verified variant its backend would not open or load is not tried again by this runner: judged as never
+ * fitting. */
+static rs_status refused_by_backend(rs_runner *runner, size_t index, rs_status status) {
+    if (status == RS_ERR_BACKEND) {
+        runner->needs[index] = UINT64_MAX;
+    }
+    return status;
+}
+
+/* Makes rung `index` resident, opening its program if needed. When `before` (available just before, 0 = do
+ * not measure) is given, the drop in available memory across the load is charged to the program if this load
+ * opened it (and raises the variant's need if larger than the index says, up to twice the index figure plus
+ * the file: a drop beyond that is someone else's allocation), else to the rung. Unmeasured, an opened program
+ * is charged the rung's need and an added rung nothing: only what is known is ever counted as reclaimable. */
+static rs_status load(rs_runner *runner, size_t index, uint64_t before, rs_error *err) {
+    size_t slot = runner->owner[index];
+    program *p = &runner->programs[slot];
+    int opened = p->handle == NULL, read = p->bytes == NULL;
+    rs_status status = open_program(runner, index, err);
+    rung *r = &runner->rungs[index];
+    if (status == RS_OK) {
+        status = runner->backend->load(p->handle, rs_bundle_artifact(runner->bundle, index), &r->model, err);
+        if (status != RS_OK) {
+            r->model = NULL;
+            settle(runner, slot, !opened ? KEEP_OPEN : read ? CLOSE : CLOSE_KEEP_BYTES);
+        }
+    }
+    if (status != RS_OK) {
+        return status;
+    }
+    p->models++;
+    uint64_t charge = opened ? runner->needs[index] : 0;
+    if (before > 0) {
+        const rs_artifact *a = rs_bundle_artifact(runner->bundle, index);
+        uint64_t after = probe(runner), cap = add(2 * a->memory_bytes, a->bytes);
+        uint64_t drop = after > 0 && after < before ? before - after : 0;
+        charge = drop < cap ? drop : cap;
+        runner->needs[index] = opened && charge > runner->needs[index] ? charge : runner->needs[index];
+    }
+    if (opened) {
+        p->charge = charge;
+    }
+    r->charge = opened ? 0 : charge;
+    return RS_OK;
+}
+
+/* What unloading rung `index` is counted to give back: its own charge, and its program's if it is the last. */
+static uint64_t credit(const rs_runner *runner, size_t index) {
+    const program *p = &runner->programs[runner->owner[index]];
+    return add(runner->rungs[index].charge, p->models == 1 ? p->charge : 0);
+}
+
+/* Unloads rung `index`; when it was its program's last, `mode` says what becomes of the program. */
+static void unload(rs_runner *runner, size_t index, on_idle mode) {
+    rung *r = &runner->rungs[index];
+    size_t slot = runner->owner[index];
+    runner->backend->unload(r->model);
+    *r = (rung){NULL, 0, 0};
+    runner->programs[slot].models--;
+    settle(runner, slot, mode);
+}
+
+/* Unloads resident rungs other than the current one, least recently used first, until `target` bytes are
+ * available (re-probed after each when `measure`, else counting each one's charge) or none is left. Returns
+ * what is available then. */
+static uint64_t evict(rs_runner *runner, uint64_t target, uint64_t available, int measure) {
+    while (available < target) {
+        size_t oldest = NO_VARIANT;
+        for (size_t i = 0; i < rs_bundle_artifact_count(runner->bundle); i++) {
+            if (i != runner->current && resident(runner, i) &&
+                (oldest == NO_VARIANT || runner->rungs[i].used < runner->rungs[oldest].used)) {
+                oldest = i;
+            }
+        }
+        if (oldest == NO_VARIANT) {
+            break;
+        }
+        uint64_t given = credit(runner, oldest);
+        unload(runner, oldest, CLOSE);
+        available = measure ? probe(runner) : add(available, given);
+    }
+    return available;
+}
+
+/* What would be available with everything resident given back: the current rung's need (its program
+ * included), and the charges of the other resident rungs and of the programs they alone hold open. */
+static uint64_t reclaimable(const rs_runner *runner, uint64_t available) {
+    uint64_t total = available;
+    size_t current_slot = runner->current == NO_VARIANT ? NO_VARIANT : runner->owner[runner->current];
+    for (size_t i = 0; i < rs_bundle_artifact_count(runner->bundle); i++) {
+        if (resident(runner, i)) {
+            total = add(total, i == runner->current ? runner->needs[i] : runner->rungs[i].charge);
+        }
+        if (runner->owner[i] == i && i != current_slot && runner->programs[i].handle != NULL) {
+            total = add(total, runner->programs[i].charge);
+        }
+    }
+    return total;
+}
+
+static rs_status choose(rs_runner *runner, uint64_t available, size_t *chosen, rs_error *err) {
     rs_selection *selection = malloc(sizeof *selection);
     if (selection == NULL) {
         return rs_fail(err, RS_ERR_NO_MEMORY, "cannot allocate a selection");
     }
     selection->chosen = NO_VARIANT;
-    rs_status status =
-        rs_select_with_needs(runner->bundle, &runner->policy, available, current, runner->needs, selection, err);
+    rs_status status = rs_select_with_needs(runner->bundle, &runner->policy, reclaimable(runner, available),
+                                            runner->current, runner->needs, selection, err);
     *chosen = selection->chosen;
     free(selection);
     return status;
 }
 
-/* With no variant loaded: choose for `available` and load. */
-static rs_status load_fresh(rs_runner *runner, uint64_t available, int measure, int *switched, rs_error *err) {
-    size_t next = NO_VARIANT;
-    rs_status status = choose(runner, available, NO_VARIANT, &next, err);
+/* Releases the current rung first (its program kept open if `next` shares it, else closed with its bytes
+ * kept), then loads `next`; if that fails, the old rung comes back from the kept program or bytes. */
+static rs_status release_then_load(rs_runner *runner, size_t next, int measure, rs_error *err) {
+    size_t old = runner->current, old_slot = runner->owner[old];
+    runner->current = NO_VARIANT;
+    unload(runner, old, old_slot == runner->owner[next] ? KEEP_OPEN : CLOSE_KEEP_BYTES);
+    rs_status status = refused_by_backend(runner, next, load(runner, next, measure ? probe(runner) : 0, err));
     if (status == RS_OK) {
-        status = load_measured(runner, next, measure ? available : 0, &runner->now, err);
+        settle(runner, old_slot, CLOSE);
+        return RS_OK;
     }
-    if (status == RS_OK) {
-        runner->current = next;
-        *switched = 1;
+    rs_error restore = {RS_OK, ""};
+    if (load(runner, old, 0, &restore) == RS_OK) {
+        runner->current = old;
+        return status;
     }
-    return status;
+    settle(runner, old_slot, CLOSE);
+    char first[sizeof err->message];
+    snprintf(first, sizeof first, "%s", err != NULL ? err->message : "");
+    return rs_fail(err, RS_ERR_NO_MODEL, "%.120s; restoring %s failed too (%.100s): no variant is loaded until a "
+                                         "later refresh", first, rs_bundle_artifact(runner->bundle, old)->id,
+                   restore.message);
 }
 
 /* The switch of refresh: `available` was probed (`measure`) or given. Holds the lock. */
 static rs_status refresh_locked(rs_runner *runner, uint64_t available, int measure, int *switched, rs_error *err) {
-    if (runner->current == NO_VARIANT) {
-        return load_fresh(runner, available, measure, switched, err);
+    size_t old = runner->current, next = NO_VARIANT;
+    rs_status status = choose(runner, available, &next, err);
+    if (status == RS_OK && next != old && !resident(runner, next)) {
+        uint64_t need = add(runner->needs[next], runner->policy.headroom_bytes);
+        available = evict(runner, need, available, measure);
+        if (old == NO_VARIANT || need <= available) { /* both fit: load, keep the old one resident */
+            status = refused_by_backend(runner, next, load(runner, next, measure ? available : 0, err));
+            uint64_t taken = runner->needs[next] < available ? runner->needs[next] : available;
+            available = measure ? probe(runner) : available - taken;
+        } else {
+            status = release_then_load(runner, next, measure, err);
+            available = measure ? probe(runner) : available;
+        }
     }
-    /* The variant in use already counts in `available`; releasing it would give its memory back. */
-    uint64_t in_use = runner->needs[runner->current];
-    uint64_t reclaimable = available > UINT64_MAX - in_use ? UINT64_MAX : available + in_use;
-    size_t next = NO_VARIANT;
-    rs_status status = choose(runner, reclaimable, runner->current, &next, err);
-    if (status != RS_OK || next == runner->current) {
+    if (status != RS_OK) {
         return status;
     }
-    loaded fresh = {NULL, NULL};
-    if (runner->needs[next] + runner->policy.headroom_bytes <= available) { /* both fit: load, then release */
-        status = load_measured(runner, next, measure ? available : 0, &fresh, err);
-        if (status != RS_OK) {
-            return status; /* the variant in use stays */
-        }
-        unload(runner, &runner->now);
-    } else { /* release first; if the new one cannot load, bring the old one back from its verified bytes */
-        loaded old = runner->now;
-        runner->backend->unload(old.model);
-        runner->now = (loaded){NULL, NULL};
-        status = load_measured(runner, next, measure ? probe(runner) : 0, &fresh, err);
-        if (status != RS_OK) {
-            const rs_artifact *a = rs_bundle_artifact(runner->bundle, runner->current);
-            rs_error restore = {RS_OK, ""};
-            if (runner->backend->load(runner->backend->context, old.bytes, (size_t)a->bytes, a, &old.model,
-                                      &restore) == RS_OK) {
-                runner->now = old;
-                return status;
-            }
-            free(old.bytes);
-            runner->current = NO_VARIANT;
-            char first[sizeof err->message];
-            snprintf(first, sizeof first, "%s", err != NULL ? err->message : "");
-            return rs_fail(err, RS_ERR_NO_MODEL, "%.120s; restoring %s failed too (%.100s): no variant is "
-                                                 "loaded until a later refresh", first, a->id, restore.message);
-        }
-        free(old.bytes);
+    if (next != old) {
+        runner->current = next;
+        *switched = 1;
     }
-    runner->now = fresh;
-    runner->current = next;
-    *switched = 1;
+    runner->rungs[next].used = ++runner->clock;
+    evict(runner, runner->policy.headroom_bytes, available, measure); /* resident rungs stay while memory allows */
     return RS_OK;
 }
 
@@ -182,8 +290,8 @@ static rs_status refresh(rs_runner *runner, uint64_t available, int measure, int
 
 rs_status rs_runner_open(rs_bundle *bundle, const rs_policy *policy, const rs_backend *backend,
                          const char *memory_root, rs_runner **out, rs_error *err) {
-    if (bundle == NULL || policy == NULL || backend == NULL || backend->load == NULL || backend->run == NULL ||
-        backend->unload == NULL || memory_root == NULL || out == NULL || strlen(memory_root) >= 2048 ||
+    if (bundle == NULL || policy == NULL || backend == NULL || backend->open == NULL || backend->load == NULL ||
+        backend->run == NULL || backend->unload == NULL || backend->close == NULL || memory_root == NULL || out == NULL || strlen(memory_root) >= 2048 ||
         (policy->override_id != NULL && strlen(policy->override_id) >= sizeof ((rs_runner *)0)->override_id)) {
         return rs_fail(err, RS_ERR_ARGUMENT, "rs_runner_open: bundle, policy (an override id under 64 bytes), a "
                                              "complete backend, memory root and out are required");
@@ -207,14 +315,20 @@ rs_status rs_runner_open(rs_bundle *bundle, const rs_policy *policy, const rs_ba
     strcpy(runner->memory_root, memory_root);
     runner->current = NO_VARIANT;
     for (size_t i = 0; i < rs_bundle_artifact_count(bundle); i++) {
-        runner->needs[i] = rs_bundle_artifact(bundle, i)->memory_bytes;
+        const rs_artifact *a = rs_bundle_artifact(bundle, i);
+        runner->needs[i] = a->memory_bytes;
+        runner->owner[i] = i;
+        for (size_t j = 0; j < i && runner->owner[i] == i; j++) {
+            const rs_artifact *b = rs_bundle_artifact(bundle, j);
+            runner->owner[i] = strcmp(a->file, b->file) == 0 ? j : i; /* the index checked they agree */
+        }
     }
     pthread_mutex_init(&runner->lock, NULL);
     rs_memory memory;
     int switched = 0;
     rs_status status = rs_probe_memory(memory_root, &memory, err);
     if (status == RS_OK) {
-        status = load_fresh(runner, memory.available, 1, &switched, err);
+        status = refresh_locked(runner, memory.available, 1, &switched, err);
     }
     if (status != RS_OK) {
         pthread_mutex_destroy(&runner->lock);
@@ -274,7 +388,7 @@ static rs_status run_locked(rs_runner *runner, const float *input, size_t count,
                                      out_bytes)
                            : quantize(input, count, &a->input_quantization, raw_in, err);
     if (status == RS_OK) {
-        status = runner->backend->run(runner->now.model, raw_in, in_bytes, raw_out, out_bytes, err);
+        status = runner->backend->run(runner->rungs[runner->current].model, raw_in, in_bytes, raw_out, out_bytes, err);
     }
     if (status == RS_OK) {
         dequantize(raw_out, classes, &a->output_quantization, logits);
@@ -299,6 +413,43 @@ rs_status rs_runner_run(rs_runner *runner, const float *input, size_t count, flo
     pthread_mutex_unlock(&runner->lock);
     return status;
 }
+
+/* The index of variant `id` of the runner's backend, or NO_VARIANT. */
+static size_t find(const rs_runner *runner, const char *id) {
+    for (size_t i = 0; i < rs_bundle_artifact_count(runner->bundle); i++) {
+        const rs_artifact *a = rs_bundle_artifact(runner->bundle, i);
+        if (strcmp(a->id, id) == 0 && strcmp(a->backend, runner->backend->name) == 0) {
+            return i;
+        }
+    }
+    return NO_VARIANT;
+}
+
+/* Loads variant `id` unless it is resident (measured), and with `use` makes it the current one. */
+static rs_status take(rs_runner *runner, const char *id, int use, rs_error *err) {
+    if (runner == NULL || id == NULL) {
+        return rs_fail(err, RS_ERR_ARGUMENT, "rs_runner_%s: runner and id are required", use ? "use" : "preload");
+    }
+    pthread_mutex_lock(&runner->lock);
+    size_t index = find(runner, id);
+    rs_status status = RS_OK;
+    if (index == NO_VARIANT) {
+        status = rs_fail(err, RS_ERR_ARGUMENT, "%s: no variant '%.64s' of %s", rs_bundle_dir(runner->bundle), id,
+                         runner->backend->name);
+    } else if (!resident(runner, index)) {
+        status = refused_by_backend(runner, index, load(runner, index, probe(runner), err));
+    }
+    if (status == RS_OK) {
+        runner->rungs[index].used = ++runner->clock;
+        runner->current = use ? index : runner->current;
+    }
+    pthread_mutex_unlock(&runner->lock);
+    return status;
+}
+
+rs_status rs_runner_use(rs_runner *runner, const char *id, rs_error *err) { return take(runner, id, 1, err); }
+
+rs_status rs_runner_preload(rs_runner *runner, const char *id, rs_error *err) { return take(runner, id, 0, err); }
 
 rs_status rs_runner_refresh_with(rs_runner *runner, uint64_t available, int *switched, rs_error *err) {
     if (runner == NULL) {
@@ -328,7 +479,11 @@ void rs_runner_close(rs_runner *runner) {
     if (runner == NULL) {
         return;
     }
-    unload(runner, &runner->now);
+    for (size_t i = 0; i < rs_bundle_artifact_count(runner->bundle); i++) {
+        if (resident(runner, i)) {
+            unload(runner, i, CLOSE);
+        }
+    }
     pthread_mutex_destroy(&runner->lock);
     rs_bundle_release(runner->bundle);
     free(runner);

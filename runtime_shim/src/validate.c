@@ -110,12 +110,17 @@ static rs_status check(const rs_bundle *bundle, const rs_artifact *a, unsigned c
 }
 
 /* Records a verdict; a refusal is never replaced by a later OK (the file was seen to be wrong once). */
+/* Records a verdict about artifact `index`'s file for every artifact sharing that file (the index guarantees
+ * they agree on its size and digest), so a ladder file is hashed once. A refusal is never overturned. */
 static void remember(rs_bundle *bundle, size_t index, rs_status status, const char *message) {
     pthread_mutex_lock(&bundle->lock);
-    rs_status before = bundle->validated[index];
-    if (status != RS_OK || before == RS_NOT_CHECKED || before == RS_OK) {
-        bundle->validated[index] = status;
-        snprintf(bundle->validation_message[index], sizeof bundle->validation_message[index], "%s", message);
+    for (size_t i = 0; i < bundle->count; i++) {
+        rs_status before = bundle->validated[i];
+        if (strcmp(bundle->artifacts[i].file, bundle->artifacts[index].file) == 0 &&
+            (status != RS_OK || before == RS_NOT_CHECKED || before == RS_OK)) {
+            bundle->validated[i] = status;
+            snprintf(bundle->validation_message[i], sizeof bundle->validation_message[i], "%s", message);
+        }
     }
     pthread_mutex_unlock(&bundle->lock);
 }

@@ -269,6 +269,8 @@ static void test_bad_indexes(void) {
     expect_index_error("no-artifacts", INPUT, RS_ERR_FORMAT, "an input line and an artifact");
     expect_index_error("duplicate-id", INPUT ARTIFACT("x", "") ARTIFACT("x", ""), RS_ERR_FORMAT,
                        "bundle.index:5: artifact x of litert listed twice");
+    expect_index_error("shared-file-same-entry", INPUT ARTIFACT("x", "") ARTIFACT("y", ""), RS_ERR_FORMAT,
+                       "bundle.index:5: artifact y shares litert/x.tflite with x");
     expect_index_error("repeated-key", INPUT ARTIFACT("x", " memory=99"), RS_ERR_FORMAT, "bundle.index:4: memory given twice");
     expect_index_error("scale-inf", INPUT "artifact id=x in=int8:inf:0\n", RS_ERR_FORMAT, "bundle.index:4: invalid in");
     expect_index_error("scale-nan", INPUT "artifact id=x out=int8:nan:0\n", RS_ERR_FORMAT, "bundle.index:4: invalid out");

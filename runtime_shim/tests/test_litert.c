@@ -1,10 +1,11 @@
 /* The runner with the real LiteRT backend on a bundle built by restnetc (paths given by the caller):
- * loading, running, switching variants in the documented order (load-then-release only if both fit), and
- * a variant's file replaced on disk by another valid model (the loaded bytes keep running; the new ones never).
+ * loading, running, switching variants in the documented order (release-then-load unless both fit, a rung left
+ * resident taking over without a load), and a variant's file replaced on disk by another valid model (the
+ * loaded bytes keep running; the new ones never).
  * The bundle directory is modified: pass a copy.
  *
  * usage: test_litert BUNDLE LIBLITERT PLENTY_ROOT
- * The backend is wrapped to record the order of loads and unloads; every call goes to LiteRT. */
+ * The backend is wrapped to record the order of its calls; every call goes to LiteRT. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,7 @@
 
 #define MIB (1024ull * 1024ull)
 
-static char events[16][80];
+static char events[24][80];
 static int event_count = 0;
 static rs_backend real;
 
@@ -27,14 +28,25 @@ typedef struct {
 } recorded;
 
 static void note(const char *what, const char *id) {
-    if (event_count < 16) snprintf(events[event_count++], sizeof events[0], "%s %s", what, id);
+    if (event_count < 24) snprintf(events[event_count++], sizeof events[0], "%s %s", what, id);
 }
 
-static rs_status load(void *context, const void *data, size_t size, const rs_artifact *artifact, void **model,
-                      rs_error *err) {
+static rs_status open_program(void *context, const void *data, size_t size, const char *file, void **program,
+                              rs_error *err) {
     (void)context;
+    rs_status status = real.open(real.context, data, size, file, program, err);
+    if (status == RS_OK) note("open", file);
+    return status;
+}
+
+static void close_program(void *program) {
+    note("close", "");
+    real.close(program);
+}
+
+static rs_status load(void *program, const rs_artifact *artifact, void **model, rs_error *err) {
     recorded *r = calloc(1, sizeof *r);
-    rs_status status = real.load(real.context, data, size, artifact, &r->model, err);
+    rs_status status = real.load(program, artifact, &r->model, err);
     if (status != RS_OK) {
         free(r);
         return status;
@@ -104,8 +116,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "setup: %s\n", err.message);
         return 2;
     }
-    rs_backend wrapped = {"litert", NULL, load, run, unload};
-    const uint64_t headroom = 256 * MIB;
+    rs_backend wrapped = {"litert", NULL, open_program, load, run, unload, close_program};
+    /* Headroom above every need, so that any two needs plus a free figure can be told apart. */
+    uint64_t headroom = 64 * MIB;
+    for (size_t i = 0; i < rs_bundle_artifact_count(bundle); i++) {
+        uint64_t need = rs_bundle_artifact(bundle, i)->memory_bytes + 64 * MIB;
+        headroom = need > headroom ? need : headroom;
+    }
     rs_policy policy = {"litert", headroom, 0.0, NULL};
     rs_runner *runner;
     CHECK(rs_runner_open(bundle, &policy, &wrapped, argv[3], &runner, &err) == RS_OK, "open: %s", err.message);
@@ -130,23 +147,24 @@ int main(int argc, char **argv) {
     uint64_t available = small->memory_bytes + headroom - best->memory_bytes;
     CHECK(rs_runner_refresh_with(runner, available, &switched, &err) == RS_OK, "down: %s", err.message);
     CHECK(switched && rs_runner_current(runner) == small, "switched down to %s", rs_runner_current(runner)->id);
-    CHECK(event_count == 3 && strncmp(events[1], "unload", 6) == 0 && strncmp(events[2], "load", 4) == 0,
-          "release first when both do not fit: %s, %s", events[1], events[2]);
-    run_once(runner, bundle);
-
-    /* Memory is back: both fit, so the best one is loaded before `small` is released. */
-    CHECK(rs_runner_refresh_with(runner, 4096 * MIB, &switched, &err) == RS_OK, "up: %s", err.message);
-    CHECK(switched && rs_runner_current(runner) == best, "switched up to %s", rs_runner_current(runner)->id);
-    CHECK(event_count == 5 && strncmp(events[3], "load", 4) == 0 && strncmp(events[4], "unload", 6) == 0,
-          "load first when both fit: %s, %s", events[3], events[4]);
-    CHECK(rs_runner_refresh_with(runner, 4096 * MIB, &switched, &err) == RS_OK && !switched, "stays");
+    CHECK(event_count == 6 && strncmp(events[2], "unload", 6) == 0 && strncmp(events[3], "close", 5) == 0 &&
+              strncmp(events[4], "open", 4) == 0 && strncmp(events[5], "load", 4) == 0,
+          "release first when both do not fit: %s, %s, %s, %s", events[2], events[3], events[4], events[5]);
     run_once(runner, bundle);
 
     /* Nothing fits even after releasing (the headroom alone exceeds what is there): an error, and the variant
      * in use keeps running, nothing loaded or released. */
     rs_status none = rs_runner_refresh_with(runner, 0, &switched, &err);
-    CHECK(none == RS_ERR_NOTHING_FITS && !switched && rs_runner_current(runner) == best && event_count == 5,
+    CHECK(none == RS_ERR_NOTHING_FITS && !switched && rs_runner_current(runner) == small && event_count == 6,
           "nothing fits: %s (%s), on %s", rs_status_name(none), err.message, rs_runner_current(runner)->id);
+    run_once(runner, bundle);
+
+    /* Memory is back: both fit, so the best one is loaded beside `small`, which stays resident. */
+    CHECK(rs_runner_refresh_with(runner, 4096 * MIB, &switched, &err) == RS_OK, "up: %s", err.message);
+    CHECK(switched && rs_runner_current(runner) == best, "switched up to %s", rs_runner_current(runner)->id);
+    CHECK(event_count == 8 && strncmp(events[6], "open", 4) == 0 && strncmp(events[7], "load", 4) == 0,
+          "load beside when both fit: %d events, %s, %s", event_count, events[6], events[7]);
+    CHECK(rs_runner_refresh_with(runner, 4096 * MIB, &switched, &err) == RS_OK && !switched, "stays");
     run_once(runner, bundle);
 
     /* The best variant's file replaced by another valid model while it runs: the verified bytes keep running. */
@@ -157,8 +175,15 @@ int main(int argc, char **argv) {
     replace_file(argv[1], best, small);
     run_zero(runner, bundle, after);
     CHECK(memcmp(before, after, classes * sizeof *before) == 0, "the loaded bytes still run after the replacement");
-    /* ...and once released, it is refused with the reason instead of running the new bytes. */
-    CHECK(rs_runner_refresh_with(runner, available, &switched, &err) == RS_OK && switched, "down: %s", err.message);
+    /* Under pressure `small`, still resident, takes over without a load (the best one no longer fits even with
+     * small's memory given back) and the best one is unloaded for the headroom: its bytes are gone... */
+    CHECK(rs_runner_refresh_with(runner, headroom - best->memory_bytes, &switched, &err) == RS_OK && switched,
+          "down: %s", err.message);
+    CHECK(rs_runner_current(runner) == small && event_count == 10 && strncmp(events[8], "unload", 6) == 0 &&
+              strncmp(events[9], "close", 5) == 0,
+          "small without a load, best unloaded: on %s, %d events, %s, %s", rs_runner_current(runner)->id,
+          event_count, events[8], events[9]);
+    /* ...so going back up reads the replaced file, which is refused with the reason instead of running. */
     rs_status status = rs_runner_refresh_with(runner, 4096 * MIB, &switched, &err);
     CHECK((status == RS_ERR_SIZE || status == RS_ERR_DIGEST) && !switched && strstr(err.message, best->id) != NULL,
           "replaced: %s (%s)", rs_status_name(status), err.message);

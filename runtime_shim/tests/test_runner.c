@@ -2,8 +2,10 @@
  * recovers after a failed switch and restore, refuses non-finite input, does not flap when a variant takes
  * more memory than the index says, and is safe with two threads (run under TSan and ASan by the Python suite).
  *
- * The scripted backend's "model" is the artifact's bytes: its logits are the first bytes' values, so a test
- * sees which bytes run. Loads fail on demand, and each load can take memory from a fixture meminfo file.
+ * The scripted backend's program is the file's bytes and its "model" two of them: the first two for entry
+ * point `forward`, bytes 2k and 2k+1 for `e<k>` (a ladder file), which become the logits, so a test sees which
+ * bytes run. Loads fail on demand, and each load can take memory from a fixture meminfo file. A ladder bundle
+ * holds the three variants in one file whose copy on disk a test may spoil once it is open.
  *
  * usage: test_runner WORKDIR */
 #include <errno.h>
@@ -27,8 +29,8 @@ static const char *workdir;
 
 /* ---- the scripted backend ---- */
 typedef struct {
-    int fail_loads;        /* loads still to fail */
-    int loads, unloads;    /* successful loads and unloads so far */
+    int fail_loads;                 /* loads still to fail */
+    int opens, closes, loads, unloads; /* successful calls so far */
     char inflated[64];     /* loads of this id take 1.15 x the index figure from the meminfo fixture, others 1 x */
     char meminfo[2200];
     uint64_t mem_available;
@@ -55,22 +57,51 @@ static void set_meminfo(script *s, uint64_t available) {
     write_text(s->meminfo, text);
 }
 
-static rs_status load(void *context, const void *data, size_t size, const rs_artifact *artifact, void **out,
-                      rs_error *err) {
-    script *s = context;
+static void count(script *s, int *counter) {
+    pthread_mutex_lock(&s->lock);
+    (*counter)++;
+    pthread_mutex_unlock(&s->lock);
+}
+
+typedef struct {
+    script *script;
+    const unsigned char *data;
+    size_t size;
+} program;
+
+static rs_status open_program(void *context, const void *data, size_t size, const char *file, void **out,
+                              rs_error *err) {
+    program *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        return rs_error_set(err, RS_ERR_BACKEND, "%s: cannot allocate", file);
+    }
+    *p = (program){context, data, size};
+    count(p->script, &p->script->opens);
+    *out = p;
+    return RS_OK;
+}
+
+static void close_program(void *handle) {
+    program *p = handle;
+    count(p->script, &p->script->closes);
+    free(p);
+}
+
+static rs_status load(void *handle, const rs_artifact *artifact, void **out, rs_error *err) {
+    program *p = handle;
+    script *s = p->script;
     pthread_mutex_lock(&s->lock);
     int fail = s->fail_loads > 0;
     s->fail_loads -= fail;
     pthread_mutex_unlock(&s->lock);
-    if (fail || size < CLASSES) {
+    size_t offset = artifact->entry_point[0] == 'e' ? 2 * (size_t)atoi(artifact->entry_point + 1) : 0;
+    if (fail || p->size < offset + CLASSES) {
         return rs_error_set(err, RS_ERR_BACKEND, "%s: scripted load failure", artifact->id);
     }
-    pthread_mutex_lock(&s->lock);
-    s->loads++;
-    pthread_mutex_unlock(&s->lock);
+    count(s, &s->loads);
     model *m = calloc(1, sizeof *m);
     m->script = s;
-    memcpy(m->first, data, CLASSES);
+    memcpy(m->first, p->data + offset, CLASSES);
     double factor = strcmp(artifact->id, s->inflated) == 0 ? 1.15 : 1.0;
     m->taken = (uint64_t)(factor * (double)artifact->memory_bytes);
     set_meminfo(s, s->mem_available > m->taken ? s->mem_available - m->taken : 0);
@@ -92,9 +123,7 @@ static rs_status run(void *handle, const void *input, size_t input_bytes, void *
 
 static void unload(void *handle) {
     model *m = handle;
-    pthread_mutex_lock(&m->script->lock);
-    m->script->unloads++;
-    pthread_mutex_unlock(&m->script->lock);
+    count(m->script, &m->script->unloads);
     set_meminfo(m->script, m->script->mem_available + m->taken);
     free(m);
 }
@@ -108,24 +137,35 @@ typedef struct {
 
 static const variant LADDER[] = {{"small", 80, 10}, {"middle", 81, 20}, {"large", 82, 40}};
 
-static void make_bundle(const char *name, char *dir, size_t size) {
+/* Writes the bundle `name`: one file per variant, or with `ladder` one file holding all three. */
+static void make_bundle(const char *name, int ladder, char *dir, size_t size) {
     snprintf(dir, size, "%s/%s", workdir, name);
-    char path[4300], body[4096];
+    char path[4300], body[4096], content[64], hex[65];
     mkdir(dir, 0755);
     int used = snprintf(body, sizeof body, "input shape=1,3,2,2 mean=0,0,0 std=1,1,1\nlabel a\nlabel b\n");
-    for (size_t i = 0; i < 3; i++) {
-        char content[64], hex[65];
-        int length = snprintf(content, sizeof content, "%c%c model %s", 'A' + (int)i, 'a' + (int)i, LADDER[i].id);
-        rs_sha256_hex(content, (size_t)length, hex);
-        snprintf(path, sizeof path, "%s/%s.bin", dir, LADDER[i].id);
+    int length = snprintf(content, sizeof content, "AaBbCc ladder");
+    if (ladder) {
+        snprintf(path, sizeof path, "%s/ladder.bin", dir);
         write_text(path, content);
+        rs_sha256_hex(content, (size_t)length, hex);
+    }
+    for (size_t i = 0; i < 3; i++) {
+        char file[80], entry[16];
+        snprintf(file, sizeof file, "%s", ladder ? "ladder" : LADDER[i].id);
+        snprintf(entry, sizeof entry, ladder ? "e%zu" : "forward", i);
+        if (!ladder) {
+            length = snprintf(content, sizeof content, "%c%c model %s", 'A' + (int)i, 'a' + (int)i, LADDER[i].id);
+            rs_sha256_hex(content, (size_t)length, hex);
+            snprintf(path, sizeof path, "%s/%s.bin", dir, file);
+            write_text(path, content);
+        }
         used += snprintf(body + used, sizeof body - (size_t)used,
                          "artifact id=%s backend=scripted file=%s.bin bytes=%d sha256=%s memory=%llu accuracy=%.1f "
-                         "params=1 entry=forward in=float32:1:0 out=float32:1:0\n",
-                         LADDER[i].id, LADDER[i].id, length, hex,
-                         (unsigned long long)(LADDER[i].memory_mib * MIB), LADDER[i].accuracy);
+                         "params=1 entry=%s in=float32:1:0 out=float32:1:0\n",
+                         LADDER[i].id, file, length, hex, (unsigned long long)(LADDER[i].memory_mib * MIB),
+                         LADDER[i].accuracy, entry);
     }
-    char hex[65], text[8192];
+    char text[8192];
     rs_sha256_hex(body, strlen(body), hex);
     snprintf(path, sizeof path, "%s/bundle.index", dir);
     snprintf(text, sizeof text, "restnet-bundle-index 2\nidentity %s\n%s", hex, body);
@@ -151,9 +191,9 @@ typedef struct {
     rs_runner *runner;
 } fixture;
 
-static void setup(fixture *f, const char *name, uint64_t available, uint64_t headroom) {
+static void setup(fixture *f, const char *name, int ladder, uint64_t available, uint64_t headroom) {
     memset(f, 0, sizeof *f);
-    make_bundle(name, f->dir, sizeof f->dir);
+    make_bundle(name, ladder, f->dir, sizeof f->dir);
     snprintf(f->root, sizeof f->root, "%s-root", f->dir);
     char path[4200];
     snprintf(path, sizeof path, "%s/proc", f->root);
@@ -162,7 +202,7 @@ static void setup(fixture *f, const char *name, uint64_t available, uint64_t hea
     snprintf(f->script.meminfo, sizeof f->script.meminfo, "%s/proc/meminfo", f->root);
     pthread_mutex_init(&f->script.lock, NULL);
     set_meminfo(&f->script, available);
-    f->backend = (rs_backend){"scripted", &f->script, load, run, unload};
+    f->backend = (rs_backend){"scripted", &f->script, open_program, load, run, unload, close_program};
     rs_error err = {RS_OK, ""};
     rs_policy policy = {"scripted", headroom, 0.1, NULL};
     if (rs_bundle_open(f->dir, &f->bundle, &err) != RS_OK ||
@@ -182,7 +222,7 @@ static void teardown(fixture *f) {
 
 static void test_runs_the_verified_bytes_and_refuses_non_finite_input(void) {
     fixture f;
-    setup(&f, "bytes", 1000 * MIB, 0);
+    setup(&f, "bytes", 0, 1000 * MIB, 0);
     float logits[CLASSES];
     rs_error err = {RS_OK, ""};
     CHECK(strcmp(current(f.runner), "large") == 0, "opened on %s", current(f.runner));
@@ -196,7 +236,7 @@ static void test_runs_the_verified_bytes_and_refuses_non_finite_input(void) {
 
 static void test_a_failed_switch_restores_the_variant_in_use(void) {
     fixture f;
-    setup(&f, "restore", 1000 * MIB, 16 * MIB);
+    setup(&f, "restore", 0, 1000 * MIB, 16 * MIB);
     rs_error err = {RS_OK, ""};
     int switched = 0;
     float logits[CLASSES];
@@ -222,7 +262,7 @@ static void test_a_failed_switch_restores_the_variant_in_use(void) {
 
 static void test_recovers_after_a_failed_switch_and_restore(void) {
     fixture f;
-    setup(&f, "recover", 1000 * MIB, 16 * MIB);
+    setup(&f, "recover", 0, 1000 * MIB, 16 * MIB);
     rs_error err = {RS_OK, ""};
     int switched = 0;
     /* 5 MiB free with `large` (40 MiB) loaded, 16 MiB headroom: `middle` (20) fits only once `large` is
@@ -254,7 +294,7 @@ static void test_recovers_after_a_failed_switch_and_restore(void) {
  * 40 + 16: without measuring, the runner would switch on every refresh. */
 static void test_does_not_flap_when_a_variant_is_larger_than_its_index_figure(void) {
     fixture f;
-    setup(&f, "flap", 1000 * MIB, 16 * MIB);
+    setup(&f, "flap", 0, 1000 * MIB, 16 * MIB);
     rs_error err = {RS_OK, ""};
     int switched = 0, switches = 0;
     CHECK(rs_runner_refresh_with(f.runner, 5 * MIB, &switched, &err) == RS_OK, "%s", err.message);
@@ -269,6 +309,75 @@ static void test_does_not_flap_when_a_variant_is_larger_than_its_index_figure(vo
     CHECK(switches <= 2 && strcmp(current(f.runner), "middle") == 0, "%d switches in 8 refreshes, now on %s",
           switches, current(f.runner));
     teardown(&f);
+}
+
+/* With 30 MiB of headroom, `large` (40) comes up beside `middle` (20) and stays resident; under sudden pressure
+ * the runner goes back to `middle` without loading anything, then unloads `large` to restore the headroom. */
+static void test_switches_to_a_resident_rung_without_loading(void) {
+    fixture f;
+    setup(&f, "resident", 0, 60 * MIB, 30 * MIB);
+    rs_error err = {RS_OK, ""};
+    int switched = 0;
+    float logits[CLASSES];
+    CHECK(strcmp(current(f.runner), "middle") == 0 && f.script.loads == 1, "opened on %s", current(f.runner));
+    CHECK(rs_runner_refresh_with(f.runner, 1000 * MIB, &switched, &err) == RS_OK && switched, "%s", err.message);
+    CHECK(strcmp(current(f.runner), "large") == 0 && f.script.loads == 2 && f.script.unloads == 0,
+          "large loaded beside middle: on %s, %d loads, %d unloads", current(f.runner), f.script.loads,
+          f.script.unloads);
+    /* 5 MiB free: large no longer fits even with middle's 20 given back (5 + 40 + 20 < 40 + 30). */
+    CHECK(rs_runner_refresh_with(f.runner, 5 * MIB, &switched, &err) == RS_OK && switched, "%s", err.message);
+    CHECK(strcmp(current(f.runner), "middle") == 0 && f.script.loads == 2, "back on %s with %d loads",
+          current(f.runner), f.script.loads);
+    CHECK(f.script.unloads == 1 && f.script.closes == 1, "large unloaded for the headroom: %d unloads, %d closes",
+          f.script.unloads, f.script.closes);
+    CHECK(run_once(f.runner, logits, &err) == RS_OK && logits[0] == 'B', "middle's bytes run: %s", err.message);
+    teardown(&f);
+    CHECK(f.script.opens == f.script.closes && f.script.loads == f.script.unloads,
+          "close releases everything: %d/%d opens/closes, %d/%d loads/unloads", f.script.opens, f.script.closes,
+          f.script.loads, f.script.unloads);
+}
+
+/* A ladder file is read and verified once: after that its copy on disk is spoiled, and every rung still loads
+ * and runs from the open program, down under pressure, up again beside the other, and back without a load. */
+static void test_a_ladder_file_is_read_once_and_its_rungs_switch_without_file_io(void) {
+    fixture f;
+    setup(&f, "ladder", 1, 1000 * MIB, 16 * MIB);
+    rs_error err = {RS_OK, ""};
+    int switched = 0;
+    float logits[CLASSES];
+    char path[2200];
+    snprintf(path, sizeof path, "%s/ladder.bin", f.dir);
+    write_text(path, "spoiled");
+    CHECK(strcmp(current(f.runner), "large") == 0 && f.script.opens == 1, "opened on %s", current(f.runner));
+    /* 5 MiB free: only middle fits once large is released; the program stays open for it. */
+    CHECK(rs_runner_refresh_with(f.runner, 5 * MIB, &switched, &err) == RS_OK && switched, "%s", err.message);
+    CHECK(strcmp(current(f.runner), "middle") == 0 && f.script.opens == 1 && f.script.closes == 0,
+          "middle from the open program: on %s, %d opens, %d closes", current(f.runner), f.script.opens,
+          f.script.closes);
+    CHECK(run_once(f.runner, logits, &err) == RS_OK && logits[0] == 'B' && logits[1] == 'b', "middle's entry runs");
+    CHECK(rs_runner_refresh_with(f.runner, 1000 * MIB, &switched, &err) == RS_OK && switched, "%s", err.message);
+    CHECK(strcmp(current(f.runner), "large") == 0 && f.script.loads == 3 && f.script.unloads == 1,
+          "large beside middle: on %s, %d loads, %d unloads", current(f.runner), f.script.loads, f.script.unloads);
+    CHECK(run_once(f.runner, logits, &err) == RS_OK && logits[0] == 'C', "large's entry runs");
+    /* Nothing free: large does not fit (0 + 40 < 40 + 16), middle does and is resident: no load. */
+    CHECK(rs_runner_refresh_with(f.runner, 0, &switched, &err) == RS_OK && switched, "%s", err.message);
+    CHECK(strcmp(current(f.runner), "middle") == 0 && f.script.loads == 3 && f.script.unloads == 2,
+          "back on %s without a load: %d loads, %d unloads", current(f.runner), f.script.loads, f.script.unloads);
+    CHECK(run_once(f.runner, logits, &err) == RS_OK && logits[0] == 'B', "middle's entry runs again");
+    /* Asked by name: preloading small loads it without running it; using it then loads nothing. */
+    int loads = f.script.loads;
+    CHECK(rs_runner_preload(f.runner, "small", &err) == RS_OK && strcmp(current(f.runner), "middle") == 0 &&
+              f.script.loads == loads + 1, "preloaded small: on %s, %d loads", current(f.runner), f.script.loads);
+    CHECK(rs_runner_use(f.runner, "small", &err) == RS_OK && strcmp(current(f.runner), "small") == 0 &&
+              f.script.loads == loads + 1, "using small: on %s, %d loads", current(f.runner), f.script.loads);
+    CHECK(run_once(f.runner, logits, &err) == RS_OK && logits[0] == 'A', "small's entry runs");
+    CHECK(rs_runner_use(f.runner, "tiny", &err) == RS_ERR_ARGUMENT && strstr(err.message, "no variant 'tiny'"),
+          "an unknown id: %s", err.message);
+    CHECK(f.script.opens == 1, "one open in all: %d", f.script.opens);
+    CHECK(rs_bundle_validate(f.bundle, 1, &err) == RS_ERR_SIZE, "the file on disk does not verify: %s", err.message);
+    teardown(&f);
+    CHECK(f.script.closes == 1 && f.script.loads == f.script.unloads, "close releases everything: %d closes",
+          f.script.closes);
 }
 
 typedef struct {
@@ -302,9 +411,9 @@ static void *refreshes(void *arg) {
 }
 
 /* run from one thread while another refreshes and validates; the bundle is closed first, the runner keeps it. */
-static void test_two_threads(void) {
+static void test_two_threads(int ladder) {
     fixture f;
-    setup(&f, "threads", 1000 * MIB, 0);
+    setup(&f, ladder ? "threads-ladder" : "threads", ladder, 1000 * MIB, 0);
     worker a = {&f, 2000, 0}, b = {&f, 500, 0};
     pthread_t ta, tb;
     pthread_create(&ta, NULL, runs, &a);
@@ -330,7 +439,10 @@ int main(int argc, char **argv) {
     test_a_failed_switch_restores_the_variant_in_use();
     test_recovers_after_a_failed_switch_and_restore();
     test_does_not_flap_when_a_variant_is_larger_than_its_index_figure();
-    test_two_threads();
+    test_switches_to_a_resident_rung_without_loading();
+    test_a_ladder_file_is_read_once_and_its_rungs_switch_without_file_io();
+    test_two_threads(0);
+    test_two_threads(1);
     printf("%s (%d failures)\n", failures ? "FAILED" : "all runner contract tests passed", failures);
     return failures ? 1 : 0;
 }

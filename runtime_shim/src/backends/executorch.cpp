@@ -24,8 +24,14 @@ using executorch::extension::Module;
 using executorch::runtime::Error;
 using executorch::runtime::EValue;
 
+// An open program: one Module over the core's verified bytes, which outlive it (freed after close).
 struct Program {
     std::unique_ptr<Module> module;
+};
+
+// A loaded entry point: a method of its program's Module.
+struct Entry {
+    Program *program;
     std::string method;
     std::vector<SizesType> input_sizes;
 };
@@ -36,29 +42,46 @@ rs_status fail(rs_error *err, const std::string &message) {
 
 std::string describe(Error error) { return "ExecuTorch error " + std::to_string(static_cast<int>(error)); }
 
-// The program is read from the core's verified bytes, which outlive the Module (freed after unload).
-rs_status load(void *, const void *data, size_t size, const rs_artifact *artifact, void **out, rs_error *err) {
-    const std::string id = artifact->id;
+rs_status open(void *, const void *data, size_t size, const char *file, void **out, rs_error *err) {
     try {
         auto program = std::make_unique<Program>();
-        program->method = artifact->entry_point;
         program->module = std::make_unique<Module>(std::make_unique<BufferDataLoader>(data, size));
-        Error error = program->module->load_method(program->method);
+        Error error = program->module->load();
         if (error != Error::Ok) {
-            return fail(err, id + ": loading method " + program->method + ": " + describe(error));
+            return fail(err, std::string(file) + ": loading the program: " + describe(error));
         }
-        auto meta = program->module->method_meta(program->method);
+        *out = program.release();
+        return RS_OK;
+    } catch (const std::exception &e) {
+        return fail(err, std::string(file) + ": " + e.what());
+    }
+}
+
+rs_status load(void *handle, const rs_artifact *artifact, void **out, rs_error *err) {
+    auto *program = static_cast<Program *>(handle);
+    const std::string id = artifact->id;
+    try {
+        auto entry = std::make_unique<Entry>();
+        entry->program = program;
+        entry->method = artifact->entry_point;
+        Error error = program->module->load_method(entry->method);
+        if (error != Error::Ok) {
+            return fail(err, id + ": loading method " + entry->method + ": " + describe(error));
+        }
+        auto meta = program->module->method_meta(entry->method);
         if (!meta.ok() || meta->num_inputs() != 1 || meta->num_outputs() != 1) {
-            return fail(err, id + ": expected one input and one output in " + program->method);
+            program->module->unload_method(entry->method);
+            return fail(err, id + ": expected one input and one output in " + entry->method);
         }
         auto input = meta->input_tensor_meta(0);
         if (!input.ok() || input->scalar_type() != ScalarType::Float) {
+            program->module->unload_method(entry->method);
             return fail(err, id + ": the input is not a float32 tensor");
         }
         for (int32_t size : input->sizes()) {
-            program->input_sizes.push_back(static_cast<SizesType>(size));
+            entry->input_sizes.push_back(static_cast<SizesType>(size));
         }
-        *out = program.release();
+        *out = entry.release();
         return RS_OK;
     } catch (const std::exception &e) {
         return fail(err, id + ": " + e.what());
@@ -67,23 +90,23 @@ rs_status load(void *, const void *data, size_t size, const rs_artifact *artifac
 
 rs_status run(void *handle, const void *input, size_t input_bytes, void *output, size_t output_bytes,
               rs_error *err) {
-    auto *program = static_cast<Program *>(handle);
+    auto *entry = static_cast<Entry *>(handle);
     try {
         size_t expected = sizeof(float);
-        for (SizesType size : program->input_sizes) {
+        for (SizesType size : entry->input_sizes) {
             expected *= static_cast<size_t>(size);
         }
         if (expected != input_bytes) {
             return fail(err, "ExecuTorch input has " + std::to_string(expected) + " bytes, the bundle index implies " +
                                  std::to_string(input_bytes));
         }
-        auto tensor = executorch::extension::from_blob(const_cast<void *>(input), program->input_sizes);
-        auto result = program->module->execute(program->method, EValue(*tensor));
+        auto tensor = executorch::extension::from_blob(const_cast<void *>(input), entry->input_sizes);
+        auto result = entry->program->module->execute(entry->method, EValue(*tensor));
         if (!result.ok()) {
-            return fail(err, "running " + program->method + ": " + describe(result.error()));
+            return fail(err, "running " + entry->method + ": " + describe(result.error()));
         }
         if (result->empty() || !(*result)[0].isTensor()) {
-            return fail(err, program->method + " returned no tensor");
+            return fail(err, entry->method + " returned no tensor");
         }
         const auto &logits = (*result)[0].toTensor();
         if (logits.scalar_type() != ScalarType::Float || logits.nbytes() != output_bytes) {
@@ -97,7 +120,14 @@ rs_status run(void *handle, const void *input, size_t input_bytes, void *output,
     }
 }
 
-void unload(void *handle) { delete static_cast<Program *>(handle); }
+// Two entries of one program never name the same method: the core loads each artifact at most once.
+void unload(void *handle) {
+    auto *entry = static_cast<Entry *>(handle);
+    entry->program->module->unload_method(entry->method);
+    delete entry;
+}
+
+void close(void *handle) { delete static_cast<Program *>(handle); }
 
 }  // namespace
 
@@ -105,6 +135,6 @@ extern "C" rs_status rs_executorch_backend_open(rs_backend *out, rs_error *err) 
     if (out == nullptr) {
         return fail(err, "rs_executorch_backend_open: out is required");
     }
-    *out = rs_backend{"executorch", nullptr, load, run, unload};
+    *out = rs_backend{"executorch", nullptr, open, load, run, unload, close};
     return RS_OK;
 }

@@ -3,7 +3,8 @@
  * The few LiteRT C API functions used here are declared by this file from the documented API (LiteRT 2.x,
  * `litert/c/litert_*.h`): handles are opaque pointers, statuses are ints (0 = ok), and the ranked tensor type is
  * only passed back to LiteRT, so it is kept as opaque storage. Compilation requests the CPU accelerator
- * (XNNPACK); "no accelerator" fails in LiteRT.
+ * (XNNPACK); "no accelerator" fails in LiteRT. A program is compiled once, every signature with it, when it is
+ * opened; loading an entry point adds only its signature's buffers, so switching within a program is free.
  */
 #include <dlfcn.h>
 #include <stdlib.h>
@@ -47,46 +48,84 @@ typedef struct {
     lrt_status (*run_compiled_model)(lrt_handle, size_t, size_t, lrt_handle *, size_t, lrt_handle *);
 } litert_api;
 
+/* An open program: the model and its compilation (every signature, once), shared by its entry points. */
 typedef struct {
     const litert_api *api;
-    size_t signature; /* the index of the artifact's entry point among the model's signatures */
     lrt_handle model;
     lrt_handle compiled;
+} litert_program;
+
+/* A loaded entry point: its signature and host buffers for its one input and one output. */
+typedef struct {
+    const litert_program *program;
+    size_t signature;
     lrt_handle input;
     lrt_handle output;
-} litert_model;
+} litert_entry;
 
 #define LRT_CALL(what, call)                                                                          \
     do {                                                                                              \
         lrt_status lrt_code = (call);                                                                 \
         if (lrt_code != 0) {                                                                          \
-            status = rs_error_set(err, RS_ERR_BACKEND, "%s: %s failed with LiteRT status %d", id, what, lrt_code); \
+            status = rs_error_set(err, RS_ERR_BACKEND, "%s: %s failed with LiteRT status %d", name, what, lrt_code); \
             goto fail;                                                                                \
         }                                                                                             \
     } while (0)
 
-static void unload(void *handle) {
-    litert_model *m = handle;
-    if (m == NULL) {
+static void close_program(void *handle) {
+    litert_program *p = handle;
+    if (p == NULL) {
         return;
     }
-    if (m->input) m->api->destroy_buffer(m->input);
-    if (m->output) m->api->destroy_buffer(m->output);
-    if (m->compiled) m->api->destroy_compiled_model(m->compiled);
-    if (m->model) m->api->destroy_model(m->model);
-    free(m);
+    if (p->compiled) p->api->destroy_compiled_model(p->compiled);
+    if (p->model) p->api->destroy_model(p->model);
+    free(p);
 }
 
-/* A host buffer for tensor `index` of the signature, as the compiled model requires it. */
-static lrt_status make_buffer(const litert_api *api, litert_model *m, int output, lrt_handle *buffer) {
+/* `data` outlives the program (the core frees it after close), as LiteRtCreateModelFromBuffer requires. */
+static rs_status open_program(void *context, const void *data, size_t size, const char *name, void **out,
+                              rs_error *err) {
+    const litert_api *api = context;
+    rs_status status = RS_OK;
+    lrt_handle options = NULL;
+    litert_program *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        return rs_error_set(err, RS_ERR_BACKEND, "%s: cannot allocate", name);
+    }
+    p->api = api;
+    LRT_CALL("LiteRtCreateModelFromBuffer", api->create_model_from_buffer(api->environment, data, size, &p->model));
+    LRT_CALL("LiteRtCreateOptions", api->create_options(&options));
+    LRT_CALL("LiteRtSetOptionsHardwareAccelerators", api->set_hardware_accelerators(options, LRT_HW_ACCELERATOR_CPU));
+    LRT_CALL("LiteRtCreateCompiledModel", api->create_compiled_model(api->environment, p->model, options, &p->compiled));
+    api->destroy_options(options);
+    *out = p;
+    return RS_OK;
+fail:
+    if (options) api->destroy_options(options);
+    close_program(p);
+    return status;
+}
+
+static void unload(void *handle) {
+    litert_entry *e = handle;
+    if (e == NULL) {
+        return;
+    }
+    if (e->input) e->program->api->destroy_buffer(e->input);
+    if (e->output) e->program->api->destroy_buffer(e->output);
+    free(e);
+}
+
+/* A host buffer for the first input or output of the entry's signature, as the compiled model requires it. */
+static lrt_status make_buffer(const litert_entry *e, int output, lrt_handle *buffer) {
+    const litert_api *api = e->program->api;
     lrt_handle signature, tensor, requirements;
     lrt_tensor_type type;
-    lrt_status code = api->get_model_signature(m->model, m->signature, &signature);
+    lrt_status code = api->get_model_signature(e->program->model, e->signature, &signature);
     if (code == 0) code = (output ? api->get_signature_output : api->get_signature_input)(signature, 0, &tensor);
     if (code == 0) code = api->get_ranked_tensor_type(tensor, &type);
-    if (code == 0) code = (output ? api->get_output_requirements : api->get_input_requirements)(m->compiled,
-                                                                                                m->signature, 0,
-                                                                                                &requirements);
+    if (code == 0) code = (output ? api->get_output_requirements : api->get_input_requirements)(
+                       e->program->compiled, e->signature, 0, &requirements);
     if (code == 0) code = api->create_buffer_from_requirements(api->environment, &type, requirements, buffer);
     return code;
 }
@@ -106,38 +145,30 @@ static long find_signature(const litert_api *api, lrt_handle model, const char *
     return *code == 0 ? -2 : -1;
 }
 
-/* `data` outlives the model (the core frees it after unload), as LiteRtCreateModelFromBuffer requires. */
-static rs_status load(void *context, const void *data, size_t size, const rs_artifact *artifact, void **out,
-                      rs_error *err) {
-    const litert_api *api = context;
-    const char *id = artifact->id;
+/* An entry point of an open program: its signature and buffers (the compilation is the program's). */
+static rs_status load(void *handle, const rs_artifact *artifact, void **out, rs_error *err) {
+    const litert_program *p = handle;
+    const char *name = artifact->id;
     rs_status status = RS_OK;
-    lrt_handle options = NULL;
-    litert_model *m = calloc(1, sizeof *m);
-    if (m == NULL) {
-        return rs_error_set(err, RS_ERR_BACKEND, "%s: cannot allocate", id);
+    litert_entry *e = calloc(1, sizeof *e);
+    if (e == NULL) {
+        return rs_error_set(err, RS_ERR_BACKEND, "%s: cannot allocate", name);
     }
-    m->api = api;
-    LRT_CALL("LiteRtCreateModelFromBuffer", api->create_model_from_buffer(api->environment, data, size, &m->model));
+    e->program = p;
     lrt_status found_code = 0;
-    long found = find_signature(api, m->model, artifact->entry_point, &found_code);
+    long found = find_signature(p->api, p->model, artifact->entry_point, &found_code);
     LRT_CALL("finding the entry point's signature", found_code);
     if (found < 0) {
-        status = rs_error_set(err, RS_ERR_BACKEND, "%s: no signature '%s' in the program", id, artifact->entry_point);
+        status = rs_error_set(err, RS_ERR_BACKEND, "%s: no signature '%s' in the program", name, artifact->entry_point);
         goto fail;
     }
-    m->signature = (size_t)found;
-    LRT_CALL("LiteRtCreateOptions", api->create_options(&options));
-    LRT_CALL("LiteRtSetOptionsHardwareAccelerators", api->set_hardware_accelerators(options, LRT_HW_ACCELERATOR_CPU));
-    LRT_CALL("LiteRtCreateCompiledModel", api->create_compiled_model(api->environment, m->model, options, &m->compiled));
-    LRT_CALL("creating the input buffer", make_buffer(api, m, 0, &m->input));
-    LRT_CALL("creating the output buffer", make_buffer(api, m, 1, &m->output));
-    api->destroy_options(options);
-    *out = m;
+    e->signature = (size_t)found;
+    LRT_CALL("creating the input buffer", make_buffer(e, 0, &e->input));
+    LRT_CALL("creating the output buffer", make_buffer(e, 1, &e->output));
+    *out = e;
     return RS_OK;
 fail:
-    if (options) api->destroy_options(options);
-    unload(m);
+    unload(e);
     return status;
 }
 
@@ -159,17 +190,17 @@ static rs_status copy_through(const litert_api *api, lrt_handle buffer, void *da
 
 static rs_status run(void *handle, const void *input, size_t input_bytes, void *output, size_t output_bytes,
                      rs_error *err) {
-    litert_model *m = handle;
-    const litert_api *api = m->api;
-    rs_status status = copy_through(api, m->input, (void *)input, input_bytes, 1, err);
+    litert_entry *e = handle;
+    const litert_api *api = e->program->api;
+    rs_status status = copy_through(api, e->input, (void *)input, input_bytes, 1, err);
     if (status != RS_OK) {
         return status;
     }
-    lrt_status code = api->run_compiled_model(m->compiled, m->signature, 1, &m->input, 1, &m->output);
+    lrt_status code = api->run_compiled_model(e->program->compiled, e->signature, 1, &e->input, 1, &e->output);
     if (code != 0) {
         return rs_error_set(err, RS_ERR_BACKEND, "LiteRtRunCompiledModel failed with LiteRT status %d", code);
     }
-    return copy_through(api, m->output, output, output_bytes, 0, err);
+    return copy_through(api, e->output, output, output_bytes, 0, err);
 }
 
 #define LRT_SYMBOL(field, name)                                                                     \
@@ -224,7 +255,7 @@ rs_status rs_litert_backend_open(const char *library, rs_backend *out, rs_error 
         rs_error_set(err, RS_ERR_BACKEND, "%s: LiteRtCreateEnvironment failed with LiteRT status %d", library, code);
         goto fail;
     }
-    *out = (rs_backend){"litert", api, load, run, unload};
+    *out = (rs_backend){"litert", api, open_program, load, run, unload, close_program};
     return RS_OK;
 fail:
     dlclose(api->library);
