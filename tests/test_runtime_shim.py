@@ -497,9 +497,9 @@ def _shim_run(
 
 
 def _assert_runs_match_python(
-    shim: Path, bundle: Path, artifacts: list[Artifact], tmp_path: Path, platform: str = "x86_64"
+    shim: Path, bundle: Path, artifacts: list[Artifact], tmp_path: Path, platform: str = "x86_64", images: int = 3
 ) -> None:
-    inputs = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    inputs = np.random.default_rng(0).standard_normal((images, 3, 32, 32)).astype(np.float32)
     for index, image in enumerate(inputs):
         image.tofile(tmp_path / f"input-{index}.f32")
     for artifact in artifacts:
@@ -523,6 +523,15 @@ def test_run_on_aarch64_under_qemu_gives_the_x86_python_logits_for_both_backends
     """The aarch64 runtimes on an emulated Cortex-A53 compute the same int8 logits as x86_64."""
     bundle = built[0]
     _assert_runs_match_python(shim_aarch64, bundle, read_manifest(bundle).artifacts, tmp_path, "aarch64")
+
+
+def test_run_on_aarch64_under_qemu_gives_the_x86_python_logits_for_every_entry_point_of_ladder_programs(
+    shim_aarch64: Path, built_ladder: Path, tmp_path: Path
+) -> None:
+    """Issue 16: each method of the ladder .pte and each signature of the ladder .tflite, loaded from its shared
+    file by the aarch64 runtimes on an emulated Cortex-A53, computes the x86_64 Python runtimes' logits."""
+    artifacts = read_manifest(built_ladder).artifacts
+    _assert_runs_match_python(shim_aarch64, built_ladder, artifacts, tmp_path, "aarch64", images=1)
 
 
 def test_run_reads_a_pgm_image_like_the_python_preprocessing(

@@ -221,6 +221,22 @@ JNIEXPORT jboolean JNICALL Java_ai_restnet_shim_RestnetShim_nativeRefresh(JNIEnv
     return switched ? JNI_TRUE : JNI_FALSE;
 }
 
+JNIEXPORT void JNICALL Java_ai_restnet_shim_RestnetShim_nativeTake(JNIEnv *env, jclass cls, jlong handle,
+                                                                  jstring id, jboolean use) {
+    (void)cls;
+    const char *chars = utf(env, id, "a variant id is required");
+    if (chars == NULL) {
+        return;
+    }
+    jni_runner *r = (jni_runner *)(intptr_t)handle;
+    rs_error err = {RS_OK, ""};
+    rs_status status = use ? rs_runner_use(r->runner, chars, &err) : rs_runner_preload(r->runner, chars, &err);
+    (*env)->ReleaseStringUTFChars(env, id, chars);
+    if (status != RS_OK) {
+        throw_io(env, err.message);
+    }
+}
+
 JNIEXPORT jstring JNICALL Java_ai_restnet_shim_RestnetShim_nativeCurrent(JNIEnv *env, jclass cls, jlong handle) {
     (void)cls;
     const rs_artifact *current = rs_runner_current(((jni_runner *)(intptr_t)handle)->runner);

@@ -108,6 +108,15 @@ public final class RestnetShimTest {
                 check(Math.abs(logits[i] - want) <= 1e-5f, "logit " + i + ": " + logits[i] + " vs " + want);
             }
             check(!runner.refresh(Long.MAX_VALUE / 2), "the most accurate variant already runs");
+            runner.preload(args[3]);
+            runner.use(args[3]);
+            check(args[3].equals(runner.currentVariant()), "use keeps " + runner.currentVariant());
+            try {
+                runner.use("no-such-variant");
+                throw new AssertionError("an unknown variant should fail");
+            } catch (IOException unknown) {
+                check(unknown.getMessage().contains("no variant 'no-such-variant'"), unknown.getMessage());
+            }
             try {
                 runner.run(new float[3]);
                 throw new AssertionError("a wrong-sized input should fail");

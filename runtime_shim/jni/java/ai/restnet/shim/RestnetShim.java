@@ -90,6 +90,19 @@ public final class RestnetShim implements Closeable {
             return nativeRefresh(checked(), availableBytes);
         }
 
+        /**
+         * Runs variant {@code variantId} from now until the next refresh, whatever the memory: loaded unless
+         * resident (from its open program when it shares one), the variant it replaces staying loaded.
+         */
+        public synchronized void use(String variantId) throws IOException {
+            nativeTake(checked(), variantId, true);
+        }
+
+        /** Loads variant {@code variantId} without running it, so a later switch to it loads nothing. */
+        public synchronized void preload(String variantId) throws IOException {
+            nativeTake(checked(), variantId, false);
+        }
+
         /** The id of the variant that runs now, or null after a failed switch and restore (refresh loads one). */
         public synchronized String currentVariant() {
             return nativeCurrent(checked());
@@ -140,6 +153,8 @@ public final class RestnetShim implements Closeable {
     private static native float[] nativeRun(long runner, int classes, float[] input) throws IOException;
 
     private static native boolean nativeRefresh(long runner, long available) throws IOException;
+
+    private static native void nativeTake(long runner, String id, boolean use) throws IOException;
 
     private static native String nativeCurrent(long runner);
 
