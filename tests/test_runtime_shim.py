@@ -572,19 +572,59 @@ def test_runner_switches_variants_in_the_documented_order_with_litert(
 
 def _litert_only_bundle(built: Path, bundle: Path) -> Path:
     """The LiteRT artifacts of ``built``, with memory needs of 100, 200, ... MiB in order of accuracy."""
-    shutil.copytree(built / "litert", bundle / "litert")
+    return _ranked_bundle(built, bundle, ("litert",))
+
+
+def _ranked_bundle(built: Path, bundle: Path, backends: tuple[str, ...]) -> Path:
+    """The artifacts of ``backends`` in ``built``, each backend's with memory needs of 100, 200, ... MiB in order of
+    accuracy (a copy: its index resealed)."""
     manifest = read_manifest(built)
-    by_accuracy = sorted((a for a in manifest.artifacts if a.backend == "litert"), key=lambda a: a.accuracy.artifact)
-    needs = {a.id: 100 * MIB * (rank + 1) for rank, a in enumerate(by_accuracy)}
+    needs = {}
+    for backend in backends:
+        shutil.copytree(built / backend, bundle / backend)
+        ranked = sorted((a for a in manifest.artifacts if a.backend == backend), key=lambda a: a.accuracy.artifact)
+        needs |= {(a.id, backend): 100 * MIB * (rank + 1) for rank, a in enumerate(ranked)}
+
+    def key(line: str) -> tuple[str, str]:
+        fields = dict(field.split("=", 1) for field in line.split()[1:])
+        return fields["id"], fields["backend"]
+
     lines = [
-        line
-        if not line.startswith("artifact ") or "backend=litert" not in line
-        else re.sub(r"memory=\d+", f"memory={needs[line.split()[1].removeprefix('id=')]}", line)
+        line if not line.startswith("artifact ") else re.sub(r"memory=\d+", f"memory={needs[key(line)]}", line)
         for line in (built / "bundle.index").read_text().splitlines()[2:]  # after the version and identity
-        if "backend=executorch" not in line
+        if not line.startswith("artifact ") or key(line)[1] in backends
     ]
     (bundle / "bundle.index").write_text(seal("\n".join(lines) + "\n"))
     return bundle
+
+
+@pytest.mark.parametrize("build_name", ["shim", "shim_asan", "shim_aarch64"])
+def test_c_runner_walks_a_ladder_program_down_and_up_under_changing_memory(
+    build_name: str, request: pytest.FixtureRequest, built_ladder: Path, tmp_path: Path
+) -> None:
+    """Issue 16: the C runner on a ladder bundle (the tiny project's, needs rewritten 100 MiB apart) steps down
+    through every rung as a fixture tree's memory shrinks and up again as it grows, serving every switch from the
+    program it opened (the file is spoiled on disk after opening), each rung giving the Python runtimes' logits:
+    both backends natively and on an emulated Cortex-A53, LiteRT under ASan/UBSan (that build has no ExecuTorch)."""
+    build: Path = request.getfixturevalue(build_name)
+    platform = "aarch64" if build_name == "shim_aarch64" else "x86_64"
+    bundle = _ranked_bundle(built_ladder, tmp_path / "bundle", ("executorch", "litert"))
+    image = np.random.default_rng(3).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    image.tofile(tmp_path / "input.f32")
+    expected = [
+        " ".join([a.backend, a.id, *(repr(float(v)) for v in _python_logits(built_ladder, a, image)[0])])
+        for a in read_manifest(built_ladder).artifacts
+    ]
+    (tmp_path / "expected.txt").write_text("\n".join(expected) + "\n")
+    (tmp_path / "memory").mkdir()
+    prefix = _emulated(build) if platform == "aarch64" else []
+    result = _run(
+        *prefix, build / "tests" / "test_ladder", bundle, _litert_library(platform), tmp_path / "memory",
+        tmp_path / "expected.txt", tmp_path / "input.f32", timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "all ladder tests passed" in result.stdout
+    _assert_sanitizers_quiet(result)
 
 
 def test_jni_bridge_selects_and_runs_on_the_desktop_jdk(
