@@ -76,6 +76,14 @@ def test_hostile_names_run_nothing_on_the_host_or_the_device(tmp_path: Path, dev
         assert all(call.startswith("-s emulator 5554 ") for call in calls)
 
 
+def _run_against_the_stand_in_device(script: Path, tmp_path: Path) -> list[Path]:
+    """Runs a plan script against ``fakes.fake_device`` (from ``tmp_path``); returns the logs it fetched."""
+    env = {**fake_device(tmp_path), "REMOTE_DIR": str(tmp_path / "device" / "remote")}
+    run = subprocess.run(["sh", str(script)], env=env, cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    return sorted((tmp_path / "logs").glob("*.log"))
+
+
 def test_a_newline_in_a_path_cannot_end_a_comment_and_run_the_next_line(tmp_path: Path) -> None:
     source = tmp_path / "bundle\n$(touch PWNED1)"
     source.mkdir()
@@ -83,9 +91,7 @@ def test_a_newline_in_a_path_cannot_end_a_comment_and_run_the_next_line(tmp_path
     text = plan_script(source, [], "t", Device.parse("adb"), BenchSettings(1, 1, 1, None), ingest)
     script = tmp_path / "plan.sh"
     script.write_text(text)
-    env = {**fake_device(tmp_path), "REMOTE_DIR": str(tmp_path / "device" / "remote")}
-    run = subprocess.run(["sh", str(script)], env=env, cwd=tmp_path, capture_output=True, text=True, check=False)
-    assert run.returncode == 0, run.stderr
+    _run_against_the_stand_in_device(script, tmp_path)
     assert not list(tmp_path.rglob("PWNED*"))
 
 
@@ -96,10 +102,7 @@ def test_a_plan_run_against_the_stand_in_device_yields_logs_that_ingest(
     write_fake_bundle(bundle, {"litert/a.tflite": b"first", "litert/b.tflite": b"second", "executorch/c.pte": b"c"})
     script = tmp_path / "bench.sh"
     assert cli("bench", "plan", str(bundle), "--device", "adb:emulator-5554", "--out", str(script)).code == 0
-    env = {**fake_device(tmp_path), "REMOTE_DIR": str(tmp_path / "device" / "remote")}
-    run = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, check=False)
-    assert run.returncode == 0, run.stderr
-    logs = sorted((tmp_path / "logs").glob("*.log"))
+    logs = _run_against_the_stand_in_device(script, tmp_path)
     assert [p.name for p in logs] == ["a.log", "b.log"]
     assert cli("bench", "ingest", *map(str, logs), "--bundle", str(bundle)).code == 0
     measured = [a.file for a in read_manifest(bundle).artifacts if a.latency_ms.device is not None]
@@ -119,10 +122,7 @@ def test_a_ladder_program_is_benchmarked_once_per_signature_and_each_log_lands_o
     script = tmp_path / "bench.sh"
     assert cli("bench", "plan", str(bundle), "--out", str(script)).code == 0
     assert script.read_text().count("--signature_to_run_for=") == 2
-    env = {**fake_device(tmp_path), "REMOTE_DIR": str(tmp_path / "device" / "remote")}
-    run = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, check=False)
-    assert run.returncode == 0, run.stderr
-    logs = sorted((tmp_path / "logs").glob("*.log"))
+    logs = _run_against_the_stand_in_device(script, tmp_path)
     assert [p.name for p in logs] == ["ladder.rung_0.log", "ladder.rung_1.log"]
     assert cli("bench", "ingest", *map(str, logs), "--bundle", str(bundle)).code == 0
     devices = [a.latency_ms.device for a in read_manifest(bundle).artifacts]
