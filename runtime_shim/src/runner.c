@@ -7,8 +7,8 @@
  * least recently used resident rungs other than the current one are unloaded first, and a program closes when
  * its last rung goes.
  *
- * Every public call but close holds the runner's lock, so run, refresh and current may come from different
- * threads, and nothing is unloaded while it runs.
+ * Every public call but open and close holds the runner's lock, so run, refresh, use, preload and current may
+ * come from different threads, and nothing is unloaded while it runs.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -117,19 +117,30 @@ static rs_status refused_by_backend(rs_runner *runner, size_t index, rs_status s
     return status;
 }
 
+/* The drop in available memory from `before` to now, at most `cap` (a larger drop is someone else's
+ * allocation); 0 when `before` is 0 (not measuring) or memory cannot be probed. */
+static uint64_t drop_since(const rs_runner *runner, uint64_t before, uint64_t cap) {
+    uint64_t after = before > 0 ? probe(runner) : 0;
+    uint64_t drop = after > 0 && after < before ? before - after : 0;
+    return drop < cap ? drop : cap;
+}
+
 /* Makes rung `index` resident, opening its program if needed. When `before` (available just before, 0 = do
- * not measure) is given, the drop in available memory across the load is charged to the program if this load
- * opened it (and raises the variant's need if larger than the index says, up to twice the index figure plus
- * the file: a drop beyond that is someone else's allocation), else to the rung. Unmeasured, an opened program
- * is charged the rung's need and an added rung nothing: only what is known is ever counted as reclaimable. */
+ * not measure) is given, the drop in available memory across opening the program is charged to the program,
+ * and the drop across loading the entry to the rung; together they raise the variant's need if larger than the
+ * index says, up to twice the index figure plus the file each. Unmeasured, a program is charged only the bytes
+ * it holds and a rung nothing: only what is known is ever counted as reclaimable. */
 static rs_status load(rs_runner *runner, size_t index, uint64_t before, rs_error *err) {
     size_t slot = runner->owner[index];
     program *p = &runner->programs[slot];
     int opened = p->handle == NULL, read = p->bytes == NULL;
     rs_status status = open_program(runner, index, err);
+    const rs_artifact *a = rs_bundle_artifact(runner->bundle, index);
+    uint64_t cap = add(2 * a->memory_bytes, a->bytes);
+    uint64_t opening = opened ? drop_since(runner, before, cap) : 0, loading_from = before > 0 ? probe(runner) : 0;
     rung *r = &runner->rungs[index];
     if (status == RS_OK) {
-        status = runner->backend->load(p->handle, rs_bundle_artifact(runner->bundle, index), &r->model, err);
+        status = runner->backend->load(p->handle, a, &r->model, err);
         if (status != RS_OK) {
             r->model = NULL;
             settle(runner, slot, !opened ? KEEP_OPEN : read ? CLOSE : CLOSE_KEEP_BYTES);
@@ -139,18 +150,12 @@ static rs_status load(rs_runner *runner, size_t index, uint64_t before, rs_error
         return status;
     }
     p->models++;
-    uint64_t charge = opened ? runner->needs[index] : 0;
-    if (before > 0) {
-        const rs_artifact *a = rs_bundle_artifact(runner->bundle, index);
-        uint64_t after = probe(runner), cap = add(2 * a->memory_bytes, a->bytes);
-        uint64_t drop = after > 0 && after < before ? before - after : 0;
-        charge = drop < cap ? drop : cap;
-        runner->needs[index] = opened && charge > runner->needs[index] ? charge : runner->needs[index];
-    }
+    r->charge = drop_since(runner, loading_from, cap);
     if (opened) {
-        p->charge = charge;
+        p->charge = before > 0 ? opening : p->size;
+        uint64_t total = add(opening, r->charge);
+        runner->needs[index] = total > runner->needs[index] ? total : runner->needs[index];
     }
-    r->charge = opened ? 0 : charge;
     return RS_OK;
 }
 
@@ -208,15 +213,29 @@ static uint64_t reclaimable(const rs_runner *runner, uint64_t available) {
     return total;
 }
 
+/* Chooses for what `reclaimable` gives. A resident rung outside the current one's program is judged by what it
+ * holds (its charge and its program's), which the reclaimable figure counts: staying with it costs nothing more. */
 static rs_status choose(rs_runner *runner, uint64_t available, size_t *chosen, rs_error *err) {
     rs_selection *selection = malloc(sizeof *selection);
-    if (selection == NULL) {
+    uint64_t *needs = malloc(sizeof runner->needs);
+    if (selection == NULL || needs == NULL) {
+        free(selection);
+        free(needs);
         return rs_fail(err, RS_ERR_NO_MEMORY, "cannot allocate a selection");
+    }
+    memcpy(needs, runner->needs, sizeof runner->needs);
+    size_t current_slot = runner->current == NO_VARIANT ? NO_VARIANT : runner->owner[runner->current];
+    for (size_t i = 0; i < rs_bundle_artifact_count(runner->bundle); i++) {
+        if (resident(runner, i) && i != runner->current && runner->owner[i] != current_slot) {
+            uint64_t held = add(runner->rungs[i].charge, runner->programs[runner->owner[i]].charge);
+            needs[i] = held < needs[i] ? held : needs[i];
+        }
     }
     selection->chosen = NO_VARIANT;
     rs_status status = rs_select_with_needs(runner->bundle, &runner->policy, reclaimable(runner, available),
-                                            runner->current, runner->needs, selection, err);
+                                            runner->current, needs, selection, err);
     *chosen = selection->chosen;
+    free(needs);
     free(selection);
     return status;
 }

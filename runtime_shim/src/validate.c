@@ -109,9 +109,9 @@ static rs_status check(const rs_bundle *bundle, const rs_artifact *a, unsigned c
     return RS_OK;
 }
 
-/* Records a verdict; a refusal is never replaced by a later OK (the file was seen to be wrong once). */
 /* Records a verdict about artifact `index`'s file for every artifact sharing that file (the index guarantees
- * they agree on its size and digest), so a ladder file is hashed once. A refusal is never overturned. */
+ * they agree on its size and digest), so a ladder file is hashed once. A refusal is never replaced by a later OK
+ * (the file was seen to be wrong once). */
 static void remember(rs_bundle *bundle, size_t index, rs_status status, const char *message) {
     pthread_mutex_lock(&bundle->lock);
     for (size_t i = 0; i < bundle->count; i++) {

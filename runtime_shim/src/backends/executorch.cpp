@@ -7,6 +7,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <executorch/extension/data_loader/buffer_data_loader.h>
@@ -24,14 +25,19 @@ using executorch::extension::Module;
 using executorch::runtime::Error;
 using executorch::runtime::EValue;
 
-// An open program: one Module over the core's verified bytes, which outlive it (freed after close).
+using SharedProgram = decltype(std::declval<const Module &>().program());
+
+// An open program: parsed once by a Module that owns the loader over the core's verified bytes (which outlive
+// it: freed after close) and never loads a method itself.
 struct Program {
-    std::unique_ptr<Module> module;
+    std::unique_ptr<Module> loader;
+    SharedProgram parsed;
 };
 
-// A loaded entry point: a method of its program's Module.
+// A loaded entry point: a method in a Module of its own over the shared parsed program, so that unloading frees
+// everything the method allocated (a Module's allocator frees only when the Module goes).
 struct Entry {
-    Program *program;
+    std::unique_ptr<Module> module;
     std::string method;
     std::vector<SizesType> input_sizes;
 };
@@ -45,11 +51,12 @@ std::string describe(Error error) { return "ExecuTorch error " + std::to_string(
 rs_status open(void *, const void *data, size_t size, const char *file, void **out, rs_error *err) {
     try {
         auto program = std::make_unique<Program>();
-        program->module = std::make_unique<Module>(std::make_unique<BufferDataLoader>(data, size));
-        Error error = program->module->load();
+        program->loader = std::make_unique<Module>(std::make_unique<BufferDataLoader>(data, size));
+        Error error = program->loader->load();
         if (error != Error::Ok) {
             return fail(err, std::string(file) + ": loading the program: " + describe(error));
         }
+        program->parsed = program->loader->program();
         *out = program.release();
         return RS_OK;
     } catch (const std::exception &e) {
@@ -62,20 +69,18 @@ rs_status load(void *handle, const rs_artifact *artifact, void **out, rs_error *
     const std::string id = artifact->id;
     try {
         auto entry = std::make_unique<Entry>();
-        entry->program = program;
+        entry->module = std::make_unique<Module>(program->parsed);
         entry->method = artifact->entry_point;
-        Error error = program->module->load_method(entry->method);
+        Error error = entry->module->load_method(entry->method);
         if (error != Error::Ok) {
             return fail(err, id + ": loading method " + entry->method + ": " + describe(error));
         }
-        auto meta = program->module->method_meta(entry->method);
+        auto meta = entry->module->method_meta(entry->method);
         if (!meta.ok() || meta->num_inputs() != 1 || meta->num_outputs() != 1) {
-            program->module->unload_method(entry->method);
             return fail(err, id + ": expected one input and one output in " + entry->method);
         }
         auto input = meta->input_tensor_meta(0);
         if (!input.ok() || input->scalar_type() != ScalarType::Float) {
-            program->module->unload_method(entry->method);
             return fail(err, id + ": the input is not a float32 tensor");
         }
         for (int32_t size : input->sizes()) {
@@ -101,7 +106,7 @@ rs_status run(void *handle, const void *input, size_t input_bytes, void *output,
                                  std::to_string(input_bytes));
         }
         auto tensor = executorch::extension::from_blob(const_cast<void *>(input), entry->input_sizes);
-        auto result = entry->program->module->execute(entry->method, EValue(*tensor));
+        auto result = entry->module->execute(entry->method, EValue(*tensor));
         if (!result.ok()) {
             return fail(err, "running " + entry->method + ": " + describe(result.error()));
         }
@@ -120,12 +125,7 @@ rs_status run(void *handle, const void *input, size_t input_bytes, void *output,
     }
 }
 
-// Two entries of one program never name the same method: the core loads each artifact at most once.
-void unload(void *handle) {
-    auto *entry = static_cast<Entry *>(handle);
-    entry->program->module->unload_method(entry->method);
-    delete entry;
-}
+void unload(void *handle) { delete static_cast<Entry *>(handle); }
 
 void close(void *handle) { delete static_cast<Program *>(handle); }
 
