@@ -216,7 +216,7 @@ RS_API rs_status rs_runner_run(rs_runner *runner, const float *input, size_t inp
  * loaded is loaded before the current one is released only if both fit, after unloading other resident rungs,
  * least recently used first; otherwise the current one is released first and, if the new one fails, restored
  * from its program or the verified bytes kept in memory. When the restore fails too, the error says so and the
- * runner has no model until a later refresh loads one. After a switch, rungs other than the current one are
+ * runner has no model until a later refresh loads one. After each refresh, rungs other than the current one are
  * unloaded, least recently used first, while less than the headroom is available; the current rung is never
  * unloaded while it runs. A variant whose file no longer verifies is refused with the reason and remembered as
  * invalid by the bundle; one its backend would not load is not tried again by this runner. After each load
@@ -230,14 +230,16 @@ RS_API rs_status rs_runner_refresh_with(rs_runner *runner, uint64_t available, i
 
 /* Loads variant `id` of the runner's backend unless it is resident (from its open program when there is one,
  * else from its file, read and verified now), whatever the memory, and makes it the one that runs until the
- * next refresh, which judges by memory again. The variant it replaces stays resident. */
+ * next refresh, which judges by memory again. The variant it replaces stays resident. A variant refresh no
+ * longer tries because its backend refused it is tried again; if it fails again, refresh keeps not trying it. */
 RS_API rs_status rs_runner_use(rs_runner *runner, const char *id, rs_error *err);
 
 /* Loads variant `id` as rs_runner_use does without running it: a later switch to it loads nothing. Resident
  * rungs other than the current one are unloaded by a refresh that finds less than the headroom free. */
 RS_API rs_status rs_runner_preload(rs_runner *runner, const char *id, rs_error *err);
 
-/* The variant that runs now, or NULL when none is loaded. The pointer stays valid while the runner lives. */
+/* The variant that runs now, or NULL when none runs (after a failed switch and restore; other rungs may still be
+ * loaded). The pointer stays valid while the runner lives. */
 RS_API const rs_artifact *rs_runner_current(rs_runner *runner);
 
 /* Unloads every rung, closes every program, releases the runner's bundle reference and frees the runner.

@@ -137,7 +137,8 @@ typedef struct {
 
 static const variant LADDER[] = {{"small", 80, 10}, {"middle", 81, 20}, {"large", 82, 40}};
 
-/* Writes the bundle `name`: one file per variant, or with `ladder` one file holding all three. */
+/* Writes the bundle `name`: one file per variant, or with `ladder` one file holding all three, and with
+ * `ladder` 2 also `other` (30 MiB, the least accurate) in a file of its own. */
 static void make_bundle(const char *name, int ladder, char *dir, size_t size) {
     snprintf(dir, size, "%s/%s", workdir, name);
     char path[4300], body[4096], content[64], hex[65];
@@ -164,6 +165,16 @@ static void make_bundle(const char *name, int ladder, char *dir, size_t size) {
                          "params=1 entry=%s in=float32:1:0 out=float32:1:0\n",
                          LADDER[i].id, file, length, hex, (unsigned long long)(LADDER[i].memory_mib * MIB),
                          LADDER[i].accuracy, entry);
+    }
+    if (ladder == 2) {
+        length = snprintf(content, sizeof content, "Oo model other");
+        rs_sha256_hex(content, (size_t)length, hex);
+        snprintf(path, sizeof path, "%s/other.bin", dir);
+        write_text(path, content);
+        used += snprintf(body + used, sizeof body - (size_t)used,
+                         "artifact id=other backend=scripted file=other.bin bytes=%d sha256=%s memory=%llu "
+                         "accuracy=79.0 params=1 entry=forward in=float32:1:0 out=float32:1:0\n",
+                         length, hex, (unsigned long long)(30 * MIB));
     }
     char text[8192];
     rs_sha256_hex(body, strlen(body), hex);
@@ -380,6 +391,29 @@ static void test_a_ladder_file_is_read_once_and_its_rungs_switch_without_file_io
           f.script.closes);
 }
 
+/* A ladder program opened for `large` (charged its measured 40 MiB to the rung) now holds `middle` only, and
+ * `other` runs from its own file. With nothing free, what resident rungs would give back is `other`'s need and
+ * no more: `middle`, still loaded, takes over without a load, rather than `large`, which would not leave the
+ * headroom. (Counting the program as still holding 40 MiB picked `large`.) */
+static void test_resident_memory_is_not_overstated_after_a_programs_first_rung_leaves(void) {
+    fixture f;
+    setup(&f, "first-rung-leaves", 2, 1000 * MIB, 16 * MIB);
+    rs_error err = {RS_OK, ""};
+    int switched = 0;
+    float logits[CLASSES];
+    CHECK(strcmp(current(f.runner), "large") == 0, "opened on %s", current(f.runner));
+    CHECK(rs_runner_refresh_with(f.runner, 5 * MIB, &switched, &err) == RS_OK && switched &&
+              strcmp(current(f.runner), "middle") == 0, "down to %s: %s", current(f.runner), err.message);
+    CHECK(rs_runner_use(f.runner, "other", &err) == RS_OK && strcmp(current(f.runner), "other") == 0, "%s",
+          err.message);
+    int loads = f.script.loads;
+    CHECK(rs_runner_refresh_with(f.runner, 0, &switched, &err) == RS_OK && switched, "%s", err.message);
+    CHECK(strcmp(current(f.runner), "middle") == 0 && f.script.loads == loads, "on %s after %d load(s)",
+          current(f.runner), f.script.loads - loads);
+    CHECK(run_once(f.runner, logits, &err) == RS_OK && logits[0] == 'B', "middle's entry runs: %s", err.message);
+    teardown(&f);
+}
+
 typedef struct {
     fixture *f;
     int iterations;
@@ -441,6 +475,7 @@ int main(int argc, char **argv) {
     test_does_not_flap_when_a_variant_is_larger_than_its_index_figure();
     test_switches_to_a_resident_rung_without_loading();
     test_a_ladder_file_is_read_once_and_its_rungs_switch_without_file_io();
+    test_resident_memory_is_not_overstated_after_a_programs_first_rung_leaves();
     test_two_threads(0);
     test_two_threads(1);
     printf("%s (%d failures)\n", failures ? "FAILED" : "all runner contract tests passed", failures);
