@@ -117,12 +117,11 @@ static rs_status refused_by_backend(rs_runner *runner, size_t index, rs_status s
     return status;
 }
 
-/* The drop in available memory from `before` to now, at most `cap` (a larger drop is someone else's
- * allocation); 0 when `before` is 0 (not measuring) or memory cannot be probed. */
-static uint64_t drop_since(const rs_runner *runner, uint64_t before, uint64_t cap) {
-    uint64_t after = before > 0 ? probe(runner) : 0;
-    uint64_t drop = after > 0 && after < before ? before - after : 0;
-    return drop < cap ? drop : cap;
+/* The drop in available memory from `before` to `after` (0 when either is unknown), at most `cap`: a larger
+ * drop is someone else's allocation. */
+static uint64_t drop(uint64_t before, uint64_t after, uint64_t cap) {
+    uint64_t fall = before > 0 && after > 0 && after < before ? before - after : 0;
+    return fall < cap ? fall : cap;
 }
 
 /* Makes rung `index` resident, opening its program if needed. When `before` (available just before, 0 = do
@@ -137,7 +136,8 @@ static rs_status load(rs_runner *runner, size_t index, uint64_t before, rs_error
     rs_status status = open_program(runner, index, err);
     const rs_artifact *a = rs_bundle_artifact(runner->bundle, index);
     uint64_t cap = add(2 * a->memory_bytes, a->bytes);
-    uint64_t opening = opened ? drop_since(runner, before, cap) : 0, loading_from = before > 0 ? probe(runner) : 0;
+    uint64_t opened_at = before > 0 && opened ? probe(runner) : before; /* one probe between open and load */
+    uint64_t opening = drop(before, opened_at, cap);
     rung *r = &runner->rungs[index];
     if (status == RS_OK) {
         status = runner->backend->load(p->handle, a, &r->model, err);
@@ -150,7 +150,7 @@ static rs_status load(rs_runner *runner, size_t index, uint64_t before, rs_error
         return status;
     }
     p->models++;
-    r->charge = drop_since(runner, loading_from, cap);
+    r->charge = drop(opened_at, before > 0 ? probe(runner) : 0, cap);
     if (opened) {
         p->charge = before > 0 ? opening : p->size;
         uint64_t total = add(opening, r->charge);
