@@ -181,7 +181,11 @@ RS_API rs_status rs_select(rs_bundle *bundle, const rs_policy *policy, uint64_t 
  * unchanged until `close` of that program returns, and is owned by the core. `load` prepares the artifact's
  * entry point of an open program without file I/O; `unload` releases one model. The core unloads every model
  * of a program before closing it, never unloads a model while it runs, and serialises every call on one
- * program and its models; calls for different programs may come from different threads. */
+ * program and its models; calls for different programs may come from different threads.
+ *
+ * `open` and `load` return RS_ERR_NO_MEMORY when an allocation failed (the runner may try again later) and
+ * RS_ERR_BACKEND when the runtime refuses the program or the entry point (the runner does not try it again;
+ * when `open` refused a file, none of the rungs sharing it). */
 typedef struct rs_backend {
     const char *name; /* must equal the artifacts' `backend` ("litert", "executorch") */
     void *context;    /* backend-wide state, owned by whoever created the backend */
@@ -219,7 +223,9 @@ RS_API rs_status rs_runner_run(rs_runner *runner, const float *input, size_t inp
  * runner has no model until a later refresh loads one. After each refresh, rungs other than the current one are
  * unloaded, least recently used first, while less than the headroom is available; the current rung is never
  * unloaded while it runs. A variant whose file no longer verifies is refused with the reason and remembered as
- * invalid by the bundle; one its backend would not load is not tried again by this runner. After each load
+ * invalid by the bundle; one its backend refuses (RS_ERR_BACKEND) is not tried again by this runner, nor is any
+ * rung of a file whose program the backend refused to open; one that failed for want of memory
+ * (RS_ERR_NO_MEMORY) is tried again by a later refresh. After each load
  * the drop in available memory is measured, and a variant that proves larger than the index says is judged by
  * its measured figure from then on (at most twice the index figure plus its file), so switching does not
  * flap. `switched` (may be NULL) is set to 1 when the variant changed. */

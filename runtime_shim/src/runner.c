@@ -86,10 +86,19 @@ static void settle(rs_runner *runner, size_t slot, on_idle mode) {
     }
 }
 
+/* Judges every artifact sharing the program in `slot` as never fitting: its backend refused the file. */
+static void refuse_program(rs_runner *runner, size_t slot) {
+    for (size_t i = 0; i < rs_bundle_artifact_count(runner->bundle); i++) {
+        runner->needs[i] = runner->owner[i] == slot ? UINT64_MAX : runner->needs[i];
+    }
+}
+
 /* Opens the program of artifact `index` unless it is open, from the bytes kept for it or read and verified now;
- * the backend never sees a path. On failure the program is as it was. */
+ * the backend never sees a path. On failure the program is as it was; a file the backend refuses
+ * (RS_ERR_BACKEND) is not opened again for any rung sharing it. */
 static rs_status open_program(rs_runner *runner, size_t index, rs_error *err) {
-    program *p = &runner->programs[runner->owner[index]];
+    size_t slot = runner->owner[index];
+    program *p = &runner->programs[slot];
     if (p->handle != NULL) {
         return RS_OK;
     }
@@ -100,6 +109,9 @@ static rs_status open_program(rs_runner *runner, size_t index, rs_error *err) {
         status = backend->open(backend->context, p->bytes, p->size, rs_bundle_artifact(runner->bundle, index)->file,
                                &p->handle, err);
         p->handle = status == RS_OK ? p->handle : NULL;
+        if (status == RS_ERR_BACKEND) {
+            refuse_program(runner, slot);
+        }
     }
     if (status != RS_OK && read) {
         free(p->bytes);
@@ -108,8 +120,8 @@ static rs_status open_program(rs_runner *runner, size_t index, rs_error *err) {
     return status;
 }
 
-/* A verified variant its backend would not open or load is not tried again by this runner: judged as never
- * fitting. */
+/* A verified variant its backend refused to open or load is not tried again by this runner: judged as never
+ * fitting. A failure for want of memory (RS_ERR_NO_MEMORY) is not a refusal. */
 static rs_status refused_by_backend(rs_runner *runner, size_t index, rs_status status) {
     if (status == RS_ERR_BACKEND) {
         runner->needs[index] = UINT64_MAX;

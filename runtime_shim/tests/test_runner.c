@@ -29,7 +29,9 @@ static const char *workdir;
 
 /* ---- the scripted backend ---- */
 typedef struct {
-    int fail_loads;                 /* loads still to fail */
+    int fail_loads, fail_opens;     /* loads and opens still to fail */
+    rs_status failure;              /* what a scripted failure returns: RS_ERR_BACKEND unless set */
+    int refused_opens;              /* opens failed so far */
     int opens, closes, loads, unloads; /* successful calls so far */
     char inflated[64];     /* loads of this id take 1.15 x the index figure from the meminfo fixture, others 1 x */
     char meminfo[2200];
@@ -71,9 +73,18 @@ typedef struct {
 
 static rs_status open_program(void *context, const void *data, size_t size, const char *file, void **out,
                               rs_error *err) {
+    script *s = context;
+    pthread_mutex_lock(&s->lock);
+    int fail = s->fail_opens > 0;
+    s->fail_opens -= fail;
+    s->refused_opens += fail;
+    pthread_mutex_unlock(&s->lock);
+    if (fail) {
+        return rs_error_set(err, s->failure ? s->failure : RS_ERR_BACKEND, "%s: scripted open failure", file);
+    }
     program *p = calloc(1, sizeof *p);
     if (p == NULL) {
-        return rs_error_set(err, RS_ERR_BACKEND, "%s: cannot allocate", file);
+        return rs_error_set(err, RS_ERR_NO_MEMORY, "%s: cannot allocate", file);
     }
     *p = (program){context, data, size};
     count(p->script, &p->script->opens);
@@ -96,7 +107,8 @@ static rs_status load(void *handle, const rs_artifact *artifact, void **out, rs_
     pthread_mutex_unlock(&s->lock);
     size_t offset = artifact->entry_point[0] == 'e' ? 2 * (size_t)atoi(artifact->entry_point + 1) : 0;
     if (fail || p->size < offset + CLASSES) {
-        return rs_error_set(err, RS_ERR_BACKEND, "%s: scripted load failure", artifact->id);
+        return rs_error_set(err, fail && s->failure ? s->failure : RS_ERR_BACKEND, "%s: scripted load failure",
+                            artifact->id);
     }
     count(s, &s->loads);
     model *m = calloc(1, sizeof *m);
@@ -138,7 +150,8 @@ typedef struct {
 static const variant LADDER[] = {{"small", 80, 10}, {"middle", 81, 20}, {"large", 82, 40}};
 
 /* Writes the bundle `name`: one file per variant, or with `ladder` one file holding all three, and with
- * `ladder` 2 also `other` (30 MiB, the least accurate) in a file of its own. */
+ * `ladder` 2 also `other` (30 MiB, the least accurate) in a file of its own; with `ladder` 3 `other` is the
+ * most accurate. */
 static void make_bundle(const char *name, int ladder, char *dir, size_t size) {
     snprintf(dir, size, "%s/%s", workdir, name);
     char path[4300], body[4096], content[64], hex[65];
@@ -166,15 +179,15 @@ static void make_bundle(const char *name, int ladder, char *dir, size_t size) {
                          LADDER[i].id, file, length, hex, (unsigned long long)(LADDER[i].memory_mib * MIB),
                          LADDER[i].accuracy, entry);
     }
-    if (ladder == 2) {
+    if (ladder >= 2) {
         length = snprintf(content, sizeof content, "Oo model other");
         rs_sha256_hex(content, (size_t)length, hex);
         snprintf(path, sizeof path, "%s/other.bin", dir);
         write_text(path, content);
         used += snprintf(body + used, sizeof body - (size_t)used,
                          "artifact id=other backend=scripted file=other.bin bytes=%d sha256=%s memory=%llu "
-                         "accuracy=79.0 params=1 entry=forward in=float32:1:0 out=float32:1:0\n",
-                         length, hex, (unsigned long long)(30 * MIB));
+                         "accuracy=%.1f params=1 entry=forward in=float32:1:0 out=float32:1:0\n",
+                         length, hex, (unsigned long long)(30 * MIB), ladder == 3 ? 90.0 : 79.0);
     }
     char text[8192];
     rs_sha256_hex(body, strlen(body), hex);
@@ -268,6 +281,47 @@ static void test_a_failed_switch_restores_the_variant_in_use(void) {
     CHECK(status == RS_OK && switched && strcmp(current(f.runner), "small") == 0, "moved to %s: %s",
           current(f.runner), err.message);
     CHECK(run_once(f.runner, logits, &err) == RS_OK && logits[0] == 'A', "small runs: %s", err.message);
+    teardown(&f);
+}
+
+/* The same switch failing for want of memory is no refusal: the next refresh tries `middle` again. */
+static void test_a_switch_that_ran_out_of_memory_is_tried_again(void) {
+    fixture f;
+    setup(&f, "no-memory", 0, 1000 * MIB, 16 * MIB);
+    rs_error err = {RS_OK, ""};
+    int switched = 0;
+    f.script.fail_loads = 1;
+    f.script.failure = RS_ERR_NO_MEMORY;
+    rs_status status = rs_runner_refresh_with(f.runner, 5 * MIB, &switched, &err);
+    CHECK(status == RS_ERR_NO_MEMORY && !switched && strcmp(current(f.runner), "large") == 0, "kept %s (%s: %s)",
+          current(f.runner), rs_status_name(status), err.message);
+    status = rs_runner_refresh_with(f.runner, 5 * MIB, &switched, &err);
+    CHECK(status == RS_OK && switched && strcmp(current(f.runner), "middle") == 0, "moved to %s: %s",
+          current(f.runner), err.message);
+    teardown(&f);
+}
+
+/* `other` (its own file) runs; with 10 MiB free and 16 of headroom only `middle` fits (10 + 30 >= 20 + 16), and
+ * the backend refuses the ladder file it shares with `small` and `large`. `other` comes back, and no rung of the
+ * refused file is tried again: with only `small` fitting next (10 MiB free), nothing fits and the file is not
+ * read, hashed or opened a second time. */
+static void test_a_file_its_backend_refuses_is_not_opened_again_for_its_other_rungs(void) {
+    fixture f;
+    setup(&f, "refused-program", 3, 1000 * MIB, 16 * MIB);
+    rs_error err = {RS_OK, ""};
+    int switched = 0;
+    CHECK(strcmp(current(f.runner), "other") == 0, "opened on %s", current(f.runner));
+    f.script.fail_opens = 1;
+    rs_status status = rs_runner_refresh_with(f.runner, 10 * MIB, &switched, &err);
+    CHECK(status == RS_ERR_BACKEND && strstr(err.message, "ladder.bin: scripted open failure") != NULL &&
+              strcmp(current(f.runner), "other") == 0 && f.script.refused_opens == 1,
+          "kept %s after %d refused open(s) (%s: %s)", current(f.runner), f.script.refused_opens,
+          rs_status_name(status), err.message);
+    status = rs_runner_refresh_with(f.runner, 10 * MIB, &switched, &err);
+    CHECK(status == RS_ERR_NOTHING_FITS && !switched && strcmp(current(f.runner), "other") == 0 &&
+              f.script.refused_opens == 1 && f.script.opens == 2,
+          "the refused file opened again: %d refused, %d opens, on %s (%s: %s)", f.script.refused_opens,
+          f.script.opens, current(f.runner), rs_status_name(status), err.message);
     teardown(&f);
 }
 
@@ -471,6 +525,8 @@ int main(int argc, char **argv) {
     workdir = argv[1];
     test_runs_the_verified_bytes_and_refuses_non_finite_input();
     test_a_failed_switch_restores_the_variant_in_use();
+    test_a_switch_that_ran_out_of_memory_is_tried_again();
+    test_a_file_its_backend_refuses_is_not_opened_again_for_its_other_rungs();
     test_recovers_after_a_failed_switch_and_restore();
     test_does_not_flap_when_a_variant_is_larger_than_its_index_figure();
     test_switches_to_a_resident_rung_without_loading();

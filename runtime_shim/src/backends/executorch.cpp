@@ -42,11 +42,21 @@ struct Entry {
     std::vector<SizesType> input_sizes;
 };
 
-rs_status fail(rs_error *err, const std::string &message) {
-    return rs_error_set(err, RS_ERR_BACKEND, "%s", message.c_str());
+rs_status fail(rs_error *err, const std::string &message, rs_status status = RS_ERR_BACKEND) {
+    return rs_error_set(err, status, "%s", message.c_str());
 }
 
 std::string describe(Error error) { return "ExecuTorch error " + std::to_string(static_cast<int>(error)); }
+
+// An ExecuTorch failure: for want of memory (retryable, RS_ERR_NO_MEMORY) or a refusal (RS_ERR_BACKEND).
+rs_status fail(rs_error *err, const std::string &message, Error error) {
+    return fail(err, message + ": " + describe(error),
+                error == Error::MemoryAllocationFailed ? RS_ERR_NO_MEMORY : RS_ERR_BACKEND);
+}
+
+rs_status out_of_memory(rs_error *err, const std::string &what) {
+    return fail(err, what + ": out of memory", RS_ERR_NO_MEMORY);
+}
 
 rs_status open(void *, const void *data, size_t size, const char *file, void **out, rs_error *err) {
     try {
@@ -54,11 +64,13 @@ rs_status open(void *, const void *data, size_t size, const char *file, void **o
         program->loader = std::make_unique<Module>(std::make_unique<BufferDataLoader>(data, size));
         Error error = program->loader->load();
         if (error != Error::Ok) {
-            return fail(err, std::string(file) + ": loading the program: " + describe(error));
+            return fail(err, std::string(file) + ": loading the program", error);
         }
         program->parsed = program->loader->program();
         *out = program.release();
         return RS_OK;
+    } catch (const std::bad_alloc &) {
+        return out_of_memory(err, file);
     } catch (const std::exception &e) {
         return fail(err, std::string(file) + ": " + e.what());
     }
@@ -73,7 +85,7 @@ rs_status load(void *handle, const rs_artifact *artifact, void **out, rs_error *
         entry->method = artifact->entry_point;
         Error error = entry->module->load_method(entry->method);
         if (error != Error::Ok) {
-            return fail(err, id + ": loading method " + entry->method + ": " + describe(error));
+            return fail(err, id + ": loading method " + entry->method, error);
         }
         auto meta = entry->module->method_meta(entry->method);
         if (!meta.ok() || meta->num_inputs() != 1 || meta->num_outputs() != 1) {
@@ -88,6 +100,8 @@ rs_status load(void *handle, const rs_artifact *artifact, void **out, rs_error *
         }
         *out = entry.release();
         return RS_OK;
+    } catch (const std::bad_alloc &) {
+        return out_of_memory(err, id);
     } catch (const std::exception &e) {
         return fail(err, id + ": " + e.what());
     }
@@ -108,7 +122,7 @@ rs_status run(void *handle, const void *input, size_t input_bytes, void *output,
         auto tensor = executorch::extension::from_blob(const_cast<void *>(input), entry->input_sizes);
         auto result = entry->module->execute(entry->method, EValue(*tensor));
         if (!result.ok()) {
-            return fail(err, "running " + entry->method + ": " + describe(result.error()));
+            return fail(err, "running " + entry->method, result.error());
         }
         if (result->empty() || !(*result)[0].isTensor()) {
             return fail(err, entry->method + " returned no tensor");

@@ -18,7 +18,8 @@ typedef struct {
     _Alignas(16) unsigned char bytes[512]; /* LiteRtRankedTensorType, never read here */
 } lrt_tensor_type;
 
-enum { LRT_HW_ACCELERATOR_CPU = 1, LRT_LOCK_READ = 0, LRT_LOCK_WRITE = 1 };
+/* kLiteRtStatusErrorMemoryAllocationFailure is LiteRtStatus 2. */
+enum { LRT_HW_ACCELERATOR_CPU = 1, LRT_LOCK_READ = 0, LRT_LOCK_WRITE = 1, LRT_STATUS_NO_MEMORY = 2 };
 
 typedef struct {
     void *library;
@@ -67,7 +68,8 @@ typedef struct {
     do {                                                                                              \
         lrt_status lrt_code = (call);                                                                 \
         if (lrt_code != 0) {                                                                          \
-            status = rs_error_set(err, RS_ERR_BACKEND, "%s: %s failed with LiteRT status %d", name, what, lrt_code); \
+            status = rs_error_set(err, lrt_code == LRT_STATUS_NO_MEMORY ? RS_ERR_NO_MEMORY : RS_ERR_BACKEND,      \
+                                  "%s: %s failed with LiteRT status %d", name, what, lrt_code);                     \
             goto fail;                                                                                \
         }                                                                                             \
     } while (0)
@@ -90,7 +92,7 @@ static rs_status open_program(void *context, const void *data, size_t size, cons
     lrt_handle options = NULL;
     litert_program *p = calloc(1, sizeof *p);
     if (p == NULL) {
-        return rs_error_set(err, RS_ERR_BACKEND, "%s: cannot allocate", name);
+        return rs_error_set(err, RS_ERR_NO_MEMORY, "%s: cannot allocate", name);
     }
     p->api = api;
     LRT_CALL("LiteRtCreateModelFromBuffer", api->create_model_from_buffer(api->environment, data, size, &p->model));
@@ -152,7 +154,7 @@ static rs_status load(void *handle, const rs_artifact *artifact, void **out, rs_
     rs_status status = RS_OK;
     litert_entry *e = calloc(1, sizeof *e);
     if (e == NULL) {
-        return rs_error_set(err, RS_ERR_BACKEND, "%s: cannot allocate", name);
+        return rs_error_set(err, RS_ERR_NO_MEMORY, "%s: cannot allocate", name);
     }
     e->program = p;
     lrt_status found_code = 0;
