@@ -627,13 +627,18 @@ def test_c_runner_walks_a_ladder_program_down_and_up_under_changing_memory(
     _assert_sanitizers_quiet(result)
 
 
-def test_jni_bridge_selects_and_runs_on_the_desktop_jdk(
-    tmp_path_factory: pytest.TempPathFactory, built: tuple[Path, Path, Path, Path]
-) -> None:
+@pytest.fixture(scope="module")
+def jni(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A shim build with the JNI bridge, the Java wrapper and the Java tests compiled into ``classes``."""
     build = _cmake_build(tmp_path_factory.mktemp("shim-jni"), "-DRS_WITH_JNI=ON")
-    classes = build / "classes"
     sources = [SHIM / "jni" / "java" / "ai" / "restnet" / "shim" / "RestnetShim.java"]
-    subprocess.run(["javac", "-d", classes, *sources, SHIM / "jni" / "test" / "RestnetShimTest.java"], check=True)
+    tests = sorted((SHIM / "jni" / "test").glob("*.java"))
+    subprocess.run(["javac", "-d", build / "classes", *sources, *tests], check=True)
+    return build
+
+
+def test_jni_bridge_selects_and_runs_on_the_desktop_jdk(jni: Path, built: tuple[Path, Path, Path, Path]) -> None:
+    build, classes = jni, jni / "classes"
     root = build / "root"
     _write(root, "proc/meminfo", "MemAvailable: 8000000 kB\n")
     litert = [a for a in read_manifest(built[0]).artifacts if a.backend == "litert"]
@@ -650,6 +655,27 @@ def test_jni_bridge_selects_and_runs_on_the_desktop_jdk(
     result = _run("java", "-cp", classes, "RestnetShimTest", *args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "all JNI tests passed" in result.stdout
+
+
+def test_jni_runner_switches_across_every_entry_point_of_a_ladder_program(
+    jni: Path, built_ladder: Path, tmp_path: Path
+) -> None:
+    """Issue 16: the Java runner on a LiteRT ladder program moves to every rung with ``use`` (loaded, then
+    resident) after the file was spoiled on disk, each rung giving its own signature's logits, and ``refresh``
+    comes back to the rung it chose when opened."""
+    bundle = _ranked_bundle(built_ladder, tmp_path / "bundle", ("litert",))
+    rungs = [a for a in read_manifest(built_ladder).artifacts if a.backend == "litert"]
+    assert len({a.file for a in rungs}) == 1 < len(rungs)
+    image = np.random.default_rng(4).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    image.tofile(tmp_path / "input.f32")
+    lines = [f"{a.id} " + ",".join(f"{v:.9g}" for v in _python_logits(built_ladder, a, image)[0]) for a in rungs]
+    (tmp_path / "expected.txt").write_text("\n".join(lines) + "\n")
+    _write(tmp_path / "root", "proc/meminfo", "MemAvailable: 80000000 kB\n")
+    args = [jni / "librestnet_shim_jni.so", bundle, tmp_path / "root", _litert_library(), tmp_path / "input.f32"]
+    args += [tmp_path / "expected.txt", rungs[0].file]
+    result = _run("java", "-cp", jni / "classes", "RestnetShimLadderTest", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "all JNI ladder tests passed" in result.stdout
 
 
 def test_example_app_classifies_an_image_like_the_cli(
