@@ -290,3 +290,26 @@ def test_ladder_layout_ships_one_program_per_backend_that_computes_what_the_per_
     result = cli("bench", "run", str(copy))  # times and probes each entry point of the shared programs
     assert result.code == 0, result.stderr
     assert all(a.latency_ms.host.median > 0 for a in read_manifest(copy).artifacts)
+
+
+def test_a_layout_per_backend_packs_only_the_backends_that_ask_for_it(
+    built: tuple[Path, Path, Path, Path], built_ladder: Path, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    """``bundle.layout: {executorch: ladder}``: ExecuTorch's rungs are the ladder build's entry points, LiteRT's
+    the per-rung build's files, byte for byte (the build reuses the cache of both)."""
+    _, project, target, cache = built
+    mixed = tmp_path / "t.yaml"
+    mixed.write_text(target.read_text() + "bundle: {layout: {executorch: ladder}}\n")
+    out = tmp_path / "bundle"
+    result = cli("build", "-t", str(mixed), "-p", str(project), "--out", str(out), "--cache-dir", str(cache))
+    assert result.code == 0, result.stderr
+    expected = {
+        (a.id, a.backend): (a.file, a.entry_point, a.sha256)
+        for source in (built_ladder, built[0])
+        for a in read_manifest(source).artifacts
+        if (a.backend == "executorch") == (source == built_ladder)
+    }
+    shipped = {(a.id, a.backend): (a.file, a.entry_point, a.sha256) for a in read_manifest(out).artifacts}
+    assert shipped == expected
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.suffix in (".pte", ".tflite"))
+    assert files == sorted({file for file, _, _ in expected.values()})

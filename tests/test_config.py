@@ -101,6 +101,11 @@ MALFORMED_TARGETS = {
         _edit(TINY_TARGET, "[executorch, litert]", "[executorch]") + "costs: {backend: litert}\n",
         "costs.backend: litert is not among runtime.backends",
     ),
+    "layout of a backend not built": (
+        _edit(TINY_TARGET, "[executorch, litert]", "[executorch]") + "bundle: {layout: {litert: ladder}}\n",
+        "bundle.layout: litert is not among runtime.backends",
+    ),
+    "unknown layout": (TINY_TARGET + "bundle: {layout: {litert: stacked}}\n", "bundle.layout"),
 }
 
 MALFORMED_PROJECTS = {

@@ -164,7 +164,17 @@ class Layout(StrEnum):
 class BundleConfig(StrictModel):
     """How the bundle is laid out."""
 
-    layout: Layout = Field(default=Layout.PER_RUNG, description="per-rung: a file per rung; ladder: one per backend")
+    layout: Layout | dict[Backend, Layout] = Field(
+        default=Layout.PER_RUNG,
+        description="per-rung: a file per rung; ladder: one per backend; or a layout per backend, e.g. "
+        "{executorch: ladder, litert: per-rung} (a backend left out is per-rung)",
+    )
+
+    def layout_of(self, backend: Backend) -> Layout:
+        """The layout of ``backend``'s artifacts."""
+        if isinstance(self.layout, Layout):
+            return self.layout
+        return self.layout.get(backend, Layout.PER_RUNG)
 
 
 class Measurement(StrictModel):
@@ -226,6 +236,14 @@ class TargetConfig(VersionedConfig):
     def _cost_backend_built(self) -> TargetConfig:
         if self.costs.backend is not None and self.costs.backend not in self.runtime.backends:
             raise ValueError(f"costs.backend: {self.costs.backend.value} is not among runtime.backends")
+        return self
+
+    @model_validator(mode="after")
+    def _layouts_of_built_backends(self) -> TargetConfig:
+        if isinstance(self.bundle.layout, dict):
+            unknown = [b.value for b in self.bundle.layout if b not in self.runtime.backends]
+            if unknown:
+                raise ValueError(f"bundle.layout: {', '.join(unknown)} is not among runtime.backends")
         return self
 
     @model_validator(mode="after")

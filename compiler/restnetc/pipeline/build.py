@@ -43,7 +43,7 @@ from restnetc.bundle.verification import EagerLogits, HeldOut, Verified, Verifie
 from restnetc.cache import Cache, stage_key, toolchain_versions
 from restnetc.config.project import ProjectConfig
 from restnetc.config.target import Backend as BackendName
-from restnetc.config.target import CostSource, Layout, Metric, TargetConfig
+from restnetc.config.target import BundleConfig, CostSource, Layout, Metric, TargetConfig
 from restnetc.data import ImageSet
 from restnetc.evaluation import Contender, judge, wilson_interval
 from restnetc.pipeline.search import run_search
@@ -330,15 +330,26 @@ def _member(one: Staged) -> Member:
 
 
 def _pack(
-    lowerer: Lowerer, staged: dict[Key, Staged], artifacts: list[Artifact], size: int, staging: Path
+    lowerer: Lowerer,
+    staged: dict[Key, Staged],
+    artifacts: list[Artifact],
+    size: int,
+    staging: Path,
+    bundle: BundleConfig,
 ) -> list[Artifact]:
-    """Stage 4b (``bundle.layout: ladder``): each backend's shipped artifacts become entry points of one program,
-    ``staging/<backend>/ladder<suffix>``, verified to compute what the per-rung files did (``packing``), which
-    are removed. Each entry keeps its figures, except memory: probed again, loading that entry point of the
-    program (what the shim loads), and measured budgets held to it again."""
+    """Stage 4b (``bundle.layout: ladder``): the shipped artifacts of each backend whose layout is ``ladder``
+    become entry points of one program, ``staging/<backend>/ladder<suffix>``, verified to compute what the
+    per-rung files did (``packing``), which are removed; other backends' artifacts are left as they are. Each
+    entry keeps its figures, except memory: probed again, loading that entry point of the program (what the
+    shim loads), and measured budgets held to it again."""
+    backends = [BackendName(b) for b in dict.fromkeys(a.backend for a in artifacts)]
+    laddered = [b for b in backends if bundle.layout_of(b) is Layout.LADDER]
+    members = [a for a in artifacts if a.backend in laddered]
+    if not members:
+        return artifacts
     jobs = [
-        PackJob(BackendName(bname), tuple(_member(staged[(a.id, a.backend)]) for a in artifacts if a.backend == bname))
-        for bname in dict.fromkeys(a.backend for a in artifacts)
+        PackJob(backend, tuple(_member(staged[(a.id, a.backend)]) for a in members if a.backend == backend))
+        for backend in laddered
     ]
     packed = pack_all(lowerer, jobs)
     files = {}
@@ -358,12 +369,15 @@ def _pack(
                 lowerer.cache,
                 entry_point_name(a.id),
             )
-            for a in artifacts
+            for a in members
         }
         memories = {key: probe.result() for key, probe in probes.items()}
-    step(f"memory measured for {len(artifacts)} entry points of {len(packed)} ladder programs (separate processes)")
+    step(f"memory measured for {len(members)} entry points of {len(packed)} ladder programs (separate processes)")
     shipped = []
     for a in artifacts:
+        if a.backend not in laddered:
+            shipped.append(a)
+            continue
         one, program = staged[(a.id, a.backend)], packed[BackendName(a.backend)].program
         (staging / one.file).unlink()
         entry = program.entry(entry_point_name(a.id))
@@ -433,8 +447,7 @@ def run_build(project: ProjectConfig, target: TargetConfig, cache: Cache, out_di
         measured = _measure(staged, search, target, project.data.input_size, cache, staging)
         standings = _standings(staged, measured, target)
         artifacts, dropped = _admit(staged, measured, standings, project, target, staging)
-        if target.bundle.layout is Layout.LADDER:
-            artifacts = _pack(lowerer, staged, artifacts, project.data.input_size, staging)
+        artifacts = _pack(lowerer, staged, artifacts, project.data.input_size, staging, target.bundle)
         manifest = _manifest(search, project, target, artifacts, dropped)
         _write_bundle_files(staging, manifest, search)
     return BuildResult(bundle, manifest, search, time.perf_counter() - start)
