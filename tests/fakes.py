@@ -52,7 +52,7 @@ def fake_artifact(index: int, file: str, data: bytes) -> Artifact:
         latency_ms=Latency(
             host=HostLatency(median=1.0, p10=0.9, p90=1.1, threads=1, runs=5, warmup=1, load_average=(0.0, 0.0, 0.0))
         ),
-        memory_bytes=Memory(host=HostMemory(peak_delta=1 << 20, peak_total=1 << 26)),
+        memory_bytes=Memory(host=HostMemory(peak_delta=1 << 20, peak_total=1 << 26, program=1 << 19)),
         input=InputSpec(
             shape=(1, 3, 32, 32), dtype="float32", normalization={"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
         ),

@@ -98,9 +98,21 @@ def test_artifacts_sharing_a_file_must_agree_on_it_and_name_distinct_entry_point
     write_manifest(tmp_path, manifest.model_copy(update={"artifacts": [first, second]}))
     assert [a.entry_point for a in read_manifest(tmp_path).artifacts] == [first.entry_point, "second"]
     for bad, why in (
-        ({"sha256": "0" * 64}, "share litert/ladder.tflite but disagree on its backend, bytes or sha256"),
+        ({"sha256": "0" * 64}, "share litert/ladder.tflite but disagree on its backend, bytes, sha256 or program"),
         ({"bytes": first.bytes + 1}, "share litert/ladder.tflite but disagree"),
         ({"backend": "executorch"}, "share litert/ladder.tflite but disagree"),
+        (
+            {
+                "memory_bytes": first.memory_bytes.model_copy(
+                    update={
+                        "host": first.memory_bytes.host.model_copy(
+                            update={"program": (first.memory_bytes.host.program or 0) + 1}
+                        )
+                    }
+                )
+            },
+            "share litert/ladder.tflite but disagree",
+        ),
         ({"entry_point": first.entry_point}, f"names entry point '{first.entry_point}' of litert/ladder.tflite a"),
     ):
         clash = second.model_copy(update=bad)

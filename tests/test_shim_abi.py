@@ -125,6 +125,7 @@ def test_a_manifest_reads_back_through_the_c_core_unchanged(tmp_path: Path) -> N
             bytes=artifact.bytes,
             sha256=artifact.sha256,
             memory_bytes=memory_need(artifact),
+            program_memory_bytes=artifact.memory_bytes.host.program,
             accuracy=round(artifact.accuracy.artifact, 3),
             params=artifact.params,
             entry_point=artifact.entry_point,

@@ -155,6 +155,7 @@ class Variant:
     bytes: int
     sha256: str
     memory_bytes: int
+    program_memory_bytes: int
     accuracy: float
     params: int
     entry_point: str

@@ -73,6 +73,7 @@ ARTIFACT_RECORD: tuple[RecordField, ...] = (
     RecordField("bytes", "bytes", ctypes.c_uint64),
     RecordField("sha256", "sha256", ctypes.c_char * 65),
     RecordField("memory", "memory_bytes", ctypes.c_uint64),
+    RecordField("program", "program_memory_bytes", ctypes.c_uint64),
     RecordField("accuracy", "accuracy", ctypes.c_double),
     RecordField("params", "params", ctypes.c_uint64),
     RecordField("entry", "entry_point", ctypes.c_char * 64),

@@ -68,6 +68,8 @@ typedef struct {
     uint64_t bytes;
     char sha256[65];      /* lowercase hex */
     uint64_t memory_bytes; /* peak memory to load and run it (device figure when known, else host) */
+    uint64_t program_memory_bytes; /* of that, what its file holds open before any entry point loads, shared by
+                                      every artifact of the file (0: not measured) */
     double accuracy;      /* top-1 % of the artifact on the held-out images */
     uint64_t params;
     char entry_point[64];

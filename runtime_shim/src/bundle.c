@@ -5,8 +5,11 @@
  *   identity HEX                                  (sha256 of every byte after this line)
  *   input shape=1,3,64,64 mean=0.498,0.498,0.498 std=0.502,0.502,0.502
  *   label <name, the rest of the line>            (once per class, in class order)
- *   artifact id=ID backend=B file=REL bytes=N sha256=HEX memory=N accuracy=PCT params=N entry=NAME
+ *   artifact id=ID backend=B file=REL bytes=N sha256=HEX memory=N program=N accuracy=PCT params=N entry=NAME
  *            in=DTYPE:SCALE:ZERO_POINT out=DTYPE:SCALE:ZERO_POINT
+ *
+ * `program` (added within version 2, so optional: 0 when absent) is the part of `memory` the open file holds
+ * before any entry point loads; artifacts sharing a file give the same figure.
  *
  * The parser is strict: numbers are plain decimals (no hex, inf or nan), a key appears once per line, an
  * (id, backend) pair once per index, ids/files/entries use a small character set, and labels carry no
@@ -245,6 +248,7 @@ typedef enum {
     KEY_BYTES,
     KEY_SHA256,
     KEY_MEMORY,
+    KEY_PROGRAM,
     KEY_ACCURACY,
     KEY_PARAMS,
     KEY_ENTRY,
@@ -255,7 +259,8 @@ typedef enum {
 
 static const char *const ARTIFACT_KEYS[ARTIFACT_KEY_COUNT] = {
     [KEY_ID] = "id",         [KEY_BACKEND] = "backend", [KEY_FILE] = "file",     [KEY_BYTES] = "bytes",
-    [KEY_SHA256] = "sha256", [KEY_MEMORY] = "memory",   [KEY_ACCURACY] = "accuracy", [KEY_PARAMS] = "params",
+    [KEY_SHA256] = "sha256", [KEY_MEMORY] = "memory",   [KEY_PROGRAM] = "program", [KEY_ACCURACY] = "accuracy",
+    [KEY_PARAMS] = "params",
     [KEY_ENTRY] = "entry",   [KEY_IN] = "in",           [KEY_OUT] = "out",
 };
 
@@ -268,6 +273,7 @@ static int artifact_field(rs_artifact *a, artifact_key key, const char *value) {
     case KEY_BYTES: return parse_u64(value, &a->bytes);
     case KEY_SHA256: return is_hex64(value) ? copy_field(a->sha256, sizeof a->sha256, value) : -1;
     case KEY_MEMORY: return parse_u64(value, &a->memory_bytes);
+    case KEY_PROGRAM: return parse_u64(value, &a->program_memory_bytes);
     case KEY_ACCURACY: return parse_double(value, &a->accuracy) || a->accuracy < 0 || a->accuracy > 100 ? -1 : 0;
     case KEY_PARAMS: return parse_u64(value, &a->params);
     case KEY_ENTRY: return copy_name(a->entry_point, sizeof a->entry_point, value, "_");
@@ -306,7 +312,7 @@ static rs_status parse_artifact(rs_bundle *bundle, char *fields, size_t line, rs
         seen |= 1u << key;
     }
     for (size_t i = 0; i < ARTIFACT_KEY_COUNT; i++) {
-        if (!(seen & (1u << i))) {
+        if (!(seen & (1u << i)) && i != KEY_PROGRAM) {
             return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: artifact without %s", line, ARTIFACT_KEYS[i]);
         }
     }
@@ -318,10 +324,11 @@ static rs_status parse_artifact(rs_bundle *bundle, char *fields, size_t line, rs
         }
         if (strcmp(other->file, a->file) == 0 &&
             (strcmp(other->backend, a->backend) != 0 || other->bytes != a->bytes ||
-             strcmp(other->sha256, a->sha256) != 0 || strcmp(other->entry_point, a->entry_point) == 0)) {
+             strcmp(other->sha256, a->sha256) != 0 || other->program_memory_bytes != a->program_memory_bytes ||
+             strcmp(other->entry_point, a->entry_point) == 0)) {
             return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: artifact %s shares %s with %s: a shared file needs "
-                           "the same backend, bytes and sha256 and a different entry point", line, a->id, a->file,
-                           other->id);
+                           "the same backend, bytes, sha256 and program memory and a different entry point", line,
+                           a->id, a->file, other->id);
         }
     }
     bundle->validated[bundle->count] = RS_NOT_CHECKED;

@@ -139,8 +139,9 @@ static uint64_t drop(uint64_t before, uint64_t after, uint64_t cap) {
 /* Makes rung `index` resident, opening its program if needed. When `before` (available just before, 0 = do
  * not measure) is given, the drop in available memory across opening the program is charged to the program,
  * and the drop across loading the entry to the rung; together they raise the variant's need if larger than the
- * index says, up to twice the index figure plus the file each. Unmeasured, a program is charged only the bytes
- * it holds and a rung nothing: only what is known is ever counted as reclaimable. */
+ * index says, up to twice the index figure plus the file each. Unmeasured, a program is charged the index's
+ * figure for it or the bytes it holds, whichever is larger, and a rung nothing: only what is known is ever
+ * counted as reclaimable. */
 static rs_status load(rs_runner *runner, size_t index, uint64_t before, rs_error *err) {
     size_t slot = runner->owner[index];
     program *p = &runner->programs[slot];
@@ -164,11 +165,22 @@ static rs_status load(rs_runner *runner, size_t index, uint64_t before, rs_error
     p->models++;
     r->charge = drop(opened_at, before > 0 ? probe(runner) : 0, cap);
     if (opened) {
-        p->charge = before > 0 ? opening : p->size;
+        p->charge = before > 0 ? opening : p->size > a->program_memory_bytes ? p->size : a->program_memory_bytes;
         uint64_t total = add(opening, r->charge);
         runner->needs[index] = total > runner->needs[index] ? total : runner->needs[index];
     }
     return RS_OK;
+}
+
+/* What loading rung `index` takes beyond what is resident: its need, less its program's charge while that is
+ * open (the rung then adds only its entry point). */
+static uint64_t added_need(const rs_runner *runner, size_t index) {
+    const program *p = &runner->programs[runner->owner[index]];
+    uint64_t need = runner->needs[index];
+    if (p->handle == NULL || need == UINT64_MAX) {
+        return need;
+    }
+    return need > p->charge ? need - p->charge : 0;
 }
 
 /* What unloading rung `index` is counted to give back: its own charge, and its program's if it is the last. */
@@ -281,11 +293,12 @@ static rs_status refresh_locked(rs_runner *runner, uint64_t available, int measu
     size_t old = runner->current, next = NO_VARIANT;
     rs_status status = choose(runner, available, &next, err);
     if (status == RS_OK && next != old && !resident(runner, next)) {
-        uint64_t need = add(runner->needs[next], runner->policy.headroom_bytes);
-        available = evict(runner, need, available, measure);
-        if (old == NO_VARIANT || need <= available) { /* both fit: load, keep the old one resident */
+        available = evict(runner, add(added_need(runner, next), runner->policy.headroom_bytes), available, measure);
+        uint64_t added = added_need(runner, next); /* again: eviction may have closed its program */
+        if (old == NO_VARIANT || add(added, runner->policy.headroom_bytes) <= available) {
+            /* both fit: load, keep the old one resident */
             status = refused_by_backend(runner, next, load(runner, next, measure ? available : 0, err));
-            uint64_t taken = runner->needs[next] < available ? runner->needs[next] : available;
+            uint64_t taken = added < available ? added : available;
             available = measure ? probe(runner) : available - taken;
         } else {
             status = release_then_load(runner, next, measure, err);

@@ -253,6 +253,10 @@ static void expect_index_error(const char *name, const char *body, rs_status cod
 #define ARTIFACT(ID, EXTRA) "artifact id=" ID " backend=litert file=litert/x.tflite bytes=0 " SHA " memory=1 " \
     "accuracy=50 params=1 entry=serving_default in=float32:1:0 out=float32:1:0" EXTRA "\n"
 
+/* Another entry point of ARTIFACT's file, with `program=` given (an ARTIFACT line leaves it out: 0). */
+#define SIBLING(PROGRAM) "artifact id=y backend=litert file=litert/x.tflite bytes=0 " SHA " memory=1 program=" \
+    PROGRAM " accuracy=50 params=1 entry=other in=float32:1:0 out=float32:1:0\n"
+
 static void test_bad_indexes(void) {
     expect_raw_error("no-index", NULL, RS_ERR_IO, "bundle.index: cannot open");
     expect_raw_error("json", "{\"schema_version\": 1}\n", RS_ERR_FORMAT, "not a restnet bundle index");
@@ -271,6 +275,10 @@ static void test_bad_indexes(void) {
                        "bundle.index:5: artifact x of litert listed twice");
     expect_index_error("shared-file-same-entry", INPUT ARTIFACT("x", "") ARTIFACT("y", ""), RS_ERR_FORMAT,
                        "bundle.index:5: artifact y shares litert/x.tflite with x");
+    expect_index_error("shared-file-other-entry", INPUT ARTIFACT("x", "") SIBLING("0"), RS_OK, "");
+    expect_index_error("shared-file-program-differs", INPUT ARTIFACT("x", "") SIBLING("1"), RS_ERR_FORMAT,
+                       "bundle.index:5: artifact y shares litert/x.tflite with x: a shared file needs the same "
+                       "backend, bytes, sha256 and program memory");
     expect_index_error("repeated-key", INPUT ARTIFACT("x", " memory=99"), RS_ERR_FORMAT, "bundle.index:4: memory given twice");
     expect_index_error("scale-inf", INPUT "artifact id=x in=int8:inf:0\n", RS_ERR_FORMAT, "bundle.index:4: invalid in");
     expect_index_error("scale-nan", INPUT "artifact id=x out=int8:nan:0\n", RS_ERR_FORMAT, "bundle.index:4: invalid out");

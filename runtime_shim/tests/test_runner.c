@@ -33,6 +33,7 @@ typedef struct {
     rs_status failure;              /* what a scripted failure returns: RS_ERR_BACKEND unless set */
     int refused_opens;              /* opens failed so far */
     int opens, closes, loads, unloads; /* successful calls so far */
+    uint64_t program_taken;         /* what an open program takes from the meminfo fixture (loads take the rest) */
     char inflated[64];     /* loads of this id take 1.15 x the index figure from the meminfo fixture, others 1 x */
     char meminfo[2200];
     uint64_t mem_available;
@@ -88,6 +89,7 @@ static rs_status open_program(void *context, const void *data, size_t size, cons
     }
     *p = (program){context, data, size};
     count(p->script, &p->script->opens);
+    set_meminfo(s, s->mem_available > s->program_taken ? s->mem_available - s->program_taken : 0);
     *out = p;
     return RS_OK;
 }
@@ -95,6 +97,7 @@ static rs_status open_program(void *context, const void *data, size_t size, cons
 static void close_program(void *handle) {
     program *p = handle;
     count(p->script, &p->script->closes);
+    set_meminfo(p->script, p->script->mem_available + p->script->program_taken);
     free(p);
 }
 
@@ -115,7 +118,7 @@ static rs_status load(void *handle, const rs_artifact *artifact, void **out, rs_
     m->script = s;
     memcpy(m->first, p->data + offset, CLASSES);
     double factor = strcmp(artifact->id, s->inflated) == 0 ? 1.15 : 1.0;
-    m->taken = (uint64_t)(factor * (double)artifact->memory_bytes);
+    m->taken = (uint64_t)(factor * (double)(artifact->memory_bytes - artifact->program_memory_bytes));
     set_meminfo(s, s->mem_available > m->taken ? s->mem_available - m->taken : 0);
     *out = m;
     return RS_OK;
@@ -151,7 +154,8 @@ static const variant LADDER[] = {{"small", 80, 10}, {"middle", 81, 20}, {"large"
 
 /* Writes the bundle `name`: one file per variant, or with `ladder` one file holding all three, and with
  * `ladder` 2 also `other` (30 MiB, the least accurate) in a file of its own; with `ladder` 3 `other` is the
- * most accurate. */
+ * most accurate. With `ladder` 4 the ladder file's program holds 30 MiB (`program=`), and each rung needs that
+ * plus its entry's 10, 20 or 40. */
 static void make_bundle(const char *name, int ladder, char *dir, size_t size) {
     snprintf(dir, size, "%s/%s", workdir, name);
     char path[4300], body[4096], content[64], hex[65];
@@ -174,12 +178,13 @@ static void make_bundle(const char *name, int ladder, char *dir, size_t size) {
             write_text(path, content);
         }
         used += snprintf(body + used, sizeof body - (size_t)used,
-                         "artifact id=%s backend=scripted file=%s.bin bytes=%d sha256=%s memory=%llu accuracy=%.1f "
-                         "params=1 entry=%s in=float32:1:0 out=float32:1:0\n",
-                         LADDER[i].id, file, length, hex, (unsigned long long)(LADDER[i].memory_mib * MIB),
-                         LADDER[i].accuracy, entry);
+                         "artifact id=%s backend=scripted file=%s.bin bytes=%d sha256=%s memory=%llu program=%llu "
+                         "accuracy=%.1f params=1 entry=%s in=float32:1:0 out=float32:1:0\n",
+                         LADDER[i].id, file, length, hex,
+                         (unsigned long long)((LADDER[i].memory_mib + (ladder == 4 ? 30 : 0)) * MIB),
+                         (unsigned long long)(ladder == 4 ? 30 * MIB : 0), LADDER[i].accuracy, entry);
     }
-    if (ladder >= 2) {
+    if (ladder == 2 || ladder == 3) {
         length = snprintf(content, sizeof content, "Oo model other");
         rs_sha256_hex(content, (size_t)length, hex);
         snprintf(path, sizeof path, "%s/other.bin", dir);
@@ -226,6 +231,7 @@ static void setup(fixture *f, const char *name, int ladder, uint64_t available, 
     snprintf(f->script.meminfo, sizeof f->script.meminfo, "%s/proc/meminfo", f->root);
     pthread_mutex_init(&f->script.lock, NULL);
     set_meminfo(&f->script, available);
+    f->script.program_taken = ladder == 4 ? 30 * MIB : 0;
     f->backend = (rs_backend){"scripted", &f->script, open_program, load, run, unload, close_program};
     rs_error err = {RS_OK, ""};
     rs_policy policy = {"scripted", headroom, 0.1, NULL};
@@ -468,6 +474,29 @@ static void test_resident_memory_is_not_overstated_after_a_programs_first_rung_l
     teardown(&f);
 }
 
+/* The ladder's program (30 MiB) is open for `middle` (30 + 20) with 60 MiB free beside it and 16 of headroom:
+ * `large` (30 + 40) is chosen, and since it adds only its entry (40 + 16 <= 60), it loads beside `middle`,
+ * which stays resident: going back to it loads nothing. (Judged by its whole need, 70 + 16 > 60, `middle` was
+ * unloaded first.) */
+static void test_a_rung_of_an_open_program_needs_only_its_entry_point(void) {
+    fixture f;
+    setup(&f, "program-memory", 4, 66 * MIB, 16 * MIB);
+    rs_error err = {RS_OK, ""};
+    int switched = 0;
+    CHECK(strcmp(current(f.runner), "middle") == 0, "opened on %s", current(f.runner));
+    set_meminfo(&f.script, 60 * MIB);
+    CHECK(rs_runner_refresh(f.runner, &switched, &err) == RS_OK && switched, "%s", err.message);
+    CHECK(strcmp(current(f.runner), "large") == 0 && f.script.loads == 2 && f.script.unloads == 0 &&
+              f.script.opens == 1, "on %s: %d loads, %d unloads, %d opens", current(f.runner), f.script.loads,
+          f.script.unloads, f.script.opens);
+    CHECK(rs_runner_use(f.runner, "middle", &err) == RS_OK && f.script.loads == 2, "middle was resident: %d loads",
+          f.script.loads);
+    teardown(&f);
+    CHECK(f.script.closes == 1 && f.script.mem_available == (20 + 30 + 20 + 40) * MIB,
+          "close gave back the program and both entries: %llu MiB free",
+          (unsigned long long)(f.script.mem_available / MIB));
+}
+
 typedef struct {
     fixture *f;
     int iterations;
@@ -532,6 +561,7 @@ int main(int argc, char **argv) {
     test_switches_to_a_resident_rung_without_loading();
     test_a_ladder_file_is_read_once_and_its_rungs_switch_without_file_io();
     test_resident_memory_is_not_overstated_after_a_programs_first_rung_leaves();
+    test_a_rung_of_an_open_program_needs_only_its_entry_point();
     test_two_threads(0);
     test_two_threads(1);
     printf("%s (%d failures)\n", failures ? "FAILED" : "all runner contract tests passed", failures);

@@ -104,6 +104,14 @@ class Runner(Protocol):
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
 
+class Program(Protocol):
+    """An artifact file open in its runtime: its entry points load from it without reading the file again."""
+
+    def load(self, entry_point: str | None = None) -> Runner:
+        """Entry point ``entry_point`` (default: the one entry point ``compile`` writes), ready to run."""
+        ...
+
+
 class Backend(ABC):
     """One runtime. Subclasses set the class attributes and implement the abstract methods."""
 
@@ -175,9 +183,13 @@ class Backend(ABC):
             raise RestnetcError(f"{self.name}: {quantization.value} is not supported (use one of: {supported})")
 
     @abstractmethod
+    def open(self, path: Path, threads: int) -> Program:
+        """Open the artifact at ``path`` with this backend's runtime, its entry points to run on ``threads``
+        threads; no entry point is loaded yet."""
+
     def load(self, path: Path, threads: int, entry_point: str | None = None) -> Runner:
-        """Open the artifact at ``path`` with this backend's runtime, running on ``threads`` threads: its entry
-        point ``entry_point`` (default: the one entry point ``compile`` writes)."""
+        """Open the artifact at ``path`` and load its entry point ``entry_point`` (default as ``Program.load``)."""
+        return self.open(path, threads).load(entry_point)
 
     @abstractmethod
     def invoker(

@@ -70,20 +70,38 @@ class ExecuTorchBackend(Backend):
     def int8_quantizer(self) -> XNNPACKQuantizer:
         return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
 
-    def load(self, path: Path, threads: int, entry_point: str | None = None) -> Runner:
-        method = _method(path, entry_point or METHOD)
+    def open(self, path: Path, threads: int) -> _Program:
+        return _Program(path)
+
+    def invoker(
+        self, path: Path, threads: int, example: np.ndarray, entry_point: str | None = None
+    ) -> Callable[[], object]:
+        method, inputs = _Program(path).method(entry_point or METHOD), [torch.from_numpy(example)]
+        return lambda: method.execute(inputs)
+
+
+class _Program:
+    """A ``.pte`` loaded by the ExecuTorch runtime: its methods load on demand."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.program = Runtime.get().load_program(path)
+
+    def method(self, name: str) -> Method:
+        if name not in self.program.method_names:
+            raise RestnetcError(
+                f"{self.path}: no method {name!r} in the program (it has {sorted(self.program.method_names)})"
+            )
+        return self.program.load_method(name)
+
+    def load(self, entry_point: str | None = None) -> Runner:
+        method = self.method(entry_point or METHOD)
 
         def run(batch: np.ndarray) -> np.ndarray:
             outputs = [method.execute([torch.from_numpy(image)])[0] for image in np.split(batch, len(batch))]
             return torch.cat(outputs).numpy()
 
         return run
-
-    def invoker(
-        self, path: Path, threads: int, example: np.ndarray, entry_point: str | None = None
-    ) -> Callable[[], object]:
-        method, inputs = _method(path, entry_point or METHOD), [torch.from_numpy(example)]
-        return lambda: method.execute(inputs)
 
 
 def _delegation(graph: torch.fx.GraphModule) -> DelegationReport:
@@ -95,10 +113,3 @@ def _delegation(graph: torch.fx.GraphModule) -> DelegationReport:
         if breakdown.non_delegated and not op.startswith(("getitem", "alloc"))
     }
     return DelegationReport("XnnpackBackend", info.num_delegated_subgraphs, info.num_delegated_nodes, fallback)
-
-
-def _method(path: Path, name: str) -> Method:
-    program = Runtime.get().load_program(path)
-    if name not in program.method_names:
-        raise RestnetcError(f"{path}: no method {name!r} in the program (it has {sorted(program.method_names)})")
-    return program.load_method(name)

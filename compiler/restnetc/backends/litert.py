@@ -11,7 +11,7 @@ from typing import Any
 import litert_torch
 import numpy as np
 import torch
-from ai_edge_litert.interpreter import Interpreter
+from ai_edge_litert.interpreter import Interpreter, SignatureRunner
 from ai_edge_litert.tools import flatbuffer_utils
 from litert_torch.quantize import pt2e_quantizer
 from litert_torch.quantize.quant_config import QuantConfig
@@ -111,10 +111,35 @@ def _entry_point(data: bytes, signature: str) -> EntryPoint:
     return EntryPoint(signature, delegation(interpreter), _quantization(source), _quantization(sink))
 
 
-def _signature(path: Path, interpreter: Interpreter, name: str) -> str:
-    if name not in interpreter.get_signature_list():
-        raise RestnetcError(f"{path}: no signature {name!r} (it has {sorted(interpreter.get_signature_list())})")
-    return name
+class _Program:
+    """A ``.tflite`` in ``ai_edge_litert``'s interpreter: its signatures load on demand."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        self.path = path
+        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+
+    def signature(self, name: str) -> SignatureRunner:
+        signatures = self.interpreter.get_signature_list()
+        if name not in signatures:
+            raise RestnetcError(f"{self.path}: no signature {name!r} (it has {sorted(signatures)})")
+        return self.interpreter.get_signature_runner(name)
+
+    def load(self, entry_point: str | None = None) -> Runner:
+        runner = self.signature(entry_point or SIGNATURE)
+        ((source_name, source),) = runner.get_input_details().items()
+        ((sink_name, sink),) = runner.get_output_details().items()
+        sink_q = _quantization(sink)
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            outputs = []
+            for image in np.split(batch, len(batch)):
+                out = runner(**{source_name: _input(image, source)})[sink_name]
+                if sink_q is not None:
+                    out = (out.astype(np.float32) - sink_q.zero_point) * sink_q.scale
+                outputs.append(out.astype(np.float32))
+            return np.concatenate(outputs)
+
+        return run
 
 
 class LiteRtBackend(Backend):
@@ -157,29 +182,13 @@ class LiteRtBackend(Backend):
             pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
         )
 
-    def load(self, path: Path, threads: int, entry_point: str | None = None) -> Runner:
-        interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        runner = interpreter.get_signature_runner(_signature(path, interpreter, entry_point or SIGNATURE))
-        ((source_name, source),) = runner.get_input_details().items()
-        ((sink_name, sink),) = runner.get_output_details().items()
-        sink_q = _quantization(sink)
-
-        def run(batch: np.ndarray) -> np.ndarray:
-            outputs = []
-            for image in np.split(batch, len(batch)):
-                out = runner(**{source_name: _input(image, source)})[sink_name]
-                if sink_q is not None:
-                    out = (out.astype(np.float32) - sink_q.zero_point) * sink_q.scale
-                outputs.append(out.astype(np.float32))
-            return np.concatenate(outputs)
-
-        return run
+    def open(self, path: Path, threads: int) -> _Program:
+        return _Program(path, threads)
 
     def invoker(
         self, path: Path, threads: int, example: np.ndarray, entry_point: str | None = None
     ) -> Callable[[], object]:
-        interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        runner = interpreter.get_signature_runner(_signature(path, interpreter, entry_point or SIGNATURE))
+        runner = _Program(path, threads).signature(entry_point or SIGNATURE)
         ((source_name, source),) = runner.get_input_details().items()
         runner(**{source_name: _input(example, source)})  # allocates the subgraph and leaves the input set
         # The bare invocation of the signature's subgraph, as the runner itself calls it (``Interpreter.invoke``

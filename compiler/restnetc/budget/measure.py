@@ -41,6 +41,11 @@ class HostMemory(StrictModel):
 
     peak_delta: int = Field(description="VmHWM after load+run minus VmRSS before load, bytes")
     peak_total: int = Field(description="VmHWM after load+run, bytes (includes the Python runtime)")
+    program: int | None = Field(
+        default=None,
+        description="VmRSS once the file is open in its runtime, before any entry point loads, minus VmRSS "
+        "before, bytes: what every entry point of the file shares (None in bundles built before it was measured)",
+    )
 
 
 BLOCK = 10
@@ -101,7 +106,9 @@ def measure_memory(
         tail = result.stderr.strip().splitlines()[-1:] or ["no output"]
         raise RestnetcError(f"{path}: memory probe failed: {tail[0]}")
     figures = json.loads(lines[-1])
-    return HostMemory(peak_delta=int(figures["peak_delta"]), peak_total=int(figures["peak_total"]))
+    return HostMemory(
+        peak_delta=int(figures["peak_delta"]), peak_total=int(figures["peak_total"]), program=int(figures["program"])
+    )
 
 
 def probe_memory(

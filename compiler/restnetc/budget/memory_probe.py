@@ -3,7 +3,8 @@
 Run as ``python -m restnetc.budget.memory_probe BACKEND FILE SHAPE THREADS [ENTRY_POINT]`` (SHAPE like
 ``1x3x64x64``; ENTRY_POINT as the backend's ``load`` takes it); prints one JSON line. After the
 runtime is imported, the kernel's peak-RSS counter is reset (``/proc/self/clear_refs``), so the reported
-peak delta covers only loading the artifact and running it.
+peak delta covers only opening the file, loading the entry point and running it; ``program`` is the resident
+growth once the file is open, before the entry point loads.
 """
 
 from __future__ import annotations
@@ -33,9 +34,12 @@ def main(argv: list[str]) -> None:
     example = np.zeros(shape, dtype=np.float32)
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     baseline = _status_kib("VmRSS")
-    backend.load(file, threads, entry_point)(example)
+    program = backend.open(file, threads)
+    opened = _status_kib("VmRSS")
+    program.load(entry_point)(example)
     peak = _status_kib("VmHWM")
-    print(json.dumps({"peak_delta": (peak - baseline) * 1024, "peak_total": peak * 1024}))
+    figures = {"peak_delta": (peak - baseline) * 1024, "peak_total": peak * 1024, "program": (opened - baseline) * 1024}
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

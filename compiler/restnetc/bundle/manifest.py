@@ -204,6 +204,11 @@ class Dropped(StrictModel):
     pareto: Pareto
 
 
+def _file_facts(a: Artifact) -> tuple[object, ...]:
+    """What every artifact naming the same file must say alike."""
+    return a.backend, a.bytes, a.sha256, a.memory_bytes.host.program
+
+
 class Manifest(StrictModel):
     """The whole bundle."""
 
@@ -220,15 +225,16 @@ class Manifest(StrictModel):
 
     @model_validator(mode="after")
     def _shared_files_agree(self) -> Manifest:
-        """Artifacts sharing a file (a ladder program) agree on its backend, size and sha256, and no two name
-        the same entry point of one file."""
+        """Artifacts sharing a file (a ladder program) agree on its backend, size, sha256 and resident memory
+        (``memory_bytes.host.program``), and no two name the same entry point of one file."""
         first: dict[str, Artifact] = {}
         entries: set[tuple[str, str]] = set()
         for a in self.artifacts:
             other = first.setdefault(a.file, a)
-            if (other.backend, other.bytes, other.sha256) != (a.backend, a.bytes, a.sha256):
+            if _file_facts(other) != _file_facts(a):
                 raise ValueError(
-                    f"artifacts: {a.id!r} and {other.id!r} share {a.file} but disagree on its backend, bytes or sha256"
+                    f"artifacts: {a.id!r} and {other.id!r} share {a.file} but disagree on its backend, bytes, sha256 "
+                    "or program memory"
                 )
             if (a.file, a.entry_point) in entries:
                 raise ValueError(f"artifacts: {a.id!r} names entry point {a.entry_point!r} of {a.file} a second time")

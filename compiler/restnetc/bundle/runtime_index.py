@@ -7,14 +7,17 @@ of a line format is smaller and safer than a JSON parser on a device. Format, on
     identity HEX                            (sha256 of every byte after this line)
     input shape=1,3,64,64 mean=0.498,0.498,0.498 std=0.502,0.502,0.502
     label <class name>                      (one per class, in class order)
-    artifact id=... backend=... file=... bytes=N sha256=HEX memory=N accuracy=PCT params=N entry=NAME
-             in=DTYPE:SCALE:ZERO_POINT out=DTYPE:SCALE:ZERO_POINT           (one line)
+    artifact id=... backend=... file=... bytes=N sha256=HEX memory=N program=N accuracy=PCT params=N
+             entry=NAME in=DTYPE:SCALE:ZERO_POINT out=DTYPE:SCALE:ZERO_POINT   (one line)
 
 ``memory`` is the peak memory to load and run the artifact: the device figure when benchmark logs were
-ingested, else the host's. Readers ignore keys they do not know, so keys can be added within a version. The
-identity lets the shim refuse an edited or truncated index and notice a bundle replaced under a running app;
-ids, files and entry points are limited to ``[A-Za-z0-9._/-]``-style sets and labels carry no control characters,
-as the shim's strict parser requires. The artifact keys, their order and the version are
+ingested, else the host's. ``program`` is the host's figure of what the open file holds before an entry point
+loads (``memory_bytes.host.program``, one figure per file; 0 when not measured): a rung of a ladder file whose
+program is open costs about ``memory - program`` more. Readers ignore keys they do not know, so keys can be
+added within a version (``program`` was; an index without it reads as 0). The identity lets the shim refuse
+an edited or truncated index and notice a bundle replaced under a running app; ids, files and entry points are
+limited to ``[A-Za-z0-9._/-]``-style sets and labels carry no control characters, as the shim's strict parser
+requires. The artifact keys, their order and the version are
 ``restnetc.shim_abi``'s; this module only says where each value comes from in the manifest.
 """
 
@@ -70,6 +73,7 @@ _VALUES: dict[str, Callable[[Artifact], object]] = {
     "bytes": lambda a: a.bytes,
     "sha256": lambda a: a.sha256,
     "memory": memory_need,
+    "program": lambda a: a.memory_bytes.host.program or 0,
     "accuracy": lambda a: f"{a.accuracy.artifact:.3f}",
     "params": lambda a: a.params,
     "entry": lambda a: a.entry_point,

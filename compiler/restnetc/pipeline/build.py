@@ -341,7 +341,8 @@ def _pack(
     become entry points of one program, ``staging/<backend>/ladder<suffix>``, verified to compute what the
     per-rung files did (``packing``), which are removed; other backends' artifacts are left as they are. Each
     entry keeps its figures, except memory: probed again, loading that entry point of the program (what the
-    shim loads), and measured budgets held to it again."""
+    shim loads), and measured budgets held to it again; ``host.program``, what the open program holds, is the
+    largest of its entries' probes for all of them."""
     backends = [BackendName(b) for b in dict.fromkeys(a.backend for a in artifacts)]
     laddered = [b for b in backends if bundle.layout_of(b) is Layout.LADDER]
     members = [a for a in artifacts if a.backend in laddered]
@@ -373,6 +374,10 @@ def _pack(
         }
         memories = {key: probe.result() for key, probe in probes.items()}
     step(f"memory measured for {len(members)} entry points of {len(packed)} ladder programs (separate processes)")
+    resident = {  # what the open program holds, one figure per file: the largest of its entries' probes
+        backend: max(memories[(a.id, a.backend)].host.program or 0 for a in members if a.backend == backend)
+        for backend in laddered
+    }
     shipped = []
     for a in artifacts:
         if a.backend not in laddered:
@@ -381,7 +386,9 @@ def _pack(
         one, program = staged[(a.id, a.backend)], packed[BackendName(a.backend)].program
         (staging / one.file).unlink()
         entry = program.entry(entry_point_name(a.id))
-        memory = memories[(a.id, a.backend)].model_copy(update={"predicted": a.memory_bytes.predicted})
+        probed = memories[(a.id, a.backend)]
+        host = probed.host.model_copy(update={"program": resident[BackendName(a.backend)]})
+        memory = probed.model_copy(update={"predicted": a.memory_bytes.predicted, "host": host})
         shipped.append(
             a.model_copy(
                 update={

@@ -9,7 +9,8 @@ from restnetc.config.units import format_count
 
 
 def bundle_table(manifest: Manifest) -> Table:
-    """One row per artifact: sizes, accuracy eager vs artifact, host latency and memory."""
+    """One row per artifact: sizes, accuracy eager vs artifact, host latency and memory (``program MB``: of that,
+    what the open file holds, shared by every entry point of a ladder file)."""
     table = Table(title=f"bundle for {manifest.target['name']} (created {manifest.created})")
     headers = (
         "id",
@@ -22,6 +23,7 @@ def bundle_table(manifest: Manifest) -> Table:
         "agree %",
         "ms",
         "mem MB",
+        "program MB",
         "policy",
     )
     for header in headers:
@@ -38,6 +40,7 @@ def bundle_table(manifest: Manifest) -> Table:
             f"{a.agreement:.1f}",
             f"{a.latency_ms.host.median:.2f}",
             f"{a.memory_bytes.host.peak_delta / 1e6:.1f}",
+            "-" if a.memory_bytes.host.program is None else f"{a.memory_bytes.host.program / 1e6:.1f}",
             a.policy,
         )
     return table
