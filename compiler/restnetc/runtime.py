@@ -194,8 +194,16 @@ def _variant(a: Artifact) -> Variant:
     return Variant(**{f.member: _value(getattr(a, f.member)) for f in ARTIFACT_RECORD})
 
 
-def _policy(backend: str, headroom_mb: float, hysteresis: float, override: str | None) -> Policy:
-    return Policy(backend.encode(), int(headroom_mb * MIB), hysteresis, override.encode() if override else None)
+def _policy(
+    backend: str, headroom_mb: float, hysteresis: float, override: str | None, preload_neighbours: bool = False
+) -> Policy:
+    return Policy(
+        backend.encode(),
+        int(headroom_mb * MIB),
+        hysteresis,
+        override.encode() if override else None,
+        int(preload_neighbours),
+    )
 
 
 class Bundle:
@@ -307,6 +315,8 @@ class Runner:
     its bundle alive (in C) until it is closed. LiteRT runs from ``litert_library`` (default: the
     installed wheel's libLiteRt.so); ExecuTorch needs ``executorch_library``, a ``librestnet_shim_executorch.so``
     built from ``runtime_shim/`` with CMake. ``memory_root`` is "/" except in tests (fixture trees).
+    ``preload_neighbours``: after each switch, also load the rungs next to the current one in accuracy that
+    share its open program (a ladder file), while the headroom stays free (``rs_policy.preload_neighbours``).
     """
 
     def __init__(
@@ -320,6 +330,7 @@ class Runner:
         override: str | None = None,
         litert_library: Path | str | None = None,
         executorch_library: Path | str | None = None,
+        preload_neighbours: bool = False,
     ) -> None:
         self._bundle, self._handle, self._backend = bundle, ctypes.c_void_p(), BackendTable()
         self._lock = threading.Lock()
@@ -338,7 +349,7 @@ class Runner:
             raise ShimError("argument", f"backend {backend!r}: expected {expected}")
         self._input_count = int(np.prod(bundle.input_shape))
         self._classes = len(bundle.labels)
-        policy = _policy(backend, headroom_mb, hysteresis, override)
+        policy = _policy(backend, headroom_mb, hysteresis, override, preload_neighbours)
         status = _lib().rs_runner_open(
             bundle.handle,
             ctypes.byref(policy),

@@ -112,6 +112,7 @@ class Policy(ctypes.Structure):
         ("headroom_bytes", ctypes.c_uint64),
         ("hysteresis", ctypes.c_double),
         ("override_id", ctypes.c_char_p),
+        ("preload_neighbours", ctypes.c_int),
     ]
 
 

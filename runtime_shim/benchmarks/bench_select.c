@@ -34,7 +34,7 @@ int main(int argc, char **argv) {
     double *open_us = calloc((size_t)runs, sizeof(double)), *probe_us = calloc((size_t)runs, sizeof(double));
     double *first_us = calloc((size_t)runs, sizeof(double)), *again_us = calloc((size_t)runs, sizeof(double));
     rs_selection *selection = malloc(sizeof *selection);
-    rs_policy policy = {argv[2], RS_DEFAULT_HEADROOM_BYTES, RS_DEFAULT_HYSTERESIS, NULL};
+    rs_policy policy = {argv[2], RS_DEFAULT_HEADROOM_BYTES, RS_DEFAULT_HYSTERESIS, NULL, 0};
     rs_error err = {RS_OK, ""};
     for (int i = 0; i < runs; i++) {
         rs_bundle *bundle;

@@ -32,7 +32,7 @@ int main(int argc, char **argv) {
     size_t classes = rs_bundle_label_count(bundle);
     pixels = malloc(count * sizeof *pixels);
     logits = malloc(classes * sizeof *logits);
-    rs_policy policy = {"litert", RS_DEFAULT_HEADROOM_BYTES, RS_DEFAULT_HYSTERESIS, NULL};
+    rs_policy policy = {"litert", RS_DEFAULT_HEADROOM_BYTES, RS_DEFAULT_HYSTERESIS, NULL, 0};
     if (pixels == NULL || logits == NULL || rs_read_input(argv[2], spec, pixels, count, &err) != RS_OK ||
         rs_runner_open(bundle, &policy, &litert, "/", &runner, &err) != RS_OK ||
         rs_runner_run(runner, pixels, count, logits, classes, &err) != RS_OK) {

@@ -138,6 +138,8 @@ typedef struct {
     uint64_t headroom_bytes; /* kept free beyond each variant's own need */
     double hysteresis;       /* fraction: moving up to a larger variant needs this much extra room */
     const char *override_id; /* if set, this variant is used when it is valid, whatever the memory */
+    int preload_neighbours;  /* runner: after each refresh, load the rungs just below and above the current one
+                                in accuracy that share its open program, while the headroom stays free */
 } rs_policy;
 
 /* Defaults every binding uses unless told otherwise. */

@@ -77,7 +77,7 @@ JNIEXPORT jstring JNICALL Java_ai_restnet_shim_RestnetShim_nativeSelect(JNIEnv *
     rs_bundle *bundle = (rs_bundle *)(intptr_t)handle;
     rs_selection *selection = malloc(sizeof *selection);
     rs_error err = {RS_OK, ""};
-    rs_policy policy = {name, (uint64_t)headroom, RS_DEFAULT_HYSTERESIS, NULL};
+    rs_policy policy = {name, (uint64_t)headroom, RS_DEFAULT_HYSTERESIS, NULL, 0};
     rs_status status = selection ? rs_select(bundle, &policy, (uint64_t)available, SIZE_MAX, selection, &err)
                                  : RS_ERR_NO_MEMORY;
     (*env)->ReleaseStringUTFChars(env, backend, name);
@@ -156,7 +156,7 @@ JNIEXPORT jlong JNICALL Java_ai_restnet_shim_RestnetShim_nativeRunnerOpen(JNIEnv
         status = r ? open_backend(r, name, path, &err) : rs_error_set(&err, RS_ERR_NO_MEMORY, "out of memory");
     }
     if (status == RS_OK) {
-        rs_policy policy = {name, (uint64_t)headroom, RS_DEFAULT_HYSTERESIS, NULL};
+        rs_policy policy = {name, (uint64_t)headroom, RS_DEFAULT_HYSTERESIS, NULL, 0};
         status = rs_runner_open((rs_bundle *)(intptr_t)bundle, &policy, &r->backend, memory_root, &r->runner, &err);
     }
     if (path != NULL) {

@@ -288,6 +288,44 @@ static rs_status release_then_load(rs_runner *runner, size_t next, int measure, 
                    restore.message);
 }
 
+/* The rung of the current one's open program closest to it in accuracy, above (`up`) or below, that this
+ * runner may still choose; NO_VARIANT if there is none. */
+static size_t neighbour(const rs_runner *runner, int up) {
+    size_t current = runner->current, best = NO_VARIANT;
+    double level = rs_bundle_artifact(runner->bundle, current)->accuracy;
+    for (size_t i = 0; i < rs_bundle_artifact_count(runner->bundle); i++) {
+        const rs_artifact *a = rs_bundle_artifact(runner->bundle, i);
+        if (i == current || runner->owner[i] != runner->owner[current] || runner->needs[i] == UINT64_MAX ||
+            (up ? a->accuracy <= level : a->accuracy >= level)) {
+            continue;
+        }
+        double gap = fabs(a->accuracy - level);
+        best = best == NO_VARIANT || gap < fabs(rs_bundle_artifact(runner->bundle, best)->accuracy - level) ? i : best;
+    }
+    return best;
+}
+
+/* With `preload_neighbours`, loads the current rung's neighbours below and then above (from its open program,
+ * no file I/O) while each leaves the headroom free; they count as least recently used, the first evicted. A
+ * failed preload is not an error of the refresh (a refusal still bans the rung). */
+static void preload_neighbours(rs_runner *runner, uint64_t available, int measure) {
+    for (int up = 0; up < 2 && runner->policy.preload_neighbours && runner->current != NO_VARIANT; up++) {
+        size_t next = neighbour(runner, up);
+        if (next == NO_VARIANT || resident(runner, next)) {
+            continue;
+        }
+        uint64_t added = added_need(runner, next);
+        if (add(added, runner->policy.headroom_bytes) > available) {
+            continue;
+        }
+        rs_error ignored = {RS_OK, ""};
+        if (refused_by_backend(runner, next, load(runner, next, measure ? available : 0, &ignored)) == RS_OK) {
+            runner->rungs[next].used = 0;
+            available = measure ? probe(runner) : available - added;
+        }
+    }
+}
+
 /* The switch of refresh: `available` was probed (`measure`) or given. Holds the lock. */
 static rs_status refresh_locked(rs_runner *runner, uint64_t available, int measure, int *switched, rs_error *err) {
     size_t old = runner->current, next = NO_VARIANT;
@@ -313,7 +351,8 @@ static rs_status refresh_locked(rs_runner *runner, uint64_t available, int measu
         *switched = 1;
     }
     runner->rungs[next].used = ++runner->clock;
-    evict(runner, runner->policy.headroom_bytes, available, measure); /* resident rungs stay while memory allows */
+    available = evict(runner, runner->policy.headroom_bytes, available, measure); /* resident stay while it allows */
+    preload_neighbours(runner, available, measure);
     return RS_OK;
 }
 

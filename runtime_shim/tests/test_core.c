@@ -151,7 +151,7 @@ static const spec LADDER[] = {
 
 static const char *choose(rs_bundle *bundle, uint64_t available_mib, size_t current, rs_selection *selection,
                           rs_status *status) {
-    rs_policy policy = {"litert", 2 * MIB, 0.25, NULL};
+    rs_policy policy = {"litert", 2 * MIB, 0.25, NULL, 0};
     rs_error err = {RS_OK, ""};
     *status = rs_select(bundle, &policy, available_mib * MIB, current, selection, &err);
     return selection->chosen == SIZE_MAX ? "(none)" : rs_bundle_artifact(bundle, selection->chosen)->id;
@@ -197,7 +197,7 @@ static void test_selection(void) {
     CHECK(strcmp(choose(bundle, 13, in_use, &selection, &status), "parent-small") == 0, "moves down at once");
 
     /* Override: chosen whatever the memory; an unknown id is an error. */
-    rs_policy policy = {"litert", 0, 0.0, "parent-large"};
+    rs_policy policy = {"litert", 0, 0.0, "parent-large", 0};
     CHECK(rs_select(bundle, &policy, 1, SIZE_MAX, &selection, &err) == RS_OK &&
               selection.chosen == find(bundle, "parent-large"), "override: %s", err.message);
     policy.override_id = "missing";

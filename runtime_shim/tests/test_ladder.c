@@ -100,7 +100,7 @@ static void walk(const rs_backend *backend) {
         CHECK(strcmp(ladder[i]->file, ladder[0]->file) == 0, "%s: not one ladder file", backend->name);
     }
     set_available(1 << 30);
-    rs_policy policy = {backend->name, HEADROOM, 0.0, NULL};
+    rs_policy policy = {backend->name, HEADROOM, 0.0, NULL, 0};
     rs_runner *runner;
     CHECK(rs_runner_open(bundle, &policy, backend, workdir, &runner, &err) == RS_OK, "%s: %s", backend->name,
           err.message);

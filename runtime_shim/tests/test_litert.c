@@ -123,7 +123,7 @@ int main(int argc, char **argv) {
         uint64_t need = rs_bundle_artifact(bundle, i)->memory_bytes + 64 * MIB;
         headroom = need > headroom ? need : headroom;
     }
-    rs_policy policy = {"litert", headroom, 0.0, NULL};
+    rs_policy policy = {"litert", headroom, 0.0, NULL, 0};
     rs_runner *runner;
     CHECK(rs_runner_open(bundle, &policy, &wrapped, argv[3], &runner, &err) == RS_OK, "open: %s", err.message);
     if (failures) return 1;

@@ -220,7 +220,8 @@ typedef struct {
     rs_runner *runner;
 } fixture;
 
-static void setup(fixture *f, const char *name, int ladder, uint64_t available, uint64_t headroom) {
+static void setup_with(fixture *f, const char *name, int ladder, uint64_t available, uint64_t headroom,
+                       int preload_neighbours) {
     memset(f, 0, sizeof *f);
     make_bundle(name, ladder, f->dir, sizeof f->dir);
     snprintf(f->root, sizeof f->root, "%s-root", f->dir);
@@ -234,12 +235,16 @@ static void setup(fixture *f, const char *name, int ladder, uint64_t available, 
     f->script.program_taken = ladder == 4 ? 30 * MIB : 0;
     f->backend = (rs_backend){"scripted", &f->script, open_program, load, run, unload, close_program};
     rs_error err = {RS_OK, ""};
-    rs_policy policy = {"scripted", headroom, 0.1, NULL};
+    rs_policy policy = {"scripted", headroom, 0.1, NULL, preload_neighbours};
     if (rs_bundle_open(f->dir, &f->bundle, &err) != RS_OK ||
         rs_runner_open(f->bundle, &policy, &f->backend, f->root, &f->runner, &err) != RS_OK) {
         fprintf(stderr, "setup %s: %s\n", name, err.message);
         exit(2);
     }
+}
+
+static void setup(fixture *f, const char *name, int ladder, uint64_t available, uint64_t headroom) {
+    setup_with(f, name, ladder, available, headroom, 0);
 }
 
 static void teardown(fixture *f) {
@@ -497,6 +502,29 @@ static void test_a_rung_of_an_open_program_needs_only_its_entry_point(void) {
           (unsigned long long)(f.script.mem_available / MIB));
 }
 
+/* With preload_neighbours, opening on `middle` (50 MiB free, 16 of headroom) also loads `small` (10 + 16 <= 30
+ * left) but not `large` (40 + 16 > 20 left). When others take all but 10 MiB of what the runner does not hold
+ * (so 0 free when `small` is resident), the step down to `small` loads nothing; without the policy it
+ * releases `middle` and loads `small` then. */
+static void test_neighbours_preloaded_make_a_step_down_load_nothing(void) {
+    for (int preload = 0; preload < 2; preload++) {
+        fixture f;
+        setup_with(&f, preload ? "neighbours" : "no-neighbours", 1, 50 * MIB, 16 * MIB, preload);
+        rs_error err = {RS_OK, ""};
+        int switched = 0;
+        CHECK(strcmp(current(f.runner), "middle") == 0 && f.script.loads == 1 + preload && f.script.opens == 1,
+              "preload %d: opened on %s with %d loads", preload, current(f.runner), f.script.loads);
+        set_meminfo(&f.script, (uint64_t)(10 - 10 * preload) * MIB);
+        int loads = f.script.loads;
+        CHECK(rs_runner_refresh(f.runner, &switched, &err) == RS_OK && switched, "%s", err.message);
+        CHECK(strcmp(current(f.runner), "small") == 0 && f.script.loads == loads + 1 - preload,
+              "preload %d: down to %s with %d load(s)", preload, current(f.runner), f.script.loads - loads);
+        float logits[CLASSES];
+        CHECK(run_once(f.runner, logits, &err) == RS_OK && logits[0] == 'A', "small's entry runs: %s", err.message);
+        teardown(&f);
+    }
+}
+
 typedef struct {
     fixture *f;
     int iterations;
@@ -562,6 +590,7 @@ int main(int argc, char **argv) {
     test_a_ladder_file_is_read_once_and_its_rungs_switch_without_file_io();
     test_resident_memory_is_not_overstated_after_a_programs_first_rung_leaves();
     test_a_rung_of_an_open_program_needs_only_its_entry_point();
+    test_neighbours_preloaded_make_a_step_down_load_nothing();
     test_two_threads(0);
     test_two_threads(1);
     printf("%s (%d failures)\n", failures ? "FAILED" : "all runner contract tests passed", failures);

@@ -196,7 +196,7 @@ static int command_select(int argc, char **argv) {
         probed = &memory;
         available = memory.available;
     }
-    rs_policy policy = {o.backend, (uint64_t)(o.headroom_mb * MIB), o.hysteresis, o.override};
+    rs_policy policy = {o.backend, (uint64_t)(o.headroom_mb * MIB), o.hysteresis, o.override, 0};
     static rs_selection selection;
     rs_status status = rs_select(bundle, &policy, available, SIZE_MAX, &selection, &err);
     if (o.json) {
@@ -280,7 +280,7 @@ static int command_run(int argc, char **argv) {
         snprintf(err.message, sizeof err.message, "cannot allocate the input");
         goto done;
     }
-    rs_policy policy = {o.backend, (uint64_t)(o.headroom_mb * MIB), RS_DEFAULT_HYSTERESIS, o.override};
+    rs_policy policy = {o.backend, (uint64_t)(o.headroom_mb * MIB), RS_DEFAULT_HYSTERESIS, o.override, 0};
     if (rs_read_input(o.input, spec, tensor, count, &err) != RS_OK ||
         rs_runner_open(bundle, &policy, &backend, o.root, &runner, &err) != RS_OK ||
         rs_runner_run(runner, tensor, count, logits, classes, &err) != RS_OK) {
