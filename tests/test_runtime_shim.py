@@ -164,7 +164,8 @@ def test_python_runner_never_runs_a_replaced_file(
             runner.refresh(available=8000 * MIB)
         assert caught.value.status in {"sha256 mismatch", "unsafe path", "size mismatch"}, caught.value
         assert runner.current is not None and runner.current.id != top.id
-        assert not runner.refresh(available=8000 * MIB)  # the refusal is remembered: no retry, no switch
+        runner.refresh(available=8000 * MIB)  # the refusal is remembered: no retry (no error), never back on top
+        assert runner.current is not None and runner.current.id != top.id
 
 
 def test_python_runner_is_safe_from_two_threads(built: tuple[Path, Path, Path, Path], tmp_path: Path) -> None:
@@ -577,20 +578,31 @@ def _litert_only_bundle(built: Path, bundle: Path) -> Path:
 
 def _ranked_bundle(built: Path, bundle: Path, backends: tuple[str, ...]) -> Path:
     """The artifacts of ``backends`` in ``built``, each backend's with memory needs of 100, 200, ... MiB in order of
-    accuracy (a copy: its index resealed)."""
+    accuracy (a copy: its index resealed). Equal accuracies are told apart in the index (+0.001 per rank), the
+    one listed first in the manifest ranking higher, as ``max`` over the manifest picks it: each rung is then
+    strictly more accurate than the one below, as the ladder walks assume."""
     manifest = read_manifest(built)
-    needs = {}
+    rewrite: dict[tuple[str, str], tuple[int, float]] = {}
     for backend in backends:
         shutil.copytree(built / backend, bundle / backend)
-        ranked = sorted((a for a in manifest.artifacts if a.backend == backend), key=lambda a: a.accuracy.artifact)
-        needs |= {(a.id, backend): 100 * MIB * (rank + 1) for rank, a in enumerate(ranked)}
+        own = [a for a in manifest.artifacts if a.backend == backend]
+        ranked = sorted(own, key=lambda a: (a.accuracy.artifact, -own.index(a)))
+        rewrite |= {
+            (a.id, backend): (100 * MIB * (rank + 1), a.accuracy.artifact + 1e-3 * rank)
+            for rank, a in enumerate(ranked)
+        }
 
     def key(line: str) -> tuple[str, str]:
         fields = dict(field.split("=", 1) for field in line.split()[1:])
         return fields["id"], fields["backend"]
 
+    def ranked_line(line: str) -> str:
+        memory, accuracy = rewrite[key(line)]
+        line = re.sub(r"memory=\d+", f"memory={memory}", line)
+        return re.sub(r"accuracy=[0-9.]+", f"accuracy={accuracy:.3f}", line)
+
     lines = [
-        line if not line.startswith("artifact ") else re.sub(r"memory=\d+", f"memory={needs[key(line)]}", line)
+        line if not line.startswith("artifact ") else ranked_line(line)
         for line in (built / "bundle.index").read_text().splitlines()[2:]  # after the version and identity
         if not line.startswith("artifact ") or key(line)[1] in backends
     ]
