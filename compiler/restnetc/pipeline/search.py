@@ -317,14 +317,12 @@ Order = list[tuple[Candidate, float]]
 
 @dataclass(frozen=True)
 class _Context:
-    """What a selector reads: the project, the prepared parents and data, the feature passes, the cache, and
-    the level of "more accurate with confidence" (the target's ``ladder.confidence``)."""
+    """What a selector reads: the project, the prepared parents and data, the feature passes and the cache."""
 
     project: ProjectConfig
     prepared: _Prepared
     passes: _Passes
     cache: Cache
-    confidence: float
 
 
 @dataclass(frozen=True)
@@ -348,37 +346,16 @@ def _by_kl(context: _Context, band: Band) -> Order:
     return _kl_order(context.project, context.prepared, context.passes, band)[: context.project.search.shortlist]
 
 
-def lead_with_confidence(scored: list[tuple[Candidate, np.ndarray]], confidence: float) -> Order:
-    """``scored`` (CKA order, each with its validation correctness) as the measured selector's order.
-
-    CKA's first choice leads unless the best-scoring other candidate is more accurate on the same validation
-    images with paired confidence (exact McNemar p below ``1 - confidence``): a best validation score alone
-    is partly luck when candidates differ by less than the noise (the winner's curse). The others follow by
-    validation top-1, best first (ties keep the CKA order). Each value is the candidate's validation top-1 %.
-    """
-    order = [(candidate, 100.0 * float(correct.mean())) for candidate, correct in scored]
-    best = max(range(len(order)), key=lambda k: (order[k][1], -k))
-    lead = 0
-    if best != 0:
-        paired = compare_paired(scored[best][1], scored[0][1])
-        if paired.difference > 0 and paired.p_value < 1 - confidence:
-            lead = best
-    rest = sorted((pair for k, pair in enumerate(order) if k != lead), key=lambda pair: -pair[1])
-    return [order[lead], *rest]
-
-
 def _by_screen(context: _Context, order: Order) -> Order:
-    """``order`` screened: each candidate fine-tuned for ``search.screen_epochs`` (by default as long as the
-    final fine-tune, which then comes from the cache) and led as :func:`lead_with_confidence` says."""
+    """``order`` by validation top-1 after a short fine-tune of each (``search.screen_epochs``), best first."""
     project = context.project
-    epochs = project.search.screen_epochs
-    screen = project.finetune if epochs is None else project.finetune.model_copy(update={"epochs": epochs})
+    screen = project.finetune.model_copy(update={"epochs": project.search.screen_epochs})
     scored = []
     for candidate, _ in order:
         point = (candidate.front_block, candidate.back_block)
         _, figures = _trained(project, context.prepared, context.passes, point, screen, context.cache)
-        scored.append((candidate, Scores.of(figures).validation_correct))
-    return lead_with_confidence(scored, context.confidence)
+        scored.append((candidate, Scores.of(figures).validation))
+    return sorted(scored, key=lambda pair: -pair[1])  # stable: ties keep the CKA order
 
 
 register_selector("cka", Selector(_by_cka))
@@ -505,10 +482,9 @@ def _climb(
 def run_search(project: ProjectConfig, target: TargetConfig, cache: Cache, *, build: bool = False) -> SearchResult:
     """Run the front end for every budget of ``target``; see the module docstring.
 
-    Each budget's band of candidates is ordered by ``search.selector`` (CKA, KL, or measured: CKA's first
-    choice unless a fine-tuned candidate of the CKA shortlist beats it on validation with paired confidence);
-    the rung takes the first candidate, fully fine-tuned, that no cheaper rung (parents included) dominates on
-    validation, trying at most ``search.shortlist`` of them.
+    Each budget's band of candidates is ordered by ``search.selector`` (CKA, KL, or validation top-1 after a
+    short fine-tune of the CKA shortlist); the rung takes the first candidate, fully fine-tuned, that no
+    cheaper rung (parents included) dominates on validation, trying at most ``search.shortlist`` of them.
     ``build``: the search starts a build, so the data check covers the target's int8 calibration images too.
     """
     start = time.perf_counter()
@@ -524,8 +500,7 @@ def run_search(project: ProjectConfig, target: TargetConfig, cache: Cache, *, bu
     search = project.search
     budget_bands = bands(prepared.candidates(), target.budgets, figure)
     passes = _Passes(project, (front, back), prepared.splits, set())
-    context = _Context(project, prepared, passes, cache, target.ladder.confidence)
-    selector = get_selector(search.selector)
+    context, selector = _Context(project, prepared, passes, cache), get_selector(search.selector)
     orders = {band.budget: selector.shortlist(context, band) for band in budget_bands}
     passes.plan({c.front_block for order in orders.values() for c, _ in order})
 
