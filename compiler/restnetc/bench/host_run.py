@@ -35,10 +35,18 @@ def remeasure(bundle: Path, manifest: Manifest) -> Manifest:
             invokers[key] = get_backend(Backend(a.backend)).invoker(paths[key], threads, example, a.entry_point)
     latency = measure_latency(invokers, target.measurement, threads)
     del invokers
+    memories = {
+        key: measure_memory(a.backend, paths[key], a.input.shape, threads, a.entry_point)
+        for a in manifest.artifacts
+        for key in [f"{a.id}/{a.backend}"]
+    }
+    resident: dict[str, int] = {}  # one program figure per file, as the build gives it: the largest entry's probe
+    for a in manifest.artifacts:
+        resident[a.file] = max(resident.get(a.file, 0), memories[f"{a.id}/{a.backend}"].program or 0)
     artifacts = []
     for a in manifest.artifacts:
         host = latency[f"{a.id}/{a.backend}"]
-        memory = measure_memory(a.backend, paths[f"{a.id}/{a.backend}"], a.input.shape, threads, a.entry_point)
+        memory = memories[f"{a.id}/{a.backend}"].model_copy(update={"program": resident[a.file]})
         update = {
             "latency_ms": a.latency_ms.model_copy(update={"host": host}),
             "memory_bytes": a.memory_bytes.model_copy(update={"host": memory}),
