@@ -1,13 +1,14 @@
 """Stitch selection compared: CKA only (the paper's rule), KL and measured, at equal budgets, per model pair.
 
 For each pair (the built-in demo and the zoo pairs of ``benchmarks/paper``), a four-rung params ladder evenly
-spaced between the parents is searched three times, once per ``search.selector``, with ``ladder.dominated:
-keep`` so that every selector fills every rung. Parents and the CKA matrix are computed once per pair into a
-base cache; each selector starts from a copy of it, so its search time counts only its own work (screening,
-KL, fine-tuning). Per rung: the chosen point, its CKA and selector ranks, validation and test top-1 (95%
-Wilson interval), and the paired test difference against the CKA choice (95% interval, exact McNemar p).
+spaced between the parents is searched once per configuration (``CONFIGS``: each ``search.selector``, and
+measured selection with shortlists of 2, 3 and 5), with ``ladder.dominated: keep`` so that every
+configuration fills every rung. Parents and the CKA matrix are computed once per pair into a base cache; each
+configuration starts from a copy of it, so its search time counts only its own work (screening, KL,
+fine-tuning). Per rung: the chosen point, its CKA and selector ranks, validation and test top-1 (95% Wilson
+interval), and the paired test difference against the CKA choice (95% interval, exact McNemar p).
 
-Usage: ``.venv/bin/python benchmarks/selection_benchmark.py [--pairs demo vgg19-vgg11 ...]``.
+Usage: ``.venv/bin/python benchmarks/selection_benchmark.py [--pairs demo vgg19-vgg11 ...] [--configs ...]``.
 Writes ``benchmarks/results/selection.{json,md}``; pairs not named keep their rows from the previous run.
 """
 
@@ -37,7 +38,14 @@ from restnetc.pipeline.search import _prepare, _Prepared, run_search
 from restnetc.results import SearchResult
 
 RESULTS = Path(__file__).parent / "results"
-SELECTORS = ("cka", "kl", "measured")
+CONFIGS: dict[str, dict[str, Any]] = {
+    "cka": {"selector": "cka"},
+    "kl": {"selector": "kl"},
+    "measured": {"selector": "measured"},
+    "measured-k2": {"selector": "measured", "shortlist": 2},
+    "measured-k5": {"selector": "measured", "shortlist": 5},
+}
+"""Each configuration's ``search`` section over the project's; ``cka`` is the reference of every comparison."""
 ZOO_PAIRS = {
     "vgg19-vgg11": ("zoo_vgg19", "zoo_vgg11", "slow-to-fast"),
     "resnet34-vgg11": ("zoo_resnet34", "zoo_vgg11", "slow-to-fast"),
@@ -61,14 +69,14 @@ def _target(pair: str, prepared: _Prepared) -> TargetConfig:
     return TargetConfig.model_validate(target)
 
 
-def _rows(pair: str, selector: str, result: SearchResult, reference: SearchResult | None) -> list[dict[str, Any]]:
+def _rows(pair: str, config: str, result: SearchResult, reference: SearchResult | None) -> list[dict[str, Any]]:
     rows = []
     for k, variant in enumerate(result.variants):
         scores = variant.scores
         correct = int(scores.test_correct.sum())
         row: dict[str, Any] = {
             "pair": pair,
-            "selector": selector,
+            "selector": config,
             "budget": variant.budget.describe(),
             "point": f"{variant.candidate.front_block}->{variant.candidate.back_block}",
             "cka": round(variant.candidate.cka, 4),
@@ -91,22 +99,22 @@ def _rows(pair: str, selector: str, result: SearchResult, reference: SearchResul
     return rows
 
 
-def run_pair(pair: str) -> dict[str, Any]:
+def run_pair(pair: str, configs: list[str]) -> dict[str, Any]:
     project = _project(pair)
     with tempfile.TemporaryDirectory(prefix="selection-") as work:
         base = Path(work) / "base"
         target = _target(pair, _prepare(project, None, Cache(base)))  # parents, task heads, CKA: once
         results: dict[str, SearchResult] = {}
         seconds: dict[str, float] = {}
-        for selector in SELECTORS:
-            cache = Path(work) / selector
+        for config in configs:
+            cache = Path(work) / config
             shutil.copytree(base, cache)
-            search = project.search.model_copy(update={"selector": selector})
+            search = project.search.model_copy(update=CONFIGS[config])
             start = time.perf_counter()
-            results[selector] = run_search(project.model_copy(update={"search": search}), target, Cache(cache))
-            seconds[selector] = round(time.perf_counter() - start, 1)
+            results[config] = run_search(project.model_copy(update={"search": search}), target, Cache(cache))
+            seconds[config] = round(time.perf_counter() - start, 1)
     reference = results["cka"]
-    rows = [row for s in SELECTORS for row in _rows(pair, s, results[s], None if s == "cka" else reference)]
+    rows = [row for c in configs for row in _rows(pair, c, results[c], None if c == "cka" else reference)]
     parents = {
         p.name: {"validation": round(p.scores.validation, 2), "test": round(p.scores.test, 2)}
         for p in (reference.front, reference.back)
@@ -117,6 +125,7 @@ def run_pair(pair: str) -> dict[str, Any]:
         "parents": parents,
         "rows": rows,
         "search": project.search.model_dump(mode="json"),
+        "configs": {c: CONFIGS[c] for c in configs},
     }
 
 
@@ -125,10 +134,10 @@ def _markdown(pairs: list[dict[str, Any]]) -> str:
     for entry in pairs:
         lines.append(f"### {entry['pair']}\n")
         parents = ", ".join(f"{name} {f['test']}% (val {f['validation']}%)" for name, f in entry["parents"].items())
-        times = ", ".join(f"{s} {entry['seconds'][s]} s" for s in SELECTORS)
+        times = ", ".join(f"{c} {seconds} s" for c, seconds in entry["seconds"].items())
         lines.append(f"Parents: {parents}. Search time: {times}.\n")
         header = [
-            "selector",
+            "configuration",
             "budget",
             "point",
             "CKA rank",
@@ -157,9 +166,10 @@ def _markdown(pairs: list[dict[str, Any]]) -> str:
                 ]
             )
         lines.append(common.markdown_table(header, body))
-        for selector in ("kl", "measured"):
-            diffs = [r["vs_cka"]["difference"] for r in entry["rows"] if r["selector"] == selector]
-            lines.append(f"- {selector} vs CKA: mean {statistics.mean(diffs):+.2f} points over {len(diffs)} rungs\n")
+        for config in entry["seconds"]:
+            diffs = [r["vs_cka"]["difference"] for r in entry["rows"] if r["selector"] == config and "vs_cka" in r]
+            if diffs:
+                lines.append(f"- {config} vs CKA: mean {statistics.mean(diffs):+.2f} points over {len(diffs)} rungs\n")
         lines.append("")
     return "\n".join(lines)
 
@@ -168,11 +178,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     slugs = ["demo", *ZOO_PAIRS]
     parser.add_argument("--pairs", nargs="+", choices=slugs, default=slugs)
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     args = parser.parse_args()
+    if "cka" not in args.configs:
+        parser.error("--configs: cka is the reference of every comparison and must be included")
     stored = RESULTS / "selection.json"
     previous = json.loads(stored.read_text()) if stored.exists() else {"pairs": []}
     kept = [p for p in previous["pairs"] if p["pair"] not in args.pairs]
-    fresh = [run_pair(pair) for pair in args.pairs]
+    fresh = [run_pair(pair, args.configs) for pair in args.pairs]
     pairs = sorted(kept + fresh, key=lambda p: slugs.index(p["pair"]))
     RESULTS.mkdir(exist_ok=True)
     stored.write_text(json.dumps({"pairs": pairs}, indent=2) + "\n")

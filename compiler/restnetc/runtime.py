@@ -315,8 +315,9 @@ class Runner:
     its bundle alive (in C) until it is closed. LiteRT runs from ``litert_library`` (default: the
     installed wheel's libLiteRt.so); ExecuTorch needs ``executorch_library``, a ``librestnet_shim_executorch.so``
     built from ``runtime_shim/`` with CMake. ``memory_root`` is "/" except in tests (fixture trees).
-    ``preload_neighbours``: after each switch, also load the rungs next to the current one in accuracy that
-    share its open program (a ladder file), while the headroom stays free (``rs_policy.preload_neighbours``).
+    ``preload_neighbours``: after each refresh (and at open), also load the rungs next to the current one in
+    accuracy that share its open program (a ladder file), while the headroom stays free
+    (``rs_policy.preload_neighbours``).
     """
 
     def __init__(
