@@ -68,8 +68,9 @@ typedef struct {
     uint64_t bytes;
     char sha256[65];      /* lowercase hex */
     uint64_t memory_bytes; /* peak memory to load and run it (device figure when known, else host) */
-    uint64_t program_memory_bytes; /* of that, what its file holds open before any entry point loads, shared by
-                                      every artifact of the file (0: not measured) */
+    uint64_t program_memory_bytes; /* what its file holds open before any entry point loads, on the build host
+                                      (also when memory_bytes is the device's), shared by every artifact of the
+                                      file (0: not measured); memory - program estimates what one entry adds */
     double accuracy;      /* top-1 % of the artifact on the held-out images */
     uint64_t params;
     char entry_point[64];
@@ -187,7 +188,9 @@ RS_API rs_status rs_select(rs_bundle *bundle, const rs_policy *policy, uint64_t 
  * of a program before closing it, never unloads a model while it runs, and serialises every call on one
  * program and its models; calls for different programs may come from different threads.
  *
- * `open` and `load` return RS_ERR_NO_MEMORY when an allocation failed (the runner may try again later) and
+ * `open` and `load` return RS_ERR_NO_MEMORY when an allocation or another resource ran out (the runner may try
+ * again later: ExecuTorch's MemoryAllocationFailed, DelegateMemoryAllocationFailed and OutOfResources, LiteRT's
+ * status 2; any other LiteRT status, from its compilation too, counts as a refusal) and
  * RS_ERR_BACKEND when the runtime refuses the program or the entry point (the runner does not try it again;
  * when `open` refused a file, none of the rungs sharing it). */
 typedef struct rs_backend {

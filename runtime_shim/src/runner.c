@@ -136,12 +136,28 @@ static uint64_t drop(uint64_t before, uint64_t after, uint64_t cap) {
     return fall < cap ? fall : cap;
 }
 
+/* What loading rung `index` takes beyond what is resident: its need, or while its program is open only its
+ * entry point: the need less the program's charge, and never less than the index's figure for the entry (its
+ * memory less its program's). */
+static uint64_t added_need(const rs_runner *runner, size_t index) {
+    const program *p = &runner->programs[runner->owner[index]];
+    uint64_t need = runner->needs[index];
+    if (p->handle == NULL || need == UINT64_MAX) {
+        return need;
+    }
+    const rs_artifact *a = rs_bundle_artifact(runner->bundle, index);
+    uint64_t beyond = need > p->charge ? need - p->charge : 0;
+    uint64_t entry = a->memory_bytes > a->program_memory_bytes ? a->memory_bytes - a->program_memory_bytes : 0;
+    return beyond > entry ? beyond : entry;
+}
+
 /* Makes rung `index` resident, opening its program if needed. When `before` (available just before, 0 = do
  * not measure) is given, the drop in available memory across opening the program is charged to the program,
  * and the drop across loading the entry to the rung; together they raise the variant's need if larger than the
  * index says, up to twice the index figure plus the file each. Unmeasured, a program is charged the index's
- * figure for it or the bytes it holds, whichever is larger, and a rung nothing: only what is known is ever
- * counted as reclaimable. */
+ * figure for it or the bytes it holds, whichever is larger, and a rung what it was judged to add
+ * (`added_need`): the same figures the caller's accounting subtracted, so unloading gives back what loading
+ * took. */
 static rs_status load(rs_runner *runner, size_t index, uint64_t before, rs_error *err) {
     size_t slot = runner->owner[index];
     program *p = &runner->programs[slot];
@@ -163,24 +179,15 @@ static rs_status load(rs_runner *runner, size_t index, uint64_t before, rs_error
         return status;
     }
     p->models++;
-    r->charge = drop(opened_at, before > 0 ? probe(runner) : 0, cap);
     if (opened) {
         p->charge = before > 0 ? opening : p->size > a->program_memory_bytes ? p->size : a->program_memory_bytes;
-        uint64_t total = add(opening, r->charge);
-        runner->needs[index] = total > runner->needs[index] ? total : runner->needs[index];
+    }
+    r->charge = before > 0 ? drop(opened_at, probe(runner), cap) : added_need(runner, index);
+    uint64_t total = add(opening, r->charge);
+    if (opened && before > 0 && total > runner->needs[index]) {
+        runner->needs[index] = total;
     }
     return RS_OK;
-}
-
-/* What loading rung `index` takes beyond what is resident: its need, less its program's charge while that is
- * open (the rung then adds only its entry point). */
-static uint64_t added_need(const rs_runner *runner, size_t index) {
-    const program *p = &runner->programs[runner->owner[index]];
-    uint64_t need = runner->needs[index];
-    if (p->handle == NULL || need == UINT64_MAX) {
-        return need;
-    }
-    return need > p->charge ? need - p->charge : 0;
 }
 
 /* What unloading rung `index` is counted to give back: its own charge, and its program's if it is the last. */
@@ -199,11 +206,12 @@ static void unload(rs_runner *runner, size_t index, on_idle mode) {
     settle(runner, slot, mode);
 }
 
-/* Unloads resident rungs other than the current one, least recently used first, until `target` bytes are
- * available (re-probed after each when `measure`, else counting each one's charge) or none is left. Returns
- * what is available then. */
-static uint64_t evict(rs_runner *runner, uint64_t target, uint64_t available, int measure) {
-    while (available < target) {
+/* Unloads resident rungs other than the current one, least recently used first, until the headroom and what
+ * rung `next` adds (none when NO_VARIANT) are available or none is left. What `next` adds is judged again after
+ * each unload, since closing its program raises it; what is available is re-probed when `measure`, else raised
+ * by each one's credit. Returns what is available then. */
+static uint64_t evict(rs_runner *runner, size_t next, uint64_t available, int measure) {
+    while (available < add(next == NO_VARIANT ? 0 : added_need(runner, next), runner->policy.headroom_bytes)) {
         size_t oldest = NO_VARIANT;
         for (size_t i = 0; i < rs_bundle_artifact_count(runner->bundle); i++) {
             if (i != runner->current && resident(runner, i) &&
@@ -276,7 +284,7 @@ static rs_status release_then_load(rs_runner *runner, size_t next, int measure, 
         return RS_OK;
     }
     rs_error restore = {RS_OK, ""};
-    if (load(runner, old, 0, &restore) == RS_OK) {
+    if (load(runner, old, 0, &restore) == RS_OK) { /* it loaded before from these bytes: a failure is no refusal */
         runner->current = old;
         return status;
     }
@@ -331,7 +339,7 @@ static rs_status refresh_locked(rs_runner *runner, uint64_t available, int measu
     size_t old = runner->current, next = NO_VARIANT;
     rs_status status = choose(runner, available, &next, err);
     if (status == RS_OK && next != old && !resident(runner, next)) {
-        available = evict(runner, add(added_need(runner, next), runner->policy.headroom_bytes), available, measure);
+        available = evict(runner, next, available, measure);
         uint64_t added = added_need(runner, next); /* again: eviction may have closed its program */
         if (old == NO_VARIANT || add(added, runner->policy.headroom_bytes) <= available) {
             /* both fit: load, keep the old one resident */
@@ -351,7 +359,7 @@ static rs_status refresh_locked(rs_runner *runner, uint64_t available, int measu
         *switched = 1;
     }
     runner->rungs[next].used = ++runner->clock;
-    available = evict(runner, runner->policy.headroom_bytes, available, measure); /* resident stay while it allows */
+    available = evict(runner, NO_VARIANT, available, measure); /* resident stay while it allows */
     preload_neighbours(runner, available, measure);
     return RS_OK;
 }

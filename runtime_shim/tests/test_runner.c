@@ -417,7 +417,7 @@ static void test_switches_to_a_resident_rung_without_loading(void) {
  * and runs from the open program, down under pressure, up again beside the other, and back without a load. */
 static void test_a_ladder_file_is_read_once_and_its_rungs_switch_without_file_io(void) {
     fixture f;
-    setup(&f, "ladder", 1, 1000 * MIB, 16 * MIB);
+    setup(&f, "ladder", 1, 1000 * MIB, 30 * MIB);
     rs_error err = {RS_OK, ""};
     int switched = 0;
     float logits[CLASSES];
@@ -425,8 +425,8 @@ static void test_a_ladder_file_is_read_once_and_its_rungs_switch_without_file_io
     snprintf(path, sizeof path, "%s/ladder.bin", f.dir);
     write_text(path, "spoiled");
     CHECK(strcmp(current(f.runner), "large") == 0 && f.script.opens == 1, "opened on %s", current(f.runner));
-    /* 5 MiB free: only middle fits once large is released; the program stays open for it. */
-    CHECK(rs_runner_refresh_with(f.runner, 5 * MIB, &switched, &err) == RS_OK && switched, "%s", err.message);
+    /* 10 MiB free, 30 MiB headroom: only middle fits once large is released; the program stays open for it. */
+    CHECK(rs_runner_refresh_with(f.runner, 10 * MIB, &switched, &err) == RS_OK && switched, "%s", err.message);
     CHECK(strcmp(current(f.runner), "middle") == 0 && f.script.opens == 1 && f.script.closes == 0,
           "middle from the open program: on %s, %d opens, %d closes", current(f.runner), f.script.opens,
           f.script.closes);
@@ -435,7 +435,8 @@ static void test_a_ladder_file_is_read_once_and_its_rungs_switch_without_file_io
     CHECK(strcmp(current(f.runner), "large") == 0 && f.script.loads == 3 && f.script.unloads == 1,
           "large beside middle: on %s, %d loads, %d unloads", current(f.runner), f.script.loads, f.script.unloads);
     CHECK(run_once(f.runner, logits, &err) == RS_OK && logits[0] == 'C', "large's entry runs");
-    /* Nothing free: large does not fit (0 + 40 < 40 + 16), middle does and is resident: no load. */
+    /* Nothing free: large does not fit even with middle's 20 given back (0 + 40 + 20 < 40 + 30), middle does and
+     * is resident: no load. */
     CHECK(rs_runner_refresh_with(f.runner, 0, &switched, &err) == RS_OK && switched, "%s", err.message);
     CHECK(strcmp(current(f.runner), "middle") == 0 && f.script.loads == 3 && f.script.unloads == 2,
           "back on %s without a load: %d loads, %d unloads", current(f.runner), f.script.loads, f.script.unloads);
@@ -500,6 +501,25 @@ static void test_a_rung_of_an_open_program_needs_only_its_entry_point(void) {
     CHECK(f.script.closes == 1 && f.script.mem_available == (20 + 30 + 20 + 40) * MIB,
           "close gave back the program and both entries: %llu MiB free",
           (unsigned long long)(f.script.mem_available / MIB));
+}
+
+/* Figures given by the caller (refresh_with) measure nothing, so a rung loaded under them is charged what the
+ * runner judged it to add, and unloading it gives that back: with large running beside middle and 5 MiB free,
+ * unloading middle's 20 MiB leaves the headroom, so large stays. (Charging such rungs nothing dropped to middle.) */
+static void test_a_rung_loaded_under_given_figures_gives_back_what_it_was_judged_to_take(void) {
+    fixture f;
+    setup(&f, "given-figures", 1, 1000 * MIB, 16 * MIB);
+    rs_error err = {RS_OK, ""};
+    int switched = 0;
+    CHECK(rs_runner_refresh_with(f.runner, 10 * MIB, &switched, &err) == RS_OK &&
+              strcmp(current(f.runner), "middle") == 0, "down to %s: %s", current(f.runner), err.message);
+    CHECK(rs_runner_refresh_with(f.runner, 1000 * MIB, &switched, &err) == RS_OK &&
+              strcmp(current(f.runner), "large") == 0 && f.script.unloads == 1, "up to %s beside middle: %d unloads",
+          current(f.runner), f.script.unloads);
+    CHECK(rs_runner_refresh_with(f.runner, 5 * MIB, &switched, &err) == RS_OK && !switched &&
+              strcmp(current(f.runner), "large") == 0 && f.script.unloads == 2,
+          "5 MiB free: on %s (switched %d), %d unloads", current(f.runner), switched, f.script.unloads);
+    teardown(&f);
 }
 
 /* With preload_neighbours, opening on `middle` (50 MiB free, 16 of headroom) also loads `small` (10 + 16 <= 30
@@ -591,6 +611,7 @@ int main(int argc, char **argv) {
     test_resident_memory_is_not_overstated_after_a_programs_first_rung_leaves();
     test_a_rung_of_an_open_program_needs_only_its_entry_point();
     test_neighbours_preloaded_make_a_step_down_load_nothing();
+    test_a_rung_loaded_under_given_figures_gives_back_what_it_was_judged_to_take();
     test_two_threads(0);
     test_two_threads(1);
     printf("%s (%d failures)\n", failures ? "FAILED" : "all runner contract tests passed", failures);

@@ -48,10 +48,16 @@ rs_status fail(rs_error *err, const std::string &message, rs_status status = RS_
 
 std::string describe(Error error) { return "ExecuTorch error " + std::to_string(static_cast<int>(error)); }
 
-// An ExecuTorch failure: for want of memory (retryable, RS_ERR_NO_MEMORY) or a refusal (RS_ERR_BACKEND).
+// Whether `error` says a resource ran out (memory, in the runtime or its delegate, or another resource): a
+// later attempt may succeed, so the core retries it.
+bool exhausted(Error error) {
+    return error == Error::MemoryAllocationFailed || error == Error::DelegateMemoryAllocationFailed ||
+           error == Error::OutOfResources;
+}
+
+// An ExecuTorch failure: for want of resources (retryable, RS_ERR_NO_MEMORY) or a refusal (RS_ERR_BACKEND).
 rs_status fail(rs_error *err, const std::string &message, Error error) {
-    return fail(err, message + ": " + describe(error),
-                error == Error::MemoryAllocationFailed ? RS_ERR_NO_MEMORY : RS_ERR_BACKEND);
+    return fail(err, message + ": " + describe(error), exhausted(error) ? RS_ERR_NO_MEMORY : RS_ERR_BACKEND);
 }
 
 rs_status out_of_memory(rs_error *err, const std::string &what) {
