@@ -28,7 +28,7 @@ typedef struct {
 
 typedef struct {
     void *model;     /* NULL when the rung is not resident */
-    uint64_t charge; /* memory unloading it is counted to give back beyond its program's: measured, or nothing */
+    uint64_t charge; /* memory unloading it is counted to give back beyond its program's: measured, or judged */
     uint64_t used;   /* when it was last made current, for least-recently-used eviction */
 } rung;
 
@@ -138,7 +138,7 @@ static uint64_t drop(uint64_t before, uint64_t after, uint64_t cap) {
 
 /* What loading rung `index` takes beyond what is resident: its need, or while its program is open only its
  * entry point: the need less the program's charge, and never less than the index's figure for the entry (its
- * memory less its program's). */
+ * memory less its program's) when the index measured the program. */
 static uint64_t added_need(const rs_runner *runner, size_t index) {
     const program *p = &runner->programs[runner->owner[index]];
     uint64_t need = runner->needs[index];
@@ -147,7 +147,9 @@ static uint64_t added_need(const rs_runner *runner, size_t index) {
     }
     const rs_artifact *a = rs_bundle_artifact(runner->bundle, index);
     uint64_t beyond = need > p->charge ? need - p->charge : 0;
-    uint64_t entry = a->memory_bytes > a->program_memory_bytes ? a->memory_bytes - a->program_memory_bytes : 0;
+    uint64_t entry = a->program_memory_bytes > 0 && a->memory_bytes > a->program_memory_bytes
+                         ? a->memory_bytes - a->program_memory_bytes
+                         : 0;
     return beyond > entry ? beyond : entry;
 }
 
@@ -155,9 +157,8 @@ static uint64_t added_need(const rs_runner *runner, size_t index) {
  * not measure) is given, the drop in available memory across opening the program is charged to the program,
  * and the drop across loading the entry to the rung; together they raise the variant's need if larger than the
  * index says, up to twice the index figure plus the file each. Unmeasured, a program is charged the index's
- * figure for it or the bytes it holds, whichever is larger, and a rung what it was judged to add
- * (`added_need`): the same figures the caller's accounting subtracted, so unloading gives back what loading
- * took. */
+ * figure for it or the bytes it holds, whichever is larger, and a rung the rest of what the caller counted for
+ * it (its need when the load opened the program, else `added_need`): unloading gives back what loading took. */
 static rs_status load(rs_runner *runner, size_t index, uint64_t before, rs_error *err) {
     size_t slot = runner->owner[index];
     program *p = &runner->programs[slot];
@@ -182,7 +183,13 @@ static rs_status load(rs_runner *runner, size_t index, uint64_t before, rs_error
     if (opened) {
         p->charge = before > 0 ? opening : p->size > a->program_memory_bytes ? p->size : a->program_memory_bytes;
     }
-    r->charge = before > 0 ? drop(opened_at, probe(runner), cap) : added_need(runner, index);
+    if (before > 0) {
+        r->charge = drop(opened_at, probe(runner), cap);
+    } else if (opened) { /* the caller counted the whole need: the program's charge holds part of it */
+        r->charge = runner->needs[index] > p->charge ? runner->needs[index] - p->charge : 0;
+    } else {
+        r->charge = added_need(runner, index);
+    }
     uint64_t total = add(opening, r->charge);
     if (opened && before > 0 && total > runner->needs[index]) {
         runner->needs[index] = total;
