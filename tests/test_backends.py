@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import timm
 import torch
+from torch import nn
 
 import restnetc.models.zoo  # noqa: F401  (registers the zoo_* architectures with timm)
 from restnetc.backends import get_backend, list_backends, register_backend
 from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import export_batched
 from restnetc.config.target import Backend, Quantization
+from restnetc.errors import RestnetcError
 from restnetc.frontend.stitch import StitchedModel, build_stitched
 from restnetc.models import decompose
 from tests import zoo
@@ -54,6 +56,16 @@ def test_lowered_artifact_agrees_with_eager(
     assert out.shape == eager.shape and out.dtype == np.float32
     report = lowered.delegation
     assert report.partitions >= 1 and report.delegated_ops > 0, report
+    # The operators read back from the file agree with what lowering reported of the delegation.
+    operators = backend.operators(lowered.data, lowered.entry_point)
+    delegate_calls = sum(n for op, n in operators.items() if op.startswith("delegate:"))
+    if name is Backend.LITERT:  # every op is in the file: delegated or not
+        assert sum(operators.values()) == report.delegated_ops + report.fallback_count, (operators, report)
+    else:  # one call per partition, and at most a kernel call per op left out (emission drops aliases)
+        assert delegate_calls == report.partitions, (operators, report)
+        assert sum(operators.values()) - delegate_calls <= report.fallback_count, (operators, report)
+    with pytest.raises(RestnetcError, match="no-such-entry"):
+        backend.operators(lowered.data, "no-such-entry")
     if quantization is Quantization.FP32:
         assert np.abs(out - eager).max() <= FP32_RELATIVE_ERROR * np.abs(eager).max(), pair
         return
@@ -64,6 +76,39 @@ def test_lowered_artifact_agrees_with_eager(
     assert len(lowered.data) < fp32_bytes, "int8 weights take a quarter of fp32 (tiny models: plus fixed overhead)"
     if name is Backend.LITERT:
         assert lowered.input_quantization is not None and lowered.input_quantization.dtype == "int8"
+
+
+class _LiteBlocks(nn.Module):
+    """EfficientNet-Lite's pattern: explicit pads, convolutions, ReLU6 and chained residual adds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(3, 8, 3, stride=2), nn.ReLU6())
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.ZeroPad2d(1), nn.Conv2d(8, 8, 3, groups=8), nn.ReLU6(), nn.Conv2d(8, 8, 1))
+            for _ in range(2)
+        )
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for block in self.blocks:
+            x = x + block(x)
+        return self.head(x.mean((2, 3)))
+
+
+def test_litert_int8_graph_has_no_layout_or_requantize_ops_its_fp32_graph_lacks() -> None:
+    """Fails when litert-torch keeps a pad between transposes or an add in float (``backends.litert_lean``)."""
+    backend = get_backend(Backend.LITERT)
+    model = _LiteBlocks().eval()
+    inputs = torch.rand(32, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    counts, lowered = {}, {}
+    for quantization in (Quantization.FP32, Quantization.INT8):
+        lowered[quantization] = backend.lower(model, inputs[:1], quantization, calibration=inputs)
+        counts[quantization] = backend.operators(lowered[quantization].data, lowered[quantization].entry_point)
+    for op in ("TRANSPOSE", "PAD", "QUANTIZE", "DEQUANTIZE"):
+        assert counts[Quantization.INT8].get(op, 0) <= counts[Quantization.FP32].get(op, 0), (op, counts)
+    assert lowered[Quantization.INT8].delegation.fallback_count == 0, lowered[Quantization.INT8].delegation
 
 
 def test_export_drops_zero_width_pads_and_keeps_the_values() -> None:

@@ -98,6 +98,28 @@ def search(
 
 
 @app.command()
+def diagnose(
+    target: TargetOption,
+    project: ProjectOption = None,
+    rung: Annotated[list[str] | None, typer.Option("--rung", help="A rung id (repeatable); default every rung")] = None,
+    backend: Annotated[
+        list[str] | None, typer.Option("--backend", help="A backend (repeatable); default the target's")
+    ] = None,
+    images: Annotated[int, typer.Option("--images", min=1, help="Validation images to judge on")] = 512,
+    cache_dir: CacheOption = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute every stage")] = False,
+) -> None:
+    """Where int8 loses: each rung simulated in int8 with a backend's quantizer, then with each of its units kept
+    in float alone (validation top-1 and logit SQNR against fp32)."""
+    from restnetc.pipeline.diagnose import run_diagnosis
+    from restnetc.reports.diagnosis_table import diagnosis_table
+
+    target_config, project_config, cache = _job_inputs(target, project, cache_dir, no_cache)
+    for result in run_diagnosis(project_config, target_config, cache, rung or (), backend or (), images):
+        stdout.print(diagnosis_table(result.rung, result.diagnosis))
+
+
+@app.command()
 def sweep(
     project: ProjectOption = None,
     every: Annotated[
@@ -177,16 +199,30 @@ def profile(
 
 
 @app.command()
-def inspect(bundle: Annotated[Path, typer.Argument(help="Bundle directory")]) -> None:
+def inspect(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory")],
+    operators: Annotated[
+        bool, typer.Option("--operators", help="Also count the operators each entry point calls, from its file")
+    ] = False,
+) -> None:
     """Summarise a bundle and verify every file against the manifest (exit 1 on any mismatch)."""
     from restnetc.bundle.integrity import verify_files
     from restnetc.bundle.manifest import read_manifest
-    from restnetc.reports.bundle_summary import bundle_table
+    from restnetc.reports.bundle_summary import bundle_table, operator_table
 
     manifest = read_manifest(bundle)
     stdout.print(bundle_table(manifest))
     verify_files(bundle, manifest)
     stdout.print(f"all {len(manifest.artifacts)} artifact files match the manifest (size and sha256)")
+    if operators:
+        from restnetc.backends import get_backend
+
+        backends = {name: get_backend(name) for name in {a.backend for a in manifest.artifacts}}
+        counts = {
+            (a.id, a.backend): backends[a.backend].operators((bundle / a.file).read_bytes(), a.entry_point)
+            for a in manifest.artifacts
+        }
+        stdout.print(operator_table(manifest, counts))
 
 
 @app.command("size-check")

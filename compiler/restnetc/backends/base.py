@@ -192,6 +192,15 @@ class Backend(ABC):
         return self.open(path, threads).load(entry_point)
 
     @abstractmethod
+    def operators(self, data: bytes, entry_point: str) -> dict[str, int]:
+        """How many times entry point ``entry_point`` of the artifact ``data`` calls each operator, counted from
+        the file itself, by the runtime's own operator name (RestnetcError if it has no such entry point).
+
+        What the file holds differs by runtime: a LiteRT subgraph lists every op (its delegate is applied when
+        it loads); an ExecuTorch method lists the kernels it calls outside delegates and one ``delegate:<id>``
+        per call into a delegate's compiled graph."""
+
+    @abstractmethod
     def invoker(
         self, path: Path, threads: int, example: np.ndarray, entry_point: str | None = None
     ) -> Callable[[], object]:

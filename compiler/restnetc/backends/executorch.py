@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
 )
 from executorch.devtools.backend_debug import get_delegation_info
 from executorch.exir import to_edge_transform_and_lower
+from executorch.exir._serialize._program import deserialize_pte_binary
+from executorch.exir.schema import DelegateCall, KernelCall
 from executorch.runtime import Method, Runtime
 from torch import nn
 from torchao.quantization.pt2e.quantizer import Quantizer
@@ -72,6 +75,21 @@ class ExecuTorchBackend(Backend):
 
     def open(self, path: Path, threads: int) -> _Program:
         return _Program(path)
+
+    def operators(self, data: bytes, entry_point: str) -> dict[str, int]:
+        plans = deserialize_pte_binary(data).program.execution_plan
+        plan = next((p for p in plans if p.name == entry_point), None)
+        if plan is None:
+            raise RestnetcError(f"the program has no method {entry_point!r} (it has {[p.name for p in plans]})")
+        calls: Counter[str] = Counter()
+        for instruction in (i for chain in plan.chains for i in chain.instructions):
+            call = instruction.instr_args
+            if isinstance(call, KernelCall):
+                operator = plan.operators[call.op_index]
+                calls[f"{operator.name}.{operator.overload}" if operator.overload else operator.name] += 1
+            elif isinstance(call, DelegateCall):
+                calls[f"delegate:{plan.delegates[call.delegate_index].id}"] += 1
+        return dict(calls)
 
     def invoker(
         self, path: Path, threads: int, example: np.ndarray, entry_point: str | None = None

@@ -11,6 +11,7 @@ from typing import Any
 import litert_torch
 import numpy as np
 import torch
+from ai_edge_litert import schema_py_generated as schema_fb
 from ai_edge_litert.interpreter import Interpreter, SignatureRunner
 from ai_edge_litert.tools import flatbuffer_utils
 from litert_torch.quantize import pt2e_quantizer
@@ -27,6 +28,7 @@ from restnetc.backends.base import (
     Runner,
     check_entry_points,
 )
+from restnetc.backends.litert_lean import LeanQuantizer, register_channels_last_pad
 from restnetc.config.target import Quantization
 from restnetc.errors import RestnetcError
 from restnetc.shim_abi import TensorQuantization
@@ -83,6 +85,25 @@ def _flatbuffer(converted: Any) -> bytes:
         return path.read_bytes()
 
 
+def _subgraph(model: Any, signature: str) -> int:
+    """The index of ``signature``'s subgraph in the flatbuffer object ``model``."""
+    index = next((d.subgraphIndex for d in model.signatureDefs if d.signatureKey.decode() == signature), None)
+    if index is None:
+        raise RestnetcError(f"the program has no signature {signature!r}")
+    return int(index)
+
+
+_OPERATOR_NAMES = {code: name for name, code in vars(schema_fb.BuiltinOperator).items() if not name.startswith("_")}
+
+
+def _operator_name(code: Any) -> str:
+    """A flatbuffer operator code's name: the builtin's (``CONV_2D``), or a custom op's own."""
+    builtin = flatbuffer_utils.get_builtin_code_from_operator_code(code)
+    if builtin == schema_fb.BuiltinOperator.CUSTOM:
+        return str(code.customCode.decode())
+    return str(_OPERATOR_NAMES.get(builtin, f"builtin:{builtin}"))
+
+
 def _primary(data: bytes, signature: str) -> bytes:
     """The program with ``signature``'s subgraph swapped into first place (its signature map fixed).
 
@@ -90,9 +111,7 @@ def _primary(data: bytes, signature: str) -> bytes:
     signature's. It is for analysis only: subgraph order has no meaning for a program without control flow.
     """
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
-    index = next((d.subgraphIndex for d in model.signatureDefs if d.signatureKey.decode() == signature), None)
-    if index is None:
-        raise RestnetcError(f"the converted program has no signature {signature!r}")
+    index = _subgraph(model, signature)
     if index == 0:
         return data
     model.subgraphs[0], model.subgraphs[index] = model.subgraphs[index], model.subgraphs[0]
@@ -150,6 +169,9 @@ class LiteRtBackend(Backend):
     quantizations = frozenset({Quantization.INT8, Quantization.FP32})
     fold_quantize = False
 
+    def __init__(self) -> None:
+        register_channels_last_pad()
+
     def compile(self, graph: nn.Module, example: torch.Tensor, quantizer: Quantizer | None) -> Lowered:
         quant_config = None if quantizer is None else QuantConfig(pt2e_quantizer=quantizer)
         data = _flatbuffer(litert_torch.convert(graph, (example,), quant_config=quant_config))
@@ -177,13 +199,19 @@ class LiteRtBackend(Backend):
         data = _flatbuffer(converter.convert(quant_config=quant_config))
         return LoweredProgram(data, tuple(_entry_point(data, name) for name in graphs))
 
-    def int8_quantizer(self) -> pt2e_quantizer.PT2EQuantizer:
-        return pt2e_quantizer.PT2EQuantizer().set_global(
-            pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
-        )
+    def int8_quantizer(self) -> LeanQuantizer:
+        quantizer = LeanQuantizer()
+        quantizer.set_global(pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
+        return quantizer
 
     def open(self, path: Path, threads: int) -> _Program:
         return _Program(path, threads)
+
+    def operators(self, data: bytes, entry_point: str) -> dict[str, int]:
+        model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+        codes = model.operatorCodes
+        ops = model.subgraphs[_subgraph(model, entry_point)].operators
+        return dict(Counter(_operator_name(codes[op.opcodeIndex]) for op in ops))
 
     def invoker(
         self, path: Path, threads: int, example: np.ndarray, entry_point: str | None = None

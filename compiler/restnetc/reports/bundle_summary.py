@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from rich.table import Table
 
 from restnetc.bundle.manifest import Manifest
@@ -42,5 +44,24 @@ def bundle_table(manifest: Manifest) -> Table:
             f"{a.memory_bytes.host.peak_delta / 1e6:.1f}",
             "-" if a.memory_bytes.host.program is None else f"{a.memory_bytes.host.program / 1e6:.1f}",
             a.policy,
+        )
+    return table
+
+
+def operator_table(manifest: Manifest, operators: Mapping[tuple[str, str], Mapping[str, int]]) -> Table:
+    """One row per artifact: the operators its entry point calls, by name, most frequent first, from
+    ``operators`` keyed by ``(id, backend)`` (as ``Backend.operators`` counts them)."""
+    table = Table(title="operators per entry point, read from each file")
+    for header in ("id", "backend", "entry", "ops", "by name"):
+        table.add_column(header, justify="right" if header == "ops" else "left")
+    for a in sorted(manifest.artifacts, key=lambda a: (a.backend, a.params)):
+        counts = operators[(a.id, a.backend)]
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        table.add_row(
+            a.id,
+            f"{a.backend} {a.quantization}",
+            a.entry_point,
+            str(sum(counts.values())),
+            ", ".join(f"{name} {count}" for name, count in ranked),
         )
     return table
