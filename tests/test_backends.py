@@ -111,6 +111,20 @@ def test_litert_int8_graph_has_no_layout_or_requantize_ops_its_fp32_graph_lacks(
     assert lowered[Quantization.INT8].delegation.fallback_count == 0, lowered[Quantization.INT8].delegation
 
 
+@pytest.mark.parametrize("name", list_backends())
+def test_int8_observes_a_convolution_followed_by_relu6_after_the_clamp(name: str) -> None:
+    """The int8 range after conv + ReLU6 covers [0, 6], not the convolution's far wider output (the quantizers
+    observe before the clamp unless ``pt2e.observe_after_clamps`` moves the observer)."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU6(), nn.Conv2d(8, 4, 1)).eval()
+    with torch.no_grad():
+        model[0].weight *= 20  # outputs reach about +-60
+    inputs = torch.rand(32, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    graph, _ = get_backend(name).quantize(export_batched(model, inputs), inputs)
+    clamps = [n for n in graph.graph.nodes if n.target == torch.ops.aten.hardtanh.default]
+    scales = [float(u.args[1]) for n in clamps for u in n.users if "quantize_per_tensor" in str(u.target)]
+    assert len(clamps) == 1 and scales and max(scales) <= 6 / 127 * 1.05, (name, scales)
+
+
 def test_export_drops_zero_width_pads_and_keeps_the_values() -> None:
     """timm's Swin pads by zero to window and merge multiples; quantized, XNNPACK refuses those pads at load."""
     model = timm.create_model("zoo_swin_ti", depths=(2, 2, 2, 2)).eval()

@@ -1,20 +1,21 @@
 """What litert-torch lacks for int8 graphs as lean as its fp32 ones: a channels-last constant pad, and annotations.
 
-Found on EfficientNet-Lite0 (64 px, ``benchmarks/litert_int8.py``): litert-torch's int8 graph had 143 ops against
-62 in fp32 (33 TRANSPOSE, 17 PAD, 23 QUANTIZE, 10 DEQUANTIZE more) and ran 1.5x slower than fp32. Three gaps:
+Found on EfficientNet-Lite0 (64 px, ``benchmarks/int8_speed.py``): litert-torch's int8 graph had 143 ops against
+62 in fp32 (33 TRANSPOSE, 17 PAD, 23 QUANTIZE, 10 DEQUANTIZE more) and ran 1.5x slower than fp32. The gaps:
 
 - Its layout pass (``optimize_layout_transposes_pass``) has no channels-last rewriter for ``aten.constant_pad_nd``,
   so every pad stays NCHW between two transposes. In fp32 the converter cancels them and folds the pad into the
   convolution; with quantize/dequantize pairs in between it cannot. ``register_channels_last_pad`` adds the
   rewriter through the pass's own registries.
 - Its PT2E quantizer finds adds through ``source_fn_stack``, which non-strict ``torch.export`` no longer records:
-  residual adds stay float, between a dequantize and a quantize.
-- It observes a convolution's output before a following ReLU6 (``hardtanh``), which spends most of the int8 range
-  on values the clamp then discards; and a pad or dropout gets an observer of its own, hence a requantize.
+  residual adds stay float, between a dequantize and a quantize. A pad or dropout gets an observer of its own,
+  hence a requantize. ``LeanQuantizer`` fixes both on the annotated graph.
+- It observes a convolution's output before a following ReLU6; so does XNNPACK's quantizer, and
+  ``pt2e.observe_after_clamps`` fixes it for every backend.
 
-``LeanQuantizer`` fixes the last two on the annotated graph. Both are checked by ``tests/test_backends.py``: an
-int8 graph of pad, convolution, ReLU6 and residual add has no TRANSPOSE, PAD, QUANTIZE or DEQUANTIZE beyond its
-fp32 graph's, so a litert-torch upgrade that changes these internals fails there first.
+``tests/test_backends.py`` checks the result: an int8 graph of pad, convolution, ReLU6 and residual add has no
+TRANSPOSE, PAD, QUANTIZE or DEQUANTIZE beyond its fp32 graph's, so a litert-torch upgrade that changes these
+internals fails there first.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from litert_torch.quantize import pt2e_quantizer
 from torch.fx import Node
 from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
 
+from restnetc.backends.pt2e import annotation_of
+
 aten = torch.ops.aten
-_PRODUCERS = (aten.conv2d.default, aten.linear.default)
-"""Ops whose output a following ReLU6 clamps: observed after the clamp, one fused int8 op."""
 _PASS_THROUGH = (aten.pad.default, aten.constant_pad_nd.default, aten.dropout.default)
 """Ops that move values without changing their range: they share their input's quantization parameters."""
 
@@ -71,46 +72,16 @@ def register_channels_last_pad() -> None:
     layout_check.layout_sensitive_inputs_getters.register(aten.constant_pad_nd)(_padded_input)
 
 
-def _annotation(node: Node) -> QuantizationAnnotation | None:
-    annotation = node.meta.get("quantization_annotation")
-    return annotation if isinstance(annotation, QuantizationAnnotation) else None
-
-
 def _is_float(node: Node) -> bool:
     value = node.meta.get("val")
     return isinstance(value, torch.Tensor) and value.dtype.is_floating_point
 
 
-def _fusable_clamp(node: Node) -> bool:
-    """Whether ``node`` is a hardtanh that TFLite fuses into the op before it: ReLU6 (0, 6) or (-1, 1)."""
-    if node.target != aten.hardtanh.default:
-        return False
-    low = node.args[1] if len(node.args) > 1 else node.kwargs.get("min_val", -1.0)
-    high = node.args[2] if len(node.args) > 2 else node.kwargs.get("max_val", 1.0)
-    if not isinstance(low, int | float) or not isinstance(high, int | float):
-        return False
-    return (float(low), float(high)) in ((0.0, 6.0), (-1.0, 1.0))
-
-
-def _shared_elsewhere(model: torch.fx.GraphModule, node: Node, besides: Node) -> bool:
-    """Whether an annotation other than ``besides``'s shares ``node``'s output parameters."""
-    for other in model.graph.nodes:
-        annotation = _annotation(other)
-        if other is besides or annotation is None:
-            continue
-        for spec in (*annotation.input_qspec_map.values(), annotation.output_qspec):
-            if isinstance(spec, SharedQuantizationSpec):
-                target = spec.edge_or_node
-                if target is node or (isinstance(target, tuple) and target[0] is node):
-                    return True
-    return False
-
-
 class LeanQuantizer(pt2e_quantizer.PT2EQuantizer):  # type: ignore[misc]
-    """litert-torch's PT2E quantizer, with the graph annotated so that no add, pad or ReLU6 stays float or
-    requantizes: float adds quantized like any activation, a convolution or linear layer followed by a clamp
-    TFLite fuses (ReLU6) observed after the clamp, pads and dropouts sharing their input's parameters. Other
-    ops its annotators find through ``source_fn_stack`` (mul, cat) still run in float."""
+    """litert-torch's PT2E quantizer, with the graph annotated so that no add or pad stays float or requantizes:
+    float adds quantized like any activation, pads and dropouts sharing their input's parameters. (Observing after
+    ReLU6 is ``pt2e.observe_after_clamps``, for every backend.) Other ops its annotators find through
+    ``source_fn_stack`` (mul, cat) still run in float."""
 
     def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
         model = super().annotate(model)
@@ -119,19 +90,11 @@ class LeanQuantizer(pt2e_quantizer.PT2EQuantizer):  # type: ignore[misc]
             source = node.args[0] if node.op == "call_function" and node.args else None
             if not isinstance(source, Node):
                 continue
-            before = _annotation(source)
-            if _fusable_clamp(node) and source.target in _PRODUCERS and len(source.users) == 1:
-                if (
-                    before is not None
-                    and before.output_qspec is not None
-                    and not _shared_elsewhere(model, source, node)
-                ):
-                    node.meta["quantization_annotation"] = QuantizationAnnotation(
-                        output_qspec=before.output_qspec, _annotated=True
-                    )
-                    before.output_qspec = None
-            elif (
-                node.target == aten.add.Tensor and _annotation(node) is None and config is not None and _is_float(node)
+            if (
+                node.target == aten.add.Tensor
+                and annotation_of(node) is None
+                and config is not None
+                and _is_float(node)
             ):
                 inputs = [a for a in node.args if isinstance(a, Node) and _is_float(a)]
                 node.meta["quantization_annotation"] = QuantizationAnnotation(
@@ -139,7 +102,7 @@ class LeanQuantizer(pt2e_quantizer.PT2EQuantizer):  # type: ignore[misc]
                     output_qspec=config.output_activation,
                     _annotated=True,
                 )
-            elif node.target in _PASS_THROUGH and before is not None and before.output_qspec is not None:
+            elif node.target in _PASS_THROUGH and (before := annotation_of(source)) is not None and before.output_qspec:
                 shared = SharedQuantizationSpec(source)
                 node.meta["quantization_annotation"] = QuantizationAnnotation(
                     input_qspec_map={source: shared}, output_qspec=shared, _annotated=True
