@@ -333,20 +333,26 @@ def test_python_runner_runs_both_backends_through_the_c_core_like_the_python_run
     shim: Path, built: tuple[Path, Path, Path, Path], tmp_path: Path
 ) -> None:
     """``restnetc.runtime.Runner``: the core's runner with the packaged LiteRT backend, and the CMake-built
-    ExecuTorch backend library plugged in; every variant gives the Python runtimes' logits."""
+    ExecuTorch backend library plugged in; every variant gives the Python runtimes' logits. For an integer input
+    the core quantizes as ``TensorQuantization.quantize`` does, halves included: the third image lies on the
+    rounding ties of the artifact's own input scale (rounded half to even, or divided in double, several of them
+    land one step away and the logits move)."""
     bundle = built[0]
     _write(tmp_path / "plenty", "proc/meminfo", "MemAvailable: 8000000 kB\n")
-    images = np.random.default_rng(4).standard_normal((2, 1, 3, 32, 32)).astype(np.float32)
+    noise = np.random.default_rng(4).standard_normal((2, 1, 3, 32, 32)).astype(np.float32)
     libraries = {"executorch_library": shim / "librestnet_shim_executorch.so"}
     with Bundle(bundle) as opened:
         for artifact in read_manifest(bundle).artifacts:
             options = libraries if artifact.backend == "executorch" else {}
             plenty = tmp_path / "plenty"
+            q = artifact.input.quantization
+            steps = np.arange(3 * 32 * 32, dtype=np.float32).reshape(1, 3, 32, 32) % 200 - 100.5
+            ties = (steps * np.float32(q.scale) if q else steps / 100).astype(np.float32)
             with Runner(opened, artifact.backend, memory_root=plenty, override=artifact.id, **options) as runner:
                 assert (runner.current.id, runner.current.backend) == (artifact.id, artifact.backend)
-                for image in images:
+                for image in [*noise, ties]:
                     expected = _python_logits(bundle, artifact, image)[0]
-                    np.testing.assert_allclose(runner.run(image), expected, atol=1e-5)
+                    np.testing.assert_allclose(runner.run(image), expected, atol=1e-5, err_msg=artifact.id)
         with pytest.raises(ShimError, match="expected 3072 input values, got 3"):
             Runner(opened, memory_root=tmp_path / "plenty").run(np.zeros(3, dtype=np.float32))
         with pytest.raises(ShimError, match=r"no-libLiteRt\.so") as caught:

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from restnetc import shim_abi
@@ -92,6 +93,19 @@ def test_the_quantization_record_is_one_record() -> None:
     names = [f.name for f in dataclasses.fields(shim_abi.TensorQuantization)]
     assert names == [member for member, _ in shim_abi.Quantization._fields_]
     assert names == list(Quantization.model_fields)
+
+
+def test_input_quantization_follows_tflite_quantize_ties_away_from_zero_then_clamps() -> None:
+    """The convention the C core shares (``quantize`` in ``src/runner.c``): rounding half to even, or adding the zero
+    point before rounding, or dividing in double, each changes at least one of these values."""
+    q = shim_abi.TensorQuantization("int8", 0.5, 1)
+    values = np.array([0.25, -0.25, 0.75, -0.75, 1.25, 0.2499999, 100.0, -100.0], dtype=np.float32)
+    assert q.quantize(values).tolist() == [2, 0, 3, -1, 4, 1, 127, -128]
+    assert q.quantize(values).dtype == np.int8
+    odd = shim_abi.TensorQuantization("uint8", 0.1, 3)  # 0.35 / 0.1 is 3.5 in float32, below it in double
+    assert odd.quantize(np.array([0.3, 0.35], dtype=np.float32)).tolist() == [6, 7]
+    assert odd.dequantize(np.array([3, 13], dtype=np.uint8)).tolist() == pytest.approx([0.0, 1.0])
+    assert shim_abi.FLOAT32.quantize(values) is values
 
 
 def test_the_binding_variant_has_one_attribute_per_record_member() -> None:

@@ -17,6 +17,8 @@ import ctypes
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 INDEX_VERSION = 2
 """``RS_INDEX_VERSION``: the version line of ``bundle.index``."""
 MAX_ARTIFACTS = 256
@@ -39,6 +41,26 @@ class TensorQuantization:
     dtype: str
     scale: float
     zero_point: int
+
+    def quantize(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (float32) in this tensor's type, as the C core's ``rs_runner_run`` converts its input.
+
+        TFLite's own QUANTIZE convention, so a caller and the runtime agree bit for bit: divide in float32, round
+        halves away from zero, add the zero point, clamp to the type. A float32 tensor takes the values as they are.
+        """
+        if self.dtype == "float32":
+            return values
+        scaled = (np.asarray(values, dtype=np.float32) / np.float32(self.scale)).astype(np.float64)
+        rounded = np.trunc(scaled + np.copysign(0.5, scaled))  # exact in float64, unlike in float32
+        info = np.iinfo(self.dtype)
+        quantized: np.ndarray = np.clip(rounded + self.zero_point, info.min, info.max).astype(self.dtype)
+        return quantized
+
+    def dequantize(self, values: np.ndarray) -> np.ndarray:
+        """``values`` of this tensor as float32 reals, computed in double as the C core's output conversion does."""
+        if self.dtype == "float32":
+            return np.asarray(values, dtype=np.float32)
+        return ((np.asarray(values, dtype=np.float64) - self.zero_point) * self.scale).astype(np.float32)
 
 
 FLOAT32 = TensorQuantization("float32", 1.0, 0)

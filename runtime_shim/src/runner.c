@@ -438,7 +438,7 @@ rs_status rs_runner_open(rs_bundle *bundle, const rs_policy *policy, const rs_ba
     return RS_OK;
 }
 
-/* Converts `input` to the artifact's input type; every value must be finite. */
+/* Converts `input` to the artifact's input type as `TensorQuantization.quantize` does; every value must be finite. */
 static rs_status quantize(const float *input, size_t count, const rs_quantization *in, unsigned char *raw,
                           rs_error *err) {
     for (size_t i = 0; i < count; i++) {
@@ -452,7 +452,8 @@ static rs_status quantize(const float *input, size_t count, const rs_quantizatio
     }
     int low = strcmp(in->dtype, "int8") == 0 ? -128 : 0, high = low + 255;
     for (size_t i = 0; i < count; i++) {
-        double q = nearbyint((double)input[i] / in->scale + in->zero_point);
+        /* TFLite's QUANTIZE: float division, halves away from zero (roundf), then the zero point. */
+        double q = (double)roundf(input[i] / (float)in->scale) + in->zero_point;
         int v = q < low ? low : q > high ? high : (int)q;
         if (low < 0) ((int8_t *)raw)[i] = (int8_t)v;
         else raw[i] = (uint8_t)v;
@@ -460,6 +461,7 @@ static rs_status quantize(const float *input, size_t count, const rs_quantizatio
     return RS_OK;
 }
 
+/* The output as float32 reals, as `TensorQuantization.dequantize` computes them. */
 static void dequantize(const unsigned char *raw, size_t classes, const rs_quantization *out, float *logits) {
     for (size_t i = 0; i < classes; i++) {
         if (strcmp(out->dtype, "float32") == 0) {

@@ -46,10 +46,7 @@ def _quantization(detail: dict[str, Any]) -> TensorQuantization | None:
 def _input(image: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     """``image`` in the input tensor's type: quantized with its scale and zero point when it is integer."""
     q = _quantization(detail)
-    if q is None:
-        return image
-    info = np.iinfo(q.dtype)
-    return np.clip(np.round(image / q.scale + q.zero_point), info.min, info.max).astype(q.dtype)
+    return image if q is None else q.quantize(image)
 
 
 def delegation(interpreter: Interpreter) -> DelegationReport:
@@ -153,9 +150,7 @@ class _Program:
             outputs = []
             for image in np.split(batch, len(batch)):
                 out = runner(**{source_name: _input(image, source)})[sink_name]
-                if sink_q is not None:
-                    out = (out.astype(np.float32) - sink_q.zero_point) * sink_q.scale
-                outputs.append(out.astype(np.float32))
+                outputs.append(out.astype(np.float32) if sink_q is None else sink_q.dequantize(out))
             return np.concatenate(outputs)
 
         return run
