@@ -197,10 +197,24 @@ static rs_status load(rs_runner *runner, size_t index, uint64_t before, rs_error
     return RS_OK;
 }
 
-/* What unloading rung `index` is counted to give back: its own charge, and its program's if it is the last. */
-static uint64_t credit(const rs_runner *runner, size_t index) {
-    const program *p = &runner->programs[runner->owner[index]];
-    return add(runner->rungs[index].charge, p->models == 1 ? p->charge : 0);
+/* What the runner counts as holding: every loaded rung's charge and every open program's. */
+static uint64_t held(const rs_runner *runner) {
+    uint64_t total = 0;
+    for (size_t i = 0; i < rs_bundle_artifact_count(runner->bundle); i++) {
+        total = add(total, resident(runner, i) ? runner->rungs[i].charge : 0);
+        total = add(total, runner->programs[i].handle != NULL ? runner->programs[i].charge : 0);
+    }
+    return total;
+}
+
+/* What is available after a change of what the runner holds, from `was` to `now`: probed when `measure`, else
+ * `available` moved by the difference (unmeasured, loading takes and unloading gives back exactly the charges). */
+static uint64_t after_change(const rs_runner *runner, uint64_t available, uint64_t was, uint64_t now, int measure) {
+    if (measure) {
+        return probe(runner);
+    }
+    uint64_t raised = add(available, was);
+    return raised > now ? raised - now : 0;
 }
 
 /* Unloads rung `index`; when it was its program's last, `mode` says what becomes of the program. */
@@ -215,8 +229,8 @@ static void unload(rs_runner *runner, size_t index, on_idle mode) {
 
 /* Unloads resident rungs other than the current one, least recently used first, until the headroom and what
  * rung `next` adds (none when NO_VARIANT) are available or none is left. What `next` adds is judged again after
- * each unload, since closing its program raises it; what is available is re-probed when `measure`, else raised
- * by each one's credit. Returns what is available then. */
+ * each unload, since closing its program raises it; what is available follows `after_change`. Returns what is
+ * available then. */
 static uint64_t evict(rs_runner *runner, size_t next, uint64_t available, int measure) {
     while (available < add(next == NO_VARIANT ? 0 : added_need(runner, next), runner->policy.headroom_bytes)) {
         size_t oldest = NO_VARIANT;
@@ -229,9 +243,9 @@ static uint64_t evict(rs_runner *runner, size_t next, uint64_t available, int me
         if (oldest == NO_VARIANT) {
             break;
         }
-        uint64_t given = credit(runner, oldest);
+        uint64_t was = held(runner);
         unload(runner, oldest, CLOSE);
-        available = measure ? probe(runner) : add(available, given);
+        available = after_change(runner, available, was, held(runner), measure);
     }
     return available;
 }
@@ -334,9 +348,10 @@ static void preload_neighbours(rs_runner *runner, uint64_t available, int measur
             continue;
         }
         rs_error ignored = {RS_OK, ""};
+        uint64_t was = held(runner);
         if (refused_by_backend(runner, next, load(runner, next, measure ? available : 0, &ignored)) == RS_OK) {
             runner->rungs[next].used = 0;
-            available = measure ? probe(runner) : available - added;
+            available = after_change(runner, available, was, held(runner), measure);
         }
     }
 }
@@ -348,15 +363,14 @@ static rs_status refresh_locked(rs_runner *runner, uint64_t available, int measu
     if (status == RS_OK && next != old && !resident(runner, next)) {
         available = evict(runner, next, available, measure);
         uint64_t added = added_need(runner, next); /* again: eviction may have closed its program */
+        uint64_t was = held(runner);
         if (old == NO_VARIANT || add(added, runner->policy.headroom_bytes) <= available) {
             /* both fit: load, keep the old one resident */
             status = refused_by_backend(runner, next, load(runner, next, measure ? available : 0, err));
-            uint64_t taken = added < available ? added : available;
-            available = measure ? probe(runner) : available - taken;
         } else {
             status = release_then_load(runner, next, measure, err);
-            available = measure ? probe(runner) : available;
         }
+        available = after_change(runner, available, was, held(runner), measure);
     }
     if (status != RS_OK) {
         return status;

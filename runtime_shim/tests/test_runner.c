@@ -545,6 +545,25 @@ static void test_neighbours_preloaded_make_a_step_down_load_nothing(void) {
     }
 }
 
+/* Under given figures, a switch that releases the running rung first leaves what the caller gave less what
+ * the new rung takes and plus what the old one gave back; neighbours are preloaded against that. Opened on
+ * `small` (30 MiB free, 16 of headroom), 52 MiB given: `large` (40) is chosen (52 + 10 >= 1.1 * 40 + 16) but does
+ * not fit beside `small` (40 + 16 > 52), so `small` is released first; 52 + 10 - 40 = 22 MiB are then left, too
+ * few for `middle` (20 + 16). (Counting the 52 as still free preloaded `middle` into memory that is not there.) */
+static void test_a_release_then_load_under_given_figures_leaves_no_room_it_does_not_have(void) {
+    fixture f;
+    setup_with(&f, "release-then-preload", 1, 30 * MIB, 16 * MIB, 1);
+    rs_error err = {RS_OK, ""};
+    int switched = 0;
+    CHECK(strcmp(current(f.runner), "small") == 0 && f.script.loads == 1, "opened on %s with %d loads",
+          current(f.runner), f.script.loads);
+    CHECK(rs_runner_refresh_with(f.runner, 52 * MIB, &switched, &err) == RS_OK && switched, "%s", err.message);
+    CHECK(strcmp(current(f.runner), "large") == 0 && f.script.unloads == 1 && f.script.loads == 2,
+          "up to %s after releasing small: %d loads, %d unloads (middle preloaded if 3 loads)", current(f.runner),
+          f.script.loads, f.script.unloads);
+    teardown(&f);
+}
+
 typedef struct {
     fixture *f;
     int iterations;
@@ -612,6 +631,7 @@ int main(int argc, char **argv) {
     test_a_rung_of_an_open_program_needs_only_its_entry_point();
     test_neighbours_preloaded_make_a_step_down_load_nothing();
     test_a_rung_loaded_under_given_figures_gives_back_what_it_was_judged_to_take();
+    test_a_release_then_load_under_given_figures_leaves_no_room_it_does_not_have();
     test_two_threads(0);
     test_two_threads(1);
     printf("%s (%d failures)\n", failures ? "FAILED" : "all runner contract tests passed", failures);
