@@ -390,6 +390,29 @@ def test_python_runner_switches_across_every_entry_point_of_a_ladder_program_wit
                     runner.use("nope")
 
 
+def test_python_runner_preloads_the_rung_below_the_chosen_one_of_its_program(
+    shim: Path, built_ladder: Path, tmp_path: Path
+) -> None:
+    """``preload_neighbours``: opened on the top rung of a ladder program with memory to spare, the runner also
+    loads the rung just below it (``resident``), and no other; without the policy only the chosen rung is
+    loaded. An id the backend lacks is an argument error."""
+    _write(tmp_path / "plenty", "proc/meminfo", "MemAvailable: 8000000 kB\n")
+    libraries = {"executorch_library": shim / "librestnet_shim_executorch.so"}
+    for backend in ("executorch", "litert"):
+        bundle = _ranked_bundle(built_ladder, tmp_path / backend, (backend,))
+        ranked = [a.id for a in _ranked(read_manifest(built_ladder).artifacts, backend)]
+        options = libraries if backend == "executorch" else {}
+        for preload in (False, True):
+            with (
+                Bundle(bundle) as opened,
+                Runner(opened, backend, memory_root=tmp_path / "plenty", preload_neighbours=preload, **options) as r,
+            ):
+                assert r.current is not None and r.current.id == ranked[-1]
+                assert [r.resident(i) for i in ranked] == [False] * (len(ranked) - 2) + [preload, True], backend
+                with pytest.raises(ShimError, match="no variant 'nope'"):
+                    r.resident("nope")
+
+
 def test_python_runner_switches_to_a_smaller_variant_when_memory_shrinks(
     built: tuple[Path, Path, Path, Path], tmp_path: Path
 ) -> None:
@@ -582,6 +605,12 @@ def _litert_only_bundle(built: Path, bundle: Path) -> Path:
     return _ranked_bundle(built, bundle, ("litert",))
 
 
+def _ranked(artifacts: list[Artifact], backend: str) -> list[Artifact]:
+    """``backend``'s artifacts from least to most accurate, as ``_ranked_bundle`` ranks them."""
+    own = [a for a in artifacts if a.backend == backend]
+    return sorted(own, key=lambda a: (a.accuracy.artifact, -own.index(a)))
+
+
 def _ranked_bundle(built: Path, bundle: Path, backends: tuple[str, ...]) -> Path:
     """The artifacts of ``backends`` in ``built``, each backend's with memory needs of 100, 200, ... MiB in order of
     accuracy (a copy: its index resealed). Equal accuracies are told apart in the index (+0.001 per rank), the
@@ -591,11 +620,9 @@ def _ranked_bundle(built: Path, bundle: Path, backends: tuple[str, ...]) -> Path
     rewrite: dict[tuple[str, str], tuple[int, float]] = {}
     for backend in backends:
         shutil.copytree(built / backend, bundle / backend)
-        own = [a for a in manifest.artifacts if a.backend == backend]
-        ranked = sorted(own, key=lambda a: (a.accuracy.artifact, -own.index(a)))
         rewrite |= {
             (a.id, backend): (100 * MIB * (rank + 1), a.accuracy.artifact + 1e-3 * rank)
-            for rank, a in enumerate(ranked)
+            for rank, a in enumerate(_ranked(manifest.artifacts, backend))
         }
 
     def key(line: str) -> tuple[str, str]:

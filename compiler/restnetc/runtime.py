@@ -98,6 +98,7 @@ def _library() -> ctypes.CDLL:
         "rs_runner_refresh_with": (ctypes.c_int, [handle, ctypes.c_uint64, ctypes.POINTER(ctypes.c_int), error]),
         "rs_runner_use": (ctypes.c_int, [handle, ctypes.c_char_p, error]),
         "rs_runner_preload": (ctypes.c_int, [handle, ctypes.c_char_p, error]),
+        "rs_runner_resident": (ctypes.c_int, [handle, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), error]),
         "rs_runner_current": (ctypes.POINTER(Artifact), [handle]),
         "rs_runner_close": (None, [handle]),
         "rs_status_name": (ctypes.c_char_p, [ctypes.c_int]),
@@ -411,6 +412,17 @@ class Runner:
         """Load variant ``variant_id`` without running it, so a later switch to it loads nothing
         (``rs_runner_preload``)."""
         self._take(_lib().rs_runner_preload, variant_id)
+
+    def resident(self, variant_id: str) -> bool:
+        """Whether variant ``variant_id`` is loaded: the one that runs, or one kept beside it after a switch, a
+        preload or ``preload_neighbours`` (``rs_runner_resident``; ShimError for an id the backend lacks)."""
+        error, loaded = Error(), ctypes.c_int(0)
+        with self._lock:
+            status = _lib().rs_runner_resident(
+                self._open(), variant_id.encode(), ctypes.byref(loaded), ctypes.byref(error)
+            )
+        _check(status, error)
+        return bool(loaded.value)
 
     def _take(self, call: Any, variant_id: str) -> None:
         error = Error()

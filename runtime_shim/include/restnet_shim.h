@@ -255,6 +255,11 @@ RS_API rs_status rs_runner_preload(rs_runner *runner, const char *id, rs_error *
  * loaded). The pointer stays valid while the runner lives. */
 RS_API const rs_artifact *rs_runner_current(rs_runner *runner);
 
+/* Sets `*loaded` to 1 when variant `id` of the runner's backend is resident (the one that runs, or one kept
+ * beside it: after a switch, a preload or preload_neighbours), else 0. Returns RS_ERR_ARGUMENT, `*loaded`
+ * untouched, when the backend has no variant `id`. */
+RS_API rs_status rs_runner_resident(rs_runner *runner, const char *id, int *loaded, rs_error *err);
+
 /* Unloads every rung, closes every program, releases the runner's bundle reference and frees the runner.
  * NULL is ignored. */
 RS_API void rs_runner_close(rs_runner *runner);

@@ -140,7 +140,8 @@ static rs_status open_backend(jni_runner *r, const char *backend, const char *li
 
 JNIEXPORT jlong JNICALL Java_ai_restnet_shim_RestnetShim_nativeRunnerOpen(JNIEnv *env, jclass cls, jlong bundle,
                                                                         jstring backend, jstring library,
-                                                                        jstring root, jlong headroom) {
+                                                                        jstring root, jlong headroom,
+                                                                        jboolean preload_neighbours) {
     (void)cls;
     if (headroom < 0) {
         throw_io(env, "headroom must be >= 0");
@@ -156,7 +157,7 @@ JNIEXPORT jlong JNICALL Java_ai_restnet_shim_RestnetShim_nativeRunnerOpen(JNIEnv
         status = r ? open_backend(r, name, path, &err) : rs_error_set(&err, RS_ERR_NO_MEMORY, "out of memory");
     }
     if (status == RS_OK) {
-        rs_policy policy = {name, (uint64_t)headroom, RS_DEFAULT_HYSTERESIS, NULL, 0};
+        rs_policy policy = {name, (uint64_t)headroom, RS_DEFAULT_HYSTERESIS, NULL, preload_neighbours == JNI_TRUE};
         status = rs_runner_open((rs_bundle *)(intptr_t)bundle, &policy, &r->backend, memory_root, &r->runner, &err);
     }
     if (path != NULL) {
@@ -235,6 +236,23 @@ JNIEXPORT void JNICALL Java_ai_restnet_shim_RestnetShim_nativeTake(JNIEnv *env, 
     if (status != RS_OK) {
         throw_io(env, err.message);
     }
+}
+
+JNIEXPORT jboolean JNICALL Java_ai_restnet_shim_RestnetShim_nativeResident(JNIEnv *env, jclass cls, jlong handle,
+                                                                          jstring id) {
+    (void)cls;
+    const char *chars = utf(env, id, "a variant id is required");
+    if (chars == NULL) {
+        return JNI_FALSE;
+    }
+    int loaded = 0;
+    rs_error err = {RS_OK, ""};
+    rs_status status = rs_runner_resident(((jni_runner *)(intptr_t)handle)->runner, chars, &loaded, &err);
+    (*env)->ReleaseStringUTFChars(env, id, chars);
+    if (status != RS_OK) {
+        throw_io(env, err.message);
+    }
+    return loaded ? JNI_TRUE : JNI_FALSE;
 }
 
 JNIEXPORT jstring JNICALL Java_ai_restnet_shim_RestnetShim_nativeCurrent(JNIEnv *env, jclass cls, jlong handle) {

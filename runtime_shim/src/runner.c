@@ -528,15 +528,17 @@ rs_status rs_runner_run(rs_runner *runner, const float *input, size_t count, flo
     return status;
 }
 
-/* The index of variant `id` of the runner's backend, or NO_VARIANT. */
-static size_t find(const rs_runner *runner, const char *id) {
+/* Sets `*index` to that of variant `id` of the runner's backend; RS_ERR_ARGUMENT, naming it, if there is none. */
+static rs_status find(const rs_runner *runner, const char *id, size_t *index, rs_error *err) {
     for (size_t i = 0; i < rs_bundle_artifact_count(runner->bundle); i++) {
         const rs_artifact *a = rs_bundle_artifact(runner->bundle, i);
         if (strcmp(a->id, id) == 0 && strcmp(a->backend, runner->backend->name) == 0) {
-            return i;
+            *index = i;
+            return RS_OK;
         }
     }
-    return NO_VARIANT;
+    return rs_fail(err, RS_ERR_ARGUMENT, "%s: no variant '%.64s' of %s", rs_bundle_dir(runner->bundle), id,
+                   runner->backend->name);
 }
 
 /* Loads variant `id` unless it is resident (measured), and with `use` makes it the current one. */
@@ -545,12 +547,9 @@ static rs_status take(rs_runner *runner, const char *id, int use, rs_error *err)
         return rs_fail(err, RS_ERR_ARGUMENT, "rs_runner_%s: runner and id are required", use ? "use" : "preload");
     }
     pthread_mutex_lock(&runner->lock);
-    size_t index = find(runner, id);
-    rs_status status = RS_OK;
-    if (index == NO_VARIANT) {
-        status = rs_fail(err, RS_ERR_ARGUMENT, "%s: no variant '%.64s' of %s", rs_bundle_dir(runner->bundle), id,
-                         runner->backend->name);
-    } else if (!resident(runner, index)) {
+    size_t index = NO_VARIANT;
+    rs_status status = find(runner, id, &index, err);
+    if (status == RS_OK && !resident(runner, index)) {
         status = refused_by_backend(runner, index, load(runner, index, probe(runner), err));
     }
     if (status == RS_OK) {
@@ -564,6 +563,20 @@ static rs_status take(rs_runner *runner, const char *id, int use, rs_error *err)
 rs_status rs_runner_use(rs_runner *runner, const char *id, rs_error *err) { return take(runner, id, 1, err); }
 
 rs_status rs_runner_preload(rs_runner *runner, const char *id, rs_error *err) { return take(runner, id, 0, err); }
+
+rs_status rs_runner_resident(rs_runner *runner, const char *id, int *loaded, rs_error *err) {
+    if (runner == NULL || id == NULL || loaded == NULL) {
+        return rs_fail(err, RS_ERR_ARGUMENT, "rs_runner_resident: runner, id and loaded are required");
+    }
+    pthread_mutex_lock(&runner->lock);
+    size_t index = NO_VARIANT;
+    rs_status status = find(runner, id, &index, err);
+    if (status == RS_OK) {
+        *loaded = resident(runner, index);
+    }
+    pthread_mutex_unlock(&runner->lock);
+    return status;
+}
 
 rs_status rs_runner_refresh_with(rs_runner *runner, uint64_t available, int *switched, rs_error *err) {
     if (runner == NULL) {

@@ -534,6 +534,13 @@ static void test_neighbours_preloaded_make_a_step_down_load_nothing(void) {
         int switched = 0;
         CHECK(strcmp(current(f.runner), "middle") == 0 && f.script.loads == 1 + preload && f.script.opens == 1,
               "preload %d: opened on %s with %d loads", preload, current(f.runner), f.script.loads);
+        int small = -1, large = -1;
+        CHECK(rs_runner_resident(f.runner, "small", &small, &err) == RS_OK && small == preload &&
+                  rs_runner_resident(f.runner, "large", &large, &err) == RS_OK && large == 0,
+              "preload %d: small resident %d, large resident %d", preload, small, large);
+        CHECK(rs_runner_resident(f.runner, "tiny", &small, &err) == RS_ERR_ARGUMENT && small == preload &&
+                  strstr(err.message, "no variant 'tiny'") != NULL,
+              "an unknown id: %s", err.message);
         set_meminfo(&f.script, (uint64_t)(10 - 10 * preload) * MIB);
         int loads = f.script.loads;
         CHECK(rs_runner_refresh(f.runner, &switched, &err) == RS_OK && switched, "%s", err.message);

@@ -41,6 +41,25 @@ public final class RestnetShimLadderTest {
             rungs.put(fields[0], fields[1]);
         }
         try (RestnetShim bundle = RestnetShim.open(args[1])) {
+            // Opened with neighbour preloading, the rung just below the chosen one is loaded too (the top rung has
+            // none above), and it is the only other one; without it, none is.
+            for (boolean preload : new boolean[] {false, true}) {
+                RestnetShim.Runner fresh = bundle.runner("litert", args[3], args[2], 1 << 20, preload);
+                String chosen = fresh.currentVariant();
+                int others = 0;
+                for (String id : rungs.keySet()) {
+                    others += !id.equals(chosen) && fresh.isResident(id) ? 1 : 0;
+                }
+                check(fresh.isResident(chosen), chosen + " is not resident");
+                check(others == (preload ? 1 : 0), "preload " + preload + ": " + others + " other rungs resident");
+                fresh.close();
+                try {
+                    fresh.isResident(chosen);
+                    check(false, "a closed runner answered");
+                } catch (IllegalStateException expected) {
+                    // a closed runner refuses every call
+                }
+            }
             RestnetShim.Runner runner = bundle.runner("litert", args[3], args[2], 1 << 20);
             String top = runner.currentVariant();
             check(rungs.containsKey(top), "runner chose " + top);
@@ -59,6 +78,9 @@ public final class RestnetShimLadderTest {
             runner.refresh(Long.MAX_VALUE / 2);
             check(top.equals(runner.currentVariant()), "refresh chose " + runner.currentVariant() + ", not " + top);
             checkLogits(top, runner.run(input), rungs.get(top));
+            for (String id : rungs.keySet()) {
+                check(runner.isResident(id), id + " is not resident after use");
+            }
         }
         System.out.println("all JNI ladder tests passed");
     }

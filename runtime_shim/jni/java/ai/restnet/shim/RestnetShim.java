@@ -51,12 +51,23 @@ public final class RestnetShim implements Closeable {
      * with it) that fits the memory probed under {@code memoryRoot} ("/" except in tests).
      * {@code litertLibrary} is the path of libLiteRt.so, or null to let the loader find it.
      */
-    public synchronized Runner runner(String backend, String litertLibrary, String memoryRoot, long headroomBytes)
+    public Runner runner(String backend, String litertLibrary, String memoryRoot, long headroomBytes)
             throws IOException {
+        return runner(backend, litertLibrary, memoryRoot, headroomBytes, false);
+    }
+
+    /**
+     * Like {@link #runner(String, String, String, long)}; with {@code preloadNeighbours}, after each refresh (and
+     * at open) the rungs just below and above the current one in accuracy that share its open program are
+     * loaded too while the headroom stays free, so a step to one of them loads nothing.
+     */
+    public synchronized Runner runner(String backend, String litertLibrary, String memoryRoot, long headroomBytes,
+            boolean preloadNeighbours) throws IOException {
         if (handle == 0) {
             throw new IllegalStateException("bundle is closed");
         }
-        Runner runner = new Runner(nativeRunnerOpen(handle, backend, litertLibrary, memoryRoot, headroomBytes),
+        Runner runner = new Runner(
+                nativeRunnerOpen(handle, backend, litertLibrary, memoryRoot, headroomBytes, preloadNeighbours),
                 nativeLabelCount(handle));
         runners.add(runner);
         return runner;
@@ -101,6 +112,14 @@ public final class RestnetShim implements Closeable {
         /** Loads variant {@code variantId} without running it, so a later switch to it loads nothing. */
         public synchronized void preload(String variantId) throws IOException {
             nativeTake(checked(), variantId, false);
+        }
+
+        /**
+         * Whether variant {@code variantId} is loaded: the one that runs, or one kept beside it after a switch, a
+         * preload or neighbour preloading. Throws for an id the runner's backend does not have.
+         */
+        public synchronized boolean isResident(String variantId) throws IOException {
+            return nativeResident(checked(), variantId);
         }
 
         /** The id of the variant that runs now, or null after a failed switch and restore (refresh loads one). */
@@ -148,13 +167,15 @@ public final class RestnetShim implements Closeable {
     private static native int nativeLabelCount(long handle);
 
     private static native long nativeRunnerOpen(long bundle, String backend, String litertLibrary, String memoryRoot,
-            long headroom) throws IOException;
+            long headroom, boolean preloadNeighbours) throws IOException;
 
     private static native float[] nativeRun(long runner, int classes, float[] input) throws IOException;
 
     private static native boolean nativeRefresh(long runner, long available) throws IOException;
 
     private static native void nativeTake(long runner, String id, boolean use) throws IOException;
+
+    private static native boolean nativeResident(long runner, String id) throws IOException;
 
     private static native String nativeCurrent(long runner);
 
