@@ -105,6 +105,12 @@ def test_input_quantization_follows_tflite_quantize_ties_away_from_zero_then_cla
     odd = shim_abi.TensorQuantization("uint8", 0.1, 3)  # 0.35 / 0.1 is 3.5 in float32, below it in double
     assert odd.quantize(np.array([0.3, 0.35], dtype=np.float32)).tolist() == [6, 7]
     assert odd.dequantize(np.array([3, 13], dtype=np.uint8)).tolist() == pytest.approx([0.0, 1.0])
+    # the float32 scale, in double: -188 * 0.1f is -18.800001 in float32, where -188 * 0.1 would give -18.8
+    assert (
+        shim_abi.TensorQuantization("int8", 0.1, 60).dequantize(np.array([-128], dtype=np.int8))[0]
+        == np.float32(-188 * float(np.float32(0.1)))
+        != np.float32(-18.8)
+    )
     assert shim_abi.FLOAT32.quantize(values) is values
 
 

@@ -57,10 +57,12 @@ class TensorQuantization:
         return quantized
 
     def dequantize(self, values: np.ndarray) -> np.ndarray:
-        """``values`` of this tensor as float32 reals, computed in double as the C core's output conversion does."""
+        """``values`` of this tensor as float32 reals, as the C core's output conversion computes them: in double,
+        with the scale as the file holds it (float32), then rounded to float32."""
         if self.dtype == "float32":
             return np.asarray(values, dtype=np.float32)
-        return ((np.asarray(values, dtype=np.float64) - self.zero_point) * self.scale).astype(np.float32)
+        scale = float(np.float32(self.scale))
+        return ((np.asarray(values, dtype=np.float64) - self.zero_point) * scale).astype(np.float32)
 
 
 FLOAT32 = TensorQuantization("float32", 1.0, 0)

@@ -7,8 +7,8 @@
  * least recently used resident rungs other than the current one are unloaded first, and a program closes when
  * its last rung goes.
  *
- * Every public call but open and close holds the runner's lock, so run, refresh, use, preload and current may
- * come from different threads, and nothing is unloaded while it runs.
+ * Every public call but open and close holds the runner's lock, so run, refresh, use, preload, resident and
+ * current may come from different threads, and nothing is unloaded while it runs.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -482,7 +482,7 @@ static void dequantize(const unsigned char *raw, size_t classes, const rs_quanti
             memcpy(&logits[i], raw + 4 * i, 4);
         } else {
             int q = strcmp(out->dtype, "int8") == 0 ? ((const int8_t *)raw)[i] : raw[i];
-            logits[i] = (float)((q - out->zero_point) * out->scale);
+            logits[i] = (float)((q - out->zero_point) * (double)(float)out->scale); /* the file's float32 scale */
         }
     }
 }
