@@ -43,9 +43,8 @@ def _quantization(detail: dict[str, Any]) -> TensorQuantization | None:
     return TensorQuantization(np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
 
 
-def _input(image: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
-    """``image`` in the input tensor's type: quantized with its scale and zero point when it is integer."""
-    q = _quantization(detail)
+def _input(image: np.ndarray, q: TensorQuantization | None) -> np.ndarray:
+    """``image`` in the input tensor's type: quantized by ``q`` (the tensor's ``_quantization``) when integer."""
     return image if q is None else q.quantize(image)
 
 
@@ -144,12 +143,12 @@ class _Program:
         runner = self.signature(entry_point or SIGNATURE)
         ((source_name, source),) = runner.get_input_details().items()
         ((sink_name, sink),) = runner.get_output_details().items()
-        sink_q = _quantization(sink)
+        source_q, sink_q = _quantization(source), _quantization(sink)
 
         def run(batch: np.ndarray) -> np.ndarray:
             outputs = []
             for image in np.split(batch, len(batch)):
-                out = runner(**{source_name: _input(image, source)})[sink_name]
+                out = runner(**{source_name: _input(image, source_q)})[sink_name]
                 outputs.append(out.astype(np.float32) if sink_q is None else sink_q.dequantize(out))
             return np.concatenate(outputs)
 
@@ -213,7 +212,7 @@ class LiteRtBackend(Backend):
     ) -> Callable[[], object]:
         runner = _Program(path, threads).signature(entry_point or SIGNATURE)
         ((source_name, source),) = runner.get_input_details().items()
-        runner(**{source_name: _input(example, source)})  # allocates the subgraph and leaves the input set
+        runner(**{source_name: _input(example, _quantization(source))})  # allocates the subgraph, sets the input
         # The bare invocation of the signature's subgraph, as the runner itself calls it (``Interpreter.invoke``
         # runs the first subgraph only); the input stays set between calls.
         wrapper, subgraph = runner._interpreter_wrapper, runner._subgraph_index
