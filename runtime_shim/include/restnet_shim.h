@@ -232,10 +232,12 @@ RS_API rs_status rs_runner_run(rs_runner *runner, const float *input, size_t inp
  * unloaded while it runs. A variant whose file no longer verifies is refused with the reason and remembered as
  * invalid by the bundle; one its backend refuses (RS_ERR_BACKEND) is not tried again by this runner, nor is any
  * rung of a file whose program the backend refused to open; one that failed for want of memory
- * (RS_ERR_NO_MEMORY) is tried again by a later refresh. After each load
- * the drop in available memory is measured, and a variant that proves larger than the index says is judged by
- * its measured figure from then on (at most twice the index figure plus its file), so switching does not
- * flap. `switched` (may be NULL) is set to 1 when the variant changed. */
+ * (RS_ERR_NO_MEMORY) is tried again by a later refresh (choice or preload) only once more memory is
+ * available than when it failed, so the same pressure does not release and restore the running rung on every
+ * refresh. After each load the drop in available memory is measured (where a probe inside the load fails, the
+ * index's figures are counted instead), and a variant that proves larger than the index says is judged by its
+ * measured figure from then on (at most twice the index figure plus its file), so switching does not flap.
+ * `switched` (may be NULL) is set to 1 when the variant changed. */
 RS_API rs_status rs_runner_refresh(rs_runner *runner, int *switched, rs_error *err);
 
 /* Same as rs_runner_refresh with `available` bytes given instead of probed (nothing is measured). */

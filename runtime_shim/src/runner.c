@@ -42,6 +42,8 @@ struct rs_runner {
     size_t current; /* NO_VARIANT when nothing runs */
     uint64_t clock;
     uint64_t needs[RS_MAX_ARTIFACTS]; /* the index's memory figure, raised to what a load was measured to take */
+    uint64_t short_at[RS_MAX_ARTIFACTS]; /* memory available when a refresh's load of it last ran out (0: none since
+                                            it last loaded): not tried again by a refresh until more is */
     size_t owner[RS_MAX_ARTIFACTS];   /* the first artifact with the same file and digest: its program's slot */
     program programs[RS_MAX_ARTIFACTS];
     rung rungs[RS_MAX_ARTIFACTS];
@@ -120,11 +122,15 @@ static rs_status open_program(rs_runner *runner, size_t index, rs_error *err) {
     return status;
 }
 
-/* A verified variant its backend refused to open or load is not tried again by this runner: judged as never
- * fitting. A failure for want of memory (RS_ERR_NO_MEMORY) is not a refusal. */
-static rs_status refused_by_backend(rs_runner *runner, size_t index, rs_status status) {
+/* Remembers why a refresh's load of rung `index`, tried with `available`, failed: a verified variant its
+ * backend refused to open or load (RS_ERR_BACKEND) is not tried again by this runner, judged as never fitting;
+ * one that ran out of memory (RS_ERR_NO_MEMORY) is no refusal, but is not `worth_trying` until more is
+ * available. Returns `status`. */
+static rs_status judge_failure(rs_runner *runner, size_t index, uint64_t available, rs_status status) {
     if (status == RS_ERR_BACKEND) {
         runner->needs[index] = UINT64_MAX;
+    } else if (status == RS_ERR_NO_MEMORY) {
+        runner->short_at[index] = available > 0 ? available : 1;
     }
     return status;
 }
@@ -154,11 +160,12 @@ static uint64_t added_need(const rs_runner *runner, size_t index) {
 }
 
 /* Makes rung `index` resident, opening its program if needed. When `before` (available just before, 0 = do
- * not measure) is given, the drop in available memory across opening the program is charged to the program,
- * and the drop across loading the entry to the rung; together they raise the variant's need if larger than the
- * index says, up to twice the index figure plus the file each. Unmeasured, a program is charged the index's
- * figure for it or the bytes it holds, whichever is larger, and a rung the rest of what the caller counted for
- * it (its need when the load opened the program, else `added_need`): unloading gives back what loading took. */
+ * not measure) is given and both probes inside succeed, the drop in available memory across opening the program
+ * is charged to the program, and the drop across loading the entry to the rung; together they raise the
+ * variant's need if larger than the index says, up to twice the index figure plus the file each. Unmeasured (or
+ * a probe failed), a program is charged the index's figure for it or the bytes it holds, whichever is larger,
+ * and a rung the rest of what the caller counted for it (its need when the load opened the program, else
+ * `added_need`): unloading gives back what loading took. */
 static rs_status load(rs_runner *runner, size_t index, uint64_t before, rs_error *err) {
     size_t slot = runner->owner[index];
     program *p = &runner->programs[slot];
@@ -167,7 +174,6 @@ static rs_status load(rs_runner *runner, size_t index, uint64_t before, rs_error
     const rs_artifact *a = rs_bundle_artifact(runner->bundle, index);
     uint64_t cap = add(2 * a->memory_bytes, a->bytes);
     uint64_t opened_at = before > 0 && opened ? probe(runner) : before; /* one probe between open and load */
-    uint64_t opening = drop(before, opened_at, cap);
     rung *r = &runner->rungs[index];
     if (status == RS_OK) {
         status = runner->backend->load(p->handle, a, &r->model, err);
@@ -179,19 +185,23 @@ static rs_status load(rs_runner *runner, size_t index, uint64_t before, rs_error
     if (status != RS_OK) {
         return status;
     }
+    uint64_t loaded_at = opened_at > 0 ? probe(runner) : 0;
+    int measured = loaded_at > 0; /* else a probe failed: the index's figures, never a charge of nothing */
+    uint64_t opening = measured ? drop(before, opened_at, cap) : 0;
     p->models++;
+    runner->short_at[index] = 0;
     if (opened) {
-        p->charge = before > 0 ? opening : p->size > a->program_memory_bytes ? p->size : a->program_memory_bytes;
+        p->charge = measured ? opening : p->size > a->program_memory_bytes ? p->size : a->program_memory_bytes;
     }
-    if (before > 0) {
-        r->charge = drop(opened_at, probe(runner), cap);
+    if (measured) {
+        r->charge = drop(opened_at, loaded_at, cap);
     } else if (opened) { /* the caller counted the whole need: the program's charge holds part of it */
         r->charge = runner->needs[index] > p->charge ? runner->needs[index] - p->charge : 0;
     } else {
         r->charge = added_need(runner, index);
     }
     uint64_t total = add(opening, r->charge);
-    if (opened && before > 0 && total > runner->needs[index]) {
+    if (opened && measured && total > runner->needs[index]) {
         runner->needs[index] = total;
     }
     return RS_OK;
@@ -266,8 +276,15 @@ static uint64_t reclaimable(const rs_runner *runner, uint64_t available) {
     return total;
 }
 
+/* Whether a refresh seeing `available` may try to load rung `index`: not while no more is available than
+ * when its last such load ran out of memory (a retry would fail the same way, after releasing what runs). */
+static int worth_trying(const rs_runner *runner, size_t index, uint64_t available) {
+    return runner->short_at[index] == 0 || available > runner->short_at[index];
+}
+
 /* Chooses for what `reclaimable` gives. A resident rung outside the current one's program is judged by what it
- * holds (its charge and its program's), which the reclaimable figure counts: staying with it costs nothing more. */
+ * holds (its charge and its program's), which the reclaimable figure counts: staying with it costs nothing more.
+ * A rung not `worth_trying` is judged to need more than that figure. */
 static rs_status choose(rs_runner *runner, uint64_t available, size_t *chosen, rs_error *err) {
     rs_selection *selection = malloc(sizeof *selection);
     uint64_t *needs = malloc(sizeof runner->needs);
@@ -278,15 +295,19 @@ static rs_status choose(rs_runner *runner, uint64_t available, size_t *chosen, r
     }
     memcpy(needs, runner->needs, sizeof runner->needs);
     size_t current_slot = runner->current == NO_VARIANT ? NO_VARIANT : runner->owner[runner->current];
+    uint64_t room = reclaimable(runner, available);
     for (size_t i = 0; i < rs_bundle_artifact_count(runner->bundle); i++) {
         if (resident(runner, i) && i != runner->current && runner->owner[i] != current_slot) {
             uint64_t held = add(runner->rungs[i].charge, runner->programs[runner->owner[i]].charge);
             needs[i] = held < needs[i] ? held : needs[i];
         }
+        if (!worth_trying(runner, i, available) && needs[i] <= room) {
+            needs[i] = add(room, 1);
+        }
     }
     selection->chosen = NO_VARIANT;
-    rs_status status = rs_select_with_needs(runner->bundle, &runner->policy, reclaimable(runner, available),
-                                            runner->current, needs, selection, err);
+    rs_status status =
+        rs_select_with_needs(runner->bundle, &runner->policy, room, runner->current, needs, selection, err);
     *chosen = selection->chosen;
     free(needs);
     free(selection);
@@ -294,12 +315,13 @@ static rs_status choose(rs_runner *runner, uint64_t available, size_t *chosen, r
 }
 
 /* Releases the current rung first (its program kept open if `next` shares it, else closed with its bytes
- * kept), then loads `next`; if that fails, the old rung comes back from the kept program or bytes. */
-static rs_status release_then_load(rs_runner *runner, size_t next, int measure, rs_error *err) {
+ * kept), then loads `next`, a failure judged as tried with `available`; if it fails, the old rung comes back
+ * from the kept program or bytes. */
+static rs_status release_then_load(rs_runner *runner, size_t next, uint64_t available, int measure, rs_error *err) {
     size_t old = runner->current, old_slot = runner->owner[old];
     runner->current = NO_VARIANT;
     unload(runner, old, old_slot == runner->owner[next] ? KEEP_OPEN : CLOSE_KEEP_BYTES);
-    rs_status status = refused_by_backend(runner, next, load(runner, next, measure ? probe(runner) : 0, err));
+    rs_status status = judge_failure(runner, next, available, load(runner, next, measure ? probe(runner) : 0, err));
     if (status == RS_OK) {
         settle(runner, old_slot, CLOSE);
         return RS_OK;
@@ -335,12 +357,13 @@ static size_t neighbour(const rs_runner *runner, int up) {
 }
 
 /* With `preload_neighbours`, loads the current rung's neighbours below and then above (from its open program,
- * no file I/O) while each leaves the headroom free; they count as least recently used, the first evicted. A
- * failed preload is not an error of the refresh (a refusal still bans the rung). */
+ * no file I/O) while each leaves the headroom free and is `worth_trying`; they count as least recently used, the
+ * first evicted. A failed preload is not an error of the refresh (a refusal still bans the rung, and running out
+ * of memory is remembered as a refresh's load would be). */
 static void preload_neighbours(rs_runner *runner, uint64_t available, int measure) {
     for (int up = 0; up < 2 && runner->policy.preload_neighbours && runner->current != NO_VARIANT; up++) {
         size_t next = neighbour(runner, up);
-        if (next == NO_VARIANT || resident(runner, next)) {
+        if (next == NO_VARIANT || resident(runner, next) || !worth_trying(runner, next, available)) {
             continue;
         }
         uint64_t added = added_need(runner, next);
@@ -349,7 +372,8 @@ static void preload_neighbours(rs_runner *runner, uint64_t available, int measur
         }
         rs_error ignored = {RS_OK, ""};
         uint64_t was = held(runner);
-        if (refused_by_backend(runner, next, load(runner, next, measure ? available : 0, &ignored)) == RS_OK) {
+        rs_status status = load(runner, next, measure ? available : 0, &ignored);
+        if (judge_failure(runner, next, available, status) == RS_OK) {
             runner->rungs[next].used = 0;
             available = after_change(runner, available, was, held(runner), measure);
         }
@@ -359,6 +383,7 @@ static void preload_neighbours(rs_runner *runner, uint64_t available, int measur
 /* The switch of refresh: `available` was probed (`measure`) or given. Holds the lock. */
 static rs_status refresh_locked(rs_runner *runner, uint64_t available, int measure, int *switched, rs_error *err) {
     size_t old = runner->current, next = NO_VARIANT;
+    uint64_t seen = available; /* what a failed load is judged as tried with */
     rs_status status = choose(runner, available, &next, err);
     if (status == RS_OK && next != old && !resident(runner, next)) {
         available = evict(runner, next, available, measure);
@@ -366,9 +391,9 @@ static rs_status refresh_locked(rs_runner *runner, uint64_t available, int measu
         uint64_t was = held(runner);
         if (old == NO_VARIANT || add(added, runner->policy.headroom_bytes) <= available) {
             /* both fit: load, keep the old one resident */
-            status = refused_by_backend(runner, next, load(runner, next, measure ? available : 0, err));
+            status = judge_failure(runner, next, seen, load(runner, next, measure ? available : 0, err));
         } else {
-            status = release_then_load(runner, next, measure, err);
+            status = release_then_load(runner, next, seen, measure, err);
         }
         available = after_change(runner, available, was, held(runner), measure);
     }
@@ -403,7 +428,8 @@ static rs_status refresh(rs_runner *runner, uint64_t available, int measure, int
 rs_status rs_runner_open(rs_bundle *bundle, const rs_policy *policy, const rs_backend *backend,
                          const char *memory_root, rs_runner **out, rs_error *err) {
     if (bundle == NULL || policy == NULL || backend == NULL || backend->open == NULL || backend->load == NULL ||
-        backend->run == NULL || backend->unload == NULL || backend->close == NULL || memory_root == NULL || out == NULL || strlen(memory_root) >= 2048 ||
+        backend->run == NULL || backend->unload == NULL || backend->close == NULL || memory_root == NULL ||
+        out == NULL || strlen(memory_root) >= sizeof ((rs_runner *)0)->memory_root ||
         (policy->override_id != NULL && strlen(policy->override_id) >= sizeof ((rs_runner *)0)->override_id)) {
         return rs_fail(err, RS_ERR_ARGUMENT, "rs_runner_open: bundle, policy (an override id under 64 bytes), a "
                                              "complete backend, memory root and out are required");
@@ -550,7 +576,8 @@ static rs_status take(rs_runner *runner, const char *id, int use, rs_error *err)
     size_t index = NO_VARIANT;
     rs_status status = find(runner, id, &index, err);
     if (status == RS_OK && !resident(runner, index)) {
-        status = refused_by_backend(runner, index, load(runner, index, probe(runner), err));
+        uint64_t before = probe(runner);
+        status = judge_failure(runner, index, before, load(runner, index, before, err));
     }
     if (status == RS_OK) {
         runner->rungs[index].used = ++runner->clock;

@@ -34,6 +34,7 @@ typedef struct {
     int refused_opens;              /* opens failed so far */
     int opens, closes, loads, unloads; /* successful calls so far */
     uint64_t program_taken;         /* what an open program takes from the meminfo fixture (loads take the rest) */
+    int unreadable_after_open;      /* opens leave the meminfo fixture unreadable (until a load rewrites it) */
     char inflated[64];     /* loads of this id take 1.15 x the index figure from the meminfo fixture, others 1 x */
     char meminfo[2200];
     uint64_t mem_available;
@@ -90,6 +91,9 @@ static rs_status open_program(void *context, const void *data, size_t size, cons
     *p = (program){context, data, size};
     count(p->script, &p->script->opens);
     set_meminfo(s, s->mem_available > s->program_taken ? s->mem_available - s->program_taken : 0);
+    if (s->unreadable_after_open) {
+        write_text(s->meminfo, "not a meminfo file\n");
+    }
     *out = p;
     return RS_OK;
 }
@@ -295,8 +299,11 @@ static void test_a_failed_switch_restores_the_variant_in_use(void) {
     teardown(&f);
 }
 
-/* The same switch failing for want of memory is no refusal: the next refresh tries `middle` again. */
-static void test_a_switch_that_ran_out_of_memory_is_tried_again(void) {
+/* The same switch failing for want of memory is no refusal, but under the same pressure it is not tried again
+ * (that released and restored `large` on every refresh): with 5 MiB free again the next refresh moves to
+ * `small`. With more free than at the failure (30 MiB beside `small`: 30 + 10 >= 1.1 * 20 + 16), `middle` is
+ * tried again and loads. */
+static void test_a_switch_that_ran_out_of_memory_waits_for_more_memory(void) {
     fixture f;
     setup(&f, "no-memory", 0, 1000 * MIB, 16 * MIB);
     rs_error err = {RS_OK, ""};
@@ -307,8 +314,32 @@ static void test_a_switch_that_ran_out_of_memory_is_tried_again(void) {
     CHECK(status == RS_ERR_NO_MEMORY && !switched && strcmp(current(f.runner), "large") == 0, "kept %s (%s: %s)",
           current(f.runner), rs_status_name(status), err.message);
     status = rs_runner_refresh_with(f.runner, 5 * MIB, &switched, &err);
-    CHECK(status == RS_OK && switched && strcmp(current(f.runner), "middle") == 0, "moved to %s: %s",
+    CHECK(status == RS_OK && switched && strcmp(current(f.runner), "small") == 0,
+          "the same 5 MiB: moved to %s, not middle again: %s", current(f.runner), err.message);
+    status = rs_runner_refresh_with(f.runner, 30 * MIB, &switched, &err);
+    CHECK(status == RS_OK && switched && strcmp(current(f.runner), "middle") == 0, "30 MiB: moved to %s: %s",
           current(f.runner), err.message);
+    teardown(&f);
+}
+
+/* A probe failing inside a load (the meminfo file unreadable between opening `middle`'s program and loading it)
+ * measures nothing, so the rung is charged the index's figures. Charged nothing, its 20 MiB went uncounted:
+ * with 2 MiB free, `large` (40 + 16 of headroom) then looked as if it could not stay beside it, and the runner
+ * moved to `middle`. Counted, `large` stays and `middle` is unloaded to leave the headroom. */
+static void test_a_probe_failing_inside_a_load_charges_the_index_figures(void) {
+    fixture f;
+    setup(&f, "probe-fails", 0, 1000 * MIB, 16 * MIB);
+    rs_error err = {RS_OK, ""};
+    int switched = 0, middle = 0;
+    f.script.unreadable_after_open = 1;
+    CHECK(rs_runner_preload(f.runner, "middle", &err) == RS_OK, "preload middle: %s", err.message);
+    f.script.unreadable_after_open = 0;
+    set_meminfo(&f.script, 2 * MIB);
+    CHECK(rs_runner_refresh(f.runner, &switched, &err) == RS_OK && !switched &&
+              strcmp(current(f.runner), "large") == 0,
+          "2 MiB free beside middle: on %s (%s)", current(f.runner), err.message);
+    CHECK(rs_runner_resident(f.runner, "middle", &middle, &err) == RS_OK && middle == 0 && f.script.unloads == 1,
+          "middle resident %d after %d unload(s)", middle, f.script.unloads);
     teardown(&f);
 }
 
@@ -628,7 +659,8 @@ int main(int argc, char **argv) {
     workdir = argv[1];
     test_runs_the_verified_bytes_and_refuses_non_finite_input();
     test_a_failed_switch_restores_the_variant_in_use();
-    test_a_switch_that_ran_out_of_memory_is_tried_again();
+    test_a_switch_that_ran_out_of_memory_waits_for_more_memory();
+    test_a_probe_failing_inside_a_load_charges_the_index_figures();
     test_a_file_its_backend_refuses_is_not_opened_again_for_its_other_rungs();
     test_recovers_after_a_failed_switch_and_restore();
     test_does_not_flap_when_a_variant_is_larger_than_its_index_figure();
