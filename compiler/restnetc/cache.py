@@ -89,13 +89,15 @@ def warn_recompute(entry: str, problem: str) -> None:
 
 
 class Cache:
-    """Stage results under ``root``; a cache with ``root=None`` stores nothing.
+    """Stage results under ``root``; a cache with ``root=None`` stores nothing, and one not ``writable`` (a
+    data-parallel rank other than the first) reads entries but never writes one.
 
     Every ``load_*`` returns None for an absent entry and for a damaged one (after a CACHE WARNING).
     """
 
-    def __init__(self, root: Path | None) -> None:
+    def __init__(self, root: Path | None, *, writable: bool = True) -> None:
         self.root = root
+        self.writable = writable
 
     def load(self, key: str) -> dict[str, torch.Tensor] | None:
         """The stored tensors for ``key``, or None."""
@@ -154,7 +156,7 @@ class Cache:
     def _write(self, name: str, payload: bytes) -> None:
         """Replace entry ``name`` with the header and ``payload``, atomically, readable by the owner only (not
         fsynced: a torn entry fails its digest and is recomputed)."""
-        if self.root is None:
+        if self.root is None or not self.writable:
             return
         self.root.mkdir(parents=True, exist_ok=True)
         header = _MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n"

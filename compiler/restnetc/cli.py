@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,6 +17,7 @@ from restnetc.errors import RestnetcError
 if TYPE_CHECKING:
     from restnetc.cache import Cache
     from restnetc.config import ProjectConfig, TargetConfig
+    from restnetc.distributed import Ranks
 
 app = typer.Typer(
     name="restnetc",
@@ -41,16 +44,34 @@ CacheOption = Annotated[
 
 
 def _job_inputs(
-    target: Path, project: Path | None, cache_dir: Path | None, no_cache: bool
+    target: Path, project: Path | None, cache_dir: Path | None, no_cache: bool, writes: bool = True
 ) -> tuple[TargetConfig, ProjectConfig, Cache]:
-    """Load and validate both config files (target first) and open the stage cache."""
-    from restnetc.cache import Cache, default_cache_dir
+    """Load and validate both config files (target first) and open the stage cache (read-only unless
+    ``writes``: a data-parallel rank other than the first)."""
     from restnetc.config import load_project, load_target
 
     target_config = load_target(target)
     project_config, project_path = load_project(project)
-    stderr.print(f"project {project_config.name} ({project_path}), target {target_config.name} ({target})")
-    return target_config, project_config, Cache(None if no_cache else (cache_dir or default_cache_dir()))
+    if writes:
+        stderr.print(f"project {project_config.name} ({project_path}), target {target_config.name} ({target})")
+    return target_config, project_config, _cache(cache_dir, no_cache, writes)
+
+
+def _cache(cache_dir: Path | None, no_cache: bool, writes: bool) -> Cache:
+    from restnetc.cache import Cache, default_cache_dir
+
+    return Cache(None if no_cache else (cache_dir or default_cache_dir()), writable=writes)
+
+
+@contextmanager
+def _ranks() -> Iterator[Ranks]:
+    """The command's data-parallel ranks (one unless ``torchrun`` launched it); only rank 0 shows progress."""
+    from restnetc.distributed import joined
+    from restnetc.progress import console
+
+    with joined() as ranks:
+        console.quiet = not ranks.main
+        yield ranks
 
 
 @app.command()
@@ -85,12 +106,18 @@ def search(
     cache_dir: CacheOption = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute every stage")] = False,
 ) -> None:
-    """CKA search, stitch point per budget, stitching-layer fine-tuning; writes cka.npy, cka.png, variants.json."""
-    from restnetc.pipeline.search import run_search
+    """CKA search, stitch point per budget, stitching-layer fine-tuning; writes cka.npy, cka.png, variants.json.
+
+    Under torchrun, the ranks share the CKA pass; rank 0 writes."""
+    from restnetc.pipeline.search import contribute, run_search
     from restnetc.reports.search_outputs import variants_table, write_search_outputs
 
-    target_config, project_config, cache = _job_inputs(target, project, cache_dir, no_cache)
-    result = run_search(project_config, target_config, cache)
+    with _ranks() as ranks:
+        target_config, project_config, cache = _job_inputs(target, project, cache_dir, no_cache, ranks.main)
+        if not ranks.main:
+            contribute(project_config, None, cache, ranks)
+            return
+        result = run_search(project_config, target_config, cache, ranks=ranks)
     out_dir = out or Path("dist") / target_config.name / "search"
     write_search_outputs(result, out_dir)
     stdout.print(variants_table(result))
@@ -131,14 +158,18 @@ def sweep(
 ) -> None:
     """Stitch and fine-tune at a grid of points regardless of budgets; writes sweep.json (with the CKA-accuracy
     correlation) and sweep.png."""
-    from restnetc.cache import Cache, default_cache_dir
     from restnetc.config import load_project
-    from restnetc.pipeline.search import run_sweep
+    from restnetc.pipeline.search import contribute, run_sweep
     from restnetc.reports.sweep_outputs import write_sweep_outputs
 
     project_config, project_path = load_project(project)
-    stderr.print(f"project {project_config.name} ({project_path})")
-    result = run_sweep(project_config, Cache(None if no_cache else (cache_dir or default_cache_dir())), every)
+    with _ranks() as ranks:
+        cache = _cache(cache_dir, no_cache, ranks.main)
+        if not ranks.main:
+            contribute(project_config, None, cache, ranks)
+            return
+        stderr.print(f"project {project_config.name} ({project_path})")
+        result = run_sweep(project_config, cache, every, ranks)
     r = write_sweep_outputs(result, out)
     stdout.print(
         f"{len(result.points)} stitch points: CKA vs top-1 Pearson {r['pearson']:.3f} (p={r['pearson_p']:.2g}), "
@@ -161,12 +192,19 @@ def build(
     cache_dir: CacheOption = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute every stage")] = False,
 ) -> None:
-    """Search, then lower every variant and both parents with every backend into a verified bundle."""
+    """Search, then lower every variant and both parents with every backend into a verified bundle.
+
+    Under torchrun, the ranks share the CKA pass; rank 0 builds and writes."""
     from restnetc.pipeline.build import run_build
+    from restnetc.pipeline.search import contribute
     from restnetc.reports.bundle_summary import bundle_table
 
-    target_config, project_config, cache = _job_inputs(target, project, cache_dir, no_cache)
-    result = run_build(project_config, target_config, cache, out)
+    with _ranks() as ranks:
+        target_config, project_config, cache = _job_inputs(target, project, cache_dir, no_cache, ranks.main)
+        if not ranks.main:
+            contribute(project_config, target_config, cache, ranks)
+            return
+        result = run_build(project_config, target_config, cache, out, ranks)
     stdout.print(bundle_table(result.manifest))
     stdout.print(f"wrote bundle {result.bundle} ({len(result.manifest.artifacts)} artifacts) in {result.seconds:.0f} s")
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from restnetc.data import ImageSet
+from restnetc.distributed import ALONE, Ranks
 from restnetc.frontend.cka import MIN_UNBIASED_BATCH, Estimator, StreamingCKA
 from restnetc.models.blocks import BlockModel
 from restnetc.progress import track
@@ -16,18 +17,30 @@ from restnetc.progress import track
 
 @torch.no_grad()
 def stream_cka(
-    model_a: BlockModel, model_b: BlockModel, images: ImageSet, batch_size: int, estimator: Estimator
+    model_a: BlockModel,
+    model_b: BlockModel,
+    images: ImageSet,
+    batch_size: int,
+    estimator: Estimator,
+    ranks: Ranks = ALONE,
 ) -> tuple[np.ndarray, int]:
     """CKA ``[blocks of A, blocks of B]`` over ``images`` in one pass; returns it and the samples used.
 
-    A trailing minibatch smaller than the unbiased estimator's minimum is left out (and not counted).
+    A trailing minibatch smaller than the unbiased estimator's minimum is left out (and not counted). Under
+    several ``ranks`` (a collective: every rank calls it), each rank takes its share of the same minibatches
+    and the HSIC sums are added over the ranks, so every rank returns the one-process matrix up to the order
+    of float64 additions.
     """
     model_a.eval()
     model_b.eval()
     accumulator = StreamingCKA(len(model_a.blocks), len(model_b.blocks), estimator)
     batches = [b for b, _ in images.batches(batch_size) if len(b) >= MIN_UNBIASED_BATCH]
-    for batch in track(batches, "CKA over calibration images"):
+    for batch in track(ranks.share(batches), "CKA over calibration images"):
         accumulator.update(list(model_a.block_outputs(batch)), list(model_b.block_outputs(batch)))
+    samples = torch.tensor([accumulator.samples], dtype=torch.float64)
+    ranks.sum(accumulator.hsic)
+    ranks.sum(samples)
+    accumulator.samples = int(samples.item())
     return accumulator.compute(), accumulator.samples
 
 

@@ -45,6 +45,7 @@ from restnetc.config.project import ProjectConfig
 from restnetc.config.target import Backend as BackendName
 from restnetc.config.target import BundleConfig, CostSource, Layout, Metric, TargetConfig
 from restnetc.data import ImageSet
+from restnetc.distributed import ALONE, Ranks
 from restnetc.evaluation import Contender, judge, wilson_interval
 from restnetc.pipeline.search import run_search
 from restnetc.progress import console, step
@@ -441,12 +442,15 @@ def _write_bundle_files(staging: Path, manifest: Manifest, search: SearchResult)
     write_bundle_report(manifest, search, staging)
 
 
-def run_build(project: ProjectConfig, target: TargetConfig, cache: Cache, out_dir: Path | None = None) -> BuildResult:
+def run_build(
+    project: ProjectConfig, target: TargetConfig, cache: Cache, out_dir: Path | None = None, ranks: Ranks = ALONE
+) -> BuildResult:
     """Build the bundle for ``target`` into ``out_dir`` (default ``dist/<target name>``), atomically: nothing
-    appears there unless every stage succeeds."""
+    appears there unless every stage succeeds. Under several ``ranks``, this is rank 0's job; the others
+    ``contribute`` to its search."""
     start = time.perf_counter()
     bundle = out_dir or DEFAULT_BUNDLE_ROOT / target.name
-    search = run_search(project, target, cache, build=True)
+    search = run_search(project, target, cache, build=True, ranks=ranks)
     rungs = ladder(search)
     with staged_directory(bundle) as staging:
         lowerer = _lowerer(search, target, cache, staging)

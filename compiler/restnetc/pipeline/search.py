@@ -22,6 +22,7 @@ from restnetc.config.project import FinetuneConfig, ProjectConfig
 from restnetc.config.target import Budget, Metric, TargetConfig
 from restnetc.data import ImageSet, Splits, load_splits
 from restnetc.data.check import check_data
+from restnetc.distributed import ALONE, Ranks
 from restnetc.evaluation import Contender, compare_paired, judge
 from restnetc.frontend.features import Capture, accuracy, capture, stream_cka
 from restnetc.frontend.finetune import finetune_stitch, fit_least_squares
@@ -125,8 +126,9 @@ def _data_inputs(project: ProjectConfig) -> dict[str, object]:
 
 
 def _cka_matrix(
-    project: ProjectConfig, front: Parent, back: Parent, train: ImageSet, cache: Cache
+    project: ProjectConfig, front: Parent, back: Parent, train: ImageSet, cache: Cache, ranks: Ranks
 ) -> tuple[np.ndarray, int]:
+    """The CKA matrix and its sample count, from rank 0's cache entry or streamed with every rank's share."""
     calibration = project.calibration
     key = stage_key(
         "cka",
@@ -135,13 +137,14 @@ def _cka_matrix(
         _data_inputs(project),
         calibration.model_dump(mode="json"),
     )
-    if (stored := cache.load(key)) is not None:
+    if (stored := ranks.from_main(cache.load(key) if ranks.main else None)) is not None:
         step(f"CKA matrix {tuple(stored['cka'].shape)}: cached")
         return stored["cka"].numpy(), int(stored["samples"])
     images = train.head(calibration.images)
-    cka, samples = stream_cka(front.model, back.model, images, calibration.batch_size, calibration.estimator)
+    cka, samples = stream_cka(front.model, back.model, images, calibration.batch_size, calibration.estimator, ranks)
     cache.save(key, {"cka": torch.from_numpy(cka), "samples": torch.tensor(samples)})
-    step(f"CKA matrix {cka.shape} over {samples} calibration images")
+    shared = f", shared by {ranks.size} ranks" if ranks.size > 1 else ""
+    step(f"CKA matrix {cka.shape} over {samples} calibration images{shared}")
     return cka, samples
 
 
@@ -251,8 +254,13 @@ class _Prepared:
         )
 
 
-def _prepare(project: ProjectConfig, build: TargetConfig | None, cache: Cache) -> _Prepared:
-    """The data (checked first against what ``project`` and a ``build``'s target ask for), parents and CKA."""
+def _prepare(project: ProjectConfig, build: TargetConfig | None, cache: Cache, ranks: Ranks = ALONE) -> _Prepared:
+    """The data (checked first against what ``project`` and a ``build``'s target ask for), parents and CKA.
+
+    Under several ``ranks`` (a collective), rank 0 prepares the parents while the others wait, then they
+    prepare theirs (from its cache entries where they share the cache) and take its weights; the CKA pass is
+    shared between them.
+    """
     check_data(project, build)
     size = project.data.input_size
     splits = load_splits(project.data, project.seed)
@@ -260,10 +268,15 @@ def _prepare(project: ProjectConfig, build: TargetConfig | None, cache: Cache) -
         f"data: {len(splits.train)} train, {len(splits.validation)} validation and {len(splits.test)} test images "
         f"at {size} px, {len(splits.train.classes)} classes"
     )
+    if not ranks.main:
+        ranks.wait_for_main()
     front, back = load_parents(project, splits.train, cache)
+    if ranks.main:
+        ranks.wait_for_main()
     for parent, role in ((front, "front"), (back, "back")):
+        ranks.weights_from_main(parent.model)
         step(f"{role} parent {parent.name}: {len(parent.model.blocks)} blocks")
-    cka, samples = _cka_matrix(project, front, back, splits.train, cache)
+    cka, samples = _cka_matrix(project, front, back, splits.train, cache, ranks)
     sources, targets = interfaces(front.model, size), interfaces(back.model, size)
     stitch_cost = memoize(lambda i, j: _stitch_cost(sources[i], targets[j]))
     return _Prepared(splits, front, back, cka, samples, stitch_cost)
@@ -479,16 +492,26 @@ def _climb(
     return variants, dropped, models
 
 
-def run_search(project: ProjectConfig, target: TargetConfig, cache: Cache, *, build: bool = False) -> SearchResult:
+def contribute(project: ProjectConfig, target: TargetConfig | None, cache: Cache, ranks: Ranks) -> None:
+    """A rank other than 0's part of a search, build (``target`` given) or sweep: the stages rank 0 shares
+    with it, in the same order; rank 0 alone goes on and writes."""
+    assert not ranks.main, "rank 0 runs the whole job"
+    _prepare(project, target, cache, ranks)
+
+
+def run_search(
+    project: ProjectConfig, target: TargetConfig, cache: Cache, *, build: bool = False, ranks: Ranks = ALONE
+) -> SearchResult:
     """Run the front end for every budget of ``target``; see the module docstring.
 
     Each budget's band of candidates is ordered by ``search.selector`` (CKA, KL, or validation top-1 after a
     short fine-tune of the CKA shortlist); the rung takes the first candidate, fully fine-tuned, that no
     cheaper rung (parents included) dominates on validation, trying at most ``search.shortlist`` of them.
     ``build``: the search starts a build, so the data check covers the target's int8 calibration images too.
+    Under several ``ranks``, this is rank 0's job; the others ``contribute``.
     """
     start = time.perf_counter()
-    prepared = _prepare(project, target if build else None, cache)
+    prepared = _prepare(project, target if build else None, cache, ranks)
     front, back = prepared.front, prepared.back
     metrics = list(dict.fromkeys(budget.metric for budget in target.budgets))
     costs = (
@@ -546,12 +569,13 @@ def sweep_grid(front_blocks: int, back_blocks: int, every: int) -> set[tuple[int
     return {(i, j) for i in axis(front_blocks) for j in axis(back_blocks)}
 
 
-def run_sweep(project: ProjectConfig, cache: Cache, every: int = 1) -> SweepResult:
-    """Stitch at every point of ``sweep_grid`` and fine-tune each exactly as ``run_search`` would."""
+def run_sweep(project: ProjectConfig, cache: Cache, every: int = 1, ranks: Ranks = ALONE) -> SweepResult:
+    """Stitch at every point of ``sweep_grid`` and fine-tune each exactly as ``run_search`` would (rank 0's job
+    under several ``ranks``; the others ``contribute``)."""
     if every < 1:
         raise ValueError("every must be at least 1")
     start = time.perf_counter()
-    prepared = _prepare(project, None, cache)
+    prepared = _prepare(project, None, cache, ranks)
     front, back = prepared.front, prepared.back
     grid = sweep_grid(len(front.model.blocks), len(back.model.blocks), every)
     candidates = {(c.front_block, c.back_block): c for c in prepared.candidates()}
