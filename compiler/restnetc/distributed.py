@@ -33,10 +33,12 @@ LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 @dataclass(frozen=True)
 class Ranks:
-    """This process's place among ``size`` data-parallel ranks (one process: rank 0 of 1, and every call is local)."""
+    """This process's place among ``size`` data-parallel ranks, ``local`` of them on this machine (one process:
+    rank 0 of 1, and every call is local)."""
 
     rank: int = 0
     size: int = 1
+    local: int = 1
 
     @property
     def main(self) -> bool:
@@ -73,6 +75,13 @@ class Ranks:
         if self.size > 1:
             dist.barrier()
 
+    def go_on_alone(self) -> None:
+        """On rank 0 once the others have left: take the intra-op threads of every rank of this machine
+        (torchrun gives each rank one unless ``OMP_NUM_THREADS`` says otherwise)."""
+        assert self.main, "only rank 0 goes on"
+        if self.local > 1:
+            torch.set_num_threads(torch.get_num_threads() * self.local)
+
 
 ALONE = Ranks()
 """One process, no group."""
@@ -97,7 +106,8 @@ def launched_ranks() -> Ranks:
     rank = _launch_number("RANK", os.environ["RANK"])
     if not 0 <= rank < size:
         raise RestnetcError(f"environment variable RANK: expected 0 to {size - 1} (WORLD_SIZE={size}), got {rank}")
-    return Ranks(rank, size)
+    local = _launch_number("LOCAL_WORLD_SIZE", os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return Ranks(rank, size, max(local, 1))
 
 
 @contextmanager

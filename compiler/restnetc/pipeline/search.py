@@ -259,7 +259,7 @@ def _prepare(project: ProjectConfig, build: TargetConfig | None, cache: Cache, r
 
     Under several ``ranks`` (a collective), rank 0 prepares the parents while the others wait, then they
     prepare theirs (from its cache entries where they share the cache) and take its weights; the CKA pass is
-    shared between them.
+    shared between them. Then the others leave, and rank 0 goes on alone with their threads.
     """
     check_data(project, build)
     size = project.data.input_size
@@ -277,6 +277,8 @@ def _prepare(project: ProjectConfig, build: TargetConfig | None, cache: Cache, r
         ranks.weights_from_main(parent.model)
         step(f"{role} parent {parent.name}: {len(parent.model.blocks)} blocks")
     cka, samples = _cka_matrix(project, front, back, splits.train, cache, ranks)
+    if ranks.main:
+        ranks.go_on_alone()
     sources, targets = interfaces(front.model, size), interfaces(back.model, size)
     stitch_cost = memoize(lambda i, j: _stitch_cost(sources[i], targets[j]))
     return _Prepared(splits, front, back, cka, samples, stitch_cost)
