@@ -191,6 +191,14 @@ def build(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Bundle directory; default dist/<target>")] = None,
     cache_dir: CacheOption = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute every stage")] = False,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            help="Who runs the (rung, backend) lowering and verification jobs: local (worker processes here), "
+            "ray (the Ray cluster ray.init finds, else a local one) or ray://HOST:PORT",
+        ),
+    ] = "local",
 ) -> None:
     """Search, then lower every variant and both parents with every backend into a verified bundle.
 
@@ -198,13 +206,15 @@ def build(
     from restnetc.pipeline.build import run_build
     from restnetc.pipeline.search import contribute
     from restnetc.reports.bundle_summary import bundle_table
+    from restnetc.workers import executor_for
 
+    jobs = executor_for(executor)
     with _ranks() as ranks:
         target_config, project_config, cache = _job_inputs(target, project, cache_dir, no_cache, ranks.main)
         if not ranks.main:
             contribute(project_config, target_config, cache, ranks)
             return
-        result = run_build(project_config, target_config, cache, out, ranks)
+        result = run_build(project_config, target_config, cache, out, ranks, jobs)
     stdout.print(bundle_table(result.manifest))
     stdout.print(f"wrote bundle {result.bundle} ({len(result.manifest.artifacts)} artifacts) in {result.seconds:.0f} s")
 

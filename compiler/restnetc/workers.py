@@ -1,26 +1,61 @@
-"""Jobs run side by side in worker processes, each worker holding one copy of a shared state.
+"""Independent jobs run side by side by an executor: worker processes on this machine, or tasks on a Ray cluster.
 
 Most of lowering, quantization and verification is single-threaded Python (graph passes in
 ``torch.export``, PT2E, the delegates' preprocessing) or small-batch inference, so on a machine with N
-cores N jobs run in about the time of one. Workers are spawned (never forked: the parent holds threads of
-the toolchains), run one thread each, and receive the shared state once, when they start.
+cores N jobs run in about the time of one. Every executor runs ``function(state, job)`` for each job with
+one intra-op thread and yields the results as they finish; the state travels once per worker (``local``:
+when a process starts) or once per cluster (``ray``: one object in its store). Executors are registered by
+name; a job's exceptions reach the caller as the job raised them.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 import torch
+
+from restnetc.errors import RestnetcError
+from restnetc.registry import Registry
 
 State = TypeVar("State")
 Job = TypeVar("Job")
 Result = TypeVar("Result")
 
+RAY_RETRIES = 2
+"""Times Ray runs a job again when its worker died (a lost node, a process killed for memory); an exception a
+job raises is not retried: the toolchains are deterministic."""
+
 _state: list[Any] = []
 """In a worker process only: the state it was started with (a pool initializer can pass nothing else)."""
+
+
+class Executor(Protocol):
+    """Runs independent jobs and yields ``(index into jobs, function(state, job))`` as each finishes.
+
+    ``function`` is a module-level function (or one reachable by name, such as a class's method); at most
+    ``workers`` jobs run at once (an executor may run fewer); with one job or one worker, ``local`` runs it in
+    this process. On any exception or Ctrl-C, jobs not started are dropped. ``remote``: jobs may run on other
+    machines, so ``state`` must not name this machine's paths for writing.
+    """
+
+    @property
+    def name(self) -> str:
+        """The registered name."""
+        ...
+
+    @property
+    def remote(self) -> bool:
+        """Whether jobs may run on other machines."""
+        ...
+
+    def run_all(
+        self, function: Callable[[State, Job], Result], state: State, jobs: Sequence[Job], workers: int
+    ) -> Iterator[tuple[int, Result]]: ...
 
 
 def _start(state: object) -> None:
@@ -32,24 +67,109 @@ def _call(function: Callable[[Any, Job], Result], job: Job) -> Result:
     return function(_state[0], job)
 
 
-def run_all(
-    function: Callable[[State, Job], Result], state: State, jobs: Sequence[Job], workers: int
-) -> Iterator[tuple[int, Result]]:
-    """Yield ``(index into jobs, function(state, job))`` as each job finishes, in ``workers`` processes.
+@dataclass(frozen=True)
+class LocalPool:
+    """Spawned worker processes on this machine (never forked: the parent holds threads of the toolchains)."""
 
-    ``function`` must be a module-level function; with one worker (or one job) it runs in this process.
-    Exceptions raised by a job are re-raised here; on any exception or Ctrl-C, jobs not started are dropped.
-    """
-    count = min(len(jobs), workers)
-    if count <= 1:
-        for index, job in enumerate(jobs):
-            yield index, function(state, job)
-        return
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(count, mp_context=context, initializer=_start, initargs=(state,))
+    name: str = "local"
+    remote: bool = False
+
+    def run_all(
+        self, function: Callable[[State, Job], Result], state: State, jobs: Sequence[Job], workers: int
+    ) -> Iterator[tuple[int, Result]]:
+        count = min(len(jobs), workers)
+        if count <= 1:
+            for index, job in enumerate(jobs):
+                yield index, function(state, job)
+            return
+        context = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(count, mp_context=context, initializer=_start, initargs=(state,))
+        try:
+            futures: dict[Future[Result], int] = {pool.submit(_call, function, job): i for i, job in enumerate(jobs)}
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ray_job(function: Callable[[Any, Job], Result], state: Any, job: Job) -> Result:
+    torch.set_num_threads(1)
+    return function(state, job)
+
+
+@dataclass(frozen=True)
+class RayTasks:
+    """One Ray task per job (one CPU each) on the cluster at ``address`` (``ray://HOST:PORT`` for Ray Client),
+    or, without one, on the cluster ``ray.init`` finds (``RAY_ADDRESS``, one started with ``ray start``) or a
+    local one it starts. A cluster this executor connected to is left when its jobs end."""
+
+    address: str | None = None
+    name: str = "ray"
+    remote: bool = True
+
+    def run_all(
+        self, function: Callable[[State, Job], Result], state: State, jobs: Sequence[Job], workers: int
+    ) -> Iterator[tuple[int, Result]]:
+        try:
+            import ray
+            from ray.exceptions import RayError, RayTaskError
+        except ImportError:
+            raise RestnetcError("executor ray: Ray is not installed (pip install 'restnetc[ray]')") from None
+        if not jobs:
+            return
+        connected = not ray.is_initialized()
+        if connected:
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        task: Any = ray.remote(num_cpus=1, max_retries=RAY_RETRIES, retry_exceptions=False)(_ray_job)
+        pending: dict[Any, int] = {}
+        try:
+            shared = ray.put(state)
+            pending = {task.remote(function, shared, job): i for i, job in enumerate(jobs)}
+            while pending:
+                (done,), _ = ray.wait(list(pending), num_returns=1)
+                index = pending.pop(done)
+                try:
+                    result = ray.get(done)
+                except RayTaskError as exc:  # the job raised: the caller sees its own exception
+                    raise (exc.cause if isinstance(exc.cause, BaseException) else exc) from None
+                except RayError as exc:
+                    raise RestnetcError(
+                        f"executor ray: job {index + 1} of {len(jobs)} failed after {RAY_RETRIES} retries: {exc}"
+                    ) from None
+                yield index, result
+        finally:
+            for reference in pending:
+                ray.cancel(reference)
+            if connected:
+                ray.shutdown()
+
+
+LOCAL = LocalPool()
+
+
+def _local(address: str | None) -> Executor:
+    if address is not None:
+        raise ValueError("the local executor takes no address")
+    return LOCAL
+
+
+def _ray(address: str | None) -> Executor:
+    return RayTasks(None if address is None else f"ray://{address}")
+
+
+EXECUTORS: Registry[Callable[[str | None], Executor]] = Registry("executor")
+"""Executor factories by name; each takes the address after ``NAME://`` (None without one), ValueError if it
+cannot use it."""
+EXECUTORS.register("local", _local)
+EXECUTORS.register("ray", _ray)
+
+
+def executor_for(spec: str) -> Executor:
+    """The executor ``spec`` names: a registered name, optionally with ``://ADDRESS`` (``ray://HOST:10001``)."""
+    name, separator, address = spec.partition("://")
+    if separator and not address:
+        raise RestnetcError(f"--executor {spec!r}: expected an address after '{name}://'")
     try:
-        futures: dict[Future[Result], int] = {pool.submit(_call, function, job): i for i, job in enumerate(jobs)}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        return EXECUTORS.get(name)(address if separator else None)
+    except ValueError as exc:
+        raise RestnetcError(f"--executor {spec!r}: {exc}") from None

@@ -36,7 +36,7 @@ from restnetc.config.target import Quantization
 from restnetc.errors import BudgetError
 from restnetc.models import BlockModel
 from restnetc.progress import console, step
-from restnetc.workers import run_all
+from restnetc.workers import LOCAL
 
 WARMUP = 20
 RUNS = 500
@@ -109,7 +109,7 @@ def _artifacts(jobs: list[PartJob], settings: Settings, cache: Cache) -> dict[st
     found = {job.name: data for job in jobs if (data := cache.load_bytes(keys[job.name])) is not None}
     pending = [job for job in jobs if job.name not in found]
     with console.status(f"lowering {len(pending)} parts with {settings.backend.value} in worker processes"):
-        for index, outcome in run_all(_lower, settings, pending, os.cpu_count() or 1):
+        for index, outcome in LOCAL.run_all(_lower, settings, pending, os.cpu_count() or 1):
             name = pending[index].name
             if isinstance(outcome, str):
                 raise BudgetError(f"profiling {settings.target}: part {name} could not be lowered: {outcome}")

@@ -27,7 +27,7 @@ from restnetc.cache import Cache, stage_key, toolchain_versions, warn_recompute
 from restnetc.config.target import AccuracyPolicy, Quantization
 from restnetc.config.target import Backend as BackendName
 from restnetc.progress import console, step
-from restnetc.workers import run_all
+from restnetc.workers import LOCAL, Executor
 
 SCREENING_IMAGES = 500
 """Validation images on which float units are screened in simulation before a candidate is lowered."""
@@ -128,6 +128,7 @@ class Lowerer:
         policy: AccuracyPolicy,
         cache: Cache,
         workers: int | None = None,
+        executor: Executor = LOCAL,
     ) -> None:
         self.quantization = quantization
         self.calibration = calibration
@@ -137,11 +138,19 @@ class Lowerer:
         self.cache = cache
         self.tools = toolchain_versions()
         self.workers = workers or os.cpu_count() or 1
+        self.executor = executor
 
-    def single_threaded(self) -> Lowerer:
-        """A copy for a worker process: it has one core, so its runtimes verify with one thread."""
+    def for_workers(self, count: int) -> Lowerer:
+        """What ``count`` jobs run with: this lowerer for one local job; else a copy whose runtimes verify with
+        one thread (a worker has one core), and for a remote executor one that writes nothing on the worker's
+        machine but temporary files (a read-only cache: the caller records what comes back)."""
+        if count <= 1 and not self.executor.remote:
+            return self
         worker = copy.copy(self)
         worker.verifier = dataclasses.replace(self.verifier, threads=1)
+        if self.executor.remote:
+            worker.cache = Cache(self.cache.root, writable=False)
+            worker.verifier = dataclasses.replace(worker.verifier, cache=worker.cache, work_dir=None)
         return worker
 
     def _artifact_key(self, job: PairJob, float_modules: tuple[str, ...]) -> str:
@@ -176,13 +185,21 @@ class Lowerer:
         return Verified(_from_json(data, meta), tuple(stored["float_modules"]), evaluation, stored["policy"])
 
     def _save_result(self, job: PairJob, verified: Verified) -> None:
+        """Record ``job``'s outcome with its artifact and figures (a remote worker stored none of them)."""
+        artifact, sha256 = self._artifact_key(job, verified.float_modules), hashlib.sha256(verified.lowered.data)
+        self._store_artifact(artifact, verified.lowered)
+        self.verifier.record(sha256.hexdigest(), None, verified.evaluation)
         stored = {
-            "artifact": self._artifact_key(job, verified.float_modules),
-            "sha256": hashlib.sha256(verified.lowered.data).hexdigest(),
+            "artifact": artifact,
+            "sha256": sha256.hexdigest(),
             "float_modules": list(verified.float_modules),
             "policy": verified.policy,
         }
         self.cache.save_json(self._result_key(job), stored)
+
+    def _store_artifact(self, key: str, lowered: Lowered) -> None:
+        self.cache.save_bytes(key, lowered.data)
+        self.cache.save_json(key, _to_json(lowered))
 
     def _lower(self, job: PairJob, graphs: Graphs, float_modules: tuple[str, ...], log: list[str]) -> Lowered:
         """``job``'s rung lowered with ``float_modules`` kept in float, from the cache or the toolchain."""
@@ -203,8 +220,7 @@ class Lowerer:
                     lowered = backend.lower(job.rung.model, example, self.quantization, self.calibration)
             except Exception as exc:  # any toolchain failure: keep the toolchain's words
                 raise BuildError(f"{label}: lowering failed: {type(exc).__name__}: {exc}\n{output.tail()}") from None
-        self.cache.save_bytes(key, lowered.data)
-        self.cache.save_json(key, _to_json(lowered))
+        self._store_artifact(key, lowered)
         d = lowered.delegation
         log.append(
             f"[bold cyan]>[/] lowered {label}: {len(lowered.data) / 1e6:.2f} MB, "
@@ -253,9 +269,10 @@ class Lowerer:
                     step(f"{job.label}: verified artifact from the cache ({stored.policy})")
         pending.sort(key=lambda job: -job.rung.params)  # the longest first, so no core idles at the end
         count = min(len(pending), self.workers)
-        state = self if count <= 1 else self.single_threaded()
-        with console.status(f"lowering and verifying {len(pending)} artifacts in {count} processes"):
-            for index, result in run_all(Lowerer.build_pair, state, pending, count):
+        where = f"{self.executor.name} tasks" if self.executor.remote else f"{count} processes"
+        with console.status(f"lowering and verifying {len(pending)} artifacts in {where}"):
+            jobs = self.executor.run_all(Lowerer.build_pair, self.for_workers(count), pending, count)
+            for index, result in jobs:
                 for message in result.messages:
                     console.print(message, highlight=False)
                 self._save_result(pending[index], result.verified)

@@ -25,7 +25,6 @@ from restnetc.cache import stage_key
 from restnetc.config.target import Backend as BackendName
 from restnetc.config.target import Quantization
 from restnetc.progress import console
-from restnetc.workers import run_all
 
 LADDER_STEM = "ladder"
 """A ladder program's file is ``<backend>/ladder<suffix>``."""
@@ -108,9 +107,21 @@ def _compile(lowerer: Lowerer, job: PackJob) -> LoweredProgram:
             raise BuildError(
                 f"{job.backend.value} ladder program: lowering failed: {type(exc).__name__}: {exc}\n{output.tail()}"
             ) from None
+    _store_program(lowerer, key, program)
+    return program
+
+
+def _store_program(lowerer: Lowerer, key: str, program: LoweredProgram) -> None:
     lowerer.cache.save_bytes(key, program.data)
     lowerer.cache.save_json(key, {"entries": [dataclasses.asdict(entry) for entry in program.entry_points]})
-    return program
+
+
+def _record(lowerer: Lowerer, job: PackJob, packed: Packed) -> None:
+    """Store ``job``'s program and its entry points' figures (a remote worker stored neither)."""
+    _store_program(lowerer, _key(lowerer, job), packed.program)
+    sha256 = hashlib.sha256(packed.program.data).hexdigest()
+    for entry_point, evaluations in packed.evaluations.items():
+        lowerer.verifier.record(sha256, entry_point, evaluations)
 
 
 def pack(lowerer: Lowerer, job: PackJob) -> Packed:
@@ -139,10 +150,10 @@ def pack(lowerer: Lowerer, job: PackJob) -> Packed:
 def pack_all(lowerer: Lowerer, jobs: list[PackJob]) -> dict[BackendName, Packed]:
     """Every job's program, backends side by side in worker processes (one per core)."""
     count = min(len(jobs), lowerer.workers)
-    state = lowerer if count <= 1 else lowerer.single_threaded()
     packed: dict[BackendName, Packed] = {}
-    with console.status(f"packing {len(jobs)} ladder programs in {count} processes"):
-        for index, result in run_all(pack, state, jobs, count):
+    with console.status(f"packing {len(jobs)} ladder programs with the {lowerer.executor.name} executor"):
+        for index, result in lowerer.executor.run_all(pack, lowerer.for_workers(count), jobs, count):
+            _record(lowerer, jobs[index], result)
             packed[jobs[index].backend] = result
             data = result.program.data
             console.print(

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -94,16 +97,27 @@ def _figures(out: np.ndarray, labels: torch.Tensor, eager: torch.Tensor) -> Eval
     )
 
 
+@contextmanager
+def _directory(work_dir: Path | None) -> Iterator[Path]:
+    """``work_dir``, or a temporary directory on this machine for the duration."""
+    if work_dir is not None:
+        yield work_dir
+        return
+    with tempfile.TemporaryDirectory(prefix="restnetc-verify-") as temporary:
+        yield Path(temporary)
+
+
 @dataclasses.dataclass(frozen=True)
 class Verifier:
     """Runs artifacts in their runtimes on ``validation`` and ``test`` with ``threads`` threads, writing each
-    artifact to ``work_dir`` only while it runs; figures are cached in ``cache``."""
+    artifact to ``work_dir`` (None: a temporary directory of the machine that runs it) only while it runs;
+    figures are cached in ``cache``."""
 
     validation: HeldOut
     test: HeldOut
     threads: int
     cache: Cache
-    work_dir: Path
+    work_dir: Path | None
 
     def key(self, sha256: str, entry_point: str | None = None) -> str:
         """The cache key of the figures verified for entry point ``entry_point`` (default: the artifact's one)
@@ -115,6 +129,10 @@ class Verifier:
         stored = self.cache.load_json(self.key(sha256, entry_point))
         return None if stored is None else Evaluations.from_json(stored)
 
+    def record(self, sha256: str, entry_point: str | None, evaluations: Evaluations) -> None:
+        """Store ``evaluations`` as the figures of the bytes with ``sha256`` (and ``entry_point``)."""
+        self.cache.save_json(self.key(sha256, entry_point), dataclasses.asdict(evaluations))
+
     def evaluate(
         self, data: bytes, backend: Backend, eager: EagerLogits, label: str, entry_point: str | None = None
     ) -> Evaluations:
@@ -123,10 +141,10 @@ class Verifier:
         sha = hashlib.sha256(data).hexdigest()
         if (stored := self.stored(sha, entry_point)) is not None:
             return stored
-        path = self.work_dir / f"verify-{sha[:16]}{backend.suffix}"
-        path.write_bytes(data)
         images = torch.cat([self.validation.images, self.test.images]).numpy()
-        with captured() as output:
+        with _directory(self.work_dir) as directory, captured() as output:
+            path = directory / f"verify-{sha[:16]}{backend.suffix}"
+            path.write_bytes(data)
             try:
                 out = backend.load(path, self.threads, entry_point)(images)
             except Exception as exc:  # the runtime refused what the toolchain produced: keep its words
@@ -141,5 +159,5 @@ class Verifier:
             _figures(out[:count], self.validation.labels, eager.validation),
             _figures(out[count:], self.test.labels, eager.test),
         )
-        self.cache.save_json(self.key(sha, entry_point), dataclasses.asdict(evaluations))
+        self.record(sha, entry_point, evaluations)
         return evaluations

@@ -52,6 +52,7 @@ from restnetc.progress import console, step
 from restnetc.reports.bundle_report import write_bundle_report
 from restnetc.reports.search_outputs import variants_document
 from restnetc.results import SearchResult
+from restnetc.workers import LOCAL, Executor
 
 DEFAULT_BUNDLE_ROOT = Path("dist")
 
@@ -126,14 +127,14 @@ def _quantization(q: TensorQuantization | None) -> ManifestQuantization | None:
     return None if q is None else ManifestQuantization.model_validate(dataclasses.asdict(q))
 
 
-def _lowerer(search: SearchResult, target: TargetConfig, cache: Cache, staging: Path) -> Lowerer:
+def _lowerer(search: SearchResult, target: TargetConfig, cache: Cache, staging: Path, executor: Executor) -> Lowerer:
     """The target's lowering: its quantization calibrated on the train split, verification on the held-out
-    splits (artifacts written to ``staging`` while they run), its accuracy policy."""
+    splits (artifacts written to ``staging`` while they run), its accuracy policy; jobs run by ``executor``."""
     validation = HeldOut.of(search.validation.images, search.validation.labels)
     test = HeldOut.of(search.test.images, search.test.labels)
     verifier = Verifier(validation, test, _threads(target), cache, staging)
     calibration = search.train.images[: target.runtime.calibration_images]
-    return Lowerer(target.runtime.quantization, calibration, verifier, target.accuracy, cache)
+    return Lowerer(target.runtime.quantization, calibration, verifier, target.accuracy, cache, executor=executor)
 
 
 def _lower_and_verify(lowerer: Lowerer, target: TargetConfig, rungs: list[Rung], staging: Path) -> dict[Key, Staged]:
@@ -443,17 +444,23 @@ def _write_bundle_files(staging: Path, manifest: Manifest, search: SearchResult)
 
 
 def run_build(
-    project: ProjectConfig, target: TargetConfig, cache: Cache, out_dir: Path | None = None, ranks: Ranks = ALONE
+    project: ProjectConfig,
+    target: TargetConfig,
+    cache: Cache,
+    out_dir: Path | None = None,
+    ranks: Ranks = ALONE,
+    executor: Executor = LOCAL,
 ) -> BuildResult:
     """Build the bundle for ``target`` into ``out_dir`` (default ``dist/<target name>``), atomically: nothing
     appears there unless every stage succeeds. Under several ``ranks``, this is rank 0's job; the others
-    ``contribute`` to its search."""
+    ``contribute`` to its search. ``executor`` runs the (rung, backend) lowering and verification jobs and
+    the packing of ladder programs."""
     start = time.perf_counter()
     bundle = out_dir or DEFAULT_BUNDLE_ROOT / target.name
     search = run_search(project, target, cache, build=True, ranks=ranks)
     rungs = ladder(search)
     with staged_directory(bundle) as staging:
-        lowerer = _lowerer(search, target, cache, staging)
+        lowerer = _lowerer(search, target, cache, staging, executor)
         staged = _lower_and_verify(lowerer, target, rungs, staging)
         measured = _measure(staged, search, target, project.data.input_size, cache, staging)
         standings = _standings(staged, measured, target)
