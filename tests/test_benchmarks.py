@@ -53,3 +53,16 @@ def test_latency_prediction_benchmark_reports_its_errors(
     config = load_config(project, ProjectConfig)
     models = [decompose(build_model(config.models[k], config.data.input_size)) for k in ("a", "b")]
     assert results["parts"] == sum(len(m.blocks) + 2 for m in models)
+
+
+def test_scale_out_benchmark_times_every_arm(tmp_path: Path) -> None:
+    out = tmp_path / "scale_out.json"
+    command = [sys.executable, str(REPO / "benchmarks" / "scale_out.py"), "--images", "32", "--size", "32"]
+    subprocess.run([*command, "--batch", "8", "--repeats", "1", "--jobs", "2", "--out", str(out)], check=True)
+    results = json.loads(out.read_text())
+    cka = results["cka"]
+    assert [run[0]["ranks"] for run in cka["runs"].values()] == [1, 1, 2]
+    assert all(arm["seconds"] > 0 and arm["wall"] > arm["seconds"] for arm in cka["median_seconds"].values())
+    assert cka["all_reduce_bytes_per_rank"] == (21 + 16) ** 2 * 8 + 8
+    lowering = results["lowering_seconds"]
+    assert all(lowering[name][workers] > 0 for name in ("local", "ray") for workers in ("1", "2"))

@@ -277,6 +277,8 @@ class Lowerer:
                     console.print(message, highlight=False)
                 self._save_result(pending[index], result.verified)
                 verified[(pending[index].rung.id, pending[index].backend.value)] = result.verified
+        if pending:
+            step(f"{len(pending)} artifacts lowered and verified in {where}")
         return verified
 
     def build_pair(self, job: PairJob) -> PairResult:

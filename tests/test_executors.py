@@ -1,0 +1,95 @@
+"""Executors: every registered one runs jobs as the local pool does, and a Ray build ships the local build's bytes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from restnetc.errors import RestnetcError
+from restnetc.workers import EXECUTORS, executor_for
+from tests.conftest import REPO, CliResult
+
+LOWERING_ENTRIES = ("artifact-", "verified-", "verify-", "program-")
+"""Cache entries of lowering, verification and packing: removed, a build must redo them with its executor."""
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[None]:
+    """A local Ray cluster of 2 CPUs whose workers can import this test package; the executor uses it as found."""
+    ray = pytest.importorskip("ray")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
+    )
+    yield
+    ray.shutdown()
+
+
+def scaled(state: int, job: int) -> int:
+    """A job: ``job`` times the shared ``state``; job 13 fails as a job's own error."""
+    if job == 13:
+        raise RestnetcError("job 13 is refused")
+    return state * job
+
+
+@pytest.mark.parametrize("name", EXECUTORS.names())
+def test_every_executor_yields_each_job_s_result_once_and_raises_a_job_s_own_error(
+    name: str, ray_cluster: None
+) -> None:
+    executor = executor_for(name)
+    results = dict(executor.run_all(scaled, 3, [1, 2, 5, 7], 2))
+    assert results == {0: 3, 1: 6, 2: 15, 3: 21}
+    with pytest.raises(RestnetcError, match=r"^job 13 is refused$"):
+        dict(executor.run_all(scaled, 3, [1, 13, 2], 2))
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("dask", "--executor 'dask': unknown executor 'dask'; registered: local, ray"),
+        ("local://host:1", "--executor 'local://host:1': the local executor takes no address"),
+        ("ray://", "--executor 'ray://': expected an address after 'ray://'"),
+    ],
+)
+def test_an_unknown_executor_is_a_one_line_error(
+    spec: str, message: str, tiny_files: tuple[Path, Path], cli: Callable[..., CliResult]
+) -> None:
+    project, target = tiny_files
+    result = cli("build", "--target", str(target), "--project", str(project), "--executor", spec)
+    assert result.code == 1 and message in " ".join(result.stderr.split()) and "Traceback" not in result.stderr
+
+
+def _figures(bundle: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """Each artifact's manifest record but what is timed or probed per process (latency, memory)."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    return {
+        (a["id"], a["backend"]): {k: v for k, v in a.items() if k not in ("latency_ms", "memory_bytes")}
+        for a in manifest["artifacts"]
+    }
+
+
+def test_a_ray_build_ships_the_local_build_s_artifacts_and_figures(
+    built: tuple[Path, Path, Path, Path], ray_cluster: None, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    bundle, project, target, cache = built
+    ray_cache = tmp_path / "cache"
+    shutil.copytree(cache, ray_cache)
+    for entry in ray_cache.iterdir():
+        if entry.name.startswith(LOWERING_ENTRIES):
+            entry.unlink()
+    out = tmp_path / "bundle"
+    job = ("build", "-t", str(target), "-p", str(project), "--cache-dir", str(ray_cache), "--executor", "ray")
+    result = cli(*job, "--out", str(out))
+    assert result.code == 0, result.stderr
+    local = _figures(bundle)
+    assert f"{len(local)} artifacts lowered and verified in ray tasks" in " ".join(result.stderr.split())
+    assert _figures(out) == local
+    recorded = {entry.name.split("-")[0] for entry in ray_cache.iterdir()}
+    assert {"artifact", "verified", "verify"} <= recorded, "the driver records what the tasks returned"
