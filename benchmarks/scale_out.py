@@ -85,7 +85,7 @@ def _lowering(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     state = (decompose(build_model(project.models["b"], args.size)).eval(), args.size)
     jobs = [("litert", "executorch")[i % 2] for i in range(args.jobs)]
     seconds: dict[str, dict[str, float]] = {}
-    for workers in (1, 2):
+    for workers in (1, 2) if jobs else ():
         for name, executor in (("local", LocalPool()), ("ray", RayTasks())):
             if name == "ray":
                 import ray
@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--jobs", type=int, default=4)
+    parser.add_argument("--jobs", type=int, default=4, help="lowering jobs per arm; 0: no lowering arms")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--cka-job", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
