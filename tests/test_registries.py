@@ -1,6 +1,6 @@
 """Every extension point is a registry that rejects duplicates and unknown names, and holds exactly what the
 config schemas accept: model sources (``models.factory``), data sources (``data.sources``) and stitch-point
-selectors (``pipeline.search``) here; backends
+selectors (``pipeline.search``) here, and executors (``workers``, tested each in ``test_executors.py``); backends
 (``test_backends.py``) and accuracy policies (``test_accuracy_policy.py``) beside their own code."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from restnetc.config.project import DataSource, ModelSpec, SearchConfig
 from restnetc.data.sources import get_data_source, list_data_sources, register_data_source
 from restnetc.models.factory import get_model_source, list_model_sources, register_model_source
 from restnetc.pipeline.search import get_selector, list_selectors, register_selector
+from restnetc.workers import EXECUTORS
 
 
 def _discriminator_values(union: object, field: str) -> list[str]:
@@ -40,6 +41,7 @@ def test_selectors_are_exactly_the_ones_a_project_names() -> None:
         (register_model_source, get_model_source, "timm", "model source"),
         (register_data_source, get_data_source, "image-folder", "data source"),
         (register_selector, get_selector, "measured", "selector"),
+        (EXECUTORS.register, EXECUTORS.get, "ray", "executor"),
     ],
 )
 def test_a_registry_rejects_duplicates_and_unknown_names(
