@@ -42,8 +42,8 @@ struct rs_runner {
     size_t current; /* NO_VARIANT when nothing runs */
     uint64_t clock;
     uint64_t needs[RS_MAX_ARTIFACTS]; /* the index's memory figure, raised to what a load was measured to take */
-    uint64_t short_at[RS_MAX_ARTIFACTS]; /* memory available when a refresh's load of it last ran out (0: none since
-                                            it last loaded): not tried again by a refresh until more is */
+    uint64_t short_at[RS_MAX_ARTIFACTS]; /* the `reclaimable` room when a load of it last ran out of memory (0: not
+                                            since it last loaded): a refresh does not try it until there is more */
     size_t owner[RS_MAX_ARTIFACTS];   /* the first artifact with the same file and digest: its program's slot */
     program programs[RS_MAX_ARTIFACTS];
     rung rungs[RS_MAX_ARTIFACTS];
@@ -122,15 +122,15 @@ static rs_status open_program(rs_runner *runner, size_t index, rs_error *err) {
     return status;
 }
 
-/* Remembers why a refresh's load of rung `index`, tried with `available`, failed: a verified variant its
+/* Remembers why a load of rung `index`, tried when `room` was reclaimable, failed: a verified variant its
  * backend refused to open or load (RS_ERR_BACKEND) is not tried again by this runner, judged as never fitting;
- * one that ran out of memory (RS_ERR_NO_MEMORY) is no refusal, but is not `worth_trying` until more is
- * available. Returns `status`. */
-static rs_status judge_failure(rs_runner *runner, size_t index, uint64_t available, rs_status status) {
+ * one that ran out of memory (RS_ERR_NO_MEMORY) is no refusal, but is not `worth_trying` until there is more
+ * room. Returns `status`. */
+static rs_status judge_failure(rs_runner *runner, size_t index, uint64_t room, rs_status status) {
     if (status == RS_ERR_BACKEND) {
         runner->needs[index] = UINT64_MAX;
     } else if (status == RS_ERR_NO_MEMORY) {
-        runner->short_at[index] = available > 0 ? available : 1;
+        runner->short_at[index] = room > 0 ? room : 1;
     }
     return status;
 }
@@ -276,10 +276,11 @@ static uint64_t reclaimable(const rs_runner *runner, uint64_t available) {
     return total;
 }
 
-/* Whether a refresh seeing `available` may try to load rung `index`: not while no more is available than
- * when its last such load ran out of memory (a retry would fail the same way, after releasing what runs). */
-static int worth_trying(const rs_runner *runner, size_t index, uint64_t available) {
-    return runner->short_at[index] == 0 || available > runner->short_at[index];
+/* Whether a refresh may try to load rung `index` with `room` reclaimable: not while there is no more than
+ * when its last load ran out of memory (a retry would fail the same way, after releasing what runs). The room,
+ * unlike what is available, does not change with what the runner itself holds. */
+static int worth_trying(const rs_runner *runner, size_t index, uint64_t room) {
+    return runner->short_at[index] == 0 || room > runner->short_at[index];
 }
 
 /* Chooses for what `reclaimable` gives. A resident rung outside the current one's program is judged by what it
@@ -301,7 +302,7 @@ static rs_status choose(rs_runner *runner, uint64_t available, size_t *chosen, r
             uint64_t held = add(runner->rungs[i].charge, runner->programs[runner->owner[i]].charge);
             needs[i] = held < needs[i] ? held : needs[i];
         }
-        if (!worth_trying(runner, i, available) && needs[i] <= room) {
+        if (!worth_trying(runner, i, room) && needs[i] <= room) {
             needs[i] = add(room, 1);
         }
     }
@@ -315,13 +316,13 @@ static rs_status choose(rs_runner *runner, uint64_t available, size_t *chosen, r
 }
 
 /* Releases the current rung first (its program kept open if `next` shares it, else closed with its bytes
- * kept), then loads `next`, a failure judged as tried with `available`; if it fails, the old rung comes back
- * from the kept program or bytes. */
-static rs_status release_then_load(rs_runner *runner, size_t next, uint64_t available, int measure, rs_error *err) {
+ * kept), then loads `next`, a failure judged as tried with `room`; if it fails, the old rung comes back from
+ * the kept program or bytes. */
+static rs_status release_then_load(rs_runner *runner, size_t next, uint64_t room, int measure, rs_error *err) {
     size_t old = runner->current, old_slot = runner->owner[old];
     runner->current = NO_VARIANT;
     unload(runner, old, old_slot == runner->owner[next] ? KEEP_OPEN : CLOSE_KEEP_BYTES);
-    rs_status status = judge_failure(runner, next, available, load(runner, next, measure ? probe(runner) : 0, err));
+    rs_status status = judge_failure(runner, next, room, load(runner, next, measure ? probe(runner) : 0, err));
     if (status == RS_OK) {
         settle(runner, old_slot, CLOSE);
         return RS_OK;
@@ -363,7 +364,8 @@ static size_t neighbour(const rs_runner *runner, int up) {
 static void preload_neighbours(rs_runner *runner, uint64_t available, int measure) {
     for (int up = 0; up < 2 && runner->policy.preload_neighbours && runner->current != NO_VARIANT; up++) {
         size_t next = neighbour(runner, up);
-        if (next == NO_VARIANT || resident(runner, next) || !worth_trying(runner, next, available)) {
+        uint64_t room = reclaimable(runner, available);
+        if (next == NO_VARIANT || resident(runner, next) || !worth_trying(runner, next, room)) {
             continue;
         }
         uint64_t added = added_need(runner, next);
@@ -373,7 +375,7 @@ static void preload_neighbours(rs_runner *runner, uint64_t available, int measur
         rs_error ignored = {RS_OK, ""};
         uint64_t was = held(runner);
         rs_status status = load(runner, next, measure ? available : 0, &ignored);
-        if (judge_failure(runner, next, available, status) == RS_OK) {
+        if (judge_failure(runner, next, room, status) == RS_OK) {
             runner->rungs[next].used = 0;
             available = after_change(runner, available, was, held(runner), measure);
         }
@@ -383,7 +385,7 @@ static void preload_neighbours(rs_runner *runner, uint64_t available, int measur
 /* The switch of refresh: `available` was probed (`measure`) or given. Holds the lock. */
 static rs_status refresh_locked(rs_runner *runner, uint64_t available, int measure, int *switched, rs_error *err) {
     size_t old = runner->current, next = NO_VARIANT;
-    uint64_t seen = available; /* what a failed load is judged as tried with */
+    uint64_t room = reclaimable(runner, available); /* what a failed load is judged as tried with */
     rs_status status = choose(runner, available, &next, err);
     if (status == RS_OK && next != old && !resident(runner, next)) {
         available = evict(runner, next, available, measure);
@@ -391,9 +393,9 @@ static rs_status refresh_locked(rs_runner *runner, uint64_t available, int measu
         uint64_t was = held(runner);
         if (old == NO_VARIANT || add(added, runner->policy.headroom_bytes) <= available) {
             /* both fit: load, keep the old one resident */
-            status = judge_failure(runner, next, seen, load(runner, next, measure ? available : 0, err));
+            status = judge_failure(runner, next, room, load(runner, next, measure ? available : 0, err));
         } else {
-            status = release_then_load(runner, next, seen, measure, err);
+            status = release_then_load(runner, next, room, measure, err);
         }
         available = after_change(runner, available, was, held(runner), measure);
     }
@@ -576,8 +578,8 @@ static rs_status take(rs_runner *runner, const char *id, int use, rs_error *err)
     size_t index = NO_VARIANT;
     rs_status status = find(runner, id, &index, err);
     if (status == RS_OK && !resident(runner, index)) {
-        uint64_t before = probe(runner);
-        status = judge_failure(runner, index, before, load(runner, index, before, err));
+        uint64_t before = probe(runner), room = reclaimable(runner, before);
+        status = judge_failure(runner, index, room, load(runner, index, before, err));
     }
     if (status == RS_OK) {
         runner->rungs[index].used = ++runner->clock;

@@ -301,8 +301,8 @@ static void test_a_failed_switch_restores_the_variant_in_use(void) {
 
 /* The same switch failing for want of memory is no refusal, but under the same pressure it is not tried again
  * (that released and restored `large` on every refresh): with 5 MiB free again the next refresh moves to
- * `small`. With more free than at the failure (30 MiB beside `small`: 30 + 10 >= 1.1 * 20 + 16), `middle` is
- * tried again and loads. */
+ * `small`. With more room than at the failure (5 + 40 then; 36 free beside `small` now, 46), `middle` is tried
+ * again and loads. */
 static void test_a_switch_that_ran_out_of_memory_waits_for_more_memory(void) {
     fixture f;
     setup(&f, "no-memory", 0, 1000 * MIB, 16 * MIB);
@@ -316,8 +316,36 @@ static void test_a_switch_that_ran_out_of_memory_waits_for_more_memory(void) {
     status = rs_runner_refresh_with(f.runner, 5 * MIB, &switched, &err);
     CHECK(status == RS_OK && switched && strcmp(current(f.runner), "small") == 0,
           "the same 5 MiB: moved to %s, not middle again: %s", current(f.runner), err.message);
-    status = rs_runner_refresh_with(f.runner, 30 * MIB, &switched, &err);
-    CHECK(status == RS_OK && switched && strcmp(current(f.runner), "middle") == 0, "30 MiB: moved to %s: %s",
+    status = rs_runner_refresh_with(f.runner, 36 * MIB, &switched, &err);
+    CHECK(status == RS_OK && switched && strcmp(current(f.runner), "middle") == 0, "36 MiB: moved to %s: %s",
+          current(f.runner), err.message);
+    teardown(&f);
+}
+
+/* The same with memory probed: releasing `large` for `small` raises what is available from 5 to 35 MiB, but not
+ * the room the runner could reclaim (45 MiB, as when `middle` failed), so `middle` is not tried again then (the
+ * raw figure let it release `small` and fail once more); at 40 MiB free beside `small` (room 50) it is. */
+static void test_a_switch_that_ran_out_of_memory_waits_for_more_room_when_probed(void) {
+    fixture f;
+    setup(&f, "no-memory-probed", 0, 1000 * MIB, 16 * MIB);
+    rs_error err = {RS_OK, ""};
+    int switched = 0;
+    f.script.fail_loads = 1;
+    f.script.failure = RS_ERR_NO_MEMORY;
+    set_meminfo(&f.script, 5 * MIB);
+    rs_status status = rs_runner_refresh(f.runner, &switched, &err);
+    CHECK(status == RS_ERR_NO_MEMORY && strcmp(current(f.runner), "large") == 0, "kept %s (%s)", current(f.runner),
+          rs_status_name(status));
+    status = rs_runner_refresh(f.runner, &switched, &err);
+    CHECK(status == RS_OK && switched && strcmp(current(f.runner), "small") == 0, "5 MiB: moved to %s: %s",
+          current(f.runner), err.message);
+    int loads = f.script.loads;
+    status = rs_runner_refresh(f.runner, &switched, &err);
+    CHECK(status == RS_OK && !switched && f.script.loads == loads && strcmp(current(f.runner), "small") == 0,
+          "35 MiB beside small: on %s after %d load(s)", current(f.runner), f.script.loads - loads);
+    set_meminfo(&f.script, 40 * MIB);
+    status = rs_runner_refresh(f.runner, &switched, &err);
+    CHECK(status == RS_OK && switched && strcmp(current(f.runner), "middle") == 0, "40 MiB: moved to %s: %s",
           current(f.runner), err.message);
     teardown(&f);
 }
@@ -660,6 +688,7 @@ int main(int argc, char **argv) {
     test_runs_the_verified_bytes_and_refuses_non_finite_input();
     test_a_failed_switch_restores_the_variant_in_use();
     test_a_switch_that_ran_out_of_memory_waits_for_more_memory();
+    test_a_switch_that_ran_out_of_memory_waits_for_more_room_when_probed();
     test_a_probe_failing_inside_a_load_charges_the_index_figures();
     test_a_file_its_backend_refuses_is_not_opened_again_for_its_other_rungs();
     test_recovers_after_a_failed_switch_and_restore();
