@@ -9,7 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
+from restnetc.bundle.lowering import Lowerer
+from restnetc.bundle.verification import HeldOut, Verifier
+from restnetc.cache import Cache
+from restnetc.config.target import AccuracyPolicy, Quantization
 from restnetc.errors import RestnetcError
 from restnetc.workers import EXECUTORS, executor_for
 from tests.conftest import REPO, CliResult
@@ -41,8 +46,10 @@ def scaled(state: int, job: int) -> int:
 
 @pytest.mark.parametrize("name", EXECUTORS.names())
 def test_every_executor_yields_each_job_s_result_once_and_raises_a_job_s_own_error(
-    name: str, ray_cluster: None
+    name: str, request: pytest.FixtureRequest
 ) -> None:
+    if name == "ray":
+        request.getfixturevalue("ray_cluster")
     executor = executor_for(name)
     results = dict(executor.run_all(scaled, 3, [1, 2, 5, 7], 2))
     assert results == {0: 3, 1: 6, 2: 15, 3: 21}
@@ -64,6 +71,20 @@ def test_an_unknown_executor_is_a_one_line_error(
     project, target = tiny_files
     result = cli("build", "--target", str(target), "--project", str(project), "--executor", spec)
     assert result.code == 1 and message in " ".join(result.stderr.split()) and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name", EXECUTORS.names())
+def test_a_lowerer_gives_workers_one_thread_and_remote_ones_nothing_to_write(name: str, tmp_path: Path) -> None:
+    images, labels = torch.zeros(2, 3, 8, 8), torch.zeros(2, dtype=torch.long)
+    held_out, cache = HeldOut.of(images, labels), Cache(tmp_path)
+    verifier = Verifier(held_out, held_out, 2, cache, tmp_path)
+    lowerer = Lowerer(Quantization.FP32, images, verifier, AccuracyPolicy(), cache, executor=executor_for(name))
+    remote = lowerer.executor.remote
+    assert (lowerer.for_workers(1) is lowerer) is not remote
+    worker = lowerer.for_workers(2)
+    assert worker is not lowerer and worker.verifier.threads == 1 and lowerer.verifier.threads == 2
+    assert worker.cache.writable is not remote and worker.verifier.cache is worker.cache
+    assert (worker.verifier.work_dir is None) is remote and lowerer.cache.writable
 
 
 def _figures(bundle: Path) -> dict[tuple[str, str], dict[str, Any]]:

@@ -76,11 +76,11 @@ class Ranks:
             dist.barrier()
 
     def go_on_alone(self) -> None:
-        """On rank 0 once the others have left: take the intra-op threads of every rank of this machine
-        (torchrun gives each rank one unless ``OMP_NUM_THREADS`` says otherwise)."""
+        """On rank 0 once the others have left: an intra-op thread for every CPU this process may run on
+        (torchrun gives each of several local ranks one thread unless ``OMP_NUM_THREADS`` says otherwise)."""
         assert self.main, "only rank 0 goes on"
         if self.local > 1:
-            torch.set_num_threads(torch.get_num_threads() * self.local)
+            torch.set_num_threads(len(os.sched_getaffinity(0)))
 
 
 ALONE = Ranks()

@@ -2,20 +2,23 @@
 
 Most of lowering, quantization and verification is single-threaded Python (graph passes in
 ``torch.export``, PT2E, the delegates' preprocessing) or small-batch inference, so on a machine with N
-cores N jobs run in about the time of one. Every executor runs ``function(state, job)`` for each job with
-one intra-op thread and yields the results as they finish; the state travels once per worker (``local``:
-when a process starts) or once per cluster (``ray``: one object in its store). Executors are registered by
-name; a job's exceptions reach the caller as the job raised them.
+cores N jobs run in about the time of one. Every executor runs ``function(state, job)`` for each job, in a
+worker with one intra-op thread (or, for one local job, in this process), and yields the results as they
+finish; the state travels once per worker (``local``: when a process starts) or once per cluster (``ray``:
+one object in its store). Executors are registered by name; a job's exceptions reach the caller as the job
+raised them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import logging
 import multiprocessing
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import torch
 
@@ -37,10 +40,11 @@ _state: list[Any] = []
 class Executor(Protocol):
     """Runs independent jobs and yields ``(index into jobs, function(state, job))`` as each finishes.
 
-    ``function`` is a module-level function (or one reachable by name, such as a class's method); at most
-    ``workers`` jobs run at once (an executor may run fewer); with one job or one worker, ``local`` runs it in
-    this process. On any exception or Ctrl-C, jobs not started are dropped. ``remote``: jobs may run on other
-    machines, so ``state`` must not name this machine's paths for writing.
+    ``function`` is a module-level function (or one reachable by name, such as a class's method). ``local``
+    runs at most ``workers`` jobs at once (with one job or one worker, in this process); ``ray`` as many as the
+    cluster has CPUs. On any exception, or when the caller closes the iterator early, jobs not started are
+    dropped. ``remote``: jobs may run on other machines, so ``state`` must not name this machine's paths for
+    writing.
     """
 
     @property
@@ -55,7 +59,7 @@ class Executor(Protocol):
 
     def run_all(
         self, function: Callable[[State, Job], Result], state: State, jobs: Sequence[Job], workers: int
-    ) -> Iterator[tuple[int, Result]]: ...
+    ) -> Generator[tuple[int, Result], None, None]: ...
 
 
 def _start(state: object) -> None:
@@ -71,12 +75,12 @@ def _call(function: Callable[[Any, Job], Result], job: Job) -> Result:
 class LocalPool:
     """Spawned worker processes on this machine (never forked: the parent holds threads of the toolchains)."""
 
-    name: str = "local"
-    remote: bool = False
+    name: ClassVar[str] = "local"
+    remote: ClassVar[bool] = False
 
     def run_all(
         self, function: Callable[[State, Job], Result], state: State, jobs: Sequence[Job], workers: int
-    ) -> Iterator[tuple[int, Result]]:
+    ) -> Generator[tuple[int, Result], None, None]:
         count = min(len(jobs), workers)
         if count <= 1:
             for index, job in enumerate(jobs):
@@ -97,29 +101,39 @@ def _ray_job(function: Callable[[Any, Job], Result], state: Any, job: Job) -> Re
     return function(state, job)
 
 
+def _connect(address: str | None) -> None:
+    """Join the Ray cluster at ``address`` (or the one ``ray.init`` finds, else a new local one) unless this
+    process already has; it stays joined until the process exits (Ray leaves the cluster then)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = address or "the cluster ray.init finds (RAY_ADDRESS) or a local one"
+        raise RestnetcError(f"executor ray: cannot join {where}: {exc}") from None
+
+
 @dataclass(frozen=True)
 class RayTasks:
     """One Ray task per job (one CPU each) on the cluster at ``address`` (``ray://HOST:PORT`` for Ray Client),
     or, without one, on the cluster ``ray.init`` finds (``RAY_ADDRESS``, one started with ``ray start``) or a
-    local one it starts. A cluster this executor connected to is left when its jobs end."""
+    local one it starts; joined at the first jobs and kept for the next ones (see ``_connect``)."""
 
     address: str | None = None
-    name: str = "ray"
-    remote: bool = True
+    name: ClassVar[str] = "ray"
+    remote: ClassVar[bool] = True
 
     def run_all(
         self, function: Callable[[State, Job], Result], state: State, jobs: Sequence[Job], workers: int
-    ) -> Iterator[tuple[int, Result]]:
-        try:
-            import ray
-            from ray.exceptions import RayError, RayTaskError
-        except ImportError:
-            raise RestnetcError("executor ray: Ray is not installed (pip install 'restnetc[ray]')") from None
+    ) -> Generator[tuple[int, Result], None, None]:
         if not jobs:
             return
-        connected = not ray.is_initialized()
-        if connected:
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        import ray
+        from ray.exceptions import RayError, RayTaskError
+
+        _connect(self.address)
         task: Any = ray.remote(num_cpus=1, max_retries=RAY_RETRIES, retry_exceptions=False)(_ray_job)
         pending: dict[Any, int] = {}
         try:
@@ -128,20 +142,23 @@ class RayTasks:
             while pending:
                 (done,), _ = ray.wait(list(pending), num_returns=1)
                 index = pending.pop(done)
+                what = f"executor ray: job {index + 1} of {len(jobs)}"
                 try:
                     result = ray.get(done)
                 except RayTaskError as exc:  # the job raised: the caller sees its own exception
-                    raise (exc.cause if isinstance(exc.cause, BaseException) else exc) from None
-                except RayError as exc:
-                    raise RestnetcError(
-                        f"executor ray: job {index + 1} of {len(jobs)} failed after {RAY_RETRIES} retries: {exc}"
-                    ) from None
+                    if isinstance(exc.cause, RestnetcError):
+                        raise exc.cause from None
+                    if isinstance(exc.cause, Exception):
+                        exc.cause.add_note(f"{what}, on a Ray worker:\n{exc.traceback_str}")
+                        raise exc.cause from None
+                    raise RestnetcError(f"{what} failed: {exc}") from None
+                except RayError as exc:  # a lost worker (after RAY_RETRIES), a cancelled task, a bad environment
+                    raise RestnetcError(f"{what} failed ({type(exc).__name__}): {exc}") from None
                 yield index, result
         finally:
             for reference in pending:
-                ray.cancel(reference)
-            if connected:
-                ray.shutdown()
+                with contextlib.suppress(RayError):
+                    ray.cancel(reference)
 
 
 LOCAL = LocalPool()
@@ -154,6 +171,8 @@ def _local(address: str | None) -> Executor:
 
 
 def _ray(address: str | None) -> Executor:
+    if importlib.util.find_spec("ray") is None:
+        raise ValueError("Ray is not installed (pip install 'restnetc[ray]')")
     return RayTasks(None if address is None else f"ray://{address}")
 
 

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import os
 from collections.abc import Callable
+from contextlib import closing
 
 import torch
 from torch import nn
@@ -185,10 +186,12 @@ class Lowerer:
         return Verified(_from_json(data, meta), tuple(stored["float_modules"]), evaluation, stored["policy"])
 
     def _save_result(self, job: PairJob, verified: Verified) -> None:
-        """Record ``job``'s outcome with its artifact and figures (a remote worker stored none of them)."""
+        """Record ``job``'s outcome, and with a remote executor (whose workers store nothing) its artifact and
+        figures too."""
         artifact, sha256 = self._artifact_key(job, verified.float_modules), hashlib.sha256(verified.lowered.data)
-        self._store_artifact(artifact, verified.lowered)
-        self.verifier.record(sha256.hexdigest(), None, verified.evaluation)
+        if self.executor.remote:
+            self._store_artifact(artifact, verified.lowered)
+            self.verifier.record(sha256.hexdigest(), None, verified.evaluation)
         stored = {
             "artifact": artifact,
             "sha256": sha256.hexdigest(),
@@ -252,7 +255,7 @@ class Lowerer:
     ) -> dict[tuple[str, str], Verified]:
         """Lower and verify every rung with every backend, applying the accuracy policy where int8 loses too much.
 
-        ``eager`` holds each rung's fp32 logits by id. Pairs not in the cache run in worker processes, one per core.
+        ``eager`` holds each rung's fp32 logits by id. Pairs not in the cache run as jobs of the lowerer's executor.
         """
         verified: dict[tuple[str, str], Verified] = {}
         pending: list[PairJob] = []
@@ -270,8 +273,8 @@ class Lowerer:
         pending.sort(key=lambda job: -job.rung.params)  # the longest first, so no core idles at the end
         count = min(len(pending), self.workers)
         where = f"{self.executor.name} tasks" if self.executor.remote else f"{count} processes"
-        with console.status(f"lowering and verifying {len(pending)} artifacts in {where}"):
-            jobs = self.executor.run_all(Lowerer.build_pair, self.for_workers(count), pending, count)
+        jobs = self.executor.run_all(Lowerer.build_pair, self.for_workers(count), pending, count)
+        with console.status(f"lowering and verifying {len(pending)} artifacts in {where}"), closing(jobs):
             for index, result in jobs:
                 for message in result.messages:
                     console.print(message, highlight=False)

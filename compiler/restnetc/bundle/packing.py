@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+from contextlib import closing
 
 from torch import nn
 
@@ -117,7 +118,7 @@ def _store_program(lowerer: Lowerer, key: str, program: LoweredProgram) -> None:
 
 
 def _record(lowerer: Lowerer, job: PackJob, packed: Packed) -> None:
-    """Store ``job``'s program and its entry points' figures (a remote worker stored neither)."""
+    """Store ``job``'s program and its entry points' figures (what a remote worker cannot)."""
     _store_program(lowerer, _key(lowerer, job), packed.program)
     sha256 = hashlib.sha256(packed.program.data).hexdigest()
     for entry_point, evaluations in packed.evaluations.items():
@@ -148,12 +149,17 @@ def pack(lowerer: Lowerer, job: PackJob) -> Packed:
 
 
 def pack_all(lowerer: Lowerer, jobs: list[PackJob]) -> dict[BackendName, Packed]:
-    """Every job's program, backends side by side in worker processes (one per core)."""
+    """Every job's program, backends side by side as jobs of the lowerer's executor."""
     count = min(len(jobs), lowerer.workers)
     packed: dict[BackendName, Packed] = {}
-    with console.status(f"packing {len(jobs)} ladder programs with the {lowerer.executor.name} executor"):
-        for index, result in lowerer.executor.run_all(pack, lowerer.for_workers(count), jobs, count):
-            _record(lowerer, jobs[index], result)
+    results = lowerer.executor.run_all(pack, lowerer.for_workers(count), jobs, count)
+    with (
+        console.status(f"packing {len(jobs)} ladder programs with the {lowerer.executor.name} executor"),
+        closing(results),
+    ):
+        for index, result in results:
+            if lowerer.executor.remote:
+                _record(lowerer, jobs[index], result)
             packed[jobs[index].backend] = result
             data = result.program.data
             console.print(
