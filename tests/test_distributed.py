@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
 
 from restnetc.cache import Cache
 from restnetc.distributed import ALONE, LAUNCH_VARIABLES, Ranks
@@ -33,6 +34,28 @@ def test_a_read_only_cache_reads_entries_but_never_writes_one(tmp_path: Path) ->
     reader.save_bytes("other", b"bytes")
     reader.save_json("other", {"a": 1})
     assert sorted(path.name for path in tmp_path.iterdir()) == ["stored.pt"]
+
+
+def _rank(rank: int, size: int, out: str) -> None:
+    """One rank of a gloo group whose values differ by rank; saves what the ``Ranks`` calls gave it."""
+    dist.init_process_group("gloo", init_method=f"file://{out}/store", rank=rank, world_size=size)
+    ranks = Ranks(rank, size)
+    model = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        model.weight.fill_(float(rank + 1))
+    ranks.weights_from_main(model)
+    counted = torch.tensor([float(rank + 1)])
+    ranks.sum(counted)
+    value = ranks.from_main(f"rank {rank}")
+    torch.save({"weight": model.weight.detach(), "sum": counted, "value": value}, f"{out}/{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_every_rank_takes_rank_0_s_weights_and_values_and_the_sum_of_all(tmp_path: Path) -> None:
+    torch.multiprocessing.spawn(_rank, args=(2, str(tmp_path)), nprocs=2)
+    for rank in range(2):
+        got = torch.load(tmp_path / f"{rank}.pt", weights_only=True)
+        assert torch.all(got["weight"] == 1.0) and got["sum"].item() == 3.0 and got["value"] == "rank 0", rank
 
 
 @pytest.mark.parametrize(
