@@ -11,10 +11,13 @@ from typing import Any
 import pytest
 import torch
 
+from restnetc.budget import profiling
+from restnetc.budget.profiling import PartJob, Settings
 from restnetc.bundle.lowering import Lowerer
 from restnetc.bundle.verification import HeldOut, Verifier
 from restnetc.cache import Cache
 from restnetc.config.target import AccuracyPolicy, Quantization
+from restnetc.config.target import Backend as BackendName
 from restnetc.errors import RestnetcError
 from restnetc.workers import EXECUTORS, executor_for
 from tests.conftest import REPO, CliResult
@@ -85,6 +88,20 @@ def test_a_lowerer_gives_workers_one_thread_and_remote_ones_nothing_to_write(nam
     assert worker is not lowerer and worker.verifier.threads == 1 and lowerer.verifier.threads == 2
     assert worker.cache.writable is not remote and worker.verifier.cache is worker.cache
     assert (worker.verifier.work_dir is None) is remote and lowerer.cache.writable
+
+
+def test_cost_table_parts_lowered_as_ray_tasks_are_the_local_pool_s_bytes(ray_cluster: None, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    images = torch.randn(4, 3, 8, 8)
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU6()).eval()
+    jobs = [PartJob("conv", conv, images), PartJob("relu", torch.nn.Sequential(torch.nn.ReLU()), images)]
+    settings = Settings("parts", BackendName.LITERT, Quantization.FP32, 1)
+    lowered = {
+        name: profiling._artifacts(jobs, settings, Cache(tmp_path / name), executor_for(name))
+        for name in ("local", "ray")
+    }
+    assert lowered["ray"] == lowered["local"] and set(lowered["ray"]) == {"conv", "relu"}
+    assert all(data[4:8] == b"TFL3" for data in lowered["ray"].values())
 
 
 def _figures(bundle: Path) -> dict[tuple[str, str], dict[str, Any]]:

@@ -41,6 +41,14 @@ ProjectOption = Annotated[
 CacheOption = Annotated[
     Path | None, typer.Option("--cache-dir", help="Stage cache; default $RESTNETC_CACHE or ~/.cache/restnetc")
 ]
+ExecutorOption = Annotated[
+    str,
+    typer.Option(
+        "--executor",
+        help="Who runs the lowering jobs: local (worker processes here), ray (the Ray cluster ray.init finds, "
+        "else a local one) or ray://HOST:PORT",
+    ),
+]
 
 
 def _job_inputs(
@@ -191,14 +199,7 @@ def build(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Bundle directory; default dist/<target>")] = None,
     cache_dir: CacheOption = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute every stage")] = False,
-    executor: Annotated[
-        str,
-        typer.Option(
-            "--executor",
-            help="Who runs the (rung, backend) lowering and verification jobs: local (worker processes here), "
-            "ray (the Ray cluster ray.init finds, else a local one) or ray://HOST:PORT",
-        ),
-    ] = "local",
+    executor: ExecutorOption = "local",
 ) -> None:
     """Search, then lower every variant and both parents with every backend into a verified bundle.
 
@@ -228,17 +229,21 @@ def profile(
     ] = None,
     cache_dir: CacheOption = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute every stage")] = False,
+    executor: ExecutorOption = "local",
 ) -> None:
     """Lower and time every part of both parents on this machine: the cost table for latency/memory budgets.
 
-    Also writes the part artifacts to NAME.parts/ beside the table, for `bench plan --table` on a device.
+    Also writes the part artifacts to NAME.parts/ beside the table, for `bench plan --table` on a device. The
+    parts may be lowered elsewhere (--executor ray); they are timed here.
     """
     from restnetc.budget.cost_table import parts_dir
     from restnetc.pipeline.costs import profile_target
+    from restnetc.workers import executor_for
 
+    jobs = executor_for(executor)
     target_config, project_config, cache = _job_inputs(target, project, cache_dir, no_cache)
     path = out or Path("tables") / f"{target_config.name}.json"
-    table = profile_target(project_config, target_config, cache, path)
+    table = profile_target(project_config, target_config, cache, path, jobs)
     parts = sum(len(m.all()) for m in table.models.values())
     stdout.print(
         f"wrote {path} ({parts} parts, {table.backend.value} {table.quantization.value}, {table.threads} threads, "

@@ -16,6 +16,7 @@ import re
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from restnetc.config.target import Quantization
 from restnetc.errors import BudgetError
 from restnetc.models import BlockModel
 from restnetc.progress import console, step
-from restnetc.workers import LOCAL
+from restnetc.workers import LOCAL, Executor
 
 WARMUP = 20
 RUNS = 500
@@ -93,7 +94,8 @@ def _lower(settings: Settings, job: PartJob) -> Lowered | str:
             return f"{type(exc).__name__}: {exc}\n{log.tail()}"
 
 
-def _artifacts(jobs: list[PartJob], settings: Settings, cache: Cache) -> dict[str, bytes]:
+def _artifacts(jobs: list[PartJob], settings: Settings, cache: Cache, executor: Executor) -> dict[str, bytes]:
+    """Each part's artifact by name, from the cache or lowered as ``executor`` jobs (which write nothing)."""
     tools = toolchain_versions()
     keys = {
         job.name: stage_key(
@@ -108,8 +110,12 @@ def _artifacts(jobs: list[PartJob], settings: Settings, cache: Cache) -> dict[st
     }
     found = {job.name: data for job in jobs if (data := cache.load_bytes(keys[job.name])) is not None}
     pending = [job for job in jobs if job.name not in found]
-    with console.status(f"lowering {len(pending)} parts with {settings.backend.value} in worker processes"):
-        for index, outcome in LOCAL.run_all(_lower, settings, pending, os.cpu_count() or 1):
+    lowered = executor.run_all(_lower, settings, pending, os.cpu_count() or 1)
+    with (
+        console.status(f"lowering {len(pending)} parts with {settings.backend.value} ({executor.name})"),
+        closing(lowered),
+    ):
+        for index, outcome in lowered:
             name = pending[index].name
             if isinstance(outcome, str):
                 raise BudgetError(f"profiling {settings.target}: part {name} could not be lowered: {outcome}")
@@ -123,11 +129,17 @@ def _file_name(part: str) -> str:
 
 
 def profile(
-    models: dict[str, BlockModel], images: torch.Tensor, settings: Settings, cache: Cache, out_dir: Path | None = None
+    models: dict[str, BlockModel],
+    images: torch.Tensor,
+    settings: Settings,
+    cache: Cache,
+    out_dir: Path | None = None,
+    executor: Executor = LOCAL,
 ) -> CostTable:
     """The cost table of ``models`` (by name) on this machine, cached; part artifacts are written to ``out_dir``.
 
-    ``images`` (a few real task images) calibrate each part and feed the memory probes and timing runs.
+    ``images`` (a few real task images) calibrate each part and feed the memory probes and timing runs. The
+    parts are lowered as ``executor`` jobs; they are timed here, on the machine the table describes.
     """
     jobs = [job for name, model in models.items() for job in _parts(name, model, images)]
     one_op = nn.Sequential(nn.ReLU())
@@ -139,19 +151,19 @@ def profile(
         table = CostTable.model_validate(cache.load_json(key))
         step(f"cost table for {settings.target}: cached ({len(jobs) - 1} programs on {table.machine})")
     except ValidationError:  # absent, or written by an older restnetc
-        table = _measure(jobs, settings, cache)
+        table = _measure(jobs, settings, cache, executor)
         cache.save_json(key, table.model_dump(mode="json"))
     if out_dir is not None:
         suffix = get_backend(settings.backend).suffix
         with staged_files(out_dir) as staging:
-            for job, data in _artifacts(jobs, settings, cache).items():
+            for job, data in _artifacts(jobs, settings, cache, executor).items():
                 (staging / f"{_file_name(job)}{suffix}").write_bytes(data)
     return table
 
 
-def _measure(jobs: list[PartJob], settings: Settings, cache: Cache) -> CostTable:
+def _measure(jobs: list[PartJob], settings: Settings, cache: Cache, executor: Executor) -> CostTable:
     start = time.perf_counter()
-    artifacts = _artifacts(jobs, settings, cache)
+    artifacts = _artifacts(jobs, settings, cache, executor)
     backend = get_backend(settings.backend)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -15,6 +15,7 @@ from restnetc.data.check import check_data
 from restnetc.errors import ConfigError
 from restnetc.pipeline.parents import load_parents
 from restnetc.results import Parent
+from restnetc.workers import LOCAL, Executor
 
 PROFILE_IMAGES = 32
 """Real images that calibrate and feed each part when a cost table is profiled."""
@@ -48,8 +49,11 @@ def cost_table(
     return profile(models, train.head(PROFILE_IMAGES).images, _settings(target), cache)
 
 
-def profile_target(project: ProjectConfig, target: TargetConfig, cache: Cache, out: Path) -> CostTable:
-    """Profile ``target``'s cost table here and write it to ``out``, with its part artifacts in ``NAME.parts/``.
+def profile_target(
+    project: ProjectConfig, target: TargetConfig, cache: Cache, out: Path, executor: Executor = LOCAL
+) -> CostTable:
+    """Profile ``target``'s cost table here and write it to ``out``, with its part artifacts in ``NAME.parts/``;
+    ``executor`` lowers the parts.
 
     The parts are what ``restnetc bench plan --table`` pushes to a device to take the device's own table.
     """
@@ -57,6 +61,6 @@ def profile_target(project: ProjectConfig, target: TargetConfig, cache: Cache, o
     train = load_split(project.data, "train", project.seed)
     front, back = load_parents(project, train, cache)
     models = {parent.name: parent.model for parent in (front, back)}
-    table = profile(models, train.head(PROFILE_IMAGES).images, _settings(target), cache, parts_dir(out))
+    table = profile(models, train.head(PROFILE_IMAGES).images, _settings(target), cache, parts_dir(out), executor)
     save_table(table, out)
     return table
