@@ -299,55 +299,44 @@ static void test_a_failed_switch_restores_the_variant_in_use(void) {
     teardown(&f);
 }
 
-/* The same switch failing for want of memory is no refusal, but under the same pressure it is not tried again
- * (that released and restored `large` on every refresh): with 5 MiB free again the next refresh moves to
- * `small`. With more room than at the failure (5 + 40 then; 36 free beside `small` now, 46), `middle` is tried
- * again and loads. */
-static void test_a_switch_that_ran_out_of_memory_waits_for_more_memory(void) {
-    fixture f;
-    setup(&f, "no-memory", 0, 1000 * MIB, 16 * MIB);
-    rs_error err = {RS_OK, ""};
-    int switched = 0;
-    f.script.fail_loads = 1;
-    f.script.failure = RS_ERR_NO_MEMORY;
-    rs_status status = rs_runner_refresh_with(f.runner, 5 * MIB, &switched, &err);
-    CHECK(status == RS_ERR_NO_MEMORY && !switched && strcmp(current(f.runner), "large") == 0, "kept %s (%s: %s)",
-          current(f.runner), rs_status_name(status), err.message);
-    status = rs_runner_refresh_with(f.runner, 5 * MIB, &switched, &err);
-    CHECK(status == RS_OK && switched && strcmp(current(f.runner), "small") == 0,
-          "the same 5 MiB: moved to %s, not middle again: %s", current(f.runner), err.message);
-    status = rs_runner_refresh_with(f.runner, 36 * MIB, &switched, &err);
-    CHECK(status == RS_OK && switched && strcmp(current(f.runner), "middle") == 0, "36 MiB: moved to %s: %s",
-          current(f.runner), err.message);
-    teardown(&f);
+/* Refreshes `f`'s runner with `available` bytes given, or with `probed` memory set to them in the fixture. */
+static rs_status refresh_at(fixture *f, int probed, uint64_t available, int *switched, rs_error *err) {
+    if (!probed) {
+        return rs_runner_refresh_with(f->runner, available, switched, err);
+    }
+    set_meminfo(&f->script, available);
+    return rs_runner_refresh(f->runner, switched, err);
 }
 
-/* The same with memory probed: releasing `large` for `small` raises what is available from 5 to 35 MiB, but not
- * the room the runner could reclaim (45 MiB, as when `middle` failed), so `middle` is not tried again then (the
- * raw figure let it release `small` and fail once more); at 40 MiB free beside `small` (room 50) it is. */
-static void test_a_switch_that_ran_out_of_memory_waits_for_more_room_when_probed(void) {
-    fixture f;
-    setup(&f, "no-memory-probed", 0, 1000 * MIB, 16 * MIB);
-    rs_error err = {RS_OK, ""};
-    int switched = 0;
-    f.script.fail_loads = 1;
-    f.script.failure = RS_ERR_NO_MEMORY;
-    set_meminfo(&f.script, 5 * MIB);
-    rs_status status = rs_runner_refresh(f.runner, &switched, &err);
-    CHECK(status == RS_ERR_NO_MEMORY && strcmp(current(f.runner), "large") == 0, "kept %s (%s)", current(f.runner),
-          rs_status_name(status));
-    status = rs_runner_refresh(f.runner, &switched, &err);
-    CHECK(status == RS_OK && switched && strcmp(current(f.runner), "small") == 0, "5 MiB: moved to %s: %s",
-          current(f.runner), err.message);
-    int loads = f.script.loads;
-    status = rs_runner_refresh(f.runner, &switched, &err);
-    CHECK(status == RS_OK && !switched && f.script.loads == loads && strcmp(current(f.runner), "small") == 0,
-          "35 MiB beside small: on %s after %d load(s)", current(f.runner), f.script.loads - loads);
-    set_meminfo(&f.script, 40 * MIB);
-    status = rs_runner_refresh(f.runner, &switched, &err);
-    CHECK(status == RS_OK && switched && strcmp(current(f.runner), "middle") == 0, "40 MiB: moved to %s: %s",
-          current(f.runner), err.message);
-    teardown(&f);
+/* A switch failing for want of memory is no refusal, but with no more room it is not tried again (that released
+ * and restored `large` on every refresh): the room when `middle` failed was 5 free + 40 of `large`; at 5 free
+ * again the refresh moves to `small`, and at 35 free beside `small` (room 45 again; what `small`'s switch leaves
+ * when probed) it stays there. The free figure alone rose from 5 to 35 and let `middle` be tried, releasing
+ * `small`. At 40 free (room 50) `middle` is tried again and loads. Given figures or probed memory alike. */
+static void test_a_switch_that_ran_out_of_memory_waits_for_more_room(void) {
+    for (int probed = 0; probed < 2; probed++) {
+        fixture f;
+        setup(&f, probed ? "no-memory-probed" : "no-memory", 0, 1000 * MIB, 16 * MIB);
+        rs_error err = {RS_OK, ""};
+        int switched = 0;
+        f.script.fail_loads = 1;
+        f.script.failure = RS_ERR_NO_MEMORY;
+        rs_status status = refresh_at(&f, probed, 5 * MIB, &switched, &err);
+        CHECK(status == RS_ERR_NO_MEMORY && !switched && strcmp(current(f.runner), "large") == 0,
+              "probed %d: kept %s (%s)", probed, current(f.runner), rs_status_name(status));
+        status = refresh_at(&f, probed, 5 * MIB, &switched, &err);
+        CHECK(status == RS_OK && switched && strcmp(current(f.runner), "small") == 0,
+              "probed %d, 5 MiB: moved to %s: %s", probed, current(f.runner), err.message);
+        int loads = f.script.loads;
+        status = refresh_at(&f, probed, 35 * MIB, &switched, &err);
+        CHECK(status == RS_OK && !switched && f.script.loads == loads && strcmp(current(f.runner), "small") == 0,
+              "probed %d, 35 MiB beside small: on %s after %d load(s)", probed, current(f.runner),
+              f.script.loads - loads);
+        status = refresh_at(&f, probed, 40 * MIB, &switched, &err);
+        CHECK(status == RS_OK && switched && strcmp(current(f.runner), "middle") == 0,
+              "probed %d, 40 MiB: moved to %s: %s", probed, current(f.runner), err.message);
+        teardown(&f);
+    }
 }
 
 /* A probe failing inside a load (the meminfo file unreadable between opening `middle`'s program and loading it)
@@ -687,8 +676,7 @@ int main(int argc, char **argv) {
     workdir = argv[1];
     test_runs_the_verified_bytes_and_refuses_non_finite_input();
     test_a_failed_switch_restores_the_variant_in_use();
-    test_a_switch_that_ran_out_of_memory_waits_for_more_memory();
-    test_a_switch_that_ran_out_of_memory_waits_for_more_room_when_probed();
+    test_a_switch_that_ran_out_of_memory_waits_for_more_room();
     test_a_probe_failing_inside_a_load_charges_the_index_figures();
     test_a_file_its_backend_refuses_is_not_opened_again_for_its_other_rungs();
     test_recovers_after_a_failed_switch_and_restore();
