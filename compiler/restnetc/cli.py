@@ -82,6 +82,16 @@ def _ranks() -> Iterator[Ranks]:
         yield ranks
 
 
+def _leads(ranks: Ranks, project: ProjectConfig, build: TargetConfig | None, cache: Cache) -> bool:
+    """Whether this rank runs the whole job (rank 0); any other first does its share of the stages they share
+    (``build``: a build's, whose data check covers the target)."""
+    from restnetc.pipeline.search import contribute
+
+    if not ranks.main:
+        contribute(project, build, cache, ranks)
+    return ranks.main
+
+
 @app.command()
 def doctor() -> None:
     """Report every toolchain component as found or missing, with versions and install hints."""
@@ -117,13 +127,12 @@ def search(
     """CKA search, stitch point per budget, stitching-layer fine-tuning; writes cka.npy, cka.png, variants.json.
 
     Under torchrun, the ranks share the CKA pass; rank 0 writes."""
-    from restnetc.pipeline.search import contribute, run_search
+    from restnetc.pipeline.search import run_search
     from restnetc.reports.search_outputs import variants_table, write_search_outputs
 
     with _ranks() as ranks:
         target_config, project_config, cache = _job_inputs(target, project, cache_dir, no_cache, ranks.main)
-        if not ranks.main:
-            contribute(project_config, None, cache, ranks)
+        if not _leads(ranks, project_config, None, cache):
             return
         result = run_search(project_config, target_config, cache, ranks=ranks)
     out_dir = out or Path("dist") / target_config.name / "search"
@@ -167,14 +176,13 @@ def sweep(
     """Stitch and fine-tune at a grid of points regardless of budgets; writes sweep.json (with the CKA-accuracy
     correlation) and sweep.png."""
     from restnetc.config import load_project
-    from restnetc.pipeline.search import contribute, run_sweep
+    from restnetc.pipeline.search import run_sweep
     from restnetc.reports.sweep_outputs import write_sweep_outputs
 
     project_config, project_path = load_project(project)
     with _ranks() as ranks:
         cache = _cache(cache_dir, no_cache, ranks.main)
-        if not ranks.main:
-            contribute(project_config, None, cache, ranks)
+        if not _leads(ranks, project_config, None, cache):
             return
         stderr.print(f"project {project_config.name} ({project_path})")
         result = run_sweep(project_config, cache, every, ranks)
@@ -205,15 +213,13 @@ def build(
 
     Under torchrun, the ranks share the CKA pass; rank 0 builds and writes."""
     from restnetc.pipeline.build import run_build
-    from restnetc.pipeline.search import contribute
     from restnetc.reports.bundle_summary import bundle_table
     from restnetc.workers import executor_for
 
     jobs = executor_for(executor)
     with _ranks() as ranks:
         target_config, project_config, cache = _job_inputs(target, project, cache_dir, no_cache, ranks.main)
-        if not ranks.main:
-            contribute(project_config, target_config, cache, ranks)
+        if not _leads(ranks, project_config, target_config, cache):
             return
         result = run_build(project_config, target_config, cache, out, ranks, jobs)
     stdout.print(bundle_table(result.manifest))

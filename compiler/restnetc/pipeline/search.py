@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache as memoize
-from functools import partial
+from functools import cached_property, partial
 
 import numpy as np
 import torch
@@ -245,7 +245,13 @@ class _Prepared:
     back: Parent
     cka: np.ndarray
     samples: int
-    stitch_cost: Callable[[int, int], Cost]
+    input_size: int
+
+    @cached_property
+    def stitch_cost(self) -> Callable[[int, int], Cost]:
+        """The exact cost of the stitching layer from front block i to back block j (each measured once)."""
+        sources, targets = interfaces(self.front.model, self.input_size), interfaces(self.back.model, self.input_size)
+        return memoize(lambda i, j: _stitch_cost(sources[i], targets[j]))
 
     def candidates(self) -> list[Candidate]:
         """Every stitch point with its CKA and exact cost, most similar first."""
@@ -279,9 +285,7 @@ def _prepare(project: ProjectConfig, build: TargetConfig | None, cache: Cache, r
     cka, samples = _cka_matrix(project, front, back, splits.train, cache, ranks)
     if ranks.main:
         ranks.go_on_alone()
-    sources, targets = interfaces(front.model, size), interfaces(back.model, size)
-    stitch_cost = memoize(lambda i, j: _stitch_cost(sources[i], targets[j]))
-    return _Prepared(splits, front, back, cka, samples, stitch_cost)
+    return _Prepared(splits, front, back, cka, samples, size)
 
 
 def _trained(
