@@ -207,16 +207,26 @@ static void test_selection(void) {
 }
 
 /* ---- bad bundles ---- */
+/* A bad bundle is refused promptly (no blocking read, no reading a declared size that is not there). The bound is
+ * loose because the suite also runs under sanitizers on a shared machine; what it catches takes far longer. */
+static const double PROMPT_SECONDS = 5.0;
+
+static double seconds_since(const struct timespec *start) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
 static void open_expecting(const char *name, rs_status code, const char *words) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/%s", workdir, name);
     rs_bundle *bundle = NULL;
     rs_error err = {RS_OK, ""};
-    struct timespec start, end;
+    struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
     rs_status status = rs_bundle_open(dir, &bundle, &err);
-    clock_gettime(CLOCK_MONOTONIC, &end);
-    CHECK(end.tv_sec - start.tv_sec < 1, "%s: took %lld s", name, (long long)(end.tv_sec - start.tv_sec));
+    double took = seconds_since(&start);
+    CHECK(took < PROMPT_SECONDS, "%s: took %.2f s", name, took);
     CHECK(status == code, "%s: status %s (%s)", name, rs_status_name(status), err.message);
     CHECK(code != RS_OK || bundle != NULL, "%s: no bundle", name);
     CHECK(code == RS_OK || bundle == NULL, "%s: a bundle despite the error", name);
@@ -341,11 +351,11 @@ static void expect_bad_variant(const char *name, const char *file, rs_status cod
     CHECK(rs_bundle_open(dir, &bundle, &err) == RS_OK, "%s: %s", name, err.message);
     if (bundle == NULL) return;
     size_t bad = find(bundle, "bad");
-    struct timespec start, end;
+    struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
     rs_status status = rs_bundle_validate(bundle, bad, &err);
-    clock_gettime(CLOCK_MONOTONIC, &end);
-    CHECK(end.tv_sec - start.tv_sec < 1, "%s: took %lld s", name, (long long)(end.tv_sec - start.tv_sec));
+    double took = seconds_since(&start);
+    CHECK(took < PROMPT_SECONDS, "%s: took %.2f s", name, took);
     CHECK(status == code, "%s: status %s (%s)", name, rs_status_name(status), err.message);
     CHECK(strstr(err.message, words) != NULL, "%s: message '%s' lacks '%s'", name, err.message, words);
     rs_selection selection;
