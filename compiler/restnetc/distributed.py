@@ -45,9 +45,14 @@ class Ranks:
         """Rank 0: the one that goes on past the shared stages and writes."""
         return self.rank == 0
 
+    @property
+    def part(self) -> slice:
+        """This rank's positions: every ``size``-th from ``rank``, so the shares are disjoint and cover all."""
+        return slice(self.rank, None, self.size)
+
     def share(self, items: Sequence[T]) -> list[T]:
-        """This rank's items: every ``size``-th from position ``rank``, so the shares are disjoint and cover all."""
-        return list(items[self.rank :: self.size])
+        """This rank's items (at the positions ``part`` selects)."""
+        return list(items[self.part])
 
     def sum(self, tensor: torch.Tensor) -> None:
         """Replace ``tensor`` on every rank by its sum over the ranks (in place)."""

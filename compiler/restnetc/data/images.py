@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from restnetc.config.project import Normalization
+from restnetc.distributed import Ranks
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,11 @@ class ImageSet:
     def head(self, count: int) -> ImageSet:
         """The first ``count`` images (the whole set if it is smaller)."""
         return ImageSet(self.images[:count], self.labels[:count], self.classes, self.indices[:count])
+
+    def share(self, ranks: Ranks) -> ImageSet:
+        """The images of ``ranks``' share (``Ranks.part``), in order."""
+        part = ranks.part
+        return ImageSet(self.images[part], self.labels[part], self.classes, self.indices[part])
 
     def batches(self, size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Consecutive ``(images, labels)`` minibatches of at most ``size``."""

@@ -2,21 +2,24 @@
 
 By default only the stitching layer trains, on cached front features (the front is frozen, so its output
 never changes): each step costs the stitching layer and the back part only. ``finetune.scope`` can train the
-back part and/or the front part too; when the front trains, each step runs the whole model on images. The
-loop keeps no global state, so it can later run under DistributedDataParallel with the same code.
+back part and/or the front part too; when the front trains, each step runs the whole model on images. Under
+several data-parallel ranks the same loop runs under DistributedDataParallel, each rank on its share of the
+training images, and reaches the weights one process reaches.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from restnetc.config.project import FinetuneConfig
+from restnetc.distributed import ALONE, Ranks
 from restnetc.frontend.stitch import StitchedModel, StitchLayer
 from restnetc.progress import track
 
@@ -61,14 +64,24 @@ class FinetuneReport:
 
 
 @torch.no_grad()
-def _top1(
-    forward: nn.Module | Callable[[torch.Tensor], torch.Tensor], data: tuple[torch.Tensor, torch.Tensor]
-) -> float:
+def _top1(forward: nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> float:
     inputs, labels = data
     correct = sum(
         int((forward(x).argmax(1) == y).sum()) for x, y in zip(inputs.split(256), labels.split(256), strict=True)
     )
     return 100.0 * correct / max(len(labels), 1)
+
+
+class _Step(nn.Module):
+    """What one training step runs: the whole stitched model on images when its front trains, else its back part
+    (stitching layer onwards) on cached front features."""
+
+    def __init__(self, model: StitchedModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x) if self.model.front_trainable else self.model.back(x)
 
 
 def finetune_stitch(
@@ -79,62 +92,84 @@ def finetune_stitch(
     config: FinetuneConfig,
     seed: int,
     validation: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ranks: Ranks = ALONE,
 ) -> FinetuneReport:
     """Train every trainable part of ``model``: cross-entropy, plus KL to the teacher if configured.
 
     ``inputs`` are cached front features, or images when the front part is trainable; ``validation`` the
     same kind of inputs with labels. With validation, the weights of the epoch (or the initial ones) that
     score best on it are kept (earliest on ties), so more epochs never make a rung worse on validation.
+
+    Under several ``ranks`` (a collective: every rank calls it for the same model), ``inputs``, ``labels`` and
+    ``teacher_logits`` hold this rank's share of the training images, every ``ranks.size``-th from position
+    ``ranks.rank`` (``Ranks.share``), and the model trains under DistributedDataParallel from rank 0's weights.
+    Each step takes the minibatch one process would take, each rank the images of it that it holds, and the
+    gradients add up to one process's, so every rank reaches one process's weights (within float rounding).
+    Only rank 0 scores ``validation`` and keeps its best epoch: its weights and report are the outcome.
     """
     assert model.stitch is not None
-    forward = model if model.front_trainable else model.back
+    step = _Step(model)
+    trained: nn.Module = step
+    if ranks.size > 1:  # takes rank 0's weights and buffers; frozen buffers never change, so no step syncs them
+        trained = DistributedDataParallel(step, forward_sync_buffers=False)
     generator = torch.Generator().manual_seed(seed)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=config.lr)
     distill = config.distill if teacher_logits is not None else None
-    count = inputs.shape[0]
+    held = torch.tensor(labels.shape[0])
+    ranks.sum(held)
+    count = int(held)
     steps_per_epoch = (count + config.batch_size - 1) // config.batch_size
     start = time.perf_counter()
     model.eval()
-    scores = [_top1(forward, validation)] if validation is not None else []
+    validation = validation if ranks.main else None
+    scores = [_top1(step, validation)] if validation is not None else []
     best = (scores[0], 0, [p.detach().clone() for p in trainable]) if scores else None
     loss = torch.zeros(())
     steps = 0
 
-    def batches() -> Iterator[tuple[int, torch.Tensor, bool]]:
+    def batches() -> Iterator[tuple[int, torch.Tensor, int, bool]]:
+        """Each step's epoch, this rank's positions of the images it holds in the minibatch, the minibatch size,
+        and whether it ends the epoch."""
         for epoch in range(1, config.epochs + 1):
             order = torch.randperm(count, generator=generator)
             for i in range(0, count, config.batch_size):
-                yield epoch, order[i : i + config.batch_size], i + config.batch_size >= count
+                batch = order[i : i + config.batch_size]
+                mine = batch[batch % ranks.size == ranks.rank] // ranks.size
+                yield epoch, mine, len(batch), i + config.batch_size >= count
 
     total = config.epochs * steps_per_epoch
-    for epoch, index, last in track(batches(), f"fine-tuning ({config.scope})", total=total):
+    for epoch, index, size, last in track(batches(), f"fine-tuning ({config.scope})", total=total):
         model.train()
-        logits = forward(inputs[index])
-        loss = F.cross_entropy(logits, labels[index])
+        logits = trained(inputs[index])
+        # Sums over this rank's images divided by the whole minibatch: the ranks' terms add up to one process's
+        # mean loss; DistributedDataParallel averages gradients over the ranks, hence the factor ``ranks.size``.
+        loss = F.cross_entropy(logits, labels[index], reduction="sum") / size
         if distill is not None and teacher_logits is not None:
             t = distill.temperature
             kl = F.kl_div(
                 F.log_softmax(logits / t, dim=1),
                 F.log_softmax(teacher_logits[index] / t, dim=1),
                 log_target=True,
-                reduction="batchmean",
+                reduction="sum",
             )
-            loss = (1 - distill.weight) * loss + distill.weight * kl * t * t
+            loss = (1 - distill.weight) * loss + distill.weight * kl / size * t * t
         optimizer.zero_grad()
-        loss.backward()
+        (loss * ranks.size).backward()
         optimizer.step()
         steps += 1
         if last and validation is not None and best is not None:
             model.eval()
-            scores.append(_top1(forward, validation))
+            scores.append(_top1(step, validation))
             if scores[-1] > best[0]:
                 best = (scores[-1], epoch, [p.detach().clone() for p in trainable])
     model.eval()
+    final_loss = loss.detach().clone()
+    ranks.sum(final_loss)
     best_epoch = config.epochs
     if best is not None:
         best_epoch = best[1]
         with torch.no_grad():
             for parameter, kept in zip(trainable, best[2], strict=True):
                 parameter.copy_(kept)
-    return FinetuneReport(time.perf_counter() - start, steps, float(loss.detach()), best_epoch, tuple(scores))
+    return FinetuneReport(time.perf_counter() - start, steps, float(final_loss), best_epoch, tuple(scores))

@@ -7,7 +7,8 @@ CKA relates to accuracy.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache as memoize
 from functools import cached_property, partial
@@ -25,7 +26,7 @@ from restnetc.data.check import check_data
 from restnetc.distributed import ALONE, Ranks
 from restnetc.evaluation import Contender, compare_paired, judge
 from restnetc.frontend.features import Capture, accuracy, capture, stream_cka
-from restnetc.frontend.finetune import finetune_stitch, fit_least_squares
+from restnetc.frontend.finetune import FinetuneReport, finetune_stitch, fit_least_squares
 from restnetc.frontend.kl import representation_kl
 from restnetc.frontend.search import Band, Candidate, Figure, bands, rank_candidates, static_figure
 from restnetc.frontend.stitch import Interface, StitchedModel, StitchLayer, build_stitched, interfaces
@@ -59,14 +60,21 @@ class _Passes:
 
     The small sets (``init``: least-squares images, ``kl``: the kl selector's images) keep every block's
     output; the splits keep the front's outputs at ``front_blocks`` (the stitch points that may be trained).
+    Under several ``ranks``, ``train`` is this rank's share of the train split (the images it trains on).
     """
 
     def __init__(
-        self, project: ProjectConfig, parents: tuple[Parent, Parent], splits: Splits, front_blocks: set[int]
+        self,
+        project: ProjectConfig,
+        parents: tuple[Parent, Parent],
+        splits: Splits,
+        front_blocks: set[int],
+        ranks: Ranks = ALONE,
     ) -> None:
         self.parents = {"front": parents[0], "back": parents[1]}
+        self.ranks = ranks
         self.sets = {
-            "train": splits.train,
+            "train": splits.train.share(ranks),
             "validation": splits.validation,
             "test": splits.test,
             "init": splits.train.head(project.finetune.init_images),
@@ -77,8 +85,9 @@ class _Passes:
 
     def plan(self, front_blocks: set[int]) -> None:
         """Set the front blocks the splits keep; only before the first pass over a split."""
-        assert not self._split_run, "a split pass already ran without these blocks"
-        self.front_blocks = tuple(sorted(front_blocks))
+        if tuple(sorted(front_blocks)) != self.front_blocks:
+            assert not self._split_run, "a split pass already ran without these blocks"
+            self.front_blocks = tuple(sorted(front_blocks))
 
     @memoize  # noqa: B019 - one _Passes per job; memoising on self is the point
     def run(self, role: str, which: str) -> Capture:
@@ -171,6 +180,36 @@ def _predict(forward: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tens
     return torch.cat([forward(x) for x in inputs.split(EVAL_BATCH)])
 
 
+def _inputs(model: StitchedModel, passes: _Passes, split: str, front_block: int) -> torch.Tensor:
+    """What ``model`` trains or is scored on for ``split``: images when its front trains, else cached features."""
+    return passes.sets[split].images if model.front_trainable else passes.run("front", split).blocks[front_block]
+
+
+def _fit(
+    project: ProjectConfig,
+    model: StitchedModel,
+    passes: _Passes,
+    front_block: int,
+    config: FinetuneConfig,
+    validation: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> FinetuneReport:
+    """Fine-tune ``model`` on the train split (a collective under several ranks: each trains on its share)."""
+    train = passes.sets["train"]
+    teacher = passes.run("front", "train").logits if config.distill is not None else None
+    inputs = _inputs(model, passes, "train", front_block)
+    return finetune_stitch(model, inputs, train.labels, teacher, config, project.seed, validation, passes.ranks)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What rank 0 asks the other ranks to fine-tune with it: the stitch point, the settings, and the front
+    blocks its passes keep (so theirs keep the same)."""
+
+    point: tuple[int, int]
+    config: FinetuneConfig
+    front_blocks: tuple[int, ...]
+
+
 def _train_variant(
     project: ProjectConfig,
     model: StitchedModel,
@@ -207,14 +246,12 @@ def _train_variant(
     model.eval()
     test = passes.sets["test"]
     init_logits = _predict(model.back, passes.run("front", "test").blocks[i])  # the front is the parent's
-    teacher = passes.run("front", "train").logits if config.distill is not None else None
-    train = passes.sets["train"]
-
-    def inputs(split: str) -> torch.Tensor:
-        return passes.sets[split].images if model.front_trainable else passes.run("front", split).blocks[i]
-
-    validation = (inputs("validation"), passes.sets["validation"].labels)
-    report = finetune_stitch(model, inputs("train"), train.labels, teacher, config, project.seed, validation)
+    validation = (_inputs(model, passes, "validation", i), passes.sets["validation"].labels)
+    if passes.ranks.size > 1:
+        passes.ranks.from_main(_Request(point, config, passes.front_blocks))
+    report = _fit(project, model, passes, i, config, validation)
+    if passes.ranks.size > 1:
+        step(f"{_variant_id(point)}: fine-tuned by {passes.ranks.size} ranks ({report.steps} steps)")
     correct = {}
     for split in ("validation", "test"):
         images = passes.sets[split]
@@ -500,9 +537,32 @@ def _climb(
 
 def contribute(project: ProjectConfig, target: TargetConfig | None, cache: Cache, ranks: Ranks) -> None:
     """A rank other than 0's part of a search, build (``target`` given) or sweep: the stages rank 0 shares
-    with it, in the same order; rank 0 alone goes on and writes."""
+    with it, in the same order; rank 0 alone goes on and writes.
+
+    After the shared CKA pass, it fine-tunes each stitch rank 0 fine-tunes (``_Request``) on its share of the
+    train split, until rank 0 is done training (``_leading``).
+    """
     assert not ranks.main, "rank 0 runs the whole job"
-    _prepare(project, target, cache, ranks)
+    prepared = _prepare(project, target, cache, ranks)
+    passes = _Passes(project, (prepared.front, prepared.back), prepared.splits, set(), ranks)
+    while (request := ranks.from_main(None)) is not None:
+        assert isinstance(request, _Request)
+        passes.plan(set(request.front_blocks))
+        i, j = request.point
+        model = build_stitched(prepared.front.model, i, prepared.back.model, j, project.data.input_size)
+        model.unfreeze(front=request.config.trains_front, back=request.config.trains_back)
+        _fit(project, model, passes, i, request.config)
+
+
+@contextmanager
+def _leading(ranks: Ranks) -> Iterator[None]:
+    """Rank 0's training stages: on leaving, the other ranks stop waiting for its ``_Request``s (even when the
+    stages fail, so they exit instead of waiting)."""
+    try:
+        yield
+    finally:
+        if ranks.size > 1:
+            ranks.from_main(None)
 
 
 def run_search(
@@ -518,52 +578,53 @@ def run_search(
     """
     start = time.perf_counter()
     prepared = _prepare(project, target if build else None, cache, ranks)
-    front, back = prepared.front, prepared.back
-    metrics = list(dict.fromkeys(budget.metric for budget in target.budgets))
-    costs = (
-        cost_table(project, target, (front, back), prepared.splits.train, cache)
-        if any(m.measured for m in metrics)
-        else None
-    )
-    figure = _figure(costs, front.name, back.name, prepared.stitch_cost)
-    search = project.search
-    budget_bands = bands(prepared.candidates(), target.budgets, figure)
-    passes = _Passes(project, (front, back), prepared.splits, set())
-    context, selector = _Context(project, prepared, passes, cache), get_selector(search.selector)
-    orders = {band.budget: selector.shortlist(context, band) for band in budget_bands}
-    passes.plan({c.front_block for order in orders.values() for c, _ in order})
+    with _leading(ranks):
+        front, back = prepared.front, prepared.back
+        metrics = list(dict.fromkeys(budget.metric for budget in target.budgets))
+        costs = (
+            cost_table(project, target, (front, back), prepared.splits.train, cache)
+            if any(m.measured for m in metrics)
+            else None
+        )
+        figure = _figure(costs, front.name, back.name, prepared.stitch_cost)
+        search = project.search
+        budget_bands = bands(prepared.candidates(), target.budgets, figure)
+        passes = _Passes(project, (front, back), prepared.splits, set(), ranks)
+        context, selector = _Context(project, prepared, passes, cache), get_selector(search.selector)
+        orders = {band.budget: selector.shortlist(context, band) for band in budget_bands}
+        passes.plan({c.front_block for order in orders.values() for c, _ in order})
 
-    front_result = _parent_result(project, front, "front", passes, cache)
-    back_result = _parent_result(project, back, "back", passes, cache)
-    parents_note = _parents_note(front_result, back_result, (front, back))
-    if parents_note is not None:
-        console.print(f"[bold yellow]LADDER WARNING[/] {parents_note}", highlight=False)
+        front_result = _parent_result(project, front, "front", passes, cache)
+        back_result = _parent_result(project, back, "back", passes, cache)
+        parents_note = _parents_note(front_result, back_result, (front, back))
+        if parents_note is not None:
+            console.print(f"[bold yellow]LADDER WARNING[/] {parents_note}", highlight=False)
 
-    if selector.rescore is not None:
-        orders = {budget: selector.rescore(context, order) for budget, order in orders.items()}
+        if selector.rescore is not None:
+            orders = {budget: selector.rescore(context, order) for budget, order in orders.items()}
 
-    ladder = _Ladder(metrics, target.ladder.confidence, target.ladder.slack(metrics))
-    for result, parent in ((front_result, front), (back_result, back)):
-        ladder.add(parent.name, partial(_parent_figure, costs, parent), result.scores)
-    variants, dropped, models = _climb(context, target, budget_bands, orders, ladder, figure)
-    order_of = {b: k for k, b in enumerate(target.budgets)}
-    variants.sort(key=lambda v: order_of[v.budget])
-    return SearchResult(
-        project=project,
-        target=target,
-        front=front_result,
-        back=back_result,
-        parents_note=parents_note,
-        cka=prepared.cka,
-        costs=costs,
-        calibration_samples=prepared.samples,
-        variants=variants,
-        dropped=dropped,
-        stitched_models=models,
-        parents=(front, back),
-        splits=prepared.splits,
-        seconds=time.perf_counter() - start,
-    )
+        ladder = _Ladder(metrics, target.ladder.confidence, target.ladder.slack(metrics))
+        for result, parent in ((front_result, front), (back_result, back)):
+            ladder.add(parent.name, partial(_parent_figure, costs, parent), result.scores)
+        variants, dropped, models = _climb(context, target, budget_bands, orders, ladder, figure)
+        order_of = {b: k for k, b in enumerate(target.budgets)}
+        variants.sort(key=lambda v: order_of[v.budget])
+        return SearchResult(
+            project=project,
+            target=target,
+            front=front_result,
+            back=back_result,
+            parents_note=parents_note,
+            cka=prepared.cka,
+            costs=costs,
+            calibration_samples=prepared.samples,
+            variants=variants,
+            dropped=dropped,
+            stitched_models=models,
+            parents=(front, back),
+            splits=prepared.splits,
+            seconds=time.perf_counter() - start,
+        )
 
 
 def sweep_grid(front_blocks: int, back_blocks: int, every: int) -> set[tuple[int, int]]:
@@ -582,30 +643,31 @@ def run_sweep(project: ProjectConfig, cache: Cache, every: int = 1, ranks: Ranks
         raise ValueError("every must be at least 1")
     start = time.perf_counter()
     prepared = _prepare(project, None, cache, ranks)
-    front, back = prepared.front, prepared.back
-    grid = sweep_grid(len(front.model.blocks), len(back.model.blocks), every)
-    candidates = {(c.front_block, c.back_block): c for c in prepared.candidates()}
-    passes = _Passes(project, (front, back), prepared.splits, {i for i, _ in grid})
-    points = []
-    for point in sorted(grid):
-        model, figures = _trained(project, prepared, passes, point, project.finetune, cache)
-        scores = Scores.of(figures)
-        points.append(
-            SweepPoint(
-                candidate=candidates[point],
-                trainable_params=model.trainable_params(),
-                accuracy_init=float(figures["accuracy_init"]),
-                accuracy_finetuned=scores.test,
-                accuracy_validation=scores.validation,
-                finetune_seconds=float(figures["seconds"]),
+    with _leading(ranks):
+        front, back = prepared.front, prepared.back
+        grid = sweep_grid(len(front.model.blocks), len(back.model.blocks), every)
+        candidates = {(c.front_block, c.back_block): c for c in prepared.candidates()}
+        passes = _Passes(project, (front, back), prepared.splits, {i for i, _ in grid}, ranks)
+        points = []
+        for point in sorted(grid):
+            model, figures = _trained(project, prepared, passes, point, project.finetune, cache)
+            scores = Scores.of(figures)
+            points.append(
+                SweepPoint(
+                    candidate=candidates[point],
+                    trainable_params=model.trainable_params(),
+                    accuracy_init=float(figures["accuracy_init"]),
+                    accuracy_finetuned=scores.test,
+                    accuracy_validation=scores.validation,
+                    finetune_seconds=float(figures["seconds"]),
+                )
             )
+        return SweepResult(
+            project=project,
+            front=_parent_result(project, front, "front", passes, cache),
+            back=_parent_result(project, back, "back", passes, cache),
+            cka=prepared.cka,
+            every=every,
+            points=tuple(points),
+            seconds=time.perf_counter() - start,
         )
-    return SweepResult(
-        project=project,
-        front=_parent_result(project, front, "front", passes, cache),
-        back=_parent_result(project, back, "back", passes, cache),
-        cka=prepared.cka,
-        every=every,
-        points=tuple(points),
-        seconds=time.perf_counter() - start,
-    )
