@@ -10,4 +10,4 @@ bin="$root/.venv/bin"
 "$bin/ruff" format --check compiler tests benchmarks
 "$bin/mypy"
 PYTHONPATH="$root/compiler" "$bin/lint-imports" --no-cache   # the layers in pyproject.toml [tool.importlinter]
-"$bin/pytest" -q "$@"
+"$bin/pytest" -q --durations=15 "$@"

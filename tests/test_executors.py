@@ -68,11 +68,12 @@ def test_every_executor_yields_each_job_s_result_once_and_raises_a_job_s_own_err
         ("ray://", "--executor 'ray://': expected an address after 'ray://'"),
     ],
 )
+@pytest.mark.parametrize("command", ["build", "search", "profile"])
 def test_an_unknown_executor_is_a_one_line_error(
-    spec: str, message: str, tiny_files: tuple[Path, Path], cli: Callable[..., CliResult]
+    command: str, spec: str, message: str, tiny_files: tuple[Path, Path], cli: Callable[..., CliResult]
 ) -> None:
     project, target = tiny_files
-    result = cli("build", "--target", str(target), "--project", str(project), "--executor", spec)
+    result = cli(command, "--target", str(target), "--project", str(project), "--executor", spec)
     assert result.code == 1 and message in " ".join(result.stderr.split()) and "Traceback" not in result.stderr
 
 

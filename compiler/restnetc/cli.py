@@ -123,18 +123,22 @@ def search(
     ] = None,
     cache_dir: CacheOption = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute every stage")] = False,
+    executor: ExecutorOption = "local",
 ) -> None:
     """CKA search, stitch point per budget, stitching-layer fine-tuning; writes cka.npy, cka.png, variants.json.
 
-    Under torchrun, the ranks share the CKA pass; rank 0 writes."""
+    Under torchrun, the ranks share the CKA pass and stitch fine-tuning; rank 0 writes. --executor lowers the
+    parts of a cost table profiled for measured budgets."""
     from restnetc.pipeline.search import run_search
     from restnetc.reports.search_outputs import variants_table, write_search_outputs
+    from restnetc.workers import executor_for
 
+    jobs = executor_for(executor)
     with _ranks() as ranks:
         target_config, project_config, cache = _job_inputs(target, project, cache_dir, no_cache, ranks.main)
         if not _leads(ranks, project_config, None, cache):
             return
-        result = run_search(project_config, target_config, cache, ranks=ranks)
+        result = run_search(project_config, target_config, cache, ranks=ranks, executor=jobs)
     out_dir = out or Path("dist") / target_config.name / "search"
     write_search_outputs(result, out_dir)
     stdout.print(variants_table(result))
@@ -211,7 +215,7 @@ def build(
 ) -> None:
     """Search, then lower every variant and both parents with every backend into a verified bundle.
 
-    Under torchrun, the ranks share the CKA pass; rank 0 builds and writes."""
+    Under torchrun, the ranks share the CKA pass and stitch fine-tuning; rank 0 builds and writes."""
     from restnetc.pipeline.build import run_build
     from restnetc.reports.bundle_summary import bundle_table
     from restnetc.workers import executor_for

@@ -453,11 +453,11 @@ def run_build(
 ) -> BuildResult:
     """Build the bundle for ``target`` into ``out_dir`` (default ``dist/<target name>``), atomically: nothing
     appears there unless every stage succeeds. Under several ``ranks``, this is rank 0's job; the others
-    ``contribute`` to its search. ``executor`` runs the (rung, backend) lowering and verification jobs and
-    the packing of ladder programs."""
+    ``contribute`` to its search. ``executor`` runs the (rung, backend) lowering and verification jobs, the
+    packing of ladder programs, and the lowering of a cost table's parts when the build profiles one."""
     start = time.perf_counter()
     bundle = out_dir or DEFAULT_BUNDLE_ROOT / target.name
-    search = run_search(project, target, cache, build=True, ranks=ranks)
+    search = run_search(project, target, cache, build=True, ranks=ranks, executor=executor)
     rungs = ladder(search)
     with staged_directory(bundle) as staging:
         lowerer = _lowerer(search, target, cache, staging, executor)

@@ -27,9 +27,15 @@ def _settings(target: TargetConfig) -> Settings:
 
 
 def cost_table(
-    project: ProjectConfig, target: TargetConfig, parents: tuple[Parent, Parent], train: ImageSet, cache: Cache
+    project: ProjectConfig,
+    target: TargetConfig,
+    parents: tuple[Parent, Parent],
+    train: ImageSet,
+    cache: Cache,
+    executor: Executor = LOCAL,
 ) -> CostTable:
-    """The target's cost table: read from ``costs.table`` (device source) or profiled here (cached)."""
+    """The target's cost table: read from ``costs.table`` (device source) or profiled here (cached; ``executor``
+    lowers the parts, they are timed here)."""
     names = [parent.name for parent in parents]
     if target.costs.table is not None:
         table = load_table(target.costs.table)
@@ -46,7 +52,7 @@ def cost_table(
             table.model_latency_ms(name)  # names the missing model if the table lacks one
         return table
     models = {parent.name: parent.model for parent in parents}
-    return profile(models, train.head(PROFILE_IMAGES).images, _settings(target), cache)
+    return profile(models, train.head(PROFILE_IMAGES).images, _settings(target), cache, executor=executor)
 
 
 def profile_target(

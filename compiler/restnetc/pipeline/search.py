@@ -45,6 +45,7 @@ from restnetc.results import (
     SweepResult,
     VariantResult,
 )
+from restnetc.workers import LOCAL, Executor
 
 EVAL_BATCH = 128
 KL_IMAGES = 256
@@ -566,7 +567,13 @@ def _leading(ranks: Ranks) -> Iterator[None]:
 
 
 def run_search(
-    project: ProjectConfig, target: TargetConfig, cache: Cache, *, build: bool = False, ranks: Ranks = ALONE
+    project: ProjectConfig,
+    target: TargetConfig,
+    cache: Cache,
+    *,
+    build: bool = False,
+    ranks: Ranks = ALONE,
+    executor: Executor = LOCAL,
 ) -> SearchResult:
     """Run the front end for every budget of ``target``; see the module docstring.
 
@@ -574,7 +581,8 @@ def run_search(
     short fine-tune of the CKA shortlist); the rung takes the first candidate, fully fine-tuned, that no
     cheaper rung (parents included) dominates on validation, trying at most ``search.shortlist`` of them.
     ``build``: the search starts a build, so the data check covers the target's int8 calibration images too.
-    Under several ``ranks``, this is rank 0's job; the others ``contribute``.
+    Under several ``ranks``, this is rank 0's job; the others ``contribute``. ``executor`` lowers the parts of
+    a cost table profiled here.
     """
     start = time.perf_counter()
     prepared = _prepare(project, target if build else None, cache, ranks)
@@ -582,7 +590,7 @@ def run_search(
         front, back = prepared.front, prepared.back
         metrics = list(dict.fromkeys(budget.metric for budget in target.budgets))
         costs = (
-            cost_table(project, target, (front, back), prepared.splits.train, cache)
+            cost_table(project, target, (front, back), prepared.splits.train, cache, executor)
             if any(m.measured for m in metrics)
             else None
         )
