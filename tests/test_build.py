@@ -322,17 +322,31 @@ def test_ladder_layout_ships_one_program_per_backend_that_computes_what_the_per_
     assert all(a.latency_ms.host.median > 0 for a in read_manifest(copy).artifacts)
 
 
+LADDER_FOR_EXECUTORCH = "bundle: {layout: {executorch: ladder}}\n"
+
+
 def test_a_layout_per_backend_packs_only_the_backends_that_ask_for_it(
     built: tuple[Path, Path, Path, Path], built_ladder: Path, tmp_path: Path, cli: Callable[..., CliResult]
 ) -> None:
     """``bundle.layout: {executorch: ladder}``: ExecuTorch's rungs are the ladder build's entry points, LiteRT's
-    the per-rung build's files, byte for byte (the build reuses the cache of both)."""
+    the per-rung build's files, byte for byte (the build reuses the cache of both). The same command builds a
+    second target, ``built``'s under another name: one bundle each, the second one ``built``'s."""
     _, project, target, cache = built
-    mixed = tmp_path / "t.yaml"
-    mixed.write_text(target.read_text() + "bundle: {layout: {executorch: ladder}}\n")
-    out = tmp_path / "bundle"
-    result = cli("build", "-t", str(mixed), "-p", str(project), "--out", str(out), "--cache-dir", str(cache))
+    mixed, again = tmp_path / "t.yaml", tmp_path / "again.yaml"
+    mixed.write_text(target.read_text().replace("name: tiny-build", "name: tiny-mixed") + LADDER_FOR_EXECUTORCH)
+    again.write_text(target.read_text().replace("name: tiny-build", "name: tiny-again"))
+    root = tmp_path / "bundles"
+    targets = ["-t", str(mixed), "-t", str(again)]
+    result = cli("build", *targets, "-p", str(project), "--out", str(root), "--cache-dir", str(cache))
     assert result.code == 0, result.stderr
+    assert sorted(p.name for p in root.iterdir()) == ["tiny-again", "tiny-mixed"]
+    out = root / "tiny-mixed"
+    assert [read_manifest(root / name).target["name"] for name in ("tiny-mixed", "tiny-again")] == [
+        "tiny-mixed",
+        "tiny-again",
+    ]
+    files = {(a.id, a.backend): a.sha256 for a in read_manifest(root / "tiny-again").artifacts}
+    assert files == {(a.id, a.backend): a.sha256 for a in read_manifest(built[0]).artifacts}
     expected = {
         (a.id, a.backend): (a.file, a.entry_point, a.sha256)
         for source in (built_ladder, built[0])

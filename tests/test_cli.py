@@ -21,7 +21,7 @@ from restnetc.config.loader import load_config
 from restnetc.config.project import ProjectConfig, StitchOrder
 from restnetc.models import count_params, decompose
 from restnetc.models.factory import build_model
-from tests.conftest import REPO, CliResult
+from tests.conftest import BUILD_TARGET, REPO, CliResult
 
 
 def _commands(group: TyperGroup, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
@@ -57,9 +57,16 @@ def test_doctor_reports_a_set_up_machine(cli: Callable[..., CliResult]) -> None:
 def test_doctor_install_hints_are_the_requirements_pyproject_declares() -> None:
     from restnetc.doctor import run_checks
 
-    declared = {Requirement(d) for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]}
-    hints = [c.hint.removeprefix("pip install ").strip("'") for c in run_checks() if c.hint.startswith("pip install '")]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = {Requirement(d) for d in project["dependencies"]}
+    checks = [c for c in run_checks() if c.hint.startswith("pip install '")]
+    hints = [c.hint.removeprefix("pip install ").strip("'") for c in checks if c.required]
     assert len(hints) == len(declared) and {Requirement(hint) for hint in hints} == declared
+    optional = {(c.name, c.hint) for c in checks if not c.required}
+    extras = project["optional-dependencies"]
+    assert optional == {
+        (Requirement(d).name, f"pip install 'restnetc[{extra}]'") for extra, ds in extras.items() for d in ds
+    }
 
 
 def test_doctor_checks_every_declared_dependency_and_says_what_each_is_for() -> None:
@@ -145,3 +152,32 @@ def test_console_script_prints_no_traceback(tmp_path: Path) -> None:
     result = subprocess.run([script, "search", "--target", str(bad)], capture_output=True, text=True, check=False)
     assert result.returncode == 1
     assert result.stderr.strip().startswith(f"error: {bad}: ") and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("second", "message"),
+    [
+        (BUILD_TARGET, "name: 'tiny-build' is also the name of {first}; each bundle is named after its target"),
+        ("schema_version: 1\nname: other\nbudgets: 3\n", "device: required field is missing"),
+        (
+            BUILD_TARGET.replace("name: tiny-build", "name: other").replace("images: 16", "images: 512"),
+            "the target's runtime.calibration_images: asks for 512 images, but data.train_images loads 96",
+        ),
+    ],
+    ids=["same name", "invalid", "too many calibration images"],
+)
+def test_every_target_of_a_build_is_checked_before_any_work(
+    second: str, message: str, tiny_files: tuple[Path, Path], tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    """A second target that repeats the first one's name, is invalid or asks for more images than the project
+    loads stops the build before any work on the first."""
+    project, target = tiny_files
+    target.write_text(BUILD_TARGET)
+    other = tmp_path / "second.yaml"
+    other.write_text(second)
+    out = tmp_path / "bundles"
+    result = cli("build", "-t", str(target), "-t", str(other), "-p", str(project), "--out", str(out))
+    assert result.code == 1 and "Traceback" not in result.stderr
+    last = " ".join(result.stderr.split("error: ", 1)[-1].split())
+    assert last.startswith(f"{other}: ") and message.format(first=target) in last, result.stderr
+    assert not out.exists() and "data:" not in result.stderr, "no work before every target is checked"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from restnetc.config.target import AccuracyPolicy, Quantization
 from restnetc.config.target import Backend as BackendName
 from restnetc.errors import RestnetcError
 from restnetc.workers import EXECUTORS, executor_for
-from tests.conftest import REPO, CliResult
+from tests.conftest import BUILD_TARGET, REPO, CliResult
 
 LOWERING_ENTRIES = ("artifact-", "verified-", "verify-", "program-")
 """Cache entries of lowering, verification and packing: removed, a build must redo them with its executor."""
@@ -132,3 +134,16 @@ def test_a_ray_build_ships_the_local_build_s_artifacts_and_figures(
     assert _figures(out) == local
     recorded = {entry.name.split("-")[0] for entry in ray_cache.iterdir()}
     assert {"artifact", "verified", "verify"} <= recorded, "the driver records what the tasks returned"
+
+
+def test_a_cluster_that_cannot_be_joined_ends_a_build_before_any_work(tiny_files: tuple[Path, Path]) -> None:
+    """``ray://`` with nobody listening: a one-line error naming the address, before the data is even loaded (a
+    fresh process, so no Ray session of this one is found instead)."""
+    project, target = tiny_files
+    target.write_text(BUILD_TARGET)
+    script = Path(sys.executable).with_name("restnetc")
+    command = [script, "build", "-t", target, "-p", project, "--executor", "ray://127.0.0.1:1"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "error: executor ray: cannot join ray://127.0.0.1:1: " in result.stderr
+    assert "data:" not in result.stderr, "nothing ran before the executor was opened"

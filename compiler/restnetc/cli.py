@@ -34,6 +34,10 @@ TargetOption = Annotated[
     Path,
     typer.Option("--target", "-t", help="Target YAML (device, runtimes, budgets), e.g. targets/cortex-a53.yaml"),
 ]
+TargetsOption = Annotated[
+    list[Path],
+    typer.Option("--target", "-t", help="Target YAML (device, runtimes, budgets); repeat it for one bundle per target"),
+]
 ProjectOption = Annotated[
     Path | None,
     typer.Option("--project", "-p", help="Project YAML; default: ./restnetc.yaml if present, else the built-in demo"),
@@ -56,13 +60,24 @@ def _job_inputs(
 ) -> tuple[TargetConfig, ProjectConfig, Cache]:
     """Load and validate both config files (target first) and open the stage cache (read-only unless
     ``writes``: a data-parallel rank other than the first)."""
-    from restnetc.config import load_project, load_target
+    from restnetc.config import load_target
 
     target_config = load_target(target)
+    project_config, cache = _project_inputs(project, cache_dir, no_cache, writes, [(target_config, target)])
+    return target_config, project_config, cache
+
+
+def _project_inputs(
+    project: Path | None, cache_dir: Path | None, no_cache: bool, writes: bool, targets: list[tuple[TargetConfig, Path]]
+) -> tuple[ProjectConfig, Cache]:
+    """Load and validate the project file and open the stage cache, naming the job's ``targets`` if ``writes``."""
+    from restnetc.config import load_project
+
     project_config, project_path = load_project(project)
     if writes:
-        stderr.print(f"project {project_config.name} ({project_path}), target {target_config.name} ({target})")
-    return target_config, project_config, _cache(cache_dir, no_cache, writes)
+        named = ", ".join(f"{config.name} ({path})" for config, path in targets)
+        stderr.print(f"project {project_config.name} ({project_path}), target{'s' * (len(targets) > 1)} {named}")
+    return project_config, _cache(cache_dir, no_cache, writes)
 
 
 def _cache(cache_dir: Path | None, no_cache: bool, writes: bool) -> Cache:
@@ -138,6 +153,7 @@ def search(
         target_config, project_config, cache = _job_inputs(target, project, cache_dir, no_cache, ranks.main)
         if not _leads(ranks, project_config, None, cache):
             return
+        jobs.open()
         result = run_search(project_config, target_config, cache, ranks=ranks, executor=jobs)
     out_dir = out or Path("dist") / target_config.name / "search"
     write_search_outputs(result, out_dir)
@@ -206,28 +222,73 @@ def sweep(
 
 @app.command()
 def build(
-    target: TargetOption,
+    target: TargetsOption,
     project: ProjectOption = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Bundle directory; default dist/<target>")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Bundle directory; default dist/<target>. With several targets: DIR/<target> each"
+        ),
+    ] = None,
     cache_dir: CacheOption = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute every stage")] = False,
     executor: ExecutorOption = "local",
 ) -> None:
     """Search, then lower every variant and both parents with every backend into a verified bundle.
 
-    Under torchrun, the ranks share the CKA pass and stitch fine-tuning; rank 0 builds and writes."""
+    Several --target build one bundle each, one after the other, sharing the stage cache (the parents and CKA
+    are computed once) and the executor; every target file is checked before any work. Under torchrun, the
+    ranks share the CKA pass and stitch fine-tuning; rank 0 builds and writes."""
     from restnetc.pipeline.build import run_build
     from restnetc.reports.bundle_summary import bundle_table
     from restnetc.workers import executor_for
 
     jobs = executor_for(executor)
     with _ranks() as ranks:
-        target_config, project_config, cache = _job_inputs(target, project, cache_dir, no_cache, ranks.main)
-        if not _leads(ranks, project_config, target_config, cache):
-            return
-        result = run_build(project_config, target_config, cache, out, ranks, jobs)
-    stdout.print(bundle_table(result.manifest))
-    stdout.print(f"wrote bundle {result.bundle} ({len(result.manifest.artifacts)} artifacts) in {result.seconds:.0f} s")
+        targets = _targets(target)
+        project_config, cache = _project_inputs(project, cache_dir, no_cache, ranks.main, targets)
+        _check_subsets(project_config, targets)
+        if ranks.main:
+            jobs.open()
+        for target_config, path in targets:
+            if len(targets) > 1 and ranks.main:
+                stderr.print(f"target {target_config.name} ({path})")
+            bundle = out / target_config.name if out is not None and len(targets) > 1 else out
+            if not _leads(ranks, project_config, target_config, cache):
+                continue
+            result = run_build(project_config, target_config, cache, bundle, ranks, jobs)
+            stdout.print(bundle_table(result.manifest))
+            artifacts = len(result.manifest.artifacts)
+            stdout.print(f"wrote bundle {result.bundle} ({artifacts} artifacts) in {result.seconds:.0f} s")
+
+
+def _targets(paths: list[Path]) -> list[tuple[TargetConfig, Path]]:
+    """Every target file, loaded and checked; two may not share a name (a bundle is named after its target)."""
+    from restnetc.config import load_target
+    from restnetc.errors import ConfigError
+
+    targets: list[tuple[TargetConfig, Path]] = []
+    for path in paths:
+        config = load_target(path)
+        if same := [other for other_config, other in targets if other_config.name == config.name]:
+            raise ConfigError(
+                f"{path}: name: {config.name!r} is also the name of {same[0]}; each bundle is named after its "
+                "target, so the targets of one build need different names"
+            )
+        targets.append((config, path))
+    return targets
+
+
+def _check_subsets(project: ProjectConfig, targets: list[tuple[TargetConfig, Path]]) -> None:
+    """Every target's images taken from the project's training images fit there (reads no data)."""
+    from restnetc.data.check import check_subsets
+    from restnetc.errors import DataError
+
+    for config, path in targets:
+        try:
+            check_subsets(project, config)
+        except DataError as error:
+            raise DataError(f"{path}: {error}") from None
 
 
 @app.command()
@@ -252,6 +313,7 @@ def profile(
 
     jobs = executor_for(executor)
     target_config, project_config, cache = _job_inputs(target, project, cache_dir, no_cache)
+    jobs.open()
     path = out or Path("tables") / f"{target_config.name}.json"
     table = profile_target(project_config, target_config, cache, path, jobs)
     parts = sum(len(m.all()) for m in table.models.values())

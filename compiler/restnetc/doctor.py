@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from restnetc.config.project import FashionMnistData
-from restnetc.metadata import canonical_name, declared_distributions, declared_requirement
+from restnetc.metadata import canonical_name, declared_distributions, declared_extras, declared_requirement
 
 SETUP_HINT = "scripts/bootstrap.sh installs every pinned component (apt packages, .venv, pip pins)"
 
@@ -38,6 +38,8 @@ PURPOSES = {
     "scipy": "exact paired tests (McNemar)",
 }
 """What each declared dependency is for, by canonical distribution name."""
+EXTRA_PURPOSES = {"ray": "the ray executor (--executor ray, ray://HOST:PORT); optional"}
+"""What each optional extra is for, by extra name."""
 INSTALL_ITSELF = "pip install --no-deps -e . in the checkout (scripts/bootstrap.sh does)"
 
 
@@ -53,18 +55,20 @@ class Check:
     hint: str
 
 
-def _python_package(distribution: str, purpose: str, modules: dict[str, list[str]]) -> Check:
-    """``distribution`` found when its metadata is installed and each top-level module it provides imports."""
+def _python_package(distribution: str, purpose: str, modules: dict[str, list[str]], extra: str | None = None) -> Check:
+    """``distribution`` found when its metadata is installed and each top-level module it provides imports;
+    required unless it belongs to an optional ``extra``."""
     found = all(importlib.util.find_spec(module) is not None for module in modules.get(distribution, []))
     try:
         version = importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         found, version = False, ""
-    return Check(distribution, True, found, version, purpose, f"pip install '{declared_requirement(distribution)}'")
+    requirement = declared_requirement(distribution) if extra is None else f"restnetc[{extra}]"
+    return Check(distribution, extra is None, found, version, purpose, f"pip install '{requirement}'")
 
 
 def _python_packages() -> list[Check]:
-    """restnetc itself, then every dependency its metadata declares."""
+    """restnetc itself, every dependency its metadata declares, then each optional extra's."""
     modules: dict[str, list[str]] = {}
     for module, distributions in importlib.metadata.packages_distributions().items():
         for distribution in distributions:
@@ -76,7 +80,12 @@ def _python_packages() -> list[Check]:
         itself = Check("restnetc", True, True, importlib.metadata.version("restnetc"), "this package", "")
     except importlib.metadata.PackageNotFoundError:
         itself = Check("restnetc", True, False, "", "this package (its metadata lists the rest)", INSTALL_ITSELF)
-    return [itself, *packages]
+    optional = [
+        _python_package(name, EXTRA_PURPOSES.get(extra, f"optional extra {extra}"), modules, extra)
+        for extra, names in declared_extras().items()
+        for name in names
+    ]
+    return [itself, *packages, *optional]
 
 
 def _program(name: str, purpose: str, hint: str, required: bool = False) -> Check:

@@ -25,6 +25,20 @@ def _declared() -> dict[str, str]:
     return {canonical_name(re.split(r"[<>=!~\[(]", spec, maxsplit=1)[0]): spec for spec in specs}
 
 
+def declared_extras() -> dict[str, tuple[str, ...]]:
+    """The distributions of each optional extra (``ray``), canonical names in declaration order, by extra."""
+    try:
+        requirements = importlib.metadata.requires("restnetc") or []
+    except importlib.metadata.PackageNotFoundError:
+        requirements = []
+    extras: dict[str, tuple[str, ...]] = {}
+    for line in requirements:
+        if match := re.search(r"""extra\s*==\s*["']([^"']+)["']""", line):
+            name = canonical_name(re.split(r"[<>=!~\[(; ]", line, maxsplit=1)[0])
+            extras[match.group(1)] = (*extras.get(match.group(1), ()), name)
+    return extras
+
+
 def declared_distributions() -> tuple[str, ...]:
     """The distributions restnetc depends on, canonical names in declaration order (empty when not installed)."""
     return tuple(_declared())

@@ -57,6 +57,11 @@ class Executor(Protocol):
         """Whether jobs may run on other machines."""
         ...
 
+    def open(self) -> None:
+        """Make sure jobs can run, before the caller's work begins: raise ``RestnetcError`` saying why they cannot
+        (a cluster that cannot be joined). Idempotent; ``run_all`` opens too."""
+        ...
+
     def run_all(
         self, function: Callable[[State, Job], Result], state: State, jobs: Sequence[Job], workers: int
     ) -> Generator[tuple[int, Result], None, None]: ...
@@ -77,6 +82,9 @@ class LocalPool:
 
     name: ClassVar[str] = "local"
     remote: ClassVar[bool] = False
+
+    def open(self) -> None:
+        """Nothing to join: worker processes start with the jobs."""
 
     def run_all(
         self, function: Callable[[State, Job], Result], state: State, jobs: Sequence[Job], workers: int
@@ -125,6 +133,10 @@ class RayTasks:
     name: ClassVar[str] = "ray"
     remote: ClassVar[bool] = True
 
+    def open(self) -> None:
+        """Join the cluster (``_connect``)."""
+        _connect(self.address)
+
     def run_all(
         self, function: Callable[[State, Job], Result], state: State, jobs: Sequence[Job], workers: int
     ) -> Generator[tuple[int, Result], None, None]:
@@ -133,7 +145,7 @@ class RayTasks:
         import ray
         from ray.exceptions import RayError, RayTaskError
 
-        _connect(self.address)
+        self.open()
         task: Any = ray.remote(num_cpus=1, max_retries=RAY_RETRIES, retry_exceptions=False)(_ray_job)
         pending: dict[Any, int] = {}
         try:

@@ -28,19 +28,26 @@ def _same_classes(train: SplitSummary, test: SplitSummary) -> None:
     raise DataError(f"{train.where} and {test.where} hold different classes: {detail}")
 
 
-def check_data(project: ProjectConfig, build: TargetConfig | None = None) -> None:
-    """Raise DataError unless the project's data holds what ``project`` asks for (the least-squares init images
-    only when that init is used); for an int8 ``build``, also the target's calibration images (taken from the
-    training images)."""
-    data = project.data
+def check_subsets(project: ProjectConfig, build: TargetConfig | None = None) -> None:
+    """Raise DataError unless the subsets taken from the training images fit in ``data.train_images`` (reads
+    no data): the least-squares init images only when that init is used, and for an int8 ``build`` the target's
+    calibration images."""
     subsets = {"calibration.images": project.calibration.images}
     if project.finetune.init == "least-squares":
         subsets["finetune.init_images"] = project.finetune.init_images
     if build is not None and build.runtime.quantization == Quantization.INT8:
         subsets["the target's runtime.calibration_images"] = build.runtime.calibration_images
     for field, count in subsets.items():
-        if count > data.train_images:
-            raise DataError(f"{field}: asks for {count} images, but data.train_images loads {data.train_images}")
+        if count > project.data.train_images:
+            loads = project.data.train_images
+            raise DataError(f"{field}: asks for {count} images, but data.train_images loads {loads}")
+
+
+def check_data(project: ProjectConfig, build: TargetConfig | None = None) -> None:
+    """Raise DataError unless the project's data holds what ``project`` (and ``build``) ask for: the subsets
+    (``check_subsets``), then the source's splits."""
+    data = project.data
+    check_subsets(project, build)
     train, test = _split(data.source, "train"), _split(data.source, "test")
     _same_classes(train, test)
     for split, field, count in (
