@@ -18,11 +18,13 @@ from restnetc.budget.profiling import PartJob, Settings
 from restnetc.bundle.lowering import Lowerer
 from restnetc.bundle.verification import HeldOut, Verifier
 from restnetc.cache import Cache
+from restnetc.config import load_project
 from restnetc.config.target import AccuracyPolicy, Quantization
 from restnetc.config.target import Backend as BackendName
 from restnetc.errors import RestnetcError
+from restnetc.pipeline.search import run_sweep
 from restnetc.workers import EXECUTORS, executor_for
-from tests.conftest import BUILD_TARGET, REPO, CliResult
+from tests.conftest import BUILD_TARGET, REPO, TINY_PROJECT, CliResult
 
 LOWERING_ENTRIES = ("artifact-", "verified-", "verify-", "program-")
 """Cache entries of lowering, verification and packing: removed, a build must redo them with its executor."""
@@ -147,3 +149,36 @@ def test_a_cluster_that_cannot_be_joined_ends_a_build_before_any_work(tiny_files
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "error: executor ray: cannot join ray://127.0.0.1:1: " in result.stderr
     assert "data:" not in result.stderr, "nothing ran before the executor was opened"
+
+
+def test_a_sweep_on_ray_trains_its_points_as_tasks_and_gets_what_one_process_gets(
+    ray_cluster: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Six stitch points of the tiny project fine-tuned as Ray tasks (one thread each) and in this process: the
+    same accuracies, and stitch weights equal to float rounding. The first run's parents are the second's
+    (copied cache), so only the stitches are computed twice."""
+    path = tmp_path / "project.yaml"
+    path.write_text(TINY_PROJECT)
+    project, _ = load_project(path)
+    here = run_sweep(project, Cache(tmp_path / "here"), every=8)
+    shutil.copytree(tmp_path / "here", tmp_path / "ray")
+    for entry in (tmp_path / "ray").glob("stitch-*"):
+        entry.unlink()
+    capsys.readouterr()
+    remote = run_sweep(project, Cache(tmp_path / "ray"), every=8, executor=executor_for("ray"))
+    assert "fine-tuned by the ray executor (6/6)" in capsys.readouterr().err
+    assert len(here.points) == 6
+    for a, b in zip(here.points, remote.points, strict=True):
+        assert a.candidate == b.candidate and (a.accuracy_validation, a.accuracy_finetuned, a.accuracy_init) == (
+            b.accuracy_validation,
+            b.accuracy_finetuned,
+            b.accuracy_init,
+        )
+    keys = sorted(p.stem for p in (tmp_path / "here").glob("stitch-*.pt"))
+    assert keys == sorted(p.stem for p in (tmp_path / "ray").glob("stitch-*.pt")) and len(keys) == 6
+    for name in keys:
+        ours, theirs = (Cache(tmp_path / d).load(name) for d in ("here", "ray"))
+        assert ours is not None and theirs is not None
+        for key, value in ours.items():
+            if key.startswith("stitch."):
+                assert torch.allclose(value, theirs[key], atol=1e-5), (name, key)

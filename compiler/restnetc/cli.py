@@ -49,8 +49,9 @@ ExecutorOption = Annotated[
     str,
     typer.Option(
         "--executor",
-        help="Who runs the lowering jobs: local (worker processes here), ray (the Ray cluster ray.init finds, "
-        "else a local one) or ray://HOST:PORT",
+        help="Who runs the independent jobs (lowering, cost-table parts; with ray also stitch fine-tuning for "
+        "screening and sweeps): local (worker processes here), ray (the Ray cluster ray.init finds, else a local "
+        "one) or ray://HOST:PORT",
     ),
 ]
 
@@ -192,20 +193,26 @@ def sweep(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory")] = Path("dist/sweep"),
     cache_dir: CacheOption = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute every stage")] = False,
+    executor: ExecutorOption = "local",
 ) -> None:
     """Stitch and fine-tune at a grid of points regardless of budgets; writes sweep.json (with the CKA-accuracy
-    correlation) and sweep.png."""
+    correlation) and sweep.png.
+
+    --executor ray trains the points as Ray tasks; under torchrun, the ranks train each point together."""
     from restnetc.config import load_project
     from restnetc.pipeline.search import run_sweep
     from restnetc.reports.sweep_outputs import write_sweep_outputs
+    from restnetc.workers import executor_for
 
+    jobs = executor_for(executor)
     project_config, project_path = load_project(project)
     with _ranks() as ranks:
         cache = _cache(cache_dir, no_cache, ranks.main)
         if not _leads(ranks, project_config, None, cache):
             return
         stderr.print(f"project {project_config.name} ({project_path})")
-        result = run_sweep(project_config, cache, every, ranks)
+        jobs.open()
+        result = run_sweep(project_config, cache, every, ranks, jobs)
     r = write_sweep_outputs(result, out)
     stdout.print(
         f"{len(result.points)} stitch points: CKA vs top-1 Pearson {r['pearson']:.3f} (p={r['pearson_p']:.2g}), "

@@ -7,7 +7,7 @@ CKA relates to accuracy.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache as memoize
@@ -83,6 +83,7 @@ class _Passes:
         }
         self.front_blocks = tuple(sorted(front_blocks))
         self._split_run = False
+        self._captured: dict[tuple[str, str], Capture] = {}
 
     def plan(self, front_blocks: set[int]) -> None:
         """Set the front blocks the splits keep; only before the first pass over a split."""
@@ -90,16 +91,29 @@ class _Passes:
             assert not self._split_run, "a split pass already ran without these blocks"
             self.front_blocks = tuple(sorted(front_blocks))
 
-    @memoize  # noqa: B019 - one _Passes per job; memoising on self is the point
     def run(self, role: str, which: str) -> Capture:
-        """``role``'s (front/back) block outputs and logits over image set ``which``."""
+        """``role``'s (front/back) block outputs and logits over image set ``which`` (each pass runs once; the
+        passes run so far travel with this object when it is pickled)."""
+        if (role, which) in self._captured:
+            return self._captured[(role, which)]
         parent = self.parents[role]
         if which in ("init", "kl"):
             keep: tuple[int, ...] = tuple(range(len(parent.model.blocks)))
         else:
             keep = self.front_blocks if role == "front" else ()
             self._split_run = True
-        return capture(parent.model, self.sets[which], keep, EVAL_BATCH, f"{parent.name}: {which} images")
+        captured = capture(parent.model, self.sets[which], keep, EVAL_BATCH, f"{parent.name}: {which} images")
+        self._captured[(role, which)] = captured
+        return captured
+
+    def run_for_training(self, config: FinetuneConfig) -> None:
+        """Run every pass fine-tuning with ``config`` reads, so that training needs none (before sending this
+        object to workers)."""
+        if config.init == "least-squares":
+            self.run("front", "init")
+            self.run("back", "init")
+        for split in ("train", "validation", "test"):
+            self.run("front", split)
 
 
 def _figure(table: CostTable | None, front: str, back: str, stitch_cost: Callable[[int, int], Cost]) -> Figure:
@@ -211,22 +225,14 @@ class _Request:
     front_blocks: tuple[int, ...]
 
 
-def _train_variant(
-    project: ProjectConfig,
-    model: StitchedModel,
-    point: tuple[int, int],
-    passes: _Passes,
-    cache: Cache,
-    config: FinetuneConfig,
-) -> dict[str, torch.Tensor]:
-    """Trained state and figures for one stitch point (from the cache when its inputs are unchanged).
+Figures = dict[str, torch.Tensor]
+"""What the cache stores for a trained stitch: its trained state and figures (``_fit_variant``)."""
 
-    The state holds every tensor training changed (the stitching layer, and the front/back part if the
-    scope trains them), under the stitched model's state-dict names; the figures are the top-1 on test
-    before fine-tuning, and the per-image correctness on validation and test after it.
-    """
+
+def _stitch_key(project: ProjectConfig, passes: _Passes, point: tuple[int, int], config: FinetuneConfig) -> str:
+    """The cache key of the stitch at ``point`` trained with ``config``."""
     front, back = passes.parents["front"], passes.parents["back"]
-    key = stage_key(
+    return stage_key(
         "stitch",
         model_inputs(project, front.key),
         model_inputs(project, back.key),
@@ -235,11 +241,20 @@ def _train_variant(
         config.model_dump(mode="json"),
         point,
     )
-    model.unfreeze(front=config.trains_front, back=config.trains_back)
-    if (stored := cache.load(key)) is not None:
-        return stored
-    assert model.stitch is not None
+
+
+def _fit_variant(project: ProjectConfig, passes: _Passes, point: tuple[int, int], config: FinetuneConfig) -> Figures:
+    """Train the stitch at ``point`` with ``config``: its trained state and figures (what the cache stores).
+
+    The state holds every tensor training changed (the stitching layer, and the front/back part if the
+    scope trains them), under the stitched model's state-dict names; the figures are the top-1 on test
+    before fine-tuning, and the per-image correctness on validation and test after it.
+    """
+    front, back = passes.parents["front"].model, passes.parents["back"].model
     i, j = point
+    model = build_stitched(front, i, back, j, project.data.input_size)
+    model.unfreeze(front=config.trains_front, back=config.trains_back)
+    assert model.stitch is not None
     if config.init == "least-squares":
         fit_least_squares(
             model.stitch, passes.run("front", "init").blocks[i], passes.run("back", "init").blocks[j], project.seed
@@ -262,7 +277,7 @@ def _train_variant(
             logits = _predict(model.back, passes.run("front", split).blocks[i])
         correct[f"{split}_correct"] = _correct(logits, images.labels)
     trained = model.trained_prefixes()
-    stored = {
+    return {
         **{k: v for k, v in model.state_dict().items() if k.startswith(trained)},
         "accuracy_init": torch.tensor(accuracy(init_logits, test.labels)),
         **correct,
@@ -270,8 +285,42 @@ def _train_variant(
         "steps": torch.tensor(report.steps),
         "best_epoch": torch.tensor(report.best_epoch),
     }
-    cache.save(key, stored)
-    return stored
+
+
+def _fit_job(state: tuple[ProjectConfig, _Passes, FinetuneConfig], point: tuple[int, int]) -> Figures:
+    """An executor job: ``_fit_variant`` of one point, from passes that already ran (``run_for_training``)."""
+    project, passes, config = state
+    return _fit_variant(project, passes, point, config)
+
+
+def _train_all(
+    context: _Context, points: Sequence[tuple[int, int]], config: FinetuneConfig
+) -> dict[tuple[int, int], Figures]:
+    """The stored figures of the stitch at each of ``points`` trained with ``config``: from the cache where its
+    inputs are unchanged, else trained and stored.
+
+    With a remote executor (Ray) and one rank, the stitches to train are jobs: the passes they read run here
+    first and travel with the job state, and the results are stored here. Otherwise they train here in turn
+    (under several ranks, each together with the other ranks).
+    """
+    project, passes, cache = context.project, context.passes, context.cache
+    keys = {point: _stitch_key(project, passes, point, config) for point in points}
+    figures = {point: stored for point in points if (stored := cache.load(keys[point])) is not None}
+    missing = [point for point in points if point not in figures]
+    if context.executor.remote and passes.ranks.size == 1 and len(missing) > 1:
+        passes.run_for_training(config)
+        state = (project, passes, config)
+        trained = context.executor.run_all(_fit_job, state, missing, len(missing))
+        for done, (index, stored) in enumerate(trained, start=1):
+            point = missing[index]
+            cache.save(keys[point], stored)
+            figures[point] = stored
+            step(f"{_variant_id(point)}: fine-tuned by the {context.executor.name} executor ({done}/{len(missing)})")
+    for point in missing:
+        if point not in figures:
+            figures[point] = _fit_variant(project, passes, point, config)
+            cache.save(keys[point], figures[point])
+    return {point: figures[point] for point in points}
 
 
 @dataclass(frozen=True)
@@ -326,24 +375,19 @@ def _prepare(project: ProjectConfig, build: TargetConfig | None, cache: Cache, r
     return _Prepared(splits, front, back, cka, samples, size)
 
 
-def _trained(
-    project: ProjectConfig,
-    prepared: _Prepared,
-    passes: _Passes,
-    point: tuple[int, int],
-    config: FinetuneConfig,
-    cache: Cache,
-) -> tuple[StitchedModel, dict[str, torch.Tensor]]:
-    """The stitched model at ``point`` trained with ``config`` (eval mode), and its stored figures."""
-    front, back = prepared.front, prepared.back
-    model = build_stitched(front.model, point[0], back.model, point[1], project.data.input_size)
-    figures = _train_variant(project, model, point, passes, cache, config)
+def _stitched(
+    project: ProjectConfig, passes: _Passes, point: tuple[int, int], config: FinetuneConfig, figures: Figures
+) -> StitchedModel:
+    """The stitched model at ``point`` with the state ``config``'s training stored in ``figures`` (eval mode)."""
+    front, back = passes.parents["front"].model, passes.parents["back"].model
+    model = build_stitched(front, point[0], back, point[1], project.data.input_size)
+    model.unfreeze(front=config.trains_front, back=config.trains_back)
     trained = model.trained_prefixes()
     state = {k: v for k, v in figures.items() if k.startswith(trained)}
     missing = {k for k in model.state_dict() if k.startswith(trained)} - state.keys()
     assert not missing, f"cached stitch state lacks {sorted(missing)[:3]}"
     model.load_state_dict(state, strict=False)
-    return model.eval(), figures
+    return model.eval()
 
 
 def _variant_id(point: tuple[int, int]) -> str:
@@ -374,12 +418,14 @@ Order = list[tuple[Candidate, float]]
 
 @dataclass(frozen=True)
 class _Context:
-    """What a selector reads: the project, the prepared parents and data, the feature passes and the cache."""
+    """What a selector reads: the project, the prepared parents and data, the feature passes and the cache;
+    and the executor that may train several stitches at once."""
 
     project: ProjectConfig
     prepared: _Prepared
     passes: _Passes
     cache: Cache
+    executor: Executor = LOCAL
 
 
 @dataclass(frozen=True)
@@ -407,11 +453,8 @@ def _by_screen(context: _Context, order: Order) -> Order:
     """``order`` by validation top-1 after a short fine-tune of each (``search.screen_epochs``), best first."""
     project = context.project
     screen = project.finetune.model_copy(update={"epochs": project.search.screen_epochs})
-    scored = []
-    for candidate, _ in order:
-        point = (candidate.front_block, candidate.back_block)
-        _, figures = _trained(project, context.prepared, context.passes, point, screen, context.cache)
-        scored.append((candidate, Scores.of(figures).validation))
+    trained = _train_all(context, [(c.front_block, c.back_block) for c, _ in order], screen)
+    scored = [(c, Scores.of(trained[(c.front_block, c.back_block)]).validation) for c, _ in order]
     return sorted(scored, key=lambda pair: -pair[1])  # stable: ties keep the CKA order
 
 
@@ -475,7 +518,8 @@ def _climb(
         tried, reasons = [], []
         for rank, (candidate, _) in enumerate(order, start=1):
             point = (candidate.front_block, candidate.back_block)
-            model, figures = _trained(project, prepared, context.passes, point, project.finetune, context.cache)
+            figures = _train_all(context, [point], project.finetune)[point]
+            model = _stitched(project, context.passes, point, project.finetune, figures)
             scores = Scores.of(figures)
             tried.append((rank, candidate, model, figures, scores))
             contender = Contender(
@@ -598,7 +642,7 @@ def run_search(
         search = project.search
         budget_bands = bands(prepared.candidates(), target.budgets, figure)
         passes = _Passes(project, (front, back), prepared.splits, set(), ranks)
-        context, selector = _Context(project, prepared, passes, cache), get_selector(search.selector)
+        context, selector = _Context(project, prepared, passes, cache, executor), get_selector(search.selector)
         orders = {band.budget: selector.shortlist(context, band) for band in budget_bands}
         passes.plan({c.front_block for order in orders.values() for c, _ in order})
 
@@ -644,9 +688,11 @@ def sweep_grid(front_blocks: int, back_blocks: int, every: int) -> set[tuple[int
     return {(i, j) for i in axis(front_blocks) for j in axis(back_blocks)}
 
 
-def run_sweep(project: ProjectConfig, cache: Cache, every: int = 1, ranks: Ranks = ALONE) -> SweepResult:
+def run_sweep(
+    project: ProjectConfig, cache: Cache, every: int = 1, ranks: Ranks = ALONE, executor: Executor = LOCAL
+) -> SweepResult:
     """Stitch at every point of ``sweep_grid`` and fine-tune each exactly as ``run_search`` would (rank 0's job
-    under several ``ranks``; the others ``contribute``)."""
+    under several ``ranks``; the others ``contribute``); a remote ``executor`` trains the points as jobs."""
     if every < 1:
         raise ValueError("every must be at least 1")
     start = time.perf_counter()
@@ -656,9 +702,11 @@ def run_sweep(project: ProjectConfig, cache: Cache, every: int = 1, ranks: Ranks
         grid = sweep_grid(len(front.model.blocks), len(back.model.blocks), every)
         candidates = {(c.front_block, c.back_block): c for c in prepared.candidates()}
         passes = _Passes(project, (front, back), prepared.splits, {i for i, _ in grid}, ranks)
+        context = _Context(project, prepared, passes, cache, executor)
+        trained = _train_all(context, sorted(grid), project.finetune)
         points = []
-        for point in sorted(grid):
-            model, figures = _trained(project, prepared, passes, point, project.finetune, cache)
+        for point, figures in trained.items():
+            model = _stitched(project, passes, point, project.finetune, figures)
             scores = Scores.of(figures)
             points.append(
                 SweepPoint(
