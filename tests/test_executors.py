@@ -181,4 +181,4 @@ def test_a_sweep_on_ray_trains_its_points_as_tasks_and_gets_what_one_process_get
         assert ours is not None and theirs is not None
         for key, value in ours.items():
             if key.startswith("stitch."):
-                assert torch.allclose(value, theirs[key], atol=1e-5), (name, key)
+                assert torch.allclose(value, theirs[key], atol=1e-4), (name, key)  # see DDP_TOLERANCE

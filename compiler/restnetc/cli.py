@@ -144,7 +144,7 @@ def search(
     """CKA search, stitch point per budget, stitching-layer fine-tuning; writes cka.npy, cka.png, variants.json.
 
     Under torchrun, the ranks share the CKA pass and stitch fine-tuning; rank 0 writes. --executor lowers the
-    parts of a cost table profiled for measured budgets."""
+    parts of a cost table profiled for measured budgets, and with ray trains the screened stitches as tasks."""
     from restnetc.pipeline.search import run_search
     from restnetc.reports.search_outputs import variants_table, write_search_outputs
     from restnetc.workers import executor_for

@@ -127,7 +127,7 @@ def _connect(address: str | None) -> None:
 class RayTasks:
     """One Ray task per job (one CPU each) on the cluster at ``address`` (``ray://HOST:PORT`` for Ray Client),
     or, without one, on the cluster ``ray.init`` finds (``RAY_ADDRESS``, one started with ``ray start``) or a
-    local one it starts; joined at the first jobs and kept for the next ones (see ``_connect``)."""
+    local one it starts; joined by ``open`` (or the first jobs) and kept for the next ones (see ``_connect``)."""
 
     address: str | None = None
     name: ClassVar[str] = "ray"

@@ -4,7 +4,7 @@ By default only the stitching layer trains, on cached front features (the front 
 never changes): each step costs the stitching layer and the back part only. ``finetune.scope`` can train the
 back part and/or the front part too; when the front trains, each step runs the whole model on images. Under
 several data-parallel ranks the same loop runs under DistributedDataParallel, each rank on its share of the
-training images, and reaches the weights one process reaches.
+training images (see ``finetune_stitch`` for when that reaches one process's weights).
 """
 
 from __future__ import annotations
@@ -102,15 +102,22 @@ def finetune_stitch(
 
     Under several ``ranks`` (a collective: every rank calls it for the same model), ``inputs``, ``labels`` and
     ``teacher_logits`` hold this rank's share of the training images, every ``ranks.size``-th from position
-    ``ranks.rank`` (``Ranks.share``), and the model trains under DistributedDataParallel from rank 0's weights.
-    Each step takes the minibatch one process would take, each rank the images of it that it holds, and the
-    gradients add up to one process's, so every rank reaches one process's weights (within float rounding).
-    Only rank 0 scores ``validation`` and keeps its best epoch: its weights and report are the outcome.
+    ``ranks.rank`` (``Ranks.share``), and the model trains under DistributedDataParallel from rank 0's trainable
+    weights (the frozen parts are every rank's own copy of the same parents, so they are not sent). Each step
+    takes the minibatch one process would take, each rank the images of it that it holds, and the gradients add
+    up to one process's: with the stitching layer alone trainable (the default scope), or trainable parts
+    without batch normalisation, every rank reaches one process's weights within float rounding. A trainable
+    batch-norm layer normalises by each rank's share of the minibatch instead (DDP without SyncBatchNorm), and
+    its running statistics are rank 0's own. Only rank 0 scores ``validation`` and keeps its best epoch: its
+    weights and report are the outcome.
     """
     assert model.stitch is not None
     step = _Step(model)
     trained: nn.Module = step
-    if ranks.size > 1:  # takes rank 0's weights and buffers; frozen buffers never change, so no step syncs them
+    if ranks.size > 1:
+        shared = [name for name, p in step.named_parameters() if not p.requires_grad]
+        shared += [name for name, _ in step.named_buffers()]
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(step, shared)
         trained = DistributedDataParallel(step, forward_sync_buffers=False)
     generator = torch.Generator().manual_seed(seed)
     trainable = [p for p in model.parameters() if p.requires_grad]

@@ -26,7 +26,7 @@ from restnetc.data.check import check_data
 from restnetc.distributed import ALONE, Ranks
 from restnetc.evaluation import Contender, compare_paired, judge
 from restnetc.frontend.features import Capture, accuracy, capture, stream_cka
-from restnetc.frontend.finetune import FinetuneReport, finetune_stitch, fit_least_squares
+from restnetc.frontend.finetune import finetune_stitch, fit_least_squares
 from restnetc.frontend.kl import representation_kl
 from restnetc.frontend.search import Band, Candidate, Figure, bands, rank_candidates, static_figure
 from restnetc.frontend.stitch import Interface, StitchedModel, StitchLayer, build_stitched, interfaces
@@ -200,19 +200,14 @@ def _inputs(model: StitchedModel, passes: _Passes, split: str, front_block: int)
     return passes.sets[split].images if model.front_trainable else passes.run("front", split).blocks[front_block]
 
 
-def _fit(
-    project: ProjectConfig,
-    model: StitchedModel,
-    passes: _Passes,
-    front_block: int,
-    config: FinetuneConfig,
-    validation: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> FinetuneReport:
-    """Fine-tune ``model`` on the train split (a collective under several ranks: each trains on its share)."""
+def _training_data(
+    model: StitchedModel, passes: _Passes, front_block: int, config: FinetuneConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """What ``model`` trains on: inputs, labels and the teacher's logits (with distillation) for this rank's
+    share of the train split (running the passes they need first, before any collective)."""
     train = passes.sets["train"]
     teacher = passes.run("front", "train").logits if config.distill is not None else None
-    inputs = _inputs(model, passes, "train", front_block)
-    return finetune_stitch(model, inputs, train.labels, teacher, config, project.seed, validation, passes.ranks)
+    return _inputs(model, passes, "train", front_block), train.labels, teacher
 
 
 @dataclass(frozen=True)
@@ -227,6 +222,13 @@ class _Request:
 
 Figures = dict[str, torch.Tensor]
 """What the cache stores for a trained stitch: its trained state and figures (``_fit_variant``)."""
+
+FIGURE_NAMES = ("accuracy_init", "validation_correct", "test_correct", "seconds", "steps", "best_epoch")
+"""The entries of ``Figures`` that are figures, not trained state."""
+
+
+def _figures_only(stored: Figures) -> Figures:
+    return {name: stored[name] for name in FIGURE_NAMES}
 
 
 def _stitch_key(project: ProjectConfig, passes: _Passes, point: tuple[int, int], config: FinetuneConfig) -> str:
@@ -263,9 +265,10 @@ def _fit_variant(project: ProjectConfig, passes: _Passes, point: tuple[int, int]
     test = passes.sets["test"]
     init_logits = _predict(model.back, passes.run("front", "test").blocks[i])  # the front is the parent's
     validation = (_inputs(model, passes, "validation", i), passes.sets["validation"].labels)
+    data = _training_data(model, passes, i, config)
     if passes.ranks.size > 1:
         passes.ranks.from_main(_Request(point, config, passes.front_blocks))
-    report = _fit(project, model, passes, i, config, validation)
+    report = finetune_stitch(model, *data, config, project.seed, validation, passes.ranks)
     if passes.ranks.size > 1:
         step(f"{_variant_id(point)}: fine-tuned by {passes.ranks.size} ranks ({report.steps} steps)")
     correct = {}
@@ -294,10 +297,11 @@ def _fit_job(state: tuple[ProjectConfig, _Passes, FinetuneConfig], point: tuple[
 
 
 def _train_all(
-    context: _Context, points: Sequence[tuple[int, int]], config: FinetuneConfig
+    context: _Context, points: Sequence[tuple[int, int]], config: FinetuneConfig, *, state: bool = True
 ) -> dict[tuple[int, int], Figures]:
     """The stored figures of the stitch at each of ``points`` trained with ``config``: from the cache where its
-    inputs are unchanged, else trained and stored.
+    inputs are unchanged, else trained and stored. Without ``state``, only the ``FIGURE_NAMES`` entries are
+    kept (for many points whose trained parts are not needed).
 
     With a remote executor (Ray) and one rank, the stitches to train are jobs: the passes they read run here
     first and travel with the job state, and the results are stored here. Otherwise they train here in turn
@@ -305,21 +309,22 @@ def _train_all(
     """
     project, passes, cache = context.project, context.passes, context.cache
     keys = {point: _stitch_key(project, passes, point, config) for point in points}
-    figures = {point: stored for point in points if (stored := cache.load(keys[point])) is not None}
+    kept: Callable[[Figures], Figures] = (lambda stored: stored) if state else _figures_only
+    figures = {point: kept(stored) for point in points if (stored := cache.load(keys[point])) is not None}
     missing = [point for point in points if point not in figures]
     if context.executor.remote and passes.ranks.size == 1 and len(missing) > 1:
         passes.run_for_training(config)
-        state = (project, passes, config)
-        trained = context.executor.run_all(_fit_job, state, missing, len(missing))
+        trained = context.executor.run_all(_fit_job, (project, passes, config), missing, len(missing))
         for done, (index, stored) in enumerate(trained, start=1):
             point = missing[index]
             cache.save(keys[point], stored)
-            figures[point] = stored
+            figures[point] = kept(stored)
             step(f"{_variant_id(point)}: fine-tuned by the {context.executor.name} executor ({done}/{len(missing)})")
     for point in missing:
         if point not in figures:
-            figures[point] = _fit_variant(project, passes, point, config)
-            cache.save(keys[point], figures[point])
+            stored = _fit_variant(project, passes, point, config)
+            cache.save(keys[point], stored)
+            figures[point] = kept(stored)
     return {point: figures[point] for point in points}
 
 
@@ -352,7 +357,8 @@ def _prepare(project: ProjectConfig, build: TargetConfig | None, cache: Cache, r
 
     Under several ``ranks`` (a collective), rank 0 prepares the parents while the others wait, then they
     prepare theirs (from its cache entries where they share the cache) and take its weights; the CKA pass is
-    shared between them. Then the others leave, and rank 0 goes on alone with their threads.
+    shared between them. Rank 0 then takes a thread per CPU it may use; the others stay to fine-tune with it
+    (``contribute``) until it leaves its training stages (``_leading``).
     """
     check_data(project, build)
     size = project.data.input_size
@@ -453,7 +459,7 @@ def _by_screen(context: _Context, order: Order) -> Order:
     """``order`` by validation top-1 after a short fine-tune of each (``search.screen_epochs``), best first."""
     project = context.project
     screen = project.finetune.model_copy(update={"epochs": project.search.screen_epochs})
-    trained = _train_all(context, [(c.front_block, c.back_block) for c, _ in order], screen)
+    trained = _train_all(context, [(c.front_block, c.back_block) for c, _ in order], screen, state=False)
     scored = [(c, Scores.of(trained[(c.front_block, c.back_block)]).validation) for c, _ in order]
     return sorted(scored, key=lambda pair: -pair[1])  # stable: ties keep the CKA order
 
@@ -596,7 +602,8 @@ def contribute(project: ProjectConfig, target: TargetConfig | None, cache: Cache
         i, j = request.point
         model = build_stitched(prepared.front.model, i, prepared.back.model, j, project.data.input_size)
         model.unfreeze(front=request.config.trains_front, back=request.config.trains_back)
-        _fit(project, model, passes, i, request.config)
+        data = _training_data(model, passes, i, request.config)
+        finetune_stitch(model, *data, request.config, project.seed, ranks=ranks)
 
 
 @contextmanager
@@ -626,7 +633,7 @@ def run_search(
     cheaper rung (parents included) dominates on validation, trying at most ``search.shortlist`` of them.
     ``build``: the search starts a build, so the data check covers the target's int8 calibration images too.
     Under several ``ranks``, this is rank 0's job; the others ``contribute``. ``executor`` lowers the parts of
-    a cost table profiled here.
+    a cost table profiled here and, when remote, trains the stitches the measured selector screens.
     """
     start = time.perf_counter()
     prepared = _prepare(project, target if build else None, cache, ranks)
@@ -703,10 +710,11 @@ def run_sweep(
         candidates = {(c.front_block, c.back_block): c for c in prepared.candidates()}
         passes = _Passes(project, (front, back), prepared.splits, {i for i, _ in grid}, ranks)
         context = _Context(project, prepared, passes, cache, executor)
-        trained = _train_all(context, sorted(grid), project.finetune)
+        trained = _train_all(context, sorted(grid), project.finetune, state=False)
         points = []
         for point, figures in trained.items():
-            model = _stitched(project, passes, point, project.finetune, figures)
+            model = build_stitched(front.model, point[0], back.model, point[1], project.data.input_size)
+            model.unfreeze(front=project.finetune.trains_front, back=project.finetune.trains_back)
             scores = Scores.of(figures)
             points.append(
                 SweepPoint(
