@@ -600,6 +600,32 @@ static void test_neighbours_preloaded_make_a_step_down_load_nothing(void) {
     }
 }
 
+/* A neighbour whose preload ran out of memory is not preloaded again until there is more room. On `middle` (ladder,
+ * 16 MiB of headroom) with 20 MiB free beside it, `small` (10) is left out for the headroom; at 30 MiB its preload
+ * is tried and fails (the room, 30 free + 20 held, is remembered); at 30 MiB again it is not tried, at 35 it is. */
+static void test_a_neighbour_that_ran_out_of_memory_is_preloaded_again_only_with_more_room(void) {
+    fixture f;
+    setup_with(&f, "neighbour-no-memory", 1, 40 * MIB, 16 * MIB, 1);
+    rs_error err = {RS_OK, ""};
+    int switched = 0, small = -1;
+    CHECK(strcmp(current(f.runner), "middle") == 0 && f.script.loads == 1, "opened on %s with %d loads",
+          current(f.runner), f.script.loads);
+    f.script.fail_loads = 2;
+    f.script.failure = RS_ERR_NO_MEMORY;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        set_meminfo(&f.script, 30 * MIB);
+        CHECK(rs_runner_refresh(f.runner, &switched, &err) == RS_OK && !switched, "%s", err.message);
+        CHECK(f.script.fail_loads == 1, "refresh %d at 30 MiB: %d preload(s) tried", attempt + 1,
+              2 - f.script.fail_loads);
+    }
+    f.script.fail_loads = 0;
+    set_meminfo(&f.script, 35 * MIB);
+    CHECK(rs_runner_refresh(f.runner, &switched, &err) == RS_OK && !switched && f.script.loads == 2, "%s",
+          err.message);
+    CHECK(rs_runner_resident(f.runner, "small", &small, &err) == RS_OK && small == 1, "small resident %d", small);
+    teardown(&f);
+}
+
 /* Under given figures, a switch that releases the running rung first leaves what the caller gave less what
  * the new rung takes and plus what the old one gave back; neighbours are preloaded against that. Opened on
  * `small` (30 MiB free, 16 of headroom), 52 MiB given: `large` (40) is chosen (52 + 10 >= 1.1 * 40 + 16) but does
@@ -686,6 +712,7 @@ int main(int argc, char **argv) {
     test_resident_memory_is_not_overstated_after_a_programs_first_rung_leaves();
     test_a_rung_of_an_open_program_needs_only_its_entry_point();
     test_neighbours_preloaded_make_a_step_down_load_nothing();
+    test_a_neighbour_that_ran_out_of_memory_is_preloaded_again_only_with_more_room();
     test_a_rung_loaded_under_given_figures_gives_back_what_it_was_judged_to_take();
     test_a_release_then_load_under_given_figures_leaves_no_room_it_does_not_have();
     test_two_threads(0);
