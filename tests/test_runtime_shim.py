@@ -95,13 +95,18 @@ def test_runner_contracts_hold_with_two_threads_under_sanitizers(
     assert "ThreadSanitizer" not in result.stderr, result.stderr[-3000:]
 
 
+PROMPT_SECONDS = 5.0
+"""How soon the shim must refuse a special file. It takes milliseconds; the bound is loose because the suite runs
+on a shared 2-core machine, and a blocking read would never return (``_timed``'s 10 s timeout ends it)."""
+
+
 def _timed(*args: str | Path) -> tuple[subprocess.CompletedProcess[str], float]:
     start = time.monotonic()
     result = _run(*args, timeout=10)
     return result, time.monotonic() - start
 
 
-def test_special_files_end_in_under_a_second_with_exit_1(
+def test_special_files_are_refused_promptly_with_exit_1(
     shim: Path, built: tuple[Path, Path, Path, Path], tmp_path: Path
 ) -> None:
     """A FIFO or a directory in place of an artifact, bundle.index or a memory file is refused, never read."""
@@ -116,14 +121,15 @@ def test_special_files_end_in_under_a_second_with_exit_1(
         (bundle / relative).unlink()
         os.mkfifo(bundle / relative) if kind == "fifo" else (bundle / relative).mkdir()
         result, seconds = _timed(shim / "restnet-shim", "verify", bundle)
-        assert result.returncode == 1 and seconds < 1, (name, seconds, result.stdout, result.stderr)
+        assert result.returncode == 1 and seconds < PROMPT_SECONDS, (name, seconds, result.stdout, result.stderr)
         assert "not a regular file" in result.stdout + result.stderr, name
     for kind in ("fifo", "directory"):
         root = tmp_path / f"memory-{kind}"
         _write(root, "proc/self/cgroup", "0::/app\n")
         (root / "proc" / "meminfo").mkdir() if kind == "directory" else os.mkfifo(root / "proc" / "meminfo")
         result, seconds = _timed(shim / "restnet-shim", "select", built[0], "--memory-root", root)
-        assert result.returncode == 1 and seconds < 1 and "meminfo: not a regular file" in result.stderr, kind
+        assert result.returncode == 1 and seconds < PROMPT_SECONDS, (kind, seconds)
+        assert "meminfo: not a regular file" in result.stderr, kind
 
 
 def _replaced(bundle: Path, file: str, how: str, other: Path) -> None:
