@@ -245,6 +245,16 @@ def _stitch_key(project: ProjectConfig, passes: _Passes, point: tuple[int, int],
     )
 
 
+def _untrained(
+    project: ProjectConfig, passes: _Passes, point: tuple[int, int], config: FinetuneConfig
+) -> StitchedModel:
+    """The stitched model at ``point`` of ``passes``' parents, with the parts ``config`` trains made trainable."""
+    front, back = passes.parents["front"].model, passes.parents["back"].model
+    model = build_stitched(front, point[0], back, point[1], project.data.input_size)
+    model.unfreeze(front=config.trains_front, back=config.trains_back)
+    return model
+
+
 def _fit_variant(project: ProjectConfig, passes: _Passes, point: tuple[int, int], config: FinetuneConfig) -> Figures:
     """Train the stitch at ``point`` with ``config``: its trained state and figures (what the cache stores).
 
@@ -252,10 +262,8 @@ def _fit_variant(project: ProjectConfig, passes: _Passes, point: tuple[int, int]
     scope trains them), under the stitched model's state-dict names; the figures are the top-1 on test
     before fine-tuning, and the per-image correctness on validation and test after it.
     """
-    front, back = passes.parents["front"].model, passes.parents["back"].model
     i, j = point
-    model = build_stitched(front, i, back, j, project.data.input_size)
-    model.unfreeze(front=config.trains_front, back=config.trains_back)
+    model = _untrained(project, passes, point, config)
     assert model.stitch is not None
     if config.init == "least-squares":
         fit_least_squares(
@@ -385,9 +393,7 @@ def _stitched(
     project: ProjectConfig, passes: _Passes, point: tuple[int, int], config: FinetuneConfig, figures: Figures
 ) -> StitchedModel:
     """The stitched model at ``point`` with the state ``config``'s training stored in ``figures`` (eval mode)."""
-    front, back = passes.parents["front"].model, passes.parents["back"].model
-    model = build_stitched(front, point[0], back, point[1], project.data.input_size)
-    model.unfreeze(front=config.trains_front, back=config.trains_back)
+    model = _untrained(project, passes, point, config)
     trained = model.trained_prefixes()
     state = {k: v for k, v in figures.items() if k.startswith(trained)}
     missing = {k for k in model.state_dict() if k.startswith(trained)} - state.keys()
@@ -599,10 +605,8 @@ def contribute(project: ProjectConfig, target: TargetConfig | None, cache: Cache
     while (request := ranks.from_main(None)) is not None:
         assert isinstance(request, _Request)
         passes.plan(set(request.front_blocks))
-        i, j = request.point
-        model = build_stitched(prepared.front.model, i, prepared.back.model, j, project.data.input_size)
-        model.unfreeze(front=request.config.trains_front, back=request.config.trains_back)
-        data = _training_data(model, passes, i, request.config)
+        model = _untrained(project, passes, request.point, request.config)
+        data = _training_data(model, passes, request.point[0], request.config)
         finetune_stitch(model, *data, request.config, project.seed, ranks=ranks)
 
 
@@ -713,8 +717,7 @@ def run_sweep(
         trained = _train_all(context, sorted(grid), project.finetune, state=False)
         points = []
         for point, figures in trained.items():
-            model = build_stitched(front.model, point[0], back.model, point[1], project.data.input_size)
-            model.unfreeze(front=project.finetune.trains_front, back=project.finetune.trains_back)
+            model = _untrained(project, passes, point, project.finetune)
             scores = Scores.of(figures)
             points.append(
                 SweepPoint(
