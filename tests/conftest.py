@@ -49,6 +49,12 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
     return run
 
 
+def logged(caplog: pytest.LogCaptureFixture) -> str:
+    """What the library said on its ``restnetc`` logger during the test (since the last ``caplog.clear()``), one
+    message per line, without logging's level and location prefix."""
+    return "\n".join(record.getMessage() for record in caplog.records if record.name.startswith("restnetc"))
+
+
 TINY_PROJECT = """\
 schema_version: 1
 name: tiny-lite

@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,6 +61,55 @@ def test_inspect_verifies_and_detects_a_flipped_byte(
     victim.write_bytes(bytes(data))
     result = cli("inspect", str(copy))
     assert result.code == 1 and f"{victim}: sha256 does not match the manifest" in result.stderr
+
+
+def test_inspect_and_size_check_speak_json(
+    built: tuple[Path, Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    bundle, manifest = built[0], read_manifest(built[0])
+    result = cli("inspect", "--json", "--operators", str(bundle))
+    assert result.code == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["manifest"] == json.loads((bundle / "manifest.json").read_text())
+    assert shown["verified_sizes"] == {a.file: a.bytes for a in manifest.artifacts}
+    assert {(o["id"], o["backend"]) for o in shown["operators"]} == {(a.id, a.backend) for a in manifest.artifacts}
+    assert all(sum(o["counts"].values()) > 0 for o in shown["operators"])
+    baseline = tmp_path / "sizes.json"
+    assert cli("size-check", str(bundle), "--baseline", str(baseline), "--update").code == 0
+    rows = json.loads(cli("size-check", "--json", str(bundle), "--baseline", str(baseline)).stdout)
+    assert {row["file"]: row["now"] for row in rows} == shown["verified_sizes"]
+    assert all(row["verdict"] == "ok" and not row["failed"] for row in rows)
+
+
+API_BUILD = """\
+import json, sys
+import restnetc
+bundle, project, target, cache, out = sys.argv[1:]
+result = restnetc.build(target, project, out=out, cache_dir=cache)
+found = restnetc.inspect(out)
+assert found.manifest == result.manifest and set(found.sizes) == {a.file for a in result.manifest.artifacts}
+print(json.dumps({a.file: a.sha256 for a in found.manifest.artifacts}))
+"""
+
+
+def test_the_python_api_builds_what_the_cli_builds_and_prints_nothing(
+    built: tuple[Path, Path, Path, Path], tmp_path: Path
+) -> None:
+    """``restnetc.build`` on ``built``'s inputs and warm cache, in a fresh process: the same artifacts (sha256)
+    as the CLI's bundle, ``restnetc.inspect`` verifies them, and the library prints no status line (it logs, and
+    the caller configured no logging). Warnings may appear through the root logger's basic handler, which
+    ExecuTorch's XNNPACK partitioner installs when it is imported (``logging.basicConfig(level=WARNING)``)."""
+    bundle, project, target, cache = built
+    out = tmp_path / "api-bundle"
+    run = subprocess.run(
+        [sys.executable, "-c", API_BUILD, str(bundle), str(project), str(target), str(cache), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == {a.file: a.sha256 for a in read_manifest(bundle).artifacts}
+    assert all(line.startswith("WARNING:restnetc:") for line in run.stderr.splitlines()), run.stderr
 
 
 def test_inspect_counts_the_operators_each_entry_point_calls(

@@ -30,6 +30,7 @@ from restnetc.frontend.stitch import build_stitched
 from restnetc.models import decompose
 from restnetc.pipeline import parents
 from tests import zoo
+from tests.conftest import logged
 
 
 def test_an_edited_compiler_source_changes_the_source_digest(tmp_path: Path) -> None:
@@ -88,7 +89,7 @@ DAMAGES: dict[str, Callable[[str, Path], None]] = {
 @pytest.mark.parametrize("damage", sorted(DAMAGES))
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_a_damaged_entry_is_a_warned_miss_and_its_recomputation_replaces_it(
-    kind: str, damage: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    kind: str, damage: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     suffix, save, load, clean = KINDS[kind]
     cache = Cache(tmp_path)
@@ -96,14 +97,15 @@ def test_a_damaged_entry_is_a_warned_miss_and_its_recomputation_replaces_it(
     assert _same(kind, load(cache, "stage-0123"), clean)
     path = tmp_path / f"stage-0123{suffix}"
     DAMAGES[damage](kind, path)
-    capsys.readouterr()
+    caplog.clear()
 
     assert load(cache, "stage-0123") is None
-    warning = capsys.readouterr().err
+    warning = logged(caplog)
     assert warning.startswith(f"CACHE WARNING {path}: ") and warning.rstrip().endswith("recomputing it"), warning
+    caplog.clear()
     save(cache, "stage-0123", clean)  # what every caller does on a miss
     assert _same(kind, load(cache, "stage-0123"), clean)
-    assert capsys.readouterr().err == ""
+    assert logged(caplog) == ""
 
 
 class _Opaque:
@@ -116,7 +118,7 @@ class _Opaque:
 UNPICKLED: list[str] = []
 
 
-def test_a_tensor_entry_is_loaded_with_weights_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_tensor_entry_is_loaded_with_weights_only(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A well-formed entry (its sha256 matches) that holds more than tensors is a miss, and is not unpickled."""
     buffer = io.BytesIO()
     torch.save({"x": torch.ones(2), "y": _Opaque()}, buffer)
@@ -124,11 +126,11 @@ def test_a_tensor_entry_is_loaded_with_weights_only(tmp_path: Path, capsys: pyte
     cache.save_bytes("stage-0123", buffer.getvalue())  # the same file format as a tensor entry
     (tmp_path / "stage-0123.bin").rename(tmp_path / "stage-0123.pt")
     assert cache.load("stage-0123") is None and UNPICKLED == []
-    assert "does not decode (UnpicklingError)" in capsys.readouterr().err
+    assert "does not decode (UnpicklingError)" in logged(caplog)
 
 
 def test_probe_memory_recomputes_after_a_damaged_record(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A JSON stage through its real caller: the measurement runs again and gives the clean figures."""
     calls: list[Path] = []
@@ -146,13 +148,13 @@ def test_probe_memory_recomputes_after_a_damaged_record(
     assert measure.probe_memory("litert", artifact, (1, 3, 32, 32), 1, cache) == clean and len(calls) == 1
     (record,) = (tmp_path / "cache").glob("host-memory-*.json")
     _flip(record, b"1000")
-    capsys.readouterr()
+    caplog.clear()
     assert measure.probe_memory("litert", artifact, (1, 3, 32, 32), 1, cache) == clean and len(calls) == 2
-    assert f"CACHE WARNING {record}: content does not match its sha256" in capsys.readouterr().err
+    assert f"CACHE WARNING {record}: content does not match its sha256" in logged(caplog)
 
 
 def test_a_damaged_linear_probe_is_refitted_to_the_same_weights(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A tensor stage through its real caller (``load_parents``' linear probes)."""
     torch.manual_seed(0)
@@ -187,11 +189,11 @@ def test_a_damaged_linear_probe_is_refitted_to_the_same_weights(
     stored = sorted((tmp_path / "cache").glob("probe-*.pt"))[0]
     middle = len(stored.read_bytes()) // 2
     _flip(stored, stored.read_bytes()[middle : middle + 16])  # inside the probe's weights
-    capsys.readouterr()
+    caplog.clear()
     again = probes()
     assert len(fits) == 3, "only the damaged probe is fitted again"
     assert all(torch.equal(a, b) for a, b in zip(again, clean, strict=True))
-    assert f"CACHE WARNING {stored}: content does not match its sha256" in capsys.readouterr().err
+    assert f"CACHE WARNING {stored}: content does not match its sha256" in logged(caplog)
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +231,7 @@ def test_a_damaged_artifact_is_lowered_and_verified_again(
     pair: tuple[Rung, Rung, HeldOut, dict[str, torch.Tensor]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """An artifact entry (a .pte) through the real lowering stage: a flipped byte is never shipped."""
     lowerings: list[int] = []
@@ -243,23 +245,23 @@ def test_a_damaged_artifact_is_lowered_and_verified_again(
     clean = _build(pair, "a", tmp_path)["a"]
     entry = _artifact_entry(tmp_path / "cache", clean.lowered.data)
     _flip(entry, clean.lowered.data[len(clean.lowered.data) // 2 :][:16])
-    capsys.readouterr()
+    caplog.clear()
     again = _build(pair, "a", tmp_path)["a"]
     assert len(lowerings) == 2, "lowered again"
     assert again.lowered.data == clean.lowered.data and again.evaluation == clean.evaluation
-    assert f"CACHE WARNING {entry}: content does not match its sha256" in capsys.readouterr().err
+    assert f"CACHE WARNING {entry}: content does not match its sha256" in logged(caplog)
 
 
 def test_a_verified_record_is_never_applied_to_other_bytes(
-    pair: tuple[Rung, Rung, HeldOut, dict[str, torch.Tensor]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    pair: tuple[Rung, Rung, HeldOut, dict[str, torch.Tensor]], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Rung a's artifact entry replaced by b's bytes (a sound entry): a's record must not vouch for them."""
     first = _build(pair, "ab", tmp_path)
     assert first["a"].evaluation != first["b"].evaluation
     entry = _artifact_entry(tmp_path / "cache", first["a"].lowered.data)
     Cache(tmp_path / "cache").save_bytes(entry.stem, first["b"].lowered.data)
-    capsys.readouterr()
+    caplog.clear()
     again = _build(pair, "a", tmp_path)["a"]
     assert again.lowered.data == first["b"].lowered.data
     assert again.evaluation == first["b"].evaluation, "the figures verified for these bytes, not a's record"
-    assert "its artifact's bytes are not the ones verified; recomputing it" in capsys.readouterr().err
+    assert "its artifact's bytes are not the ones verified; recomputing it" in logged(caplog)

@@ -54,6 +54,28 @@ def test_doctor_reports_a_set_up_machine(cli: Callable[..., CliResult]) -> None:
     assert "2.13.0" in result.stdout
 
 
+def test_doctor_json_lists_every_check(cli: Callable[..., CliResult]) -> None:
+    from restnetc.doctor import run_checks
+
+    result = cli("doctor", "--json")
+    assert result.code == 0, result.stderr
+    checks = {check["name"]: check for check in json.loads(result.stdout)}
+    assert set(checks) == {check.name for check in run_checks()}
+    assert checks["torch"]["found"] and checks["torch"]["version"].startswith("2.13.0")
+    assert set(checks["executorch"]) == {"name", "required", "found", "version", "purpose", "hint"}
+
+
+def test_version_completion_and_module_entry_point(cli: Callable[..., CliResult]) -> None:
+    from importlib.metadata import version
+
+    shown = cli("--version")
+    assert shown.code == 0 and shown.stdout.strip() == f"restnetc {version('restnetc')}"
+    completion = cli("--show-completion", "bash")
+    assert completion.code == 0 and "_RESTNETC_COMPLETE=complete_bash" in completion.stdout
+    module = subprocess.run([sys.executable, "-m", "restnetc", "--help"], capture_output=True, text=True, timeout=120)
+    assert module.returncode == 0 and "Usage:" in module.stdout and "build" in module.stdout, module.stderr
+
+
 def test_doctor_install_hints_are_the_requirements_pyproject_declares() -> None:
     from restnetc.doctor import run_checks
 
@@ -133,6 +155,9 @@ def test_search_writes_cka_variants_and_plot_then_reuses_the_cache(
     second = cli("search", "--target", str(target), "--project", str(project), "--out", str(out))
     assert second.code == 0 and f"CKA matrix {cka.shape}: cached" in second.stderr
     assert json.loads((out / "variants.json").read_text())["variants"] == variants
+    quiet = cli("-q", "search", "--target", str(target), "--project", str(project), "--out", str(out))
+    assert quiet.code == 0 and "params <= 3.6M" in quiet.stdout
+    assert "cached" not in quiet.stderr and "> " not in quiet.stderr, "-q keeps only warnings and errors"
 
 
 def test_infeasible_budget_is_a_one_line_error(tiny_files: tuple[Path, Path], cli: Callable[..., CliResult]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from restnetc.config.target import Backend as BackendName
 from restnetc.errors import RestnetcError
 from restnetc.pipeline.search import run_sweep
 from restnetc.workers import EXECUTORS, executor_for
-from tests.conftest import BUILD_TARGET, REPO, TINY_PROJECT, CliResult
+from tests.conftest import BUILD_TARGET, REPO, TINY_PROJECT, CliResult, logged
 
 LOWERING_ENTRIES = ("artifact-", "verified-", "verify-", "program-")
 """Cache entries of lowering, verification and packing: removed, a build must redo them with its executor."""
@@ -152,7 +153,7 @@ def test_a_cluster_that_cannot_be_joined_ends_a_build_before_any_work(tiny_files
 
 
 def test_a_sweep_on_ray_trains_its_points_as_tasks_and_gets_what_one_process_gets(
-    ray_cluster: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ray_cluster: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Six stitch points of the tiny project fine-tuned as Ray tasks (one thread each) and in this process: the
     same accuracies, and stitch weights equal to float rounding. The first run's parents are the second's
@@ -164,9 +165,10 @@ def test_a_sweep_on_ray_trains_its_points_as_tasks_and_gets_what_one_process_get
     shutil.copytree(tmp_path / "here", tmp_path / "ray")
     for entry in (tmp_path / "ray").glob("stitch-*"):
         entry.unlink()
-    capsys.readouterr()
-    remote = run_sweep(project, Cache(tmp_path / "ray"), every=8, executor=executor_for("ray"))
-    assert "fine-tuned by the ray executor (6/6)" in capsys.readouterr().err
+    caplog.clear()
+    with caplog.at_level(logging.INFO, "restnetc"):
+        remote = run_sweep(project, Cache(tmp_path / "ray"), every=8, executor=executor_for("ray"))
+    assert "fine-tuned by the ray executor (6/6)" in logged(caplog)
     assert len(here.points) == 6
     for a, b in zip(here.points, remote.points, strict=True):
         assert a.candidate == b.candidate and (a.accuracy_validation, a.accuracy_finetuned, a.accuracy_init) == (

@@ -28,7 +28,7 @@ from torch import nn
 
 import restnetc
 from restnetc.atomic import write_bytes_atomic
-from restnetc.progress import console
+from restnetc.progress import warn
 
 T = TypeVar("T")
 PACKAGE = Path(restnetc.__file__).parent
@@ -84,8 +84,8 @@ _HEADER_BYTES = len(_MAGIC) + 64 + 1
 
 
 def warn_recompute(entry: str, problem: str) -> None:
-    """Say on the console that ``entry`` is not used because of ``problem``, and will be recomputed."""
-    console.print(f"[bold yellow]CACHE WARNING[/] {entry}: {problem}; recomputing it", highlight=False, soft_wrap=True)
+    """Warn that ``entry`` is not used because of ``problem``, and will be recomputed."""
+    warn(f"CACHE WARNING {entry}: {problem}; recomputing it")
 
 
 class Cache:

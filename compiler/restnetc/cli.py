@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from restnetc.errors import RestnetcError
@@ -23,12 +27,46 @@ app = typer.Typer(
     name="restnetc",
     help="Stitch two pretrained vision models into a ladder of edge-deployable variants (ReStNet).",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 # Tables stay readable when piped or logged (no terminal means rich would assume 80 columns).
 stdout = Console(width=None if sys.stdout.isatty() else 140)
 stderr = Console(stderr=True)
+log = logging.getLogger("restnetc")
+
+
+class _StderrLines(logging.Handler):
+    """The ``restnetc`` logger on stderr: status lines after a cyan ``>``, warnings and errors after a yellow ``!``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        mark = "[bold cyan]>[/]" if record.levelno < logging.WARNING else "[bold yellow]![/]"
+        stderr.print(f"{mark} {escape(record.getMessage())}", highlight=False, soft_wrap=True)
+
+
+def _version(show: bool) -> None:
+    if show:
+        from restnetc import __version__
+
+        print(f"restnetc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors; no progress bars")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also debug lines (stage keys, spinners)")] = False,
+) -> None:
+    """Options for every command: how much the compiler says on stderr (stdout carries only results)."""
+    from restnetc.progress import show_on
+
+    if not any(isinstance(handler, _StderrLines) for handler in log.handlers):
+        log.addHandler(_StderrLines())
+    log.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    show_on(None if quiet else stderr)
+
 
 TargetOption = Annotated[
     Path,
@@ -91,10 +129,12 @@ def _cache(cache_dir: Path | None, no_cache: bool, writes: bool) -> Cache:
 def _ranks() -> Iterator[Ranks]:
     """The command's data-parallel ranks (one unless ``torchrun`` launched it); only rank 0 shows progress."""
     from restnetc.distributed import joined
-    from restnetc.progress import console
+    from restnetc.progress import show_on
 
     with joined() as ranks:
-        console.quiet = not ranks.main
+        if not ranks.main:
+            log.setLevel(logging.ERROR)
+            show_on(None)
         yield ranks
 
 
@@ -108,12 +148,24 @@ def _leads(ranks: Ranks, project: ProjectConfig, build: TargetConfig | None, cac
     return ranks.main
 
 
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout instead of tables")]
+
+
+def _print_json(data: object) -> None:
+    print(json.dumps(data, indent=2))
+
+
 @app.command()
-def doctor() -> None:
+def doctor(as_json: JsonOption = False) -> None:
     """Report every toolchain component as found or missing, with versions and install hints."""
     from restnetc.doctor import SETUP_HINT, checks_ok, run_checks
 
     checks = run_checks()
+    if as_json:
+        _print_json([dataclasses.asdict(check) for check in checks])
+        if not checks_ok(checks):
+            raise typer.Exit(1)
+        return
     table = Table(title="restnetc toolchain")
     for column in ("component", "status", "version", "used for"):
         table.add_column(column)
@@ -336,25 +388,30 @@ def inspect(
     operators: Annotated[
         bool, typer.Option("--operators", help="Also count the operators each entry point calls, from its file")
     ] = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Summarise a bundle and verify every file against the manifest (exit 1 on any mismatch)."""
-    from restnetc.bundle.integrity import verify_files
-    from restnetc.bundle.manifest import read_manifest
+    """Summarise a bundle and verify every file against the manifest (exit 1 on any mismatch).
+
+    --json prints the manifest, each file's verified size and, with --operators, the operator counts."""
+    from restnetc.api import inspect as inspect_bundle
     from restnetc.reports.bundle_summary import bundle_table, operator_table
 
-    manifest = read_manifest(bundle)
-    stdout.print(bundle_table(manifest))
-    verify_files(bundle, manifest)
-    stdout.print(f"all {len(manifest.artifacts)} artifact files match the manifest (size and sha256)")
-    if operators:
-        from restnetc.backends import get_backend
-
-        backends = {name: get_backend(name) for name in {a.backend for a in manifest.artifacts}}
-        counts = {
-            (a.id, a.backend): backends[a.backend].operators((bundle / a.file).read_bytes(), a.entry_point)
-            for a in manifest.artifacts
-        }
-        stdout.print(operator_table(manifest, counts))
+    found = inspect_bundle(bundle, operators=operators)
+    if as_json:
+        counts = found.operators or {}
+        _print_json(
+            {
+                "bundle": str(found.bundle),
+                "manifest": found.manifest.model_dump(mode="json"),
+                "verified_sizes": found.sizes,
+                "operators": [{"id": i, "backend": b, "counts": c} for (i, b), c in counts.items()] or None,
+            }
+        )
+        return
+    stdout.print(bundle_table(found.manifest))
+    stdout.print(f"all {len(found.manifest.artifacts)} artifact files match the manifest (size and sha256)")
+    if found.operators is not None:
+        stdout.print(operator_table(found.manifest, found.operators))
 
 
 @app.command("size-check")
@@ -366,6 +423,7 @@ def size_check(
         int | None, typer.Option("--tolerance-bytes", help="Allowed growth in bytes (overrides --tolerance)")
     ] = None,
     update: Annotated[bool, typer.Option("--update", help="Rewrite the baseline from this bundle")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Compare artifact sizes on disk with a baseline; print a markdown table; exit 1 on a regression or on a
     file that does not match the manifest."""
@@ -380,7 +438,10 @@ def size_check(
         stdout.print(f"baseline {baseline} updated from {bundle} ({len(sizes)} artifacts)")
         return
     rows = compare(read_baseline(baseline), sizes, tolerance, tolerance_bytes)
-    print(markdown_table(rows))
+    if as_json:
+        _print_json([{**dataclasses.asdict(row), "failed": row.failed} for row in rows])
+    else:
+        print(markdown_table(rows))
     failed = [r for r in rows if r.failed]
     if failed:
         allowed = f"{tolerance_bytes} bytes" if tolerance_bytes is not None else f"{tolerance}%"
@@ -461,11 +522,9 @@ def bench_ingest(
     table: Annotated[
         Path | None, typer.Option("--table", help="Write the parts' device times into this cost table")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the parsed figures as JSON")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Parse benchmark_model logs (bare, INFO:, or logcat lines); optionally record them in a bundle or table."""
-    import json
-
     from restnetc.bench.benchmark_log import read_benchmark_log
 
     parsed = [read_benchmark_log(path) for path in logs]
@@ -485,21 +544,21 @@ def bench_ingest(
         save_table(merge_table_times(load_table(table), parsed), table)
         stderr.print(f"{table}: now a device cost table ({len(parsed)} parts); use it as costs.table, source device")
     if as_json:
-        print(json.dumps([log.model_dump(mode="json") for log in parsed], indent=2))
+        _print_json([figures.model_dump(mode="json") for figures in parsed])
         return
     results = Table(title="benchmark_model results")
     for column in ("log", "graph", "threads", "inference ms", "first ms", "init ms", "peak MB", "delegated"):
         results.add_column(column)
-    for log in parsed:
-        delegated = ", ".join(f"{d.replaced_nodes}/{d.total_nodes} in {d.partitions}" for d in log.delegates) or "-"
-        peak = "-" if log.peak_memory_mb is None else f"{log.peak_memory_mb:.1f}"
+    for run in parsed:
+        delegated = ", ".join(f"{d.replaced_nodes}/{d.total_nodes} in {d.partitions}" for d in run.delegates) or "-"
+        peak = "-" if run.peak_memory_mb is None else f"{run.peak_memory_mb:.1f}"
         results.add_row(
-            log.source,
-            log.graph or "-",
-            str(log.threads or "-"),
-            f"{log.inference_ms:.2f}",
-            f"{log.first_inference_us / 1e3:.2f}",
-            f"{log.init_us / 1e3:.1f}",
+            run.source,
+            run.graph or "-",
+            str(run.threads or "-"),
+            f"{run.inference_ms:.2f}",
+            f"{run.first_inference_us / 1e3:.2f}",
+            f"{run.init_us / 1e3:.1f}",
             peak,
             delegated,
         )

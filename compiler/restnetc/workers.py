@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import torch
 
 from restnetc.errors import RestnetcError
+from restnetc.progress import warnings_to_stderr
 from restnetc.registry import Registry
 
 State = TypeVar("State")
@@ -69,6 +70,7 @@ class Executor(Protocol):
 
 def _start(state: object) -> None:
     torch.set_num_threads(1)
+    warnings_to_stderr()
     _state.append(state)
 
 

@@ -36,7 +36,7 @@ from restnetc.config.target import Backend as BackendName
 from restnetc.config.target import Quantization
 from restnetc.errors import BudgetError
 from restnetc.models import BlockModel
-from restnetc.progress import console, step
+from restnetc.progress import status, step
 from restnetc.workers import LOCAL, Executor
 
 WARMUP = 20
@@ -112,7 +112,7 @@ def _artifacts(jobs: list[PartJob], settings: Settings, cache: Cache, executor: 
     pending = [job for job in jobs if job.name not in found]
     lowered = executor.run_all(_lower, settings, pending, os.cpu_count() or 1)
     with (
-        console.status(f"lowering {len(pending)} parts with {settings.backend.value} ({executor.name})"),
+        status(f"lowering {len(pending)} parts with {settings.backend.value} ({executor.name})"),
         closing(lowered),
     ):
         for index, outcome in lowered:

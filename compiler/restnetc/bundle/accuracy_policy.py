@@ -11,11 +11,13 @@ it, and hand it to the policy's ``settle``, which picks between the two.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 from restnetc.bundle.screening import Screening
 from restnetc.bundle.verification import BuildError, Verified
+from restnetc.progress import Note
 from restnetc.registry import Registry
 
 MIN_FLOAT_GAIN_POINTS = 0.5
@@ -34,7 +36,7 @@ class OverTolerance:
     """An all-int8 artifact that lost more than ``tolerance`` top-1 points on validation against eager fp32.
 
     ``screen(gain)`` scores candidate float islands in simulation, needing ``gain`` points to be worth it;
-    ``log`` collects console lines (rich markup) for the build's output.
+    ``log`` collects notes for the build's output.
     """
 
     label: str
@@ -43,7 +45,7 @@ class OverTolerance:
     first: Verified
     tolerance: float
     screen: Callable[[float], Screening]
-    log: list[str]
+    log: list[Note]
 
     @property
     def drop(self) -> float:
@@ -108,13 +110,13 @@ class KeepFloat(AccuracyRule):
     def decide(self, case: OverTolerance) -> Verified | TryFloat:
         screening = case.screen(case.drop - case.tolerance)
         tried = ", ".join(f"{'+'.join(units) or 'all int8'} {top1:.2f}%" for units, top1 in screening.tried.items())
-        case.log.append(f"[bold cyan]>[/] {case.label}: simulated top-1 with float units: {tried}")
+        case.log.append(Note(logging.INFO, f"{case.label}: simulated top-1 with float units: {tried}"))
         return TryFloat(screening.float_units) if screening.float_units else self._kept(case, case.first)
 
     def settle(self, case: OverTolerance, candidate: Verified) -> Verified:
         top1 = candidate.evaluation.validation.accuracy
         units = ", ".join(candidate.float_modules)
-        case.log.append(f"[bold cyan]>[/] {case.label} keep-float {units}: validation top-1 {top1:.2f}%")
+        case.log.append(Note(logging.INFO, f"{case.label} keep-float {units}: validation top-1 {top1:.2f}%"))
         better = top1 >= case.first.evaluation.validation.accuracy + MIN_FLOAT_GAIN_POINTS
         return self._kept(case, candidate if better else case.first)
 
@@ -128,5 +130,5 @@ class KeepFloat(AccuracyRule):
             "" if recovered else " (still beyond tolerance)"
         )
         if not recovered:
-            case.log.append(f"[bold yellow]ACCURACY WARNING[/] {case.label}: {note}")
+            case.log.append(Note(logging.WARNING, f"ACCURACY WARNING {case.label}: {note}"))
         return dataclasses.replace(best, policy=note)

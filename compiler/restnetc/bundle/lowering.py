@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import logging
 import os
 from collections.abc import Callable
 from contextlib import closing
@@ -27,7 +28,7 @@ from restnetc.bundle.verification import BuildError, EagerLogits, Verified, Veri
 from restnetc.cache import Cache, stage_key, toolchain_versions, warn_recompute
 from restnetc.config.target import AccuracyPolicy, Quantization
 from restnetc.config.target import Backend as BackendName
-from restnetc.progress import console, step
+from restnetc.progress import Note, status, step
 from restnetc.workers import LOCAL, Executor
 
 SCREENING_IMAGES = 500
@@ -53,10 +54,10 @@ class PairJob:
 
 @dataclasses.dataclass(frozen=True)
 class PairResult:
-    """A pair's verified artifact and what happened on the way, as console lines (rich markup) in order."""
+    """A pair's verified artifact and what happened on the way, as notes to log in order."""
 
     verified: Verified
-    messages: tuple[str, ...]
+    messages: tuple[Note, ...]
 
 
 class Graphs:
@@ -204,7 +205,7 @@ class Lowerer:
         self.cache.save_bytes(key, lowered.data)
         self.cache.save_json(key, _to_json(lowered))
 
-    def _lower(self, job: PairJob, graphs: Graphs, float_modules: tuple[str, ...], log: list[str]) -> Lowered:
+    def _lower(self, job: PairJob, graphs: Graphs, float_modules: tuple[str, ...], log: list[Note]) -> Lowered:
         """``job``'s rung lowered with ``float_modules`` kept in float, from the cache or the toolchain."""
         key = self._artifact_key(job, float_modules)
         data, meta = self.cache.load_bytes(key), self.cache.load_json(key)
@@ -226,8 +227,11 @@ class Lowerer:
         self._store_artifact(key, lowered)
         d = lowered.delegation
         log.append(
-            f"[bold cyan]>[/] lowered {label}: {len(lowered.data) / 1e6:.2f} MB, "
-            f"{d.delegated_ops} ops delegated, {d.fallback_count} fell back"
+            Note(
+                logging.INFO,
+                f"lowered {label}: {len(lowered.data) / 1e6:.2f} MB, "
+                f"{d.delegated_ops} ops delegated, {d.fallback_count} fell back",
+            )
         )
         return lowered
 
@@ -274,10 +278,10 @@ class Lowerer:
         count = min(len(pending), self.workers)
         where = f"{self.executor.name} tasks" if self.executor.remote else f"{count} processes"
         jobs = self.executor.run_all(Lowerer.build_pair, self.for_workers(count), pending, count)
-        with console.status(f"lowering and verifying {len(pending)} artifacts in {where}"), closing(jobs):
+        with status(f"lowering and verifying {len(pending)} artifacts in {where}"), closing(jobs):
             for index, result in jobs:
-                for message in result.messages:
-                    console.print(message, highlight=False)
+                for note in result.messages:
+                    note.emit()
                 self._save_result(pending[index], result.verified)
                 verified[(pending[index].rung.id, pending[index].backend.value)] = result.verified
         if pending:
@@ -290,7 +294,7 @@ class Lowerer:
         backend = get_backend(job.backend)
         backend.check_supported(self.quantization)
         graphs = Graphs(job.rung.model, backend, self.calibration)
-        log: list[str] = []
+        log: list[Note] = []
         plain = self._lower(job, graphs, (), log)
         first = Verified(plain, (), self.verifier.evaluate(plain.data, backend, job.eager, job.label), "")
         drop = job.eager_accuracy - first.evaluation.validation.accuracy
@@ -305,7 +309,7 @@ class Lowerer:
             self._screen(job, graphs),
             log,
         )
-        log.append(f"[bold yellow]ACCURACY WARNING[/] {case.headline}")
+        log.append(Note(logging.WARNING, f"ACCURACY WARNING {case.headline}"))
         rule = get_policy(self.policy.policy)
         outcome = rule.decide(case)
         if isinstance(outcome, TryFloat):

@@ -25,7 +25,7 @@ from restnetc.bundle.verification import BuildError, EagerLogits, Evaluations, V
 from restnetc.cache import stage_key
 from restnetc.config.target import Backend as BackendName
 from restnetc.config.target import Quantization
-from restnetc.progress import console
+from restnetc.progress import status, step
 
 LADDER_STEM = "ladder"
 """A ladder program's file is ``<backend>/ladder<suffix>``."""
@@ -154,7 +154,7 @@ def pack_all(lowerer: Lowerer, jobs: list[PackJob]) -> dict[BackendName, Packed]
     packed: dict[BackendName, Packed] = {}
     results = lowerer.executor.run_all(pack, lowerer.for_workers(count), jobs, count)
     with (
-        console.status(f"packing {len(jobs)} ladder programs with the {lowerer.executor.name} executor"),
+        status(f"packing {len(jobs)} ladder programs with the {lowerer.executor.name} executor"),
         closing(results),
     ):
         for index, result in results:
@@ -162,9 +162,8 @@ def pack_all(lowerer: Lowerer, jobs: list[PackJob]) -> dict[BackendName, Packed]
                 _record(lowerer, jobs[index], result)
             packed[jobs[index].backend] = result
             data = result.program.data
-            console.print(
-                f"[bold cyan]>[/] ladder program {jobs[index].backend.value}: {len(jobs[index].members)} entry "
-                f"points, {len(data) / 1e6:.2f} MB, sha256 {hashlib.sha256(data).hexdigest()[:12]}",
-                highlight=False,
+            step(
+                f"ladder program {jobs[index].backend.value}: {len(jobs[index].members)} entry "
+                f"points, {len(data) / 1e6:.2f} MB, sha256 {hashlib.sha256(data).hexdigest()[:12]}"
             )
     return packed

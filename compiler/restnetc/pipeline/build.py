@@ -48,7 +48,7 @@ from restnetc.data import ImageSet
 from restnetc.distributed import ALONE, Ranks
 from restnetc.evaluation import Contender, judge, wilson_interval
 from restnetc.pipeline.search import run_search
-from restnetc.progress import console, step
+from restnetc.progress import step, warn
 from restnetc.reports.bundle_report import write_bundle_report
 from restnetc.reports.search_outputs import variants_document
 from restnetc.results import SearchResult
@@ -200,10 +200,9 @@ def _measure(
             budget_check = check_budget(one.rung, target.costs.source, host_latency, memory)
             if budget_check is not None and not budget_check.met:
                 check = budget_check
-                console.print(
-                    f"[bold yellow]BUDGET WARNING[/] {rid} {bname}: {check.metric} {check.figure:.4g} "
-                    f"({check.source}) is over the budget's {check.limit:.4g}",
-                    highlight=False,
+                warn(
+                    f"BUDGET WARNING {rid} {bname}: {check.metric} {check.figure:.4g} "
+                    f"({check.source}) is over the budget's {check.limit:.4g}"
                 )
         measured[(rid, bname)] = Measured(host_latency, memory, budget_check)
     return measured
@@ -306,7 +305,7 @@ def _admit(
         accuracy, standing, figures = _accuracy(one), standings[(rid, bname)], measured[(rid, bname)]
         if not standing.front and target.ladder.dominated != "keep":
             verdict = "dropped" if target.ladder.dominated == "drop" else "shipped"
-            console.print(f"[bold yellow]LADDER[/] {rid} {bname} {verdict}: {standing.reason}", highlight=False)
+            warn(f"LADDER {rid} {bname} {verdict}: {standing.reason}")
             if target.ladder.dominated == "drop":
                 (staging / one.file).unlink()
                 dropped.append(

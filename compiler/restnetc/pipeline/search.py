@@ -32,7 +32,7 @@ from restnetc.frontend.search import Band, Candidate, Figure, bands, rank_candid
 from restnetc.frontend.stitch import Interface, StitchedModel, StitchLayer, build_stitched, interfaces
 from restnetc.pipeline.costs import cost_table
 from restnetc.pipeline.parents import load_parents, model_inputs
-from restnetc.progress import console, step
+from restnetc.progress import step, warn
 from restnetc.registry import Registry
 from restnetc.results import (
     DroppedRung,
@@ -545,17 +545,14 @@ def _climb(
         point = (candidate.front_block, candidate.back_block)
         if dominated is not None:
             if target.ladder.dominated == "drop":
-                console.print(
-                    f"[bold yellow]LADDER[/] budget {band.budget.describe()}: rung dropped, every candidate "
-                    f"tried is dominated on validation ({dominated})",
-                    highlight=False,
+                warn(
+                    f"LADDER budget {band.budget.describe()}: rung dropped, every candidate "
+                    f"tried is dominated on validation ({dominated})"
                 )
                 dropped.append(DroppedRung(band.budget, dominated))
                 continue
             if target.ladder.dominated == "warn":
-                console.print(
-                    f"[bold yellow]LADDER WARNING[/] budget {band.budget.describe()}: {dominated}", highlight=False
-                )
+                warn(f"LADDER WARNING budget {band.budget.describe()}: {dominated}")
         ladder.add(_variant_id(point), partial(figure, candidate), scores)
         models[point] = model
         stitch = model.stitch
@@ -661,7 +658,7 @@ def run_search(
         back_result = _parent_result(project, back, "back", passes, cache)
         parents_note = _parents_note(front_result, back_result, (front, back))
         if parents_note is not None:
-            console.print(f"[bold yellow]LADDER WARNING[/] {parents_note}", highlight=False)
+            warn(f"LADDER WARNING {parents_note}")
 
         if selector.rescore is not None:
             orders = {budget: selector.rescore(context, order) for budget, order in orders.items()}
