@@ -5,7 +5,7 @@ epochs in a fresh cache (so both are trained: probe, then end-to-end), then scor
 fp32) on the validation split and on ``--test-images`` test images: top-1 with its 95% Wilson interval and
 the paired difference larger - smaller (Newcombe 95% interval, exact McNemar p).
 
-Usage: ``.venv/bin/python benchmarks/parent_finetune.py [--train-images 12000] [--epochs 2]``.
+Usage: ``.venv/bin/python benchmarks/parent_finetune.py [--train-images 12000] [--epochs 2] [--input-size 64]``.
 Appends its figures to ``benchmarks/results/parent_finetune.json`` (one entry per setting).
 """
 
@@ -33,9 +33,9 @@ from restnetc.pipeline.parents import load_parents
 RESULTS = Path(__file__).parent / "results" / "parent_finetune.json"
 
 
-def _project(train_images: int, test_images: int, epochs: int) -> ProjectConfig:
+def _project(train_images: int, test_images: int, epochs: int, input_size: int) -> ProjectConfig:
     data = yaml.safe_load(files("restnetc.demo").joinpath("project.yaml").read_text())
-    data["data"].update(train_images=train_images, test_images=test_images)
+    data["data"].update(train_images=train_images, test_images=test_images, input_size=input_size)
     data["task_head"] = {**data["task_head"], "mode": "finetune", "finetune": {"epochs": epochs}}
     return ProjectConfig.model_validate(data)
 
@@ -51,8 +51,9 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=12000)
     parser.add_argument("--test-images", type=int, default=10000)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--input-size", type=int, default=64, help="Pixels per side (the demo's is 64)")
     args = parser.parse_args()
-    project = _project(args.train_images, args.test_images, args.epochs)
+    project = _project(args.train_images, args.test_images, args.epochs, args.input_size)
     splits = load_splits(project.data, project.seed)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="parent-finetune-") as cache:
@@ -60,6 +61,7 @@ def main() -> None:
     entry: dict[str, object] = {
         "train_images": args.train_images,
         "epochs": args.epochs,
+        "input_size": args.input_size,
         "seconds_to_train_both_parents": round(time.perf_counter() - start, 1),
     }
     for split, images in (("validation", splits.validation), ("test", splits.test)):
