@@ -19,6 +19,17 @@ def test_the_runtime_binding_imports_without_torch() -> None:
     assert "restnetc" in loaded and not loaded & {"torch", "torchvision", "timm", "executorch", "pydantic"}
 
 
+def test_the_runtime_binding_and_the_version_work_with_torch_absent() -> None:
+    """Where torch cannot be imported at all (a device), ``restnetc`` and ``restnetc.runtime`` still import and
+    the API names resolve only when used (a lazy ``restnetc.build`` would fail there, not at import)."""
+    _modules_after(
+        "import sys\nfor name in ('torch', 'torchvision', 'timm', 'executorch', 'pydantic'):\n"
+        "    sys.modules[name] = None  # importing it raises ImportError\n"
+        "import restnetc, restnetc.runtime\nassert restnetc.__version__ and restnetc.runtime.Runner\n"
+        "assert 'restnetc.api' not in sys.modules"
+    )
+
+
 def test_the_torchvision_fix_runs_before_torchvision_loads() -> None:
     """timm imports torchvision, whose meta registrations need ``torchvision::nms`` (see ``_compat.py``)."""
     loaded = _modules_after("import restnetc\nimport timm\nimport torch\nassert torch.ops.torchvision.nms")
