@@ -29,9 +29,9 @@ apt_install() {
 
 # Fashion-MNIST (the demo data); cmake and C compilers build the runtime shim (runtime_shim/): gcc, clang for
 # libFuzzer, the aarch64 cross toolchain (C++ too, for the ExecuTorch backend) and qemu-user to run its tests as
-# on a Cortex-A53 board, a JDK for JNI.
+# on a Cortex-A53 board, a JDK for JNI; Chromium renders report.html headless in the suite.
 apt_install dataset-fashion-mnist cmake make gcc libc6-dev clang gcc-aarch64-linux-gnu g++-aarch64-linux-gnu \
-  libc6-dev-arm64-cross libstdc++6-arm64-cross qemu-user-static openjdk-17-jdk-headless ${RESTNETC_EXTRA_APT:-}
+  libc6-dev-arm64-cross libstdc++6-arm64-cross qemu-user-static openjdk-17-jdk-headless chromium ${RESTNETC_EXTRA_APT:-}
 
 pip_quiet() {
   # pip warns about every name missing from the machine's extra local indexes; those lines are noise.

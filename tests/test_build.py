@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from restnetc.bundle.manifest import read_manifest
+from restnetc.bundle.recommend import recommend
 from restnetc.bundle.verification import BuildError
 from tests.conftest import REPO, CliResult
 from tests.fakes import fake_device
@@ -74,6 +75,7 @@ def test_inspect_and_size_check_speak_json(
     assert shown["verified_sizes"] == {a.file: a.bytes for a in manifest.artifacts}
     assert {(o["id"], o["backend"]) for o in shown["operators"]} == {(a.id, a.backend) for a in manifest.artifacts}
     assert all(sum(o["counts"].values()) > 0 for o in shown["operators"])
+    assert [r["artifact"] for r in shown["recommended"]] == [r.artifact and r.artifact.id for r in recommend(manifest)]
     baseline = tmp_path / "sizes.json"
     assert cli("size-check", str(bundle), "--baseline", str(baseline), "--update").code == 0
     rows = json.loads(cli("size-check", "--json", str(bundle), "--baseline", str(baseline)).stdout)

@@ -298,6 +298,7 @@ def build(
     Several --target build one bundle each, one after the other, sharing the stage cache (the parents and CKA
     are computed once) and the executor; every target file is checked before any work. Under torchrun, the
     ranks share the CKA pass and stitch fine-tuning; rank 0 builds and writes."""
+    from restnetc.bundle.recommend import recommend
     from restnetc.pipeline.build import run_build
     from restnetc.reports.bundle_summary import bundle_table
     from restnetc.workers import executor_for
@@ -317,6 +318,8 @@ def build(
                 continue
             result = run_build(project_config, target_config, cache, bundle, ranks, jobs)
             stdout.print(bundle_table(result.manifest))
+            for recommendation in recommend(result.manifest):
+                stdout.print(recommendation.sentence(), highlight=False, soft_wrap=True)
             artifacts = len(result.manifest.artifacts)
             stdout.print(f"wrote bundle {result.bundle} ({artifacts} artifacts) in {result.seconds:.0f} s")
 
@@ -394,6 +397,7 @@ def inspect(
 
     --json prints the manifest, each file's verified size and, with --operators, the operator counts."""
     from restnetc.api import inspect as inspect_bundle
+    from restnetc.bundle.recommend import recommend
     from restnetc.reports.bundle_summary import bundle_table, operator_table
 
     found = inspect_bundle(bundle, operators=operators)
@@ -404,6 +408,14 @@ def inspect(
                 "bundle": str(found.bundle),
                 "manifest": found.manifest.model_dump(mode="json"),
                 "verified_sizes": found.sizes,
+                "recommended": [
+                    {
+                        "backend": r.backend,
+                        "budget": None if r.budget is None else r.budget.describe(),
+                        "artifact": None if r.artifact is None else r.artifact.id,
+                    }
+                    for r in recommend(found.manifest)
+                ],
                 "operators": [{"id": i, "backend": b, "counts": c} for (i, b), c in counts.items()] or None,
             }
         )

@@ -18,6 +18,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
 from restnetc.bundle.manifest import Accuracy, Artifact, Dropped, Manifest, Pareto
+from restnetc.bundle.recommend import recommend
 from restnetc.config.units import format_count
 from restnetc.reports.cka_plot import plot_cka
 from restnetc.results import SearchResult
@@ -394,6 +395,17 @@ def _selection(search: SearchResult) -> str:
     )
 
 
+def _what_to_ship(manifest: Manifest) -> str:
+    """The report's opening: the artifact to ship per backend and budget, in words (``recommend``'s rule)."""
+    items = "".join(f"<li>{html.escape(r.sentence())}</li>" for r in recommend(manifest))
+    return (
+        '<section id="what-to-ship"><h2>What to ship</h2>'
+        "<p>For each backend and budget: the shipped artifact most accurate on validation among those within "
+        "the budget (the cheaper on a tie). The runtime shim switches among a backend's shipped artifacts by "
+        f"the memory available on the device.</p><ul>{items}</ul></section>"
+    )
+
+
 def write_bundle_report(manifest: Manifest, search: SearchResult, directory: Path) -> None:
     """Write the PNGs and a self-contained ``report.html`` (images embedded) into ``directory``."""
     points = [(v.candidate.front_block, v.candidate.back_block, v.budget.describe()) for v in search.variants]
@@ -423,6 +435,8 @@ td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}td:first-child{{t
 td[title]{{text-decoration:underline dotted}}figure{{display:inline-block;margin:8px}}img{{max-width:900px}}
 </style></head><body>
 <h1>{title}</h1>
+{_what_to_ship(manifest)}
+<h2>The ladder</h2>
 <p>{html.escape(str(target.get("description", "")))}. Project <b>{html.escape(str(manifest.project["name"]))}</b>:
 {html.escape(search.front.name)} (front) stitched into {html.escape(search.back.name)} (back).</p>
 <p>Three disjoint splits: {splits.train.images} training images (heads, stitches), {splits.validation.images}
