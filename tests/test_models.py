@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
+from restnetc.config.project import TimmModel
 from restnetc.errors import ConfigError
 from restnetc.models import Layout, count_params, decompose, list_families
+from restnetc.models.factory import build_model
 from tests import zoo
 
 EXPECTED_LAYOUT = {
@@ -62,3 +66,25 @@ def test_registry_lists_families_with_wildcards() -> None:
 def test_unknown_model_family_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="no block adapter for Linear"):
         decompose(nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_a_timm_checkpoint_loads_from_safetensors_or_a_state_dict(suffix: str, tmp_path: Path) -> None:
+    """The same weights saved either way build the same model; a safetensors file of another architecture is a
+    one-line ConfigError naming the file."""
+    import safetensors.torch
+    import timm
+
+    import restnetc.models.zoo  # noqa: F401  (registers the zoo_* architectures with timm)
+
+    torch.manual_seed(0)
+    weights = {k: v.contiguous() for k, v in timm.create_model("zoo_resnet18").state_dict().items()}
+    path = tmp_path / f"weights{suffix}"
+    if suffix == ".safetensors":
+        safetensors.torch.save_file(weights, path)
+    else:
+        torch.save(weights, path)
+    model = build_model(TimmModel(source="timm", arch="zoo_resnet18", checkpoint=path), zoo.SIZE)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in weights.items())
+    with pytest.raises(ConfigError, match=rf"^{path}: cannot load into zoo_vgg11: "):
+        build_model(TimmModel(source="timm", arch="zoo_vgg11", checkpoint=path), zoo.SIZE)

@@ -23,6 +23,7 @@ PURPOSES = {
     "torch": "models, training, export (CPU build)",
     "torchvision": "image folders; imported by timm",
     "timm": "ResNet/VGG/ViT/DeiT/Swin families",
+    "safetensors": ".safetensors checkpoints",
     "efficientnet-lite-pytorch": "EfficientNet-Lite family",
     "torchao": "PT2E int8 quantization (used by both backends)",
     "executorch": "ExecuTorch lowering and runtime (.pte)",

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+import safetensors.torch
 import timm
 import torch
 from efficientnet_lite_pytorch import EfficientNet
@@ -88,7 +89,8 @@ ZOO_PREFIX = "zoo_"
 
 
 def _build_timm(spec: TimmModel, input_size: int) -> nn.Module:
-    """The timm model, with its checkpoint's weights if it names one (``input_size`` is timm's own concern)."""
+    """The timm model, with its checkpoint's weights if it names one: a ``.safetensors`` file, else a torch
+    state_dict loaded with ``weights_only`` (``input_size`` is timm's own concern)."""
     if spec.arch.startswith(ZOO_PREFIX):
         import restnetc.models.zoo  # noqa: F401  (registers the zoo_* architectures)
     try:
@@ -99,7 +101,11 @@ def _build_timm(spec: TimmModel, input_size: int) -> nn.Module:
         if spec.sha256 is not None:
             _check_digest(spec.checkpoint, spec.sha256)
         try:
-            state = torch.load(spec.checkpoint, map_location="cpu", weights_only=True)
+            state: Any = (
+                safetensors.torch.load_file(spec.checkpoint, device="cpu")
+                if spec.checkpoint.suffix == ".safetensors"
+                else torch.load(spec.checkpoint, map_location="cpu", weights_only=True)
+            )
             model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
         except Exception as exc:  # any unreadable or mismatched checkpoint is the user's input problem
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
