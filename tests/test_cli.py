@@ -206,3 +206,22 @@ def test_every_target_of_a_build_is_checked_before_any_work(
     last = " ".join(result.stderr.split("error: ", 1)[-1].split())
     assert last.startswith(f"{other}: ") and message.format(first=target) in last, result.stderr
     assert not out.exists() and "data:" not in result.stderr, "no work before every target is checked"
+
+
+def test_a_status_line_is_printed_once_after_a_toolchain_configured_root_logging(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ExecuTorch's XNNPACK partitioner calls ``logging.basicConfig`` on import: the CLI's own handler must
+    not let the root's print each line a second time; and when the command ends, the library logs as before."""
+    import logging
+
+    from restnetc import cli as command_line
+
+    monkeypatch.setattr(logging.root, "handlers", [logging.StreamHandler()])  # what basicConfig leaves
+    command_line._options(version=False, quiet=False, verbose=False)
+    try:
+        logging.getLogger("restnetc.pipeline").info("a status line")
+    finally:
+        command_line._library_defaults()
+    assert capsys.readouterr().err.count("a status line") == 1
+    assert logging.getLogger("restnetc").propagate and not logging.getLogger("restnetc").handlers[1:]

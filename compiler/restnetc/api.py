@@ -12,7 +12,8 @@ Contract, for every function here:
 
 ``target`` and ``project`` take a YAML path or an already validated config; ``project=None`` means
 ``./restnetc.yaml`` if present, else the built-in demo, as on the command line. Not thread-safe: call one at a
-time per process (the stage cache is safe to share between processes).
+time per process (the stage cache is safe to share between processes); under torchrun, use the CLI, which
+shares the work between ranks (here every rank would run the whole job).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from restnetc.bundle.integrity import verify_files
 from restnetc.bundle.manifest import Manifest, read_manifest
 from restnetc.cache import Cache, default_cache_dir
 from restnetc.config import ProjectConfig, TargetConfig, load_project, load_target
+from restnetc.data.check import check_subsets
+from restnetc.errors import DataError
 from restnetc.pipeline.build import BuildResult, run_build
 from restnetc.pipeline.search import run_search
 from restnetc.results import SearchResult
@@ -54,6 +57,16 @@ def _project(project: str | Path | ProjectConfig | None) -> ProjectConfig:
     if isinstance(project, ProjectConfig):
         return project
     return load_project(None if project is None else Path(project))[0]
+
+
+def check_targets(project: ProjectConfig, targets: list[tuple[TargetConfig, Path | None]]) -> None:
+    """Every target's images taken from the project's training images fit there (reads no data); a
+    ``DataError`` names the target file when there is one."""
+    for config, path in targets:
+        try:
+            check_subsets(project, config)
+        except DataError as error:
+            raise DataError(f"{path}: {error}" if path is not None else str(error)) from None
 
 
 def _cache(cache_dir: str | Path | None, use_cache: bool) -> Cache:
@@ -90,6 +103,7 @@ def build(
     ``dist/<target name>``), which appears only if every stage succeeds (``restnetc build``). Other
     arguments as for ``search``."""
     target_config, project_config = _target(target), _project(project)
+    check_targets(project_config, [(target_config, None if isinstance(target, TargetConfig) else Path(target))])
     jobs = executor_for(executor)
     jobs.open()
     cache = _cache(cache_dir, use_cache)

@@ -57,15 +57,27 @@ def _options(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors; no progress bars")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also debug lines (stage keys, spinners)")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also debug lines (what each wait is for)")] = False,
 ) -> None:
     """Options for every command: how much the compiler says on stderr (stdout carries only results)."""
     from restnetc.progress import show_on
 
     if not any(isinstance(handler, _StderrLines) for handler in log.handlers):
         log.addHandler(_StderrLines())
+    log.propagate = False  # a toolchain's logging.basicConfig (ExecuTorch's partitioner) must not print it twice
     log.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
     show_on(None if quiet else stderr)
+
+
+def _library_defaults() -> None:
+    """Undo ``_options`` when a command returns, so an in-process caller's logging sees the library as before."""
+    from restnetc.progress import show_on
+
+    for handler in [h for h in log.handlers if isinstance(h, _StderrLines)]:
+        log.removeHandler(handler)
+    log.propagate = True
+    log.setLevel(logging.NOTSET)
+    show_on(None)
 
 
 TargetOption = Annotated[
@@ -115,7 +127,7 @@ def _project_inputs(
     project_config, project_path = load_project(project)
     if writes:
         named = ", ".join(f"{config.name} ({path})" for config, path in targets)
-        stderr.print(f"project {project_config.name} ({project_path}), target{'s' * (len(targets) > 1)} {named}")
+        log.info(f"project {project_config.name} ({project_path}), target{'s' * (len(targets) > 1)} {named}")
     return project_config, _cache(cache_dir, no_cache, writes)
 
 
@@ -262,7 +274,7 @@ def sweep(
         cache = _cache(cache_dir, no_cache, ranks.main)
         if not _leads(ranks, project_config, None, cache):
             return
-        stderr.print(f"project {project_config.name} ({project_path})")
+        log.info(f"project {project_config.name} ({project_path})")
         jobs.open()
         result = run_sweep(project_config, cache, every, ranks, jobs)
     r = write_sweep_outputs(result, out)
@@ -312,7 +324,7 @@ def build(
             jobs.open()
         for target_config, path in targets:
             if len(targets) > 1 and ranks.main:
-                stderr.print(f"target {target_config.name} ({path})")
+                log.info(f"target {target_config.name} ({path})")
             bundle = out / target_config.name if out is not None and len(targets) > 1 else out
             if not _leads(ranks, project_config, target_config, cache):
                 continue
@@ -343,14 +355,9 @@ def _targets(paths: list[Path]) -> list[tuple[TargetConfig, Path]]:
 
 def _check_subsets(project: ProjectConfig, targets: list[tuple[TargetConfig, Path]]) -> None:
     """Every target's images taken from the project's training images fit there (reads no data)."""
-    from restnetc.data.check import check_subsets
-    from restnetc.errors import DataError
+    from restnetc.api import check_targets
 
-    for config, path in targets:
-        try:
-            check_subsets(project, config)
-        except DataError as error:
-            raise DataError(f"{path}: {error}") from None
+    check_targets(project, list(targets))
 
 
 @app.command()
@@ -522,7 +529,7 @@ def bench_run(bundle: Annotated[Path, typer.Argument(help="Bundle directory")]) 
     write_manifest(bundle, manifest)
     write_index(bundle, manifest)
     stdout.print(bundle_table(manifest))
-    stderr.print(f"recorded host latency and memory of {len(manifest.artifacts)} artifacts in {bundle}/manifest.json")
+    log.info(f"recorded host latency and memory of {len(manifest.artifacts)} artifacts in {bundle}/manifest.json")
 
 
 @bench_app.command("ingest")
@@ -548,13 +555,13 @@ def bench_ingest(
         merged = merge_device_figures(read_manifest(bundle), parsed)
         write_manifest(bundle, merged)
         write_index(bundle, merged)  # the shim's memory needs now come from the device
-        stderr.print(f"recorded device latency and memory of {len(parsed)} artifact(s) in {bundle}/manifest.json")
+        log.info(f"recorded device latency and memory of {len(parsed)} artifact(s) in {bundle}/manifest.json")
     if table is not None:
         from restnetc.bench.ingest import merge_table_times
         from restnetc.budget.cost_table import load_table, save_table
 
         save_table(merge_table_times(load_table(table), parsed), table)
-        stderr.print(f"{table}: now a device cost table ({len(parsed)} parts); use it as costs.table, source device")
+        log.info(f"{table}: now a device cost table ({len(parsed)} parts); use it as costs.table, source device")
     if as_json:
         _print_json([figures.model_dump(mode="json") for figures in parsed])
         return
@@ -596,3 +603,5 @@ def main() -> None:
     except KeyboardInterrupt:
         stderr.print("[red]interrupted[/]")
         sys.exit(130)
+    finally:
+        _library_defaults()

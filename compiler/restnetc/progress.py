@@ -33,7 +33,9 @@ def warnings_to_stderr() -> None:
     """In a worker process: its warnings go straight to stderr (its status lines travel back as ``Note``s)."""
     handler = logging.StreamHandler()
     handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("! %(message)s"))
     log.addHandler(handler)
+    log.propagate = False  # a toolchain's logging.basicConfig in the worker must not print it twice
 
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
@@ -48,9 +50,9 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
 
 @contextmanager
 def status(message: str) -> Iterator[None]:
-    """A spinner saying ``message`` while the block runs, if bars are shown (else a debug log line)."""
+    """A debug line saying ``message``, and a spinner saying it while the block runs if bars are shown."""
+    log.debug(message)
     if _bars is None:
-        log.debug(message)
         yield
         return
     with _bars.status(message):

@@ -21,20 +21,38 @@ def predicted_costs(table: CostTable, rung: Rung) -> tuple[float, int]:
     return round(prediction.latency_ms, 4), round(prediction.memory_bytes)
 
 
-def check_budget(rung: Rung, source: CostSource, latency: Latency, memory: Memory) -> BudgetCheck | None:
-    """``rung``'s measured budget against the source's figure (None for a parent or a counted budget).
+def budget_figure(
+    metric: Metric, params: int, macs: int, latency: Latency, memory: Memory, source: CostSource
+) -> float | None:
+    """The figure a budget of ``metric`` holds an artifact to (None when it is not known).
 
-    ``host`` holds the end-to-end host measurement to the budget; ``predicted`` and ``device`` the cost
-    table's prediction (for ``device`` the device's own end-to-end figures arrive later, from ``bench ingest``).
+    Counted metrics: parameters, MACs, FLOPs (2 per MAC). Measured ones, by the target's cost ``source``:
+    ``host`` the end-to-end measurement on this host; ``predicted`` the cost table's prediction; ``device`` the
+    device's own figure once ``bench ingest`` recorded it, else the prediction.
     """
+    if metric is Metric.PARAMS:
+        return params
+    if metric is Metric.MACS:
+        return macs
+    if metric is Metric.FLOPS:
+        return 2 * macs
+    if metric is Metric.LATENCY_MS:
+        if source is CostSource.HOST:
+            return latency.host.median
+        return latency.device.inference if source is CostSource.DEVICE and latency.device else latency.predicted
+    if source is CostSource.HOST:
+        return memory.host.peak_delta
+    device = memory.device.peak if source is CostSource.DEVICE and memory.device else None
+    return device if device is not None else memory.predicted
+
+
+def check_budget(rung: Rung, source: CostSource, latency: Latency, memory: Memory) -> BudgetCheck | None:
+    """``rung``'s measured budget against ``budget_figure`` by ``source`` (None for a parent or a counted
+    budget, or when that figure is not known)."""
     budget = rung.budget
     if budget is None or not budget.metric.measured:
         return None
-    host = source is CostSource.HOST
-    if budget.metric is Metric.LATENCY_MS:
-        figure = latency.host.median if host else latency.predicted
-    else:
-        figure = memory.host.peak_delta if host else memory.predicted
+    figure = budget_figure(budget.metric, rung.params, rung.macs, latency, memory, source)
     if figure is None:
         return None
     return BudgetCheck(

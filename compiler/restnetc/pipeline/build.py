@@ -18,7 +18,7 @@ from restnetc.backends import TensorQuantization, get_backend
 from restnetc.backends.native_output import captured
 from restnetc.budget.cost_table import COST_TABLE_NAME, save_table
 from restnetc.budget.measure import measure_latency, probe_memory
-from restnetc.bundle.budget_check import check_budget, predicted_costs
+from restnetc.bundle.budget_check import budget_figure, check_budget, predicted_costs
 from restnetc.bundle.ladder import Rung, eager_logits, ladder
 from restnetc.bundle.lowering import Lowerer
 from restnetc.bundle.manifest import (
@@ -106,16 +106,10 @@ def _split_record(images: ImageSet) -> SplitRecord:
 
 
 def _budget_figure(metric: Metric, rung: Rung, measured: Measured) -> float:
-    """An artifact's figure for a budgeted metric: counted, or measured on this host."""
-    if metric is Metric.PARAMS:
-        return rung.params
-    if metric is Metric.MACS:
-        return rung.macs
-    if metric is Metric.FLOPS:
-        return 2 * rung.macs
-    if metric is Metric.LATENCY_MS:
-        return measured.latency.host.median
-    return measured.memory.host.peak_delta
+    """An artifact's figure for a budgeted metric, for dominance: counted, or measured on this host."""
+    figure = budget_figure(metric, rung.params, rung.macs, measured.latency, measured.memory, CostSource.HOST)
+    assert figure is not None, "host figures are always measured"
+    return figure
 
 
 def _threads(target: TargetConfig) -> int:
