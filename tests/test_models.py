@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from restnetc.config.project import TimmModel
+from restnetc.config.project import ProjectConfig, TimmModel
 from restnetc.errors import ConfigError
 from restnetc.models import Layout, count_params, decompose, list_families
-from restnetc.models.factory import build_model
+from restnetc.models.factory import build_model, with_model_normalization
 from tests import zoo
 
 EXPECTED_LAYOUT = {
@@ -88,3 +88,32 @@ def test_a_timm_checkpoint_loads_from_safetensors_or_a_state_dict(suffix: str, t
     assert all(torch.equal(model.state_dict()[k], v) for k, v in weights.items())
     with pytest.raises(ConfigError, match=rf"^{path}: cannot load into zoo_vgg11: "):
         build_model(TimmModel(source="timm", arch="zoo_vgg11", checkpoint=path), zoo.SIZE)
+
+
+def _project(models: dict[str, dict[str, str]], normalization: dict[str, list[float]] | None = None) -> ProjectConfig:
+    data: dict[str, object] = {"source": {"kind": "fashion-mnist"}, "input_size": 32}
+    if normalization is not None:
+        data["normalization"] = normalization
+    return ProjectConfig.model_validate({"name": "p", "models": models, "data": data})
+
+
+def test_an_omitted_normalization_comes_from_the_models_when_they_agree() -> None:
+    """timm's ``pretrained_cfg`` (ImageNet mean/std for resnet18 and vgg11), EfficientNet-Lite's own; models that
+    disagree or do not say are a ConfigError telling what to write; a given normalization is kept."""
+    resnet, vgg = {"source": "timm", "arch": "resnet18"}, {"source": "timm", "arch": "vgg11"}
+    lite = {"source": "efficientnet-lite", "name": "efficientnet-lite0"}
+    resolved = with_model_normalization(_project({"a": resnet, "b": vgg})).data.pixels()
+    assert resolved.mean == pytest.approx((0.485, 0.456, 0.406)) and resolved.std == pytest.approx(
+        (0.229, 0.224, 0.225)
+    )
+    both_lite = with_model_normalization(_project({"a": lite, "b": lite})).data.pixels()
+    assert both_lite.mean == pytest.approx((127 / 255,) * 3) and both_lite.std == pytest.approx((128 / 255,) * 3)
+    with pytest.raises(ConfigError, match=r"^data.normalization: omitted, but the models normalise differently"):
+        with_model_normalization(_project({"a": resnet, "b": lite}))
+    with pytest.raises(ConfigError, match=r"models.b \(timm:zoo_vgg11\) does not say its normalisation"):
+        with_model_normalization(_project({"a": resnet, "b": {"source": "timm", "arch": "zoo_vgg11"}}))
+    given = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+    kept = with_model_normalization(_project({"a": resnet, "b": lite}, given)).data.pixels()
+    assert kept.mean == (0.5, 0.5, 0.5) and kept.std == (0.25, 0.25, 0.25)
+    with pytest.raises(ConfigError, match=r"^data.normalization: omitted and not resolved"):
+        _project({"a": resnet, "b": vgg}).data.pixels()

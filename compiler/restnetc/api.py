@@ -28,6 +28,7 @@ from restnetc.cache import Cache, default_cache_dir
 from restnetc.config import ProjectConfig, TargetConfig, load_project, load_target
 from restnetc.data.check import check_subsets
 from restnetc.errors import DataError
+from restnetc.models.factory import with_model_normalization
 from restnetc.pipeline.build import BuildResult, run_build
 from restnetc.pipeline.search import run_search
 from restnetc.results import SearchResult
@@ -54,9 +55,10 @@ def _target(target: str | Path | TargetConfig) -> TargetConfig:
 
 
 def _project(project: str | Path | ProjectConfig | None) -> ProjectConfig:
-    if isinstance(project, ProjectConfig):
-        return project
-    return load_project(None if project is None else Path(project))[0]
+    """The project, with ``data.normalization`` from its models when omitted."""
+    if not isinstance(project, ProjectConfig):
+        project = load_project(None if project is None else Path(project))[0]
+    return with_model_normalization(project)
 
 
 def check_targets(project: ProjectConfig, targets: list[tuple[TargetConfig, Path | None]]) -> None:

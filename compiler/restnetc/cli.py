@@ -123,8 +123,10 @@ def _project_inputs(
 ) -> tuple[ProjectConfig, Cache]:
     """Load and validate the project file and open the stage cache, naming the job's ``targets`` if ``writes``."""
     from restnetc.config import load_project
+    from restnetc.models.factory import with_model_normalization
 
     project_config, project_path = load_project(project)
+    project_config = with_model_normalization(project_config)
     if writes:
         named = ", ".join(f"{config.name} ({path})" for config, path in targets)
         log.info(f"project {project_config.name} ({project_path}), target{'s' * (len(targets) > 1)} {named}")
@@ -264,12 +266,14 @@ def sweep(
 
     --executor ray trains the points as Ray tasks; under torchrun, the ranks train each point together."""
     from restnetc.config import load_project
+    from restnetc.models.factory import with_model_normalization
     from restnetc.pipeline.search import run_sweep
     from restnetc.reports.sweep_outputs import write_sweep_outputs
     from restnetc.workers import executor_for
 
     jobs = executor_for(executor)
     project_config, project_path = load_project(project)
+    project_config = with_model_normalization(project_config)
     with _ranks() as ranks:
         cache = _cache(cache_dir, no_cache, ranks.main)
         if not _leads(ranks, project_config, None, cache):

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from restnetc.config.base import StrictModel, VersionedConfig
+from restnetc.errors import ConfigError
 
 
 class StitchOrder(StrEnum):
@@ -101,7 +102,11 @@ class DataConfig(StrictModel):
 
     source: DataSource
     input_size: int = Field(ge=16, le=1024, description="square input side in pixels")
-    normalization: Normalization
+    normalization: Normalization | None = Field(
+        default=None,
+        description="per-channel mean/std on [0, 1] pixels; omitted: the models' own (timm's pretrained_cfg, "
+        "EfficientNet-Lite's (pixel - 127) / 128), which must agree",
+    )
     train_images: int = Field(default=2000, ge=4, description="labelled images for heads and fine-tuning")
     validation_images: int = Field(
         default=1000,
@@ -112,6 +117,13 @@ class DataConfig(StrictModel):
     test_images: int = Field(
         default=2000, ge=4, description="images of the source's test split: they only report, never choose"
     )
+
+    def pixels(self) -> Normalization:
+        """The normalisation to apply: as given, or as resolved from the models when the project was loaded
+        (``restnetc.models.with_model_normalization``); ConfigError if neither happened."""
+        if self.normalization is None:
+            raise ConfigError("data.normalization: omitted and not resolved from the models; give mean and std")
+        return self.normalization
 
 
 class CalibrationConfig(StrictModel):

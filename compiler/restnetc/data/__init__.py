@@ -43,7 +43,7 @@ def load_split(config: DataConfig, split: Split, seed: int) -> ImageSet:
     else:
         order = pick(config.train_images + config.validation_images, available, seed)
         indices = order[: config.train_images] if split == "train" else order[config.train_images :]
-    return reader.load(config.source.root, source, indices, config.input_size, config.normalization)
+    return reader.load(config.source.root, source, indices, config.input_size, config.pixels())
 
 
 def load_splits(config: DataConfig, seed: int) -> Splits:

@@ -22,7 +22,7 @@ import torch
 from efficientnet_lite_pytorch import EfficientNet
 from torch import nn
 
-from restnetc.config.project import EfficientNetLiteModel, ModelSpec, TimmModel
+from restnetc.config.project import EfficientNetLiteModel, ModelSpec, Normalization, ProjectConfig, TimmModel
 from restnetc.errors import ConfigError
 from restnetc.registry import Registry
 
@@ -43,6 +43,8 @@ class ModelSource(Generic[Spec]):
     build: Callable[[Spec, int], nn.Module]
     """The model for a spec at an input size (weights loaded; ConfigError naming the file at fault)."""
     describe: Callable[[Spec], str]
+    normalization: Callable[[Spec], Normalization | None]
+    """The input normalisation the model's weights expect, when the source knows it."""
 
 
 _SOURCES = Registry[ModelSource[Any]]("model source")
@@ -113,8 +115,43 @@ def _build_timm(spec: TimmModel, input_size: int) -> nn.Module:
     return model
 
 
-register_model_source("efficientnet-lite", ModelSource(_build_lite, lambda spec: spec.name))
-register_model_source("timm", ModelSource(_build_timm, lambda spec: f"timm:{spec.arch}"))
+LITE_NORMALIZATION = Normalization(mean=(127 / 255,) * 3, std=(128 / 255,) * 3)
+"""EfficientNet-Lite's ``(pixel - 127) / 128`` on 0-255 pixels, as mean/std on [0, 1] pixels."""
+
+
+def _timm_normalization(spec: TimmModel) -> Normalization | None:
+    """Mean and std from timm's ``pretrained_cfg`` for the architecture (None when timm has none)."""
+    if spec.arch.startswith(ZOO_PREFIX):
+        import restnetc.models.zoo  # noqa: F401  (registers the zoo_* architectures)
+    cfg = timm.get_pretrained_cfg(spec.arch)
+    if cfg is None or cfg.mean is None or cfg.std is None:
+        return None
+    return Normalization(mean=tuple(cfg.mean), std=tuple(cfg.std))
+
+
+register_model_source(
+    "efficientnet-lite", ModelSource(_build_lite, lambda spec: spec.name, lambda _: LITE_NORMALIZATION)
+)
+register_model_source("timm", ModelSource(_build_timm, lambda spec: f"timm:{spec.arch}", _timm_normalization))
+
+
+def with_model_normalization(project: ProjectConfig) -> ProjectConfig:
+    """``project`` with ``data.normalization`` taken from its models when omitted: both sources must know it
+    and agree (to 1e-3), else a ConfigError says what to write."""
+    if project.data.normalization is not None:
+        return project
+    found = {key: get_model_source(spec.source).normalization(spec) for key, spec in project.models.items()}
+    if unknown := [key for key, n in found.items() if n is None]:
+        names = ", ".join(f"models.{key} ({describe_spec(project.models[key])})" for key in unknown)
+        raise ConfigError(f"data.normalization: omitted, and {names} does not say its normalisation; give mean and std")
+    known = [n for n in found.values() if n is not None]
+    first = known[0]
+    if any(
+        max(abs(x - y) for x, y in zip((*n.mean, *n.std), (*first.mean, *first.std), strict=True)) > 1e-3 for n in known
+    ):
+        said = "; ".join(f"models.{key}: mean {n.mean}, std {n.std}" for key, n in found.items() if n is not None)
+        raise ConfigError(f"data.normalization: omitted, but the models normalise differently ({said}); give one")
+    return project.model_copy(update={"data": project.data.model_copy(update={"normalization": first})})
 
 
 def build_model(spec: ModelSpec, input_size: int) -> nn.Module:
