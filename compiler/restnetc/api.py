@@ -19,6 +19,7 @@ shares the work between ranks (here every rank would run the whole job).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 from restnetc.backends import get_backend
@@ -61,7 +62,7 @@ def _project(project: str | Path | ProjectConfig | None) -> ProjectConfig:
     return with_model_normalization(project)
 
 
-def check_targets(project: ProjectConfig, targets: list[tuple[TargetConfig, Path | None]]) -> None:
+def check_targets(project: ProjectConfig, targets: Sequence[tuple[TargetConfig, Path | None]]) -> None:
     """Every target's images taken from the project's training images fit there (reads no data); a
     ``DataError`` names the target file when there is one."""
     for config, path in targets:

@@ -314,6 +314,7 @@ def build(
     Several --target build one bundle each, one after the other, sharing the stage cache (the parents and CKA
     are computed once) and the executor; every target file is checked before any work. Under torchrun, the
     ranks share the CKA pass and stitch fine-tuning; rank 0 builds and writes."""
+    from restnetc.api import check_targets
     from restnetc.bundle.recommend import recommend
     from restnetc.pipeline.build import run_build
     from restnetc.reports.bundle_summary import bundle_table
@@ -323,7 +324,7 @@ def build(
     with _ranks() as ranks:
         targets = _targets(target)
         project_config, cache = _project_inputs(project, cache_dir, no_cache, ranks.main, targets)
-        _check_subsets(project_config, targets)
+        check_targets(project_config, targets)
         if ranks.main:
             jobs.open()
         for target_config, path in targets:
@@ -355,13 +356,6 @@ def _targets(paths: list[Path]) -> list[tuple[TargetConfig, Path]]:
             )
         targets.append((config, path))
     return targets
-
-
-def _check_subsets(project: ProjectConfig, targets: list[tuple[TargetConfig, Path]]) -> None:
-    """Every target's images taken from the project's training images fit there (reads no data)."""
-    from restnetc.api import check_targets
-
-    check_targets(project, list(targets))
 
 
 @app.command()

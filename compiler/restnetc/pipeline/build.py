@@ -274,7 +274,7 @@ def _artifact(
         input=InputSpec(
             shape=(1, 3, size, size),
             dtype="float32" if input_q is None else input_q.dtype,
-            normalization={"mean": project.data.pixels().mean, "std": project.data.pixels().std},
+            normalization=project.data.pixels().model_dump(),
             quantization=_quantization(input_q),
             output_quantization=_quantization(result.lowered.output_quantization),
         ),
