@@ -225,3 +225,19 @@ def test_the_measured_slack_applies_to_measured_metrics_only_and_is_bounded() ->
     for bad in (-0.01, 0.5):
         with pytest.raises(ValidationError, match="measured_slack"):
             LadderPolicy(measured_slack=bad)
+
+
+def test_a_built_in_target_loads_by_name_from_any_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--target cortex-a53`` finds the file the package ships (the same file as the checkout's targets/); a
+    file of that name in the working directory wins; an unknown name lists the built-in ones."""
+    from restnetc.config.loader import builtin_targets
+
+    monkeypatch.chdir(tmp_path)
+    assert sorted(builtin_targets()) == sorted(path.stem for path in (REPO / "targets").glob("*.yaml"))
+    assert load_target(Path("cortex-a53")) == load_target(REPO / "targets" / "cortex-a53.yaml")
+    (tmp_path / "cortex-a53").write_text((REPO / "targets" / "cortex-a72.yaml").read_text())
+    assert load_target(Path("cortex-a53")).name == load_target(REPO / "targets" / "cortex-a72.yaml").name
+    with pytest.raises(
+        ConfigError, match=r"^cortex-a99: file not found, and not a built-in target \(built-in: cortex-a53, "
+    ):
+        load_target(Path("cortex-a99"))

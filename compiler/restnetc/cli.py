@@ -82,11 +82,17 @@ def _library_defaults() -> None:
 
 TargetOption = Annotated[
     Path,
-    typer.Option("--target", "-t", help="Target YAML (device, runtimes, budgets), e.g. targets/cortex-a53.yaml"),
+    typer.Option(
+        "--target", "-t", help="Target YAML (device, runtimes, budgets), or a built-in target's name, e.g. cortex-a53"
+    ),
 ]
 TargetsOption = Annotated[
     list[Path],
-    typer.Option("--target", "-t", help="Target YAML (device, runtimes, budgets); repeat it for one bundle per target"),
+    typer.Option(
+        "--target",
+        "-t",
+        help="Target YAML (device, runtimes, budgets) or a built-in target's name; repeat it for one bundle per target",
+    ),
 ]
 ProjectOption = Annotated[
     Path | None,
@@ -190,7 +196,7 @@ def doctor(as_json: JsonOption = False) -> None:
     stdout.print(table)
     for check in checks:
         if not check.found:
-            stdout.print(f"install {check.name}: {check.hint}", highlight=False, soft_wrap=True)
+            stdout.print(f"install {check.name}: {check.hint}", markup=False, highlight=False, soft_wrap=True)
     if not checks_ok(checks):
         stderr.print(f"[red]error:[/] required components are missing. {SETUP_HINT}")
         raise typer.Exit(1)

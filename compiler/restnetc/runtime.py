@@ -1,16 +1,17 @@
 """Python face of the runtime shim: open a bundle, probe memory, pick and run a variant, through the same C core.
 
-The core (``runtime_shim/src``) and its LiteRT backend are compiled into this package as ``_shim*.so`` (see
-``setup.py``) and called with ctypes; nothing here re-implements selection, validation, quantization or
-switching. The ExecuTorch backend is C++ linked against the ExecuTorch runtime, so it is not built into the
-package: pass the path of a ``librestnet_shim_executorch.so`` built with CMake. The ctypes mirrors of the
-header's structures live in ``restnetc.shim_abi``.
+The core (``runtime_shim/src``) and its LiteRT backend are compiled into this package as ``_shim.so`` (CMake
+target ``restnetc_shim``, built by scikit-build-core at install) and called with ctypes; nothing here
+re-implements selection, validation, quantization or switching. The ExecuTorch backend is C++ linked against the
+ExecuTorch runtime, so it is not built into the package: pass the path of a ``librestnet_shim_executorch.so``
+built with CMake. The ctypes mirrors of the header's structures live in ``restnetc.shim_abi``.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import importlib.util
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,10 +50,12 @@ class ShimError(RestnetcError):
 
 
 def _library() -> ctypes.CDLL:
-    found = sorted(Path(__file__).parent.glob("_shim*.so"))
-    if not found:
+    # Located as a module so that an editable install (whose built files live outside the source tree) finds it;
+    # it is a plain shared library, never imported.
+    spec = importlib.util.find_spec("restnetc._shim")
+    if spec is None or spec.origin is None:
         raise RestnetcError("restnetc's runtime shim core is not built: reinstall restnetc (pip install -e .)")
-    lib = ctypes.CDLL(str(found[0]))
+    lib = ctypes.CDLL(spec.origin)
     handle, error = ctypes.c_void_p, ctypes.POINTER(Error)
     signatures: dict[str, tuple[object, list[object]]] = {
         "rs_bundle_open": (ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(handle), error]),

@@ -39,6 +39,49 @@ static int header_number(FILE *file, unsigned *value) {
     return digits > 0 && (c == ' ' || c == '\t' || c == '\n' || c == '\r') ? 0 : -1;
 }
 
+/* The taps of one output pixel along one axis: `count` input pixels from `first`, with weights summing to 1. */
+typedef struct {
+    uint32_t first, count;
+    double *weights;
+} taps;
+
+/* Antialiased bilinear taps from `in` pixels to `out` (PIL's filter, as torch's interpolate with antialias=True
+ * and align_corners=False computes them): a triangle filter centred on each output pixel's centre, widened to
+ * the scale when downscaling, truncated at the borders and renormalised. Upscaling gives plain bilinear. Returns
+ * NULL when out of memory; free the result with free_taps. */
+static taps *make_taps(uint32_t in, uint32_t out) {
+    double scale = (double)in / out;
+    double support = scale >= 1 ? scale : 1, inverse = scale >= 1 ? 1 / scale : 1;
+    size_t widest = (size_t)(2 * support) + 2;
+    taps *t = calloc(out, sizeof *t);
+    double *weights = t ? calloc((size_t)out * widest, sizeof *weights) : NULL;
+    if (weights == NULL) {
+        free(t);
+        return NULL;
+    }
+    for (uint32_t i = 0; i < out; i++) {
+        double centre = scale * (i + 0.5), total = 0;
+        long first = (long)(centre - support + 0.5), last = (long)(centre + support + 0.5);
+        first = first < 0 ? 0 : first;
+        last = last > (long)in ? (long)in : last;
+        t[i] = (taps){(uint32_t)first, (uint32_t)(last - first), weights + (size_t)i * widest};
+        for (uint32_t k = 0; k < t[i].count && k < widest; k++) {
+            double x = ((double)first + k - centre + 0.5) * inverse;
+            x = x < 0 ? -x : x;
+            t[i].weights[k] = x < 1 ? 1 - x : 0;
+            total += t[i].weights[k];
+        }
+        t[i].count = t[i].count < widest ? t[i].count : (uint32_t)widest;
+        for (uint32_t k = 0; k < t[i].count && total > 0; k++) t[i].weights[k] /= total;
+    }
+    return t;
+}
+
+static void free_taps(taps *t) {
+    if (t != NULL) free(t[0].weights);
+    free(t);
+}
+
 static rs_status read_netpbm(FILE *file, const char *path, int channels, const rs_input_spec *spec, float *out,
                              rs_error *err) {
     unsigned width, height, maxval;
@@ -46,40 +89,45 @@ static rs_status read_netpbm(FILE *file, const char *path, int channels, const r
         height == 0 || width > MAX_SIDE || height > MAX_SIDE || maxval == 0 || maxval > 255) {
         return fail(err, path, "bad PGM/PPM header (8-bit binary P5/P6, at most 8192 px a side)");
     }
+    uint32_t out_h = spec->shape[2], out_w = spec->shape[3];
     size_t size = (size_t)width * height * (size_t)channels;
     uint8_t *pixels = malloc(size);
-    if (pixels == NULL) {
-        return fail(err, path, "cannot allocate the image");
+    double *rows = malloc((size_t)height * out_w * sizeof *rows); /* one channel resized horizontally */
+    taps *across = make_taps(width, out_w), *down = make_taps(height, out_h);
+    rs_status status = RS_OK;
+    if (pixels == NULL || rows == NULL || across == NULL || down == NULL) {
+        status = fail(err, path, "cannot allocate the image");
+    } else if (fread(pixels, 1, size, file) != size) {
+        status = fail(err, path, "truncated image data");
     }
-    if (fread(pixels, 1, size, file) != size) {
-        free(pixels);
-        return fail(err, path, "truncated image data");
-    }
-    uint32_t out_h = spec->shape[2], out_w = spec->shape[3];
-    for (uint32_t c = 0; c < 3; c++) {
-        int source = channels == 1 ? 0 : (int)c;
-        for (uint32_t y = 0; y < out_h; y++) {
-            /* bilinear, pixel centres aligned (half-pixel offsets) */
-            double sy = ((double)y + 0.5) * height / out_h - 0.5;
-            sy = sy < 0 ? 0 : sy > height - 1 ? height - 1 : sy;
-            unsigned y0 = (unsigned)sy, y1 = y0 + 1 < height ? y0 + 1 : y0;
-            double fy = sy - y0;
+    /* Separable, as torch does it: along each row first, then down each column; grey fills all three channels. */
+    for (uint32_t c = 0; c < 3 && status == RS_OK; c++) {
+        size_t source = channels == 1 ? 0 : c;
+        for (uint32_t y = 0; y < height; y++) {
             for (uint32_t x = 0; x < out_w; x++) {
-                double sx = ((double)x + 0.5) * width / out_w - 0.5;
-                sx = sx < 0 ? 0 : sx > width - 1 ? width - 1 : sx;
-                unsigned x0 = (unsigned)sx, x1 = x0 + 1 < width ? x0 + 1 : x0;
-                double fx = sx - x0;
-#define PIXEL(yy, xx) ((double)pixels[((size_t)(yy) * width + (xx)) * (size_t)channels + (size_t)source])
-                double value = (1 - fy) * ((1 - fx) * PIXEL(y0, x0) + fx * PIXEL(y0, x1)) +
-                               fy * ((1 - fx) * PIXEL(y1, x0) + fx * PIXEL(y1, x1));
-#undef PIXEL
-                out[((size_t)c * out_h + y) * out_w + x] =
-                    (float)((value / maxval - spec->mean[c]) / spec->std[c]);
+                double sum = 0;
+                for (uint32_t k = 0; k < across[x].count; k++) {
+                    size_t at = ((size_t)y * width + across[x].first + k) * (size_t)channels + source;
+                    sum += across[x].weights[k] * pixels[at];
+                }
+                rows[(size_t)y * out_w + x] = sum;
+            }
+        }
+        for (uint32_t y = 0; y < out_h; y++) {
+            for (uint32_t x = 0; x < out_w; x++) {
+                double sum = 0;
+                for (uint32_t k = 0; k < down[y].count; k++) {
+                    sum += down[y].weights[k] * rows[(size_t)(down[y].first + k) * out_w + x];
+                }
+                out[((size_t)c * out_h + y) * out_w + x] = (float)((sum / maxval - spec->mean[c]) / spec->std[c]);
             }
         }
     }
+    free_taps(across);
+    free_taps(down);
+    free(rows);
     free(pixels);
-    return RS_OK;
+    return status;
 }
 
 rs_status rs_read_input_stream(FILE *file, const char *path, const rs_input_spec *spec, float *out, size_t count,

@@ -5,6 +5,8 @@
  *   restnet-shim verify BUNDLE
  *   restnet-shim run BUNDLE --input FILE [--backend litert] [--litert-lib PATH] [--memory-root DIR]
  *                           [--headroom-mb N] [--override ID] [--json]
+ *   restnet-shim input BUNDLE --input FILE --out FILE.f32
+ *       writes the float32 NCHW tensor `run` would feed for FILE (resized and normalised); `run` reads it back
  *
  * Exit status: 0 on success, 1 when the bundle is bad or nothing fits, 2 on a usage error.
  */
@@ -30,7 +32,8 @@ static int usage(const char *problem) {
                     "--memory-root DIR]\n                           [--headroom-mb N] [--hysteresis F] "
                     "[--override ID] [--json]\n       restnet-shim verify BUNDLE\n       restnet-shim run BUNDLE --input "
                     "FILE.pgm|FILE.ppm|FILE.f32 [--backend litert] [--litert-lib PATH]\n"
-                    "                        [--memory-root DIR] [--headroom-mb N] [--override ID] [--json]\n");
+                    "                        [--memory-root DIR] [--headroom-mb N] [--override ID] [--json]\n"
+                    "       restnet-shim input BUNDLE --input FILE.pgm|FILE.ppm|FILE.f32 --out FILE.f32\n");
     return 2;
 }
 
@@ -124,17 +127,17 @@ static void print_text(const rs_bundle *bundle, const rs_memory *memory, const c
 
 /* Options shared by the commands; each command says which ones it accepts. */
 typedef struct {
-    const char *dir, *root, *override, *backend, *input, *litert_lib;
+    const char *dir, *root, *override, *backend, *input, *litert_lib, *out;
     double available_mb, headroom_mb, hysteresis;
     int json;
 } options;
 
-enum { OPT_AVAILABLE = 1, OPT_HYSTERESIS = 2, OPT_INPUT = 4, OPT_LITERT_LIB = 8 };
+enum { OPT_AVAILABLE = 1, OPT_HYSTERESIS = 2, OPT_INPUT = 4, OPT_LITERT_LIB = 8, OPT_OUT = 16 };
 
 /* Parses argv into `o`; returns NULL or the usage problem. */
 static const char *parse_options(int argc, char **argv, int accepted, options *o) {
     const char *litert_lib = getenv("RESTNET_SHIM_LITERT");
-    *o = (options){NULL, "/", NULL, "litert", NULL, litert_lib ? litert_lib : "libLiteRt.so", -1,
+    *o = (options){NULL, "/", NULL, "litert", NULL, litert_lib ? litert_lib : "libLiteRt.so", NULL, -1,
                   RS_DEFAULT_HEADROOM_BYTES / MIB, RS_DEFAULT_HYSTERESIS, 0};
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
@@ -154,6 +157,7 @@ static const char *parse_options(int argc, char **argv, int accepted, options *o
         else if (strcmp(arg, "--memory-root") == 0) o->root = value;
         else if (strcmp(arg, "--override") == 0) o->override = value;
         else if (strcmp(arg, "--input") == 0 && (accepted & OPT_INPUT)) o->input = value;
+        else if (strcmp(arg, "--out") == 0 && (accepted & OPT_OUT)) o->out = value;
         else if (strcmp(arg, "--litert-lib") == 0 && (accepted & OPT_LITERT_LIB)) o->litert_lib = value;
         else if (strcmp(arg, "--available-mb") == 0 && (accepted & OPT_AVAILABLE)) {
             if (parse_number(value, &o->available_mb) != 0) return "--available-mb expects a number >= 0";
@@ -331,10 +335,47 @@ done:
     return code;
 }
 
+static int command_input(int argc, char **argv) {
+    options o;
+    const char *problem = parse_options(argc, argv, OPT_INPUT | OPT_OUT, &o);
+    if (problem != NULL) return usage(problem);
+    if (o.input == NULL || o.out == NULL) return usage("input needs --input FILE and --out FILE");
+    rs_error err = {RS_OK, ""};
+    rs_bundle *bundle = NULL;
+    float *tensor = NULL;
+    int code = 1;
+    if (rs_bundle_open(o.dir, &bundle, &err) == RS_OK) {
+        const rs_input_spec *spec = rs_bundle_input(bundle);
+        size_t count = (size_t)spec->shape[0] * spec->shape[1] * spec->shape[2] * spec->shape[3];
+        tensor = malloc(count * sizeof *tensor);
+        if (tensor == NULL) {
+            snprintf(err.message, sizeof err.message, "cannot allocate the input");
+        } else if (rs_read_input(o.input, spec, tensor, count, &err) == RS_OK) {
+            /* Written beside the target and renamed over it: never a half-written tensor under that name. */
+            char partial[4096];
+            int fits = snprintf(partial, sizeof partial, "%s.partial", o.out) < (int)sizeof partial;
+            FILE *out = fits ? fopen(partial, "wb") : NULL;
+            int written = out != NULL && fwrite(tensor, sizeof *tensor, count, out) == count;
+            if (out != NULL && fclose(out) != 0) written = 0;
+            if (written && rename(partial, o.out) == 0) {
+                code = 0;
+            } else {
+                if (out != NULL) remove(partial);
+                snprintf(err.message, sizeof err.message, "%s: cannot write", o.out);
+            }
+        }
+    }
+    if (code != 0) fail_with(err.message);
+    rs_bundle_close(bundle);
+    free(tensor);
+    return code;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) return usage("missing command");
     if (strcmp(argv[1], "select") == 0) return command_select(argc - 2, argv + 2);
     if (strcmp(argv[1], "verify") == 0) return command_verify(argc - 2, argv + 2);
     if (strcmp(argv[1], "run") == 0) return command_run(argc - 2, argv + 2);
-    return usage("unknown command (select, verify, run)");
+    if (strcmp(argv[1], "input") == 0) return command_input(argc - 2, argv + 2);
+    return usage("unknown command (select, verify, run, input)");
 }

@@ -72,8 +72,32 @@ def load_config(path: Path, model: type[ConfigT]) -> ConfigT:
         raise ConfigError(f"{path}: {_describe(dict(errors[0]))}{more}") from None
 
 
+def builtin_targets() -> dict[str, Path]:
+    """The target files shipped inside the package, by name (``cortex-a53`` for ``targets/cortex-a53.yaml``)."""
+    root = resources.files("restnetc") / "targets"
+    return {
+        entry.name.removesuffix(".yaml"): Path(str(entry)) for entry in root.iterdir() if entry.name.endswith(".yaml")
+    }
+
+
+def target_file(path: Path) -> Path:
+    """``path`` itself if it names a file or a directory part, else the built-in target of that name if any.
+
+    So ``--target cortex-a53`` works from any directory once the package is installed, while a file of that
+    name in the working directory still wins.
+    """
+    if path.exists() or path.name != str(path) or path.suffix:
+        return path
+    builtin = builtin_targets()
+    if str(path) in builtin:
+        return builtin[str(path)]
+    raise ConfigError(f"{path}: file not found, and not a built-in target (built-in: {', '.join(sorted(builtin))})")
+
+
 def load_target(path: Path) -> TargetConfig:
-    """Load and validate a target file; a relative cost table path is resolved against the file's directory."""
+    """Load and validate a target file (or a built-in target by name, see ``target_file``); a relative cost
+    table path is resolved against the file's directory."""
+    path = target_file(path)
     target = load_config(path, TargetConfig)
     table = target.costs.table
     if table is None or table.is_absolute():
