@@ -39,7 +39,7 @@ pip_quiet() {
 }
 
 stamp="$venv/.restnetc-stamp"
-want="$(cat "$root/requirements.lock" "$root/pyproject.toml" "$root/runtime_shim/CMakeLists.txt" "$root"/runtime_shim/src/*.[ch] "$root"/runtime_shim/include/*.h | sha256sum | cut -d' ' -f1)"
+want="$(cat "$root/requirements.lock" "$root/pyproject.toml" "$root/runtime_shim/CMakeLists.txt" "$root"/runtime_shim/src/*.[ch] "$root"/runtime_shim/src/backends/*.c "$root"/runtime_shim/include/*.h | sha256sum | cut -d' ' -f1)"
 if [ ! -x "$venv/bin/python" ]; then
   log "creating $venv"
   "$python" -m venv "$venv"

@@ -47,12 +47,14 @@ typedef struct {
 
 /* Antialiased bilinear taps from `in` pixels to `out` (PIL's filter, as torch's interpolate with antialias=True
  * and align_corners=False computes them): a triangle filter centred on each output pixel's centre, widened to
- * the scale when downscaling, truncated at the borders and renormalised. Upscaling gives plain bilinear. Returns
- * NULL when out of memory; free the result with free_taps. */
+ * the scale when downscaling, truncated at the borders and renormalised. Upscaling gives plain bilinear. A pixel
+ * has at most 2 * support + 1 taps, within `widest`. Returns NULL when out of memory (or when the table would not
+ * fit a size_t); free the result with free_taps. */
 static taps *make_taps(uint32_t in, uint32_t out) {
     double scale = (double)in / out;
     double support = scale >= 1 ? scale : 1, inverse = scale >= 1 ? 1 / scale : 1;
     size_t widest = (size_t)(2 * support) + 2;
+    if (widest > SIZE_MAX / sizeof(double) / out) return NULL;
     taps *t = calloc(out, sizeof *t);
     double *weights = t ? calloc((size_t)out * widest, sizeof *weights) : NULL;
     if (weights == NULL) {
@@ -65,13 +67,12 @@ static taps *make_taps(uint32_t in, uint32_t out) {
         first = first < 0 ? 0 : first;
         last = last > (long)in ? (long)in : last;
         t[i] = (taps){(uint32_t)first, (uint32_t)(last - first), weights + (size_t)i * widest};
-        for (uint32_t k = 0; k < t[i].count && k < widest; k++) {
+        for (uint32_t k = 0; k < t[i].count; k++) {
             double x = ((double)first + k - centre + 0.5) * inverse;
             x = x < 0 ? -x : x;
             t[i].weights[k] = x < 1 ? 1 - x : 0;
             total += t[i].weights[k];
         }
-        t[i].count = t[i].count < widest ? t[i].count : (uint32_t)widest;
         for (uint32_t k = 0; k < t[i].count && total > 0; k++) t[i].weights[k] /= total;
     }
     return t;
@@ -92,7 +93,9 @@ static rs_status read_netpbm(FILE *file, const char *path, int channels, const r
     uint32_t out_h = spec->shape[2], out_w = spec->shape[3];
     size_t size = (size_t)width * height * (size_t)channels;
     uint8_t *pixels = malloc(size);
-    double *rows = malloc((size_t)height * out_w * sizeof *rows); /* one channel resized horizontally */
+    /* One channel resized horizontally; the index bounds out_w, but not below what a 32-bit size_t holds. */
+    int rows_fit = out_w <= SIZE_MAX / sizeof(double) / height;
+    double *rows = rows_fit ? malloc((size_t)height * out_w * sizeof *rows) : NULL;
     taps *across = make_taps(width, out_w), *down = make_taps(height, out_h);
     rs_status status = RS_OK;
     if (pixels == NULL || rows == NULL || across == NULL || down == NULL) {
