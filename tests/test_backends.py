@@ -109,6 +109,31 @@ def test_litert_int8_graph_has_no_layout_or_requantize_ops_its_fp32_graph_lacks(
     for op in ("TRANSPOSE", "PAD", "QUANTIZE", "DEQUANTIZE"):
         assert counts[Quantization.INT8].get(op, 0) <= counts[Quantization.FP32].get(op, 0), (op, counts)
     assert lowered[Quantization.INT8].delegation.fallback_count == 0, lowered[Quantization.INT8].delegation
+    assert [lowered[q].input_layout for q in lowered] == ["NHWC", "NHWC"]
+
+
+@pytest.mark.parametrize("quantization", [Quantization.FP32, Quantization.INT8])
+def test_litert_runs_an_nchw_batch_on_its_nhwc_input_as_the_model_does(
+    quantization: Quantization, tmp_path: Path
+) -> None:
+    """The ``.tflite`` takes ``[1, H, W, 3]`` and, being a classifier (convolutions, a global pool), needs no
+    TRANSPOSE (an NCHW input costs one); its runner takes the NCHW batch every backend takes and reorders it. A
+    non-square image and a kernel that is not symmetric in H and W catch a swapped or missing reorder."""
+    backend = get_backend(Backend.LITERT)
+    model = nn.Sequential(nn.Conv2d(3, 6, (3, 1)), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 5))
+    model = model.eval()
+    images = torch.rand(8, 3, 12, 7, generator=torch.Generator().manual_seed(1))
+    lowered = backend.lower(model, images[:1], quantization, calibration=images)
+    (tmp_path / "m.tflite").write_bytes(lowered.data)
+    program = backend.open(tmp_path / "m.tflite", threads=1)
+    ran = program.load()(images.numpy())
+    (source,) = program.signature(lowered.entry_point).get_input_details().values()  # type: ignore[attr-defined]
+    assert list(source["shape"]) == [1, 12, 7, 3] and lowered.input_layout == "NHWC"
+    assert "TRANSPOSE" not in backend.operators(lowered.data, lowered.entry_point)
+    with torch.no_grad():
+        expected = model(images).numpy()
+    tolerance = 1e-4 if quantization is Quantization.FP32 else 0.1 * float(np.abs(expected).max())
+    np.testing.assert_allclose(ran, expected, atol=tolerance)
 
 
 @pytest.mark.parametrize("name", list_backends())

@@ -124,6 +124,7 @@ def test_the_shim_runs_every_signature_of_a_ladder_file_like_the_python_runtime(
                     update={
                         "quantization": _record(entry.input_quantization),
                         "output_quantization": _record(entry.output_quantization),
+                        "layout": entry.input_layout,
                     }
                 ),
             }

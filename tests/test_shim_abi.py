@@ -122,6 +122,7 @@ def test_a_manifest_reads_back_through_the_c_core_unchanged(tmp_path: Path) -> N
     """manifest -> bundle.index -> C parser -> ctypes -> Variant: every member arrives as the manifest says."""
     quantized = InputSpec(
         shape=(1, 3, 32, 32),
+        layout="NHWC",
         dtype="int8",
         normalization={"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)},
         quantization=Quantization(dtype="int8", scale=0.0173, zero_point=-3),
@@ -151,4 +152,5 @@ def test_a_manifest_reads_back_through_the_c_core_unchanged(tmp_path: Path) -> N
             entry_point=artifact.entry_point,
             input_quantization=shim_abi.TensorQuantization(**(q_in.model_dump() if q_in else float32)),
             output_quantization=shim_abi.TensorQuantization(**(q_out.model_dump() if q_out else float32)),
+            input_layout=artifact.input.layout,
         )

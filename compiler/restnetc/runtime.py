@@ -26,6 +26,7 @@ from restnetc.shim_abi import (
     Artifact,
     BackendTable,
     Error,
+    InputLayout,
     InputSpec,
     MemoryFigures,
     Policy,
@@ -165,6 +166,7 @@ class Variant:
     entry_point: str
     input_quantization: TensorQuantization
     output_quantization: TensorQuantization
+    input_layout: InputLayout
 
 
 @dataclass(frozen=True)

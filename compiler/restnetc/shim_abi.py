@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 """``RS_INDEX_VERSION``: the version line of ``bundle.index``."""
 MAX_ARTIFACTS = 256
 """``RS_MAX_ARTIFACTS``: the most artifacts one index may list (``rs_selection`` has a verdict for each)."""
@@ -29,6 +29,8 @@ DEFAULT_HYSTERESIS = 0.1
 """``RS_DEFAULT_HYSTERESIS``: the extra share of its need a larger variant must fit to move up."""
 QuantizationDtype = Literal["float32", "int8", "uint8"]
 """The dtypes ``rs_quantization`` accepts, as the index spells them."""
+InputLayout = Literal["NCHW", "NHWC"]
+"""How an artifact's input tensor orders the image (``rs_artifact.input_layout``); callers always give NCHW."""
 
 
 @dataclass(frozen=True)
@@ -103,11 +105,12 @@ ARTIFACT_RECORD: tuple[RecordField, ...] = (
     RecordField("entry", "entry_point", ctypes.c_char * 64),
     RecordField("in", "input_quantization", Quantization),
     RecordField("out", "output_quantization", Quantization),
+    RecordField("layout", "input_layout", ctypes.c_char * 8),
 )
 ARTIFACT_KEYS = tuple(f.key for f in ARTIFACT_RECORD)
+"""The keys of an artifact line of ``bundle.index``, in the order the writer emits them."""
 ENTRY_POINT_PATTERN = r"[A-Za-z0-9_]{1,63}"
 """An entry point name the shim's index parser accepts: its character set, and what fits ``entry_point``."""
-"""The keys of an artifact line of ``bundle.index``, in the order the writer emits them."""
 
 
 class Artifact(ctypes.Structure):

@@ -28,7 +28,7 @@ extern "C" {
 #define RS_API
 #endif
 
-#define RS_INDEX_VERSION 2
+#define RS_INDEX_VERSION 3
 #define RS_MAX_ARTIFACTS 256
 #define RS_MAX_LABELS 1024
 
@@ -76,6 +76,8 @@ typedef struct {
     char entry_point[64];
     rs_quantization input_quantization;
     rs_quantization output_quantization;
+    char input_layout[8]; /* "NCHW" or "NHWC": how the artifact's input tensor orders the image; rs_runner_run
+                             always takes NCHW (rs_input_spec) and reorders it for an NHWC artifact */
 } rs_artifact;
 
 typedef struct {

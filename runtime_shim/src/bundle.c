@@ -1,15 +1,16 @@
 /* Opening a bundle: reading and parsing `bundle.index`, the compact form of `manifest.json`.
  *
  * Format (text, one record per line, fields separated by single spaces, unknown keys ignored):
- *   restnet-bundle-index 2
+ *   restnet-bundle-index 3
  *   identity HEX                                  (sha256 of every byte after this line)
  *   input shape=1,3,64,64 mean=0.498,0.498,0.498 std=0.502,0.502,0.502
  *   label <name, the rest of the line>            (once per class, in class order)
  *   artifact id=ID backend=B file=REL bytes=N sha256=HEX memory=N program=N accuracy=PCT params=N entry=NAME
- *            in=DTYPE:SCALE:ZERO_POINT out=DTYPE:SCALE:ZERO_POINT
+ *            in=DTYPE:SCALE:ZERO_POINT out=DTYPE:SCALE:ZERO_POINT layout=NCHW|NHWC
  *
- * `program` (added within version 2, so optional: 0 when absent) is the part of `memory` the open file holds
- * before any entry point loads; artifacts sharing a file give the same figure.
+ * `program` (optional: 0 when absent) is the part of `memory` the open file holds before any entry point loads;
+ * artifacts sharing a file give the same figure. `layout`, the order of the artifact's input tensor, came with
+ * version 3 (a shim that ignored it would feed an NHWC model wrong): required there, NCHW in a version 2 index.
  *
  * The parser is strict: numbers are plain decimals (no hex, inf or nan), a key appears once per line, an
  * (id, backend) pair once per index, ids/files/entries use a small character set, and labels carry no
@@ -254,6 +255,7 @@ typedef enum {
     KEY_ENTRY,
     KEY_IN,
     KEY_OUT,
+    KEY_LAYOUT,
     ARTIFACT_KEY_COUNT
 } artifact_key;
 
@@ -261,7 +263,7 @@ static const char *const ARTIFACT_KEYS[ARTIFACT_KEY_COUNT] = {
     [KEY_ID] = "id",         [KEY_BACKEND] = "backend", [KEY_FILE] = "file",     [KEY_BYTES] = "bytes",
     [KEY_SHA256] = "sha256", [KEY_MEMORY] = "memory",   [KEY_PROGRAM] = "program", [KEY_ACCURACY] = "accuracy",
     [KEY_PARAMS] = "params",
-    [KEY_ENTRY] = "entry",   [KEY_IN] = "in",           [KEY_OUT] = "out",
+    [KEY_ENTRY] = "entry",   [KEY_IN] = "in",           [KEY_OUT] = "out",         [KEY_LAYOUT] = "layout",
 };
 
 /* Parses the value of field `key` into `a`; -1 if invalid. Every key has a case (-Wswitch checks it). */
@@ -279,6 +281,10 @@ static int artifact_field(rs_artifact *a, artifact_key key, const char *value) {
     case KEY_ENTRY: return copy_name(a->entry_point, sizeof a->entry_point, value, "_");
     case KEY_IN: return parse_quantization(value, &a->input_quantization);
     case KEY_OUT: return parse_quantization(value, &a->output_quantization);
+    case KEY_LAYOUT:
+        return strcmp(value, "NCHW") == 0 || strcmp(value, "NHWC") == 0
+                   ? copy_field(a->input_layout, sizeof a->input_layout, value)
+                   : -1;
     case ARTIFACT_KEY_COUNT: break;
     }
     return -1;
@@ -290,6 +296,7 @@ static rs_status parse_artifact(rs_bundle *bundle, char *fields, size_t line, rs
     }
     rs_artifact *a = &bundle->artifacts[bundle->count];
     memset(a, 0, sizeof *a);
+    memcpy(a->input_layout, "NCHW", 5); /* a version 2 line has no layout */
     unsigned seen = 0;
     char *state = NULL;
     for (char *token = strtok_r(fields, " ", &state); token != NULL; token = strtok_r(NULL, " ", &state)) {
@@ -312,7 +319,7 @@ static rs_status parse_artifact(rs_bundle *bundle, char *fields, size_t line, rs
         seen |= 1u << key;
     }
     for (size_t i = 0; i < ARTIFACT_KEY_COUNT; i++) {
-        if (!(seen & (1u << i)) && i != KEY_PROGRAM) {
+        if (!(seen & (1u << i)) && i != KEY_PROGRAM && (i != KEY_LAYOUT || bundle->version >= 3)) {
             return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: artifact without %s", line, ARTIFACT_KEYS[i]);
         }
     }
@@ -391,9 +398,11 @@ static rs_status parse_preamble(rs_bundle *bundle, const char *text, size_t line
         if (strncmp(text, HEADER, sizeof HEADER - 1) != 0) {
             return rs_fail(err, RS_ERR_FORMAT, "bundle.index: not a restnet bundle index (bad first line)");
         }
-        if (strcmp(text + sizeof HEADER - 1, "2") != 0) {
-            return rs_fail(err, RS_ERR_FORMAT, "bundle.index: version '%.20s', this shim reads version %d",
-                           text + sizeof HEADER - 1, RS_INDEX_VERSION);
+        const char *version = text + sizeof HEADER - 1;
+        bundle->version = strcmp(version, "2") == 0 ? 2 : strcmp(version, "3") == 0 ? 3 : 0;
+        if (bundle->version == 0) {
+            return rs_fail(err, RS_ERR_FORMAT, "bundle.index: version '%.20s', this shim reads versions 2 to %d",
+                           version, RS_INDEX_VERSION);
         }
         return RS_OK;
     }

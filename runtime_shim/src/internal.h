@@ -17,6 +17,7 @@ struct rs_bundle {
     char real_dir[4096]; /* its real path when opened, for messages */
     int dir_fd;          /* the directory opened then: every later read is relative to it */
     char identity[65];
+    int version;         /* of the index: 2 (every input NCHW, no layout key) or RS_INDEX_VERSION */
     rs_input_spec input;
     size_t count;
     rs_artifact artifacts[RS_MAX_ARTIFACTS];

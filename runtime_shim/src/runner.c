@@ -480,25 +480,36 @@ rs_status rs_runner_open(rs_bundle *bundle, const rs_policy *policy, const rs_ba
     return RS_OK;
 }
 
-/* Converts `input` to the artifact's input type as `TensorQuantization.quantize` does; every value must be finite. */
-static rs_status quantize(const float *input, size_t count, const rs_quantization *in, unsigned char *raw,
-                          rs_error *err) {
+/* Where NCHW element `i` of an image of `spec`'s shape goes in an NHWC tensor. */
+static size_t channels_last(size_t i, const rs_input_spec *spec) {
+    size_t channels = spec->shape[1], plane = (size_t)spec->shape[2] * spec->shape[3];
+    size_t image = channels * plane, within = i % image;
+    return i - within + (within % plane) * channels + within / plane;
+}
+
+/* Converts `input` (NCHW, `spec`'s shape) to the artifact's input type as `TensorQuantization.quantize` does, in
+ * the artifact's layout; every value must be finite. */
+static rs_status quantize(const float *input, size_t count, const rs_artifact *a, const rs_input_spec *spec,
+                          unsigned char *raw, rs_error *err) {
     for (size_t i = 0; i < count; i++) {
         if (!isfinite(input[i])) {
             return rs_fail(err, RS_ERR_ARGUMENT, "rs_runner_run: input value %zu is not finite", i);
         }
     }
-    if (strcmp(in->dtype, "float32") == 0) {
-        memcpy(raw, input, count * sizeof *input);
-        return RS_OK;
-    }
-    int low = strcmp(in->dtype, "int8") == 0 ? -128 : 0, high = low + 255;
+    const rs_quantization *in = &a->input_quantization;
+    int nhwc = strcmp(a->input_layout, "NHWC") == 0;
+    int is_float = strcmp(in->dtype, "float32") == 0, low = strcmp(in->dtype, "int8") == 0 ? -128 : 0;
     for (size_t i = 0; i < count; i++) {
+        size_t at = nhwc ? channels_last(i, spec) : i;
+        if (is_float) {
+            memcpy(raw + at * sizeof *input, &input[i], sizeof *input);
+            continue;
+        }
         /* TFLite's QUANTIZE: float division, halves away from zero (roundf), then the zero point. */
         double q = (double)roundf(input[i] / (float)in->scale) + in->zero_point;
-        int v = q < low ? low : q > high ? high : (int)q;
-        if (low < 0) ((int8_t *)raw)[i] = (int8_t)v;
-        else raw[i] = (uint8_t)v;
+        int v = q < low ? low : q > low + 255 ? low + 255 : (int)q;
+        if (low < 0) ((int8_t *)raw)[at] = (int8_t)v;
+        else raw[at] = (uint8_t)v;
     }
     return RS_OK;
 }
@@ -528,7 +539,7 @@ static rs_status run_locked(rs_runner *runner, const float *input, size_t count,
     rs_status status = raw_in == NULL || raw_out == NULL
                            ? rs_fail(err, RS_ERR_NO_MEMORY, "cannot allocate %zu + %zu bytes of tensors", in_bytes,
                                      out_bytes)
-                           : quantize(input, count, &a->input_quantization, raw_in, err);
+                           : quantize(input, count, a, rs_bundle_input(runner->bundle), raw_in, err);
     if (status == RS_OK) {
         status = runner->backend->run(runner->rungs[runner->current].model, raw_in, in_bytes, raw_out, out_bytes, err);
     }

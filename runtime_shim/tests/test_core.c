@@ -92,7 +92,7 @@ static void write_index(const char *dir, const char *body) {
     rs_sha256_hex(body, strlen(body), hex);
     size_t size = strlen(body) + 128;
     char *text = malloc(size);
-    int length = snprintf(text, size, "restnet-bundle-index 2\nidentity %s\n%s", hex, body);
+    int length = snprintf(text, size, "restnet-bundle-index 3\nidentity %s\n%s", hex, body);
     snprintf(path, sizeof path, "%s/bundle.index", dir);
     write_file(path, text, (size_t)length);
     free(text);
@@ -134,13 +134,13 @@ static void make_bundle(const char *name, const spec *specs, size_t count, char 
         }
         used += snprintf(index + used, sizeof index - (size_t)used,
                          "artifact id=%s backend=litert file=%s bytes=%d sha256=%s memory=%llu accuracy=%.2f "
-                         "params=1000 entry=serving_default in=int8:0.0187:-14 out=float32:1:0 future=ignored\n",
+                         "params=1000 entry=serving_default in=int8:0.0187:-14 out=float32:1:0 layout=NHWC future=ignored\n",
                          specs[i].id, file, length, hex, (unsigned long long)(specs[i].memory_mib * MIB),
                          specs[i].accuracy);
     }
     used += snprintf(index + used, sizeof index - (size_t)used,
                      "artifact id=other backend=executorch file=executorch/other.pte bytes=1 sha256=%064d "
-                     "memory=1 accuracy=99 params=1 entry=forward in=float32:1:0 out=float32:1:0\n", 0);
+                     "memory=1 accuracy=99 params=1 entry=forward in=float32:1:0 out=float32:1:0 layout=NCHW\n", 0);
     write_index(dir, index);
 }
 
@@ -261,20 +261,51 @@ static void expect_index_error(const char *name, const char *body, rs_status cod
 #define INPUT "input shape=1,3,32,32 mean=0.5,0.5,0.5 std=0.5,0.5,0.5\n"
 #define SHA "sha256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 #define ARTIFACT(ID, EXTRA) "artifact id=" ID " backend=litert file=litert/x.tflite bytes=0 " SHA " memory=1 " \
-    "accuracy=50 params=1 entry=serving_default in=float32:1:0 out=float32:1:0" EXTRA "\n"
+    "accuracy=50 params=1 entry=serving_default in=float32:1:0 out=float32:1:0 layout=NCHW" EXTRA "\n"
 
 /* Another entry point of ARTIFACT's file, with `program=` given (an ARTIFACT line leaves it out: 0). */
 #define SIBLING(PROGRAM) "artifact id=y backend=litert file=litert/x.tflite bytes=0 " SHA " memory=1 program=" \
-    PROGRAM " accuracy=50 params=1 entry=other in=float32:1:0 out=float32:1:0\n"
+    PROGRAM " accuracy=50 params=1 entry=other in=float32:1:0 out=float32:1:0 layout=NCHW\n"
+
+/* A version 2 index (before `layout`) still opens: its artifacts take NCHW; a version 3 line says NHWC. */
+static void test_layouts(void) {
+    char dir[4096], path[4200], hex[65], text[1024];
+    make_dir("layouts", dir, sizeof dir);
+    for (int version = 2; version <= 3; version++) {
+        const char *body = version == 2 ? INPUT "artifact id=v2 backend=litert file=litert/x.tflite bytes=0 " SHA
+                                                " memory=1 accuracy=50 params=1 entry=serving_default in=float32:1:0 "
+                                                "out=float32:1:0\n"
+                                          : INPUT "artifact id=v3 backend=litert file=litert/x.tflite bytes=0 " SHA
+                                                " memory=1 accuracy=50 params=1 entry=serving_default in=float32:1:0 "
+                                                "out=float32:1:0 layout=NHWC\n";
+        rs_sha256_hex(body, strlen(body), hex);
+        int length = snprintf(text, sizeof text, "restnet-bundle-index %d\nidentity %s\n%s", version, hex, body);
+        snprintf(path, sizeof path, "%s/bundle.index", dir);
+        write_file(path, text, (size_t)length);
+        rs_bundle *bundle = NULL;
+        rs_error err = {RS_OK, ""};
+        CHECK(rs_bundle_open(dir, &bundle, &err) == RS_OK, "version %d: %s", version, err.message);
+        if (bundle != NULL) {
+            const char *layout = rs_bundle_artifact(bundle, 0)->input_layout;
+            CHECK(strcmp(layout, version == 2 ? "NCHW" : "NHWC") == 0, "version %d: layout %s", version, layout);
+        }
+        rs_bundle_close(bundle);
+    }
+}
 
 static void test_bad_indexes(void) {
     expect_raw_error("no-index", NULL, RS_ERR_IO, "bundle.index: cannot open");
     expect_raw_error("json", "{\"schema_version\": 1}\n", RS_ERR_FORMAT, "not a restnet bundle index");
     expect_raw_error("empty", "", RS_ERR_FORMAT, "empty");
-    expect_raw_error("future", "restnet-bundle-index 3\n", RS_ERR_FORMAT, "this shim reads version 2");
-    expect_raw_error("old", "restnet-bundle-index 1\n", RS_ERR_FORMAT, "this shim reads version 2");
-    expect_raw_error("no-identity", "restnet-bundle-index 2\n" INPUT, RS_ERR_FORMAT, "bundle.index:2: expected 'identity'");
-    expect_raw_error("edited", "restnet-bundle-index 2\nidentity " "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n"
+    expect_raw_error("future", "restnet-bundle-index 4\n", RS_ERR_FORMAT, "this shim reads versions 2 to 3");
+    expect_raw_error("old", "restnet-bundle-index 1\n", RS_ERR_FORMAT, "this shim reads versions 2 to 3");
+    expect_index_error("no-layout", INPUT "artifact id=x backend=litert file=litert/x.tflite bytes=0 " SHA " memory=1 "
+                       "accuracy=50 params=1 entry=serving_default in=float32:1:0 out=float32:1:0\n", RS_ERR_FORMAT,
+                       "bundle.index:4: artifact without layout");
+    expect_index_error("repeated-layout", INPUT ARTIFACT("x", " layout=NHWC"), RS_ERR_FORMAT, "bundle.index:4: layout given twice");
+    expect_index_error("odd-layout", INPUT "artifact id=x layout=nhwc\n", RS_ERR_FORMAT, "bundle.index:4: invalid layout");
+    expect_raw_error("no-identity", "restnet-bundle-index 3\n" INPUT, RS_ERR_FORMAT, "bundle.index:2: expected 'identity'");
+    expect_raw_error("edited", "restnet-bundle-index 3\nidentity " "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n"
                      INPUT ARTIFACT("x", ""), RS_ERR_FORMAT, "does not match its content");
     expect_index_error("truncated", INPUT "artifact id=x backend=litert file=x.tflite bytes=1", RS_ERR_FORMAT,
                        "bundle.index:4: artifact without sha256");
@@ -517,6 +548,7 @@ int main(int argc, char **argv) {
     test_memory();
     test_selection();
     test_bad_indexes();
+    test_layouts();
     test_bad_variants();
     test_two_bundles();
     test_replaced_bundle();

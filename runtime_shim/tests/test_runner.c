@@ -183,7 +183,7 @@ static void make_bundle(const char *name, int ladder, char *dir, size_t size) {
         }
         used += snprintf(body + used, sizeof body - (size_t)used,
                          "artifact id=%s backend=scripted file=%s.bin bytes=%d sha256=%s memory=%llu program=%llu "
-                         "accuracy=%.1f params=1 entry=%s in=float32:1:0 out=float32:1:0\n",
+                         "accuracy=%.1f params=1 entry=%s in=float32:1:0 out=float32:1:0 layout=NCHW\n",
                          LADDER[i].id, file, length, hex,
                          (unsigned long long)((LADDER[i].memory_mib + (ladder == 4 ? 30 : 0)) * MIB),
                          (unsigned long long)(ladder == 4 ? 30 * MIB : 0), LADDER[i].accuracy, entry);
@@ -195,13 +195,13 @@ static void make_bundle(const char *name, int ladder, char *dir, size_t size) {
         write_text(path, content);
         used += snprintf(body + used, sizeof body - (size_t)used,
                          "artifact id=other backend=scripted file=other.bin bytes=%d sha256=%s memory=%llu "
-                         "accuracy=%.1f params=1 entry=forward in=float32:1:0 out=float32:1:0\n",
+                         "accuracy=%.1f params=1 entry=forward in=float32:1:0 out=float32:1:0 layout=NCHW\n",
                          length, hex, (unsigned long long)(30 * MIB), ladder == 3 ? 90.0 : 79.0);
     }
     char text[8192];
     rs_sha256_hex(body, strlen(body), hex);
     snprintf(path, sizeof path, "%s/bundle.index", dir);
-    snprintf(text, sizeof text, "restnet-bundle-index 2\nidentity %s\n%s", hex, body);
+    snprintf(text, sizeof text, "restnet-bundle-index 3\nidentity %s\n%s", hex, body);
     write_text(path, text);
 }
 

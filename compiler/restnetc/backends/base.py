@@ -29,7 +29,7 @@ from torchao.quantization.pt2e.quantizer import Quantizer
 from restnetc.backends.pt2e import export_batched, quantize_pt2e
 from restnetc.config.target import Quantization
 from restnetc.errors import RestnetcError
-from restnetc.shim_abi import ENTRY_POINT_PATTERN, TensorQuantization
+from restnetc.shim_abi import ENTRY_POINT_PATTERN, InputLayout, TensorQuantization
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,9 @@ class Lowered:
     entry_point: str
     planned_memory: int | None = None
     """Bytes of activation memory the program plans ahead of time (runtimes that plan it: ExecuTorch)."""
+    input_layout: InputLayout = "NCHW"
+    """How the artifact's input tensor orders an image (NCHW also: as the example was given); its runner
+    (``Program.load``) takes the example's layout whatever this is."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ class EntryPoint:
     output_quantization: TensorQuantization | None
     planned_memory: int | None = None
     """Bytes of activation memory the entry point plans ahead of time (runtimes that plan it: ExecuTorch)."""
+    input_layout: InputLayout = "NCHW"
+    """How the entry point's input tensor orders an image; its runner still takes NCHW."""
 
 
 @dataclass(frozen=True)
@@ -128,17 +133,19 @@ class Backend(ABC):
         quantization: Quantization,
         calibration: torch.Tensor,
         float_modules: Sequence[str] = (),
+        image: bool = True,
     ) -> Lowered:
         """Lower ``model`` for inputs shaped like ``example``.
 
         For int8, activations are calibrated on ``calibration`` (``[N, 3, S, S]``, real images of the task);
-        submodules named in ``float_modules`` (dotted names in ``model``) are left in float.
+        submodules named in ``float_modules`` (dotted names in ``model``) are left in float. ``image`` as for
+        ``compile``.
         """
         self.check_supported(quantization)
         if quantization is not Quantization.INT8:
-            return self.compile(model, example, None)
+            return self.compile(model, example, None, image)
         graph, quantizer = self.quantize(export_batched(model, calibration), calibration, float_modules)
-        return self.compile(graph, example, quantizer)
+        return self.compile(graph, example, quantizer, image)
 
     def quantize(
         self,
@@ -157,14 +164,21 @@ class Backend(ABC):
         return graph, quantizer
 
     @abstractmethod
-    def compile(self, graph: nn.Module, example: torch.Tensor, quantizer: Quantizer | None) -> Lowered:
-        """Turn a float model, or a PT2E-quantized graph made with ``quantizer``, into the artifact."""
+    def compile(
+        self, graph: nn.Module, example: torch.Tensor, quantizer: Quantizer | None, image: bool = True
+    ) -> Lowered:
+        """Turn a float model, or a PT2E-quantized graph made with ``quantizer``, into the artifact.
+
+        ``image``: ``example`` is an NCHW image batch, which the artifact may take in the runtime's own layout
+        (``Lowered.input_layout``; its runner still takes NCHW); otherwise (a part's feature map or tokens) the
+        artifact takes its input exactly as ``example`` is laid out."""
 
     @abstractmethod
     def compile_program(
         self, graphs: Mapping[str, nn.Module], example: torch.Tensor, quantizer: Quantizer | None
     ) -> LoweredProgram:
-        """Turn several models into one file with an entry point per name, in the order given.
+        """Turn several image models (``example`` an NCHW image batch, as ``compile`` with ``image``) into one file
+        with an entry point per name, in the order given.
 
         The models are float, or each PT2E-quantized on its own with quantizers configured like ``quantizer``
         (as ``quantize`` makes them): one calibration per model, so each keeps its own scales. Names pass

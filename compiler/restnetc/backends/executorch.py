@@ -44,7 +44,9 @@ class ExecuTorchBackend(Backend):
     quantizations = frozenset({Quantization.INT8, Quantization.FP32})
     fold_quantize = True
 
-    def compile(self, graph: nn.Module, example: torch.Tensor, quantizer: Quantizer | None) -> Lowered:
+    def compile(
+        self, graph: nn.Module, example: torch.Tensor, quantizer: Quantizer | None, image: bool = True
+    ) -> Lowered:
         program = self.compile_program({METHOD: graph}, example, quantizer)
         (entry,) = program.entry_points
         return Lowered(program.data, entry.delegation, None, None, METHOD, entry.planned_memory)

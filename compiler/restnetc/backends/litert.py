@@ -1,4 +1,9 @@
-"""LiteRT: litert-torch conversion (int8 through its PT2E quantizer) -> ``.tflite``; run with ai-edge-litert."""
+"""LiteRT: litert-torch conversion (int8 through its PT2E quantizer) -> ``.tflite``; run with ai-edge-litert.
+
+A 4-D input becomes channels-last (NHWC), the layout TFLite computes in and that MediaPipe and Android tooling
+expect: the converter then needs no transpose at the input (and folds the stem's pad into its convolution).
+The runners here still take NCHW batches and reorder them, as the shim does for an ``NHWC`` artifact.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ from restnetc.backends.base import (
 from restnetc.backends.litert_lean import LeanQuantizer, register_channels_last_pad
 from restnetc.config.target import Quantization
 from restnetc.errors import RestnetcError
-from restnetc.shim_abi import TensorQuantization
+from restnetc.shim_abi import InputLayout, TensorQuantization
 
 SIGNATURE = "serving_default"
 
@@ -43,9 +48,23 @@ def _quantization(detail: dict[str, Any]) -> TensorQuantization | None:
     return TensorQuantization(np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
 
 
-def _input(image: np.ndarray, q: TensorQuantization | None) -> np.ndarray:
-    """``image`` in the input tensor's type: quantized by ``q`` (the tensor's ``_quantization``) when integer."""
-    return image if q is None else q.quantize(image)
+def _channels_last(graph: nn.Module, example: torch.Tensor) -> tuple[nn.Module, torch.Tensor, InputLayout]:
+    """``graph`` taking its NCHW image channels-last (litert-torch's ``to_channel_last_io``), ``example`` so, and
+    the layout: the artifact's input, as ``Lowered.input_layout`` records it."""
+    if example.dim() != 4:
+        return graph, example, "NCHW"
+    nhwc = example.permute(0, 2, 3, 1).contiguous()
+    return litert_torch.to_channel_last_io(graph, args=[0]), nhwc, "NHWC"
+
+
+def _input(batch: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    """``batch`` as the input tensor ``detail`` takes it: reordered when the tensor is the NHWC form of an NCHW
+    ``batch`` (an image artifact; any other tensor is fed as given), and in its type (quantized when integer)."""
+    shape = tuple(int(d) for d in detail["shape"])
+    if batch.ndim == 4 and shape != batch.shape and shape == (*batch.shape[:1], *batch.shape[2:], batch.shape[1]):
+        batch = np.ascontiguousarray(batch.transpose(0, 2, 3, 1))
+    q = _quantization(detail)
+    return batch if q is None else q.quantize(batch)
 
 
 def delegation(interpreter: Interpreter) -> DelegationReport:
@@ -116,14 +135,16 @@ def _primary(data: bytes, signature: str) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def _entry_point(data: bytes, signature: str) -> EntryPoint:
+def _entry_point(data: bytes, signature: str, layout: InputLayout) -> EntryPoint:
     """What signature ``signature`` of the program ``data`` reports: its delegation and its I/O quantization."""
     interpreter = Interpreter(model_content=_primary(data, signature), num_threads=1)
     interpreter.allocate_tensors()
     runner = interpreter.get_signature_runner(signature)
     ((_, source),) = runner.get_input_details().items()
     ((_, sink),) = runner.get_output_details().items()
-    return EntryPoint(signature, delegation(interpreter), _quantization(source), _quantization(sink))
+    return EntryPoint(
+        signature, delegation(interpreter), _quantization(source), _quantization(sink), input_layout=layout
+    )
 
 
 class _Program:
@@ -143,12 +164,12 @@ class _Program:
         runner = self.signature(entry_point or SIGNATURE)
         ((source_name, source),) = runner.get_input_details().items()
         ((sink_name, sink),) = runner.get_output_details().items()
-        source_q, sink_q = _quantization(source), _quantization(sink)
+        sink_q = _quantization(sink)
 
         def run(batch: np.ndarray) -> np.ndarray:
             outputs = []
             for image in np.split(batch, len(batch)):
-                out = runner(**{source_name: _input(image, source_q)})[sink_name]
+                out = runner(**{source_name: _input(image, source)})[sink_name]
                 outputs.append(out.astype(np.float32) if sink_q is None else sink_q.dequantize(out))
             return np.concatenate(outputs)
 
@@ -166,17 +187,22 @@ class LiteRtBackend(Backend):
     def __init__(self) -> None:
         register_channels_last_pad()
 
-    def compile(self, graph: nn.Module, example: torch.Tensor, quantizer: Quantizer | None) -> Lowered:
+    def compile(
+        self, graph: nn.Module, example: torch.Tensor, quantizer: Quantizer | None, image: bool = True
+    ) -> Lowered:
         quant_config = None if quantizer is None else QuantConfig(pt2e_quantizer=quantizer)
+        graph, example, layout = _channels_last(graph, example) if image else (graph, example, "NCHW")
         data = _flatbuffer(litert_torch.convert(graph, (example,), quant_config=quant_config))
         interpreter = Interpreter(model_content=data, num_threads=1)
         interpreter.allocate_tensors()
+        source, sink = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
         return Lowered(
             data,
             delegation(interpreter),
-            _quantization(interpreter.get_input_details()[0]),
-            _quantization(interpreter.get_output_details()[0]),
+            _quantization(source),
+            _quantization(sink),
             SIGNATURE,
+            input_layout=layout,
         )
 
     def compile_program(
@@ -185,13 +211,13 @@ class LiteRtBackend(Backend):
         check_entry_points(graphs)
         # QuantConfig reads only whether the quantizer is static or dynamic; each graph carries its own scales.
         quant_config = None if quantizer is None else QuantConfig(pt2e_quantizer=quantizer)
-        names = iter(graphs.items())
-        first, graph = next(names)
-        converter = litert_torch.signature(first, graph, (example,))
-        for name, graph in names:
-            converter = converter.signature(name, graph, (example,))
+        names = iter((name, *_channels_last(graph, example)) for name, graph in graphs.items())
+        first, graph, channels_last, layout = next(names)
+        converter = litert_torch.signature(first, graph, (channels_last,))
+        for name, graph, channels_last, _ in names:
+            converter = converter.signature(name, graph, (channels_last,))
         data = _flatbuffer(converter.convert(quant_config=quant_config))
-        return LoweredProgram(data, tuple(_entry_point(data, name) for name in graphs))
+        return LoweredProgram(data, tuple(_entry_point(data, name, layout) for name in graphs))
 
     def int8_quantizer(self) -> LeanQuantizer:
         quantizer = LeanQuantizer()
@@ -212,7 +238,7 @@ class LiteRtBackend(Backend):
     ) -> Callable[[], object]:
         runner = _Program(path, threads).signature(entry_point or SIGNATURE)
         ((source_name, source),) = runner.get_input_details().items()
-        runner(**{source_name: _input(example, _quantization(source))})  # allocates the subgraph, sets the input
+        runner(**{source_name: _input(example, source)})  # allocates the subgraph, sets the input
         # The bare invocation of the signature's subgraph, as the runner itself calls it (``Interpreter.invoke``
         # runs the first subgraph only); the input stays set between calls.
         wrapper, subgraph = runner._interpreter_wrapper, runner._subgraph_index

@@ -100,6 +100,7 @@ def _to_json(lowered: Lowered) -> dict[str, object]:
         "planned_memory": lowered.planned_memory,
         "input": quant(lowered.input_quantization),
         "output": quant(lowered.output_quantization),
+        "input_layout": lowered.input_layout,
     }
 
 
@@ -116,6 +117,7 @@ def _from_json(data: bytes, meta: dict[str, object]) -> Lowered:
         quantization_from_json(meta["output"]),
         str(meta["entry_point"]),
         meta.get("planned_memory"),  # type: ignore[arg-type]
+        meta["input_layout"],  # type: ignore[arg-type]
     )
 
 

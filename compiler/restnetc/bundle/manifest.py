@@ -20,7 +20,7 @@ from restnetc.budget.measure import HostLatency, HostMemory
 from restnetc.config.base import StrictModel
 from restnetc.config.paths import RelativePath, check_file_name
 from restnetc.errors import RestnetcError
-from restnetc.shim_abi import ENTRY_POINT_PATTERN, QuantizationDtype
+from restnetc.shim_abi import ENTRY_POINT_PATTERN, InputLayout, QuantizationDtype
 
 MANIFEST_NAME = "manifest.json"
 
@@ -54,7 +54,9 @@ class InputSpec(StrictModel):
     """What the artifact's input expects and how to produce it from an RGB image."""
 
     shape: tuple[int, int, int, int]
-    layout: Literal["NCHW"] = "NCHW"
+    """N, C, H, W of the image a caller gives (the runtimes take NCHW whatever the artifact's layout)."""
+    layout: InputLayout = "NCHW"
+    """How the artifact's own input tensor orders it: the shim reorders an NCHW image for an NHWC artifact."""
     dtype: str
     normalization: dict[str, tuple[float, float, float]]
     quantization: Quantization | None = None

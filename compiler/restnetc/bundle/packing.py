@@ -81,6 +81,7 @@ def _entry_from_json(stored: dict[str, object]) -> EntryPoint:
         quantization_from_json(stored["input_quantization"]),
         quantization_from_json(stored["output_quantization"]),
         stored.get("planned_memory"),  # type: ignore[arg-type]
+        stored["input_layout"],  # type: ignore[arg-type]
     )
 
 

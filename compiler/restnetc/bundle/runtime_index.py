@@ -3,22 +3,24 @@
 It is derived from the manifest every time the manifest is written, so the two always agree; a C parser
 of a line format is smaller and safer than a JSON parser on a device. Format, one record per line:
 
-    restnet-bundle-index 2
+    restnet-bundle-index 3
     identity HEX                            (sha256 of every byte after this line)
     input shape=1,3,64,64 mean=0.498,0.498,0.498 std=0.502,0.502,0.502
     label <class name>                      (one per class, in class order)
     artifact id=... backend=... file=... bytes=N sha256=HEX memory=N program=N accuracy=PCT params=N
-             entry=NAME in=DTYPE:SCALE:ZERO_POINT out=DTYPE:SCALE:ZERO_POINT   (one line)
+             entry=NAME in=DTYPE:SCALE:ZERO_POINT out=DTYPE:SCALE:ZERO_POINT layout=NCHW|NHWC   (one line)
 
 ``memory`` is the peak memory to load and run the artifact: the device figure when benchmark logs were
 ingested, else the host's. ``program`` is the host's figure of what the open file holds before an entry point
 loads (``memory_bytes.host.program``, one figure per file; 0 when not measured): a rung of a ladder file whose
-program is open costs about ``memory - program`` more. Readers ignore keys they do not know, so keys can be
-added within a version (``program`` was; an index without it reads as 0). The identity lets the shim refuse
-an edited or truncated index and notice a bundle replaced under a running app; ids, files and entry points are
-limited to ``[A-Za-z0-9._/-]``-style sets and labels carry no control characters, as the shim's strict parser
-requires. The artifact keys, their order and the version are
-``restnetc.shim_abi``'s; this module only says where each value comes from in the manifest.
+program is open costs about ``memory - program`` more. ``layout`` is the order of the artifact's input tensor
+(callers give NCHW; the shim reorders for NHWC). Readers ignore keys they do not know, so keys that change
+nothing for an old reader can be added within a version (``program`` was; an index without it reads as 0);
+``layout`` could not (an old shim would feed an NHWC model NCHW), so it came with version 3. The identity lets
+the shim refuse an edited or truncated index and notice a bundle replaced under a running app; ids, files and
+entry points are limited to ``[A-Za-z0-9._/-]``-style sets and labels carry no control characters, as the shim's
+strict parser requires. The artifact keys, their order and the version are ``restnetc.shim_abi``'s; this module
+only says where each value comes from in the manifest.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ _VALUES: dict[str, Callable[[Artifact], object]] = {
     "entry": lambda a: a.entry_point,
     "in": lambda a: _quantization(a.input.quantization),
     "out": lambda a: _quantization(a.input.output_quantization),
+    "layout": lambda a: a.input.layout,
 }
 """Where each value of an artifact line comes from in the manifest, for every key of the record."""
 if tuple(_VALUES) != ARTIFACT_KEYS:

@@ -273,6 +273,7 @@ def _artifact(
         memory_bytes=measured.memory,
         input=InputSpec(
             shape=(1, 3, size, size),
+            layout=result.lowered.input_layout,
             dtype="float32" if input_q is None else input_q.dtype,
             normalization=project.data.pixels().model_dump(),
             quantization=_quantization(input_q),
@@ -395,6 +396,7 @@ def _pack(
                     "budget_check": a.budget_check
                     and check_budget(one.rung, CostSource(a.budget_check.source), a.latency_ms, memory),
                     "delegation": Delegation(**dataclasses.asdict(entry.delegation)),
+                    "input": a.input.model_copy(update={"layout": entry.input_layout}),
                 }
             )
         )
