@@ -6,19 +6,24 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
 
-LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+LINT_IMPORTS = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
 
 
 def _lint(package_root: Path) -> subprocess.CompletedProcess[str]:
-    """lint-imports with the repository's contract on the ``restnetc`` package under ``package_root``."""
-    env = {**os.environ, "PYTHONPATH": str(package_root)}
-    command = [LINT_IMPORTS, "--config", REPO / "pyproject.toml", "--no-cache"]
+    """lint-imports with the repository's contract on the ``restnetc`` package under ``package_root``.
+
+    Run without ``site`` (``-S``), the venv's packages on the path after ``package_root``: the editable install's
+    import hook (a ``.pth`` file) would otherwise serve the checkout's ``restnetc`` whatever the path says."""
+    packages = dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(package_root), *packages])}
+    command = [sys.executable, "-S", "-c", LINT_IMPORTS, "--config", REPO / "pyproject.toml", "--no-cache"]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
 
 
