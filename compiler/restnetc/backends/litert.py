@@ -48,10 +48,12 @@ def _quantization(detail: dict[str, Any]) -> TensorQuantization | None:
     return TensorQuantization(np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
 
 
-def _channels_last(graph: nn.Module, example: torch.Tensor) -> tuple[nn.Module, torch.Tensor, InputLayout]:
-    """``graph`` taking its NCHW image channels-last (litert-torch's ``to_channel_last_io``), ``example`` so, and
-    the layout: the artifact's input, as ``Lowered.input_layout`` records it."""
-    if example.dim() != 4:
+def _channels_last(
+    graph: nn.Module, example: torch.Tensor, image: bool = True
+) -> tuple[nn.Module, torch.Tensor, InputLayout]:
+    """``graph`` taking its NCHW ``image`` channels-last (litert-torch's ``to_channel_last_io``), ``example`` so,
+    and the layout: the artifact's input, as ``Lowered.input_layout`` records it. Anything else is kept as given."""
+    if not image or example.dim() != 4:
         return graph, example, "NCHW"
     nhwc = example.permute(0, 2, 3, 1).contiguous()
     return litert_torch.to_channel_last_io(graph, args=[0]), nhwc, "NHWC"
@@ -191,7 +193,7 @@ class LiteRtBackend(Backend):
         self, graph: nn.Module, example: torch.Tensor, quantizer: Quantizer | None, image: bool = True
     ) -> Lowered:
         quant_config = None if quantizer is None else QuantConfig(pt2e_quantizer=quantizer)
-        graph, example, layout = _channels_last(graph, example) if image else (graph, example, "NCHW")
+        graph, example, layout = _channels_last(graph, example, image)
         data = _flatbuffer(litert_torch.convert(graph, (example,), quant_config=quant_config))
         interpreter = Interpreter(model_content=data, num_threads=1)
         interpreter.allocate_tensors()
