@@ -74,8 +74,8 @@ def test_lowered_artifact_agrees_with_eager(
     assert (out.argmax(1) == eager.argmax(1)).mean() >= INT8_MIN_AGREEMENT, pair
     fp32_bytes = sum(p.numel() for p in model.parameters()) * 4
     assert len(lowered.data) < fp32_bytes, "int8 weights take a quarter of fp32 (tiny models: plus fixed overhead)"
-    if name is Backend.LITERT:
-        assert lowered.input_quantization is not None and lowered.input_quantization.dtype == "int8"
+    # An int8 image model takes and returns float32, as MediaPipe and Android's tooling need.
+    assert (lowered.input_quantization, lowered.output_quantization) == (None, None)
 
 
 class _LiteBlocks(nn.Module):
@@ -98,7 +98,8 @@ class _LiteBlocks(nn.Module):
 
 
 def test_litert_int8_graph_has_no_layout_or_requantize_ops_its_fp32_graph_lacks() -> None:
-    """Fails when litert-torch keeps a pad between transposes or an add in float (``backends.litert_lean``)."""
+    """Fails when litert-torch keeps a pad between transposes or an add in float (``backends.litert_lean``), or
+    when the float32 interface adds more than its two ops."""
     backend = get_backend(Backend.LITERT)
     model = _LiteBlocks().eval()
     inputs = torch.rand(32, 3, 16, 16, generator=torch.Generator().manual_seed(0))
@@ -106,8 +107,10 @@ def test_litert_int8_graph_has_no_layout_or_requantize_ops_its_fp32_graph_lacks(
     for quantization in (Quantization.FP32, Quantization.INT8):
         lowered[quantization] = backend.lower(model, inputs[:1], quantization, calibration=inputs)
         counts[quantization] = backend.operators(lowered[quantization].data, lowered[quantization].entry_point)
-    for op in ("TRANSPOSE", "PAD", "QUANTIZE", "DEQUANTIZE"):
+    for op in ("TRANSPOSE", "PAD"):
         assert counts[Quantization.INT8].get(op, 0) <= counts[Quantization.FP32].get(op, 0), (op, counts)
+    # One quantize at the float32 input and one dequantize at the float32 output (``litert_interface``).
+    assert (counts[Quantization.INT8]["QUANTIZE"], counts[Quantization.INT8]["DEQUANTIZE"]) == (1, 1), counts
     assert lowered[Quantization.INT8].delegation.fallback_count == 0, lowered[Quantization.INT8].delegation
     assert [lowered[q].input_layout for q in lowered] == ["NHWC", "NHWC"]
 
@@ -172,3 +175,37 @@ def test_the_registry_rejects_a_second_backend_of_the_same_name_and_names_unknow
         register_backend("litert", lambda: get_backend("executorch"))
     with pytest.raises(ValueError, match="unknown backend 'coreml'; registered: executorch, litert"):
         get_backend("coreml")
+
+
+def test_litert_float_interface_computes_the_int8_programs_logits_bit_for_bit() -> None:
+    """``litert_interface.float_interface`` on the converter's int8-interface program: float32 in and out, the
+    same tensor names, and exactly the logits of quantizing the input and dequantizing the output by hand. Fails
+    on a wrong scale or zero point, a twin not wired into the signature, or an op out of place."""
+    import litert_torch
+    from ai_edge_litert.interpreter import Interpreter
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    from restnetc.backends import litert
+    from restnetc.backends.litert_interface import float_interface
+
+    backend = get_backend(Backend.LITERT)
+    images = torch.rand(16, 3, 12, 12, generator=torch.Generator().manual_seed(3))
+    graph, quantizer = backend.quantize(export_batched(_LiteBlocks().eval(), images), images)
+    graph, example, _ = litert._channels_last(graph, images[:1])
+    converted = litert_torch.convert(graph, (example,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
+    plain = litert._flatbuffer(converted)
+    edited = float_interface(plain)
+    assert float_interface(edited) == edited, "a float32 interface is left as it is"
+    outputs, names = [], []
+    for data in (plain, edited):
+        runner = Interpreter(model_content=data).get_signature_runner(litert.SIGNATURE)
+        ((source_name, source),), ((sink_name, sink),) = (
+            d.items() for d in (runner.get_input_details(), runner.get_output_details())
+        )
+        names.append((source_name, sink_name))
+        out = runner(**{source_name: litert._input(images[:1].numpy(), source)})[sink_name]
+        quantized = litert._quantization(sink)
+        outputs.append(out if quantized is None else quantized.dequantize(out))
+        assert (source["dtype"], sink["dtype"]) == ((np.int8, np.int8) if data is plain else (np.float32, np.float32))
+    assert names[0] == names[1]
+    np.testing.assert_array_equal(outputs[0], outputs[1])

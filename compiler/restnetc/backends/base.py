@@ -92,6 +92,25 @@ class LoweredProgram:
         raise KeyError(f"no entry point {name!r}; the program has {', '.join(e.name for e in self.entry_points)}")
 
 
+@dataclass(frozen=True)
+class ModelCard:
+    """What a runtime's tooling is told about an image classifier beside its program.
+
+    ``mean`` and ``std`` are the model's per-channel ``(pixel - mean) / std`` with pixels in [0, 1], as the
+    project's normalisation; ``labels`` name the output's classes in order."""
+
+    name: str
+    description: str
+    labels: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def per_channel(self) -> bool:
+        """Whether channels are normalised differently (MediaPipe's tasks then refuse the model)."""
+        return len(set(self.mean)) > 1 or len(set(self.std)) > 1
+
+
 def check_entry_points(names: Iterable[str]) -> None:
     """ValueError unless ``names`` are at least one, distinct, and each one the shim can read
     (``shim_abi.ENTRY_POINT_PATTERN``)."""
@@ -185,6 +204,16 @@ class Backend(ABC):
         ``check_entry_points`` (ValueError otherwise). Running entry point ``name`` computes what ``compile``
         of ``graphs[name]`` computes, bit for bit.
         """
+
+    def describe(self, data: bytes, card: ModelCard) -> bytes:
+        """The single-model artifact ``data`` with ``card`` stored where the runtime's own tooling reads it
+        (LiteRT: TFLite metadata); what it computes is unchanged. The default stores nothing: the runtime has no
+        such place."""
+        return data
+
+    def describe_missing(self) -> str | None:
+        """Why ``describe`` stores nothing where the runtime has a place for it (a tool to install), or None."""
+        return None
 
     @abstractmethod
     def int8_quantizer(self) -> Quantizer:

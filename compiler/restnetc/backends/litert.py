@@ -1,8 +1,11 @@
 """LiteRT: litert-torch conversion (int8 through its PT2E quantizer) -> ``.tflite``; run with ai-edge-litert.
 
-A 4-D input becomes channels-last (NHWC), the layout TFLite computes in and that MediaPipe and Android tooling
-expect: the converter then needs no transpose at the input (and folds the stem's pad into its convolution).
-The runners here still take NCHW batches and reorder them, as the shim does for an ``NHWC`` artifact.
+An image model's ``.tflite`` is what MediaPipe and Android tooling expect:
+- its 4-D input is channels-last (NHWC), the layout TFLite computes in: the converter then needs no transpose
+  at the input (and folds the stem's pad into its convolution). The runners here still take NCHW batches and
+  reorder them, as the shim does for an ``NHWC`` artifact;
+- an int8 model takes and returns float32, with one quantize and one dequantize inside (``litert_interface``);
+- ``describe`` stores its TFLite metadata (``litert_metadata``).
 """
 
 from __future__ import annotations
@@ -24,15 +27,18 @@ from litert_torch.quantize.quant_config import QuantConfig
 from torch import nn
 from torchao.quantization.pt2e.quantizer import Quantizer
 
+from restnetc.backends import litert_metadata
 from restnetc.backends.base import (
     Backend,
     DelegationReport,
     EntryPoint,
     Lowered,
     LoweredProgram,
+    ModelCard,
     Runner,
     check_entry_points,
 )
+from restnetc.backends.litert_interface import float_interface
 from restnetc.backends.litert_lean import LeanQuantizer, register_channels_last_pad
 from restnetc.config.target import Quantization
 from restnetc.errors import RestnetcError
@@ -195,6 +201,8 @@ class LiteRtBackend(Backend):
         quant_config = None if quantizer is None else QuantConfig(pt2e_quantizer=quantizer)
         graph, example, layout = _channels_last(graph, example, image)
         data = _flatbuffer(litert_torch.convert(graph, (example,), quant_config=quant_config))
+        if image:
+            data = float_interface(data)
         interpreter = Interpreter(model_content=data, num_threads=1)
         interpreter.allocate_tensors()
         source, sink = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
@@ -218,8 +226,18 @@ class LiteRtBackend(Backend):
         converter = litert_torch.signature(first, graph, (channels_last,))
         for name, graph, channels_last, _ in names:
             converter = converter.signature(name, graph, (channels_last,))
-        data = _flatbuffer(converter.convert(quant_config=quant_config))
+        data = float_interface(_flatbuffer(converter.convert(quant_config=quant_config)))
         return LoweredProgram(data, tuple(_entry_point(data, name, layout) for name in graphs))
+
+    def describe(self, data: bytes, card: ModelCard) -> bytes:
+        """TFLite metadata from ``card`` (``litert_metadata``); ``data`` as given without MediaPipe's writers
+        installed (``describe_missing``)."""
+        return litert_metadata.write(data, card) if litert_metadata.available() else data
+
+    def describe_missing(self) -> str | None:
+        if litert_metadata.available():
+            return None
+        return "MediaPipe's metadata writers are not installed (pip install 'restnetc[mediapipe]')"
 
     def int8_quantizer(self) -> LeanQuantizer:
         quantizer = LeanQuantizer()

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torchao.quantization.pt2e.quantizer import Quantizer
 
-from restnetc.backends import Backend, DelegationReport, Lowered, TensorQuantization, get_backend
+from restnetc.backends import Backend, DelegationReport, Lowered, ModelCard, TensorQuantization, get_backend
 from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import export_batched, observe
 from restnetc.bundle.accuracy_policy import OverTolerance, TryFloat, get_policy
@@ -133,8 +133,12 @@ class Lowerer:
         cache: Cache,
         workers: int | None = None,
         executor: Executor = LOCAL,
+        card: ModelCard | None = None,
     ) -> None:
+        """``card``: what every artifact states about its model (``Backend.describe``), its name followed by the
+        rung's id; None stores nothing."""
         self.quantization = quantization
+        self.card = card
         self.calibration = calibration
         self.calibration_digest = hashlib.sha256(calibration.numpy().tobytes()).hexdigest()
         self.verifier = verifier
@@ -159,7 +163,8 @@ class Lowerer:
 
     def _artifact_key(self, job: PairJob, float_modules: tuple[str, ...]) -> str:
         example_shape = (1, *self.calibration.shape[1:])
-        inputs = (job.digest, self.calibration_digest, example_shape, self.tools)
+        card = None if self.card is None else dataclasses.asdict(self.card)
+        inputs = (job.digest, self.calibration_digest, example_shape, self.tools, card)
         return stage_key("artifact", job.backend.value, self.quantization.value, float_modules, *inputs)
 
     def _result_key(self, job: PairJob) -> str:
@@ -224,6 +229,9 @@ class Lowerer:
                     lowered = backend.compile(graph, example, quantizer)
                 else:
                     lowered = backend.lower(job.rung.model, example, self.quantization, self.calibration)
+                if self.card is not None:
+                    card = dataclasses.replace(self.card, name=f"{self.card.name} {job.rung.id}")
+                    lowered = dataclasses.replace(lowered, data=backend.describe(lowered.data, card))
             except Exception as exc:  # any toolchain failure: keep the toolchain's words
                 raise BuildError(f"{label}: lowering failed: {type(exc).__name__}: {exc}\n{output.tail()}") from None
         self._store_artifact(key, lowered)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from restnetc.atomic import staged_directory
-from restnetc.backends import TensorQuantization, get_backend
+from restnetc.backends import ModelCard, TensorQuantization, get_backend
 from restnetc.backends.native_output import captured
 from restnetc.budget.cost_table import COST_TABLE_NAME, save_table
 from restnetc.budget.measure import measure_latency, probe_memory
@@ -128,7 +128,32 @@ def _lowerer(search: SearchResult, target: TargetConfig, cache: Cache, staging: 
     test = HeldOut.of(search.test.images, search.test.labels)
     verifier = Verifier(validation, test, _threads(target), cache, staging)
     calibration = search.train.images[: target.runtime.calibration_images]
-    return Lowerer(target.runtime.quantization, calibration, verifier, target.accuracy, cache, executor=executor)
+    for name in target.runtime.backends:
+        if (missing := get_backend(name).describe_missing()) is not None:
+            warn(f"{name.value}: the artifacts state nothing about their model: {missing}")
+    return Lowerer(
+        target.runtime.quantization,
+        calibration,
+        verifier,
+        target.accuracy,
+        cache,
+        executor=executor,
+        card=_card(search),
+    )
+
+
+def _card(search: SearchResult) -> ModelCard:
+    """What each artifact states about its model (its rung's id is appended to the name)."""
+    project, size = search.project, search.project.data.input_size
+    pixels = project.data.pixels()
+    parents = f"{search.front.name} and {search.back.name}"
+    return ModelCard(
+        project.name,
+        f"{len(search.test.classes)}-class image classifier ({size}x{size} px) stitched from {parents} by restnetc",
+        tuple(search.test.classes),
+        pixels.mean,
+        pixels.std,
+    )
 
 
 def _lower_and_verify(lowerer: Lowerer, target: TargetConfig, rungs: list[Rung], staging: Path) -> dict[Key, Staged]:

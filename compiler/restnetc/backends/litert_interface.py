@@ -1,0 +1,87 @@
+"""A float32 interface for an int8 ``.tflite``: one QUANTIZE at each input, one DEQUANTIZE at each output.
+
+litert-torch folds the PT2E graph's input quantize and output dequantize into the program's interface, so an
+int8 program takes and returns int8 tensors, and no quantizer setting keeps them. MediaPipe's tasks and
+Android's model binding refuse int8 tensors at either end (they take float32 or uint8). This edit of the
+flatbuffer puts the two ops back: each int8 input or output of every subgraph gets a float32 twin that takes
+over its name, its place in the subgraph's interface and in its signature, and is converted by a QUANTIZE
+(float32 to int8) before the first op or a DEQUANTIZE (int8 to float32) after the last one, with the old
+tensor's own scale and zero point. Nothing else changes: the logits are the int8 program's, exactly, and
+XNNPACK delegates both ops.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema_fb
+from ai_edge_litert.tools import flatbuffer_utils
+
+_OP_VERSION = 2
+"""The operator version TFLite assigns QUANTIZE from float32 to int8 and DEQUANTIZE from int8 to float32."""
+_INT8_SUFFIX = b"_int8"
+"""Appended to the name of an int8 tensor whose float32 twin took over its name."""
+
+
+def _opcode(model: Any, builtin: int) -> int:
+    """The index of ``builtin``'s operator code in ``model``, added if absent, at least ``_OP_VERSION``."""
+    for index, code in enumerate(model.operatorCodes):
+        if flatbuffer_utils.get_builtin_code_from_operator_code(code) == builtin:
+            code.version = max(code.version, _OP_VERSION)
+            return index
+    code = schema_fb.OperatorCodeT()
+    code.builtinCode = builtin
+    code.deprecatedBuiltinCode = min(builtin, schema_fb.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES)
+    code.version = _OP_VERSION
+    model.operatorCodes.append(code)
+    return len(model.operatorCodes) - 1
+
+
+def _float_twin(subgraph: Any, index: int) -> int:
+    """Add a float32 tensor shaped like tensor ``index``, under its name (the int8 one is renamed); its index.
+
+    The twin lives in buffer 0, the flatbuffer's empty buffer: the runtime allocates it."""
+    old = subgraph.tensors[index]
+    twin = schema_fb.TensorT()
+    twin.shape, twin.shapeSignature, twin.name = old.shape, old.shapeSignature, old.name
+    twin.type, twin.buffer = schema_fb.TensorType.FLOAT32, 0
+    old.name = old.name + _INT8_SUFFIX
+    subgraph.tensors.append(twin)
+    return len(subgraph.tensors) - 1
+
+
+def _operator(opcode: int, source: int, sink: int) -> Any:
+    op = schema_fb.OperatorT()
+    op.opcodeIndex = opcode
+    op.inputs, op.outputs = np.array([source], np.int32), np.array([sink], np.int32)
+    return op
+
+
+def float_interface(data: bytes) -> bytes:
+    """The program ``data`` with every int8 input and output of every subgraph float32 (module docstring);
+    a program without int8 interface tensors comes back unchanged. ValueError if buffer 0 holds data (the
+    flatbuffer breaks TFLite's convention, and a twin cannot be given a runtime buffer)."""
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    int8 = schema_fb.TensorType.INT8
+    if not any(sg.tensors[t].type == int8 for sg in model.subgraphs for t in (*sg.inputs, *sg.outputs)):
+        return data
+    if model.buffers[0].data is not None and len(model.buffers[0].data):
+        raise ValueError("the flatbuffer's buffer 0 is not empty")
+    quantize = _opcode(model, schema_fb.BuiltinOperator.QUANTIZE)
+    dequantize = _opcode(model, schema_fb.BuiltinOperator.DEQUANTIZE)
+    for index, subgraph in enumerate(model.subgraphs):
+        twins: dict[int, int] = {}
+        for slot, tensor in enumerate(subgraph.inputs):
+            if subgraph.tensors[tensor].type == int8:
+                twins[tensor] = subgraph.inputs[slot] = _float_twin(subgraph, tensor)
+                subgraph.operators.insert(0, _operator(quantize, twins[tensor], tensor))
+        for slot, tensor in enumerate(subgraph.outputs):
+            if subgraph.tensors[tensor].type == int8:
+                twins[tensor] = subgraph.outputs[slot] = _float_twin(subgraph, tensor)
+                subgraph.operators.append(_operator(dequantize, tensor, twins[tensor]))
+        for signature in model.signatureDefs or []:
+            if signature.subgraphIndex == index:
+                for mapping in (*signature.inputs, *signature.outputs):
+                    mapping.tensorIndex = twins.get(mapping.tensorIndex, mapping.tensorIndex)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
