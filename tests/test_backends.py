@@ -209,3 +209,7 @@ def test_litert_float_interface_computes_the_int8_programs_logits_bit_for_bit() 
         assert (source["dtype"], sink["dtype"]) == ((np.int8, np.int8) if data is plain else (np.float32, np.float32))
     assert names[0] == names[1]
     np.testing.assert_array_equal(outputs[0], outputs[1])
+    # A part of a model keeps its inner end as the graph has it: here an int8 output (the stem's feature map).
+    stem = Interpreter(model_content=float_interface(plain, outputs=False)).get_signature_runner(litert.SIGNATURE)
+    ((_, source),), ((_, sink),) = (d.items() for d in (stem.get_input_details(), stem.get_output_details()))
+    assert (source["dtype"], sink["dtype"]) == (np.float32, np.int8)

@@ -9,15 +9,21 @@ backend).
 
 from __future__ import annotations
 
+import io
+import time
+import zipfile
 from pathlib import Path
 
 import mediapipe as mp
 import numpy as np
 import torch
 from mediapipe.tasks.python import BaseOptions, vision
+from torch import nn
 from torch.nn import functional as F
 
+from restnetc.backends import ModelCard, get_backend, litert_metadata
 from restnetc.bundle.manifest import read_manifest
+from restnetc.config.target import Quantization
 from restnetc.data.fashion_mnist import read_split
 from restnetc.runtime import Bundle, Runner
 
@@ -72,3 +78,17 @@ def test_mediapipe_image_classifier_runs_each_litert_artifact_like_restnetc_runt
             assert agreement >= MIN_AGREEMENT, (artifact.id, agreement)
             same_scores = float((np.abs(theirs - ours).max(1) <= 1e-5).mean())
             assert same_scores >= MIN_AGREEMENT, (artifact.id, same_scores)
+
+
+def test_the_metadata_of_the_same_model_is_the_same_bytes_whenever_it_is_written() -> None:
+    """MediaPipe stamps the packed labels file with the time of writing (2 s resolution); restnetc fixes the
+    stamp, or a rebuild would ship another sha256 (``test_a_flipped_byte_in_every_cache_entry_...``)."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU6(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    images = torch.rand(8, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    data = get_backend("litert").lower(model.eval(), images[:1], Quantization.INT8, images).data
+    card = ModelCard("m", "a test model", ("a", "b", "c"), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    first = litert_metadata.write(data, card)
+    time.sleep(2.1)
+    assert litert_metadata.write(data, card) == first
+    with zipfile.ZipFile(io.BytesIO(first)) as packed:
+        assert packed.read("labels.txt") == b"a\nb\nc"

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from restnetc.bundle.runtime_index import memory_need, seal
 from restnetc.config.target import Backend as BackendName
 from restnetc.runtime import Bundle, Runner, ShimError, probe_memory
 from restnetc.units import MIB
-from tests.conftest import REPO
+from tests.conftest import REPO, CliResult
 
 SHIM = REPO / "runtime_shim"
 FIXTURES = SHIM / "tests" / "fixtures"
@@ -333,6 +334,24 @@ def test_python_binding_runs_the_same_core_as_the_cli(shim: Path, built: tuple[P
     assert selection.chosen is not None and selection.chosen.id == from_cli["chosen"]
     cli_verdicts = {(a["id"], a["backend"]): a["verdict"] for a in from_cli["artifacts"]}  # type: ignore[attr-defined]
     assert {(v.variant.id, v.variant.backend): v.verdict for v in selection.verdicts} == cli_verdicts
+
+
+def test_restnetc_select_prints_what_the_c_tool_prints(
+    shim: Path, built: tuple[Path, Path, Path, Path], cli: Callable[..., CliResult]
+) -> None:
+    """``restnetc select --json`` (through ``restnetc.runtime``) prints ``restnet-shim select --json``'s document
+    and exit status, for each backend with room for every rung and with none (exit 1, the core's reason)."""
+    bundle = built[0]
+    for backend in ("executorch", "litert"):
+        for available in ("100000", "0"):
+            code, expected = _select(shim, bundle, backend, "--available-mb", available)
+            memory = ("--available-mb", available, "--headroom-mb", str(HEADROOM_MB))
+            result = cli("select", str(bundle), "--backend", backend, *memory, "--json")
+            assert (result.code, json.loads(result.stdout)) == (code, expected), result.stderr
+            assert (code == 0) == (available != "0") and (expected["chosen"] is None) == (available == "0")
+    text = cli("select", str(bundle), "--available-mb", "100000")
+    chosen = _select(shim, bundle, "litert", "--available-mb", "100000")[1]["chosen"]
+    assert text.code == 0 and f"chosen: {chosen} " in text.stdout
 
 
 def test_python_runner_runs_both_backends_through_the_c_core_like_the_python_runtimes(

@@ -33,8 +33,6 @@ from restnetc.progress import warn
 T = TypeVar("T")
 PACKAGE = Path(restnetc.__file__).parent
 TOOLS = ("restnetc", "torch", "executorch", "litert-torch", "ai-edge-litert", "torchao", "timm")
-OPTIONAL_TOOLS = ("mediapipe",)
-"""Tools of an extra that shape an artifact when installed (MediaPipe's writers: LiteRT metadata)."""
 
 
 def default_cache_dir() -> Path:
@@ -76,16 +74,8 @@ def weights_digest(model: nn.Module) -> str:
 
 
 def toolchain_versions() -> dict[str, str]:
-    """Installed versions of the tools that shape an artifact (part of every artifact's cache key); an optional
-    tool not installed is ``absent``."""
-
-    def version(name: str) -> str:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            return "absent"
-
-    return {name: importlib.metadata.version(name) for name in TOOLS} | {name: version(name) for name in OPTIONAL_TOOLS}
+    """Installed versions of the tools that shape an artifact (part of every artifact's cache key)."""
+    return {name: importlib.metadata.version(name) for name in TOOLS}
 
 
 _MAGIC = b"restnetc-cache sha256:"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from restnetc.config.target import Backend as BackendName
 from restnetc.errors import RestnetcError
 
 if TYPE_CHECKING:
@@ -435,6 +437,81 @@ def inspect(
     stdout.print(f"all {len(found.manifest.artifacts)} artifact files match the manifest (size and sha256)")
     if found.operators is not None:
         stdout.print(operator_table(found.manifest, found.operators))
+
+
+MAX_MB = 1e12
+"""The largest memory figure, MiB, the shim's CLI takes (larger ones would wrap its 64-bit byte counts)."""
+
+
+@app.command()
+def select(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory")],
+    backend: Annotated[BackendName, typer.Option("--backend", help="The runtime to select for")] = BackendName.LITERT,
+    available_mb: Annotated[
+        float | None,
+        typer.Option("--available-mb", min=0, max=MAX_MB, help="Memory to select for; default: probed now"),
+    ] = None,
+    headroom_mb: Annotated[
+        float | None,
+        typer.Option("--headroom-mb", min=0, max=MAX_MB, help="Kept free beside the rung; default: the shim's"),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Which rung the device's runtime shim would run now (or with --available-mb), and why each other rung was
+    not chosen: the C core's own selection, as ``restnet-shim select`` prints it. Exit 1 when nothing fits.
+
+    --json prints what ``restnet-shim select --json`` prints."""
+    from restnetc.runtime import DEFAULT_HEADROOM_MB, Bundle, probe_memory
+    from restnetc.units import MIB
+
+    for option, value in (("--available-mb", available_mb), ("--headroom-mb", headroom_mb)):
+        if value is not None and not math.isfinite(value):
+            raise typer.BadParameter(f"expected a finite number of MiB, got {value}", param_hint=option)
+    if available_mb is None:
+        memory = probe_memory()
+        available = memory.available
+    else:
+        memory, available = None, int(available_mb * MIB)
+    with Bundle(bundle) as opened:
+        headroom = DEFAULT_HEADROOM_MB if headroom_mb is None else headroom_mb
+        selection = opened.select(backend.value, available, headroom_mb=headroom)
+    if as_json:
+        _print_json(
+            {
+                "status": selection.status,
+                "message": selection.message,
+                "backend": backend.value,
+                "available_bytes": selection.available,
+                "memory_source": "given" if memory is None else memory.source,
+                "chosen": None if selection.chosen is None else selection.chosen.id,
+                "artifacts": [
+                    {
+                        "id": v.variant.id,
+                        "backend": v.variant.backend,
+                        "file": v.variant.file,
+                        "bytes": v.variant.bytes,
+                        "sha256": v.variant.sha256,
+                        "memory_bytes": v.variant.memory_bytes,
+                        "accuracy": round(v.variant.accuracy, 3),
+                        "params": v.variant.params,
+                        "entry_point": v.variant.entry_point,
+                        "verdict": v.verdict,
+                        "reason": v.reason,
+                    }
+                    for v in selection.verdicts
+                ],
+            }
+        )
+    else:
+        source = "given" if memory is None else f"from {memory.source}"
+        stdout.print(f"memory: {selection.available / MIB:.1f} MiB available ({source})", markup=False)
+        if selection.chosen is not None:
+            stdout.print(f"chosen: {selection.chosen.id} ({selection.chosen.file})", markup=False)
+        for verdict in selection.verdicts:
+            if verdict.variant is not selection.chosen and verdict.variant.backend == backend.value:
+                stdout.print(f"  {verdict.variant.id}: {verdict.verdict}: {verdict.reason}", markup=False)
+    if selection.chosen is None:
+        raise RestnetcError(f"{bundle}: {selection.message or f'no {backend.value} rung fits'}")
 
 
 @app.command("size-check")

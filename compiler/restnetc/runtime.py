@@ -180,11 +180,14 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Selection:
-    """The chosen variant (``None`` if nothing fits) and a verdict for every variant of the bundle."""
+    """The chosen variant (``None`` if nothing fits) and a verdict for every variant of the bundle; ``status`` is
+    the C core's status name (``ok`` or ``nothing fits``) and ``message`` its reason when nothing fits."""
 
     chosen: Variant | None
     available: int
     verdicts: tuple[Verdict, ...]
+    status: str = "ok"
+    message: str = ""
 
 
 def _value(member: object) -> Any:
@@ -289,7 +292,8 @@ class Bundle:
             Verdict(v, names[i], selection.verdicts[i].reason.decode()) for i, v in enumerate(self.variants)
         )
         chosen = None if selection.chosen == NO_CHOICE else self.variants[selection.chosen]
-        return Selection(chosen, selection.available, verdicts)
+        message = "" if status == 0 else error.message.decode(errors="replace")
+        return Selection(chosen, selection.available, verdicts, _lib().rs_status_name(status).decode(), message)
 
     def close(self) -> None:
         with self._lock:

@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from restnetc.backends.base import (
+    WHOLE_MODEL,
     Backend,
     DelegationReport,
+    Ends,
     EntryPoint,
     Lowered,
     LoweredProgram,
@@ -23,8 +25,10 @@ from restnetc.registry import Registry
 from restnetc.shim_abi import TensorQuantization
 
 __all__ = [
+    "WHOLE_MODEL",
     "Backend",
     "DelegationReport",
+    "Ends",
     "EntryPoint",
     "Lowered",
     "LoweredProgram",

@@ -93,6 +93,22 @@ class LoweredProgram:
 
 
 @dataclass(frozen=True)
+class Ends:
+    """Which ends of a graph are its model's own: the input an NCHW image batch, the output the logits.
+
+    A model's own ends take the forms the runtime's tooling expects (LiteRT: an NHWC image, float32 in and out
+    of an int8 program); an inner end (a part of a model, profiled alone: a feature map) stays exactly as the
+    graph has it, so that parts chain as they do inside the model."""
+
+    image_input: bool = True
+    logits_output: bool = True
+
+
+WHOLE_MODEL = Ends()
+"""Both ends the model's own: what every shipped artifact is."""
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """What a runtime's tooling is told about an image classifier beside its program.
 
@@ -152,19 +168,19 @@ class Backend(ABC):
         quantization: Quantization,
         calibration: torch.Tensor,
         float_modules: Sequence[str] = (),
-        image: bool = True,
+        ends: Ends = WHOLE_MODEL,
     ) -> Lowered:
         """Lower ``model`` for inputs shaped like ``example``.
 
         For int8, activations are calibrated on ``calibration`` (``[N, 3, S, S]``, real images of the task);
-        submodules named in ``float_modules`` (dotted names in ``model``) are left in float. ``image`` as for
+        submodules named in ``float_modules`` (dotted names in ``model``) are left in float. ``ends`` as for
         ``compile``.
         """
         self.check_supported(quantization)
         if quantization is not Quantization.INT8:
-            return self.compile(model, example, None, image)
+            return self.compile(model, example, None, ends)
         graph, quantizer = self.quantize(export_batched(model, calibration), calibration, float_modules)
-        return self.compile(graph, example, quantizer, image)
+        return self.compile(graph, example, quantizer, ends)
 
     def quantize(
         self,
@@ -184,19 +200,19 @@ class Backend(ABC):
 
     @abstractmethod
     def compile(
-        self, graph: nn.Module, example: torch.Tensor, quantizer: Quantizer | None, image: bool = True
+        self, graph: nn.Module, example: torch.Tensor, quantizer: Quantizer | None, ends: Ends = WHOLE_MODEL
     ) -> Lowered:
         """Turn a float model, or a PT2E-quantized graph made with ``quantizer``, into the artifact.
 
-        ``image``: ``example`` is an NCHW image batch, which the artifact may take in the runtime's own layout
-        (``Lowered.input_layout``; its runner still takes NCHW); otherwise (a part's feature map or tokens) the
-        artifact takes its input exactly as ``example`` is laid out."""
+        ``ends``: which ends are the model's own (``Ends``). An image input may be taken in the runtime's own
+        layout (``Lowered.input_layout``; the runner still takes NCHW) and type, logits may be returned in the
+        runtime's own type; an inner end is taken or returned exactly as the graph has it."""
 
     @abstractmethod
     def compile_program(
         self, graphs: Mapping[str, nn.Module], example: torch.Tensor, quantizer: Quantizer | None
     ) -> LoweredProgram:
-        """Turn several image models (``example`` an NCHW image batch, as ``compile`` with ``image``) into one file
+        """Turn several whole models (``example`` an NCHW image batch, as ``compile`` of ``WHOLE_MODEL``) into one file
         with an entry point per name, in the order given.
 
         The models are float, or each PT2E-quantized on its own with quantizers configured like ``quantizer``
@@ -207,12 +223,17 @@ class Backend(ABC):
 
     def describe(self, data: bytes, card: ModelCard) -> bytes:
         """The single-model artifact ``data`` with ``card`` stored where the runtime's own tooling reads it
-        (LiteRT: TFLite metadata); what it computes is unchanged. The default stores nothing: the runtime has no
-        such place."""
-        return data
+        (LiteRT: TFLite metadata); what it computes is unchanged. Call it only when ``card_writer`` names a
+        writer (RestnetcError otherwise, naming what is missing)."""
+        raise RestnetcError(f"{self.name}: artifacts have no place for a model card")
+
+    def card_writer(self) -> str | None:
+        """The tool and version ``describe`` writes with here (part of a described artifact's cache key), or None
+        when it cannot: the runtime has no place for a card, or its tool is missing (``describe_missing``)."""
+        return None
 
     def describe_missing(self) -> str | None:
-        """Why ``describe`` stores nothing where the runtime has a place for it (a tool to install), or None."""
+        """What to install so that ``describe`` can write a card where the runtime has a place for one, or None."""
         return None
 
     @abstractmethod

@@ -22,8 +22,10 @@ from torch import nn
 from torchao.quantization.pt2e.quantizer import Quantizer
 
 from restnetc.backends.base import (
+    WHOLE_MODEL,
     Backend,
     DelegationReport,
+    Ends,
     EntryPoint,
     Lowered,
     LoweredProgram,
@@ -45,7 +47,7 @@ class ExecuTorchBackend(Backend):
     fold_quantize = True
 
     def compile(
-        self, graph: nn.Module, example: torch.Tensor, quantizer: Quantizer | None, image: bool = True
+        self, graph: nn.Module, example: torch.Tensor, quantizer: Quantizer | None, ends: Ends = WHOLE_MODEL
     ) -> Lowered:
         program = self.compile_program({METHOD: graph}, example, quantizer)
         (entry,) = program.entry_points

@@ -29,8 +29,10 @@ from torchao.quantization.pt2e.quantizer import Quantizer
 
 from restnetc.backends import litert_metadata
 from restnetc.backends.base import (
+    WHOLE_MODEL,
     Backend,
     DelegationReport,
+    Ends,
     EntryPoint,
     Lowered,
     LoweredProgram,
@@ -55,11 +57,11 @@ def _quantization(detail: dict[str, Any]) -> TensorQuantization | None:
 
 
 def _channels_last(
-    graph: nn.Module, example: torch.Tensor, image: bool = True
+    graph: nn.Module, example: torch.Tensor, ends: Ends = WHOLE_MODEL
 ) -> tuple[nn.Module, torch.Tensor, InputLayout]:
-    """``graph`` taking its NCHW ``image`` channels-last (litert-torch's ``to_channel_last_io``), ``example`` so,
-    and the layout: the artifact's input, as ``Lowered.input_layout`` records it. Anything else is kept as given."""
-    if not image or example.dim() != 4:
+    """``graph`` taking its NCHW image input channels-last (litert-torch's ``to_channel_last_io``), ``example`` so,
+    and the layout: the artifact's input, as ``Lowered.input_layout`` records it. An inner end is kept as given."""
+    if not ends.image_input or example.dim() != 4:
         return graph, example, "NCHW"
     nhwc = example.permute(0, 2, 3, 1).contiguous()
     return litert_torch.to_channel_last_io(graph, args=[0]), nhwc, "NHWC"
@@ -196,13 +198,12 @@ class LiteRtBackend(Backend):
         register_channels_last_pad()
 
     def compile(
-        self, graph: nn.Module, example: torch.Tensor, quantizer: Quantizer | None, image: bool = True
+        self, graph: nn.Module, example: torch.Tensor, quantizer: Quantizer | None, ends: Ends = WHOLE_MODEL
     ) -> Lowered:
         quant_config = None if quantizer is None else QuantConfig(pt2e_quantizer=quantizer)
-        graph, example, layout = _channels_last(graph, example, image)
+        graph, example, layout = _channels_last(graph, example, ends)
         data = _flatbuffer(litert_torch.convert(graph, (example,), quant_config=quant_config))
-        if image:
-            data = float_interface(data)
+        data = float_interface(data, inputs=ends.image_input, outputs=ends.logits_output)
         interpreter = Interpreter(model_content=data, num_threads=1)
         interpreter.allocate_tensors()
         source, sink = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
@@ -230,14 +231,14 @@ class LiteRtBackend(Backend):
         return LoweredProgram(data, tuple(_entry_point(data, name, layout) for name in graphs))
 
     def describe(self, data: bytes, card: ModelCard) -> bytes:
-        """TFLite metadata from ``card`` (``litert_metadata``); ``data`` as given without MediaPipe's writers
-        installed (``describe_missing``)."""
-        return litert_metadata.write(data, card) if litert_metadata.available() else data
+        """TFLite metadata from ``card``, written with MediaPipe's writers (``litert_metadata``)."""
+        return litert_metadata.write(data, card)
+
+    def card_writer(self) -> str | None:
+        return None if litert_metadata.problem() is not None else f"mediapipe {litert_metadata.version()}"
 
     def describe_missing(self) -> str | None:
-        if litert_metadata.available():
-            return None
-        return "MediaPipe's metadata writers are not installed (pip install 'restnetc[mediapipe]')"
+        return litert_metadata.problem()
 
     def int8_quantizer(self) -> LeanQuantizer:
         quantizer = LeanQuantizer()

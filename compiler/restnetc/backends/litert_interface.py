@@ -46,7 +46,7 @@ def _float_twin(subgraph: Any, index: int) -> int:
     twin = schema_fb.TensorT()
     twin.shape, twin.shapeSignature, twin.name = old.shape, old.shapeSignature, old.name
     twin.type, twin.buffer = schema_fb.TensorType.FLOAT32, 0
-    old.name = old.name + _INT8_SUFFIX
+    old.name = (old.name or b"") + _INT8_SUFFIX
     subgraph.tensors.append(twin)
     return len(subgraph.tensors) - 1
 
@@ -58,13 +58,17 @@ def _operator(opcode: int, source: int, sink: int) -> Any:
     return op
 
 
-def float_interface(data: bytes) -> bytes:
-    """The program ``data`` with every int8 input and output of every subgraph float32 (module docstring);
-    a program without int8 interface tensors comes back unchanged. ValueError if buffer 0 holds data (the
-    flatbuffer breaks TFLite's convention, and a twin cannot be given a runtime buffer)."""
+def float_interface(data: bytes, inputs: bool = True, outputs: bool = True) -> bytes:
+    """The program ``data`` with every int8 input (if ``inputs``) and output (if ``outputs``) of every subgraph
+    float32 (module docstring); a program with no such tensor comes back unchanged. ValueError if buffer 0 holds
+    data (the flatbuffer breaks TFLite's convention, and a twin cannot be given a runtime buffer)."""
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
     int8 = schema_fb.TensorType.INT8
-    if not any(sg.tensors[t].type == int8 for sg in model.subgraphs for t in (*sg.inputs, *sg.outputs)):
+
+    def ends(subgraph: Any) -> list[int]:
+        return [*(subgraph.inputs if inputs else []), *(subgraph.outputs if outputs else [])]
+
+    if not any(sg.tensors[t].type == int8 for sg in model.subgraphs for t in ends(sg)):
         return data
     if model.buffers[0].data is not None and len(model.buffers[0].data):
         raise ValueError("the flatbuffer's buffer 0 is not empty")
@@ -73,11 +77,11 @@ def float_interface(data: bytes) -> bytes:
     for index, subgraph in enumerate(model.subgraphs):
         twins: dict[int, int] = {}
         for slot, tensor in enumerate(subgraph.inputs):
-            if subgraph.tensors[tensor].type == int8:
+            if inputs and subgraph.tensors[tensor].type == int8:
                 twins[tensor] = subgraph.inputs[slot] = _float_twin(subgraph, tensor)
                 subgraph.operators.insert(0, _operator(quantize, twins[tensor], tensor))
         for slot, tensor in enumerate(subgraph.outputs):
-            if subgraph.tensors[tensor].type == int8:
+            if outputs and subgraph.tensors[tensor].type == int8:
                 twins[tensor] = subgraph.outputs[slot] = _float_twin(subgraph, tensor)
                 subgraph.operators.append(_operator(dequantize, tensor, twins[tensor]))
         for signature in model.signatureDefs or []:

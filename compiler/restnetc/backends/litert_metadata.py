@@ -13,21 +13,41 @@ first version, ``1.0.0`` (what MediaPipe's own compiled helper answers for it).
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.metadata
 import importlib.util
+import io
 import sys
 import types
+import zipfile
 
 from restnetc.backends.base import ModelCard
+from restnetc.errors import RestnetcError
 
 _HELPER = "mediapipe.tasks.cc.metadata.python._pywrap_metadata_version"
+_WRITERS = "mediapipe.tasks.python.metadata.metadata_writers.metadata_writer"
+_OUTPUT = "Logits of the labels (raw scores: no softmax; the largest is the predicted label)."
 PARSER_VERSION = "1.0.0"
 """The metadata parser version of every field ``write`` fills."""
 
 
-def available() -> bool:
-    """Whether MediaPipe's metadata writers are installed."""
-    return importlib.util.find_spec("mediapipe") is not None
+@functools.cache
+def problem() -> str | None:
+    """Why MediaPipe's metadata writers cannot be used here (not installed, or failing to import), or None."""
+    if importlib.util.find_spec("mediapipe") is None:
+        return "MediaPipe's metadata writers are not installed (pip install 'restnetc[mediapipe]')"
+    _parser_version_stand_in()
+    try:
+        importlib.import_module(_WRITERS)
+    except Exception as exc:  # a broken install fails in many ways (ImportError, OSError from a native library)
+        return f"MediaPipe's metadata writers fail to import ({type(exc).__name__}: {exc})"
+    return None
+
+
+def version() -> str:
+    """The installed MediaPipe's version (what writes the metadata)."""
+    return importlib.metadata.version("mediapipe")
 
 
 def _parser_version_stand_in() -> None:
@@ -48,10 +68,12 @@ def _parser_version_stand_in() -> None:
 def write(data: bytes, card: ModelCard) -> bytes:
     """``data`` (a ``.tflite`` with one float32 or uint8 image input and one output) with ``card`` as its TFLite
     metadata. MediaPipe's normalisation works on 0-255 pixels, so the mean and std are written scaled by 255,
-    one value when every channel shares it. ModuleNotFoundError without MediaPipe (``available``); MediaPipe's
-    ValueError for a program its writers refuse."""
-    _parser_version_stand_in()
-    from mediapipe.tasks.python.metadata.metadata_writers import metadata_writer
+    one value when every channel shares it. The output is described as the raw logits it is (no softmax).
+    RestnetcError when the writers cannot be used (``problem``); MediaPipe's ValueError for a program its writers
+    refuse."""
+    if (why := problem()) is not None:
+        raise RestnetcError(why)
+    metadata_writer = importlib.import_module(_WRITERS)
 
     def scaled(values: tuple[float, ...]) -> list[float]:
         return [v * 255.0 for v in (values if card.per_channel else values[:1])]
@@ -60,7 +82,26 @@ def write(data: bytes, card: ModelCard) -> bytes:
         metadata_writer.MetadataWriter.create(bytearray(data))
         .add_general_info(card.name, card.description)
         .add_image_input(norm_mean=scaled(card.mean), norm_std=scaled(card.std))
-        .add_classification_output(metadata_writer.Labels().add(list(card.labels)))
+        .add_classification_output(metadata_writer.Labels().add(list(card.labels)), description=_OUTPUT)
         .populate()
     )
-    return bytes(written)
+    return _reproducible(bytes(written))
+
+
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+"""The timestamp of every file packed beside the program: the earliest a zip can state."""
+
+
+def _reproducible(data: bytes) -> bytes:
+    """``data`` with the files packed beside the program (a zip appended to the flatbuffer: the labels) stamped
+    ``ZIP_TIME``. MediaPipe's populator stamps them with the time of writing (2 s resolution), so the same
+    model would otherwise give different bytes, and a rebuild a different sha256."""
+    with zipfile.ZipFile(io.BytesIO(data)) as packed:
+        files = [(info, packed.read(info)) for info in packed.infolist()]
+    start = min(info.header_offset for info, _ in files)  # absolute: zipfile accounts for the prepended program
+    out = io.BytesIO(data[:start])
+    out.seek(0, io.SEEK_END)
+    with zipfile.ZipFile(out, "a") as rebuilt:
+        for info, content in files:
+            rebuilt.writestr(zipfile.ZipInfo(info.filename, ZIP_TIME), content, compress_type=info.compress_type)
+    return out.getvalue()

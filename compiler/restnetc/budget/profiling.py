@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from restnetc.atomic import staged_files
-from restnetc.backends import Lowered, get_backend
+from restnetc.backends import WHOLE_MODEL, Ends, Lowered, get_backend
 from restnetc.backends.native_output import captured
 from restnetc.budget.cost_table import CostTable, ModelParts, PartFigures
 from restnetc.budget.costs import measure
@@ -53,8 +53,8 @@ class PartJob:
     name: str
     module: nn.Module
     inputs: torch.Tensor
-    image: bool
-    """Whether ``inputs`` are the images (the stem's and the whole model's), which a backend may reorder."""
+    ends: Ends
+    """Which of the part's ends are the model's own: the stem's input, the head's output, the whole model's."""
 
 
 @dataclass(frozen=True)
@@ -80,10 +80,10 @@ def _parts(name: str, model: BlockModel, images: torch.Tensor) -> list[PartJob]:
     x = images
     with torch.no_grad():
         for label, module in (("stem", model.stem), *((f"block{k:02d}", b) for k, b in enumerate(model.blocks))):
-            jobs.append(PartJob(f"{name}.{label}", module, x, label == "stem"))
+            jobs.append(PartJob(f"{name}.{label}", module, x, Ends(label == "stem", False)))
             x = module(x)
-        jobs.append(PartJob(f"{name}.head", model.head, x, False))
-    jobs.append(PartJob(f"{name}.{WHOLE}", model, images, True))
+        jobs.append(PartJob(f"{name}.head", model.head, x, Ends(False, True)))
+    jobs.append(PartJob(f"{name}.{WHOLE}", model, images, WHOLE_MODEL))
     return jobs
 
 
@@ -91,7 +91,7 @@ def _lower(settings: Settings, job: PartJob) -> Lowered | str:
     backend = get_backend(settings.backend)
     with captured() as log:
         try:
-            return backend.lower(job.module, job.inputs[:1], settings.quantization, job.inputs, image=job.image)
+            return backend.lower(job.module, job.inputs[:1], settings.quantization, job.inputs, ends=job.ends)
         except Exception as exc:  # any toolchain failure: keep the toolchain's words
             return f"{type(exc).__name__}: {exc}\n{log.tail()}"
 
@@ -146,7 +146,7 @@ def profile(
     jobs = [job for name, model in models.items() for job in _parts(name, model, images)]
     one_op = nn.Sequential(nn.ReLU())
     ramp = torch.linspace(-1, 1, 16 * 16).reshape(1, 1, 16, 16).repeat(4, 1, 1, 1)
-    jobs.append(PartJob(OVERHEAD, one_op, ramp, False))
+    jobs.append(PartJob(OVERHEAD, one_op, ramp, Ends(False, False)))
     identity = {name: weights_digest(model) for name, model in models.items()}
     images_digest = hashlib.sha256(images.numpy().tobytes()).hexdigest()
     key = stage_key("cost-table", identity, images_digest, settings.__dict__, machine(), toolchain_versions())

@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import closing
 
 import torch
@@ -34,6 +34,15 @@ from restnetc.workers import LOCAL, Executor
 SCREENING_IMAGES = 500
 """Validation images on which float units are screened in simulation before a candidate is lowered."""
 SCREENING_BATCH = 125
+
+
+@dataclasses.dataclass(frozen=True)
+class Description:
+    """The card a backend's artifacts state about their model, and the tool that writes it (``Backend.card_writer``):
+    both are part of a described artifact's cache key."""
+
+    card: ModelCard
+    writer: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,12 +142,13 @@ class Lowerer:
         cache: Cache,
         workers: int | None = None,
         executor: Executor = LOCAL,
-        card: ModelCard | None = None,
+        descriptions: Mapping[str, Description] | None = None,
     ) -> None:
-        """``card``: what every artifact states about its model (``Backend.describe``), its name followed by the
-        rung's id; None stores nothing."""
+        """``descriptions``: by backend name, the card its artifacts state about their model (``Backend.describe``;
+        the card's name followed by the rung's id) and the tool that writes it; a backend left out states nothing.
+        A worker lacking that tool fails the job rather than ship an artifact without its card."""
         self.quantization = quantization
-        self.card = card
+        self.descriptions = dict(descriptions or {})
         self.calibration = calibration
         self.calibration_digest = hashlib.sha256(calibration.numpy().tobytes()).hexdigest()
         self.verifier = verifier
@@ -163,7 +173,8 @@ class Lowerer:
 
     def _artifact_key(self, job: PairJob, float_modules: tuple[str, ...]) -> str:
         example_shape = (1, *self.calibration.shape[1:])
-        card = None if self.card is None else dataclasses.asdict(self.card)
+        description = self.descriptions.get(job.backend.value)
+        card = None if description is None else dataclasses.asdict(description)
         inputs = (job.digest, self.calibration_digest, example_shape, self.tools, card)
         return stage_key("artifact", job.backend.value, self.quantization.value, float_modules, *inputs)
 
@@ -229,11 +240,14 @@ class Lowerer:
                     lowered = backend.compile(graph, example, quantizer)
                 else:
                     lowered = backend.lower(job.rung.model, example, self.quantization, self.calibration)
-                if self.card is not None:
-                    card = dataclasses.replace(self.card, name=f"{self.card.name} {job.rung.id}")
-                    lowered = dataclasses.replace(lowered, data=backend.describe(lowered.data, card))
             except Exception as exc:  # any toolchain failure: keep the toolchain's words
                 raise BuildError(f"{label}: lowering failed: {type(exc).__name__}: {exc}\n{output.tail()}") from None
+        if (description := self.descriptions.get(job.backend.value)) is not None:
+            card = dataclasses.replace(description.card, name=f"{description.card.name} {job.rung.id}")
+            try:
+                lowered = dataclasses.replace(lowered, data=backend.describe(lowered.data, card))
+            except Exception as exc:  # the writer's own words: a refused program, a tool missing on a worker
+                raise BuildError(f"{label}: writing its {description.writer} model card failed: {exc}") from None
         self._store_artifact(key, lowered)
         d = lowered.delegation
         log.append(

@@ -20,7 +20,7 @@ from restnetc.budget.cost_table import COST_TABLE_NAME, save_table
 from restnetc.budget.measure import measure_latency, probe_memory
 from restnetc.bundle.budget_check import budget_figure, check_budget, predicted_costs
 from restnetc.bundle.ladder import Rung, eager_logits, ladder
-from restnetc.bundle.lowering import Lowerer
+from restnetc.bundle.lowering import Description, Lowerer
 from restnetc.bundle.manifest import (
     Accuracy,
     Artifact,
@@ -128,8 +128,12 @@ def _lowerer(search: SearchResult, target: TargetConfig, cache: Cache, staging: 
     test = HeldOut.of(search.test.images, search.test.labels)
     verifier = Verifier(validation, test, _threads(target), cache, staging)
     calibration = search.train.images[: target.runtime.calibration_images]
+    descriptions = {}
     for name in target.runtime.backends:
-        if (missing := get_backend(name).describe_missing()) is not None:
+        backend = get_backend(name)
+        if (writer := backend.card_writer()) is not None:
+            descriptions[name.value] = Description(_card(search), writer)
+        elif (missing := backend.describe_missing()) is not None:
             warn(f"{name.value}: the artifacts state nothing about their model: {missing}")
     return Lowerer(
         target.runtime.quantization,
@@ -138,7 +142,7 @@ def _lowerer(search: SearchResult, target: TargetConfig, cache: Cache, staging: 
         target.accuracy,
         cache,
         executor=executor,
-        card=_card(search),
+        descriptions=descriptions,
     )
 
 
@@ -146,11 +150,11 @@ def _card(search: SearchResult) -> ModelCard:
     """What each artifact states about its model (its rung's id is appended to the name)."""
     project, size = search.project, search.project.data.input_size
     pixels = project.data.pixels()
-    parents = f"{search.front.name} and {search.back.name}"
+    classes, parents = search.train.classes, f"{search.front.name} and {search.back.name}"
     return ModelCard(
         project.name,
-        f"{len(search.test.classes)}-class image classifier ({size}x{size} px) stitched from {parents} by restnetc",
-        tuple(search.test.classes),
+        f"{len(classes)}-class image classifier ({size}x{size} px), a rung of restnetc's ladder between {parents}",
+        tuple(classes),
         pixels.mean,
         pixels.std,
     )
