@@ -358,10 +358,10 @@ def test_python_runner_runs_both_backends_through_the_c_core_like_the_python_run
     shim: Path, built: tuple[Path, Path, Path, Path], tmp_path: Path
 ) -> None:
     """``restnetc.runtime.Runner``: the core's runner with the packaged LiteRT backend, and the CMake-built
-    ExecuTorch backend library plugged in; every variant gives the Python runtimes' logits. For an integer input
-    the core quantizes as ``TensorQuantization.quantize`` does, halves included: the third image lies on the
-    rounding ties of the artifact's own input scale (rounded half to even, or divided in double, several of them
-    land one step away and the logits move)."""
+    ExecuTorch backend library plugged in; every variant gives the Python runtimes' logits. Every artifact takes
+    float32 now (an int8 LiteRT program quantizes inside); were one to take an integer input, the core would
+    quantize as ``TensorQuantization.quantize`` does, halves included, and the third image would lie on the
+    rounding ties of its input scale."""
     bundle = built[0]
     _write(tmp_path / "plenty", "proc/meminfo", "MemAvailable: 8000000 kB\n")
     noise = np.random.default_rng(4).standard_normal((2, 1, 3, 32, 32)).astype(np.float32)
