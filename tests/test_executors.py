@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import torch
 
+from restnetc.backends import WHOLE_MODEL, Ends
 from restnetc.budget import profiling
 from restnetc.budget.profiling import PartJob, Settings
 from restnetc.bundle.lowering import Lowerer
@@ -100,7 +101,10 @@ def test_cost_table_parts_lowered_as_ray_tasks_are_the_local_pool_s_bytes(ray_cl
     torch.manual_seed(0)
     images = torch.randn(4, 3, 8, 8)
     conv = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU6()).eval()
-    jobs = [PartJob("conv", conv, images, True), PartJob("relu", torch.nn.Sequential(torch.nn.ReLU()), images, False)]
+    jobs = [
+        PartJob("conv", conv, images, WHOLE_MODEL),
+        PartJob("relu", torch.nn.Sequential(torch.nn.ReLU()), images, Ends(False, False)),
+    ]
     settings = Settings("parts", BackendName.LITERT, Quantization.FP32, 1)
     lowered = {
         name: profiling._artifacts(jobs, settings, Cache(tmp_path / name), executor_for(name))
