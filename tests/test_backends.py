@@ -213,3 +213,58 @@ def test_litert_float_interface_computes_the_int8_programs_logits_bit_for_bit() 
     stem = Interpreter(model_content=float_interface(plain, outputs=False)).get_signature_runner(litert.SIGNATURE)
     ((_, source),), ((_, sink),) = (d.items() for d in (stem.get_input_details(), stem.get_output_details()))
     assert (source["dtype"], sink["dtype"]) == (np.float32, np.int8)
+
+
+LITE_PIXELS = ((127 / 255,) * 3, (128 / 255,) * 3)
+"""EfficientNet-Lite's ``(pixel - 127) / 128`` as mean and std on pixels in [0, 1]."""
+
+
+def test_raw_pixels_are_the_normalisation_as_a_uint8_quantization_or_a_clear_refusal() -> None:
+    """``raw_pixels``: scale 1 / (255 std) and zero point 255 mean, so a whole pixel quantizes to itself. Fails
+    on a swapped scale, a zero point off by a pixel, or a per-channel normalisation let through."""
+    from restnetc.backends import raw_pixels
+
+    pixels = raw_pixels(*LITE_PIXELS)
+    assert (pixels.dtype, pixels.scale, pixels.zero_point) == ("uint8", 1 / 128, 127)
+    whole = np.arange(256, dtype=np.float32)
+    np.testing.assert_array_equal(pixels.quantize((whole - 127) / 128), whole.astype(np.uint8))
+    with pytest.raises(ValueError, match="one mean and one std for every channel"):
+        raw_pixels((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    with pytest.raises(ValueError, match="255 x mean to be a whole number"):
+        raw_pixels((0.5,) * 3, (0.5,) * 3)
+
+
+def test_litert_uint8_pixels_compute_the_float_interfaces_logits_from_whole_pixels(tmp_path: Path) -> None:
+    """An int8 program lowered with ``Ends(pixels=...)`` takes the raw pixels in uint8 NHWC under the project's
+    normalisation, and computes the float32-interface program's logits from them; its runner quantizes a
+    normalised batch back to those pixels. Fails on a wrong scale or zero point, a float32 input left in place,
+    or a requantization into the int8 input that differs from quantizing the float pixels. Backends that cannot
+    take raw pixels, and float programs, refuse them."""
+    from restnetc.backends import WHOLE_MODEL, Ends, raw_pixels
+    from restnetc.backends.litert import _input
+
+    backend, pixels = get_backend(Backend.LITERT), raw_pixels(*LITE_PIXELS)
+    whole = torch.randint(0, 256, (16, 3, 12, 12), generator=torch.Generator().manual_seed(5)).float()
+    images = (whole - 127) / 128
+    model = _LiteBlocks().eval()
+    lowered = {
+        ends.pixels: backend.lower(model, images[:1], Quantization.INT8, images, ends=ends)
+        for ends in (WHOLE_MODEL, Ends(pixels=pixels))
+    }
+    assert lowered[pixels].input_quantization == pixels and lowered[None].input_quantization is None
+    logits = []
+    for ends_pixels, artifact in lowered.items():
+        path = tmp_path / f"{ends_pixels is None}.tflite"
+        path.write_bytes(artifact.data)
+        runner = backend.open(path, 1).signature("serving_default")
+        ((_, source),) = runner.get_input_details().items()
+        fed = _input(images[:1].numpy(), source)
+        assert fed.dtype == (np.float32 if ends_pixels is None else np.uint8)
+        if ends_pixels is not None:
+            np.testing.assert_array_equal(fed, whole[:1].permute(0, 2, 3, 1).numpy().astype(np.uint8))
+        logits.append(backend.load(path, 1)(images.numpy()))
+    np.testing.assert_array_equal(logits[0], logits[1])
+    with pytest.raises(ValueError, match="raw uint8 pixels"):
+        get_backend(Backend.EXECUTORCH).lower(model, images[:1], Quantization.INT8, images, ends=Ends(pixels=pixels))
+    with pytest.raises(ValueError, match="a float program takes float32"):
+        backend.lower(model, images[:1], Quantization.FP32, images, ends=Ends(pixels=pixels))

@@ -106,6 +106,10 @@ MALFORMED_TARGETS = {
         "bundle.layout: litert is not among runtime.backends",
     ),
     "unknown layout": (TINY_TARGET + "bundle: {layout: {litert: stacked}}\n", "bundle.layout"),
+    "uint8 input of a float build": (
+        _edit(TINY_TARGET, "runtime: {", "runtime: {quantization: fp32, litert_input: uint8, "),
+        "runtime: litert_input: uint8 needs quantization int8",
+    ),
 }
 
 MALFORMED_PROJECTS = {
@@ -165,6 +169,22 @@ def test_malformed_file_gives_one_line_error(
     assert result.stderr.startswith(f"error: {broken}: ") and expected in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_a_uint8_input_the_normalisation_cannot_be_is_refused_before_any_work(
+    tiny_files: tuple[Path, Path], tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    """``runtime.litert_input: uint8`` with a per-channel normalisation: one line naming the target file and the
+    project's field, exit 1, no bundle. Fails if the check waits for the search (a traceback or a half-built
+    run), or if the build lets a normalisation through that uint8 pixels cannot express."""
+    project, target = tiny_files
+    project.write_text(_edit(TINY_PROJECT, "mean: [0.498, 0.498, 0.498]", "mean: [0.485, 0.456, 0.406]"))
+    target.write_text(_edit(TINY_TARGET, "runtime: {", "runtime: {litert_input: uint8, calibration_images: 64, "))
+    result = cli("build", "--target", str(target), "--project", str(project), "--out", str(tmp_path / "out"))
+    (error,) = [line for line in result.stderr.splitlines() if not line.startswith("> ")]
+    assert result.code == 1 and error.startswith(f"error: {target}: runtime.litert_input: uint8 does not fit"), error
+    assert "data.normalization: a uint8 input needs one mean and one std for every channel" in error
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
 
 
 def test_missing_target_file(tmp_path: Path, cli: Callable[..., CliResult]) -> None:

@@ -80,6 +80,35 @@ def test_mediapipe_image_classifier_runs_each_litert_artifact_like_restnetc_runt
             assert same_scores >= MIN_AGREEMENT, (artifact.id, same_scores)
 
 
+def test_mediapipe_feeds_a_uint8_artifact_the_raw_pixels_restnetc_quantizes_to(tmp_path: Path) -> None:
+    """An int8 ``.tflite`` whose input takes raw uint8 pixels (``runtime.litert_input: uint8``), described like a
+    bundle's: MediaPipe feeds it the image's own bytes and scores exactly as restnetc's runner does from the
+    normalised image. Fails if the input's scale or zero point is not the normalisation (the two then see other
+    inputs), or if MediaPipe refuses the uint8 input or its metadata."""
+    from restnetc.backends import Ends, raw_pixels
+
+    mean, std = (127 / 255,) * 3, (128 / 255,) * 3
+    pixels = _pixels(16)[:100]
+    inputs = torch.from_numpy(((pixels.astype(np.float32) - 127) / 128).transpose(0, 3, 1, 2).copy())
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU6(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+    backend = get_backend("litert")
+    lowered = backend.lower(
+        model.eval(), inputs[:1], Quantization.INT8, inputs, ends=Ends(pixels=raw_pixels(mean, std))
+    )
+    card = ModelCard("m", "a test model", ("a", "b", "c", "d"), mean, std)
+    path = tmp_path / "m.tflite"
+    path.write_bytes(backend.describe(lowered.data, card))
+    ours = backend.load(path, 1)(inputs.numpy())
+    options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(path)), max_results=4)
+    theirs = np.zeros_like(ours)
+    with vision.ImageClassifier.create_from_options(options) as classifier:
+        for row, image in zip(theirs, pixels, strict=True):
+            found = classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image)))
+            for category in found.classifications[0].categories:
+                row[card.labels.index(category.category_name)] = category.score
+    np.testing.assert_array_equal(theirs, ours)
+
+
 def test_the_metadata_of_the_same_model_is_the_same_bytes_whenever_it_is_written() -> None:
     """MediaPipe stamps the packed labels file with the time of writing (2 s resolution); restnetc fixes the
     stamp, or a rebuild would ship another sha256 (``test_a_flipped_byte_in_every_cache_entry_...``)."""

@@ -572,6 +572,31 @@ def test_run_gives_the_python_runtime_logits_for_every_variant_of_both_backends(
     _assert_runs_match_python(shim, bundle, read_manifest(bundle).artifacts, tmp_path)
 
 
+def test_a_uint8_input_build_ships_raw_pixel_artifacts_the_c_tool_feeds_as_python_does(
+    shim: Path, built: tuple[Path, Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    """Issue 19: ``runtime.litert_input: uint8`` ships LiteRT artifacts whose input is raw pixels in uint8, the
+    manifest and the shim's index say so (the project's ``(pixel - 127) / 128`` as scale 1/(255 std) and zero
+    point 127), and the C tool quantizes a normalised image to those pixels and computes the Python runtime's
+    logits. Fails if the index still says float32 (the core would feed 4 bytes a pixel), if the zero point or
+    scale differ between the C core and Python, or if the build lowers a float32 input after all."""
+    _, project, target, cache = built
+    uint8 = tmp_path / "t.yaml"
+    text = target.read_text().replace("name: tiny-build", "name: tiny-uint8")
+    uint8.write_text(text.replace("backends: [executorch, litert],", "backends: [litert], litert_input: uint8,"))
+    out = tmp_path / "bundle"
+    result = cli("build", "-t", str(uint8), "-p", str(project), "--out", str(out), "--cache-dir", str(cache))
+    assert result.code == 0, result.stderr
+    artifacts = read_manifest(out).artifacts
+    assert artifacts and {a.backend for a in artifacts} == {"litert"}
+    for artifact in artifacts:
+        q = artifact.input.quantization
+        assert q is not None and (artifact.input.dtype, q.dtype, q.zero_point) == ("uint8", "uint8", 127), q
+        assert q.scale == pytest.approx(1 / (255 * 0.502))
+    assert "uint8:" in (out / "bundle.index").read_text()
+    _assert_runs_match_python(shim, out, artifacts, tmp_path)
+
+
 def test_run_on_aarch64_under_qemu_gives_the_x86_python_logits_for_both_backends(
     shim_aarch64: Path, built: tuple[Path, Path, Path, Path], tmp_path: Path
 ) -> None:

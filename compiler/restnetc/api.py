@@ -28,9 +28,9 @@ from restnetc.bundle.manifest import Manifest, read_manifest
 from restnetc.cache import Cache, default_cache_dir
 from restnetc.config import ProjectConfig, TargetConfig, load_project, load_target
 from restnetc.data.check import check_subsets
-from restnetc.errors import DataError
+from restnetc.errors import ConfigError, DataError
 from restnetc.models.factory import with_model_normalization
-from restnetc.pipeline.build import BuildResult, run_build
+from restnetc.pipeline.build import BuildResult, raw_pixel_inputs, run_build
 from restnetc.pipeline.search import run_search
 from restnetc.results import SearchResult
 from restnetc.workers import executor_for
@@ -63,13 +63,15 @@ def _project(project: str | Path | ProjectConfig | None) -> ProjectConfig:
 
 
 def check_targets(project: ProjectConfig, targets: Sequence[tuple[TargetConfig, Path | None]]) -> None:
-    """Every target's images taken from the project's training images fit there (reads no data); a
-    ``DataError`` names the target file when there is one."""
+    """Every target's images taken from the project's training images fit there (reads no data), and the
+    image input each target asks of its artifacts fits the project's normalisation; the ``DataError`` or
+    ``ConfigError`` names the target file when there is one."""
     for config, path in targets:
         try:
             check_subsets(project, config)
-        except DataError as error:
-            raise DataError(f"{path}: {error}" if path is not None else str(error)) from None
+            raw_pixel_inputs(project, config)
+        except (DataError, ConfigError) as error:
+            raise type(error)(f"{path}: {error}" if path is not None else str(error)) from None
 
 
 def _cache(cache_dir: str | Path | None, use_cache: bool) -> Cache:

@@ -18,6 +18,7 @@ from restnetc.backends.base import (
     LoweredProgram,
     ModelCard,
     Runner,
+    raw_pixels,
 )
 from restnetc.backends.native_output import captured
 from restnetc.config.target import Backend as BackendName
@@ -37,6 +38,7 @@ __all__ = [
     "TensorQuantization",
     "get_backend",
     "list_backends",
+    "raw_pixels",
     "register_backend",
 ]
 

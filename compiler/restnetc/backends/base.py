@@ -102,10 +102,32 @@ class Ends:
 
     image_input: bool = True
     logits_output: bool = True
+    pixels: TensorQuantization | None = None
+    """With an image input of an int8 program: raw 0-255 pixels in uint8 under this quantization (``raw_pixels``)
+    instead of float32 normalised ones. LiteRT takes them; ExecuTorch programs take float32 only."""
 
 
 WHOLE_MODEL = Ends()
-"""Both ends the model's own: what every shipped artifact is."""
+"""Both ends the model's own, the image input float32: what every shipped artifact is by default."""
+
+
+PIXEL_SLACK = 0.05
+"""How far from a whole pixel level 255 x mean may be for ``raw_pixels``: a tenth of the half level every uint8
+input is rounded by anyway (a mean written as 0.498 for 127 / 255 is 0.01 off)."""
+
+
+def raw_pixels(mean: Sequence[float], std: Sequence[float]) -> TensorQuantization:
+    """The uint8 quantization under which raw 0-255 pixels are the normalised input ``(pixel / 255 - mean) / std``
+    (``mean`` and ``std`` per channel, on pixels in [0, 1]): scale ``1 / (255 std)``, zero point ``255 mean``.
+
+    ValueError unless every channel has the same mean and the same std, and 255 x mean is a whole number in
+    0..255 (within ``PIXEL_SLACK``): a tensor has one scale and one integer zero point."""
+    if len(set(mean)) != 1 or len(set(std)) != 1:
+        raise ValueError(f"a uint8 input needs one mean and one std for every channel, got mean {mean}, std {std}")
+    zero_point = 255 * mean[0]
+    if abs(zero_point - round(zero_point)) > PIXEL_SLACK or not 0 <= round(zero_point) <= 255:
+        raise ValueError(f"a uint8 input needs 255 x mean to be a whole number in 0..255, got {zero_point:.6g}")
+    return TensorQuantization("uint8", 1 / (255 * std[0]), round(zero_point))
 
 
 @dataclass(frozen=True)
@@ -206,11 +228,16 @@ class Backend(ABC):
 
         ``ends``: which ends are the model's own (``Ends``). An image input may be taken in the runtime's own
         layout (``Lowered.input_layout``; the runner still takes NCHW) and type, logits may be returned in the
-        runtime's own type; an inner end is taken or returned exactly as the graph has it."""
+        runtime's own type; an inner end is taken or returned exactly as the graph has it. ``ends.pixels`` needs
+        an int8 graph and a backend that takes raw pixels (ValueError otherwise)."""
 
     @abstractmethod
     def compile_program(
-        self, graphs: Mapping[str, nn.Module], example: torch.Tensor, quantizer: Quantizer | None
+        self,
+        graphs: Mapping[str, nn.Module],
+        example: torch.Tensor,
+        quantizer: Quantizer | None,
+        pixels: TensorQuantization | None = None,
     ) -> LoweredProgram:
         """Turn several whole models (``example`` an NCHW image batch, as ``compile`` of ``WHOLE_MODEL``) into one file
         with an entry point per name, in the order given.
@@ -218,7 +245,8 @@ class Backend(ABC):
         The models are float, or each PT2E-quantized on its own with quantizers configured like ``quantizer``
         (as ``quantize`` makes them): one calibration per model, so each keeps its own scales. Names pass
         ``check_entry_points`` (ValueError otherwise). Running entry point ``name`` computes what ``compile``
-        of ``graphs[name]`` computes, bit for bit.
+        of ``graphs[name]`` computes, bit for bit (with ``pixels`` as ``Ends.pixels``: every entry point's image
+        input then takes raw uint8 pixels).
         """
 
     def describe(self, data: bytes, card: ModelCard) -> bytes:

@@ -34,6 +34,7 @@ from restnetc.backends.base import (
 )
 from restnetc.config.target import Quantization
 from restnetc.errors import RestnetcError
+from restnetc.shim_abi import TensorQuantization
 
 METHOD = "forward"
 
@@ -49,14 +50,20 @@ class ExecuTorchBackend(Backend):
     def compile(
         self, graph: nn.Module, example: torch.Tensor, quantizer: Quantizer | None, ends: Ends = WHOLE_MODEL
     ) -> Lowered:
-        program = self.compile_program({METHOD: graph}, example, quantizer)
+        program = self.compile_program({METHOD: graph}, example, quantizer, ends.pixels)
         (entry,) = program.entry_points
         return Lowered(program.data, entry.delegation, None, None, METHOD, entry.planned_memory)
 
     def compile_program(
-        self, graphs: Mapping[str, nn.Module], example: torch.Tensor, quantizer: Quantizer | None
+        self,
+        graphs: Mapping[str, nn.Module],
+        example: torch.Tensor,
+        quantizer: Quantizer | None,
+        pixels: TensorQuantization | None = None,
     ) -> LoweredProgram:
         check_entry_points(graphs)
+        if pixels is not None:
+            raise ValueError("executorch: a program's image input is float32; raw uint8 pixels are not taken")
         exported = {name: torch.export.export(graph, (example,)) for name, graph in graphs.items()}
         try:
             edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])

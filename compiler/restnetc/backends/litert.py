@@ -67,6 +67,12 @@ def _channels_last(
     return litert_torch.to_channel_last_io(graph, args=[0]), nhwc, "NHWC"
 
 
+def _check_pixels(pixels: TensorQuantization | None, quantizer: Quantizer | None) -> None:
+    """ValueError if raw uint8 ``pixels`` are asked of a float program (its input stays float32)."""
+    if pixels is not None and quantizer is None:
+        raise ValueError("litert: raw uint8 pixels are an int8 program's input; a float program takes float32")
+
+
 def _input(batch: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     """``batch`` as the input tensor ``detail`` takes it: reordered when the tensor is the NHWC form of an NCHW
     ``batch`` (an image artifact; any other tensor is fed as given), and in its type (quantized when integer)."""
@@ -200,10 +206,11 @@ class LiteRtBackend(Backend):
     def compile(
         self, graph: nn.Module, example: torch.Tensor, quantizer: Quantizer | None, ends: Ends = WHOLE_MODEL
     ) -> Lowered:
+        _check_pixels(ends.pixels, quantizer)
         quant_config = None if quantizer is None else QuantConfig(pt2e_quantizer=quantizer)
         graph, example, layout = _channels_last(graph, example, ends)
         data = _flatbuffer(litert_torch.convert(graph, (example,), quant_config=quant_config))
-        data = float_interface(data, inputs=ends.image_input, outputs=ends.logits_output)
+        data = float_interface(data, inputs=ends.image_input, outputs=ends.logits_output, pixels=ends.pixels)
         interpreter = Interpreter(model_content=data, num_threads=1)
         interpreter.allocate_tensors()
         source, sink = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
@@ -217,9 +224,14 @@ class LiteRtBackend(Backend):
         )
 
     def compile_program(
-        self, graphs: Mapping[str, nn.Module], example: torch.Tensor, quantizer: Quantizer | None
+        self,
+        graphs: Mapping[str, nn.Module],
+        example: torch.Tensor,
+        quantizer: Quantizer | None,
+        pixels: TensorQuantization | None = None,
     ) -> LoweredProgram:
         check_entry_points(graphs)
+        _check_pixels(pixels, quantizer)
         # QuantConfig reads only whether the quantizer is static or dynamic; each graph carries its own scales.
         quant_config = None if quantizer is None else QuantConfig(pt2e_quantizer=quantizer)
         names = iter((name, *_channels_last(graph, example)) for name, graph in graphs.items())
@@ -227,7 +239,7 @@ class LiteRtBackend(Backend):
         converter = litert_torch.signature(first, graph, (channels_last,))
         for name, graph, channels_last, _ in names:
             converter = converter.signature(name, graph, (channels_last,))
-        data = float_interface(_flatbuffer(converter.convert(quant_config=quant_config)))
+        data = float_interface(_flatbuffer(converter.convert(quant_config=quant_config)), pixels=pixels)
         return LoweredProgram(data, tuple(_entry_point(data, name, layout) for name in graphs))
 
     def describe(self, data: bytes, card: ModelCard) -> bytes:

@@ -8,6 +8,10 @@ over its name, its place in the subgraph's interface and in its signature, and i
 (float32 to int8) before the first op or a DEQUANTIZE (int8 to float32) after the last one, with the old
 tensor's own scale and zero point. Nothing else changes: the logits are the int8 program's, exactly, and
 XNNPACK delegates both ops.
+
+An input may take raw uint8 pixels instead (``pixels``, from ``base.raw_pixels``): its twin is then uint8 under
+that quantization, and its QUANTIZE requantizes to the int8 input, as TFLite's own uint8-input image models do.
+XNNPACK does not take a uint8-to-int8 QUANTIZE, so that one op runs in TFLite's own kernel.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from typing import Any
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema_fb
 from ai_edge_litert.tools import flatbuffer_utils
+
+from restnetc.shim_abi import TensorQuantization
 
 _OP_VERSION = 2
 """The operator version TFLite assigns QUANTIZE from float32 to int8 and DEQUANTIZE from int8 to float32."""
@@ -38,14 +44,20 @@ def _opcode(model: Any, builtin: int) -> int:
     return len(model.operatorCodes) - 1
 
 
-def _float_twin(subgraph: Any, index: int) -> int:
-    """Add a float32 tensor shaped like tensor ``index``, under its name (the int8 one is renamed); its index.
+def _twin(subgraph: Any, index: int, pixels: TensorQuantization | None = None) -> int:
+    """Add a float32 tensor (uint8 under ``pixels``) shaped like tensor ``index``, under its name (the int8 one
+    is renamed); its index.
 
     The twin lives in buffer 0, the flatbuffer's empty buffer: the runtime allocates it."""
     old = subgraph.tensors[index]
     twin = schema_fb.TensorT()
     twin.shape, twin.shapeSignature, twin.name = old.shape, old.shapeSignature, old.name
     twin.type, twin.buffer = schema_fb.TensorType.FLOAT32, 0
+    if pixels is not None:
+        twin.type = schema_fb.TensorType.UINT8
+        twin.quantization = schema_fb.QuantizationParametersT()
+        twin.quantization.scale = np.array([pixels.scale], np.float32)
+        twin.quantization.zeroPoint = np.array([pixels.zero_point], np.int64)
     old.name = (old.name or b"") + _INT8_SUFFIX
     subgraph.tensors.append(twin)
     return len(subgraph.tensors) - 1
@@ -58,10 +70,15 @@ def _operator(opcode: int, source: int, sink: int) -> Any:
     return op
 
 
-def float_interface(data: bytes, inputs: bool = True, outputs: bool = True) -> bytes:
+def float_interface(
+    data: bytes, inputs: bool = True, outputs: bool = True, pixels: TensorQuantization | None = None
+) -> bytes:
     """The program ``data`` with every int8 input (if ``inputs``) and output (if ``outputs``) of every subgraph
-    float32 (module docstring); a program with no such tensor comes back unchanged. ValueError if buffer 0 holds
-    data (the flatbuffer breaks TFLite's convention, and a twin cannot be given a runtime buffer)."""
+    float32, or its inputs uint8 raw pixels under ``pixels`` (module docstring); a program with no such tensor
+    comes back unchanged. ValueError if buffer 0 holds data (the flatbuffer breaks TFLite's convention, and a twin
+    cannot be given a runtime buffer), or if ``pixels`` is not a uint8 quantization."""
+    if pixels is not None and pixels.dtype != "uint8":
+        raise ValueError(f"pixels: expected a uint8 quantization, got {pixels.dtype}")
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
     int8 = schema_fb.TensorType.INT8
 
@@ -78,11 +95,11 @@ def float_interface(data: bytes, inputs: bool = True, outputs: bool = True) -> b
         twins: dict[int, int] = {}
         for slot, tensor in enumerate(subgraph.inputs):
             if inputs and subgraph.tensors[tensor].type == int8:
-                twins[tensor] = subgraph.inputs[slot] = _float_twin(subgraph, tensor)
+                twins[tensor] = subgraph.inputs[slot] = _twin(subgraph, tensor, pixels)
                 subgraph.operators.insert(0, _operator(quantize, twins[tensor], tensor))
         for slot, tensor in enumerate(subgraph.outputs):
             if outputs and subgraph.tensors[tensor].type == int8:
-                twins[tensor] = subgraph.outputs[slot] = _float_twin(subgraph, tensor)
+                twins[tensor] = subgraph.outputs[slot] = _twin(subgraph, tensor)
                 subgraph.operators.append(_operator(dequantize, tensor, twins[tensor]))
         for signature in model.signatureDefs or []:
             if signature.subgraphIndex == index:

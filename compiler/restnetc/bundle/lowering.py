@@ -18,7 +18,15 @@ import torch
 from torch import nn
 from torchao.quantization.pt2e.quantizer import Quantizer
 
-from restnetc.backends import Backend, DelegationReport, Lowered, ModelCard, TensorQuantization, get_backend
+from restnetc.backends import (
+    Backend,
+    DelegationReport,
+    Ends,
+    Lowered,
+    ModelCard,
+    TensorQuantization,
+    get_backend,
+)
 from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import export_batched, observe
 from restnetc.bundle.accuracy_policy import OverTolerance, TryFloat, get_policy
@@ -143,12 +151,16 @@ class Lowerer:
         workers: int | None = None,
         executor: Executor = LOCAL,
         descriptions: Mapping[str, Description] | None = None,
+        pixels: Mapping[str, TensorQuantization] | None = None,
     ) -> None:
         """``descriptions``: by backend name, the card its artifacts state about their model (``Backend.describe``;
         the card's name followed by the rung's id) and the tool that writes it; a backend left out states nothing.
-        A worker lacking that tool fails the job rather than ship an artifact without its card."""
+        A worker lacking that tool fails the job rather than ship an artifact without its card.
+        ``pixels``: by backend name, the quantization under which its artifacts take raw uint8 pixels
+        (``Ends.pixels``); a backend left out takes float32 images."""
         self.quantization = quantization
         self.descriptions = dict(descriptions or {})
+        self.pixels = dict(pixels or {})
         self.calibration = calibration
         self.calibration_digest = hashlib.sha256(calibration.numpy().tobytes()).hexdigest()
         self.verifier = verifier
@@ -175,7 +187,14 @@ class Lowerer:
         example_shape = (1, *self.calibration.shape[1:])
         description = self.descriptions.get(job.backend.value)
         card = None if description is None else dataclasses.asdict(description)
-        inputs = (job.digest, self.calibration_digest, example_shape, self.tools, card)
+        inputs = (
+            job.digest,
+            self.calibration_digest,
+            example_shape,
+            self.tools,
+            card,
+            self.pixels.get(job.backend.value),
+        )
         return stage_key("artifact", job.backend.value, self.quantization.value, float_modules, *inputs)
 
     def _result_key(self, job: PairJob) -> str:
@@ -235,11 +254,12 @@ class Lowerer:
         backend, example = graphs.backend, self.calibration[:1]
         with captured() as output:
             try:
+                ends = Ends(pixels=self.pixels.get(job.backend.value))  # a whole model, as it ships
                 if self.quantization is Quantization.INT8:
                     graph, quantizer = graphs.int8(float_modules)
-                    lowered = backend.compile(graph, example, quantizer)
+                    lowered = backend.compile(graph, example, quantizer, ends)
                 else:
-                    lowered = backend.lower(job.rung.model, example, self.quantization, self.calibration)
+                    lowered = backend.lower(job.rung.model, example, self.quantization, self.calibration, ends=ends)
             except Exception as exc:  # any toolchain failure: keep the toolchain's words
                 raise BuildError(f"{label}: lowering failed: {type(exc).__name__}: {exc}\n{output.tail()}") from None
         if (description := self.descriptions.get(job.backend.value)) is not None:

@@ -105,11 +105,25 @@ class RuntimeConfig(StrictModel):
     quantization: Quantization = Quantization.INT8
     threads: int = Field(default=1, ge=1, le=256)
     calibration_images: int = Field(default=512, ge=1, description="real task images that calibrate int8")
+    litert_input: Literal["float32", "uint8"] = Field(
+        default="float32",
+        description="what a LiteRT int8 artifact's image input takes: float32 (normalised pixels) or uint8 (raw "
+        "0-255 pixels, as TFLite image tasks feed them; needs one mean and std for every channel, 255 x mean a "
+        "whole number)",
+    )
 
     @model_validator(mode="after")
     def _unique_backends(self) -> RuntimeConfig:
         if len(set(self.backends)) != len(self.backends):
             raise ValueError("backends: each backend may appear once")
+        return self
+
+    @model_validator(mode="after")
+    def _uint8_for_int8_litert(self) -> RuntimeConfig:
+        if self.litert_input == "uint8" and (
+            self.quantization is not Quantization.INT8 or Backend.LITERT not in self.backends
+        ):
+            raise ValueError("litert_input: uint8 needs quantization int8 and litert among backends")
         return self
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from restnetc.atomic import staged_directory
-from restnetc.backends import ModelCard, TensorQuantization, get_backend
+from restnetc.backends import ModelCard, TensorQuantization, get_backend, raw_pixels
 from restnetc.backends.native_output import captured
 from restnetc.budget.cost_table import COST_TABLE_NAME, save_table
 from restnetc.budget.measure import measure_latency, probe_memory
@@ -46,6 +46,7 @@ from restnetc.config.target import Backend as BackendName
 from restnetc.config.target import BundleConfig, CostSource, Layout, Metric, TargetConfig
 from restnetc.data import ImageSet
 from restnetc.distributed import ALONE, Ranks
+from restnetc.errors import ConfigError
 from restnetc.evaluation import Contender, judge, wilson_interval
 from restnetc.pipeline.search import run_search
 from restnetc.progress import step, warn
@@ -128,11 +129,11 @@ def _lowerer(search: SearchResult, target: TargetConfig, cache: Cache, staging: 
     test = HeldOut.of(search.test.images, search.test.labels)
     verifier = Verifier(validation, test, _threads(target), cache, staging)
     calibration = search.train.images[: target.runtime.calibration_images]
-    descriptions = {}
+    card, descriptions = _card(search), {}
     for name in target.runtime.backends:
         backend = get_backend(name)
         if (writer := backend.card_writer()) is not None:
-            descriptions[name.value] = Description(_card(search), writer)
+            descriptions[name.value] = Description(card, writer)
         elif (missing := backend.describe_missing()) is not None:
             warn(f"{name.value}: the artifacts state nothing about their model: {missing}")
     return Lowerer(
@@ -143,7 +144,22 @@ def _lowerer(search: SearchResult, target: TargetConfig, cache: Cache, staging: 
         cache,
         executor=executor,
         descriptions=descriptions,
+        pixels=raw_pixel_inputs(search.project, target),
     )
+
+
+def raw_pixel_inputs(project: ProjectConfig, target: TargetConfig) -> dict[str, TensorQuantization]:
+    """By backend name, the raw uint8 pixel input the target asks of its artifacts (``runtime.litert_input``);
+    ConfigError if the project's normalisation cannot be one (``raw_pixels``)."""
+    if target.runtime.litert_input != "uint8":
+        return {}
+    pixels = project.data.pixels()
+    try:
+        return {BackendName.LITERT.value: raw_pixels(pixels.mean, pixels.std)}
+    except ValueError as exc:
+        raise ConfigError(
+            f"runtime.litert_input: uint8 does not fit project {project.name}'s data.normalization: {exc}"
+        ) from None
 
 
 def _card(search: SearchResult) -> ModelCard:
