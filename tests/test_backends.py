@@ -215,6 +215,46 @@ def test_litert_float_interface_computes_the_int8_programs_logits_bit_for_bit() 
     assert (source["dtype"], sink["dtype"]) == (np.float32, np.int8)
 
 
+def _quantization_vectors(data: bytes) -> list[tuple[int, bytes]]:
+    """(position in ``data``, bytes) of every per-tensor scale and zero-point vector of every subgraph."""
+    from ai_edge_litert import schema_py_generated as schema_fb
+
+    model, found = schema_fb.Model.GetRootAs(data, 0), []
+    for s in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(s)
+        for t in range(subgraph.TensorsLength()):
+            q = subgraph.Tensors(t).Quantization()
+            for field, values in ((8, "ScaleAsNumpy"), (10, "ZeroPointAsNumpy")):  # the schema's vtable slots
+                if q is not None and (slot := q._tab.Offset(field)):
+                    found.append((q._tab.Vector(slot), getattr(q, values)().tobytes()))
+    return found
+
+
+def test_every_litert_program_stores_each_repeated_vector_once_and_computes_the_same_logits(tmp_path: Path) -> None:
+    """``litert_compact``: the backend's int8 program points every equal quantization vector (the all-zero
+    per-channel zero points above all) at one copy, is smaller than the plain flatbuffer of the same model, and
+    computes its logits exactly. Fails if a path writes a program without ``compact`` (two positions with one
+    content), or if sharing breaks a field the interpreter reads."""
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    from restnetc.backends.litert_compact import compact
+
+    images = torch.rand(16, 3, 12, 12, generator=torch.Generator().manual_seed(4))
+    data = get_backend(Backend.LITERT).lower(_LiteBlocks().eval(), images[:1], Quantization.INT8, images).data
+    plain = bytes(flatbuffer_utils.convert_object_to_bytearray(flatbuffer_utils.convert_bytearray_to_object(data)))
+    assert compact(plain) == data and len(data) < len(plain)
+    shared, repeated = _quantization_vectors(data), _quantization_vectors(plain)
+    assert len({content for _, content in shared}) == len({position for position, _ in shared}) < len(shared)
+    assert len({position for position, _ in repeated}) == len(repeated), "the plain flatbuffer repeats them"
+    logits = []
+    for program in (plain, data):
+        runner = Interpreter(model_content=program).get_signature_runner()
+        ((name, _),) = runner.get_input_details().items()
+        logits.append(next(iter(runner(**{name: images[:1].permute(0, 2, 3, 1).numpy()}).values())))
+    np.testing.assert_array_equal(logits[0], logits[1])
+
+
 LITE_PIXELS = ((127 / 255,) * 3, (128 / 255,) * 3)
 """EfficientNet-Lite's ``(pixel - 127) / 128`` as mean and std on pixels in [0, 1]."""
 

@@ -40,6 +40,7 @@ from restnetc.backends.base import (
     Runner,
     check_entry_points,
 )
+from restnetc.backends.litert_compact import compact, serialize
 from restnetc.backends.litert_interface import float_interface
 from restnetc.backends.litert_lean import LeanQuantizer, register_channels_last_pad
 from restnetc.config.target import Quantization
@@ -109,11 +110,11 @@ def delegation(interpreter: Interpreter) -> DelegationReport:
 
 
 def _flatbuffer(converted: Any) -> bytes:
-    """The ``.tflite`` bytes of a litert-torch conversion."""
+    """The ``.tflite`` bytes of a litert-torch conversion, each repeated vector stored once (``litert_compact``)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.tflite"
         converted.export(str(path))
-        return path.read_bytes()
+        return compact(path.read_bytes())
 
 
 def _subgraph(model: Any, signature: str) -> int:
@@ -148,7 +149,7 @@ def _primary(data: bytes, signature: str) -> bytes:
     model.subgraphs[0], model.subgraphs[index] = model.subgraphs[index], model.subgraphs[0]
     for definition in model.signatureDefs:
         definition.subgraphIndex = {0: index, index: 0}.get(definition.subgraphIndex, definition.subgraphIndex)
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    return serialize(model)
 
 
 def _entry_point(data: bytes, signature: str, layout: InputLayout) -> EntryPoint:

@@ -22,6 +22,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema_fb
 from ai_edge_litert.tools import flatbuffer_utils
 
+from restnetc.backends.litert_compact import parse, serialize
 from restnetc.shim_abi import TensorQuantization
 
 _OP_VERSION = 2
@@ -79,7 +80,7 @@ def float_interface(
     cannot be given a runtime buffer), or if ``pixels`` is not a uint8 quantization."""
     if pixels is not None and pixels.dtype != "uint8":
         raise ValueError(f"pixels: expected a uint8 quantization, got {pixels.dtype}")
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    model = parse(data)
     int8 = schema_fb.TensorType.INT8
 
     def ends(subgraph: Any) -> list[int]:
@@ -105,4 +106,4 @@ def float_interface(
             if signature.subgraphIndex == index:
                 for mapping in (*signature.inputs, *signature.outputs):
                     mapping.tensorIndex = twins.get(mapping.tensorIndex, mapping.tensorIndex)
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    return serialize(model)

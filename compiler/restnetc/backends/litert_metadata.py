@@ -23,6 +23,7 @@ import types
 import zipfile
 
 from restnetc.backends.base import ModelCard
+from restnetc.backends.litert_compact import compact
 from restnetc.errors import RestnetcError
 
 _HELPER = "mediapipe.tasks.cc.metadata.python._pywrap_metadata_version"
@@ -95,11 +96,12 @@ ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 def _reproducible(data: bytes) -> bytes:
     """``data`` with the files packed beside the program (a zip appended to the flatbuffer: the labels) stamped
     ``ZIP_TIME``. MediaPipe's populator stamps them with the time of writing (2 s resolution), so the same
-    model would otherwise give different bytes, and a rebuild a different sha256."""
+    model would otherwise give different bytes, and a rebuild a different sha256. The populator also writes the
+    flatbuffer anew, each vector once per use: it is compacted again (``litert_compact``)."""
     with zipfile.ZipFile(io.BytesIO(data)) as packed:
         files = [(info, packed.read(info)) for info in packed.infolist()]
     start = min(info.header_offset for info, _ in files)  # absolute: zipfile accounts for the prepended program
-    out = io.BytesIO(data[:start])
+    out = io.BytesIO(compact(data[:start]))
     out.seek(0, io.SEEK_END)
     with zipfile.ZipFile(out, "a") as rebuilt:
         for info, content in files:
