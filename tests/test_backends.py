@@ -287,23 +287,24 @@ def test_litert_uint8_pixels_compute_the_float_interfaces_logits_from_whole_pixe
     whole = torch.randint(0, 256, (16, 3, 12, 12), generator=torch.Generator().manual_seed(5)).float()
     images = (whole - 127) / 128
     model = _LiteBlocks().eval()
-    lowered = {
-        ends.pixels: backend.lower(model, images[:1], Quantization.INT8, images, ends=ends)
-        for ends in (WHOLE_MODEL, Ends(pixels=pixels))
-    }
-    assert lowered[pixels].input_quantization == pixels and lowered[None].input_quantization is None
-    logits = []
-    for ends_pixels, artifact in lowered.items():
-        path = tmp_path / f"{ends_pixels is None}.tflite"
-        path.write_bytes(artifact.data)
-        runner = backend.open(path, 1).signature("serving_default")
-        ((_, source),) = runner.get_input_details().items()
-        fed = _input(images[:1].numpy(), source)
-        assert fed.dtype == (np.float32 if ends_pixels is None else np.uint8)
-        if ends_pixels is not None:
-            np.testing.assert_array_equal(fed, whole[:1].permute(0, 2, 3, 1).numpy().astype(np.uint8))
-        logits.append(backend.load(path, 1)(images.numpy()))
-    np.testing.assert_array_equal(logits[0], logits[1])
+    for float_modules in ((), ("stem",)):  # a stem kept in float takes the pixels through a DEQUANTIZE
+        lowered = {
+            ends.pixels: backend.lower(model, images[:1], Quantization.INT8, images, float_modules, ends)
+            for ends in (WHOLE_MODEL, Ends(pixels=pixels))
+        }
+        assert lowered[pixels].input_quantization == pixels and lowered[None].input_quantization is None
+        logits = []
+        for ends_pixels, artifact in lowered.items():
+            path = tmp_path / f"{ends_pixels is None}.tflite"
+            path.write_bytes(artifact.data)
+            runner = backend.open(path, 1).signature("serving_default")
+            ((_, source),) = runner.get_input_details().items()
+            fed = _input(images[:1].numpy(), source)
+            assert fed.dtype == (np.float32 if ends_pixels is None else np.uint8)
+            if ends_pixels is not None:
+                np.testing.assert_array_equal(fed, whole[:1].permute(0, 2, 3, 1).numpy().astype(np.uint8))
+            logits.append(backend.load(path, 1)(images.numpy()))
+        np.testing.assert_array_equal(logits[0], logits[1])
     with pytest.raises(ValueError, match="raw uint8 pixels"):
         get_backend(Backend.EXECUTORCH).lower(model, images[:1], Quantization.INT8, images, ends=Ends(pixels=pixels))
     with pytest.raises(ValueError, match="a float program takes float32"):

@@ -32,7 +32,7 @@ from restnetc.progress import warn
 
 T = TypeVar("T")
 PACKAGE = Path(restnetc.__file__).parent
-TOOLS = ("restnetc", "torch", "executorch", "litert-torch", "ai-edge-litert", "torchao", "timm")
+TOOLS = ("restnetc", "torch", "executorch", "litert-torch", "ai-edge-litert", "flatbuffers", "torchao", "timm")
 
 
 def default_cache_dir() -> Path:

@@ -10,8 +10,9 @@ tensor's own scale and zero point. Nothing else changes: the logits are the int8
 XNNPACK delegates both ops.
 
 An input may take raw uint8 pixels instead (``pixels``, from ``base.raw_pixels``): its twin is then uint8 under
-that quantization, and its QUANTIZE requantizes to the int8 input, as TFLite's own uint8-input image models do.
-XNNPACK does not take a uint8-to-int8 QUANTIZE, so that one op runs in TFLite's own kernel.
+that quantization, and its QUANTIZE requantizes to the int8 input, as TFLite's own uint8-input image models do
+(a float32 input, of a program whose stem stays float, gets a DEQUANTIZE from the pixels instead). XNNPACK does
+not take a uint8-to-int8 QUANTIZE, so that one op runs in TFLite's own kernel.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from restnetc.backends.litert_compact import parse, serialize
 from restnetc.shim_abi import TensorQuantization
 
 _OP_VERSION = 2
-"""The operator version TFLite assigns QUANTIZE from float32 to int8 and DEQUANTIZE from int8 to float32."""
-_INT8_SUFFIX = b"_int8"
-"""Appended to the name of an int8 tensor whose float32 twin took over its name."""
+"""The version every QUANTIZE and DEQUANTIZE here is given: TFLite's for DEQUANTIZE from int8 (QUANTIZE to int8
+and DEQUANTIZE from uint8 are version 1, which every runtime that runs version 2 also runs)."""
+_SUFFIXES = {schema_fb.TensorType.INT8: b"_int8", schema_fb.TensorType.FLOAT32: b"_float32"}
+"""Appended to the name of a tensor whose twin took over its name, by the tensor's type."""
 
 
 def _opcode(model: Any, builtin: int) -> int:
@@ -59,7 +61,7 @@ def _twin(subgraph: Any, index: int, pixels: TensorQuantization | None = None) -
         twin.quantization = schema_fb.QuantizationParametersT()
         twin.quantization.scale = np.array([pixels.scale], np.float32)
         twin.quantization.zeroPoint = np.array([pixels.zero_point], np.int64)
-    old.name = (old.name or b"") + _INT8_SUFFIX
+    old.name = (old.name or b"") + _SUFFIXES[old.type]
     subgraph.tensors.append(twin)
     return len(subgraph.tensors) - 1
 
@@ -81,12 +83,15 @@ def float_interface(
     if pixels is not None and pixels.dtype != "uint8":
         raise ValueError(f"pixels: expected a uint8 quantization, got {pixels.dtype}")
     model = parse(data)
-    int8 = schema_fb.TensorType.INT8
+    int8, float32 = schema_fb.TensorType.INT8, schema_fb.TensorType.FLOAT32
 
-    def ends(subgraph: Any) -> list[int]:
-        return [*(subgraph.inputs if inputs else []), *(subgraph.outputs if outputs else [])]
+    def twinned(subgraph: Any) -> list[int]:
+        """The ends of ``subgraph`` that get a twin: int8 ones, and float32 inputs under ``pixels``."""
+        image = (int8, float32) if pixels is not None else (int8,)
+        ends = [t for t in (subgraph.inputs if inputs else []) if subgraph.tensors[t].type in image]
+        return ends + [t for t in (subgraph.outputs if outputs else []) if subgraph.tensors[t].type == int8]
 
-    if not any(sg.tensors[t].type == int8 for sg in model.subgraphs for t in ends(sg)):
+    if not any(twinned(subgraph) for subgraph in model.subgraphs):
         return data
     if model.buffers[0].data is not None and len(model.buffers[0].data):
         raise ValueError("the flatbuffer's buffer 0 is not empty")
@@ -94,12 +99,14 @@ def float_interface(
     dequantize = _opcode(model, schema_fb.BuiltinOperator.DEQUANTIZE)
     for index, subgraph in enumerate(model.subgraphs):
         twins: dict[int, int] = {}
+        chosen = twinned(subgraph)
         for slot, tensor in enumerate(subgraph.inputs):
-            if inputs and subgraph.tensors[tensor].type == int8:
+            if tensor in chosen:  # a float32 input (a stem kept in float) takes its pixels through a DEQUANTIZE
+                convert = quantize if subgraph.tensors[tensor].type == int8 else dequantize
                 twins[tensor] = subgraph.inputs[slot] = _twin(subgraph, tensor, pixels)
-                subgraph.operators.insert(0, _operator(quantize, twins[tensor], tensor))
+                subgraph.operators.insert(0, _operator(convert, twins[tensor], tensor))
         for slot, tensor in enumerate(subgraph.outputs):
-            if outputs and subgraph.tensors[tensor].type == int8:
+            if tensor in chosen:
                 twins[tensor] = subgraph.outputs[slot] = _twin(subgraph, tensor)
                 subgraph.operators.append(_operator(dequantize, tensor, twins[tensor]))
         for signature in model.signatureDefs or []:
