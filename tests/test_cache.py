@@ -237,9 +237,9 @@ def test_a_damaged_artifact_is_lowered_and_verified_again(
     lowerings: list[int] = []
     lower = ExecuTorchBackend.lower
 
-    def counted_lower(self: ExecuTorchBackend, *args: Any) -> Lowered:
+    def counted_lower(self: ExecuTorchBackend, *args: Any, **kwargs: Any) -> Lowered:
         lowerings.append(1)
-        return lower(self, *args)
+        return lower(self, *args, **kwargs)
 
     monkeypatch.setattr(ExecuTorchBackend, "lower", counted_lower)
     clean = _build(pair, "a", tmp_path)["a"]

@@ -29,6 +29,7 @@ PURPOSES = {
     "executorch": "ExecuTorch lowering and runtime (.pte)",
     "litert-torch": "LiteRT conversion (.tflite)",
     "ai-edge-litert": "LiteRT runtime and libLiteRt.so",
+    "flatbuffers": ".tflite files written with each repeated vector once",
     "numpy": "arrays",
     "pydantic": "config, manifest and cost-table schemas",
     "pyyaml": "project and target files (safe loading)",

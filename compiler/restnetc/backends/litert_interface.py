@@ -48,8 +48,8 @@ def _opcode(model: Any, builtin: int) -> int:
 
 
 def _twin(subgraph: Any, index: int, pixels: TensorQuantization | None = None) -> int:
-    """Add a float32 tensor (uint8 under ``pixels``) shaped like tensor ``index``, under its name (the int8 one
-    is renamed); its index.
+    """Add a float32 tensor (uint8 under ``pixels``) shaped like tensor ``index``, under its name (the old one is
+    renamed with its type as a suffix); its index.
 
     The twin lives in buffer 0, the flatbuffer's empty buffer: the runtime allocates it."""
     old = subgraph.tensors[index]
