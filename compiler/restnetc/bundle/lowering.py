@@ -193,9 +193,13 @@ class Lowerer:
             example_shape,
             self.tools,
             card,
-            self.pixels.get(job.backend.value),
+            self.ends(job.backend),
         )
         return stage_key("artifact", job.backend.value, self.quantization.value, float_modules, *inputs)
+
+    def ends(self, backend: BackendName) -> Ends:
+        """The ends of ``backend``'s shipped artifacts: whole models, the image input as ``pixels`` says."""
+        return Ends(pixels=self.pixels.get(backend.value))
 
     def _result_key(self, job: PairJob) -> str:
         policy = self.policy.model_dump(mode="json")
@@ -254,7 +258,7 @@ class Lowerer:
         backend, example = graphs.backend, self.calibration[:1]
         with captured() as output:
             try:
-                ends = Ends(pixels=self.pixels.get(job.backend.value))  # a whole model, as it ships
+                ends = self.ends(job.backend)
                 if self.quantization is Quantization.INT8:
                     graph, quantizer = graphs.int8(float_modules)
                     lowered = backend.compile(graph, example, quantizer, ends)

@@ -69,7 +69,7 @@ class Packed:
 def _key(lowerer: Lowerer, job: PackJob) -> str:
     members = [(m.entry_point, m.rung.digest, list(m.verified.float_modules)) for m in job.members]
     example_shape = (1, *lowerer.calibration.shape[1:])
-    inputs = (members, lowerer.calibration_digest, example_shape, lowerer.tools, lowerer.pixels.get(job.backend.value))
+    inputs = (members, lowerer.calibration_digest, example_shape, lowerer.tools, lowerer.ends(job.backend))
     return stage_key("program", job.backend.value, lowerer.quantization.value, *inputs)
 
 
@@ -104,7 +104,7 @@ def _compile(lowerer: Lowerer, job: PackJob) -> LoweredProgram:
     with captured() as output:
         try:
             graphs = {member.entry_point: graph(member) for member in job.members}
-            program = backend.compile_program(graphs, example, quantizer, lowerer.pixels.get(job.backend.value))
+            program = backend.compile_program(graphs, example, quantizer, lowerer.ends(job.backend).pixels)
         except Exception as exc:  # any toolchain failure: keep the toolchain's words
             raise BuildError(
                 f"{job.backend.value} ladder program: lowering failed: {type(exc).__name__}: {exc}\n{output.tail()}"
