@@ -9,7 +9,8 @@ fine-tuning). Per rung: the chosen point, its CKA and selector ranks, validation
 interval), and the paired test difference against the CKA choice (95% interval, exact McNemar p).
 
 Usage: ``.venv/bin/python benchmarks/selection_benchmark.py [--pairs demo vgg19-vgg11 ...] [--configs ...]``.
-Writes ``benchmarks/results/selection.{json,md}``; pairs not named keep their rows from the previous run.
+Writes ``benchmarks/results/selection.{json,md}``; pairs and configurations not named keep their rows from the
+previous run (the CKA reference is always run again: each comparison is paired on one run's images).
 """
 
 from __future__ import annotations
@@ -174,6 +175,16 @@ def _markdown(pairs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _merged(old: dict[str, Any] | None, new: dict[str, Any], configs: list[str]) -> dict[str, Any]:
+    """``new``, with ``old``'s rows and times of the configurations not run again (same pair, same parents)."""
+    if old is None:
+        return new
+    rows = [r for r in old["rows"] if r["selector"] not in configs]
+    seconds = {c: t for c, t in old["seconds"].items() if c not in configs}
+    kept = {c: v for c, v in old.get("configs", {}).items() if c not in configs}
+    return {**new, "rows": rows + new["rows"], "seconds": seconds | new["seconds"], "configs": kept | new["configs"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     slugs = ["demo", *ZOO_PAIRS]
@@ -184,9 +195,10 @@ def main() -> None:
         parser.error("--configs: cka is the reference of every comparison and must be included")
     stored = RESULTS / "selection.json"
     previous = json.loads(stored.read_text()) if stored.exists() else {"pairs": []}
-    kept = [p for p in previous["pairs"] if p["pair"] not in args.pairs]
-    fresh = [run_pair(pair, args.configs) for pair in args.pairs]
-    pairs = sorted(kept + fresh, key=lambda p: slugs.index(p["pair"]))
+    kept = {p["pair"]: p for p in previous["pairs"]}
+    for pair in args.pairs:
+        kept[pair] = _merged(kept.get(pair), run_pair(pair, args.configs), args.configs)
+    pairs = sorted(kept.values(), key=lambda p: slugs.index(p["pair"]))
     RESULTS.mkdir(exist_ok=True)
     stored.write_text(json.dumps({"pairs": pairs}, indent=2) + "\n")
     (RESULTS / "selection.md").write_text(_markdown(pairs))

@@ -10,10 +10,12 @@ import torch
 import yaml
 
 import restnetc.pipeline.search as search_module
+from restnetc.budget.costs import Cost
 from restnetc.cache import Cache
 from restnetc.config.project import ProjectConfig
 from restnetc.config.target import TargetConfig
 from restnetc.data import Splits
+from restnetc.frontend.search import Candidate
 from restnetc.pipeline.search import run_search
 from restnetc.results import SearchResult
 from tests.conftest import TINY_PROJECT, TINY_TARGET
@@ -46,8 +48,10 @@ def test_each_selector_orders_the_shortlist_and_reports_both_ranks(selector: str
         selection = variant.selection
         assert selection.selector == selector and len(selection.shortlist) == 3
         scores = [score for _, _, score in selection.shortlist]
-        # cka: most similar first; kl: lowest divergence first; measured: best validation top-1 first
-        assert scores == sorted(scores, reverse=selector != "kl")
+        if selector == "measured":  # CKA's first leads unless beaten with confidence; the rest best first
+            assert scores[1:] == sorted(scores[1:], reverse=True)
+        else:  # cka: most similar first; kl: lowest divergence first
+            assert scores == sorted(scores, reverse=selector == "cka")
         chosen = (variant.candidate.front_block, variant.candidate.back_block)
         assert selection.shortlist[selection.selector_rank - 1][:2] == chosen
         if selector == "cka":
@@ -57,6 +61,34 @@ def test_each_selector_orders_the_shortlist_and_reports_both_ranks(selector: str
             assert all("more accurate" in reason for reason in selection.skipped)
         else:  # keep: every candidate was dominated, the selector's first one ships
             assert selection.selector_rank == 1 and selection.dominated.count("more accurate") == 3
+
+
+def _screened(correct: list[int], monkeypatch: pytest.MonkeyPatch, images: int = 400) -> list[tuple[int, float]]:
+    """The measured selector's order of three candidates (CKA order 0, 1, 2) whose screens are right on the
+    first ``correct[k]`` of ``images`` validation images (so each better one is right wherever a worse one is)."""
+    band = [Candidate(front_block=k, back_block=k, cka=1.0 - k / 10, cost=Cost(1, 1)) for k in range(3)]
+    figures = {
+        (k, k): {
+            "validation_correct": torch.arange(images) < correct[k],
+            "test_correct": torch.ones(images, dtype=torch.bool),
+        }
+        for k in range(3)
+    }
+    monkeypatch.setattr(search_module, "_train_all", lambda *args, **kwargs: figures)
+    project, _ = _configs("measured")
+    context = search_module._Context(project, None, None, None, 0.95)  # type: ignore[arg-type]
+    order = search_module.get_selector("measured").rescore(context, [(c, c.cka) for c in band])  # type: ignore[misc]
+    return [(c.front_block, score) for c, score in order]
+
+
+def test_measured_selection_keeps_ckas_first_unless_another_is_better_with_confidence(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The winner's curse: a candidate a few images ahead on validation does not overrule CKA; one ahead by
+    a McNemar-significant margin does, and the rest follow best first."""
+    assert _screened([300, 305, 302], monkeypatch) == [(0, 75.0), (1, 76.25), (2, 75.5)]
+    assert _screened([300, 305, 330], monkeypatch) == [(2, 82.5), (1, 76.25), (0, 75.0)]
+    assert _screened([300, 331, 330], monkeypatch)[0] == (1, 82.75)  # the best of those that beat CKA's first
 
 
 def test_a_band_whose_candidates_are_all_dominated_is_dropped_with_the_reason(cache: Cache) -> None:

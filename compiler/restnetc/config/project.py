@@ -222,14 +222,20 @@ class SearchConfig(StrictModel):
 
     selector: Literal["measured", "cka", "kl"] = Field(
         default="measured",
-        description="measured: the CKA shortlist trained briefly and scored on validation; cka: the most "
+        description="measured: the CKA shortlist fine-tuned and scored on validation, CKA's first kept unless "
+        "another is more accurate with confidence; cka: the most "
         "similar point (the paper's rule); kl: the lowest KL divergence between the stitched and the back "
         "parent's representation at the stitch point (in the spirit of KLAS)",
     )
     shortlist: int = Field(
         default=3, ge=1, description="candidates per band that are scored (measured) or tried when dominated"
     )
-    screen_epochs: int = Field(default=1, ge=0, description="fine-tuning epochs of each measured candidate")
+    screen_epochs: int | None = Field(
+        default=None,
+        ge=0,
+        description="fine-tuning epochs of each measured candidate; omitted: finetune.epochs, so each screened "
+        "stitch is the one that ships (a shorter screen ranks candidates by a noisier figure)",
+    )
 
 
 class ProjectConfig(VersionedConfig):

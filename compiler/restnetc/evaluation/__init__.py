@@ -1,6 +1,6 @@
 """Honest accuracy statistics: confidence intervals, paired comparisons and Pareto dominance (numpy + scipy)."""
 
-from restnetc.evaluation.intervals import PairedComparison, compare_paired, wilson_interval
+from restnetc.evaluation.intervals import PairedComparison, compare_paired, more_accurate, wilson_interval
 from restnetc.evaluation.pareto import Contender, Standing, format_cost, judge
 
 __all__ = [
@@ -10,5 +10,6 @@ __all__ = [
     "compare_paired",
     "format_cost",
     "judge",
+    "more_accurate",
     "wilson_interval",
 ]

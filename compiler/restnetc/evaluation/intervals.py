@@ -122,3 +122,11 @@ def compare_paired(correct_a: np.ndarray, correct_b: np.ndarray, confidence: flo
         b_only=b_only,
         p_value=min(p_value, 1.0),
     )
+
+
+def more_accurate(correct_a: np.ndarray, correct_b: np.ndarray, confidence: float = 0.95) -> PairedComparison | None:
+    """A's comparison with B when A is more accurate with confidence, else None: A is right on more of the same
+    images and the exact McNemar test gives ``p < 1 - confidence``. The one rule every "better" in restnetc
+    applies (Pareto dominance, and measured selection overruling CKA). Arguments as ``compare_paired``."""
+    comparison = compare_paired(correct_a, correct_b, confidence)
+    return comparison if comparison.a_only > comparison.b_only and comparison.p_value < 1.0 - confidence else None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from restnetc.config.units import format_count
-from restnetc.evaluation.intervals import PairedComparison, compare_paired
+from restnetc.evaluation.intervals import PairedComparison, more_accurate
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,8 +126,8 @@ def judge(
     """The standing of every contender, by id (in the order given).
 
     X is dominated when another contender Y costs no more than X on every metric and is more accurate with
-    confidence: Y is right on more images than X, and the exact two-sided McNemar test on the paired
-    correctness gives ``p < 1 - confidence``. Among several dominators the most accurate is named (ties: the
+    confidence (``more_accurate``: Y is right on more images than X, and the exact two-sided McNemar test on
+    the paired correctness gives ``p < 1 - confidence``). Among several dominators the most accurate is named (ties: the
     cheapest on X's first metric, then the smallest id). The front is everything not dominated; it is never
     empty, since the most accurate contender cannot be dominated. ``slack`` (by metric, a share) is for measured
     costs: Y's figure within ``slack`` above X's counts as no more, since timings and memory peaks of equal
@@ -139,19 +139,15 @@ def judge(
     """
     slack = dict(slack or {})
     _check(contenders, confidence, slack)
-    alpha = 1.0 - confidence
     standings: dict[str, Standing] = {}
     for loser in contenders:
         metrics = list(loser.costs)
-        lost_to = int(np.count_nonzero(loser.correct))
         dominators: list[tuple[Contender, PairedComparison]] = []
         for winner in contenders:
-            if winner is loser or int(np.count_nonzero(winner.correct)) <= lost_to:
+            no_more = all(_no_more(winner.costs[m], loser.costs[m], slack.get(m, 0.0)) for m in metrics)
+            if winner is loser or not no_more:
                 continue
-            if not all(_no_more(winner.costs[m], loser.costs[m], slack.get(m, 0.0)) for m in metrics):
-                continue
-            comparison = compare_paired(winner.correct, loser.correct, confidence)
-            if comparison.p_value < alpha:
+            if (comparison := more_accurate(winner.correct, loser.correct, confidence)) is not None:
                 dominators.append((winner, comparison))
         if not dominators:
             standings[loser.id] = Standing(front=True)

@@ -20,11 +20,11 @@ from restnetc.budget.cost_table import CostTable, Prediction
 from restnetc.budget.costs import Cost, measure
 from restnetc.cache import Cache, stage_key
 from restnetc.config.project import FinetuneConfig, ProjectConfig
-from restnetc.config.target import Budget, Metric, TargetConfig
+from restnetc.config.target import Budget, LadderPolicy, Metric, TargetConfig
 from restnetc.data import ImageSet, Splits, load_splits
 from restnetc.data.check import check_data
 from restnetc.distributed import ALONE, Ranks
-from restnetc.evaluation import Contender, compare_paired, judge
+from restnetc.evaluation import Contender, compare_paired, judge, more_accurate
 from restnetc.frontend.features import Capture, accuracy, capture, stream_cka
 from restnetc.frontend.finetune import finetune_stitch, fit_least_squares
 from restnetc.frontend.kl import representation_kl
@@ -431,12 +431,14 @@ Order = list[tuple[Candidate, float]]
 @dataclass(frozen=True)
 class _Context:
     """What a selector reads: the project, the prepared parents and data, the feature passes and the cache;
-    and the executor that may train several stitches at once."""
+    the level of "more accurate with confidence" (the target's ``ladder.confidence``); and the executor that
+    may train several stitches at once."""
 
     project: ProjectConfig
     prepared: _Prepared
     passes: _Passes
     cache: Cache
+    confidence: float
     executor: Executor = LOCAL
 
 
@@ -462,12 +464,23 @@ def _by_kl(context: _Context, band: Band) -> Order:
 
 
 def _by_screen(context: _Context, order: Order) -> Order:
-    """``order`` by validation top-1 after a short fine-tune of each (``search.screen_epochs``), best first."""
+    """``order`` (CKA's) re-ranked by validation top-1 after fine-tuning each for ``search.screen_epochs``.
+
+    CKA's first candidate stays first unless another is more accurate on validation with confidence
+    (``more_accurate`` at the ladder's level); then the most accurate of those leads. The rest follow by
+    validation top-1, best first. The guard is against the winner's curse: the best of a few scores that
+    differ by less than their noise is partly luck, and was worse than CKA's choice on test as often as better.
+    """
     project = context.project
-    screen = project.finetune.model_copy(update={"epochs": project.search.screen_epochs})
+    epochs = project.search.screen_epochs
+    screen = project.finetune if epochs is None else project.finetune.model_copy(update={"epochs": epochs})
     trained = _train_all(context, [(c.front_block, c.back_block) for c, _ in order], screen, state=False)
-    scored = [(c, Scores.of(trained[(c.front_block, c.back_block)]).validation) for c, _ in order]
-    return sorted(scored, key=lambda pair: -pair[1])  # stable: ties keep the CKA order
+    scores = [Scores.of(trained[(c.front_block, c.back_block)]) for c, _ in order]
+    lead = scores[0].validation_correct
+    better = [k for k in range(1, len(order)) if more_accurate(scores[k].validation_correct, lead, context.confidence)]
+    first = max(better, key=lambda k: scores[k].validation, default=0)  # max: the first of equals, in CKA order
+    rest = sorted((k for k in range(len(order)) if k != first), key=lambda k: -scores[k].validation)
+    return [(order[k][0], scores[k].validation) for k in (first, *rest)]
 
 
 register_selector("cka", Selector(_by_cka))
@@ -629,9 +642,10 @@ def run_search(
 ) -> SearchResult:
     """Run the front end for every budget of ``target``; see the module docstring.
 
-    Each budget's band of candidates is ordered by ``search.selector`` (CKA, KL, or validation top-1 after a
-    short fine-tune of the CKA shortlist); the rung takes the first candidate, fully fine-tuned, that no
-    cheaper rung (parents included) dominates on validation, trying at most ``search.shortlist`` of them.
+    Each budget's band of candidates is ordered by ``search.selector`` (CKA, KL, or validation top-1 after
+    fine-tuning the CKA shortlist, CKA's first kept unless beaten with confidence); the rung takes the first
+    candidate, fully fine-tuned, that no cheaper rung (parents included) dominates on validation, trying at
+    most ``search.shortlist`` of them.
     ``build``: the search starts a build, so the data check covers the target's int8 calibration images too.
     Under several ``ranks``, this is rank 0's job; the others ``contribute``. ``executor`` lowers the parts of
     a cost table profiled here and, when remote, trains the stitches the measured selector screens.
@@ -650,7 +664,8 @@ def run_search(
         search = project.search
         budget_bands = bands(prepared.candidates(), target.budgets, figure)
         passes = _Passes(project, (front, back), prepared.splits, set(), ranks)
-        context, selector = _Context(project, prepared, passes, cache, executor), get_selector(search.selector)
+        context = _Context(project, prepared, passes, cache, target.ladder.confidence, executor)
+        selector = get_selector(search.selector)
         orders = {band.budget: selector.shortlist(context, band) for band in budget_bands}
         passes.plan({c.front_block for order in orders.values() for c, _ in order})
 
@@ -710,7 +725,7 @@ def run_sweep(
         grid = sweep_grid(len(front.model.blocks), len(back.model.blocks), every)
         candidates = {(c.front_block, c.back_block): c for c in prepared.candidates()}
         passes = _Passes(project, (front, back), prepared.splits, {i for i, _ in grid}, ranks)
-        context = _Context(project, prepared, passes, cache, executor)
+        context = _Context(project, prepared, passes, cache, LadderPolicy().confidence, executor)  # no selector
         trained = _train_all(context, sorted(grid), project.finetune, state=False)
         points = []
         for point, figures in trained.items():
