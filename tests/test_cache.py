@@ -265,3 +265,14 @@ def test_a_verified_record_is_never_applied_to_other_bytes(
     assert again.lowered.data == first["b"].lowered.data
     assert again.evaluation == first["b"].evaluation, "the figures verified for these bytes, not a's record"
     assert "its artifact's bytes are not the ones verified; recomputing it" in logged(caplog)
+
+
+def test_cache_at_reads_the_default_directory_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``--cache-dir`` / ``--no-cache`` and the API's ``cache_dir`` / ``use_cache`` mean, in one place."""
+    monkeypatch.setenv("RESTNETC_CACHE", str(tmp_path / "env"))
+    assert Cache.at(None).root == tmp_path / "env" and Cache.at(None).writable
+    assert Cache.at(str(tmp_path / "given")).root == tmp_path / "given"
+    off = Cache.at(tmp_path / "given", enabled=False, writable=False)
+    assert off.root is None and not off.writable

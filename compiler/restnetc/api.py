@@ -25,7 +25,7 @@ from pathlib import Path
 from restnetc.backends import get_backend
 from restnetc.bundle.integrity import verify_files
 from restnetc.bundle.manifest import Manifest, read_manifest
-from restnetc.cache import Cache, default_cache_dir
+from restnetc.cache import Cache
 from restnetc.config import ProjectConfig, TargetConfig, load_project, load_target
 from restnetc.data.check import check_subsets
 from restnetc.errors import ConfigError, DataError
@@ -74,10 +74,6 @@ def check_targets(project: ProjectConfig, targets: Sequence[tuple[TargetConfig, 
             raise type(error)(f"{path}: {error}" if path is not None else str(error)) from None
 
 
-def _cache(cache_dir: str | Path | None, use_cache: bool) -> Cache:
-    return Cache((Path(cache_dir) if cache_dir is not None else default_cache_dir()) if use_cache else None)
-
-
 def search(
     target: str | Path | TargetConfig,
     project: str | Path | ProjectConfig | None = None,
@@ -92,7 +88,7 @@ def search(
     target_config, project_config = _target(target), _project(project)
     jobs = executor_for(executor)
     jobs.open()
-    return run_search(project_config, target_config, _cache(cache_dir, use_cache), executor=jobs)
+    return run_search(project_config, target_config, Cache.at(cache_dir, enabled=use_cache), executor=jobs)
 
 
 def build(
@@ -111,7 +107,7 @@ def build(
     check_targets(project_config, [(target_config, None if isinstance(target, TargetConfig) else Path(target))])
     jobs = executor_for(executor)
     jobs.open()
-    cache = _cache(cache_dir, use_cache)
+    cache = Cache.at(cache_dir, enabled=use_cache)
     return run_build(project_config, target_config, cache, None if out is None else Path(out), executor=jobs)
 
 

@@ -99,6 +99,14 @@ class Cache:
         self.root = root
         self.writable = writable
 
+    @staticmethod
+    def at(directory: str | Path | None, *, enabled: bool = True, writable: bool = True) -> Cache:
+        """The cache under ``directory`` (None: ``default_cache_dir()``), or one that stores nothing when not
+        ``enabled``: what ``--cache-dir`` / ``--no-cache`` and the API's ``cache_dir`` / ``use_cache`` mean."""
+        if not enabled:
+            return Cache(None, writable=writable)
+        return Cache(Path(directory) if directory is not None else default_cache_dir(), writable=writable)
+
     def load(self, key: str) -> dict[str, torch.Tensor] | None:
         """The stored tensors for ``key``, or None."""
         return self._decode(f"{key}.pt", _tensors)

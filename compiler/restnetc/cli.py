@@ -130,6 +130,7 @@ def _project_inputs(
     project: Path | None, cache_dir: Path | None, no_cache: bool, writes: bool, targets: list[tuple[TargetConfig, Path]]
 ) -> tuple[ProjectConfig, Cache]:
     """Load and validate the project file and open the stage cache, naming the job's ``targets`` if ``writes``."""
+    from restnetc.cache import Cache
     from restnetc.config import load_project
     from restnetc.models.factory import with_model_normalization
 
@@ -138,13 +139,7 @@ def _project_inputs(
     if writes:
         named = ", ".join(f"{config.name} ({path})" for config, path in targets)
         log.info(f"project {project_config.name} ({project_path}), target{'s' * (len(targets) > 1)} {named}")
-    return project_config, _cache(cache_dir, no_cache, writes)
-
-
-def _cache(cache_dir: Path | None, no_cache: bool, writes: bool) -> Cache:
-    from restnetc.cache import Cache, default_cache_dir
-
-    return Cache(None if no_cache else (cache_dir or default_cache_dir()), writable=writes)
+    return project_config, Cache.at(cache_dir, enabled=not no_cache, writable=writes)
 
 
 @contextmanager
@@ -273,6 +268,7 @@ def sweep(
     correlation) and sweep.png.
 
     --executor ray trains the points as Ray tasks; under torchrun, the ranks train each point together."""
+    from restnetc.cache import Cache
     from restnetc.config import load_project
     from restnetc.models.factory import with_model_normalization
     from restnetc.pipeline.search import run_sweep
@@ -283,7 +279,7 @@ def sweep(
     project_config, project_path = load_project(project)
     project_config = with_model_normalization(project_config)
     with _ranks() as ranks:
-        cache = _cache(cache_dir, no_cache, ranks.main)
+        cache = Cache.at(cache_dir, enabled=not no_cache, writable=ranks.main)
         if not _leads(ranks, project_config, None, cache):
             return
         log.info(f"project {project_config.name} ({project_path})")
