@@ -30,6 +30,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent / "paper"))
 import common
 
+from restnetc.atomic import write_text_atomic
 from restnetc.cache import Cache
 from restnetc.config import load_project
 from restnetc.config.project import ProjectConfig
@@ -196,12 +197,12 @@ def main() -> None:
     stored = RESULTS / "selection.json"
     previous = json.loads(stored.read_text()) if stored.exists() else {"pairs": []}
     kept = {p["pair"]: p for p in previous["pairs"]}
-    for pair in args.pairs:
-        kept[pair] = _merged(kept.get(pair), run_pair(pair, args.configs), args.configs)
-    pairs = sorted(kept.values(), key=lambda p: slugs.index(p["pair"]))
     RESULTS.mkdir(exist_ok=True)
-    stored.write_text(json.dumps({"pairs": pairs}, indent=2) + "\n")
-    (RESULTS / "selection.md").write_text(_markdown(pairs))
+    for pair in args.pairs:  # written after each pair: a long run interrupted keeps what it measured
+        kept[pair] = _merged(kept.get(pair), run_pair(pair, args.configs), args.configs)
+        pairs = sorted(kept.values(), key=lambda p: slugs.index(p["pair"]))
+        write_text_atomic(stored, json.dumps({"pairs": pairs}, indent=2) + "\n")
+        write_text_atomic(RESULTS / "selection.md", _markdown(pairs))
     print(yaml.safe_dump({"wrote": [str(stored), str(RESULTS / "selection.md")]}))
 
 
