@@ -126,8 +126,7 @@ def run_pair(pair: str, configs: list[str]) -> dict[str, Any]:
         "seconds": seconds,
         "parents": parents,
         "rows": rows,
-        "search": project.search.model_dump(mode="json"),
-        "configs": {c: CONFIGS[c] for c in configs},
+        "search": {c: project.search.model_copy(update=CONFIGS[c]).model_dump(mode="json") for c in configs},
     }
 
 
@@ -176,14 +175,28 @@ def _markdown(pairs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _reference(entry: dict[str, Any]) -> list[tuple[str, float]]:
+    return [(r["point"], r["test"]) for r in entry["rows"] if r["selector"] == "cka"]
+
+
 def _merged(old: dict[str, Any] | None, new: dict[str, Any], configs: list[str]) -> dict[str, Any]:
-    """``new``, with ``old``'s rows and times of the configurations not run again (same pair, same parents)."""
+    """``new``, with ``old``'s rows, times and search settings of the configurations not run again.
+
+    Kept rows were compared with the earlier CKA run, so they are kept only when this run's CKA choices and
+    test figures are the earlier ones (the search is seeded); otherwise they are dropped, with a message.
+    """
     if old is None:
         return new
+    if _reference(old) != _reference(new) or old["parents"] != new["parents"]:
+        print(f"{new['pair']}: CKA reference or parents changed since the stored run; its other rows are dropped")
+        return new
+    search = old["search"]
+    if "selector" in search:  # stored before settings were recorded per configuration
+        search = {c: search | CONFIGS[c] for c in old["seconds"]}
     rows = [r for r in old["rows"] if r["selector"] not in configs]
     seconds = {c: t for c, t in old["seconds"].items() if c not in configs}
-    kept = {c: v for c, v in old.get("configs", {}).items() if c not in configs}
-    return {**new, "rows": rows + new["rows"], "seconds": seconds | new["seconds"], "configs": kept | new["configs"]}
+    searches = {c: s for c, s in search.items() if c not in configs}
+    return {**new, "rows": rows + new["rows"], "seconds": seconds | new["seconds"], "search": searches | new["search"]}
 
 
 def main() -> None:

@@ -89,6 +89,7 @@ def test_measured_selection_keeps_ckas_first_unless_another_is_better_with_confi
     assert _screened([300, 305, 302], monkeypatch) == [(0, 75.0), (1, 76.25), (2, 75.5)]
     assert _screened([300, 305, 330], monkeypatch) == [(2, 82.5), (1, 76.25), (0, 75.0)]
     assert _screened([300, 331, 330], monkeypatch)[0] == (1, 82.75)  # the best of those that beat CKA's first
+    assert _screened([300, 330, 330], monkeypatch)[0] == (1, 82.5)  # of equals, the first in CKA order
 
 
 def test_a_band_whose_candidates_are_all_dominated_is_dropped_with_the_reason(cache: Cache) -> None:

@@ -90,7 +90,8 @@ class Selection:
     """1-based rank of the chosen point by CKA among its band's candidates."""
     selector_rank: int
     """1-based position of the chosen point in the order its band's candidates were tried: the selector's order
-    (measured score, KL or CKA) over the shortlist, so a rank above 1 means every point before it was dominated."""
+    over the shortlist (CKA; KL; measured: CKA's first unless another is more accurate with confidence, then by
+    validation score), so a rank above 1 means every point before it was dominated."""
     shortlist: tuple[tuple[int, int, float], ...]
     """``(front_block, back_block, score)`` per shortlisted point, in the selector's order; the score is
     validation top-1 % after the screening fine-tune (measured), KL in nats (kl) or CKA (cka)."""

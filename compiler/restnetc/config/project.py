@@ -233,8 +233,9 @@ class SearchConfig(StrictModel):
     screen_epochs: int | None = Field(
         default=None,
         ge=0,
-        description="fine-tuning epochs of each measured candidate; omitted: finetune.epochs, so each screened "
-        "stitch is the one that ships (a shorter screen ranks candidates by a noisier figure)",
+        description="fine-tuning epochs of each measured candidate; omitted: finetune.epochs, so every shortlisted "
+        "candidate gets the full fine-tune and the chosen one is not trained again when the stage cache is on "
+        "(a shorter screen is cheaper but ranks candidates by a noisier figure)",
     )
 
 
