@@ -144,10 +144,10 @@ def judge(
         metrics = list(loser.costs)
         dominators: list[tuple[Contender, PairedComparison]] = []
         for winner in contenders:
-            no_more = all(_no_more(winner.costs[m], loser.costs[m], slack.get(m, 0.0)) for m in metrics)
-            if winner is loser or not no_more:
+            if winner is loser:
                 continue
-            if (comparison := more_accurate(winner.correct, loser.correct, confidence)) is not None:
+            no_more = all(_no_more(winner.costs[m], loser.costs[m], slack.get(m, 0.0)) for m in metrics)
+            if no_more and (comparison := more_accurate(winner.correct, loser.correct, confidence)) is not None:
                 dominators.append((winner, comparison))
         if not dominators:
             standings[loser.id] = Standing(front=True)
