@@ -1,11 +1,12 @@
 """How small is one program holding the whole demo ladder, against one file per rung?
 
 Runs the demo's search (from ``--cache-dir``: a ``restnetc build`` of the same target with the same cache makes
-it instant), quantizes every rung of the ladder on its own (PT2E int8, the target's calibration images, no float
-islands), and lowers them per backend twice: one file per rung (``compile``) and one program with an entry point
-per rung (``compile_program``). Reports the bytes of both, the ratios issue 16 sets goals for (program / sum of
-per-rung files <= 0.5; program / the two parents' files <= 1.15), and checks on ``--images`` test images that
-every entry point's logits equal its rung's own file's, bit for bit.
+it instant), quantizes every rung of the ladder as a build does (PT2E int8, the target's calibration images, no
+float islands, a variant's back part taking its back parent's quantization: ``lowering.Graphs``), and lowers them
+per backend twice: one file per rung (``compile``) and one program with an entry point per rung
+(``compile_program``). Reports the bytes of both, the ratios issue 16 sets goals for (program / sum of per-rung
+files <= 0.5; program / the two parents' files <= 1.15), and checks on ``--images`` test images that every entry
+point's logits equal its rung's own file's, bit for bit.
 
 Usage: ``.venv/bin/python benchmarks/ladder_program.py [--target targets/cortex-a53.yaml] [--cache-dir DIR]``.
 Writes ``benchmarks/results/ladder_program.json``.
@@ -24,8 +25,9 @@ import numpy as np
 from restnetc.atomic import write_text_atomic
 from restnetc.backends import get_backend
 from restnetc.backends.native_output import captured
-from restnetc.backends.pt2e import export_batched
 from restnetc.bundle.ladder import ladder
+from restnetc.bundle.lowering import Graphs
+from restnetc.bundle.packing import entry_point_name
 from restnetc.cache import Cache, default_cache_dir
 from restnetc.config.loader import load_project, load_target
 from restnetc.pipeline.search import run_search
@@ -43,7 +45,7 @@ def main() -> None:
     project, _ = load_project(None)
     search = run_search(project, target, Cache(args.cache_dir or default_cache_dir()), build=True)
     rungs = ladder(search)
-    entry = {rung.id: rung.id.replace("-", "_") for rung in rungs}  # entry point names the shim's index reads
+    entry = {rung.id: entry_point_name(rung.id) for rung in rungs}
     calibration = search.train.images[: target.runtime.calibration_images]
     images = search.test.images[: args.images].numpy()
     parents = [entry[rung.id] for rung in rungs if rung.role == "parent"]
@@ -52,9 +54,7 @@ def main() -> None:
         backend = get_backend(name)
         start = time.perf_counter()
         with captured():
-            quantized = {
-                entry[r.id]: backend.quantize(export_batched(r.model, calibration), calibration) for r in rungs
-            }
+            quantized = {entry[r.id]: Graphs(r, backend, calibration).int8(()) for r in rungs}
             graphs = {rung_id: graph for rung_id, (graph, _) in quantized.items()}
             quantizer = backend.int8_quantizer()
             program = backend.compile_program(graphs, calibration[:1], quantizer)

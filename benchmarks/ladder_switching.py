@@ -10,7 +10,8 @@ goals for, per backend:
 - switching between two loaded rungs (``use`` of a resident rung, and the first forward pass after it) against
   one forward pass of the smaller rung; goal: at most one forward pass;
 - resident memory (RSS growth of a fresh process) with every rung of the ladder loaded, against the two
-  parents loaded from their per-rung files; goal: at most 1.1 x.
+  parents loaded from their per-rung files; goal: at most 1.1 x (ExecuTorch: with packed weights shared, the
+  runner's default, and not shared).
 
 Timings are medians of ``--repeats`` trials, the two layouts measured alternately in one run.
 
@@ -46,8 +47,8 @@ from restnetc.runtime import Bundle, Runner
 def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096
-bundle, backend, root, library, ids = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
-options = {"executorch_library": library} if backend == "executorch" else {}
+bundle, backend, root, library, share, ids = *sys.argv[1:6], sys.argv[6:]
+options = {"executorch_library": library, "share_packed_weights": share == "1"} if backend == "executorch" else {}
 with Bundle(bundle) as opened:
     before = rss()
     with Runner(opened, backend, memory_root=root, override=ids[0], **options) as runner:
@@ -85,9 +86,11 @@ class Setup:
     def runner(self, bundle: Bundle, first: str) -> Runner:
         return Runner(bundle, self.backend, memory_root=self.root, override=first, **self.options)
 
-    def rss(self, directory: Path, ids: list[str]) -> int:
+    def rss(self, directory: Path, ids: list[str], share: bool = True) -> int:
+        """RSS growth of a fresh process that loads ``ids`` from ``directory`` (``share``: packed weights)."""
         library = str(self.args.executorch_library or "")
-        command = [sys.executable, "-c", RSS_PROBE, str(directory), self.backend, str(self.root), library, *ids]
+        where = (str(directory), self.backend, str(self.root), library, str(int(share)))
+        command = [sys.executable, "-c", RSS_PROBE, *where, *ids]
         return int(subprocess.run(command, check=True, capture_output=True, text=True).stdout.split()[-1])
 
 
@@ -152,13 +155,20 @@ def _loaded_switch(setup: Setup, repeats: int, runs: int) -> dict[str, object]:
 
 
 def _resident(setup: Setup) -> dict[str, object]:
-    every = setup.rss(setup.args.ladder, [a.id for a in setup.ladder])
+    """Every rung of the ladder loaded against the two parents from their own files; for ExecuTorch also with
+    packed weights not shared (``rs_executorch_options``), which changes nothing for the parents' two files."""
+    rungs = [a.id for a in setup.ladder]
+    every = setup.rss(setup.args.ladder, rungs)
     two_parents = setup.rss(setup.args.per_rung, setup.parents)
-    return {
+    figures: dict[str, object] = {
         "every_rung_of_ladder_bytes": every,
         "two_parents_per_rung_bytes": two_parents,
         "ratio": round(every / two_parents, 3),
     }
+    if setup.backend == "executorch":
+        unshared = setup.rss(setup.args.ladder, rungs, share=False)
+        figures |= {"every_rung_unshared_bytes": unshared, "unshared_ratio": round(unshared / two_parents, 3)}
+    return figures
 
 
 def main() -> None:

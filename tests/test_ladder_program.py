@@ -16,13 +16,13 @@ from torchao.quantization.pt2e.quantizer import Quantizer
 from restnetc.backends import Backend as BackendImpl
 from restnetc.backends import TensorQuantization, get_backend, list_backends
 from restnetc.backends.native_output import captured
-from restnetc.backends.pt2e import export_batched
+from restnetc.backends.pt2e import Donor, adopt, export_batched, observe
 from restnetc.bundle.manifest import Quantization as ManifestQuantization
 from restnetc.bundle.manifest import write_manifest
 from restnetc.bundle.runtime_index import write_index
 from restnetc.config.target import Backend
 from restnetc.errors import RestnetcError
-from restnetc.frontend.stitch import build_stitched
+from restnetc.frontend.stitch import StitchedModel, build_stitched
 from restnetc.models import decompose
 from restnetc.runtime import Bundle, Runner, ShimError
 from tests import zoo
@@ -147,3 +147,30 @@ def test_the_shim_runs_every_signature_of_a_ladder_file_like_the_python_runtime(
     write_index(tmp_path, manifest.model_copy(update={"artifacts": [broken]}))
     with Bundle(tmp_path) as opened, pytest.raises(ShimError, match="no signature 'missing' in the program"):
         Runner(opened, "litert", memory_root=tmp_path / "plenty", override=broken.id)
+
+
+@pytest.mark.parametrize("name", [Backend(name) for name in list_backends()])
+def test_a_stitched_rung_quantizes_its_back_parents_modules_to_the_parents_bytes(
+    rungs: dict[str, nn.Module], name: Backend
+) -> None:
+    """With its back parent as donor, every observer of the rung's back part finds the parent's (none keeps its
+    own state), and a program stores those modules once: it is smaller than with the rung calibrated alone.
+    Fails when values go unmatched or are matched to the wrong observers (the rung's biases then differ)."""
+    backend = get_backend(name)
+    images = torch.randn(16, 3, zoo.SIZE, zoo.SIZE, generator=torch.Generator().manual_seed(3))
+    stitched = rungs["stitch_1_2"]
+    assert isinstance(stitched, StitchedModel)
+    donor = Donor(rungs["parent_b"], stitched.shared_with_back())
+    quantizer = backend.int8_quantizer()
+    with captured():
+        exported = export_batched(stitched, images)
+        parent = observe(export_batched(donor.model, images), quantizer, images)
+        assert adopt(parent, observe(exported, quantizer, images), donor.rename) == ()
+        graphs = {n: backend.quantize(export_batched(m, images), images)[0] for n, m in rungs.items()}
+
+        def program_bytes(rung_donor: Donor | None) -> int:
+            observed = observe(exported, quantizer, images, rung_donor)
+            graphs["stitch_1_2"] = backend.quantize(exported, images, (), observed)[0]
+            return len(backend.compile_program(graphs, images[:1], quantizer).data)
+
+        assert program_bytes(donor) < program_bytes(None)

@@ -147,6 +147,7 @@ class SearchResult:
     """The target's cost table, when a budget is on a measured metric."""
     stitched_models: dict[tuple[int, int], StitchedModel] = field(repr=False)
     parents: tuple[Parent, Parent] = field(repr=False)
+    """The front and the back parent, in that order."""
     splits: Splits = field(repr=False)
     seconds: float = 0.0
 

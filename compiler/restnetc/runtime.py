@@ -26,6 +26,7 @@ from restnetc.shim_abi import (
     Artifact,
     BackendTable,
     Error,
+    ExecutorchOptions,
     InputLayout,
     InputSpec,
     MemoryFigures,
@@ -327,7 +328,8 @@ class Runner:
     built from ``runtime_shim/`` with CMake. ``memory_root`` is "/" except in tests (fixture trees).
     ``preload_neighbours``: after each refresh (and at open), also load the rungs next to the current one in
     accuracy that share its open program (a ladder file), while the headroom stays free
-    (``rs_policy.preload_neighbours``).
+    (``rs_policy.preload_neighbours``). ``share_packed_weights`` (ExecuTorch): loaded rungs share one packed copy
+    of identical weights, and XNNPACK methods run one at a time in the process (``rs_executorch_options``).
     """
 
     def __init__(
@@ -342,6 +344,7 @@ class Runner:
         litert_library: Path | str | None = None,
         executorch_library: Path | str | None = None,
         preload_neighbours: bool = False,
+        share_packed_weights: bool = True,
     ) -> None:
         self._bundle, self._handle, self._backend = bundle, ctypes.c_void_p(), BackendTable()
         self._lock = threading.Lock()
@@ -352,9 +355,11 @@ class Runner:
             _check(_lib().rs_litert_backend_open(library, ctypes.byref(self._backend), ctypes.byref(error)), error)
         elif backend == "executorch" and executorch_library is not None:
             self._plugin = ctypes.CDLL(str(executorch_library))
-            opener = self._plugin.rs_executorch_backend_open
-            opener.restype, opener.argtypes = ctypes.c_int, [ctypes.POINTER(BackendTable), ctypes.POINTER(Error)]
-            _check(opener(ctypes.byref(self._backend), ctypes.byref(error)), error)
+            opener = self._plugin.rs_executorch_backend_open_with
+            opener.restype = ctypes.c_int
+            opener.argtypes = [ctypes.POINTER(ExecutorchOptions), ctypes.POINTER(BackendTable), ctypes.POINTER(Error)]
+            options = ExecutorchOptions(int(share_packed_weights))
+            _check(opener(ctypes.byref(options), ctypes.byref(self._backend), ctypes.byref(error)), error)
         else:
             expected = "'litert', or 'executorch' with executorch_library"
             raise ShimError("argument", f"backend {backend!r}: expected {expected}")

@@ -163,6 +163,12 @@ class BackendTable(ctypes.Structure):
     ]
 
 
+class ExecutorchOptions(ctypes.Structure):
+    """``rs_executorch_options`` (``restnet_shim_executorch.h``)."""
+
+    _fields_ = [("share_packed_weights", ctypes.c_int)]
+
+
 class Verdict(ctypes.Structure):
     """``rs_verdict``."""
 
@@ -183,7 +189,8 @@ MIRRORS: dict[str, type[ctypes.Structure]] = {
     "rs_policy": Policy,
     "rs_input_spec": InputSpec,
     "rs_backend": BackendTable,
+    "rs_executorch_options": ExecutorchOptions,
     "rs_verdict": Verdict,
     "rs_selection": SelectionRecord,
 }
-"""Every C struct the binding reads or fills, by its name in the header, with its ctypes mirror."""
+"""Every C struct the binding reads or fills, by its name in the headers, with its ctypes mirror."""

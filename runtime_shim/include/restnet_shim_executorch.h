@@ -8,7 +8,23 @@
 extern "C" {
 #endif
 
-/* Fills `out`. The ExecuTorch runtime, its kernels and the XNNPACK delegate are linked into this library. */
+/* How the ExecuTorch backend loads methods. */
+typedef struct rs_executorch_options {
+    /* Nonzero (the default of rs_executorch_backend_open): XNNPACK packs each distinct weight and bias pair once
+     * per process, and every method loaded with this option uses that one packed copy (XNNPACK's weight cache,
+     * keyed by the constants' content); the last method using a copy frees it when it unloads. The rungs of a
+     * ladder file then hold the blocks they share once in memory (restnetc quantizes a stitched rung's back part
+     * to its parent's very bytes). The cost: XNNPACK methods loaded with it run one at a time in the process
+     * (the cache's lock), also across runners. */
+    int share_packed_weights;
+} rs_executorch_options;
+
+/* Fills `out` to load methods as `options` says (copied; NULL: the defaults above). The ExecuTorch runtime, its
+ * kernels and the XNNPACK delegate are linked into this library. */
+RS_API rs_status rs_executorch_backend_open_with(const rs_executorch_options *options, rs_backend *out,
+                                                 rs_error *err);
+
+/* rs_executorch_backend_open_with the default options. */
 RS_API rs_status rs_executorch_backend_open(rs_backend *out, rs_error *err);
 
 #ifdef __cplusplus

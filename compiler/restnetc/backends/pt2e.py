@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+import dataclasses
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, Quantizer, SharedQuantizationSpec
+
+_log = logging.getLogger(__name__)
 
 
 def _inside(node: torch.fx.Node, modules: Sequence[str]) -> bool:
@@ -169,23 +174,54 @@ def _calibrate(prepared: torch.fx.GraphModule, calibration: torch.Tensor) -> Non
             prepared(batch)
 
 
+@dataclasses.dataclass(frozen=True)
+class Donor:
+    """A model whose modules a quantized model runs too (a stitched rung's back parent), and which are they.
+
+    ``modules`` maps a module path of the quantized model to the path of the same module in ``model``, e.g.
+    ``{"back_blocks.0": "blocks.5", "head": "head"}``; a path maps with everything below it.
+    """
+
+    model: nn.Module
+    modules: Mapping[str, str]
+
+    def rename(self, path: str) -> str | None:
+        """``path``'s counterpart in ``model``, or None when it lies outside every shared module."""
+        for own, theirs in self.modules.items():
+            if path == own or path.startswith(own + "."):
+                return theirs + path[len(own) :]
+        return None
+
+
 def observe(
-    exported: torch.export.ExportedProgram, quantizer: Quantizer, calibration: torch.Tensor
+    exported: torch.export.ExportedProgram,
+    quantizer: Quantizer,
+    calibration: torch.Tensor,
+    donor: Donor | None = None,
 ) -> torch.fx.GraphModule:
     """A copy of ``exported`` with every observer ``quantizer`` asks for, calibrated on ``calibration``.
 
     Calibration runs the float model, so what an observer sees does not depend on which other parts are
     quantized: these observers serve every choice of float modules (see ``quantize_pt2e``'s ``observed``).
+
+    With a ``donor``, every value computed inside a module shared with it takes the quantization parameters the
+    donor's own calibration (same images, same quantizer) gives it (``adopt``): the shared modules then quantize
+    to the very bytes the donor's do (weights, and biases, which follow the input's scale), so runtimes can store
+    and pack them once for both. Values computed elsewhere (a stitching layer's output) keep their own.
     """
     prepared: torch.fx.GraphModule = prepare_pt2e(exported.module(), _Annotations(quantizer, ()))
     _calibrate(prepared, calibration)
+    if donor is not None:
+        source = observe(export_batched(donor.model, calibration), quantizer, calibration)
+        if unmatched := adopt(source, prepared, donor.rename):
+            _log.warning("%d values of shared modules keep their own quantization: %s", len(unmatched), unmatched)
     return prepared
 
 
-def _observers(graph: torch.fx.GraphModule) -> list[tuple[str, str, nn.Module]]:
-    """``(name of the observed value, observer module name, observer)`` for every observer of ``graph``."""
+def _observers(graph: torch.fx.GraphModule) -> list[tuple[torch.fx.Node, str, nn.Module]]:
+    """``(observed value, observer module name, observer)`` for every observer of ``graph``."""
     return [
-        (node.args[0].name, str(node.target), graph.get_submodule(str(node.target)))
+        (node.args[0], str(node.target), graph.get_submodule(str(node.target)))
         for node in graph.graph.nodes
         if node.op == "call_module" and str(node.target).startswith("activation_post_process")
     ]
@@ -201,13 +237,56 @@ def _transplant(source: torch.fx.GraphModule, target: torch.fx.GraphModule) -> b
 
     Changes nothing and returns False when an observer of ``target`` has no such counterpart.
     """
-    donors = {(value, _kind(observer)): observer for value, _, observer in _observers(source)}
-    wanted = [(name, donors.get((value, _kind(observer)))) for value, name, observer in _observers(target)]
+    donors = {(value.name, _kind(observer)): observer for value, _, observer in _observers(source)}
+    wanted = [(name, donors.get((value.name, _kind(observer)))) for value, name, observer in _observers(target)]
     if any(donor is None for _, donor in wanted):
         return False
     for name, donor in wanted:
         setattr(target, name, copy.deepcopy(donor))
     return True
+
+
+def _sites(
+    graph: torch.fx.GraphModule, rename: Callable[[str], str | None]
+) -> dict[torch.fx.Node, tuple[str, object, int]]:
+    """A name for each operator of ``graph`` traced inside a module ``rename`` maps: the renamed innermost module
+    path, the operator, and how many operators of that path and kind come before it."""
+    seen: Counter[tuple[str, object]] = Counter()
+    sites = {}
+    for node in graph.graph.nodes:
+        stack = node.meta.get("nn_module_stack")
+        if node.op != "call_function" or not stack:
+            continue
+        path = rename(list(stack.values())[-1][0])
+        if path is not None:
+            sites[node] = (path, node.target, seen[(path, node.target)])
+            seen[(path, node.target)] += 1
+    return sites
+
+
+def adopt(
+    source: torch.fx.GraphModule, target: torch.fx.GraphModule, rename: Callable[[str], str | None]
+) -> tuple[str, ...]:
+    """Give each of ``target``'s observers of a value computed inside a module that ``rename`` maps to one of
+    ``source`` the state of ``source``'s observer of the same value and kind.
+
+    A value is the same when its operator has the same kind and order within the corresponding module. Returns
+    the values of ``target`` that found no counterpart (their observers keep their own state).
+    """
+    counterparts = {site: value for value, site in _sites(source, lambda path: path).items()}
+    donors = {(value, _kind(observer)): observer for value, _, observer in _observers(source)}
+    ours = _sites(target, rename)
+    unmatched = []
+    for value, name, observer in _observers(target):
+        if value not in ours:
+            continue
+        counterpart = counterparts.get(ours[value])
+        donor = None if counterpart is None else donors.get((counterpart, _kind(observer)))
+        if donor is None:
+            unmatched.append(value.name)
+        else:
+            setattr(target, name, copy.deepcopy(donor))
+    return tuple(unmatched)
 
 
 def quantize_pt2e(

@@ -18,7 +18,7 @@ from torch import nn
 
 from restnetc.backends import Backend
 from restnetc.backends.native_output import captured
-from restnetc.backends.pt2e import export_batched, observe
+from restnetc.backends.pt2e import Donor, export_batched, observe
 from restnetc.bundle.screening import quantization_units
 from restnetc.models.blocks import count_params
 
@@ -69,13 +69,19 @@ def _logits(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 def diagnose(
-    model: nn.Module, backend: Backend, calibration: torch.Tensor, images: torch.Tensor, labels: torch.Tensor
+    model: nn.Module,
+    backend: Backend,
+    calibration: torch.Tensor,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    donor: Donor | None = None,
 ) -> Diagnosis:
-    """Simulate ``model`` in int8 with ``backend``'s quantizer (calibrated on ``calibration``) on the validation
-    ``images``/``labels``: all int8, then each unit of ``quantization_units`` kept in float alone."""
+    """Simulate ``model`` in int8 with ``backend``'s quantizer (calibrated on ``calibration``, ``donor`` as for
+    ``pt2e.observe``) on the validation ``images``/``labels``: all int8, then each unit of
+    ``quantization_units`` kept in float alone."""
     with captured():
         exported = export_batched(model, calibration)
-        observed = observe(exported, backend.int8_quantizer(), calibration)
+        observed = observe(exported, backend.int8_quantizer(), calibration, donor)
     reference = _logits(model, images)
 
     def simulate(units: tuple[str, ...]) -> Simulated:

@@ -9,6 +9,7 @@ from functools import cached_property
 import torch
 from torch import nn
 
+from restnetc.backends.pt2e import Donor
 from restnetc.budget.costs import Cost
 from restnetc.bundle.manifest import StitchInfo
 from restnetc.cache import weights_digest
@@ -31,15 +32,24 @@ class Rung:
     """The parent model's name, for a parent rung."""
     stitch_cost: Cost | None = None
     """A variant's stitching layer alone (params, MACs), for the cost model."""
+    donor: Donor | None = None
+    """A variant's back parent, whose quantization its shared modules take (``pt2e.observe``)."""
 
     @cached_property
     def digest(self) -> str:
         """The model's weights digest, hashed once (every cache key of the rung's stages needs it)."""
         return weights_digest(self.model)
 
+    @cached_property
+    def quantized_digest(self) -> str:
+        """What the rung's int8 graphs derive from besides the calibration: its weights and its donor's."""
+        return self.digest if self.donor is None else f"{self.digest}+{weights_digest(self.donor.model)}"
+
 
 def ladder(result: SearchResult) -> list[Rung]:
-    """Parents and distinct variants, cheapest first."""
+    """Parents and distinct variants, cheapest first. A variant whose back part is its parent's own takes that
+    parent's quantization there (``Rung.donor``)."""
+    back = result.parents[1].model
     rungs = [
         Rung(
             f"parent-{re.sub(r'[^A-Za-z0-9._-]', '-', parent.name)}",  # ids are file names: timm:x -> timm-x
@@ -79,6 +89,7 @@ def ladder(result: SearchResult) -> list[Rung]:
                 variant.budget,
                 stitch,
                 stitch_cost=variant.stitch_cost,
+                donor=Donor(back, shared) if (shared := result.stitched_models[point].shared_with_back()) else None,
             )
         )
     return sorted(rungs, key=lambda r: r.params)

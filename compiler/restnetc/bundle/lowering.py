@@ -60,7 +60,6 @@ class PairJob:
 
     rung: Rung
     backend: BackendName
-    digest: str
     eager: EagerLogits
     eager_accuracy: float
 
@@ -83,10 +82,11 @@ class Graphs:
     Lowering compiles these very graphs and screening evaluates them: every choice of float units reuses
     the one calibration (observer states are copied; calibration runs the float model, so they are the
     same), and the keep-float candidate that screening picks is compiled from the graph it was scored on.
+    A variant's modules shared with its back parent take the parent's quantization (``Rung.donor``).
     """
 
-    def __init__(self, model: nn.Module, backend: Backend, calibration: torch.Tensor) -> None:
-        self.model = model
+    def __init__(self, rung: Rung, backend: Backend, calibration: torch.Tensor) -> None:
+        self.rung = rung
         self.backend = backend
         self.calibration = calibration
         self._exported: torch.export.ExportedProgram | None = None
@@ -98,8 +98,9 @@ class Graphs:
         if float_units not in self._int8:
             with captured():
                 if self._exported is None:
-                    self._exported = export_batched(self.model, self.calibration)
-                    self._observed = observe(self._exported, self.backend.int8_quantizer(), self.calibration)
+                    self._exported = export_batched(self.rung.model, self.calibration)
+                    quantizer = self.backend.int8_quantizer()
+                    self._observed = observe(self._exported, quantizer, self.calibration, self.rung.donor)
                 graph = self.backend.quantize(self._exported, self.calibration, float_units, self._observed)
                 self._int8[float_units] = graph
         return self._int8[float_units]
@@ -188,7 +189,7 @@ class Lowerer:
         description = self.descriptions.get(job.backend.value)
         card = None if description is None else dataclasses.asdict(description)
         inputs = (
-            job.digest,
+            job.rung.quantized_digest,
             self.calibration_digest,
             example_shape,
             self.tools,
@@ -290,7 +291,7 @@ class Lowerer:
 
         def simulate(units: tuple[str, ...]) -> float:
             inputs = (self.calibration_digest, validation.digest)
-            key = stage_key("simulated-int8", graphs.backend.name, units, job.digest, *inputs)
+            key = stage_key("simulated-int8", graphs.backend.name, units, job.rung.quantized_digest, *inputs)
             if (stored := self.cache.load_json(key)) is not None:
                 return float(stored)
             graph, _ = graphs.int8(units)
@@ -316,7 +317,7 @@ class Lowerer:
             for rung in rungs:
                 logits = eager[rung.id]
                 top1 = float((logits.validation.argmax(1) == labels).double().mean() * 100)
-                job = PairJob(rung, BackendName(backend.name), rung.digest, logits, top1)
+                job = PairJob(rung, BackendName(backend.name), logits, top1)
                 if (stored := self._load_result(job)) is None:
                     pending.append(job)
                 else:
@@ -341,7 +342,7 @@ class Lowerer:
         a keep-float candidate, lowered and verified here too)."""
         backend = get_backend(job.backend)
         backend.check_supported(self.quantization)
-        graphs = Graphs(job.rung.model, backend, self.calibration)
+        graphs = Graphs(job.rung, backend, self.calibration)
         log: list[Note] = []
         plain = self._lower(job, graphs, (), log)
         first = Verified(plain, (), self.verifier.evaluate(plain.data, backend, job.eager, job.label), "")

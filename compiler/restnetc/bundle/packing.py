@@ -67,7 +67,7 @@ class Packed:
 
 
 def _key(lowerer: Lowerer, job: PackJob) -> str:
-    members = [(m.entry_point, m.rung.digest, list(m.verified.float_modules)) for m in job.members]
+    members = [(m.entry_point, m.rung.quantized_digest, list(m.verified.float_modules)) for m in job.members]
     example_shape = (1, *lowerer.calibration.shape[1:])
     inputs = (members, lowerer.calibration_digest, example_shape, lowerer.tools, lowerer.ends(job.backend))
     return stage_key("program", job.backend.value, lowerer.quantization.value, *inputs)
@@ -99,7 +99,7 @@ def _compile(lowerer: Lowerer, job: PackJob) -> LoweredProgram:
         """The graph ``member``'s own artifact was compiled from (``Lowerer``: float, or int8 calibrated alone)."""
         if quantizer is None:
             return member.rung.model
-        return Graphs(member.rung.model, backend, lowerer.calibration).int8(member.verified.float_modules)[0]
+        return Graphs(member.rung, backend, lowerer.calibration).int8(member.verified.float_modules)[0]
 
     with captured() as output:
         try:

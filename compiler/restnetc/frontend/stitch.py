@@ -173,6 +173,15 @@ class StitchedModel(nn.Module):
         """State-dict prefixes of every part that training changes."""
         return ("stitch.", *(self.FRONT if self.front_trainable else ()), *(self.BACK if self.back_trainable else ()))
 
+    def shared_with_back(self) -> dict[str, str]:
+        """Module paths of this model that are the back parent's own modules, mapped to their paths in the
+        parent (``back_blocks.k`` is the parent's ``blocks.<back_block + 1 + k>``); empty once the back part is
+        trained (``unfreeze``), when they are copies that differ."""
+        if self.back_trainable:
+            return {}
+        shared = {f"back_blocks.{k}": f"blocks.{self.back_block + 1 + k}" for k in range(len(self.back_blocks))}
+        return {**shared, "head": "head"}
+
     def attach(self, stitch: StitchLayer) -> None:
         """Install the (trainable) stitching layer."""
         self.stitch = stitch

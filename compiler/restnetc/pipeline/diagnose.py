@@ -53,12 +53,9 @@ def run_diagnosis(
     for name in backends or [backend.value for backend in target.runtime.backends]:
         backend = get_backend(name)
         for rung_id in rungs or list(ladder_rungs):
+            rung = ladder_rungs[rung_id]
             diagnosis = diagnose(
-                ladder_rungs[rung_id].model,
-                backend,
-                calibration,
-                validation.images[:images],
-                validation.labels[:images],
+                rung.model, backend, calibration, validation.images[:images], validation.labels[:images], rung.donor
             )
             step(f"diagnosed {rung_id} {backend.name} int8 over {len(diagnosis.units)} units")
             results.append(RungDiagnosis(rung_id, diagnosis))

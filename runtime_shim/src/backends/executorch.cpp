@@ -13,6 +13,8 @@
 #include <executorch/extension/data_loader/buffer_data_loader.h>
 #include <executorch/extension/module/module.h>
 #include <executorch/extension/tensor/tensor.h>
+#include <executorch/runtime/backend/backend_options_map.h>
+#include <executorch/runtime/backend/options.h>
 
 #include "restnet_shim_executorch.h"
 
@@ -22,16 +24,24 @@ using executorch::aten::ScalarType;
 using executorch::aten::SizesType;
 using executorch::extension::BufferDataLoader;
 using executorch::extension::Module;
+using executorch::runtime::BackendOptions;
 using executorch::runtime::Error;
 using executorch::runtime::EValue;
+using executorch::runtime::LoadBackendOptionsMap;
 
 using SharedProgram = decltype(std::declval<const Module &>().program());
 
+// The backend's context: the two option sets it can be opened with (static, so nobody owns them).
+const rs_executorch_options kShared{1};
+const rs_executorch_options kAlone{0};
+
 // An open program: parsed once by a Module that owns the loader over the core's verified bytes (which outlive
-// it: freed after close) and never loads a method itself.
+// it: freed after close) and never loads a method itself. Its constants are views of those bytes, so XNNPACK's
+// weight cache may drop its own references to them after packing (ExecuTorch 1.5.1 does, for every constant).
 struct Program {
     std::unique_ptr<Module> loader;
     SharedProgram parsed;
+    bool share_packed_weights;
 };
 
 // A loaded entry point: a method in a Module of its own over the shared parsed program, so that unloading frees
@@ -64,9 +74,10 @@ rs_status out_of_memory(rs_error *err, const std::string &what) {
     return fail(err, what + ": out of memory", RS_ERR_NO_MEMORY);
 }
 
-rs_status open(void *, const void *data, size_t size, const char *file, void **out, rs_error *err) {
+rs_status open(void *context, const void *data, size_t size, const char *file, void **out, rs_error *err) {
     try {
         auto program = std::make_unique<Program>();
+        program->share_packed_weights = static_cast<const rs_executorch_options *>(context)->share_packed_weights;
         program->loader = std::make_unique<Module>(std::make_unique<BufferDataLoader>(data, size));
         Error error = program->loader->load();
         if (error != Error::Ok) {
@@ -89,7 +100,15 @@ rs_status load(void *handle, const rs_artifact *artifact, void **out, rs_error *
         auto entry = std::make_unique<Entry>();
         entry->module = std::make_unique<Module>(program->parsed);
         entry->method = artifact->entry_point;
-        Error error = entry->module->load_method(entry->method);
+        BackendOptions<1> xnnpack;
+        LoadBackendOptionsMap options;
+        Error error = xnnpack.set_option("weight_cache_enabled", program->share_packed_weights);
+        if (error == Error::Ok) {
+            error = options.set_options("XnnpackBackend", xnnpack.view());
+        }
+        if (error == Error::Ok) {
+            error = entry->module->load_method(entry->method, nullptr, nullptr, &options);
+        }
         if (error != Error::Ok) {
             return fail(err, id + ": loading method " + entry->method, error);
         }
@@ -151,10 +170,17 @@ void close(void *handle) { delete static_cast<Program *>(handle); }
 
 }  // namespace
 
-extern "C" rs_status rs_executorch_backend_open(rs_backend *out, rs_error *err) {
+extern "C" rs_status rs_executorch_backend_open_with(const rs_executorch_options *options, rs_backend *out,
+                                                     rs_error *err) {
     if (out == nullptr) {
-        return fail(err, "rs_executorch_backend_open: out is required");
+        return fail(err, "rs_executorch_backend_open_with: out is required", RS_ERR_ARGUMENT);
     }
-    *out = rs_backend{"executorch", nullptr, open, load, run, unload, close};
+    const bool share = options == nullptr || options->share_packed_weights != 0;
+    void *context = const_cast<rs_executorch_options *>(share ? &kShared : &kAlone);
+    *out = rs_backend{"executorch", context, open, load, run, unload, close};
     return RS_OK;
+}
+
+extern "C" rs_status rs_executorch_backend_open(rs_backend *out, rs_error *err) {
+    return rs_executorch_backend_open_with(nullptr, out, err);
 }
