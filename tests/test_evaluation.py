@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from restnetc.evaluation import Contender, compare_paired, judge, wilson_interval
+from restnetc.evaluation import Contender, compare_paired, judge, more_accurate, more_accurate_than, wilson_interval
 
 
 def paired(both: int, a_only: int, b_only: int, neither: int) -> tuple[np.ndarray, np.ndarray]:
@@ -100,6 +100,26 @@ def test_compare_paired_refuses_mismatched_or_non_bool_arrays() -> None:
         compare_paired(a.reshape(2, 5), b.reshape(2, 5))
     with pytest.raises(ValueError):
         compare_paired(a[:0], b[:0])
+
+
+def _ahead(images: int, ahead: int) -> np.ndarray:
+    """Right on the first ``images - 100 + ahead`` images: ``ahead`` more than ``_ahead(images, 0)``, all
+    discordant the same way (McNemar p = 2 / 2**ahead)."""
+    return np.arange(images) < images - 100 + ahead
+
+
+def test_several_contenders_are_one_family_of_tests_holm_step_down() -> None:
+    """p = 0.031 (6 ahead) wins alone; as one of two such tests it does not (0.031 >= 0.05 / 2). With p of
+    0.00098, 0.0156 and 0.031, Holm accepts all three (below 0.05/3, 0.05/2, 0.05); when the smallest p is not
+    below 0.05/3 nothing wins. A contender significantly worse than the reference never wins."""
+    reference = _ahead(400, 0)
+    assert more_accurate(_ahead(400, 6), reference) is not None
+    assert more_accurate_than(reference, [_ahead(400, 6)])[0] == more_accurate(_ahead(400, 6), reference)
+    assert more_accurate_than(reference, [_ahead(400, 6), _ahead(400, 6)]) == [None, None]
+    wins = more_accurate_than(reference, [_ahead(400, 11), _ahead(400, 7), _ahead(400, 6)])
+    assert all(win is not None for win in wins)
+    assert more_accurate_than(reference, [_ahead(400, 2), _ahead(400, 6), _ahead(400, 6)]) == [None, None, None]
+    assert more_accurate_than(_ahead(400, 20), [reference]) == [None], "worse with confidence is not better"
 
 
 # --- dominance ------------------------------------------------------------------------------------------------

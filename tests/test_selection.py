@@ -85,8 +85,10 @@ def test_measured_selection_keeps_ckas_first_unless_another_is_better_with_confi
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The winner's curse: a candidate a few images ahead on validation does not overrule CKA; one ahead by
-    a McNemar-significant margin does, and the rest follow best first."""
+    a McNemar-significant margin does, and the rest follow best first. Six images ahead (p = 0.031) would
+    overrule alone but not as one of two tests (Holm: the smallest p must be below 0.05 / 2)."""
     assert _screened([300, 305, 302], monkeypatch) == [(0, 75.0), (1, 76.25), (2, 75.5)]
+    assert _screened([300, 306, 300], monkeypatch)[0] == (0, 75.0)
     assert _screened([300, 305, 330], monkeypatch) == [(2, 82.5), (1, 76.25), (0, 75.0)]
     assert _screened([300, 331, 330], monkeypatch)[0] == (1, 82.75)  # the best of those that beat CKA's first
     assert _screened([300, 330, 330], monkeypatch)[0] == (1, 82.5)  # of equals, the first in CKA order

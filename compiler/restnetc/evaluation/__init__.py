@@ -1,6 +1,12 @@
 """Honest accuracy statistics: confidence intervals, paired comparisons and Pareto dominance (numpy + scipy)."""
 
-from restnetc.evaluation.intervals import PairedComparison, compare_paired, more_accurate, wilson_interval
+from restnetc.evaluation.intervals import (
+    PairedComparison,
+    compare_paired,
+    more_accurate,
+    more_accurate_than,
+    wilson_interval,
+)
 from restnetc.evaluation.pareto import Contender, Standing, format_cost, judge
 
 __all__ = [
@@ -11,5 +17,6 @@ __all__ = [
     "format_cost",
     "judge",
     "more_accurate",
+    "more_accurate_than",
     "wilson_interval",
 ]

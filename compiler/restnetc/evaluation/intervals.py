@@ -8,6 +8,7 @@ the artifacts are deterministic.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,5 +129,24 @@ def more_accurate(correct_a: np.ndarray, correct_b: np.ndarray, confidence: floa
     """A's comparison with B when A is more accurate with confidence, else None: A is right on more of the same
     images and the exact McNemar test gives ``p < 1 - confidence``. The one rule every "better" in restnetc
     applies (Pareto dominance, and measured selection overruling CKA). Arguments as ``compare_paired``."""
-    comparison = compare_paired(correct_a, correct_b, confidence)
-    return comparison if comparison.a_only > comparison.b_only and comparison.p_value < 1.0 - confidence else None
+    return more_accurate_than(correct_b, [correct_a], confidence)[0]
+
+
+def more_accurate_than(
+    reference: np.ndarray, contenders: Sequence[np.ndarray], confidence: float = 0.95
+) -> list[PairedComparison | None]:
+    """``more_accurate`` for each of several ``contenders`` against one ``reference``, as one family of tests:
+    each contender's comparison when it is more accurate with confidence, else None.
+
+    Testing several contenders raises the chance that one wins by luck; Holm's step-down procedure keeps the
+    chance of any false win within ``1 - confidence``: the smallest McNemar p must be below ``alpha / m`` for m
+    tests, the next below ``alpha / (m - 1)``, and so on, stopping at the first that is not. With one contender
+    this is ``more_accurate``'s single test."""
+    comparisons = [compare_paired(contender, reference, confidence) for contender in contenders]
+    alpha, tests = 1.0 - confidence, len(comparisons)
+    significant: set[int] = set()
+    for rank, k in enumerate(sorted(range(tests), key=lambda k: comparisons[k].p_value)):
+        if comparisons[k].p_value >= alpha / (tests - rank):
+            break
+        significant.add(k)
+    return [c if k in significant and c.a_only > c.b_only else None for k, c in enumerate(comparisons)]

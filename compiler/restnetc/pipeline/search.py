@@ -24,7 +24,7 @@ from restnetc.config.target import Budget, LadderPolicy, Metric, TargetConfig
 from restnetc.data import ImageSet, Splits, load_splits
 from restnetc.data.check import check_data
 from restnetc.distributed import ALONE, Ranks
-from restnetc.evaluation import Contender, compare_paired, judge, more_accurate
+from restnetc.evaluation import Contender, compare_paired, judge, more_accurate_than
 from restnetc.frontend.features import Capture, accuracy, capture, stream_cka
 from restnetc.frontend.finetune import finetune_stitch, fit_least_squares
 from restnetc.frontend.kl import representation_kl
@@ -467,7 +467,8 @@ def _by_screen(context: _Context, order: Order) -> Order:
     """``order`` (CKA's) re-ranked by validation top-1 after fine-tuning each for ``search.screen_epochs``.
 
     CKA's first candidate stays first unless another is more accurate on validation with confidence
-    (``more_accurate`` at the ladder's level); then the most accurate of those leads. The rest follow by
+    (``more_accurate_than`` at the ladder's level, the shortlist's tests as one family); then the most accurate
+    of those leads. The rest follow by
     validation top-1, best first. The guard is against the winner's curse: the best of a few scores that
     differ by less than their noise is partly luck, and was worse than CKA's choice on test as often as better.
     """
@@ -477,7 +478,9 @@ def _by_screen(context: _Context, order: Order) -> Order:
     trained = _train_all(context, [(c.front_block, c.back_block) for c, _ in order], screen, state=False)
     scores = [Scores.of(trained[(c.front_block, c.back_block)]) for c, _ in order]
     lead = scores[0].validation_correct
-    better = [k for k in range(1, len(order)) if more_accurate(scores[k].validation_correct, lead, context.confidence)]
+    contenders = [score.validation_correct for score in scores[1:]]
+    wins = more_accurate_than(lead, contenders, context.confidence)
+    better = [k for k in range(1, len(order)) if wins[k - 1] is not None]
     first = max(better, key=lambda k: scores[k].validation, default=0)  # max: the first of equals, in CKA order
     rest = sorted((k for k in range(len(order)) if k != first), key=lambda k: -scores[k].validation)
     return [(order[k][0], scores[k].validation) for k in (first, *rest)]
