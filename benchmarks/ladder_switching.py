@@ -10,8 +10,8 @@ goals for, per backend:
 - switching between two loaded rungs (``use`` of a resident rung, and the first forward pass after it) against
   one forward pass of the smaller rung; goal: at most one forward pass;
 - resident memory (RSS growth of a fresh process) with every rung of the ladder loaded, against the two
-  parents loaded from their per-rung files; goal: at most 1.1 x (ExecuTorch: with packed weights shared, the
-  runner's default, and not shared).
+  parents loaded from their per-rung files; goal: at most 1.1 x (with packed weights shared, the runner's
+  default, and not shared).
 
 Timings are medians of ``--repeats`` trials, the two layouts measured alternately in one run.
 
@@ -48,7 +48,8 @@ def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096
 bundle, backend, root, library, share, ids = *sys.argv[1:6], sys.argv[6:]
-options = {"executorch_library": library, "share_packed_weights": share == "1"} if backend == "executorch" else {}
+options = {"executorch_library": library} if backend == "executorch" else {}
+options["share_packed_weights"] = share == "1"
 with Bundle(bundle) as opened:
     before = rss()
     with Runner(opened, backend, memory_root=root, override=ids[0], **options) as runner:
@@ -87,11 +88,13 @@ class Setup:
         return Runner(bundle, self.backend, memory_root=self.root, override=first, **self.options)
 
     def rss(self, directory: Path, ids: list[str], share: bool = True) -> int:
-        """RSS growth of a fresh process that loads ``ids`` from ``directory`` (``share``: packed weights)."""
+        """RSS growth of a fresh process that loads ``ids`` from ``directory`` (``share``: packed weights), the
+        median of three processes."""
         library = str(self.args.executorch_library or "")
         where = (str(directory), self.backend, str(self.root), library, str(int(share)))
         command = [sys.executable, "-c", RSS_PROBE, *where, *ids]
-        return int(subprocess.run(command, check=True, capture_output=True, text=True).stdout.split()[-1])
+        runs = [subprocess.run(command, check=True, capture_output=True, text=True) for _ in range(3)]
+        return int(statistics.median(int(run.stdout.split()[-1]) for run in runs))
 
 
 def _bytes(setup: Setup) -> dict[str, object]:
@@ -155,8 +158,8 @@ def _loaded_switch(setup: Setup, repeats: int, runs: int) -> dict[str, object]:
 
 
 def _resident(setup: Setup) -> dict[str, object]:
-    """Every rung of the ladder loaded against the two parents from their own files; for ExecuTorch also with
-    packed weights not shared (``rs_executorch_options``), which changes nothing for the parents' two files."""
+    """Every rung of the ladder loaded against the two parents from their own files, and the ladder again with
+    packed weights not shared (``share_packed_weights``: nothing to share between the parents' two files)."""
     rungs = [a.id for a in setup.ladder]
     every = setup.rss(setup.args.ladder, rungs)
     two_parents = setup.rss(setup.args.per_rung, setup.parents)
@@ -165,10 +168,8 @@ def _resident(setup: Setup) -> dict[str, object]:
         "two_parents_per_rung_bytes": two_parents,
         "ratio": round(every / two_parents, 3),
     }
-    if setup.backend == "executorch":
-        unshared = setup.rss(setup.args.ladder, rungs, share=False)
-        figures |= {"every_rung_unshared_bytes": unshared, "unshared_ratio": round(unshared / two_parents, 3)}
-    return figures
+    unshared = setup.rss(setup.args.ladder, rungs, share=False)
+    return figures | {"every_rung_unshared_bytes": unshared, "unshared_ratio": round(unshared / two_parents, 3)}
 
 
 def main() -> None:

@@ -391,19 +391,26 @@ def test_python_runner_switches_across_every_entry_point_of_a_ladder_program_wit
     """Issue 16: in a ``bundle.layout: ladder`` bundle every artifact of a backend names the same file and its own
     entry point. One runner per backend opens that file once; ``use`` then moves across every rung, each running
     its own method or signature like the Python runtimes, while the file on disk is spoiled (nothing reads it
-    again), and back to the first, still loaded."""
+    again), and back to the first, still loaded. Both with the rungs sharing packed weights (the default) and
+    without: a weight shared by mistake would give some rung another rung's logits."""
     bundle = tmp_path / "bundle"
     shutil.copytree(built_ladder, bundle)
     _write(tmp_path / "plenty", "proc/meminfo", "MemAvailable: 8000000 kB\n")
     images = np.random.default_rng(5).standard_normal((2, 1, 3, 32, 32)).astype(np.float32)
-    libraries = {"executorch_library": shim / "librestnet_shim_executorch.so"}
+    library = shim / "librestnet_shim_executorch.so"
     manifest = read_manifest(built_ladder)
     assert len({a.file for a in manifest.artifacts}) == 2 < len(manifest.artifacts)
+    runs: list[tuple[str, dict[str, object]]] = [
+        ("executorch", {"executorch_library": library}),
+        ("executorch", {"executorch_library": library, "share_packed_weights": False}),
+        ("litert", {}),
+        ("litert", {"share_packed_weights": False}),
+    ]
     with Bundle(bundle) as opened:
-        for backend in ("executorch", "litert"):
+        for backend, options in runs:
             artifacts = [a for a in manifest.artifacts if a.backend == backend]
-            options = libraries if backend == "executorch" else {}
-            with Runner(opened, backend, memory_root=tmp_path / "plenty", **options) as runner:
+            shutil.copyfile(built_ladder / artifacts[0].file, bundle / artifacts[0].file)
+            with Runner(opened, backend, memory_root=tmp_path / "plenty", **options) as runner:  # type: ignore[arg-type]
                 (bundle / artifacts[0].file).write_bytes(b"spoiled")
                 for artifact in [*artifacts, artifacts[0]]:
                     runner.use(artifact.id)

@@ -48,7 +48,7 @@ def test_the_c_parser_reads_the_record_keys_in_order() -> None:
 
 def _probe_source() -> str:
     """C that prints, from the header itself, each mirrored struct's size and each member's offset and size."""
-    headers = ['#include "restnet_shim.h"', '#include "restnet_shim_executorch.h"']
+    headers = [f'#include "restnet_shim{suffix}.h"' for suffix in ("", "_executorch", "_litert")]
     lines = ["#include <stddef.h>", "#include <stdio.h>", *headers, "int main(void) {"]
     for name, mirror in shim_abi.MIRRORS.items():
         lines.append(f'    printf("{name} %zu\\n", sizeof({name}));')

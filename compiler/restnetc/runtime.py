@@ -29,6 +29,7 @@ from restnetc.shim_abi import (
     ExecutorchOptions,
     InputLayout,
     InputSpec,
+    LitertOptions,
     MemoryFigures,
     Policy,
     Quantization,
@@ -75,7 +76,10 @@ def _library() -> ctypes.CDLL:
         "rs_bundle_input": (ctypes.POINTER(InputSpec), [handle]),
         "rs_bundle_label_count": (ctypes.c_size_t, [handle]),
         "rs_bundle_label": (ctypes.c_char_p, [handle, ctypes.c_size_t]),
-        "rs_litert_backend_open": (ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(BackendTable), error]),
+        "rs_litert_backend_open_with": (
+            ctypes.c_int,
+            [ctypes.c_char_p, ctypes.POINTER(LitertOptions), ctypes.POINTER(BackendTable), error],
+        ),
         "rs_litert_backend_close": (None, [ctypes.POINTER(BackendTable)]),
         "rs_runner_open": (
             ctypes.c_int,
@@ -328,8 +332,9 @@ class Runner:
     built from ``runtime_shim/`` with CMake. ``memory_root`` is "/" except in tests (fixture trees).
     ``preload_neighbours``: after each refresh (and at open), also load the rungs next to the current one in
     accuracy that share its open program (a ladder file), while the headroom stays free
-    (``rs_policy.preload_neighbours``). ``share_packed_weights`` (ExecuTorch): loaded rungs share one packed copy
-    of identical weights, and XNNPACK methods run one at a time in the process (``rs_executorch_options``).
+    (``rs_policy.preload_neighbours``). ``share_packed_weights``: the rungs of a ladder file share one packed copy
+    of the weights they share (``rs_litert_options``, ``rs_executorch_options``; with ExecuTorch, XNNPACK
+    methods then run one at a time in the process).
     """
 
     def __init__(
@@ -352,14 +357,18 @@ class Runner:
         error = Error()
         if backend == "litert":
             library = str(litert_library or _default_litert_library()).encode()
-            _check(_lib().rs_litert_backend_open(library, ctypes.byref(self._backend), ctypes.byref(error)), error)
+            options = LitertOptions(int(share_packed_weights))
+            opened = _lib().rs_litert_backend_open_with(
+                library, ctypes.byref(options), ctypes.byref(self._backend), ctypes.byref(error)
+            )
+            _check(opened, error)
         elif backend == "executorch" and executorch_library is not None:
             self._plugin = ctypes.CDLL(str(executorch_library))
             opener = self._plugin.rs_executorch_backend_open_with
             opener.restype = ctypes.c_int
             opener.argtypes = [ctypes.POINTER(ExecutorchOptions), ctypes.POINTER(BackendTable), ctypes.POINTER(Error)]
-            options = ExecutorchOptions(int(share_packed_weights))
-            _check(opener(ctypes.byref(options), ctypes.byref(self._backend), ctypes.byref(error)), error)
+            settings = ExecutorchOptions(int(share_packed_weights))
+            _check(opener(ctypes.byref(settings), ctypes.byref(self._backend), ctypes.byref(error)), error)
         else:
             expected = "'litert', or 'executorch' with executorch_library"
             raise ShimError("argument", f"backend {backend!r}: expected {expected}")

@@ -169,6 +169,12 @@ class ExecutorchOptions(ctypes.Structure):
     _fields_ = [("share_packed_weights", ctypes.c_int)]
 
 
+class LitertOptions(ctypes.Structure):
+    """``rs_litert_options`` (``restnet_shim_litert.h``)."""
+
+    _fields_ = [("share_packed_weights", ctypes.c_int)]
+
+
 class Verdict(ctypes.Structure):
     """``rs_verdict``."""
 
@@ -190,6 +196,7 @@ MIRRORS: dict[str, type[ctypes.Structure]] = {
     "rs_input_spec": InputSpec,
     "rs_backend": BackendTable,
     "rs_executorch_options": ExecutorchOptions,
+    "rs_litert_options": LitertOptions,
     "rs_verdict": Verdict,
     "rs_selection": SelectionRecord,
 }

@@ -8,8 +8,22 @@
 extern "C" {
 #endif
 
+/* How the LiteRT backend compiles programs. */
+typedef struct rs_litert_options {
+    /* Nonzero (the default of rs_litert_backend_open): a program's compilation packs each weight and bias
+     * buffer of the file once for all its signatures (XNNPACK's weight cache, in memory), where without it each
+     * signature packs its own copy. The rungs of a ladder file share buffers wherever their bytes are equal
+     * (restnetc quantizes a stitched rung's back part to its parent's very bytes). */
+    int share_packed_weights;
+} rs_litert_options;
+
 /* Loads `library` (a path to libLiteRt.so, or a bare name searched on the library path), creates a LiteRT
- * environment and fills `out`. Release with rs_litert_backend_close after every runner using it is closed. */
+ * environment and fills `out` to compile programs as `options` says (copied; NULL: the defaults above).
+ * Release with rs_litert_backend_close after every runner using it is closed. */
+RS_API rs_status rs_litert_backend_open_with(const char *library, const rs_litert_options *options,
+                                             rs_backend *out, rs_error *err);
+
+/* rs_litert_backend_open_with the default options. */
 RS_API rs_status rs_litert_backend_open(const char *library, rs_backend *out, rs_error *err);
 RS_API void rs_litert_backend_close(rs_backend *backend);
 

@@ -5,6 +5,7 @@
  * only passed back to LiteRT, so it is kept as opaque storage. Compilation requests the CPU accelerator
  * (XNNPACK); "no accelerator" fails in LiteRT. A program is compiled once, every signature with it, when it is
  * opened; loading an entry point adds only its signature's buffers, so switching within a program is free.
+ * With share_packed_weights, that compilation packs each buffer of the file once for every signature using it.
  */
 #include <dlfcn.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@ enum { LRT_HW_ACCELERATOR_CPU = 1, LRT_LOCK_READ = 0, LRT_LOCK_WRITE = 1, LRT_ST
 typedef struct {
     void *library;
     lrt_handle environment;
+    int share_packed_weights;
     lrt_status (*create_environment)(int, const void *, lrt_handle *);
     void (*destroy_environment)(lrt_handle);
     lrt_status (*create_model_from_buffer)(lrt_handle, const void *, size_t, lrt_handle *);
@@ -37,6 +39,9 @@ typedef struct {
     lrt_status (*create_options)(lrt_handle *);
     void (*destroy_options)(lrt_handle);
     lrt_status (*set_hardware_accelerators)(lrt_handle, int);
+    lrt_status (*create_opaque_options)(const char *, void *, void (*)(void *), lrt_handle *);
+    lrt_status (*add_opaque_options)(lrt_handle, lrt_handle);
+    void (*destroy_opaque_options)(lrt_handle);
     lrt_status (*create_compiled_model)(lrt_handle, lrt_handle, lrt_handle, lrt_handle *);
     void (*destroy_compiled_model)(lrt_handle);
     lrt_status (*get_input_requirements)(lrt_handle, size_t, size_t, lrt_handle *);
@@ -84,6 +89,28 @@ static void close_program(void *handle) {
     free(p);
 }
 
+/* Asks the CPU accelerator (XNNPACK, whose options are TOML under the id "xnnpack") for a weight cache in
+ * memory: packed weights are keyed by the file's buffer, so every signature using a buffer shares its packing. */
+static lrt_status request_weight_cache(const litert_api *api, lrt_handle options) {
+    static const char settings[] = "weight_cache_file_path = \":memory:\"\n";
+    char *payload = malloc(sizeof settings);
+    lrt_handle opaque = NULL;
+    if (payload == NULL) {
+        return LRT_STATUS_NO_MEMORY;
+    }
+    memcpy(payload, settings, sizeof settings);
+    lrt_status code = api->create_opaque_options("xnnpack", payload, free, &opaque);
+    if (code != 0) {
+        free(payload);
+        return code;
+    }
+    code = api->add_opaque_options(options, opaque); /* on success, the options own it */
+    if (code != 0) {
+        api->destroy_opaque_options(opaque);
+    }
+    return code;
+}
+
 /* `data` outlives the program (the core frees it after close), as LiteRtCreateModelFromBuffer requires. */
 static rs_status open_program(void *context, const void *data, size_t size, const char *name, void **out,
                               rs_error *err) {
@@ -98,6 +125,9 @@ static rs_status open_program(void *context, const void *data, size_t size, cons
     LRT_CALL("LiteRtCreateModelFromBuffer", api->create_model_from_buffer(api->environment, data, size, &p->model));
     LRT_CALL("LiteRtCreateOptions", api->create_options(&options));
     LRT_CALL("LiteRtSetOptionsHardwareAccelerators", api->set_hardware_accelerators(options, LRT_HW_ACCELERATOR_CPU));
+    if (api->share_packed_weights) {
+        LRT_CALL("requesting XNNPACK's weight cache", request_weight_cache(api, options));
+    }
     LRT_CALL("LiteRtCreateCompiledModel", api->create_compiled_model(api->environment, p->model, options, &p->compiled));
     api->destroy_options(options);
     *out = p;
@@ -214,7 +244,8 @@ static rs_status run(void *handle, const void *input, size_t input_bytes, void *
         }                                                                                           \
     } while (0)
 
-rs_status rs_litert_backend_open(const char *library, rs_backend *out, rs_error *err) {
+rs_status rs_litert_backend_open_with(const char *library, const rs_litert_options *options, rs_backend *out,
+                                      rs_error *err) {
     if (library == NULL || out == NULL) {
         return rs_error_set(err, RS_ERR_BACKEND, "rs_litert_backend_open: library path and out are required");
     }
@@ -222,6 +253,7 @@ rs_status rs_litert_backend_open(const char *library, rs_backend *out, rs_error 
     if (api == NULL) {
         return rs_error_set(err, RS_ERR_BACKEND, "cannot allocate the LiteRT backend");
     }
+    api->share_packed_weights = options == NULL || options->share_packed_weights != 0;
     api->library = dlopen(library, RTLD_NOW | RTLD_LOCAL);
     if (api->library == NULL) {
         const char *why = dlerror();
@@ -242,6 +274,9 @@ rs_status rs_litert_backend_open(const char *library, rs_backend *out, rs_error 
     LRT_SYMBOL(create_options, "LiteRtCreateOptions");
     LRT_SYMBOL(destroy_options, "LiteRtDestroyOptions");
     LRT_SYMBOL(set_hardware_accelerators, "LiteRtSetOptionsHardwareAccelerators");
+    LRT_SYMBOL(create_opaque_options, "LiteRtCreateOpaqueOptions");
+    LRT_SYMBOL(add_opaque_options, "LiteRtAddOpaqueOptions");
+    LRT_SYMBOL(destroy_opaque_options, "LiteRtDestroyOpaqueOptions");
     LRT_SYMBOL(create_compiled_model, "LiteRtCreateCompiledModel");
     LRT_SYMBOL(destroy_compiled_model, "LiteRtDestroyCompiledModel");
     LRT_SYMBOL(get_input_requirements, "LiteRtGetCompiledModelInputBufferRequirements");
@@ -263,6 +298,10 @@ fail:
     dlclose(api->library);
     free(api);
     return RS_ERR_BACKEND;
+}
+
+rs_status rs_litert_backend_open(const char *library, rs_backend *out, rs_error *err) {
+    return rs_litert_backend_open_with(library, NULL, out, err);
 }
 
 void rs_litert_backend_close(rs_backend *backend) {
