@@ -13,8 +13,8 @@ typedef struct rs_executorch_options {
     /* Nonzero (the default of rs_executorch_backend_open): XNNPACK packs each distinct weight and bias pair once
      * per process, and every method loaded with this option uses that one packed copy (XNNPACK's weight cache,
      * keyed by the constants' content); the last method using a copy frees it when it unloads. The rungs of a
-     * ladder file then hold the blocks they share once in memory (restnetc quantizes a stitched rung's back part
-     * to its parent's very bytes). The cost: XNNPACK methods loaded with it run one at a time in the process
+     * ladder file then hold the blocks they share once in memory (restnetc quantizes the blocks a stitched rung
+     * shares with a parent to the parent's bytes). The cost: XNNPACK methods loaded with it run one at a time in the process
      * (the cache's lock), also across runners. */
     int share_packed_weights;
 } rs_executorch_options;

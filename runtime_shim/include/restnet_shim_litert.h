@@ -13,7 +13,8 @@ typedef struct rs_litert_options {
     /* Nonzero (the default of rs_litert_backend_open): a program's compilation packs each weight and bias
      * buffer of the file once for all its signatures (XNNPACK's weight cache, in memory), where without it each
      * signature packs its own copy. The rungs of a ladder file share buffers wherever their bytes are equal
-     * (restnetc quantizes a stitched rung's back part to its parent's very bytes). */
+     * (restnetc quantizes the blocks a stitched rung shares with a parent to the parent's bytes). Needs a
+     * LiteRT whose opaque options take the XNNPACK settings as TOML (2.3); with 0, older 2.x libraries work. */
     int share_packed_weights;
 } rs_litert_options;
 

@@ -206,8 +206,9 @@ def observe(
 
     With a ``donor``, every value computed inside a module shared with it takes the quantization parameters the
     donor's own calibration (same images, same quantizer) gives it (``adopt``): the shared modules then quantize
-    to the very bytes the donor's do (weights, and biases, which follow the input's scale), so runtimes can store
-    and pack them once for both. Values computed elsewhere (a stitching layer's output) keep their own.
+    to the donor's bytes (weights, and biases, which follow the input's scale), so runtimes can store and pack
+    them once for both; all but the first layer after a value computed elsewhere (a stitching layer's output,
+    which keeps its own range, so that layer's bias is the rung's own).
     """
     prepared: torch.fx.GraphModule = prepare_pt2e(exported.module(), _Annotations(quantizer, ()))
     _calibrate(prepared, calibration)
@@ -264,28 +265,46 @@ def _sites(
     return sites
 
 
+def _producer(value: torch.fx.Node) -> tuple[torch.fx.Node, int]:
+    """The value an observer watches, past any observer chained before it, and how many came before."""
+    depth = 0
+    while value.op == "call_module" and str(value.target).startswith("activation_post_process"):
+        value, depth = value.args[0], depth + 1  # type: ignore[assignment]
+    return value, depth
+
+
 def adopt(
     source: torch.fx.GraphModule, target: torch.fx.GraphModule, rename: Callable[[str], str | None]
 ) -> tuple[str, ...]:
-    """Give each of ``target``'s observers of a value computed inside a module that ``rename`` maps to one of
-    ``source`` the state of ``source``'s observer of the same value and kind.
+    """Give each of ``target``'s observers of values computed inside modules that ``rename`` maps to ones of
+    ``source`` the state of ``source``'s observer of the same values and kind.
 
-    A value is the same when its operator has the same kind and order within the corresponding module. Returns
-    the values of ``target`` that found no counterpart (their observers keep their own state).
+    A value is the same when its operator has the same kind and order within the corresponding module. An
+    observer that several values share (one set of parameters for an operator's input and output) is adopted
+    whole, only when all its values lie inside mapped modules and map to one observer: one that also watches a
+    value from elsewhere (the stitching layer's output entering a reshape) keeps its own state. Returns the values
+    inside mapped modules that found no counterpart (their observers keep their own state).
     """
     counterparts = {site: value for value, site in _sites(source, lambda path: path).items()}
-    donors = {(value, _kind(observer)): observer for value, _, observer in _observers(source)}
+    donors = {(_producer(value), _kind(observer)): observer for value, _, observer in _observers(source)}
     ours = _sites(target, rename)
-    unmatched = []
+    groups: dict[int, list[tuple[tuple[torch.fx.Node, int], str, nn.Module]]] = {}
     for value, name, observer in _observers(target):
-        if value not in ours:
+        groups.setdefault(id(observer), []).append((_producer(value), name, observer))
+    unmatched: list[str] = []
+    for members in groups.values():
+        if not all(value in ours for (value, _), _, _ in members):
             continue
-        counterpart = counterparts.get(ours[value])
-        donor = None if counterpart is None else donors.get((counterpart, _kind(observer)))
-        if donor is None:
-            unmatched.append(value.name)
-        else:
-            setattr(target, name, copy.deepcopy(donor))
+        found = {
+            donors.get(((counterparts.get(ours[value]), depth), _kind(observer)))  # type: ignore[arg-type]
+            for (value, depth), _, observer in members
+        }
+        if None in found or len(found) > 1:
+            unmatched += [value.name for (value, _), _, _ in members]
+            continue
+        donor = copy.deepcopy(found.pop())
+        for _, name, _ in members:
+            setattr(target, name, donor)
     return tuple(unmatched)
 
 
@@ -304,7 +323,10 @@ def quantize_pt2e(
     states are copied from it instead of calibrating again; any observer it lacks means calibrating after all.
     """
     prepared = prepare_pt2e(exported.module(), _Annotations(quantizer, float_modules))
-    if observed is None or not _transplant(observed, prepared):
+    transplanted = observed is not None and _transplant(observed, prepared)
+    if observed is not None and not transplanted:
+        _log.warning("an observer has no calibrated counterpart: calibrating again (a donor's states are lost)")
+    if not transplanted:
         _calibrate(prepared, calibration)
     converted: torch.fx.GraphModule = convert_pt2e(prepared, fold_quantize=fold_quantize)
     return converted

@@ -247,7 +247,7 @@ static rs_status run(void *handle, const void *input, size_t input_bytes, void *
 rs_status rs_litert_backend_open_with(const char *library, const rs_litert_options *options, rs_backend *out,
                                       rs_error *err) {
     if (library == NULL || out == NULL) {
-        return rs_error_set(err, RS_ERR_BACKEND, "rs_litert_backend_open: library path and out are required");
+        return rs_error_set(err, RS_ERR_ARGUMENT, "rs_litert_backend_open_with: library path and out are required");
     }
     litert_api *api = calloc(1, sizeof *api);
     if (api == NULL) {
@@ -274,9 +274,11 @@ rs_status rs_litert_backend_open_with(const char *library, const rs_litert_optio
     LRT_SYMBOL(create_options, "LiteRtCreateOptions");
     LRT_SYMBOL(destroy_options, "LiteRtDestroyOptions");
     LRT_SYMBOL(set_hardware_accelerators, "LiteRtSetOptionsHardwareAccelerators");
-    LRT_SYMBOL(create_opaque_options, "LiteRtCreateOpaqueOptions");
-    LRT_SYMBOL(add_opaque_options, "LiteRtAddOpaqueOptions");
-    LRT_SYMBOL(destroy_opaque_options, "LiteRtDestroyOpaqueOptions");
+    if (api->share_packed_weights) { /* only then: a LiteRT without them still runs unshared */
+        LRT_SYMBOL(create_opaque_options, "LiteRtCreateOpaqueOptions");
+        LRT_SYMBOL(add_opaque_options, "LiteRtAddOpaqueOptions");
+        LRT_SYMBOL(destroy_opaque_options, "LiteRtDestroyOpaqueOptions");
+    }
     LRT_SYMBOL(create_compiled_model, "LiteRtCreateCompiledModel");
     LRT_SYMBOL(destroy_compiled_model, "LiteRtDestroyCompiledModel");
     LRT_SYMBOL(get_input_requirements, "LiteRtGetCompiledModelInputBufferRequirements");

@@ -1,0 +1,80 @@
+"""What does a stitched rung lose when its back part takes its back parent's quantization?
+
+A build calibrates a stitched rung with its back parent as donor (``pt2e.observe``): every value computed in the
+blocks and head it shares with the parent takes the parent's quantization parameters, so those blocks quantize to
+the parent's very bytes and a ladder program (and XNNPACK's weight cache) holds them once. This runs the demo's
+search (from ``--cache-dir``: a build of the same target with that cache makes it instant) and, for every stitched
+rung and backend, simulates int8 in eager PyTorch (the backend's own PT2E quantizer, the target's calibration
+images, no float islands) both ways: calibrated alone, and with the donor. Reports top-1 on the validation and the
+test images for both, and on test the paired difference (donor minus alone) with its 95% interval and McNemar p.
+
+Usage: ``.venv/bin/python benchmarks/shared_quantization.py [--target targets/cortex-a53.yaml] [--cache-dir DIR]``.
+Writes ``benchmarks/results/shared_quantization.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+
+from restnetc.atomic import write_text_atomic
+from restnetc.backends import get_backend
+from restnetc.bundle.ladder import Rung, ladder
+from restnetc.bundle.lowering import Graphs
+from restnetc.cache import Cache, default_cache_dir
+from restnetc.config.loader import load_project, load_target
+from restnetc.data import ImageSet
+from restnetc.evaluation import compare_paired
+from restnetc.pipeline.search import run_search
+
+RESULTS = Path(__file__).parent / "results" / "shared_quantization.json"
+
+
+def _correct(graph: torch.nn.Module, images: ImageSet) -> torch.Tensor:
+    with torch.no_grad():
+        logits = torch.cat([graph(chunk) for chunk in images.images.split(125)])
+    return logits.argmax(1) == images.labels
+
+
+def _top1(correct: torch.Tensor) -> float:
+    return round(float(correct.double().mean() * 100), 2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", type=Path, default=Path("targets/cortex-a53.yaml"))
+    parser.add_argument("--cache-dir", type=Path, default=None)
+    args = parser.parse_args()
+    target = load_target(args.target)
+    project, _ = load_project(None)
+    search = run_search(project, target, Cache(args.cache_dir or default_cache_dir()), build=True)
+    calibration = search.train.images[: target.runtime.calibration_images]
+    figures: dict[str, dict[str, object]] = {}
+    stitched = [rung for rung in ladder(search) if rung.donor is not None]
+    for name in target.runtime.backends:
+        backend = get_backend(name)
+        for rung in stitched:
+            ways: dict[str, Rung] = {"alone": dataclasses.replace(rung, donor=None), "donor": rung}
+            graphs = {way: Graphs(r, backend, calibration).int8(())[0] for way, r in ways.items()}
+            splits = {"validation": search.validation, "test": search.test}
+            correct = {
+                way: {split: _correct(graph, images) for split, images in splits.items()}
+                for way, graph in graphs.items()
+            }
+            paired = compare_paired(correct["donor"]["test"].numpy(), correct["alone"]["test"].numpy())
+            figures[f"{rung.id} {name.value}"] = {
+                **{f"{way}_{split}": _top1(c) for way, splits in correct.items() for split, c in splits.items()},
+                "test_difference": round(paired.difference, 2),
+                "test_interval": [round(v, 2) for v in paired.interval],
+                "test_p_value": round(paired.p_value, 4),
+            }
+            print(rung.id, name.value, json.dumps(figures[f"{rung.id} {name.value}"]), flush=True)
+    write_text_atomic(RESULTS, json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
