@@ -391,7 +391,7 @@ def test_python_runner_switches_across_every_entry_point_of_a_ladder_program_wit
     """Issue 16: in a ``bundle.layout: ladder`` bundle every artifact of a backend names the same file and its own
     entry point. One runner per backend opens that file once; ``use`` then moves across every rung, each running
     its own method or signature like the Python runtimes, while the file on disk is spoiled (nothing reads it
-    again), and back to the first, still loaded. Both with the rungs sharing packed weights (the default) and
+    again), and back to the first, still loaded. Both with the rungs sharing packed weights (opted in) and
     without: a weight shared by mistake would give some rung another rung's logits."""
     bundle = tmp_path / "bundle"
     shutil.copytree(built_ladder, bundle)
@@ -401,10 +401,10 @@ def test_python_runner_switches_across_every_entry_point_of_a_ladder_program_wit
     manifest = read_manifest(built_ladder)
     assert len({a.file for a in manifest.artifacts}) == 2 < len(manifest.artifacts)
     runs: list[tuple[str, dict[str, object]]] = [
+        ("executorch", {"executorch_library": library, "share_packed_weights": True}),
         ("executorch", {"executorch_library": library}),
-        ("executorch", {"executorch_library": library, "share_packed_weights": False}),
+        ("litert", {"share_packed_weights": True}),
         ("litert", {}),
-        ("litert", {"share_packed_weights": False}),
     ]
     with Bundle(bundle) as opened:
         for backend, options in runs:

@@ -332,7 +332,8 @@ class Runner:
     built from ``runtime_shim/`` with CMake. ``memory_root`` is "/" except in tests (fixture trees).
     ``preload_neighbours``: after each refresh (and at open), also load the rungs next to the current one in
     accuracy that share its open program (a ladder file), while the headroom stays free
-    (``rs_policy.preload_neighbours``). ``share_packed_weights``: the rungs of a ladder file share one packed copy
+    (``rs_policy.preload_neighbours``). ``share_packed_weights`` (opt-in, for ladders built with shared
+    quantization): the rungs of a ladder file share one packed copy
     of the weights they share (``rs_litert_options``, ``rs_executorch_options``; with ExecuTorch, XNNPACK
     methods then run one at a time in the process).
     """
@@ -349,7 +350,7 @@ class Runner:
         litert_library: Path | str | None = None,
         executorch_library: Path | str | None = None,
         preload_neighbours: bool = False,
-        share_packed_weights: bool = True,
+        share_packed_weights: bool = False,
     ) -> None:
         self._bundle, self._handle, self._backend = bundle, ctypes.c_void_p(), BackendTable()
         self._lock = threading.Lock()

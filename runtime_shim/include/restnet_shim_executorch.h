@@ -10,7 +10,8 @@ extern "C" {
 
 /* How the ExecuTorch backend loads methods. */
 typedef struct rs_executorch_options {
-    /* Nonzero (the default of rs_executorch_backend_open): XNNPACK packs each distinct weight and bias pair once
+    /* Nonzero (off by default, as rs_litert_options says; ExecuTorch keys by content and packing seed):
+     * XNNPACK packs each distinct weight and bias pair once
      * per process, and every method loaded with this option uses that one packed copy (XNNPACK's weight cache,
      * keyed by the constants' content); the last method using a copy frees it when it unloads. The rungs of a
      * ladder file then hold the blocks they share once in memory (restnetc quantizes the blocks a stitched rung

@@ -10,7 +10,9 @@ extern "C" {
 
 /* How the LiteRT backend compiles programs. */
 typedef struct rs_litert_options {
-    /* Nonzero (the default of rs_litert_backend_open): a program's compilation packs each weight and bias
+    /* Nonzero (off by default: XNNPACK keys packed weights by buffer, not by the input quantization packing
+     * folds in, so a ladder whose rungs use one buffer under different quantizations runs wrong; restnetc
+     * ladders built with shared quantization do not): a program's compilation packs each weight and bias
      * buffer of the file once for all its signatures (XNNPACK's weight cache, in memory), where without it each
      * signature packs its own copy. The rungs of a ladder file share buffers wherever their bytes are equal
      * (restnetc quantizes the blocks a stitched rung shares with a parent to the parent's bytes). Needs a

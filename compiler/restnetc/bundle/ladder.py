@@ -37,7 +37,8 @@ class Rung:
 
     @cached_property
     def digest(self) -> str:
-        """The model's weights digest, hashed once (every cache key of the rung's stages needs it)."""
+        """The model's weights digest, hashed once (the cache keys of the rung's float stages; int8 ones take
+        ``quantized_digest``)."""
         return weights_digest(self.model)
 
     @cached_property

@@ -175,7 +175,7 @@ extern "C" rs_status rs_executorch_backend_open_with(const rs_executorch_options
     if (out == nullptr) {
         return fail(err, "rs_executorch_backend_open_with: out is required", RS_ERR_ARGUMENT);
     }
-    const bool share = options == nullptr || options->share_packed_weights != 0;
+    const bool share = options != nullptr && options->share_packed_weights != 0;
     void *context = const_cast<rs_executorch_options *>(share ? &kShared : &kAlone);
     *out = rs_backend{"executorch", context, open, load, run, unload, close};
     return RS_OK;

@@ -253,7 +253,7 @@ rs_status rs_litert_backend_open_with(const char *library, const rs_litert_optio
     if (api == NULL) {
         return rs_error_set(err, RS_ERR_BACKEND, "cannot allocate the LiteRT backend");
     }
-    api->share_packed_weights = options == NULL || options->share_packed_weights != 0;
+    api->share_packed_weights = options != NULL && options->share_packed_weights != 0;
     api->library = dlopen(library, RTLD_NOW | RTLD_LOCAL);
     if (api->library == NULL) {
         const char *why = dlerror();
