@@ -16,10 +16,15 @@ from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, Quantize
 _log = logging.getLogger(__name__)
 
 
+def _within(path: str, module: str) -> bool:
+    """Whether the module at dotted ``path`` is ``module`` or one of its children."""
+    return path == module or path.startswith(module + ".")
+
+
 def _inside(node: torch.fx.Node, modules: Sequence[str]) -> bool:
     """Whether ``node`` was traced from one of ``modules`` (dotted names) or their children."""
     paths = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
-    return any(path == name or path.startswith(name + ".") for path in paths for name in modules)
+    return any(_within(path, name) for path in paths for name in modules)
 
 
 def _shares_with_float(node: torch.fx.Node) -> bool:
@@ -188,7 +193,7 @@ class Donor:
     def rename(self, path: str) -> str | None:
         """``path``'s counterpart in ``model``, or None when it lies outside every shared module."""
         for own, theirs in self.modules.items():
-            if path == own or path.startswith(own + "."):
+            if _within(path, own):
                 return theirs + path[len(own) :]
         return None
 
