@@ -8,6 +8,9 @@ timed on a one-op program, is counted once per variant instead of once per part.
 resample and a 1x1 channel map) is predicted from its multiply-accumulates at the parts' median time per MAC.
 Both parents are also lowered and timed whole: the mean gap between a whole parent and the sum of its parts
 (what splitting a graph cannot see: fusion across parts, cache effects) is added to every prediction.
+On small parts the times are mostly noise around the invocation overhead: a part never counts for less than
+nothing (its time beyond the overhead is clipped at zero), and no program is predicted faster than the one-op
+program.
 
 Peak memory to load and run an artifact is predicted as ``base + slope * artifact bytes``, fitted by least
 squares to the memory probes of the whole parents and of the one-op program (the runtime's fixed cost).
@@ -106,16 +109,18 @@ class CostTable(VersionedConfig):
         f, b = self._parts(front), self._parts(back)
         return [f.stem, *f.blocks[: i + 1], *b.blocks[j + 1 :], b.head]
 
+    def _compute_ms(self, part: PartFigures) -> float:
+        """A part's time beyond one invocation, clipped at zero (a noisy small part costs nothing, never less)."""
+        return max(part.ms - self.overhead.ms, 0.0)
+
     @property
     def ms_per_mac(self) -> float:
         """Median over the parts of their time per MAC, invocation overhead excluded."""
-        rates = sorted(
-            max(p.ms - self.overhead.ms, 0.0) / p.macs for m in self.models.values() for p in m.all() if p.macs
-        )
+        rates = sorted(self._compute_ms(p) / p.macs for m in self.models.values() for p in m.all() if p.macs)
         return rates[len(rates) // 2] if rates else 0.0
 
     def _sum_ms(self, parts: list[PartFigures], stitch_macs: int) -> float:
-        return sum(p.ms - self.overhead.ms for p in parts) + stitch_macs * self.ms_per_mac + self.overhead.ms
+        return sum(self._compute_ms(p) for p in parts) + stitch_macs * self.ms_per_mac + self.overhead.ms
 
     @property
     def whole_offset_ms(self) -> float:
@@ -124,8 +129,10 @@ class CostTable(VersionedConfig):
         return sum(gaps) / len(gaps)
 
     def latency_ms(self, front: str, i: int, back: str, j: int, stitch_macs: int) -> float:
-        """Predicted latency of the variant stitched after ``front`` block ``i`` into ``back`` after block ``j``."""
-        return self._sum_ms(self._chain(front, i, back, j), stitch_macs) + self.whole_offset_ms
+        """Predicted latency of the variant stitched after ``front`` block ``i`` into ``back`` after block ``j``;
+        never below the one-op program's."""
+        predicted = self._sum_ms(self._chain(front, i, back, j), stitch_macs) + self.whole_offset_ms
+        return max(predicted, self.overhead.ms)
 
     def chain_macs(self, front: str, i: int, back: str, j: int) -> int:
         """MACs of the parents' parts in the variant (its total minus this is the stitching layer's)."""
