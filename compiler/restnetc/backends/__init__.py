@@ -17,6 +17,7 @@ from restnetc.backends.base import (
     Lowered,
     LoweredProgram,
     ModelCard,
+    Packing,
     Runner,
     raw_pixels,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "Lowered",
     "LoweredProgram",
     "ModelCard",
+    "Packing",
     "Runner",
     "TensorQuantization",
     "get_backend",

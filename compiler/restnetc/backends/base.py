@@ -77,6 +77,21 @@ class EntryPoint:
 
 
 @dataclass(frozen=True)
+class Packing:
+    """Whether a runtime may pack each weight of a program once for all its entry points (XNNPACK's weight
+    cache): only when the backend checked the file (``checked``) and found no ``conflicts``, each a place where
+    entry points read one weight under different quantizations, in words."""
+
+    checked: bool
+    conflicts: tuple[str, ...] = ()
+
+    @property
+    def shared(self) -> bool:
+        """True when the packings may be shared."""
+        return self.checked and not self.conflicts
+
+
+@dataclass(frozen=True)
 class LoweredProgram:
     """One lowered file holding several models, each behind its own entry point; weights shared by the models
     (the same tensors, byte for byte) are stored once."""
@@ -248,6 +263,11 @@ class Backend(ABC):
         of ``graphs[name]`` computes, bit for bit (with ``pixels`` as ``Ends.pixels``: every entry point's image
         input then takes raw uint8 pixels).
         """
+
+    def packing(self, data: bytes) -> Packing:
+        """Whether the runtime may pack each weight of the program ``data`` once for all its entry points. This
+        default checks nothing, so such programs are never shared."""
+        return Packing(checked=False)
 
     def describe(self, data: bytes, card: ModelCard) -> bytes:
         """The single-model artifact ``data`` with ``card`` stored where the runtime's own tooling reads it

@@ -27,7 +27,7 @@ from litert_torch.quantize.quant_config import QuantConfig
 from torch import nn
 from torchao.quantization.pt2e.quantizer import Quantizer
 
-from restnetc.backends import litert_metadata
+from restnetc.backends import litert_metadata, litert_packing
 from restnetc.backends.base import (
     WHOLE_MODEL,
     Backend,
@@ -37,6 +37,7 @@ from restnetc.backends.base import (
     Lowered,
     LoweredProgram,
     ModelCard,
+    Packing,
     Runner,
     check_entry_points,
 )
@@ -242,6 +243,11 @@ class LiteRtBackend(Backend):
             converter = converter.signature(name, graph, (channels_last,))
         data = float_interface(_flatbuffer(converter.convert(quant_config=quant_config)), pixels=pixels)
         return LoweredProgram(data, tuple(_entry_point(data, name, layout) for name in graphs))
+
+    def packing(self, data: bytes) -> Packing:
+        """Checked on the file (``litert_packing``): shared unless an operator reads a kernel and bias another
+        one reads under another quantization."""
+        return Packing(checked=True, conflicts=litert_packing.packing_conflicts(data))
 
     def describe(self, data: bytes, card: ModelCard) -> bytes:
         """TFLite metadata from ``card``, written with MediaPipe's writers (``litert_metadata``)."""
