@@ -43,13 +43,13 @@ RESULTS = Path(__file__).parent / "results" / "ladder_switching.json"
 
 RSS_PROBE = """
 import sys
-from restnetc.runtime import Bundle, Runner
+from restnetc.runtime import Bundle, PackingPolicy, Runner
 def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096
 bundle, backend, root, library, share, ids = *sys.argv[1:6], sys.argv[6:]
 options = {"executorch_library": library} if backend == "executorch" else {}
-options["share_packed_weights"] = share == "1"
+options["packing"] = PackingPolicy.SHARED if share == "1" else PackingPolicy.OWN
 with Bundle(bundle) as opened:
     before = rss()
     with Runner(opened, backend, memory_root=root, override=ids[0], **options) as runner:
@@ -159,7 +159,7 @@ def _loaded_switch(setup: Setup, repeats: int, runs: int) -> dict[str, object]:
 
 def _resident(setup: Setup) -> dict[str, object]:
     """Every rung of the ladder loaded against the two parents from their own files, and the ladder again with
-    packed weights not shared (``share_packed_weights``: nothing to share between the parents' two files)."""
+    packed weights not shared (``PackingPolicy.OWN``: nothing to share between the parents' two files)."""
     rungs = [a.id for a in setup.ladder]
     every = setup.rss(setup.args.ladder, rungs)
     two_parents = setup.rss(setup.args.per_rung, setup.parents)

@@ -24,7 +24,7 @@ from restnetc.backends import get_backend
 from restnetc.bundle.manifest import Artifact, read_manifest
 from restnetc.bundle.runtime_index import memory_need, seal
 from restnetc.config.target import Backend as BackendName
-from restnetc.runtime import Bundle, Runner, ShimError, probe_memory
+from restnetc.runtime import Bundle, PackingPolicy, Runner, ShimError, probe_memory
 from restnetc.units import MIB
 from tests.conftest import REPO, CliResult
 
@@ -391,8 +391,9 @@ def test_python_runner_switches_across_every_entry_point_of_a_ladder_program_wit
     """Issue 16: in a ``bundle.layout: ladder`` bundle every artifact of a backend names the same file and its own
     entry point. One runner per backend opens that file once; ``use`` then moves across every rung, each running
     its own method or signature like the Python runtimes, while the file on disk is spoiled (nothing reads it
-    again), and back to the first, still loaded. Both with the rungs sharing packed weights (opted in) and
-    without: a weight shared by mistake would give some rung another rung's logits."""
+    again), and back to the first, still loaded. With the rungs sharing packed weights and without, as the
+    index says (the compiler checked the LiteRT file, not the ExecuTorch one) and against it: a weight shared
+    by mistake would give some rung another rung's logits."""
     bundle = tmp_path / "bundle"
     shutil.copytree(built_ladder, bundle)
     _write(tmp_path / "plenty", "proc/meminfo", "MemAvailable: 8000000 kB\n")
@@ -400,10 +401,14 @@ def test_python_runner_switches_across_every_entry_point_of_a_ladder_program_wit
     library = shim / "librestnet_shim_executorch.so"
     manifest = read_manifest(built_ladder)
     assert len({a.file for a in manifest.artifacts}) == 2 < len(manifest.artifacts)
+    packing = {b: {a.packing for a in manifest.artifacts if a.backend == b} for b in ("executorch", "litert")}
+    assert packing == {"executorch": {"own"}, "litert": {"shared"}}
+    with Bundle(built_ladder) as indexed:
+        assert {v.backend: v.shared_packing for v in indexed.variants} == {"executorch": 0, "litert": 1}
     runs: list[tuple[str, dict[str, object]]] = [
-        ("executorch", {"executorch_library": library, "share_packed_weights": True}),
+        ("executorch", {"executorch_library": library, "packing": PackingPolicy.SHARED}),
         ("executorch", {"executorch_library": library}),
-        ("litert", {"share_packed_weights": True}),
+        ("litert", {"packing": PackingPolicy.OWN}),
         ("litert", {}),
     ]
     with Bundle(bundle) as opened:

@@ -27,6 +27,7 @@ CONSTANTS = {
     "RS_MAX_ARTIFACTS": shim_abi.MAX_ARTIFACTS,
     "RS_DEFAULT_HEADROOM_BYTES": shim_abi.DEFAULT_HEADROOM_BYTES,
     "RS_DEFAULT_HYSTERESIS": shim_abi.DEFAULT_HYSTERESIS,
+    **{f"RS_PACKING_{policy.name}": policy.value for policy in shim_abi.PackingPolicy},
 }
 
 
@@ -131,7 +132,12 @@ def test_a_manifest_reads_back_through_the_c_core_unchanged(tmp_path: Path) -> N
     )
     manifest = write_fake_bundle(tmp_path, {"ladder/a.tflite": b"tflite bytes", "ladder/b.pte": b"pte bytes"})
     manifest = manifest.model_copy(
-        update={"artifacts": [manifest.artifacts[0].model_copy(update={"input": quantized}), manifest.artifacts[1]]}
+        update={
+            "artifacts": [
+                manifest.artifacts[0].model_copy(update={"input": quantized, "packing": "shared"}),
+                manifest.artifacts[1],
+            ]
+        }
     )
     write_manifest(tmp_path, manifest)
     write_index(tmp_path, manifest)
@@ -154,4 +160,5 @@ def test_a_manifest_reads_back_through_the_c_core_unchanged(tmp_path: Path) -> N
             input_quantization=shim_abi.TensorQuantization(**(q_in.model_dump() if q_in else float32)),
             output_quantization=shim_abi.TensorQuantization(**(q_out.model_dump() if q_out else float32)),
             input_layout=artifact.input.layout,
+            shared_packing=int(artifact.packing == "shared"),
         )

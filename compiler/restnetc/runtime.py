@@ -37,6 +37,7 @@ from restnetc.shim_abi import (
     TensorQuantization,
 )
 from restnetc.shim_abi import DEFAULT_HYSTERESIS as DEFAULT_HYSTERESIS
+from restnetc.shim_abi import PackingPolicy as PackingPolicy
 from restnetc.units import MIB
 
 NO_CHOICE = ctypes.c_size_t(-1).value
@@ -172,6 +173,8 @@ class Variant:
     input_quantization: TensorQuantization
     output_quantization: TensorQuantization
     input_layout: InputLayout
+    shared_packing: int
+    """1 when the compiler checked that the file's entry points may share packed weights (index ``packing``)."""
 
 
 @dataclass(frozen=True)
@@ -332,10 +335,10 @@ class Runner:
     built from ``runtime_shim/`` with CMake. ``memory_root`` is "/" except in tests (fixture trees).
     ``preload_neighbours``: after each refresh (and at open), also load the rungs next to the current one in
     accuracy that share its open program (a ladder file), while the headroom stays free
-    (``rs_policy.preload_neighbours``). ``share_packed_weights`` (opt-in, for ladders built with shared
-    quantization): the rungs of a ladder file share one packed copy
-    of the weights they share (``rs_litert_options``, ``rs_executorch_options``; with ExecuTorch, XNNPACK
-    methods then run one at a time in the process).
+    (``rs_policy.preload_neighbours``). ``packing`` (``rs_packing``): whether the rungs of a ladder file share
+    one packed copy of the weights they share; by default where the bundle's index says the compiler checked
+    that they may (``rs_litert_options``, ``rs_executorch_options``; with ExecuTorch, XNNPACK methods that
+    share run one at a time in the process).
     """
 
     def __init__(
@@ -350,7 +353,7 @@ class Runner:
         litert_library: Path | str | None = None,
         executorch_library: Path | str | None = None,
         preload_neighbours: bool = False,
-        share_packed_weights: bool = False,
+        packing: PackingPolicy = PackingPolicy.AS_INDEXED,
     ) -> None:
         self._bundle, self._handle, self._backend = bundle, ctypes.c_void_p(), BackendTable()
         self._lock = threading.Lock()
@@ -358,7 +361,7 @@ class Runner:
         error = Error()
         if backend == "litert":
             library = str(litert_library or _default_litert_library()).encode()
-            options = LitertOptions(int(share_packed_weights))
+            options = LitertOptions(int(packing))
             opened = _lib().rs_litert_backend_open_with(
                 library, ctypes.byref(options), ctypes.byref(self._backend), ctypes.byref(error)
             )
@@ -368,7 +371,7 @@ class Runner:
             opener = self._plugin.rs_executorch_backend_open_with
             opener.restype = ctypes.c_int
             opener.argtypes = [ctypes.POINTER(ExecutorchOptions), ctypes.POINTER(BackendTable), ctypes.POINTER(Error)]
-            settings = ExecutorchOptions(int(share_packed_weights))
+            settings = ExecutorchOptions(int(packing))
             _check(opener(ctypes.byref(settings), ctypes.byref(self._backend), ctypes.byref(error)), error)
         else:
             expected = "'litert', or 'executorch' with executorch_library"

@@ -14,6 +14,7 @@ No torch here: the device-side binding (``restnetc.runtime``) and the compiler b
 from __future__ import annotations
 
 import ctypes
+import enum
 from dataclasses import dataclass
 from typing import Literal
 
@@ -106,6 +107,7 @@ ARTIFACT_RECORD: tuple[RecordField, ...] = (
     RecordField("in", "input_quantization", Quantization),
     RecordField("out", "output_quantization", Quantization),
     RecordField("layout", "input_layout", ctypes.c_char * 8),
+    RecordField("packing", "shared_packing", ctypes.c_int),
 )
 ARTIFACT_KEYS = tuple(f.key for f in ARTIFACT_RECORD)
 """The keys of an artifact line of ``bundle.index``, in the order the writer emits them."""
@@ -163,16 +165,27 @@ class BackendTable(ctypes.Structure):
     ]
 
 
+class PackingPolicy(enum.IntEnum):
+    """``rs_packing``: whether a backend packs the weights of a file's entry points once for all of them."""
+
+    AS_INDEXED = 0
+    """Where the index says the compiler checked it (``packing=shared``)."""
+    OWN = 1
+    """Never: each entry point packs its own."""
+    SHARED = 2
+    """Always: only for files the caller knows to read each weight under one quantization."""
+
+
 class ExecutorchOptions(ctypes.Structure):
     """``rs_executorch_options`` (``restnet_shim_executorch.h``)."""
 
-    _fields_ = [("share_packed_weights", ctypes.c_int)]
+    _fields_ = [("packing", ctypes.c_int)]
 
 
 class LitertOptions(ctypes.Structure):
     """``rs_litert_options`` (``restnet_shim_litert.h``)."""
 
-    _fields_ = [("share_packed_weights", ctypes.c_int)]
+    _fields_ = [("packing", ctypes.c_int)]
 
 
 class Verdict(ctypes.Structure):

@@ -78,6 +78,10 @@ typedef struct {
     rs_quantization output_quantization;
     char input_layout[8]; /* "NCHW" or "NHWC": how the artifact's input tensor orders the image; rs_runner_run
                              always takes NCHW (rs_input_spec) and reorders it for an NHWC artifact */
+    int shared_packing;   /* 1 (index `packing=shared`): the compiler checked that the file's entry points read
+                             each weight under one quantization, so a backend may pack each weight once for all of
+                             them; 0 (`own`, or no key): each entry point must pack its own. Same for every
+                             artifact of a file */
 } rs_artifact;
 
 typedef struct {
@@ -178,6 +182,22 @@ RS_API rs_status rs_select(rs_bundle *bundle, const rs_policy *policy, uint64_t 
 
 /* ---- Running variants ---- */
 
+/* Whether a backend packs the weights of a file's entry points once for all of them (XNNPACK's weight cache),
+ * which keeps the blocks a ladder's rungs share once in memory. The cache finds a packing by the weight's bytes,
+ * but int8 packing folds in the quantization of the operator's input and output: entry points that read one
+ * weight under different quantizations must pack their own, or one runs with another's packing and computes
+ * wrong results. */
+typedef enum {
+    RS_PACKING_AS_INDEXED = 0, /* shared where the index says the compiler checked it (`shared_packing`) */
+    RS_PACKING_OWN = 1,        /* never shared (also what a runtime without a weight cache supports) */
+    RS_PACKING_SHARED = 2      /* always shared: only for files the caller knows to be safe */
+} rs_packing;
+
+/* Whether a program opened for `artifact` (any artifact of its file) shares packed weights under `packing`. */
+static inline int rs_packing_shared(rs_packing packing, const rs_artifact *artifact) {
+    return packing == RS_PACKING_SHARED || (packing == RS_PACKING_AS_INDEXED && artifact->shared_packing);
+}
+
 /* A runtime backend, plugged in by the caller so the core never depends on one. Tensors are raw, in the
  * artifact's own input/output types (the runner quantizes and dequantizes with the index's parameters).
  *
@@ -185,7 +205,9 @@ RS_API rs_status rs_select(rs_bundle *bundle, const rs_policy *policy, uint64_t 
  * share a file (the ladder layout), so a program may hold several loaded models at once.
  *
  * `open` gets a file's bytes exactly as the core read and verified them (never a path): `data` stays valid and
- * unchanged until `close` of that program returns, and is owned by the core. `load` prepares the artifact's
+ * unchanged until `close` of that program returns, and is owned by the core; `artifact` is one of the file's
+ * artifacts (its `file` names it in messages, its `shared_packing` says whether the entry points may share
+ * packed weights), valid during the call only. `load` prepares the artifact's
  * entry point of an open program without file I/O; `unload` releases one model. The core unloads every model
  * of a program before closing it, never unloads a model while it runs, and serialises every call on one
  * program and its models; calls for different programs may come from different threads.
@@ -198,7 +220,7 @@ RS_API rs_status rs_select(rs_bundle *bundle, const rs_policy *policy, uint64_t 
 typedef struct rs_backend {
     const char *name; /* must equal the artifacts' `backend` ("litert", "executorch") */
     void *context;    /* backend-wide state, owned by whoever created the backend */
-    rs_status (*open)(void *context, const void *data, size_t size, const char *file, void **program,
+    rs_status (*open)(void *context, const void *data, size_t size, const rs_artifact *artifact, void **program,
                       rs_error *err);
     rs_status (*load)(void *program, const rs_artifact *artifact, void **model, rs_error *err);
     rs_status (*run)(void *model, const void *input, size_t input_bytes, void *output, size_t output_bytes,

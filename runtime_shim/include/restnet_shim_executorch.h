@@ -10,14 +10,12 @@ extern "C" {
 
 /* How the ExecuTorch backend loads methods. */
 typedef struct rs_executorch_options {
-    /* Nonzero (off by default, as rs_litert_options says; ExecuTorch keys by content and packing seed):
-     * XNNPACK packs each distinct weight and bias pair once
-     * per process, and every method loaded with this option uses that one packed copy (XNNPACK's weight cache,
-     * keyed by the constants' content); the last method using a copy frees it when it unloads. The rungs of a
-     * ladder file then hold the blocks they share once in memory (restnetc quantizes the blocks a stitched rung
-     * shares with a parent to the parent's bytes). The cost: XNNPACK methods loaded with it run one at a time in the process
-     * (the cache's lock), also across runners. */
-    int share_packed_weights;
+    /* Whether methods of one file share packed weights (rs_packing; default RS_PACKING_AS_INDEXED). Shared,
+     * XNNPACK packs each distinct weight and bias pair once per process (its weight cache, keyed by the
+     * constants' content) and every method loaded so uses that copy; the last method using a copy frees it when
+     * it unloads. The cost: such methods run one at a time in the process (the cache's lock), also across
+     * runners. restnetc does not check .pte files yet, so their index says `own`. */
+    rs_packing packing;
 } rs_executorch_options;
 
 /* Fills `out` to load methods as `options` says (copied; NULL: the defaults above). The ExecuTorch runtime, its

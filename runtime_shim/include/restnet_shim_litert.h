@@ -10,14 +10,12 @@ extern "C" {
 
 /* How the LiteRT backend compiles programs. */
 typedef struct rs_litert_options {
-    /* Nonzero (off by default: XNNPACK keys packed weights by buffer, not by the input quantization packing
-     * folds in, so a ladder whose rungs use one buffer under different quantizations runs wrong; restnetc
-     * ladders built with shared quantization do not): a program's compilation packs each weight and bias
-     * buffer of the file once for all its signatures (XNNPACK's weight cache, in memory), where without it each
-     * signature packs its own copy. The rungs of a ladder file share buffers wherever their bytes are equal
-     * (restnetc quantizes the blocks a stitched rung shares with a parent to the parent's bytes). Needs a
-     * LiteRT whose opaque options take the XNNPACK settings as TOML (2.3); with 0, older 2.x libraries work. */
-    int share_packed_weights;
+    /* Whether the signatures of one file share packed weights (rs_packing; default RS_PACKING_AS_INDEXED).
+     * Shared, a program's compilation packs each weight and bias buffer of the file once for all its signatures
+     * (XNNPACK's weight cache, in memory), where otherwise each signature packs its own copy. Sharing needs a
+     * LiteRT whose opaque options take the XNNPACK settings as TOML (2.3); with RS_PACKING_OWN, older 2.x
+     * libraries work. */
+    rs_packing packing;
 } rs_litert_options;
 
 /* Loads `library` (a path to libLiteRt.so, or a bare name searched on the library path), creates a LiteRT

@@ -256,6 +256,7 @@ typedef enum {
     KEY_IN,
     KEY_OUT,
     KEY_LAYOUT,
+    KEY_PACKING,
     ARTIFACT_KEY_COUNT
 } artifact_key;
 
@@ -264,6 +265,7 @@ static const char *const ARTIFACT_KEYS[ARTIFACT_KEY_COUNT] = {
     [KEY_SHA256] = "sha256", [KEY_MEMORY] = "memory",   [KEY_PROGRAM] = "program", [KEY_ACCURACY] = "accuracy",
     [KEY_PARAMS] = "params",
     [KEY_ENTRY] = "entry",   [KEY_IN] = "in",           [KEY_OUT] = "out",         [KEY_LAYOUT] = "layout",
+    [KEY_PACKING] = "packing",
 };
 
 /* Parses the value of field `key` into `a`; -1 if invalid. Every key has a case (-Wswitch checks it). */
@@ -285,6 +287,9 @@ static int artifact_field(rs_artifact *a, artifact_key key, const char *value) {
         return strcmp(value, "NCHW") == 0 || strcmp(value, "NHWC") == 0
                    ? copy_field(a->input_layout, sizeof a->input_layout, value)
                    : -1;
+    case KEY_PACKING:
+        a->shared_packing = strcmp(value, "shared") == 0;
+        return a->shared_packing || strcmp(value, "own") == 0 ? 0 : -1;
     case ARTIFACT_KEY_COUNT: break;
     }
     return -1;
@@ -319,7 +324,7 @@ static rs_status parse_artifact(rs_bundle *bundle, char *fields, size_t line, rs
         seen |= 1u << key;
     }
     for (size_t i = 0; i < ARTIFACT_KEY_COUNT; i++) {
-        if (!(seen & (1u << i)) && i != KEY_PROGRAM && (i != KEY_LAYOUT || bundle->version >= 3)) {
+        if (!(seen & (1u << i)) && i != KEY_PROGRAM && i != KEY_PACKING && (i != KEY_LAYOUT || bundle->version >= 3)) {
             return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: artifact without %s", line, ARTIFACT_KEYS[i]);
         }
     }
@@ -332,9 +337,9 @@ static rs_status parse_artifact(rs_bundle *bundle, char *fields, size_t line, rs
         if (strcmp(other->file, a->file) == 0 &&
             (strcmp(other->backend, a->backend) != 0 || other->bytes != a->bytes ||
              strcmp(other->sha256, a->sha256) != 0 || other->program_memory_bytes != a->program_memory_bytes ||
-             strcmp(other->entry_point, a->entry_point) == 0)) {
+             other->shared_packing != a->shared_packing || strcmp(other->entry_point, a->entry_point) == 0)) {
             return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: artifact %s shares %s with %s: a shared file needs "
-                           "the same backend, bytes, sha256 and program memory and a different entry point", line,
+                           "the same backend, bytes, sha256, program memory and packing and a different entry point", line,
                            a->id, a->file, other->id);
         }
     }

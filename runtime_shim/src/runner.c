@@ -108,7 +108,7 @@ static rs_status open_program(rs_runner *runner, size_t index, rs_error *err) {
     rs_status status = read ? rs_bundle_read_verified(runner->bundle, index, &p->bytes, &p->size, err) : RS_OK;
     if (status == RS_OK) {
         const rs_backend *backend = runner->backend;
-        status = backend->open(backend->context, p->bytes, p->size, rs_bundle_artifact(runner->bundle, index)->file,
+        status = backend->open(backend->context, p->bytes, p->size, rs_bundle_artifact(runner->bundle, index),
                                &p->handle, err);
         p->handle = status == RS_OK ? p->handle : NULL;
         if (status == RS_ERR_BACKEND) {

@@ -319,7 +319,12 @@ static void test_bad_indexes(void) {
     expect_index_error("shared-file-other-entry", INPUT ARTIFACT("x", "") SIBLING("0"), RS_OK, "");
     expect_index_error("shared-file-program-differs", INPUT ARTIFACT("x", "") SIBLING("1"), RS_ERR_FORMAT,
                        "bundle.index:5: artifact y shares litert/x.tflite with x: a shared file needs the same "
-                       "backend, bytes, sha256 and program memory");
+                       "backend, bytes, sha256, program memory and packing");
+    expect_index_error("shared-file-packing-differs", INPUT ARTIFACT("x", " packing=shared") SIBLING("0"),
+                       RS_ERR_FORMAT, "bundle.index:5: artifact y shares litert/x.tflite with x");
+    expect_index_error("shared-file-packing-agrees", INPUT ARTIFACT("x", " packing=own") SIBLING("0"), RS_OK, "");
+    expect_index_error("odd-packing", INPUT "artifact id=x packing=yes\n", RS_ERR_FORMAT,
+                       "bundle.index:4: invalid packing");
     expect_index_error("repeated-key", INPUT ARTIFACT("x", " memory=99"), RS_ERR_FORMAT, "bundle.index:4: memory given twice");
     expect_index_error("scale-inf", INPUT "artifact id=x in=int8:inf:0\n", RS_ERR_FORMAT, "bundle.index:4: invalid in");
     expect_index_error("scale-nan", INPUT "artifact id=x out=int8:nan:0\n", RS_ERR_FORMAT, "bundle.index:4: invalid out");

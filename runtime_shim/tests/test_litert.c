@@ -28,14 +28,14 @@ typedef struct {
 } recorded;
 
 static void note(const char *what, const char *id) {
-    if (event_count < 24) snprintf(events[event_count++], sizeof events[0], "%s %s", what, id);
+    if (event_count < 24) snprintf(events[event_count++], sizeof events[0], "%s %.63s", what, id);
 }
 
-static rs_status open_program(void *context, const void *data, size_t size, const char *file, void **program,
-                              rs_error *err) {
+static rs_status open_program(void *context, const void *data, size_t size, const rs_artifact *artifact,
+                              void **program, rs_error *err) {
     (void)context;
-    rs_status status = real.open(real.context, data, size, file, program, err);
-    if (status == RS_OK) note("open", file);
+    rs_status status = real.open(real.context, data, size, artifact, program, err);
+    if (status == RS_OK) note("open", artifact->file);
     return status;
 }
 

@@ -73,9 +73,10 @@ typedef struct {
     size_t size;
 } program;
 
-static rs_status open_program(void *context, const void *data, size_t size, const char *file, void **out,
+static rs_status open_program(void *context, const void *data, size_t size, const rs_artifact *artifact, void **out,
                               rs_error *err) {
     script *s = context;
+    const char *file = artifact->file;
     pthread_mutex_lock(&s->lock);
     int fail = s->fail_opens > 0;
     s->fail_opens -= fail;

@@ -174,6 +174,12 @@ class Artifact(StrictModel):
     float_modules: list[str] = Field(description="submodules kept in float by the accuracy policy")
     file: RelativePath
     entry_point: str = Field(pattern=rf"^{ENTRY_POINT_PATTERN}$", description="method or signature in the file")
+    packing: Literal["shared", "own"] = Field(
+        default="own",
+        description="shared: the backend checked that the file's entry points read each weight under one "
+        "quantization, so a runtime may pack each weight once for all of them (the shim then does); own: each "
+        "entry point packs its own (unchecked, conflicting, or one entry point)",
+    )
     bytes: int
     sha256: str
     params: int

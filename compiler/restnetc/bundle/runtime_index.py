@@ -8,14 +8,17 @@ of a line format is smaller and safer than a JSON parser on a device. Format, on
     input shape=1,3,64,64 mean=0.498,0.498,0.498 std=0.502,0.502,0.502
     label <class name>                      (one per class, in class order)
     artifact id=... backend=... file=... bytes=N sha256=HEX memory=N program=N accuracy=PCT params=N
-             entry=NAME in=DTYPE:SCALE:ZERO_POINT out=DTYPE:SCALE:ZERO_POINT layout=NCHW|NHWC   (one line)
+             entry=NAME in=DTYPE:SCALE:ZERO_POINT out=DTYPE:SCALE:ZERO_POINT layout=NCHW|NHWC
+             packing=shared|own                                                      (one line)
 
 ``memory`` is the peak memory to load and run the artifact: the device figure when benchmark logs were
 ingested, else the host's. ``program`` is the host's figure of what the open file holds before an entry point
 loads (``memory_bytes.host.program``, one figure per file; 0 when not measured): a rung of a ladder file whose
 program is open costs about ``memory - program`` more. ``layout`` is the order of the artifact's input tensor
-(callers give NCHW; the shim reorders for NHWC). Readers ignore keys they do not know, so keys that change
-nothing for an old reader can be added within a version (``program`` was; an index without it reads as 0);
+(callers give NCHW; the shim reorders for NHWC). ``packing`` is the manifest's: ``shared`` when the compiler
+checked that the file's entry points read each weight under one quantization, so the shim packs each weight
+once for all of them. Readers ignore keys they do not know, so keys that change nothing for an old reader can
+be added within a version (``program`` was, an index without it reads as 0; ``packing`` too, read as ``own``);
 ``layout`` could not (an old shim would feed an NHWC model NCHW), so it came with version 3. The identity lets
 the shim refuse an edited or truncated index and notice a bundle replaced under a running app; ids, files and
 entry points are limited to ``[A-Za-z0-9._/-]``-style sets and labels carry no control characters, as the shim's
@@ -82,6 +85,7 @@ _VALUES: dict[str, Callable[[Artifact], object]] = {
     "in": lambda a: _quantization(a.input.quantization),
     "out": lambda a: _quantization(a.input.output_quantization),
     "layout": lambda a: a.input.layout,
+    "packing": lambda a: a.packing,
 }
 """Where each value of an artifact line comes from in the manifest, for every key of the record."""
 if tuple(_VALUES) != ARTIFACT_KEYS:

@@ -9,6 +9,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -394,10 +395,11 @@ def _pack(
         for backend in laddered
     ]
     packed = pack_all(lowerer, jobs)
-    files = {}
+    files, packings = {}, {}
     for backend, result in packed.items():
         files[backend.value] = f"{backend.value}/{LADDER_STEM}{get_backend(backend).suffix}"
         (staging / files[backend.value]).write_bytes(result.program.data)
+        packings[backend.value] = _packing(backend, result.program.data)
     threads = lowerer.verifier.threads
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         probes = {
@@ -435,6 +437,7 @@ def _pack(
                 update={
                     "file": files[a.backend],
                     "entry_point": entry.name,
+                    "packing": packings[a.backend],
                     "bytes": len(program.data),
                     "sha256": hashlib.sha256(program.data).hexdigest(),
                     "memory_bytes": memory,
@@ -446,6 +449,20 @@ def _pack(
             )
         )
     return shipped
+
+
+def _packing(backend: BackendName, data: bytes) -> Literal["shared", "own"]:
+    """The manifest's ``packing`` of a ladder program, said in the terminal with the first conflict if any."""
+    packing = get_backend(backend).packing(data)
+    if packing.shared:
+        step(f"ladder program {backend.value}: the runtime may pack each weight once for every entry point")
+    elif packing.conflicts:
+        count = len(packing.conflicts)
+        step(
+            f"ladder program {backend.value}: each entry point packs its own weights ({count} conflicts, first: "
+            f"{packing.conflicts[0]})"
+        )
+    return "shared" if packing.shared else "own"
 
 
 def _manifest(

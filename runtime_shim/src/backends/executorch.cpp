@@ -31,9 +31,10 @@ using executorch::runtime::LoadBackendOptionsMap;
 
 using SharedProgram = decltype(std::declval<const Module &>().program());
 
-// The backend's context: the two option sets it can be opened with (static, so nobody owns them).
-const rs_executorch_options kShared{1};
-const rs_executorch_options kAlone{0};
+// The backend's context: one of the option sets it can be opened with (static, so nobody owns them).
+const rs_executorch_options kAsIndexed{RS_PACKING_AS_INDEXED};
+const rs_executorch_options kOwn{RS_PACKING_OWN};
+const rs_executorch_options kShared{RS_PACKING_SHARED};
 
 // An open program: parsed once by a Module that owns the loader over the core's verified bytes (which outlive
 // it: freed after close) and never loads a method itself. Its constants are views of those bytes, so XNNPACK's
@@ -74,10 +75,13 @@ rs_status out_of_memory(rs_error *err, const std::string &what) {
     return fail(err, what + ": out of memory", RS_ERR_NO_MEMORY);
 }
 
-rs_status open(void *context, const void *data, size_t size, const char *file, void **out, rs_error *err) {
+rs_status open(void *context, const void *data, size_t size, const rs_artifact *artifact, void **out,
+               rs_error *err) {
+    const char *file = artifact->file;
     try {
         auto program = std::make_unique<Program>();
-        program->share_packed_weights = static_cast<const rs_executorch_options *>(context)->share_packed_weights;
+        program->share_packed_weights =
+            rs_packing_shared(static_cast<const rs_executorch_options *>(context)->packing, artifact) != 0;
         program->loader = std::make_unique<Module>(std::make_unique<BufferDataLoader>(data, size));
         Error error = program->loader->load();
         if (error != Error::Ok) {
@@ -175,8 +179,16 @@ extern "C" rs_status rs_executorch_backend_open_with(const rs_executorch_options
     if (out == nullptr) {
         return fail(err, "rs_executorch_backend_open_with: out is required", RS_ERR_ARGUMENT);
     }
-    const bool share = options != nullptr && options->share_packed_weights != 0;
-    void *context = const_cast<rs_executorch_options *>(share ? &kShared : &kAlone);
+    const rs_packing packing = options != nullptr ? options->packing : RS_PACKING_AS_INDEXED;
+    const rs_executorch_options *chosen = packing == RS_PACKING_AS_INDEXED ? &kAsIndexed
+                                          : packing == RS_PACKING_OWN      ? &kOwn
+                                          : packing == RS_PACKING_SHARED   ? &kShared
+                                                                           : nullptr;
+    if (chosen == nullptr) {
+        return fail(err, "rs_executorch_backend_open_with: packing " + std::to_string(static_cast<int>(packing)) +
+                             " is not an rs_packing", RS_ERR_ARGUMENT);
+    }
+    void *context = const_cast<rs_executorch_options *>(chosen);
     *out = rs_backend{"executorch", context, open, load, run, unload, close};
     return RS_OK;
 }

@@ -5,7 +5,8 @@
  * only passed back to LiteRT, so it is kept as opaque storage. Compilation requests the CPU accelerator
  * (XNNPACK); "no accelerator" fails in LiteRT. A program is compiled once, every signature with it, when it is
  * opened; loading an entry point adds only its signature's buffers, so switching within a program is free.
- * With share_packed_weights, that compilation packs each buffer of the file once for every signature using it.
+ * Where the options and the index allow it (rs_packing), that compilation packs each buffer of the file once for
+ * every signature using it.
  */
 #include <dlfcn.h>
 #include <stdlib.h>
@@ -25,7 +26,7 @@ enum { LRT_HW_ACCELERATOR_CPU = 1, LRT_LOCK_READ = 0, LRT_LOCK_WRITE = 1, LRT_ST
 typedef struct {
     void *library;
     lrt_handle environment;
-    int share_packed_weights;
+    rs_packing packing; /* RS_PACKING_OWN when this library has no opaque options */
     lrt_status (*create_environment)(int, const void *, lrt_handle *);
     void (*destroy_environment)(lrt_handle);
     lrt_status (*create_model_from_buffer)(lrt_handle, const void *, size_t, lrt_handle *);
@@ -112,9 +113,10 @@ static lrt_status request_weight_cache(const litert_api *api, lrt_handle options
 }
 
 /* `data` outlives the program (the core frees it after close), as LiteRtCreateModelFromBuffer requires. */
-static rs_status open_program(void *context, const void *data, size_t size, const char *name, void **out,
-                              rs_error *err) {
+static rs_status open_program(void *context, const void *data, size_t size, const rs_artifact *artifact,
+                              void **out, rs_error *err) {
     const litert_api *api = context;
+    const char *name = artifact->file;
     rs_status status = RS_OK;
     lrt_handle options = NULL;
     litert_program *p = calloc(1, sizeof *p);
@@ -125,7 +127,7 @@ static rs_status open_program(void *context, const void *data, size_t size, cons
     LRT_CALL("LiteRtCreateModelFromBuffer", api->create_model_from_buffer(api->environment, data, size, &p->model));
     LRT_CALL("LiteRtCreateOptions", api->create_options(&options));
     LRT_CALL("LiteRtSetOptionsHardwareAccelerators", api->set_hardware_accelerators(options, LRT_HW_ACCELERATOR_CPU));
-    if (api->share_packed_weights) {
+    if (rs_packing_shared(api->packing, artifact)) {
         LRT_CALL("requesting XNNPACK's weight cache", request_weight_cache(api, options));
     }
     LRT_CALL("LiteRtCreateCompiledModel", api->create_compiled_model(api->environment, p->model, options, &p->compiled));
@@ -253,7 +255,12 @@ rs_status rs_litert_backend_open_with(const char *library, const rs_litert_optio
     if (api == NULL) {
         return rs_error_set(err, RS_ERR_BACKEND, "cannot allocate the LiteRT backend");
     }
-    api->share_packed_weights = options != NULL && options->share_packed_weights != 0;
+    api->packing = options != NULL ? options->packing : RS_PACKING_AS_INDEXED;
+    if (api->packing != RS_PACKING_AS_INDEXED && api->packing != RS_PACKING_OWN && api->packing != RS_PACKING_SHARED) {
+        free(api);
+        return rs_error_set(err, RS_ERR_ARGUMENT, "rs_litert_backend_open_with: packing %d is not an rs_packing",
+                            (int)options->packing);
+    }
     api->library = dlopen(library, RTLD_NOW | RTLD_LOCAL);
     if (api->library == NULL) {
         const char *why = dlerror();
@@ -274,10 +281,17 @@ rs_status rs_litert_backend_open_with(const char *library, const rs_litert_optio
     LRT_SYMBOL(create_options, "LiteRtCreateOptions");
     LRT_SYMBOL(destroy_options, "LiteRtDestroyOptions");
     LRT_SYMBOL(set_hardware_accelerators, "LiteRtSetOptionsHardwareAccelerators");
-    if (api->share_packed_weights) { /* only then: a LiteRT without them still runs unshared */
+    if (api->packing == RS_PACKING_SHARED) { /* required only then: without them, programs pack their own */
         LRT_SYMBOL(create_opaque_options, "LiteRtCreateOpaqueOptions");
         LRT_SYMBOL(add_opaque_options, "LiteRtAddOpaqueOptions");
         LRT_SYMBOL(destroy_opaque_options, "LiteRtDestroyOpaqueOptions");
+    } else if (api->packing == RS_PACKING_AS_INDEXED) {
+        *(void **)(&api->create_opaque_options) = dlsym(api->library, "LiteRtCreateOpaqueOptions");
+        *(void **)(&api->add_opaque_options) = dlsym(api->library, "LiteRtAddOpaqueOptions");
+        *(void **)(&api->destroy_opaque_options) = dlsym(api->library, "LiteRtDestroyOpaqueOptions");
+        if (!api->create_opaque_options || !api->add_opaque_options || !api->destroy_opaque_options) {
+            api->packing = RS_PACKING_OWN;
+        }
     }
     LRT_SYMBOL(create_compiled_model, "LiteRtCreateCompiledModel");
     LRT_SYMBOL(destroy_compiled_model, "LiteRtDestroyCompiledModel");
