@@ -124,7 +124,8 @@ class CostTable(VersionedConfig):
 
     @property
     def whole_offset_ms(self) -> float:
-        """Mean over the parents of (whole parent's time - sum of its parts' times)."""
+        """Mean over the parents of (whole parent's time - its parts' predicted sum: their clipped times beyond
+        one invocation, plus one invocation)."""
         gaps = [m.whole.ms - self._sum_ms(m.all(), 0) for m in self.models.values()]
         return sum(gaps) / len(gaps)
 

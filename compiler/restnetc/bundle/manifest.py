@@ -164,6 +164,10 @@ class BudgetCheck(StrictModel):
     met: bool
 
 
+PackingName = Literal["shared", "own"]
+"""An artifact file's ``packing``: whether its entry points may share packed weights (``Artifact.packing``)."""
+
+
 class Artifact(StrictModel):
     """One lowered variant for one backend."""
 
@@ -174,7 +178,7 @@ class Artifact(StrictModel):
     float_modules: list[str] = Field(description="submodules kept in float by the accuracy policy")
     file: RelativePath
     entry_point: str = Field(pattern=rf"^{ENTRY_POINT_PATTERN}$", description="method or signature in the file")
-    packing: Literal["shared", "own"] = Field(
+    packing: PackingName = Field(
         default="own",
         description="shared: the backend checked that the file's entry points read each weight under one "
         "quantization, so a runtime may pack each weight once for all of them (the shim then does); own: each "

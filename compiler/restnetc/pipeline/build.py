@@ -9,7 +9,6 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -32,6 +31,7 @@ from restnetc.bundle.manifest import (
     Latency,
     Manifest,
     Memory,
+    PackingName,
     Pareto,
     SplitRecord,
     Splits,
@@ -451,7 +451,7 @@ def _pack(
     return shipped
 
 
-def _packing(backend: BackendName, data: bytes) -> Literal["shared", "own"]:
+def _packing(backend: BackendName, data: bytes) -> PackingName:
     """The manifest's ``packing`` of a ladder program, said in the terminal with the first conflict if any."""
     packing = get_backend(backend).packing(data)
     if packing.shared:
