@@ -361,7 +361,7 @@ def test_python_runner_runs_both_backends_through_the_c_core_like_the_python_run
     ExecuTorch backend library plugged in; every variant gives the Python runtimes' logits. Every artifact takes
     float32 now (an int8 LiteRT program quantizes inside); were one to take an integer input, the core would
     quantize as ``TensorQuantization.quantize`` does, halves included, and the third image would lie on the
-    rounding ties of its input scale."""
+    rounding ties of its input scale. A ``packing`` that is no ``rs_packing`` is an argument error for both."""
     bundle = built[0]
     _write(tmp_path / "plenty", "proc/meminfo", "MemAvailable: 8000000 kB\n")
     noise = np.random.default_rng(4).standard_normal((2, 1, 3, 32, 32)).astype(np.float32)
@@ -383,6 +383,11 @@ def test_python_runner_runs_both_backends_through_the_c_core_like_the_python_run
         with pytest.raises(ShimError, match=r"no-libLiteRt\.so") as caught:
             Runner(opened, litert_library=tmp_path / "no-libLiteRt.so")
         assert caught.value.status == "backend error"
+        for backend, options in (("litert", {}), ("executorch", libraries)):
+            for bad in (3, -1):
+                with pytest.raises(ShimError, match=f"packing {bad} is not an rs_packing") as caught:
+                    Runner(opened, backend, packing=bad, **options)  # type: ignore[arg-type]
+                assert caught.value.status == "invalid argument", backend
 
 
 def test_python_runner_switches_across_every_entry_point_of_a_ladder_program_without_reading_it_again(
@@ -392,7 +397,7 @@ def test_python_runner_switches_across_every_entry_point_of_a_ladder_program_wit
     entry point. One runner per backend opens that file once; ``use`` then moves across every rung, each running
     its own method or signature like the Python runtimes, while the file on disk is spoiled (nothing reads it
     again), and back to the first, still loaded. With the rungs sharing packed weights and without, as the
-    index says (the compiler checked the LiteRT file, not the ExecuTorch one) and against it: a weight shared
+    index says (the compiler checked both files and found them safe to share) and against it: a weight shared
     by mistake would give some rung another rung's logits."""
     bundle = tmp_path / "bundle"
     shutil.copytree(built_ladder, bundle)
@@ -402,11 +407,11 @@ def test_python_runner_switches_across_every_entry_point_of_a_ladder_program_wit
     manifest = read_manifest(built_ladder)
     assert len({a.file for a in manifest.artifacts}) == 2 < len(manifest.artifacts)
     packing = {b: {a.packing for a in manifest.artifacts if a.backend == b} for b in ("executorch", "litert")}
-    assert packing == {"executorch": {"own"}, "litert": {"shared"}}
+    assert packing == {"executorch": {"shared"}, "litert": {"shared"}}
     with Bundle(built_ladder) as indexed:
-        assert {v.backend: v.shared_packing for v in indexed.variants} == {"executorch": 0, "litert": 1}
+        assert {v.backend: v.shared_packing for v in indexed.variants} == {"executorch": 1, "litert": 1}
     runs: list[tuple[str, dict[str, object]]] = [
-        ("executorch", {"executorch_library": library, "packing": PackingPolicy.SHARED}),
+        ("executorch", {"executorch_library": library, "packing": PackingPolicy.OWN}),
         ("executorch", {"executorch_library": library}),
         ("litert", {"packing": PackingPolicy.OWN}),
         ("litert", {}),

@@ -183,8 +183,9 @@ RS_API rs_status rs_select(rs_bundle *bundle, const rs_policy *policy, uint64_t 
 /* ---- Running variants ---- */
 
 /* Whether a backend packs the weights of a file's entry points once for all of them (XNNPACK's weight cache),
- * which keeps the blocks a ladder's rungs share once in memory. The cache finds a packing by the weight's bytes,
- * but int8 packing folds in the quantization of the operator's input and output: entry points that read one
+ * which keeps the blocks a ladder's rungs share once in memory. The cache finds a packing by the weight itself
+ * (LiteRT: its buffer in the file; ExecuTorch: its named-data key, a digest of its bytes), but int8 packing
+ * folds in the quantization of the operator's input and output: entry points that read one
  * weight under different quantizations must pack their own, or one runs with another's packing and computes
  * wrong results. */
 typedef enum {

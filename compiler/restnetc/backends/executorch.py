@@ -21,6 +21,7 @@ from executorch.runtime import Method, Runtime
 from torch import nn
 from torchao.quantization.pt2e.quantizer import Quantizer
 
+from restnetc.backends import executorch_packing
 from restnetc.backends.base import (
     WHOLE_MODEL,
     Backend,
@@ -29,6 +30,7 @@ from restnetc.backends.base import (
     EntryPoint,
     Lowered,
     LoweredProgram,
+    Packing,
     Runner,
     check_entry_points,
 )
@@ -80,6 +82,11 @@ class ExecuTorchBackend(Backend):
             for name in graphs
         )
         return LoweredProgram(program.buffer, entries)
+
+    def packing(self, data: bytes) -> Packing:
+        """Checked on the file (``executorch_packing``): shared unless a node reads a named kernel (and bias)
+        another one reads under another quantization."""
+        return Packing(checked=True, conflicts=executorch_packing.packing_conflicts(data))
 
     def int8_quantizer(self) -> XNNPACKQuantizer:
         return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))

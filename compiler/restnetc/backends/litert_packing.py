@@ -16,13 +16,14 @@ from ai_edge_litert import schema_py_generated as schema_fb
 from ai_edge_litert.tools import flatbuffer_utils
 
 _OPS = schema_fb.BuiltinOperator
-_OPERANDS = {  # operator: indices of its (input, kernel, bias) among its inputs
+_OPERANDS: dict[int, tuple[int, int, int | None]] = {  # operator: indices of its (input, kernel, bias) inputs
     _OPS.CONV_2D: (0, 1, 2),
     _OPS.DEPTHWISE_CONV_2D: (0, 1, 2),
     _OPS.FULLY_CONNECTED: (0, 1, 2),
     _OPS.TRANSPOSE_CONV: (2, 1, 3),
+    _OPS.BATCH_MATMUL: (0, 1, None),
 }
-"""The operators XNNPACK packs weights for."""
+"""The operators XNNPACK packs constant weights for."""
 
 
 def _quantization(tensor: Any) -> tuple[object, ...]:
@@ -30,7 +31,8 @@ def _quantization(tensor: Any) -> tuple[object, ...]:
     q = tensor.quantization
     if q is None or q.scale is None:
         return ()
-    return (tuple(float(s) for s in q.scale), tuple(int(z) for z in q.zeroPoint), int(q.quantizedDimension))
+    zero_points = () if q.zeroPoint is None else tuple(int(z) for z in q.zeroPoint)
+    return (tuple(float(s) for s in q.scale), zero_points, int(q.quantizedDimension))
 
 
 def _options(op: Any) -> tuple[object, ...]:
@@ -54,16 +56,19 @@ def packing_conflicts(data: bytes) -> tuple[str, ...]:
     first: dict[tuple[int, int], tuple[tuple[object, ...], str]] = {}
     conflicts: list[str] = []
     for s, subgraph in enumerate(model.subgraphs):
-        for k, op in enumerate(subgraph.operators):
+        for k, op in enumerate(subgraph.operators or []):
             code = flatbuffer_utils.get_builtin_code_from_operator_code(model.operatorCodes[op.opcodeIndex])
             if code not in _OPERANDS:
                 continue
             inputs = [int(i) for i in op.inputs]
-            data_in, kernel_in, bias_in = (inputs[i] if i < len(inputs) else -1 for i in _OPERANDS[code])
+            data_in, kernel_in, bias_in = (
+                inputs[i] if i is not None and i < len(inputs) else -1 for i in _OPERANDS[code]
+            )
             kernel = subgraph.tensors[kernel_in].buffer
             if not _constant(model, kernel):
                 continue  # weights computed at run time are packed on every run, never cached
             bias = subgraph.tensors[bias_in].buffer if bias_in >= 0 else -1
+            bias = bias if _constant(model, bias) else -1  # XNNPACK sees no bias either way
             tensors = (data_in, kernel_in, int(op.outputs[0]))
             reading = (*(_quantization(subgraph.tensors[t]) for t in tensors), _options(op))
             where = f"signature {names.get(s, s)!r} operator {k}"

@@ -4,6 +4,7 @@
 // --no-as-needed (see CMakeLists.txt). No exception or abort crosses into C: every failure becomes a
 // status with a message.
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <new>
 #include <string>
@@ -31,10 +32,9 @@ using executorch::runtime::LoadBackendOptionsMap;
 
 using SharedProgram = decltype(std::declval<const Module &>().program());
 
-// The backend's context: one of the option sets it can be opened with (static, so nobody owns them).
-const rs_executorch_options kAsIndexed{RS_PACKING_AS_INDEXED};
-const rs_executorch_options kOwn{RS_PACKING_OWN};
-const rs_executorch_options kShared{RS_PACKING_SHARED};
+// The backend's context: the option set it was opened with, indexed by its rs_packing (static, so nobody owns
+// them).
+const rs_executorch_options kOptions[] = {{RS_PACKING_AS_INDEXED}, {RS_PACKING_OWN}, {RS_PACKING_SHARED}};
 
 // An open program: parsed once by a Module that owns the loader over the core's verified bytes (which outlive
 // it: freed after close) and never loads a method itself. Its constants are views of those bytes, so XNNPACK's
@@ -180,15 +180,12 @@ extern "C" rs_status rs_executorch_backend_open_with(const rs_executorch_options
         return fail(err, "rs_executorch_backend_open_with: out is required", RS_ERR_ARGUMENT);
     }
     const rs_packing packing = options != nullptr ? options->packing : RS_PACKING_AS_INDEXED;
-    const rs_executorch_options *chosen = packing == RS_PACKING_AS_INDEXED ? &kAsIndexed
-                                          : packing == RS_PACKING_OWN      ? &kOwn
-                                          : packing == RS_PACKING_SHARED   ? &kShared
-                                                                           : nullptr;
-    if (chosen == nullptr) {
+    const auto index = static_cast<size_t>(packing);
+    if (index >= std::size(kOptions) || kOptions[index].packing != packing) {
         return fail(err, "rs_executorch_backend_open_with: packing " + std::to_string(static_cast<int>(packing)) +
                              " is not an rs_packing", RS_ERR_ARGUMENT);
     }
-    void *context = const_cast<rs_executorch_options *>(chosen);
+    void *context = const_cast<rs_executorch_options *>(&kOptions[index]);
     *out = rs_backend{"executorch", context, open, load, run, unload, close};
     return RS_OK;
 }

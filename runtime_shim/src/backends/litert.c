@@ -112,30 +112,47 @@ static lrt_status request_weight_cache(const litert_api *api, lrt_handle options
     return code;
 }
 
-/* `data` outlives the program (the core frees it after close), as LiteRtCreateModelFromBuffer requires. */
+/* Compiles `p->model` for the CPU accelerator, with XNNPACK's weight cache when `share`. */
+static rs_status compile(litert_program *p, int share, const char *name, rs_error *err) {
+    const litert_api *api = p->api;
+    rs_status status = RS_OK;
+    lrt_handle options = NULL;
+    LRT_CALL("LiteRtCreateOptions", api->create_options(&options));
+    LRT_CALL("LiteRtSetOptionsHardwareAccelerators", api->set_hardware_accelerators(options, LRT_HW_ACCELERATOR_CPU));
+    if (share) {
+        LRT_CALL("requesting XNNPACK's weight cache", request_weight_cache(api, options));
+    }
+    LRT_CALL("LiteRtCreateCompiledModel", api->create_compiled_model(api->environment, p->model, options, &p->compiled));
+fail:
+    if (options) api->destroy_options(options);
+    return status;
+}
+
+/* `data` outlives the program (the core frees it after close), as LiteRtCreateModelFromBuffer requires. Shared
+ * as the index says, a program that LiteRT will not compile with the weight cache (a library reading its
+ * options otherwise) is compiled again packing per signature; forced shared, that is an error. */
 static rs_status open_program(void *context, const void *data, size_t size, const rs_artifact *artifact,
                               void **out, rs_error *err) {
     const litert_api *api = context;
     const char *name = artifact->file;
     rs_status status = RS_OK;
-    lrt_handle options = NULL;
     litert_program *p = calloc(1, sizeof *p);
     if (p == NULL) {
         return rs_error_set(err, RS_ERR_NO_MEMORY, "%s: cannot allocate", name);
     }
     p->api = api;
     LRT_CALL("LiteRtCreateModelFromBuffer", api->create_model_from_buffer(api->environment, data, size, &p->model));
-    LRT_CALL("LiteRtCreateOptions", api->create_options(&options));
-    LRT_CALL("LiteRtSetOptionsHardwareAccelerators", api->set_hardware_accelerators(options, LRT_HW_ACCELERATOR_CPU));
-    if (rs_packing_shared(api->packing, artifact)) {
-        LRT_CALL("requesting XNNPACK's weight cache", request_weight_cache(api, options));
+    int share = rs_packing_shared(api->packing, artifact);
+    status = compile(p, share, name, err);
+    if (status == RS_ERR_BACKEND && share && api->packing == RS_PACKING_AS_INDEXED) {
+        status = compile(p, 0, name, err);
     }
-    LRT_CALL("LiteRtCreateCompiledModel", api->create_compiled_model(api->environment, p->model, options, &p->compiled));
-    api->destroy_options(options);
+    if (status != RS_OK) {
+        goto fail;
+    }
     *out = p;
     return RS_OK;
 fail:
-    if (options) api->destroy_options(options);
     close_program(p);
     return status;
 }

@@ -49,7 +49,9 @@ public final class RestnetShim implements Closeable {
     /**
      * Opens a runner on the variant of {@code backend} ("litert", or "executorch" when the library is built
      * with it) that fits the memory probed under {@code memoryRoot} ("/" except in tests).
-     * {@code litertLibrary} is the path of libLiteRt.so, or null to let the loader find it.
+     * {@code litertLibrary} is the path of libLiteRt.so, or null to let the loader find it. The rungs of a
+     * ladder file share packed weights in memory exactly when the bundle's index says the compiler checked it
+     * safe ({@code packing=shared}; the C API's {@code RS_PACKING_AS_INDEXED}).
      */
     public Runner runner(String backend, String litertLibrary, String memoryRoot, long headroomBytes)
             throws IOException {

@@ -1,0 +1,156 @@
+"""Whether XNNPACK may pack each weight of an ExecuTorch program once for all its methods.
+
+ExecuTorch's XNNPACK weight cache names a packing by the named-data keys of the operator's kernel and bias (the
+bias only when it is named too) and checks nothing else but a seed from the shapes; packing folds in more than
+those bytes: for int8 the quantization of the operator's input, output and kernel. Two methods that read one
+kernel and bias under different quantizations would therefore share a packing made for one of them and compute
+wrong results. A program may share its packings only when every operator reading a named kernel (and bias) reads
+it under one quantization and one set of parameters; this module checks that on the ``.pte`` file, delegate by
+delegate (each XNNPACK delegate blob is a flatbuffer graph, decoded with ExecuTorch's own schema and ``flatc``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from executorch.backends.xnnpack.serialization import xnnpack_graph_schema as xnn
+from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import XNNHeader
+from executorch.exir._serialize._dataclass import _json_to_dataclass
+from executorch.exir._serialize._flatbuffer import _flatc_decompile
+from executorch.exir._serialize._program import deserialize_pte_binary
+
+DELEGATE = "XnnpackBackend"
+"""The delegate id of XNNPACK blobs in a program."""
+
+_OPERANDS: dict[type, tuple[str, str, str | None]] = {  # node: fields naming its (input, kernel, bias)
+    xnn.XNNConv2d: ("input1_id", "filter_id", "bias_id"),
+    xnn.XNNDepthwiseConv2d: ("input1_id", "filter_id", "bias_id"),
+    xnn.XNNConvTranspose2d: ("input1_id", "filter_id", "bias_id"),
+    xnn.XNNFullyConnected: ("input1_id", "filter_id", "bias_id"),
+    xnn.XNNBatchMatrixMultiply: ("input1_id", "input2_id", None),
+}
+"""The nodes XNNPACK packs (and caches) constant weights for."""
+
+_NO_VALUE = 0xFFFFFFFF
+"""A node's id field meaning "none" (a convolution without bias)."""
+
+_NON_FINITE = re.compile(rb"([:\[,]\s*)(-?)(inf|nan)\b")
+"""``flatc`` writes non-finite floats bare, which JSON does not allow."""
+
+
+@dataclass(frozen=True)
+class _Delegate:
+    """One XNNPACK graph of a method, with the constant section of its blob (for constants stored inline)."""
+
+    method: str
+    index: int
+    graph: xnn.XNNGraph
+    constants: bytes
+
+
+def _decode(blob: bytes) -> tuple[xnn.XNNGraph, bytes]:
+    """The graph and inline constant section of one XNNPACK delegate blob."""
+    header = XNNHeader.from_bytes(blob[: XNNHeader.EXPECTED_LENGTH])
+    flatbuffer = blob[header.flatbuffer_offset : header.flatbuffer_offset + header.flatbuffer_size]
+    schema = importlib.resources.files(xnn.__package__).joinpath("schema.fbs").read_bytes()
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        (root / "schema.fbs").write_bytes(schema)
+        (root / "graph.bin").write_bytes(flatbuffer)
+        _flatc_decompile(scratch, str(root / "schema.fbs"), str(root / "graph.bin"))
+        text = _NON_FINITE.sub(
+            lambda m: m[1] + m[2] + (b"Infinity" if m[3] == b"inf" else b"NaN"), (root / "graph.json").read_bytes()
+        )
+    constants = blob[header.constant_data_offset : header.constant_data_offset + header.constant_data_size]
+    return _json_to_dataclass(json.loads(text), xnn.XNNGraph), constants
+
+
+def _delegates(data: bytes) -> Iterator[_Delegate]:
+    program = deserialize_pte_binary(data).program
+    for plan in program.execution_plan:
+        for index, delegate in enumerate(plan.delegates):
+            if delegate.id == DELEGATE:
+                blob = program.backend_delegate_data[delegate.processed.index].data
+                yield _Delegate(plan.name, index, *_decode(blob))
+
+
+def _named(graph: xnn.XNNGraph, buffer: int) -> str | None:
+    """The named-data key of constant ``buffer`` (None when the constant is stored inline or absent)."""
+    if not 0 < buffer < len(graph.constant_data):
+        return None
+    return graph.constant_data[buffer].named_key or None
+
+
+def _identity(delegate: _Delegate, buffer: int) -> str | None:
+    """What constant ``buffer`` holds: its key, or a digest of its bytes when inline; None when there is none."""
+    if not 0 < buffer < len(delegate.graph.constant_data):
+        return None
+    entry = delegate.graph.constant_data[buffer]
+    if entry.named_key:
+        return str(entry.named_key)
+    return hashlib.sha256(delegate.constants[entry.offset : entry.offset + entry.size]).hexdigest()
+
+
+def _tensor(value: xnn.XValueUnion) -> xnn.XNNTensorValue:
+    return value.tensor_value if isinstance(value, xnn.XNNQuantizedTensorValue) else value
+
+
+def _reading(delegate: _Delegate, values: dict[int, xnn.XValueUnion], value_id: int) -> tuple[object, ...]:
+    """A value as a node reads it: data type, shape, constant contents and quantization, comparable."""
+    if value_id == _NO_VALUE:
+        return ()
+    value = values[value_id]
+    tensor = _tensor(value)
+    reading: tuple[object, ...] = (
+        type(value).__name__,
+        int(tensor.datatype),
+        tuple(tensor.dims),
+        _identity(delegate, tensor.constant_buffer_idx),
+    )
+    if isinstance(value, xnn.XNNQuantizedTensorValue):
+        quant = value.quant_params
+        params = {f.name: getattr(quant, f.name) for f in fields(quant)}
+        if "scale_buffer_idx" in params:
+            params["scale_buffer_idx"] = _identity(delegate, int(params["scale_buffer_idx"]))
+        reading += (type(quant).__name__, tuple(sorted((k, repr(v)) for k, v in params.items())))
+    return reading
+
+
+def packing_conflicts(data: bytes) -> tuple[str, ...]:
+    """Each place where a node of the ``.pte`` program ``data`` reads a named kernel (and bias) that another node
+    also reads under another quantization or other parameters; empty when none does."""
+    first: dict[tuple[str, str | None], tuple[tuple[object, ...], str]] = {}
+    conflicts: list[str] = []
+    for delegate in _delegates(data):
+        graph = delegate.graph
+        values = {_tensor(v.xvalue_union).id_out: v.xvalue_union for v in graph.xvalues}
+        for k, xnode in enumerate(graph.xnodes):
+            node = xnode.xnode_union
+            if type(node) not in _OPERANDS:
+                continue
+            data_in, kernel_in, bias_in = _OPERANDS[type(node)]
+            kernel = _named(graph, _tensor(values[getattr(node, kernel_in)]).constant_buffer_idx)
+            if kernel is None:
+                continue  # weights not named are packed for this method alone, never cached
+            bias_id = getattr(node, bias_in) if bias_in is not None else _NO_VALUE
+            bias = None if bias_id == _NO_VALUE else _named(graph, _tensor(values[bias_id]).constant_buffer_idx)
+            params = tuple((f.name, repr(getattr(node, f.name))) for f in fields(node) if not f.name.endswith("_id"))
+            reading = (
+                type(node).__name__,
+                params,
+                repr(xnode.output_min_max),
+                *(_reading(delegate, values, v) for v in (getattr(node, data_in), bias_id, node.output_id)),
+                _reading(delegate, values, getattr(node, kernel_in)),
+            )
+            where = f"method {delegate.method!r} delegate {delegate.index} node {k} ({type(node).__name__})"
+            seen = first.setdefault((kernel, bias), (reading, where))
+            if seen[0] != reading:
+                conflicts.append(f"{where} reads kernel {kernel[:12]} under another quantization than {seen[1]}")
+    return tuple(conflicts)
