@@ -98,14 +98,19 @@ def _project(models: dict[str, dict[str, str]], normalization: dict[str, list[fl
 
 
 def test_an_omitted_normalization_comes_from_the_models_when_they_agree() -> None:
-    """timm's ``pretrained_cfg`` (ImageNet mean/std for resnet18 and vgg11), EfficientNet-Lite's own; models that
-    disagree or do not say are a ConfigError telling what to write; a given normalization is kept."""
+    """timm's ``pretrained_cfg`` (ImageNet mean/std for resnet18, vgg11 and deit_tiny; bicubic for resnet18 and
+    deit_tiny, bilinear for vgg11), EfficientNet-Lite's own; models whose mean or std disagree or do not say are
+    a ConfigError telling what to write, while models resizing differently get bilinear; a given normalization is
+    kept."""
     resnet, vgg = {"source": "timm", "arch": "resnet18"}, {"source": "timm", "arch": "vgg11"}
+    deit = {"source": "timm", "arch": "deit_tiny_patch16_224"}
     lite = {"source": "efficientnet-lite", "name": "efficientnet-lite0"}
     resolved = with_model_normalization(_project({"a": resnet, "b": vgg})).data.pixels()
     assert resolved.mean == pytest.approx((0.485, 0.456, 0.406)) and resolved.std == pytest.approx(
         (0.229, 0.224, 0.225)
     )
+    assert resolved.resize == "bilinear"
+    assert with_model_normalization(_project({"a": resnet, "b": deit})).data.pixels().resize == "bicubic"
     both_lite = with_model_normalization(_project({"a": lite, "b": lite})).data.pixels()
     assert both_lite.mean == pytest.approx((127 / 255,) * 3) and both_lite.std == pytest.approx((128 / 255,) * 3)
     with pytest.raises(ConfigError, match=r"^data.normalization: omitted, but the models normalise differently"):

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -22,9 +23,10 @@ import torch
 
 from restnetc.backends import get_backend
 from restnetc.bundle.manifest import Artifact, read_manifest
-from restnetc.bundle.runtime_index import memory_need, seal
+from restnetc.bundle.runtime_index import memory_need, seal, write_index
 from restnetc.config.target import Backend as BackendName
 from restnetc.runtime import Bundle, PackingPolicy, Runner, ShimError, probe_memory
+from restnetc.shim_abi import ResizeName
 from restnetc.units import MIB
 from tests.conftest import REPO, CliResult
 
@@ -650,18 +652,32 @@ def test_run_reads_a_pgm_image_like_the_python_preprocessing(
     assert logits.argmax() == expected.argmax() and np.abs(logits - expected).max() < 0.5
 
 
+@pytest.mark.parametrize("resize", get_args(ResizeName))
 @pytest.mark.parametrize(("height", "width", "channels"), [(45, 70, 1), (20, 50, 3), (97, 33, 3)])
 def test_the_c_tool_resizes_a_non_square_image_as_python_does(
-    height: int, width: int, channels: int, shim: Path, built: tuple[Path, Path, Path, Path], tmp_path: Path
+    height: int,
+    width: int,
+    channels: int,
+    resize: ResizeName,
+    shim: Path,
+    built: tuple[Path, Path, Path, Path],
+    tmp_path: Path,
 ) -> None:
-    """``restnet-shim input`` writes the tensor ``run`` feeds: a PGM/PPM stretched to the input size with torch's
-    antialiased bilinear (``to_model_input``, what the compiler verified with), shrinking one side and growing
-    or shrinking the other, within 1e-3 (plain bilinear is off by about 0.1 when shrinking)."""
+    """``restnet-shim input`` writes the tensor ``run`` feeds: a PGM/PPM stretched to the input size as the
+    bundle's ``resize`` says, like torch's antialiased filters (``to_model_input``, what the compiler verified
+    with), shrinking one side and growing or shrinking the other, within 1e-3 (plain bilinear is off by about 0.1
+    when shrinking; the bilinear taps for a bicubic bundle by more)."""
     from restnetc.config.project import Normalization
     from restnetc.data.images import to_model_input
 
-    bundle = built[0]
-    norm = read_manifest(bundle).artifacts[0].input.normalization
+    bundle = tmp_path / "bundle"
+    shutil.copytree(built[0], bundle)
+    manifest = read_manifest(bundle)
+    resized = [
+        a.model_copy(update={"input": a.input.model_copy(update={"resize": resize})}) for a in manifest.artifacts
+    ]
+    write_index(bundle, manifest.model_copy(update={"artifacts": resized}))
+    norm = manifest.artifacts[0].input.normalization
     pixels = np.random.default_rng(height).integers(0, 256, (height, width, channels), dtype=np.uint8)
     image, tensor = tmp_path / "image.pnm", tmp_path / "tensor.f32"
     image.write_bytes(f"P{5 if channels == 1 else 6}\n{width} {height}\n255\n".encode() + pixels.tobytes())
@@ -669,7 +685,7 @@ def test_the_c_tool_resizes_a_non_square_image_as_python_does(
     assert result.returncode == 0, result.stderr
     ours = np.fromfile(tensor, dtype=np.float32).reshape(1, 3, 32, 32)
     nchw = torch.from_numpy(pixels.astype(np.float32) / 255).permute(2, 0, 1)[None]
-    expected = to_model_input(nchw, 32, Normalization(mean=norm["mean"], std=norm["std"])).numpy()
+    expected = to_model_input(nchw, 32, Normalization(mean=norm["mean"], std=norm["std"], resize=resize)).numpy()
     np.testing.assert_allclose(ours, expected, atol=1e-3, rtol=0)
     assert not list(tmp_path.glob("*.partial"))
 

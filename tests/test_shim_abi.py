@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -28,6 +29,7 @@ CONSTANTS = {
     "RS_DEFAULT_HEADROOM_BYTES": shim_abi.DEFAULT_HEADROOM_BYTES,
     "RS_DEFAULT_HYSTERESIS": shim_abi.DEFAULT_HYSTERESIS,
     **{f"RS_PACKING_{policy.name}": policy.value for policy in shim_abi.PackingPolicy},
+    **{f"RS_RESIZE_{resize.name}": resize.value for resize in shim_abi.Resize},
 }
 
 
@@ -114,6 +116,10 @@ def test_input_quantization_follows_tflite_quantize_ties_away_from_zero_then_cla
         != np.float32(-18.8)
     )
     assert shim_abi.FLOAT32.quantize(values) is values
+
+
+def test_each_resize_name_is_a_c_resize() -> None:
+    assert [r.name.lower() for r in shim_abi.Resize] == list(get_args(shim_abi.ResizeName))
 
 
 def test_the_binding_variant_has_one_attribute_per_record_member() -> None:

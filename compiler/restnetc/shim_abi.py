@@ -20,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 
-INDEX_VERSION = 3
+INDEX_VERSION = 4
 """``RS_INDEX_VERSION``: the version line of ``bundle.index``."""
 MAX_ARTIFACTS = 256
 """``RS_MAX_ARTIFACTS``: the most artifacts one index may list (``rs_selection`` has a verdict for each)."""
@@ -32,6 +32,8 @@ QuantizationDtype = Literal["float32", "int8", "uint8"]
 """The dtypes ``rs_quantization`` accepts, as the index spells them."""
 InputLayout = Literal["NCHW", "NHWC"]
 """How an artifact's input tensor orders the image (``rs_artifact.input_layout``); callers always give NCHW."""
+ResizeName = Literal["bilinear", "bicubic"]
+"""How an image is resized to the model's input (the index's ``resize``, ``Resize`` in C), antialiased."""
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,12 @@ class Policy(ctypes.Structure):
 class InputSpec(ctypes.Structure):
     """``rs_input_spec``."""
 
-    _fields_ = [("shape", ctypes.c_uint32 * 4), ("mean", ctypes.c_float * 3), ("std", ctypes.c_float * 3)]
+    _fields_ = [
+        ("shape", ctypes.c_uint32 * 4),
+        ("mean", ctypes.c_float * 3),
+        ("std", ctypes.c_float * 3),
+        ("resize", ctypes.c_int),
+    ]
 
 
 class BackendTable(ctypes.Structure):
@@ -174,6 +181,15 @@ class PackingPolicy(enum.IntEnum):
     """Never: each entry point packs its own."""
     SHARED = 2
     """Always: only for files the caller knows to read each weight under one quantization."""
+
+
+class Resize(enum.IntEnum):
+    """``rs_resize``: one member per ``ResizeName``, named alike. Antialiased (widened when shrinking) as PIL and
+    torch's ``interpolate(antialias=True, align_corners=False)`` compute it."""
+
+    BILINEAR = 0
+    BICUBIC = 1
+    """Keys' cubic with a = -0.5."""
 
 
 class ExecutorchOptions(ctypes.Structure):

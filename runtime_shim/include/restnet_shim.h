@@ -28,7 +28,7 @@ extern "C" {
 #define RS_API
 #endif
 
-#define RS_INDEX_VERSION 3
+#define RS_INDEX_VERSION 4
 #define RS_MAX_ARTIFACTS 256
 #define RS_MAX_LABELS 1024
 
@@ -84,10 +84,18 @@ typedef struct {
                              artifact of a file */
 } rs_artifact;
 
+/* How an image is resized to the input's H x W: antialiased (widened when shrinking), as PIL and torch's
+ * interpolate(antialias=True, align_corners=False) do; bicubic with a = -0.5. */
+typedef enum {
+    RS_RESIZE_BILINEAR = 0, /* index `resize=bilinear`; also what an index before version 4 means */
+    RS_RESIZE_BICUBIC = 1   /* index `resize=bicubic` */
+} rs_resize;
+
 typedef struct {
     uint32_t shape[4]; /* N, C, H, W; the element count fits a 32-bit size_t four times over */
     float mean[3];
     float std[3];      /* each > 0 */
+    rs_resize resize;
 } rs_input_spec;
 
 /* An opened bundle: opaque, created by rs_bundle_open, released by rs_bundle_close. */

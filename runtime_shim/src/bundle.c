@@ -1,9 +1,9 @@
 /* Opening a bundle: reading and parsing `bundle.index`, the compact form of `manifest.json`.
  *
  * Format (text, one record per line, fields separated by single spaces, unknown keys ignored):
- *   restnet-bundle-index 3
+ *   restnet-bundle-index 4
  *   identity HEX                                  (sha256 of every byte after this line)
- *   input shape=1,3,64,64 mean=0.498,0.498,0.498 std=0.502,0.502,0.502
+ *   input shape=1,3,64,64 mean=0.498,0.498,0.498 std=0.502,0.502,0.502 resize=bilinear|bicubic
  *   label <name, the rest of the line>            (once per class, in class order)
  *   artifact id=ID backend=B file=REL bytes=N sha256=HEX memory=N program=N accuracy=PCT params=N entry=NAME
  *            in=DTYPE:SCALE:ZERO_POINT out=DTYPE:SCALE:ZERO_POINT layout=NCHW|NHWC
@@ -11,6 +11,8 @@
  * `program` (optional: 0 when absent) is the part of `memory` the open file holds before any entry point loads;
  * artifacts sharing a file give the same figure. `layout`, the order of the artifact's input tensor, came with
  * version 3 (a shim that ignored it would feed an NHWC model wrong): required there, NCHW in a version 2 index.
+ * `resize`, how an image is resized to the input, came with version 4 (an older tool would resize otherwise than
+ * the model was trained): required there, bilinear before.
  *
  * The parser is strict: numbers are plain decimals (no hex, inf or nan), a key appears once per line, an
  * (id, backend) pair once per index, ids/files/entries use a small character set, and labels carry no
@@ -348,9 +350,20 @@ static rs_status parse_artifact(rs_bundle *bundle, char *fields, size_t line, rs
     return RS_OK;
 }
 
+static int parse_resize(const char *value, rs_resize *out) {
+    int bicubic = strcmp(value, "bicubic") == 0;
+    if (!bicubic && strcmp(value, "bilinear") != 0) {
+        return 1;
+    }
+    *out = bicubic ? RS_RESIZE_BICUBIC : RS_RESIZE_BILINEAR;
+    return 0;
+}
+
 static rs_status parse_input(rs_bundle *bundle, char *fields, size_t line, rs_error *err) {
-    unsigned seen = 0;
+    static const char *const KEYS[] = {"shape", "mean", "std", "resize"};
+    unsigned seen = 0, required = bundle->version >= 4 ? 15 : 7;
     char *state = NULL;
+    bundle->input.resize = RS_RESIZE_BILINEAR; /* before version 4, the only one */
     for (char *token = strtok_r(fields, " ", &state); token != NULL; token = strtok_r(NULL, " ", &state)) {
         char *equals = strchr(token, '=');
         if (equals == NULL) {
@@ -358,23 +371,26 @@ static rs_status parse_input(rs_bundle *bundle, char *fields, size_t line, rs_er
         }
         *equals = '\0';
         const char *value = equals + 1;
-        unsigned bit = strcmp(token, "shape") == 0 ? 1 : strcmp(token, "mean") == 0 ? 2 : strcmp(token, "std") == 0 ? 4 : 0;
-        if (bit == 0) {
-            continue;
+        unsigned key = 0;
+        while (key < 4 && strcmp(token, KEYS[key]) != 0) key++;
+        if (key == 4 || !(required & (1u << key))) {
+            continue; /* unknown here, or a key of a later version */
         }
-        if (seen & bit) {
+        if (seen & (1u << key)) {
             return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: %s given twice", line, token);
         }
-        int bad = bit == 1 ? parse_shape(value, bundle->input.shape)
-                  : bit == 2 ? parse_channels(value, bundle->input.mean, 0)
-                             : parse_channels(value, bundle->input.std, 1);
+        int bad = key == 0   ? parse_shape(value, bundle->input.shape)
+                  : key == 1 ? parse_channels(value, bundle->input.mean, 0)
+                  : key == 2 ? parse_channels(value, bundle->input.std, 1)
+                             : parse_resize(value, &bundle->input.resize);
         if (bad) {
             return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: invalid input %s", line, token);
         }
-        seen |= bit;
+        seen |= 1u << key;
     }
-    if (seen != 7) {
-        return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: input needs shape, mean and std", line);
+    if (seen != required) {
+        return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: input needs %s", line,
+                       bundle->version >= 4 ? "shape, mean, std and resize" : "shape, mean and std");
     }
     return RS_OK;
 }
@@ -404,7 +420,7 @@ static rs_status parse_preamble(rs_bundle *bundle, const char *text, size_t line
             return rs_fail(err, RS_ERR_FORMAT, "bundle.index: not a restnet bundle index (bad first line)");
         }
         const char *version = text + sizeof HEADER - 1;
-        bundle->version = strcmp(version, "2") == 0 ? 2 : strcmp(version, "3") == 0 ? 3 : 0;
+        bundle->version = strcmp(version, "2") == 0 ? 2 : strcmp(version, "3") == 0 ? 3 : strcmp(version, "4") == 0 ? 4 : 0;
         if (bundle->version == 0) {
             return rs_fail(err, RS_ERR_FORMAT, "bundle.index: version '%.20s', this shim reads versions 2 to %d",
                            version, RS_INDEX_VERSION);

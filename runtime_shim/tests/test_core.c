@@ -92,7 +92,7 @@ static void write_index(const char *dir, const char *body) {
     rs_sha256_hex(body, strlen(body), hex);
     size_t size = strlen(body) + 128;
     char *text = malloc(size);
-    int length = snprintf(text, size, "restnet-bundle-index 3\nidentity %s\n%s", hex, body);
+    int length = snprintf(text, size, "restnet-bundle-index %d\nidentity %s\n%s", RS_INDEX_VERSION, hex, body);
     snprintf(path, sizeof path, "%s/bundle.index", dir);
     write_file(path, text, (size_t)length);
     free(text);
@@ -117,7 +117,7 @@ static void make_bundle(const char *name, const spec *specs, size_t count, char 
     mkdir(path, 0755);
     char index[16384];
     int used = snprintf(index, sizeof index,
-                        "input shape=1,3,32,32 mean=0.5,0.5,0.5 std=0.5,0.5,0.5\n"
+                        "input shape=1,3,32,32 mean=0.5,0.5,0.5 std=0.5,0.5,0.5 resize=bicubic\n"
                         "label T-shirt/top\nlabel Ankle boot\n");
     for (size_t i = 0; i < count; i++) {
         char content[256];
@@ -176,6 +176,7 @@ static void test_selection(void) {
     CHECK(rs_bundle_artifact_count(bundle) == 5, "%zu artifacts", rs_bundle_artifact_count(bundle));
     CHECK(rs_bundle_label_count(bundle) == 2 && strcmp(rs_bundle_label(bundle, 1), "Ankle boot") == 0, "labels");
     CHECK(rs_bundle_input(bundle)->shape[2] == 32, "input shape");
+    CHECK(rs_bundle_input(bundle)->resize == RS_RESIZE_BICUBIC, "input resize");
     const rs_artifact *a = rs_bundle_artifact(bundle, 0);
     CHECK(strcmp(a->input_quantization.dtype, "int8") == 0 && a->input_quantization.zero_point == -14, "in");
 
@@ -258,24 +259,28 @@ static void expect_index_error(const char *name, const char *body, rs_status cod
     open_expecting(name, code, words);
 }
 
-#define INPUT "input shape=1,3,32,32 mean=0.5,0.5,0.5 std=0.5,0.5,0.5\n"
+#define INPUT "input shape=1,3,32,32 mean=0.5,0.5,0.5 std=0.5,0.5,0.5 resize=bilinear\n"
 #define SHA "sha256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 #define ARTIFACT(ID, EXTRA) "artifact id=" ID " backend=litert file=litert/x.tflite bytes=0 " SHA " memory=1 " \
     "accuracy=50 params=1 entry=serving_default in=float32:1:0 out=float32:1:0 layout=NCHW" EXTRA "\n"
+
+/* An input line as versions 2 and 3 wrote it, and as a version 4 reader must not trust (`resize` came with 4). */
+#define OLD_INPUT "input shape=1,3,32,32 mean=0.5,0.5,0.5 std=0.5,0.5,0.5 resize=bicubic\n"
 
 /* Another entry point of ARTIFACT's file, with `program=` given (an ARTIFACT line leaves it out: 0). */
 #define SIBLING(PROGRAM) "artifact id=y backend=litert file=litert/x.tflite bytes=0 " SHA " memory=1 program=" \
     PROGRAM " accuracy=50 params=1 entry=other in=float32:1:0 out=float32:1:0 layout=NCHW\n"
 
-/* A version 2 index (before `layout`) still opens: its artifacts take NCHW; a version 3 line says NHWC. */
+/* A version 2 index (before `layout`) still opens: its artifacts take NCHW; a version 3 line says NHWC. Before
+ * version 4 an input's `resize` is bilinear whatever the line says (an old compiler never wrote it). */
 static void test_layouts(void) {
     char dir[4096], path[4200], hex[65], text[1024];
     make_dir("layouts", dir, sizeof dir);
     for (int version = 2; version <= 3; version++) {
-        const char *body = version == 2 ? INPUT "artifact id=v2 backend=litert file=litert/x.tflite bytes=0 " SHA
+        const char *body = version == 2 ? OLD_INPUT "artifact id=v2 backend=litert file=litert/x.tflite bytes=0 " SHA
                                                 " memory=1 accuracy=50 params=1 entry=serving_default in=float32:1:0 "
                                                 "out=float32:1:0\n"
-                                          : INPUT "artifact id=v3 backend=litert file=litert/x.tflite bytes=0 " SHA
+                                          : OLD_INPUT "artifact id=v3 backend=litert file=litert/x.tflite bytes=0 " SHA
                                                 " memory=1 accuracy=50 params=1 entry=serving_default in=float32:1:0 "
                                                 "out=float32:1:0 layout=NHWC\n";
         rs_sha256_hex(body, strlen(body), hex);
@@ -288,6 +293,7 @@ static void test_layouts(void) {
         if (bundle != NULL) {
             const char *layout = rs_bundle_artifact(bundle, 0)->input_layout;
             CHECK(strcmp(layout, version == 2 ? "NCHW" : "NHWC") == 0, "version %d: layout %s", version, layout);
+            CHECK(rs_bundle_input(bundle)->resize == RS_RESIZE_BILINEAR, "version %d: resize", version);
         }
         rs_bundle_close(bundle);
     }
@@ -297,15 +303,21 @@ static void test_bad_indexes(void) {
     expect_raw_error("no-index", NULL, RS_ERR_IO, "bundle.index: cannot open");
     expect_raw_error("json", "{\"schema_version\": 1}\n", RS_ERR_FORMAT, "not a restnet bundle index");
     expect_raw_error("empty", "", RS_ERR_FORMAT, "empty");
-    expect_raw_error("future", "restnet-bundle-index 4\n", RS_ERR_FORMAT, "this shim reads versions 2 to 3");
-    expect_raw_error("old", "restnet-bundle-index 1\n", RS_ERR_FORMAT, "this shim reads versions 2 to 3");
+    expect_raw_error("future", "restnet-bundle-index 5\n", RS_ERR_FORMAT, "this shim reads versions 2 to 4");
+    expect_raw_error("old", "restnet-bundle-index 1\n", RS_ERR_FORMAT, "this shim reads versions 2 to 4");
+    expect_index_error("no-resize", "input shape=1,3,32,32 mean=0.5,0.5,0.5 std=0.5,0.5,0.5\n" ARTIFACT("x", ""),
+                       RS_ERR_FORMAT, "bundle.index:3: input needs shape, mean, std and resize");
+    expect_index_error("odd-resize", "input shape=1,3,32,32 mean=0.5,0.5,0.5 std=0.5,0.5,0.5 resize=nearest\n",
+                       RS_ERR_FORMAT, "bundle.index:3: invalid input resize");
+    expect_index_error("repeated-resize", "input resize=bicubic resize=bicubic\n", RS_ERR_FORMAT,
+                       "bundle.index:3: resize given twice");
     expect_index_error("no-layout", INPUT "artifact id=x backend=litert file=litert/x.tflite bytes=0 " SHA " memory=1 "
                        "accuracy=50 params=1 entry=serving_default in=float32:1:0 out=float32:1:0\n", RS_ERR_FORMAT,
                        "bundle.index:4: artifact without layout");
     expect_index_error("repeated-layout", INPUT ARTIFACT("x", " layout=NHWC"), RS_ERR_FORMAT, "bundle.index:4: layout given twice");
     expect_index_error("odd-layout", INPUT "artifact id=x layout=nhwc\n", RS_ERR_FORMAT, "bundle.index:4: invalid layout");
-    expect_raw_error("no-identity", "restnet-bundle-index 3\n" INPUT, RS_ERR_FORMAT, "bundle.index:2: expected 'identity'");
-    expect_raw_error("edited", "restnet-bundle-index 3\nidentity " "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n"
+    expect_raw_error("no-identity", "restnet-bundle-index 4\n" INPUT, RS_ERR_FORMAT, "bundle.index:2: expected 'identity'");
+    expect_raw_error("edited", "restnet-bundle-index 4\nidentity " "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n"
                      INPUT ARTIFACT("x", ""), RS_ERR_FORMAT, "does not match its content");
     expect_index_error("truncated", INPUT "artifact id=x backend=litert file=x.tflite bytes=1", RS_ERR_FORMAT,
                        "bundle.index:4: artifact without sha256");

@@ -45,14 +45,23 @@ typedef struct {
     double *weights;
 } taps;
 
-/* Antialiased bilinear taps from `in` pixels to `out` (PIL's filter, as torch's interpolate with antialias=True
- * and align_corners=False computes them): a triangle filter centred on each output pixel's centre, widened to
- * the scale when downscaling, truncated at the borders and renormalised. Upscaling gives plain bilinear. A pixel
- * has at most 2 * support + 1 taps, within `widest`. Returns NULL when out of memory (or when the table would not
- * fit a size_t); free the result with free_taps. */
-static taps *make_taps(uint32_t in, uint32_t out) {
-    double scale = (double)in / out;
-    double support = scale >= 1 ? scale : 1, inverse = scale >= 1 ? 1 / scale : 1;
+/* The filter `resize` weighs a tap with, at distance `x` >= 0 in (scaled) input pixels, and its support. */
+static double filter_weight(rs_resize resize, double x) {
+    if (resize == RS_RESIZE_BICUBIC) { /* Keys' cubic with a = -0.5, PIL's and torch's antialiased choice */
+        const double a = -0.5;
+        return x < 1 ? ((a + 2) * x - (a + 3)) * x * x + 1 : x < 2 ? ((x - 5) * x + 8) * x * a - 4 * a : 0;
+    }
+    return x < 1 ? 1 - x : 0;
+}
+
+/* Antialiased taps from `in` pixels to `out` (PIL's filters, as torch's interpolate with antialias=True and
+ * align_corners=False computes them): the filter centred on each output pixel's centre, widened to the scale
+ * when downscaling, truncated at the borders and renormalised. A pixel has at most 2 * support + 1 taps, within
+ * `widest`. Returns NULL when out of memory (or when the table would not fit a size_t); free the result with
+ * free_taps. */
+static taps *make_taps(uint32_t in, uint32_t out, rs_resize resize) {
+    double scale = (double)in / out, reach = resize == RS_RESIZE_BICUBIC ? 2 : 1;
+    double support = reach * (scale >= 1 ? scale : 1), inverse = scale >= 1 ? 1 / scale : 1;
     size_t widest = (size_t)(2 * support) + 2;
     if (widest > SIZE_MAX / sizeof(double) / out) return NULL;
     taps *t = calloc(out, sizeof *t);
@@ -69,11 +78,10 @@ static taps *make_taps(uint32_t in, uint32_t out) {
         t[i] = (taps){(uint32_t)first, (uint32_t)(last - first), weights + (size_t)i * widest};
         for (uint32_t k = 0; k < t[i].count; k++) {
             double x = ((double)first + k - centre + 0.5) * inverse;
-            x = x < 0 ? -x : x;
-            t[i].weights[k] = x < 1 ? 1 - x : 0;
+            t[i].weights[k] = filter_weight(resize, x < 0 ? -x : x);
             total += t[i].weights[k];
         }
-        for (uint32_t k = 0; k < t[i].count && total > 0; k++) t[i].weights[k] /= total;
+        for (uint32_t k = 0; k < t[i].count && total != 0; k++) t[i].weights[k] /= total;
     }
     return t;
 }
@@ -96,7 +104,7 @@ static rs_status read_netpbm(FILE *file, const char *path, int channels, const r
     /* One channel resized horizontally; the index bounds out_w, but not below what a 32-bit size_t holds. */
     int rows_fit = out_w <= SIZE_MAX / sizeof(double) / height;
     double *rows = rows_fit ? malloc((size_t)height * out_w * sizeof *rows) : NULL;
-    taps *across = make_taps(width, out_w), *down = make_taps(height, out_h);
+    taps *across = make_taps(width, out_w, spec->resize), *down = make_taps(height, out_h, spec->resize);
     rs_status status = RS_OK;
     if (pixels == NULL || rows == NULL || across == NULL || down == NULL) {
         status = fail(err, path, "cannot allocate the image");

@@ -5,7 +5,7 @@ of a line format is smaller and safer than a JSON parser on a device. Format, on
 
     restnet-bundle-index 3
     identity HEX                            (sha256 of every byte after this line)
-    input shape=1,3,64,64 mean=0.498,0.498,0.498 std=0.502,0.502,0.502
+    input shape=1,3,64,64 mean=0.498,0.498,0.498 std=0.502,0.502,0.502 resize=bilinear|bicubic
     label <class name>                      (one per class, in class order)
     artifact id=... backend=... file=... bytes=N sha256=HEX memory=N program=N accuracy=PCT params=N
              entry=NAME in=DTYPE:SCALE:ZERO_POINT out=DTYPE:SCALE:ZERO_POINT layout=NCHW|NHWC
@@ -19,11 +19,12 @@ program is open costs about ``memory - program`` more. ``layout`` is the order o
 checked that the file's entry points read each weight under one quantization, so the shim packs each weight
 once for all of them. Readers ignore keys they do not know, so keys that change nothing for an old reader can
 be added within a version (``program`` was, an index without it reads as 0; ``packing`` too, read as ``own``);
-``layout`` could not (an old shim would feed an NHWC model NCHW), so it came with version 3. The identity lets
-the shim refuse an edited or truncated index and notice a bundle replaced under a running app; ids, files and
-entry points are limited to ``[A-Za-z0-9._/-]``-style sets and labels carry no control characters, as the shim's
-strict parser requires. The artifact keys, their order and the version are ``restnetc.shim_abi``'s; this module
-only says where each value comes from in the manifest.
+``layout`` could not (an old shim would feed an NHWC model NCHW), so it came with version 3, and ``resize``
+neither (an old image tool would resize otherwise than the model was trained), so it came with version 4. The
+identity lets the shim refuse an edited or truncated index and notice a bundle replaced under a running app; ids,
+files and entry points are limited to ``[A-Za-z0-9._/-]``-style sets and labels carry no control characters,
+as the shim's strict parser requires. The artifact keys, their order and the version are ``restnetc.shim_abi``'s;
+this module only says where each value comes from in the manifest.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def render_index(manifest: Manifest) -> str:
     first = manifest.artifacts[0].input
     lines = [
         f"input shape={','.join(str(d) for d in first.shape)} mean={_floats(first.normalization['mean'])} "
-        f"std={_floats(first.normalization['std'])}",
+        f"std={_floats(first.normalization['std'])} resize={first.resize}",
     ]
     lines += [f"label {_label(label)}" for label in manifest.labels]
     for a in manifest.artifacts:

