@@ -25,12 +25,12 @@ from tests.conftest import TINY_PROJECT, TINY_TARGET, CliResult
 NORM = Normalization(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
 
 
-def config(source: dict[str, object], count: int = 12) -> DataConfig:
+def config(source: dict[str, object], count: int = 12, norm: Normalization = NORM) -> DataConfig:
     return DataConfig.model_validate(
         {
             "source": source,
             "input_size": 24,
-            "normalization": NORM,
+            "normalization": norm,
             "train_images": count,
             "validation_images": count,
             "test_images": count,
@@ -90,6 +90,14 @@ def test_image_folder_reads_classes_resizes_and_crops(tmp_path: Path) -> None:
     data = load_split(config({"kind": "image-folder", "root": str(tmp_path)}), "train", seed=0)
     assert data.classes == ("cat", "dog") and len(data) == 6
     assert data.images.shape == (6, 3, 24, 24) and sorted(data.labels.tolist()) == [0, 0, 0, 1, 1, 1]
+    # the project's resize filter reaches PIL: cat/0.png (30 x 40) -> 24 x 32 bicubic, centre 24 rows
+    bicubic = NORM.model_copy(update={"resize": "bicubic"})
+    data = load_split(config({"kind": "image-folder", "root": str(tmp_path)}, norm=bicubic), "train", seed=0)
+    small = Image.open(tmp_path / "train" / "cat" / "0.png").resize((24, 32), Image.Resampling.BICUBIC)
+    pixels = torch.from_numpy(np.asarray(small, dtype=np.float32) / 255).permute(2, 0, 1)[:, 4:28]
+    expected = (pixels - 0.5) / 0.25
+    at = data.indices.tolist().index(0)
+    assert torch.allclose(data.images[at], expected, atol=1e-5)
 
 
 def test_image_folder_without_class_folders_is_a_clear_error(tmp_path: Path) -> None:

@@ -119,7 +119,9 @@ def test_input_quantization_follows_tflite_quantize_ties_away_from_zero_then_cla
 
 
 def test_each_resize_name_is_a_c_resize() -> None:
+    """Named alike, and the default is C's zero (what an index before version 4 reads as)."""
     assert [r.name.lower() for r in shim_abi.Resize] == list(get_args(shim_abi.ResizeName))
+    assert shim_abi.Resize[shim_abi.DEFAULT_RESIZE.upper()] == 0
 
 
 def test_the_binding_variant_has_one_attribute_per_record_member() -> None:

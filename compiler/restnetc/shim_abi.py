@@ -34,6 +34,8 @@ InputLayout = Literal["NCHW", "NHWC"]
 """How an artifact's input tensor orders the image (``rs_artifact.input_layout``); callers always give NCHW."""
 ResizeName = Literal["bilinear", "bicubic"]
 """How an image is resized to the model's input (the index's ``resize``, ``Resize`` in C), antialiased."""
+DEFAULT_RESIZE: ResizeName = "bilinear"
+"""The resize unless a project or model says otherwise, and what an index before version 4 means."""
 
 
 @dataclass(frozen=True)

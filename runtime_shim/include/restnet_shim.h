@@ -195,7 +195,8 @@ RS_API rs_status rs_select(rs_bundle *bundle, const rs_policy *policy, uint64_t 
  * (LiteRT: its buffer in the file; ExecuTorch: its named-data key, a digest of its bytes), but int8 packing
  * folds in the quantization of the operator's input and output: entry points that read one
  * weight under different quantizations must pack their own, or one runs with another's packing and computes
- * wrong results. */
+ * wrong results. ExecuTorch keeps one weight cache per process: there, one open program at a time shares (the
+ * first to open), and any other opened meanwhile packs its own. */
 typedef enum {
     RS_PACKING_AS_INDEXED = 0, /* shared where the index says the compiler checked it (`shared_packing`) */
     RS_PACKING_OWN = 1,        /* never shared (also what a runtime without a weight cache supports) */

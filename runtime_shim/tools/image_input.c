@@ -45,7 +45,7 @@ typedef struct {
     double *weights;
 } taps;
 
-/* The filter `resize` weighs a tap with, at distance `x` >= 0 in (scaled) input pixels, and its support. */
+/* The weight `resize`'s filter gives a tap at distance `x` >= 0 in (scaled) input pixels (support: make_taps). */
 static double filter_weight(rs_resize resize, double x) {
     if (resize == RS_RESIZE_BICUBIC) { /* Keys' cubic with a = -0.5, PIL's and torch's antialiased choice */
         const double a = -0.5;

@@ -7,7 +7,8 @@
 #include "restnet_shim.h"
 
 /* Fills `out` (count = C*H*W of `spec`) from `path`: a binary PGM (P5) or PPM (P6) image, stretched to the
- * input size with antialiased bilinear (torch's interpolate(..., antialias=True), as the compiler resizes) and normalised with the spec's mean and std (grey images fill all three channels); or a
+ * input size with the spec's antialiased `resize` filter (torch's interpolate(..., antialias=True), as the
+ * compiler resizes) and normalised with the spec's mean and std (grey images fill all three channels); or a
  * file of exactly `count` raw little-endian float32 values, already normalised, in NCHW order. */
 rs_status rs_read_input(const char *path, const rs_input_spec *spec, float *out, size_t count, rs_error *err);
 

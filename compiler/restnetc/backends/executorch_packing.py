@@ -25,6 +25,7 @@ from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import XN
 from executorch.exir._serialize._dataclass import _json_to_dataclass
 from executorch.exir._serialize._flatbuffer import _flatc_decompile
 from executorch.exir._serialize._program import deserialize_pte_binary
+from executorch.exir.schema import DataLocation
 
 DELEGATE = "XnnpackBackend"
 """The delegate id of XNNPACK blobs in a program."""
@@ -73,28 +74,33 @@ def _decode(blob: bytes) -> tuple[xnn.XNNGraph, bytes]:
 
 
 def _delegates(data: bytes) -> Iterator[_Delegate]:
+    """Every XNNPACK graph of the program (delegates stored in segments are read back inline)."""
     program = deserialize_pte_binary(data).program
     for plan in program.execution_plan:
         for index, delegate in enumerate(plan.delegates):
             if delegate.id == DELEGATE:
+                if delegate.processed.location != DataLocation.INLINE:
+                    raise ValueError(f"method {plan.name!r}: an XNNPACK delegate not stored inline")
                 blob = program.backend_delegate_data[delegate.processed.index].data
                 yield _Delegate(plan.name, index, *_decode(blob))
 
 
+def _constant(graph: xnn.XNNGraph, buffer: int) -> xnn.ConstantDataOffset | None:
+    """Where constant ``buffer`` is (None for buffer 0 and any index past the table: no constant)."""
+    return graph.constant_data[buffer] if 0 < buffer < len(graph.constant_data) else None
+
+
 def _named(graph: xnn.XNNGraph, buffer: int) -> str | None:
     """The named-data key of constant ``buffer`` (None when the constant is stored inline or absent)."""
-    if not 0 < buffer < len(graph.constant_data):
-        return None
-    return graph.constant_data[buffer].named_key or None
+    entry = _constant(graph, buffer)
+    return str(entry.named_key) if entry is not None and entry.named_key else None
 
 
 def _identity(delegate: _Delegate, buffer: int) -> str | None:
     """What constant ``buffer`` holds: its key, or a digest of its bytes when inline; None when there is none."""
-    if not 0 < buffer < len(delegate.graph.constant_data):
-        return None
-    entry = delegate.graph.constant_data[buffer]
-    if entry.named_key:
-        return str(entry.named_key)
+    entry = _constant(delegate.graph, buffer)
+    if entry is None or entry.named_key:
+        return _named(delegate.graph, buffer)
     return hashlib.sha256(delegate.constants[entry.offset : entry.offset + entry.size]).hexdigest()
 
 
@@ -152,5 +158,7 @@ def packing_conflicts(data: bytes) -> tuple[str, ...]:
             where = f"method {delegate.method!r} delegate {delegate.index} node {k} ({type(node).__name__})"
             seen = first.setdefault((kernel, bias), (reading, where))
             if seen[0] != reading:
-                conflicts.append(f"{where} reads kernel {kernel[:12]} under another quantization than {seen[1]}")
+                conflicts.append(
+                    f"{where} reads kernel {kernel[:12]} under another quantization or other parameters than {seen[1]}"
+                )
     return tuple(conflicts)

@@ -20,7 +20,7 @@ from restnetc.budget.measure import HostLatency, HostMemory
 from restnetc.config.base import StrictModel
 from restnetc.config.paths import RelativePath, check_file_name
 from restnetc.errors import RestnetcError
-from restnetc.shim_abi import ENTRY_POINT_PATTERN, InputLayout, QuantizationDtype, ResizeName
+from restnetc.shim_abi import DEFAULT_RESIZE, ENTRY_POINT_PATTERN, InputLayout, QuantizationDtype, ResizeName
 
 MANIFEST_NAME = "manifest.json"
 
@@ -59,7 +59,7 @@ class InputSpec(StrictModel):
     """How the artifact's own input tensor orders it: the shim reorders an NCHW image for an NHWC artifact."""
     dtype: str
     normalization: dict[str, tuple[float, float, float]]
-    resize: ResizeName = "bilinear"
+    resize: ResizeName = DEFAULT_RESIZE
     """How an image is resized to ``shape`` before normalisation (absent in manifests before it: bilinear)."""
     quantization: Quantization | None = None
     output_quantization: Quantization | None = None

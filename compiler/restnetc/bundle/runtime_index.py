@@ -3,7 +3,7 @@
 It is derived from the manifest every time the manifest is written, so the two always agree; a C parser
 of a line format is smaller and safer than a JSON parser on a device. Format, one record per line:
 
-    restnet-bundle-index 3
+    restnet-bundle-index 4
     identity HEX                            (sha256 of every byte after this line)
     input shape=1,3,64,64 mean=0.498,0.498,0.498 std=0.502,0.502,0.502 resize=bilinear|bicubic
     label <class name>                      (one per class, in class order)

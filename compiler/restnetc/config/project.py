@@ -10,7 +10,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from restnetc.config.base import StrictModel, VersionedConfig
 from restnetc.errors import ConfigError
-from restnetc.shim_abi import ResizeName
+from restnetc.shim_abi import DEFAULT_RESIZE, ResizeName
 
 
 class StitchOrder(StrEnum):
@@ -81,7 +81,7 @@ class Normalization(StrictModel):
     mean: tuple[float, float, float]
     std: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]]
     resize: ResizeName = Field(
-        default="bilinear",
+        default=DEFAULT_RESIZE,
         description="how images are resized to input_size, antialiased (timm's pretrained_cfg calls it interpolation)",
     )
 

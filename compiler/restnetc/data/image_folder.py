@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
 from restnetc.config.project import Normalization
@@ -39,7 +40,8 @@ def load_image_folder(
     size: int,
     normalization: Normalization,
 ) -> ImageSet:
-    """The images ``indices`` of ``root/split`` (in ImageFolder's order): shorter side resized, centre-cropped."""
+    """The images ``indices`` of ``root/split`` (in ImageFolder's order): shorter side resized with
+    ``normalization.resize`` (PIL, antialiased), centre-cropped."""
     dataset = _dataset(root / split)
     pixels, labels = [], []
     for index in indices.tolist():
@@ -48,7 +50,7 @@ def load_image_folder(
             image = dataset.loader(path).convert("RGB")
         except OSError as exc:
             raise DataError(f"{path}: unreadable image: {exc}") from None
-        image = TF.center_crop(TF.resize(image, size), [size, size])
+        image = TF.center_crop(TF.resize(image, size, InterpolationMode(normalization.resize)), [size, size])
         pixels.append(TF.to_tensor(image))
         labels.append(label)
     return ImageSet(

