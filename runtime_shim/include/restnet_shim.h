@@ -203,6 +203,11 @@ typedef enum {
     RS_PACKING_SHARED = 2      /* always shared: only for files the caller knows to be safe */
 } rs_packing;
 
+/* Whether `packing` is one of the values above (a backend refuses any other when it is opened). */
+static inline int rs_packing_valid(rs_packing packing) {
+    return packing == RS_PACKING_AS_INDEXED || packing == RS_PACKING_OWN || packing == RS_PACKING_SHARED;
+}
+
 /* Whether a program opened for `artifact` (any artifact of its file) shares packed weights under `packing`. */
 static inline int rs_packing_shared(rs_packing packing, const rs_artifact *artifact) {
     return packing == RS_PACKING_SHARED || (packing == RS_PACKING_AS_INDEXED && artifact->shared_packing);

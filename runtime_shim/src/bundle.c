@@ -360,8 +360,12 @@ static int parse_resize(const char *value, rs_resize *out) {
 }
 
 static rs_status parse_input(rs_bundle *bundle, char *fields, size_t line, rs_error *err) {
-    static const char *const KEYS[] = {"shape", "mean", "std", "resize"};
-    unsigned seen = 0, required = bundle->version >= 4 ? 15 : 7;
+    enum { SHAPE, MEAN, STD, RESIZE, INPUT_KEYS };
+    static const char *const KEYS[INPUT_KEYS] = {
+        [SHAPE] = "shape", [MEAN] = "mean", [STD] = "std", [RESIZE] = "resize"};
+    const unsigned known = bundle->version >= 4 ? INPUT_KEYS : RESIZE; /* resize came with version 4 */
+    const unsigned required = (1u << known) - 1;
+    unsigned seen = 0;
     char *state = NULL;
     bundle->input.resize = RS_RESIZE_BILINEAR; /* before version 4, the only one */
     for (char *token = strtok_r(fields, " ", &state); token != NULL; token = strtok_r(NULL, " ", &state)) {
@@ -372,17 +376,17 @@ static rs_status parse_input(rs_bundle *bundle, char *fields, size_t line, rs_er
         *equals = '\0';
         const char *value = equals + 1;
         unsigned key = 0;
-        while (key < 4 && strcmp(token, KEYS[key]) != 0) key++;
-        if (key == 4 || !(required & (1u << key))) {
+        while (key < known && strcmp(token, KEYS[key]) != 0) key++;
+        if (key == known) {
             continue; /* unknown here, or a key of a later version */
         }
         if (seen & (1u << key)) {
             return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: %s given twice", line, token);
         }
-        int bad = key == 0   ? parse_shape(value, bundle->input.shape)
-                  : key == 1 ? parse_channels(value, bundle->input.mean, 0)
-                  : key == 2 ? parse_channels(value, bundle->input.std, 1)
-                             : parse_resize(value, &bundle->input.resize);
+        int bad = key == SHAPE  ? parse_shape(value, bundle->input.shape)
+                  : key == MEAN ? parse_channels(value, bundle->input.mean, 0)
+                  : key == STD  ? parse_channels(value, bundle->input.std, 1)
+                                : parse_resize(value, &bundle->input.resize);
         if (bad) {
             return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: invalid input %s", line, token);
         }

@@ -296,7 +296,7 @@ def _artifact(
 ) -> Artifact:
     """The manifest entry of a shipped artifact."""
     rung, result, data = one.rung, one.verified, one.verified.lowered.data
-    input_q, size = result.lowered.input_quantization, project.data.input_size
+    input_q, size, pixels = result.lowered.input_quantization, project.data.input_size, project.data.pixels()
     return Artifact(
         id=rung.id,
         role="parent" if rung.role == "parent" else "variant",
@@ -321,8 +321,8 @@ def _artifact(
             shape=(1, 3, size, size),
             layout=result.lowered.input_layout,
             dtype="float32" if input_q is None else input_q.dtype,
-            normalization=project.data.pixels().model_dump(include={"mean", "std"}),
-            resize=project.data.pixels().resize,
+            normalization=pixels.model_dump(include={"mean", "std"}),
+            resize=pixels.resize,
             quantization=_quantization(input_q),
             output_quantization=_quantization(result.lowered.output_quantization),
         ),

@@ -36,6 +36,7 @@ using SharedProgram = decltype(std::declval<const Module &>().program());
 // The backend's context: the option set it was opened with, indexed by its rs_packing (static, so nobody owns
 // them).
 const rs_executorch_options kOptions[] = {{RS_PACKING_AS_INDEXED}, {RS_PACKING_OWN}, {RS_PACKING_SHARED}};
+static_assert(std::size(kOptions) == RS_PACKING_SHARED + 1, "one option set per rs_packing, in value order");
 
 // An open program: parsed once by a Module that owns the loader over the core's verified bytes (which outlive
 // it: freed after close) and never loads a method itself. Its constants are views of those bytes, so XNNPACK's
@@ -194,12 +195,11 @@ extern "C" rs_status rs_executorch_backend_open_with(const rs_executorch_options
         return fail(err, "rs_executorch_backend_open_with: out is required", RS_ERR_ARGUMENT);
     }
     const rs_packing packing = options != nullptr ? options->packing : RS_PACKING_AS_INDEXED;
-    const auto index = static_cast<size_t>(packing);
-    if (index >= std::size(kOptions) || kOptions[index].packing != packing) {
+    if (rs_packing_valid(packing) == 0) {
         return fail(err, "rs_executorch_backend_open_with: packing " + std::to_string(static_cast<int>(packing)) +
                              " is not an rs_packing", RS_ERR_ARGUMENT);
     }
-    void *context = const_cast<rs_executorch_options *>(&kOptions[index]);
+    void *context = const_cast<rs_executorch_options *>(&kOptions[static_cast<size_t>(packing)]);
     *out = rs_backend{"executorch", context, open, load, run, unload, close};
     return RS_OK;
 }

@@ -143,9 +143,12 @@ static rs_status open_program(void *context, const void *data, size_t size, cons
     p->api = api;
     LRT_CALL("LiteRtCreateModelFromBuffer", api->create_model_from_buffer(api->environment, data, size, &p->model));
     int share = rs_packing_shared(api->packing, artifact);
-    status = compile(p, share, name, err);
+    rs_error shared_failure = {0}; /* reported only when no retry follows, so a successful retry leaves `err` alone */
+    status = compile(p, share, name, &shared_failure);
     if (status == RS_ERR_BACKEND && share && api->packing == RS_PACKING_AS_INDEXED) {
         status = compile(p, 0, name, err);
+    } else if (status != RS_OK && err != NULL) {
+        *err = shared_failure;
     }
     if (status != RS_OK) {
         goto fail;
@@ -273,7 +276,7 @@ rs_status rs_litert_backend_open_with(const char *library, const rs_litert_optio
         return rs_error_set(err, RS_ERR_BACKEND, "cannot allocate the LiteRT backend");
     }
     api->packing = options != NULL ? options->packing : RS_PACKING_AS_INDEXED;
-    if (api->packing != RS_PACKING_AS_INDEXED && api->packing != RS_PACKING_OWN && api->packing != RS_PACKING_SHARED) {
+    if (!rs_packing_valid(api->packing)) {
         free(api);
         return rs_error_set(err, RS_ERR_ARGUMENT, "rs_litert_backend_open_with: packing %d is not an rs_packing",
                             (int)options->packing);
