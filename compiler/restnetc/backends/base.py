@@ -310,7 +310,8 @@ class Backend(ABC):
 
         What the file holds differs by runtime: a LiteRT subgraph lists every op (its delegate is applied when
         it loads); an ExecuTorch method lists the kernels it calls outside delegates and one ``delegate:<id>``
-        per call into a delegate's compiled graph."""
+        per call into a delegate's compiled graph, plus, for each XNNPACK call, the nodes of the graph it runs
+        as ``xnnpack:<node type>`` (XNNPACK may still fuse some when it loads: a pad into its convolution)."""
 
     @abstractmethod
     def invoker(

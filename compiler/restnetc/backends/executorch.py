@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-    XNNPACKQuantizer,
-    get_symmetric_quantization_config,
-)
+from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
 from executorch.devtools.backend_debug import get_delegation_info
 from executorch.exir import to_edge_transform_and_lower
 from executorch.exir._serialize._program import deserialize_pte_binary
@@ -21,7 +18,7 @@ from executorch.runtime import Method, Runtime
 from torch import nn
 from torchao.quantization.pt2e.quantizer import Quantizer
 
-from restnetc.backends import executorch_packing
+from restnetc.backends import executorch_delegates, executorch_lean, executorch_packing
 from restnetc.backends.base import (
     WHOLE_MODEL,
     Backend,
@@ -34,6 +31,7 @@ from restnetc.backends.base import (
     Runner,
     check_entry_points,
 )
+from restnetc.backends.executorch_lean import LeanXnnpackQuantizer
 from restnetc.config.target import Quantization
 from restnetc.errors import RestnetcError
 from restnetc.shim_abi import TensorQuantization
@@ -88,8 +86,24 @@ class ExecuTorchBackend(Backend):
         another one reads under another quantization."""
         return Packing(checked=True, conflicts=executorch_packing.packing_conflicts(data))
 
-    def int8_quantizer(self) -> XNNPACKQuantizer:
-        return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    def quantize(
+        self,
+        exported: torch.export.ExportedProgram,
+        calibration: torch.Tensor,
+        float_modules: Sequence[str] = (),
+        observed: torch.fx.GraphModule | None = None,
+    ) -> tuple[nn.Module, Quantizer]:
+        """As every backend's, then without the requantize after each pad (``executorch_lean``): exact, so the
+        simulation still computes what the program will."""
+        graph, quantizer = super().quantize(exported, calibration, float_modules, observed)
+        assert isinstance(graph, torch.fx.GraphModule)
+        executorch_lean.drop_requantize_after_pads(graph)
+        return graph, quantizer
+
+    def int8_quantizer(self) -> LeanXnnpackQuantizer:
+        quantizer = LeanXnnpackQuantizer()
+        quantizer.set_global(get_symmetric_quantization_config(is_per_channel=True))
+        return quantizer
 
     def open(self, path: Path, threads: int) -> _Program:
         return _Program(path)
@@ -99,6 +113,9 @@ class ExecuTorchBackend(Backend):
         plan = next((p for p in plans if p.name == entry_point), None)
         if plan is None:
             raise RestnetcError(f"the program has no method {entry_point!r} (it has {[p.name for p in plans]})")
+        graphs = {
+            d.index: executorch_delegates.node_counts(d) for d in executorch_delegates.delegates(data, entry_point)
+        }
         calls: Counter[str] = Counter()
         for instruction in (i for chain in plan.chains for i in chain.instructions):
             call = instruction.instr_args
@@ -107,13 +124,19 @@ class ExecuTorchBackend(Backend):
                 calls[f"{operator.name}.{operator.overload}" if operator.overload else operator.name] += 1
             elif isinstance(call, DelegateCall):
                 calls[f"delegate:{plan.delegates[call.delegate_index].id}"] += 1
+                calls.update({f"xnnpack:{node}": n for node, n in graphs.get(call.delegate_index, {}).items()})
         return dict(calls)
 
     def invoker(
         self, path: Path, threads: int, example: np.ndarray, entry_point: str | None = None
     ) -> Callable[[], object]:
-        method, inputs = _Program(path).method(entry_point or METHOD), [torch.from_numpy(example)]
-        return lambda: method.execute(inputs)
+        # The bare execution, as LiteRT's invoker times its bare invocation: the input is set once (the
+        # pybindings' ``set_inputs``/``execute``, under ``Method.execute``, which converts inputs and clones
+        # outputs on every call).
+        method = _Program(path).method(entry_point or METHOD)._method
+        method.set_inputs([torch.from_numpy(example)])
+        execute: Callable[[], object] = method.execute
+        return execute
 
 
 class _Program:

@@ -6,29 +6,17 @@ those bytes: for int8 the quantization of the operator's input, output and kerne
 kernel and bias under different quantizations would therefore share a packing made for one of them and compute
 wrong results. A program may share its packings only when every operator reading a named kernel (and bias) reads
 it under one quantization and one set of parameters; this module checks that on the ``.pte`` file, delegate by
-delegate (each XNNPACK delegate blob is a flatbuffer graph, decoded with ExecuTorch's own schema and ``flatc``).
+delegate (``executorch_delegates``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
-import json
-import re
-import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass, fields
-from pathlib import Path
+from dataclasses import fields
 
 from executorch.backends.xnnpack.serialization import xnnpack_graph_schema as xnn
-from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import XNNHeader
-from executorch.exir._serialize._dataclass import _json_to_dataclass
-from executorch.exir._serialize._flatbuffer import _flatc_decompile
-from executorch.exir._serialize._program import deserialize_pte_binary
-from executorch.exir.schema import DataLocation
 
-DELEGATE = "XnnpackBackend"
-"""The delegate id of XNNPACK blobs in a program."""
+from restnetc.backends.executorch_delegates import XnnpackDelegate, delegates
 
 _OPERANDS: dict[type, tuple[str, str, str | None]] = {  # node: fields naming its (input, kernel, bias)
     xnn.XNNConv2d: ("input1_id", "filter_id", "bias_id"),
@@ -42,48 +30,6 @@ _OPERANDS: dict[type, tuple[str, str, str | None]] = {  # node: fields naming it
 _NO_VALUE = 0xFFFFFFFF
 """A node's id field meaning "none" (a convolution without bias)."""
 
-_NON_FINITE = re.compile(rb"([:\[,]\s*)(-?)(inf|nan)\b")
-"""``flatc`` writes non-finite floats bare, which JSON does not allow."""
-
-
-@dataclass(frozen=True)
-class _Delegate:
-    """One XNNPACK graph of a method, with the constant section of its blob (for constants stored inline)."""
-
-    method: str
-    index: int
-    graph: xnn.XNNGraph
-    constants: bytes
-
-
-def _decode(blob: bytes) -> tuple[xnn.XNNGraph, bytes]:
-    """The graph and inline constant section of one XNNPACK delegate blob."""
-    header = XNNHeader.from_bytes(blob[: XNNHeader.EXPECTED_LENGTH])
-    flatbuffer = blob[header.flatbuffer_offset : header.flatbuffer_offset + header.flatbuffer_size]
-    schema = importlib.resources.files(xnn.__package__).joinpath("schema.fbs").read_bytes()
-    with tempfile.TemporaryDirectory() as scratch:
-        root = Path(scratch)
-        (root / "schema.fbs").write_bytes(schema)
-        (root / "graph.bin").write_bytes(flatbuffer)
-        _flatc_decompile(scratch, str(root / "schema.fbs"), str(root / "graph.bin"))
-        text = _NON_FINITE.sub(
-            lambda m: m[1] + m[2] + (b"Infinity" if m[3] == b"inf" else b"NaN"), (root / "graph.json").read_bytes()
-        )
-    constants = blob[header.constant_data_offset : header.constant_data_offset + header.constant_data_size]
-    return _json_to_dataclass(json.loads(text), xnn.XNNGraph), constants
-
-
-def _delegates(data: bytes) -> Iterator[_Delegate]:
-    """Every XNNPACK graph of the program (delegates stored in segments are read back inline)."""
-    program = deserialize_pte_binary(data).program
-    for plan in program.execution_plan:
-        for index, delegate in enumerate(plan.delegates):
-            if delegate.id == DELEGATE:
-                if delegate.processed.location != DataLocation.INLINE:
-                    raise ValueError(f"method {plan.name!r}: an XNNPACK delegate not stored inline")
-                blob = program.backend_delegate_data[delegate.processed.index].data
-                yield _Delegate(plan.name, index, *_decode(blob))
-
 
 def _constant(graph: xnn.XNNGraph, buffer: int) -> xnn.ConstantDataOffset | None:
     """Where constant ``buffer`` is (None for buffer 0 and any index past the table: no constant)."""
@@ -96,7 +42,7 @@ def _named(graph: xnn.XNNGraph, buffer: int) -> str | None:
     return str(entry.named_key) if entry is not None and entry.named_key else None
 
 
-def _identity(delegate: _Delegate, buffer: int) -> str | None:
+def _identity(delegate: XnnpackDelegate, buffer: int) -> str | None:
     """What constant ``buffer`` holds: its key, or a digest of its bytes when inline; None when there is none."""
     entry = _constant(delegate.graph, buffer)
     if entry is None or entry.named_key:
@@ -108,7 +54,7 @@ def _tensor(value: xnn.XValueUnion) -> xnn.XNNTensorValue:
     return value.tensor_value if isinstance(value, xnn.XNNQuantizedTensorValue) else value
 
 
-def _reading(delegate: _Delegate, values: dict[int, xnn.XValueUnion], value_id: int) -> tuple[object, ...]:
+def _reading(delegate: XnnpackDelegate, values: dict[int, xnn.XValueUnion], value_id: int) -> tuple[object, ...]:
     """A value as a node reads it: data type, shape, constant contents and quantization, comparable."""
     if value_id == _NO_VALUE:
         return ()
@@ -134,7 +80,7 @@ def packing_conflicts(data: bytes) -> tuple[str, ...]:
     also reads under another quantization or other parameters; empty when none does."""
     first: dict[tuple[str, str | None], tuple[tuple[object, ...], str]] = {}
     conflicts: list[str] = []
-    for delegate in _delegates(data):
+    for delegate in delegates(data):
         graph = delegate.graph
         values = {_tensor(v.xvalue_union).id_out: v.xvalue_union for v in graph.xvalues}
         for k, xnode in enumerate(graph.xnodes):
