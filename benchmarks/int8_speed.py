@@ -36,6 +36,7 @@ from torchao.quantization.pt2e.quantizer import Quantizer
 from restnetc.atomic import write_text_atomic
 from restnetc.backends import get_backend
 from restnetc.backends.base import Backend as BackendContract
+from restnetc.backends.base import ops_run
 from restnetc.backends.executorch import ExecuTorchBackend
 from restnetc.backends.native_output import captured
 from restnetc.cache import Cache
@@ -151,7 +152,7 @@ def main() -> None:
     for key in calls:
         ops, row = operators[key], rows[key]
         watched = ", ".join(f"{op} {ops.get(op, 0)}" for op in WATCHED if ops.get(op))
-        print(f"{key:44} {median[key]:8.3f} ms {sum(ops.values()):4d} ops ({watched}) top-1 {row['top1']}%", end=" ")
+        print(f"{key:44} {median[key]:8.3f} ms {ops_run(ops):4d} ops ({watched}) top-1 {row['top1']}%", end=" ")
         print(f"{row['minus_eager_fp32']:+.2f} {row['interval']} vs eager fp32")
     print("int8 / fp32 time:", json.dumps(ratios))
 

@@ -126,6 +126,13 @@ WHOLE_MODEL = Ends()
 """Both ends the model's own, the image input float32: what every shipped artifact is by default."""
 
 
+def ops_run(counts: Mapping[str, int]) -> int:
+    """How many operators an entry point runs, from its ``Backend.operators`` counts: every one counted but a
+    ``delegate:<id>`` call, whose graph's nodes are counted themselves where the file holds them (ExecuTorch's
+    XNNPACK graphs, as ``xnnpack:<node>``), so the totals of both runtimes compare."""
+    return sum(n for name, n in counts.items() if not name.startswith("delegate:"))
+
+
 PIXEL_SLACK = 0.05
 """How far from a whole pixel level 255 x mean may be for ``raw_pixels``: a tenth of the half level every uint8
 input is rounded by anyway (a mean written as 0.498 for 127 / 255 is 0.01 off)."""

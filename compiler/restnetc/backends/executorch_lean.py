@@ -1,14 +1,15 @@
 """What ExecuTorch's XNNPACK quantizer lacks for int8 graphs as lean as its fp32 ones: pads that run in int8.
 
 Found on EfficientNet-Lite0 (64 px, ``benchmarks/int8_speed.py``): its int8 XNNPACK graph held 34 ``Convert`` nodes
-(quantize or dequantize inside the delegate) that its fp32 graph does not, two around each depthwise convolution's
-pad, and ran at 0.77x its fp32 time where LiteRT's int8 runs at 0.46x (now 0.58x). The XNNPACK quantizer does not
-annotate pads, so a convolution's input is observed after its "same" pad: the pad then runs in float between a
-dequantize and a quantize, and XNNPACK cannot fuse it into the convolution (it fuses a pad only into its single
-consumer, and here that is a ``Convert``). ExecuTorch's own route for a zero pad is a pad that reads a dequantize
-and feeds the convolution directly: its partitioner takes such a pad into the convolution's int8 partition
-(``ConvolutionConfig._get_act_deps``), ``InsertPadQDQPass`` makes it an int8 pad with its input's parameters (a zero
-pad is the zero point, exactly), and XNNPACK fuses it into the convolution when the program loads.
+(quantize or dequantize inside the delegate) that its fp32 graph does not, two around each of 16 depthwise
+convolutions' pads and one at each end, and ran at 0.77x its fp32 time (now 0.58x; LiteRT's int8: 0.46x). The
+XNNPACK quantizer does not annotate pads, so a convolution's input is observed after its "same" pad: the pad then
+runs in float between a dequantize and a quantize, and XNNPACK cannot fuse it into the convolution (it fuses a pad
+only into its single consumer, and here that is a ``Convert``). ExecuTorch's own route for a zero pad is a pad that
+reads a dequantize and feeds the convolution directly: its partitioner takes such a pad into the convolution's int8
+partition (``ConvolutionConfig._get_act_deps``), ``InsertPadQDQPass`` makes it an int8 pad with its input's
+parameters (a zero pad is the zero point, exactly), and XNNPACK fuses it into the convolution when the program
+loads.
 
 Two steps take that route. ``LeanXnnpackQuantizer`` observes a pad with its input's observer
 (``observe_pads_with_their_input``); then ``drop_requantize_after_pads`` removes the quantize/dequantize pair that
@@ -66,7 +67,9 @@ def observe_pads_with_their_input(model: torch.fx.GraphModule) -> None:
             continue
         (conv,) = pad.users
         source, consumer = pad.args[0], annotation_of(conv)
-        if conv.target != aten.conv2d.default or consumer is None or pad not in consumer.input_qspec_map:
+        if conv.target != aten.conv2d.default or conv.args[0] is not pad or consumer is None:
+            continue
+        if pad not in consumer.input_qspec_map:
             continue
         before = annotation_of(source) if isinstance(source, Node) else None
         if before is None or before.output_qspec is None or annotation_of(pad) is not None:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from rich.table import Table
 
+from restnetc.backends.base import ops_run
 from restnetc.bundle.manifest import Manifest
 from restnetc.config.units import format_count
 
@@ -61,7 +62,7 @@ def operator_table(manifest: Manifest, operators: Mapping[tuple[str, str], Mappi
             a.id,
             f"{a.backend} {a.quantization}",
             a.entry_point,
-            str(sum(counts.values())),
+            str(ops_run(counts)),
             ", ".join(f"{name} {count}" for name, count in ranked),
         )
     return table

@@ -35,8 +35,12 @@ using SharedProgram = decltype(std::declval<const Module &>().program());
 
 // The backend's context: the option set it was opened with, indexed by its rs_packing (static, so nobody owns
 // them).
-const rs_executorch_options kOptions[] = {{RS_PACKING_AS_INDEXED}, {RS_PACKING_OWN}, {RS_PACKING_SHARED}};
-static_assert(std::size(kOptions) == RS_PACKING_SHARED + 1, "one option set per rs_packing, in value order");
+constexpr rs_executorch_options kOptions[] = {{RS_PACKING_AS_INDEXED}, {RS_PACKING_OWN}, {RS_PACKING_SHARED}};
+static_assert(std::size(kOptions) == RS_PACKING_SHARED + 1 &&
+                  kOptions[RS_PACKING_AS_INDEXED].packing == RS_PACKING_AS_INDEXED &&
+                  kOptions[RS_PACKING_OWN].packing == RS_PACKING_OWN &&
+                  kOptions[RS_PACKING_SHARED].packing == RS_PACKING_SHARED,
+              "one option set per rs_packing, in value order");
 
 // An open program: parsed once by a Module that owns the loader over the core's verified bytes (which outlive
 // it: freed after close) and never loads a method itself. Its constants are views of those bytes, so XNNPACK's
