@@ -22,7 +22,7 @@ import json
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -30,8 +30,6 @@ from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
     XNNPACKQuantizer,
     get_symmetric_quantization_config,
 )
-from torch import nn
-from torchao.quantization.pt2e.quantizer import Quantizer
 
 from restnetc.atomic import write_text_atomic
 from restnetc.backends import get_backend
@@ -60,16 +58,8 @@ def _round(call: Callable[[], object], runs: int) -> float:
 
 
 class _StockExecuTorch(ExecuTorchBackend):
-    """ExecuTorch with its stock XNNPACK quantizer: the lowering before ``backends.executorch_lean``."""
-
-    def quantize(
-        self,
-        exported: torch.export.ExportedProgram,
-        calibration: torch.Tensor,
-        float_modules: Sequence[str] = (),
-        observed: torch.fx.GraphModule | None = None,
-    ) -> tuple[nn.Module, Quantizer]:
-        return BackendContract.quantize(self, exported, calibration, float_modules, observed)
+    """ExecuTorch with its stock XNNPACK quantizer: the lowering before ``backends.executorch_lean`` (``refine``
+    leaves a stock quantizer's graph as converted)."""
 
     def int8_quantizer(self) -> XNNPACKQuantizer:
         return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))

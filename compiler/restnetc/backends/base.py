@@ -240,7 +240,14 @@ class Backend(ABC):
         """
         quantizer = self.int8_quantizer()
         graph = quantize_pt2e(exported, quantizer, calibration, float_modules, self.fold_quantize, observed)
+        self.refine(graph, quantizer)
         return graph, quantizer
+
+    def refine(self, graph: torch.fx.GraphModule, quantizer: Quantizer) -> None:
+        """Rewrite ``graph``, converted with ``quantizer`` (one of ``int8_quantizer``'s), in place into the form this
+        backend compiles best, changing no value it computes (the simulation stays the program's). This default
+        leaves it as converted."""
+        return None
 
     @abstractmethod
     def compile(

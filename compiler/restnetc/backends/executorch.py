@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +12,12 @@ from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPar
 from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
 from executorch.devtools.backend_debug import get_delegation_info
 from executorch.exir import to_edge_transform_and_lower
-from executorch.exir._serialize._program import deserialize_pte_binary
 from executorch.exir.schema import DelegateCall, KernelCall
 from executorch.runtime import Method, Runtime
 from torch import nn
 from torchao.quantization.pt2e.quantizer import Quantizer
 
-from restnetc.backends import executorch_delegates, executorch_lean, executorch_packing
+from restnetc.backends import executorch_delegates, executorch_packing
 from restnetc.backends.base import (
     WHOLE_MODEL,
     Backend,
@@ -31,7 +30,7 @@ from restnetc.backends.base import (
     Runner,
     check_entry_points,
 )
-from restnetc.backends.executorch_lean import LeanXnnpackQuantizer
+from restnetc.backends.executorch_lean import LeanXnnpackQuantizer, drop_requantize_after_pads
 from restnetc.config.target import Quantization
 from restnetc.errors import RestnetcError
 from restnetc.shim_abi import TensorQuantization
@@ -86,19 +85,11 @@ class ExecuTorchBackend(Backend):
         another one reads under another quantization."""
         return Packing(checked=True, conflicts=executorch_packing.packing_conflicts(data))
 
-    def quantize(
-        self,
-        exported: torch.export.ExportedProgram,
-        calibration: torch.Tensor,
-        float_modules: Sequence[str] = (),
-        observed: torch.fx.GraphModule | None = None,
-    ) -> tuple[nn.Module, Quantizer]:
-        """As every backend's, then without the requantize after each pad (``executorch_lean``): exact, so the
-        simulation still computes what the program will."""
-        graph, quantizer = super().quantize(exported, calibration, float_modules, observed)
-        assert isinstance(graph, torch.fx.GraphModule)
-        executorch_lean.drop_requantize_after_pads(graph)
-        return graph, quantizer
+    def refine(self, graph: torch.fx.GraphModule, quantizer: Quantizer) -> None:
+        """Without the requantize after each pad that ``LeanXnnpackQuantizer`` observed with its input
+        (``executorch_lean``): exact, so the simulation still computes what the program will."""
+        if isinstance(quantizer, LeanXnnpackQuantizer):
+            drop_requantize_after_pads(graph)
 
     def int8_quantizer(self) -> LeanXnnpackQuantizer:
         quantizer = LeanXnnpackQuantizer()
@@ -109,12 +100,13 @@ class ExecuTorchBackend(Backend):
         return _Program(path)
 
     def operators(self, data: bytes, entry_point: str) -> dict[str, int]:
-        plans = deserialize_pte_binary(data).program.execution_plan
+        program = executorch_delegates.read_program(data)
+        plans = program.execution_plan
         plan = next((p for p in plans if p.name == entry_point), None)
         if plan is None:
             raise RestnetcError(f"the program has no method {entry_point!r} (it has {[p.name for p in plans]})")
         graphs = {
-            d.index: executorch_delegates.node_counts(d) for d in executorch_delegates.delegates(data, entry_point)
+            d.index: executorch_delegates.node_counts(d) for d in executorch_delegates.delegates(program, entry_point)
         }
         calls: Counter[str] = Counter()
         for instruction in (i for chain in plan.chains for i in chain.instructions):

@@ -21,7 +21,7 @@ from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import XN
 from executorch.exir._serialize._dataclass import _json_to_dataclass
 from executorch.exir._serialize._flatbuffer import _flatc_decompile
 from executorch.exir._serialize._program import deserialize_pte_binary
-from executorch.exir.schema import DataLocation
+from executorch.exir.schema import DataLocation, Program
 
 DELEGATE = "XnnpackBackend"
 """The delegate id of XNNPACK blobs in a program."""
@@ -57,10 +57,14 @@ def _decode(blob: bytes) -> tuple[xnn.XNNGraph, bytes]:
     return _json_to_dataclass(json.loads(text), xnn.XNNGraph), constants
 
 
-def delegates(data: bytes, method: str | None = None) -> Iterator[XnnpackDelegate]:
-    """Every XNNPACK graph of the program, or of its method ``method``, in order (ValueError for a delegate
-    stored outside the program's delegate data)."""
-    program = deserialize_pte_binary(data).program
+def read_program(data: bytes) -> Program:
+    """The program of the ``.pte`` file ``data``, deserialized once for ``delegates`` and the caller's own reading."""
+    return deserialize_pte_binary(data).program
+
+
+def delegates(program: Program, method: str | None = None) -> Iterator[XnnpackDelegate]:
+    """Every XNNPACK graph of ``program`` (``read_program``), or of its method ``method``, in order (ValueError for
+    a delegate stored outside the program's delegate data)."""
     for plan in program.execution_plan:
         if method is not None and plan.name != method:
             continue

@@ -16,7 +16,7 @@ from dataclasses import fields
 
 from executorch.backends.xnnpack.serialization import xnnpack_graph_schema as xnn
 
-from restnetc.backends.executorch_delegates import XnnpackDelegate, delegates
+from restnetc.backends.executorch_delegates import XnnpackDelegate, delegates, read_program
 
 _OPERANDS: dict[type, tuple[str, str, str | None]] = {  # node: fields naming its (input, kernel, bias)
     xnn.XNNConv2d: ("input1_id", "filter_id", "bias_id"),
@@ -80,7 +80,7 @@ def packing_conflicts(data: bytes) -> tuple[str, ...]:
     also reads under another quantization or other parameters; empty when none does."""
     first: dict[tuple[str, str | None], tuple[tuple[object, ...], str]] = {}
     conflicts: list[str] = []
-    for delegate in delegates(data):
+    for delegate in delegates(read_program(data)):
         graph = delegate.graph
         values = {_tensor(v.xvalue_union).id_out: v.xvalue_union for v in graph.xvalues}
         for k, xnode in enumerate(graph.xnodes):
