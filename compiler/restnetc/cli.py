@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,11 +39,17 @@ log = logging.getLogger("restnetc")
 
 
 class _StderrLines(logging.Handler):
-    """The ``restnetc`` logger on stderr: status lines after a cyan ``>``, warnings and errors after a yellow ``!``."""
+    """The ``restnetc`` logger on stderr: status lines after a cyan ``>``, warnings and errors after a yellow ``!``;
+    each ends with the seconds since the command began, dimmed, so a long run shows where its time went."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.start = time.time()  # the clock LogRecord.created reads
 
     def emit(self, record: logging.LogRecord) -> None:
         mark = "[bold cyan]>[/]" if record.levelno < logging.WARNING else "[bold yellow]![/]"
-        stderr.print(f"{mark} {escape(record.getMessage())}", highlight=False, soft_wrap=True)
+        elapsed = f"[dim]({record.created - self.start:.0f} s)[/]"
+        stderr.print(f"{mark} {escape(record.getMessage())} {elapsed}", highlight=False, soft_wrap=True)
 
 
 def _version(show: bool) -> None:
@@ -673,7 +680,7 @@ def families(pattern: Annotated[str, typer.Argument(help="Shell-style wildcard")
 def main() -> None:
     """Console-script entry point: user errors become one line on stderr and exit status 1."""
     try:
-        app()
+        app(prog_name="restnetc")  # not click's guess from the launcher (``python -m ...``): completion names it
     except RestnetcError as exc:
         stderr.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
