@@ -80,14 +80,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--images", type=int, default=2000, help="test images scored (the demo's test split)")
+    parser.add_argument("--images", type=int, help="test images scored; default: the demo's whole test split")
     parser.add_argument("--cache-dir", type=Path, help="a build cache holding the demo's task heads")
     args = parser.parse_args()
     target = load_target(args.target)
     project, _ = load_project(None)
     splits = load_splits(project.data, project.seed)
     calibration = splits.train.images[: target.runtime.calibration_images]
-    images, labels = splits.test.images[: args.images], splits.test.labels[: args.images].numpy()
+    count = args.images or len(splits.test.labels)
+    images, labels = splits.test.images[:count], splits.test.labels[:count].numpy()
     rows: dict[str, dict[str, object]] = {}
     calls: dict[str, Callable[[], object]] = {}
     operators: dict[str, dict[str, int]] = {}
