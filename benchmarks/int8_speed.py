@@ -37,6 +37,7 @@ from restnetc.backends.base import Backend as BackendContract
 from restnetc.backends.base import ops_run
 from restnetc.backends.executorch import ExecuTorchBackend
 from restnetc.backends.native_output import captured
+from restnetc.bundle.ladder import eager_logits
 from restnetc.cache import Cache
 from restnetc.config.loader import load_project, load_target
 from restnetc.config.target import Backend, Quantization
@@ -96,7 +97,7 @@ def main() -> None:
         for parent in load_parents(project, splits.train, Cache(args.cache_dir or Path(tmp) / "cache")):
             model = parent.model
             with torch.no_grad():
-                eager = model(images).argmax(1).numpy() == labels
+                eager = eager_logits(model, images).argmax(1).numpy() == labels
             rows[f"{parent.name}/eager/fp32"] = {"top1": round(100 * float(eager.mean()), 2)}
             for name, variant, backend, quantization in _variants(target.runtime.backends):
                 key = f"{parent.name}/{name.value}/{variant}"

@@ -133,10 +133,10 @@ def write(results: dict[str, list[dict[str, Any]]]) -> None:
                 f"{row['fp32']:.2f}", f"{row['tflite_int8']:.2f}", f"{row['pte_int8']:.2f}",
             ])  # fmt: skip
     verdicts = [verdict(title, rows) for title, rows in results.items()]
-    images = next(iter(results.values()))[0]["images"]
+    images = ", ".join(f"{rows[0]['images']} for {title}" for title, rows in results.items())
     text = (
         "# Table I analog: stitched ladders (Fashion-MNIST)\n\n"
-        f"Accuracy: top-1 % on {images} held-out test images; int8 columns run each artifact in its own runtime.\n"
+        f"Accuracy: top-1 % on held-out test images ({images}); int8 columns run each artifact in its own runtime.\n"
         "Trainable: the stitching layer's parameters for variants; all parameters for parents (trained from "
         "scratch, or ImageNet-pretrained plus a linear probe for the demo).\n\n"
         + common.markdown_table(header, table)

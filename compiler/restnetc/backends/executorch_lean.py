@@ -111,7 +111,8 @@ def drop_requantize_after_pads(graph: torch.fx.GraphModule) -> int:
 
 class LeanXnnpackQuantizer(XNNPACKQuantizer):  # type: ignore[misc]
     """ExecuTorch's XNNPACK quantizer, with each zero pad before a convolution observed with its input
-    (``observe_pads_with_their_input``); the converted graph then goes through ``drop_requantize_after_pads``."""
+    (``observe_pads_with_their_input``); ``ExecuTorchBackend.refine`` then runs ``drop_requantize_after_pads`` on
+    the converted graph."""
 
     def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
         model = super().annotate(model)
