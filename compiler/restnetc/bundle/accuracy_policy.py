@@ -15,7 +15,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
-from restnetc.bundle.screening import Screening
+from restnetc.bundle.screening import SCREENING_IMAGES, Screening
 from restnetc.bundle.verification import BuildError, Verified
 from restnetc.progress import Note
 from restnetc.registry import Registry
@@ -110,7 +110,8 @@ class KeepFloat(AccuracyRule):
     def decide(self, case: OverTolerance) -> Verified | TryFloat:
         screening = case.screen(case.drop - case.tolerance)
         tried = ", ".join(f"{'+'.join(units) or 'all int8'} {top1:.2f}%" for units, top1 in screening.tried.items())
-        case.log.append(Note(logging.INFO, f"{case.label}: simulated top-1 with float units: {tried}"))
+        on = f"simulated top-1 on the first {SCREENING_IMAGES} validation images"
+        case.log.append(Note(logging.INFO, f"{case.label}: {on}, with float units: {tried}"))
         return TryFloat(screening.float_units) if screening.float_units else self._kept(case, case.first)
 
     def settle(self, case: OverTolerance, candidate: Verified) -> Verified:

@@ -31,7 +31,7 @@ from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import export_batched, observe
 from restnetc.bundle.accuracy_policy import OverTolerance, TryFloat, get_policy
 from restnetc.bundle.ladder import Rung
-from restnetc.bundle.screening import Screening, screen
+from restnetc.bundle.screening import SCREENING_IMAGES, Screening, screen
 from restnetc.bundle.verification import BuildError, EagerLogits, Verified, Verifier
 from restnetc.cache import Cache, stage_key, toolchain_versions, warn_recompute
 from restnetc.config.target import AccuracyPolicy, Quantization
@@ -39,8 +39,6 @@ from restnetc.config.target import Backend as BackendName
 from restnetc.progress import Note, status, step
 from restnetc.workers import LOCAL, Executor
 
-SCREENING_IMAGES = 500
-"""Validation images on which float units are screened in simulation before a candidate is lowered."""
 SCREENING_BATCH = 125
 
 

@@ -19,6 +19,9 @@ from torch import nn
 
 from restnetc.models.blocks import count_params
 
+SCREENING_IMAGES = 500
+"""Validation images (the split's first) on which float units are screened in simulation: figures on them are
+compared with each other only, never with the whole validation split's."""
 MAX_FLOAT_UNITS = 4
 """At most this many units stay in float."""
 MAX_FLOAT_PARAM_SHARE = 0.05
