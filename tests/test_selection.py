@@ -67,13 +67,7 @@ def _screened(correct: list[int], monkeypatch: pytest.MonkeyPatch, images: int =
     """The measured selector's order of three candidates (CKA order 0, 1, 2) whose screens are right on the
     first ``correct[k]`` of ``images`` validation images (so each better one is right wherever a worse one is)."""
     band = [Candidate(front_block=k, back_block=k, cka=1.0 - k / 10, cost=Cost(1, 1)) for k in range(3)]
-    figures = {
-        (k, k): {
-            "validation_correct": torch.arange(images) < correct[k],
-            "test_correct": torch.ones(images, dtype=torch.bool),
-        }
-        for k in range(3)
-    }
+    figures = {(k, k): {"validation_correct": torch.arange(images) < correct[k]} for k in range(3)}
     monkeypatch.setattr(search_module, "_train_all", lambda *args, **kwargs: figures)
     project, _ = _configs("measured")
     context = search_module._Context(project, None, None, None, 0.95)  # type: ignore[arg-type]
@@ -116,7 +110,8 @@ def test_a_larger_parent_that_is_not_more_accurate_is_said_before_stitching(cach
 
 
 def test_selection_never_reads_the_test_split(cache: Cache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Permuted test labels change every test figure and no choice (fresh cache: figures are cached per split)."""
+    """Permuted test labels change every test figure and no choice (fresh cache: figures are cached per split);
+    only the stitches that ship are scored on test."""
     reference = run_search(*_configs("measured", "drop"), cache)
     load = search_module.load_splits
 
@@ -127,6 +122,8 @@ def test_selection_never_reads_the_test_split(cache: Cache, tmp_path: Path, monk
 
     monkeypatch.setattr(search_module, "load_splits", permuted)
     shuffled = run_search(*_configs("measured", "drop"), Cache(tmp_path / "fresh"))
+    stitches, tested = (len(list((tmp_path / "fresh").glob(f"{stage}-*.pt"))) for stage in ("stitch", "stitch-test"))
+    assert 0 < tested == len(set(_points(shuffled))) < stitches - tested, "a candidate passed over was scored on test"
     assert _points(shuffled) == _points(reference)
     assert [d.budget for d in shuffled.dropped] == [d.budget for d in reference.dropped]
     for ours, theirs in zip(shuffled.variants, reference.variants, strict=True):

@@ -54,13 +54,13 @@ class Scores:
     @staticmethod
     def of(stored: dict[str, torch.Tensor], prefix: str = "") -> Scores:
         """From per-image correctness tensors stored as ``{prefix}validation_correct`` and ``{prefix}test_correct``."""
-        validation, test = stored[f"{prefix}validation_correct"], stored[f"{prefix}test_correct"]
-        return Scores(
-            float(validation.double().mean() * 100),
-            float(test.double().mean() * 100),
-            validation.numpy().astype(bool),
-            test.numpy().astype(bool),
-        )
+        validation, test = (stored[f"{prefix}{split}_correct"].numpy().astype(bool) for split in ("validation", "test"))
+        return Scores(top1(validation), top1(test), validation, test)
+
+
+def top1(correct: np.ndarray) -> float:
+    """Top-1 % from per-image correctness."""
+    return float(correct.mean() * 100)
 
 
 @dataclass(frozen=True)

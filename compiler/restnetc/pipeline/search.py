@@ -44,6 +44,7 @@ from restnetc.results import (
     SweepPoint,
     SweepResult,
     VariantResult,
+    top1,
 )
 from restnetc.workers import LOCAL, Executor
 
@@ -112,7 +113,7 @@ class _Passes:
         if config.init == "least-squares":
             self.run("front", "init")
             self.run("back", "init")
-        for split in ("train", "validation", "test"):
+        for split in ("train", "validation"):
             self.run("front", split)
 
 
@@ -200,6 +201,13 @@ def _inputs(model: StitchedModel, passes: _Passes, split: str, front_block: int)
     return passes.sets[split].images if model.front_trainable else passes.run("front", split).blocks[front_block]
 
 
+def _split_correct(model: StitchedModel, passes: _Passes, split: str, front_block: int) -> torch.Tensor:
+    """``model``'s per-image correctness on ``split`` (eval mode; from cached features unless its front trains)."""
+    inputs = _inputs(model, passes, split, front_block)
+    logits = _predict(model if model.front_trainable else model.back, inputs)
+    return _correct(logits, passes.sets[split].labels)
+
+
 def _training_data(
     model: StitchedModel, passes: _Passes, front_block: int, config: FinetuneConfig
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -221,14 +229,23 @@ class _Request:
 
 
 Figures = dict[str, torch.Tensor]
-"""What the cache stores for a trained stitch: its trained state and figures (``_fit_variant``)."""
+"""What the cache stores for a trained stitch: its trained state, its stitching layer's state before training
+(under ``INIT``) and figures on validation (``_fit_variant``); or its figures on test (``_test_figures``)."""
 
-FIGURE_NAMES = ("accuracy_init", "validation_correct", "test_correct", "seconds", "steps", "best_epoch")
-"""The entries of ``Figures`` that are figures, not trained state."""
+FIGURE_NAMES = ("validation_correct", "seconds", "steps", "best_epoch")
+"""The entries of a trained stitch's ``Figures`` that are figures, not state."""
+
+INIT = "init."
+"""Prefix of the stitching layer's state before training, in a trained stitch's ``Figures``."""
 
 
 def _figures_only(stored: Figures) -> Figures:
     return {name: stored[name] for name in FIGURE_NAMES}
+
+
+def _validation(figures: Figures) -> np.ndarray:
+    """A trained stitch's per-image correctness on validation."""
+    return figures["validation_correct"].numpy().astype(bool)
 
 
 def _stitch_key(project: ProjectConfig, passes: _Passes, point: tuple[int, int], config: FinetuneConfig) -> str:
@@ -259,8 +276,9 @@ def _fit_variant(project: ProjectConfig, passes: _Passes, point: tuple[int, int]
     """Train the stitch at ``point`` with ``config``: its trained state and figures (what the cache stores).
 
     The state holds every tensor training changed (the stitching layer, and the front/back part if the
-    scope trains them), under the stitched model's state-dict names; the figures are the top-1 on test
-    before fine-tuning, and the per-image correctness on validation and test after it.
+    scope trains them), under the stitched model's state-dict names, and the stitching layer's initial state
+    (``INIT``); the figures are the per-image correctness on validation after training. Nothing reads the test
+    split: ``_test_figures`` scores the stitches that ship, once every choice is made.
     """
     i, j = point
     model = _untrained(project, passes, point, config)
@@ -269,9 +287,8 @@ def _fit_variant(project: ProjectConfig, passes: _Passes, point: tuple[int, int]
         fit_least_squares(
             model.stitch, passes.run("front", "init").blocks[i], passes.run("back", "init").blocks[j], project.seed
         )
+    init = {f"{INIT}{k}": v.clone() for k, v in model.stitch.state_dict().items()}
     model.eval()
-    test = passes.sets["test"]
-    init_logits = _predict(model.back, passes.run("front", "test").blocks[i])  # the front is the parent's
     validation = (_inputs(model, passes, "validation", i), passes.sets["validation"].labels)
     data = _training_data(model, passes, i, config)
     if passes.ranks.size > 1:
@@ -279,19 +296,11 @@ def _fit_variant(project: ProjectConfig, passes: _Passes, point: tuple[int, int]
     report = finetune_stitch(model, *data, config, project.seed, validation, passes.ranks)
     if passes.ranks.size > 1:
         step(f"{_variant_id(point)}: fine-tuned by {passes.ranks.size} ranks ({report.steps} steps)")
-    correct = {}
-    for split in ("validation", "test"):
-        images = passes.sets[split]
-        if model.front_trainable:  # the trained front's features differ from the cached ones
-            logits = _predict(model, images.images)
-        else:
-            logits = _predict(model.back, passes.run("front", split).blocks[i])
-        correct[f"{split}_correct"] = _correct(logits, images.labels)
     trained = model.trained_prefixes()
     return {
         **{k: v for k, v in model.state_dict().items() if k.startswith(trained)},
-        "accuracy_init": torch.tensor(accuracy(init_logits, test.labels)),
-        **correct,
+        **init,
+        "validation_correct": _split_correct(model, passes, "validation", i),
         "seconds": torch.tensor(report.seconds),
         "steps": torch.tensor(report.steps),
         "best_epoch": torch.tensor(report.best_epoch),
@@ -334,6 +343,32 @@ def _train_all(
             cache.save(keys[point], stored)
             figures[point] = kept(stored)
     return {point: figures[point] for point in points}
+
+
+def _test_figures(context: _Context, point: tuple[int, int], config: FinetuneConfig) -> Figures:
+    """The test split's figures of the stitch at ``point`` trained with ``config`` (trained first if it is not
+    cached): top-1 before training (``accuracy_init``) and per-image correctness after (``test_correct``).
+
+    Only the stitches that ship (and a sweep's points, which it reports) are scored on test, after every
+    choice is made: selection cannot read it, and no time goes to scoring candidates passed over.
+    """
+    project, passes, cache = context.project, context.passes, context.cache
+    key = stage_key("stitch-test", _stitch_key(project, passes, point, config))
+    if (stored := cache.load(key)) is not None:
+        return stored
+    trained = _train_all(context, [point], config)[point]
+    i = point[0]
+    model = _stitched(project, passes, point, config, trained)
+    initial = _untrained(project, passes, point, config).eval()
+    assert initial.stitch is not None
+    initial.stitch.load_state_dict({k.removeprefix(INIT): v for k, v in trained.items() if k.startswith(INIT)})
+    init_logits = _predict(initial.back, passes.run("front", "test").blocks[i])  # the front is the parent's
+    stored = {
+        "accuracy_init": torch.tensor(accuracy(init_logits, passes.sets["test"].labels)),
+        "test_correct": _split_correct(model, passes, "test", i),
+    }
+    cache.save(key, stored)
+    return stored
 
 
 @dataclass(frozen=True)
@@ -476,14 +511,13 @@ def _by_screen(context: _Context, order: Order) -> Order:
     epochs = project.search.screen_epochs
     screen = project.finetune if epochs is None else project.finetune.model_copy(update={"epochs": epochs})
     trained = _train_all(context, [(c.front_block, c.back_block) for c, _ in order], screen, state=False)
-    scores = [Scores.of(trained[(c.front_block, c.back_block)]) for c, _ in order]
-    lead = scores[0].validation_correct
-    contenders = [score.validation_correct for score in scores[1:]]
-    wins = more_accurate_than(lead, contenders, context.confidence)
+    correct = [_validation(trained[(c.front_block, c.back_block)]) for c, _ in order]
+    scores = [top1(c) for c in correct]
+    wins = more_accurate_than(correct[0], correct[1:], context.confidence)
     better = [k for k in range(1, len(order)) if wins[k - 1] is not None]
-    first = max(better, key=lambda k: scores[k].validation, default=0)  # max: the first of equals, in CKA order
-    rest = sorted((k for k in range(len(order)) if k != first), key=lambda k: -scores[k].validation)
-    return [(order[k][0], scores[k].validation) for k in (first, *rest)]
+    first = max(better, key=lambda k: scores[k], default=0)  # max: the first of equals, in CKA order
+    rest = sorted((k for k in range(len(order)) if k != first), key=lambda k: -scores[k])
+    return [(order[k][0], scores[k]) for k in (first, *rest)]
 
 
 register_selector("cka", Selector(_by_cka))
@@ -500,10 +534,10 @@ class _Ladder:
         self.slack = slack
         self.contenders: list[Contender] = []
 
-    def add(self, id: str, figure: Callable[[Metric], float], scores: Scores) -> None:
+    def add(self, id: str, figure: Callable[[Metric], float], validation_correct: np.ndarray) -> None:
         """Accept a rung (once: a point chosen by two budgets is one rung)."""
         if all(c.id != id for c in self.contenders):
-            self.contenders.append(Contender(id, {m.value: figure(m) for m in self.metrics}, scores.validation_correct))
+            self.contenders.append(Contender(id, {m.value: figure(m) for m in self.metrics}, validation_correct))
 
     def dominated(self, contender: Contender) -> str | None:
         """Why ``contender`` is dominated by an accepted rung other than itself, or None."""
@@ -547,17 +581,15 @@ def _climb(
         for rank, (candidate, _) in enumerate(order, start=1):
             point = (candidate.front_block, candidate.back_block)
             figures = _train_all(context, [point], project.finetune)[point]
-            model = _stitched(project, context.passes, point, project.finetune, figures)
-            scores = Scores.of(figures)
-            tried.append((rank, candidate, model, figures, scores))
+            tried.append((rank, candidate, figures))
             contender = Contender(
-                _variant_id(point), {m.value: figure(candidate, m) for m in metrics}, scores.validation_correct
+                _variant_id(point), {m.value: figure(candidate, m) for m in metrics}, _validation(figures)
             )
             if (reason := ladder.dominated(contender)) is None:
                 break
             reasons.append(f"{_variant_id(point)}: {reason}")
         dominated = "; ".join(reasons) if len(reasons) == len(tried) else None
-        rank, candidate, model, figures, scores = tried[0] if dominated is not None else tried[-1]
+        rank, candidate, figures = tried[0] if dominated is not None else tried[-1]
         point = (candidate.front_block, candidate.back_block)
         if dominated is not None:
             if target.ladder.dominated == "drop":
@@ -569,8 +601,10 @@ def _climb(
                 continue
             if target.ladder.dominated == "warn":
                 warn(f"LADDER WARNING budget {band.budget.describe()}: {dominated}")
-        ladder.add(_variant_id(point), partial(figure, candidate), scores)
-        models[point] = model
+        ladder.add(_variant_id(point), partial(figure, candidate), _validation(figures))
+        tested = _test_figures(context, point, project.finetune)
+        scores = Scores.of({**figures, **tested})
+        model = models[point] = _stitched(project, context.passes, point, project.finetune, figures)
         stitch = model.stitch
         assert stitch is not None
         cka_rank = band.candidates.index(candidate) + 1
@@ -580,7 +614,7 @@ def _climb(
                 candidate=candidate,
                 stitch_kind=stitch.kind,
                 trainable_params=model.trainable_params(),
-                accuracy_init=float(figures["accuracy_init"]),
+                accuracy_init=float(tested["accuracy_init"]),
                 accuracy_finetuned=scores.test,
                 finetune_seconds=float(figures["seconds"]),
                 finetune_steps=int(figures["steps"]),
@@ -683,7 +717,7 @@ def run_search(
 
         ladder = _Ladder(metrics, target.ladder.confidence, target.ladder.slack(metrics))
         for result, parent in ((front_result, front), (back_result, back)):
-            ladder.add(parent.name, partial(_parent_figure, costs, parent), result.scores)
+            ladder.add(parent.name, partial(_parent_figure, costs, parent), result.scores.validation_correct)
         variants, dropped, models = _climb(context, target, budget_bands, orders, ladder, figure)
         order_of = {b: k for k, b in enumerate(target.budgets)}
         variants.sort(key=lambda v: order_of[v.budget])
@@ -733,12 +767,13 @@ def run_sweep(
         points = []
         for point, figures in trained.items():
             model = _untrained(project, passes, point, project.finetune)
-            scores = Scores.of(figures)
+            tested = _test_figures(context, point, project.finetune)
+            scores = Scores.of({**figures, **tested})
             points.append(
                 SweepPoint(
                     candidate=candidates[point],
                     trainable_params=model.trainable_params(),
-                    accuracy_init=float(figures["accuracy_init"]),
+                    accuracy_init=float(tested["accuracy_init"]),
                     accuracy_finetuned=scores.test,
                     accuracy_validation=scores.validation,
                     finetune_seconds=float(figures["seconds"]),
