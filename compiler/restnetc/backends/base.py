@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torchao.quantization.pt2e.quantizer import Quantizer
 
-from restnetc.backends.pt2e import export_batched, quantize_pt2e
+from restnetc.backends.pt2e import Observed, export_batched, quantize_pt2e
 from restnetc.config.target import Quantization
 from restnetc.errors import RestnetcError
 from restnetc.shim_abi import ENTRY_POINT_PATTERN, InputLayout, TensorQuantization
@@ -231,7 +231,7 @@ class Backend(ABC):
         exported: torch.export.ExportedProgram,
         calibration: torch.Tensor,
         float_modules: Sequence[str] = (),
-        observed: torch.fx.GraphModule | None = None,
+        observed: Observed | None = None,
     ) -> tuple[nn.Module, Quantizer]:
         """The int8 graph ``lower`` compiles (``exported`` from ``export_batched``), and its quantizer.
 

@@ -13,6 +13,8 @@ from torch import nn
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, Quantizer, SharedQuantizationSpec
 
+from restnetc.backends.bias_correction import BIAS_IMAGES, Means, correct_biases, layer_biases, layer_means
+
 _log = logging.getLogger(__name__)
 
 
@@ -198,30 +200,56 @@ class Donor:
         return None
 
 
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    """An export's calibrated observers (``graph``: prepared, float) and what bias correction reads: the float
+    model's layer means on the first ``BIAS_IMAGES`` calibration images, and the biases that layers of modules
+    shared with a donor take from the donor's own corrected graph (by node name)."""
+
+    graph: torch.fx.GraphModule
+    means: Means
+    biases: Mapping[str, torch.Tensor]
+
+
 def observe(
     exported: torch.export.ExportedProgram,
     quantizer: Quantizer,
     calibration: torch.Tensor,
     donor: Donor | None = None,
-) -> torch.fx.GraphModule:
+) -> Observed:
     """A copy of ``exported`` with every observer ``quantizer`` asks for, calibrated on ``calibration``.
 
     Calibration runs the float model, so what an observer sees does not depend on which other parts are
     quantized: these observers serve every choice of float modules (see ``quantize_pt2e``'s ``observed``).
 
     With a ``donor``, every value computed inside a module shared with it takes the quantization parameters the
-    donor's own calibration (same images, same quantizer) gives it (``adopt``): the shared modules then quantize
-    to the donor's bytes (weights, and biases, which follow the input's scale), so runtimes can store and pack
-    them once for both; all but the first layer after a value computed elsewhere (a stitching layer's output,
-    which keeps its own range, so that layer's bias is the rung's own).
+    donor's own calibration (same images, same quantizer) gives it (``adopt``), and every layer there takes the
+    bias the donor's own bias correction gives it: the shared modules then quantize to the donor's bytes
+    (weights, and biases, which follow the input's scale), so runtimes can store and pack them once for both;
+    all but the first layer after a value computed elsewhere (a stitching layer's output, which keeps its own
+    range, so that layer's bias is the rung's own).
     """
     prepared: torch.fx.GraphModule = prepare_pt2e(exported.module(), _Annotations(quantizer, ()))
     _calibrate(prepared, calibration)
+    images = calibration[:BIAS_IMAGES]
+    biases: dict[str, torch.Tensor] = {}
     if donor is not None:
         source = observe(export_batched(donor.model, calibration), quantizer, calibration)
-        if unmatched := adopt(source, prepared, donor.rename):
+        if unmatched := adopt(source.graph, prepared, donor.rename):
             _log.warning("%d values of shared modules keep their own quantization: %s", len(unmatched), unmatched)
-    return prepared
+        corrected = _corrected(source, images)
+        sites = _sites(source.graph, lambda path: path).items()
+        theirs = {site: corrected[node.name] for node, site in sites if node.name in corrected}
+        biases = {node.name: theirs[site] for node, site in _sites(prepared, donor.rename).items() if site in theirs}
+    return Observed(prepared, layer_means(copy.deepcopy(prepared), images), biases)
+
+
+def _corrected(observed: Observed, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The biases of ``observed``'s all-int8 graph after bias correction, by node name (weights left as
+    quantize/dequantize pairs: folding them changes no value)."""
+    converted = convert_pt2e(copy.deepcopy(observed.graph), fold_quantize=False)
+    correct_biases(converted, observed.means, images, observed.biases)
+    return layer_biases(converted)
 
 
 def _observers(graph: torch.fx.GraphModule) -> list[tuple[torch.fx.Node, str, nn.Module]]:
@@ -319,19 +347,25 @@ def quantize_pt2e(
     calibration: torch.Tensor,
     float_modules: Sequence[str],
     fold_quantize: bool,
-    observed: torch.fx.GraphModule | None = None,
+    observed: Observed | None = None,
 ) -> torch.fx.GraphModule:
-    """Insert observers per ``quantizer`` into a copy of ``exported``, calibrate on ``calibration``, convert.
+    """Insert observers per ``quantizer`` into a copy of ``exported``, calibrate on ``calibration``, convert,
+    and correct the biases (``bias_correction``) on the first ``BIAS_IMAGES`` calibration images.
 
     ``exported`` (from ``export_batched``) is not modified, so one export serves many quantization choices.
     With ``observed`` (``observe`` of the same export, quantizer configuration and calibration), observer
-    states are copied from it instead of calibrating again; any observer it lacks means calibrating after all.
+    states and the float means are copied from it instead of measured again, and layers of modules shared with
+    its donor take the donor's biases; any observer it lacks means calibrating after all.
     """
     prepared = prepare_pt2e(exported.module(), _Annotations(quantizer, float_modules))
-    transplanted = observed is not None and _transplant(observed, prepared)
+    transplanted = observed is not None and _transplant(observed.graph, prepared)
     if observed is not None and not transplanted:
         _log.warning("an observer has no calibrated counterpart: calibrating again (a donor's states are lost)")
+    images = calibration[:BIAS_IMAGES]
     if not transplanted:
         _calibrate(prepared, calibration)
+        observed = Observed(prepared, layer_means(copy.deepcopy(prepared), images), {})
+    assert observed is not None
     converted: torch.fx.GraphModule = convert_pt2e(prepared, fold_quantize=fold_quantize)
+    correct_biases(converted, observed.means, images, observed.biases)
     return converted

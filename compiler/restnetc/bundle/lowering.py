@@ -28,7 +28,7 @@ from restnetc.backends import (
     get_backend,
 )
 from restnetc.backends.native_output import captured
-from restnetc.backends.pt2e import export_batched, observe
+from restnetc.backends.pt2e import Observed, export_batched, observe
 from restnetc.bundle.accuracy_policy import OverTolerance, TryFloat, get_policy
 from restnetc.bundle.ladder import Rung
 from restnetc.bundle.screening import SCREENING_IMAGES, Screening, screen
@@ -88,7 +88,7 @@ class Graphs:
         self.backend = backend
         self.calibration = calibration
         self._exported: torch.export.ExportedProgram | None = None
-        self._observed: torch.fx.GraphModule | None = None
+        self._observed: Observed | None = None
         self._int8: dict[tuple[str, ...], tuple[nn.Module, Quantizer]] = {}
 
     def int8(self, float_units: tuple[str, ...]) -> tuple[nn.Module, Quantizer]:
