@@ -12,8 +12,9 @@ from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 from restnetc.backends import get_backend, list_backends
 from restnetc.backends.bias_correction import BIAS_IMAGES, Means, layer_biases, layer_means
 from restnetc.backends.native_output import captured
-from restnetc.backends.pt2e import export_batched, observe
+from restnetc.backends.pt2e import Donor, export_batched, observe
 from restnetc.config.target import Backend
+from restnetc.frontend.stitch import build_stitched
 from restnetc.models import decompose
 from tests import zoo
 
@@ -48,3 +49,29 @@ def test_every_layers_mean_output_is_the_float_models(name: Backend) -> None:
     assert _worst(layer_means(plain, images), observed.means) > 0.02
     ours, theirs = layer_biases(corrected), layer_biases(again)
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours), "corrections leaked"
+
+
+def test_a_rungs_shared_layers_take_the_donors_biases_but_the_first_after_the_stitch() -> None:
+    """A rung stitched into its back parent's modules: every layer there whose input the parent computes too
+    takes the parent's own corrected bias (so the rung stores the parent's bytes); the first layer after the
+    stitch reads the stitching layer's output, under the rung's own scale, and is corrected for the rung.
+    Fails when the donor's biases reach that layer, or do not reach the others, or differ from the parent's."""
+    backend = get_backend(Backend.EXECUTORCH)
+    front, back = decompose(zoo.make("resnet")), decompose(zoo.make("vgg", 1))
+    rung = build_stitched(front, 1, back, 2, zoo.SIZE)
+    donor = Donor(back, rung.shared_with_back())
+    images = torch.randn(32, 3, zoo.SIZE, zoo.SIZE, generator=torch.Generator().manual_seed(6))
+    with captured():
+        observed = observe(export_batched(rung, images), backend.int8_quantizer(), images, donor)
+        parent = observe(export_batched(back, images), backend.int8_quantizer(), images)
+        parents_own, _ = backend.quantize(export_batched(back, images), images, (), parent)
+    shared = [name for name in observed.means if _inside(observed.graph, name, donor)]
+    assert len(shared) > 2 and list(observed.biases) == shared[1:], (shared, list(observed.biases))
+    theirs = list(layer_biases(parents_own).values())[-len(shared) + 1 :]  # the back part is the parent's tail
+    assert all(torch.equal(ours, bias) for ours, bias in zip(observed.biases.values(), theirs, strict=True))
+
+
+def _inside(graph: torch.fx.GraphModule, name: str, donor: Donor) -> bool:
+    """Whether ``graph``'s node ``name`` was traced inside a module ``donor`` shares."""
+    node = next(node for node in graph.graph.nodes if node.name == name)
+    return any(donor.rename(path) is not None for path, _ in node.meta["nn_module_stack"].values())

@@ -40,9 +40,10 @@ def _channel_means(node: Node, output: torch.Tensor) -> torch.Tensor:
 
 
 def _bias(graph: GraphModule, node: Node) -> torch.Tensor | None:
-    """The float bias ``node`` (a layer) reads as a constant of ``graph``, or None (no bias, or not a constant)."""
+    """The float bias ``node`` (a layer) reads as a constant of ``graph`` that no other node reads, or None (no
+    bias, not a constant, or shared: correcting it for one layer would move the others)."""
     bias = node.args[2] if len(node.args) > 2 else None
-    if not isinstance(bias, Node) or bias.op != "get_attr":
+    if not isinstance(bias, Node) or bias.op != "get_attr" or len(bias.users) > 1:
         return None
     value = attrgetter(str(bias.target))(graph)
     return value if isinstance(value, torch.Tensor) and value.is_floating_point() else None
@@ -123,7 +124,8 @@ def correct_biases(
 
 
 def layer_biases(graph: GraphModule) -> dict[str, torch.Tensor]:
-    """The float bias of each layer of ``graph`` that has one, by node name (copies)."""
+    """The float bias of each layer of ``graph`` that has one of its own (``correct_biases`` can move it), by
+    node name (copies)."""
     biases = {}
     for node in graph.graph.nodes:
         if _layer(node) and (bias := _bias(graph, node)) is not None:

@@ -240,7 +240,12 @@ def observe(
         corrected = _corrected(source, images)
         sites = _sites(source.graph, lambda path: path).items()
         theirs = {site: corrected[node.name] for node, site in sites if node.name in corrected}
-        biases = {node.name: theirs[site] for node, site in _sites(prepared, donor.rename).items() if site in theirs}
+        ours = _sites(prepared, donor.rename)
+        biases = {  # not for the first layer after the stitch: its input is not the donor's
+            node.name: theirs[site]
+            for node, site in ours.items()
+            if site in theirs and _producer(node.args[0])[0] in ours  # type: ignore[arg-type]
+        }
     return Observed(prepared, layer_means(copy.deepcopy(prepared), images), biases)
 
 
@@ -367,5 +372,9 @@ def quantize_pt2e(
         observed = Observed(prepared, layer_means(copy.deepcopy(prepared), images), {})
     assert observed is not None
     converted: torch.fx.GraphModule = convert_pt2e(prepared, fold_quantize=fold_quantize)
-    correct_biases(converted, observed.means, images, observed.biases)
+    nodes = {node.name: node for node in converted.graph.nodes}
+    fixed = {name: bias for name, bias in observed.biases.items() if not _inside(nodes[name], float_modules)}
+    corrected = correct_biases(converted, observed.means, images, fixed)
+    if corrected < (own := len(layer_biases(converted))):
+        _log.warning("bias correction moved %d of %d layer biases (the others have no float reference)", corrected, own)
     return converted

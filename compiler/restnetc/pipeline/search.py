@@ -345,27 +345,26 @@ def _train_all(
     return {point: figures[point] for point in points}
 
 
-def _test_figures(context: _Context, point: tuple[int, int], config: FinetuneConfig) -> Figures:
-    """The test split's figures of the stitch at ``point`` trained with ``config`` (trained first if it is not
-    cached): top-1 before training (``accuracy_init``) and per-image correctness after (``test_correct``).
+def _test_figures(context: _Context, point: tuple[int, int], config: FinetuneConfig, trained: Figures) -> Figures:
+    """The test split's figures of the stitch at ``point`` trained with ``config`` into ``trained`` (its stored
+    state, from ``_train_all``): top-1 before training (``accuracy_init``) and per-image correctness after
+    (``test_correct``).
 
-    Only the stitches that ship (and a sweep's points, which it reports) are scored on test, after every
+    Only the stitches that ship (and a sweep's points, which it reports) are scored on test, each once its
     choice is made: selection cannot read it, and no time goes to scoring candidates passed over.
     """
     project, passes, cache = context.project, context.passes, context.cache
     key = stage_key("stitch-test", _stitch_key(project, passes, point, config))
     if (stored := cache.load(key)) is not None:
         return stored
-    trained = _train_all(context, [point], config)[point]
     i = point[0]
-    model = _stitched(project, passes, point, config, trained)
-    initial = _untrained(project, passes, point, config).eval()
-    assert initial.stitch is not None
-    initial.stitch.load_state_dict({k.removeprefix(INIT): v for k, v in trained.items() if k.startswith(INIT)})
-    init_logits = _predict(initial.back, passes.run("front", "test").blocks[i])  # the front is the parent's
+    model = _untrained(project, passes, point, config).eval()
+    assert model.stitch is not None
+    model.stitch.load_state_dict({k.removeprefix(INIT): v for k, v in trained.items() if k.startswith(INIT)})
+    init_logits = _predict(model.back, passes.run("front", "test").blocks[i])  # the front is the parent's
     stored = {
         "accuracy_init": torch.tensor(accuracy(init_logits, passes.sets["test"].labels)),
-        "test_correct": _split_correct(model, passes, "test", i),
+        "test_correct": _split_correct(_restore(model, trained), passes, "test", i),
     }
     cache.save(key, stored)
     return stored
@@ -428,7 +427,11 @@ def _stitched(
     project: ProjectConfig, passes: _Passes, point: tuple[int, int], config: FinetuneConfig, figures: Figures
 ) -> StitchedModel:
     """The stitched model at ``point`` with the state ``config``'s training stored in ``figures`` (eval mode)."""
-    model = _untrained(project, passes, point, config)
+    return _restore(_untrained(project, passes, point, config), figures)
+
+
+def _restore(model: StitchedModel, figures: Figures) -> StitchedModel:
+    """``model`` with the trained state stored in ``figures`` loaded into its trained parts (eval mode)."""
     trained = model.trained_prefixes()
     state = {k: v for k, v in figures.items() if k.startswith(trained)}
     missing = {k for k in model.state_dict() if k.startswith(trained)} - state.keys()
@@ -602,7 +605,7 @@ def _climb(
             if target.ladder.dominated == "warn":
                 warn(f"LADDER WARNING budget {band.budget.describe()}: {dominated}")
         ladder.add(_variant_id(point), partial(figure, candidate), _validation(figures))
-        tested = _test_figures(context, point, project.finetune)
+        tested = _test_figures(context, point, project.finetune, figures)
         scores = Scores.of({**figures, **tested})
         model = models[point] = _stitched(project, context.passes, point, project.finetune, figures)
         stitch = model.stitch
@@ -763,11 +766,11 @@ def run_sweep(
         candidates = {(c.front_block, c.back_block): c for c in prepared.candidates()}
         passes = _Passes(project, (front, back), prepared.splits, {i for i, _ in grid}, ranks)
         context = _Context(project, prepared, passes, cache, LadderPolicy().confidence, executor)  # no selector
-        trained = _train_all(context, sorted(grid), project.finetune, state=False)
+        trained = _train_all(context, sorted(grid), project.finetune)
         points = []
         for point, figures in trained.items():
             model = _untrained(project, passes, point, project.finetune)
-            tested = _test_figures(context, point, project.finetune)
+            tested = _test_figures(context, point, project.finetune, figures)
             scores = Scores.of({**figures, **tested})
             points.append(
                 SweepPoint(
