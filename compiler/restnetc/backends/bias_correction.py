@@ -10,11 +10,14 @@ does not. Measured on the demo's parents (``benchmarks/RESULTS.md`` section 10).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from operator import attrgetter
 
 import torch
 from torch.fx import GraphModule, Interpreter, Node
+
+_log = logging.getLogger(__name__)
 
 LAYERS = (torch.ops.aten.conv2d.default, torch.ops.aten.linear.default)
 """The operators whose bias is corrected."""
@@ -86,6 +89,7 @@ class _Correcting(Interpreter):
         self.reference = reference
         self.fixed = fixed
         self.corrected = 0
+        self.unreferenced: list[str] = []
 
     def run_node(self, n: Node) -> object:
         output = super().run_node(n)
@@ -97,6 +101,7 @@ class _Correcting(Interpreter):
         elif n.name in self.reference:
             corrected = bias + (self.reference[n.name] - _channel_means(n, output)).to(bias.dtype)
         else:
+            self.unreferenced.append(n.name)
             return output
         shift = corrected - bias
         _replace(self.module, str(n.args[2].target), corrected)  # type: ignore[union-attr]
@@ -116,10 +121,16 @@ def correct_biases(
     """Correct, in place and in network order, the bias of each layer of ``converted`` named in ``reference``
     (``layer_means`` of the float model, same images) so that its mean output per channel over ``images`` is
     the reference's; a layer named in ``fixed`` takes that bias instead (a donor's corrected bias, so that
-    shared modules keep shared bytes). Layers without a float constant bias are left alone. Returns how many
-    biases changed."""
+    shared modules keep shared bytes). Layers without a float constant bias of their own are left alone; one
+    that has such a bias but neither a reference nor a fixed bias is warned of. Returns how many biases changed."""
     correcting = _Correcting(converted, reference, fixed or {})
     correcting.run(images)
+    if correcting.unreferenced:
+        _log.warning(
+            "bias correction left %d layer biases without a float reference: %s",
+            len(correcting.unreferenced),
+            correcting.unreferenced,
+        )
     return correcting.corrected
 
 

@@ -374,7 +374,5 @@ def quantize_pt2e(
     converted: torch.fx.GraphModule = convert_pt2e(prepared, fold_quantize=fold_quantize)
     nodes = {node.name: node for node in converted.graph.nodes}
     fixed = {name: bias for name, bias in observed.biases.items() if not _inside(nodes[name], float_modules)}
-    corrected = correct_biases(converted, observed.means, images, fixed)
-    if corrected < (own := len(layer_biases(converted))):
-        _log.warning("bias correction moved %d of %d layer biases (the others have no float reference)", corrected, own)
+    correct_biases(converted, observed.means, images, fixed)
     return converted
