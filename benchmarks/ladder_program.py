@@ -26,7 +26,7 @@ from restnetc.atomic import write_text_atomic
 from restnetc.backends import get_backend
 from restnetc.backends.native_output import captured
 from restnetc.bundle.ladder import ladder
-from restnetc.bundle.lowering import Graphs
+from restnetc.bundle.lowering import Graphs, Observations
 from restnetc.bundle.packing import entry_point_name
 from restnetc.cache import Cache, default_cache_dir
 from restnetc.config.loader import load_project, load_target
@@ -54,7 +54,7 @@ def main() -> None:
         backend = get_backend(name)
         start = time.perf_counter()
         with captured():
-            quantized = {entry[r.id]: Graphs(r, backend, calibration).int8(()) for r in rungs}
+            quantized = {entry[r.id]: Graphs(r, backend, Observations.uncached(calibration)).int8(()) for r in rungs}
             graphs = {rung_id: graph for rung_id, (graph, _) in quantized.items()}
             quantizer = backend.int8_quantizer()
             program = backend.compile_program(graphs, calibration[:1], quantizer)

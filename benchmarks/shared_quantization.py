@@ -24,7 +24,7 @@ import torch
 from restnetc.atomic import write_text_atomic
 from restnetc.backends import get_backend
 from restnetc.bundle.ladder import Rung, ladder
-from restnetc.bundle.lowering import Graphs
+from restnetc.bundle.lowering import Graphs, Observations
 from restnetc.cache import Cache, default_cache_dir
 from restnetc.config.loader import load_project, load_target
 from restnetc.data import ImageSet
@@ -59,7 +59,8 @@ def main() -> None:
         backend = get_backend(name)
         for rung in stitched:
             ways: dict[str, Rung] = {"alone": dataclasses.replace(rung, donor=None), "donor": rung}
-            graphs = {way: Graphs(r, backend, calibration).int8(())[0] for way, r in ways.items()}
+            observations = Observations.uncached(calibration)
+            graphs = {way: Graphs(r, backend, observations).int8(())[0] for way, r in ways.items()}
             splits = {"validation": search.validation, "test": search.test}
             correct = {
                 way: {split: _correct(graph, images) for split, images in splits.items()}

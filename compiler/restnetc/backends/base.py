@@ -232,14 +232,16 @@ class Backend(ABC):
         calibration: torch.Tensor,
         float_modules: Sequence[str] = (),
         observed: Observed | None = None,
+        corrected: Mapping[str, torch.Tensor] | None = None,
     ) -> tuple[nn.Module, Quantizer]:
         """The int8 graph ``lower`` compiles (``exported`` from ``export_batched``), and its quantizer.
 
         It runs in eager PyTorch with int8 simulated, so choices can be scored before they are compiled.
-        ``observed``: this backend's calibrated observers of the same export (``pt2e.observe``), reused.
+        ``observed``: this backend's calibrated observers of the same export (``pt2e.observe``), reused;
+        ``corrected``: this very graph's corrected biases, stored before (``pt2e.quantize_pt2e``).
         """
         quantizer = self.int8_quantizer()
-        graph = quantize_pt2e(exported, quantizer, calibration, float_modules, self.fold_quantize, observed)
+        graph = quantize_pt2e(exported, quantizer, calibration, float_modules, self.fold_quantize, observed, corrected)
         self.refine(graph, quantizer)
         return graph, quantizer
 

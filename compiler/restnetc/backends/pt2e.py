@@ -13,7 +13,14 @@ from torch import nn
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, Quantizer, SharedQuantizationSpec
 
-from restnetc.backends.bias_correction import BIAS_IMAGES, Means, correct_biases, layer_biases, layer_means
+from restnetc.backends.bias_correction import (
+    BIAS_IMAGES,
+    Means,
+    correct_biases,
+    layer_biases,
+    layer_means,
+    set_biases,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -216,6 +223,8 @@ def observe(
     quantizer: Quantizer,
     calibration: torch.Tensor,
     donor: Donor | None = None,
+    source: Observed | None = None,
+    source_biases: Mapping[str, torch.Tensor] | None = None,
 ) -> Observed:
     """A copy of ``exported`` with every observer ``quantizer`` asks for, calibrated on ``calibration``.
 
@@ -227,17 +236,20 @@ def observe(
     bias the donor's own bias correction gives it: the shared modules then quantize to the donor's bytes
     (weights, and biases, which follow the input's scale), so runtimes can store and pack them once for both;
     all but the first layer after a value computed elsewhere (a stitching layer's output, which keeps its own
-    range, so that layer's bias is the rung's own).
+    range, so that layer's bias is the rung's own). ``source``: the donor's own observation (``observe`` of its
+    export, same quantizer and calibration), and ``source_biases`` the biases of its all-int8 graph
+    (``layer_biases``), when they are at hand; else they are made here.
     """
     prepared: torch.fx.GraphModule = prepare_pt2e(exported.module(), _Annotations(quantizer, ()))
     _calibrate(prepared, calibration)
     images = calibration[:BIAS_IMAGES]
     biases: dict[str, torch.Tensor] = {}
     if donor is not None:
-        source = observe(export_batched(donor.model, calibration), quantizer, calibration)
+        if source is None:
+            source = observe(export_batched(donor.model, calibration), quantizer, calibration)
         if unmatched := adopt(source.graph, prepared, donor.rename):
             _log.warning("%d values of shared modules keep their own quantization: %s", len(unmatched), unmatched)
-        corrected = _corrected(source, images)
+        corrected = _corrected(source, images) if source_biases is None else source_biases
         sites = _sites(source.graph, lambda path: path).items()
         theirs = {site: corrected[node.name] for node, site in sites if node.name in corrected}
         ours = _sites(prepared, donor.rename)
@@ -247,6 +259,46 @@ def observe(
             if site in theirs and _producer(node.args[0])[0] in ours  # type: ignore[arg-type]
         }
     return Observed(prepared, layer_means(copy.deepcopy(prepared), images), biases)
+
+
+def observed_tensors(observed: Observed) -> dict[str, torch.Tensor]:
+    """``observed`` as flat tensors to store: each observer's state by observer name, the float means and the
+    donor's biases by node name (``restore_observed`` makes it again on the same export)."""
+    tensors = {
+        f"observer:{name}:{key}": value
+        for _, name, observer in _observers(observed.graph)
+        for key, value in observer.state_dict().items()
+    }
+    tensors |= {f"mean:{node}": value for node, value in observed.means.items()}
+    return tensors | {f"bias:{node}": value for node, value in observed.biases.items()}
+
+
+def restore_observed(
+    exported: torch.export.ExportedProgram, quantizer: Quantizer, tensors: Mapping[str, torch.Tensor]
+) -> Observed | None:
+    """The ``Observed`` that ``observed_tensors`` stored, made again on ``exported`` (the same export, from the
+    same model and calibration images, with the same quantizer configuration) without calibrating: its graph
+    quantizes to the very bytes the original does. None when the stored observers are not exactly the ones
+    ``exported`` gets (another export or quantizer): the caller then calibrates."""
+    prepared: torch.fx.GraphModule = prepare_pt2e(exported.module(), _Annotations(quantizer, ()))
+    states: dict[str, dict[str, torch.Tensor]] = {}
+    means: Means = {}
+    biases: dict[str, torch.Tensor] = {}
+    for key, value in tensors.items():
+        kind, _, name = key.partition(":")
+        if kind == "observer":
+            owner, _, buffer = name.partition(":")
+            states.setdefault(owner, {})[buffer] = value
+        else:
+            (means if kind == "mean" else biases)[name] = value
+    observers = {name: observer for _, name, observer in _observers(prepared)}
+    if states.keys() != observers.keys():
+        return None
+    for name, observer in observers.items():
+        if states[name].keys() != observer.state_dict().keys() or not states[name].keys() <= observer._buffers.keys():
+            return None
+        observer._buffers.update(states[name])
+    return Observed(prepared, means, biases)
 
 
 def _corrected(observed: Observed, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -353,6 +405,7 @@ def quantize_pt2e(
     float_modules: Sequence[str],
     fold_quantize: bool,
     observed: Observed | None = None,
+    corrected: Mapping[str, torch.Tensor] | None = None,
 ) -> torch.fx.GraphModule:
     """Insert observers per ``quantizer`` into a copy of ``exported``, calibrate on ``calibration``, convert,
     and correct the biases (``bias_correction``) on the first ``BIAS_IMAGES`` calibration images.
@@ -360,7 +413,9 @@ def quantize_pt2e(
     ``exported`` (from ``export_batched``) is not modified, so one export serves many quantization choices.
     With ``observed`` (``observe`` of the same export, quantizer configuration and calibration), observer
     states and the float means are copied from it instead of measured again, and layers of modules shared with
-    its donor take the donor's biases; any observer it lacks means calibrating after all.
+    its donor take the donor's biases; any observer it lacks means calibrating after all. ``corrected``: the
+    biases bias correction gave this very graph before (``layer_biases`` of it, from the same export, observers
+    and float modules), set as they are instead of measured again.
     """
     prepared = prepare_pt2e(exported.module(), _Annotations(quantizer, float_modules))
     transplanted = observed is not None and _transplant(observed.graph, prepared)
@@ -373,6 +428,8 @@ def quantize_pt2e(
     assert observed is not None
     converted: torch.fx.GraphModule = convert_pt2e(prepared, fold_quantize=fold_quantize)
     nodes = {node.name: node for node in converted.graph.nodes}
+    if transplanted and corrected is not None and set_biases(converted, corrected):
+        return converted
     fixed = {name: bias for name, bias in observed.biases.items() if not _inside(nodes[name], float_modules)}
     correct_biases(converted, observed.means, images, fixed)
     return converted

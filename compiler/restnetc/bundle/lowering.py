@@ -27,13 +27,14 @@ from restnetc.backends import (
     TensorQuantization,
     get_backend,
 )
+from restnetc.backends.bias_correction import layer_biases
 from restnetc.backends.native_output import captured
-from restnetc.backends.pt2e import Observed, export_batched, observe
+from restnetc.backends.pt2e import Observed, export_batched, observe, observed_tensors, restore_observed
 from restnetc.bundle.accuracy_policy import OverTolerance, TryFloat, get_policy
 from restnetc.bundle.ladder import Rung
 from restnetc.bundle.screening import SCREENING_IMAGES, Screening, screen
 from restnetc.bundle.verification import BuildError, EagerLogits, Verified, Verifier
-from restnetc.cache import Cache, stage_key, toolchain_versions, warn_recompute
+from restnetc.cache import Cache, stage_key, toolchain_versions, warn_recompute, weights_digest
 from restnetc.config.target import AccuracyPolicy, Quantization
 from restnetc.config.target import Backend as BackendName
 from restnetc.progress import Note, status, step
@@ -74,6 +75,51 @@ class PairResult:
     messages: tuple[Note, ...]
 
 
+@dataclasses.dataclass(frozen=True)
+class Observations:
+    """Calibrated observers (``pt2e.Observed``) and corrected biases kept in the cache by model weights and
+    backend, so that each model is calibrated and corrected once per build: a parent serves as its variants'
+    donor, and packing makes again the int8 graphs that lowering made, from the very states lowering used."""
+
+    cache: Cache
+    calibration: torch.Tensor
+    calibration_digest: str
+    tools: Mapping[str, str]
+
+    @classmethod
+    def uncached(cls, calibration: torch.Tensor) -> Observations:
+        """Observations that keep nothing: every model is calibrated where it is needed."""
+        return cls(Cache(None), calibration, "", {})
+
+    def observed(
+        self, backend: Backend, exported: torch.export.ExportedProgram, digest: str, make: Callable[[], Observed]
+    ) -> Observed:
+        """The observation of ``exported`` (of the model whose ``quantized_digest`` is ``digest``) with
+        ``backend``'s quantizer: restored from the cache, else ``make()`` and stored."""
+        key = stage_key("int8-observed", backend.name, digest, self.calibration_digest, self.tools)
+        stored = self.cache.load(key)
+        if stored is not None and (restored := restore_observed(exported, backend.int8_quantizer(), stored)):
+            return restored
+        if stored is not None:
+            warn_recompute(key, "its observers are not the export's")
+        observed = make()
+        self.cache.save(key, observed_tensors(observed))
+        return observed
+
+    def _biases_key(self, backend: Backend, digest: str, float_units: tuple[str, ...]) -> str:
+        return stage_key("int8-biases", backend.name, digest, float_units, self.calibration_digest, self.tools)
+
+    def biases(self, backend: Backend, digest: str, float_units: tuple[str, ...]) -> dict[str, torch.Tensor] | None:
+        """The corrected biases of the int8 graph with ``float_units`` in float of the model whose
+        ``quantized_digest`` is ``digest``, as ``save_biases`` stored them, or None."""
+        return self.cache.load(self._biases_key(backend, digest, float_units))
+
+    def save_biases(self, backend: Backend, digest: str, float_units: tuple[str, ...], graph: nn.Module) -> None:
+        """Store the corrected biases of ``graph`` (made as ``biases`` says) by layer name."""
+        assert isinstance(graph, torch.fx.GraphModule)  # every int8 graph is a converted PT2E graph
+        self.cache.save(self._biases_key(backend, digest, float_units), layer_biases(graph))
+
+
 class Graphs:
     """One pair's exported program, calibrated observers and int8 graphs by float units, each made once.
 
@@ -83,13 +129,30 @@ class Graphs:
     A variant's modules shared with its back parent take the parent's quantization (``Rung.donor``).
     """
 
-    def __init__(self, rung: Rung, backend: Backend, calibration: torch.Tensor) -> None:
+    def __init__(self, rung: Rung, backend: Backend, observations: Observations) -> None:
         self.rung = rung
         self.backend = backend
-        self.calibration = calibration
+        self.observations = observations
+        self.calibration = observations.calibration
         self._exported: torch.export.ExportedProgram | None = None
         self._observed: Observed | None = None
         self._int8: dict[tuple[str, ...], tuple[nn.Module, Quantizer]] = {}
+
+    def _observe(self, exported: torch.export.ExportedProgram) -> Observed:
+        quantizer, donor = self.backend.int8_quantizer(), self.rung.donor
+
+        def make() -> Observed:
+            if donor is not None:
+                theirs = export_batched(donor.model, self.calibration)
+                own = weights_digest(donor.model)  # a parent rung's quantized_digest
+                source = self.observations.observed(
+                    self.backend, theirs, own, lambda: observe(theirs, quantizer, self.calibration)
+                )
+                corrected = self.observations.biases(self.backend, own, ())
+                return observe(exported, quantizer, self.calibration, donor, source, corrected)
+            return observe(exported, quantizer, self.calibration)
+
+        return self.observations.observed(self.backend, exported, self.rung.quantized_digest, make)
 
     def int8(self, float_units: tuple[str, ...]) -> tuple[nn.Module, Quantizer]:
         """The calibrated int8 graph with ``float_units`` kept in float, and its quantizer."""
@@ -97,9 +160,12 @@ class Graphs:
             with captured():
                 if self._exported is None:
                     self._exported = export_batched(self.rung.model, self.calibration)
-                    quantizer = self.backend.int8_quantizer()
-                    self._observed = observe(self._exported, quantizer, self.calibration, self.rung.donor)
-                graph = self.backend.quantize(self._exported, self.calibration, float_units, self._observed)
+                    self._observed = self._observe(self._exported)
+                digest = self.rung.quantized_digest
+                stored = self.observations.biases(self.backend, digest, float_units)
+                graph = self.backend.quantize(self._exported, self.calibration, float_units, self._observed, stored)
+                if stored is None:
+                    self.observations.save_biases(self.backend, digest, float_units, graph[0])
                 self._int8[float_units] = graph
         return self._int8[float_units]
 
@@ -181,6 +247,11 @@ class Lowerer:
             worker.cache = Cache(self.cache.root, writable=False)
             worker.verifier = dataclasses.replace(worker.verifier, cache=worker.cache, work_dir=None)
         return worker
+
+    @property
+    def observations(self) -> Observations:
+        """Where this lowerer's calibrated observers are kept (its cache)."""
+        return Observations(self.cache, self.calibration, self.calibration_digest, self.tools)
 
     def _artifact_key(self, job: PairJob, float_modules: tuple[str, ...]) -> str:
         example_shape = (1, *self.calibration.shape[1:])
@@ -340,7 +411,7 @@ class Lowerer:
         a keep-float candidate, lowered and verified here too)."""
         backend = get_backend(job.backend)
         backend.check_supported(self.quantization)
-        graphs = Graphs(job.rung, backend, self.calibration)
+        graphs = Graphs(job.rung, backend, self.observations)
         log: list[Note] = []
         plain = self._lower(job, graphs, (), log)
         first = Verified(plain, (), self.verifier.evaluate(plain.data, backend, job.eager, job.label), "")

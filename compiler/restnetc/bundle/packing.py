@@ -99,7 +99,7 @@ def _compile(lowerer: Lowerer, job: PackJob) -> LoweredProgram:
         """The graph ``member``'s own artifact was compiled from (``Lowerer``: float, or int8 calibrated alone)."""
         if quantizer is None:
             return member.rung.model
-        return Graphs(member.rung, backend, lowerer.calibration).int8(member.verified.float_modules)[0]
+        return Graphs(member.rung, backend, lowerer.observations).int8(member.verified.float_modules)[0]
 
     with captured() as output:
         try:
