@@ -43,12 +43,16 @@ def test_bundle_holds_every_rung_for_every_backend(built: tuple[Path, Path, Path
         assert (planned is not None and planned >= 3 * 32 * 32 * 4) == (artifact.backend == "executorch")
         assert artifact.delegation.delegated_ops > 0
         assert (artifact.stitch is None) == (artifact.role == "parent")
+        recipe = artifact.int8  # what was applied: the variant's back part takes the Lite0 parent's quantization
+        assert recipe is not None and recipe.bias_correction_images == min(256, recipe.calibration_images)
+        assert bool(recipe.donor_modules) == (artifact.role == "variant"), recipe
     litert = next(a for a in manifest.artifacts if a.backend == "litert")
     assert litert.input.dtype == "float32" and litert.input.quantization is None and litert.input.layout == "NHWC"
     assert manifest.labels[0] == "T-shirt/top" and manifest.tools["executorch"] == "1.5.1"
     for name in ("report.html", "cka.png", "accuracy_vs_params.png", "accuracy_vs_macs.png", "cka.npy"):
         assert (bundle / name).is_file()
-    assert "data:image/png;base64," in (bundle / "report.html").read_text()
+    report = (bundle / "report.html").read_text()
+    assert "data:image/png;base64," in report and "each layer's bias corrected on the first" in report
 
 
 def test_inspect_verifies_and_detects_a_flipped_byte(

@@ -27,11 +27,12 @@ from restnetc.backends import (
     TensorQuantization,
     get_backend,
 )
-from restnetc.backends.bias_correction import layer_biases
+from restnetc.backends.bias_correction import BIAS_IMAGES, layer_biases
 from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import Observed, export_batched, observe, observed_tensors, restore_observed
 from restnetc.bundle.accuracy_policy import OverTolerance, TryFloat, get_policy
 from restnetc.bundle.ladder import Rung
+from restnetc.bundle.manifest import Int8Recipe
 from restnetc.bundle.screening import SCREENING_IMAGES, Screening, screen
 from restnetc.bundle.verification import BuildError, EagerLogits, Verified, Verifier
 from restnetc.cache import Cache, stage_key, toolchain_versions, warn_recompute, weights_digest
@@ -247,6 +248,17 @@ class Lowerer:
             worker.cache = Cache(self.cache.root, writable=False)
             worker.verifier = dataclasses.replace(worker.verifier, cache=worker.cache, work_dir=None)
         return worker
+
+    def recipe(self, rung: Rung, backend: BackendName) -> Int8Recipe | None:
+        """How ``rung``'s artifacts are quantized for ``backend`` (None for fp32), as the manifest states it."""
+        if self.quantization is not Quantization.INT8:
+            return None
+        return Int8Recipe(
+            quantizer=type(get_backend(backend).int8_quantizer()).__name__,
+            calibration_images=len(self.calibration),
+            bias_correction_images=min(BIAS_IMAGES, len(self.calibration)),
+            donor_modules=[] if rung.donor is None else sorted(rung.donor.modules),
+        )
 
     @property
     def observations(self) -> Observations:

@@ -170,6 +170,20 @@ PackingName = Literal["shared", "own"]
 """An artifact file's ``packing``: whether its entry points may share packed weights (``Artifact.packing``)."""
 
 
+class Int8Recipe(StrictModel):
+    """How an int8 artifact was quantized after training: PT2E static quantization with the backend's quantizer
+    (int8 per-channel weights, int8 per-tensor activations), observers calibrated on train images, then each
+    layer's bias corrected so that its mean output per channel is the float model's (``backends.bias_correction``)."""
+
+    quantizer: str = Field(description="the backend's PT2E quantizer")
+    calibration_images: int = Field(ge=1, description="train images the activation observers saw")
+    bias_correction_images: int = Field(ge=1, description="the first calibration images the biases were corrected on")
+    donor_modules: list[str] = Field(
+        description="modules that take the back parent's observers and corrected biases, so that the blocks a "
+        "variant shares with it keep its bytes; empty for a parent"
+    )
+
+
 class Artifact(StrictModel):
     """One lowered variant for one backend."""
 
@@ -201,6 +215,7 @@ class Artifact(StrictModel):
     input: InputSpec
     delegation: Delegation
     policy: str = Field(description="what the accuracy policy did for this artifact")
+    int8: Int8Recipe | None = Field(default=None, description="how it was quantized; None for fp32")
     pareto: Pareto
 
 

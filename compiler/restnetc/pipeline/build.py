@@ -28,6 +28,7 @@ from restnetc.bundle.manifest import (
     Delegation,
     Dropped,
     InputSpec,
+    Int8Recipe,
     Latency,
     Manifest,
     Memory,
@@ -79,6 +80,8 @@ class Staged:
     file: str
     eager: EagerLogits
     eager_test_top1: float
+    recipe: Int8Recipe | None
+    """How it was quantized (``Lowerer.recipe``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,7 +196,8 @@ def _lower_and_verify(lowerer: Lowerer, target: TargetConfig, rungs: list[Rung],
             relative = f"{backend.name}/{rung.id}{backend.suffix}"
             (staging / relative).write_bytes(result.lowered.data)
             top1 = float((eager[rung.id].test.argmax(1) == test.labels).double().mean() * 100)
-            staged[(rung.id, backend.name)] = Staged(rung, result, relative, eager[rung.id], top1)
+            recipe = lowerer.recipe(rung, BackendName(backend.name))
+            staged[(rung.id, backend.name)] = Staged(rung, result, relative, eager[rung.id], top1, recipe)
     return staged
 
 
@@ -328,6 +332,7 @@ def _artifact(
         ),
         delegation=Delegation(**dataclasses.asdict(result.lowered.delegation)),
         policy=result.policy,
+        int8=one.recipe,
         pareto=standing,
     )
 

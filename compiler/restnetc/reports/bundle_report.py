@@ -338,6 +338,23 @@ def _table(headers: Sequence[str], rows: str) -> str:
     return f"<table><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in headers)}</tr>{rows}</table>"
 
 
+def _int8_note(manifest: Manifest) -> str:
+    """How the int8 artifacts were quantized (``Artifact.int8``), one sentence per backend; empty for fp32."""
+    recipes = {a.backend: a.int8 for a in manifest.artifacts if a.int8 is not None}
+    if not recipes:
+        return ""
+    sentences = [
+        f"{html.escape(backend)}: {html.escape(r.quantizer)}, observers calibrated on {r.calibration_images} "
+        f"training images, each layer's bias corrected on the first {r.bias_correction_images}"
+        for backend, r in recipes.items()
+    ]
+    return (
+        f"<p>Int8 after training (PT2E static quantization, int8 per-channel weights and per-tensor activations): "
+        f"{'; '.join(sentences)}. A variant's back part takes its back parent's observers and biases, so that the "
+        "blocks they share keep the parent's bytes.</p>"
+    )
+
+
 def _confidence(manifest: Manifest) -> str:
     """The ladder policy's confidence as a p-value threshold, e.g. ``0.05``, from the manifest's target."""
     ladder = manifest.target.get("ladder")
@@ -447,6 +464,7 @@ report. Accuracy is top-1 on test with its 95% Wilson interval: the range that a
 more accurate on validation with confidence: exact two-sided McNemar test on the same images, p below
 {_confidence(manifest)}. The Pareto front is the rest: the rungs
 worth shipping.</p>
+{_int8_note(manifest)}
 <p>Latency is the host median ({host.runs} interleaved runs, {host.threads} threads);
 memory is the peak resident memory to load and run once, in a fresh process; "predicted" figures come from
 the target's cost table (its backend only), "device" ones from <code>restnetc bench ingest</code>.
