@@ -108,6 +108,23 @@ def test_a_damaged_entry_is_a_warned_miss_and_its_recomputation_replaces_it(
     assert logged(caplog) == ""
 
 
+def test_the_first_writer_of_an_entry_wins_and_a_damaged_one_is_replaced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``save_first``: a second writer of a key gets the first one's tensors back (and the entry keeps them);
+    a damaged entry is warned of and replaced; a cache that keeps nothing hands each writer its own. Fails
+    when a later writer overwrites the first, or a damaged entry is handed out or kept."""
+    cache, first, second = Cache(tmp_path), {"x": torch.zeros(2)}, {"x": torch.ones(2)}
+    assert cache.save_first("stage-0123", first) is first
+    assert torch.equal(cache.save_first("stage-0123", second)["x"], first["x"])
+    assert torch.equal(cache.load("stage-0123")["x"], first["x"])  # type: ignore[index]
+    DAMAGES["truncated"]("tensors", tmp_path / "stage-0123.pt")
+    assert cache.save_first("stage-0123", second) is second and "CACHE WARNING" in logged(caplog)
+    assert torch.equal(cache.load("stage-0123")["x"], second["x"])  # type: ignore[index]
+    assert Cache(None).save_first("stage-0123", first) is first
+    assert list(tmp_path.glob(".*.tmp")) == [], "no temporary file is left behind"
+
+
 class _Opaque:
     """Records its unpickling: a tensor entry must never unpickle anything but tensors."""
 

@@ -12,6 +12,7 @@ import torch
 from restnetc.backends import get_backend, list_backends, pt2e
 from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import Donor
+from restnetc.bundle import lowering
 from restnetc.bundle.ladder import Rung
 from restnetc.bundle.lowering import Graphs, Observations
 from restnetc.cache import Cache
@@ -39,9 +40,10 @@ def test_stored_observations_and_biases_make_the_same_graphs_without_measuring_a
     name: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A stitched rung calibrates itself and its back parent (its donor) once and stores both observations and
-    its corrected biases. Made again from the cache, its int8 graph computes exactly what the first did,
-    calibrating and correcting nothing; the parent takes the stored observation; a second rung on the same
-    parent takes the parent's stored biases for its shared layers, and computes what it computes uncached.
+    both corrected biases. Made again from the cache, its int8 graph computes exactly what the first did,
+    calibrating and correcting nothing; so does the parent's own graph, and exactly what the parent computes
+    uncached; a second rung on the same parent takes the parent's stored biases for its shared layers, and
+    computes what it computes uncached.
     Fails when a stored observer state, float mean, donor bias or corrected bias is lost or misplaced (the
     logits move), or when a stored stage is measured again."""
     front, back = decompose(zoo.make("resnet")), decompose(zoo.make("vgg", 1))
@@ -63,11 +65,12 @@ def test_stored_observations_and_biases_make_the_same_graphs_without_measuring_a
             patch.setattr(pt2e, "_calibrate", _refuse("calibrated"))
             patch.setattr(pt2e, "correct_biases", _refuse("corrected"))
             assert torch.equal(_logits(rungs[2], name, observations, images), first)
-        with monkeypatch.context() as patch:
+        with monkeypatch.context() as patch:  # the first rung stored the parent's observers and biases
             patch.setattr(pt2e, "_calibrate", _refuse("calibrated"))
+            patch.setattr(pt2e, "correct_biases", _refuse("corrected"))
             parents = _logits(parent, name, observations, images)
         with monkeypatch.context() as patch:
-            patch.setattr(pt2e, "_corrected", _refuse("corrected the donor"))
+            patch.setattr(lowering, "all_int8_biases", _refuse("corrected the donor"))
             second = _logits(rungs[3], name, observations, images)
         assert torch.equal(parents, _logits(parent, name, uncached, images))
         assert torch.equal(second, _logits(rungs[3], name, uncached, images))

@@ -38,13 +38,16 @@ _RENAME_EXCHANGE = 2
 _EXCHANGE_UNSUPPORTED = (errno.ENOSYS, errno.EINVAL)
 
 
-def write_bytes_atomic(path: Path, *chunks: bytes, durable: bool = True, mode: int = 0o666) -> None:
-    """Replace ``path`` (whose directory must exist) with the concatenated ``chunks``, atomically.
+def write_bytes_atomic(
+    path: Path, *chunks: bytes, durable: bool = True, mode: int = 0o666, replace: bool = True
+) -> bool:
+    """Replace ``path`` (whose directory must exist) with the concatenated ``chunks``, atomically; whether it did.
 
     ``durable``: the file and its directory are fsynced, so the new content survives a power loss. Without it
     (cache entries, which carry their own digest and are recomputed when torn) a crash may leave the old
-    content or none, never a mix. ``mode`` is the new file's permission bits before the umask. A failure
-    leaves ``path`` as it was and no temporary file of this call behind.
+    content or none, never a mix. ``mode`` is the new file's permission bits before the umask. Without
+    ``replace``, a ``path`` that exists (another writer's, even one that came first by a moment) is left as it
+    is and False returned. A failure leaves ``path`` as it was and no temporary file of this call behind.
     """
     while True:  # a fresh random name until one is free (another writer may hold the same)
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
@@ -60,12 +63,21 @@ def write_bytes_atomic(path: Path, *chunks: bytes, durable: bool = True, mode: i
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails when path exists: the first writer's content stays
+            except FileExistsError:
+                return False
+            finally:
+                tmp.unlink()
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     if durable:
         _fsync_path(path.parent, os.O_DIRECTORY)
+    return True
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -19,7 +19,7 @@ import importlib.metadata
 import io
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -65,8 +65,13 @@ def stage_key(stage: str, *inputs: Any) -> str:
 
 def weights_digest(model: nn.Module) -> str:
     """sha256 over every parameter and buffer (names, shapes, values): identifies the model for caches."""
+    return tensors_digest(model.state_dict())
+
+
+def tensors_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over named tensors (names, shapes, values), in name order."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
+    for name, tensor in sorted(tensors.items()):
         digest.update(name.encode())
         digest.update(str(tuple(tensor.shape)).encode())
         digest.update(tensor.detach().contiguous().cpu().numpy().tobytes())
@@ -117,6 +122,20 @@ class Cache:
         torch.save(tensors, buffer)
         self._write(f"{key}.pt", buffer.getvalue())
 
+    def save_first(self, key: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Store ``tensors`` for ``key`` unless a sound entry is there already, and return what the entry holds
+        (``tensors`` when the cache keeps nothing): writers racing to store one key all end up with the first
+        one's tensors, so what they make from them agrees."""
+        buffer = io.BytesIO()
+        torch.save(tensors, buffer)
+        name = f"{key}.pt"
+        if self._write(name, buffer.getvalue(), replace=False) or self.root is None or not self.writable:
+            return tensors
+        if (stored := self.load(key)) is not None:
+            return stored
+        self._write(name, buffer.getvalue())  # the entry there is damaged (warned of): replace it
+        return tensors
+
     def load_bytes(self, key: str) -> bytes | None:
         """Stored raw bytes for ``key``, or None."""
         return self._read(f"{key}.bin")
@@ -161,14 +180,15 @@ class Cache:
             warn_recompute(str(self.root / name), f"does not decode ({type(exc).__name__})")
             return None
 
-    def _write(self, name: str, payload: bytes) -> None:
-        """Replace entry ``name`` with the header and ``payload``, atomically, readable by the owner only (not
-        fsynced: a torn entry fails its digest and is recomputed)."""
+    def _write(self, name: str, payload: bytes, replace: bool = True) -> bool:
+        """Replace entry ``name`` (without ``replace``: only if absent) with the header and ``payload``,
+        atomically, readable by the owner only (not fsynced: a torn entry fails its digest and is recomputed);
+        whether it was written."""
         if self.root is None or not self.writable:
-            return
+            return False
         self.root.mkdir(parents=True, exist_ok=True)
         header = _MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n"
-        write_bytes_atomic(self.root / name, header, payload, durable=False, mode=0o600)
+        return write_bytes_atomic(self.root / name, header, payload, durable=False, mode=0o600, replace=replace)
 
 
 def _payload(entry: bytes) -> bytes:

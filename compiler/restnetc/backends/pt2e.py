@@ -249,7 +249,7 @@ def observe(
             source = observe(export_batched(donor.model, calibration), quantizer, calibration)
         if unmatched := adopt(source.graph, prepared, donor.rename):
             _log.warning("%d values of shared modules keep their own quantization: %s", len(unmatched), unmatched)
-        corrected = _corrected(source, images) if source_biases is None else source_biases
+        corrected = all_int8_biases(source, images) if source_biases is None else source_biases
         sites = _sites(source.graph, lambda path: path).items()
         theirs = {site: corrected[node.name] for node, site in sites if node.name in corrected}
         ours = _sites(prepared, donor.rename)
@@ -265,12 +265,17 @@ def observed_tensors(observed: Observed) -> dict[str, torch.Tensor]:
     """``observed`` as flat tensors to store: each observer's state by observer name, the float means and the
     donor's biases by node name (``restore_observed`` makes it again on the same export)."""
     tensors = {
-        f"observer:{name}:{key}": value
-        for _, name, observer in _observers(observed.graph)
-        for key, value in observer.state_dict().items()
+        f"observer:{_identity(watched, name, observer)}:{key}": state
+        for watched, name, observer in _observers(observed.graph)
+        for key, state in observer.state_dict().items()
     }
     tensors |= {f"mean:{node}": value for node, value in observed.means.items()}
     return tensors | {f"bias:{node}": value for node, value in observed.biases.items()}
+
+
+def _identity(value: torch.fx.Node, name: str, observer: nn.Module) -> str:
+    """An observer's name, the value it watches and its class, as ``observed_tensors`` keys them."""
+    return f"{name}/{value.name}/{type(observer).__name__}"
 
 
 def restore_observed(
@@ -278,8 +283,8 @@ def restore_observed(
 ) -> Observed | None:
     """The ``Observed`` that ``observed_tensors`` stored, made again on ``exported`` (the same export, from the
     same model and calibration images, with the same quantizer configuration) without calibrating: its graph
-    quantizes to the very bytes the original does. None when the stored observers are not exactly the ones
-    ``exported`` gets (another export or quantizer): the caller then calibrates."""
+    quantizes to the very bytes the original does. None when the stored observers are not the ones ``exported``
+    gets (each by name, watched value and class, with the same state entries): the caller then calibrates."""
     prepared: torch.fx.GraphModule = prepare_pt2e(exported.module(), _Annotations(quantizer, ()))
     states: dict[str, dict[str, torch.Tensor]] = {}
     means: Means = {}
@@ -291,7 +296,7 @@ def restore_observed(
             states.setdefault(owner, {})[buffer] = value
         else:
             (means if kind == "mean" else biases)[name] = value
-    observers = {name: observer for _, name, observer in _observers(prepared)}
+    observers = {_identity(value, name, observer): observer for value, name, observer in _observers(prepared)}
     if states.keys() != observers.keys():
         return None
     for name, observer in observers.items():
@@ -301,9 +306,10 @@ def restore_observed(
     return Observed(prepared, means, biases)
 
 
-def _corrected(observed: Observed, images: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The biases of ``observed``'s all-int8 graph after bias correction, by node name (weights left as
-    quantize/dequantize pairs: folding them changes no value)."""
+def all_int8_biases(observed: Observed, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The biases of ``observed``'s all-int8 graph after bias correction on ``images`` (the first
+    ``BIAS_IMAGES`` calibration images), by node name: those of ``quantize_pt2e``'s graph with no float modules
+    (weights left as quantize/dequantize pairs here: folding them changes no value)."""
     converted = convert_pt2e(copy.deepcopy(observed.graph), fold_quantize=False)
     correct_biases(converted, observed.means, images, observed.biases)
     return layer_biases(converted)

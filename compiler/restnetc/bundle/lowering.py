@@ -29,13 +29,20 @@ from restnetc.backends import (
 )
 from restnetc.backends.bias_correction import BIAS_IMAGES, layer_biases
 from restnetc.backends.native_output import captured
-from restnetc.backends.pt2e import Observed, export_batched, observe, observed_tensors, restore_observed
+from restnetc.backends.pt2e import (
+    Observed,
+    all_int8_biases,
+    export_batched,
+    observe,
+    observed_tensors,
+    restore_observed,
+)
 from restnetc.bundle.accuracy_policy import OverTolerance, TryFloat, get_policy
 from restnetc.bundle.ladder import Rung
 from restnetc.bundle.manifest import Int8Recipe
 from restnetc.bundle.screening import SCREENING_IMAGES, Screening, screen
 from restnetc.bundle.verification import BuildError, EagerLogits, Verified, Verifier
-from restnetc.cache import Cache, stage_key, toolchain_versions, warn_recompute, weights_digest
+from restnetc.cache import Cache, stage_key, tensors_digest, toolchain_versions, warn_recompute, weights_digest
 from restnetc.config.target import AccuracyPolicy, Quantization
 from restnetc.config.target import Backend as BackendName
 from restnetc.progress import Note, status, step
@@ -77,10 +84,20 @@ class PairResult:
 
 
 @dataclasses.dataclass(frozen=True)
+class Observation:
+    """A model's calibrated observers for one backend (``pt2e.Observed``), and the digest of their stored
+    states, which its graphs' corrected biases are keyed by."""
+
+    observed: Observed
+    digest: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Observations:
-    """Calibrated observers (``pt2e.Observed``) and corrected biases kept in the cache by model weights and
-    backend, so that each model is calibrated and corrected once per build: a parent serves as its variants'
-    donor, and packing makes again the int8 graphs that lowering made, from the very states lowering used."""
+    """Calibrated observers and corrected biases kept in the cache by model weights and backend, so that, with
+    a cache the jobs can write, each model is calibrated and corrected once: a parent serves as its variants'
+    donor, and packing makes again the int8 graphs that lowering made, from the very states lowering used.
+    Processes racing to store an entry all take the first one's (``Cache.save_first``)."""
 
     cache: Cache
     calibration: torch.Tensor
@@ -94,31 +111,41 @@ class Observations:
 
     def observed(
         self, backend: Backend, exported: torch.export.ExportedProgram, digest: str, make: Callable[[], Observed]
-    ) -> Observed:
+    ) -> Observation:
         """The observation of ``exported`` (of the model whose ``quantized_digest`` is ``digest``) with
         ``backend``'s quantizer: restored from the cache, else ``make()`` and stored."""
         key = stage_key("int8-observed", backend.name, digest, self.calibration_digest, self.tools)
         stored = self.cache.load(key)
-        if stored is not None and (restored := restore_observed(exported, backend.int8_quantizer(), stored)):
-            return restored
-        if stored is not None:
-            warn_recompute(key, "its observers are not the export's")
+        if stored is None:
+            observed = make()
+            ours = observed_tensors(observed)
+            stored = self.cache.save_first(key, ours)
+            if stored is ours:
+                return Observation(observed, tensors_digest(ours))
+        if (restored := restore_observed(exported, backend.int8_quantizer(), stored)) is not None:
+            return Observation(restored, tensors_digest(stored))
+        warn_recompute(key, "its observers are not the export's")
         observed = make()
-        self.cache.save(key, observed_tensors(observed))
-        return observed
+        ours = observed_tensors(observed)
+        self.cache.save(key, ours)
+        return Observation(observed, tensors_digest(ours))
 
-    def _biases_key(self, backend: Backend, digest: str, float_units: tuple[str, ...]) -> str:
-        return stage_key("int8-biases", backend.name, digest, float_units, self.calibration_digest, self.tools)
+    def _biases_key(self, backend: Backend, observation: Observation, float_units: tuple[str, ...]) -> str:
+        inputs = (observation.digest, float_units, self.calibration_digest, self.tools)
+        return stage_key("int8-biases", backend.name, *inputs)
 
-    def biases(self, backend: Backend, digest: str, float_units: tuple[str, ...]) -> dict[str, torch.Tensor] | None:
-        """The corrected biases of the int8 graph with ``float_units`` in float of the model whose
-        ``quantized_digest`` is ``digest``, as ``save_biases`` stored them, or None."""
-        return self.cache.load(self._biases_key(backend, digest, float_units))
+    def biases(
+        self, backend: Backend, observation: Observation, float_units: tuple[str, ...]
+    ) -> dict[str, torch.Tensor] | None:
+        """The corrected biases, by layer name, of the int8 graph made from ``observation`` with ``float_units``
+        in float, as ``save_biases`` stored them, or None."""
+        return self.cache.load(self._biases_key(backend, observation, float_units))
 
-    def save_biases(self, backend: Backend, digest: str, float_units: tuple[str, ...], graph: nn.Module) -> None:
-        """Store the corrected biases of ``graph`` (made as ``biases`` says) by layer name."""
-        assert isinstance(graph, torch.fx.GraphModule)  # every int8 graph is a converted PT2E graph
-        self.cache.save(self._biases_key(backend, digest, float_units), layer_biases(graph))
+    def save_biases(
+        self, backend: Backend, observation: Observation, float_units: tuple[str, ...], biases: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Store ``biases`` for the graph ``biases`` names, unless another process came first; what is stored."""
+        return self.cache.save_first(self._biases_key(backend, observation, float_units), biases)
 
 
 class Graphs:
@@ -128,6 +155,7 @@ class Graphs:
     the one calibration (observer states are copied; calibration runs the float model, so they are the
     same), and the keep-float candidate that screening picks is compiled from the graph it was scored on.
     A variant's modules shared with its back parent take the parent's quantization (``Rung.donor``).
+    Observers and corrected biases come from ``observations`` when it has them.
     """
 
     def __init__(self, rung: Rung, backend: Backend, observations: Observations) -> None:
@@ -136,37 +164,43 @@ class Graphs:
         self.observations = observations
         self.calibration = observations.calibration
         self._exported: torch.export.ExportedProgram | None = None
-        self._observed: Observed | None = None
+        self._observation: Observation | None = None
         self._int8: dict[tuple[str, ...], tuple[nn.Module, Quantizer]] = {}
 
-    def _observe(self, exported: torch.export.ExportedProgram) -> Observed:
-        quantizer, donor = self.backend.int8_quantizer(), self.rung.donor
+    def _observe(self, exported: torch.export.ExportedProgram) -> Observation:
+        quantizer, donor, calibration = self.backend.int8_quantizer(), self.rung.donor, self.calibration
+        observations = self.observations
 
         def make() -> Observed:
-            if donor is not None:
-                theirs = export_batched(donor.model, self.calibration)
-                own = weights_digest(donor.model)  # a parent rung's quantized_digest
-                source = self.observations.observed(
-                    self.backend, theirs, own, lambda: observe(theirs, quantizer, self.calibration)
-                )
-                corrected = self.observations.biases(self.backend, own, ())
-                return observe(exported, quantizer, self.calibration, donor, source, corrected)
-            return observe(exported, quantizer, self.calibration)
+            if donor is None:
+                return observe(exported, quantizer, calibration)
+            theirs = export_batched(donor.model, calibration)
+            own = weights_digest(donor.model)  # a parent rung's quantized_digest
+            source = observations.observed(self.backend, theirs, own, lambda: observe(theirs, quantizer, calibration))
+            corrected = observations.biases(self.backend, source, ())
+            if corrected is None:  # what the parent's own all-int8 graph takes, made once
+                made = all_int8_biases(source.observed, calibration[:BIAS_IMAGES])
+                corrected = observations.save_biases(self.backend, source, (), made)
+            return observe(exported, quantizer, calibration, donor, source.observed, corrected)
 
-        return self.observations.observed(self.backend, exported, self.rung.quantized_digest, make)
+        return observations.observed(self.backend, exported, self.rung.quantized_digest, make)
 
     def int8(self, float_units: tuple[str, ...]) -> tuple[nn.Module, Quantizer]:
         """The calibrated int8 graph with ``float_units`` kept in float, and its quantizer."""
         if float_units not in self._int8:
             with captured():
-                if self._exported is None:
+                if self._exported is None or self._observation is None:
                     self._exported = export_batched(self.rung.model, self.calibration)
-                    self._observed = self._observe(self._exported)
-                digest = self.rung.quantized_digest
-                stored = self.observations.biases(self.backend, digest, float_units)
-                graph = self.backend.quantize(self._exported, self.calibration, float_units, self._observed, stored)
+                    self._observation = self._observe(self._exported)
+                exported, observation, backend = self._exported, self._observation, self.backend
+                stored = self.observations.biases(backend, observation, float_units)
+                graph = backend.quantize(exported, self.calibration, float_units, observation.observed, stored)
                 if stored is None:
-                    self.observations.save_biases(self.backend, digest, float_units, graph[0])
+                    assert isinstance(graph[0], torch.fx.GraphModule)  # every int8 graph is a converted PT2E graph
+                    ours = layer_biases(graph[0])
+                    first = self.observations.save_biases(backend, observation, float_units, ours)
+                    if first is not ours:  # another process stored its own first: the graph takes those
+                        graph = backend.quantize(exported, self.calibration, float_units, observation.observed, first)
                 self._int8[float_units] = graph
         return self._int8[float_units]
 

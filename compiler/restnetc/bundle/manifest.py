@@ -179,8 +179,10 @@ class Int8Recipe(StrictModel):
     calibration_images: int = Field(ge=1, description="train images the activation observers saw")
     bias_correction_images: int = Field(ge=1, description="the first calibration images the biases were corrected on")
     donor_modules: list[str] = Field(
-        description="modules that take the back parent's observers and corrected biases, so that the blocks a "
-        "variant shares with it keep its bytes; empty for a parent"
+        description="a variant's modules that are its back parent's: values computed there take the parent's "
+        "observers, and layers there the parent's corrected biases, so that the blocks they share keep the "
+        "parent's bytes; but for the first layer after the stitch (its input is the stitching layer's), values "
+        "without a counterpart in the parent, and modules kept in float. Empty for a parent"
     )
 
 
@@ -215,7 +217,7 @@ class Artifact(StrictModel):
     input: InputSpec
     delegation: Delegation
     policy: str = Field(description="what the accuracy policy did for this artifact")
-    int8: Int8Recipe | None = Field(default=None, description="how it was quantized; None for fp32")
+    int8: Int8Recipe | None = Field(default=None, description="how it was quantized; None unless int8")
     pareto: Pareto
 
 

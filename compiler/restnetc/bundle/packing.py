@@ -96,7 +96,8 @@ def _compile(lowerer: Lowerer, job: PackJob) -> LoweredProgram:
     quantizer = backend.int8_quantizer() if lowerer.quantization is Quantization.INT8 else None
 
     def graph(member: Member) -> nn.Module:
-        """The graph ``member``'s own artifact was compiled from (``Lowerer``: float, or int8 calibrated alone)."""
+        """The graph ``member``'s own artifact was compiled from (``Lowerer``: float, or int8 from the observers
+        and corrected biases lowering stored, or calibrated again when the cache kept none)."""
         if quantizer is None:
             return member.rung.model
         return Graphs(member.rung, backend, lowerer.observations).int8(member.verified.float_modules)[0]

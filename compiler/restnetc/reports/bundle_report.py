@@ -348,10 +348,16 @@ def _int8_note(manifest: Manifest) -> str:
         f"training images, each layer's bias corrected on the first {r.bias_correction_images}"
         for backend, r in recipes.items()
     ]
+    shared = any(a.int8.donor_modules for a in manifest.artifacts if a.int8 is not None)
+    donors = (
+        " A variant's back part takes its back parent's observers and corrected biases (but for the first layer "
+        "after the stitch), so that the blocks they share keep the parent's bytes."
+        if shared
+        else ""
+    )
     return (
         f"<p>Int8 after training (PT2E static quantization, int8 per-channel weights and per-tensor activations): "
-        f"{'; '.join(sentences)}. A variant's back part takes its back parent's observers and biases, so that the "
-        "blocks they share keep the parent's bytes.</p>"
+        f"{'; '.join(sentences)}.{donors}</p>"
     )
 
 
