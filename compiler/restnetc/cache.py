@@ -118,22 +118,18 @@ class Cache:
 
     def save(self, key: str, tensors: dict[str, torch.Tensor]) -> None:
         """Store ``tensors`` for ``key``."""
-        buffer = io.BytesIO()
-        torch.save(tensors, buffer)
-        self._write(f"{key}.pt", buffer.getvalue())
+        self._write(f"{key}.pt", _saved(tensors))
 
     def save_first(self, key: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Store ``tensors`` for ``key`` unless a sound entry is there already, and return what the entry holds
         (``tensors`` when the cache keeps nothing): writers racing to store one key all end up with the first
         one's tensors, so what they make from them agrees."""
-        buffer = io.BytesIO()
-        torch.save(tensors, buffer)
-        name = f"{key}.pt"
-        if self._write(name, buffer.getvalue(), replace=False) or self.root is None or not self.writable:
+        name, payload = f"{key}.pt", _saved(tensors)
+        if self._write(name, payload, replace=False) or self.root is None or not self.writable:
             return tensors
         if (stored := self.load(key)) is not None:
             return stored
-        self._write(name, buffer.getvalue())  # the entry there is damaged (warned of): replace it
+        self._write(name, payload)  # the entry there is damaged (warned of): replace it
         return tensors
 
     def load_bytes(self, key: str) -> bytes | None:
@@ -199,6 +195,13 @@ def _payload(entry: bytes) -> bytes:
     if header[len(_MAGIC) : -1] != hashlib.sha256(payload).hexdigest().encode():
         raise ValueError("content does not match its sha256 (damaged or truncated)")
     return payload
+
+
+def _saved(tensors: dict[str, torch.Tensor]) -> bytes:
+    """The payload of an entry of ``tensors`` (``_tensors`` reads it back)."""
+    buffer = io.BytesIO()
+    torch.save(tensors, buffer)
+    return buffer.getvalue()
 
 
 def _tensors(payload: bytes) -> dict[str, torch.Tensor]:

@@ -148,9 +148,13 @@ def set_biases(graph: GraphModule, biases: Mapping[str, torch.Tensor]) -> bool:
     """Give each layer of ``graph`` the bias ``biases`` names it with (``layer_biases`` of a graph made and
     corrected the same way), in place; False, changing nothing, unless ``biases`` names exactly the layers that
     have a bias of their own."""
-    layers = {node.name: node for node in graph.graph.nodes if _layer(node) and _bias(graph, node) is not None}
+    layers = {
+        node.name: (node, bias)
+        for node in graph.graph.nodes
+        if _layer(node) and (bias := _bias(graph, node)) is not None
+    }
     if layers.keys() != biases.keys():
         return False
-    for name, node in layers.items():
-        _replace(graph, str(node.args[2].target), biases[name].to(_bias(graph, node).dtype))  # type: ignore[union-attr]
+    for name, (node, bias) in layers.items():
+        _replace(graph, str(node.args[2].target), biases[name].to(bias.dtype))
     return True

@@ -42,9 +42,14 @@ class Rung:
         return weights_digest(self.model)
 
     @cached_property
+    def donor_digest(self) -> str | None:
+        """The donor's weights digest (its parent rung's ``quantized_digest``), hashed once; None without one."""
+        return None if self.donor is None else weights_digest(self.donor.model)
+
+    @cached_property
     def quantized_digest(self) -> str:
         """What the rung's int8 graphs derive from besides the calibration: its weights and its donor's."""
-        return self.digest if self.donor is None else f"{self.digest}+{weights_digest(self.donor.model)}"
+        return self.digest if self.donor_digest is None else f"{self.digest}+{self.donor_digest}"
 
 
 def ladder(result: SearchResult) -> list[Rung]:

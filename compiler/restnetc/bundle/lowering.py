@@ -42,7 +42,7 @@ from restnetc.bundle.ladder import Rung
 from restnetc.bundle.manifest import Int8Recipe
 from restnetc.bundle.screening import SCREENING_IMAGES, Screening, screen
 from restnetc.bundle.verification import BuildError, EagerLogits, Verified, Verifier
-from restnetc.cache import Cache, stage_key, tensors_digest, toolchain_versions, warn_recompute, weights_digest
+from restnetc.cache import Cache, stage_key, tensors_digest, toolchain_versions, warn_recompute
 from restnetc.config.target import AccuracyPolicy, Quantization
 from restnetc.config.target import Backend as BackendName
 from restnetc.progress import Note, status, step
@@ -117,18 +117,15 @@ class Observations:
         key = stage_key("int8-observed", backend.name, digest, self.calibration_digest, self.tools)
         stored = self.cache.load(key)
         if stored is None:
-            observed = make()
-            ours = observed_tensors(observed)
-            stored = self.cache.save_first(key, ours)
-            if stored is ours:
-                return Observation(observed, tensors_digest(ours))
+            fresh, ours = _observation(make)
+            if (stored := self.cache.save_first(key, ours)) is ours:
+                return fresh
         if (restored := restore_observed(exported, backend.int8_quantizer(), stored)) is not None:
             return Observation(restored, tensors_digest(stored))
         warn_recompute(key, "its observers are not the export's")
-        observed = make()
-        ours = observed_tensors(observed)
+        fresh, ours = _observation(make)
         self.cache.save(key, ours)
-        return Observation(observed, tensors_digest(ours))
+        return fresh
 
     def _biases_key(self, backend: Backend, observation: Observation, float_units: tuple[str, ...]) -> str:
         inputs = (observation.digest, float_units, self.calibration_digest, self.tools)
@@ -146,6 +143,13 @@ class Observations:
     ) -> dict[str, torch.Tensor]:
         """Store ``biases`` for the graph ``biases`` names, unless another process came first; what is stored."""
         return self.cache.save_first(self._biases_key(backend, observation, float_units), biases)
+
+
+def _observation(make: Callable[[], Observed]) -> tuple[Observation, dict[str, torch.Tensor]]:
+    """``make()``'s observation, and the tensors that store it."""
+    observed = make()
+    tensors = observed_tensors(observed)
+    return Observation(observed, tensors_digest(tensors)), tensors
 
 
 class Graphs:
@@ -175,7 +179,8 @@ class Graphs:
             if donor is None:
                 return observe(exported, quantizer, calibration)
             theirs = export_batched(donor.model, calibration)
-            own = weights_digest(donor.model)  # a parent rung's quantized_digest
+            own = self.rung.donor_digest  # a parent rung's quantized_digest
+            assert own is not None
             source = observations.observed(self.backend, theirs, own, lambda: observe(theirs, quantizer, calibration))
             corrected = observations.biases(self.backend, source, ())
             if corrected is None:  # what the parent's own all-int8 graph takes, made once
@@ -291,7 +296,7 @@ class Lowerer:
             quantizer=type(get_backend(backend).int8_quantizer()).__name__,
             calibration_images=len(self.calibration),
             bias_correction_images=min(BIAS_IMAGES, len(self.calibration)),
-            donor_modules=[] if rung.donor is None else sorted(rung.donor.modules),
+            donor_modules=[] if rung.donor is None else list(rung.donor.modules),
         )
 
     @property
