@@ -71,7 +71,7 @@ def _screened(correct: list[int], monkeypatch: pytest.MonkeyPatch, images: int =
     monkeypatch.setattr(search_module, "_train_all", lambda *args, **kwargs: figures)
     project, _ = _configs("measured")
     context = search_module._Context(project, None, None, None, 0.95)  # type: ignore[arg-type]
-    order = search_module.get_selector("measured").rescore(context, [(c, c.cka) for c in band])  # type: ignore[misc]
+    (order,) = search_module.get_selector("measured").rescore(context, [[(c, c.cka) for c in band]])  # type: ignore[misc]
     return [(c.front_block, score) for c, score in order]
 
 

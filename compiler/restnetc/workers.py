@@ -15,7 +15,8 @@ import contextlib
 import importlib.util
 import logging
 import multiprocessing
-from collections.abc import Callable, Generator, Sequence
+import os
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -66,6 +67,23 @@ class Executor(Protocol):
     def run_all(
         self, function: Callable[[State, Job], Result], state: State, jobs: Sequence[Job], workers: int
     ) -> Generator[tuple[int, Result], None, None]: ...
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one intra-op thread inside the block, as in every worker; the caller's count after it. Float
+    sums on one thread come out in one order, so training inside the block repeats bit for bit."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: how many local jobs run at once by default."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _start(state: object) -> None:

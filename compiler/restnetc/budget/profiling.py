@@ -37,7 +37,7 @@ from restnetc.config.target import Quantization
 from restnetc.errors import BudgetError
 from restnetc.models import BlockModel
 from restnetc.progress import status, step
-from restnetc.workers import LOCAL, Executor
+from restnetc.workers import LOCAL, Executor, usable_cpus
 
 WARMUP = 20
 RUNS = 500
@@ -112,7 +112,7 @@ def _artifacts(jobs: list[PartJob], settings: Settings, cache: Cache, executor: 
     }
     found = {job.name: data for job in jobs if (data := cache.load_bytes(keys[job.name])) is not None}
     pending = [job for job in jobs if job.name not in found]
-    lowered = executor.run_all(_lower, settings, pending, os.cpu_count() or 1)
+    lowered = executor.run_all(_lower, settings, pending, usable_cpus())
     with (
         status(f"lowering {len(pending)} parts with {settings.backend.value} ({executor.name})"),
         closing(lowered),
@@ -173,7 +173,7 @@ def _measure(jobs: list[PartJob], settings: Settings, cache: Cache, executor: Ex
         paths = {job.name: folder / f"{_file_name(job.name)}{backend.suffix}" for job in jobs}
         for name, path in paths.items():
             path.write_bytes(artifacts[name])
-        with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # each probe is its own process
+        with ThreadPoolExecutor(usable_cpus()) as pool:  # each probe is its own process
             probes = {
                 job.name: pool.submit(
                     probe_memory, settings.backend.value, paths[job.name], tuple(job.inputs[:1].shape), 1, cache

@@ -10,7 +10,6 @@ import copy
 import dataclasses
 import hashlib
 import logging
-import os
 from collections.abc import Callable, Mapping
 from contextlib import closing
 
@@ -46,7 +45,7 @@ from restnetc.cache import Cache, stage_key, tensors_digest, toolchain_versions,
 from restnetc.config.target import AccuracyPolicy, Quantization
 from restnetc.config.target import Backend as BackendName
 from restnetc.progress import Note, status, step
-from restnetc.workers import LOCAL, Executor
+from restnetc.workers import LOCAL, Executor, usable_cpus
 
 SCREENING_BATCH = 125
 
@@ -272,7 +271,7 @@ class Lowerer:
         self.policy = policy
         self.cache = cache
         self.tools = toolchain_versions()
-        self.workers = workers or os.cpu_count() or 1
+        self.workers = workers or usable_cpus()
         self.executor = executor
 
     def for_workers(self, count: int) -> Lowerer:

@@ -46,7 +46,7 @@ from restnetc.results import (
     VariantResult,
     top1,
 )
-from restnetc.workers import LOCAL, Executor
+from restnetc.workers import LOCAL, Executor, one_thread, usable_cpus
 
 EVAL_BATCH = 128
 KL_IMAGES = 256
@@ -308,9 +308,11 @@ def _fit_variant(project: ProjectConfig, passes: _Passes, point: tuple[int, int]
 
 
 def _fit_job(state: tuple[ProjectConfig, _Passes, FinetuneConfig], point: tuple[int, int]) -> Figures:
-    """An executor job: ``_fit_variant`` of one point, from passes that already ran (``run_for_training``)."""
+    """An executor job: ``_fit_variant`` of one point, from passes that already ran (``run_for_training``), on
+    one thread wherever it runs, so that the stitch is the same every time."""
     project, passes, config = state
-    return _fit_variant(project, passes, point, config)
+    with one_thread():
+        return _fit_variant(project, passes, point, config)
 
 
 def _train_all(
@@ -320,23 +322,29 @@ def _train_all(
     inputs are unchanged, else trained and stored. Without ``state``, only the ``FIGURE_NAMES`` entries are
     kept (for many points whose trained parts are not needed).
 
-    With a remote executor (Ray) and one rank, the stitches to train are jobs: the passes they read run here
-    first and travel with the job state, and the results are stored here. Otherwise they train here in turn
-    (under several ranks, each together with the other ranks).
+    With one rank, the stitches to train are jobs of the context's executor, each on one thread (``_fit_job``:
+    on two threads float sums come out in another order from run to run, and so do the stitches): the passes
+    they read run here first and travel with the job state, and the results are stored here. Under several
+    ranks they train here in turn, each together with the other ranks.
     """
-    project, passes, cache = context.project, context.passes, context.cache
+    project, passes, cache, executor = context.project, context.passes, context.cache, context.executor
     keys = {point: _stitch_key(project, passes, point, config) for point in points}
     kept: Callable[[Figures], Figures] = (lambda stored: stored) if state else _figures_only
     figures = {point: kept(stored) for point in points if (stored := cache.load(keys[point])) is not None}
     missing = [point for point in points if point not in figures]
-    if context.executor.remote and passes.ranks.size == 1 and len(missing) > 1:
+    if passes.ranks.size == 1 and missing:
         passes.run_for_training(config)
-        trained = context.executor.run_all(_fit_job, (project, passes, config), missing, len(missing))
+        workers = len(missing) if executor.remote else usable_cpus()
+        trained = executor.run_all(_fit_job, (project, passes, config), missing, workers)
+        count = min(workers, len(missing))
+        where = (
+            f" by the {executor.name} executor" if executor.remote else f" in {count} processes" if count > 1 else ""
+        )
         for done, (index, stored) in enumerate(trained, start=1):
             point = missing[index]
             cache.save(keys[point], stored)
             figures[point] = kept(stored)
-            step(f"{_variant_id(point)}: fine-tuned by the {context.executor.name} executor ({done}/{len(missing)})")
+            step(f"{_variant_id(point)}: fine-tuned{where} ({done}/{len(missing)})")
     for point in missing:
         if point not in figures:
             stored = _fit_variant(project, passes, point, config)
@@ -483,10 +491,11 @@ class _Context:
 @dataclass(frozen=True)
 class Selector:
     """How ``search.selector`` orders a band: ``shortlist`` draws at most ``search.shortlist`` candidates before
-    the feature passes are planned; ``rescore``, if any, reorders each shortlist once they are."""
+    the feature passes are planned; ``rescore``, if any, reorders every band's shortlist once they are (all
+    bands at once, so that what it trains runs as one batch of jobs)."""
 
     shortlist: Callable[[_Context, Band], Order]
-    rescore: Callable[[_Context, Order], Order] | None = None
+    rescore: Callable[[_Context, list[Order]], list[Order]] | None = None
 
 
 _SELECTORS = Registry[Selector]("selector")
@@ -501,26 +510,32 @@ def _by_kl(context: _Context, band: Band) -> Order:
     return _kl_order(context.project, context.prepared, context.passes, band)[: context.project.search.shortlist]
 
 
-def _by_screen(context: _Context, order: Order) -> Order:
-    """``order`` (CKA's) re-ranked by validation top-1 after fine-tuning each for ``search.screen_epochs``.
+def _by_screen(context: _Context, orders: list[Order]) -> list[Order]:
+    """Each of ``orders`` (CKA's) re-ranked by validation top-1 after fine-tuning each candidate for
+    ``search.screen_epochs``, every band's candidates trained as one batch.
 
     CKA's first candidate stays first unless another is more accurate on validation with confidence
     (``more_accurate_than`` at the ladder's level, the shortlist's tests as one family); then the most accurate
-    of those leads. The rest follow by
-    validation top-1, best first. The guard is against the winner's curse: the best of a few scores that
-    differ by less than their noise is partly luck, and was worse than CKA's choice on test as often as better.
+    of those leads. The rest follow by validation top-1, best first. The guard is against the winner's curse:
+    the best of a few scores that differ by less than their noise is partly luck, and was worse than CKA's
+    choice on test as often as better.
     """
     project = context.project
     epochs = project.search.screen_epochs
     screen = project.finetune if epochs is None else project.finetune.model_copy(update={"epochs": epochs})
-    trained = _train_all(context, [(c.front_block, c.back_block) for c, _ in order], screen, state=False)
-    correct = [_validation(trained[(c.front_block, c.back_block)]) for c, _ in order]
-    scores = [top1(c) for c in correct]
-    wins = more_accurate_than(correct[0], correct[1:], context.confidence)
-    better = [k for k in range(1, len(order)) if wins[k - 1] is not None]
-    first = max(better, key=lambda k: scores[k], default=0)  # max: the first of equals, in CKA order
-    rest = sorted((k for k in range(len(order)) if k != first), key=lambda k: -scores[k])
-    return [(order[k][0], scores[k]) for k in (first, *rest)]
+    points = list(dict.fromkeys((c.front_block, c.back_block) for order in orders for c, _ in order))
+    trained = _train_all(context, points, screen, state=False)
+
+    def rescored(order: Order) -> Order:
+        correct = [_validation(trained[(c.front_block, c.back_block)]) for c, _ in order]
+        scores = [top1(c) for c in correct]
+        wins = more_accurate_than(correct[0], correct[1:], context.confidence)
+        better = [k for k in range(1, len(order)) if wins[k - 1] is not None]
+        first = max(better, key=lambda k: scores[k], default=0)  # max: the first of equals, in CKA order
+        rest = sorted((k for k in range(len(order)) if k != first), key=lambda k: -scores[k])
+        return [(order[k][0], scores[k]) for k in (first, *rest)]
+
+    return [rescored(order) for order in orders]
 
 
 register_selector("cka", Selector(_by_cka))
@@ -578,6 +593,8 @@ def _climb(
     models: dict[tuple[int, int], StitchedModel] = {}
     variants: list[VariantResult] = []
     dropped: list[DroppedRung] = []
+    firsts = [(order[0][0].front_block, order[0][0].back_block) for order in orders.values() if order]
+    _train_all(context, list(dict.fromkeys(firsts)), project.finetune, state=False)  # one batch; most bands stop there
     for band in sorted(budget_bands, key=lambda b: (metrics.index(b.budget.metric), b.budget.limit)):
         order = orders[band.budget]
         tried, reasons = [], []
@@ -716,7 +733,7 @@ def run_search(
             warn(f"LADDER WARNING {parents_note}")
 
         if selector.rescore is not None:
-            orders = {budget: selector.rescore(context, order) for budget, order in orders.items()}
+            orders = dict(zip(orders, selector.rescore(context, list(orders.values())), strict=True))
 
         ladder = _Ladder(metrics, target.ladder.confidence, target.ladder.slack(metrics))
         for result, parent in ((front_result, front), (back_result, back)):
