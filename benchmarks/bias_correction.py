@@ -16,12 +16,15 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+sys.path.insert(0, str(Path(__file__).parent / "paper"))
+import common
 
 from restnetc.atomic import write_text_atomic
 from restnetc.backends import get_backend
@@ -31,19 +34,9 @@ from restnetc.cache import Cache
 from restnetc.config.loader import load_project, load_target
 from restnetc.config.target import Backend
 from restnetc.data import load_splits
-from restnetc.evaluation import compare_paired
 from restnetc.pipeline.parents import load_parents
 
 RESULTS = Path(__file__).parent / "results" / "bias_correction.json"
-
-
-def _paired(a: np.ndarray, b: np.ndarray) -> dict[str, object]:
-    comparison = compare_paired(a, b)
-    return {
-        "difference": round(comparison.difference, 2),
-        "interval": [round(x, 2) for x in comparison.interval],
-        "p_value": round(comparison.p_value, 4),
-    }
 
 
 def main() -> None:
@@ -79,9 +72,9 @@ def main() -> None:
                     }
                 row[split] = {
                     "images": len(labels),
-                    "plain_minus_fp32": _paired(correct["plain"], correct["fp32"]),
-                    "corrected_minus_fp32": _paired(correct["corrected"], correct["fp32"]),
-                    "corrected_minus_plain": _paired(correct["corrected"], correct["plain"]),
+                    "plain_minus_fp32": common.paired(correct["plain"], correct["fp32"]),
+                    "corrected_minus_fp32": common.paired(correct["corrected"], correct["fp32"]),
+                    "corrected_minus_plain": common.paired(correct["corrected"], correct["plain"]),
                 }
                 print(parent.name, split, json.dumps(row[split]), flush=True)
             rows[parent.name] = row

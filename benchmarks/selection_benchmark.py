@@ -8,7 +8,8 @@ configuration starts from a copy of it, so its search time counts only its own w
 fine-tuning). Per rung: the chosen point, its CKA and selector ranks, validation and test top-1 (95% Wilson
 interval), and the paired test difference against the CKA choice (95% interval, exact McNemar p).
 
-Usage: ``.venv/bin/python benchmarks/selection_benchmark.py [--pairs demo vgg19-vgg11 ...] [--configs ...]``.
+Usage: ``.venv/bin/python benchmarks/selection_benchmark.py [--pairs demo vgg19-vgg11 ...] [--configs ...]
+[--validation-images N] [--test-images N]`` (held-out sizes over the projects' own; each pair records its own).
 Writes ``benchmarks/results/selection.{json,md}``; pairs and configurations not named keep their rows from the
 previous run (the CKA reference is always run again: each comparison is paired on one run's images).
 """
@@ -35,7 +36,7 @@ from restnetc.cache import Cache
 from restnetc.config import load_project
 from restnetc.config.project import ProjectConfig
 from restnetc.config.target import TargetConfig
-from restnetc.evaluation import compare_paired, wilson_interval
+from restnetc.evaluation import wilson_interval
 from restnetc.pipeline.search import _prepare, _Prepared, run_search
 from restnetc.results import SearchResult
 
@@ -56,11 +57,15 @@ ZOO_PAIRS = {
 }
 
 
-def _project(pair: str) -> ProjectConfig:
+def _project(pair: str, held_out: dict[str, int]) -> ProjectConfig:
+    """The pair's project, with the held-out split sizes ``held_out`` names (``validation_images``,
+    ``test_images``) over its own."""
     if pair == "demo":
-        return load_project(None, Path(tempfile.gettempdir()))[0]
-    a, b, order = ZOO_PAIRS[pair]
-    return ProjectConfig.model_validate(common.project(pair, a, b, order))
+        project = load_project(None, Path(tempfile.gettempdir()))[0]
+    else:
+        a, b, order = ZOO_PAIRS[pair]
+        project = ProjectConfig.model_validate(common.project(pair, a, b, order))
+    return project.model_copy(update={"data": project.data.model_copy(update=held_out)})
 
 
 def _target(pair: str, prepared: _Prepared) -> TargetConfig:
@@ -91,18 +96,13 @@ def _rows(pair: str, config: str, result: SearchResult, reference: SearchResult 
             "dominated": variant.selection.dominated is not None,
         }
         if reference is not None:
-            paired = compare_paired(scores.test_correct, reference.variants[k].scores.test_correct)
-            row["vs_cka"] = {
-                "difference": round(paired.difference, 2),
-                "interval": [round(x, 2) for x in paired.interval],
-                "p_value": round(paired.p_value, 4),
-            }
+            row["vs_cka"] = common.paired(scores.test_correct, reference.variants[k].scores.test_correct)
         rows.append(row)
     return rows
 
 
-def run_pair(pair: str, configs: list[str]) -> dict[str, Any]:
-    project = _project(pair)
+def run_pair(pair: str, configs: list[str], held_out: dict[str, int]) -> dict[str, Any]:
+    project = _project(pair, held_out)
     with tempfile.TemporaryDirectory(prefix="selection-") as work:
         base = Path(work) / "base"
         target = _target(pair, _prepare(project, None, Cache(base)))  # parents, task heads, CKA: once
@@ -123,6 +123,7 @@ def run_pair(pair: str, configs: list[str]) -> dict[str, Any]:
     }
     return {
         "pair": pair,
+        "images": {"validation": project.data.validation_images, "test": project.data.test_images},
         "seconds": seconds,
         "parents": parents,
         "rows": rows,
@@ -136,7 +137,9 @@ def _markdown(pairs: list[dict[str, Any]]) -> str:
         lines.append(f"### {entry['pair']}\n")
         parents = ", ".join(f"{name} {f['test']}% (val {f['validation']}%)" for name, f in entry["parents"].items())
         times = ", ".join(f"{c} {seconds} s" for c, seconds in entry["seconds"].items())
-        lines.append(f"Parents: {parents}. Search time: {times}.\n")
+        images = entry.get("images")  # runs stored before sizes were recorded have none
+        sizes = "" if images is None else f" Held out: {images['validation']} validation, {images['test']} test images."
+        lines.append(f"Parents: {parents}. Search time: {times}.{sizes}\n")
         header = [
             "configuration",
             "budget",
@@ -187,7 +190,7 @@ def _merged(old: dict[str, Any] | None, new: dict[str, Any], configs: list[str])
     """
     if old is None:
         return new
-    if _reference(old) != _reference(new) or old["parents"] != new["parents"]:
+    if _reference(old) != _reference(new) or old["parents"] != new["parents"] or old.get("images") != new["images"]:
         print(f"{new['pair']}: CKA reference or parents changed since the stored run; its other rows are dropped")
         return new
     search = old["search"]
@@ -204,7 +207,11 @@ def main() -> None:
     slugs = ["demo", *ZOO_PAIRS]
     parser.add_argument("--pairs", nargs="+", choices=slugs, default=slugs)
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    parser.add_argument("--validation-images", type=int, help="validation split size (default: the project's)")
+    parser.add_argument("--test-images", type=int, help="test split size (default: the project's)")
     args = parser.parse_args()
+    sizes = {"validation_images": args.validation_images, "test_images": args.test_images}
+    held_out = {name: n for name, n in sizes.items() if n is not None}
     if "cka" not in args.configs:
         parser.error("--configs: cka is the reference of every comparison and must be included")
     stored = RESULTS / "selection.json"
@@ -212,7 +219,7 @@ def main() -> None:
     kept = {p["pair"]: p for p in previous["pairs"]}
     RESULTS.mkdir(exist_ok=True)
     for pair in args.pairs:  # written after each pair: a long run interrupted keeps what it measured
-        kept[pair] = _merged(kept.get(pair), run_pair(pair, args.configs), args.configs)
+        kept[pair] = _merged(kept.get(pair), run_pair(pair, args.configs, held_out), args.configs)
         pairs = sorted(kept.values(), key=lambda p: slugs.index(p["pair"]))
         write_text_atomic(stored, json.dumps({"pairs": pairs}, indent=2) + "\n")
         write_text_atomic(RESULTS / "selection.md", _markdown(pairs))

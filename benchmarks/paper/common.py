@@ -16,7 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
+
+from restnetc.evaluation import compare_paired
 
 ROOT = Path(__file__).resolve().parents[2]
 ZOO = ROOT / "benchmarks" / "zoo"
@@ -112,6 +115,17 @@ def restnetc(*args: str | Path) -> None:
 def ladder_budgets(small: int, large: int, rungs: int = 4) -> list[float]:
     """``rungs`` params limits evenly spaced above ``small`` up to ``large``: one band per rung."""
     return [small + (large - small) * (k + 1) / rungs for k in range(rungs)]
+
+
+def paired(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
+    """``a`` minus ``b`` (per-image top-1 correctness on the same images), paired: the difference in points, its
+    95% interval (Newcombe) and the exact McNemar p, as the results files store it."""
+    comparison = compare_paired(a, b)
+    return {
+        "difference": round(comparison.difference, 2),
+        "interval": [round(x, 2) for x in comparison.interval],
+        "p_value": round(comparison.p_value, 4),
+    }
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
