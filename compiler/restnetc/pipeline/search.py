@@ -30,6 +30,7 @@ from restnetc.frontend.finetune import finetune_stitch, fit_least_squares
 from restnetc.frontend.kl import representation_kl
 from restnetc.frontend.search import Band, Candidate, Figure, bands, rank_candidates, static_figure
 from restnetc.frontend.stitch import Interface, StitchedModel, StitchLayer, build_stitched, interfaces
+from restnetc.host import usable_cpus
 from restnetc.pipeline.costs import cost_table
 from restnetc.pipeline.parents import load_parents, model_inputs
 from restnetc.progress import step, warn
@@ -46,7 +47,7 @@ from restnetc.results import (
     VariantResult,
     top1,
 )
-from restnetc.workers import LOCAL, Executor, one_thread, usable_cpus
+from restnetc.workers import LOCAL, Executor, one_thread
 
 EVAL_BATCH = 128
 KL_IMAGES = 256
