@@ -117,11 +117,6 @@ def _budget_figure(metric: Metric, rung: Rung, measured: Measured) -> float:
     return figure
 
 
-def _threads(target: TargetConfig) -> int:
-    """Threads each runtime uses to verify and to time: the target's, at most this host's cores."""
-    return min(target.runtime.threads, usable_cpus())
-
-
 def _quantization(q: TensorQuantization | None) -> ManifestQuantization | None:
     return None if q is None else ManifestQuantization.model_validate(dataclasses.asdict(q))
 
