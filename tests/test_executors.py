@@ -25,9 +25,10 @@ from restnetc.config import load_project
 from restnetc.config.target import AccuracyPolicy, Quantization
 from restnetc.config.target import Backend as BackendName
 from restnetc.errors import RestnetcError
+from restnetc.host import usable_cpus
 from restnetc.pipeline import search
 from restnetc.pipeline.search import run_sweep
-from restnetc.workers import EXECUTORS, executor_for, usable_cpus
+from restnetc.workers import EXECUTORS, executor_for
 from tests.conftest import BUILD_TARGET, REPO, TINY_PROJECT, CliResult, logged
 
 LOWERING_ENTRIES = ("artifact-", "verified-", "verify-", "program-")
@@ -171,19 +172,24 @@ def test_stitches_trained_by_every_executor_are_bit_for_bit_the_ones_trained_in_
     path = tmp_path / "project.yaml"
     path.write_text(TINY_PROJECT)
     project, _ = load_project(path)
+    threads = torch.get_num_threads()
     with monkeypatch.context() as alone:
         alone.setattr(search, "usable_cpus", lambda: 1)
         torch.set_num_threads(2)
-        here = run_sweep(project, Cache(tmp_path / "here"), every=8)
-        assert torch.get_num_threads() == 2, "training gives the caller its threads back"
+        try:
+            here = run_sweep(project, Cache(tmp_path / "here"), every=8)
+            assert torch.get_num_threads() == 2, "training gives the caller its threads back"
+        finally:
+            torch.set_num_threads(threads)
     shutil.copytree(tmp_path / "here", tmp_path / "jobs")
     for entry in (tmp_path / "jobs").glob("stitch-*"):
         entry.unlink()
     caplog.clear()
     with caplog.at_level(logging.INFO, "restnetc"):
         jobs = run_sweep(project, Cache(tmp_path / "jobs"), every=8, executor=executor_for(name))
-    where = "by the ray executor" if name == "ray" else f"in {min(usable_cpus(), 6)} processes"
-    assert f"fine-tuned {where} (6/6)" in logged(caplog)
+    count = min(usable_cpus(), 6)
+    where = " by the ray executor" if name == "ray" else f" in {count} processes" if count > 1 else ""
+    assert f"fine-tuned{where} (6/6)" in logged(caplog)
     untimed = [[dataclasses.replace(p, finetune_seconds=0.0) for p in r.points] for r in (here, jobs)]
     assert untimed[0] == untimed[1] and len(here.points) == 6
     keys = sorted(p.stem for p in (tmp_path / "here").glob("stitch-*.pt"))

@@ -114,9 +114,8 @@ ExecutorOption = Annotated[
     str,
     typer.Option(
         "--executor",
-        help="Who runs the independent jobs (lowering, cost-table parts; with ray also stitch fine-tuning for "
-        "screening and sweeps): local (worker processes here), ray (the Ray cluster ray.init finds, else a local "
-        "one) or ray://HOST:PORT",
+        help="Who runs the independent jobs (stitch fine-tuning, lowering, cost-table parts): local (worker "
+        "processes here), ray (the Ray cluster ray.init finds, else a local one) or ray://HOST:PORT",
     ),
 ]
 
@@ -219,8 +218,8 @@ def search(
 ) -> None:
     """CKA search, stitch point per budget, stitching-layer fine-tuning; writes cka.npy, cka.png, variants.json.
 
-    Under torchrun, the ranks share the CKA pass and stitch fine-tuning; rank 0 writes. --executor lowers the
-    parts of a cost table profiled for measured budgets, and with ray trains the screened stitches as tasks."""
+    Under torchrun, the ranks share the CKA pass and stitch fine-tuning; rank 0 writes. Otherwise --executor
+    trains the stitches (each on one thread) and lowers the parts of a cost table profiled for measured budgets."""
     from restnetc.pipeline.search import run_search
     from restnetc.reports.search_outputs import variants_table, write_search_outputs
     from restnetc.workers import executor_for
@@ -274,7 +273,7 @@ def sweep(
     """Stitch and fine-tune at a grid of points regardless of budgets; writes sweep.json (with the CKA-accuracy
     correlation) and sweep.png.
 
-    --executor ray trains the points as Ray tasks; under torchrun, the ranks train each point together."""
+    --executor trains the points as jobs, each on one thread; under torchrun, the ranks train each point together."""
     from restnetc.cache import Cache
     from restnetc.config import load_project
     from restnetc.models.factory import with_model_normalization

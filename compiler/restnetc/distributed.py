@@ -21,6 +21,7 @@ import torch.distributed as dist
 from torch import nn
 
 from restnetc.errors import RestnetcError
+from restnetc.host import usable_cpus
 
 T = TypeVar("T")
 
@@ -85,7 +86,7 @@ class Ranks:
         (torchrun gives each of several local ranks one thread unless ``OMP_NUM_THREADS`` says otherwise)."""
         assert self.main, "only rank 0 goes on"
         if self.local > 1:
-            torch.set_num_threads(len(os.sched_getaffinity(0)))
+            torch.set_num_threads(usable_cpus())
 
 
 ALONE = Ranks()

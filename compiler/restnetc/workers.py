@@ -15,7 +15,6 @@ import contextlib
 import importlib.util
 import logging
 import multiprocessing
-import os
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -79,11 +78,6 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on: how many local jobs run at once by default."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _start(state: object) -> None:

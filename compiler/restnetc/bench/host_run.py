@@ -7,7 +7,6 @@ so a tampered bundle is refused rather than measured.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ def remeasure(bundle: Path, manifest: Manifest) -> Manifest:
     if bad := [check for check in check_files(bundle, manifest) if check.problem is not None]:
         raise BundleError(f"{bundle}: {bad[0].file}: {bad[0].problem}; refusing to measure a damaged bundle")
     target = TargetConfig.model_validate(manifest.target)
-    threads = min(target.runtime.threads, os.cpu_count() or 1)
+    threads = target.runtime.host_threads()
     paths = {f"{a.id}/{a.backend}": safe_path(bundle, a.file) for a in manifest.artifacts}
     invokers = {}
     with captured():

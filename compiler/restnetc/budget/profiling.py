@@ -35,9 +35,10 @@ from restnetc.cache import Cache, stage_key, toolchain_versions, weights_digest
 from restnetc.config.target import Backend as BackendName
 from restnetc.config.target import Quantization
 from restnetc.errors import BudgetError
+from restnetc.host import usable_cpus
 from restnetc.models import BlockModel
 from restnetc.progress import status, step
-from restnetc.workers import LOCAL, Executor, usable_cpus
+from restnetc.workers import LOCAL, Executor
 
 WARMUP = 20
 RUNS = 500

@@ -44,8 +44,9 @@ from restnetc.bundle.verification import BuildError, EagerLogits, Verified, Veri
 from restnetc.cache import Cache, stage_key, tensors_digest, toolchain_versions, warn_recompute
 from restnetc.config.target import AccuracyPolicy, Quantization
 from restnetc.config.target import Backend as BackendName
+from restnetc.host import usable_cpus
 from restnetc.progress import Note, status, step
-from restnetc.workers import LOCAL, Executor, usable_cpus
+from restnetc.workers import LOCAL, Executor
 
 SCREENING_BATCH = 125
 

@@ -12,6 +12,7 @@ from pydantic import BeforeValidator, Field, PlainSerializer, model_validator
 from restnetc.config.base import StrictModel, VersionedConfig
 from restnetc.config.paths import FileName
 from restnetc.config.units import format_count, parse_bytes, parse_count, parse_milliseconds
+from restnetc.host import usable_cpus
 
 
 class Metric(StrEnum):
@@ -104,6 +105,7 @@ class RuntimeConfig(StrictModel):
     backends: list[Backend] = Field(min_length=1)
     quantization: Quantization = Quantization.INT8
     threads: int = Field(default=1, ge=1, le=256)
+    """Threads each runtime uses on the device; ``host_threads`` on this host."""
     calibration_images: int = Field(default=512, ge=1, description="real task images that calibrate int8")
     litert_input: Literal["float32", "uint8"] = Field(
         default="float32",
@@ -111,6 +113,10 @@ class RuntimeConfig(StrictModel):
         "0-255 pixels, as TFLite image tasks feed them; needs one mean and std for every channel, 255 x mean a "
         "whole number)",
     )
+
+    def host_threads(self) -> int:
+        """Threads each runtime uses here, to verify and to time: the target's, at most this host's CPUs."""
+        return min(self.threads, usable_cpus())
 
     @model_validator(mode="after")
     def _unique_backends(self) -> RuntimeConfig:

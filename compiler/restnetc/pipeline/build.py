@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -50,6 +49,7 @@ from restnetc.data import ImageSet
 from restnetc.distributed import ALONE, Ranks
 from restnetc.errors import ConfigError
 from restnetc.evaluation import Contender, judge, wilson_interval
+from restnetc.host import usable_cpus
 from restnetc.pipeline.search import run_search
 from restnetc.progress import step, warn
 from restnetc.reports.bundle_report import write_bundle_report
@@ -117,11 +117,6 @@ def _budget_figure(metric: Metric, rung: Rung, measured: Measured) -> float:
     return figure
 
 
-def _threads(target: TargetConfig) -> int:
-    """Threads each runtime uses to verify and to time: the target's, at most this host's cores."""
-    return min(target.runtime.threads, os.cpu_count() or 1)
-
-
 def _quantization(q: TensorQuantization | None) -> ManifestQuantization | None:
     return None if q is None else ManifestQuantization.model_validate(dataclasses.asdict(q))
 
@@ -131,7 +126,7 @@ def _lowerer(search: SearchResult, target: TargetConfig, cache: Cache, staging: 
     splits (artifacts written to ``staging`` while they run), its accuracy policy; jobs run by ``executor``."""
     validation = HeldOut.of(search.validation.images, search.validation.labels)
     test = HeldOut.of(search.test.images, search.test.labels)
-    verifier = Verifier(validation, test, _threads(target), cache, staging)
+    verifier = Verifier(validation, test, target.runtime.host_threads(), cache, staging)
     calibration = search.train.images[: target.runtime.calibration_images]
     card, descriptions = _card(search), {}
     for name in target.runtime.backends:
@@ -213,7 +208,7 @@ def _measure(
 ) -> dict[Key, Measured]:
     """Stage 2: host latency (interleaved runs) and memory (one process per probe) of every staged artifact, the
     cost table's predictions beside them, and each variant's budget checked against its source's figure."""
-    threads = _threads(target)
+    threads = target.runtime.host_threads()
     example = search.train.images[:1].numpy()
     backends = {bname: get_backend(bname) for bname in dict.fromkeys(b for _, b in staged)}
     with captured():
@@ -224,7 +219,7 @@ def _measure(
     latency = measure_latency(invokers, target.measurement, threads)
     del invokers
     step(f"host latency measured: {target.measurement.runs} interleaved runs per artifact, {threads} threads")
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(usable_cpus()) as pool:
         probes = {
             key: pool.submit(
                 _memory, key[1], staging / one.file, size, threads, one.verified.lowered.planned_memory, cache
@@ -407,7 +402,7 @@ def _pack(
         (staging / files[backend.value]).write_bytes(result.program.data)
         packings[backend.value] = _packing(backend, result.program.data)
     threads = lowerer.verifier.threads
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(usable_cpus()) as pool:
         probes = {
             (a.id, a.backend): pool.submit(
                 _memory,

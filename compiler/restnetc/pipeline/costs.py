@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from restnetc.budget.cost_table import CostTable, load_table, parts_dir, save_table
@@ -22,7 +21,7 @@ PROFILE_IMAGES = 32
 
 
 def _settings(target: TargetConfig) -> Settings:
-    threads = min(target.runtime.threads, os.cpu_count() or 1)
+    threads = target.runtime.host_threads()
     return Settings(target.name, target.cost_backend, target.runtime.quantization, threads)
 
 

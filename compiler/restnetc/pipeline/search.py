@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from functools import cache as memoize
 from functools import cached_property, partial
@@ -30,6 +30,7 @@ from restnetc.frontend.finetune import finetune_stitch, fit_least_squares
 from restnetc.frontend.kl import representation_kl
 from restnetc.frontend.search import Band, Candidate, Figure, bands, rank_candidates, static_figure
 from restnetc.frontend.stitch import Interface, StitchedModel, StitchLayer, build_stitched, interfaces
+from restnetc.host import usable_cpus
 from restnetc.pipeline.costs import cost_table
 from restnetc.pipeline.parents import load_parents, model_inputs
 from restnetc.progress import step, warn
@@ -46,7 +47,7 @@ from restnetc.results import (
     VariantResult,
     top1,
 )
-from restnetc.workers import LOCAL, Executor, one_thread, usable_cpus
+from restnetc.workers import LOCAL, Executor, one_thread
 
 EVAL_BATCH = 128
 KL_IMAGES = 256
@@ -335,18 +336,19 @@ def _train_all(
     if passes.ranks.size == 1 and missing:
         passes.run_for_training(config)
         workers = len(missing) if executor.remote else usable_cpus()
-        trained = executor.run_all(_fit_job, (project, passes, config), missing, workers)
         count = min(workers, len(missing))
         where = (
             f" by the {executor.name} executor" if executor.remote else f" in {count} processes" if count > 1 else ""
         )
-        for done, (index, stored) in enumerate(trained, start=1):
-            point = missing[index]
-            cache.save(keys[point], stored)
-            figures[point] = kept(stored)
-            step(f"{_variant_id(point)}: fine-tuned{where} ({done}/{len(missing)})")
-    for point in missing:
-        if point not in figures:
+        jobs = executor.run_all(_fit_job, (project, passes, config), missing, workers)
+        with closing(jobs):  # on a failed job, the jobs not started are dropped
+            for done, (index, stored) in enumerate(jobs, start=1):
+                point = missing[index]
+                cache.save(keys[point], stored)
+                figures[point] = kept(stored)
+                step(f"{_variant_id(point)}: fine-tuned{where} ({done}/{len(missing)})")
+    else:
+        for point in missing:  # under several ranks (or none missing): here, with the other ranks
             stored = _fit_variant(project, passes, point, config)
             cache.save(keys[point], stored)
             figures[point] = kept(stored)
@@ -594,13 +596,13 @@ def _climb(
     variants: list[VariantResult] = []
     dropped: list[DroppedRung] = []
     firsts = [(order[0][0].front_block, order[0][0].back_block) for order in orders.values() if order]
-    _train_all(context, list(dict.fromkeys(firsts)), project.finetune, state=False)  # one batch; most bands stop there
+    trained = _train_all(context, list(dict.fromkeys(firsts)), project.finetune)  # one batch: most bands stop there
     for band in sorted(budget_bands, key=lambda b: (metrics.index(b.budget.metric), b.budget.limit)):
         order = orders[band.budget]
         tried, reasons = [], []
         for rank, (candidate, _) in enumerate(order, start=1):
             point = (candidate.front_block, candidate.back_block)
-            figures = _train_all(context, [point], project.finetune)[point]
+            figures = trained[point] if point in trained else _train_all(context, [point], project.finetune)[point]
             tried.append((rank, candidate, figures))
             contender = Contender(
                 _variant_id(point), {m.value: figure(candidate, m) for m in metrics}, _validation(figures)
@@ -705,7 +707,7 @@ def run_search(
     most ``search.shortlist`` of them.
     ``build``: the search starts a build, so the data check covers the target's int8 calibration images too.
     Under several ``ranks``, this is rank 0's job; the others ``contribute``. ``executor`` lowers the parts of
-    a cost table profiled here and, when remote, trains the stitches the measured selector screens.
+    a cost table profiled here and, with one rank, trains the stitches (each on one thread: ``_train_all``).
     """
     start = time.perf_counter()
     prepared = _prepare(project, target if build else None, cache, ranks)
@@ -772,7 +774,7 @@ def run_sweep(
     project: ProjectConfig, cache: Cache, every: int = 1, ranks: Ranks = ALONE, executor: Executor = LOCAL
 ) -> SweepResult:
     """Stitch at every point of ``sweep_grid`` and fine-tune each exactly as ``run_search`` would (rank 0's job
-    under several ``ranks``; the others ``contribute``); a remote ``executor`` trains the points as jobs."""
+    under several ``ranks``; the others ``contribute``); with one rank, ``executor`` trains the points as jobs."""
     if every < 1:
         raise ValueError("every must be at least 1")
     start = time.perf_counter()
