@@ -16,7 +16,8 @@ paired (Newcombe 95% interval, exact McNemar p). Simulation, not the runtimes: f
 within 0.3 points (``RESULTS.md`` section 10).
 
 Usage: ``.venv/bin/python benchmarks/stitch_qat.py [--validation-images 5000] [--test-images 10000] [--epochs 1]
-[--lr 1e-4] [--cache-dir C]``. Writes ``benchmarks/results/stitch_qat.{json,md}``.
+[--lr 1e-4] [--backends ...] [--cache-dir C]``. Writes ``benchmarks/results/stitch_qat.{json,md}``, keeping the
+stored rows of backends not run again when the settings are the same.
 """
 
 from __future__ import annotations
@@ -196,7 +197,12 @@ def main() -> None:
         for name in args.backends or target.runtime.backends:
             rows += _rows(get_backend(name), result, observations, args)
     settings = {"epochs": args.epochs, "lr": args.lr, "images": sizes}
-    write_text_atomic(RESULTS / "stitch_qat.json", json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n")
+    stored = RESULTS / "stitch_qat.json"
+    previous = json.loads(stored.read_text()) if stored.exists() else None
+    if previous is not None and previous["settings"] == settings:  # keep the backends not run again
+        ran = {row["backend"] for row in rows}
+        rows = [row for row in previous["rows"] if row["backend"] not in ran] + rows
+    write_text_atomic(stored, json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n")
     header = ["rung", "backend", "split", "fp32 plain -> tuned", "int8 plain -> tuned", "int8 tuned - plain [95%], p"]
     body = [
         [
