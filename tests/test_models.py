@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from restnetc.config.project import ProjectConfig, TimmModel
+from restnetc.config.project import EfficientNetLiteModel, ProjectConfig, TimmModel
 from restnetc.errors import ConfigError
 from restnetc.models import Layout, count_params, decompose, list_families
 from restnetc.models.factory import build_model, with_model_normalization
@@ -88,6 +88,32 @@ def test_a_timm_checkpoint_loads_from_safetensors_or_a_state_dict(suffix: str, t
     assert all(torch.equal(model.state_dict()[k], v) for k, v in weights.items())
     with pytest.raises(ConfigError, match=rf"^{path}: cannot load into zoo_vgg11: "):
         build_model(TimmModel(source="timm", arch="zoo_vgg11", checkpoint=path), zoo.SIZE)
+
+
+def test_an_efficientnet_lite_checkpoint_brings_its_own_classifier(tmp_path: Path) -> None:
+    """The package's state_dict with a 10-class ``_fc`` and float16 kernels (as ``parent_finetune --save`` writes
+    it) builds a model with exactly those weights; a wrong sha256 and a file without ``_fc`` are one-line
+    ConfigErrors naming the file."""
+    import hashlib
+
+    import safetensors.torch
+
+    torch.manual_seed(0)
+    net = build_model(EfficientNetLiteModel(source="efficientnet-lite", name="efficientnet-lite0"), zoo.SIZE)
+    net._fc = nn.Linear(net._fc.in_features, 10)
+    state = {k: (v.half() if v.dim() > 1 else v).contiguous() for k, v in net.state_dict().items()}
+    path = tmp_path / "lite0.safetensors"
+    safetensors.torch.save_file(state, path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    spec = {"source": "efficientnet-lite", "name": "efficientnet-lite0", "checkpoint": path}
+    model = build_model(EfficientNetLiteModel.model_validate({**spec, "sha256": digest}), zoo.SIZE)
+    assert model._fc.out_features == 10
+    assert all(torch.equal(model.state_dict()[k], v.to(model.state_dict()[k].dtype)) for k, v in state.items())
+    with pytest.raises(ConfigError, match=rf"^{path}: sha256 is {digest}, the project expects 0{{64}}$"):
+        build_model(EfficientNetLiteModel.model_validate({**spec, "sha256": "0" * 64}), zoo.SIZE)
+    safetensors.torch.save_file({k: v for k, v in state.items() if not k.startswith("_fc.")}, path)
+    with pytest.raises(ConfigError, match=rf"^{path}: cannot load into efficientnet-lite0: no 2-D _fc.weight"):
+        build_model(EfficientNetLiteModel.model_validate(spec), zoo.SIZE)
 
 
 def _project(models: dict[str, dict[str, str]], normalization: dict[str, list[float]] | None = None) -> ProjectConfig:

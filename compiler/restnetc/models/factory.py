@@ -67,16 +67,6 @@ def lite_weights_path(name: str) -> str:
     return str(getattr(module, class_name).get_model_file_path())
 
 
-def _build_lite(spec: EfficientNetLiteModel, input_size: int) -> nn.Module:
-    """The package's model, its static "same" padding computed for ``input_size`` so the convolutions pad as
-    TensorFlow's SAME would at that size."""
-    # The package prints a line on load; keep the CLI output ours.
-    with contextlib.redirect_stdout(io.StringIO()):
-        return EfficientNet.from_pretrained(  # type: ignore[no-any-return]
-            spec.name, weights_path=lite_weights_path(spec.name), image_size=input_size
-        )
-
-
 def _check_digest(checkpoint: Path, expected: str) -> None:
     try:
         with checkpoint.open("rb") as stream:
@@ -85,6 +75,57 @@ def _check_digest(checkpoint: Path, expected: str) -> None:
         raise ConfigError(f"{checkpoint}: cannot read the checkpoint: {exc.strerror}") from None
     if actual != expected:
         raise ConfigError(f"{checkpoint}: sha256 is {actual}, the project expects {expected}")
+
+
+def _unloadable(checkpoint: Path, what: str, exc: Exception) -> ConfigError:
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ConfigError(f"{checkpoint}: cannot load into {what}: {first_line}")
+
+
+def _read_checkpoint(checkpoint: Path, sha256: str | None, what: str) -> dict[str, Any]:
+    """The state_dict in ``checkpoint`` (its sha256 checked first when given): a ``.safetensors`` file, else a
+    torch file loaded with ``weights_only`` (a ``state_dict`` entry of it if it has one)."""
+    if sha256 is not None:
+        _check_digest(checkpoint, sha256)
+    try:
+        state: Any = (
+            safetensors.torch.load_file(checkpoint, device="cpu")
+            if checkpoint.suffix == ".safetensors"
+            else torch.load(checkpoint, map_location="cpu", weights_only=True)
+        )
+    except Exception as exc:  # any unreadable checkpoint is the user's input problem
+        raise _unloadable(checkpoint, what, exc) from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise ConfigError(f"{checkpoint}: cannot load into {what}: expected a state_dict, got {type(state).__name__}")
+    return state
+
+
+def _load_state(model: nn.Module, state: dict[str, Any], checkpoint: Path, what: str) -> None:
+    """``model.load_state_dict(state)``, strict; a mismatch is a ConfigError naming the file."""
+    try:
+        model.load_state_dict(state)
+    except Exception as exc:  # missing, unexpected or misshapen entries
+        raise _unloadable(checkpoint, what, exc) from None
+
+
+def _build_lite(spec: EfficientNetLiteModel, input_size: int) -> nn.Module:
+    """The package's model, its static "same" padding computed for ``input_size`` so the convolutions pad as
+    TensorFlow's SAME would at that size; ImageNet weights from the package, or the checkpoint's (its
+    classifier ``_fc`` sized by the checkpoint)."""
+    if spec.checkpoint is None:
+        # The package prints a line on load; keep the CLI output ours.
+        with contextlib.redirect_stdout(io.StringIO()):
+            return EfficientNet.from_pretrained(  # type: ignore[no-any-return]
+                spec.name, weights_path=lite_weights_path(spec.name), image_size=input_size
+            )
+    state = _read_checkpoint(spec.checkpoint, spec.sha256, spec.name)
+    classifier = state.get("_fc.weight")
+    if not isinstance(classifier, torch.Tensor) or classifier.dim() != 2:
+        raise ConfigError(f"{spec.checkpoint}: cannot load into {spec.name}: no 2-D _fc.weight (its classifier)")
+    model = EfficientNet.from_name(spec.name, image_size=input_size, num_classes=classifier.shape[0])
+    _load_state(model, state, spec.checkpoint, spec.name)
+    return model  # type: ignore[no-any-return]
 
 
 ZOO_PREFIX = "zoo_"
@@ -101,18 +142,7 @@ def _build_timm(spec: TimmModel, input_size: int) -> nn.Module:
     except (RuntimeError, TypeError, ValueError) as exc:
         raise ConfigError(f"timm model {spec.arch!r}: {exc}") from None
     if spec.checkpoint is not None:
-        if spec.sha256 is not None:
-            _check_digest(spec.checkpoint, spec.sha256)
-        try:
-            state: Any = (
-                safetensors.torch.load_file(spec.checkpoint, device="cpu")
-                if spec.checkpoint.suffix == ".safetensors"
-                else torch.load(spec.checkpoint, map_location="cpu", weights_only=True)
-            )
-            model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
-        except Exception as exc:  # any unreadable or mismatched checkpoint is the user's input problem
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(f"{spec.checkpoint}: cannot load into {spec.arch}: {first_line}") from None
+        _load_state(model, _read_checkpoint(spec.checkpoint, spec.sha256, spec.arch), spec.checkpoint, spec.arch)
     return model
 
 
