@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import torch
 
+from restnetc import workers
 from restnetc.backends import WHOLE_MODEL, Ends
 from restnetc.budget import profiling
 from restnetc.budget.profiling import PartJob, Settings
@@ -26,7 +27,6 @@ from restnetc.config.target import AccuracyPolicy, Quantization
 from restnetc.config.target import Backend as BackendName
 from restnetc.errors import RestnetcError
 from restnetc.host import usable_cpus
-from restnetc.pipeline import search
 from restnetc.pipeline.search import run_sweep
 from restnetc.workers import EXECUTORS, executor_for
 from tests.conftest import BUILD_TARGET, REPO, TINY_PROJECT, CliResult, logged
@@ -65,6 +65,7 @@ def test_every_executor_yields_each_job_s_result_once_and_raises_a_job_s_own_err
     executor = executor_for(name)
     results = dict(executor.run_all(scaled, 3, [1, 2, 5, 7], 2))
     assert results == {0: 3, 1: 6, 2: 15, 3: 21}
+    assert executor.slots(100) == (100 if executor.remote else usable_cpus())  # a cluster queues, a pool caps
     with pytest.raises(RestnetcError, match=r"^job 13 is refused$"):
         dict(executor.run_all(scaled, 3, [1, 13, 2], 2))
 
@@ -174,7 +175,7 @@ def test_stitches_trained_by_every_executor_are_bit_for_bit_the_ones_trained_in_
     project, _ = load_project(path)
     threads = torch.get_num_threads()
     with monkeypatch.context() as alone:
-        alone.setattr(search, "usable_cpus", lambda: 1)
+        alone.setattr(workers, "usable_cpus", lambda: 1)
         torch.set_num_threads(2)
         try:
             here = run_sweep(project, Cache(tmp_path / "here"), every=8)

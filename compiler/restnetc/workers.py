@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import torch
 
 from restnetc.errors import RestnetcError
+from restnetc.host import usable_cpus
 from restnetc.progress import warnings_to_stderr
 from restnetc.registry import Registry
 
@@ -43,9 +44,9 @@ class Executor(Protocol):
 
     ``function`` is a module-level function (or one reachable by name, such as a class's method). ``local``
     runs at most ``workers`` jobs at once (with one job or one worker, in this process); ``ray`` as many as the
-    cluster has CPUs. On any exception, or when the caller closes the iterator early, jobs not started are
-    dropped. ``remote``: jobs may run on other machines, so ``state`` must not name this machine's paths for
-    writing.
+    cluster has CPUs; ``slots`` is the ``workers`` to pass when the caller leaves the choice to the executor.
+    On any exception, or when the caller closes the iterator early, jobs not started are dropped. ``remote``:
+    jobs may run on other machines, so ``state`` must not name this machine's paths for writing.
     """
 
     @property
@@ -61,6 +62,10 @@ class Executor(Protocol):
     def open(self) -> None:
         """Make sure jobs can run, before the caller's work begins: raise ``RestnetcError`` saying why they cannot
         (a cluster that cannot be joined). Idempotent; ``run_all`` opens too."""
+        ...
+
+    def slots(self, jobs: int) -> int:
+        """How many of ``jobs`` jobs run at once when the caller does not cap them (``run_all``'s ``workers``)."""
         ...
 
     def run_all(
@@ -99,6 +104,10 @@ class LocalPool:
 
     def open(self) -> None:
         """Nothing to join: worker processes start with the jobs."""
+
+    def slots(self, jobs: int) -> int:
+        """One job per CPU this process may use (``usable_cpus``)."""
+        return min(jobs, usable_cpus())
 
     def run_all(
         self, function: Callable[[State, Job], Result], state: State, jobs: Sequence[Job], workers: int
@@ -150,6 +159,10 @@ class RayTasks:
     def open(self) -> None:
         """Join the cluster (``_connect``)."""
         _connect(self.address)
+
+    def slots(self, jobs: int) -> int:
+        """All of them: the cluster queues what its CPUs cannot run yet."""
+        return jobs
 
     def run_all(
         self, function: Callable[[State, Job], Result], state: State, jobs: Sequence[Job], workers: int

@@ -113,7 +113,7 @@ def _artifacts(jobs: list[PartJob], settings: Settings, cache: Cache, executor: 
     }
     found = {job.name: data for job in jobs if (data := cache.load_bytes(keys[job.name])) is not None}
     pending = [job for job in jobs if job.name not in found]
-    lowered = executor.run_all(_lower, settings, pending, usable_cpus())
+    lowered = executor.run_all(_lower, settings, pending, executor.slots(len(pending)))
     with (
         status(f"lowering {len(pending)} parts with {settings.backend.value} ({executor.name})"),
         closing(lowered),

@@ -44,7 +44,6 @@ from restnetc.bundle.verification import BuildError, EagerLogits, Verified, Veri
 from restnetc.cache import Cache, stage_key, tensors_digest, toolchain_versions, warn_recompute
 from restnetc.config.target import AccuracyPolicy, Quantization
 from restnetc.config.target import Backend as BackendName
-from restnetc.host import usable_cpus
 from restnetc.progress import Note, status, step
 from restnetc.workers import LOCAL, Executor
 
@@ -272,8 +271,12 @@ class Lowerer:
         self.policy = policy
         self.cache = cache
         self.tools = toolchain_versions()
-        self.workers = workers or usable_cpus()
+        self.workers = workers
         self.executor = executor
+
+    def slots(self, jobs: int) -> int:
+        """How many of ``jobs`` run at once: at most the ``workers`` given, else as many as the executor runs."""
+        return min(jobs, self.workers) if self.workers else self.executor.slots(jobs)
 
     def for_workers(self, count: int) -> Lowerer:
         """What ``count`` jobs run with: this lowerer for one local job; else a copy whose runtimes verify with
@@ -444,7 +447,7 @@ class Lowerer:
                     verified[(rung.id, backend.name)] = stored
                     step(f"{job.label}: verified artifact from the cache ({stored.policy})")
         pending.sort(key=lambda job: -job.rung.params)  # the longest first, so no core idles at the end
-        count = min(len(pending), self.workers)
+        count = self.slots(len(pending))
         where = f"{self.executor.name} tasks" if self.executor.remote else f"{count} processes"
         jobs = self.executor.run_all(Lowerer.build_pair, self.for_workers(count), pending, count)
         with status(f"lowering and verifying {len(pending)} artifacts in {where}"), closing(jobs):

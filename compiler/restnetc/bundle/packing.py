@@ -152,7 +152,7 @@ def pack(lowerer: Lowerer, job: PackJob) -> Packed:
 
 def pack_all(lowerer: Lowerer, jobs: list[PackJob]) -> dict[BackendName, Packed]:
     """Every job's program, backends side by side as jobs of the lowerer's executor."""
-    count = min(len(jobs), lowerer.workers)
+    count = lowerer.slots(len(jobs))
     packed: dict[BackendName, Packed] = {}
     results = lowerer.executor.run_all(pack, lowerer.for_workers(count), jobs, count)
     with (

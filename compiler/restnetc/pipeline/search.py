@@ -30,7 +30,6 @@ from restnetc.frontend.finetune import finetune_stitch, fit_least_squares
 from restnetc.frontend.kl import representation_kl
 from restnetc.frontend.search import Band, Candidate, Figure, bands, rank_candidates, static_figure
 from restnetc.frontend.stitch import Interface, StitchedModel, StitchLayer, build_stitched, interfaces
-from restnetc.host import usable_cpus
 from restnetc.pipeline.costs import cost_table
 from restnetc.pipeline.parents import load_parents, model_inputs
 from restnetc.progress import step, warn
@@ -335,12 +334,11 @@ def _train_all(
     missing = [point for point in points if point not in figures]
     if passes.ranks.size == 1 and missing:
         passes.run_for_training(config)
-        workers = len(missing) if executor.remote else usable_cpus()
-        count = min(workers, len(missing))
+        count = executor.slots(len(missing))
         where = (
             f" by the {executor.name} executor" if executor.remote else f" in {count} processes" if count > 1 else ""
         )
-        jobs = executor.run_all(_fit_job, (project, passes, config), missing, workers)
+        jobs = executor.run_all(_fit_job, (project, passes, config), missing, count)
         with closing(jobs):  # on a failed job, the jobs not started are dropped
             for done, (index, stored) in enumerate(jobs, start=1):
                 point = missing[index]
