@@ -1,10 +1,8 @@
 """Datasets: the configured source's three disjoint splits, loaded as normalised tensors of the input size.
 
 Train and validation are both drawn from the source's training images, from one permutation fixed by the
-seed: validation its first ``validation_images``, train the next ``train_images``. So they never share an
-image, and the validation split stays the same whatever the train split's size: parents trained on a larger
-train split of the same seed (the demo's) have never seen it. Test is drawn from the source's own test images
-with its own permutation.
+seed (train its first ``train_images``, validation the next ``validation_images``), so they never share an
+image; test is drawn from the source's own test images with its own permutation.
 """
 
 from __future__ import annotations
@@ -43,8 +41,8 @@ def load_split(config: DataConfig, split: Split, seed: int) -> ImageSet:
     if split == "test":
         indices = pick(config.test_images, available, seed + 1)
     else:
-        order = pick(config.validation_images + config.train_images, available, seed)
-        indices = order[config.validation_images :] if split == "train" else order[: config.validation_images]
+        order = pick(config.train_images + config.validation_images, available, seed)
+        indices = order[: config.train_images] if split == "train" else order[config.train_images :]
     return reader.load(config.source.root, source, indices, config.input_size, config.pixels())
 
 
