@@ -9,7 +9,8 @@ Usage: ``.venv/bin/python benchmarks/parent_finetune.py [--train-images 12000] [
 [--save DIR]``. Appends its figures to ``benchmarks/results/parent_finetune.json`` (one entry per setting).
 With ``--save``, each fine-tuned parent is also written to DIR as the weight package's own state_dict (its
 classifier resized to the task's classes; weight matrices and kernels in float16, the rest as trained) in a
-``.safetensors`` file, and its sha256 is recorded: the demo's parents are such files.
+``.safetensors`` file that an ``efficientnet-lite`` model spec loads as its ``checkpoint``, and its sha256
+is recorded (the form in which fine-tuned demo parents would ship, pinned by that digest).
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ def _save(project: ProjectConfig, parent: Parent, directory: Path) -> dict[str, 
     path = directory / f"{parent.name}-fmnist{project.data.input_size}.safetensors"
     directory.mkdir(parents=True, exist_ok=True)
     save_file(state, path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return {"file": path.name, "sha256": digest, "bytes": path.stat().st_size}
+    data = path.read_bytes()
+    return {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
 
 def main() -> None:

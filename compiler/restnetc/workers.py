@@ -65,7 +65,7 @@ class Executor(Protocol):
         ...
 
     def slots(self, jobs: int) -> int:
-        """How many of ``jobs`` jobs run at once when the caller does not cap them (``run_all``'s ``workers``)."""
+        """How many of ``jobs`` run at once when the caller does not cap them (``run_all``'s ``workers``)."""
         ...
 
     def run_all(
