@@ -26,11 +26,22 @@ PAIRS = {
     "cnn-cnn": ("resnet", "vgg", 1, 2),
     "vit-vit": ("vit", "deit-distilled", 1, 0),
     "cnn-swin": ("resnet", "swin", 1, 2),
+    "lite-cnn": ("efficientnet-lite", "resnet", 2, 2),
 }
 # Bounds: fp32 artifacts match eager to float rounding; int8 ones keep the logits' direction and the top-1.
 FP32_RELATIVE_ERROR = 1e-4
 INT8_MIN_COSINE = 0.98
 INT8_MIN_AGREEMENT = 0.75  # untrained tiny models have near-tied logits; the cosine bound is the strict one
+# The int8 artifact computes what its PT2E simulation (the graph screening scores in eager) computes, up to
+# the runtimes' own int8 kernels: measured worst (16 images), relative max error 0.079 and cosine 0.9953, both
+# vit-vit on LiteRT (its LayerNorm, softmax and GELU); CNN pairs 0.014-0.028 and >= 0.9994.
+SIMULATION_RELATIVE_ERROR = 0.1
+SIMULATION_MIN_COSINE = 0.99
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """The smallest cosine between corresponding rows of ``a`` and ``b``."""
+    return float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).min())
 
 
 @pytest.fixture(scope="module", params=sorted(PAIRS))
@@ -50,7 +61,13 @@ def test_lowered_artifact_agrees_with_eager(
     with torch.no_grad():
         eager = model(inputs).numpy()
     with captured() as log:
-        lowered = backend.lower(model, inputs[:1], quantization, calibration=inputs)
+        if quantization is Quantization.INT8:  # what ``lower`` does, keeping the simulated graph to compare
+            graph, quantizer = backend.quantize(export_batched(model, inputs), inputs)
+            with torch.no_grad():
+                simulated = graph(inputs).numpy()
+            lowered = backend.compile(graph, inputs[:1], quantizer)
+        else:
+            lowered = backend.lower(model, inputs[:1], quantization, calibration=inputs)
     assert "Traceback" not in log.text
     path = tmp_path / f"model{backend.suffix}"
     path.write_bytes(lowered.data)
@@ -73,9 +90,13 @@ def test_lowered_artifact_agrees_with_eager(
     if quantization is Quantization.FP32:
         assert np.abs(out - eager).max() <= FP32_RELATIVE_ERROR * np.abs(eager).max(), pair
         return
-    cosine = (out * eager).sum(1) / (np.linalg.norm(out, axis=1) * np.linalg.norm(eager, axis=1))
-    assert cosine.min() >= INT8_MIN_COSINE, (pair, cosine.min())
+    assert _cosine(out, eager) >= INT8_MIN_COSINE, (pair, _cosine(out, eager))
     assert (out.argmax(1) == eager.argmax(1)).mean() >= INT8_MIN_AGREEMENT, pair
+    # Screening trusts the simulation: the runtime must not drift from it (LayerNorm, softmax and GELU in int8
+    # kernels included), or choices scored on it would not hold in the artifact.
+    gap = np.abs(out - simulated).max() / np.abs(simulated).max()
+    assert gap <= SIMULATION_RELATIVE_ERROR, (pair, gap)
+    assert _cosine(out, simulated) >= SIMULATION_MIN_COSINE, (pair, _cosine(out, simulated))
     fp32_bytes = sum(p.numel() for p in model.parameters()) * 4
     assert len(lowered.data) < fp32_bytes, "int8 weights take a quarter of fp32 (tiny models: plus fixed overhead)"
     # An int8 image model takes and returns float32, as MediaPipe and Android's tooling need.
@@ -143,8 +164,7 @@ def test_executorch_int8_graph_has_the_fp32_graphs_xnnpack_nodes_and_one_convert
     with torch.no_grad():
         eager = model(inputs).numpy()
     out = get_backend(Backend.EXECUTORCH).load(path, threads=1)(inputs.numpy())
-    cosine = (out * eager).sum(1) / (np.linalg.norm(out, axis=1) * np.linalg.norm(eager, axis=1))
-    assert cosine.min() >= INT8_MIN_COSINE, cosine
+    assert _cosine(out, eager) >= INT8_MIN_COSINE, _cosine(out, eager)
 
 
 @pytest.mark.parametrize("quantization", [Quantization.FP32, Quantization.INT8])
