@@ -60,9 +60,9 @@ def test_three_splits_are_disjoint_reproducible_and_identified_by_their_indices(
     assert len({s.indices_sha256 for s in (splits.train, splits.validation, splits.test)}) == 3
     other = load_splits(data, seed=8)
     assert other.train.indices_sha256 != splits.train.indices_sha256
-    larger = load_splits(data.model_copy(update={"validation_images": 80}), seed=7)
-    assert torch.equal(larger.train.indices, splits.train.indices), "more validation images leave train alone"
-    assert set(larger.validation.indices.tolist()) >= validation
+    larger = load_splits(data.model_copy(update={"train_images": 80}), seed=7)
+    assert torch.equal(larger.validation.indices, splits.validation.indices), "more train images leave validation alone"
+    assert set(larger.train.indices.tolist()) >= train
 
 
 def test_idx_reader_rejects_truncated_and_foreign_files(tmp_path: Path) -> None:

@@ -1,8 +1,11 @@
 """Datasets: the configured source's three disjoint splits, loaded as normalised tensors of the input size.
 
 Train and validation are both drawn from the source's training images, from one permutation fixed by the
-seed (train its first ``train_images``, validation the next ``validation_images``), so they never share an
-image; test is drawn from the source's own test images with its own permutation.
+seed: validation its first ``validation_images``, train the next ``train_images``. So they never share an
+image, and the validation split stays the same whatever the train split's size: parents trained on a larger
+train split of the same seed (the demo's) have never seen it. A source with fewer training images than both
+splits ask for fills train first and gives validation the rest. Test is drawn from the source's own test
+images with its own permutation.
 """
 
 from __future__ import annotations
@@ -41,8 +44,9 @@ def load_split(config: DataConfig, split: Split, seed: int) -> ImageSet:
     if split == "test":
         indices = pick(config.test_images, available, seed + 1)
     else:
-        order = pick(config.train_images + config.validation_images, available, seed)
-        indices = order[: config.train_images] if split == "train" else order[config.train_images :]
+        order = pick(config.validation_images + config.train_images, available, seed)
+        held_out = min(config.validation_images, available - min(config.train_images, available))
+        indices = order[held_out:] if split == "train" else order[:held_out]
     return reader.load(config.source.root, source, indices, config.input_size, config.pixels())
 
 
