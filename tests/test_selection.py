@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -16,8 +17,8 @@ from restnetc.config.project import ProjectConfig
 from restnetc.config.target import TargetConfig
 from restnetc.data import Splits
 from restnetc.frontend.search import Candidate
-from restnetc.pipeline.search import run_search
-from restnetc.results import SearchResult
+from restnetc.pipeline.search import parents_note, run_search
+from restnetc.results import ParentResult, Scores, SearchResult
 from tests.conftest import TINY_PROJECT, TINY_TARGET
 
 
@@ -107,6 +108,23 @@ def test_a_larger_parent_that_is_not_more_accurate_is_said_before_stitching(cach
     result = run_search(*_configs("cka"), cache)
     assert result.front.scores.validation < result.back.scores.validation
     assert result.parents_note is not None and "efficientnet-lite2 is not more accurate" in result.parents_note
+
+
+def _parent(name: str, params: int, correct: int, images: int = 1000) -> ParentResult:
+    hits = np.arange(images) < correct
+    return ParentResult(name, "front", 1, Cost(params, 1), Scores(100 * hits.mean(), 0.0, hits, hits), "keep")
+
+
+def test_the_parents_note_wants_the_larger_parent_ahead_with_confidence() -> None:
+    """The larger parent (by parameters, whichever end it is) must lead on validation by more than the noise:
+    a 0.2-point lead on 1,000 images warns, a 6-point one does not. Fails if the note compares point estimates
+    or sizes the parents by their role."""
+    small, close, clear = _parent("small", 10, 900), _parent("large", 20, 902), _parent("large", 20, 960)
+    note = parents_note(close, small, 0.95)
+    assert note is not None and note.startswith("the larger parent large is not more accurate than the smaller")
+    assert "95% confidence (90.20% vs 90.00%" in note
+    assert parents_note(small, close, 0.95) == note
+    assert parents_note(clear, small, 0.95) is None and parents_note(small, clear, 0.95) is None
 
 
 def test_selection_never_reads_the_test_split(cache: Cache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -142,7 +142,7 @@ class SearchResult:
     variants: list[VariantResult]
     dropped: list[DroppedRung] = field(default_factory=list)
     parents_note: str | None = None
-    """Set when the larger parent is not more accurate than the smaller one on validation."""
+    """Set unless the larger parent is more accurate than the smaller one on validation with the ladder's confidence."""
     costs: CostTable | None = field(default=None, repr=False)
     """The target's cost table, when a budget is on a measured metric."""
     stitched_models: dict[tuple[int, int], StitchedModel] = field(repr=False)

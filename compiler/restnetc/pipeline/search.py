@@ -563,17 +563,18 @@ class _Ladder:
         return judge([*others, contender], self.confidence, self.slack)[contender.id].reason
 
 
-def _parents_note(front: ParentResult, back: ParentResult, parents: tuple[Parent, Parent]) -> str | None:
-    """A warning when the larger parent is not more accurate than the smaller one on validation."""
-    by_size = sorted(zip((front, back), parents, strict=True), key=lambda pair: pair[1].costs.total.params)
-    (small, _), (large, _) = by_size
-    if large.scores.validation > small.scores.validation:
+def parents_note(front: ParentResult, back: ParentResult, confidence: float) -> str | None:
+    """A warning unless the larger parent (more parameters) is more accurate than the smaller one on validation
+    with ``confidence`` (paired McNemar): a lead within the noise cannot be climbed either."""
+    small, large = sorted((front, back), key=lambda parent: parent.cost.params)
+    large_correct, small_correct = large.scores.validation_correct, small.scores.validation_correct
+    if more_accurate_than(small_correct, [large_correct], confidence)[0] is not None:
         return None
-    comparison = compare_paired(large.scores.validation_correct, small.scores.validation_correct)
+    comparison = compare_paired(large_correct, small_correct, confidence)
     return (
-        f"the larger parent {large.name} is not more accurate than the smaller {small.name} on validation "
-        f"({large.scores.validation:.2f}% vs {small.scores.validation:.2f}%, paired McNemar "
-        f"p={comparison.p_value:.3g}): this ladder can only trade cost, never buy accuracy"
+        f"the larger parent {large.name} is not more accurate than the smaller {small.name} on validation with "
+        f"{confidence:.0%} confidence ({large.scores.validation:.2f}% vs {small.scores.validation:.2f}%, paired "
+        f"McNemar p={comparison.p_value:.3g}): this ladder can only trade cost, never buy accuracy"
     )
 
 
@@ -728,9 +729,9 @@ def run_search(
 
         front_result = _parent_result(project, front, "front", passes, cache)
         back_result = _parent_result(project, back, "back", passes, cache)
-        parents_note = _parents_note(front_result, back_result, (front, back))
-        if parents_note is not None:
-            warn(f"LADDER WARNING {parents_note}")
+        note = parents_note(front_result, back_result, target.ladder.confidence)
+        if note is not None:
+            warn(f"LADDER WARNING {note}")
 
         if selector.rescore is not None:
             orders = dict(zip(orders, selector.rescore(context, list(orders.values())), strict=True))
@@ -746,7 +747,7 @@ def run_search(
             target=target,
             front=front_result,
             back=back_result,
-            parents_note=parents_note,
+            parents_note=note,
             cka=prepared.cka,
             costs=costs,
             calibration_samples=prepared.samples,
