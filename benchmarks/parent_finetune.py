@@ -1,7 +1,8 @@
 """Do the demo's parents differ once each is fine-tuned end-to-end (``task_head.mode: finetune``)?
 
-Builds the demo project with ``task_head.mode: finetune`` on ``--train-images`` train images for ``--epochs``
-epochs in a fresh cache (so both are trained: probe, then end-to-end), then scores both parents (eager
+Builds the demo project from its parents' ImageNet weights (not the fine-tuned checkpoints it ships) with
+``task_head.mode: finetune`` on ``--train-images`` train images for ``--epochs`` epochs in a fresh cache (so
+both are trained: probe, then end-to-end), then scores both parents (eager
 fp32) on the validation split and on ``--test-images`` test images: top-1 with its 95% Wilson interval and
 the paired difference larger - smaller (Newcombe 95% interval, exact McNemar p).
 
@@ -10,7 +11,7 @@ Usage: ``.venv/bin/python benchmarks/parent_finetune.py [--train-images 12000] [
 With ``--save``, each fine-tuned parent is also written to DIR as the weight package's own state_dict (its
 classifier resized to the task's classes; weight matrices and kernels in float16, the rest as trained) in a
 ``.safetensors`` file that an ``efficientnet-lite`` model spec loads as its ``checkpoint``, and its sha256
-is recorded (the form in which fine-tuned demo parents would ship, pinned by that digest).
+is recorded: the form in which the demo's parents ship (``restnetc/demo/``, pinned by that digest).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ RESULTS = Path(__file__).parent / "results" / "parent_finetune.json"
 
 def _project(train_images: int, test_images: int, epochs: int, input_size: int) -> ProjectConfig:
     data = yaml.safe_load(files("restnetc.demo").joinpath("project.yaml").read_text())
+    for spec in data["models"].values():  # from the ImageNet weights, not the demo's shipped fine-tuned parents
+        spec.pop("checkpoint", None)
+        spec.pop("sha256", None)
     data["data"].update(train_images=train_images, test_images=test_images, input_size=input_size)
     data["task_head"] = {**data["task_head"], "mode": "finetune", "finetune": {"epochs": epochs}}
     return ProjectConfig.model_validate(data)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from restnetc.config.loader import demo_project_path, load_project
 from restnetc.config.project import EfficientNetLiteModel, ProjectConfig, TimmModel
 from restnetc.errors import ConfigError
 from restnetc.models import Layout, count_params, decompose, list_families
@@ -114,6 +115,17 @@ def test_an_efficientnet_lite_checkpoint_brings_its_own_classifier(tmp_path: Pat
     safetensors.torch.save_file({k: v for k, v in state.items() if not k.startswith("_fc.")}, path)
     with pytest.raises(ConfigError, match=rf"^{path}: cannot load into efficientnet-lite0: no 2-D _fc.weight"):
         build_model(EfficientNetLiteModel.model_validate(spec), zoo.SIZE)
+
+
+def test_the_demo_parents_are_its_pinned_fine_tuned_checkpoints() -> None:
+    """The built-in demo ships both parents fine-tuned on Fashion-MNIST (``benchmarks/parent_finetune.py --save``)
+    inside the package, pinned by sha256; each builds from its checkpoint with the task's 10 classes. Fails when
+    a checkpoint is missing from the package or changed without its digest, or the demo names ImageNet weights."""
+    project, _ = load_project(demo_project_path())
+    for spec in project.models.values():
+        assert isinstance(spec, EfficientNetLiteModel) and spec.checkpoint is not None and spec.sha256 is not None
+        assert spec.checkpoint.parent == demo_project_path().parent, "shipped beside the demo's project file"
+        assert build_model(spec, project.data.input_size)._fc.out_features == 10
 
 
 def _project(models: dict[str, dict[str, str]], normalization: dict[str, list[float]] | None = None) -> ProjectConfig:

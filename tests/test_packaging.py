@@ -16,6 +16,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from restnetc.config.loader import demo_project_path, load_project
 from restnetc.config.project import EfficientNetLiteModel
 from restnetc.errors import ConfigError
 from tests.conftest import REPO
@@ -97,6 +98,9 @@ def test_the_wheel_built_from_the_sdist_installs_and_runs_in_a_fresh_venv(
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
     assert {"restnetc/_shim.so", "restnetc/demo/project.yaml", "restnetc/targets/cortex-a53.yaml"} <= names
+    demo, _ = load_project(demo_project_path())
+    checkpoints = {f"restnetc/demo/{s.checkpoint.name}" for s in demo.models.values() if s.checkpoint is not None}
+    assert checkpoints and checkpoints <= names, "the demo's fine-tuned parents ship in the wheel"
     assert "restnetc-0.1.0.dist-info/licenses/LICENSE" in names
 
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
