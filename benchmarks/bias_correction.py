@@ -1,6 +1,6 @@
 """What bias correction buys int8: the demo's two parents, simulated int8 with and without it, against fp32.
 
-Builds the demo project's parents with their task heads (``load_parents``: the demo's linear probes, from
+Builds the demo project's parents with their task heads (``load_parents``: the demo's shipped parents, from
 ``--cache-dir`` or trained afresh), quantizes each with the backend's quantizer, calibrated on the target's count
 of real training images with no float islands, and converts it twice from the same calibrated observers: plainly,
 and as restnetc does (``backends.bias_correction``, on the first ``BIAS_IMAGES`` calibration images). Both run in

@@ -1,6 +1,6 @@
 """Is int8 faster than fp32, and is its graph as lean? The demo's two parents through restnetc's own backends.
 
-Builds the demo project's parents with their task heads (``load_parents``: the demo's linear probes, from
+Builds the demo project's parents with their task heads (``load_parents``: the demo's shipped parents, from
 ``--cache-dir`` or trained afresh) and lowers each with every backend of the target in fp32 and int8 (PT2E
 calibrated on the target's count of real training images, no float islands). Then, side by side in one run: the
 bare invocation of each artifact is timed (``Backend.invoker``, ``--threads`` threads; ``--rounds`` rounds of

@@ -33,7 +33,6 @@ import common
 
 from restnetc.atomic import write_text_atomic
 from restnetc.cache import Cache
-from restnetc.config import load_project
 from restnetc.config.project import ProjectConfig
 from restnetc.config.target import TargetConfig
 from restnetc.evaluation import wilson_interval
@@ -61,10 +60,9 @@ def _project(pair: str, held_out: dict[str, int]) -> ProjectConfig:
     """The pair's project, with the held-out split sizes ``held_out`` names (``validation_images``,
     ``test_images``) over its own."""
     if pair == "demo":
-        project = load_project(None, Path(tempfile.gettempdir()))[0]
-    else:
-        a, b, order = ZOO_PAIRS[pair]
-        project = ProjectConfig.model_validate(common.project(pair, a, b, order))
+        return common.demo(held_out)
+    a, b, order = ZOO_PAIRS[pair]
+    project = ProjectConfig.model_validate(common.project(pair, a, b, order))
     return project.model_copy(update={"data": project.data.model_copy(update=held_out)})
 
 

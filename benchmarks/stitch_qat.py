@@ -15,7 +15,7 @@ Reports top-1 on validation and test of eager fp32 and simulated int8 for both, 
 paired (Newcombe 95% interval, exact McNemar p). Simulation, not the runtimes: for these CNN rungs the two agreed
 within 0.3 points (``RESULTS.md`` section 10).
 
-Usage: ``.venv/bin/python benchmarks/stitch_qat.py [--validation-images 5000] [--test-images 10000] [--epochs 1]
+Usage: ``.venv/bin/python benchmarks/stitch_qat.py [--validation-images 1000] [--test-images 10000] [--epochs 1]
 [--lr 1e-4] [--backends ...] [--cache-dir C]``. Writes ``benchmarks/results/stitch_qat.{json,md}``, keeping the
 stored rows of backends not run again when the settings are the same.
 """
@@ -46,7 +46,7 @@ from restnetc.backends.pt2e import export_batched, observe
 from restnetc.bundle.ladder import Rung, ladder
 from restnetc.bundle.lowering import Graphs, Observations
 from restnetc.cache import Cache
-from restnetc.config.loader import load_project, load_target
+from restnetc.config.loader import load_target
 from restnetc.config.target import Backend as BackendName
 from restnetc.pipeline.search import run_search
 from restnetc.results import SearchResult
@@ -176,7 +176,7 @@ def _rows(backend: Backend, result: SearchResult, observations: Observations, ar
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", type=Path, default=Path("targets/cortex-a53.yaml"))
-    parser.add_argument("--validation-images", type=int, default=5000)
+    parser.add_argument("--validation-images", type=int, default=1000, help="at most the demo's own (1000)")
     parser.add_argument("--test-images", type=int, default=10000)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--lr", type=float, default=1e-4)
@@ -184,9 +184,8 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, help="a stage cache to search with (default: a fresh one)")
     args = parser.parse_args()
     target = load_target(args.target)
-    project, _ = load_project(None)
     sizes = {"validation_images": args.validation_images, "test_images": args.test_images}
-    project = project.model_copy(update={"data": project.data.model_copy(update=sizes)})
+    project = common.demo(sizes)
     with tempfile.TemporaryDirectory(prefix="stitch-qat-") as fresh:
         result = run_search(project, target, Cache(args.cache_dir or Path(fresh)))
     calibration = result.train.images[: target.runtime.calibration_images]

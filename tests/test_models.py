@@ -10,6 +10,7 @@ from torch import nn
 
 from restnetc.config.loader import demo_project_path, load_project
 from restnetc.config.project import EfficientNetLiteModel, ProjectConfig, TimmModel
+from restnetc.data import load_split
 from restnetc.errors import ConfigError
 from restnetc.models import Layout, count_params, decompose, list_families
 from restnetc.models.factory import build_model, with_model_normalization
@@ -126,6 +127,11 @@ def test_the_demo_parents_are_its_pinned_fine_tuned_checkpoints() -> None:
         assert isinstance(spec, EfficientNetLiteModel) and spec.checkpoint is not None and spec.sha256 is not None
         assert spec.checkpoint.parent == demo_project_path().parent, "shipped beside the demo's project file"
         assert build_model(spec, project.data.input_size)._fc.out_features == 10
+    # They were trained on every training image outside this validation split (the manifest's
+    # splits.validation.indices_sha256 of that run): a changed seed, size or permutation would validate on
+    # images they learned.
+    validation = load_split(project.data, "validation", project.seed)
+    assert validation.indices_sha256 == "b798b32bfef59f70aa0fea05a84797ba9dfacb63bfb05fee3240f077a6e95320"
 
 
 def _project(models: dict[str, dict[str, str]], normalization: dict[str, list[float]] | None = None) -> ProjectConfig:

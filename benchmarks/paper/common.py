@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from restnetc.config.loader import demo_project_path, load_project
+from restnetc.config.project import ProjectConfig
 from restnetc.evaluation import compare_paired
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,6 +85,23 @@ def project(name: str, a: str, b: str, order: str = "slow-to-fast", **overrides:
         "seed": 0,
         **overrides,
     }
+
+
+def demo(held_out: dict[str, int]) -> ProjectConfig:
+    """The built-in demo with the held-out split sizes ``held_out`` names (``validation_images``,
+    ``test_images``) over its own.
+
+    Its parents were fine-tuned on every training image outside its own validation split, so a larger
+    validation split would score them on images they learned: that is refused with a
+    clear message (SystemExit). The test split, drawn from the test images, may take any size."""
+    project = load_project(demo_project_path())[0]
+    own = project.data.validation_images
+    if held_out.get("validation_images", own) > own:
+        raise SystemExit(
+            f"--validation-images: the demo's parents were trained on every training image outside its "
+            f"{own} validation images; at most {own}"
+        )
+    return project.model_copy(update={"data": project.data.model_copy(update=held_out)})
 
 
 def target(name: str, budgets: Sequence[float], backends: Sequence[str] = ("executorch", "litert")) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Table I analog: each model pair's parents and a ladder of stitched variants, in fp32 and as int8 artifacts.
 
 For VGG19->VGG11, ResNet34->VGG11, DeiT-S->DeiT-Ti and ResNet18->Swin-Ti from the zoo (Fashion-MNIST, 32 px),
-and the built-in EfficientNet-Lite2->Lite0 demo (ImageNet-pretrained, 64 px), ``restnetc build`` makes a
+and the built-in EfficientNet-Lite2->Lite0 demo (fine-tuned checkpoints, 64 px), ``restnetc build`` makes a
 ladder of four params budgets evenly spaced between the two parents, fine-tunes each variant's stitching
 layer and lowers every model to int8 ``.pte`` and ``.tflite``. The table lists accuracy (eager fp32, then
 each int8 artifact in its own runtime), params, MACs, trainable params and fine-tuning time.
@@ -138,7 +138,7 @@ def write(results: dict[str, list[dict[str, Any]]]) -> None:
         "# Table I analog: stitched ladders (Fashion-MNIST)\n\n"
         f"Accuracy: top-1 % on held-out test images ({images}); int8 columns run each artifact in its own runtime.\n"
         "Trainable: the stitching layer's parameters for variants; all parameters for parents (trained from "
-        "scratch, or ImageNet-pretrained plus a linear probe for the demo).\n\n"
+        "scratch, or ImageNet-pretrained then fine-tuned on the task for the demo).\n\n"
         + common.markdown_table(header, table)
         + "\n"
         + "\n".join(verdicts)

