@@ -573,7 +573,7 @@ def parents_note(front: ParentResult, back: ParentResult, confidence: float) -> 
     comparison = compare_paired(large_correct, small_correct, confidence)
     return (
         f"the larger parent {large.name} is not more accurate than the smaller {small.name} on validation with "
-        f"{confidence:.0%} confidence ({large.scores.validation:.2f}% vs {small.scores.validation:.2f}%, paired "
+        f"{100 * confidence:g}% confidence ({large.scores.validation:.2f}% vs {small.scores.validation:.2f}%, paired "
         f"McNemar p={comparison.p_value:.3g}): this ladder can only trade cost, never buy accuracy"
     )
 
