@@ -21,7 +21,6 @@ import hashlib
 import json
 import tempfile
 import time
-from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from safetensors.torch import save_file
 
 from restnetc.atomic import write_text_atomic
 from restnetc.cache import Cache
+from restnetc.config.loader import demo_project_path
 from restnetc.config.project import ProjectConfig
 from restnetc.data import ImageSet, load_splits
 from restnetc.evaluation import compare_paired, wilson_interval
@@ -43,7 +43,7 @@ RESULTS = Path(__file__).parent / "results" / "parent_finetune.json"
 
 
 def _project(train_images: int, test_images: int, epochs: int, input_size: int) -> ProjectConfig:
-    data = yaml.safe_load(files("restnetc.demo").joinpath("project.yaml").read_text())
+    data = yaml.safe_load(demo_project_path().read_text())
     for spec in data["models"].values():  # from the ImageNet weights, not the demo's shipped fine-tuned parents
         spec.pop("checkpoint", None)
         spec.pop("sha256", None)

@@ -24,7 +24,7 @@ from restnetc.config.target import Budget, LadderPolicy, Metric, TargetConfig
 from restnetc.data import ImageSet, Splits, load_splits
 from restnetc.data.check import check_data
 from restnetc.distributed import ALONE, Ranks
-from restnetc.evaluation import Contender, compare_paired, judge, more_accurate_than
+from restnetc.evaluation import Contender, compare_paired, judge, more_accurate, more_accurate_than
 from restnetc.frontend.features import Capture, accuracy, capture, stream_cka
 from restnetc.frontend.finetune import finetune_stitch, fit_least_squares
 from restnetc.frontend.kl import representation_kl
@@ -568,7 +568,7 @@ def parents_note(front: ParentResult, back: ParentResult, confidence: float) -> 
     with ``confidence`` (paired McNemar): a lead within the noise cannot be climbed either."""
     small, large = sorted((front, back), key=lambda parent: parent.cost.params)
     large_correct, small_correct = large.scores.validation_correct, small.scores.validation_correct
-    if more_accurate_than(small_correct, [large_correct], confidence)[0] is not None:
+    if more_accurate(large_correct, small_correct, confidence) is not None:
         return None
     comparison = compare_paired(large_correct, small_correct, confidence)
     return (
