@@ -45,7 +45,13 @@ def fake_artifact(index: int, file: str, data: bytes) -> Artifact:
         budget=None,
         stitch=None,
         accuracy=Accuracy(
-            eager_fp32=90.0, artifact=89.5, images=64, interval=(80.0, 94.7), validation=89.0, validation_images=64
+            eager_fp32=90.0,
+            artifact=89.5,
+            images=64,
+            interval=(80.0, 94.7),
+            validation=87.5,
+            validation_images=64,
+            validation_correct="1" * 56 + "0" * 8,
         ),
         agreement=99.0,
         max_logit_diff=0.1,

@@ -118,3 +118,30 @@ def test_artifacts_sharing_a_file_must_agree_on_it_and_name_distinct_entry_point
         clash = second.model_copy(update=bad)
         with pytest.raises(BundleError, match=why):
             write_manifest(tmp_path, manifest.model_copy(update={"artifacts": [first, clash]}))
+
+
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        ({"validation_correct": "1" * 56 + "0" * 7}, "validation_correct: 63 flags for 64 validation images"),
+        ({"validation_correct": "1" * 57 + "0" * 7}, "validation: 87.5% but validation_correct says 89.062%"),
+        ({"validation_correct": "1" * 56 + "0" * 7 + "x"}, "String should match pattern"),
+        ({"validation_correct": None}, "Input should be a valid string"),
+    ],
+)
+def test_validation_flags_must_make_the_validation_figure(bundle: Path, edit: dict[str, object], why: str) -> None:
+    """The per-image flags the ship rule compares are the validation figure's own: one per image, same share."""
+    data = json.loads((bundle / "manifest.json").read_text())
+    data["artifacts"][0]["accuracy"].update(edit)
+    (bundle / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(BundleError, match=r"artifact 'a0' \(artifacts\[0\]\), field accuracy") as error:
+        read_manifest(bundle)
+    assert why in str(error.value)
+
+
+def test_an_older_manifest_is_refused_by_its_version(bundle: Path) -> None:
+    data = json.loads((bundle / "manifest.json").read_text())
+    data["schema_version"] = 2
+    (bundle / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(BundleError, match=r"manifest.json: schema_version: Input should be 3"):
+        read_manifest(bundle)

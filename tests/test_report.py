@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from restnetc.bundle.manifest import BundleError, read_manifest
-from restnetc.bundle.recommend import figure, recommend
+from restnetc.bundle.manifest import Artifact, BundleError, Manifest, read_manifest
+from restnetc.bundle.recommend import Recommendation, figure, recommend
 from restnetc.config.target import Budget, CostSource, Metric
+from restnetc.evaluation import more_accurate, more_accurate_than
 
 VIEWPORT = (1280, 800)
 """The first screen the report must answer on: a laptop browser window, in CSS pixels."""
@@ -36,9 +37,18 @@ document.getElementById("report").addEventListener("load", () => {
 """
 
 
-def test_each_recommendation_is_the_most_accurate_artifact_within_its_budget(
+def _fitting(manifest: Manifest, r: Recommendation) -> list[Artifact]:
+    """``r``'s backend's artifacts within its budget (a params budget here), cheapest first."""
+    rivals = [a for a in manifest.artifacts if a.backend == r.backend]
+    return sorted((a for a in rivals if r.budget is None or a.params <= r.budget.limit), key=lambda a: a.params)
+
+
+def test_each_recommendation_climbs_from_the_cheapest_only_on_a_confident_lead(
     built: tuple[Path, Path, Path, Path],
 ) -> None:
+    """The rule on the tiny build: the shipped artifact fits; no costlier fitting one is more accurate with the
+    ladder's confidence on validation (the climb stopped there); one above the cheapest got there by beating a
+    cheaper one with confidence; a passed-over leader is named with its lead."""
     manifest = read_manifest(built[0])
     recommendations = recommend(manifest)
     backends = {a.backend for a in manifest.artifacts}
@@ -46,13 +56,16 @@ def test_each_recommendation_is_the_most_accurate_artifact_within_its_budget(
     assert len(recommendations) == len(backends) * (len(budgets) + 1)
     for r in recommendations:
         assert r.artifact is not None and r.artifact.backend == r.backend
-        rivals = [a for a in manifest.artifacts if a.backend == r.backend]
-        if r.budget is not None:  # a params budget here: the counted figure, whatever the cost source
-            assert r.artifact.params <= r.budget.limit
-            rivals = [a for a in rivals if a.params <= r.budget.limit]
-        best = max(a.accuracy.validation for a in rivals)
-        assert r.artifact.accuracy.validation == best
-        assert r.artifact.params == min(a.params for a in rivals if a.accuracy.validation == best), "ties: cheaper"
+        fitting = _fitting(manifest, r)
+        assert r.artifact in fitting
+        flags = r.artifact.accuracy.validation_flags
+        costlier = [a.accuracy.validation_flags for a in fitting if a.params > r.artifact.params]
+        assert not any(more_accurate_than(flags, costlier)), "a costlier artifact leads with confidence"
+        if r.artifact is not fitting[0]:
+            cheaper = [a for a in fitting if a.params < r.artifact.params]
+            assert any(more_accurate(flags, a.accuracy.validation_flags) for a in cheaper), "climbed on noise"
+        leader = max(fitting, key=lambda a: a.accuracy.validation)
+        assert (r.passed_over is None) == (leader.accuracy.validation <= r.artifact.accuracy.validation)
         assert f"ship {r.artifact.id} ({r.artifact.file})" in r.sentence()
     tight = manifest.model_copy(update={"target": {**manifest.target, "budgets": [{"params": "1K"}]}})
     starved = [r for r in recommend(tight) if r.budget is not None]
@@ -60,6 +73,37 @@ def test_each_recommendation_is_the_most_accurate_artifact_within_its_budget(
     broken = manifest.model_copy(update={"target": {**manifest.target, "budgets": [{"params": "lots"}]}})
     with pytest.raises(BundleError, match=r"^manifest.json: target: not a valid target"):
         recommend(broken)
+
+
+def _scored(artifact: Artifact, right: int) -> Artifact:
+    """``artifact`` right on the first ``right`` validation images and wrong on the rest."""
+    n = artifact.accuracy.validation_images
+    accuracy = artifact.accuracy.model_copy(
+        update={"validation_correct": "1" * right + "0" * (n - right), "validation": round(100 * right / n, 3)}
+    )
+    return artifact.model_copy(update={"accuracy": accuracy})
+
+
+@pytest.mark.parametrize(("lead", "climbs"), [(3, False), (20, True)])
+def test_a_costlier_artifact_ships_only_when_it_leads_with_confidence(
+    built: tuple[Path, Path, Path, Path], lead: int, climbs: bool
+) -> None:
+    """With no limit, one backend's cheapest artifact right on 40 validation images and every costlier one on
+    ``40 + lead`` (the same images and more): 3 images ahead is noise (McNemar p = 0.25), the cheapest ships and
+    the leader is named as passed over; 20 ahead is not (p < 1e-5), the cheapest costlier one ships."""
+    manifest = read_manifest(built[0])
+    backend = manifest.artifacts[0].backend
+    ours = sorted((a for a in manifest.artifacts if a.backend == backend), key=lambda a: a.params)
+    assert len(ours) >= 2 and ours[0].params < ours[1].params and ours[0].accuracy.validation_images >= 60
+    rescored = {a.id: _scored(a, 40 if a is ours[0] else 40 + lead) for a in ours}
+    edited = manifest.model_copy(update={"artifacts": [rescored.get(a.id, a) for a in manifest.artifacts]})
+    (unlimited,) = [r for r in recommend(edited) if r.backend == backend and r.budget is None]
+    assert unlimited.artifact is not None and unlimited.artifact.id == (ours[1] if climbs else ours[0]).id
+    if climbs:
+        assert unlimited.passed_over is None
+    else:
+        assert unlimited.passed_over is not None and unlimited.passed_over[0].id == ours[1].id
+        assert f"Costlier {ours[1].id} leads it on validation by" in unlimited.sentence()
 
 
 def test_a_measured_budget_is_held_to_the_figure_of_the_targets_cost_source(

@@ -103,6 +103,12 @@ def test_unknown_axis_and_no_point_are_refused(tmp_path: Path) -> None:
 
 def test_accuracy_cell_shows_the_interval() -> None:
     accuracy = Accuracy(
-        eager_fp32=82.0, artifact=81.23, images=1000, interval=(79.41, 82.87), validation=80.5, validation_images=500
+        eager_fp32=82.0,
+        artifact=81.23,
+        images=1000,
+        interval=(79.41, 82.87),
+        validation=80.4,
+        validation_images=500,
+        validation_correct="1" * 402 + "0" * 98,
     )
     assert _test_accuracy(accuracy) == "81.2% [79.4, 82.9]"

@@ -428,6 +428,7 @@ def inspect(
                         "backend": r.backend,
                         "budget": None if r.budget is None else r.budget.describe(),
                         "artifact": None if r.artifact is None else r.artifact.id,
+                        "passed_over": None if r.passed_over is None else r.passed_over[0].id,
                     }
                     for r in recommend(found.manifest)
                 ],

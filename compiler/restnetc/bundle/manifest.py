@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from restnetc.atomic import write_text_atomic
@@ -20,6 +21,7 @@ from restnetc.budget.measure import HostLatency, HostMemory
 from restnetc.config.base import StrictModel
 from restnetc.config.paths import RelativePath, check_file_name
 from restnetc.errors import RestnetcError
+from restnetc.evaluation.correctness import CORRECTNESS_PATTERN, correctness_flags
 from restnetc.shim_abi import DEFAULT_RESIZE, ENTRY_POINT_PATTERN, InputLayout, QuantizationDtype, ResizeName
 
 MANIFEST_NAME = "manifest.json"
@@ -78,6 +80,27 @@ class Accuracy(StrictModel):
     interval: tuple[float, float] = Field(description="95% Wilson interval of ``artifact``, test split")
     validation: float = Field(description="the artifact's top-1 on the validation split")
     validation_images: int
+    validation_correct: str = Field(
+        pattern=CORRECTNESS_PATTERN,
+        description="per-image top-1 on the validation split, 1 right and 0 wrong, in the split's order: what a "
+        "paired comparison between artifacts reads (``recommend``)",
+    )
+
+    @model_validator(mode="after")
+    def _flags_make_the_figure(self) -> Accuracy:
+        """One flag per validation image, and ``validation`` is their share (to the 3 decimals it is kept to)."""
+        flags = len(self.validation_correct)
+        if flags != self.validation_images:
+            raise ValueError(f"validation_correct: {flags} flags for {self.validation_images} validation images")
+        share = 100.0 * self.validation_correct.count("1") / max(flags, 1)
+        if abs(share - self.validation) > 1e-3:
+            raise ValueError(f"validation: {self.validation}% but validation_correct says {share:.3f}%")
+        return self
+
+    @property
+    def validation_flags(self) -> np.ndarray:
+        """``validation_correct`` as a bool array."""
+        return correctness_flags(self.validation_correct)
 
 
 class SplitRecord(StrictModel):
@@ -243,7 +266,7 @@ def _file_facts(a: Artifact) -> tuple[object, ...]:
 class Manifest(StrictModel):
     """The whole bundle."""
 
-    schema_version: Literal[2] = 2
+    schema_version: Literal[3] = 3
     target: dict[str, object]
     project: dict[str, object]
     splits: Splits

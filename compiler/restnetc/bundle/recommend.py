@@ -1,9 +1,14 @@
 """What to ship: for each backend and each budget of the target, the shipped artifact to use.
 
 The rule, stated once: among the backend's shipped artifacts (parents included) whose figure on the budget's
-metric is within the limit, the one most accurate on validation (the split every decision is made on); on a
-tie, the cheaper on that metric. A budget holds each artifact to the figure ``budget_figure`` gives for the
-target's cost source, as the manifest's ``budget_check`` does. Reads only the manifest.
+metric is within the limit, start from the cheapest on that metric and climb to a costlier one only while it is
+more accurate with the ladder's confidence on validation (the split every decision is made on; the paired test
+``evaluation.more_accurate_than``, each climb's contenders one family); among several that are, take the
+cheapest. A lead within the noise buys nothing: picking the best point figure of many rungs on a thousand images
+favours whichever rung was luckiest there (a winner's curse), and the cheaper rung is then at least as good as
+far as anyone can tell. A budget holds each artifact to the figure ``budget_figure`` gives for the target's cost
+source, as the manifest's ``budget_check`` does; with no limit, the cost is the parameter count. Reads only the
+manifest.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ from pydantic import ValidationError
 
 from restnetc.bundle.budget_check import budget_figure
 from restnetc.bundle.manifest import Artifact, BundleError, Manifest
-from restnetc.config.target import Budget, CostSource, Metric
+from restnetc.config.target import Budget, CostSource, LadderPolicy, Metric
 from restnetc.config.units import format_count
+from restnetc.evaluation.intervals import PairedComparison, compare_paired, more_accurate_than
 
 
 def figure(metric: Metric, artifact: Artifact, source: CostSource) -> float | None:
@@ -26,12 +32,15 @@ def figure(metric: Metric, artifact: Artifact, source: CostSource) -> float | No
 @dataclasses.dataclass(frozen=True)
 class Recommendation:
     """The artifact to ship for one backend under one budget (None: no limit); ``artifact`` is None when no
-    shipped artifact of the backend fits. ``source``: the target's cost source the budget is held to."""
+    shipped artifact of the backend fits. ``source``: the target's cost source the budget is held to.
+    ``passed_over``: the fitting artifact most accurate on validation when that is not ``artifact``, with its
+    paired comparison against ``artifact`` (its lead was within the noise); None otherwise."""
 
     backend: str
     budget: Budget | None
     source: CostSource
     artifact: Artifact | None
+    passed_over: tuple[Artifact, PairedComparison] | None = None
 
     def sentence(self) -> str:
         """The recommendation in words, with the figures that justify it."""
@@ -46,41 +55,69 @@ class Recommendation:
             shown = f"{value:.3g} ms" if self.budget.metric is Metric.LATENCY_MS else f"{(value or 0) / 1e6:.3g} MB"
             held = f"; {shown} {self.source.value} against the budget"
         host = a.latency_ms.host.median, a.memory_bytes.host.peak_delta / 1e6
-        return (
+        said = (
             f"{self.backend}, {limit}: ship {a.id} ({a.file}): {a.accuracy.artifact:.2f}% top-1 on test "
             f"[{low:.1f}, {high:.1f}], validation {a.accuracy.validation:.2f}%; {format_count(a.params)} params, "
             f"{format_count(a.macs)} MACs; {host[0]:.3g} ms and {host[1]:.3g} MB on the build host{held}"
         )
+        if self.passed_over is None:
+            return said
+        rival, comparison = self.passed_over
+        rival_low, rival_high = comparison.interval
+        return (
+            f"{said}. Costlier {rival.id} leads it on validation by {comparison.difference:.2f} points "
+            f"[{rival_low:.2f}, {rival_high:.2f}] (p = {comparison.p_value:.2g}), within the noise"
+        )
 
 
-def _best(artifacts: list[Artifact], budget: Budget | None, source: CostSource) -> Artifact | None:
+def _choose(
+    artifacts: list[Artifact], budget: Budget | None, source: CostSource, confidence: float
+) -> tuple[Artifact | None, tuple[Artifact, PairedComparison] | None]:
+    """The module's rule: the artifact to ship, and the most accurate fitting one passed over (or None)."""
     metric = Metric.PARAMS if budget is None else budget.metric
-    figures = {id(a): figure(metric, a, source) for a in artifacts}
-    fitting = [a for a in artifacts if budget is None or ((f := figures[id(a)]) is not None and f <= budget.limit)]
-    return max(fitting, key=lambda a: (a.accuracy.validation, -(figures[id(a)] or 0.0)), default=None)
+    costs = {id(a): figure(metric, a, source) for a in artifacts}
+    fitting = sorted(
+        (a for a in artifacts if (c := costs[id(a)]) is not None and (budget is None or c <= budget.limit)),
+        key=lambda a: (costs[id(a)] or 0.0, -a.accuracy.validation),
+    )
+    if not fitting:
+        return None, None
+    chosen = fitting[0]
+    while costlier := fitting[fitting.index(chosen) + 1 :]:
+        rivals = [a.accuracy.validation_flags for a in costlier]
+        wins = more_accurate_than(chosen.accuracy.validation_flags, rivals, confidence)
+        winners = [a for a, win in zip(costlier, wins, strict=True) if win is not None]
+        if not winners:
+            break
+        chosen = winners[0]
+    leader = max(fitting, key=lambda a: a.accuracy.validation)
+    if leader.accuracy.validation <= chosen.accuracy.validation:
+        return chosen, None
+    return chosen, (leader, compare_paired(leader.accuracy.validation_flags, chosen.accuracy.validation_flags))
 
 
-def _target_fields(manifest: Manifest) -> tuple[list[Budget], CostSource, list[str]]:
-    """The target's budgets (ascending), cost source and backends, from the manifest's copy of the target."""
+def _target_fields(manifest: Manifest) -> tuple[list[Budget], CostSource, list[str], float]:
+    """The target's budgets (ascending), cost source, backends and ladder confidence, from the manifest's copy."""
     target = manifest.target
     try:
         listed = target.get("budgets")
         budgets = [Budget.model_validate(b) for b in (listed if isinstance(listed, list) else [])]
-        costs, runtime = target.get("costs"), target.get("runtime")
+        costs, runtime, ladder = target.get("costs"), target.get("runtime"), target.get("ladder")
         source = CostSource(costs.get("source", CostSource.PREDICTED) if isinstance(costs, dict) else "predicted")
         named = runtime.get("backends", []) if isinstance(runtime, dict) else []
+        policy = LadderPolicy.model_validate(ladder if isinstance(ladder, dict) else {})
     except (ValidationError, ValueError) as exc:
         raise BundleError(f"manifest.json: target: not a valid target ({str(exc).splitlines()[0]})") from None
     backends = list(dict.fromkeys([*map(str, named), *(a.backend for a in manifest.artifacts)]))
-    return sorted(budgets, key=lambda b: (b.metric, b.limit)), source, backends
+    return sorted(budgets, key=lambda b: (b.metric, b.limit)), source, backends, policy.confidence
 
 
 def recommend(manifest: Manifest) -> list[Recommendation]:
     """One recommendation per backend of the target and per budget (ascending), then with no limit."""
-    budgets, source, backends = _target_fields(manifest)
+    budgets, source, backends, confidence = _target_fields(manifest)
     by_backend = {backend: [a for a in manifest.artifacts if a.backend == backend] for backend in backends}
     return [
-        Recommendation(backend, budget, source, _best(by_backend[backend], budget, source))
+        Recommendation(backend, budget, source, *_choose(by_backend[backend], budget, source, confidence))
         for backend in backends
         for budget in [*budgets, None]
     ]

@@ -20,6 +20,7 @@ from restnetc.backends import Backend, Lowered
 from restnetc.backends.native_output import captured
 from restnetc.cache import Cache, stage_key
 from restnetc.errors import RestnetcError
+from restnetc.evaluation.correctness import correctness_flags, correctness_text
 
 
 class BuildError(RestnetcError):
@@ -38,8 +39,7 @@ class Evaluation:
     @property
     def correct_array(self) -> np.ndarray:
         """``correct`` as a bool array (for paired tests)."""
-        flags: np.ndarray = np.frombuffer(self.correct.encode("ascii"), dtype=np.uint8) == ord("1")
-        return flags
+        return correctness_flags(self.correct)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +93,7 @@ def _figures(out: np.ndarray, labels: torch.Tensor, eager: torch.Tensor) -> Eval
         accuracy=round(float(correct.mean() * 100), 3),
         agreement=round(float((predicted == eager.argmax(1).numpy()).mean() * 100), 3),
         max_logit_diff=round(float(np.abs(out - eager.numpy()).max()), 5),
-        correct="".join("1" if c else "0" for c in correct),
+        correct=correctness_text(correct),
     )
 
 

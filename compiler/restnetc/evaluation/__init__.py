@@ -1,5 +1,6 @@
 """Honest accuracy statistics: confidence intervals, paired comparisons and Pareto dominance (numpy + scipy)."""
 
+from restnetc.evaluation.correctness import correctness_flags, correctness_text
 from restnetc.evaluation.intervals import (
     PairedComparison,
     compare_paired,
@@ -14,6 +15,8 @@ __all__ = [
     "PairedComparison",
     "Standing",
     "compare_paired",
+    "correctness_flags",
+    "correctness_text",
     "format_cost",
     "judge",
     "more_accurate",

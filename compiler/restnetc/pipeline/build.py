@@ -281,6 +281,7 @@ def _accuracy(one: Staged) -> Accuracy:
         interval=(round(low, 3), round(high, 3)),
         validation=evaluation.validation.accuracy,
         validation_images=len(evaluation.validation.correct),
+        validation_correct=evaluation.validation.correct,
     )
 
 
