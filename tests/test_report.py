@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from restnetc.bundle.manifest import Artifact, BundleError, Manifest, read_manifest
-from restnetc.bundle.recommend import Recommendation, figure, recommend
+from restnetc.bundle.manifest import Artifact, BundleError, Manifest, read_manifest, write_manifest
+from restnetc.bundle.recommend import Recommendation, cheapest_first, climb, figure, ladder_confidence, recommend
+from restnetc.bundle.runtime_index import memory_need, write_index
 from restnetc.config.target import Budget, CostSource, Metric
 from restnetc.evaluation import more_accurate, more_accurate_than
+from restnetc.runtime import Bundle
 
 VIEWPORT = (1280, 800)
 """The first screen the report must answer on: a laptop browser window, in CSS pixels."""
@@ -171,3 +173,48 @@ def test_the_report_opens_with_what_to_ship_in_a_real_browser(
     (tmp_path / "broken").mkdir()
     _, console = _render(report.replace("</body>", "<script>undefined_function()</script></body>"), tmp_path / "broken")
     assert any("undefined_function" in line for line in console), "a script error must show in the console lines"
+
+
+def test_the_shim_runs_what_the_ship_rule_recommends_for_its_memory(
+    built: tuple[Path, Path, Path, Path], tmp_path: Path
+) -> None:
+    """The index's ranks make the C core's selection (through ``restnetc.runtime``, no headroom or hysteresis)
+    what ``recommend``'s rule ships under each memory budget, at every artifact's own need. Checked on the tiny
+    bundle, then on a copy where the rule and the accuracy figures disagree: every artifact alike on validation
+    (so the rule keeps the cheapest) and the cheapest the least accurate on test, where choosing by accuracy
+    alone (an index without ranks) would never run it while anything else fits."""
+    manifest = read_manifest(built[0])
+    shutil.copytree(built[0], tmp_path / "disagree")
+    for artifact in manifest.artifacts:
+        (tmp_path / "disagree" / artifact.file).chmod(0o644)
+    cheapest = {
+        backend: min(
+            (a for a in manifest.artifacts if a.backend == backend), key=lambda a: cheapest_first(memory_need(a), a)
+        )
+        for backend in {a.backend for a in manifest.artifacts}
+    }
+    rescored = [_scored(a, 40) for a in manifest.artifacts]
+    rescored = [
+        a.model_copy(update={"accuracy": a.accuracy.model_copy(update={"artifact": 1.0})})
+        if a.id == cheapest[a.backend].id
+        else a
+        for a in rescored
+    ]
+    disagreeing = manifest.model_copy(update={"artifacts": rescored})
+    write_manifest(tmp_path / "disagree", disagreeing)
+    write_index(tmp_path / "disagree", disagreeing)
+    for directory, m in ((built[0], manifest), (tmp_path / "disagree", disagreeing)):
+        confidence = ladder_confidence(m)
+        with Bundle(directory) as bundle:
+            for backend in cheapest:
+                ours = sorted(
+                    (a for a in m.artifacts if a.backend == backend), key=lambda a: cheapest_first(memory_need(a), a)
+                )
+                for limit in {memory_need(a) for a in ours}:
+                    expected = climb([a for a in ours if memory_need(a) <= limit], confidence)
+                    chosen = bundle.select(backend, limit, headroom_mb=0, hysteresis=0).chosen
+                    assert expected is not None and chosen is not None and chosen.id == expected.id, (backend, limit)
+    with Bundle(tmp_path / "disagree") as bundle:
+        for backend, artifact in cheapest.items():
+            chosen = bundle.select(backend, 1 << 40, headroom_mb=0, hysteresis=0).chosen
+            assert chosen is not None and chosen.id == artifact.id and chosen.rank == 1

@@ -169,4 +169,5 @@ def test_a_manifest_reads_back_through_the_c_core_unchanged(tmp_path: Path) -> N
             output_quantization=shim_abi.TensorQuantization(**(q_out.model_dump() if q_out else float32)),
             input_layout=artifact.input.layout,
             shared_packing=int(artifact.packing == "shared"),
+            rank=1,  # each alone on its backend: the ship rule ships it from its own memory up
         )

@@ -496,6 +496,7 @@ def select(
                         "sha256": v.variant.sha256,
                         "memory_bytes": v.variant.memory_bytes,
                         "accuracy": round(v.variant.accuracy, 3),
+                        "rank": v.variant.rank,
                         "params": v.variant.params,
                         "entry_point": v.variant.entry_point,
                         "verdict": v.verdict,

@@ -175,6 +175,8 @@ class Variant:
     input_layout: InputLayout
     shared_packing: int
     """1 when the compiler checked that the file's entry points may share packed weights (index ``packing``)."""
+    rank: int
+    """Place in the compiler's ship order for the backend (index ``rank``): selection prefers a higher rank."""
 
 
 @dataclass(frozen=True)
@@ -279,7 +281,9 @@ class Bundle:
         current: str | None = None,
         override: str | None = None,
     ) -> Selection:
-        """The most accurate valid variant of ``backend`` that fits ``available`` bytes (probed if ``None``).
+        """The valid variant of ``backend`` that fits ``available`` bytes (probed if ``None``) and comes first in
+        the ship order (``Variant.rank``, then accuracy, then less memory): what the compiler's ship rule
+        recommends for that memory.
 
         ``current`` is the variant in use (moving up from it needs ``hysteresis`` extra room). Nothing fitting
         is not an error here: ``chosen`` is ``None`` and every verdict says why.
@@ -334,7 +338,8 @@ class Runner:
     installed wheel's libLiteRt.so); ExecuTorch needs ``executorch_library``, a ``librestnet_shim_executorch.so``
     built from ``runtime_shim/`` with CMake. ``memory_root`` is "/" except in tests (fixture trees).
     ``preload_neighbours``: after each refresh (and at open), also load the rungs next to the current one in
-    accuracy that share its open program (a ladder file), while the headroom stays free
+    selection order (``Variant.rank``, then accuracy) that share its open program (a ladder file), while the
+    headroom stays free
     (``rs_policy.preload_neighbours``). ``packing`` (``rs_packing``): whether the rungs of a ladder file share
     one packed copy of the weights they share; by default where the bundle's index says the compiler checked
     that they may (``rs_litert_options``, ``rs_executorch_options``; with ExecuTorch, XNNPACK methods that

@@ -112,6 +112,7 @@ ARTIFACT_RECORD: tuple[RecordField, ...] = (
     RecordField("out", "output_quantization", Quantization),
     RecordField("layout", "input_layout", ctypes.c_char * 8),
     RecordField("packing", "shared_packing", ctypes.c_int),
+    RecordField("rank", "rank", ctypes.c_uint32),
 )
 ARTIFACT_KEYS = tuple(f.key for f in ARTIFACT_RECORD)
 """The keys of an artifact line of ``bundle.index``, in the order the writer emits them."""

@@ -4,7 +4,7 @@
  * The core reads `bundle.index`, the compact form of `manifest.json` that `restnetc build` writes beside
  * it, probes available memory (MemAvailable and every cgroup v1/v2 limit above the process), validates
  * variants (opened beneath the bundle directory, no symlinks, regular files only, size and sha256) and
- * selects the most accurate one that fits. A runner hands its backend the very bytes it hashed, never a path.
+ * selects the one that fits and comes first in the compiler's ship order. A runner hands its backend the very bytes it hashed, never a path.
  * It has no dependencies beyond libc, no global state, and every function reports a status with a message
  * instead of aborting.
  *
@@ -82,6 +82,11 @@ typedef struct {
                              each weight under one quantization, so a backend may pack each weight once for all of
                              them; 0 (`own`, or no key): each entry point must pack its own. Same for every
                              artifact of a file */
+    uint32_t rank;        /* place in the build's ship order for its backend (index `rank`): selection prefers a
+                             higher rank, then higher accuracy, then less memory. Rank k + 1 is the next artifact
+                             the compiler's ship rule moves to as memory grows (a costlier one more accurate on
+                             validation with confidence); 0 for an artifact the rule never ships on memory alone,
+                             and for every artifact of an index without the key (accuracy alone decides) */
 } rs_artifact;
 
 /* How an image is resized to the input's H x W: antialiased (widened when shrinking), as PIL and torch's
@@ -153,8 +158,9 @@ typedef struct {
     uint64_t headroom_bytes; /* kept free beyond each variant's own need */
     double hysteresis;       /* fraction: moving up to a larger variant needs this much extra room */
     const char *override_id; /* if set, this variant is used when it is valid, whatever the memory */
-    int preload_neighbours;  /* runner: after each refresh, load the rungs just below and above the current one
-                                in accuracy that share its open program, while the headroom stays free */
+    int preload_neighbours;  /* runner: after each refresh, load the rungs just before and after the current one
+                                in selection order (rank, then accuracy) that share its open program, while the
+                                headroom stays free */
 } rs_policy;
 
 /* Defaults every binding uses unless told otherwise. */
@@ -181,8 +187,8 @@ typedef struct {
     rs_verdict verdicts[RS_MAX_ARTIFACTS];
 } rs_selection;
 
-/* Chooses the most accurate valid variant of the policy's backend whose memory need plus headroom fits in
- * `available`. `current` is the variant in use (SIZE_MAX if none): a larger one replaces it only with
+/* Chooses the valid variant of the policy's backend whose memory need plus headroom fits in `available` and
+ * that comes first in selection order: highest rank (rs_artifact.rank), then most accurate, then least memory. `current` is the variant in use (SIZE_MAX if none): a larger one replaces it only with
  * `hysteresis` extra room, so the choice does not flap near a boundary. Returns RS_ERR_NOTHING_FITS (with
  * every verdict filled) when nothing qualifies. Safe from any thread. */
 RS_API rs_status rs_select(rs_bundle *bundle, const rs_policy *policy, uint64_t available, size_t current,

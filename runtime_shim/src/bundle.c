@@ -6,10 +6,12 @@
  *   input shape=1,3,64,64 mean=0.498,0.498,0.498 std=0.502,0.502,0.502 resize=bilinear|bicubic
  *   label <name, the rest of the line>            (once per class, in class order)
  *   artifact id=ID backend=B file=REL bytes=N sha256=HEX memory=N program=N accuracy=PCT params=N entry=NAME
- *            in=DTYPE:SCALE:ZERO_POINT out=DTYPE:SCALE:ZERO_POINT layout=NCHW|NHWC
+ *            in=DTYPE:SCALE:ZERO_POINT out=DTYPE:SCALE:ZERO_POINT layout=NCHW|NHWC packing=shared|own rank=N
  *
  * `program` (optional: 0 when absent) is the part of `memory` the open file holds before any entry point loads;
- * artifacts sharing a file give the same figure. `layout`, the order of the artifact's input tensor, came with
+ * artifacts sharing a file give the same figure. `rank` (optional: 0 when absent) is the artifact's place in the
+ * compiler's ship order (rs_artifact.rank); a reader that ignores it chooses by accuracy alone, a preference
+ * rather than a misreading, so it came within version 4. `layout`, the order of the artifact's input tensor, came with
  * version 3 (a shim that ignored it would feed an NHWC model wrong): required there, NCHW in a version 2 index.
  * `resize`, how an image is resized to the input, came with version 4 (an older tool would resize otherwise than
  * the model was trained): required there, bilinear before.
@@ -259,6 +261,7 @@ typedef enum {
     KEY_OUT,
     KEY_LAYOUT,
     KEY_PACKING,
+    KEY_RANK,
     ARTIFACT_KEY_COUNT
 } artifact_key;
 
@@ -267,7 +270,7 @@ static const char *const ARTIFACT_KEYS[ARTIFACT_KEY_COUNT] = {
     [KEY_SHA256] = "sha256", [KEY_MEMORY] = "memory",   [KEY_PROGRAM] = "program", [KEY_ACCURACY] = "accuracy",
     [KEY_PARAMS] = "params",
     [KEY_ENTRY] = "entry",   [KEY_IN] = "in",           [KEY_OUT] = "out",         [KEY_LAYOUT] = "layout",
-    [KEY_PACKING] = "packing",
+    [KEY_PACKING] = "packing", [KEY_RANK] = "rank",
 };
 
 /* Parses the value of field `key` into `a`; -1 if invalid. Every key has a case (-Wswitch checks it). */
@@ -292,6 +295,12 @@ static int artifact_field(rs_artifact *a, artifact_key key, const char *value) {
     case KEY_PACKING:
         a->shared_packing = strcmp(value, "shared") == 0;
         return a->shared_packing || strcmp(value, "own") == 0 ? 0 : -1;
+    case KEY_RANK: {
+        uint64_t rank = 0;
+        int bad = parse_u64(value, &rank) || rank > RS_MAX_ARTIFACTS;
+        a->rank = (uint32_t)rank;
+        return bad ? -1 : 0;
+    }
     case ARTIFACT_KEY_COUNT: break;
     }
     return -1;
@@ -326,7 +335,8 @@ static rs_status parse_artifact(rs_bundle *bundle, char *fields, size_t line, rs
         seen |= 1u << key;
     }
     for (size_t i = 0; i < ARTIFACT_KEY_COUNT; i++) {
-        if (!(seen & (1u << i)) && i != KEY_PROGRAM && i != KEY_PACKING && (i != KEY_LAYOUT || bundle->version >= 3)) {
+        if (!(seen & (1u << i)) && i != KEY_PROGRAM && i != KEY_PACKING && i != KEY_RANK &&
+            (i != KEY_LAYOUT || bundle->version >= 3)) {
             return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: artifact without %s", line, ARTIFACT_KEYS[i]);
         }
     }

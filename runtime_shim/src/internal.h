@@ -59,6 +59,10 @@ rs_status rs_bundle_read_verified(rs_bundle *bundle, size_t index, unsigned char
 void rs_bundle_retain(rs_bundle *bundle);
 void rs_bundle_release(rs_bundle *bundle);
 
+/* How selection orders two artifacts, memory aside: > 0 when `a` comes before `b` (higher rank, or equal rank and
+ * higher accuracy), < 0 when after, 0 when neither. */
+int rs_artifact_order(const rs_artifact *a, const rs_artifact *b);
+
 /* rs_select with per-artifact memory needs (`needs[i]` replaces artifact i's index figure; NULL: the index). */
 rs_status rs_select_with_needs(rs_bundle *bundle, const rs_policy *policy, uint64_t available, size_t current,
                                const uint64_t *needs, rs_selection *out, rs_error *err);

@@ -340,19 +340,19 @@ static rs_status release_then_load(rs_runner *runner, size_t next, uint64_t room
                    restore.message);
 }
 
-/* The rung of the current one's open program closest to it in accuracy, above (`up`) or below, that this
- * runner may still choose; NO_VARIANT if there is none. */
+/* The rung of the current one's open program next to it in selection order (rs_artifact_order), before it
+ * (`up`) or after, that this runner may still choose; NO_VARIANT if there is none. */
 static size_t neighbour(const rs_runner *runner, int up) {
     size_t current = runner->current, best = NO_VARIANT;
-    double level = rs_bundle_artifact(runner->bundle, current)->accuracy;
+    const rs_artifact *here = rs_bundle_artifact(runner->bundle, current);
+    int side = up ? 1 : -1;
     for (size_t i = 0; i < rs_bundle_artifact_count(runner->bundle); i++) {
         const rs_artifact *a = rs_bundle_artifact(runner->bundle, i);
         if (i == current || runner->owner[i] != runner->owner[current] || runner->needs[i] == UINT64_MAX ||
-            (up ? a->accuracy <= level : a->accuracy >= level)) {
+            rs_artifact_order(a, here) != side) {
             continue;
         }
-        double gap = fabs(a->accuracy - level);
-        best = best == NO_VARIANT || gap < fabs(rs_bundle_artifact(runner->bundle, best)->accuracy - level) ? i : best;
+        best = best == NO_VARIANT || rs_artifact_order(a, rs_bundle_artifact(runner->bundle, best)) == -side ? i : best;
     }
     return best;
 }

@@ -1,4 +1,5 @@
-/* Selecting a variant: the most accurate valid one of a backend that fits, with headroom and hysteresis. */
+/* Selecting a variant: the valid one of a backend that fits and comes first in the ship order (rank, then
+ * accuracy), with headroom and hysteresis. */
 #include <stdint.h>
 #include <string.h>
 
@@ -15,7 +16,14 @@ static uint64_t need_of(const rs_bundle *bundle, const uint64_t *needs, size_t i
     return needs != NULL ? needs[i] : bundle->artifacts[i].memory_bytes;
 }
 
-/* Indices of `backend`'s artifacts, most accurate first (less memory first on ties). */
+int rs_artifact_order(const rs_artifact *a, const rs_artifact *b) {
+    if (a->rank != b->rank) {
+        return a->rank > b->rank ? 1 : -1;
+    }
+    return (a->accuracy > b->accuracy) - (a->accuracy < b->accuracy);
+}
+
+/* Indices of `backend`'s artifacts in selection order (rs_artifact_order; less memory first on ties). */
 static size_t ranked(const rs_bundle *bundle, const char *backend, const uint64_t *needs,
                      size_t order[RS_MAX_ARTIFACTS]) {
     size_t n = 0;
@@ -26,9 +34,8 @@ static size_t ranked(const rs_bundle *bundle, const char *backend, const uint64_
         size_t j = n++;
         const rs_artifact *a = &bundle->artifacts[i];
         while (j > 0) {
-            const rs_artifact *b = &bundle->artifacts[order[j - 1]];
-            if (b->accuracy > a->accuracy ||
-                (b->accuracy == a->accuracy && need_of(bundle, needs, order[j - 1]) <= need_of(bundle, needs, i))) {
+            int ahead = rs_artifact_order(&bundle->artifacts[order[j - 1]], a);
+            if (ahead > 0 || (ahead == 0 && need_of(bundle, needs, order[j - 1]) <= need_of(bundle, needs, i))) {
                 break;
             }
             order[j] = order[j - 1];
@@ -90,8 +97,15 @@ rs_status rs_select_with_needs(rs_bundle *bundle, const rs_policy *policy, uint6
         size_t i = order[k];
         const rs_artifact *a = &bundle->artifacts[i];
         if (out->chosen != SIZE_MAX) {
-            snprintf(reason, sizeof reason, "top-1 %.2f%% < %.2f%% of %s", a->accuracy,
-                     bundle->artifacts[out->chosen].accuracy, bundle->artifacts[out->chosen].id);
+            const rs_artifact *chosen = &bundle->artifacts[out->chosen];
+            if (chosen->rank != a->rank) {
+                snprintf(reason, sizeof reason, "ship order: rank %u after %s's %u (top-1 %.2f%%, %s %.2f%%)",
+                         (unsigned)a->rank, chosen->id, (unsigned)chosen->rank, a->accuracy, chosen->id,
+                         chosen->accuracy);
+            } else {
+                snprintf(reason, sizeof reason, "top-1 %.2f%% < %.2f%% of %s", a->accuracy, chosen->accuracy,
+                         chosen->id);
+            }
             verdict(out, i, RS_VERDICT_LESS_ACCURATE, reason);
             continue;
         }
@@ -116,8 +130,8 @@ rs_status rs_select_with_needs(rs_bundle *bundle, const rs_policy *policy, uint6
             verdict(out, i, RS_VERDICT_INVALID, local.message);
             continue;
         }
-        snprintf(reason, sizeof reason, "most accurate that fits: top-1 %.2f%%, needs %.1f MiB of %.1f MiB",
-                 a->accuracy, need / MIB, (double)available / MIB);
+        snprintf(reason, sizeof reason, "first in the ship order that fits (rank %u): top-1 %.2f%%, needs %.1f MiB "
+                 "of %.1f MiB", (unsigned)a->rank, a->accuracy, need / MIB, (double)available / MIB);
         verdict(out, i, RS_VERDICT_CHOSEN, reason);
         out->chosen = i;
     }

@@ -271,6 +271,45 @@ static void expect_index_error(const char *name, const char *body, rs_status cod
 #define SIBLING(PROGRAM) "artifact id=y backend=litert file=litert/x.tflite bytes=0 " SHA " memory=1 program=" \
     PROGRAM " accuracy=50 params=1 entry=other in=float32:1:0 out=float32:1:0 layout=NCHW\n"
 
+/* The index's ship order (`rank`) comes before accuracy: the rung the compiler ranks higher is chosen wherever
+ * it fits, whatever the accuracy figures say, and a rank-0 rung (never shipped on memory alone) only when no
+ * ranked one fits. Without the key every rank is 0 and accuracy decides (test_selection). */
+static void test_ship_order(void) {
+    static const char body[] =
+        INPUT
+        "artifact id=small backend=litert file=litert/s.tflite bytes=0 " SHA " memory=10485760 accuracy=80 "
+        "params=1 entry=serving_default in=float32:1:0 out=float32:1:0 layout=NCHW rank=1\n"
+        "artifact id=lucky backend=litert file=litert/l.tflite bytes=0 " SHA " memory=12582912 accuracy=84 "
+        "params=1 entry=serving_default in=float32:1:0 out=float32:1:0 layout=NCHW rank=0\n"
+        "artifact id=large backend=litert file=litert/b.tflite bytes=0 " SHA " memory=14680064 accuracy=82 "
+        "params=1 entry=serving_default in=float32:1:0 out=float32:1:0 layout=NCHW rank=2\n";
+    char dir[4096], path[4200];
+    make_dir("ship-order", dir, sizeof dir);
+    write_index(dir, body);
+    snprintf(path, sizeof path, "%s/litert", dir);
+    mkdir(path, 0755);
+    static const char *const files[] = {"litert/s.tflite", "litert/l.tflite", "litert/b.tflite"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        write_file(path, "", 0);
+    }
+    rs_bundle *bundle;
+    rs_error err = {RS_OK, ""};
+    CHECK(rs_bundle_open(dir, &bundle, &err) == RS_OK, "%s", err.message);
+    if (bundle == NULL) return;
+    CHECK(rs_bundle_artifact(bundle, find(bundle, "large"))->rank == 2, "rank parsed");
+    rs_selection selection;
+    rs_status status;
+    /* needs with 2 MiB headroom: small 12, lucky 14, large 16 MiB */
+    CHECK(strcmp(choose(bundle, 100, SIZE_MAX, &selection, &status), "large") == 0, "plenty: the top rank");
+    CHECK(strstr(selection.verdicts[find(bundle, "lucky")].reason, "ship order") != NULL, "%s",
+          selection.verdicts[find(bundle, "lucky")].reason);
+    CHECK(strcmp(choose(bundle, 15, SIZE_MAX, &selection, &status), "small") == 0,
+          "15 MiB: rank 1 over a more accurate rank 0");
+    CHECK(selection.verdicts[find(bundle, "lucky")].kind == RS_VERDICT_LESS_ACCURATE, "lucky passed over");
+    rs_bundle_close(bundle);
+}
+
 /* A version 2 index (before `layout`) still opens: its artifacts take NCHW; a version 3 line says NHWC. Before
  * version 4 an input's `resize` is bilinear whatever the line says (an old compiler never wrote it). */
 static void test_layouts(void) {
@@ -337,6 +376,10 @@ static void test_bad_indexes(void) {
     expect_index_error("shared-file-packing-agrees", INPUT ARTIFACT("x", " packing=own") SIBLING("0"), RS_OK, "");
     expect_index_error("odd-packing", INPUT "artifact id=x packing=yes\n", RS_ERR_FORMAT,
                        "bundle.index:4: invalid packing");
+    expect_index_error("odd-rank", INPUT ARTIFACT("x", " rank=first"), RS_ERR_FORMAT, "bundle.index:4: invalid rank");
+    expect_index_error("negative-rank", INPUT ARTIFACT("x", " rank=-1"), RS_ERR_FORMAT, "bundle.index:4: invalid rank");
+    expect_index_error("rank-beyond-artifacts", INPUT ARTIFACT("x", " rank=257"), RS_ERR_FORMAT,
+                       "bundle.index:4: invalid rank");
     expect_index_error("repeated-key", INPUT ARTIFACT("x", " memory=99"), RS_ERR_FORMAT, "bundle.index:4: memory given twice");
     expect_index_error("scale-inf", INPUT "artifact id=x in=int8:inf:0\n", RS_ERR_FORMAT, "bundle.index:4: invalid in");
     expect_index_error("scale-nan", INPUT "artifact id=x out=int8:nan:0\n", RS_ERR_FORMAT, "bundle.index:4: invalid out");
@@ -564,6 +607,7 @@ int main(int argc, char **argv) {
     test_sha256();
     test_memory();
     test_selection();
+    test_ship_order();
     test_bad_indexes();
     test_layouts();
     test_bad_variants();

@@ -84,8 +84,8 @@ static void print_json(const rs_bundle *bundle, const rs_memory *memory, const c
         json_string(a->file);
         printf(", \"bytes\": %llu, \"sha256\": ", (unsigned long long)a->bytes);
         json_string(a->sha256);
-        printf(", \"memory_bytes\": %llu, \"accuracy\": %.3f, \"params\": %llu, \"entry_point\": ",
-               (unsigned long long)a->memory_bytes, a->accuracy, (unsigned long long)a->params);
+        printf(", \"memory_bytes\": %llu, \"accuracy\": %.3f, \"rank\": %u, \"params\": %llu, \"entry_point\": ",
+               (unsigned long long)a->memory_bytes, a->accuracy, (unsigned)a->rank, (unsigned long long)a->params);
         json_string(a->entry_point);
         printf(", \"verdict\": ");
         json_string(rs_verdict_name(selection->verdicts[i].kind));

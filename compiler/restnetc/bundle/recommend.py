@@ -14,6 +14,7 @@ manifest.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 from pydantic import ValidationError
 
@@ -70,26 +71,43 @@ class Recommendation:
         )
 
 
+def cheapest_first(cost: float, artifact: Artifact) -> tuple[float, int, int, float]:
+    """The rule's order, cheapest first: by ``cost`` on the budget's metric, then fewer params, then fewer MACs
+    (a tie on a measured figure, such as the memory one ladder program's entry points share, goes to what the
+    artifact computes), then the more accurate on validation."""
+    return cost, artifact.params, artifact.macs, -artifact.accuracy.validation
+
+
+def climb(fitting: Sequence[Artifact], confidence: float) -> Artifact | None:
+    """The module's rule on ``fitting`` (artifacts within a budget, cheapest first): the cheapest, then, while
+    costlier ones are more accurate on validation with ``confidence`` (one Holm family per step), the cheapest
+    of those. None when ``fitting`` is empty."""
+    if not fitting:
+        return None
+    at = 0
+    while costlier := fitting[at + 1 :]:
+        rivals = [a.accuracy.validation_flags for a in costlier]
+        wins = more_accurate_than(fitting[at].accuracy.validation_flags, rivals, confidence)
+        ahead = [k for k, win in enumerate(wins) if win is not None]
+        if not ahead:
+            break
+        at += 1 + ahead[0]
+    return fitting[at]
+
+
 def _choose(
     artifacts: list[Artifact], budget: Budget | None, source: CostSource, confidence: float
 ) -> tuple[Artifact | None, tuple[Artifact, PairedComparison] | None]:
-    """The module's rule: the artifact to ship, and the most accurate fitting one passed over (or None)."""
+    """``climb`` within ``budget``: the artifact to ship, and the most accurate fitting one passed over (or None)."""
     metric = Metric.PARAMS if budget is None else budget.metric
     costs = {id(a): figure(metric, a, source) for a in artifacts}
     fitting = sorted(
         (a for a in artifacts if (c := costs[id(a)]) is not None and (budget is None or c <= budget.limit)),
-        key=lambda a: (costs[id(a)] or 0.0, -a.accuracy.validation),
+        key=lambda a: cheapest_first(costs[id(a)] or 0.0, a),
     )
-    if not fitting:
+    chosen = climb(fitting, confidence)
+    if chosen is None:
         return None, None
-    chosen = fitting[0]
-    while costlier := fitting[fitting.index(chosen) + 1 :]:
-        rivals = [a.accuracy.validation_flags for a in costlier]
-        wins = more_accurate_than(chosen.accuracy.validation_flags, rivals, confidence)
-        winners = [a for a, win in zip(costlier, wins, strict=True) if win is not None]
-        if not winners:
-            break
-        chosen = winners[0]
     leader = max(fitting, key=lambda a: a.accuracy.validation)
     if leader.accuracy.validation <= chosen.accuracy.validation:
         return chosen, None
@@ -102,14 +120,20 @@ def _target_fields(manifest: Manifest) -> tuple[list[Budget], CostSource, list[s
     try:
         listed = target.get("budgets")
         budgets = [Budget.model_validate(b) for b in (listed if isinstance(listed, list) else [])]
-        costs, runtime, ladder = target.get("costs"), target.get("runtime"), target.get("ladder")
+        costs, runtime = target.get("costs"), target.get("runtime")
         source = CostSource(costs.get("source", CostSource.PREDICTED) if isinstance(costs, dict) else "predicted")
         named = runtime.get("backends", []) if isinstance(runtime, dict) else []
-        policy = LadderPolicy.model_validate(ladder if isinstance(ladder, dict) else {})
+        confidence = ladder_confidence(manifest)
     except (ValidationError, ValueError) as exc:
         raise BundleError(f"manifest.json: target: not a valid target ({str(exc).splitlines()[0]})") from None
     backends = list(dict.fromkeys([*map(str, named), *(a.backend for a in manifest.artifacts)]))
-    return sorted(budgets, key=lambda b: (b.metric, b.limit)), source, backends, policy.confidence
+    return sorted(budgets, key=lambda b: (b.metric, b.limit)), source, backends, confidence
+
+
+def ladder_confidence(manifest: Manifest) -> float:
+    """The target's ``ladder.confidence``, from the manifest's copy of the target (ValidationError if invalid)."""
+    ladder = manifest.target.get("ladder")
+    return LadderPolicy.model_validate(ladder if isinstance(ladder, dict) else {}).confidence
 
 
 def recommend(manifest: Manifest) -> list[Recommendation]:

@@ -34,7 +34,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from restnetc.atomic import write_text_atomic
-from restnetc.bundle.manifest import Artifact, Manifest, Quantization
+from restnetc.bundle.manifest import Artifact, BundleError, Manifest, Quantization
+from restnetc.bundle.recommend import cheapest_first, climb, ladder_confidence
 from restnetc.shim_abi import ARTIFACT_KEYS, FLOAT32, INDEX_VERSION
 
 INDEX_NAME = "bundle.index"
@@ -46,6 +47,33 @@ def memory_need(artifact: Artifact) -> int:
     if device is not None and device.peak is not None:
         return device.peak
     return artifact.memory_bytes.host.peak_delta
+
+
+def ship_ranks(manifest: Manifest) -> dict[tuple[str, str], int]:
+    """Each artifact's rank in the shim's selection order (index ``rank``), by ``(id, backend)``.
+
+    Per backend, ``recommend``'s rule (``climb``) is applied under a memory budget equal to each artifact's own
+    ``memory_need`` in turn, ascending: the first artifact it ships ranks 1, each one it ships next that it had
+    not shipped before one more. So a device choosing the highest rank that fits its memory runs what the rule
+    recommends for that memory. An artifact the rule never ships on memory alone ranks 0.
+    """
+    try:
+        confidence = ladder_confidence(manifest)
+    except ValueError as exc:
+        raise BundleError(f"manifest.json: target: ladder: {str(exc).splitlines()[0]}") from None
+    ranks = {(a.id, a.backend): 0 for a in manifest.artifacts}
+    for backend in dict.fromkeys(a.backend for a in manifest.artifacts):
+        ours = sorted(
+            (a for a in manifest.artifacts if a.backend == backend),
+            key=lambda a: cheapest_first(memory_need(a), a),
+        )
+        shipped = 0
+        for limit in dict.fromkeys(memory_need(a) for a in ours):
+            chosen = climb([a for a in ours if memory_need(a) <= limit], confidence)
+            if chosen is not None and ranks[(chosen.id, backend)] == 0:
+                shipped += 1
+                ranks[(chosen.id, backend)] = shipped
+    return ranks
 
 
 def _token(value: object) -> str:
@@ -72,23 +100,25 @@ def _label(label: str) -> str:
     return text
 
 
-_VALUES: dict[str, Callable[[Artifact], object]] = {
-    "id": lambda a: a.id,
-    "backend": lambda a: a.backend,
-    "file": lambda a: a.file,
-    "bytes": lambda a: a.bytes,
-    "sha256": lambda a: a.sha256,
-    "memory": memory_need,
-    "program": lambda a: a.memory_bytes.host.program or 0,
-    "accuracy": lambda a: f"{a.accuracy.artifact:.3f}",
-    "params": lambda a: a.params,
-    "entry": lambda a: a.entry_point,
-    "in": lambda a: _quantization(a.input.quantization),
-    "out": lambda a: _quantization(a.input.output_quantization),
-    "layout": lambda a: a.input.layout,
-    "packing": lambda a: a.packing,
+_VALUES: dict[str, Callable[[Artifact, int], object]] = {
+    "id": lambda a, _: a.id,
+    "backend": lambda a, _: a.backend,
+    "file": lambda a, _: a.file,
+    "bytes": lambda a, _: a.bytes,
+    "sha256": lambda a, _: a.sha256,
+    "memory": lambda a, _: memory_need(a),
+    "program": lambda a, _: a.memory_bytes.host.program or 0,
+    "accuracy": lambda a, _: f"{a.accuracy.artifact:.3f}",
+    "params": lambda a, _: a.params,
+    "entry": lambda a, _: a.entry_point,
+    "in": lambda a, _: _quantization(a.input.quantization),
+    "out": lambda a, _: _quantization(a.input.output_quantization),
+    "layout": lambda a, _: a.input.layout,
+    "packing": lambda a, _: a.packing,
+    "rank": lambda _, rank: rank,
 }
-"""Where each value of an artifact line comes from in the manifest, for every key of the record."""
+"""Where each value of an artifact line comes from, given the artifact and its ``ship_ranks`` rank, for every key
+of the record."""
 if tuple(_VALUES) != ARTIFACT_KEYS:
     raise RuntimeError(f"bundle.index writer keys {tuple(_VALUES)} differ from shim_abi.ARTIFACT_KEYS {ARTIFACT_KEYS}")
 
@@ -107,8 +137,10 @@ def render_index(manifest: Manifest) -> str:
         f"std={_floats(first.normalization['std'])} resize={first.resize}",
     ]
     lines += [f"label {_label(label)}" for label in manifest.labels]
+    ranks = ship_ranks(manifest)
     for a in manifest.artifacts:
-        lines.append("artifact " + " ".join(f"{key}={_token(value(a))}" for key, value in _VALUES.items()))
+        rank = ranks[(a.id, a.backend)]
+        lines.append("artifact " + " ".join(f"{key}={_token(value(a, rank))}" for key, value in _VALUES.items()))
     return seal("\n".join(lines) + "\n")
 
 

@@ -28,7 +28,8 @@ public final class RestnetShim implements Closeable {
     public static native long probeMemory(String root) throws IOException;
 
     /**
-     * The id of the most accurate valid variant of {@code backend} that fits {@code availableBytes} with
+     * The id of the valid variant of {@code backend} first in the ship order (the index's rank, then accuracy) that
+     * fits {@code availableBytes} with
      * {@code headroomBytes} to spare, or null when nothing fits.
      */
     public synchronized String select(String backend, long availableBytes, long headroomBytes) throws IOException {
@@ -60,7 +61,8 @@ public final class RestnetShim implements Closeable {
 
     /**
      * Like {@link #runner(String, String, String, long)}; with {@code preloadNeighbours}, after each refresh (and
-     * at open) the rungs just below and above the current one in accuracy that share its open program are
+     * at open) the rungs just before and after the current one in selection order (the index's rank, then accuracy)
+     * that share its open program are
      * loaded too while the headroom stays free, so a step to one of them loads nothing.
      */
     public synchronized Runner runner(String backend, String litertLibrary, String memoryRoot, long headroomBytes,
