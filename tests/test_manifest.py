@@ -139,6 +139,15 @@ def test_validation_flags_must_make_the_validation_figure(bundle: Path, edit: di
     assert why in str(error.value)
 
 
+def test_every_artifact_is_judged_on_the_validation_split(bundle: Path) -> None:
+    """Paired comparisons need every artifact's flags on the same images: a count other than the split's is refused."""
+    data = json.loads((bundle / "manifest.json").read_text())
+    data["artifacts"][1]["accuracy"].update(validation_images=4, validation_correct="1110", validation=75.0)
+    (bundle / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(BundleError, match=r"'a1' \(litert\) has 4 validation images, the validation split 64"):
+        read_manifest(bundle)
+
+
 def test_an_older_manifest_is_refused_by_its_version(bundle: Path) -> None:
     data = json.loads((bundle / "manifest.json").read_text())
     data["schema_version"] = 2

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from restnetc.bundle.manifest import Artifact, BundleError, Manifest, read_manifest, write_manifest
-from restnetc.bundle.recommend import Recommendation, cheapest_first, climb, figure, ladder_confidence, recommend
-from restnetc.bundle.runtime_index import memory_need, write_index
+from restnetc.bundle.recommend import Recommendation, cheapest_first, figure, recommend, ship_path
+from restnetc.bundle.runtime_index import memory_need, ship_ranks, write_index
 from restnetc.config.target import Budget, CostSource, Metric
 from restnetc.evaluation import more_accurate, more_accurate_than
 from restnetc.runtime import Bundle
+from tests.fakes import fake_artifact, write_fake_bundle
 
 VIEWPORT = (1280, 800)
 """The first screen the report must answer on: a laptop browser window, in CSS pixels."""
@@ -179,42 +180,67 @@ def test_the_shim_runs_what_the_ship_rule_recommends_for_its_memory(
     built: tuple[Path, Path, Path, Path], tmp_path: Path
 ) -> None:
     """The index's ranks make the C core's selection (through ``restnetc.runtime``, no headroom or hysteresis)
-    what ``recommend``'s rule ships under each memory budget, at every artifact's own need. Checked on the tiny
-    bundle, then on a copy where the rule and the accuracy figures disagree: every artifact alike on validation
-    (so the rule keeps the cheapest) and the cheapest the least accurate on test, where choosing by accuracy
-    alone (an index without ranks) would never run it while anything else fits."""
+    what ``recommend`` ships under a host memory budget at every artifact's own memory need. Checked on the tiny
+    bundle, then on a copy where the rule and the test figures disagree: every artifact alike on validation (so
+    the rule keeps the cheapest) and the cheapest the least accurate on test, where choosing by accuracy alone
+    (an index without ranks) would never run it while anything else fits."""
     manifest = read_manifest(built[0])
     shutil.copytree(built[0], tmp_path / "disagree")
-    for artifact in manifest.artifacts:
-        (tmp_path / "disagree" / artifact.file).chmod(0o644)
+    backends = sorted({a.backend for a in manifest.artifacts})
     cheapest = {
-        backend: min(
-            (a for a in manifest.artifacts if a.backend == backend), key=lambda a: cheapest_first(memory_need(a), a)
-        )
-        for backend in {a.backend for a in manifest.artifacts}
+        b: min((a for a in manifest.artifacts if a.backend == b), key=lambda a: cheapest_first(memory_need(a), a))
+        for b in backends
     }
     rescored = [_scored(a, 40) for a in manifest.artifacts]
-    rescored = [
+    worst = [
         a.model_copy(update={"accuracy": a.accuracy.model_copy(update={"artifact": 1.0})})
         if a.id == cheapest[a.backend].id
         else a
         for a in rescored
     ]
-    disagreeing = manifest.model_copy(update={"artifacts": rescored})
+    disagreeing = manifest.model_copy(update={"artifacts": worst})
     write_manifest(tmp_path / "disagree", disagreeing)
     write_index(tmp_path / "disagree", disagreeing)
     for directory, m in ((built[0], manifest), (tmp_path / "disagree", disagreeing)):
-        confidence = ladder_confidence(m)
+        needs = sorted({memory_need(a) for a in m.artifacts})
+        budgets = [{"metric": "memory_mb", "limit": need} for need in needs]
+        target = {**m.target, "budgets": budgets, "costs": {"source": "host"}}
+        recommended = recommend(m.model_copy(update={"target": target}))
         with Bundle(directory) as bundle:
-            for backend in cheapest:
-                ours = sorted(
-                    (a for a in m.artifacts if a.backend == backend), key=lambda a: cheapest_first(memory_need(a), a)
-                )
-                for limit in {memory_need(a) for a in ours}:
-                    expected = climb([a for a in ours if memory_need(a) <= limit], confidence)
-                    chosen = bundle.select(backend, limit, headroom_mb=0, hysteresis=0).chosen
-                    assert expected is not None and chosen is not None and chosen.id == expected.id, (backend, limit)
+            for r in recommended:
+                if r.budget is None:
+                    continue
+                chosen = bundle.select(r.backend, int(r.budget.limit), headroom_mb=0, hysteresis=0).chosen
+                assert (chosen and chosen.id) == (r.artifact and r.artifact.id), r.sentence()
     with Bundle(tmp_path / "disagree") as bundle:
         for backend, artifact in cheapest.items():
             chosen = bundle.select(backend, 1 << 40, headroom_mb=0, hysteresis=0).chosen
             assert chosen is not None and chosen.id == artifact.id and chosen.rank == 1
+
+
+def _fake(index: int, memory_mib: int, correct: str) -> Artifact:
+    """A fake LiteRT artifact needing ``memory_mib`` MiB with ``correct`` as its validation results."""
+    artifact = fake_artifact(index, f"litert/a{index}.tflite", b"x")
+    host = artifact.memory_bytes.host.model_copy(update={"peak_delta": memory_mib << 20})
+    share = 100 * correct.count("1") / len(correct)
+    figures = {"validation_images": len(correct), "validation_correct": correct, "validation": share}
+    memory = artifact.memory_bytes.model_copy(update={"host": host})
+    accuracy = artifact.accuracy.model_copy(update=figures)
+    return artifact.model_copy(update={"memory_bytes": memory, "accuracy": accuracy})
+
+
+def test_more_room_never_ships_what_the_rule_climbed_past(tmp_path: Path) -> None:
+    """A (10 MiB) and B (12 MiB) agree on 50 of 100 validation images; A alone is right on 8 more, B on 20
+    (McNemar p = 0.036). C (14 MiB) is right exactly where A is. Within 12 MiB the rule moves from A to B. A fresh
+    climb within 14 MiB would test B and C against A as one Holm family, where p = 0.036 is not enough (0.025
+    needed), and ship A again; the walk goes on from B instead, so one order serves every limit: B ships from 12
+    MiB up, and the ranks are A 1, B 2, C 0."""
+    a_flags = "1" * 58 + "0" * 42
+    b_flags = "1" * 50 + "0" * 8 + "1" * 20 + "0" * 22
+    a, b, c = _fake(0, 10, a_flags), _fake(1, 12, b_flags), _fake(2, 14, a_flags)
+    path = ship_path([c, a, b], memory_need, 0.95)
+    assert [(limit >> 20, shipped.id) for limit, shipped in path] == [(10, "a0"), (12, "a1"), (14, "a1")]
+    manifest = write_fake_bundle(tmp_path, {"litert/a0.tflite": b"x"}).model_copy(update={"artifacts": [a, b, c]})
+    assert ship_ranks(manifest) == {("a0", "litert"): 1, ("a1", "litert"): 2, ("a2", "litert"): 0}
+    rivals = [b.accuracy.validation_flags, c.accuracy.validation_flags]
+    assert more_accurate_than(a.accuracy.validation_flags, rivals) == [None, None], "the family must lose B's win"

@@ -722,7 +722,8 @@ def _ranked_bundle(built: Path, bundle: Path, backends: tuple[str, ...]) -> Path
     """The artifacts of ``backends`` in ``built``, each backend's with memory needs of 100, 200, ... MiB in order of
     accuracy (a copy: its index resealed). Equal accuracies are told apart in the index (+0.001 per rank), the
     one listed first in the manifest ranking higher, as ``max`` over the manifest picks it: each rung is then
-    strictly more accurate than the one below, as the ladder walks assume."""
+    strictly more accurate than the one below, as the ladder walks assume. Ship ranks are dropped (read as 0),
+    so accuracy alone orders the rungs here."""
     manifest = read_manifest(built)
     rewrite: dict[tuple[str, str], tuple[int, float]] = {}
     for backend in backends:
@@ -739,6 +740,7 @@ def _ranked_bundle(built: Path, bundle: Path, backends: tuple[str, ...]) -> Path
     def ranked_line(line: str) -> str:
         memory, accuracy = rewrite[key(line)]
         line = re.sub(r"memory=\d+", f"memory={memory}", line)
+        line = re.sub(r" rank=\d+", "", line)
         return re.sub(r"accuracy=[0-9.]+", f"accuracy={accuracy:.3f}", line)
 
     lines = [

@@ -4,9 +4,9 @@
  * The core reads `bundle.index`, the compact form of `manifest.json` that `restnetc build` writes beside
  * it, probes available memory (MemAvailable and every cgroup v1/v2 limit above the process), validates
  * variants (opened beneath the bundle directory, no symlinks, regular files only, size and sha256) and
- * selects the one that fits and comes first in the compiler's ship order. A runner hands its backend the very bytes it hashed, never a path.
- * It has no dependencies beyond libc, no global state, and every function reports a status with a message
- * instead of aborting.
+ * selects the one that fits and comes first in the compiler's ship order. A runner hands its backend the very
+ * bytes it hashed, never a path. It has no dependencies beyond libc, no global state, and every function
+ * reports a status with a message instead of aborting.
  *
  * Threading: a bundle may be used from any number of threads at once (its validation state is locked). A
  * runner serialises its own calls (run, refresh, current), so two threads may share one; only
@@ -172,7 +172,8 @@ typedef enum {
     RS_VERDICT_OTHER_BACKEND,
     RS_VERDICT_TOO_LARGE,
     RS_VERDICT_INVALID,
-    RS_VERDICT_LESS_ACCURATE,
+    RS_VERDICT_LESS_ACCURATE, /* another fitting variant comes first: higher ship rank, or equal rank and more
+                                 accurate (the reason says which) */
     RS_VERDICT_NOT_OVERRIDE
 } rs_verdict_kind;
 
@@ -188,9 +189,10 @@ typedef struct {
 } rs_selection;
 
 /* Chooses the valid variant of the policy's backend whose memory need plus headroom fits in `available` and
- * that comes first in selection order: highest rank (rs_artifact.rank), then most accurate, then least memory. `current` is the variant in use (SIZE_MAX if none): a larger one replaces it only with
- * `hysteresis` extra room, so the choice does not flap near a boundary. Returns RS_ERR_NOTHING_FITS (with
- * every verdict filled) when nothing qualifies. Safe from any thread. */
+ * that comes first in selection order: highest rank (rs_artifact.rank), then most accurate, then least memory.
+ * `current` is the variant in use (SIZE_MAX if none): a larger one replaces it only with `hysteresis` extra
+ * room, so the choice does not flap near a boundary. Returns RS_ERR_NOTHING_FITS (with every verdict filled)
+ * when nothing qualifies. Safe from any thread. */
 RS_API rs_status rs_select(rs_bundle *bundle, const rs_policy *policy, uint64_t available, size_t current,
                     rs_selection *out, rs_error *err);
 

@@ -59,8 +59,8 @@ rs_status rs_bundle_read_verified(rs_bundle *bundle, size_t index, unsigned char
 void rs_bundle_retain(rs_bundle *bundle);
 void rs_bundle_release(rs_bundle *bundle);
 
-/* How selection orders two artifacts, memory aside: > 0 when `a` comes before `b` (higher rank, or equal rank and
- * higher accuracy), < 0 when after, 0 when neither. */
+/* How selection orders two artifacts, memory aside: 1 when `a` comes before `b` (higher rank, or equal rank and
+ * higher accuracy), -1 when after, 0 when neither (exactly these three values). */
 int rs_artifact_order(const rs_artifact *a, const rs_artifact *b);
 
 /* rs_select with per-artifact memory needs (`needs[i]` replaces artifact i's index figure; NULL: the index). */

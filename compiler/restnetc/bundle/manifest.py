@@ -79,7 +79,7 @@ class Accuracy(StrictModel):
     images: int
     interval: tuple[float, float] = Field(description="95% Wilson interval of ``artifact``, test split")
     validation: float = Field(description="the artifact's top-1 on the validation split")
-    validation_images: int
+    validation_images: int = Field(ge=1)
     validation_correct: str = Field(
         pattern=CORRECTNESS_PATTERN,
         description="per-image top-1 on the validation split, 1 right and 0 wrong, in the split's order: what a "
@@ -92,7 +92,7 @@ class Accuracy(StrictModel):
         flags = len(self.validation_correct)
         if flags != self.validation_images:
             raise ValueError(f"validation_correct: {flags} flags for {self.validation_images} validation images")
-        share = 100.0 * self.validation_correct.count("1") / max(flags, 1)
+        share = 100.0 * self.validation_correct.count("1") / flags
         if abs(share - self.validation) > 1e-3:
             raise ValueError(f"validation: {self.validation}% but validation_correct says {share:.3f}%")
         return self
@@ -276,6 +276,22 @@ class Manifest(StrictModel):
     accuracy_tolerance_points: float
     artifacts: list[Artifact]
     dropped: list[Dropped] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _judged_on_the_validation_split(self) -> Manifest:
+        """Every artifact's validation results are on the manifest's validation split (one flag per image), so
+        any two can be compared image by image."""
+        images = self.splits.validation.images
+        judged = [(a.id, a.backend, a.accuracy) for a in self.artifacts] + [
+            (d.id, d.backend, d.accuracy) for d in self.dropped
+        ]
+        for artifact_id, backend, accuracy in judged:
+            if accuracy.validation_images != images:
+                raise ValueError(
+                    f"artifacts: {artifact_id!r} ({backend}) has {accuracy.validation_images} validation images, "
+                    f"the validation split {images}"
+                )
+        return self
 
     @model_validator(mode="after")
     def _shared_files_agree(self) -> Manifest:

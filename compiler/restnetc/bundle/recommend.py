@@ -1,20 +1,20 @@
 """What to ship: for each backend and each budget of the target, the shipped artifact to use.
 
-The rule, stated once: among the backend's shipped artifacts (parents included) whose figure on the budget's
-metric is within the limit, start from the cheapest on that metric and climb to a costlier one only while it is
-more accurate with the ladder's confidence on validation (the split every decision is made on; the paired test
-``evaluation.more_accurate_than``, each climb's contenders one family); among several that are, take the
-cheapest. A lead within the noise buys nothing: picking the best point figure of many rungs on a thousand images
-favours whichever rung was luckiest there (a winner's curse), and the cheaper rung is then at least as good as
-far as anyone can tell. A budget holds each artifact to the figure ``budget_figure`` gives for the target's cost
-source, as the manifest's ``budget_check`` does; with no limit, the cost is the parameter count. Reads only the
+The rule, stated once (``ship_path``): walk the backend's shipped artifacts (parents included) cheapest first on
+the budget's metric (no limit: params). Start from the cheapest; move to a costlier one only when it is more
+accurate on validation, the split every decision is made on, with the ladder's confidence (paired exact McNemar,
+``evaluation.more_accurate_than``, every costlier rival within the limit one Holm family), and then to the cheapest
+such. As the limit grows, the walk goes on from where it stood. A lead within the noise buys nothing: picking
+the best point figure of many rungs on a thousand images favours whichever was luckiest there (a winner's
+curse), and the cheaper artifact is then as good as anyone can tell. A budget holds each artifact to the figure
+``budget_figure`` gives for the target's cost source, as the manifest's ``budget_check`` does. Reads only the
 manifest.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pydantic import ValidationError
 
@@ -67,7 +67,8 @@ class Recommendation:
         rival_low, rival_high = comparison.interval
         return (
             f"{said}. Costlier {rival.id} leads it on validation by {comparison.difference:.2f} points "
-            f"[{rival_low:.2f}, {rival_high:.2f}] (p = {comparison.p_value:.2g}), within the noise"
+            f"[{rival_low:.2f}, {rival_high:.2f}] (McNemar p = {comparison.p_value:.2g}), not with the ladder's "
+            "confidence once every costlier rival within the budget is tested (Holm)"
         )
 
 
@@ -78,13 +79,10 @@ def cheapest_first(cost: float, artifact: Artifact) -> tuple[float, int, int, fl
     return cost, artifact.params, artifact.macs, -artifact.accuracy.validation
 
 
-def climb(fitting: Sequence[Artifact], confidence: float) -> Artifact | None:
-    """The module's rule on ``fitting`` (artifacts within a budget, cheapest first): the cheapest, then, while
-    costlier ones are more accurate on validation with ``confidence`` (one Holm family per step), the cheapest
-    of those. None when ``fitting`` is empty."""
-    if not fitting:
-        return None
-    at = 0
+def _climb(fitting: Sequence[Artifact], start: int, confidence: float) -> int:
+    """From ``fitting[start]`` (``fitting`` cheapest first): while artifacts costlier than the current one are more
+    accurate on validation with ``confidence`` (one Holm family per step), move to the cheapest of them."""
+    at = start
     while costlier := fitting[at + 1 :]:
         rivals = [a.accuracy.validation_flags for a in costlier]
         wins = more_accurate_than(fitting[at].accuracy.validation_flags, rivals, confidence)
@@ -92,26 +90,53 @@ def climb(fitting: Sequence[Artifact], confidence: float) -> Artifact | None:
         if not ahead:
             break
         at += 1 + ahead[0]
-    return fitting[at]
+    return at
+
+
+def ship_path(
+    artifacts: Sequence[Artifact], cost: Callable[[Artifact], float | None], confidence: float
+) -> list[tuple[float, Artifact]]:
+    """The module's rule along one cost: ``(limit, shipped)`` for each distinct ``cost`` of ``artifacts``,
+    ascending (an artifact whose cost is None never fits). At the first limit the climb starts from the cheapest
+    artifact; at each next one it starts from the artifact shipped at the last, among those within the new
+    limit. So more room never ships an artifact the rule had already climbed past (a larger Holm family at once
+    could otherwise lose a win that was confident), and one order of the shipped artifacts serves every limit
+    (``runtime_index.ship_ranks``)."""
+    known = [(c, a) for a in artifacts if (c := cost(a)) is not None]
+    ordered = [a for _, a in sorted(known, key=lambda ca: cheapest_first(ca[0], ca[1]))]
+    costs = {id(a): c for c, a in known}
+    path: list[tuple[float, Artifact]] = []
+    for limit in dict.fromkeys(costs[id(a)] for a in ordered):
+        fitting = [a for a in ordered if costs[id(a)] <= limit]
+        start = 0 if not path else next(k for k, a in enumerate(fitting) if a is path[-1][1])
+        path.append((limit, fitting[_climb(fitting, start, confidence)]))
+    return path
 
 
 def _choose(
     artifacts: list[Artifact], budget: Budget | None, source: CostSource, confidence: float
 ) -> tuple[Artifact | None, tuple[Artifact, PairedComparison] | None]:
-    """``climb`` within ``budget``: the artifact to ship, and the most accurate fitting one passed over (or None)."""
+    """``ship_path`` on the budget's metric (no limit: params) at ``budget``: the artifact to ship, and the most
+    accurate costlier one within the budget that was passed over (or None)."""
     metric = Metric.PARAMS if budget is None else budget.metric
-    costs = {id(a): figure(metric, a, source) for a in artifacts}
-    fitting = sorted(
-        (a for a in artifacts if (c := costs[id(a)]) is not None and (budget is None or c <= budget.limit)),
-        key=lambda a: cheapest_first(costs[id(a)] or 0.0, a),
-    )
-    chosen = climb(fitting, confidence)
-    if chosen is None:
+    path = ship_path(artifacts, lambda a: figure(metric, a, source), confidence)
+    within = [(limit, a) for limit, a in path if budget is None or limit <= budget.limit]
+    if not within:
         return None, None
-    leader = max(fitting, key=lambda a: a.accuracy.validation)
-    if leader.accuracy.validation <= chosen.accuracy.validation:
+    limit, chosen = within[-1]
+    chosen_cost = figure(metric, chosen, source) or 0.0
+    costlier = [
+        a
+        for a in artifacts
+        if (c := figure(metric, a, source)) is not None
+        and c <= limit
+        and cheapest_first(c, a) > cheapest_first(chosen_cost, chosen)
+    ]
+    leader = max(costlier, key=lambda a: a.accuracy.validation, default=None)
+    if leader is None or leader.accuracy.validation <= chosen.accuracy.validation:
         return chosen, None
-    return chosen, (leader, compare_paired(leader.accuracy.validation_flags, chosen.accuracy.validation_flags))
+    flags = leader.accuracy.validation_flags, chosen.accuracy.validation_flags
+    return chosen, (leader, compare_paired(*flags, confidence))
 
 
 def _target_fields(manifest: Manifest) -> tuple[list[Budget], CostSource, list[str], float]:

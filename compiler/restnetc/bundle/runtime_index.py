@@ -9,7 +9,7 @@ of a line format is smaller and safer than a JSON parser on a device. Format, on
     label <class name>                      (one per class, in class order)
     artifact id=... backend=... file=... bytes=N sha256=HEX memory=N program=N accuracy=PCT params=N
              entry=NAME in=DTYPE:SCALE:ZERO_POINT out=DTYPE:SCALE:ZERO_POINT layout=NCHW|NHWC
-             packing=shared|own                                                      (one line)
+             packing=shared|own rank=N                                               (one line)
 
 ``memory`` is the peak memory to load and run the artifact: the device figure when benchmark logs were
 ingested, else the host's. ``program`` is the host's figure of what the open file holds before an entry point
@@ -17,8 +17,10 @@ loads (``memory_bytes.host.program``, one figure per file; 0 when not measured):
 program is open costs about ``memory - program`` more. ``layout`` is the order of the artifact's input tensor
 (callers give NCHW; the shim reorders for NHWC). ``packing`` is the manifest's: ``shared`` when the compiler
 checked that the file's entry points read each weight under one quantization, so the shim packs each weight
-once for all of them. Readers ignore keys they do not know, so keys that change nothing for an old reader can
-be added within a version (``program`` was, an index without it reads as 0; ``packing`` too, read as ``own``);
+once for all of them. ``rank`` is the artifact's place in the build's ship order (``ship_ranks``): the shim
+prefers a higher rank, then accuracy. Readers ignore keys they do not know, so keys that change nothing for an
+old reader can be added within a version (``program`` was, an index without it reads as 0; ``packing`` too,
+read as ``own``; ``rank`` too, read as 0: an old shim chooses by accuracy alone, a preference, not a misreading);
 ``layout`` could not (an old shim would feed an NHWC model NCHW), so it came with version 3, and ``resize``
 neither (an old image tool would resize otherwise than the model was trained), so it came with version 4. The
 identity lets the shim refuse an edited or truncated index and notice a bundle replaced under a running app; ids,
@@ -35,7 +37,7 @@ from pathlib import Path
 
 from restnetc.atomic import write_text_atomic
 from restnetc.bundle.manifest import Artifact, BundleError, Manifest, Quantization
-from restnetc.bundle.recommend import cheapest_first, climb, ladder_confidence
+from restnetc.bundle.recommend import ladder_confidence, ship_path
 from restnetc.shim_abi import ARTIFACT_KEYS, FLOAT32, INDEX_VERSION
 
 INDEX_NAME = "bundle.index"
@@ -52,10 +54,10 @@ def memory_need(artifact: Artifact) -> int:
 def ship_ranks(manifest: Manifest) -> dict[tuple[str, str], int]:
     """Each artifact's rank in the shim's selection order (index ``rank``), by ``(id, backend)``.
 
-    Per backend, ``recommend``'s rule (``climb``) is applied under a memory budget equal to each artifact's own
-    ``memory_need`` in turn, ascending: the first artifact it ships ranks 1, each one it ships next that it had
-    not shipped before one more. So a device choosing the highest rank that fits its memory runs what the rule
-    recommends for that memory. An artifact the rule never ships on memory alone ranks 0.
+    Per backend, ``recommend``'s rule walked along ``memory_need`` (the index's own ``memory``, which is the
+    device's figure once ingested, whatever the target's cost source; ``ship_path``): the first artifact it ships
+    ranks 1, each next one it moves to one more, so a device running the highest rank that fits its memory runs
+    what the rule ships within that memory. An artifact the walk never ships ranks 0.
     """
     try:
         confidence = ladder_confidence(manifest)
@@ -63,16 +65,9 @@ def ship_ranks(manifest: Manifest) -> dict[tuple[str, str], int]:
         raise BundleError(f"manifest.json: target: ladder: {str(exc).splitlines()[0]}") from None
     ranks = {(a.id, a.backend): 0 for a in manifest.artifacts}
     for backend in dict.fromkeys(a.backend for a in manifest.artifacts):
-        ours = sorted(
-            (a for a in manifest.artifacts if a.backend == backend),
-            key=lambda a: cheapest_first(memory_need(a), a),
-        )
-        shipped = 0
-        for limit in dict.fromkeys(memory_need(a) for a in ours):
-            chosen = climb([a for a in ours if memory_need(a) <= limit], confidence)
-            if chosen is not None and ranks[(chosen.id, backend)] == 0:
-                shipped += 1
-                ranks[(chosen.id, backend)] = shipped
+        ours = [a for a in manifest.artifacts if a.backend == backend]
+        shipped = list(dict.fromkeys(a.id for _, a in ship_path(ours, memory_need, confidence)))
+        ranks.update({(artifact_id, backend): k for k, artifact_id in enumerate(shipped, start=1)})
     return ranks
 
 

@@ -423,9 +423,10 @@ def _what_to_ship(manifest: Manifest) -> str:
     items = "".join(f"<li>{html.escape(r.sentence())}</li>" for r in recommend(manifest))
     return (
         '<section id="what-to-ship"><h2>What to ship</h2>'
-        "<p>For each backend and budget: the shipped artifact most accurate on validation among those within "
-        "the budget (the cheaper on a tie). The runtime shim switches among a backend's shipped artifacts by "
-        f"the memory available on the device.</p><ul>{items}</ul></section>"
+        "<p>For each backend and budget: the cheapest shipped artifact within the budget, unless a costlier one "
+        "is more accurate on validation with the ladder's confidence. The runtime shim switches among a "
+        "backend's shipped artifacts by the memory available on the device, by the same rule (the index's ship "
+        f"ranks).</p><ul>{items}</ul></section>"
     )
 
 
