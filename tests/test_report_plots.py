@@ -10,8 +10,8 @@ import matplotlib.figure
 import pytest
 from matplotlib.lines import Line2D
 
-from restnetc.bundle.manifest import Accuracy
 from restnetc.reports.bundle_report import AXES, PlotPoint, _test_accuracy, plot_accuracy
+from tests.fakes import fake_artifact
 
 
 def point(
@@ -102,13 +102,6 @@ def test_unknown_axis_and_no_point_are_refused(tmp_path: Path) -> None:
 
 
 def test_accuracy_cell_shows_the_interval() -> None:
-    accuracy = Accuracy(
-        eager_fp32=82.0,
-        artifact=81.23,
-        images=1000,
-        interval=(79.41, 82.87),
-        validation=80.4,
-        validation_images=500,
-        validation_correct="1" * 402 + "0" * 98,
-    )
+    made_up = fake_artifact(0, "litert/a.tflite", b"x").accuracy
+    accuracy = made_up.model_copy(update={"artifact": 81.23, "images": 1000, "interval": (79.41, 82.87)})
     assert _test_accuracy(accuracy) == "81.2% [79.4, 82.9]"

@@ -23,8 +23,10 @@ import torch
 
 from restnetc.backends import get_backend
 from restnetc.bundle.manifest import Artifact, read_manifest
-from restnetc.bundle.runtime_index import memory_need, seal, write_index
+from restnetc.bundle.recommend import ship_path
+from restnetc.bundle.runtime_index import memory_need, seal, ship_ranks, write_index
 from restnetc.config.target import Backend as BackendName
+from restnetc.config.target import LadderPolicy
 from restnetc.runtime import Bundle, PackingPolicy, Runner, ShimError, probe_memory
 from restnetc.shim_abi import ResizeName
 from restnetc.units import MIB
@@ -233,8 +235,9 @@ def test_index_read_by_the_c_core_agrees_with_the_manifest(shim: Path, built: tu
             assert seen["memory_bytes"] == memory_need(artifact) and seen["params"] == artifact.params
             assert seen["accuracy"] == pytest.approx(artifact.accuracy.artifact, abs=1e-3)
             assert seen["entry_point"] == artifact.entry_point
-        best = max((a for a in manifest.artifacts if a.backend == backend), key=lambda a: a.accuracy.artifact)
-        assert selection["chosen"] == best.id
+            assert seen["rank"] == ship_ranks(manifest)[(artifact.id, artifact.backend)]
+        ours = [a for a in manifest.artifacts if a.backend == backend]
+        assert selection["chosen"] == _expected(ours, 100000 * MIB)
 
 
 def _write(root: Path, relative: str, text: str) -> None:
@@ -244,11 +247,14 @@ def _write(root: Path, relative: str, text: str) -> None:
 
 
 def _expected(artifacts: list[Artifact], available: int) -> str | None:
-    fitting = [a for a in artifacts if memory_need(a) + HEADROOM_MB * MIB <= available]
-    return max(fitting, key=lambda a: (a.accuracy.artifact, -memory_need(a))).id if fitting else None
+    """What the core chooses among ``artifacts`` (one backend's) with ``available`` bytes and the default headroom:
+    what the build's ship rule ships within that memory (``ship_path`` along the index's memory figures)."""
+    path = ship_path(artifacts, memory_need, LadderPolicy().confidence)
+    shipped = [a for limit, a in path if limit + HEADROOM_MB * MIB <= available]
+    return shipped[-1].id if shipped else None
 
 
-def test_select_chooses_the_most_accurate_fit_in_four_memory_situations(
+def test_select_chooses_what_the_ship_rule_ships_in_four_memory_situations(
     shim: Path, built: tuple[Path, Path, Path, Path], tmp_path: Path
 ) -> None:
     bundle = built[0]
@@ -298,7 +304,7 @@ def test_a_flipped_byte_is_reported_and_skipped(
     shutil.copytree(built[0], bundle)
     manifest = read_manifest(bundle)
     litert = [a for a in manifest.artifacts if a.backend == "litert"]
-    best = max(litert, key=lambda a: a.accuracy.artifact)
+    best = next(a for a in litert if a.id == _expected(litert, 1 << 50))  # what the core chooses with plenty
     data = bytearray((bundle / best.file).read_bytes())
     data[len(data) // 2] ^= 0x01
     (bundle / best.file).write_bytes(bytes(data))
@@ -803,7 +809,8 @@ def test_jni_bridge_selects_and_runs_on_the_desktop_jdk(jni: Path, built: tuple[
     logits = ",".join(f"{v:.9g}" for v in _python_logits(built[0], chosen, image)[0])
     library = build / "librestnet_shim_jni.so"
     copy = _litert_only_bundle(built[0], build / "copy")
-    top, other = max(litert, key=lambda a: a.accuracy.artifact), min(litert, key=lambda a: a.accuracy.artifact)
+    top = next(a for a in litert if a.id == _expected(litert, 1 << 50))  # what the runner chooses with plenty
+    other = next(a for a in litert if a is not top)
     args = [library, built[0], root, str(expected), _litert_library(), build / "input.f32", logits]
     args += [copy, top.file, other.file, top.id]
     result = _run("java", "-cp", classes, "RestnetShimTest", *args)
