@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from restnetc.bundle.manifest import Artifact, BundleError, Manifest, read_manifest, write_manifest
-from restnetc.bundle.recommend import Recommendation, cheapest_first, figure, recommend, ship_path
+from restnetc.bundle.recommend import Recommendation, figure, recommend, ship_path
 from restnetc.bundle.runtime_index import memory_need, ship_ranks, write_index
-from restnetc.config.target import Budget, CostSource, Metric
+from restnetc.config.target import Budget, CostSource, LadderPolicy, Metric
 from restnetc.evaluation import more_accurate, more_accurate_than
 from restnetc.runtime import Bundle
 from tests.fakes import fake_artifact, write_fake_bundle
@@ -180,42 +180,43 @@ def test_the_shim_runs_what_the_ship_rule_recommends_for_its_memory(
     built: tuple[Path, Path, Path, Path], tmp_path: Path
 ) -> None:
     """The index's ranks make the C core's selection (through ``restnetc.runtime``, no headroom or hysteresis)
-    what ``recommend`` ships under a host memory budget at every artifact's own memory need. Checked on the tiny
-    bundle, then on a copy where the rule and the test figures disagree: every artifact alike on validation (so
-    the rule keeps the cheapest) and the cheapest the least accurate on test, where choosing by accuracy alone
-    (an index without ranks) would never run it while anything else fits."""
+    what ``recommend`` ships under a host memory budget at each step of the rule's walk along memory. Checked on
+    the tiny bundle, then on a copy where the rule and the test figures disagree: every artifact alike on
+    validation (so the rule keeps the first it walks to) and that one the least accurate on test, where choosing by
+    accuracy alone (an index without ranks) would never run it while anything else fits."""
     manifest = read_manifest(built[0])
     shutil.copytree(built[0], tmp_path / "disagree")
-    backends = sorted({a.backend for a in manifest.artifacts})
-    cheapest = {
-        b: min((a for a in manifest.artifacts if a.backend == b), key=lambda a: cheapest_first(memory_need(a), a))
-        for b in backends
-    }
-    rescored = [_scored(a, 40) for a in manifest.artifacts]
+    policy, backends = LadderPolicy(), sorted({a.backend for a in manifest.artifacts})
+
+    def walk(m: Manifest, backend: str) -> list[tuple[float, Artifact]]:
+        ours = [a for a in m.artifacts if a.backend == backend]
+        return ship_path(ours, memory_need, policy, policy.measured_slack)
+
+    rescored = manifest.model_copy(update={"artifacts": [_scored(a, 40) for a in manifest.artifacts]})
+    first = {b: walk(rescored, b)[0][1].id for b in backends}
     worst = [
         a.model_copy(update={"accuracy": a.accuracy.model_copy(update={"artifact": 1.0})})
-        if a.id == cheapest[a.backend].id
+        if a.id == first[a.backend]
         else a
-        for a in rescored
+        for a in rescored.artifacts
     ]
     disagreeing = manifest.model_copy(update={"artifacts": worst})
     write_manifest(tmp_path / "disagree", disagreeing)
     write_index(tmp_path / "disagree", disagreeing)
     for directory, m in ((built[0], manifest), (tmp_path / "disagree", disagreeing)):
-        needs = sorted({memory_need(a) for a in m.artifacts})
-        budgets = [{"metric": "memory_mb", "limit": need} for need in needs]
-        target = {**m.target, "budgets": budgets, "costs": {"source": "host"}}
-        recommended = recommend(m.model_copy(update={"target": target}))
         with Bundle(directory) as bundle:
-            for r in recommended:
-                if r.budget is None:
-                    continue
-                chosen = bundle.select(r.backend, int(r.budget.limit), headroom_mb=0, hysteresis=0).chosen
-                assert (chosen and chosen.id) == (r.artifact and r.artifact.id), r.sentence()
+            for backend in backends:
+                budgets = [{"metric": "memory_mb", "limit": limit} for limit, _ in walk(m, backend)]
+                target = {**m.target, "budgets": budgets, "costs": {"source": "host"}}
+                for r in recommend(m.model_copy(update={"target": target})):
+                    if r.backend != backend or r.budget is None:
+                        continue
+                    chosen = bundle.select(backend, int(r.budget.limit), headroom_mb=0, hysteresis=0).chosen
+                    assert (chosen and chosen.id) == (r.artifact and r.artifact.id), r.sentence()
     with Bundle(tmp_path / "disagree") as bundle:
-        for backend, artifact in cheapest.items():
+        for backend, artifact_id in first.items():
             chosen = bundle.select(backend, 1 << 40, headroom_mb=0, hysteresis=0).chosen
-            assert chosen is not None and chosen.id == artifact.id and chosen.rank == 1
+            assert chosen is not None and chosen.id == artifact_id and chosen.rank == 1
 
 
 def _fake(index: int, memory_mib: int, correct: str) -> Artifact:
@@ -238,7 +239,7 @@ def test_more_room_never_ships_what_the_rule_climbed_past(tmp_path: Path) -> Non
     a_flags = "1" * 58 + "0" * 42
     b_flags = "1" * 50 + "0" * 8 + "1" * 20 + "0" * 22
     a, b, c = _fake(0, 10, a_flags), _fake(1, 12, b_flags), _fake(2, 14, a_flags)
-    path = ship_path([c, a, b], memory_need, 0.95)
+    path = ship_path([c, a, b], memory_need, LadderPolicy())
     assert [(limit >> 20, shipped.id) for limit, shipped in path] == [(10, "a0"), (12, "a1"), (14, "a1")]
     manifest = write_fake_bundle(tmp_path, {"litert/a0.tflite": b"x"}).model_copy(update={"artifacts": [a, b, c]})
     assert ship_ranks(manifest) == {("a0", "litert"): 1, ("a1", "litert"): 2, ("a2", "litert"): 0}

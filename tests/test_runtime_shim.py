@@ -23,8 +23,7 @@ import torch
 
 from restnetc.backends import get_backend
 from restnetc.bundle.manifest import Artifact, read_manifest
-from restnetc.bundle.recommend import ship_path
-from restnetc.bundle.runtime_index import memory_need, seal, ship_ranks, write_index
+from restnetc.bundle.runtime_index import backend_ranks, memory_need, seal, ship_ranks, write_index
 from restnetc.config.target import Backend as BackendName
 from restnetc.config.target import LadderPolicy
 from restnetc.runtime import Bundle, PackingPolicy, Runner, ShimError, probe_memory
@@ -247,11 +246,13 @@ def _write(root: Path, relative: str, text: str) -> None:
 
 
 def _expected(artifacts: list[Artifact], available: int) -> str | None:
-    """What the core chooses among ``artifacts`` (one backend's) with ``available`` bytes and the default headroom:
-    what the build's ship rule ships within that memory (``ship_path`` along the index's memory figures)."""
-    path = ship_path(artifacts, memory_need, LadderPolicy().confidence)
-    shipped = [a for limit, a in path if limit + HEADROOM_MB * MIB <= available]
-    return shipped[-1].id if shipped else None
+    """What the core chooses among ``artifacts`` (one backend's, built under the default ladder policy) with
+    ``available`` bytes and the default headroom: among those that fit, the highest ship rank, then the most
+    accurate, then the least memory (``rs_select``'s order)."""
+    ranks = backend_ranks(artifacts, LadderPolicy())
+    fitting = [a for a in artifacts if memory_need(a) + HEADROOM_MB * MIB <= available]
+    best = max(fitting, key=lambda a: (ranks[a.id], round(a.accuracy.artifact, 3), -memory_need(a)), default=None)
+    return None if best is None else best.id
 
 
 def test_select_chooses_what_the_ship_rule_ships_in_four_memory_situations(

@@ -94,53 +94,62 @@ def _climb(fitting: Sequence[Artifact], start: int, confidence: float) -> int:
 
 
 def ship_path(
-    artifacts: Sequence[Artifact], cost: Callable[[Artifact], float | None], confidence: float
+    artifacts: Sequence[Artifact], cost: Callable[[Artifact], float | None], ladder: LadderPolicy, slack: float = 0.0
 ) -> list[tuple[float, Artifact]]:
-    """The module's rule along one cost: ``(limit, shipped)`` for each distinct ``cost`` of ``artifacts``,
-    ascending (an artifact whose cost is None never fits). At the first limit the climb starts from the cheapest
-    artifact; at each next one it starts from the artifact shipped at the last, among those within the new
-    limit. So more room never ships an artifact the rule had already climbed past (a larger Holm family at once
-    could otherwise lose a win that was confident), and one order of the shipped artifacts serves every limit
-    (``runtime_index.ship_ranks``)."""
-    known = [(c, a) for a in artifacts if (c := cost(a)) is not None]
-    ordered = [a for _, a in sorted(known, key=lambda ca: cheapest_first(ca[0], ca[1]))]
-    costs = {id(a): c for c, a in known}
+    """The module's rule along one cost: ``(limit, shipped)`` for each step of ``artifacts`` by ``cost``,
+    ascending (an artifact whose cost is None never fits). A step is a band of costs within ``slack`` above its
+    cheapest (a measured figure's noise: ``ladder.measured_slack``; counted figures take 0), ordered inside by
+    ``cheapest_first`` on the band's cost, so what the artifacts compute breaks the tie. At the first step the climb
+    starts from the cheapest artifact; at each next one it starts from the artifact shipped at the last, among
+    those within the new limit, at ``ladder.confidence``. So more room never ships an artifact the rule had
+    already climbed past (a larger Holm family at once could otherwise lose a win that was confident), and one
+    order of the shipped artifacts serves every limit (``runtime_index.ship_ranks``)."""
+    return _walk(artifacts, cost, ladder, slack)[0]
+
+
+def _walk(
+    artifacts: Sequence[Artifact], cost: Callable[[Artifact], float | None], ladder: LadderPolicy, slack: float
+) -> tuple[list[tuple[float, Artifact]], list[Artifact]]:
+    """``ship_path``, and the order it walked the artifacts in (None costs left out)."""
+    known = sorted(((c, a) for a in artifacts if (c := cost(a)) is not None), key=lambda ca: ca[0])
+    bands: list[list[tuple[float, Artifact]]] = []
+    for c, a in known:
+        if bands and c <= bands[-1][0][0] * (1.0 + slack):
+            bands[-1].append((c, a))
+        else:
+            bands.append([(c, a)])
+    ordered: list[Artifact] = []
     path: list[tuple[float, Artifact]] = []
-    for limit in dict.fromkeys(costs[id(a)] for a in ordered):
-        fitting = [a for a in ordered if costs[id(a)] <= limit]
-        start = 0 if not path else next(k for k, a in enumerate(fitting) if a is path[-1][1])
-        path.append((limit, fitting[_climb(fitting, start, confidence)]))
-    return path
+    for band in bands:
+        ordered += sorted((a for _, a in band), key=lambda a: cheapest_first(band[0][0], a))
+        start = 0 if not path else next(k for k, a in enumerate(ordered) if a is path[-1][1])
+        path.append((band[-1][0], ordered[_climb(ordered, start, ladder.confidence)]))
+    return path, ordered
 
 
 def _choose(
-    artifacts: list[Artifact], budget: Budget | None, source: CostSource, confidence: float
+    artifacts: list[Artifact], budget: Budget | None, source: CostSource, ladder: LadderPolicy
 ) -> tuple[Artifact | None, tuple[Artifact, PairedComparison] | None]:
-    """``ship_path`` on the budget's metric (no limit: params) at ``budget``: the artifact to ship, and the most
-    accurate costlier one within the budget that was passed over (or None)."""
+    """``ship_path`` on the budget's metric (no limit: params) over the artifacts within ``budget``: the artifact
+    to ship, and the most accurate one after it in the walk's order that was passed over (or None)."""
     metric = Metric.PARAMS if budget is None else budget.metric
-    path = ship_path(artifacts, lambda a: figure(metric, a, source), confidence)
-    within = [(limit, a) for limit, a in path if budget is None or limit <= budget.limit]
-    if not within:
+    costs = {id(a): figure(metric, a, source) for a in artifacts}
+    fitting = [a for a in artifacts if (c := costs[id(a)]) is not None and (budget is None or c <= budget.limit)]
+    slack = ladder.measured_slack if metric.measured else 0.0
+    path, ordered = _walk(fitting, lambda a: costs[id(a)], ladder, slack)
+    if not path:
         return None, None
-    limit, chosen = within[-1]
-    chosen_cost = figure(metric, chosen, source) or 0.0
-    costlier = [
-        a
-        for a in artifacts
-        if (c := figure(metric, a, source)) is not None
-        and c <= limit
-        and cheapest_first(c, a) > cheapest_first(chosen_cost, chosen)
-    ]
-    leader = max(costlier, key=lambda a: a.accuracy.validation, default=None)
+    chosen = path[-1][1]
+    after = ordered[next(k for k, a in enumerate(ordered) if a is chosen) + 1 :]
+    leader = max(after, key=lambda a: a.accuracy.validation, default=None)
     if leader is None or leader.accuracy.validation <= chosen.accuracy.validation:
         return chosen, None
     flags = leader.accuracy.validation_flags, chosen.accuracy.validation_flags
-    return chosen, (leader, compare_paired(*flags, confidence))
+    return chosen, (leader, compare_paired(*flags, ladder.confidence))
 
 
-def _target_fields(manifest: Manifest) -> tuple[list[Budget], CostSource, list[str], float]:
-    """The target's budgets (ascending), cost source, backends and ladder confidence, from the manifest's copy."""
+def _target_fields(manifest: Manifest) -> tuple[list[Budget], CostSource, list[str], LadderPolicy]:
+    """The target's budgets (ascending), cost source, backends and ladder policy, from the manifest's copy."""
     target = manifest.target
     try:
         listed = target.get("budgets")
@@ -148,25 +157,25 @@ def _target_fields(manifest: Manifest) -> tuple[list[Budget], CostSource, list[s
         costs, runtime = target.get("costs"), target.get("runtime")
         source = CostSource(costs.get("source", CostSource.PREDICTED) if isinstance(costs, dict) else "predicted")
         named = runtime.get("backends", []) if isinstance(runtime, dict) else []
-        confidence = ladder_confidence(manifest)
+        ladder = ladder_policy(manifest)
     except (ValidationError, ValueError) as exc:
         raise BundleError(f"manifest.json: target: not a valid target ({str(exc).splitlines()[0]})") from None
     backends = list(dict.fromkeys([*map(str, named), *(a.backend for a in manifest.artifacts)]))
-    return sorted(budgets, key=lambda b: (b.metric, b.limit)), source, backends, confidence
+    return sorted(budgets, key=lambda b: (b.metric, b.limit)), source, backends, ladder
 
 
-def ladder_confidence(manifest: Manifest) -> float:
-    """The target's ``ladder.confidence``, from the manifest's copy of the target (ValidationError if invalid)."""
+def ladder_policy(manifest: Manifest) -> LadderPolicy:
+    """The target's ``ladder`` policy, from the manifest's copy of the target (ValidationError if invalid)."""
     ladder = manifest.target.get("ladder")
-    return LadderPolicy.model_validate(ladder if isinstance(ladder, dict) else {}).confidence
+    return LadderPolicy.model_validate(ladder if isinstance(ladder, dict) else {})
 
 
 def recommend(manifest: Manifest) -> list[Recommendation]:
     """One recommendation per backend of the target and per budget (ascending), then with no limit."""
-    budgets, source, backends, confidence = _target_fields(manifest)
+    budgets, source, backends, ladder = _target_fields(manifest)
     by_backend = {backend: [a for a in manifest.artifacts if a.backend == backend] for backend in backends}
     return [
-        Recommendation(backend, budget, source, *_choose(by_backend[backend], budget, source, confidence))
+        Recommendation(backend, budget, source, *_choose(by_backend[backend], budget, source, ladder))
         for backend in backends
         for budget in [*budgets, None]
     ]

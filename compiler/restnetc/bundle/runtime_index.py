@@ -37,7 +37,8 @@ from pathlib import Path
 
 from restnetc.atomic import write_text_atomic
 from restnetc.bundle.manifest import Artifact, BundleError, Manifest, Quantization
-from restnetc.bundle.recommend import ladder_confidence, ship_path
+from restnetc.bundle.recommend import ladder_policy, ship_path
+from restnetc.config.target import LadderPolicy
 from restnetc.shim_abi import ARTIFACT_KEYS, FLOAT32, INDEX_VERSION
 
 INDEX_NAME = "bundle.index"
@@ -52,23 +53,29 @@ def memory_need(artifact: Artifact) -> int:
 
 
 def ship_ranks(manifest: Manifest) -> dict[tuple[str, str], int]:
-    """Each artifact's rank in the shim's selection order (index ``rank``), by ``(id, backend)``.
-
-    Per backend, ``recommend``'s rule walked along ``memory_need`` (the index's own ``memory``, which is the
-    device's figure once ingested, whatever the target's cost source; ``ship_path``): the first artifact it ships
-    ranks 1, each next one it moves to one more, so a device running the highest rank that fits its memory runs
-    what the rule ships within that memory. An artifact the walk never ships ranks 0.
-    """
+    """Each artifact's rank in the shim's selection order (index ``rank``), by ``(id, backend)``: ``backend_ranks``
+    for each backend, under the target's ladder policy."""
     try:
-        confidence = ladder_confidence(manifest)
+        ladder = ladder_policy(manifest)
     except ValueError as exc:
         raise BundleError(f"manifest.json: target: ladder: {str(exc).splitlines()[0]}") from None
-    ranks = {(a.id, a.backend): 0 for a in manifest.artifacts}
-    for backend in dict.fromkeys(a.backend for a in manifest.artifacts):
-        ours = [a for a in manifest.artifacts if a.backend == backend]
-        shipped = list(dict.fromkeys(a.id for _, a in ship_path(ours, memory_need, confidence)))
-        ranks.update({(artifact_id, backend): k for k, artifact_id in enumerate(shipped, start=1)})
-    return ranks
+    backends = dict.fromkeys(a.backend for a in manifest.artifacts)
+    return {
+        (artifact_id, backend): rank
+        for backend in backends
+        for artifact_id, rank in backend_ranks([a for a in manifest.artifacts if a.backend == backend], ladder).items()
+    }
+
+
+def backend_ranks(artifacts: list[Artifact], ladder: LadderPolicy) -> dict[str, int]:
+    """Ranks of one backend's ``artifacts`` by id: ``recommend``'s rule walked along ``memory_need`` (the index's
+    own ``memory``, the device's figure once ingested, whatever the target's cost source; figures within
+    ``ladder.measured_slack`` of each other count as one step, ``ship_path``). The first artifact the walk ships
+    ranks 1, each next one it moves to one more, so a device running the highest rank that fits its memory runs
+    what the rule ships within that memory (down to the step below, inside a step's noise band). An artifact the
+    walk never ships ranks 0."""
+    shipped = list(dict.fromkeys(a.id for _, a in ship_path(artifacts, memory_need, ladder, ladder.measured_slack)))
+    return {a.id: shipped.index(a.id) + 1 if a.id in shipped else 0 for a in artifacts}
 
 
 def _token(value: object) -> str:
