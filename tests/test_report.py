@@ -106,7 +106,7 @@ def test_a_costlier_artifact_ships_only_when_it_leads_with_confidence(
         assert unlimited.passed_over is None
     else:
         assert unlimited.passed_over is not None and unlimited.passed_over[0].id == ours[1].id
-        assert f"Costlier {ours[1].id} leads it on validation by" in unlimited.sentence()
+        assert f"{ours[1].id}, after it in the ship order, leads it on validation by" in unlimited.sentence()
 
 
 def test_a_measured_budget_is_held_to_the_figure_of_the_targets_cost_source(

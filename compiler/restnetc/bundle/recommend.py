@@ -1,14 +1,15 @@
 """What to ship: for each backend and each budget of the target, the shipped artifact to use.
 
 The rule, stated once (``ship_path``): walk the backend's shipped artifacts (parents included) cheapest first on
-the budget's metric (no limit: params). Start from the cheapest; move to a costlier one only when it is more
-accurate on validation, the split every decision is made on, with the ladder's confidence (paired exact McNemar,
-``evaluation.more_accurate_than``, every costlier rival within the limit one Holm family), and then to the cheapest
-such. As the limit grows, the walk goes on from where it stood. A lead within the noise buys nothing: picking
-the best point figure of many rungs on a thousand images favours whichever was luckiest there (a winner's
-curse), and the cheaper artifact is then as good as anyone can tell. A budget holds each artifact to the figure
-``budget_figure`` gives for the target's cost source, as the manifest's ``budget_check`` does. Reads only the
-manifest.
+the budget's metric (no limit: params); measured figures (latency, memory) within ``ladder.measured_slack`` above
+a step's cheapest count as one step, ordered inside by params then MACs (``cheapest_first``). Start from the first
+artifact; move to a later one only when it is more accurate on validation, the split every decision is made on,
+with the ladder's confidence (paired exact McNemar, ``evaluation.more_accurate_than``, every later artifact within
+the limit one Holm family), and then to the first such. As the limit grows, the walk goes on from where it stood.
+A lead within the noise buys nothing: picking the best point figure of many rungs on a thousand images favours
+whichever was luckiest there (a winner's curse), and the cheaper artifact is then as good as anyone can tell. A
+budget holds each artifact to the figure ``budget_figure`` gives for the target's cost source, as the
+manifest's ``budget_check`` does. Reads only the manifest.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ def figure(metric: Metric, artifact: Artifact, source: CostSource) -> float | No
 class Recommendation:
     """The artifact to ship for one backend under one budget (None: no limit); ``artifact`` is None when no
     shipped artifact of the backend fits. ``source``: the target's cost source the budget is held to.
-    ``passed_over``: the fitting artifact most accurate on validation when that is not ``artifact``, with its
-    paired comparison against ``artifact`` (its lead was within the noise); None otherwise."""
+    ``passed_over``: the most accurate on validation of the fitting artifacts after ``artifact`` in the rule's
+    walk, when more accurate than it, with its paired comparison against ``artifact`` (not confident under
+    Holm); None otherwise."""
 
     backend: str
     budget: Budget | None
@@ -66,9 +68,10 @@ class Recommendation:
         rival, comparison = self.passed_over
         rival_low, rival_high = comparison.interval
         return (
-            f"{said}. Costlier {rival.id} leads it on validation by {comparison.difference:.2f} points "
-            f"[{rival_low:.2f}, {rival_high:.2f}] (McNemar p = {comparison.p_value:.2g}), not with the ladder's "
-            "confidence once every costlier rival within the budget is tested (Holm)"
+            f"{said}. {rival.id}, after it in the ship order, leads it on validation by "
+            f"{comparison.difference:.2f} points [{rival_low:.2f}, {rival_high:.2f}] (McNemar p = "
+            f"{comparison.p_value:.2g}), not with the ladder's confidence once every later rival within the budget "
+            "is tested (Holm)"
         )
 
 

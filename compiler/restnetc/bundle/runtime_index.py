@@ -70,10 +70,10 @@ def ship_ranks(manifest: Manifest) -> dict[tuple[str, str], int]:
 def backend_ranks(artifacts: list[Artifact], ladder: LadderPolicy) -> dict[str, int]:
     """Ranks of one backend's ``artifacts`` by id: ``recommend``'s rule walked along ``memory_need`` (the index's
     own ``memory``, the device's figure once ingested, whatever the target's cost source; figures within
-    ``ladder.measured_slack`` of each other count as one step, ``ship_path``). The first artifact the walk ships
-    ranks 1, each next one it moves to one more, so a device running the highest rank that fits its memory runs
-    what the rule ships within that memory (down to the step below, inside a step's noise band). An artifact the
-    walk never ships ranks 0."""
+    ``ladder.measured_slack`` above a step's cheapest count as one step, ``ship_path``). The first artifact the
+    walk ships ranks 1, each next one it moves to one more, so a device running the highest rank that fits its
+    memory runs what the rule ships within that memory (down to the step below, inside a step's noise band). An
+    artifact the walk never ships ranks 0."""
     shipped = list(dict.fromkeys(a.id for _, a in ship_path(artifacts, memory_need, ladder, ladder.measured_slack)))
     return {a.id: shipped.index(a.id) + 1 if a.id in shipped else 0 for a in artifacts}
 
