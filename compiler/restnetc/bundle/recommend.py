@@ -138,7 +138,7 @@ def _choose(
     metric = Metric.PARAMS if budget is None else budget.metric
     costs = {id(a): figure(metric, a, source) for a in artifacts}
     fitting = [a for a in artifacts if (c := costs[id(a)]) is not None and (budget is None or c <= budget.limit)]
-    slack = ladder.measured_slack if metric.measured else 0.0
+    slack = ladder.slack([metric]).get(metric.value, 0.0)
     path, ordered = _walk(fitting, lambda a: costs[id(a)], ladder, slack)
     if not path:
         return None, None

@@ -38,7 +38,7 @@ from pathlib import Path
 from restnetc.atomic import write_text_atomic
 from restnetc.bundle.manifest import Artifact, BundleError, Manifest, Quantization
 from restnetc.bundle.recommend import ladder_policy, ship_path
-from restnetc.config.target import LadderPolicy
+from restnetc.config.target import LadderPolicy, Metric
 from restnetc.shim_abi import ARTIFACT_KEYS, FLOAT32, INDEX_VERSION
 
 INDEX_NAME = "bundle.index"
@@ -74,7 +74,8 @@ def backend_ranks(artifacts: list[Artifact], ladder: LadderPolicy) -> dict[str, 
     walk ships ranks 1, each next one it moves to one more, so a device running the highest rank that fits its
     memory runs what the rule ships within that memory (down to the step below, inside a step's noise band). An
     artifact the walk never ships ranks 0."""
-    shipped = list(dict.fromkeys(a.id for _, a in ship_path(artifacts, memory_need, ladder, ladder.measured_slack)))
+    slack = ladder.slack([Metric.MEMORY_MB])[Metric.MEMORY_MB.value]
+    shipped = list(dict.fromkeys(a.id for _, a in ship_path(artifacts, memory_need, ladder, slack)))
     return {a.id: shipped.index(a.id) + 1 if a.id in shipped else 0 for a in artifacts}
 
 
