@@ -206,6 +206,22 @@ def test_slack_is_refused_out_of_range_or_for_an_unknown_metric() -> None:
         judge(pair, slack={"latency_ms": 0.05})
 
 
+def test_a_rungs_cheaper_rivals_are_one_family_of_tests() -> None:
+    """One cheaper rival 6 images ahead (McNemar p = 0.031) dominates; three such rivals are one family (Holm:
+    0.031 is not below 0.05 / 3), so none does: with one test per pair, the more rivals a rung had, the likelier
+    one of them would drop it by luck. A dearer rival is not in the family (it cannot dominate), and a rival
+    far enough ahead still dominates among them."""
+    weak, lucky = _ahead(400, 0), _ahead(400, 6)
+    assert judge([contender("weak", weak, 5e6), contender("r0", lucky, 4e6)])["weak"].dominated_by == "r0"
+    three = [contender("weak", weak, 5e6), *(contender(f"r{k}", lucky.copy(), 4e6) for k in range(3))]
+    assert judge(three)["weak"].front
+    dearer = [contender("weak", weak, 5e6), contender("r0", lucky, 4e6), contender("big", lucky.copy(), 6e6)]
+    assert judge(dearer)["weak"].dominated_by == "r0"
+    strong = judge([*three, contender("strong", _ahead(400, 12), 4e6)])["weak"]
+    assert strong.dominated_by == "strong"
+    assert "Holm over its 4 rivals that cost no more" in (strong.reason or "")
+
+
 def test_the_most_accurate_of_several_dominators_is_named() -> None:
     # 300 images: best right on 240, good on 210, weak on 150; both others are cheaper than weak
     rng = np.random.default_rng(1)

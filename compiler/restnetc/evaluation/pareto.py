@@ -2,7 +2,8 @@
 
 A rung is dominated when another costs no more on every budgeted metric *and* is more accurate with
 confidence on the same images. A difference of a few images is not enough: without the test, noise alone
-would drop rungs that are as good as their rival.
+would drop rungs that are as good as their rival. A rung's cheaper rivals are one family of tests (Holm), so a
+rung with many cheaper rivals is not dropped because one of them was lucky.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from restnetc.config.units import format_count
-from restnetc.evaluation.intervals import PairedComparison, more_accurate
+from restnetc.evaluation.intervals import PairedComparison, more_accurate_than
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,13 +76,16 @@ def _cost_clause(metric: str, winner: float, loser: float, slack: float) -> str:
     return f"{label} {won} ~ {lost} (within the {slack * 100:g}% slack)"
 
 
-def _reason(winner: Contender, loser: Contender, comparison: PairedComparison, slack: Mapping[str, float]) -> str:
+def _reason(
+    winner: Contender, loser: Contender, comparison: PairedComparison, rivals: int, slack: Mapping[str, float]
+) -> str:
     costs = ", ".join(_cost_clause(m, winner.costs[m], loser.costs[m], slack.get(m, 0.0)) for m in loser.costs)
     noise = " within measurement noise" if any(winner.costs[m] > loser.costs[m] for m in loser.costs) else ""
+    family = f", Holm over its {rivals} rivals that cost no more" if rivals > 1 else ""
     return (
         f"{winner.id} costs no more{noise} ({costs}) and is more accurate: {winner.accuracy:.2f}% vs "
         f"{loser.accuracy:.2f}%"
-        f" (paired McNemar p={comparison.p_value:.2g})"
+        f" (paired McNemar p={comparison.p_value:.2g}{family})"
     )
 
 
@@ -126,8 +130,9 @@ def judge(
     """The standing of every contender, by id (in the order given).
 
     X is dominated when another contender Y costs no more than X on every metric and is more accurate with
-    confidence (``more_accurate``: Y is right on more images than X, and the exact two-sided McNemar test on
-    the paired correctness gives ``p < 1 - confidence``). Among several dominators the most accurate is named (ties: the
+    confidence: Y is right on more images than X, and the exact two-sided McNemar test on the paired
+    correctness passes at ``1 - confidence`` with X's rivals that cost no more as one family of tests
+    (``more_accurate_than``, Holm's step-down). Among several dominators the most accurate is named (ties: the
     cheapest on X's first metric, then the smallest id). The front is everything not dominated; it is never
     empty, since the most accurate contender cannot be dominated. ``slack`` (by metric, a share) is for measured
     costs: Y's figure within ``slack`` above X's counts as no more, since timings and memory peaks of equal
@@ -142,13 +147,13 @@ def judge(
     standings: dict[str, Standing] = {}
     for loser in contenders:
         metrics = list(loser.costs)
-        dominators: list[tuple[Contender, PairedComparison]] = []
-        for winner in contenders:
-            if winner is loser:
-                continue
-            no_more = all(_no_more(winner.costs[m], loser.costs[m], slack.get(m, 0.0)) for m in metrics)
-            if no_more and (comparison := more_accurate(winner.correct, loser.correct, confidence)) is not None:
-                dominators.append((winner, comparison))
+        rivals = [
+            rival
+            for rival in contenders
+            if rival is not loser and all(_no_more(rival.costs[m], loser.costs[m], slack.get(m, 0.0)) for m in metrics)
+        ]
+        wins = more_accurate_than(loser.correct, [rival.correct for rival in rivals], confidence)
+        dominators = [(rival, win) for rival, win in zip(rivals, wins, strict=True) if win is not None]
         if not dominators:
             standings[loser.id] = Standing(front=True)
             continue
@@ -159,7 +164,7 @@ def judge(
         standings[loser.id] = Standing(
             front=False,
             dominated_by=winner.id,
-            reason=_reason(winner, loser, comparison, slack),
+            reason=_reason(winner, loser, comparison, len(rivals), slack),
             comparison=comparison,
         )
     return standings
