@@ -50,7 +50,8 @@ def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     package = Path(next(iter(executorch.__path__))) / "share" / "cmake"
     options = ("-DCMAKE_BUILD_TYPE=Release", "-DRS_WITH_EXECUTORCH=ON", f"-Dexecutorch_DIR={package}")
-    return _cmake_build(tmp_path_factory.mktemp("shim"), *options)
+    refusing = f"-DRS_TEST_LITERT_LIBRARY={_litert_library()}"  # tests/litert_refusing_options.c in front of it
+    return _cmake_build(tmp_path_factory.mktemp("shim"), *options, refusing)
 
 
 def _run(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -439,6 +440,31 @@ def test_python_runner_switches_across_every_entry_point_of_a_ladder_program_wit
                         np.testing.assert_allclose(runner.run(image), expected, atol=1e-5, err_msg=artifact.id)
                 with pytest.raises(ShimError, match="no variant 'nope'"):
                     runner.use("nope")
+
+
+def test_litert_compiles_a_ladder_program_again_without_the_weight_cache_when_the_runtime_refuses_it(
+    shim: Path, built_ladder: Path, tmp_path: Path
+) -> None:
+    """Issue 16: a LiteRT that refuses XNNPACK's options (``liblitert_refusing_options.so``: the real
+    libLiteRt.so behind a LiteRtAddOpaqueOptions that fails) cannot share packed weights. As the index says
+    (``packing=shared``), the backend compiles the program again packing per signature, and every rung runs
+    with the Python runtime's logits; forced shared, opening is a backend error naming the weight cache. Fails
+    when the retry is dropped (the first case errors) or when it hides a refusal the caller forced."""
+    refusing = shim / "tests" / "liblitert_refusing_options.so"
+    _write(tmp_path / "plenty", "proc/meminfo", "MemAvailable: 8000000 kB\n")
+    artifacts = [a for a in read_manifest(built_ladder).artifacts if a.backend == "litert"]
+    assert {a.packing for a in artifacts} == {"shared"}
+    image = np.random.default_rng(6).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    with (
+        Bundle(built_ladder) as opened,
+        Runner(opened, "litert", litert_library=refusing, memory_root=tmp_path / "plenty") as runner,
+    ):
+        for artifact in artifacts:
+            runner.use(artifact.id)
+            expected = _python_logits(built_ladder, artifact, image)[0]
+            np.testing.assert_allclose(runner.run(image), expected, atol=1e-5, err_msg=artifact.id)
+    with Bundle(built_ladder) as opened, pytest.raises(ShimError, match="XNNPACK's weight cache failed"):
+        Runner(opened, "litert", litert_library=refusing, memory_root=tmp_path / "plenty", packing=PackingPolicy.SHARED)
 
 
 def test_python_runner_preloads_the_rung_below_the_chosen_one_of_its_program(
