@@ -46,7 +46,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "installing the pinned toolchain into $venv (a few minutes on a cold cache)"
-  pip_quiet install -q -r "$root/requirements.lock"
+  pip_quiet install -q -r "$root/requirements.lock"  # every file checked against the lock's sha256 hashes
   pip_quiet install -q --no-deps -e "$root"
   pip_quiet check
   echo "$want" > "$stamp"
@@ -55,18 +55,21 @@ fi
 # The aarch64 runtimes of the pinned wheels, for the shim's cross build and its tests under qemu-aarch64 (a
 # board uses the same files): libLiteRt.so, and ExecuTorch's libraries, headers and CMake package.
 cross="$venv/aarch64"
-pins="$(grep -E '^(ai-edge-litert|executorch)==' "$root/requirements.lock" | tr '\n' ' ')"
+pins="$(grep -oE '^(ai-edge-litert|executorch)==[^ ]+' "$root/requirements.lock" | tr '\n' ' ')"
 if [ "$(cat "$cross/.pins" 2>/dev/null)" != "$pins" ]; then
   log "fetching the aarch64 wheels of $pins"
   rm -rf "$cross" && mkdir -p "$cross"
   # shellcheck disable=SC2086
   pip_quiet download -q --no-deps --only-binary=:all: --platform manylinux_2_27_aarch64 \
     --platform manylinux_2_28_aarch64 --python-version 3.11 -d "$cross/wheels" $pins
-  "$venv/bin/python" - "$cross" <<'PY'
-import pathlib, sys, zipfile
-cross = pathlib.Path(sys.argv[1])
+  "$venv/bin/python" - "$cross" "$root/requirements.lock" <<'PY'
+import hashlib, pathlib, sys, zipfile
+cross, lock = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]).read_text()
 keep = ("ai_edge_litert/libLiteRt.so", "executorch/lib/", "executorch/share/cmake/", "executorch/include/")
 for wheel in (cross / "wheels").glob("*.whl"):
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    if f"--hash=sha256:{digest}" not in lock:  # hash_lock.py lists every platform's files
+        sys.exit(f"[bootstrap] {wheel.name}: sha256 {digest} is not one of requirements.lock's hashes")
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(cross, [name for name in archive.namelist() if name.startswith(keep)])
 PY

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tarfile
 import tomllib
 import zipfile
+from importlib.metadata import version
 from pathlib import Path
 from typing import get_args
 
@@ -22,13 +24,17 @@ from restnetc.errors import ConfigError
 from tests.conftest import REPO
 
 
-def _pins() -> dict[str, Version]:
-    pins = {}
-    for line in (REPO / "requirements.lock").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, version = line.partition("==")
-            pins[canonicalize_name(name)] = Version(version.split(";")[0].strip())
+def _lock() -> dict[str, tuple[str, list[str]]]:
+    """Each pin of requirements.lock by normalised name: its ``name==version`` and the sha256 hashes under it."""
+    pins: dict[str, tuple[str, list[str]]] = {}
+    for block in re.split(r"\n(?=\S)", (REPO / "requirements.lock").read_text().strip()):
+        pin, *options = block.replace("\\\n", " ").split()
+        pins[canonicalize_name(pin.partition("==")[0])] = (pin, [o.removeprefix("--hash=sha256:") for o in options])
     return pins
+
+
+def _pins() -> dict[str, Version]:
+    return {name: Version(pin.partition("==")[2]) for name, (pin, _) in _lock().items()}
 
 
 def test_the_lock_pins_a_version_inside_every_declared_range() -> None:
@@ -70,6 +76,17 @@ def test_the_lock_pins_public_versions() -> None:
     assert not [f"{name}=={version}" for name, version in _pins().items() if version.local]
 
 
+def test_every_pin_of_the_lock_carries_the_hashes_pip_checks() -> None:
+    """``scripts/hash_lock.py`` follows each pin with the sha256 of every file an index serves for it, so pip
+    installs the lock in hash-checking mode (bootstrap.sh); a pin added or moved without them fails here. Also
+    the installed torch's version is one pin of the lock (the ``+cpu`` build matching ``torch==2.13.0``)."""
+    lock = _lock()
+    assert not [pin for pin, hashes in lock.values() if not hashes], "run scripts/hash_lock.py"
+    bad = [h for _, hashes in lock.values() for h in hashes if not re.fullmatch(r"[0-9a-f]{64}", h)]
+    assert not bad, bad
+    assert Version(Version(version("torch")).public) == _pins()["torch"]
+
+
 _RUN_A_BUNDLE = """
 import importlib.util, json, sys
 import numpy as np
@@ -105,7 +122,11 @@ def test_the_wheel_built_from_the_sdist_installs_and_runs_in_a_fresh_venv(
 
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin/python"), "-m", "pip", "install", "-q", "--no-compile"]
-    subprocess.run([*pip, "-c", str(REPO / "requirements.lock"), f"{wheel}[demo]"], check=True, capture_output=True)
+    constraints = (
+        tmp_path / "constraints.txt"
+    )  # the pins alone: hashes in a constraints file would ask one of the wheel
+    constraints.write_text("".join(f"{pin}\n" for pin, _ in _lock().values()))
+    subprocess.run([*pip, "-c", str(constraints), f"{wheel}[demo]"], check=True, capture_output=True)
     outside = {"cwd": tmp_path, "capture_output": True, "text": True, "timeout": 300}
     doctor = subprocess.run([str(venv / "bin/restnetc"), "doctor"], **outside)
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
