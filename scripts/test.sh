@@ -6,8 +6,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/bootstrap.sh"
 cd "$root"
 bin="$root/.venv/bin"
-"$bin/ruff" check compiler tests benchmarks
-"$bin/ruff" format --check compiler tests benchmarks
+"$bin/ruff" check compiler tests benchmarks scripts
+"$bin/ruff" format --check compiler tests benchmarks scripts
 "$bin/mypy"
 PYTHONPATH="$root/compiler" "$bin/lint-imports" --no-cache   # the layers in pyproject.toml [tool.importlinter]
 "$bin/pytest" -q --durations=15 "$@"
