@@ -3,6 +3,8 @@ its members in order of cost, and the accuracy cells of the report tables."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 from matplotlib.lines import Line2D
 
 from restnetc.reports.bundle_report import AXES, PlotPoint, _test_accuracy, plot_accuracy
+from tests.conftest import REPO
 from tests.fakes import fake_artifact
 
 
@@ -105,3 +108,28 @@ def test_accuracy_cell_shows_the_interval() -> None:
     made_up = fake_artifact(0, "litert/a.tflite", b"x").accuracy
     accuracy = made_up.model_copy(update={"artifact": 81.23, "images": 1000, "interval": (79.41, 82.87)})
     assert _test_accuracy(accuracy) == "81.2% [79.4, 82.9]"
+
+
+_CALLER_BACKEND = """
+import sys
+import matplotlib
+matplotlib.use("svg")  # the caller's choice, which restnetc must leave alone
+import matplotlib.pyplot as plt
+import restnetc.api, restnetc.reports.bundle_report, restnetc.reports.cka_plot, restnetc.reports.sweep_outputs
+from tests.test_report_plots import POINTS
+restnetc.reports.bundle_report.plot_accuracy(POINTS, "params", sys.argv[1])
+print(matplotlib.get_backend(), len(plt.get_fignums()))
+"""
+
+
+def test_plotting_leaves_the_callers_matplotlib_backend_and_figures_alone(tmp_path: Path) -> None:
+    """Issue 19: importing the Python API and the report modules and writing a plot neither switches the
+    caller's matplotlib backend (an ``matplotlib.use("Agg")`` on import did) nor leaves a figure in pyplot's
+    registry. The PNG is still written, by the figure's own canvas."""
+    path = tmp_path / "plot.png"
+    ran = subprocess.run(
+        [sys.executable, "-c", _CALLER_BACKEND, str(path)], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert ran.stdout.split() == ["svg", "0"]
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -10,10 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
@@ -109,9 +106,8 @@ def plot_accuracy(points: Sequence[PlotPoint], axis: str, path: Path) -> dict[st
         raise ValueError("no artifact to plot")
     spec = AXES[axis]
     backends = sorted({p.backend for p in points})
-    figure, grid = plt.subplots(
-        1, len(backends), figsize=(5.6 * len(backends), 4.6), dpi=110, sharey=True, squeeze=False
-    )
+    figure = Figure(figsize=(5.6 * len(backends), 4.6), dpi=110)
+    grid = figure.subplots(1, len(backends), sharey=True, squeeze=False)
     fronts: dict[str, list[str]] = {}
     for index, (backend, axes) in enumerate(zip(backends, grid[0], strict=True)):
         color = f"C{index}"
@@ -169,7 +165,6 @@ def plot_accuracy(points: Sequence[PlotPoint], axis: str, path: Path) -> dict[st
     )
     figure.tight_layout()
     figure.savefig(path)
-    plt.close(figure)
     return fronts
 
 
@@ -195,7 +190,8 @@ def _plot_predicted(manifest: Manifest, path: Path) -> bool:
     predicted = [a for a in manifest.artifacts if a.latency_ms.predicted is not None]
     if not predicted:
         return False
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2), dpi=110)
+    figure = Figure(figsize=(10, 4.2), dpi=110)
+    left, right = figure.subplots(1, 2)
     latency = [(a.latency_ms.host.median, a.latency_ms.predicted or 0.0) for a in predicted]
     memory = [(a.memory_bytes.host.peak_delta / 1e6, (a.memory_bytes.predicted or 0) / 1e6) for a in predicted]
     for axes, label, points in ((left, "latency, ms", latency), (right, "peak memory, MB", memory)):
@@ -211,7 +207,6 @@ def _plot_predicted(manifest: Manifest, path: Path) -> bool:
         axes.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path)
-    plt.close(figure)
     return True
 
 

@@ -5,11 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 
 def plot_cka(
@@ -21,7 +18,8 @@ def plot_cka(
 ) -> None:
     """Write a PNG heatmap of ``cka`` (rows: front blocks, columns: back blocks); ``points`` are (i, j, label)."""
     rows, cols = cka.shape
-    figure, axes = plt.subplots(figsize=(1.2 + 0.38 * cols, 1.0 + 0.32 * rows), dpi=120)
+    figure = Figure(figsize=(1.2 + 0.38 * cols, 1.0 + 0.32 * rows), dpi=120)
+    axes = figure.subplots()
     image = axes.imshow(cka, cmap="viridis", vmin=0.0, vmax=1.0, origin="upper", aspect="auto")
     figure.colorbar(image, ax=axes, label="linear CKA")
     for i, j, label in points:
@@ -35,4 +33,3 @@ def plot_cka(
     axes.set_title(f"CKA: {front_name} vs {back_name}")
     figure.tight_layout()
     figure.savefig(path)
-    plt.close(figure)

@@ -9,10 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 from scipy import stats
 
 from restnetc.atomic import staged_files
@@ -95,14 +92,15 @@ def sweep_document(result: SweepResult, r: dict[str, Any]) -> dict[str, Any]:
 
 def plot_sweep(result: SweepResult, r: dict[str, Any], path: Path) -> None:
     """CKA against fine-tuned accuracy, one dot per stitch point, coloured by the front block."""
-    figure, axis = plt.subplots(figsize=(6, 4.5))
+    figure = Figure(figsize=(6, 4.5))
+    axis = figure.subplots()
     dots = axis.scatter(
         [p.candidate.cka for p in result.points],
         [p.accuracy_finetuned for p in result.points],
         c=[p.candidate.front_block for p in result.points],
         cmap="viridis",
     )
-    figure.colorbar(dots, label=f"front block ({result.front.name})")
+    figure.colorbar(dots, ax=axis, label=f"front block ({result.front.name})")
     axis.set_title(
         f"{result.front.name} -> {result.back.name}: Pearson {r['pearson']:.2f}, Spearman {r['spearman']:.2f}"
     )
@@ -111,7 +109,6 @@ def plot_sweep(result: SweepResult, r: dict[str, Any], path: Path) -> None:
     axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
 def write_sweep_outputs(result: SweepResult, out_dir: Path) -> dict[str, Any]:
