@@ -53,6 +53,8 @@ def test_bundle_holds_every_rung_for_every_backend(built: tuple[Path, Path, Path
         assert (bundle / name).is_file()
     report = (bundle / "report.html").read_text()
     assert "data:image/png;base64," in report and "each layer's bias corrected on the first" in report
+    sections = [report.index(f'<section id="{s}">') for s in ("what-to-ship", "plots", "artifacts")]
+    assert sections == sorted(sections), "what to ship, then the plots, then the full table (issue 19)"
 
 
 def test_inspect_verifies_and_detects_a_flipped_byte(
@@ -95,6 +97,10 @@ bundle, project, target, cache, out = sys.argv[1:]
 result = restnetc.build(target, project, out=out, cache_dir=cache)
 found = restnetc.inspect(out)
 assert found.manifest == result.manifest and set(found.sizes) == {a.file for a in result.manifest.artifacts}
+searched = restnetc.search(target, project, cache_dir=cache)
+points = {(v.candidate.front_block, v.candidate.back_block) for v in searched.variants}
+stitched = {(a.stitch.front_block, a.stitch.back_block) for a in found.manifest.artifacts if a.stitch}
+assert stitched and stitched <= points, (points, stitched)  # the build ships the search's rungs (some dropped)
 print(json.dumps({a.file: a.sha256 for a in found.manifest.artifacts}))
 """
 
@@ -103,7 +109,8 @@ def test_the_python_api_builds_what_the_cli_builds_and_prints_nothing(
     built: tuple[Path, Path, Path, Path], tmp_path: Path
 ) -> None:
     """``restnetc.build`` on ``built``'s inputs and warm cache, in a fresh process: the same artifacts (sha256)
-    as the CLI's bundle, ``restnetc.inspect`` verifies them, and the library prints no status line (it logs, and
+    as the CLI's bundle, ``restnetc.inspect`` verifies them, ``restnetc.search`` returns the stitch points they
+    carry, and the library prints no status line (it logs, and
     the caller configured no logging). Warnings may appear (``WARNING:restnetc:...``) through the root logger's
     basic handler, which ExecuTorch's XNNPACK partitioner installs when imported (``logging.basicConfig``)."""
     bundle, project, target, cache = built

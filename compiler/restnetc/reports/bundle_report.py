@@ -464,18 +464,18 @@ report. Accuracy is top-1 on test with its 95% Wilson interval: the range that a
 {splits.test.images} images, so rungs whose intervals overlap may not really differ. An artifact is
 <i>dominated</i> when another of its backend (parents included) costs no more on every budgeted metric and is
 more accurate on validation with confidence: exact two-sided McNemar test on the same images, p below
-{_confidence(manifest)}. The Pareto front is the rest: the rungs
-worth shipping.</p>
+{_confidence(manifest)}, with its rivals that cost no more as one family (Holm). The Pareto front is the rest:
+the rungs worth shipping.</p>
 {_int8_note(manifest)}
 <p>Latency is the host median ({host.runs} interleaved runs, {host.threads} threads);
 memory is the peak resident memory to load and run once, in a fresh process; "predicted" figures come from
 the target's cost table (its backend only), "device" ones from <code>restnetc bench ingest</code>.
 Created {manifest.created}.</p>
-{_table(_HEADERS, rows)}
+<section id="plots">{figures}</section>
+<section id="artifacts">{_table(_HEADERS, rows)}</section>
 {_shipped_dominated(manifest)}
 {_selection(search)}
 {_left_out(manifest)}
-{figures}
 <p>Tools: {html.escape(", ".join(f"{k} {v}" for k, v in manifest.tools.items()))}</p>
 </body></html>
 """
