@@ -36,6 +36,7 @@ PURPOSES = {
     "rich": "terminal output",
     "typer": "the command line",
     "matplotlib": "the report's plots",
+    "pillow": "image-folder datasets (reading the images)",
     "scipy": "exact paired tests (McNemar)",
 }
 """What each declared dependency is for, by canonical distribution name."""
