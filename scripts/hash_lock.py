@@ -15,11 +15,13 @@ one. Elsewhere, the CPU build of torch is installed first (README), and pip leav
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
 import re
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlparse
@@ -58,23 +60,30 @@ def _of(filename: str, name: str, version: Version) -> bool:
 
 def _pypi_hashes(name: str, version: Version) -> set[str]:
     request = urllib.request.Request(PYPI + name + "/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        files = json.load(response)["files"]
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            files = json.load(response)["files"]
+    except urllib.error.HTTPError as error:
+        if error.code == 404:  # not on PyPI: only a local source serves it
+            return set()
+        raise
     return {f["hashes"]["sha256"] for f in files if _of(f["filename"], name, version)}
 
 
 def _local_links() -> list[tuple[Path, str | None]]:
     """(local path, sha256 from the listing or None) of every file pip's local sources list."""
     config = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
-    values = dict(re.findall(r"^\S*?\.?([\w-]+)='(.*)'$", config, re.MULTILINE))
+    values: dict[str, list[str]] = {}  # every scope's value (pip prints each as a Python repr, newlines escaped)
+    for key, value in re.findall(r"^\S*?\.?([\w-]+)=('.*')$", config, re.MULTILINE):
+        values.setdefault(key, []).extend(ast.literal_eval(value).split())
     links: list[tuple[Path, str | None]] = []
-    for index in values.get("extra-index-url", "").split():
+    for index in values.get("index-url", []) + values.get("extra-index-url", []):
         root = Path(urlparse(index).path)
         for page in root.glob("*/index.html") if index.startswith("file:") else ():
             for href in _LINK.findall(page.read_text()):
                 url, _, fragment = urljoin(page.as_uri(), href).partition("#sha256=")
                 links.append((Path(unquote(urlparse(url).path)), fragment or None))
-    for directory in values.get("find-links", "").split():
+    for directory in values.get("find-links", []):
         links.extend((path, None) for path in Path(directory).glob("*") if path.is_file())
     return links
 

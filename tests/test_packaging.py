@@ -108,8 +108,9 @@ def test_the_lock_pins_public_versions() -> None:
 
 def test_every_pin_of_the_lock_carries_the_hashes_pip_checks() -> None:
     """``scripts/hash_lock.py`` follows each pin with the sha256 of every file an index serves for it, so pip
-    installs the lock in hash-checking mode (bootstrap.sh); a pin added or moved without them fails here. Also
-    the installed torch's version is one pin of the lock (the ``+cpu`` build matching ``torch==2.13.0``)."""
+        installs the lock in hash-checking mode (bootstrap.sh); a pin added without them fails here (one moved with
+    its old hashes fails loudly in bootstrap's install: no file of the new version matches). Also
+        the installed torch's version is one pin of the lock (the ``+cpu`` build matching ``torch==2.13.0``)."""
     lock = _lock()
     assert not [pin for pin, hashes in lock.values() if not hashes], "run scripts/hash_lock.py"
     bad = [h for _, hashes in lock.values() for h in hashes if not re.fullmatch(r"[0-9a-f]{64}", h)]
