@@ -190,7 +190,7 @@ def test_the_shim_runs_what_the_ship_rule_recommends_for_its_memory(
 
     def walk(m: Manifest, backend: str) -> list[tuple[float, Artifact]]:
         ours = [a for a in m.artifacts if a.backend == backend]
-        return ship_path(ours, memory_need, policy, policy.measured_slack)
+        return ship_path(ours, memory_need, Metric.MEMORY_MB, policy)
 
     rescored = manifest.model_copy(update={"artifacts": [_scored(a, 40) for a in manifest.artifacts]})
     first = {b: walk(rescored, b)[0][1].id for b in backends}
@@ -239,7 +239,7 @@ def test_more_room_never_ships_what_the_rule_climbed_past(tmp_path: Path) -> Non
     a_flags = "1" * 58 + "0" * 42
     b_flags = "1" * 50 + "0" * 8 + "1" * 20 + "0" * 22
     a, b, c = _fake(0, 10, a_flags), _fake(1, 12, b_flags), _fake(2, 14, a_flags)
-    path = ship_path([c, a, b], memory_need, LadderPolicy())
+    path = ship_path([c, a, b], memory_need, Metric.MEMORY_MB, LadderPolicy())
     assert [(limit >> 20, shipped.id) for limit, shipped in path] == [(10, "a0"), (12, "a1"), (14, "a1")]
     manifest = write_fake_bundle(tmp_path, {"litert/a0.tflite": b"x"}).model_copy(update={"artifacts": [a, b, c]})
     assert ship_ranks(manifest) == {("a0", "litert"): 1, ("a1", "litert"): 2, ("a2", "litert"): 0}

@@ -97,23 +97,25 @@ def _climb(fitting: Sequence[Artifact], start: int, confidence: float) -> int:
 
 
 def ship_path(
-    artifacts: Sequence[Artifact], cost: Callable[[Artifact], float | None], ladder: LadderPolicy, slack: float = 0.0
+    artifacts: Sequence[Artifact], cost: Callable[[Artifact], float | None], metric: Metric, ladder: LadderPolicy
 ) -> list[tuple[float, Artifact]]:
-    """The module's rule along one cost: ``(limit, shipped)`` for each step of ``artifacts`` by ``cost``,
-    ascending (an artifact whose cost is None never fits). A step is a band of costs within ``slack`` above its
-    cheapest (a measured figure's noise: ``ladder.measured_slack``; counted figures take 0), ordered inside by
+    """The module's rule along one cost: ``(limit, shipped)`` for each step of ``artifacts`` by ``cost``, a figure
+    of ``metric``, ascending (an artifact whose cost is None never fits). A step is a band of costs within the
+    ladder's slack for ``metric`` above its cheapest (``LadderPolicy.slack``: a measured figure's noise,
+    ``ladder.measured_slack``; counted figures take none), ordered inside by
     ``cheapest_first`` on the band's cost, so what the artifacts compute breaks the tie. At the first step the climb
     starts from the cheapest artifact; at each next one it starts from the artifact shipped at the last, among
     those within the new limit, at ``ladder.confidence``. So more room never ships an artifact the rule had
     already climbed past (a larger Holm family at once could otherwise lose a win that was confident), and one
     order of the shipped artifacts serves every limit (``runtime_index.ship_ranks``)."""
-    return _walk(artifacts, cost, ladder, slack)[0]
+    return _walk(artifacts, cost, metric, ladder)[0]
 
 
 def _walk(
-    artifacts: Sequence[Artifact], cost: Callable[[Artifact], float | None], ladder: LadderPolicy, slack: float
+    artifacts: Sequence[Artifact], cost: Callable[[Artifact], float | None], metric: Metric, ladder: LadderPolicy
 ) -> tuple[list[tuple[float, Artifact]], list[Artifact]]:
     """``ship_path``, and the order it walked the artifacts in (None costs left out)."""
+    slack = ladder.slack([metric]).get(metric.value, 0.0)
     known = sorted(((c, a) for a in artifacts if (c := cost(a)) is not None), key=lambda ca: ca[0])
     bands: list[list[tuple[float, Artifact]]] = []
     for c, a in known:
@@ -138,8 +140,7 @@ def _choose(
     metric = Metric.PARAMS if budget is None else budget.metric
     costs = {id(a): figure(metric, a, source) for a in artifacts}
     fitting = [a for a in artifacts if (c := costs[id(a)]) is not None and (budget is None or c <= budget.limit)]
-    slack = ladder.slack([metric]).get(metric.value, 0.0)
-    path, ordered = _walk(fitting, lambda a: costs[id(a)], ladder, slack)
+    path, ordered = _walk(fitting, lambda a: costs[id(a)], metric, ladder)
     if not path:
         return None, None
     chosen = path[-1][1]

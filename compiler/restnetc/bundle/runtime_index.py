@@ -74,8 +74,7 @@ def backend_ranks(artifacts: list[Artifact], ladder: LadderPolicy) -> dict[str, 
     walk ships ranks 1, each next one it moves to one more, so a device running the highest rank that fits its
     memory runs what the rule ships within that memory (down to the step below, inside a step's noise band). An
     artifact the walk never ships ranks 0."""
-    slack = ladder.slack([Metric.MEMORY_MB])[Metric.MEMORY_MB.value]
-    shipped = list(dict.fromkeys(a.id for _, a in ship_path(artifacts, memory_need, ladder, slack)))
+    shipped = list(dict.fromkeys(a.id for _, a in ship_path(artifacts, memory_need, Metric.MEMORY_MB, ladder)))
     return {a.id: shipped.index(a.id) + 1 if a.id in shipped else 0 for a in artifacts}
 
 
