@@ -22,8 +22,9 @@ import json
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
@@ -46,6 +47,7 @@ from restnetc.evaluation import compare_paired
 from restnetc.pipeline.parents import load_parents
 
 RESULTS = Path(__file__).parent / "results" / "int8_speed.json"
+Key = TypeVar("Key")
 WATCHED = ("TRANSPOSE", "PAD", "QUANTIZE", "DEQUANTIZE", "xnnpack:Convert", "xnnpack:StaticConstantPad")
 """Ops an int8 graph should not have beyond its fp32 graph's (layout and requantize work): LiteRT's, and the
 nodes of ExecuTorch's XNNPACK graphs."""
@@ -56,6 +58,18 @@ def _round(call: Callable[[], object], runs: int) -> float:
     for _ in range(runs):
         call()
     return (time.perf_counter() - start) / runs * 1e3
+
+
+def interleaved_medians(calls: Mapping[Key, Callable[[], object]], rounds: int, runs: int) -> dict[Key, float]:
+    """Milliseconds per call of each of ``calls``: after one warm-up round each, ``rounds`` rounds of ``runs`` calls,
+    the rounds interleaved across calls so that drift on a shared machine hits all alike; the median round."""
+    for call in calls.values():
+        _round(call, runs)
+    times: dict[Key, list[float]] = {key: [] for key in calls}
+    for _ in range(rounds):
+        for key, call in calls.items():
+            times[key].append(_round(call, runs))
+    return {key: statistics.median(values) for key, values in times.items()}
 
 
 class _StockExecuTorch(ExecuTorchBackend):
@@ -117,13 +131,7 @@ def main() -> None:
                     "interval": [round(v, 2) for v in paired.interval],
                     "mcnemar_p": round(paired.p_value, 4),
                 }
-        for call in calls.values():
-            _round(call, args.runs)  # warm-up
-        rounds: dict[str, list[float]] = {key: [] for key in calls}
-        for _ in range(args.rounds):
-            for key, call in calls.items():
-                rounds[key].append(_round(call, args.runs))
-    median = {key: statistics.median(times) for key, times in rounds.items()}
+        median = interleaved_medians(calls, args.rounds, args.runs)
     for key in calls:
         rows[key]["median_ms"] = round(median[key], 4)
     ratios = {
