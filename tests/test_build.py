@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from restnetc.bundle import integrity
 from restnetc.bundle.manifest import read_manifest
 from restnetc.bundle.recommend import recommend
 from restnetc.bundle.verification import BuildError
@@ -382,6 +383,21 @@ def test_ladder_layout_ships_one_program_per_backend_that_computes_what_the_per_
         )
         assert a.memory_bytes.host.peak_delta > 0
     assert cli("inspect", "--operators", str(built_ladder)).code == 0  # every entry point is in its file
+    reads, measure = [], integrity._measure
+
+    def counted(path: Path) -> tuple[int, str] | None:
+        reads.append(path)
+        return measure(path)
+
+    with pytest.MonkeyPatch.context() as patch:  # each program is read and hashed once, not once per entry point
+        patch.setattr(integrity, "_measure", counted)
+        sizes = integrity.verify_files(built_ladder, manifest)
+    assert sorted(reads) == sorted(built_ladder / file for file in models)
+    assert sizes == {file: (built_ladder / file).stat().st_size for file in models}
+    baseline = tmp_path / "sizes.json"  # size-check compares the two programs, not twelve entry points
+    assert cli("size-check", str(built_ladder), "--baseline", str(baseline), "--update").code == 0
+    rows = json.loads(cli("size-check", "--json", str(built_ladder), "--baseline", str(baseline)).stdout)
+    assert sorted(row["file"] for row in rows) == models and all(row["verdict"] == "ok" for row in rows)
     copy = tmp_path / "bundle"
     shutil.copytree(built_ladder, copy)
     result = cli("bench", "run", str(copy))  # times and probes each entry point of the shared programs

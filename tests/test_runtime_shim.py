@@ -814,6 +814,42 @@ def test_c_runner_walks_a_ladder_program_down_and_up_under_changing_memory(
     _assert_sanitizers_quiet(result)
 
 
+def test_python_runner_walks_a_ladder_program_down_and_up_under_changing_memory(
+    shim: Path, built_ladder: Path, tmp_path: Path
+) -> None:
+    """Issue 16, the C runner's ladder walk above through ``restnetc.runtime.Runner``: on a fixture tree whose
+    memory shrinks, each ``refresh`` steps one rung down (needs 100 MiB apart), and as it grows one rung up, every
+    rung served from the program opened once (the file is spoiled on disk after opening) with the Python
+    runtimes' logits; both backends."""
+    bundle = _ranked_bundle(built_ladder, tmp_path / "bundle", ("executorch", "litert"))
+    manifest = read_manifest(built_ladder)
+    image = np.random.default_rng(3).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    library = {"executorch_library": shim / "librestnet_shim_executorch.so"}
+    root = tmp_path / "memory"
+
+    def available(mib: int) -> None:
+        _write(root, "proc/meminfo", f"MemAvailable: {mib * 1024} kB\n")
+
+    with Bundle(bundle) as opened:
+        for backend, options in (("executorch", library), ("litert", {})):
+            ladder = _ranked(manifest.artifacts, backend)
+            assert len(ladder) >= 3 and len({a.file for a in ladder}) == 1
+            available(1 << 20)
+            with Runner(
+                opened, backend, memory_root=root, headroom_mb=HEADROOM_MB, hysteresis=0.0, **options
+            ) as runner:  # type: ignore[arg-type]
+                (bundle / ladder[0].file).write_bytes(b"spoiled")
+                walk = [(0, list(reversed(range(len(ladder) - 1)))), (100 + HEADROOM_MB, list(range(1, len(ladder))))]
+                assert runner.current is not None and runner.current.id == ladder[-1].id
+                for free, rungs in walk:  # nothing free beside the rung in use: down; 100 MiB more: up
+                    available(free)
+                    for k in rungs:
+                        assert runner.refresh(), (backend, free, ladder[k].id)
+                        assert runner.current is not None and runner.current.id == ladder[k].id, backend
+                        expected = _python_logits(built_ladder, ladder[k], image)[0]
+                        np.testing.assert_allclose(runner.run(image), expected, atol=1e-5, err_msg=ladder[k].id)
+
+
 @pytest.fixture(scope="module")
 def jni(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A shim build with the JNI bridge, the Java wrapper and the Java tests compiled into ``classes``."""

@@ -22,8 +22,10 @@ class FileCheck:
 
 
 def check_files(bundle: Path, manifest: Manifest) -> list[FileCheck]:
-    """One check per artifact: outside the bundle, missing, not a regular file, wrong size, or wrong sha256."""
-    return [_check(bundle, artifact) for artifact in manifest.artifacts]
+    """One check per artifact: outside the bundle, missing, not a regular file, wrong size, or wrong sha256. A
+    file that several artifacts name (a ladder program) is read and hashed once."""
+    readings = {file: _read(bundle, file) for file in {artifact.file for artifact in manifest.artifacts}}
+    return [_check(artifact, readings[artifact.file]) for artifact in manifest.artifacts]
 
 
 def verify_files(bundle: Path, manifest: Manifest) -> dict[str, int]:
@@ -34,18 +36,29 @@ def verify_files(bundle: Path, manifest: Manifest) -> dict[str, int]:
     return {c.file: c.size for c in checks if c.size is not None}
 
 
-def _check(bundle: Path, artifact: Artifact) -> FileCheck:
+_MISSING = "missing"
+
+
+def _read(bundle: Path, file: str) -> tuple[int, str] | str:
+    """Size and sha256 of the bundle's regular file ``file``, or what keeps it from being measured."""
     try:
-        measured = _measure(safe_path(bundle, artifact.file))
+        measured = _measure(safe_path(bundle, file))
     except BundleError as exc:
-        return FileCheck(artifact.file, None, str(exc))
+        return str(exc)
     except FileNotFoundError:
-        return FileCheck(artifact.file, None, f"missing (manifest says {artifact.bytes} bytes)")
+        return _MISSING
     except OSError as exc:
-        return FileCheck(artifact.file, None, f"unreadable: {exc.strerror}")
-    if measured is None:
-        return FileCheck(artifact.file, None, "not a regular file")
-    size, digest = measured
+        return f"unreadable: {exc.strerror}"
+    return "not a regular file" if measured is None else measured
+
+
+def _check(artifact: Artifact, reading: tuple[int, str] | str) -> FileCheck:
+    """``artifact`` against its file's ``reading`` (``_read``)."""
+    if isinstance(reading, str):
+        missing = f"missing (manifest says {artifact.bytes} bytes)"
+        return FileCheck(artifact.file, None, missing if reading == _MISSING else reading)
+    size, digest = reading
+    problem: str | None
     if size != artifact.bytes:
         problem = f"{size} bytes on disk, manifest says {artifact.bytes}"
     elif digest != artifact.sha256:
