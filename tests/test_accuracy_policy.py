@@ -82,6 +82,11 @@ def test_keep_float_screens_candidates_and_keeps_the_better_artifact(
     assert set(kept.float_modules) <= set(quantization_units(rung.model, calibration[:1]))
     assert "front_blocks.0" in kept.float_modules, "the block with the outlier stays in float"
     assert kept.evaluation.validation.accuracy > plain.evaluation.validation.accuracy
+    # What int8 alone gave stays on record (the manifest's accuracy.all_int8), also when the outcome is cached.
+    assert plain.all_int8 is None and kept.all_int8 == plain.evaluation
+    with pytest.MonkeyPatch.context() as patch:  # from the cache: nothing is lowered again
+        patch.setattr(Lowerer, "build_pair", lambda *_: pytest.fail("the stored outcome was not reused"))
+        assert build("keep-float", case, tmp_path).all_int8 == plain.evaluation
 
 
 def test_the_policy_registry_holds_exactly_the_names_a_target_accepts() -> None:

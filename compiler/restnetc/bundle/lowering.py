@@ -40,7 +40,7 @@ from restnetc.bundle.accuracy_policy import OverTolerance, TryFloat, get_policy
 from restnetc.bundle.ladder import Rung
 from restnetc.bundle.manifest import Int8Recipe
 from restnetc.bundle.screening import SCREENING_IMAGES, Screening, screen
-from restnetc.bundle.verification import BuildError, EagerLogits, Verified, Verifier
+from restnetc.bundle.verification import BuildError, EagerLogits, Evaluations, Verified, Verifier
 from restnetc.cache import Cache, stage_key, tensors_digest, toolchain_versions, warn_recompute
 from restnetc.config.target import AccuracyPolicy, Quantization
 from restnetc.config.target import Backend as BackendName
@@ -334,7 +334,8 @@ class Lowerer:
         """``job``'s stored outcome, only if the stored artifact is the very bytes that were verified.
 
         The outcome names its artifact's entry and sha256; the figures come from the record keyed by that
-        sha256, so they can never be applied to other bytes.
+        sha256, so they can never be applied to other bytes. (A keep-float outcome also stores the figures of
+        the all-int8 artifact it replaced, ``Verified.all_int8``: they describe no bytes it ships.)
         """
         key = self._result_key(job)
         stored = self.cache.load_json(key)
@@ -347,9 +348,11 @@ class Lowerer:
             warn_recompute(key, "its artifact's bytes are not the ones verified")
             return None
         evaluation = self.verifier.stored(stored["sha256"])
-        if evaluation is None:
+        all_int8 = stored.get("all_int8")
+        if evaluation is None or (stored["float_modules"] and all_int8 is None):  # recorded before all_int8 was
             return None
-        return Verified(_from_json(data, meta), tuple(stored["float_modules"]), evaluation, stored["policy"])
+        kept = None if all_int8 is None else Evaluations.from_json(all_int8)
+        return Verified(_from_json(data, meta), tuple(stored["float_modules"]), evaluation, stored["policy"], kept)
 
     def _save_result(self, job: PairJob, verified: Verified) -> None:
         """Record ``job``'s outcome, and with a remote executor (whose workers store nothing) its artifact and
@@ -363,6 +366,7 @@ class Lowerer:
             "sha256": sha256.hexdigest(),
             "float_modules": list(verified.float_modules),
             "policy": verified.policy,
+            "all_int8": None if verified.all_int8 is None else dataclasses.asdict(verified.all_int8),
         }
         self.cache.save_json(self._result_key(job), stored)
 
@@ -488,4 +492,6 @@ class Lowerer:
             candidate = self._lower(job, graphs, outcome.units, log)
             evaluation = self.verifier.evaluate(candidate.data, backend, job.eager, f"{job.label} keep-float")
             outcome = rule.settle(case, Verified(candidate, outcome.units, evaluation, ""))
+        if outcome.float_modules:
+            outcome = dataclasses.replace(outcome, all_int8=first.evaluation)
         return PairResult(outcome, tuple(log))

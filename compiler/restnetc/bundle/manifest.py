@@ -67,6 +67,13 @@ class InputSpec(StrictModel):
     output_quantization: Quantization | None = None
 
 
+class AllInt8(StrictModel):
+    """Top-1 % of the all-int8 artifact that the accuracy policy replaced by one keeping float units."""
+
+    validation: float = Field(description="what the policy judged it on")
+    test: float
+
+
 class Accuracy(StrictModel):
     """Top-1 %: the eager fp32 model and the artifact in its own runtime.
 
@@ -84,6 +91,11 @@ class Accuracy(StrictModel):
         pattern=CORRECTNESS_PATTERN,
         description="per-image top-1 on the validation split, 1 right and 0 wrong, in the split's order: what a "
         "paired comparison between artifacts reads (``recommend``)",
+    )
+    all_int8: AllInt8 | None = Field(
+        default=None,
+        description="for an artifact keeping float units (``float_modules``), what the all-int8 artifact it "
+        "replaced scored; None for an all-int8 or fp32 artifact, whose own figures are that",
     )
 
     @model_validator(mode="after")
@@ -243,6 +255,13 @@ class Artifact(StrictModel):
     int8: Int8Recipe | None = Field(default=None, description="how it was quantized; None unless int8")
     pareto: Pareto
 
+    @model_validator(mode="after")
+    def _all_int8_with_float_units(self) -> Artifact:
+        """``accuracy.all_int8`` is there exactly when the artifact keeps float units."""
+        if (self.accuracy.all_int8 is None) == bool(self.float_modules):
+            raise ValueError(f"artifact {self.id!r}: accuracy.all_int8 is expected exactly when float_modules are kept")
+        return self
+
 
 class Dropped(StrictModel):
     """An artifact the target's ``ladder.dominated: drop`` left out of the bundle, with its figures and why."""
@@ -266,7 +285,7 @@ def _file_facts(a: Artifact) -> tuple[object, ...]:
 class Manifest(StrictModel):
     """The whole bundle."""
 
-    schema_version: Literal[3] = 3
+    schema_version: Literal[4] = 4
     target: dict[str, object]
     project: dict[str, object]
     splits: Splits

@@ -56,12 +56,14 @@ class Evaluations:
 
 @dataclasses.dataclass(frozen=True)
 class Verified:
-    """A lowered, verified artifact, the quantization units it keeps in float, and the accuracy policy's note."""
+    """A lowered, verified artifact, the quantization units it keeps in float, and the accuracy policy's note;
+    ``all_int8``: when it keeps some, the figures of the all-int8 artifact it replaced (None otherwise)."""
 
     lowered: Lowered
     float_modules: tuple[str, ...]
     evaluation: Evaluations
     policy: str
+    all_int8: Evaluations | None = None
 
 
 @dataclasses.dataclass(frozen=True)

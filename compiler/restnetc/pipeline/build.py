@@ -22,6 +22,7 @@ from restnetc.bundle.ladder import Rung, eager_logits, ladder
 from restnetc.bundle.lowering import Description, Lowerer
 from restnetc.bundle.manifest import (
     Accuracy,
+    AllInt8,
     Artifact,
     BudgetCheck,
     Delegation,
@@ -271,9 +272,12 @@ def _standings(staged: dict[Key, Staged], measured: dict[Key, Measured], target:
 
 def _accuracy(one: Staged) -> Accuracy:
     """An artifact's accuracy record: test figures with their interval (reports), validation (decisions)."""
-    evaluation = one.verified.evaluation
+    evaluation, replaced = one.verified.evaluation, one.verified.all_int8
     correct = evaluation.test.correct_array
     low, high = wilson_interval(int(correct.sum()), len(correct))
+    all_int8 = (
+        None if replaced is None else AllInt8(validation=replaced.validation.accuracy, test=replaced.test.accuracy)
+    )
     return Accuracy(
         eager_fp32=round(one.eager_test_top1, 3),
         artifact=evaluation.test.accuracy,
@@ -282,6 +286,7 @@ def _accuracy(one: Staged) -> Accuracy:
         validation=evaluation.validation.accuracy,
         validation_images=len(evaluation.validation.correct),
         validation_correct=evaluation.validation.correct,
+        all_int8=all_int8,
     )
 
 
