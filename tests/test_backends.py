@@ -19,7 +19,7 @@ from restnetc.backends.pt2e import export_batched
 from restnetc.config.target import Backend, Quantization
 from restnetc.errors import RestnetcError
 from restnetc.frontend.stitch import StitchedModel, build_stitched
-from restnetc.models import decompose
+from restnetc.models import decompose, family_of, list_families
 from tests import zoo
 
 PAIRS = {
@@ -37,6 +37,13 @@ INT8_MIN_AGREEMENT = 0.75  # untrained tiny models have near-tied logits; the co
 # vit-vit on LiteRT (its LayerNorm, softmax and GELU); CNN pairs 0.014-0.028 and >= 0.9994.
 SIMULATION_RELATIVE_ERROR = 0.1
 SIMULATION_MIN_COSINE = 0.99
+
+
+def test_the_pairs_lower_a_model_of_every_registered_family() -> None:
+    """The simulation bounds below hold for every family the registry knows: a family registered without a model
+    in ``PAIRS`` fails here. (Accuracy-level figures on trained models: ``benchmarks/simulation_gap.py``.)"""
+    lowered = {family_of(zoo.make(name)) for front, back, _, _ in PAIRS.values() for name in (front, back)}
+    assert lowered == set(list_families())
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:

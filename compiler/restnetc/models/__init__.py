@@ -5,7 +5,7 @@ The model zoo (``zoo``) is not imported here: it registers its timm architecture
 
 from restnetc.models import efficientnet_lite, resnet, swin, vgg, vit
 from restnetc.models.blocks import BlockInfo, BlockModel, Layout, TaskHead, count_params
-from restnetc.models.registry import decompose, list_families, register_family
+from restnetc.models.registry import decompose, family_of, list_families, register_family
 
 __all__ = [
     "BlockInfo",
@@ -15,6 +15,7 @@ __all__ = [
     "count_params",
     "decompose",
     "efficientnet_lite",
+    "family_of",
     "list_families",
     "register_family",
     "resnet",

@@ -42,9 +42,19 @@ def list_families(pattern: str = "*") -> list[str]:
     return sorted(name for name in _FAMILIES.names() if fnmatch.fnmatch(name, pattern))
 
 
-def decompose(model: nn.Module) -> BlockModel:
-    """Split ``model`` with the first registered adapter that accepts it (most specific first)."""
+def _family(model: nn.Module) -> Family:
+    """The first registered family that accepts ``model`` (most specific first)."""
     for family in _FAMILIES.values():
         if family.matches(model):
-            return family.decompose(model)
+            return family
     raise ConfigError(f"no block adapter for {type(model).__name__}; supported families: {', '.join(list_families())}")
+
+
+def family_of(model: nn.Module) -> str:
+    """The name of the registered family whose adapter ``decompose`` splits ``model`` with (ConfigError if none)."""
+    return _family(model).name
+
+
+def decompose(model: nn.Module) -> BlockModel:
+    """Split ``model`` with the first registered adapter that accepts it (most specific first)."""
+    return _family(model).decompose(model)
