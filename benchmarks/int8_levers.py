@@ -259,12 +259,7 @@ def main() -> None:
         rows += _rows(get_backend(name), result, calibration, args)
     settings = {"test_images": len(result.test.labels), "validation_images": len(result.validation.labels)}
     settings |= {"calibration_images": len(calibration), "threads": args.threads}
-    stored = RESULTS / "int8_levers.json"
-    previous = json.loads(stored.read_text()) if stored.exists() else None
-    if previous is not None and previous["settings"] == settings:  # keep the backends not run again
-        ran = {row["backend"] for row in rows}
-        rows = [row for row in previous["rows"] if row["backend"] not in ran] + rows
-    write_text_atomic(stored, json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n")
+    rows = common.store_rows("int8_levers", settings, rows, "backend")
     write_text_atomic(RESULTS / "int8_levers.md", _markdown(rows))
 
 

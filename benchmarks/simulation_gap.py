@@ -123,10 +123,7 @@ def main() -> None:
             made = _zoo(name, args.images, args.calibration) if name in ZOO_MODELS else None
             model, calibration, test = made or _demo(name, args.images, args.calibration, cache)
             rows += _rows(name, model, calibration, test, Path(work))
-    stored = RESULTS / "simulation_gap.json"
-    previous = json.loads(stored.read_text()) if stored.exists() else {"rows": []}
-    rows = [row for row in previous["rows"] if row["model"] not in args.models] + rows
-    write_text_atomic(stored, json.dumps({"rows": rows}, indent=2) + "\n")
+    rows = common.store_rows("simulation_gap", {"calibration_images": args.calibration}, rows, "model")
     header = ["model", "family", "backend", "images", "eager fp32", "simulated", "runtime", "runtime - simulated [95%]"]
     body = [
         [

@@ -196,12 +196,7 @@ def main() -> None:
         for name in args.backends or target.runtime.backends:
             rows += _rows(get_backend(name), result, observations, args)
     settings = {"epochs": args.epochs, "lr": args.lr, "images": sizes}
-    stored = RESULTS / "stitch_qat.json"
-    previous = json.loads(stored.read_text()) if stored.exists() else None
-    if previous is not None and previous["settings"] == settings:  # keep the backends not run again
-        ran = {row["backend"] for row in rows}
-        rows = [row for row in previous["rows"] if row["backend"] not in ran] + rows
-    write_text_atomic(stored, json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n")
+    rows = common.store_rows("stitch_qat", settings, rows, "backend")
     header = ["rung", "backend", "split", "fp32 plain -> tuned", "int8 plain -> tuned", "int8 tuned - plain [95%], p"]
     body = [
         [

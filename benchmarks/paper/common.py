@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from restnetc.atomic import write_text_atomic
 from restnetc.config.loader import demo_project_path, load_project
 from restnetc.config.project import ProjectConfig
 from restnetc.evaluation import compare_paired
@@ -50,6 +51,17 @@ def previous_results(name: str) -> Any:
 def kept_rows(name: str, rerun_titles: set[str]) -> list[dict[str, Any]]:
     """The rows of ``benchmarks/results/<name>.json`` (a list of rows with a ``pair`` title) not being re-run."""
     return [row for row in previous_results(name) or [] if row["pair"] not in rerun_titles]
+
+
+def store_rows(name: str, settings: dict[str, Any], rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """Write ``rows`` and ``settings`` to ``benchmarks/results/<name>.json``, keeping the stored rows whose ``key``
+    (a backend, a model) was not run again when they were run with the same ``settings``; all rows written."""
+    previous = previous_results(name)
+    if previous is not None and previous["settings"] == settings:
+        ran = {row[key] for row in rows}
+        rows = [row for row in previous["rows"] if row[key] not in ran] + rows
+    write_text_atomic(RESULTS / f"{name}.json", json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n")
+    return rows
 
 
 def zoo() -> dict[str, Any]:
