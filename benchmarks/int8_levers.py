@@ -6,8 +6,9 @@ build lowers them) and, for each rung and backend of the target, lowers fp32 and
 added to the one before (calibrated on the target's count of real training images, no float islands):
 
 - ``stock``: the backend's own PT2E quantizer as its documentation configures it (per-channel weights), prepared,
-  calibrated and converted with nothing of restnetc's. LiteRT's converter still has restnetc's channels-last pad
-  rewriter (registered process-wide when the backend is made), so its stock graph is leaner than litert-torch's.
+  calibrated and converted with none of restnetc's quantizer changes or graph rewrites. Compiling is still
+  restnetc's: the float interface, and for LiteRT the channels-last pad rewriter (registered process-wide when the
+  backend is made), so its stock graph is leaner than litert-torch's alone.
 - ``lean``: restnetc's quantizer and graph rewrites (``Backend.int8_quantizer``, ``refine``; observers after
   ReLU6, pads sharing their input's parameters, LiteRT's adds quantized): the int8 graph has the fp32 graph's ops.
 - ``bias-corrected``: ``lean`` with bias correction (``backends.bias_correction``).

@@ -123,7 +123,8 @@ def main() -> None:
             made = _zoo(name, args.images, args.calibration) if name in ZOO_MODELS else None
             model, calibration, test = made or _demo(name, args.images, args.calibration, cache)
             rows += _rows(name, model, calibration, test, Path(work))
-    rows = common.store_rows("simulation_gap", {"calibration_images": args.calibration}, rows, "model")
+    settings = {"calibration_images": args.calibration, "images": args.images}
+    rows = common.store_rows("simulation_gap", settings, rows, "model")
     header = ["model", "family", "backend", "images", "eager fp32", "simulated", "runtime", "runtime - simulated [95%]"]
     body = [
         [
