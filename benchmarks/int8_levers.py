@@ -60,7 +60,7 @@ from restnetc.atomic import write_text_atomic
 from restnetc.backends import get_backend
 from restnetc.backends.base import Backend
 from restnetc.backends.native_output import captured
-from restnetc.backends.pt2e import export_batched, observe
+from restnetc.backends.pt2e import _calibrate, export_batched, observe
 from restnetc.bundle.ladder import Rung, eager_logits, ladder
 from restnetc.bundle.lowering import Graphs, Observations
 from restnetc.cache import Cache
@@ -85,9 +85,7 @@ SPLITS = ("validation", "test")
 def _stock(backend: Backend, model: nn.Module, calibration: torch.Tensor) -> tuple[nn.Module, Quantizer]:
     quantizer = STOCK[backend.name]()
     prepared = prepare_pt2e(export_batched(model, calibration).module(), quantizer)
-    with torch.no_grad():
-        for batch in calibration.split(64):
-            prepared(batch)
+    _calibrate(prepared, calibration)  # as every restnetc calibration runs
     return convert_pt2e(prepared, fold_quantize=backend.fold_quantize), quantizer
 
 

@@ -54,8 +54,7 @@ DEMO_MODELS = {"efficientnet-lite0": "efficientnet-lite", "efficientnet-lite2": 
 
 def _zoo(arch: str, count: int, calibration: int) -> tuple[nn.Module, torch.Tensor, ImageSet]:
     """Zoo model ``arch``, ``calibration`` training images and the first ``count`` test images, at 32 px."""
-    entry = common.zoo()["models"][arch]
-    spec = TimmModel(source="timm", arch=arch, checkpoint=common.ZOO / entry["checkpoint"], sha256=entry["sha256"])
+    spec = TimmModel.model_validate(common.zoo_model(arch))
     norm = Normalization.model_validate(common.zoo()["normalization"])
     train = load_fashion_mnist(FASHION_MNIST, "train", pick(calibration, 60000, 1), IMAGE_SIZE, norm)
     test = load_fashion_mnist(FASHION_MNIST, "test", pick(count, 10000, 0), IMAGE_SIZE, norm)
