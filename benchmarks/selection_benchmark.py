@@ -33,7 +33,6 @@ import common
 
 from restnetc.atomic import write_text_atomic
 from restnetc.cache import Cache
-from restnetc.config.project import ProjectConfig
 from restnetc.config.target import TargetConfig
 from restnetc.evaluation import wilson_interval
 from restnetc.pipeline.search import _prepare, _Prepared, run_search
@@ -48,22 +47,6 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "measured-k5": {"selector": "measured", "shortlist": 5},
 }
 """Each configuration's ``search`` section over the project's; ``cka`` is the reference of every comparison."""
-ZOO_PAIRS = {
-    "vgg19-vgg11": ("zoo_vgg19", "zoo_vgg11", "slow-to-fast"),
-    "resnet34-vgg11": ("zoo_resnet34", "zoo_vgg11", "slow-to-fast"),
-    "deits-deitti": ("zoo_deit_s", "zoo_deit_ti", "slow-to-fast"),
-    "resnet18-swinti": ("zoo_resnet18", "zoo_swin_ti", "fast-to-slow"),
-}
-
-
-def _project(pair: str, held_out: dict[str, int]) -> ProjectConfig:
-    """The pair's project, with the held-out split sizes ``held_out`` names (``validation_images``,
-    ``test_images``) over its own."""
-    if pair == "demo":
-        return common.demo(held_out)
-    a, b, order = ZOO_PAIRS[pair]
-    project = ProjectConfig.model_validate(common.project(pair, a, b, order))
-    return project.model_copy(update={"data": project.data.model_copy(update=held_out)})
 
 
 def _target(pair: str, prepared: _Prepared) -> TargetConfig:
@@ -100,7 +83,7 @@ def _rows(pair: str, config: str, result: SearchResult, reference: SearchResult 
 
 
 def run_pair(pair: str, configs: list[str], held_out: dict[str, int]) -> dict[str, Any]:
-    project = _project(pair, held_out)
+    project = common.pair_project(pair, held_out)
     with tempfile.TemporaryDirectory(prefix="selection-") as work:
         base = Path(work) / "base"
         target = _target(pair, _prepare(project, None, Cache(base)))  # parents, task heads, CKA: once
@@ -202,7 +185,7 @@ def _merged(old: dict[str, Any] | None, new: dict[str, Any], configs: list[str])
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    slugs = ["demo", *ZOO_PAIRS]
+    slugs = ["demo", *(pair.slug for pair in common.PAIRS)]
     parser.add_argument("--pairs", nargs="+", choices=slugs, default=slugs)
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     parser.add_argument("--validation-images", type=int, help="validation split size (default: the project's)")

@@ -1,23 +1,24 @@
-"""Would stitch-aware quantization pay? Each demo stitch fine-tuned again under the lowering's own int8 simulation.
+"""Would stitch-aware quantization pay? Each stitch fine-tuned again under the lowering's own int8 simulation.
 
-Issue 17's lever 3, measured before it is built into the pipeline. Searches the demo project (from
-``--cache-dir``, or afresh) with the held-out sizes given, then, for each stitched rung and backend:
+Issue 17's lever 3, measured before it is built into the pipeline. Searches a pair's project (``--pair``: the
+demo on ``--target``, or a zoo pair on Table I's target; from ``--cache-dir``, or afresh) with the held-out sizes
+given, then, for each stitched rung and backend:
 
 - *plain*: the rung's int8 graph exactly as lowering makes it (``Graphs``: the backend's quantizer, the target's
-  calibration images, the back parent's quantization on the shared modules, bias correction), simulated in
-  eager PyTorch;
+  calibration images, the back parent's quantization on the shared modules, bias correction);
 - *tuned*: the stitching layer trained ``--epochs`` more on the train split with every other value quantized as
   that very calibration quantizes it (frozen fake quantization) and the stitch's own weights fake-quantized per
   channel from their current range (straight-through gradients); loss: half cross-entropy on the labels, half
   KL divergence to the rung's own fp32 logits. The tuned stitch then goes through the same ``Graphs`` path.
 
-Reports top-1 on validation and test of eager fp32 and simulated int8 for both, and tuned minus plain int8,
-paired (Newcombe 95% interval, exact McNemar p). Simulation, not the runtimes: for these CNN rungs the two agreed
-within 0.3 points (``RESULTS.md`` section 10).
+Both int8 graphs are scored simulated in eager PyTorch and as the backend's artifact in its runtime. Reports
+top-1 on validation and test of eager fp32 and of both int8 forms, and tuned minus plain int8 in the runtime,
+paired (Newcombe 95% interval, exact McNemar p).
 
-Usage: ``.venv/bin/python benchmarks/stitch_qat.py [--validation-images 1000] [--test-images 10000] [--epochs 1]
-[--lr 1e-4] [--backends ...] [--cache-dir C]``. Writes ``benchmarks/results/stitch_qat.{json,md}``, keeping the
-stored rows of backends not run again when the settings are the same.
+Usage: ``.venv/bin/python benchmarks/stitch_qat.py [--pair demo|deits-deitti|...] [--validation-images N]
+[--test-images 10000] [--epochs 1] [--lr 1e-4] [--backends ...] [--cache-dir C]``. Writes
+``benchmarks/results/stitch_qat.{json,md}``, keeping the stored rows of pairs and backends not run again when the
+settings are the same.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -42,16 +44,20 @@ import common
 from restnetc.atomic import write_text_atomic
 from restnetc.backends import get_backend
 from restnetc.backends.base import Backend
+from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import export_batched, observe
 from restnetc.bundle.ladder import Rung, ladder
 from restnetc.bundle.lowering import Graphs, Observations
 from restnetc.cache import Cache
 from restnetc.config.loader import load_target
+from restnetc.config.project import ProjectConfig
 from restnetc.config.target import Backend as BackendName
+from restnetc.config.target import TargetConfig
 from restnetc.pipeline.search import run_search
 from restnetc.results import SearchResult
 
 RESULTS = Path(__file__).parent / "results"
+SPLITS = ("validation", "test")
 
 
 class _Frozen(nn.Module):
@@ -137,55 +143,84 @@ def _tuned(rung: Rung, backend: Backend, result: SearchResult, observations: Obs
     return dataclasses.replace(rung, model=model)
 
 
-def _scores(rung: Rung, backend: Backend, result: SearchResult, observations: Observations) -> dict[str, Any]:
-    """Per split: per-image correctness of eager fp32 and of the simulated int8 graph lowering makes."""
-    graph, _ = Graphs(rung, backend, observations).int8(())
+def _scores(
+    rung: Rung, backend: Backend, result: SearchResult, observations: Observations, work: Path
+) -> dict[str, Any]:
+    """Per split: per-image correctness of eager fp32, of the int8 graph lowering makes simulated, and of its
+    artifact (compiled into ``work``) in ``backend``'s runtime."""
+    graph, quantizer = Graphs(rung, backend, observations).int8(())
+    with captured():
+        data = backend.compile(graph, observations.calibration[:1], quantizer).data
+    path = work / f"{rung.id}-{backend.name}{backend.suffix}"
+    path.write_bytes(data)
+    runner = backend.load(path, threads=2)
     scores: dict[str, Any] = {}
-    for split in ("validation", "test"):
+    for split in SPLITS:
         images = getattr(result, split)
         eager = _logits(rung.model.eval(), images.images).argmax(1) == images.labels
         int8 = _logits(graph, images.images).argmax(1) == images.labels
-        scores[split] = {"eager": eager.numpy(), "int8": int8.numpy()}
+        with captured():
+            runtime = runner(images.images.numpy()).argmax(1) == images.labels.numpy()
+        scores[split] = {"eager": eager.numpy(), "int8": int8.numpy(), "runtime": np.asarray(runtime)}
     return scores
 
 
-def _rows(backend: Backend, result: SearchResult, observations: Observations, args: Any) -> list[dict[str, Any]]:
-    """Plain and tuned int8 of every stitched rung with ``backend``."""
+def _rows(
+    pair: str, backend: Backend, result: SearchResult, observations: Observations, args: Any
+) -> list[dict[str, Any]]:
+    """Plain and tuned int8 of every stitched rung of ``pair`` with ``backend``."""
     rows = []
-    for rung in (r for r in ladder(result) if r.role == "variant"):
-        plain = _scores(rung, backend, result, observations)
-        start = time.perf_counter()
-        tuned_rung = _tuned(rung, backend, result, observations, args)
-        seconds = time.perf_counter() - start
-        tuned = _scores(tuned_rung, backend, result, observations)
-        row: dict[str, Any] = {"rung": rung.id, "backend": backend.name, "tune_seconds": round(seconds, 1)}
-        for split in ("validation", "test"):
-            row[split] = {
-                **{
-                    f"{kind}_{graph}": round(float(scores[split][graph].mean() * 100), 2)
-                    for kind, scores in (("plain", plain), ("tuned", tuned))
-                    for graph in ("eager", "int8")
-                },
-                "tuned_minus_plain_int8": common.paired(tuned[split]["int8"], plain[split]["int8"]),
+    with tempfile.TemporaryDirectory(prefix="stitch-qat-artifacts-") as work:
+        for rung in (r for r in ladder(result) if r.role == "variant"):
+            plain = _scores(rung, backend, result, observations, Path(work))
+            start = time.perf_counter()
+            tuned_rung = _tuned(rung, backend, result, observations, args)
+            seconds = time.perf_counter() - start
+            tuned = _scores(tuned_rung, backend, result, observations, Path(work))
+            row: dict[str, Any] = {
+                "run": f"{pair}/{backend.name}",
+                "pair": pair,
+                "rung": rung.id,
+                "backend": backend.name,
+                "tune_seconds": round(seconds, 1),
             }
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+            for split in SPLITS:
+                row[split] = {
+                    **{
+                        f"{kind}_{graph}": round(float(scores[split][graph].mean() * 100), 2)
+                        for kind, scores in (("plain", plain), ("tuned", tuned))
+                        for graph in ("eager", "int8", "runtime")
+                    },
+                    "images": len(plain[split]["eager"]),
+                    "tuned_minus_plain_runtime": common.paired(tuned[split]["runtime"], plain[split]["runtime"]),
+                }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     return rows
+
+
+def _setup(args: Any) -> tuple[ProjectConfig, TargetConfig]:
+    """The pair's project with the held-out sizes asked for, and its target."""
+    sizes = {"validation_images": args.validation_images, "test_images": args.test_images}
+    project = common.pair_project(args.pair, {name: n for name, n in sizes.items() if n is not None})
+    if args.pair == "demo":
+        return project, load_target(args.target)
+    pair = next(p for p in common.PAIRS if p.slug == args.pair)
+    return project, TargetConfig.model_validate(common.pair_target(pair))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--target", type=Path, default=Path("targets/cortex-a53.yaml"))
-    parser.add_argument("--validation-images", type=int, default=1000, help="at most the demo's own (1000)")
+    parser.add_argument("--pair", choices=["demo", *(pair.slug for pair in common.PAIRS)], default="demo")
+    parser.add_argument("--target", type=Path, default=Path("targets/cortex-a53.yaml"), help="the demo's target")
+    parser.add_argument("--validation-images", type=int, help="default: the project's own (the demo's at most)")
     parser.add_argument("--test-images", type=int, default=10000)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--backends", nargs="+", type=BackendName, help="default: the target's")
     parser.add_argument("--cache-dir", type=Path, help="a stage cache to search with (default: a fresh one)")
     args = parser.parse_args()
-    target = load_target(args.target)
-    sizes = {"validation_images": args.validation_images, "test_images": args.test_images}
-    project = common.demo(sizes)
+    project, target = _setup(args)
     with tempfile.TemporaryDirectory(prefix="stitch-qat-") as fresh:
         result = run_search(project, target, Cache(args.cache_dir or Path(fresh)))
     calibration = result.train.images[: target.runtime.calibration_images]
@@ -194,23 +229,25 @@ def main() -> None:
         # each model calibrated once per backend, as in a build: the back parent serves every rung as donor
         observations = Observations(Cache(Path(kept)), calibration, "stitch-qat", {})
         for name in args.backends or target.runtime.backends:
-            rows += _rows(get_backend(name), result, observations, args)
-    settings = {"epochs": args.epochs, "lr": args.lr, "images": sizes}
-    rows = common.store_rows("stitch_qat", settings, rows, "backend")
-    header = ["rung", "backend", "split", "fp32 plain -> tuned", "int8 plain -> tuned", "int8 tuned - plain [95%], p"]
+            rows += _rows(args.pair, get_backend(name), result, observations, args)
+    rows = common.store_rows("stitch_qat", {"epochs": args.epochs, "lr": args.lr}, rows, "run")
+    header = ["pair", "rung", "backend", "split", "fp32 plain -> tuned", "int8 simulated", "int8 runtime"]
+    header.append("runtime tuned - plain [95%], p")
     body = [
         [
+            row["pair"],
             row["rung"],
             row["backend"],
-            split,
+            f"{split} ({row[split]['images']})",
             f"{row[split]['plain_eager']} -> {row[split]['tuned_eager']}",
             f"{row[split]['plain_int8']} -> {row[split]['tuned_int8']}",
+            f"{row[split]['plain_runtime']} -> {row[split]['tuned_runtime']}",
             "{difference:+.2f} [{interval[0]:+.2f}, {interval[1]:+.2f}], p={p_value}".format(
-                **row[split]["tuned_minus_plain_int8"]
+                **row[split]["tuned_minus_plain_runtime"]
             ),
         ]
         for row in rows
-        for split in ("validation", "test")
+        for split in SPLITS
     ]
     write_text_atomic(RESULTS / "stitch_qat.md", common.markdown_table(header, body))
 

@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,27 @@ WORK = ROOT / "build" / "paper"
 RESTNETC = ROOT / ".venv" / "bin" / "restnetc"
 IMAGE_SIZE = 32
 CLASS_IMAGES = {"train_images": 5000, "test_images": 5000}
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A pair of zoo models (``zoo.json`` keys) that experiments stitch, ``a`` in front in ``order``."""
+
+    slug: str
+    title: str
+    a: str
+    b: str
+    order: str
+
+
+PAIRS = (
+    Pair("vgg19-vgg11", "VGG19 -> VGG11", "zoo_vgg19", "zoo_vgg11", "slow-to-fast"),
+    Pair("resnet34-vgg11", "ResNet34 -> VGG11", "zoo_resnet34", "zoo_vgg11", "slow-to-fast"),
+    Pair("deits-deitti", "DeiT-S -> DeiT-Ti", "zoo_deit_s", "zoo_deit_ti", "slow-to-fast"),
+    # The paper's heterogeneous pair puts the smaller CNN in front of the larger Swin-Ti: fast-to-slow.
+    Pair("resnet18-swinti", "ResNet18 -> Swin-Ti", "zoo_resnet18", "zoo_swin_ti", "fast-to-slow"),
+)
+"""Table I's zoo pairs, which the benchmarks comparing across pairs run too."""
 
 
 def pairs_parser(doc: str, slugs: Sequence[str]) -> argparse.ArgumentParser:
@@ -114,6 +136,21 @@ def demo(held_out: dict[str, int]) -> ProjectConfig:
             f"{own} validation images; at most {own}"
         )
     return project.model_copy(update={"data": project.data.model_copy(update=held_out)})
+
+
+def pair_project(slug: str, held_out: dict[str, int]) -> ProjectConfig:
+    """The project of zoo pair ``slug`` (a ``PAIRS`` slug) or of the demo (``"demo"``), with the held-out split
+    sizes ``held_out`` names (``validation_images``, ``test_images``) over its own."""
+    if slug == "demo":
+        return demo(held_out)
+    pair = next(p for p in PAIRS if p.slug == slug)
+    config = ProjectConfig.model_validate(project(pair.slug, pair.a, pair.b, pair.order))
+    return config.model_copy(update={"data": config.data.model_copy(update=held_out)})
+
+
+def pair_target(pair: Pair) -> dict[str, Any]:
+    """Table I's target for ``pair``: four params budgets evenly spaced between its parents' sizes."""
+    return target(f"table1-{pair.slug}", ladder_budgets(*parent_sizes(pair.a, pair.b)))
 
 
 def target(name: str, budgets: Sequence[float], backends: Sequence[str] = ("executorch", "litert")) -> dict[str, Any]:

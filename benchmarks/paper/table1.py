@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,36 +23,15 @@ matplotlib.use("Agg")
 import common
 import matplotlib.pyplot as plt
 
-
-@dataclass(frozen=True)
-class Pair:
-    slug: str
-    title: str
-    a: str
-    b: str
-    order: str
-
-
-PAIRS = (
-    Pair("vgg19-vgg11", "VGG19 -> VGG11", "zoo_vgg19", "zoo_vgg11", "slow-to-fast"),
-    Pair("resnet34-vgg11", "ResNet34 -> VGG11", "zoo_resnet34", "zoo_vgg11", "slow-to-fast"),
-    Pair("deits-deitti", "DeiT-S -> DeiT-Ti", "zoo_deit_s", "zoo_deit_ti", "slow-to-fast"),
-    # The paper's heterogeneous pair puts the smaller CNN in front of the larger Swin-Ti: fast-to-slow.
-    Pair("resnet18-swinti", "ResNet18 -> Swin-Ti", "zoo_resnet18", "zoo_swin_ti", "fast-to-slow"),
-)
 DEMO = "demo-effnet-lite"
 DEMO_TITLE = "EfficientNet-Lite2 -> Lite0 (demo)"
 
 
-def build_pair(pair: Pair) -> Path:
+def build_pair(pair: common.Pair) -> Path:
     """Build the pair's bundle; returns its directory."""
-    models = common.zoo()["models"]
-    sizes = sorted(models[arch]["params"] for arch in (pair.a, pair.b))
     work = common.WORK / "table1" / pair.slug
     project_file = common.write_yaml(work / "project.yaml", common.project(pair.slug, pair.a, pair.b, pair.order))
-    target_file = common.write_yaml(
-        work / "target.yaml", common.target(f"table1-{pair.slug}", common.ladder_budgets(*sizes))
-    )
+    target_file = common.write_yaml(work / "target.yaml", common.pair_target(pair))
     common.restnetc("build", "--target", target_file, "--project", project_file, "--out", work / "bundle")
     return work / "bundle"
 
@@ -167,18 +145,18 @@ def plot(results: dict[str, list[dict[str, Any]]]) -> None:
 
 
 def main() -> None:
-    parser = common.pairs_parser(__doc__, [pair.slug for pair in PAIRS] + [DEMO])
+    parser = common.pairs_parser(__doc__, [pair.slug for pair in common.PAIRS] + [DEMO])
     parser.add_argument(
         "--demo-bundle", type=Path, help="use this demo bundle (from restnetc build on cortex-a53) instead of building"
     )
     args = parser.parse_args()
     results = common.previous_results("table1") or {}
-    for pair in PAIRS:
+    for pair in common.PAIRS:
         if pair.slug in args.pairs:
             results[pair.title] = rows_of(pair.title, build_pair(pair))
     if DEMO in args.pairs:
         results[DEMO_TITLE] = rows_of(DEMO_TITLE, build_demo(args.demo_bundle))
-    order = [pair.title for pair in PAIRS] + [DEMO_TITLE]
+    order = [pair.title for pair in common.PAIRS] + [DEMO_TITLE]
     write({title: results[title] for title in order if title in results})
 
 
