@@ -886,9 +886,10 @@ def test_jni_runner_switches_across_every_entry_point_of_a_ladder_program(
 ) -> None:
     """Issue 16: the Java runner on a LiteRT ladder program moves to every rung with ``use`` (loaded, then
     resident) after the file was spoiled on disk, each rung giving its own signature's logits, and ``refresh``
-    comes back to the rung it chose when opened."""
+    comes back to the rung it chose when opened; a second runner walks down through every rung as the fixture
+    tree's memory shrinks and up again as it grows (needs rewritten 100 MiB apart), from its open program."""
     bundle = _ranked_bundle(built_ladder, tmp_path / "bundle", ("litert",))
-    rungs = [a for a in read_manifest(built_ladder).artifacts if a.backend == "litert"]
+    rungs = _ranked(read_manifest(built_ladder).artifacts, "litert")
     assert len({a.file for a in rungs}) == 1 < len(rungs)
     image = np.random.default_rng(4).standard_normal((1, 3, 32, 32)).astype(np.float32)
     image.tofile(tmp_path / "input.f32")

@@ -5,14 +5,17 @@ import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.Paths;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 
 /**
  * Desktop-JDK test of the JNI bridge on a ladder bundle: one LiteRT program, a signature per rung.
  * usage: java RestnetShimLadderTest LIBRARY BUNDLE MEMORY_ROOT LIBLITERT INPUT_F32 EXPECTED PROGRAM_FILE
- * (EXPECTED: one line per rung, "ID LOGIT,LOGIT,...", what the Python runtime gives for INPUT_F32; PROGRAM_FILE:
- * the ladder file, relative to BUNDLE; it is spoiled once the runner has opened it)
+ * (EXPECTED: one line per rung, "ID LOGIT,LOGIT,...", what the Python runtime gives for INPUT_F32, from the least
+ * to the most accurate rung, whose memory needs in BUNDLE's index are 100, 200, ... MiB; PROGRAM_FILE: the ladder
+ * file, relative to BUNDLE; it is spoiled once the runners have opened it; MEMORY_ROOT/proc/meminfo is rewritten)
  */
 public final class RestnetShimLadderTest {
     private static void check(boolean condition, String what) {
@@ -28,6 +31,10 @@ public final class RestnetShimLadderTest {
             float value = Float.parseFloat(want[i]);
             check(Math.abs(logits[i] - value) <= 1e-5f, id + " logit " + i + ": " + logits[i] + " vs " + value);
         }
+    }
+
+    private static void setAvailable(String root, long mebibytes) throws IOException {
+        Files.writeString(Paths.get(root, "proc", "meminfo"), "MemAvailable: " + mebibytes * 1024 + " kB\n");
     }
 
     public static void main(String[] args) throws Exception {
@@ -61,6 +68,7 @@ public final class RestnetShimLadderTest {
                 }
             }
             RestnetShim.Runner runner = bundle.runner("litert", args[3], args[2], 1 << 20);
+            RestnetShim.Runner walker = bundle.runner("litert", args[3], args[2], 1 << 20);
             String top = runner.currentVariant();
             check(rungs.containsKey(top), "runner chose " + top);
             Path program = Paths.get(args[1], args[6]);
@@ -80,6 +88,23 @@ public final class RestnetShimLadderTest {
             checkLogits(top, runner.run(input), rungs.get(top));
             for (String id : rungs.keySet()) {
                 check(runner.isResident(id), id + " is not resident after use");
+            }
+            // The other runner walks down and up as the probed memory changes: with nothing free beside the rung
+            // in use, each refresh steps one rung down; with 200 MiB more (one rung's 100 MiB, plus the default
+            // hysteresis, 10% of the larger rung's need, for every rung below the tenth), one rung up.
+            List<String> ladder = new ArrayList<>(rungs.keySet());
+            check(top.equals(walker.currentVariant()), "the walker started on " + walker.currentVariant());
+            setAvailable(args[2], 0);
+            for (int k = ladder.size() - 2; k >= 0; k--) {
+                check(walker.refresh(), "no step down to " + ladder.get(k));
+                check(ladder.get(k).equals(walker.currentVariant()), "down: on " + walker.currentVariant());
+                checkLogits(ladder.get(k), walker.run(input), rungs.get(ladder.get(k)));
+            }
+            setAvailable(args[2], 200 + 1);
+            for (int k = 1; k < ladder.size(); k++) {
+                check(walker.refresh(), "no step up to " + ladder.get(k));
+                check(ladder.get(k).equals(walker.currentVariant()), "up: on " + walker.currentVariant());
+                checkLogits(ladder.get(k), walker.run(input), rungs.get(ladder.get(k)));
             }
         }
         System.out.println("all JNI ladder tests passed");
