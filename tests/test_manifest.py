@@ -152,22 +152,33 @@ def test_an_older_manifest_is_refused_by_its_version(bundle: Path) -> None:
     data = json.loads((bundle / "manifest.json").read_text())
     data["schema_version"] = 3
     (bundle / "manifest.json").write_text(json.dumps(data))
-    with pytest.raises(BundleError, match=r"manifest.json: schema_version: Input should be 4"):
+    with pytest.raises(BundleError, match=r"manifest.json: schema_version: Input should be 5"):
         read_manifest(bundle)
 
 
 def test_the_all_int8_figures_come_exactly_with_float_units(bundle: Path) -> None:
     """An artifact keeping float units says what the all-int8 artifact it replaced scored; an all-int8 one does
-    not (its own figures are that). Either one without the other is refused."""
+    not (its own figures are that). Either one without the other is refused, in a shipped artifact and in one the
+    ladder dropped."""
     data = json.loads((bundle / "manifest.json").read_text())
     data["artifacts"][1]["float_modules"] = ["head"]
     data["artifacts"][1]["accuracy"]["all_int8"] = {"validation": 80.0, "test": 79.5}
     (bundle / "manifest.json").write_text(json.dumps(data))
     assert read_manifest(bundle).artifacts[1].accuracy.all_int8 is not None
-    for artifact, change in ((1, {"float_modules": []}), (0, {"accuracy": data["artifacts"][1]["accuracy"]})):
+    kept = data["artifacts"][1]
+    fields = ("id", "role", "backend", "params", "macs", "float_modules", "accuracy")
+    dropped = {name: kept[name] for name in fields} | {"latency_ms": 1.0, "memory_bytes": 1, "id": "d1"}
+    data["dropped"] = [dropped | {"pareto": {"front": False, "dominated_by": "a0", "reason": "test"}}]
+    (bundle / "manifest.json").write_text(json.dumps(data))
+    assert read_manifest(bundle).dropped[0].accuracy.all_int8 is not None
+    for entries, k, change in (
+        ("artifacts", 1, {"float_modules": []}),
+        ("artifacts", 0, {"accuracy": kept["accuracy"]}),
+        ("dropped", 0, {"float_modules": []}),
+    ):
         broken = json.loads(json.dumps(data))
-        broken["artifacts"][artifact].update(change)
+        broken[entries][k].update(change)
         (bundle / "manifest.json").write_text(json.dumps(broken))
-        name = broken["artifacts"][artifact]["id"]
+        name = broken[entries][k]["id"]
         with pytest.raises(BundleError, match=rf"'{name}'.*all_int8 is expected exactly when float_modules"):
             read_manifest(bundle)

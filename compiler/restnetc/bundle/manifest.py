@@ -221,6 +221,12 @@ class Int8Recipe(StrictModel):
     )
 
 
+def _check_all_int8(artifact_id: str, accuracy: Accuracy, float_modules: list[str]) -> None:
+    """``accuracy.all_int8`` is there exactly when the artifact keeps float units (ValueError otherwise)."""
+    if (accuracy.all_int8 is None) == bool(float_modules):
+        raise ValueError(f"artifact {artifact_id!r}: accuracy.all_int8 is expected exactly when float_modules are kept")
+
+
 class Artifact(StrictModel):
     """One lowered variant for one backend."""
 
@@ -257,9 +263,7 @@ class Artifact(StrictModel):
 
     @model_validator(mode="after")
     def _all_int8_with_float_units(self) -> Artifact:
-        """``accuracy.all_int8`` is there exactly when the artifact keeps float units."""
-        if (self.accuracy.all_int8 is None) == bool(self.float_modules):
-            raise ValueError(f"artifact {self.id!r}: accuracy.all_int8 is expected exactly when float_modules are kept")
+        _check_all_int8(self.id, self.accuracy, self.float_modules)
         return self
 
 
@@ -273,8 +277,14 @@ class Dropped(StrictModel):
     macs: int
     latency_ms: float = Field(description="host median, ms")
     memory_bytes: int = Field(description="host peak delta, bytes")
+    float_modules: list[str] = Field(description="submodules the accuracy policy kept in float")
     accuracy: Accuracy
     pareto: Pareto
+
+    @model_validator(mode="after")
+    def _all_int8_with_float_units(self) -> Dropped:
+        _check_all_int8(self.id, self.accuracy, self.float_modules)
+        return self
 
 
 def _file_facts(a: Artifact) -> tuple[object, ...]:
@@ -285,7 +295,7 @@ def _file_facts(a: Artifact) -> tuple[object, ...]:
 class Manifest(StrictModel):
     """The whole bundle."""
 
-    schema_version: Literal[4] = 4
+    schema_version: Literal[5] = 5
     target: dict[str, object]
     project: dict[str, object]
     splits: Splits

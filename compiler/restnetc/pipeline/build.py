@@ -365,6 +365,7 @@ def _admit(
                         macs=one.rung.macs,
                         latency_ms=figures.latency.host.median,
                         memory_bytes=figures.memory.host.peak_delta,
+                        float_modules=list(one.verified.float_modules),
                         accuracy=accuracy,
                         pareto=standing,
                     )
