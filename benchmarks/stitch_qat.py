@@ -144,16 +144,15 @@ def _tuned(rung: Rung, backend: Backend, result: SearchResult, observations: Obs
 
 
 def _scores(
-    rung: Rung, backend: Backend, result: SearchResult, observations: Observations, work: Path
+    rung: Rung, backend: Backend, result: SearchResult, observations: Observations, artifact: Path, threads: int
 ) -> dict[str, Any]:
     """Per split: per-image correctness of eager fp32, of the int8 graph lowering makes simulated, and of its
-    artifact (compiled into ``work``) in ``backend``'s runtime."""
+    artifact (written to ``artifact``) in ``backend``'s runtime on ``threads`` threads."""
     graph, quantizer = Graphs(rung, backend, observations).int8(())
     with captured():
         data = backend.compile(graph, observations.calibration[:1], quantizer).data
-    path = work / f"{rung.id}-{backend.name}{backend.suffix}"
-    path.write_bytes(data)
-    runner = backend.load(path, threads=2)
+    artifact.write_bytes(data)
+    runner = backend.load(artifact, threads)
     scores: dict[str, Any] = {}
     for split in SPLITS:
         images = getattr(result, split)
@@ -166,17 +165,20 @@ def _scores(
 
 
 def _rows(
-    pair: str, backend: Backend, result: SearchResult, observations: Observations, args: Any
+    pair: str, backend: Backend, result: SearchResult, observations: Observations, threads: int, args: Any
 ) -> list[dict[str, Any]]:
-    """Plain and tuned int8 of every stitched rung of ``pair`` with ``backend``."""
+    """Plain and tuned int8 of every stitched rung of ``pair`` with ``backend``, run on ``threads`` threads."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="stitch-qat-artifacts-") as work:
         for rung in (r for r in ladder(result) if r.role == "variant"):
-            plain = _scores(rung, backend, result, observations, Path(work))
+            files = {
+                kind: Path(work) / f"{rung.id}-{backend.name}-{kind}{backend.suffix}" for kind in ("plain", "tuned")
+            }
+            plain = _scores(rung, backend, result, observations, files["plain"], threads)
             start = time.perf_counter()
             tuned_rung = _tuned(rung, backend, result, observations, args)
             seconds = time.perf_counter() - start
-            tuned = _scores(tuned_rung, backend, result, observations, Path(work))
+            tuned = _scores(tuned_rung, backend, result, observations, files["tuned"], threads)
             row: dict[str, Any] = {
                 "run": f"{pair}/{backend.name}",
                 "pair": pair,
@@ -205,8 +207,7 @@ def _setup(args: Any) -> tuple[ProjectConfig, TargetConfig]:
     project = common.pair_project(args.pair, {name: n for name, n in sizes.items() if n is not None})
     if args.pair == "demo":
         return project, load_target(args.target)
-    pair = next(p for p in common.PAIRS if p.slug == args.pair)
-    return project, TargetConfig.model_validate(common.pair_target(pair))
+    return project, TargetConfig.model_validate(common.pair_target(common.pair(args.pair)))
 
 
 def main() -> None:
@@ -229,7 +230,7 @@ def main() -> None:
         # each model calibrated once per backend, as in a build: the back parent serves every rung as donor
         observations = Observations(Cache(Path(kept)), calibration, "stitch-qat", {})
         for name in args.backends or target.runtime.backends:
-            rows += _rows(args.pair, get_backend(name), result, observations, args)
+            rows += _rows(args.pair, get_backend(name), result, observations, target.runtime.host_threads(), args)
     rows = common.store_rows("stitch_qat", {"epochs": args.epochs, "lr": args.lr}, rows, "run")
     header = ["pair", "rung", "backend", "split", "fp32 plain -> tuned", "int8 simulated", "int8 runtime"]
     header.append("runtime tuned - plain [95%], p")

@@ -179,6 +179,7 @@ def test_the_all_int8_figures_come_exactly_with_float_units(bundle: Path) -> Non
         broken = json.loads(json.dumps(data))
         broken[entries][k].update(change)
         (bundle / "manifest.json").write_text(json.dumps(broken))
-        name = broken[entries][k]["id"]
-        with pytest.raises(BundleError, match=rf"'{name}'.*all_int8 is expected exactly when float_modules"):
+        entry = broken[entries][k]
+        named = rf"{'dropped ' if entries == 'dropped' else ''}artifact '{entry['id']}' \({entry['backend']}\)"
+        with pytest.raises(BundleError, match=rf"{named}: accuracy.all_int8 is expected exactly when float_modules"):
             read_manifest(bundle)

@@ -138,13 +138,18 @@ def demo(held_out: dict[str, int]) -> ProjectConfig:
     return project.model_copy(update={"data": project.data.model_copy(update=held_out)})
 
 
+def pair(slug: str) -> Pair:
+    """The ``PAIRS`` entry named ``slug`` (KeyError for another)."""
+    return {p.slug: p for p in PAIRS}[slug]
+
+
 def pair_project(slug: str, held_out: dict[str, int]) -> ProjectConfig:
     """The project of zoo pair ``slug`` (a ``PAIRS`` slug) or of the demo (``"demo"``), with the held-out split
     sizes ``held_out`` names (``validation_images``, ``test_images``) over its own."""
     if slug == "demo":
         return demo(held_out)
-    pair = next(p for p in PAIRS if p.slug == slug)
-    config = ProjectConfig.model_validate(project(pair.slug, pair.a, pair.b, pair.order))
+    zoo_pair = pair(slug)
+    config = ProjectConfig.model_validate(project(zoo_pair.slug, zoo_pair.a, zoo_pair.b, zoo_pair.order))
     return config.model_copy(update={"data": config.data.model_copy(update=held_out)})
 
 

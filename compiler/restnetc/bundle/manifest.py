@@ -221,10 +221,11 @@ class Int8Recipe(StrictModel):
     )
 
 
-def _check_all_int8(artifact_id: str, accuracy: Accuracy, float_modules: list[str]) -> None:
-    """``accuracy.all_int8`` is there exactly when the artifact keeps float units (ValueError otherwise)."""
+def _check_all_int8(entry: str, accuracy: Accuracy, float_modules: list[str]) -> None:
+    """``accuracy.all_int8`` is there exactly when the artifact ``entry`` names keeps float units (ValueError
+    otherwise)."""
     if (accuracy.all_int8 is None) == bool(float_modules):
-        raise ValueError(f"artifact {artifact_id!r}: accuracy.all_int8 is expected exactly when float_modules are kept")
+        raise ValueError(f"{entry}: accuracy.all_int8 is expected exactly when float_modules are kept")
 
 
 class Artifact(StrictModel):
@@ -263,7 +264,7 @@ class Artifact(StrictModel):
 
     @model_validator(mode="after")
     def _all_int8_with_float_units(self) -> Artifact:
-        _check_all_int8(self.id, self.accuracy, self.float_modules)
+        _check_all_int8(f"artifact {self.id!r} ({self.backend})", self.accuracy, self.float_modules)
         return self
 
 
@@ -283,7 +284,7 @@ class Dropped(StrictModel):
 
     @model_validator(mode="after")
     def _all_int8_with_float_units(self) -> Dropped:
-        _check_all_int8(self.id, self.accuracy, self.float_modules)
+        _check_all_int8(f"dropped artifact {self.id!r} ({self.backend})", self.accuracy, self.float_modules)
         return self
 
 

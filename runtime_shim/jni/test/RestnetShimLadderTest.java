@@ -89,9 +89,12 @@ public final class RestnetShimLadderTest {
             for (String id : rungs.keySet()) {
                 check(runner.isResident(id), id + " is not resident after use");
             }
-            // The other runner walks down and up as the probed memory changes: with nothing free beside the rung
-            // in use, each refresh steps one rung down; with 200 MiB more (one rung's 100 MiB, plus the default
-            // hysteresis, 10% of the larger rung's need, for every rung below the tenth), one rung up.
+            // The other runner walks down and up as the probed memory changes (needs 100 MiB apart, 1 MiB
+            // headroom): with nothing free beside the rung in use, each refresh steps one rung down. With 200 MiB
+            // free, each steps one rung up: the next rung's need with the default hysteresis (10% of it) and the
+            // headroom fits in 200 MiB plus the need of the rung in use up to the ninth rung, two rungs up never
+            // do, and loading the next one must release the one in use (200 < its 100 MiB more + the headroom),
+            // so no rung stays resident beside it to count as room at the next refresh.
             List<String> ladder = new ArrayList<>(rungs.keySet());
             check(top.equals(walker.currentVariant()), "the walker started on " + walker.currentVariant());
             setAvailable(args[2], 0);
@@ -100,7 +103,7 @@ public final class RestnetShimLadderTest {
                 check(ladder.get(k).equals(walker.currentVariant()), "down: on " + walker.currentVariant());
                 checkLogits(ladder.get(k), walker.run(input), rungs.get(ladder.get(k)));
             }
-            setAvailable(args[2], 200 + 1);
+            setAvailable(args[2], 200);
             for (int k = 1; k < ladder.size(); k++) {
                 check(walker.refresh(), "no step up to " + ladder.get(k));
                 check(ladder.get(k).equals(walker.currentVariant()), "up: on " + walker.currentVariant());
