@@ -43,7 +43,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
 from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
@@ -143,11 +142,6 @@ class _Artifacts:
         self._compile("shipped", graph, quantizer, time.perf_counter() - start)
 
 
-def _correct(backend: Backend, path: Path, threads: int, images: torch.Tensor, labels: np.ndarray) -> np.ndarray:
-    with captured():
-        return np.asarray(backend.load(path, threads)(images.numpy()).argmax(1) == labels)
-
-
 def _rows(backend: Backend, result: SearchResult, calibration: torch.Tensor, args: Any) -> list[dict[str, Any]]:
     """Every lever's artifact of every rung with ``backend``, scored, sized and timed side by side."""
     rows: list[dict[str, Any]] = []
@@ -158,6 +152,7 @@ def _rows(backend: Backend, result: SearchResult, calibration: torch.Tensor, arg
             artifacts = _Artifacts(rung, backend, observations, Path(work))
             artifacts.lower_all()
             calls: dict[str, Callable[[], object]] = {}
+            own: list[dict[str, Any]] = []
             eager = {}
             for split in SPLITS:
                 images = getattr(result, split)
@@ -175,17 +170,18 @@ def _rows(backend: Backend, result: SearchResult, calibration: torch.Tensor, arg
                 }
                 for split in SPLITS:
                     images = getattr(result, split)
-                    correct = _correct(backend, path, args.threads, images.images, images.labels.numpy())
+                    correct = common.runtime_correct(backend, path, args.threads, images.images, images.labels)
                     row[split] = {
                         "eager_fp32": round(100 * float(eager[split].mean()), 2),
                         "top1": round(100 * float(correct.mean()), 2),
                         "minus_eager_fp32": common.paired(correct, eager[split]),
                     }
-                rows.append(row)
+                own.append(row)
                 calls[lever] = backend.invoker(path, args.threads, calibration[:1].numpy())
             median = interleaved_medians(calls, args.rounds, args.runs)
             del calls  # the rung's programs unloaded before the next rung's are timed
-            for row in rows[-len(median) :]:
+            rows += own
+            for row in own:
                 row["median_ms"] = round(median[row["lever"]], 4)
                 row["over_fp32_time"] = round(median[row["lever"]] / median["fp32"], 3)
                 print(json.dumps(row), flush=True)

@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -152,15 +151,13 @@ def _scores(
     with captured():
         data = backend.compile(graph, observations.calibration[:1], quantizer).data
     artifact.write_bytes(data)
-    runner = backend.load(artifact, threads)
     scores: dict[str, Any] = {}
     for split in SPLITS:
         images = getattr(result, split)
         eager = _logits(rung.model.eval(), images.images).argmax(1) == images.labels
         int8 = _logits(graph, images.images).argmax(1) == images.labels
-        with captured():
-            runtime = runner(images.images.numpy()).argmax(1) == images.labels.numpy()
-        scores[split] = {"eager": eager.numpy(), "int8": int8.numpy(), "runtime": np.asarray(runtime)}
+        runtime = common.runtime_correct(backend, artifact, threads, images.images, images.labels)
+        scores[split] = {"eager": eager.numpy(), "int8": int8.numpy(), "runtime": runtime}
     return scores
 
 

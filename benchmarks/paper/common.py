@@ -18,9 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import yaml
 
 from restnetc.atomic import write_text_atomic
+from restnetc.backends.base import Backend
+from restnetc.backends.native_output import captured
 from restnetc.config.loader import demo_project_path, load_project
 from restnetc.config.project import ProjectConfig
 from restnetc.evaluation import compare_paired
@@ -188,6 +191,15 @@ def restnetc(*args: str | Path) -> None:
 def ladder_budgets(small: int, large: int, rungs: int = 4) -> list[float]:
     """``rungs`` params limits evenly spaced above ``small`` up to ``large``: one band per rung."""
     return [small + (large - small) * (k + 1) / rungs for k in range(rungs)]
+
+
+def runtime_correct(
+    backend: Backend, path: Path, threads: int, images: torch.Tensor, labels: torch.Tensor
+) -> np.ndarray:
+    """Per image, whether the artifact at ``path`` run in ``backend``'s runtime on ``threads`` threads gets the
+    label right (its native output captured)."""
+    with captured():
+        return np.asarray(backend.load(path, threads)(images.numpy()).argmax(1) == labels.numpy())
 
 
 def paired(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
