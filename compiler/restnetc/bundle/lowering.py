@@ -189,14 +189,24 @@ class Graphs:
 
         return observations.observed(self.backend, exported, self.rung.quantized_digest, make)
 
+    def _observed(self) -> tuple[torch.export.ExportedProgram, Observation]:
+        if self._exported is None or self._observation is None:
+            with captured():
+                self._exported = export_batched(self.rung.model, self.calibration)
+                self._observation = self._observe(self._exported)
+        return self._exported, self._observation
+
+    def observed(self) -> torch.fx.GraphModule:
+        """The rung's calibrated observers: the prepared float graph every int8 graph here converts (not a copy:
+        callers copy before changing it)."""
+        return self._observed()[1].observed.graph
+
     def int8(self, float_units: tuple[str, ...]) -> tuple[nn.Module, Quantizer]:
         """The calibrated int8 graph with ``float_units`` kept in float, and its quantizer."""
         if float_units not in self._int8:
+            exported, observation = self._observed()
+            backend = self.backend
             with captured():
-                if self._exported is None or self._observation is None:
-                    self._exported = export_batched(self.rung.model, self.calibration)
-                    self._observation = self._observe(self._exported)
-                exported, observation, backend = self._exported, self._observation, self.backend
                 stored = self.observations.biases(backend, observation, float_units)
                 graph = backend.quantize(exported, self.calibration, float_units, observation.observed, stored)
                 if stored is None:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from restnetc.config.project import FinetuneConfig
+from restnetc.config.project import DistillConfig, FinetuneConfig
 from restnetc.distributed import ALONE, Ranks
 from restnetc.frontend.stitch import StitchedModel, StitchLayer
 from restnetc.progress import track
@@ -70,6 +70,26 @@ def _top1(forward: nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> float:
         int((forward(x).argmax(1) == y).sum()) for x, y in zip(inputs.split(256), labels.split(256), strict=True)
     )
     return 100.0 * correct / max(len(labels), 1)
+
+
+def stitch_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    distill: DistillConfig | None,
+    size: int,
+) -> torch.Tensor:
+    """A stitch's training loss over ``logits`` (summed, divided by the minibatch ``size``): cross-entropy on
+    ``labels``, blended with ``distill.weight`` of the temperature-scaled KL divergence to ``teacher_logits``
+    when both are given."""
+    loss = F.cross_entropy(logits, labels, reduction="sum") / size
+    if distill is None or teacher_logits is None:
+        return loss
+    t = distill.temperature
+    kl = F.kl_div(
+        F.log_softmax(logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1), log_target=True, reduction="sum"
+    )
+    return (1 - distill.weight) * loss + distill.weight * kl / size * t * t
 
 
 class _Step(nn.Module):
@@ -151,16 +171,8 @@ def finetune_stitch(
         logits = trained(inputs[index])
         # Sums over this rank's images divided by the whole minibatch: the ranks' terms add up to one process's
         # mean loss; DistributedDataParallel averages gradients over the ranks, hence the factor ``ranks.size``.
-        loss = F.cross_entropy(logits, labels[index], reduction="sum") / size
-        if distill is not None and teacher_logits is not None:
-            t = distill.temperature
-            kl = F.kl_div(
-                F.log_softmax(logits / t, dim=1),
-                F.log_softmax(teacher_logits[index] / t, dim=1),
-                log_target=True,
-                reduction="sum",
-            )
-            loss = (1 - distill.weight) * loss + distill.weight * kl / size * t * t
+        teacher = None if teacher_logits is None else teacher_logits[index]
+        loss = stitch_loss(logits, labels[index], teacher, distill, size)
         optimizer.zero_grad()
         (loss * ranks.size).backward()
         optimizer.step()
