@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from restnetc.bundle.manifest import Artifact, BundleError, Manifest, read_manifest, write_manifest
+from restnetc.bundle.manifest import AllInt8, Artifact, BundleError, Dropped, Manifest, read_manifest, write_manifest
 from restnetc.bundle.recommend import Recommendation, figure, recommend, ship_path
 from restnetc.bundle.runtime_index import memory_need, ship_ranks, write_index
 from restnetc.config.target import Budget, CostSource, LadderPolicy, Metric
 from restnetc.evaluation import more_accurate, more_accurate_than
+from restnetc.reports.bundle_report import _dropped_row, _row
 from restnetc.runtime import Bundle
 from tests.fakes import fake_artifact, write_fake_bundle
 
@@ -245,3 +246,16 @@ def test_more_room_never_ships_what_the_rule_climbed_past(tmp_path: Path) -> Non
     assert ship_ranks(manifest) == {("a0", "litert"): 1, ("a1", "litert"): 2, ("a2", "litert"): 0}
     rivals = [b.accuracy.validation_flags, c.accuracy.validation_flags]
     assert more_accurate_than(a.accuracy.validation_flags, rivals) == [None, None], "the family must lose B's win"
+
+
+def test_both_tables_say_what_was_kept_in_float_and_what_all_int8_scored() -> None:
+    """A shipped or dropped artifact keeping float units shows them with the all-int8 artifact's figures in its
+    table row; an all-int8 one shows a dash. Fails when either table loses the column or shows the wrong figures."""
+    plain = fake_artifact(0, "litert/a0.tflite", b"a0")
+    accuracy = plain.accuracy.model_copy(update={"all_int8": AllInt8(validation=80.0, test=79.5)})
+    kept = plain.model_copy(update={"float_modules": ["stem", "head"], "accuracy": accuracy})
+    fields = ("id", "role", "backend", "params", "macs", "float_modules", "accuracy", "pareto")
+    dropped = Dropped(**{name: getattr(kept, name) for name in fields}, latency_ms=1.0, memory_bytes=1)
+    said = "<td>stem, head (all-int8: 80.00% validation, 79.50% test)</td>"
+    assert said in _row(kept) and said in _dropped_row(dropped)
+    assert "<td>-</td><td>" + html.escape(plain.policy) in _row(plain)

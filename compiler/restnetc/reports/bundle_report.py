@@ -61,13 +61,6 @@ class PlotPoint:
     dropped: bool
 
 
-def _role(entry: Artifact | Dropped) -> str:
-    """``Dropped`` has no role: parents are the ``parent-*`` ids of ``bundle.ladder``."""
-    if isinstance(entry, Artifact):
-        return entry.role
-    return "parent" if entry.id.startswith("parent-") else "variant"
-
-
 def plot_points(manifest: Manifest) -> list[PlotPoint]:
     """Every artifact of ``manifest``, shipped then dropped, as plot points."""
 
@@ -75,7 +68,7 @@ def plot_points(manifest: Manifest) -> list[PlotPoint]:
         return PlotPoint(
             id=entry.id,
             backend=entry.backend,
-            role=_role(entry),
+            role=entry.role,
             costs={"params": entry.params, "macs": entry.macs, "latency": latency, "memory": memory},
             accuracy=entry.accuracy.artifact,
             interval=entry.accuracy.interval,
@@ -227,6 +220,15 @@ def _test_accuracy(accuracy: Accuracy) -> str:
     return f"{accuracy.artifact:.1f}% [{low:.1f}, {high:.1f}]"
 
 
+def _float_units(entry: Artifact | Dropped) -> str:
+    """The units the accuracy policy kept in float and what the all-int8 artifact they replaced scored, e.g.
+    ``stem, blocks.3 (all-int8: 79.80% validation, 79.45% test)``; ``-`` for an all-int8 or fp32 artifact."""
+    kept = entry.accuracy.all_int8
+    if kept is None:
+        return "-"
+    return f"{', '.join(entry.float_modules)} (all-int8: {kept.validation:.2f}% validation, {kept.test:.2f}% test)"
+
+
 def _standing(pareto: Pareto) -> str:
     return "front" if pareto.front else f"dominated by {pareto.dominated_by or '?'}"
 
@@ -265,6 +267,7 @@ def _row(a: Artifact) -> str:
             _or_dash(a.memory_bytes.device.peak if a.memory_bytes.device else None, 1e6, 1),
             _budget(a),
             f"{a.delegation.delegated_ops}/{a.delegation.delegated_ops + sum(a.delegation.fallback_ops.values())}",
+            _float_units(a),
             a.policy,
         ]
     )
@@ -292,6 +295,7 @@ _HEADERS = (
     "device",
     "measured budget",
     "delegated ops",
+    "kept in float",
     "accuracy policy",
 )
 
@@ -308,6 +312,7 @@ def _dropped_row(d: Dropped) -> str:
             f"{d.accuracy.eager_fp32:.2f}",
             _test_accuracy(d.accuracy),
             f"{d.accuracy.validation:.2f}",
+            _float_units(d),
             d.pareto.dominated_by or "-",
             d.pareto.reason or "-",
         ]
@@ -324,6 +329,7 @@ _DROPPED_HEADERS = (
     "eager top-1 %",
     "test top-1 [95% interval]",
     "validation top-1 %",
+    "kept in float",
     "dominated by",
     "why",
 )
