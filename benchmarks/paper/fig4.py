@@ -19,11 +19,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-PAIRS = (  # slug, title, front, back, grid stride
-    ("vgg19-vgg11", "VGG19 -> VGG11", "zoo_vgg19", "zoo_vgg11", 2),
-    ("resnet34-vgg11", "ResNet34 -> VGG11", "zoo_resnet34", "zoo_vgg11", 2),
-    ("deits-deitti", "DeiT-S -> DeiT-Ti", "zoo_deit_s", "zoo_deit_ti", 1),
-)
+STRIDES = {"vgg19-vgg11": 2, "resnet34-vgg11": 2, "deits-deitti": 1}
+"""The pairs swept (``common.PAIRS`` slugs), each with its grid stride: every how many blocks a stitch point."""
 
 
 def sweep(a: str, b: str, every: int) -> dict[str, Any]:
@@ -34,12 +31,13 @@ def sweep(a: str, b: str, every: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    args = common.pairs_parser(__doc__, [slug for slug, *_ in PAIRS]).parse_args()
+    args = common.pairs_parser(__doc__, list(STRIDES)).parse_args()
     stored = common.previous_results("fig4") or {}
+    pairs = [common.pair(slug) for slug in STRIDES]
     results = {
-        title: sweep(a, b, every) if slug in args.pairs else stored[title]
-        for slug, title, a, b, every in PAIRS
-        if slug in args.pairs or title in stored
+        p.title: sweep(p.a, p.b, STRIDES[p.slug]) if p.slug in args.pairs else stored[p.title]
+        for p in pairs
+        if p.slug in args.pairs or p.title in stored
     }
     write(results)
 

@@ -16,10 +16,8 @@ from typing import Any
 
 import common
 
-PAIRS = (  # slug, title, front, back
-    ("vgg19-vgg11", "VGG19 -> VGG11", "zoo_vgg19", "zoo_vgg11"),
-    ("deits-deitti", "DeiT-S -> DeiT-Ti", "zoo_deit_s", "zoo_deit_ti"),
-)
+SLUGS = ("vgg19-vgg11", "deits-deitti")
+"""The ``common.PAIRS`` this experiment runs."""
 INITS = ("least-squares", "random")
 
 
@@ -32,8 +30,8 @@ def run_pair(title: str, a: str, b: str) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    args = common.pairs_parser(__doc__, [slug for slug, *_ in PAIRS]).parse_args()
-    rerun = [(title, a, b) for slug, title, a, b in PAIRS if slug in args.pairs]
+    args = common.pairs_parser(__doc__, SLUGS).parse_args()
+    rerun = [(p.title, p.a, p.b) for p in map(common.pair, args.pairs)]
     kept = common.kept_rows("stitch_init", {title for title, _, _ in rerun})
     rows = kept + [row for title, a, b in rerun for row in run_pair(title, a, b)]
     header = ["pair", "budget", "cut i->j", "init", "trainable", "steps", "top-1 % at init", "top-1 % tuned"]

@@ -15,12 +15,12 @@ import shutil
 
 import common
 
-PAIR = ("VGG19 -> VGG11", "zoo_vgg19", "zoo_vgg11")
+PAIR = common.pair("vgg19-vgg11")
 SCOPES = ("stitch", "stitch+back", "stitch+front", "all")
 
 
 def main() -> None:
-    title, a, b = PAIR
+    a, b = PAIR.a, PAIR.b
     cache = common.WORK / "table4" / "cache"  # fresh: every fine-tuning time is measured in this run
     shutil.rmtree(cache, ignore_errors=True)
     rows = [
@@ -39,7 +39,7 @@ def main() -> None:
         best = max(r["after"] for r in rows if r["budget"] == stitch_only["budget"])
         gaps.append(best - stitch_only["after"])
     text = (
-        f"# Table IV analog: fine-tuning scope on {title} (Fashion-MNIST)\n\n"
+        f"# Table IV analog: fine-tuning scope on {PAIR.title} (Fashion-MNIST)\n\n"
         + common.markdown_table(header, table)
         + f"\nStitching layer only is within {max(gaps):.2f} points of the best scope at every budget "
         f"(mean gap {sum(gaps) / len(gaps):.2f}).\n"
