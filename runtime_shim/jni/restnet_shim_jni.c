@@ -97,6 +97,12 @@ JNIEXPORT jint JNICALL Java_ai_restnet_shim_RestnetShim_nativeArtifactCount(JNIE
     return (jint)rs_bundle_artifact_count((rs_bundle *)(intptr_t)handle);
 }
 
+JNIEXPORT jdouble JNICALL Java_ai_restnet_shim_RestnetShim_defaultHysteresis(JNIEnv *env, jclass cls) {
+    (void)env;
+    (void)cls;
+    return RS_DEFAULT_HYSTERESIS;
+}
+
 JNIEXPORT jint JNICALL Java_ai_restnet_shim_RestnetShim_nativeLabelCount(JNIEnv *env, jclass cls, jlong handle) {
     (void)env;
     (void)cls;
@@ -141,10 +147,11 @@ static rs_status open_backend(jni_runner *r, const char *backend, const char *li
 JNIEXPORT jlong JNICALL Java_ai_restnet_shim_RestnetShim_nativeRunnerOpen(JNIEnv *env, jclass cls, jlong bundle,
                                                                         jstring backend, jstring library,
                                                                         jstring root, jlong headroom,
-                                                                        jboolean preload_neighbours) {
+                                                                        jboolean preload_neighbours,
+                                                                        jdouble hysteresis) {
     (void)cls;
-    if (headroom < 0) {
-        throw_io(env, "headroom must be >= 0");
+    if (headroom < 0 || !(hysteresis >= 0)) {
+        throw_io(env, "headroom and hysteresis must be >= 0");
         return 0;
     }
     const char *name = utf(env, backend, "backend is null");
@@ -157,7 +164,7 @@ JNIEXPORT jlong JNICALL Java_ai_restnet_shim_RestnetShim_nativeRunnerOpen(JNIEnv
         status = r ? open_backend(r, name, path, &err) : rs_error_set(&err, RS_ERR_NO_MEMORY, "out of memory");
     }
     if (status == RS_OK) {
-        rs_policy policy = {name, (uint64_t)headroom, RS_DEFAULT_HYSTERESIS, NULL, preload_neighbours == JNI_TRUE};
+        rs_policy policy = {name, (uint64_t)headroom, hysteresis, NULL, preload_neighbours == JNI_TRUE};
         status = rs_runner_open((rs_bundle *)(intptr_t)bundle, &policy, &r->backend, memory_root, &r->runner, &err);
     }
     if (path != NULL) {

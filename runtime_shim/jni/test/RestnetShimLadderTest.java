@@ -69,6 +69,15 @@ public final class RestnetShimLadderTest {
             }
             RestnetShim.Runner runner = bundle.runner("litert", args[3], args[2], 1 << 20);
             RestnetShim.Runner walker = bundle.runner("litert", args[3], args[2], 1 << 20);
+            // A runner told a hysteresis of 100 (a larger rung must fit 101 times its need) stays where it is put
+            // when the walker, with the default, steps up; a negative one is refused.
+            RestnetShim.Runner sticky = bundle.runner("litert", args[3], args[2], 1 << 20, false, 100.0);
+            try {
+                bundle.runner("litert", args[3], args[2], 1 << 20, false, -0.5);
+                check(false, "a negative hysteresis was taken");
+            } catch (IOException expected) {
+                check(expected.getMessage().contains("hysteresis must be >= 0"), expected.getMessage());
+            }
             String top = runner.currentVariant();
             check(rungs.containsKey(top), "runner chose " + top);
             Path program = Paths.get(args[1], args[6]);
@@ -103,7 +112,10 @@ public final class RestnetShimLadderTest {
                 check(ladder.get(k).equals(walker.currentVariant()), "down: on " + walker.currentVariant());
                 checkLogits(ladder.get(k), walker.run(input), rungs.get(ladder.get(k)));
             }
+            sticky.use(ladder.get(0));
             setAvailable(args[2], 200);
+            check(!sticky.refresh(), "the sticky runner moved to " + sticky.currentVariant());
+            check(ladder.get(0).equals(sticky.currentVariant()), "sticky: on " + sticky.currentVariant());
             for (int k = 1; k < ladder.size(); k++) {
                 check(walker.refresh(), "no step up to " + ladder.get(k));
                 check(ladder.get(k).equals(walker.currentVariant()), "up: on " + walker.currentVariant());

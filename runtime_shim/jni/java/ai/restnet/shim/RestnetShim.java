@@ -65,13 +65,24 @@ public final class RestnetShim implements Closeable {
      * that share its open program are
      * loaded too while the headroom stays free, so a step to one of them loads nothing.
      */
-    public synchronized Runner runner(String backend, String litertLibrary, String memoryRoot, long headroomBytes,
+    public Runner runner(String backend, String litertLibrary, String memoryRoot, long headroomBytes,
             boolean preloadNeighbours) throws IOException {
+        return runner(backend, litertLibrary, memoryRoot, headroomBytes, preloadNeighbours, defaultHysteresis());
+    }
+
+    /**
+     * Like {@link #runner(String, String, String, long, boolean)}; a refresh moves up to a larger rung only when
+     * {@code hysteresis} times its need fits on top of it (a share, at least 0; {@link #defaultHysteresis()}
+     * otherwise), so memory hovering at a rung's edge does not make the runner switch back and forth.
+     */
+    public synchronized Runner runner(String backend, String litertLibrary, String memoryRoot, long headroomBytes,
+            boolean preloadNeighbours, double hysteresis) throws IOException {
         if (handle == 0) {
             throw new IllegalStateException("bundle is closed");
         }
         Runner runner = new Runner(
-                nativeRunnerOpen(handle, backend, litertLibrary, memoryRoot, headroomBytes, preloadNeighbours),
+                nativeRunnerOpen(handle, backend, litertLibrary, memoryRoot, headroomBytes, preloadNeighbours,
+                        hysteresis),
                 nativeLabelCount(handle));
         runners.add(runner);
         return runner;
@@ -171,7 +182,10 @@ public final class RestnetShim implements Closeable {
     private static native int nativeLabelCount(long handle);
 
     private static native long nativeRunnerOpen(long bundle, String backend, String litertLibrary, String memoryRoot,
-            long headroom, boolean preloadNeighbours) throws IOException;
+            long headroom, boolean preloadNeighbours, double hysteresis) throws IOException;
+
+    /** The hysteresis runners take unless given one: the C library's {@code RS_DEFAULT_HYSTERESIS}. */
+    public static native double defaultHysteresis();
 
     private static native float[] nativeRun(long runner, int classes, float[] input) throws IOException;
 
