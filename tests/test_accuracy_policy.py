@@ -13,6 +13,7 @@ from restnetc.backends import get_backend
 from restnetc.bundle.accuracy_policy import AccuracyRule, get_policy, list_policies, register_policy
 from restnetc.bundle.ladder import Rung, eager_logits
 from restnetc.bundle.lowering import Lowerer
+from restnetc.bundle.packing import Member, PackJob, pack_all
 from restnetc.bundle.screening import quantization_units
 from restnetc.bundle.verification import BuildError, EagerLogits, HeldOut, Verified, Verifier
 from restnetc.cache import Cache
@@ -53,15 +54,24 @@ def case() -> tuple[Rung, HeldOut, HeldOut, torch.Tensor]:
     return rung, validation, test, images[96:]
 
 
-def build(policy: str, case: tuple[Rung, HeldOut, HeldOut, torch.Tensor], tmp_path: Path) -> Verified:
-    """The tiny case built for ExecuTorch int8 with a zero tolerance under ``policy``."""
-    rung, validation, test, calibration = case
+def _lowerer(policy: str, case: tuple[Rung, HeldOut, HeldOut, torch.Tensor], tmp_path: Path) -> Lowerer:
+    """ExecuTorch int8 for the tiny case with a zero tolerance under ``policy``, cached under ``tmp_path``."""
+    _, validation, test, calibration = case
     accuracy = AccuracyPolicy(tolerance_points=0.0, policy=policy)  # type: ignore[arg-type]
     cache = Cache(tmp_path / "cache")
-    lowerer = Lowerer(Quantization.INT8, calibration, Verifier(validation, test, 1, cache, tmp_path), accuracy, cache)
-    backend = get_backend(Backend.EXECUTORCH)
-    eager = {rung.id: EagerLogits(eager_logits(rung.model, validation.images), eager_logits(rung.model, test.images))}
-    return lowerer.build_all([rung], [backend], eager)[(rung.id, backend.name)]
+    return Lowerer(Quantization.INT8, calibration, Verifier(validation, test, 1, cache, tmp_path), accuracy, cache)
+
+
+def _eager(case: tuple[Rung, HeldOut, HeldOut, torch.Tensor]) -> EagerLogits:
+    rung, validation, test, _ = case
+    return EagerLogits(eager_logits(rung.model, validation.images), eager_logits(rung.model, test.images))
+
+
+def build(policy: str, case: tuple[Rung, HeldOut, HeldOut, torch.Tensor], tmp_path: Path) -> Verified:
+    """The tiny case built for ExecuTorch int8 with a zero tolerance under ``policy``."""
+    rung, backend = case[0], get_backend(Backend.EXECUTORCH)
+    built = _lowerer(policy, case, tmp_path).build_all([rung], [backend], {rung.id: _eager(case)})
+    return built[(rung.id, backend.name)]
 
 
 def test_fail_policy_stops_the_build(case: tuple[Rung, HeldOut, HeldOut, torch.Tensor], tmp_path: Path) -> None:
@@ -87,6 +97,21 @@ def test_keep_float_screens_candidates_and_keeps_the_better_artifact(
     with pytest.MonkeyPatch.context() as patch:  # from the cache: nothing is lowered again
         patch.setattr(Lowerer, "build_pair", lambda *_: pytest.fail("the stored outcome was not reused"))
         assert build("keep-float", case, tmp_path).all_int8 == plain.evaluation
+
+
+def test_a_rung_keeping_float_units_enters_a_ladder_program_as_its_own_file(
+    case: tuple[Rung, HeldOut, HeldOut, torch.Tensor], tmp_path: Path
+) -> None:
+    """Packing makes a keep-float rung's entry point from the graph its own artifact was compiled from, float
+    units included: the program's entry point scores exactly what the rung's own file scored (``pack`` refuses
+    otherwise), and that is not what the all-int8 graph scores. Fails when packing drops the float units or
+    calibrates the rung differently from its lowering."""
+    kept = build("keep-float", case, tmp_path)
+    assert kept.float_modules and kept.all_int8 is not None
+    member = Member(case[0], kept, _eager(case))
+    packed = pack_all(_lowerer("keep-float", case, tmp_path), [PackJob(Backend.EXECUTORCH, (member,))])
+    figures = packed[Backend.EXECUTORCH].evaluations[member.entry_point]
+    assert figures == kept.evaluation and figures.validation != kept.all_int8.validation
 
 
 def test_the_policy_registry_holds_exactly_the_names_a_target_accepts() -> None:
