@@ -440,3 +440,37 @@ def test_a_layout_per_backend_packs_only_the_backends_that_ask_for_it(
     assert shipped == expected
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.suffix in (".pte", ".tflite"))
     assert files == sorted({file for file, _, _ in expected.values()})
+
+
+@pytest.mark.parametrize(("setting", "kept"), [("{lr: 3e-2, epochs: 5}", True), ("{lr: 1e-1, epochs: 10}", False)])
+def test_stitch_tuning_ships_the_tuned_stitch_exactly_where_it_scored_higher(
+    cli: Callable[..., CliResult], built: tuple[Path, Path, Path, Path], tmp_path: Path, setting: str, kept: bool
+) -> None:
+    """With ``runtime.stitch_tuning``, every variant artifact of both backends records its stitch-aware
+    quantization (simulated with the target's first backend, on all 96 training images), and its figures (per-image
+    correctness, largest logit difference from its eager model) differ from the build without it exactly when the
+    tuned stitch scored higher on validation, so that is what shipped; parents are untouched. One setting wins on
+    this tiny build's validation (59.4 -> 64.1%), one overshoots and loses (-> 35.9%), so both outcomes are shown.
+    Fails when the choice is not recorded, or the tuned rung is lowered when it lost (or not when it won)."""
+    plain, project, target, cache = built
+    tuned_target = tmp_path / "t.yaml"
+    text = target.read_text().replace("calibration_images: 16}", f"calibration_images: 16, stitch_tuning: {setting}}}")
+    tuned_target.write_text(text)
+    out = tmp_path / "bundle"
+    result = cli("build", "-t", str(tuned_target), "-p", str(project), "--out", str(out), "--cache-dir", str(cache))
+    assert result.code == 0, result.stderr[-2000:]
+    before = {(a.id, a.backend): a for a in read_manifest(plain).artifacts}
+    after = read_manifest(out).artifacts
+    assert {(a.id, a.backend) for a in after} == set(before)
+    for artifact in after:
+        assert artifact.int8 is not None
+        was = before[(artifact.id, artifact.backend)]
+        record = artifact.int8.stitch_tuning
+        same = (artifact.accuracy, artifact.max_logit_diff) == (was.accuracy, was.max_logit_diff)
+        if artifact.role == "parent":
+            assert record is None and same
+            continue
+        assert record is not None and record.simulated_with == "executorch" and record.train_images == 96
+        print("REC", artifact.id, artifact.backend, record, same)
+        assert record.kept == kept and same != kept, (artifact.id, artifact.backend, record)
+        assert f"{artifact.id}: stitch trained under int8" in result.stdout + result.stderr

@@ -110,6 +110,14 @@ MALFORMED_TARGETS = {
         _edit(TINY_TARGET, "runtime: {", "runtime: {quantization: fp32, litert_input: uint8, "),
         "runtime: litert_input: uint8 needs quantization int8",
     ),
+    "stitch tuning of a float build": (
+        _edit(TINY_TARGET, "runtime: {", "runtime: {quantization: fp32, stitch_tuning: {}, "),
+        "runtime: stitch_tuning: needs quantization int8",
+    ),
+    "stitch tuning on too few images": (
+        _edit(TINY_TARGET, "runtime: {", "runtime: {stitch_tuning: {train_images: 8}, "),
+        "runtime.stitch_tuning.train_images",
+    ),
 }
 
 MALFORMED_PROJECTS = {

@@ -5,6 +5,7 @@ on a stitched rung of the demo's real parents and real Fashion-MNIST images."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,8 @@ from restnetc.backends.native_output import captured
 from restnetc.bundle import stitch_quantization
 from restnetc.bundle.ladder import Rung, eager_logits
 from restnetc.bundle.lowering import Graphs, Observations
-from restnetc.cache import weights_digest
+from restnetc.bundle.verification import HeldOut
+from restnetc.cache import Cache, weights_digest
 from restnetc.config.loader import demo_project_path, load_project
 from restnetc.config.target import Backend
 from restnetc.data import load_split
@@ -115,3 +117,28 @@ def test_training_the_stitch_under_int8_beats_plain_calibration_and_the_float_co
     assert compare_paired(int8["tuned"], int8["plain"]).interval[0] > 0, figures
     assert int8["tuned"].mean() > int8["float"].mean(), figures
     assert fp32["tuned"].mean() - int8["tuned"].mean() < fp32["float"].mean() - int8["float"].mean(), figures
+
+
+def test_a_build_keeps_the_tuned_stitch_only_where_it_scores_higher_and_trains_it_once(
+    setting: tuple[Rung, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``choose`` (what ``runtime.stitch_tuning`` runs) keeps the stitch trained under int8 when the simulation
+    scores it higher on validation, and the rung as given when it does not (a step too small to change a thing);
+    from the cache it trains nothing and restores the very tuned weights. Fails when a tuned stitch that lost is
+    shipped, one that won is not, or a rebuild trains again or restores other weights."""
+    rung, images, labels, held_images, held_labels = setting
+    validation = HeldOut.of(held_images, held_labels)
+    backend = get_backend(Backend.EXECUTORCH)
+    observations = Observations(Cache(tmp_path / "cache"), images[:64], "calibration", {})
+    tuning = stitch_quantization.StitchTuning(lr=1e-3)
+    won = stitch_quantization.choose(rung, backend, observations, images, labels, validation, tuning)
+    assert won.kept and won.tuned > won.plain and won.rung is not rung
+    tiny = stitch_quantization.StitchTuning(lr=1e-12)
+    lost = stitch_quantization.choose(rung, backend, observations, images[:256], labels[:256], validation, tiny)
+    assert not lost.kept and lost.rung is rung and lost.plain == won.plain
+    monkeypatch.setattr(stitch_quantization, "_train", lambda *_: pytest.fail("a stored choice was trained again"))
+    again = stitch_quantization.choose(rung, backend, observations, images, labels, validation, tuning)
+    assert (again.plain, again.tuned) == (won.plain, won.tuned)
+    assert weights_digest(again.rung.model) == weights_digest(won.rung.model)

@@ -205,6 +205,23 @@ PackingName = Literal["shared", "own"]
 """An artifact file's ``packing``: whether its entry points may share packed weights (``Artifact.packing``)."""
 
 
+class StitchTuned(StrictModel):
+    """A variant's stitch-aware quantization (the target's ``runtime.stitch_tuning``): its stitch trained again
+    under one backend's int8 simulation, kept when that simulation scored it higher on validation."""
+
+    simulated_with: str = Field(description="the backend whose int8 simulation trained and judged it")
+    epochs: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    train_images: int = Field(ge=1)
+    validation_plain: float = Field(description="simulated int8 validation top-1 % of the stitch the search chose")
+    validation_tuned: float = Field(description="the same of the tuned stitch: this artifact's when higher")
+
+    @property
+    def kept(self) -> bool:
+        """Whether the artifact ships the tuned stitch."""
+        return self.validation_tuned > self.validation_plain
+
+
 class Int8Recipe(StrictModel):
     """How an int8 artifact was quantized after training: PT2E static quantization with the backend's quantizer
     (int8 per-channel weights, int8 per-tensor activations), observers calibrated on train images, then each
@@ -218,6 +235,9 @@ class Int8Recipe(StrictModel):
         "observers, and layers there the parent's corrected biases, so that the blocks they share keep the "
         "parent's bytes; but for the first layer after the stitch (its input is the stitching layer's), values "
         "without a counterpart in the parent, and modules kept in float. Empty for a parent"
+    )
+    stitch_tuning: StitchTuned | None = Field(
+        default=None, description="a variant's stitch-aware quantization; None for a parent or when not asked for"
     )
 
 
@@ -296,7 +316,7 @@ def _file_facts(a: Artifact) -> tuple[object, ...]:
 class Manifest(StrictModel):
     """The whole bundle."""
 
-    schema_version: Literal[5] = 5
+    schema_version: Literal[6] = 6
     target: dict[str, object]
     project: dict[str, object]
     splits: Splits

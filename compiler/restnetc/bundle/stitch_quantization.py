@@ -4,19 +4,26 @@ the quantization error downstream of it. ``in_float`` is the control arm: the sa
 simulation, which tells quantization-awareness apart from the extra training itself.
 
 Both arms return a new ``Rung`` whose model is a copy of the original's with only the stitch's weights changed;
-the original rung, its model and the calibrated graph are left as they were.
+the original rung, its model and the calibrated graph are left as they were. ``choose`` is what a build runs
+(``runtime.stitch_tuning``): the tuned stitch, kept only where the simulation scores it higher on validation.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import time
 from collections.abc import Iterable
 
 import torch
 from torch import nn
 
+from restnetc.backends import Backend
+from restnetc.backends.native_output import captured
 from restnetc.bundle.ladder import Rung, eager_logits
+from restnetc.bundle.lowering import Graphs, Observations
+from restnetc.bundle.verification import HeldOut
+from restnetc.cache import stage_key, tensors_digest
 from restnetc.config.project import DistillConfig
 from restnetc.frontend.finetune import stitch_loss
 
@@ -130,3 +137,62 @@ def under_int8(
 def in_float(rung: Rung, images: torch.Tensor, labels: torch.Tensor, tuning: StitchTuning) -> Rung:
     """``rung`` with its stitch trained exactly as ``under_int8`` trains it, in float: the control arm."""
     return _train(copy.deepcopy(rung.model).eval(), rung, images, labels, tuning)
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """A variant's stitch-aware quantization, decided on validation in one backend's int8 simulation."""
+
+    rung: Rung
+    """What to lower: the tuned rung where it scored higher, else the rung given."""
+    plain: float
+    """Simulated int8 top-1 % on validation of the rung given."""
+    tuned: float
+    """The same of the tuned rung."""
+    seconds: float
+    """How long training took (when it ran: a stored choice keeps the figure of the run that made it)."""
+
+    @property
+    def kept(self) -> bool:
+        return self.tuned > self.plain
+
+
+def _simulated_top1(rung: Rung, backend: Backend, observations: Observations, held_out: HeldOut) -> float:
+    """Top-1 % on ``held_out`` of ``rung``'s all-int8 graph for ``backend``, simulated in PyTorch."""
+    graph, _ = Graphs(rung, backend, observations).int8(())
+    with torch.no_grad():
+        logits = torch.cat([graph(chunk) for chunk in held_out.images.split(250)])
+    return round(float((logits.argmax(1) == held_out.labels).double().mean() * 100), 3)
+
+
+def choose(
+    rung: Rung,
+    backend: Backend,
+    observations: Observations,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    validation: HeldOut,
+    tuning: StitchTuning,
+) -> Choice:
+    """``rung``'s stitch trained on ``images`` under ``backend``'s int8 simulation (``under_int8``, calibrated by
+    ``observations``), against the rung as given, both scored on ``validation`` in that simulation. The outcome
+    and the tuned stitch are stored in ``observations.cache``, so a rebuild trains nothing."""
+    settings = (tuning.epochs, tuning.lr, tuning.batch_size, tuning.distill.model_dump(), tuning.seed)
+    train = tensors_digest({"images": images, "labels": labels})
+    inputs = (rung.quantized_digest, observations.calibration_digest, train, validation.digest, settings)
+    key = stage_key("stitch-tuned", backend.name, *inputs, observations.tools)
+    stored = observations.cache.load(key)
+    if stored is None:
+        with captured():
+            plain = _simulated_top1(rung, backend, observations, validation)
+            start = time.perf_counter()
+            tuned = under_int8(rung, Graphs(rung, backend, observations).observed(), images, labels, tuning)
+            seconds = time.perf_counter() - start
+            score = _simulated_top1(tuned, backend, observations, validation)
+        weights = {name: p.detach() for name, p in tuned.model.named_parameters() if name.startswith(STITCH)}
+        figures = torch.tensor([plain, score, seconds], dtype=torch.float64)
+        stored = {"figures": figures, **{f"weight:{name}": value for name, value in weights.items()}}
+        observations.cache.save(key, stored)
+    plain, score, seconds = (float(x) for x in stored["figures"])
+    weights = {name.removeprefix("weight:"): v for name, v in stored.items() if name.startswith("weight:")}
+    return Choice(_with_stitch(rung, weights.items()) if score > plain else rung, plain, score, seconds)

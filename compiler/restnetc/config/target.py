@@ -99,6 +99,19 @@ class Device(StrictModel):
     ] = Field(alias="memory", description="physical memory, e.g. 1GB")
 
 
+class StitchTuningConfig(StrictModel):
+    """Stitch-aware quantization before lowering (``bundle.stitch_quantization``): each variant's stitching layer
+    trained again on the train split under the int8 simulation of the target's first backend, with the rest of the
+    rung quantized as its lowering calibrates it; the tuned stitch is kept only where that simulation scores it
+    higher on the validation split."""
+
+    epochs: int = Field(default=1, ge=1, le=100)
+    lr: float = Field(default=1e-4, gt=0, le=1)
+    train_images: int | None = Field(
+        default=None, ge=32, description="the first train images it trains on (default: the whole train split)"
+    )
+
+
 class RuntimeConfig(StrictModel):
     """How artifacts are lowered and run on the device."""
 
@@ -107,6 +120,9 @@ class RuntimeConfig(StrictModel):
     threads: int = Field(default=1, ge=1, le=256)
     """Threads each runtime uses on the device; ``host_threads`` on this host."""
     calibration_images: int = Field(default=512, ge=1, description="real task images that calibrate int8")
+    stitch_tuning: StitchTuningConfig | None = Field(
+        default=None, description="stitch-aware quantization of the variants (int8 only; off when absent)"
+    )
     litert_input: Literal["float32", "uint8"] = Field(
         default="float32",
         description="what a LiteRT int8 artifact's image input takes: float32 (normalised pixels) or uint8 (raw "
@@ -122,6 +138,12 @@ class RuntimeConfig(StrictModel):
     def _unique_backends(self) -> RuntimeConfig:
         if len(set(self.backends)) != len(self.backends):
             raise ValueError("backends: each backend may appear once")
+        return self
+
+    @model_validator(mode="after")
+    def _stitch_tuning_for_int8(self) -> RuntimeConfig:
+        if self.stitch_tuning is not None and self.quantization is not Quantization.INT8:
+            raise ValueError("stitch_tuning: needs quantization int8 (it trains the stitch under int8 simulation)")
         return self
 
     @model_validator(mode="after")

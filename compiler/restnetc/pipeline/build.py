@@ -17,6 +17,7 @@ from restnetc.backends import ModelCard, TensorQuantization, get_backend, raw_pi
 from restnetc.backends.native_output import captured
 from restnetc.budget.cost_table import COST_TABLE_NAME, save_table
 from restnetc.budget.measure import measure_latency, probe_memory
+from restnetc.bundle import stitch_quantization
 from restnetc.bundle.budget_check import budget_figure, check_budget, predicted_costs
 from restnetc.bundle.ladder import Rung, eager_logits, ladder
 from restnetc.bundle.lowering import Description, Lowerer
@@ -36,6 +37,7 @@ from restnetc.bundle.manifest import (
     Pareto,
     SplitRecord,
     Splits,
+    StitchTuned,
     write_manifest,
 )
 from restnetc.bundle.manifest import Quantization as ManifestQuantization
@@ -52,7 +54,7 @@ from restnetc.errors import ConfigError
 from restnetc.evaluation import Contender, judge, wilson_interval
 from restnetc.host import usable_cpus
 from restnetc.pipeline.search import run_search
-from restnetc.progress import step, warn
+from restnetc.progress import status, step, warn
 from restnetc.reports.bundle_report import write_bundle_report
 from restnetc.reports.search_outputs import variants_document
 from restnetc.results import SearchResult
@@ -176,9 +178,50 @@ def _card(search: SearchResult) -> ModelCard:
     )
 
 
-def _lower_and_verify(lowerer: Lowerer, target: TargetConfig, rungs: list[Rung], staging: Path) -> dict[Key, Staged]:
+def _stitch_tuned(
+    lowerer: Lowerer, search: SearchResult, target: TargetConfig, rungs: list[Rung]
+) -> tuple[list[Rung], dict[str, StitchTuned]]:
+    """The rungs to lower: each variant with its stitch trained under int8 simulation where that scores higher on
+    validation (``runtime.stitch_tuning``; the rungs as given without it), and each variant's record."""
+    config = target.runtime.stitch_tuning
+    if config is None:
+        return rungs, {}
+    backend = get_backend(target.runtime.backends[0])
+    count = min(config.train_images or len(search.train), len(search.train))
+    images, labels = search.train.images[:count], search.train.labels[:count]
+    tuning = stitch_quantization.StitchTuning(epochs=config.epochs, lr=config.lr, seed=search.project.seed)
+    chosen, records = [], {}
+    variants = [rung for rung in rungs if rung.role == "variant"]
+    with status(f"stitch-aware quantization of {len(variants)} variants ({backend.name} int8 simulation)"):
+        for rung in rungs:
+            if rung.role != "variant":
+                chosen.append(rung)
+                continue
+            choice = stitch_quantization.choose(
+                rung, backend, lowerer.observations, images, labels, lowerer.verifier.validation, tuning
+            )
+            records[rung.id] = StitchTuned(
+                simulated_with=backend.name,
+                epochs=config.epochs,
+                lr=config.lr,
+                train_images=count,
+                validation_plain=choice.plain,
+                validation_tuned=choice.tuned,
+            )
+            outcome = "kept" if choice.kept else "not kept"
+            step(
+                f"{rung.id}: stitch trained under int8 ({choice.seconds:.0f} s): simulated validation top-1 "
+                f"{choice.plain:.2f}% -> {choice.tuned:.2f}%, {outcome}"
+            )
+            chosen.append(choice.rung)
+    return chosen, records
+
+
+def _lower_and_verify(
+    lowerer: Lowerer, target: TargetConfig, rungs: list[Rung], staging: Path, tuned: dict[str, StitchTuned]
+) -> dict[Key, Staged]:
     """Stage 1: every rung lowered with every backend and verified (the accuracy policy applied), written into
-    ``staging/<backend>/<rung id><suffix>``."""
+    ``staging/<backend>/<rung id><suffix>``; ``tuned``: the variants' stitch-aware quantization, by rung id."""
     validation, test = lowerer.verifier.validation, lowerer.verifier.test
     cache = lowerer.cache
     eager = {rung.id: EagerLogits(_eager(rung, validation, cache), _eager(rung, test, cache)) for rung in rungs}
@@ -193,6 +236,8 @@ def _lower_and_verify(lowerer: Lowerer, target: TargetConfig, rungs: list[Rung],
             (staging / relative).write_bytes(result.lowered.data)
             top1 = float((eager[rung.id].test.argmax(1) == test.labels).double().mean() * 100)
             recipe = lowerer.recipe(rung, BackendName(backend.name))
+            if recipe is not None and rung.id in tuned:
+                recipe = recipe.model_copy(update={"stitch_tuning": tuned[rung.id]})
             staged[(rung.id, backend.name)] = Staged(rung, result, relative, eager[rung.id], top1, recipe)
     return staged
 
@@ -526,7 +571,8 @@ def run_build(
     rungs = ladder(search)
     with staged_directory(bundle) as staging:
         lowerer = _lowerer(search, target, cache, staging, executor)
-        staged = _lower_and_verify(lowerer, target, rungs, staging)
+        rungs, tuned = _stitch_tuned(lowerer, search, target, rungs)
+        staged = _lower_and_verify(lowerer, target, rungs, staging, tuned)
         measured = _measure(staged, search, target, project.data.input_size, cache, staging)
         standings = _standings(staged, measured, target)
         artifacts, dropped = _admit(staged, measured, standings, project, target, staging)

@@ -356,9 +356,16 @@ def _int8_note(manifest: Manifest) -> str:
         if shared
         else ""
     )
+    tuned = {a.id: a.int8.stitch_tuning for a in manifest.artifacts if a.int8 is not None and a.int8.stitch_tuning}
+    tuning = "".join(
+        f" {html.escape(rung)}: stitch trained under {html.escape(t.simulated_with)} int8 simulation, simulated "
+        f"validation top-1 {t.validation_plain:.2f}% -> {t.validation_tuned:.2f}%, "
+        f"{'shipped' if t.kept else 'not kept'}."
+        for rung, t in sorted(tuned.items())
+    )
     return (
         f"<p>Int8 after training (PT2E static quantization, int8 per-channel weights and per-tensor activations): "
-        f"{'; '.join(sentences)}.{donors}</p>"
+        f"{'; '.join(sentences)}.{donors}{tuning}</p>"
     )
 
 
