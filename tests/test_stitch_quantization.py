@@ -140,5 +140,5 @@ def test_a_build_keeps_the_tuned_stitch_only_where_it_scores_higher_and_trains_i
     assert not lost.kept and lost.rung is rung and lost.plain == won.plain
     monkeypatch.setattr(stitch_quantization, "_train", lambda *_: pytest.fail("a stored choice was trained again"))
     again = stitch_quantization.choose(rung, backend, observations, images, labels, validation, tuning)
-    assert (again.plain, again.tuned) == (won.plain, won.tuned)
+    assert (again.plain, again.tuned, again.stored, won.stored) == (won.plain, won.tuned, True, False)
     assert weights_digest(again.rung.model) == weights_digest(won.rung.model)

@@ -207,14 +207,16 @@ PackingName = Literal["shared", "own"]
 
 class StitchTuned(StrictModel):
     """A variant's stitch-aware quantization (the target's ``runtime.stitch_tuning``): its stitch trained again
-    under one backend's int8 simulation, kept when that simulation scored it higher on validation."""
+    under one backend's int8 simulation (all-int8), kept when that simulation scored it higher on validation. The
+    variant's artifacts of every backend take the same stitch: the other backends' own figures are their
+    ``accuracy``'s, not judged before the choice."""
 
     simulated_with: str = Field(description="the backend whose int8 simulation trained and judged it")
     epochs: int = Field(ge=1)
     lr: float = Field(gt=0)
     train_images: int = Field(ge=1)
     validation_plain: float = Field(description="simulated int8 validation top-1 % of the stitch the search chose")
-    validation_tuned: float = Field(description="the same of the tuned stitch: this artifact's when higher")
+    validation_tuned: float = Field(description="the same of the tuned stitch, shipped when higher")
 
     @property
     def kept(self) -> bool:

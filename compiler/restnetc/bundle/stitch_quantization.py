@@ -150,7 +150,9 @@ class Choice:
     tuned: float
     """The same of the tuned rung."""
     seconds: float
-    """How long training took (when it ran: a stored choice keeps the figure of the run that made it)."""
+    """How long training took, in the run that trained it."""
+    stored: bool
+    """Whether the choice came from the cache (nothing trained in this call)."""
 
     @property
     def kept(self) -> bool:
@@ -182,6 +184,7 @@ def choose(
     inputs = (rung.quantized_digest, observations.calibration_digest, train, validation.digest, settings)
     key = stage_key("stitch-tuned", backend.name, *inputs, observations.tools)
     stored = observations.cache.load(key)
+    cached = stored is not None
     if stored is None:
         with captured():
             plain = _simulated_top1(rung, backend, observations, validation)
@@ -195,4 +198,4 @@ def choose(
         observations.cache.save(key, stored)
     plain, score, seconds = (float(x) for x in stored["figures"])
     weights = {name.removeprefix("weight:"): v for name, v in stored.items() if name.startswith("weight:")}
-    return Choice(_with_stitch(rung, weights.items()) if score > plain else rung, plain, score, seconds)
+    return Choice(_with_stitch(rung, weights.items()) if score > plain else rung, plain, score, seconds, cached)

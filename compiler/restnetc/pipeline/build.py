@@ -209,8 +209,9 @@ def _stitch_tuned(
                 validation_tuned=choice.tuned,
             )
             outcome = "kept" if choice.kept else "not kept"
+            trained = "stored" if choice.stored else f"{choice.seconds:.0f} s"
             step(
-                f"{rung.id}: stitch trained under int8 ({choice.seconds:.0f} s): simulated validation top-1 "
+                f"{rung.id}: stitch trained under int8 ({trained}): simulated validation top-1 "
                 f"{choice.plain:.2f}% -> {choice.tuned:.2f}%, {outcome}"
             )
             chosen.append(choice.rung)
