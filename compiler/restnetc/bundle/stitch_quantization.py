@@ -44,6 +44,15 @@ class StitchTuning:
     seed: int = 0
 
 
+def _fake_quantize(
+    x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, axis: int | None, low: int, high: int
+) -> torch.Tensor:
+    """``x`` through int8 and back: per channel along ``axis``, or per tensor when ``axis`` is None."""
+    if axis is not None:
+        return torch.fake_quantize_per_channel_affine(x, scale.float(), zero_point.int(), axis, low, high)
+    return torch.fake_quantize_per_tensor_affine(x, float(scale), int(zero_point), low, high)
+
+
 class _Frozen(nn.Module):
     """Fake quantization with the parameters a calibrated observer settled on: what the int8 graph computes."""
 
@@ -57,9 +66,7 @@ class _Frozen(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale, zero_point = self.get_buffer("scale"), self.get_buffer("zero_point")
-        if self.axis is not None:
-            return torch.fake_quantize_per_channel_affine(x, scale, zero_point, self.axis, self.low, self.high)
-        return torch.fake_quantize_per_tensor_affine(x, float(scale), int(zero_point), self.low, self.high)
+        return _fake_quantize(x, scale, zero_point, self.axis, self.low, self.high)
 
 
 class _Following(nn.Module):
@@ -77,10 +84,8 @@ class _Following(nn.Module):
             observer(weight.detach())
             scale, zero_point = observer.calculate_qparams()  # type: ignore[operator]
         low, high = int(observer.quant_min), int(observer.quant_max)  # type: ignore[arg-type]
-        axis = int(observer.ch_axis)  # type: ignore[arg-type]
-        if scale.numel() > 1:
-            return torch.fake_quantize_per_channel_affine(weight, scale.float(), zero_point.int(), axis, low, high)
-        return torch.fake_quantize_per_tensor_affine(weight, float(scale), int(zero_point), low, high)
+        axis = int(observer.ch_axis) if scale.numel() > 1 else None  # type: ignore[arg-type]
+        return _fake_quantize(weight, scale, zero_point, axis, low, high)
 
 
 def simulation(observed: torch.fx.GraphModule) -> torch.fx.GraphModule:
@@ -159,9 +164,9 @@ class Choice:
         return self.tuned > self.plain
 
 
-def _simulated_top1(rung: Rung, backend: Backend, observations: Observations, held_out: HeldOut) -> float:
-    """Top-1 % on ``held_out`` of ``rung``'s all-int8 graph for ``backend``, simulated in PyTorch."""
-    graph, _ = Graphs(rung, backend, observations).int8(())
+def _simulated_top1(graphs: Graphs, held_out: HeldOut) -> float:
+    """Top-1 % on ``held_out`` of the all-int8 graph of ``graphs``, simulated in PyTorch."""
+    graph, _ = graphs.int8(())
     with torch.no_grad():
         logits = torch.cat([graph(chunk) for chunk in held_out.images.split(250)])
     return round(float((logits.argmax(1) == held_out.labels).double().mean() * 100), 3)
@@ -187,11 +192,12 @@ def choose(
     cached = stored is not None
     if stored is None:
         with captured():
-            plain = _simulated_top1(rung, backend, observations, validation)
+            graphs = Graphs(rung, backend, observations)  # one export and calibration of the rung given
+            plain = _simulated_top1(graphs, validation)
             start = time.perf_counter()
-            tuned = under_int8(rung, Graphs(rung, backend, observations).observed(), images, labels, tuning)
+            tuned = under_int8(rung, graphs.observed(), images, labels, tuning)
             seconds = time.perf_counter() - start
-            score = _simulated_top1(tuned, backend, observations, validation)
+            score = _simulated_top1(Graphs(tuned, backend, observations), validation)
         weights = {name: p.detach() for name, p in tuned.model.named_parameters() if name.startswith(STITCH)}
         figures = torch.tensor([plain, score, seconds], dtype=torch.float64)
         stored = {"figures": figures, **{f"weight:{name}": value for name, value in weights.items()}}
