@@ -10,12 +10,17 @@ Found on EfficientNet-Lite0 (64 px, ``benchmarks/int8_speed.py``): litert-torch'
 - Its PT2E quantizer finds adds through ``source_fn_stack``, which non-strict ``torch.export`` no longer records:
   residual adds stay float, between a dequantize and a quantize. A pad or dropout gets an observer of its own,
   hence a requantize. ``LeanQuantizer`` fixes both on the annotated graph.
+- A concatenation stays unannotated too, so the simulation joins its inputs in float, while the converted
+  CONCATENATION forces them all to one scale. Found on stitched DeiT rungs (the plain arm of
+  ``benchmarks/stitch_qat.py``): the stitch joins a class token of range about [-1.3, 1.5] to patch tokens of about
+  [-4, 3]; the runtime clipped the patch tokens and ran up to 1.16 points below its simulation. ``LeanQuantizer``
+  observes such a cat as one tensor, so the simulation computes what the runtime does.
 - It observes a convolution's output before a following ReLU6; so does XNNPACK's quantizer, and
   ``pt2e.observe_after_clamps`` fixes it for every backend.
 
 ``tests/test_backends.py`` checks the result: an int8 graph of pad, convolution, ReLU6 and residual add has no
-TRANSPOSE, PAD, QUANTIZE or DEQUANTIZE beyond its fp32 graph's, so a litert-torch upgrade that changes these
-internals fails there first.
+TRANSPOSE, PAD, QUANTIZE or DEQUANTIZE beyond its fp32 graph's, and a stitch's concatenation runs as simulated,
+so a litert-torch upgrade that changes these internals fails there first.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import torch
 from litert_torch._convert.fx_passes.optimize_layout_transposes_pass import layout_check, layout_rewrite
 from litert_torch.quantize import pt2e_quantizer
 from torch.fx import Node
-from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
+from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, QuantizationSpecBase, SharedQuantizationSpec
 
 from restnetc.backends.pt2e import annotation_of
 
@@ -77,16 +82,41 @@ def _is_float(node: Node) -> bool:
     return isinstance(value, torch.Tensor) and value.dtype.is_floating_point
 
 
+def _is_unannotated_cat_of_quantized(node: Node) -> bool:
+    """A concatenation the annotators left float although every input it joins is quantized."""
+    if node.op != "call_function" or node.target != aten.cat.default or annotation_of(node) is not None:
+        return False
+    tensors = node.args[0]
+    return isinstance(tensors, Sequence) and all(isinstance(a, Node) and annotation_of(a) is not None for a in tensors)
+
+
+def _share_one_scale(cat: Node, first: QuantizationSpecBase) -> None:
+    """Observe a concatenation's inputs and output as one tensor: TFLite's int8 CONCATENATION takes one scale
+    for all of them, and a float cat in the simulation would hide the clipping of whichever input has the wider
+    range."""
+    tensors = list(cat.args[0])  # type: ignore[arg-type]
+    shared = SharedQuantizationSpec((tensors[0], cat))
+    cat.meta["quantization_annotation"] = QuantizationAnnotation(
+        input_qspec_map={a: first if i == 0 else shared for i, a in enumerate(tensors)},
+        output_qspec=shared,
+        _annotated=True,
+    )
+
+
 class LeanQuantizer(pt2e_quantizer.PT2EQuantizer):  # type: ignore[misc]
-    """litert-torch's PT2E quantizer, with the graph annotated so that no add or pad stays float or requantizes:
-    float adds quantized like any activation, pads and dropouts sharing their input's parameters. (Observing after
-    ReLU6 is ``pt2e.observe_after_clamps``, for every backend.) Other ops its annotators find through
-    ``source_fn_stack`` (mul, cat) still run in float."""
+    """litert-torch's PT2E quantizer, with the graph annotated so that no add, pad or concatenation stays float
+    or requantizes: float adds quantized like any activation, pads and dropouts sharing their input's parameters,
+    a concatenation of quantized inputs observed as one tensor. (Observing after ReLU6 is
+    ``pt2e.observe_after_clamps``, for every backend.) A mul its annotators find only through
+    ``source_fn_stack`` still runs in float."""
 
     def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
         model = super().annotate(model)
         config = self.global_config
         for node in model.graph.nodes:
+            if _is_unannotated_cat_of_quantized(node) and config is not None:
+                _share_one_scale(node, config.input_activation)
+                continue
             source = node.args[0] if node.op == "call_function" and node.args else None
             if not isinstance(source, Node):
                 continue
