@@ -2,14 +2,16 @@
 
 A build calibrates a stitched rung with its back parent as donor (``pt2e.observe``): every value computed in the
 blocks and head it shares with the parent takes the parent's quantization parameters, so those blocks quantize to
-the parent's very bytes and a ladder program (and XNNPACK's weight cache) holds them once. This runs the demo's
-search (from ``--cache-dir``: a build of the same target with that cache makes it instant) and, for every stitched
-rung and backend, simulates int8 in eager PyTorch (the backend's own PT2E quantizer, the target's calibration
-images, no float islands) both ways: calibrated alone, and with the donor. Reports top-1 on the validation and the
-test images for both, and on test the paired difference (donor minus alone) with its 95% interval and McNemar p.
+the parent's very bytes and a ladder program (and XNNPACK's weight cache) holds them once. This runs a pair's
+search (``--pair``: the demo on ``--target``, or a zoo pair on Table I's target; from ``--cache-dir``: a build of
+the same target with that cache makes it instant) and, for every stitched rung and backend, simulates int8 in
+eager PyTorch (the backend's own PT2E quantizer, the target's calibration images, bias correction, no float
+islands) both ways: calibrated alone, and with the donor. Reports top-1 on the validation and the test images
+for both, and on test the paired difference (donor minus alone) with its 95% interval and McNemar p.
 
-Usage: ``.venv/bin/python benchmarks/shared_quantization.py [--target targets/cortex-a53.yaml] [--cache-dir DIR]``.
-Writes ``benchmarks/results/shared_quantization.json``.
+Usage: ``.venv/bin/python benchmarks/shared_quantization.py [--pair demo|deits-deitti|...] [--target
+targets/cortex-a53.yaml] [--validation-images N] [--test-images N] [--cache-dir DIR]``. Writes
+``benchmarks/results/shared_quantization.json``, keeping the stored rows of pairs not run again.
 """
 
 from __future__ import annotations
@@ -17,21 +19,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import torch
 
-from restnetc.atomic import write_text_atomic
+sys.path.insert(0, str(Path(__file__).parent / "paper"))
+import common
+
 from restnetc.backends import get_backend
 from restnetc.bundle.ladder import Rung, ladder
 from restnetc.bundle.lowering import Graphs, Observations
 from restnetc.cache import Cache, default_cache_dir
-from restnetc.config.loader import load_project, load_target
 from restnetc.data import ImageSet
 from restnetc.evaluation import compare_paired
 from restnetc.pipeline.search import run_search
-
-RESULTS = Path(__file__).parent / "results" / "shared_quantization.json"
 
 
 def _correct(graph: torch.nn.Module, images: ImageSet) -> torch.Tensor:
@@ -46,14 +48,16 @@ def _top1(correct: torch.Tensor) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--target", type=Path, default=Path("targets/cortex-a53.yaml"))
+    parser.add_argument("--pair", choices=["demo", *(pair.slug for pair in common.PAIRS)], default="demo")
+    parser.add_argument("--target", type=Path, default=Path("targets/cortex-a53.yaml"), help="the demo's target")
+    parser.add_argument("--validation-images", type=int, help="default: the project's own (the demo's at most)")
+    parser.add_argument("--test-images", type=int, help="default: the project's own")
     parser.add_argument("--cache-dir", type=Path, default=None)
     args = parser.parse_args()
-    target = load_target(args.target)
-    project, _ = load_project(None)
+    project, target = common.pair_setup(args.pair, args.target, args.validation_images, args.test_images)
     search = run_search(project, target, Cache(args.cache_dir or default_cache_dir()), build=True)
     calibration = search.train.images[: target.runtime.calibration_images]
-    figures: dict[str, dict[str, object]] = {}
+    rows: list[dict[str, object]] = []
     stitched = [rung for rung in ladder(search) if rung.donor is not None]
     for name in target.runtime.backends:
         backend = get_backend(name)
@@ -67,14 +71,19 @@ def main() -> None:
                 for way, graph in graphs.items()
             }
             paired = compare_paired(correct["donor"]["test"].numpy(), correct["alone"]["test"].numpy())
-            figures[f"{rung.id} {name.value}"] = {
+            row = {
+                "pair": args.pair,
+                "rung": rung.id,
+                "backend": name.value,
+                "images": {split: len(images.labels) for split, images in splits.items()},
                 **{f"{way}_{split}": _top1(c) for way, splits in correct.items() for split, c in splits.items()},
                 "test_difference": round(paired.difference, 2),
                 "test_interval": [round(v, 2) for v in paired.interval],
                 "test_p_value": round(paired.p_value, 4),
             }
-            print(rung.id, name.value, json.dumps(figures[f"{rung.id} {name.value}"]), flush=True)
-    write_text_atomic(RESULTS, json.dumps(figures, indent=2) + "\n")
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    common.store_rows("shared_quantization", {}, rows, "pair")
 
 
 if __name__ == "__main__":

@@ -49,10 +49,7 @@ from restnetc.bundle.ladder import Rung, ladder
 from restnetc.bundle.lowering import Graphs, Observations
 from restnetc.bundle.stitch_quantization import StitchTuning
 from restnetc.cache import Cache
-from restnetc.config.loader import load_target
-from restnetc.config.project import ProjectConfig
 from restnetc.config.target import Backend as BackendName
-from restnetc.config.target import TargetConfig
 from restnetc.pipeline.search import run_search
 from restnetc.results import SearchResult
 
@@ -141,15 +138,6 @@ def _rows(
     return rows
 
 
-def _setup(args: Any) -> tuple[ProjectConfig, TargetConfig]:
-    """The pair's project with the held-out sizes asked for, and its target."""
-    sizes = {"validation_images": args.validation_images, "test_images": args.test_images}
-    project = common.pair_project(args.pair, {name: n for name, n in sizes.items() if n is not None})
-    if args.pair == "demo":
-        return project, load_target(args.target)
-    return project, TargetConfig.model_validate(common.pair_target(common.pair(args.pair)))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pair", choices=["demo", *(pair.slug for pair in common.PAIRS)], default="demo")
@@ -161,7 +149,7 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", type=BackendName, help="default: the target's")
     parser.add_argument("--cache-dir", type=Path, help="a stage cache to search with (default: a fresh one)")
     args = parser.parse_args()
-    project, target = _setup(args)
+    project, target = common.pair_setup(args.pair, args.target, args.validation_images, args.test_images)
     with tempfile.TemporaryDirectory(prefix="stitch-qat-") as fresh:
         result = run_search(project, target, Cache(args.cache_dir or Path(fresh)))
     calibration = result.train.images[: target.runtime.calibration_images]

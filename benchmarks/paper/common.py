@@ -24,8 +24,9 @@ import yaml
 from restnetc.atomic import write_text_atomic
 from restnetc.backends.base import Backend
 from restnetc.backends.native_output import captured
-from restnetc.config.loader import demo_project_path, load_project
+from restnetc.config.loader import demo_project_path, load_project, load_target
 from restnetc.config.project import ProjectConfig
+from restnetc.config.target import TargetConfig
 from restnetc.evaluation import compare_paired
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,6 +155,18 @@ def pair_project(slug: str, held_out: dict[str, int]) -> ProjectConfig:
     zoo_pair = pair(slug)
     config = ProjectConfig.model_validate(project(zoo_pair.slug, zoo_pair.a, zoo_pair.b, zoo_pair.order))
     return config.model_copy(update={"data": config.data.model_copy(update=held_out)})
+
+
+def pair_setup(
+    slug: str, demo_target: Path, validation_images: int | None, test_images: int | None
+) -> tuple[ProjectConfig, TargetConfig]:
+    """The project of ``slug`` (a ``PAIRS`` slug or ``"demo"``) with the held-out sizes given (None: its own), and
+    its target: Table I's for a zoo pair, ``demo_target`` for the demo."""
+    sizes = {"validation_images": validation_images, "test_images": test_images}
+    project = pair_project(slug, {name: n for name, n in sizes.items() if n is not None})
+    if slug == "demo":
+        return project, load_target(demo_target)
+    return project, TargetConfig.model_validate(pair_target(pair(slug)))
 
 
 def pair_target(pair: Pair) -> dict[str, Any]:
