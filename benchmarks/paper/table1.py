@@ -45,37 +45,40 @@ def build_demo(existing: Path | None) -> Path:
     return bundle
 
 
+def _stitch_id(variant: dict[str, Any]) -> str:
+    return f"stitch-{variant['front']['block']:02d}-{variant['back']['block']:02d}"
+
+
 def rows_of(title: str, bundle: Path) -> list[dict[str, Any]]:
-    """One row per model of the bundle (parents and variants), smallest first."""
-    variants = json.loads((bundle / "variants.json").read_text())
+    """One row per model the bundle lowered (parents and variants), smallest first; an artifact the target's
+    ``ladder.dominated: drop`` left out keeps its figure, with its backend in the row's ``dropped``."""
+    variants = {_stitch_id(v): v for v in json.loads((bundle / "variants.json").read_text())["variants"]}
     manifest = json.loads((bundle / "manifest.json").read_text())
-    int8: dict[str, dict[str, float]] = {}
-    for artifact in manifest["artifacts"]:
-        int8.setdefault(artifact["id"], {})[artifact["backend"]] = artifact["accuracy"]["artifact"]
+    entries = [(a, False) for a in manifest["artifacts"]] + [(d, True) for d in manifest["dropped"]]
+    models: dict[str, dict[str, Any]] = {}
+    for entry, dropped in entries:
+        model = models.setdefault(entry["id"], {"entry": entry, "int8": {}, "dropped": []})
+        model["int8"][entry["backend"]] = entry["accuracy"]["artifact"]
+        if dropped:
+            model["dropped"].append(entry["backend"])
     rows = []
-    for artifact in manifest["artifacts"]:
-        if artifact["backend"] != manifest["artifacts"][0]["backend"]:
-            continue
-        stitch = artifact.get("stitch")
-        tuned = next(
-            (v for v in variants["variants"] if stitch and (v["front"]["block"], v["back"]["block"]) ==
-             (stitch["front_block"], stitch["back_block"])),
-            None,
-        )  # fmt: skip
+    for model_id, model in models.items():
+        entry, variant = model["entry"], variants.get(model_id)
         rows.append(
             {
                 "pair": title,
-                "model": artifact["id"],
-                "cut": f"{stitch['front_block']}->{stitch['back_block'] + 1}" if stitch else "-",
-                "cka": stitch["cka"] if stitch else None,
-                "params": artifact["params"],
-                "macs": artifact["macs"],
-                "trainable": stitch["trainable_params"] if stitch else artifact["params"],
-                "finetune_seconds": tuned["finetune_seconds"] if tuned else None,
-                "fp32": artifact["accuracy"]["eager_fp32"],
-                "tflite_int8": int8[artifact["id"]].get("litert"),
-                "pte_int8": int8[artifact["id"]].get("executorch"),
-                "images": artifact["accuracy"]["images"],
+                "model": model_id,
+                "cut": f"{variant['front']['block']}->{variant['back']['resumes_at_block']}" if variant else "-",
+                "cka": variant["cka"] if variant else None,
+                "params": entry["params"],
+                "macs": entry["macs"],
+                "trainable": variant["trainable_params"] if variant else entry["params"],
+                "finetune_seconds": variant["finetune_seconds"] if variant else None,
+                "fp32": entry["accuracy"]["eager_fp32"],
+                "tflite_int8": model["int8"].get("litert"),
+                "pte_int8": model["int8"].get("executorch"),
+                "dropped": sorted(model["dropped"]),
+                "images": entry["accuracy"]["images"],
             }
         )
     return sorted(rows, key=lambda row: row["params"])
@@ -98,6 +101,12 @@ def verdict(title: str, rows: list[dict[str, Any]]) -> str:
     )
 
 
+def _int8(row: dict[str, Any], backend: str) -> str:
+    """A row's int8 figure for ``backend``, marked when the bundle dropped that artifact as dominated."""
+    figure = row["tflite_int8" if backend == "litert" else "pte_int8"]
+    return f"{figure:.2f}" + (" (dropped)" if backend in row.get("dropped", []) else "")
+
+
 def write(results: dict[str, list[dict[str, Any]]]) -> None:
     header = ["pair", "model", "cut i->j", "CKA", "params", "MACs", "trainable", "tune s", "fp32 %",
               ".tflite int8 %", ".pte int8 %"]  # fmt: skip
@@ -108,13 +117,15 @@ def write(results: dict[str, list[dict[str, Any]]]) -> None:
                 row["pair"], row["model"], row["cut"], f"{row['cka']:.3f}" if row["cka"] else "-",
                 common.millions(row["params"]), common.millions(row["macs"]), common.millions(row["trainable"]),
                 f"{row['finetune_seconds']:.1f}" if row["finetune_seconds"] is not None else "-",
-                f"{row['fp32']:.2f}", f"{row['tflite_int8']:.2f}", f"{row['pte_int8']:.2f}",
+                f"{row['fp32']:.2f}", _int8(row, "litert"), _int8(row, "executorch"),
             ])  # fmt: skip
     verdicts = [verdict(title, rows) for title, rows in results.items()]
     images = ", ".join(f"{rows[0]['images']} for {title}" for title, rows in results.items())
     text = (
         "# Table I analog: stitched ladders (Fashion-MNIST)\n\n"
         f"Accuracy: top-1 % on held-out test images ({images}); int8 columns run each artifact in its own runtime.\n"
+        "(dropped): an artifact the bundle left out as dominated by a cheaper, more accurate one on validation "
+        "(`ladder.dominated: drop`, the reason in its manifest).\n"
         "Trainable: the stitching layer's parameters for variants; all parameters for parents (trained from "
         "scratch, or ImageNet-pretrained then fine-tuned on the task for the demo).\n\n"
         + common.markdown_table(header, table)
