@@ -217,28 +217,30 @@ class _TokenStitch(nn.Module):
     """A ViT -> ViT stitch (class token and patch tokens mapped, then joined by ``torch.cat``) between a front
     block's output and a LayerNorm, as the back parent's first block reads it."""
 
-    def __init__(self) -> None:
+    def __init__(self, back_prefix_tokens: int) -> None:
         super().__init__()
         self.front = nn.Linear(16, 16)
         tokens = Interface(Layout.TOKENS, (17, 16), prefix_tokens=1)
-        self.stitch = StitchLayer(tokens, Interface(Layout.TOKENS, (17, 24), prefix_tokens=1))
+        self.stitch = StitchLayer(tokens, Interface(Layout.TOKENS, (16 + back_prefix_tokens, 24), back_prefix_tokens))
         self.norm = nn.LayerNorm(24)
-        self.head = nn.Linear(24 * 17, 10)
+        self.head = nn.Linear(24 * (16 + back_prefix_tokens), 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.norm(self.stitch(self.front(x))).flatten(1))
 
 
+# 2 prefix tokens: the class token reaches the cat expanded, which no quantizer annotates: the cat stays float
+@pytest.mark.parametrize("back_prefix_tokens", [1, 2])
 @pytest.mark.parametrize("name", list_backends())
 def test_int8_simulation_of_a_stitch_joining_tokens_of_unequal_ranges_is_what_the_runtime_computes(
-    name: str, tmp_path: Path
+    name: str, back_prefix_tokens: int, tmp_path: Path
 ) -> None:
     """A stitched DeiT's class token spans about a third of its patch tokens' range. An int8 concatenation takes
     one scale for both: the simulation must observe them as one tensor, or it joins them in float while the
     runtime clips the wider input. Measured: relative error 0.007 on both backends; 0.187 on LiteRT when
     ``LeanQuantizer`` leaves the cat unannotated."""
     torch.manual_seed(0)
-    model = _TokenStitch().eval()
+    model = _TokenStitch(back_prefix_tokens).eval()
     inputs = torch.randn(32, 17, 16, generator=torch.Generator().manual_seed(1))
     inputs[:, 1:] *= 3  # patch tokens three times the class token's range
     backend = get_backend(name)
@@ -251,6 +253,25 @@ def test_int8_simulation_of_a_stitch_joining_tokens_of_unequal_ranges_is_what_th
     out = backend.load(path, threads=1)(inputs.numpy())
     gap = np.abs(out - simulated).max() / np.abs(simulated).max()
     assert gap <= SIMULATION_RELATIVE_ERROR / 2, (name, gap)
+
+
+def test_litert_int8_observes_a_tensor_joined_with_itself_once() -> None:
+    """``torch.cat([y, y])``: one edge per input, or the shared observer would be its own source and PT2E's
+    preparation would recurse without end."""
+
+    class _Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.first, self.second = nn.Linear(8, 8), nn.Linear(16, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.first(x)
+            return self.second(torch.cat([y, y], dim=1))
+
+    inputs = torch.randn(16, 8, generator=torch.Generator().manual_seed(0))
+    graph, _ = get_backend(Backend.LITERT).quantize(export_batched(_Twice().eval(), inputs), inputs)
+    (cat,) = [n for n in graph.graph.nodes if n.target == torch.ops.aten.cat.default]
+    assert all("quantize" in str(a.target) for a in cat.args[0]), "the cat joins int8 values"
 
 
 def test_export_drops_zero_width_pads_and_keeps_the_values() -> None:

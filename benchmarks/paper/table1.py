@@ -54,7 +54,7 @@ def rows_of(title: str, bundle: Path) -> list[dict[str, Any]]:
     ``ladder.dominated: drop`` left out keeps its figure, with its backend in the row's ``dropped``."""
     variants = {_stitch_id(v): v for v in json.loads((bundle / "variants.json").read_text())["variants"]}
     manifest = json.loads((bundle / "manifest.json").read_text())
-    entries = [(a, False) for a in manifest["artifacts"]] + [(d, True) for d in manifest["dropped"]]
+    entries = [(a, False) for a in manifest["artifacts"]] + [(d, True) for d in manifest.get("dropped", [])]
     models: dict[str, dict[str, Any]] = {}
     for entry, dropped in entries:
         model = models.setdefault(entry["id"], {"entry": entry, "int8": {}, "dropped": []})

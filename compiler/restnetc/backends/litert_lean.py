@@ -1,7 +1,8 @@
-"""What litert-torch lacks for int8 graphs as lean as its fp32 ones: a channels-last constant pad, and annotations.
+"""What litert-torch lacks for int8 graphs as lean as its fp32 ones and simulated as they run: a channels-last
+constant pad, and annotations.
 
-Found on EfficientNet-Lite0 (64 px, ``benchmarks/int8_speed.py``): litert-torch's int8 graph had 143 ops against
-62 in fp32 (33 TRANSPOSE, 17 PAD, 23 QUANTIZE, 10 DEQUANTIZE more) and ran 1.5x slower than fp32. The gaps:
+Mostly found on EfficientNet-Lite0 (64 px, ``benchmarks/int8_speed.py``): litert-torch's int8 graph had 143 ops
+against 62 in fp32 (33 TRANSPOSE, 17 PAD, 23 QUANTIZE, 10 DEQUANTIZE more) and ran 1.5x slower than fp32. The gaps:
 
 - Its layout pass (``optimize_layout_transposes_pass``) has no channels-last rewriter for ``aten.constant_pad_nd``,
   so every pad stays NCHW between two transposes. In fp32 the converter cancels them and folds the pad into the
@@ -82,12 +83,19 @@ def _is_float(node: Node) -> bool:
     return isinstance(value, torch.Tensor) and value.dtype.is_floating_point
 
 
+def _is_quantized(node: object) -> bool:
+    """Whether ``node`` is a value the annotated graph quantizes (an annotation that only marks a node as taken,
+    a convolution's before its ReLU, say, does not count)."""
+    annotation = annotation_of(node) if isinstance(node, Node) else None
+    return annotation is not None and annotation.output_qspec is not None
+
+
 def _is_unannotated_cat_of_quantized(node: Node) -> bool:
     """A concatenation the annotators left float although every input it joins is quantized."""
     if node.op != "call_function" or node.target != aten.cat.default or annotation_of(node) is not None:
         return False
     tensors = node.args[0]
-    return isinstance(tensors, Sequence) and all(isinstance(a, Node) and annotation_of(a) is not None for a in tensors)
+    return isinstance(tensors, Sequence) and all(_is_quantized(a) for a in tensors)
 
 
 def _share_one_scale(cat: Node, first: QuantizationSpecBase) -> None:
@@ -96,19 +104,21 @@ def _share_one_scale(cat: Node, first: QuantizationSpecBase) -> None:
     range."""
     tensors = list(cat.args[0])  # type: ignore[arg-type]
     shared = SharedQuantizationSpec((tensors[0], cat))
+    inputs = {tensors[0]: first}
+    for tensor in tensors[1:]:
+        inputs.setdefault(tensor, shared)  # an input joined twice keeps one edge: one sharing its own would loop
     cat.meta["quantization_annotation"] = QuantizationAnnotation(
-        input_qspec_map={a: first if i == 0 else shared for i, a in enumerate(tensors)},
-        output_qspec=shared,
-        _annotated=True,
+        input_qspec_map=inputs, output_qspec=shared, _annotated=True
     )
 
 
 class LeanQuantizer(pt2e_quantizer.PT2EQuantizer):  # type: ignore[misc]
-    """litert-torch's PT2E quantizer, with the graph annotated so that no add, pad or concatenation stays float
-    or requantizes: float adds quantized like any activation, pads and dropouts sharing their input's parameters,
-    a concatenation of quantized inputs observed as one tensor. (Observing after ReLU6 is
-    ``pt2e.observe_after_clamps``, for every backend.) A mul its annotators find only through
-    ``source_fn_stack`` still runs in float."""
+    """litert-torch's PT2E quantizer, with the graph annotated so that no add or pad stays float or requantizes
+    and no concatenation of quantized values runs other than simulated: float adds quantized like any
+    activation, pads and dropouts sharing their input's parameters, a concatenation whose inputs are all
+    quantized observed as one tensor (one with a float input, an expanded class token say, stays float in the
+    simulation and the runtime alike). (Observing after ReLU6 is ``pt2e.observe_after_clamps``, for every
+    backend.) A mul its annotators find only through ``source_fn_stack`` still runs in float."""
 
     def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
         model = super().annotate(model)
@@ -132,7 +142,7 @@ class LeanQuantizer(pt2e_quantizer.PT2EQuantizer):  # type: ignore[misc]
                     output_qspec=config.output_activation,
                     _annotated=True,
                 )
-            elif node.target in _PASS_THROUGH and (before := annotation_of(source)) is not None and before.output_qspec:
+            elif node.target in _PASS_THROUGH and _is_quantized(source):
                 shared = SharedQuantizationSpec(source)
                 node.meta["quantization_annotation"] = QuantizationAnnotation(
                     input_qspec_map={source: shared}, output_qspec=shared, _annotated=True
