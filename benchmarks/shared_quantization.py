@@ -48,13 +48,10 @@ def _top1(correct: torch.Tensor) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pair", choices=["demo", *(pair.slug for pair in common.PAIRS)], default="demo")
-    parser.add_argument("--target", type=Path, default=Path("targets/cortex-a53.yaml"), help="the demo's target")
-    parser.add_argument("--validation-images", type=int, help="default: the project's own (the demo's at most)")
-    parser.add_argument("--test-images", type=int, help="default: the project's own")
+    common.add_pair_arguments(parser)
     parser.add_argument("--cache-dir", type=Path, default=None)
     args = parser.parse_args()
-    project, target = common.pair_setup(args.pair, args.target, args.validation_images, args.test_images)
+    project, target = common.pair_setup(args)
     search = run_search(project, target, Cache(args.cache_dir or default_cache_dir()), build=True)
     calibration = search.train.images[: target.runtime.calibration_images]
     rows: list[dict[str, object]] = []
@@ -76,7 +73,7 @@ def main() -> None:
                 "rung": rung.id,
                 "backend": name.value,
                 "images": {split: len(images.labels) for split, images in splits.items()},
-                **{f"{way}_{split}": _top1(c) for way, splits in correct.items() for split, c in splits.items()},
+                **{f"{way}_{split}": _top1(c) for way, scores in correct.items() for split, c in scores.items()},
                 "test_difference": round(paired.difference, 2),
                 "test_interval": [round(v, 2) for v in paired.interval],
                 "test_p_value": round(paired.p_value, 4),

@@ -140,16 +140,13 @@ def _rows(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pair", choices=["demo", *(pair.slug for pair in common.PAIRS)], default="demo")
-    parser.add_argument("--target", type=Path, default=Path("targets/cortex-a53.yaml"), help="the demo's target")
-    parser.add_argument("--validation-images", type=int, help="default: the project's own (the demo's at most)")
-    parser.add_argument("--test-images", type=int, default=10000)
+    common.add_pair_arguments(parser, test_images=10000)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--backends", nargs="+", type=BackendName, help="default: the target's")
     parser.add_argument("--cache-dir", type=Path, help="a stage cache to search with (default: a fresh one)")
     args = parser.parse_args()
-    project, target = common.pair_setup(args.pair, args.target, args.validation_images, args.test_images)
+    project, target = common.pair_setup(args)
     with tempfile.TemporaryDirectory(prefix="stitch-qat-") as fresh:
         result = run_search(project, target, Cache(args.cache_dir or Path(fresh)))
     calibration = result.train.images[: target.runtime.calibration_images]

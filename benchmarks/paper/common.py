@@ -157,16 +157,23 @@ def pair_project(slug: str, held_out: dict[str, int]) -> ProjectConfig:
     return config.model_copy(update={"data": config.data.model_copy(update=held_out)})
 
 
-def pair_setup(
-    slug: str, demo_target: Path, validation_images: int | None, test_images: int | None
-) -> tuple[ProjectConfig, TargetConfig]:
-    """The project of ``slug`` (a ``PAIRS`` slug or ``"demo"``) with the held-out sizes given (None: its own), and
-    its target: Table I's for a zoo pair, ``demo_target`` for the demo."""
-    sizes = {"validation_images": validation_images, "test_images": test_images}
-    project = pair_project(slug, {name: n for name, n in sizes.items() if n is not None})
-    if slug == "demo":
-        return project, load_target(demo_target)
-    return project, TargetConfig.model_validate(pair_target(pair(slug)))
+def add_pair_arguments(parser: argparse.ArgumentParser, test_images: int | None = None) -> None:
+    """The options ``pair_setup`` reads: ``--pair``, ``--target`` (the demo's), ``--validation-images`` and
+    ``--test-images`` (default ``test_images``; None: the project's own)."""
+    parser.add_argument("--pair", choices=["demo", *(p.slug for p in PAIRS)], default="demo")
+    parser.add_argument("--target", type=Path, default=Path("targets/cortex-a53.yaml"), help="the demo's target")
+    parser.add_argument("--validation-images", type=int, help="default: the project's own (the demo's at most)")
+    parser.add_argument("--test-images", type=int, default=test_images, help="default: %(default)s (None: its own)")
+
+
+def pair_setup(args: argparse.Namespace) -> tuple[ProjectConfig, TargetConfig]:
+    """The project of ``args.pair`` (a ``PAIRS`` slug or ``"demo"``) with the held-out sizes given (None: its own),
+    and its target: Table I's for a zoo pair, ``args.target`` for the demo (``add_pair_arguments`` declares them)."""
+    sizes = {"validation_images": args.validation_images, "test_images": args.test_images}
+    project = pair_project(args.pair, {name: n for name, n in sizes.items() if n is not None})
+    if args.pair == "demo":
+        return project, load_target(args.target)
+    return project, TargetConfig.model_validate(pair_target(pair(args.pair)))
 
 
 def pair_target(pair: Pair) -> dict[str, Any]:
