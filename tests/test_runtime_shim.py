@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 import numpy as np
 import pytest
@@ -323,6 +323,11 @@ def test_bad_usage_exits_2_with_a_message(shim: Path, tmp_path: Path) -> None:
     assert result.returncode == 2 and "--backend must be litert or executorch" in result.stderr
     result = _run(shim / "restnet-shim", "select", tmp_path)
     assert result.returncode == 1 and "bundle.index: cannot open" in result.stderr
+    for repeat in ("0", "1.5", "x", "100001"):
+        result = _run(shim / "restnet-shim", "run", tmp_path, "--input", tmp_path / "i.f32", "--repeat", repeat)
+        assert result.returncode == 2 and "--repeat expects a whole number of runs from 1 to 100000" in result.stderr
+    result = _run(shim / "restnet-shim", "select", tmp_path, "--repeat", "3")
+    assert result.returncode == 2 and "unknown option" in result.stderr, "only run times its runs"
 
 
 def test_python_binding_runs_the_same_core_as_the_cli(shim: Path, built: tuple[Path, Path, Path, Path]) -> None:
@@ -592,12 +597,12 @@ def _python_logits(bundle: Path, artifact: Artifact, batch: np.ndarray) -> np.nd
 
 
 def _shim_run(
-    shim: Path, bundle: Path, artifact: Artifact, input_file: Path, platform: str = "x86_64"
-) -> dict[str, object]:
+    shim: Path, bundle: Path, artifact: Artifact, input_file: Path, platform: str = "x86_64", *options: str
+) -> dict[str, Any]:
     prefix = _emulated(shim) if platform == "aarch64" else []
     result = _run(
         *prefix, shim / "restnet-shim", "run", bundle, "--input", input_file, "--override", artifact.id,
-        "--backend", artifact.backend, "--litert-lib", _litert_library(platform), "--json",
+        "--backend", artifact.backend, "--litert-lib", _litert_library(platform), "--json", *options,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     return dict(json.loads(result.stdout))
@@ -647,6 +652,23 @@ def test_a_uint8_input_build_ships_raw_pixel_artifacts_the_c_tool_feeds_as_pytho
         assert q.scale == pytest.approx(1 / (255 * 0.502))
     assert "uint8:" in (out / "bundle.index").read_text()
     _assert_runs_match_python(shim, out, artifacts, tmp_path)
+
+
+def test_run_repeat_times_each_run_of_the_chosen_rung_and_computes_what_one_run_does(
+    shim: Path, built: tuple[Path, Path, Path, Path], tmp_path: Path
+) -> None:
+    """``run --repeat N`` (how the int8 / fp32 latency ratio is measured on an emulated Cortex-A53) times N runs
+    after the first and reports their median and fastest, with the logits one run gives. Fails if the timing is
+    missing, miscounted or not a duration, or if repeating changes what the rung computes."""
+    bundle = built[0]
+    np.random.default_rng(2).standard_normal((3, 32, 32)).astype(np.float32).tofile(tmp_path / "input.f32")
+    for artifact in read_manifest(bundle).artifacts:
+        once = _shim_run(shim, bundle, artifact, tmp_path / "input.f32")
+        timed = _shim_run(shim, bundle, artifact, tmp_path / "input.f32", "x86_64", "--repeat", "7")
+        assert "timing" not in once and timed["logits"] == once["logits"] and timed["variant"] == artifact.id
+        timing = timed["timing"]
+        assert isinstance(timing, dict) and timing["runs"] == 7, timing
+        assert 0 < timing["min_ms"] <= timing["median_ms"] < 10_000, timing
 
 
 def test_run_on_aarch64_under_qemu_gives_the_x86_python_logits_for_both_backends(

@@ -4,7 +4,9 @@
  *                              [--hysteresis F] [--override ID] [--json]
  *   restnet-shim verify BUNDLE
  *   restnet-shim run BUNDLE --input FILE [--backend litert] [--litert-lib PATH] [--memory-root DIR]
- *                           [--headroom-mb N] [--override ID] [--json]
+ *                           [--headroom-mb N] [--override ID] [--repeat N] [--json]
+ *       with --repeat, runs the chosen rung N more times on the same input after the first (which loads it)
+ *       and reports the median and fastest wall time of one run: latency as the application sees it
  *   restnet-shim input BUNDLE --input FILE --out FILE.f32
  *       writes the float32 NCHW tensor `run` would feed for FILE (resized and normalised); `run` reads it back
  *
@@ -14,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "image_input.h"
 #include "restnet_shim.h"
@@ -32,7 +35,8 @@ static int usage(const char *problem) {
                     "--memory-root DIR]\n                           [--headroom-mb N] [--hysteresis F] "
                     "[--override ID] [--json]\n       restnet-shim verify BUNDLE\n       restnet-shim run BUNDLE --input "
                     "FILE.pgm|FILE.ppm|FILE.f32 [--backend litert] [--litert-lib PATH]\n"
-                    "                        [--memory-root DIR] [--headroom-mb N] [--override ID] [--json]\n"
+                    "                        [--memory-root DIR] [--headroom-mb N] [--override ID] [--repeat N] "
+                    "[--json]\n"
                     "       restnet-shim input BUNDLE --input FILE.pgm|FILE.ppm|FILE.f32 --out FILE.f32\n");
     return 2;
 }
@@ -128,17 +132,20 @@ static void print_text(const rs_bundle *bundle, const rs_memory *memory, const c
 /* Options shared by the commands; each command says which ones it accepts. */
 typedef struct {
     const char *dir, *root, *override, *backend, *input, *litert_lib, *out;
-    double available_mb, headroom_mb, hysteresis;
+    double available_mb, headroom_mb, hysteresis, repeat;
     int json;
 } options;
 
-enum { OPT_AVAILABLE = 1, OPT_HYSTERESIS = 2, OPT_INPUT = 4, OPT_LITERT_LIB = 8, OPT_OUT = 16 };
+enum { OPT_AVAILABLE = 1, OPT_HYSTERESIS = 2, OPT_INPUT = 4, OPT_LITERT_LIB = 8, OPT_OUT = 16, OPT_REPEAT = 32 };
+
+/* The most timed runs `run --repeat` takes. */
+#define MAX_REPEAT 100000
 
 /* Parses argv into `o`; returns NULL or the usage problem. */
 static const char *parse_options(int argc, char **argv, int accepted, options *o) {
     const char *litert_lib = getenv("RESTNET_SHIM_LITERT");
     *o = (options){NULL, "/", NULL, "litert", NULL, litert_lib ? litert_lib : "libLiteRt.so", NULL, -1,
-                  RS_DEFAULT_HEADROOM_BYTES / MIB, RS_DEFAULT_HYSTERESIS, 0};
+                  RS_DEFAULT_HEADROOM_BYTES / MIB, RS_DEFAULT_HYSTERESIS, 0, 0};
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
@@ -163,6 +170,11 @@ static const char *parse_options(int argc, char **argv, int accepted, options *o
             if (parse_number(value, &o->available_mb) != 0) return "--available-mb expects a number >= 0";
         } else if (strcmp(arg, "--headroom-mb") == 0) {
             if (parse_number(value, &o->headroom_mb) != 0) return "--headroom-mb expects a number >= 0";
+        } else if (strcmp(arg, "--repeat") == 0 && (accepted & OPT_REPEAT)) {
+            if (parse_number(value, &o->repeat) != 0 || o->repeat < 1 || o->repeat > MAX_REPEAT ||
+                o->repeat != (double)(unsigned)o->repeat) {
+                return "--repeat expects a whole number of runs from 1 to 100000";
+            }
         } else if (strcmp(arg, "--hysteresis") == 0 && (accepted & OPT_HYSTERESIS)) {
             if (parse_number(value, &o->hysteresis) != 0) return "--hysteresis expects a fraction >= 0";
         } else {
@@ -260,9 +272,32 @@ static rs_status open_backend(const char *name, const char *litert_lib, rs_backe
     return RS_ERR_BACKEND;
 }
 
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static int by_value(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Runs the runner's rung `count` more times on `tensor`, each timed; sorts the times (ms) into `times`. */
+static rs_status time_runs(rs_runner *runner, const float *tensor, size_t values, float *logits, size_t classes,
+                           double *times, size_t count, rs_error *err) {
+    for (size_t i = 0; i < count; i++) {
+        double start = now_ms();
+        if (rs_runner_run(runner, tensor, values, logits, classes, err) != RS_OK) return err->code;
+        times[i] = now_ms() - start;
+    }
+    qsort(times, count, sizeof *times, by_value);
+    return RS_OK;
+}
+
 static int command_run(int argc, char **argv) {
     options o;
-    const char *problem = parse_options(argc, argv, OPT_INPUT | OPT_LITERT_LIB, &o);
+    const char *problem = parse_options(argc, argv, OPT_INPUT | OPT_LITERT_LIB | OPT_REPEAT, &o);
     if (problem != NULL) return usage(problem);
     if (o.input == NULL) return usage("run needs --input FILE");
     rs_error err = {RS_OK, ""};
@@ -270,7 +305,13 @@ static int command_run(int argc, char **argv) {
     rs_backend backend = {0};
     rs_runner *runner = NULL;
     float *tensor = NULL, *logits = NULL;
+    size_t repeat = (size_t)o.repeat;
+    double *times = repeat ? malloc(repeat * sizeof *times) : NULL;
     int code = 1;
+    if (repeat && times == NULL) {
+        snprintf(err.message, sizeof err.message, "cannot allocate %zu timings", repeat);
+        goto done;
+    }
     if (rs_bundle_open(o.dir, &bundle, &err) != RS_OK ||
         open_backend(o.backend, o.litert_lib, &backend, &err) != RS_OK) {
         goto done;
@@ -287,9 +328,11 @@ static int command_run(int argc, char **argv) {
     rs_policy policy = {o.backend, (uint64_t)(o.headroom_mb * MIB), RS_DEFAULT_HYSTERESIS, o.override, 0};
     if (rs_read_input(o.input, spec, tensor, count, &err) != RS_OK ||
         rs_runner_open(bundle, &policy, &backend, o.root, &runner, &err) != RS_OK ||
-        rs_runner_run(runner, tensor, count, logits, classes, &err) != RS_OK) {
+        rs_runner_run(runner, tensor, count, logits, classes, &err) != RS_OK ||
+        (repeat && time_runs(runner, tensor, count, logits, classes, times, repeat, &err) != RS_OK)) {
         goto done;
     }
+    double median = repeat ? (times[(repeat - 1) / 2] + times[repeat / 2]) / 2 : 0;
     size_t order[5];
     size_t top = classes < 5 ? classes : 5;
     for (size_t k = 0; k < top; k++) {
@@ -315,12 +358,18 @@ static int command_run(int argc, char **argv) {
             json_string(rs_bundle_label(bundle, order[k]));
             printf(", \"logit\": %.6g}", logits[order[k]]);
         }
-        printf("]}\n");
+        printf("]");
+        if (repeat) {
+            printf(", \"timing\": {\"runs\": %zu, \"median_ms\": %.4f, \"min_ms\": %.4f}", repeat, median,
+                   times[0]);
+        }
+        printf("}\n");
     } else {
         printf("variant: %s (%s)\n", ran->id, ran->file);
         for (size_t k = 0; k < top; k++) {
             printf("%zu. %-20s %8.3f\n", k + 1, rs_bundle_label(bundle, order[k]), logits[order[k]]);
         }
+        if (repeat) printf("timing: %zu runs, median %.3f ms, fastest %.3f ms\n", repeat, median, times[0]);
     }
     code = 0;
 done:
@@ -332,6 +381,7 @@ done:
     rs_bundle_close(bundle);
     free(tensor);
     free(logits);
+    free(times);
     return code;
 }
 
