@@ -6,11 +6,14 @@ from ``manifest.json``, and the C parser must read back exactly what the manifes
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
+import sysconfig
 import threading
 import time
 from collections.abc import Callable
@@ -836,40 +839,63 @@ def test_c_runner_walks_a_ladder_program_down_and_up_under_changing_memory(
     _assert_sanitizers_quiet(result)
 
 
+@pytest.fixture(scope="session")
+def shim_python_asan(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the ``restnetc`` package whose ``_shim.so`` (core and LiteRT backend, as scikit-build-core builds
+    it) is compiled with ASan/UBSan: the directory to put first on a ``python -S`` path."""
+    build = _cmake_build(
+        tmp_path_factory.mktemp("shim-python-asan"), "-DRS_PYTHON_PACKAGE=ON", "-DRS_SANITIZE=ON",
+        "-DRS_BUILD_TESTS=OFF", "-DCMAKE_BUILD_TYPE=Debug",
+    )  # fmt: skip
+    path = tmp_path_factory.mktemp("python-asan")
+    ignore = shutil.ignore_patterns("__pycache__", "*.so")
+    shutil.copytree(REPO / "compiler" / "restnetc", path / "restnetc", ignore=ignore)
+    shutil.copy(build / "_shim.so", path / "restnetc" / "_shim.so")
+    return path
+
+
+@pytest.mark.parametrize("build_name", ["shim", "shim_python_asan"])
 def test_python_runner_walks_a_ladder_program_down_and_up_under_changing_memory(
-    shim: Path, built_ladder: Path, tmp_path: Path
+    build_name: str, request: pytest.FixtureRequest, shim: Path, built_ladder: Path, tmp_path: Path
 ) -> None:
-    """Issue 16, the C runner's ladder walk above through ``restnetc.runtime.Runner``: on a fixture tree whose
-    memory shrinks, each ``refresh`` steps one rung down (needs 100 MiB apart), and as it grows one rung up, every
-    rung served from the program opened once (the file is spoiled on disk after opening) with the Python
-    runtimes' logits; both backends."""
-    bundle = _ranked_bundle(built_ladder, tmp_path / "bundle", ("executorch", "litert"))
+    """Issue 16, the C runner's ladder walk above through ``restnetc.runtime.Runner`` (``python_ladder_walk.py``,
+    in a process of its own): on a fixture tree whose memory shrinks, each ``refresh`` steps one rung down (needs
+    100 MiB apart), and as it grows one rung up, every rung served from the program opened once (the file is
+    spoiled on disk after opening) with the Python runtimes' logits; both backends with the installed core, and
+    LiteRT with the core under ASan/UBSan (preloaded into a ``python -S`` whose path puts the sanitised package
+    before site-packages, so the editable install's finder never runs)."""
     manifest = read_manifest(built_ladder)
     image = np.random.default_rng(3).standard_normal((1, 3, 32, 32)).astype(np.float32)
-    library = {"executorch_library": shim / "librestnet_shim_executorch.so"}
-    root = tmp_path / "memory"
-
-    def available(mib: int) -> None:
-        _write(root, "proc/meminfo", f"MemAvailable: {mib * 1024} kB\n")
-
-    with Bundle(bundle) as opened:
-        for backend, options in (("executorch", library), ("litert", {})):
-            ladder = _ranked(manifest.artifacts, backend)
-            assert len(ladder) >= 3 and len({a.file for a in ladder}) == 1
-            available(1 << 20)
-            with Runner(
-                opened, backend, memory_root=root, headroom_mb=HEADROOM_MB, hysteresis=0.0, **options
-            ) as runner:  # type: ignore[arg-type]
-                (bundle / ladder[0].file).write_bytes(b"spoiled")
-                walk = [(0, list(reversed(range(len(ladder) - 1)))), (100 + HEADROOM_MB, list(range(1, len(ladder))))]
-                assert runner.current is not None and runner.current.id == ladder[-1].id
-                for free, rungs in walk:  # nothing free beside the rung in use: down; 100 MiB more: up
-                    available(free)
-                    for k in rungs:
-                        assert runner.refresh(), (backend, free, ladder[k].id)
-                        assert runner.current is not None and runner.current.id == ladder[k].id, backend
-                        expected = _python_logits(built_ladder, ladder[k], image)[0]
-                        np.testing.assert_allclose(runner.run(image), expected, atol=1e-5, err_msg=ladder[k].id)
+    np.save(tmp_path / "input.npy", image)
+    command: list[str | Path] = [sys.executable]
+    env = dict(os.environ)
+    backends: tuple[str, ...] = ("executorch", "litert")
+    installed = importlib.util.find_spec("restnetc._shim")
+    assert installed is not None
+    core = installed.origin
+    if build_name == "shim_python_asan":
+        package: Path = request.getfixturevalue(build_name)
+        core = str(package / "restnetc" / "_shim.so")
+        command.append("-S")
+        env["PYTHONPATH"] = os.pathsep.join([str(package), sysconfig.get_paths()["purelib"]])
+        libasan = subprocess.run(["gcc", "-print-file-name=libasan.so"], check=True, capture_output=True, text=True)
+        env["LD_PRELOAD"] = libasan.stdout.strip()  # first in the process, as ASan requires
+        env["ASAN_OPTIONS"] = "detect_leaks=0"  # CPython keeps its interned objects until exit
+        backends = ("litert",)
+    for backend in backends:
+        bundle = _ranked_bundle(built_ladder, tmp_path / backend, (backend,))
+        ladder = _ranked(manifest.artifacts, backend)
+        assert len(ladder) >= 3 and len({a.file for a in ladder}) == 1
+        np.savez(tmp_path / "expected.npz", **{a.id: _python_logits(built_ladder, a, image)[0] for a in ladder})
+        arguments = [bundle, backend, tmp_path / f"memory-{backend}", tmp_path / "expected.npz", tmp_path / "input.npy"]
+        arguments += [str(HEADROOM_MB)] + ([shim / "librestnet_shim_executorch.so"] if backend == "executorch" else [])
+        result = subprocess.run(
+            [str(a) for a in [*command, Path(__file__).parent / "python_ladder_walk.py", *arguments]],
+            capture_output=True, text=True, timeout=600, env=env,
+        )  # fmt: skip
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+        assert f"core: {core}\npython ladder walk passed" in result.stdout, "ran on another core"
+        _assert_sanitizers_quiet(result)
 
 
 @pytest.fixture(scope="module")
