@@ -33,6 +33,17 @@ LIBRARIES = {
 NATIVE_EXECUTORCH = Path(next(iter(executorch.__path__))) / "share" / "cmake"
 AARCH64_EXECUTORCH = ROOT / ".venv" / "aarch64" / "executorch" / "share" / "cmake"
 AARCH64_TOOLCHAIN = ROOT / "runtime_shim" / "cmake" / "aarch64-linux-gnu.cmake"
+AARCH64_LITERT = ROOT / ".venv" / "aarch64" / "ai_edge_litert" / "libLiteRt.so"
+CPUINFO_CORTEX_A53 = ROOT / "runtime_shim" / "tests" / "fixtures" / "cpuinfo" / "cortex-a53"
+
+
+def emulated(cross_dir: Path) -> list[str | Path]:
+    """qemu-user as a Cortex-A53 for binaries of the aarch64 build in ``cross_dir``, with an Arm /proc/cpuinfo
+    for libLiteRt.so (``runtime_shim/tests/cpuinfo_redirect.c``), as the test suite runs them."""
+    return [
+        "qemu-aarch64-static", "-cpu", "cortex-a53", "-L", "/usr/aarch64-linux-gnu",
+        "-E", f"LD_PRELOAD={cross_dir / 'tests' / 'cpuinfo_redirect.so'}", "-E", f"RS_CPUINFO={CPUINFO_CORTEX_A53}",
+    ]  # fmt: skip
 
 
 def build(build_dir: Path, executorch_package: Path, *options: str) -> None:

@@ -16,7 +16,7 @@ import sys
 import sysconfig
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, get_args
 
@@ -39,9 +39,10 @@ FIXTURES = SHIM / "tests" / "fixtures"
 HEADROOM_MB = 1
 
 
-def _cmake_build(build_dir: Path, *options: str) -> Path:
+def _cmake_build(build_dir: Path, *options: str, target: str = "all") -> Path:
     subprocess.run(["cmake", "-S", str(SHIM), "-B", str(build_dir), *options], check=True, capture_output=True)
-    result = subprocess.run(["cmake", "--build", str(build_dir), "-j2"], capture_output=True, text=True)
+    command = ["cmake", "--build", str(build_dir), "-j2", "--target", target]
+    result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return build_dir
 
@@ -600,7 +601,13 @@ def _python_logits(bundle: Path, artifact: Artifact, batch: np.ndarray) -> np.nd
 
 
 def _shim_run(
-    shim: Path, bundle: Path, artifact: Artifact, input_file: Path, platform: str = "x86_64", *options: str
+    shim: Path,
+    bundle: Path,
+    artifact: Artifact,
+    input_file: Path,
+    platform: str = "x86_64",
+    *,
+    options: Sequence[str] = (),
 ) -> dict[str, Any]:
     prefix = _emulated(shim) if platform == "aarch64" else []
     result = _run(
@@ -661,17 +668,28 @@ def test_run_repeat_times_each_run_of_the_chosen_rung_and_computes_what_one_run_
     shim: Path, built: tuple[Path, Path, Path, Path], tmp_path: Path
 ) -> None:
     """``run --repeat N`` (how the int8 / fp32 latency ratio is measured on an emulated Cortex-A53) times N runs
-    after the first and reports their median and fastest, with the logits one run gives. Fails if the timing is
-    missing, miscounted or not a duration, or if repeating changes what the rung computes."""
+    after an untimed first one and reports their median and fastest, with the logits one run gives; in text
+    mode too. Fails if the timing is missing, miscounted or not a duration, if one run's median is not that run,
+    if a median lies below the fastest run, or if repeating changes what the rung computes."""
     bundle = built[0]
     np.random.default_rng(2).standard_normal((3, 32, 32)).astype(np.float32).tofile(tmp_path / "input.f32")
-    for artifact in read_manifest(bundle).artifacts:
+    artifacts = read_manifest(bundle).artifacts
+    for artifact in [next(a for a in artifacts if a.backend == b) for b in ("executorch", "litert")]:
         once = _shim_run(shim, bundle, artifact, tmp_path / "input.f32")
-        timed = _shim_run(shim, bundle, artifact, tmp_path / "input.f32", "x86_64", "--repeat", "7")
-        assert "timing" not in once and timed["logits"] == once["logits"] and timed["variant"] == artifact.id
-        timing = timed["timing"]
-        assert isinstance(timing, dict) and timing["runs"] == 7, timing
-        assert 0 < timing["min_ms"] <= timing["median_ms"] < 10_000, timing
+        assert "timing" not in once
+        for repeat in (1, 4):
+            timed = _shim_run(shim, bundle, artifact, tmp_path / "input.f32", options=("--repeat", str(repeat)))
+            assert timed["logits"] == once["logits"] and timed["variant"] == artifact.id
+            timing = timed["timing"]
+            assert timing["runs"] == repeat and 0 < timing["min_ms"] <= timing["median_ms"] < 10_000, timing
+            assert repeat > 1 or timing["median_ms"] == timing["min_ms"], timing
+    text = _run(
+        shim / "restnet-shim", "run", bundle, "--input", tmp_path / "input.f32", "--override", artifact.id,
+        "--backend", artifact.backend, "--litert-lib", _litert_library(), "--repeat", "3",
+    )  # fmt: skip
+    assert text.returncode == 0 and re.search(
+        r"^timing: 3 runs, median [0-9.]+ ms, fastest [0-9.]+ ms$", text.stdout, re.M
+    )
 
 
 def test_run_on_aarch64_under_qemu_gives_the_x86_python_logits_for_both_backends(
@@ -840,47 +858,56 @@ def test_c_runner_walks_a_ladder_program_down_and_up_under_changing_memory(
 
 
 @pytest.fixture(scope="session")
-def shim_python_asan(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the ``restnetc`` package whose ``_shim.so`` (core and LiteRT backend, as scikit-build-core builds
-    it) is compiled with ASan/UBSan: the directory to put first on a ``python -S`` path."""
+def python_asan(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A copy of the ``restnetc`` package whose ``_shim.so`` (core and LiteRT backend, the target scikit-build-core
+    builds) is compiled with ASan/UBSan, and the libasan that core needs: the directory to put first on a
+    ``python -S`` path, and the library to preload."""
     build = _cmake_build(
         tmp_path_factory.mktemp("shim-python-asan"), "-DRS_PYTHON_PACKAGE=ON", "-DRS_SANITIZE=ON",
-        "-DRS_BUILD_TESTS=OFF", "-DCMAKE_BUILD_TYPE=Debug",
+        "-DRS_BUILD_TESTS=OFF", "-DCMAKE_BUILD_TYPE=Debug", target="restnetc_shim",
     )  # fmt: skip
+    core = build / "_shim.so"
+    assert b"__asan_init" in core.read_bytes(), "the core should be instrumented"
+    needed = subprocess.run(["ldd", core], check=True, capture_output=True, text=True).stdout
+    libasan = re.search(r"libasan\.so\S* => (\S+)", needed)
+    assert libasan is not None, needed
     path = tmp_path_factory.mktemp("python-asan")
-    ignore = shutil.ignore_patterns("__pycache__", "*.so")
-    shutil.copytree(REPO / "compiler" / "restnetc", path / "restnetc", ignore=ignore)
-    shutil.copy(build / "_shim.so", path / "restnetc" / "_shim.so")
-    return path
+    shutil.copytree(
+        REPO / "compiler" / "restnetc", path / "restnetc", ignore=shutil.ignore_patterns("__pycache__", "*.so")
+    )
+    shutil.copy(core, path / "restnetc" / "_shim.so")
+    return path, Path(libasan[1])
 
 
-@pytest.mark.parametrize("build_name", ["shim", "shim_python_asan"])
+@pytest.mark.parametrize("core", ["installed", "asan"])
 def test_python_runner_walks_a_ladder_program_down_and_up_under_changing_memory(
-    build_name: str, request: pytest.FixtureRequest, shim: Path, built_ladder: Path, tmp_path: Path
+    core: str, request: pytest.FixtureRequest, shim: Path, built_ladder: Path, tmp_path: Path
 ) -> None:
     """Issue 16, the C runner's ladder walk above through ``restnetc.runtime.Runner`` (``python_ladder_walk.py``,
     in a process of its own): on a fixture tree whose memory shrinks, each ``refresh`` steps one rung down (needs
     100 MiB apart), and as it grows one rung up, every rung served from the program opened once (the file is
-    spoiled on disk after opening) with the Python runtimes' logits; both backends with the installed core, and
-    LiteRT with the core under ASan/UBSan (preloaded into a ``python -S`` whose path puts the sanitised package
-    before site-packages, so the editable install's finder never runs)."""
+    spoiled on disk after opening) with the Python runtimes' logits. Both backends on the installed core; LiteRT
+    on the core rebuilt under ASan/UBSan, imported by a ``python -S`` whose path puts the rebuilt package before
+    site-packages (so the editable install's finder never runs) with libasan preloaded. Errors abort the walk
+    (``-fno-sanitize-recover``); leaks are not checked there (CPython keeps objects until exit)."""
     manifest = read_manifest(built_ladder)
     image = np.random.default_rng(3).standard_normal((1, 3, 32, 32)).astype(np.float32)
     np.save(tmp_path / "input.npy", image)
     command: list[str | Path] = [sys.executable]
-    env = dict(os.environ)
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONOPTIMIZE"}  # keep the asserts
     backends: tuple[str, ...] = ("executorch", "litert")
     installed = importlib.util.find_spec("restnetc._shim")
     assert installed is not None
-    core = installed.origin
-    if build_name == "shim_python_asan":
-        package: Path = request.getfixturevalue(build_name)
-        core = str(package / "restnetc" / "_shim.so")
+    loaded = installed.origin
+    if core == "asan":
+        package, libasan = request.getfixturevalue("python_asan")
+        loaded = str(package / "restnetc" / "_shim.so")
         command.append("-S")
-        env["PYTHONPATH"] = os.pathsep.join([str(package), sysconfig.get_paths()["purelib"]])
-        libasan = subprocess.run(["gcc", "-print-file-name=libasan.so"], check=True, capture_output=True, text=True)
-        env["LD_PRELOAD"] = libasan.stdout.strip()  # first in the process, as ASan requires
-        env["ASAN_OPTIONS"] = "detect_leaks=0"  # CPython keeps its interned objects until exit
+        env |= {
+            "PYTHONPATH": os.pathsep.join([str(package), sysconfig.get_paths()["purelib"]]),
+            "LD_PRELOAD": str(libasan),  # first in the process, as ASan requires
+            "ASAN_OPTIONS": "detect_leaks=0",
+        }
         backends = ("litert",)
     for backend in backends:
         bundle = _ranked_bundle(built_ladder, tmp_path / backend, (backend,))
@@ -894,7 +921,7 @@ def test_python_runner_walks_a_ladder_program_down_and_up_under_changing_memory(
             capture_output=True, text=True, timeout=600, env=env,
         )  # fmt: skip
         assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-        assert f"core: {core}\npython ladder walk passed" in result.stdout, "ran on another core"
+        assert f"core: {loaded}\npython ladder walk passed" in result.stdout, "ran on another core"
         _assert_sanitizers_quiet(result)
 
 

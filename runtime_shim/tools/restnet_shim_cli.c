@@ -5,8 +5,8 @@
  *   restnet-shim verify BUNDLE
  *   restnet-shim run BUNDLE --input FILE [--backend litert] [--litert-lib PATH] [--memory-root DIR]
  *                           [--headroom-mb N] [--override ID] [--repeat N] [--json]
- *       with --repeat, runs the chosen rung N more times on the same input after the first (which loads it)
- *       and reports the median and fastest wall time of one run: latency as the application sees it
+ *       with --repeat, runs the chosen rung N more times on the same input after the first (an untimed
+ *       warm-up) and reports the median and fastest wall time of one run: latency as the application sees it
  *   restnet-shim input BUNDLE --input FILE --out FILE.f32
  *       writes the float32 NCHW tensor `run` would feed for FILE (resized and normalised); `run` reads it back
  *
@@ -140,6 +140,8 @@ enum { OPT_AVAILABLE = 1, OPT_HYSTERESIS = 2, OPT_INPUT = 4, OPT_LITERT_LIB = 8,
 
 /* The most timed runs `run --repeat` takes. */
 #define MAX_REPEAT 100000
+#define STRINGIFIED(x) #x
+#define TEXT_OF(x) STRINGIFIED(x)
 
 /* Parses argv into `o`; returns NULL or the usage problem. */
 static const char *parse_options(int argc, char **argv, int accepted, options *o) {
@@ -173,7 +175,7 @@ static const char *parse_options(int argc, char **argv, int accepted, options *o
         } else if (strcmp(arg, "--repeat") == 0 && (accepted & OPT_REPEAT)) {
             if (parse_number(value, &o->repeat) != 0 || o->repeat < 1 || o->repeat > MAX_REPEAT ||
                 o->repeat != (double)(unsigned)o->repeat) {
-                return "--repeat expects a whole number of runs from 1 to 100000";
+                return "--repeat expects a whole number of runs from 1 to " TEXT_OF(MAX_REPEAT);
             }
         } else if (strcmp(arg, "--hysteresis") == 0 && (accepted & OPT_HYSTERESIS)) {
             if (parse_number(value, &o->hysteresis) != 0) return "--hysteresis expects a fraction >= 0";
@@ -273,8 +275,8 @@ static rs_status open_backend(const char *name, const char *litert_lib, rs_backe
 }
 
 static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    struct timespec t = {0, 0};
+    (void)clock_gettime(CLOCK_MONOTONIC, &t); /* cannot fail: CLOCK_MONOTONIC is always supported on Linux */
     return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
 }
 
@@ -288,7 +290,8 @@ static rs_status time_runs(rs_runner *runner, const float *tensor, size_t values
                            double *times, size_t count, rs_error *err) {
     for (size_t i = 0; i < count; i++) {
         double start = now_ms();
-        if (rs_runner_run(runner, tensor, values, logits, classes, err) != RS_OK) return err->code;
+        rs_status status = rs_runner_run(runner, tensor, values, logits, classes, err);
+        if (status != RS_OK) return status;
         times[i] = now_ms() - start;
     }
     qsort(times, count, sizeof *times, by_value);
