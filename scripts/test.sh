@@ -7,7 +7,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bin="$root/.venv/bin"
 "$bin/ruff" check compiler tests benchmarks scripts
-"$bin/ruff" format --check compiler tests benchmarks scripts
+"$bin/ruff" format --check compiler tests benchmarks scripts README.md   # README: its Python examples
 "$bin/mypy"
 PYTHONPATH="$root/compiler" "$bin/lint-imports" --no-cache   # the layers in pyproject.toml [tool.importlinter]
 "$bin/pytest" -q --durations=15 "$@"
