@@ -58,8 +58,19 @@ def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _cmake_build(tmp_path_factory.mktemp("shim"), *options, refusing)
 
 
-def _run(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout)
+def _run(
+    *args: str | Path, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _libasan(library: Path) -> Path:
+    """The libasan an instrumented ``library`` links (checked instrumented): what a host process must preload."""
+    assert b"__asan_init" in library.read_bytes(), f"{library} should be instrumented"
+    needed = subprocess.run(["ldd", library], check=True, capture_output=True, text=True).stdout
+    found = re.search(r"libasan\.so\S* => (\S+)", needed)
+    assert found is not None, needed
+    return Path(found[1])
 
 
 def test_core_suite_passes(shim: Path) -> None:
@@ -867,16 +878,12 @@ def python_asan(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         "-DRS_BUILD_TESTS=OFF", "-DCMAKE_BUILD_TYPE=Debug", target="restnetc_shim",
     )  # fmt: skip
     core = build / "_shim.so"
-    assert b"__asan_init" in core.read_bytes(), "the core should be instrumented"
-    needed = subprocess.run(["ldd", core], check=True, capture_output=True, text=True).stdout
-    libasan = re.search(r"libasan\.so\S* => (\S+)", needed)
-    assert libasan is not None, needed
     path = tmp_path_factory.mktemp("python-asan")
     shutil.copytree(
         REPO / "compiler" / "restnetc", path / "restnetc", ignore=shutil.ignore_patterns("__pycache__", "*.so")
     )
     shutil.copy(core, path / "restnetc" / "_shim.so")
-    return path, Path(libasan[1])
+    return path, _libasan(core)
 
 
 @pytest.mark.parametrize("core", ["installed", "asan"])
@@ -925,14 +932,24 @@ def test_python_runner_walks_a_ladder_program_down_and_up_under_changing_memory(
         _assert_sanitizers_quiet(result)
 
 
-@pytest.fixture(scope="module")
-def jni(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _jni_build(build: Path, *options: str) -> Path:
     """A shim build with the JNI bridge, the Java wrapper and the Java tests compiled into ``classes``."""
-    build = _cmake_build(tmp_path_factory.mktemp("shim-jni"), "-DRS_WITH_JNI=ON")
+    _cmake_build(build, "-DRS_WITH_JNI=ON", *options)
     sources = [SHIM / "jni" / "java" / "ai" / "restnet" / "shim" / "RestnetShim.java"]
     tests = sorted((SHIM / "jni" / "test").glob("*.java"))
     subprocess.run(["javac", "-d", build / "classes", *sources, *tests], check=True)
     return build
+
+
+@pytest.fixture(scope="module")
+def jni(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _jni_build(tmp_path_factory.mktemp("shim-jni"))
+
+
+@pytest.fixture(scope="module")
+def jni_asan(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The JNI build with ASan/UBSan: core, LiteRT backend and bridge instrumented."""
+    return _jni_build(tmp_path_factory.mktemp("shim-jni-asan"), "-DRS_SANITIZE=ON", "-DCMAKE_BUILD_TYPE=Debug")
 
 
 def test_jni_bridge_selects_and_runs_on_the_desktop_jdk(jni: Path, built: tuple[Path, Path, Path, Path]) -> None:
@@ -956,13 +973,22 @@ def test_jni_bridge_selects_and_runs_on_the_desktop_jdk(jni: Path, built: tuple[
     assert "all JNI tests passed" in result.stdout
 
 
+@pytest.mark.parametrize("build_name", ["jni", "jni_asan"])
 def test_jni_runner_switches_across_every_entry_point_of_a_ladder_program(
-    jni: Path, built_ladder: Path, tmp_path: Path
+    build_name: str, request: pytest.FixtureRequest, built_ladder: Path, tmp_path: Path
 ) -> None:
     """Issue 16: the Java runner on a LiteRT ladder program moves to every rung with ``use`` (loaded, then
     resident) after the file was spoiled on disk, each rung giving its own signature's logits, and ``refresh``
     comes back to the rung it chose when opened; a second runner walks down through every rung as the fixture
-    tree's memory shrinks and up again as it grows (needs rewritten 100 MiB apart), from its open program."""
+    tree's memory shrinks and up again as it grows (needs rewritten 100 MiB apart), from its open program. On
+    the desktop JDK, and with the native side under ASan/UBSan (libasan preloaded into the JVM, whose own
+    SIGSEGV handling ASan leaves alone; errors abort, ``-fno-sanitize-recover``; leaks are not checked there)."""
+    jni: Path = request.getfixturevalue(build_name)
+    env = None
+    if build_name == "jni_asan":
+        libasan = _libasan(jni / "librestnet_shim_jni.so")
+        options = "detect_leaks=0:handle_segv=0:allow_user_segv_handler=1"
+        env = {**os.environ, "LD_PRELOAD": str(libasan), "ASAN_OPTIONS": options}
     bundle = _ranked_bundle(built_ladder, tmp_path / "bundle", ("litert",))
     rungs = _ranked(read_manifest(built_ladder).artifacts, "litert")
     assert len({a.file for a in rungs}) == 1 < len(rungs)
@@ -973,9 +999,10 @@ def test_jni_runner_switches_across_every_entry_point_of_a_ladder_program(
     _write(tmp_path / "root", "proc/meminfo", "MemAvailable: 80000000 kB\n")
     args = [jni / "librestnet_shim_jni.so", bundle, tmp_path / "root", _litert_library(), tmp_path / "input.f32"]
     args += [tmp_path / "expected.txt", rungs[0].file]
-    result = _run("java", "-cp", jni / "classes", "RestnetShimLadderTest", *args)
+    result = _run("java", "-cp", jni / "classes", "RestnetShimLadderTest", *args, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "all JNI ladder tests passed" in result.stdout
+    _assert_sanitizers_quiet(result)
 
 
 def test_example_app_classifies_an_image_like_the_cli(
