@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import ai_edge_litert
@@ -47,6 +48,17 @@ from shim_benchmark import (
 RESULTS = Path(__file__).parent / "results" / "shim_latency.json"
 PLATFORMS = ("native", "qemu-cortex-a53")
 LITERT = {"native": Path(ai_edge_litert.__file__).parent / "libLiteRt.so", "qemu-cortex-a53": AARCH64_LITERT}
+
+
+def _count(high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from 1 to ``high``."""
+
+    def parse(text: str) -> int:
+        if not text.isdigit() or not 1 <= int(text) <= high:
+            raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {high}, got {text!r}")
+        return int(text)
+
+    return parse
 
 
 def _fp32_copy(target: Path, scratch: Path) -> Path:
@@ -87,11 +99,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", type=Path, default=ROOT / "targets" / "cortex-a53.yaml")
     parser.add_argument("--cache-dir", type=Path, required=True, help="stage cache both builds share")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--runs", type=int, default=10, choices=range(1, 1001), metavar="1..1000")
-    parser.add_argument("--qemu-runs", type=int, default=3, choices=range(1, 1001), metavar="1..1000")
+    parser.add_argument("--rounds", type=_count(100), default=3)
+    parser.add_argument("--runs", type=_count(1000), default=10, help="timed runs per process, natively")
+    parser.add_argument("--qemu-runs", type=_count(1000), default=3, help="timed runs per process, emulated")
     args = parser.parse_args()
     target = target_file(args.target)
+    if load_target(target).runtime.quantization is Quantization.FP32:
+        sys.exit(f"shim_latency: {target} builds fp32 already: give a target that quantizes")
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         targets = {"as-built": target, "fp32": _fp32_copy(target, scratch)}
@@ -131,7 +145,7 @@ def main() -> None:
                  f"{quantization}_ms": round(built, 3), f"{quantization}_over_fp32": round(built / fp32, 3)}
             )  # fmt: skip
     figures = {
-        "target": str(target),
+        "target": str(target.resolve().relative_to(ROOT) if target.resolve().is_relative_to(ROOT) else target),
         "quantization": quantization,
         "settings": {"rounds": args.rounds, "runs": args.runs, "qemu_runs": args.qemu_runs},
         "build_seconds": {name: round(s, 1) for name, s in seconds.items()},

@@ -999,7 +999,8 @@ def test_jni_runner_switches_across_every_entry_point_of_a_ladder_program(
     _write(tmp_path / "root", "proc/meminfo", "MemAvailable: 80000000 kB\n")
     args = [jni / "librestnet_shim_jni.so", bundle, tmp_path / "root", _litert_library(), tmp_path / "input.f32"]
     args += [tmp_path / "expected.txt", rungs[0].file]
-    result = _run("java", "-cp", jni / "classes", "RestnetShimLadderTest", *args, env=env)
+    timeout = 600 if build_name == "jni_asan" else 120  # a Debug build under ASan, on shared cores
+    result = _run("java", "-cp", jni / "classes", "RestnetShimLadderTest", *args, env=env, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "all JNI ladder tests passed" in result.stdout
     _assert_sanitizers_quiet(result)
