@@ -34,7 +34,7 @@ import yaml
 from restnetc.atomic import write_text_atomic
 from restnetc.bundle.manifest import read_manifest
 from restnetc.config.loader import load_target, target_file
-from restnetc.config.target import Quantization
+from restnetc.config.target import Quantization, TargetConfig
 from shim_benchmark import (
     AARCH64_EXECUTORCH,
     AARCH64_LITERT,
@@ -61,9 +61,9 @@ def _count(high: int) -> Callable[[str], int]:
     return parse
 
 
-def _fp32_copy(target: Path, scratch: Path) -> Path:
-    """``target`` as a file that builds fp32 (whatever needs int8 switched off; paths made absolute)."""
-    config = load_target(target)
+def _fp32_copy(config: TargetConfig, scratch: Path) -> Path:
+    """``config`` (as ``load_target`` gives it: paths absolute) as a file that builds fp32, whatever needs int8
+    switched off."""
     runtime = config.runtime.model_copy(
         update={"quantization": Quantization.FP32, "stitch_tuning": None, "litert_input": "float32"}
     )
@@ -104,11 +104,12 @@ def main() -> None:
     parser.add_argument("--qemu-runs", type=_count(1000), default=3, help="timed runs per process, emulated")
     args = parser.parse_args()
     target = target_file(args.target)
-    if load_target(target).runtime.quantization is Quantization.FP32:
+    config = load_target(target)
+    if config.runtime.quantization is Quantization.FP32:
         sys.exit(f"shim_latency: {target} builds fp32 already: give a target that quantizes")
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
-        targets = {"as-built": target, "fp32": _fp32_copy(target, scratch)}
+        targets = {"as-built": target, "fp32": _fp32_copy(config, scratch)}
         bundles = {name: scratch / name for name in targets}
         seconds = {name: _build(targets[name], bundles[name], args.cache_dir) for name in targets}
         shims = {"native": scratch / "shim", "qemu-cortex-a53": scratch / "shim-aarch64"}
