@@ -5,14 +5,16 @@ with ``runtime.quantization: fp32`` (no stitch tuning, float32 LiteRT input), in
 (``--cache-dir``), so the copy reuses the parents, stitches and searches and mostly lowers and verifies. Builds
 the shim natively and cross-built for aarch64 (``shim_benchmark.build``) and times ``restnet-shim run --repeat``
 on one input for every rung both bundles ship, per backend: natively, and under qemu-user as a Cortex-A53
-(``-cpu cortex-a53``: NEON without the dot product, as on a Raspberry Pi 3). ``--rounds`` rounds, each timing
-every artifact once (the two quantizations in alternating order), so that drift on a shared machine hits all
-alike; per artifact, the median over rounds of each process's median run. Reports int8 time / fp32 time per rung
-and backend (issue 17 asks for at most 0.6). Emulated time is an indication only: qemu translates each
-instruction and models neither the A53's pipeline nor its memory.
+(``-cpu cortex-a53``: NEON without the dot product, as on a Raspberry Pi 3). Both backends run on ``--threads``
+threads (default: the target's, capped at this host's usable CPUs, as the build measured it). ``--rounds``
+rounds, each timing every artifact once (the two quantizations in alternating order), so that drift on a shared
+machine hits all alike; per artifact, the median over rounds of each process's median run. Reports int8 time /
+fp32 time per rung and backend (issue 17 asks for at most 0.6). Emulated time is an indication only: qemu
+translates each instruction and models neither the A53's pipeline nor its memory.
 
-Usage: ``.venv/bin/python benchmarks/shim_latency.py --cache-dir C [--target targets/cortex-a53.yaml]
-[--rounds 3] [--runs 10] [--qemu-runs 3]``. Writes ``benchmarks/results/shim_latency.json``.
+Usage: ``.venv/bin/python benchmarks/shim_latency.py --cache-dir C | --bundles AS_BUILT FP32
+[--target targets/cortex-a53.yaml] [--threads N] [--rounds 3] [--runs 10] [--qemu-runs 3]``. Writes
+``benchmarks/results/shim_latency.json``.
 """
 
 from __future__ import annotations
@@ -81,13 +83,16 @@ def _build(target: Path, out: Path, cache: Path) -> float:
     return time.perf_counter() - start
 
 
-def _run_ms(shim: Path, platform: str, bundle: Path, artifact: tuple[str, str], image: Path, runs: int) -> float:
-    """The median of ``runs`` timed runs (ms) of one artifact in one ``restnet-shim run`` process."""
+def _run_ms(
+    shim: Path, platform: str, bundle: Path, artifact: tuple[str, str], image: Path, runs: int, threads: int
+) -> float:
+    """The median of ``runs`` timed runs (ms) of one artifact in one ``restnet-shim run`` process on ``threads``."""
     variant, backend = artifact
     prefix = emulated(shim) if platform != "native" else []
     command = [
         *prefix, shim / "restnet-shim", "run", bundle, "--input", image, "--override", variant,
-        "--backend", backend, "--litert-lib", LITERT[platform], "--repeat", str(runs), "--json",
+        "--backend", backend, "--litert-lib", LITERT[platform], "--threads", str(threads), "--repeat", str(runs),
+        "--json",
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
@@ -98,7 +103,13 @@ def _run_ms(shim: Path, platform: str, bundle: Path, artifact: tuple[str, str], 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", type=Path, default=ROOT / "targets" / "cortex-a53.yaml")
-    parser.add_argument("--cache-dir", type=Path, required=True, help="stage cache both builds share")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--cache-dir", type=Path, help="stage cache both builds share")
+    source.add_argument(
+        "--bundles", nargs=2, type=Path, metavar=("AS_BUILT", "FP32"),
+        help="time these bundles of the target and its fp32 copy, built before (to re-time a changed shim)",
+    )  # fmt: skip
+    parser.add_argument("--threads", type=_count(256), help="threads of both runtimes (default: the target's)")
     parser.add_argument("--rounds", type=_count(100), default=3)
     parser.add_argument("--runs", type=_count(1000), default=10, help="timed runs per process, natively")
     parser.add_argument("--qemu-runs", type=_count(1000), default=3, help="timed runs per process, emulated")
@@ -107,15 +118,24 @@ def main() -> None:
     config = load_target(target)
     if config.runtime.quantization is Quantization.FP32:
         sys.exit(f"shim_latency: {target} builds fp32 already: give a target that quantizes")
+    threads = args.threads or config.runtime.host_threads()
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         targets = {"as-built": target, "fp32": _fp32_copy(config, scratch)}
-        bundles = {name: scratch / name for name in targets}
-        seconds = {name: _build(targets[name], bundles[name], args.cache_dir) for name in targets}
+        if args.bundles:
+            bundles = dict(zip(targets, args.bundles, strict=True))
+            seconds = {}
+        else:
+            bundles = {name: scratch / name for name in targets}
+            seconds = {name: _build(targets[name], bundles[name], args.cache_dir) for name in targets}
         shims = {"native": scratch / "shim", "qemu-cortex-a53": scratch / "shim-aarch64"}
         build(shims["native"], NATIVE_EXECUTORCH)
         build(shims["qemu-cortex-a53"], AARCH64_EXECUTORCH, f"-DCMAKE_TOOLCHAIN_FILE={AARCH64_TOOLCHAIN}")
         manifests = {name: read_manifest(out) for name, out in bundles.items()}
+        for name, manifest in manifests.items():
+            runtime, want = manifest.target["runtime"], config.runtime.quantization if name == "as-built" else "fp32"
+            if manifest.target["name"] != config.name or runtime["quantization"] != want:  # type: ignore[index]
+                sys.exit(f"shim_latency: {bundles[name]} is not a {want} bundle of target {config.name}")
         quantization = str(manifests["as-built"].target["runtime"]["quantization"])  # type: ignore[index]
         shipped = {name: {(a.id, a.backend) for a in m.artifacts} for name, m in manifests.items()}
         artifacts = sorted(shipped["as-built"] & shipped["fp32"], key=lambda a: (a[1], a[0]))
@@ -134,7 +154,7 @@ def main() -> None:
                 for artifact in artifacts:
                     order = list(bundles) if round_index % 2 == 0 else list(reversed(bundles))
                     for name in order:
-                        ms = _run_ms(shims[platform], platform, bundles[name], artifact, image, runs)
+                        ms = _run_ms(shims[platform], platform, bundles[name], artifact, image, runs, threads)
                         times.setdefault((platform, *artifact, name), []).append(ms)
     median = {key: statistics.median(values) for key, values in times.items()}
     rows = []
@@ -148,8 +168,8 @@ def main() -> None:
     figures = {
         "target": str(target.resolve().relative_to(ROOT) if target.resolve().is_relative_to(ROOT) else target),
         "quantization": quantization,
-        "settings": {"rounds": args.rounds, "runs": args.runs, "qemu_runs": args.qemu_runs},
-        "build_seconds": {name: round(s, 1) for name, s in seconds.items()},
+        "settings": {"threads": threads, "rounds": args.rounds, "runs": args.runs, "qemu_runs": args.qemu_runs},
+        "build_seconds": {name: round(s, 1) for name, s in seconds.items()} or "bundles given (--bundles)",
         "goal_int8_over_fp32": 0.6,
         "rows": rows,
     }

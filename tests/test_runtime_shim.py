@@ -343,6 +343,9 @@ def test_bad_usage_exits_2_with_a_message(shim: Path, tmp_path: Path) -> None:
         assert result.returncode == 2 and "--repeat expects a whole number of runs from 1 to 100000" in result.stderr
     result = _run(shim / "restnet-shim", "select", tmp_path, "--repeat", "3")
     assert result.returncode == 2 and "unknown option" in result.stderr, "only run times its runs"
+    for threads in ("-1", "2.5", "x", "257"):
+        result = _run(shim / "restnet-shim", "run", tmp_path, "--input", tmp_path / "i.f32", "--threads", threads)
+        assert result.returncode == 2 and "--threads expects a whole number from 0" in result.stderr
 
 
 def test_python_binding_runs_the_same_core_as_the_cli(shim: Path, built: tuple[Path, Path, Path, Path]) -> None:
@@ -701,6 +704,37 @@ def test_run_repeat_times_each_run_of_the_chosen_rung_and_computes_what_one_run_
     assert text.returncode == 0 and re.search(
         r"^timing: 3 runs, median [0-9.]+ ms, fastest [0-9.]+ ms$", text.stdout, re.M
     )
+
+
+def _process_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one usable CPU: thread counts cannot differ")
+def test_each_backend_runs_on_the_threads_it_is_given_and_the_bundle_gives_its_targets(
+    shim: Path, built: tuple[Path, Path, Path, Path]
+) -> None:
+    """``test_threads`` (``runtime_shim/tests/test_threads.c``) on a real bundle: each backend's runtime runs one
+    more thread for one more asked, never more than the usable CPUs, and ExecuTorch's process-wide pool keeps
+    its size while a method is loaded. Then the Python binding: a LiteRT runner runs on the bundle's threads
+    (the target's 2) unless told otherwise. Fails if a backend drops its thread count (LiteRT's own default is
+    one thread), exceeds the usable CPUs, resizes the pool under a loaded method, or if the index loses the
+    target's threads on the way."""
+    bundle = built[0]
+    result = _run(shim / "tests" / "test_threads", bundle, _litert_library())
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "all thread tests passed" in result.stdout
+    added: dict[int | None, int] = {}
+    with Bundle(bundle) as opened:
+        assert opened.threads == 2
+        for threads in (1, None):
+            before = _process_threads()
+            with Runner(opened, "litert", threads=threads) as runner:
+                runner.run(np.zeros(opened.input_shape, np.float32))
+                added[threads] = _process_threads() - before
+        with pytest.raises(ShimError, match="threads 257: expected 0"):
+            Runner(opened, "litert", threads=257)
+    assert added[None] == added[1] + 1, added
 
 
 def test_run_on_aarch64_under_qemu_gives_the_x86_python_logits_for_both_backends(

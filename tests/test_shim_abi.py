@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from restnetc import shim_abi
-from restnetc.bundle.manifest import InputSpec, Quantization, write_manifest
+from restnetc.bundle.manifest import BundleError, InputSpec, Quantization, write_manifest
 from restnetc.bundle.runtime_index import memory_need, write_index
 from restnetc.runtime import Bundle, Variant
 from tests.conftest import REPO
@@ -26,6 +26,7 @@ SHIM = REPO / "runtime_shim"
 CONSTANTS = {
     "RS_INDEX_VERSION": shim_abi.INDEX_VERSION,
     "RS_MAX_ARTIFACTS": shim_abi.MAX_ARTIFACTS,
+    "RS_MAX_THREADS": shim_abi.MAX_THREADS,
     "RS_DEFAULT_HEADROOM_BYTES": shim_abi.DEFAULT_HEADROOM_BYTES,
     "RS_DEFAULT_HYSTERESIS": shim_abi.DEFAULT_HYSTERESIS,
     **{f"RS_PACKING_{policy.name}": policy.value for policy in shim_abi.PackingPolicy},
@@ -129,7 +130,8 @@ def test_the_binding_variant_has_one_attribute_per_record_member() -> None:
 
 
 def test_a_manifest_reads_back_through_the_c_core_unchanged(tmp_path: Path) -> None:
-    """manifest -> bundle.index -> C parser -> ctypes -> Variant: every member arrives as the manifest says."""
+    """manifest -> bundle.index -> C parser -> ctypes -> Variant: every member arrives as the manifest says, and
+    the target's threads too."""
     quantized = InputSpec(
         shape=(1, 3, 32, 32),
         layout="NHWC",
@@ -150,7 +152,8 @@ def test_a_manifest_reads_back_through_the_c_core_unchanged(tmp_path: Path) -> N
     write_manifest(tmp_path, manifest)
     write_index(tmp_path, manifest)
     with Bundle(tmp_path) as opened:
-        read_back = opened.variants
+        read_back, threads = opened.variants, opened.threads
+    assert threads == manifest.target["runtime"]["threads"] == 2  # type: ignore[index]
     float32 = dataclasses.asdict(shim_abi.FLOAT32)
     for variant, artifact in zip(read_back, manifest.artifacts, strict=True):
         q_in, q_out = artifact.input.quantization, artifact.input.output_quantization
@@ -171,3 +174,14 @@ def test_a_manifest_reads_back_through_the_c_core_unchanged(tmp_path: Path) -> N
             shared_packing=int(artifact.packing == "shared"),
             rank=1,  # each alone on its backend: the ship rule ships it from its own memory up
         )
+
+
+@pytest.mark.parametrize("threads", [0, shim_abi.MAX_THREADS + 1, 2.5, "4", True])
+def test_an_index_refuses_target_threads_the_shim_would_refuse(tmp_path: Path, threads: object) -> None:
+    """The ``runtime`` record carries the target's threads as the C parser takes them (1 to ``MAX_THREADS``, a
+    whole number): anything else in the manifest's copy of the target is a ``BundleError`` naming the field, not an
+    index the shim refuses later. Fails if the writer passes such a value through."""
+    manifest = write_fake_bundle(tmp_path, {"a.tflite": b"tflite bytes"})
+    odd = manifest.model_copy(update={"target": {**manifest.target, "runtime": {"threads": threads}}})
+    with pytest.raises(BundleError, match="target: runtime: threads: expected 1 to 256"):
+        write_index(tmp_path, odd)

@@ -23,6 +23,7 @@ from restnetc.errors import RestnetcError
 from restnetc.shim_abi import (
     ARTIFACT_RECORD,
     DEFAULT_HEADROOM_BYTES,
+    MAX_THREADS,
     Artifact,
     BackendTable,
     Error,
@@ -68,6 +69,7 @@ def _library() -> ctypes.CDLL:
         "rs_bundle_artifact": (ctypes.POINTER(Artifact), [handle, ctypes.c_size_t]),
         "rs_bundle_validate": (ctypes.c_int, [handle, ctypes.c_size_t, error]),
         "rs_bundle_identity": (ctypes.c_char_p, [handle]),
+        "rs_bundle_threads": (ctypes.c_int, [handle]),
         "rs_bundle_check_current": (ctypes.c_int, [handle, error]),
         "rs_probe_memory": (ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(MemoryFigures), error]),
         "rs_select": (
@@ -259,6 +261,13 @@ class Bundle:
             _check(_lib().rs_bundle_validate(self.handle, index, ctypes.byref(error)), error)
 
     @property
+    def threads(self) -> int:
+        """The threads the compiler's target gives each runtime (the index's ``runtime`` record); 0 when it does not
+        say."""
+        with self._lock:
+            return int(_lib().rs_bundle_threads(self.handle))
+
+    @property
     def identity(self) -> str:
         """sha256 of the index's content: changes with any artifact, label or figure."""
         with self._lock:
@@ -343,7 +352,11 @@ class Runner:
     (``rs_policy.preload_neighbours``). ``packing`` (``rs_packing``): whether the rungs of a ladder file share
     one packed copy of the weights they share; by default where the bundle's index says the compiler checked
     that they may (``rs_litert_options``, ``rs_executorch_options``; with ExecuTorch, XNNPACK methods that
-    share run one at a time in the process).
+    share run one at a time in the process). ``threads``: how many threads the runtime runs on, at most the CPUs
+    this process may use; None (default) takes the bundle's (``Bundle.threads``), 0 leaves the runtime as it is
+    (LiteRT: one thread; ExecuTorch: its pool as it stands). ExecuTorch's thread pool is the process's: the shim
+    resizes it only while none of its methods is loaded, so a process that also runs ExecuTorch by itself passes 0
+    unless it holds no method then (``rs_executorch_options``).
     """
 
     def __init__(
@@ -359,14 +372,18 @@ class Runner:
         executorch_library: Path | str | None = None,
         preload_neighbours: bool = False,
         packing: PackingPolicy = PackingPolicy.AS_INDEXED,
+        threads: int | None = None,
     ) -> None:
         self._bundle, self._handle, self._backend = bundle, ctypes.c_void_p(), BackendTable()
         self._lock = threading.Lock()
         self._plugin: ctypes.CDLL | None = None
         error = Error()
+        count = bundle.threads if threads is None else threads
+        if not 0 <= count <= MAX_THREADS:
+            raise ShimError("argument", f"threads {count}: expected 0 (the runtime's default) to {MAX_THREADS}")
         if backend == "litert":
             library = str(litert_library or _default_litert_library()).encode()
-            options = LitertOptions(int(packing))
+            options = LitertOptions(int(packing), count)
             opened = _lib().rs_litert_backend_open_with(
                 library, ctypes.byref(options), ctypes.byref(self._backend), ctypes.byref(error)
             )
@@ -376,7 +393,7 @@ class Runner:
             opener = self._plugin.rs_executorch_backend_open_with
             opener.restype = ctypes.c_int
             opener.argtypes = [ctypes.POINTER(ExecutorchOptions), ctypes.POINTER(BackendTable), ctypes.POINTER(Error)]
-            settings = ExecutorchOptions(int(packing))
+            settings = ExecutorchOptions(int(packing), count)
             _check(opener(ctypes.byref(settings), ctypes.byref(self._backend), ctypes.byref(error)), error)
         else:
             expected = "'litert', or 'executorch' with executorch_library"
@@ -468,8 +485,13 @@ class Runner:
         return self._handle
 
     def _close_backend(self) -> None:
-        if self._plugin is None and self._backend.context:
-            _lib().rs_litert_backend_close(ctypes.byref(self._backend))
+        if self._backend.context:
+            if self._plugin is None:
+                _lib().rs_litert_backend_close(ctypes.byref(self._backend))
+            else:
+                closer = self._plugin.rs_executorch_backend_close
+                closer.restype, closer.argtypes = None, [ctypes.POINTER(BackendTable)]
+                closer(ctypes.byref(self._backend))
         self._backend = BackendTable()
 
     def close(self) -> None:

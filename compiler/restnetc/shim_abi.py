@@ -24,6 +24,8 @@ INDEX_VERSION = 4
 """``RS_INDEX_VERSION``: the version line of ``bundle.index``."""
 MAX_ARTIFACTS = 256
 """``RS_MAX_ARTIFACTS``: the most artifacts one index may list (``rs_selection`` has a verdict for each)."""
+MAX_THREADS = 256
+"""``RS_MAX_THREADS``: the most threads the index's ``runtime`` record may give a runtime (a target's ``threads``)."""
 DEFAULT_HEADROOM_BYTES = 16 * 1024 * 1024
 """``RS_DEFAULT_HEADROOM_BYTES``: memory kept free beside a variant."""
 DEFAULT_HYSTERESIS = 0.1
@@ -198,13 +200,13 @@ class Resize(enum.IntEnum):
 class ExecutorchOptions(ctypes.Structure):
     """``rs_executorch_options`` (``restnet_shim_executorch.h``)."""
 
-    _fields_ = [("packing", ctypes.c_int)]
+    _fields_ = [("packing", ctypes.c_int), ("threads", ctypes.c_int)]
 
 
 class LitertOptions(ctypes.Structure):
     """``rs_litert_options`` (``restnet_shim_litert.h``)."""
 
-    _fields_ = [("packing", ctypes.c_int)]
+    _fields_ = [("packing", ctypes.c_int), ("threads", ctypes.c_int)]
 
 
 class Verdict(ctypes.Structure):

@@ -31,6 +31,7 @@ extern "C" {
 #define RS_INDEX_VERSION 4
 #define RS_MAX_ARTIFACTS 256
 #define RS_MAX_LABELS 1024
+#define RS_MAX_THREADS 256 /* the most threads an index's `runtime` record may ask for */
 
 /* Numeric values are part of the ABI (the Python and Java bindings mirror them): append, never renumber. */
 typedef enum {
@@ -124,6 +125,13 @@ RS_API const char *rs_bundle_label(const rs_bundle *bundle, size_t index);
 RS_API const char *rs_bundle_dir(const rs_bundle *bundle);
 /* The index's identity: sha256 (hex) of everything after its identity line. */
 RS_API const char *rs_bundle_identity(const rs_bundle *bundle);
+/* The threads the compiler's target gives each runtime on the device (the index's `runtime threads=N`, 1 to
+ * RS_MAX_THREADS), or 0 when the index does not say: what to pass as a backend's `threads` option. */
+RS_API int rs_bundle_threads(const rs_bundle *bundle);
+
+/* The CPUs this process may run on now (its affinity mask; the online count where that is unknown), at least 1.
+ * A backend given a thread count never runs more threads than this. Safe from any thread. */
+RS_API int rs_usable_cpus(void);
 
 /* Checks that the directory path given to rs_bundle_open still holds this bundle (same identity). Returns
  * RS_ERR_STALE when it was replaced (e.g. by an update): the opened bundle keeps serving the files it was

@@ -117,28 +117,33 @@ JNIEXPORT void JNICALL Java_ai_restnet_shim_RestnetShim_nativeClose(JNIEnv *env,
 
 /* A runner and the backend it runs on (the backend is owned here and outlives the runner). */
 typedef struct {
-    rs_backend backend;
-    int owns_litert;
+    rs_backend backend; /* context NULL until opened */
     rs_runner *runner;
 } jni_runner;
 
 static void close_runner(jni_runner *r) {
     rs_runner_close(r->runner);
-    if (r->owns_litert) {
+    if (r->backend.context != NULL && strcmp(r->backend.name, "litert") == 0) {
         rs_litert_backend_close(&r->backend);
     }
+#ifdef RS_WITH_EXECUTORCH
+    if (r->backend.context != NULL && strcmp(r->backend.name, "executorch") == 0) {
+        rs_executorch_backend_close(&r->backend);
+    }
+#endif
     free(r);
 }
 
-static rs_status open_backend(jni_runner *r, const char *backend, const char *library, rs_error *err) {
+/* Opens `backend` on `threads` threads (the bundle's: rs_bundle_threads). */
+static rs_status open_backend(jni_runner *r, const char *backend, const char *library, int threads, rs_error *err) {
     if (strcmp(backend, "litert") == 0) {
-        rs_status status = rs_litert_backend_open(library ? library : "libLiteRt.so", &r->backend, err);
-        r->owns_litert = status == RS_OK;
-        return status;
+        rs_litert_options options = {RS_PACKING_AS_INDEXED, threads};
+        return rs_litert_backend_open_with(library ? library : "libLiteRt.so", &options, &r->backend, err);
     }
 #ifdef RS_WITH_EXECUTORCH
     if (strcmp(backend, "executorch") == 0) {
-        return rs_executorch_backend_open(&r->backend, err);
+        rs_executorch_options options = {RS_PACKING_AS_INDEXED, threads};
+        return rs_executorch_backend_open_with(&options, &r->backend, err);
     }
 #endif
     return rs_error_set(err, RS_ERR_ARGUMENT, "backend %s is not built into this library", backend);
@@ -161,7 +166,8 @@ JNIEXPORT jlong JNICALL Java_ai_restnet_shim_RestnetShim_nativeRunnerOpen(JNIEnv
     rs_error err = {RS_OK, ""};
     rs_status status = RS_ERR_ARGUMENT;
     if (memory_root != NULL && !(library != NULL && path == NULL)) {
-        status = r ? open_backend(r, name, path, &err) : rs_error_set(&err, RS_ERR_NO_MEMORY, "out of memory");
+        status = r ? open_backend(r, name, path, rs_bundle_threads((rs_bundle *)(intptr_t)bundle), &err)
+                   : rs_error_set(&err, RS_ERR_NO_MEMORY, "out of memory");
     }
     if (status == RS_OK) {
         rs_policy policy = {name, (uint64_t)headroom, hysteresis, NULL, preload_neighbours == JNI_TRUE};

@@ -5,6 +5,7 @@
  *   identity HEX                                  (sha256 of every byte after this line)
  *   input shape=1,3,64,64 mean=0.498,0.498,0.498 std=0.502,0.502,0.502 resize=bilinear|bicubic
  *   label <name, the rest of the line>            (once per class, in class order)
+ *   runtime threads=N                             (optional, at most once: the target's threads, 1..RS_MAX_THREADS)
  *   artifact id=ID backend=B file=REL bytes=N sha256=HEX memory=N program=N accuracy=PCT params=N entry=NAME
  *            in=DTYPE:SCALE:ZERO_POINT out=DTYPE:SCALE:ZERO_POINT layout=NCHW|NHWC packing=shared|own rank=N
  *
@@ -15,6 +16,8 @@
  * version 3 (a shim that ignored it would feed an NHWC model wrong): required there, NCHW in a version 2 index.
  * `resize`, how an image is resized to the input, came with version 4 (an older tool would resize otherwise than
  * the model was trained): required there, bilinear before.
+ * `runtime` came within version 4: a shim that ignores it runs each runtime at its own thread count, slower
+ * perhaps, never wrong. Records of other kinds are skipped (a later minor version's).
  *
  * The parser is strict: numbers are plain decimals (no hex, inf or nan), a key appears once per line, an
  * (id, backend) pair once per index, ids/files/entries use a small character set, and labels carry no
@@ -409,6 +412,29 @@ static rs_status parse_input(rs_bundle *bundle, char *fields, size_t line, rs_er
     return RS_OK;
 }
 
+/* The `runtime` record: `threads`, required (unknown keys skipped). */
+static rs_status parse_runtime(rs_bundle *bundle, char *fields, size_t line, rs_error *err) {
+    if (bundle->threads != 0) {
+        return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: a second runtime line", line);
+    }
+    char *state = NULL;
+    for (char *token = strtok_r(fields, " ", &state); token != NULL; token = strtok_r(NULL, " ", &state)) {
+        if (strncmp(token, "threads=", 8) != 0) {
+            continue; /* a key of a later minor version */
+        }
+        uint64_t threads = 0;
+        if (bundle->threads != 0 || parse_u64(token + 8, &threads) || threads < 1 || threads > RS_MAX_THREADS) {
+            return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: runtime threads must appear once, 1 to %d", line,
+                           RS_MAX_THREADS);
+        }
+        bundle->threads = (int)threads;
+    }
+    if (bundle->threads == 0) {
+        return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: runtime needs threads=N", line);
+    }
+    return RS_OK;
+}
+
 static rs_status parse_label(rs_bundle *bundle, const char *text, size_t line, rs_error *err) {
     if (bundle->label_count == RS_MAX_LABELS) {
         return rs_fail(err, RS_ERR_FORMAT, "bundle.index:%zu: more than %d labels", line, RS_MAX_LABELS);
@@ -482,6 +508,8 @@ rs_status rs_parse_index(rs_bundle *bundle, const char *text, size_t length, rs_
                 has_input = 1;
             } else if (strcmp(line_buffer, "label") == 0) {
                 status = parse_label(bundle, space + 1, line, err);
+            } else if (strcmp(line_buffer, "runtime") == 0) {
+                status = parse_runtime(bundle, space + 1, line, err);
             }
         }
         if (status != RS_OK) {
@@ -634,3 +662,5 @@ const char *rs_bundle_label(const rs_bundle *bundle, size_t index) {
 const char *rs_bundle_dir(const rs_bundle *bundle) { return bundle ? bundle->real_dir : NULL; }
 
 const char *rs_bundle_identity(const rs_bundle *bundle) { return bundle ? bundle->identity : NULL; }
+
+int rs_bundle_threads(const rs_bundle *bundle) { return bundle ? bundle->threads : 0; }

@@ -19,6 +19,7 @@ struct rs_bundle {
     char identity[65];
     int version;         /* of the index: 2 (every input NCHW, no layout key) or RS_INDEX_VERSION */
     rs_input_spec input;
+    int threads;         /* the `runtime` record's threads, 0 without one */
     size_t count;
     rs_artifact artifacts[RS_MAX_ARTIFACTS];
     size_t label_count;

@@ -310,6 +310,23 @@ static void test_ship_order(void) {
     rs_bundle_close(bundle);
 }
 
+/* The `runtime` record gives the target's threads; without one, 0. A key it does not know is skipped, as is a
+ * record kind it does not know (both a later minor version's). */
+static void test_runtime_threads(void) {
+    const char *bodies[] = {INPUT ARTIFACT("x", ""), INPUT "runtime future=1 threads=4\nlater kind\n" ARTIFACT("x", "")};
+    for (int i = 0; i < 2; i++) {
+        char dir[4096];
+        make_dir(i ? "runtime-threads" : "runtime-none", dir, sizeof dir);
+        write_index(dir, bodies[i]);
+        rs_bundle *bundle = NULL;
+        rs_error err = {RS_OK, ""};
+        CHECK(rs_bundle_open(dir, &bundle, &err) == RS_OK, "%s", err.message);
+        CHECK(rs_bundle_threads(bundle) == (i ? 4 : 0), "threads %d", rs_bundle_threads(bundle));
+        rs_bundle_close(bundle);
+    }
+    CHECK(rs_usable_cpus() >= 1, "usable CPUs %d", rs_usable_cpus());
+}
+
 /* A version 2 index (before `layout`) still opens: its artifacts take NCHW; a version 3 line says NHWC. Before
  * version 4 an input's `resize` is bilinear whatever the line says (an old compiler never wrote it). */
 static void test_layouts(void) {
@@ -393,6 +410,18 @@ static void test_bad_indexes(void) {
     expect_index_error("shape-overflow", "input shape=1,3,65536,65536 mean=0.5,0.5,0.5 std=0.5,0.5,0.5\n",
                        RS_ERR_FORMAT, "bundle.index:3: invalid input shape");
     expect_index_error("two-inputs", INPUT INPUT, RS_ERR_FORMAT, "bundle.index:4: a second input line");
+    expect_index_error("two-runtimes", INPUT "runtime threads=2\nruntime threads=2\n", RS_ERR_FORMAT,
+                       "bundle.index:5: a second runtime line");
+    expect_index_error("runtime-threads-twice", INPUT "runtime threads=2 threads=3\n", RS_ERR_FORMAT,
+                       "bundle.index:4: runtime threads must appear once, 1 to 256");
+    expect_index_error("runtime-no-threads", INPUT "runtime cores=2\n", RS_ERR_FORMAT,
+                       "bundle.index:4: runtime needs threads=N");
+    expect_index_error("runtime-zero-threads", INPUT "runtime threads=0\n", RS_ERR_FORMAT,
+                       "bundle.index:4: runtime threads must appear once");
+    expect_index_error("runtime-too-many-threads", INPUT "runtime threads=257\n", RS_ERR_FORMAT,
+                       "bundle.index:4: runtime threads must appear once");
+    expect_index_error("runtime-odd-threads", INPUT "runtime threads=+2\n", RS_ERR_FORMAT,
+                       "bundle.index:4: runtime threads must appear once");
     expect_index_error("escape-in-id", INPUT ARTIFACT("x\033[2J", ""), RS_ERR_FORMAT, "bundle.index:4: invalid id");
     expect_index_error("control-in-label", INPUT "label bad\a bell\n", RS_ERR_FORMAT,
                        "bundle.index:4: label with a control character");
@@ -608,6 +637,7 @@ int main(int argc, char **argv) {
     test_memory();
     test_selection();
     test_ship_order();
+    test_runtime_threads();
     test_bad_indexes();
     test_layouts();
     test_bad_variants();

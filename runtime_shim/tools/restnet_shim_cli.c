@@ -4,7 +4,9 @@
  *                              [--hysteresis F] [--override ID] [--json]
  *   restnet-shim verify BUNDLE
  *   restnet-shim run BUNDLE --input FILE [--backend litert] [--litert-lib PATH] [--memory-root DIR]
- *                           [--headroom-mb N] [--override ID] [--repeat N] [--json]
+ *                           [--headroom-mb N] [--override ID] [--threads N] [--repeat N] [--json]
+ *       the runtime runs on the bundle's threads (its index's `runtime` record; without one, the runtime's
+ *       default) or --threads N (0: the runtime's default), never more than the CPUs the process may use;
  *       with --repeat, runs the chosen rung N more times on the same input after the first (an untimed
  *       warm-up) and reports the median and fastest wall time of one run: latency as the application sees it
  *   restnet-shim input BUNDLE --input FILE --out FILE.f32
@@ -35,8 +37,8 @@ static int usage(const char *problem) {
                     "--memory-root DIR]\n                           [--headroom-mb N] [--hysteresis F] "
                     "[--override ID] [--json]\n       restnet-shim verify BUNDLE\n       restnet-shim run BUNDLE --input "
                     "FILE.pgm|FILE.ppm|FILE.f32 [--backend litert] [--litert-lib PATH]\n"
-                    "                        [--memory-root DIR] [--headroom-mb N] [--override ID] [--repeat N] "
-                    "[--json]\n"
+                    "                        [--memory-root DIR] [--headroom-mb N] [--override ID] [--threads N] "
+                    "[--repeat N] [--json]\n"
                     "       restnet-shim input BUNDLE --input FILE.pgm|FILE.ppm|FILE.f32 --out FILE.f32\n");
     return 2;
 }
@@ -132,11 +134,19 @@ static void print_text(const rs_bundle *bundle, const rs_memory *memory, const c
 /* Options shared by the commands; each command says which ones it accepts. */
 typedef struct {
     const char *dir, *root, *override, *backend, *input, *litert_lib, *out;
-    double available_mb, headroom_mb, hysteresis, repeat;
+    double available_mb, headroom_mb, hysteresis, repeat, threads; /* threads < 0: the bundle's */
     int json;
 } options;
 
-enum { OPT_AVAILABLE = 1, OPT_HYSTERESIS = 2, OPT_INPUT = 4, OPT_LITERT_LIB = 8, OPT_OUT = 16, OPT_REPEAT = 32 };
+enum {
+    OPT_AVAILABLE = 1,
+    OPT_HYSTERESIS = 2,
+    OPT_INPUT = 4,
+    OPT_LITERT_LIB = 8,
+    OPT_OUT = 16,
+    OPT_REPEAT = 32,
+    OPT_THREADS = 64
+};
 
 /* The most timed runs `run --repeat` takes. */
 #define MAX_REPEAT 100000
@@ -147,7 +157,7 @@ enum { OPT_AVAILABLE = 1, OPT_HYSTERESIS = 2, OPT_INPUT = 4, OPT_LITERT_LIB = 8,
 static const char *parse_options(int argc, char **argv, int accepted, options *o) {
     const char *litert_lib = getenv("RESTNET_SHIM_LITERT");
     *o = (options){NULL, "/", NULL, "litert", NULL, litert_lib ? litert_lib : "libLiteRt.so", NULL, -1,
-                  RS_DEFAULT_HEADROOM_BYTES / MIB, RS_DEFAULT_HYSTERESIS, 0, 0};
+                  RS_DEFAULT_HEADROOM_BYTES / MIB, RS_DEFAULT_HYSTERESIS, 0, -1, 0};
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
@@ -176,6 +186,11 @@ static const char *parse_options(int argc, char **argv, int accepted, options *o
             if (parse_number(value, &o->repeat) != 0 || o->repeat < 1 || o->repeat > MAX_REPEAT ||
                 o->repeat != (double)(unsigned)o->repeat) {
                 return "--repeat expects a whole number of runs from 1 to " TEXT_OF(MAX_REPEAT);
+            }
+        } else if (strcmp(arg, "--threads") == 0 && (accepted & OPT_THREADS)) {
+            if (parse_number(value, &o->threads) != 0 || o->threads > RS_MAX_THREADS ||
+                o->threads != (double)(unsigned)o->threads) {
+                return "--threads expects a whole number from 0 (the runtime's default) to " TEXT_OF(RS_MAX_THREADS);
             }
         } else if (strcmp(arg, "--hysteresis") == 0 && (accepted & OPT_HYSTERESIS)) {
             if (parse_number(value, &o->hysteresis) != 0) return "--hysteresis expects a fraction >= 0";
@@ -254,21 +269,25 @@ static int fail_with(const char *message) {
     return 1;
 }
 
-/* Opens the backend named `name`; the CLI knows the backends it was built with. */
-static rs_status open_backend(const char *name, const char *litert_lib, rs_backend *backend, rs_error *err) {
+/* Opens the backend named `name` on `threads` threads; the CLI knows the backends it was built with. */
+static rs_status open_backend(const char *name, const char *litert_lib, int threads, rs_backend *backend,
+                              rs_error *err) {
 #ifdef RS_WITH_LITERT
     if (strcmp(name, "litert") == 0) {
-        return rs_litert_backend_open(litert_lib, backend, err);
+        rs_litert_options options = {RS_PACKING_AS_INDEXED, threads};
+        return rs_litert_backend_open_with(litert_lib, &options, backend, err);
     }
 #else
     (void)litert_lib;
 #endif
 #ifdef RS_WITH_EXECUTORCH
     if (strcmp(name, "executorch") == 0) {
-        return rs_executorch_backend_open(backend, err);
+        rs_executorch_options options = {RS_PACKING_AS_INDEXED, threads};
+        return rs_executorch_backend_open_with(&options, backend, err);
     }
 #endif
     (void)backend;
+    (void)threads;
     snprintf(err->message, sizeof err->message, "this restnet-shim was built without the %s backend", name);
     err->code = RS_ERR_BACKEND;
     return RS_ERR_BACKEND;
@@ -300,7 +319,7 @@ static rs_status time_runs(rs_runner *runner, const float *tensor, size_t values
 
 static int command_run(int argc, char **argv) {
     options o;
-    const char *problem = parse_options(argc, argv, OPT_INPUT | OPT_LITERT_LIB | OPT_REPEAT, &o);
+    const char *problem = parse_options(argc, argv, OPT_INPUT | OPT_LITERT_LIB | OPT_REPEAT | OPT_THREADS, &o);
     if (problem != NULL) return usage(problem);
     if (o.input == NULL) return usage("run needs --input FILE");
     rs_error err = {RS_OK, ""};
@@ -316,7 +335,8 @@ static int command_run(int argc, char **argv) {
         goto done;
     }
     if (rs_bundle_open(o.dir, &bundle, &err) != RS_OK ||
-        open_backend(o.backend, o.litert_lib, &backend, &err) != RS_OK) {
+        open_backend(o.backend, o.litert_lib, o.threads < 0 ? rs_bundle_threads(bundle) : (int)o.threads, &backend,
+                     &err) != RS_OK) {
         goto done;
     }
     const rs_input_spec *spec = rs_bundle_input(bundle);
@@ -380,6 +400,9 @@ done:
     rs_runner_close(runner);
 #ifdef RS_WITH_LITERT
     if (backend.context != NULL && strcmp(backend.name, "litert") == 0) rs_litert_backend_close(&backend);
+#endif
+#ifdef RS_WITH_EXECUTORCH
+    if (backend.context != NULL && strcmp(backend.name, "executorch") == 0) rs_executorch_backend_close(&backend);
 #endif
     rs_bundle_close(bundle);
     free(tensor);

@@ -7,6 +7,7 @@ of a line format is smaller and safer than a JSON parser on a device. Format, on
     identity HEX                            (sha256 of every byte after this line)
     input shape=1,3,64,64 mean=0.498,0.498,0.498 std=0.502,0.502,0.502 resize=bilinear|bicubic
     label <class name>                      (one per class, in class order)
+    runtime threads=N                       (the target's threads: what the shim gives each runtime)
     artifact id=... backend=... file=... bytes=N sha256=HEX memory=N program=N accuracy=PCT params=N
              entry=NAME in=DTYPE:SCALE:ZERO_POINT out=DTYPE:SCALE:ZERO_POINT layout=NCHW|NHWC
              packing=shared|own rank=N                                               (one line)
@@ -20,7 +21,9 @@ checked that the file's entry points read each weight under one quantization, so
 once for all of them. ``rank`` is the artifact's place in the build's ship order (``ship_ranks``): the shim
 prefers a higher rank, then accuracy. Readers ignore keys they do not know, so keys that change nothing for an
 old reader can be added within a version (``program`` was, an index without it reads as 0; ``packing`` too,
-read as ``own``; ``rank`` too, read as 0: an old shim chooses by accuracy alone, a preference, not a misreading);
+read as ``own``; ``rank`` too, read as 0: an old shim chooses by accuracy alone, a preference, not a misreading;
+the ``runtime`` record too: an old shim skips a record kind it does not know and runs each runtime at its default
+threads, slower perhaps, never wrong);
 ``layout`` could not (an old shim would feed an NHWC model NCHW), so it came with version 3, and ``resize``
 neither (an old image tool would resize otherwise than the model was trained), so it came with version 4. The
 identity lets the shim refuse an edited or truncated index and notice a bundle replaced under a running app; ids,
@@ -39,7 +42,7 @@ from restnetc.atomic import write_text_atomic
 from restnetc.bundle.manifest import Artifact, BundleError, Manifest, Quantization
 from restnetc.bundle.recommend import ladder_policy, ship_path
 from restnetc.config.target import LadderPolicy, Metric
-from restnetc.shim_abi import ARTIFACT_KEYS, FLOAT32, INDEX_VERSION
+from restnetc.shim_abi import ARTIFACT_KEYS, FLOAT32, INDEX_VERSION, MAX_THREADS
 
 INDEX_NAME = "bundle.index"
 
@@ -76,6 +79,18 @@ def backend_ranks(artifacts: list[Artifact], ladder: LadderPolicy) -> dict[str, 
     artifact the walk never ships ranks 0."""
     shipped = list(dict.fromkeys(a.id for _, a in ship_path(artifacts, memory_need, Metric.MEMORY_MB, ladder)))
     return {a.id: shipped.index(a.id) + 1 if a.id in shipped else 0 for a in artifacts}
+
+
+def _runtime_lines(manifest: Manifest) -> list[str]:
+    """The ``runtime`` record: the target's ``runtime.threads`` from the manifest's copy of the target (none if it
+    has no such figure: the shim then runs each runtime at its default)."""
+    runtime = manifest.target.get("runtime")
+    threads = runtime.get("threads") if isinstance(runtime, dict) else None
+    if threads is None:
+        return []
+    if type(threads) is not int or not 1 <= threads <= MAX_THREADS:
+        raise BundleError(f"manifest.json: target: runtime: threads: expected 1 to {MAX_THREADS}, got {threads!r}")
+    return [f"runtime threads={threads}"]
 
 
 def _token(value: object) -> str:
@@ -139,6 +154,7 @@ def render_index(manifest: Manifest) -> str:
         f"std={_floats(first.normalization['std'])} resize={first.resize}",
     ]
     lines += [f"label {_label(label)}" for label in manifest.labels]
+    lines += _runtime_lines(manifest)
     ranks = ship_ranks(manifest)
     for a in manifest.artifacts:
         rank = ranks[(a.id, a.backend)]

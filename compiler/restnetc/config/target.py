@@ -13,6 +13,7 @@ from restnetc.config.base import StrictModel, VersionedConfig
 from restnetc.config.paths import FileName
 from restnetc.config.units import format_count, parse_bytes, parse_count, parse_milliseconds
 from restnetc.host import usable_cpus
+from restnetc.shim_abi import MAX_THREADS
 
 
 class Metric(StrEnum):
@@ -117,8 +118,9 @@ class RuntimeConfig(StrictModel):
 
     backends: list[Backend] = Field(min_length=1)
     quantization: Quantization = Quantization.INT8
-    threads: int = Field(default=1, ge=1, le=256)
-    """Threads each runtime uses on the device; ``host_threads`` on this host."""
+    threads: int = Field(default=1, ge=1, le=MAX_THREADS)
+    """Threads each runtime uses on the device (the bundle index's ``runtime`` record, which the shim caps at the
+    device's usable CPUs); ``host_threads`` on this host."""
     calibration_images: int = Field(default=512, ge=1, description="real task images that calibrate int8")
     stitch_tuning: StitchTuningConfig | None = Field(
         default=None, description="stitch-aware quantization of the variants (int8 only; off when absent)"

@@ -3,10 +3,12 @@
 // Kernel and delegate libraries register themselves at load time, so they are linked with
 // --no-as-needed (see CMakeLists.txt). No exception or abort crosses into C: every failure becomes a
 // status with a message.
+#include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstring>
-#include <iterator>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <string>
 #include <utility>
@@ -19,6 +21,18 @@
 #include <executorch/runtime/backend/options.h>
 
 #include "restnet_shim_executorch.h"
+
+// The process's thread pool, from libexecutorch_threadpool (whose header the wheel does not ship): declared here
+// as that library defines it, with default visibility so the references bind to its exported symbols.
+namespace executorch::extension::threadpool {
+class __attribute__((visibility("default"))) ThreadPool {
+  public:
+    size_t get_thread_count() const;
+    // Replaces the pool's threads; anything holding the old pool (a loaded XNNPACK method) is left dangling.
+    bool _unsafe_reset_threadpool(uint32_t num_threads);
+};
+__attribute__((visibility("default"))) ThreadPool *get_threadpool();
+}  // namespace executorch::extension::threadpool
 
 namespace {
 
@@ -33,14 +47,32 @@ using executorch::runtime::LoadBackendOptionsMap;
 
 using SharedProgram = decltype(std::declval<const Module &>().program());
 
-// The backend's context: the option set it was opened with, indexed by its rs_packing (static, so nobody owns
-// them).
-constexpr rs_executorch_options kOptions[] = {{RS_PACKING_AS_INDEXED}, {RS_PACKING_OWN}, {RS_PACKING_SHARED}};
-static_assert(std::size(kOptions) == RS_PACKING_SHARED + 1 &&
-                  kOptions[RS_PACKING_AS_INDEXED].packing == RS_PACKING_AS_INDEXED &&
-                  kOptions[RS_PACKING_OWN].packing == RS_PACKING_OWN &&
-                  kOptions[RS_PACKING_SHARED].packing == RS_PACKING_SHARED,
-              "one option set per rs_packing, in value order");
+// Methods of this library loaded (or loading) in the process, and the lock under which the thread pool is
+// resized: only while the count is 0, so no loaded method is left on a freed pool.
+std::mutex pool_lock;
+size_t methods_loaded = 0;
+
+// One loaded method's hold on the thread pool, for the method's lifetime: the first hold (none before it) sizes
+// the pool to `threads` (0: as it is); later ones take it as it is.
+class PoolHold {
+  public:
+    explicit PoolHold(int threads) {
+        std::lock_guard<std::mutex> guard(pool_lock);
+        if (threads > 0 && methods_loaded == 0) {
+            auto *pool = executorch::extension::threadpool::get_threadpool();  // nullptr if cpuinfo failed
+            if (pool != nullptr && pool->get_thread_count() != static_cast<size_t>(threads)) {
+                pool->_unsafe_reset_threadpool(static_cast<uint32_t>(threads));
+            }
+        }
+        methods_loaded++;
+    }
+    ~PoolHold() {
+        std::lock_guard<std::mutex> guard(pool_lock);
+        methods_loaded--;
+    }
+    PoolHold(const PoolHold &) = delete;
+    PoolHold &operator=(const PoolHold &) = delete;
+};
 
 // An open program: parsed once by a Module that owns the loader over the core's verified bytes (which outlive
 // it: freed after close) and never loads a method itself. Its constants are views of those bytes, so XNNPACK's
@@ -49,6 +81,7 @@ struct Program {
     std::unique_ptr<Module> loader;
     SharedProgram parsed;
     bool share_packed_weights;
+    int threads;  // the backend's, 0..rs_usable_cpus()
     ~Program();
 };
 
@@ -65,6 +98,8 @@ Program::~Program() {
 // A loaded entry point: a method in a Module of its own over the shared parsed program, so that unloading frees
 // everything the method allocated (a Module's allocator frees only when the Module goes).
 struct Entry {
+    explicit Entry(int threads) : pool(threads) {}
+    PoolHold pool;  // first member: released after the module, when the method is gone
     std::unique_ptr<Module> module;
     std::string method;
     std::vector<SizesType> input_sizes;
@@ -96,10 +131,12 @@ rs_status open(void *context, const void *data, size_t size, const rs_artifact *
                rs_error *err) {
     const char *file = artifact->file;
     try {
+        const auto *options = static_cast<const rs_executorch_options *>(context);
         auto program = std::make_unique<Program>();
+        program->threads = options->threads;
         const Program *none = nullptr;
         program->share_packed_weights =
-            rs_packing_shared(static_cast<const rs_executorch_options *>(context)->packing, artifact) != 0 &&
+            rs_packing_shared(options->packing, artifact) != 0 &&
             sharing_program.compare_exchange_strong(none, program.get());
         program->loader = std::make_unique<Module>(std::make_unique<BufferDataLoader>(data, size));
         Error error = program->loader->load();
@@ -120,7 +157,7 @@ rs_status load(void *handle, const rs_artifact *artifact, void **out, rs_error *
     auto *program = static_cast<Program *>(handle);
     const std::string id = artifact->id;
     try {
-        auto entry = std::make_unique<Entry>();
+        auto entry = std::make_unique<Entry>(program->threads);
         entry->module = std::make_unique<Module>(program->parsed);
         entry->method = artifact->entry_point;
         BackendOptions<1> xnnpack;
@@ -198,16 +235,32 @@ extern "C" rs_status rs_executorch_backend_open_with(const rs_executorch_options
     if (out == nullptr) {
         return fail(err, "rs_executorch_backend_open_with: out is required", RS_ERR_ARGUMENT);
     }
-    const rs_packing packing = options != nullptr ? options->packing : RS_PACKING_AS_INDEXED;
-    if (rs_packing_valid(packing) == 0) {
-        return fail(err, "rs_executorch_backend_open_with: packing " + std::to_string(static_cast<int>(packing)) +
+    rs_executorch_options chosen = options != nullptr ? *options : rs_executorch_options{RS_PACKING_AS_INDEXED, 0};
+    if (chosen.threads < 0) {
+        return fail(err, "rs_executorch_backend_open_with: threads " + std::to_string(chosen.threads) +
+                             ": expected 0 (the pool as it is) or more", RS_ERR_ARGUMENT);
+    }
+    if (rs_packing_valid(chosen.packing) == 0) {
+        return fail(err, "rs_executorch_backend_open_with: packing " + std::to_string(static_cast<int>(chosen.packing)) +
                              " is not an rs_packing", RS_ERR_ARGUMENT);
     }
-    void *context = const_cast<rs_executorch_options *>(&kOptions[static_cast<size_t>(packing)]);
+    chosen.threads = std::min(chosen.threads, rs_usable_cpus());
+    auto *context = new (std::nothrow) rs_executorch_options(chosen);
+    if (context == nullptr) {
+        return out_of_memory(err, "rs_executorch_backend_open_with");
+    }
     *out = rs_backend{"executorch", context, open, load, run, unload, close};
     return RS_OK;
 }
 
 extern "C" rs_status rs_executorch_backend_open(rs_backend *out, rs_error *err) {
     return rs_executorch_backend_open_with(nullptr, out, err);
+}
+
+extern "C" void rs_executorch_backend_close(rs_backend *backend) {
+    if (backend == nullptr || backend->context == nullptr) {
+        return;
+    }
+    delete static_cast<rs_executorch_options *>(backend->context);
+    backend->context = nullptr;
 }

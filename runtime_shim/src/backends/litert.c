@@ -9,6 +9,7 @@
  * every signature using it.
  */
 #include <dlfcn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,7 @@ typedef struct {
     void *library;
     lrt_handle environment;
     rs_packing packing; /* RS_PACKING_OWN when this library has no opaque options */
+    int threads;        /* XNNPACK's, 1..rs_usable_cpus(), or 0: the library's default */
     lrt_status (*create_environment)(int, const void *, lrt_handle *);
     void (*destroy_environment)(lrt_handle);
     lrt_status (*create_model_from_buffer)(lrt_handle, const void *, size_t, lrt_handle *);
@@ -90,16 +92,18 @@ static void close_program(void *handle) {
     free(p);
 }
 
-/* Asks the CPU accelerator (XNNPACK, whose options are TOML under the id "xnnpack") for a weight cache in
- * memory: packed weights are keyed by the file's buffer, so every signature using a buffer shares its packing. */
-static lrt_status request_weight_cache(const litert_api *api, lrt_handle options) {
-    static const char settings[] = "weight_cache_file_path = \":memory:\"\n";
-    char *payload = malloc(sizeof settings);
+/* Gives the CPU accelerator (XNNPACK, whose options are TOML under the id "xnnpack") its settings, all in one
+ * payload (LiteRT reads the first payload of an id): a weight cache in memory when `share` (packed weights are
+ * keyed by the file's buffer, so every signature using a buffer shares its packing), and `threads` when not 0. */
+static lrt_status set_xnnpack_options(const litert_api *api, lrt_handle options, int share, int threads) {
+    char settings[96];
+    int length = snprintf(settings, sizeof settings, "%s", share ? "weight_cache_file_path = \":memory:\"\n" : "");
+    if (threads > 0) snprintf(settings + length, sizeof settings - (size_t)length, "num_threads = %d\n", threads);
+    char *payload = strdup(settings); /* NUL-terminated: LiteRT reads it as a C string */
     lrt_handle opaque = NULL;
     if (payload == NULL) {
         return LRT_STATUS_NO_MEMORY;
     }
-    memcpy(payload, settings, sizeof settings);
     lrt_status code = api->create_opaque_options("xnnpack", payload, free, &opaque);
     if (code != 0) {
         free(payload);
@@ -112,15 +116,17 @@ static lrt_status request_weight_cache(const litert_api *api, lrt_handle options
     return code;
 }
 
-/* Compiles `p->model` for the CPU accelerator, with XNNPACK's weight cache when `share`. */
-static rs_status compile(litert_program *p, int share, const char *name, rs_error *err) {
+/* Compiles `p->model` for the CPU accelerator, with XNNPACK's weight cache when `share`, on `threads` threads
+ * (0: LiteRT's default). */
+static rs_status compile(litert_program *p, int share, int threads, const char *name, rs_error *err) {
     const litert_api *api = p->api;
     rs_status status = RS_OK;
     lrt_handle options = NULL;
     LRT_CALL("LiteRtCreateOptions", api->create_options(&options));
     LRT_CALL("LiteRtSetOptionsHardwareAccelerators", api->set_hardware_accelerators(options, LRT_HW_ACCELERATOR_CPU));
-    if (share) {
-        LRT_CALL("requesting XNNPACK's weight cache", request_weight_cache(api, options));
+    if (share || threads > 0) {
+        LRT_CALL(share ? "requesting XNNPACK's weight cache" : "setting XNNPACK's threads",
+                 set_xnnpack_options(api, options, share, threads));
     }
     LRT_CALL("LiteRtCreateCompiledModel", api->create_compiled_model(api->environment, p->model, options, &p->compiled));
 fail:
@@ -128,9 +134,10 @@ fail:
     return status;
 }
 
-/* `data` outlives the program (the core frees it after close), as LiteRtCreateModelFromBuffer requires. Shared
- * as the index says, a program that LiteRT will not compile with the weight cache (a library reading its
- * options otherwise) is compiled again packing per signature; forced shared, that is an error. */
+/* `data` outlives the program (the core frees it after close), as LiteRtCreateModelFromBuffer requires. A program
+ * that LiteRT will not compile with XNNPACK's settings (a library reading its options otherwise, before 2.2) is
+ * compiled again without them, packing per signature at LiteRT's default threads: the threads are a speed
+ * preference, and sharing as the index says a memory one; forced shared (RS_PACKING_SHARED), it is an error. */
 static rs_status open_program(void *context, const void *data, size_t size, const rs_artifact *artifact,
                               void **out, rs_error *err) {
     const litert_api *api = context;
@@ -144,9 +151,9 @@ static rs_status open_program(void *context, const void *data, size_t size, cons
     LRT_CALL("LiteRtCreateModelFromBuffer", api->create_model_from_buffer(api->environment, data, size, &p->model));
     int share = rs_packing_shared(api->packing, artifact);
     rs_error shared_failure = {0}; /* reported only when no retry follows, so a successful retry leaves `err` alone */
-    status = compile(p, share, name, &shared_failure);
-    if (status == RS_ERR_BACKEND && share && api->packing == RS_PACKING_AS_INDEXED) {
-        status = compile(p, 0, name, err);
+    status = compile(p, share, api->threads, name, &shared_failure);
+    if (status == RS_ERR_BACKEND && (share || api->threads > 0) && api->packing != RS_PACKING_SHARED) {
+        status = compile(p, 0, 0, name, err);
     } else if (status != RS_OK && err != NULL) {
         *err = shared_failure;
     }
@@ -275,12 +282,18 @@ rs_status rs_litert_backend_open_with(const char *library, const rs_litert_optio
     if (api == NULL) {
         return rs_error_set(err, RS_ERR_BACKEND, "cannot allocate the LiteRT backend");
     }
-    api->packing = options != NULL ? options->packing : RS_PACKING_AS_INDEXED;
-    if (!rs_packing_valid(api->packing)) {
+    rs_packing packing = options != NULL ? options->packing : RS_PACKING_AS_INDEXED;
+    int threads = options != NULL ? options->threads : 0;
+    if (!rs_packing_valid(packing) || threads < 0) {
         free(api);
-        return rs_error_set(err, RS_ERR_ARGUMENT, "rs_litert_backend_open_with: packing %d is not an rs_packing",
-                            (int)options->packing);
+        return threads < 0 ? rs_error_set(err, RS_ERR_ARGUMENT, "rs_litert_backend_open_with: threads %d: expected 0 "
+                                                                "(LiteRT's default) or more", threads)
+                           : rs_error_set(err, RS_ERR_ARGUMENT, "rs_litert_backend_open_with: packing %d is not an "
+                                                                "rs_packing", (int)packing);
     }
+    api->packing = packing;
+    int usable = rs_usable_cpus();
+    api->threads = threads < usable ? threads : usable;
     api->library = dlopen(library, RTLD_NOW | RTLD_LOCAL);
     if (api->library == NULL) {
         const char *why = dlerror();
@@ -301,16 +314,17 @@ rs_status rs_litert_backend_open_with(const char *library, const rs_litert_optio
     LRT_SYMBOL(create_options, "LiteRtCreateOptions");
     LRT_SYMBOL(destroy_options, "LiteRtDestroyOptions");
     LRT_SYMBOL(set_hardware_accelerators, "LiteRtSetOptionsHardwareAccelerators");
-    if (api->packing == RS_PACKING_SHARED) { /* required only then: without them, programs pack their own */
+    if (api->packing == RS_PACKING_SHARED) { /* required then; else without them, XNNPACK runs at its defaults */
         LRT_SYMBOL(create_opaque_options, "LiteRtCreateOpaqueOptions");
         LRT_SYMBOL(add_opaque_options, "LiteRtAddOpaqueOptions");
         LRT_SYMBOL(destroy_opaque_options, "LiteRtDestroyOpaqueOptions");
-    } else if (api->packing == RS_PACKING_AS_INDEXED) {
+    } else {
         *(void **)(&api->create_opaque_options) = dlsym(api->library, "LiteRtCreateOpaqueOptions");
         *(void **)(&api->add_opaque_options) = dlsym(api->library, "LiteRtAddOpaqueOptions");
         *(void **)(&api->destroy_opaque_options) = dlsym(api->library, "LiteRtDestroyOpaqueOptions");
         if (!api->create_opaque_options || !api->add_opaque_options || !api->destroy_opaque_options) {
             api->packing = RS_PACKING_OWN;
+            api->threads = 0;
         }
     }
     LRT_SYMBOL(create_compiled_model, "LiteRtCreateCompiledModel");

@@ -52,7 +52,8 @@ public final class RestnetShim implements Closeable {
      * with it) that fits the memory probed under {@code memoryRoot} ("/" except in tests).
      * {@code litertLibrary} is the path of libLiteRt.so, or null to let the loader find it. The rungs of a
      * ladder file share packed weights in memory exactly when the bundle's index says the compiler checked it
-     * safe ({@code packing=shared}; the C API's {@code RS_PACKING_AS_INDEXED}).
+     * safe ({@code packing=shared}; the C API's {@code RS_PACKING_AS_INDEXED}). The runtime runs on the threads
+     * the bundle's index gives it (the compiler's target), at most the CPUs the process may use.
      */
     public Runner runner(String backend, String litertLibrary, String memoryRoot, long headroomBytes)
             throws IOException {
