@@ -53,9 +53,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 
 # The aarch64 runtimes of the pinned wheels, for the shim's cross build and its tests under qemu-aarch64 (a
-# board uses the same files): libLiteRt.so, and ExecuTorch's libraries, headers and CMake package.
+# board uses the same files): libLiteRt.so, ExecuTorch's libraries, headers and CMake package, and numpy for
+# restnetc.runtime on the aarch64 CPython below.
 cross="$venv/aarch64"
-pins="$(grep -oE '^(ai-edge-litert|executorch)==[^ ]+' "$root/requirements.lock" | tr '\n' ' ')"
+pins="$(grep -oE '^(ai-edge-litert|executorch|numpy)==[^ ]+' "$root/requirements.lock" | tr '\n' ' ')"
 if [ "$(cat "$cross/.pins" 2>/dev/null)" != "$pins" ]; then
   log "fetching the aarch64 wheels of $pins"
   rm -rf "$cross" && mkdir -p "$cross"
@@ -65,7 +66,8 @@ if [ "$(cat "$cross/.pins" 2>/dev/null)" != "$pins" ]; then
   "$venv/bin/python" - "$cross" "$root/requirements.lock" <<'PY'
 import hashlib, pathlib, sys, zipfile
 cross, lock = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]).read_text()
-keep = ("ai_edge_litert/libLiteRt.so", "executorch/lib/", "executorch/share/cmake/", "executorch/include/")
+keep = ("ai_edge_litert/libLiteRt.so", "executorch/lib/", "executorch/share/cmake/", "executorch/include/",
+        "numpy/", "numpy.libs/")
 for wheel in (cross / "wheels").glob("*.whl"):
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
     if f"--hash=sha256:{digest}" not in lock:  # hash_lock.py lists every platform's files
@@ -75,4 +77,27 @@ for wheel in (cross / "wheels").glob("*.whl"):
 PY
   rm -rf "$cross/wheels"
   echo "$pins" > "$cross/.pins"
+fi
+
+# Debian's aarch64 CPython 3.11, unpacked (not installed) as a root for qemu-aarch64 -L: the suite runs
+# restnetc.runtime's runners on it as a Cortex-A53 would. Its C library and libstdc++ come along, so the root
+# serves libLiteRt.so and ExecuTorch too.
+arm64_python=(libc6 libgcc-s1 libstdc++6 python3.11-minimal libpython3.11-minimal libpython3.11-stdlib libffi8
+  libexpat1 zlib1g libbz2-1.0 liblzma5 libssl3 libcrypt1 libuuid1)
+python_root="$cross/python"
+if [ "$(cat "$python_root/.packages" 2>/dev/null)" != "${arm64_python[*]}" ]; then
+  log "unpacking Debian's arm64 python3.11 into $python_root"
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    as_root dpkg --add-architecture arm64
+    as_root apt-get update -q >/dev/null
+  fi
+  debs="$(mktemp -d)"
+  (cd "$debs" && apt-get download -q "${arm64_python[@]/%/:arm64}" >/dev/null 2>&1) || {
+    as_root apt-get update -q >/dev/null
+    (cd "$debs" && apt-get download -q "${arm64_python[@]/%/:arm64}" >/dev/null)
+  }
+  rm -rf "$python_root" && mkdir -p "$python_root"
+  for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$python_root"; done
+  rm -rf "$debs"
+  echo "${arm64_python[*]}" > "$python_root/.packages"
 fi

@@ -584,10 +584,11 @@ def shim_aarch64(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build
 
 
-def _emulated(build: Path) -> list[str | Path]:
-    """qemu-user as a Cortex-A53, with an Arm /proc/cpuinfo for libLiteRt.so (see cpuinfo_redirect.c)."""
+def _emulated(build: Path, root: Path = Path("/usr/aarch64-linux-gnu")) -> list[str | Path]:
+    """qemu-user as a Cortex-A53 with its libraries under ``root`` (the cross toolchain's, or the aarch64 CPython's
+    that bootstrap.sh unpacks), and an Arm /proc/cpuinfo for libLiteRt.so (see cpuinfo_redirect.c)."""
     return [
-        "qemu-aarch64-static", "-cpu", "cortex-a53", "-L", "/usr/aarch64-linux-gnu",
+        "qemu-aarch64-static", "-cpu", "cortex-a53", "-L", root,
         "-E", f"LD_PRELOAD={build / 'tests' / 'cpuinfo_redirect.so'}",
         "-E", f"RS_CPUINFO={FIXTURES / 'cpuinfo' / 'cortex-a53'}",
     ]  # fmt: skip
@@ -920,7 +921,25 @@ def python_asan(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return path, _libasan(core)
 
 
-@pytest.mark.parametrize("core", ["installed", "asan"])
+@pytest.fixture(scope="session")
+def python_aarch64(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the ``restnetc`` package whose ``_shim.so`` (core and LiteRT backend) is cross-built for aarch64,
+    the directory to put first on the path of bootstrap.sh's aarch64 CPython (numpy comes from ``AARCH64``)."""
+    toolchain = SHIM / "cmake" / "aarch64-linux-gnu.cmake"
+    build = _cmake_build(
+        tmp_path_factory.mktemp("shim-python-aarch64"), f"-DCMAKE_TOOLCHAIN_FILE={toolchain}", "-DRS_PYTHON_PACKAGE=ON",
+        "-DRS_BUILD_TESTS=OFF", "-DCMAKE_BUILD_TYPE=Release", target="restnetc_shim",
+    )  # fmt: skip
+    assert (build / "_shim.so").read_bytes()[18:20] == b"\xb7\x00", "ELF e_machine should be EM_AARCH64 (183)"
+    path = tmp_path_factory.mktemp("python-aarch64")
+    shutil.copytree(
+        REPO / "compiler" / "restnetc", path / "restnetc", ignore=shutil.ignore_patterns("__pycache__", "*.so")
+    )
+    shutil.copy(build / "_shim.so", path / "restnetc" / "_shim.so")
+    return path
+
+
+@pytest.mark.parametrize("core", ["installed", "asan", "aarch64"])
 def test_python_runner_walks_a_ladder_program_down_and_up_under_changing_memory(
     core: str, request: pytest.FixtureRequest, shim: Path, built_ladder: Path, tmp_path: Path
 ) -> None:
@@ -930,13 +949,16 @@ def test_python_runner_walks_a_ladder_program_down_and_up_under_changing_memory(
     spoiled on disk after opening) with the Python runtimes' logits. Both backends on the installed core; LiteRT
     on the core rebuilt under ASan/UBSan, imported by a ``python -S`` whose path puts the rebuilt package before
     site-packages (so the editable install's finder never runs) with libasan preloaded. Errors abort the walk
-    (``-fno-sanitize-recover``); leaks are not checked there (CPython keeps objects until exit)."""
+    (``-fno-sanitize-recover``); leaks are not checked there (CPython keeps objects until exit). Both backends
+    again on Debian's aarch64 CPython under qemu as a Cortex-A53 (``aarch64``: the package with a cross-built
+    core, aarch64 numpy, libLiteRt.so and ExecuTorch backend), against the x86 Python runtimes' logits."""
     manifest = read_manifest(built_ladder)
     image = np.random.default_rng(3).standard_normal((1, 3, 32, 32)).astype(np.float32)
     np.save(tmp_path / "input.npy", image)
     command: list[str | Path] = [sys.executable]
     env = {name: value for name, value in os.environ.items() if name != "PYTHONOPTIMIZE"}  # keep the asserts
     backends: tuple[str, ...] = ("executorch", "litert")
+    plugin = shim / "librestnet_shim_executorch.so"
     installed = importlib.util.find_spec("restnetc._shim")
     assert installed is not None
     loaded = installed.origin
@@ -950,13 +972,22 @@ def test_python_runner_walks_a_ladder_program_down_and_up_under_changing_memory(
             "ASAN_OPTIONS": "detect_leaks=0",
         }
         backends = ("litert",)
+    elif core == "aarch64":
+        package, cross = request.getfixturevalue("python_aarch64"), request.getfixturevalue("shim_aarch64")
+        loaded, plugin = str(package / "restnetc" / "_shim.so"), cross / "librestnet_shim_executorch.so"
+        python_root = AARCH64 / "python"
+        assert (python_root / "usr" / "bin" / "python3.11").is_file(), f"{python_root}: run scripts/bootstrap.sh"
+        command = [
+            *_emulated(cross, python_root), "-E", f"PYTHONPATH={package}{os.pathsep}{AARCH64}",
+            "-E", f"RESTNET_SHIM_LITERT={_litert_library('aarch64')}", python_root / "usr" / "bin" / "python3.11", "-S",
+        ]  # fmt: skip
     for backend in backends:
         bundle = _ranked_bundle(built_ladder, tmp_path / backend, (backend,))
         ladder = _ranked(manifest.artifacts, backend)
         assert len(ladder) >= 3 and len({a.file for a in ladder}) == 1
         np.savez(tmp_path / "expected.npz", **{a.id: _python_logits(built_ladder, a, image)[0] for a in ladder})
         arguments = [bundle, backend, tmp_path / f"memory-{backend}", tmp_path / "expected.npz", tmp_path / "input.npy"]
-        arguments += [str(HEADROOM_MB)] + ([shim / "librestnet_shim_executorch.so"] if backend == "executorch" else [])
+        arguments += [str(HEADROOM_MB)] + ([plugin] if backend == "executorch" else [])
         result = subprocess.run(
             [str(a) for a in [*command, Path(__file__).parent / "python_ladder_walk.py", *arguments]],
             capture_output=True, text=True, timeout=600, env=env,

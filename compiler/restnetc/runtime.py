@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import importlib.util
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -333,7 +334,10 @@ class Bundle:
 
 
 def _default_litert_library() -> Path:
-    """libLiteRt.so of the installed ``ai-edge-litert`` wheel (the same runtime ``restnetc build`` verified)."""
+    """``$RESTNET_SHIM_LITERT`` as ``restnet-shim`` reads it (a device's own copy), else libLiteRt.so of the
+    installed ``ai-edge-litert`` wheel (the same runtime ``restnetc build`` verified)."""
+    if named := os.environ.get("RESTNET_SHIM_LITERT"):
+        return Path(named)
     import ai_edge_litert
 
     return Path(ai_edge_litert.__file__).parent / "libLiteRt.so"
@@ -342,21 +346,20 @@ def _default_litert_library() -> Path:
 class Runner:
     """Runs the variant of ``backend`` that fits the memory available now, through the C core's runner.
 
-    Thread safe: calls are serialised by a lock, and ``close`` waits for a call in flight. The runner keeps
-    its bundle alive (in C) until it is closed. LiteRT runs from ``litert_library`` (default: the
-    installed wheel's libLiteRt.so); ExecuTorch needs ``executorch_library``, a ``librestnet_shim_executorch.so``
-    built from ``runtime_shim/`` with CMake. ``memory_root`` is "/" except in tests (fixture trees).
-    ``preload_neighbours``: after each refresh (and at open), also load the rungs next to the current one in
-    selection order (``Variant.rank``, then accuracy) that share its open program (a ladder file), while the
-    headroom stays free
-    (``rs_policy.preload_neighbours``). ``packing`` (``rs_packing``): whether the rungs of a ladder file share
-    one packed copy of the weights they share; by default where the bundle's index says the compiler checked
-    that they may (``rs_litert_options``, ``rs_executorch_options``; with ExecuTorch, XNNPACK methods that
-    share run one at a time in the process). ``threads``: how many threads the runtime runs on, at most the CPUs
-    this process may use; None (default) takes the bundle's (``Bundle.threads``), 0 leaves the runtime as it is
-    (LiteRT: one thread; ExecuTorch: its pool as it stands). ExecuTorch's thread pool is the process's: the shim
-    resizes it only while none of its methods is loaded, so a process that also runs ExecuTorch by itself passes 0
-    unless it holds no method then (``rs_executorch_options``).
+    Thread safe: calls are serialised by a lock, and ``close`` waits for a call in flight. The runner keeps its
+    bundle alive (in C) until it is closed. LiteRT runs from ``litert_library`` (default: ``$RESTNET_SHIM_LITERT``,
+    else the installed wheel's libLiteRt.so); ExecuTorch needs ``executorch_library``, a
+    ``librestnet_shim_executorch.so`` built from ``runtime_shim/`` with CMake. ``memory_root`` is "/" except in
+    tests (fixture trees). ``preload_neighbours``: after each refresh (and at open), also load the rungs next to the
+    current one in selection order (``Variant.rank``, then accuracy) that share its open program (a ladder file),
+    while the headroom stays free (``rs_policy.preload_neighbours``). ``packing`` (``rs_packing``): whether the
+    rungs of a ladder file share one packed copy of the weights they share; by default where the bundle's index says
+    the compiler checked that they may (``rs_litert_options``, ``rs_executorch_options``; with ExecuTorch, XNNPACK
+    methods that share run one at a time in the process). ``threads``: how many threads the runtime runs on, at most
+    the CPUs this process may use; None (default) takes the bundle's (``Bundle.threads``), 0 leaves the runtime as
+    it is (LiteRT: one thread; ExecuTorch: its pool as it stands). ExecuTorch's thread pool is the process's: the
+    shim resizes it only while none of its methods is loaded, so a process that also runs ExecuTorch by itself
+    passes 0 unless it holds no method then (``rs_executorch_options``).
     """
 
     def __init__(
