@@ -79,25 +79,25 @@ PY
   echo "$pins" > "$cross/.pins"
 fi
 
-# Debian's aarch64 CPython 3.11, unpacked (not installed) as a root for qemu-aarch64 -L: the suite runs
-# restnetc.runtime's runners on it as a Cortex-A53 would. Its C library and libstdc++ come along, so the root
-# serves libLiteRt.so and ExecuTorch too.
-arm64_python=(libc6 libgcc-s1 libstdc++6 python3.11-minimal libpython3.11-minimal libpython3.11-stdlib libffi8
-  libexpat1 zlib1g libbz2-1.0 liblzma5 libssl3 libcrypt1 libuuid1)
-python_root="$cross/python"
-if [ "$(cat "$python_root/.packages" 2>/dev/null)" != "${arm64_python[*]}" ]; then
-  log "unpacking Debian's arm64 python3.11 into $python_root"
+# Debian's aarch64 CPython 3.11 and Java 17 runtime, unpacked (not installed) as a root for qemu-aarch64 -L: the
+# suite runs restnetc.runtime's and the JNI runners on them as a Cortex-A53 would. Their C library and libstdc++
+# come along, so the root serves libLiteRt.so and ExecuTorch too.
+arm64_debian=(libc6 libgcc-s1 libstdc++6 python3.11-minimal libpython3.11-minimal libpython3.11-stdlib libffi8
+  libexpat1 zlib1g libbz2-1.0 liblzma5 libssl3 libcrypt1 libuuid1 openjdk-17-jre-headless)
+debian_root="$cross/debian"
+if [ "$(cat "$debian_root/.packages" 2>/dev/null)" != "${arm64_debian[*]}" ]; then
+  log "unpacking Debian's arm64 python3.11 and Java 17 runtime into $debian_root"
   if ! dpkg --print-foreign-architectures | grep -qx arm64; then
     as_root dpkg --add-architecture arm64
     as_root apt-get update -q >/dev/null
   fi
   debs="$(mktemp -d)"
-  (cd "$debs" && apt-get download -q "${arm64_python[@]/%/:arm64}" >/dev/null 2>&1) || {
+  (cd "$debs" && apt-get download -q "${arm64_debian[@]/%/:arm64}" >/dev/null 2>&1) || {
     as_root apt-get update -q >/dev/null
-    (cd "$debs" && apt-get download -q "${arm64_python[@]/%/:arm64}" >/dev/null)
+    (cd "$debs" && apt-get download -q "${arm64_debian[@]/%/:arm64}" >/dev/null)
   }
-  rm -rf "$python_root" && mkdir -p "$python_root"
-  for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$python_root"; done
+  rm -rf "$debian_root" && mkdir -p "$debian_root"
+  for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$debian_root"; done
   rm -rf "$debs"
-  echo "${arm64_python[*]}" > "$python_root/.packages"
+  echo "${arm64_debian[*]}" > "$debian_root/.packages"
 fi

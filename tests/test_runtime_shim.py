@@ -81,8 +81,13 @@ def test_core_suite_passes(shim: Path) -> None:
 
 @pytest.fixture(scope="session")
 def shim_asan(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shim (core, LiteRT backend, tests) built with AddressSanitizer and UndefinedBehaviorSanitizer."""
-    return _cmake_build(tmp_path_factory.mktemp("shim-asan"), "-DRS_SANITIZE=ON", "-DCMAKE_BUILD_TYPE=Debug")
+    """The shim (core, both backends, tests) built with AddressSanitizer and UndefinedBehaviorSanitizer (the
+    ExecuTorch libraries it links are the wheel's, not instrumented)."""
+    import executorch
+
+    package = Path(next(iter(executorch.__path__))) / "share" / "cmake"
+    options = ("-DRS_SANITIZE=ON", "-DCMAKE_BUILD_TYPE=Debug", "-DRS_WITH_EXECUTORCH=ON", f"-Dexecutorch_DIR={package}")
+    return _cmake_build(tmp_path_factory.mktemp("shim-asan"), *options)
 
 
 def _assert_sanitizers_quiet(result: subprocess.CompletedProcess[str]) -> None:
@@ -569,6 +574,14 @@ def test_parsers_survive_bounded_fuzzing(target: str, tmp_path_factory: pytest.T
 
 
 AARCH64 = REPO / ".venv" / "aarch64"  # the pinned wheels' aarch64 runtimes, unpacked by scripts/bootstrap.sh
+DEBIAN_AARCH64 = AARCH64 / "debian"  # Debian's arm64 CPython and Java runtime with their libraries, unpacked too
+
+
+def _debian_aarch64(program: str) -> Path:
+    """``program`` (relative) of the unpacked Debian arm64 root: run it under ``_emulated(..., DEBIAN_AARCH64)``."""
+    path = DEBIAN_AARCH64 / program
+    assert path.is_file(), f"{path} is missing: run scripts/bootstrap.sh"
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -712,19 +725,23 @@ def _process_threads() -> int:
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one usable CPU: thread counts cannot differ")
+@pytest.mark.parametrize("build_name", ["shim", "shim_asan"])
 def test_each_backend_runs_on_the_threads_it_is_given_and_the_bundle_gives_its_targets(
-    shim: Path, built: tuple[Path, Path, Path, Path]
+    build_name: str, request: pytest.FixtureRequest, built: tuple[Path, Path, Path, Path]
 ) -> None:
     """``test_threads`` (``runtime_shim/tests/test_threads.c``) on a real bundle: each backend's runtime runs one
     more thread for one more asked, never more than the usable CPUs, and ExecuTorch's process-wide pool keeps
     its size while a method is loaded. Then the Python binding: a LiteRT runner runs on the bundle's threads
-    (the target's 2) unless told otherwise. Fails if a backend drops its thread count (LiteRT's own default is
-    one thread), exceeds the usable CPUs, resizes the pool under a loaded method, or if the index loses the
-    target's threads on the way."""
-    bundle = built[0]
-    result = _run(shim / "tests" / "test_threads", bundle, _litert_library())
+    (the target's 2) unless told otherwise. Natively and under ASan/UBSan. Fails if a backend drops its thread
+    count (LiteRT's own default is one thread), exceeds the usable CPUs, resizes the pool under a loaded method,
+    or if the index loses the target's threads on the way."""
+    bundle, build = built[0], request.getfixturevalue(build_name)
+    result = _run(build / "tests" / "test_threads", bundle, _litert_library())
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert "all thread tests passed" in result.stdout
+    _assert_sanitizers_quiet(result)
+    if build_name != "shim":
+        return
     added: dict[int | None, int] = {}
     with Bundle(bundle) as opened:
         assert opened.threads == 2
@@ -881,7 +898,7 @@ def test_c_runner_walks_a_ladder_program_down_and_up_under_changing_memory(
     """Issue 16: the C runner on a ladder bundle (the tiny project's, needs rewritten 100 MiB apart) steps down
     through every rung as a fixture tree's memory shrinks and up again as it grows, serving every switch from the
     program it opened (the file is spoiled on disk after opening), each rung giving the Python runtimes' logits:
-    both backends natively and on an emulated Cortex-A53, LiteRT under ASan/UBSan (that build has no ExecuTorch)."""
+    both backends natively, under ASan/UBSan and on an emulated Cortex-A53."""
     build: Path = request.getfixturevalue(build_name)
     platform = "aarch64" if build_name == "shim_aarch64" else "x86_64"
     bundle = _ranked_bundle(built_ladder, tmp_path / "bundle", ("executorch", "litert"))
@@ -975,11 +992,9 @@ def test_python_runner_walks_a_ladder_program_down_and_up_under_changing_memory(
     elif core == "aarch64":
         package, cross = request.getfixturevalue("python_aarch64"), request.getfixturevalue("shim_aarch64")
         loaded, plugin = str(package / "restnetc" / "_shim.so"), cross / "librestnet_shim_executorch.so"
-        python_root = AARCH64 / "python"
-        assert (python_root / "usr" / "bin" / "python3.11").is_file(), f"{python_root}: run scripts/bootstrap.sh"
         command = [
-            *_emulated(cross, python_root), "-E", f"PYTHONPATH={package}{os.pathsep}{AARCH64}",
-            "-E", f"RESTNET_SHIM_LITERT={_litert_library('aarch64')}", python_root / "usr" / "bin" / "python3.11", "-S",
+            *_emulated(cross, DEBIAN_AARCH64), "-E", f"PYTHONPATH={package}{os.pathsep}{AARCH64}",
+            "-E", f"RESTNET_SHIM_LITERT={_litert_library('aarch64')}", _debian_aarch64("usr/bin/python3.11"), "-S",
         ]  # fmt: skip
     for backend in backends:
         bundle = _ranked_bundle(built_ladder, tmp_path / backend, (backend,))
@@ -998,8 +1013,9 @@ def test_python_runner_walks_a_ladder_program_down_and_up_under_changing_memory(
 
 
 def _jni_build(build: Path, *options: str) -> Path:
-    """A shim build with the JNI bridge, the Java wrapper and the Java tests compiled into ``classes``."""
-    _cmake_build(build, "-DRS_WITH_JNI=ON", *options)
+    """A shim build with the JNI bridge, the Java wrapper and the Java tests compiled into ``classes`` (not the C
+    tests: the JNI tests run none)."""
+    _cmake_build(build, "-DRS_WITH_JNI=ON", "-DRS_BUILD_TESTS=OFF", *options)
     sources = [SHIM / "jni" / "java" / "ai" / "restnet" / "shim" / "RestnetShim.java"]
     tests = sorted((SHIM / "jni" / "test").glob("*.java"))
     subprocess.run(["javac", "-d", build / "classes", *sources, *tests], check=True)
@@ -1038,7 +1054,17 @@ def test_jni_bridge_selects_and_runs_on_the_desktop_jdk(jni: Path, built: tuple[
     assert "all JNI tests passed" in result.stdout
 
 
-@pytest.mark.parametrize("build_name", ["jni", "jni_asan"])
+@pytest.fixture(scope="module")
+def jni_aarch64(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The JNI build cross-built for aarch64 (bridge, core, LiteRT backend; the Java classes are the host's)."""
+    toolchain = SHIM / "cmake" / "aarch64-linux-gnu.cmake"
+    options = (f"-DCMAKE_TOOLCHAIN_FILE={toolchain}", "-DCMAKE_BUILD_TYPE=Release")
+    build = _jni_build(tmp_path_factory.mktemp("shim-jni-aarch64"), *options)
+    assert (build / "librestnet_shim_jni.so").read_bytes()[18:20] == b"\xb7\x00", "should be EM_AARCH64"
+    return build
+
+
+@pytest.mark.parametrize("build_name", ["jni", "jni_asan", "jni_aarch64"])
 def test_jni_runner_switches_across_every_entry_point_of_a_ladder_program(
     build_name: str, request: pytest.FixtureRequest, built_ladder: Path, tmp_path: Path
 ) -> None:
@@ -1046,10 +1072,14 @@ def test_jni_runner_switches_across_every_entry_point_of_a_ladder_program(
     resident) after the file was spoiled on disk, each rung giving its own signature's logits, and ``refresh``
     comes back to the rung it chose when opened; a second runner walks down through every rung as the fixture
     tree's memory shrinks and up again as it grows (needs rewritten 100 MiB apart), from its open program. On
-    the desktop JDK, and with the native side under ASan/UBSan (libasan preloaded into the JVM, whose own
-    SIGSEGV handling ASan leaves alone; errors abort, ``-fno-sanitize-recover``; leaks are not checked there)."""
+    the desktop JDK, with the native side under ASan/UBSan (libasan preloaded into the JVM, whose own
+    SIGSEGV handling ASan leaves alone; errors abort, ``-fno-sanitize-recover``; leaks are not checked there), and
+    on Debian's aarch64 Java 17 under qemu as a Cortex-A53 with the bridge cross-built."""
     jni: Path = request.getfixturevalue(build_name)
-    env = None
+    env, java, platform = None, ["java"], "x86_64"
+    if build_name == "jni_aarch64":
+        cross, platform = request.getfixturevalue("shim_aarch64"), "aarch64"
+        java = [*_emulated(cross, DEBIAN_AARCH64), _debian_aarch64("usr/lib/jvm/java-17-openjdk-arm64/bin/java")]
     if build_name == "jni_asan":
         libasan = _libasan(jni / "librestnet_shim_jni.so")
         options = "detect_leaks=0:handle_segv=0:allow_user_segv_handler=1"
@@ -1062,10 +1092,10 @@ def test_jni_runner_switches_across_every_entry_point_of_a_ladder_program(
     lines = [f"{a.id} " + ",".join(f"{v:.9g}" for v in _python_logits(built_ladder, a, image)[0]) for a in rungs]
     (tmp_path / "expected.txt").write_text("\n".join(lines) + "\n")
     _write(tmp_path / "root", "proc/meminfo", "MemAvailable: 80000000 kB\n")
-    args = [jni / "librestnet_shim_jni.so", bundle, tmp_path / "root", _litert_library(), tmp_path / "input.f32"]
-    args += [tmp_path / "expected.txt", rungs[0].file]
-    timeout = 600 if build_name == "jni_asan" else 120  # a Debug build under ASan, on shared cores
-    result = _run("java", "-cp", jni / "classes", "RestnetShimLadderTest", *args, env=env, timeout=timeout)
+    args = [jni / "librestnet_shim_jni.so", bundle, tmp_path / "root", _litert_library(platform)]
+    args += [tmp_path / "input.f32", tmp_path / "expected.txt", rungs[0].file]
+    timeout = 120 if build_name == "jni" else 600  # a Debug build under ASan, or a JVM under qemu, on shared cores
+    result = _run(*java, "-cp", jni / "classes", "RestnetShimLadderTest", *args, env=env, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "all JNI ladder tests passed" in result.stdout
     _assert_sanitizers_quiet(result)
