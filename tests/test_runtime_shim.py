@@ -47,13 +47,21 @@ def _cmake_build(build_dir: Path, *options: str, target: str = "all") -> Path:
     return build_dir
 
 
+def _with_executorch(platform: str = "x86_64") -> tuple[str, ...]:
+    """CMake options that build the ExecuTorch backend against the pinned wheel's package: the installed one, or
+    the aarch64 one that bootstrap.sh unpacked."""
+    import executorch
+
+    root = AARCH64 if platform == "aarch64" else Path(next(iter(executorch.__path__))).parent
+    package = root / "executorch" / "share" / "cmake"
+    assert package.is_dir(), f"{package} is missing: run scripts/bootstrap.sh"
+    return "-DRS_WITH_EXECUTORCH=ON", f"-Dexecutorch_DIR={package}"
+
+
 @pytest.fixture(scope="session")
 def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A release build of the shim with both backends (warnings are errors)."""
-    import executorch
-
-    package = Path(next(iter(executorch.__path__))) / "share" / "cmake"
-    options = ("-DCMAKE_BUILD_TYPE=Release", "-DRS_WITH_EXECUTORCH=ON", f"-Dexecutorch_DIR={package}")
+    options = ("-DCMAKE_BUILD_TYPE=Release", *_with_executorch())
     refusing = f"-DRS_TEST_LITERT_LIBRARY={_litert_library()}"  # tests/litert_refusing_options.c in front of it
     return _cmake_build(tmp_path_factory.mktemp("shim"), *options, refusing)
 
@@ -83,10 +91,7 @@ def test_core_suite_passes(shim: Path) -> None:
 def shim_asan(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shim (core, both backends, tests) built with AddressSanitizer and UndefinedBehaviorSanitizer (the
     ExecuTorch libraries it links are the wheel's, not instrumented)."""
-    import executorch
-
-    package = Path(next(iter(executorch.__path__))) / "share" / "cmake"
-    options = ("-DRS_SANITIZE=ON", "-DCMAKE_BUILD_TYPE=Debug", "-DRS_WITH_EXECUTORCH=ON", f"-Dexecutorch_DIR={package}")
+    options = ("-DRS_SANITIZE=ON", "-DCMAKE_BUILD_TYPE=Debug", *_with_executorch())
     return _cmake_build(tmp_path_factory.mktemp("shim-asan"), *options)
 
 
@@ -588,10 +593,8 @@ def _debian_aarch64(program: str) -> Path:
 def shim_aarch64(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shim cross-built for aarch64 with ``-mcpu=cortex-a53``: core, both backends, CLI, tests."""
     toolchain = SHIM / "cmake" / "aarch64-linux-gnu.cmake"
-    package = AARCH64 / "executorch" / "share" / "cmake"
-    assert package.is_dir(), f"{package} is missing: run scripts/bootstrap.sh"
     build = tmp_path_factory.mktemp("shim-aarch64")
-    options = (f"-DCMAKE_TOOLCHAIN_FILE={toolchain}", "-DRS_WITH_EXECUTORCH=ON", f"-Dexecutorch_DIR={package}")
+    options = (f"-DCMAKE_TOOLCHAIN_FILE={toolchain}", *_with_executorch("aarch64"))
     _cmake_build(build, *options, "-DCMAKE_BUILD_TYPE=Release")
     assert (build / "restnet-shim").read_bytes()[18:20] == b"\xb7\x00", "ELF e_machine should be EM_AARCH64 (183)"
     return build
@@ -1024,13 +1027,15 @@ def _jni_build(build: Path, *options: str) -> Path:
 
 @pytest.fixture(scope="module")
 def jni(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _jni_build(tmp_path_factory.mktemp("shim-jni"))
+    """The JNI build with both backends."""
+    return _jni_build(tmp_path_factory.mktemp("shim-jni"), *_with_executorch())
 
 
 @pytest.fixture(scope="module")
 def jni_asan(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The JNI build with ASan/UBSan: core, LiteRT backend and bridge instrumented."""
-    return _jni_build(tmp_path_factory.mktemp("shim-jni-asan"), "-DRS_SANITIZE=ON", "-DCMAKE_BUILD_TYPE=Debug")
+    """The JNI build with ASan/UBSan: core, both backends and bridge instrumented."""
+    options = ("-DRS_SANITIZE=ON", "-DCMAKE_BUILD_TYPE=Debug", *_with_executorch())
+    return _jni_build(tmp_path_factory.mktemp("shim-jni-asan"), *options)
 
 
 def test_jni_bridge_selects_and_runs_on_the_desktop_jdk(jni: Path, built: tuple[Path, Path, Path, Path]) -> None:
@@ -1056,9 +1061,9 @@ def test_jni_bridge_selects_and_runs_on_the_desktop_jdk(jni: Path, built: tuple[
 
 @pytest.fixture(scope="module")
 def jni_aarch64(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The JNI build cross-built for aarch64 (bridge, core, LiteRT backend; the Java classes are the host's)."""
+    """The JNI build cross-built for aarch64 (bridge, core, both backends; the Java classes are the host's)."""
     toolchain = SHIM / "cmake" / "aarch64-linux-gnu.cmake"
-    options = (f"-DCMAKE_TOOLCHAIN_FILE={toolchain}", "-DCMAKE_BUILD_TYPE=Release")
+    options = (f"-DCMAKE_TOOLCHAIN_FILE={toolchain}", "-DCMAKE_BUILD_TYPE=Release", *_with_executorch("aarch64"))
     build = _jni_build(tmp_path_factory.mktemp("shim-jni-aarch64"), *options)
     assert (build / "librestnet_shim_jni.so").read_bytes()[18:20] == b"\xb7\x00", "should be EM_AARCH64"
     return build
@@ -1068,7 +1073,7 @@ def jni_aarch64(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_jni_runner_switches_across_every_entry_point_of_a_ladder_program(
     build_name: str, request: pytest.FixtureRequest, built_ladder: Path, tmp_path: Path
 ) -> None:
-    """Issue 16: the Java runner on a LiteRT ladder program moves to every rung with ``use`` (loaded, then
+    """Issue 16: the Java runner on each backend's ladder program moves to every rung with ``use`` (loaded, then
     resident) after the file was spoiled on disk, each rung giving its own signature's logits, and ``refresh``
     comes back to the rung it chose when opened; a second runner walks down through every rung as the fixture
     tree's memory shrinks and up again as it grows (needs rewritten 100 MiB apart), from its open program. On
@@ -1084,21 +1089,22 @@ def test_jni_runner_switches_across_every_entry_point_of_a_ladder_program(
         libasan = _libasan(jni / "librestnet_shim_jni.so")
         options = "detect_leaks=0:handle_segv=0:allow_user_segv_handler=1"
         env = {**os.environ, "LD_PRELOAD": str(libasan), "ASAN_OPTIONS": options}
-    bundle = _ranked_bundle(built_ladder, tmp_path / "bundle", ("litert",))
-    rungs = _ranked(read_manifest(built_ladder).artifacts, "litert")
-    assert len({a.file for a in rungs}) == 1 < len(rungs)
     image = np.random.default_rng(4).standard_normal((1, 3, 32, 32)).astype(np.float32)
     image.tofile(tmp_path / "input.f32")
-    lines = [f"{a.id} " + ",".join(f"{v:.9g}" for v in _python_logits(built_ladder, a, image)[0]) for a in rungs]
-    (tmp_path / "expected.txt").write_text("\n".join(lines) + "\n")
-    _write(tmp_path / "root", "proc/meminfo", "MemAvailable: 80000000 kB\n")
-    args = [jni / "librestnet_shim_jni.so", bundle, tmp_path / "root", _litert_library(platform)]
-    args += [tmp_path / "input.f32", tmp_path / "expected.txt", rungs[0].file]
-    timeout = 120 if build_name == "jni" else 600  # a Debug build under ASan, or a JVM under qemu, on shared cores
-    result = _run(*java, "-cp", jni / "classes", "RestnetShimLadderTest", *args, env=env, timeout=timeout)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "all JNI ladder tests passed" in result.stdout
-    _assert_sanitizers_quiet(result)
+    for backend in ("executorch", "litert"):
+        bundle = _ranked_bundle(built_ladder, tmp_path / backend, (backend,))
+        rungs = _ranked(read_manifest(built_ladder).artifacts, backend)
+        assert len({a.file for a in rungs}) == 1 < len(rungs)
+        lines = [f"{a.id} " + ",".join(f"{v:.9g}" for v in _python_logits(built_ladder, a, image)[0]) for a in rungs]
+        (tmp_path / f"expected-{backend}.txt").write_text("\n".join(lines) + "\n")
+        _write(tmp_path / f"root-{backend}", "proc/meminfo", "MemAvailable: 80000000 kB\n")
+        args = [jni / "librestnet_shim_jni.so", bundle, tmp_path / f"root-{backend}", _litert_library(platform)]
+        args += [tmp_path / "input.f32", tmp_path / f"expected-{backend}.txt", rungs[0].file, backend]
+        timeout = 120 if build_name == "jni" else 600  # a Debug build under ASan, or a JVM under qemu, shared cores
+        result = _run(*java, "-cp", jni / "classes", "RestnetShimLadderTest", *args, env=env, timeout=timeout)
+        assert result.returncode == 0, f"{backend}: {result.stderr[-3000:]}"
+        assert "all JNI ladder tests passed" in result.stdout
+        _assert_sanitizers_quiet(result)
 
 
 def test_example_app_classifies_an_image_like_the_cli(

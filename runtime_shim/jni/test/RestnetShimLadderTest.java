@@ -11,8 +11,9 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * Desktop-JDK test of the JNI bridge on a ladder bundle: one LiteRT program, a signature per rung.
- * usage: java RestnetShimLadderTest LIBRARY BUNDLE MEMORY_ROOT LIBLITERT INPUT_F32 EXPECTED PROGRAM_FILE
+ * Test of the JNI bridge on a ladder bundle: one program of BACKEND ("litert", the default, or "executorch" when the
+ * bridge is built with it), an entry point per rung.
+ * usage: java RestnetShimLadderTest LIBRARY BUNDLE MEMORY_ROOT LIBLITERT INPUT_F32 EXPECTED PROGRAM_FILE [BACKEND]
  * (EXPECTED: one line per rung, "ID LOGIT,LOGIT,...", what the Python runtime gives for INPUT_F32, from the least
  * to the most accurate rung, whose memory needs in BUNDLE's index are 100, 200, ... MiB; PROGRAM_FILE: the ladder
  * file, relative to BUNDLE; it is spoiled once the runners have opened it; MEMORY_ROOT/proc/meminfo is rewritten)
@@ -39,6 +40,7 @@ public final class RestnetShimLadderTest {
 
     public static void main(String[] args) throws Exception {
         System.load(args[0]);
+        String backend = args.length > 7 ? args[7] : "litert";
         ByteBuffer bytes = ByteBuffer.wrap(Files.readAllBytes(Paths.get(args[4]))).order(ByteOrder.LITTLE_ENDIAN);
         float[] input = new float[bytes.remaining() / 4];
         bytes.asFloatBuffer().get(input);
@@ -51,7 +53,7 @@ public final class RestnetShimLadderTest {
             // Opened with neighbour preloading, the rung just below the chosen one is loaded too (the top rung has
             // none above), and it is the only other one; without it, none is.
             for (boolean preload : new boolean[] {false, true}) {
-                RestnetShim.Runner fresh = bundle.runner("litert", args[3], args[2], 1 << 20, preload);
+                RestnetShim.Runner fresh = bundle.runner(backend, args[3], args[2], 1 << 20, preload);
                 String chosen = fresh.currentVariant();
                 int others = 0;
                 for (String id : rungs.keySet()) {
@@ -67,13 +69,13 @@ public final class RestnetShimLadderTest {
                     // a closed runner refuses every call
                 }
             }
-            RestnetShim.Runner runner = bundle.runner("litert", args[3], args[2], 1 << 20);
-            RestnetShim.Runner walker = bundle.runner("litert", args[3], args[2], 1 << 20);
+            RestnetShim.Runner runner = bundle.runner(backend, args[3], args[2], 1 << 20);
+            RestnetShim.Runner walker = bundle.runner(backend, args[3], args[2], 1 << 20);
             // A runner told a hysteresis of 100 (a larger rung must fit 101 times its need) stays where it is put
             // when the walker, with the default, steps up; a negative one is refused.
-            RestnetShim.Runner sticky = bundle.runner("litert", args[3], args[2], 1 << 20, false, 100.0);
+            RestnetShim.Runner sticky = bundle.runner(backend, args[3], args[2], 1 << 20, false, 100.0);
             try {
-                bundle.runner("litert", args[3], args[2], 1 << 20, false, -0.5);
+                bundle.runner(backend, args[3], args[2], 1 << 20, false, -0.5);
                 check(false, "a negative hysteresis was taken");
             } catch (IOException expected) {
                 check(expected.getMessage().contains("hysteresis must be >= 0"), expected.getMessage());
