@@ -963,15 +963,17 @@ def python_aarch64(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_python_runner_walks_a_ladder_program_down_and_up_under_changing_memory(
     core: str, request: pytest.FixtureRequest, shim: Path, built_ladder: Path, tmp_path: Path
 ) -> None:
-    """Issue 16, the C runner's ladder walk above through ``restnetc.runtime.Runner`` (``python_ladder_walk.py``,
-    in a process of its own): on a fixture tree whose memory shrinks, each ``refresh`` steps one rung down (needs
+    """Issue 16, the C runner's ladder walk above through ``restnetc.runtime.Runner`` (``python_ladder_walk.py``, in
+    a process of its own): on a fixture tree whose memory shrinks, each ``refresh`` steps one rung down (needs
     100 MiB apart), and as it grows one rung up, every rung served from the program opened once (the file is
-    spoiled on disk after opening) with the Python runtimes' logits. Both backends on the installed core; LiteRT
-    on the core rebuilt under ASan/UBSan, imported by a ``python -S`` whose path puts the rebuilt package before
-    site-packages (so the editable install's finder never runs) with libasan preloaded. Errors abort the walk
-    (``-fno-sanitize-recover``); leaks are not checked there (CPython keeps objects until exit). Both backends
-    again on Debian's aarch64 CPython under qemu as a Cortex-A53 (``aarch64``: the package with a cross-built
-    core, aarch64 numpy, libLiteRt.so and ExecuTorch backend), against the x86 Python runtimes' logits."""
+    spoiled on disk after opening) with the Python runtimes' logits. Both backends in each setup:
+    - ``installed``: the installed core;
+    - ``asan``: the core rebuilt under ASan/UBSan (ExecuTorch through the instrumented ``shim_asan`` plugin),
+      imported by a ``python -S`` whose path puts the rebuilt package before site-packages (so the editable
+      install's finder never runs), libasan preloaded; errors abort the walk (``-fno-sanitize-recover``), leaks
+      are not checked (CPython keeps objects until exit);
+    - ``aarch64``: Debian's aarch64 CPython under qemu as a Cortex-A53, with the package's core cross-built, the
+      aarch64 numpy, libLiteRt.so and ExecuTorch backend, against the x86 Python runtimes' logits."""
     manifest = read_manifest(built_ladder)
     image = np.random.default_rng(3).standard_normal((1, 3, 32, 32)).astype(np.float32)
     np.save(tmp_path / "input.npy", image)
@@ -991,7 +993,7 @@ def test_python_runner_walks_a_ladder_program_down_and_up_under_changing_memory(
             "LD_PRELOAD": str(libasan),  # first in the process, as ASan requires
             "ASAN_OPTIONS": "detect_leaks=0",
         }
-        backends = ("litert",)
+        plugin = request.getfixturevalue("shim_asan") / "librestnet_shim_executorch.so"
     elif core == "aarch64":
         package, cross = request.getfixturevalue("python_aarch64"), request.getfixturevalue("shim_aarch64")
         loaded, plugin = str(package / "restnetc" / "_shim.so"), cross / "librestnet_shim_executorch.so"
