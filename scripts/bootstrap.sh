@@ -99,5 +99,10 @@ if [ "$(cat "$debian_root/.packages" 2>/dev/null)" != "${arm64_debian[*]}" ]; th
   rm -rf "$debian_root" && mkdir -p "$debian_root"
   for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$debian_root"; done
   rm -rf "$debs"
+  # Absolute symlinks (the JRE's lib/jvm.cfg -> /etc/java-17-openjdk/jvm-arm64.cfg) would leave the root for the
+  # host's files: point them at the root's own.
+  find "$debian_root" -type l -lname '/*' | while read -r link; do
+    ln -sfn "$debian_root$(readlink "$link")" "$link"
+  done
   echo "${arm64_debian[*]}" > "$debian_root/.packages"
 fi

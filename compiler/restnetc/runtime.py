@@ -382,7 +382,7 @@ class Runner:
         self._plugin: ctypes.CDLL | None = None
         error = Error()
         count = bundle.threads if threads is None else threads
-        if not 0 <= count <= MAX_THREADS:
+        if type(count) is not int or not 0 <= count <= MAX_THREADS:
             raise ShimError("argument", f"threads {count}: expected 0 (the runtime's default) to {MAX_THREADS}")
         if backend == "litert":
             library = str(litert_library or _default_litert_library()).encode()
@@ -492,9 +492,10 @@ class Runner:
             if self._plugin is None:
                 _lib().rs_litert_backend_close(ctypes.byref(self._backend))
             else:
-                closer = self._plugin.rs_executorch_backend_close
-                closer.restype, closer.argtypes = None, [ctypes.POINTER(BackendTable)]
-                closer(ctypes.byref(self._backend))
+                closer = getattr(self._plugin, "rs_executorch_backend_close", None)
+                if closer is not None:  # a plugin before 0.2 had static options and no close
+                    closer.restype, closer.argtypes = None, [ctypes.POINTER(BackendTable)]
+                    closer(ctypes.byref(self._backend))
         self._backend = BackendTable()
 
     def close(self) -> None:

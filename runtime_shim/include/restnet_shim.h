@@ -129,8 +129,8 @@ RS_API const char *rs_bundle_identity(const rs_bundle *bundle);
  * RS_MAX_THREADS), or 0 when the index does not say: what to pass as a backend's `threads` option. */
 RS_API int rs_bundle_threads(const rs_bundle *bundle);
 
-/* The CPUs this process may run on now (its affinity mask; the online count where that is unknown), at least 1.
- * A backend given a thread count never runs more threads than this. Safe from any thread. */
+/* The CPUs this process may run on now (its affinity mask; the online count where that is unknown), 1 to
+ * RS_MAX_THREADS. A backend given a thread count never runs more threads than this. Safe from any thread. */
 RS_API int rs_usable_cpus(void);
 
 /* Checks that the directory path given to rs_bundle_open still holds this bundle (same identity). Returns

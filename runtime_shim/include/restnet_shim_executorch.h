@@ -18,9 +18,10 @@ typedef struct rs_executorch_options {
     rs_packing packing;
     /* Threads of ExecuTorch's thread pool, which XNNPACK methods and kernels run on: 0 (default) leaves the pool
      * as it is (cpuinfo's count of the device's performance cores, whatever the affinity mask, unless an earlier
-     * load resized it), more than rs_usable_cpus() count as that many, negative is refused. The pool is the process's: loading a method resizes it only while no method of
-     * this library is loaded anywhere in the process (a loaded method keeps the pool it was given), so the first
-     * method to load decides for all that load with it. The pool is shared with whatever else in the process
+     * load resized it), more than rs_usable_cpus() count as that many, negative is refused. The pool is the
+     * process's: loading a method resizes it only while no method of this library is loaded anywhere in the
+     * process (a loaded method keeps the pool it was given), so the first method to load decides for all that
+     * load with it; a resize the pool refuses fails the load. The pool is shared with whatever else in the process
      * runs ExecuTorch from the same libraries (its Python bindings, say), which the backend cannot see: such an
      * application passes 0 unless none of its own methods is loaded when the backend loads one. Pass
      * rs_bundle_threads() for what the compiler's target says. */

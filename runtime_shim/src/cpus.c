@@ -8,9 +8,9 @@
 int rs_usable_cpus(void) {
     cpu_set_t mask;
     CPU_ZERO(&mask);
-    if (sched_getaffinity(0, sizeof mask, &mask) == 0 && CPU_COUNT(&mask) > 0) {
-        return CPU_COUNT(&mask);
+    long count = sched_getaffinity(0, sizeof mask, &mask) == 0 ? CPU_COUNT(&mask) : 0;
+    if (count <= 0) {
+        count = sysconf(_SC_NPROCESSORS_ONLN); /* more CPUs than a cpu_set_t holds, or no affinity call */
     }
-    long online = sysconf(_SC_NPROCESSORS_ONLN); /* more CPUs than a cpu_set_t holds, or no affinity call */
-    return online > 0 && online <= RS_MAX_THREADS ? (int)online : online > RS_MAX_THREADS ? RS_MAX_THREADS : 1;
+    return count < 1 ? 1 : count > RS_MAX_THREADS ? RS_MAX_THREADS : (int)count;
 }

@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -53,15 +54,17 @@ std::mutex pool_lock;
 size_t methods_loaded = 0;
 
 // One loaded method's hold on the thread pool, for the method's lifetime: the first hold (none before it) sizes
-// the pool to `threads` (0: as it is); later ones take it as it is.
+// the pool to `threads` (0: as it is; std::runtime_error if the pool refuses); later ones take it as it is.
 class PoolHold {
   public:
     explicit PoolHold(int threads) {
         std::lock_guard<std::mutex> guard(pool_lock);
         if (threads > 0 && methods_loaded == 0) {
             auto *pool = executorch::extension::threadpool::get_threadpool();  // nullptr if cpuinfo failed
-            if (pool != nullptr && pool->get_thread_count() != static_cast<size_t>(threads)) {
-                pool->_unsafe_reset_threadpool(static_cast<uint32_t>(threads));
+            if (pool != nullptr && pool->get_thread_count() != static_cast<size_t>(threads) &&
+                !pool->_unsafe_reset_threadpool(static_cast<uint32_t>(threads))) {
+                throw std::runtime_error("ExecuTorch refused to resize its thread pool to " +
+                                         std::to_string(threads) + " threads");
             }
         }
         methods_loaded++;
