@@ -84,7 +84,7 @@ def _library() -> ctypes.CDLL:
             ctypes.c_int,
             [ctypes.c_char_p, ctypes.POINTER(LitertOptions), ctypes.POINTER(BackendTable), error],
         ),
-        "rs_litert_backend_close": (None, [ctypes.POINTER(BackendTable)]),
+        "rs_backend_close": (None, [ctypes.POINTER(BackendTable)]),
         "rs_runner_open": (
             ctypes.c_int,
             [
@@ -488,15 +488,8 @@ class Runner:
         return self._handle
 
     def _close_backend(self) -> None:
-        if self._backend.context:
-            if self._plugin is None:
-                _lib().rs_litert_backend_close(ctypes.byref(self._backend))
-            else:
-                closer = getattr(self._plugin, "rs_executorch_backend_close", None)
-                if closer is not None:  # a plugin before 0.2 had static options and no close
-                    closer.restype, closer.argtypes = None, [ctypes.POINTER(BackendTable)]
-                    closer(ctypes.byref(self._backend))
-        self._backend = BackendTable()
+        """Releases the backend through its own ``release`` (the plugin that holds it is still loaded)."""
+        _lib().rs_backend_close(ctypes.byref(self._backend))
 
     def close(self) -> None:
         with self._lock:

@@ -174,6 +174,7 @@ class BackendTable(ctypes.Structure):
         ("run", ctypes.c_void_p),
         ("unload", ctypes.c_void_p),
         ("close", ctypes.c_void_p),
+        ("release", ctypes.c_void_p),
     ]
 
 

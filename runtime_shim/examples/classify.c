@@ -52,7 +52,7 @@ int main(int argc, char **argv) {
 done:
     if (code != 0) fprintf(stderr, "classify: %s\n", err.message);
     rs_runner_close(runner);
-    if (litert.context != NULL) rs_litert_backend_close(&litert);
+    rs_backend_close(&litert);
     rs_bundle_close(bundle);
     free(pixels);
     free(logits);

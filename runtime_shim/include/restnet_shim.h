@@ -247,10 +247,14 @@ static inline int rs_packing_shared(rs_packing packing, const rs_artifact *artif
  * again later: ExecuTorch's MemoryAllocationFailed, DelegateMemoryAllocationFailed and OutOfResources, LiteRT's
  * status 2; any other LiteRT status, from its compilation too, counts as a refusal) and
  * RS_ERR_BACKEND when the runtime refuses the program or the entry point (the runner does not try it again;
- * when `open` refused a file, none of the rungs sharing it). */
+ * when `open` refused a file, none of the rungs sharing it).
+ *
+ * `release` frees `context` and whatever else the backend holds (a loaded runtime library, options); it is called
+ * once, by rs_backend_close. A backend whose context its maker frees itself (a caller's own backend) leaves it
+ * NULL. */
 typedef struct rs_backend {
     const char *name; /* must equal the artifacts' `backend` ("litert", "executorch") */
-    void *context;    /* backend-wide state, owned by whoever created the backend */
+    void *context;    /* backend-wide state, owned by the backend (see `release`) */
     rs_status (*open)(void *context, const void *data, size_t size, const rs_artifact *artifact, void **program,
                       rs_error *err);
     rs_status (*load)(void *program, const rs_artifact *artifact, void **model, rs_error *err);
@@ -258,7 +262,14 @@ typedef struct rs_backend {
                      rs_error *err);
     void (*unload)(void *model);
     void (*close)(void *program);
+    void (*release)(void *context);
 } rs_backend;
+
+/* Releases a backend an opener filled (rs_litert_backend_open_with, rs_executorch_backend_open_with, ...): calls
+ * its `release` with its context, once, and clears `*backend`. Call it after every runner using the backend is
+ * closed; a NULL backend, or one closed already or never opened (all zero), is left alone. Symmetric with the
+ * opener whatever the backend, so callers never switch on its name. */
+RS_API void rs_backend_close(rs_backend *backend);
 
 /* The running variant, the rungs and programs kept resident, and the policy that keeps them fitting: opaque,
  * rs_runner_open .. rs_runner_close. */

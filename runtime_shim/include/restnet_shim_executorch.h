@@ -29,17 +29,13 @@ typedef struct rs_executorch_options {
 } rs_executorch_options;
 
 /* Fills `out` to load methods as `options` says (copied; NULL: the defaults above). The ExecuTorch runtime, its
- * kernels and the XNNPACK delegate are linked into this library. Release with rs_executorch_backend_close after
- * every runner using it is closed. */
+ * kernels and the XNNPACK delegate are linked into this library. Release with rs_backend_close after every
+ * runner using it is closed. */
 RS_API rs_status rs_executorch_backend_open_with(const rs_executorch_options *options, rs_backend *out,
                                                  rs_error *err);
 
 /* rs_executorch_backend_open_with the default options. */
 RS_API rs_status rs_executorch_backend_open(rs_backend *out, rs_error *err);
-
-/* Releases what rs_executorch_backend_open_with allocated; a backend already closed (or never opened: NULL
- * context) is left alone. */
-RS_API void rs_executorch_backend_close(rs_backend *backend);
 
 #ifdef __cplusplus
 }

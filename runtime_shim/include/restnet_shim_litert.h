@@ -25,13 +25,12 @@ typedef struct rs_litert_options {
 
 /* Loads `library` (a path to libLiteRt.so, or a bare name searched on the library path), creates a LiteRT
  * environment and fills `out` to compile programs as `options` says (copied; NULL: the defaults above).
- * Release with rs_litert_backend_close after every runner using it is closed. */
+ * Release with rs_backend_close after every runner using it is closed. */
 RS_API rs_status rs_litert_backend_open_with(const char *library, const rs_litert_options *options,
                                              rs_backend *out, rs_error *err);
 
 /* rs_litert_backend_open_with the default options. */
 RS_API rs_status rs_litert_backend_open(const char *library, rs_backend *out, rs_error *err);
-RS_API void rs_litert_backend_close(rs_backend *backend);
 
 #ifdef __cplusplus
 }

@@ -123,14 +123,7 @@ typedef struct {
 
 static void close_runner(jni_runner *r) {
     rs_runner_close(r->runner);
-    if (r->backend.context != NULL && strcmp(r->backend.name, "litert") == 0) {
-        rs_litert_backend_close(&r->backend);
-    }
-#ifdef RS_WITH_EXECUTORCH
-    if (r->backend.context != NULL && strcmp(r->backend.name, "executorch") == 0) {
-        rs_executorch_backend_close(&r->backend);
-    }
-#endif
+    rs_backend_close(&r->backend);
     free(r);
 }
 

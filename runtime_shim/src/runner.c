@@ -642,6 +642,16 @@ const rs_artifact *rs_runner_current(rs_runner *runner) {
     return a;
 }
 
+void rs_backend_close(rs_backend *backend) {
+    if (backend == NULL) {
+        return;
+    }
+    if (backend->release != NULL && backend->context != NULL) {
+        backend->release(backend->context);
+    }
+    *backend = (rs_backend){0};
+}
+
 void rs_runner_close(rs_runner *runner) {
     if (runner == NULL) {
         return;

@@ -157,14 +157,14 @@ int main(int argc, char **argv) {
         return 2;
     }
     walk(&litert);
-    rs_litert_backend_close(&litert);
+    rs_backend_close(&litert);
 #ifdef RS_WITH_EXECUTORCH
     rs_backend executorch;
     rs_status opened = rs_executorch_backend_open(&executorch, &err);
     CHECK(opened == RS_OK, "%s", err.message);
     if (opened == RS_OK) {
         walk(&executorch);
-        rs_executorch_backend_close(&executorch);
+        rs_backend_close(&executorch);
     }
 #endif
     printf("%s (%d failures)\n", failures ? "FAILED" : "all ladder tests passed", failures);

@@ -116,7 +116,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "setup: %s\n", err.message);
         return 2;
     }
-    rs_backend wrapped = {"litert", NULL, open_program, load, run, unload, close_program};
+    rs_backend wrapped = {"litert", NULL, open_program, load, run, unload, close_program, NULL};
     /* Headroom above every need, so that any two needs plus a free figure can be told apart. */
     uint64_t headroom = 64 * MIB;
     for (size_t i = 0; i < rs_bundle_artifact_count(bundle); i++) {
@@ -196,7 +196,7 @@ int main(int argc, char **argv) {
     run_once(runner, bundle);
 
     rs_runner_close(runner);
-    rs_litert_backend_close(&real);
+    rs_backend_close(&real);
     rs_bundle_close(bundle);
     printf("%s (%d failures)\n", failures ? "FAILED" : "all runner tests passed", failures);
     return failures ? 1 : 0;

@@ -238,7 +238,7 @@ static void setup_with(fixture *f, const char *name, int ladder, uint64_t availa
     pthread_mutex_init(&f->script.lock, NULL);
     set_meminfo(&f->script, available);
     f->script.program_taken = ladder == 4 ? 30 * MIB : 0;
-    f->backend = (rs_backend){"scripted", &f->script, open_program, load, run, unload, close_program};
+    f->backend = (rs_backend){"scripted", &f->script, open_program, load, run, unload, close_program, NULL};
     rs_error err = {RS_OK, ""};
     rs_policy policy = {"scripted", headroom, 0.1, NULL, preload_neighbours};
     if (rs_bundle_open(f->dir, &f->bundle, &err) != RS_OK ||
@@ -677,6 +677,22 @@ static void *refreshes(void *arg) {
 }
 
 /* run from one thread while another refreshes and validates; the bundle is closed first, the runner keeps it. */
+static void count_release(void *context) { ++*(int *)context; }
+
+static void test_closing_a_backend_releases_its_context_once_and_clears_it(void) {
+    int released = 0;
+    rs_backend backend = {"counted", &released, open_program, load, run, unload, close_program, count_release};
+    rs_backend_close(&backend);
+    CHECK(released == 1, "released %d times", released);
+    CHECK(backend.context == NULL && backend.release == NULL && backend.name == NULL, "cleared");
+    rs_backend_close(&backend);
+    CHECK(released == 1, "a closed backend is left alone (released %d times)", released);
+    rs_backend own = {"own", &released, open_program, load, run, unload, close_program, NULL};
+    rs_backend_close(&own);
+    CHECK(released == 1 && own.context == NULL, "without release, the context is its maker's and only cleared");
+    rs_backend_close(NULL);
+}
+
 static void test_two_threads(int ladder) {
     fixture f;
     setup(&f, ladder ? "threads-ladder" : "threads", ladder, 1000 * MIB, 0);
@@ -716,6 +732,7 @@ int main(int argc, char **argv) {
     test_a_neighbour_that_ran_out_of_memory_is_preloaded_again_only_with_more_room();
     test_a_rung_loaded_under_given_figures_gives_back_what_it_was_judged_to_take();
     test_a_release_then_load_under_given_figures_leaves_no_room_it_does_not_have();
+    test_closing_a_backend_releases_its_context_once_and_clears_it();
     test_two_threads(0);
     test_two_threads(1);
     printf("%s (%d failures)\n", failures ? "FAILED" : "all runner contract tests passed", failures);

@@ -52,13 +52,6 @@ static int open_backend(const char *backend, int threads, rs_backend *out) {
     return status != RS_OK;
 }
 
-static void close_backend(rs_backend *backend) {
-    if (strcmp(backend->name, "litert") == 0) rs_litert_backend_close(backend);
-#ifdef RS_WITH_EXECUTORCH
-    if (strcmp(backend->name, "executorch") == 0) rs_executorch_backend_close(backend);
-#endif
-}
-
 /* A runner on the backend's first rung in the index, after one run (pools start on first use); NULL on failure. */
 static rs_runner *running(const rs_backend *backend) {
     const rs_artifact *rung = NULL;
@@ -88,7 +81,7 @@ static int threads_running(const char *backend, int threads) {
     rs_runner *runner = running(&opened);
     int count = runner != NULL ? process_threads() : -1;
     rs_runner_close(runner);
-    close_backend(&opened);
+    rs_backend_close(&opened);
     return count;
 }
 
@@ -108,7 +101,7 @@ static void check_pool_kept_while_loaded(void) {
     rs_backend one, two;
     if (open_backend("executorch", 1, &one) != 0) return;
     if (open_backend("executorch", 2, &two) != 0) {
-        close_backend(&one);
+        rs_backend_close(&one);
         return;
     }
     rs_runner *first = running(&one);
@@ -118,8 +111,8 @@ static void check_pool_kept_while_loaded(void) {
           alone, process_threads());
     rs_runner_close(second);
     rs_runner_close(first);
-    close_backend(&two);
-    close_backend(&one);
+    rs_backend_close(&two);
+    rs_backend_close(&one);
 }
 #endif
 

@@ -398,12 +398,7 @@ static int command_run(int argc, char **argv) {
 done:
     if (code != 0) fail_with(err.message);
     rs_runner_close(runner);
-#ifdef RS_WITH_LITERT
-    if (backend.context != NULL && strcmp(backend.name, "litert") == 0) rs_litert_backend_close(&backend);
-#endif
-#ifdef RS_WITH_EXECUTORCH
-    if (backend.context != NULL && strcmp(backend.name, "executorch") == 0) rs_executorch_backend_close(&backend);
-#endif
+    rs_backend_close(&backend);
     rs_bundle_close(bundle);
     free(tensor);
     free(logits);

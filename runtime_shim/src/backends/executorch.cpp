@@ -231,6 +231,8 @@ void unload(void *handle) { delete static_cast<Entry *>(handle); }
 
 void close(void *handle) { delete static_cast<Program *>(handle); }
 
+void release(void *context) { delete static_cast<rs_executorch_options *>(context); }
+
 }  // namespace
 
 extern "C" rs_status rs_executorch_backend_open_with(const rs_executorch_options *options, rs_backend *out,
@@ -252,18 +254,10 @@ extern "C" rs_status rs_executorch_backend_open_with(const rs_executorch_options
     if (context == nullptr) {
         return out_of_memory(err, "rs_executorch_backend_open_with");
     }
-    *out = rs_backend{"executorch", context, open, load, run, unload, close};
+    *out = rs_backend{"executorch", context, open, load, run, unload, close, release};
     return RS_OK;
 }
 
 extern "C" rs_status rs_executorch_backend_open(rs_backend *out, rs_error *err) {
     return rs_executorch_backend_open_with(nullptr, out, err);
-}
-
-extern "C" void rs_executorch_backend_close(rs_backend *backend) {
-    if (backend == nullptr || backend->context == nullptr) {
-        return;
-    }
-    delete static_cast<rs_executorch_options *>(backend->context);
-    backend->context = nullptr;
 }

@@ -273,6 +273,14 @@ static rs_status run(void *handle, const void *input, size_t input_bytes, void *
         }                                                                                           \
     } while (0)
 
+/* rs_backend.release: the environment, then the library its functions come from. */
+static void release(void *context) {
+    litert_api *api = context;
+    api->destroy_environment(api->environment);
+    dlclose(api->library);
+    free(api);
+}
+
 rs_status rs_litert_backend_open_with(const char *library, const rs_litert_options *options, rs_backend *out,
                                       rs_error *err) {
     if (library == NULL || out == NULL) {
@@ -342,7 +350,7 @@ rs_status rs_litert_backend_open_with(const char *library, const rs_litert_optio
         rs_error_set(err, RS_ERR_BACKEND, "%s: LiteRtCreateEnvironment failed with LiteRT status %d", library, code);
         goto fail;
     }
-    *out = (rs_backend){"litert", api, open_program, load, run, unload, close_program};
+    *out = (rs_backend){"litert", api, open_program, load, run, unload, close_program, release};
     return RS_OK;
 fail:
     dlclose(api->library);
@@ -352,15 +360,4 @@ fail:
 
 rs_status rs_litert_backend_open(const char *library, rs_backend *out, rs_error *err) {
     return rs_litert_backend_open_with(library, NULL, out, err);
-}
-
-void rs_litert_backend_close(rs_backend *backend) {
-    if (backend == NULL || backend->context == NULL) {
-        return;
-    }
-    litert_api *api = backend->context;
-    api->destroy_environment(api->environment);
-    dlclose(api->library);
-    free(api);
-    backend->context = NULL;
 }
