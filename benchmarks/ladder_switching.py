@@ -11,7 +11,8 @@ goals for, per backend:
   one forward pass of the smaller rung; goal: at most one forward pass;
 - resident memory (RSS growth of a fresh process) with every rung of the ladder loaded, against the two
   parents loaded from their per-rung files; goal: at most 1.1 x (with packed weights shared, the runner's
-  default, and not shared).
+  default, and not shared); and the same once every rung has run (``ran``: what runtimes allocate on a first
+  run, activation arenas and workspaces, counted too).
 
 Timings are medians of ``--repeats`` trials, the two layouts measured alternately in one run.
 
@@ -43,18 +44,23 @@ RESULTS = Path(__file__).parent / "results" / "ladder_switching.json"
 
 RSS_PROBE = """
 import sys
+import numpy as np
 from restnetc.runtime import Bundle, PackingPolicy, Runner
 def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096
-bundle, backend, root, library, share, ids = *sys.argv[1:6], sys.argv[6:]
+bundle, backend, root, library, share, ran, ids = *sys.argv[1:7], sys.argv[7:]
 options = {"executorch_library": library} if backend == "executorch" else {}
 options["packing"] = PackingPolicy.SHARED if share == "1" else PackingPolicy.OWN
 with Bundle(bundle) as opened:
+    image = np.zeros(opened.input_shape, dtype=np.float32)
     before = rss()
     with Runner(opened, backend, memory_root=root, override=ids[0], **options) as runner:
         for variant in ids[1:]:
             runner.preload(variant)
+        for variant in ids if ran == "1" else []:
+            runner.use(variant)
+            runner.run(image)
         print(rss() - before)
 """
 
@@ -87,11 +93,12 @@ class Setup:
     def runner(self, bundle: Bundle, first: str) -> Runner:
         return Runner(bundle, self.backend, memory_root=self.root, override=first, **self.options)
 
-    def rss(self, directory: Path, ids: list[str], share: bool = True) -> int:
-        """RSS growth of a fresh process that loads ``ids`` from ``directory`` (``share``: packed weights), the
-        median of three processes."""
+    def rss(self, directory: Path, ids: list[str], share: bool = True, ran: bool = False) -> int:
+        """RSS growth of a fresh process that loads ``ids`` from ``directory`` (``share``: packed weights) and, with
+        ``ran``, runs each once (activation memory and workspaces are allocated on a first run), the median of
+        three processes."""
         library = str(self.args.executorch_library or "")
-        where = (str(directory), self.backend, str(self.root), library, str(int(share)))
+        where = (str(directory), self.backend, str(self.root), library, str(int(share)), str(int(ran)))
         command = [sys.executable, "-c", RSS_PROBE, *where, *ids]
         runs = [subprocess.run(command, check=True, capture_output=True, text=True) for _ in range(3)]
         return int(statistics.median(int(run.stdout.split()[-1]) for run in runs))
@@ -169,7 +176,15 @@ def _resident(setup: Setup) -> dict[str, object]:
         "ratio": round(every / two_parents, 3),
     }
     unshared = setup.rss(setup.args.ladder, rungs, share=False)
-    return figures | {"every_rung_unshared_bytes": unshared, "unshared_ratio": round(unshared / two_parents, 3)}
+    every_ran = setup.rss(setup.args.ladder, rungs, ran=True)
+    two_parents_ran = setup.rss(setup.args.per_rung, setup.parents, ran=True)
+    return figures | {
+        "every_rung_unshared_bytes": unshared,
+        "unshared_ratio": round(unshared / two_parents, 3),
+        "every_rung_ran_bytes": every_ran,
+        "two_parents_ran_bytes": two_parents_ran,
+        "ran_ratio": round(every_ran / two_parents_ran, 3),
+    }
 
 
 def main() -> None:
