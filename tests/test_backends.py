@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from restnetc.backends import get_backend, list_backends, register_backend
 from restnetc.backends.base import Ends, Lowered
 from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import export_batched
+from restnetc.budget import measure
 from restnetc.config.target import Backend, Quantization
 from restnetc.errors import RestnetcError
 from restnetc.frontend.stitch import Interface, StitchedModel, StitchLayer, build_stitched
@@ -430,3 +433,59 @@ def test_litert_uint8_pixels_compute_the_float_interfaces_logits_from_whole_pixe
         get_backend(Backend.EXECUTORCH).lower(model, images[:1], Quantization.INT8, images, ends=Ends(pixels=pixels))
     with pytest.raises(ValueError, match="a float program takes float32"):
         backend.lower(model, images[:1], Quantization.FP32, images, ends=Ends(pixels=pixels))
+
+
+def _pool_threads() -> int:
+    from executorch.extension.pybindings import portable_lib
+
+    return int(portable_lib._threadpool_get_thread_count())
+
+
+def test_a_fresh_process_claims_the_threads_of_a_runtime_sized_per_process() -> None:
+    """ExecuTorch's pool is the process's: ``claim_threads`` sizes it in a fresh process (what the latency and
+    memory probes do first), ``runs_on`` then says so; LiteRT sizes each program, so it runs on any count."""
+    script = (
+        "from restnetc.backends import get_backend\n"
+        "from restnetc.config.target import Backend\n"
+        "executorch, litert = get_backend(Backend.EXECUTORCH), get_backend(Backend.LITERT)\n"
+        "other = 1 if executorch.runs_on(2) else 2\n"
+        "assert not executorch.runs_on(other) and litert.runs_on(other)\n"
+        "executorch.claim_threads(other)\n"
+        "assert executorch.runs_on(other), other\n"
+        "print('claimed', other)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=300)
+    assert done.returncode == 0 and "claimed" in done.stdout, done.stderr[-2000:]
+
+
+def test_latency_is_timed_on_the_threads_asked_in_a_fresh_process_when_this_ones_pool_differs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every registered backend's entry is timed; on this process's pool size the timing stays here, on another
+    it moves to a child process that claims the threads, and this process's pool is left as it was."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    example = torch.randn(1, 3, 16, 16)
+    entries = {}
+    for name in list_backends():
+        backend = get_backend(Backend(name))
+        with captured():
+            lowered = backend.lower(model.eval(), example, Quantization.FP32, calibration=example)
+        path = tmp_path / f"model{backend.suffix}"
+        path.write_bytes(lowered.data)
+        entries[name] = measure.TimedEntry(name, path, example.numpy())
+    children: list[list[str]] = []
+    real_run = subprocess.run
+
+    def watched(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        children.append(command)
+        return real_run(command, **kwargs)  # type: ignore[call-overload, no-any-return]
+
+    monkeypatch.setattr(measure.subprocess, "run", watched)
+    here = _pool_threads()
+    for threads, in_child in ((here, False), (3 - here if here <= 2 else 1, True)):
+        children.clear()
+        samples = measure.time_entries(entries, warmup=1, runs=3, threads=threads)
+        assert {key: len(values) for key, values in samples.items()} == {name: 3 for name in entries}
+        assert all(value > 0 for values in samples.values() for value in values)
+        assert [c[2] for c in children] == (["restnetc.budget.latency_probe"] if in_child else []), threads
+        assert _pool_threads() == here

@@ -310,10 +310,23 @@ class Backend(ABC):
             supported = ", ".join(sorted(q.value for q in self.quantizations))
             raise RestnetcError(f"{self.name}: {quantization.value} is not supported (use one of: {supported})")
 
+    def runs_on(self, threads: int) -> bool:
+        """Whether entry points this process opens run on ``threads`` threads. A runtime whose thread pool is the
+        process's may be sized otherwise (``claim_threads``); this default, for runtimes sized per program, says
+        yes."""
+        return True
+
+    def claim_threads(self, threads: int) -> None:
+        """Size this process's runtime so that every entry point runs on ``threads`` threads. Call it only in a
+        process that has opened no program of this backend (a fresh one): a runtime may keep its pool in loaded
+        programs. RestnetcError if the runtime refuses. This default does nothing (runtimes sized per program)."""
+        return None
+
     @abstractmethod
     def open(self, path: Path, threads: int) -> Program:
         """Open the artifact at ``path`` with this backend's runtime, its entry points to run on ``threads``
-        threads; no entry point is loaded yet."""
+        threads where the runtime sizes each program (else on what ``runs_on`` tells); no entry point is loaded
+        yet."""
 
     def load(self, path: Path, threads: int, entry_point: str | None = None) -> Runner:
         """Open the artifact at ``path`` and load its entry point ``entry_point`` (default as ``Program.load``)."""

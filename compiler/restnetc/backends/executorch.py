@@ -13,6 +13,7 @@ from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetri
 from executorch.devtools.backend_debug import get_delegation_info
 from executorch.exir import to_edge_transform_and_lower
 from executorch.exir.schema import DelegateCall, KernelCall
+from executorch.extension.pybindings import portable_lib
 from executorch.runtime import Method, Runtime
 from torch import nn
 from torchao.quantization.pt2e.quantizer import Quantizer
@@ -95,6 +96,17 @@ class ExecuTorchBackend(Backend):
         quantizer = LeanXnnpackQuantizer()
         quantizer.set_global(get_symmetric_quantization_config(is_per_channel=True))
         return quantizer
+
+    def runs_on(self, threads: int) -> bool:
+        # One thread pool per process, which XNNPACK methods keep from their load on.
+        return bool(portable_lib._threadpool_get_thread_count() == threads)
+
+    def claim_threads(self, threads: int) -> None:
+        if not self.runs_on(threads):
+            portable_lib._unsafe_reset_threadpool(threads)  # safe: no method holds the pool yet (the contract)
+        if not self.runs_on(threads):
+            count = portable_lib._threadpool_get_thread_count()
+            raise RestnetcError(f"executorch: the thread pool stays at {count} threads, {threads} asked")
 
     def open(self, path: Path, threads: int) -> _Program:
         return _Program(path)

@@ -11,12 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from restnetc.backends import get_backend
-from restnetc.backends.native_output import captured
-from restnetc.budget.measure import measure_latency, measure_memory
+from restnetc.budget.measure import TimedEntry, measure_latency, measure_memory
 from restnetc.bundle.integrity import check_files
 from restnetc.bundle.manifest import BundleError, Manifest, safe_path
-from restnetc.config.target import Backend, TargetConfig
+from restnetc.config.target import TargetConfig
 
 
 def remeasure(bundle: Path, manifest: Manifest) -> Manifest:
@@ -26,14 +24,12 @@ def remeasure(bundle: Path, manifest: Manifest) -> Manifest:
     target = TargetConfig.model_validate(manifest.target)
     threads = target.runtime.host_threads()
     paths = {f"{a.id}/{a.backend}": safe_path(bundle, a.file) for a in manifest.artifacts}
-    invokers = {}
-    with captured():
-        for a in manifest.artifacts:
-            example = np.zeros(a.input.shape, dtype=np.float32)
-            key = f"{a.id}/{a.backend}"
-            invokers[key] = get_backend(Backend(a.backend)).invoker(paths[key], threads, example, a.entry_point)
-    latency = measure_latency(invokers, target.measurement, threads)
-    del invokers
+    entries = {
+        key: TimedEntry(a.backend, paths[key], np.zeros(a.input.shape, dtype=np.float32), a.entry_point)
+        for a in manifest.artifacts
+        for key in [f"{a.id}/{a.backend}"]
+    }
+    latency = measure_latency(entries, target.measurement, threads)
     memories = {
         key: measure_memory(a.backend, paths[key], a.input.shape, threads, a.entry_point)
         for a in manifest.artifacts

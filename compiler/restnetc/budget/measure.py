@@ -1,6 +1,8 @@
 """Host measurements of artifacts: interleaved latency runs, and memory in a separate process.
 
 ``HostLatency`` and ``HostMemory`` are the records a measurement returns; the manifest stores them as they are.
+Latency is timed in this process when every runtime involved already runs on the threads asked, else in a fresh
+process sized for them first (``restnetc.budget.latency_probe``).
 """
 
 from __future__ import annotations
@@ -10,16 +12,20 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from pydantic import Field
 
+from restnetc.backends import get_backend
+from restnetc.backends.native_output import captured
 from restnetc.cache import Cache, stage_key
 from restnetc.config.base import StrictModel
-from restnetc.config.target import Measurement
+from restnetc.config.target import Backend, Measurement
 from restnetc.errors import RestnetcError
 from restnetc.progress import track
 
@@ -72,11 +78,65 @@ def time_interleaved(invokers: Mapping[str, Callable[[], object]], warmup: int, 
     return samples
 
 
-def measure_latency(
-    invokers: Mapping[str, Callable[[], object]], protocol: Measurement, threads: int
-) -> dict[str, HostLatency]:
-    """Per artifact (``Backend.invoker``): median and spread of the target's protocol, runs interleaved."""
-    samples = time_interleaved(invokers, protocol.warmup, protocol.runs)
+@dataclass(frozen=True)
+class TimedEntry:
+    """One entry point to time: ``backend``'s artifact at ``path`` (its ``entry_point``, default as the backend's
+    ``invoker``) run on ``example`` (float32, batch of one)."""
+
+    backend: str
+    path: Path
+    example: np.ndarray
+    entry_point: str | None = None
+
+
+def time_entries(entries: Mapping[str, TimedEntry], warmup: int, runs: int, threads: int) -> dict[str, list[float]]:
+    """``time_interleaved`` of every entry's ``Backend.invoker`` on ``threads`` threads: in this process when each
+    runtime involved already runs on them here (``Backend.runs_on``), else in a fresh process that sizes the
+    runtimes first (``Backend.claim_threads``), since a runtime with one pool per process cannot be resized while
+    programs hold it."""
+    names = {entry.backend for entry in entries.values()}
+    if all(get_backend(Backend(name)).runs_on(threads) for name in names):
+        return time_here(entries, warmup, runs, threads)
+    with tempfile.TemporaryDirectory(prefix="restnetc-latency-") as folder:
+        described = {}
+        for index, (key, entry) in enumerate(entries.items()):
+            example = Path(folder) / f"{index}.npy"
+            np.save(example, entry.example)
+            described[key] = {
+                "backend": entry.backend,
+                "path": str(entry.path),
+                "entry_point": entry.entry_point,
+                "example": str(example),
+            }
+        spec = Path(folder) / "spec.json"
+        spec.write_text(json.dumps({"threads": threads, "warmup": warmup, "runs": runs, "entries": described}))
+        command = [sys.executable, "-m", "restnetc.budget.latency_probe", str(spec)]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=3600)
+        except subprocess.TimeoutExpired as expired:
+            message = f"latency probe on {threads} threads: no result after {expired.timeout:.0f} s"
+            raise RestnetcError(message) from None
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if result.returncode != 0 or not lines:
+        tail = result.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise RestnetcError(f"latency probe on {threads} threads failed: {tail[0]}")
+    samples: dict[str, list[float]] = json.loads(lines[-1])
+    return samples
+
+
+def time_here(entries: Mapping[str, TimedEntry], warmup: int, runs: int, threads: int) -> dict[str, list[float]]:
+    """``time_interleaved`` of every entry's invoker in this process, whatever threads its runtimes run on."""
+    with captured():
+        invokers = {
+            key: get_backend(Backend(entry.backend)).invoker(entry.path, threads, entry.example, entry.entry_point)
+            for key, entry in entries.items()
+        }
+    return time_interleaved(invokers, warmup, runs)
+
+
+def measure_latency(entries: Mapping[str, TimedEntry], protocol: Measurement, threads: int) -> dict[str, HostLatency]:
+    """Per entry: median and spread of the target's protocol on ``threads`` threads, runs interleaved."""
+    samples = time_entries(entries, protocol.warmup, protocol.runs, threads)
     load = os.getloadavg()
     return {
         key: HostLatency(

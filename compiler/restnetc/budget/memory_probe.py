@@ -31,6 +31,7 @@ def main(argv: list[str]) -> None:
     from restnetc.config.target import Backend
 
     backend = get_backend(Backend(backend_name))
+    backend.claim_threads(threads)  # a fresh process: the runtime runs on the threads it is measured for
     example = np.zeros(shape, dtype=np.float32)
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     baseline = _status_kib("VmRSS")

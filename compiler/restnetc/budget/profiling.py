@@ -30,7 +30,7 @@ from restnetc.backends import WHOLE_MODEL, Ends, Lowered, get_backend
 from restnetc.backends.native_output import captured
 from restnetc.budget.cost_table import CostTable, ModelParts, PartFigures
 from restnetc.budget.costs import measure
-from restnetc.budget.measure import probe_memory, time_interleaved
+from restnetc.budget.measure import TimedEntry, probe_memory, time_entries
 from restnetc.cache import Cache, stage_key, toolchain_versions, weights_digest
 from restnetc.config.target import Backend as BackendName
 from restnetc.config.target import Quantization
@@ -182,11 +182,10 @@ def _measure(jobs: list[PartJob], settings: Settings, cache: Cache, executor: Ex
                 for job in jobs
             }
             memory = {name: probe.result().peak_delta for name, probe in probes.items()}
-        with captured():
-            invokers = {
-                job.name: backend.invoker(paths[job.name], settings.threads, job.inputs[:1].numpy()) for job in jobs
-            }
-        samples = time_interleaved(invokers, WARMUP, RUNS)
+        entries = {
+            job.name: TimedEntry(settings.backend.value, paths[job.name], job.inputs[:1].numpy()) for job in jobs
+        }
+        samples = time_entries(entries, WARMUP, RUNS, settings.threads)
     ms = {name: float(np.median(values)) for name, values in samples.items()}
     macs = _macs(jobs)
 

@@ -14,9 +14,8 @@ import torch
 
 from restnetc.atomic import staged_directory
 from restnetc.backends import ModelCard, TensorQuantization, get_backend, raw_pixels
-from restnetc.backends.native_output import captured
 from restnetc.budget.cost_table import COST_TABLE_NAME, save_table
-from restnetc.budget.measure import measure_latency, probe_memory
+from restnetc.budget.measure import TimedEntry, measure_latency, probe_memory
 from restnetc.bundle import stitch_quantization
 from restnetc.bundle.budget_check import budget_figure, check_budget, predicted_costs
 from restnetc.bundle.ladder import Rung, eager_logits, ladder
@@ -257,14 +256,8 @@ def _measure(
     cost table's predictions beside them, and each variant's budget checked against its source's figure."""
     threads = target.runtime.host_threads()
     example = search.train.images[:1].numpy()
-    backends = {bname: get_backend(bname) for bname in dict.fromkeys(b for _, b in staged)}
-    with captured():
-        invokers = {
-            f"{rid}/{bname}": backends[bname].invoker(staging / one.file, threads, example)
-            for (rid, bname), one in staged.items()
-        }
-    latency = measure_latency(invokers, target.measurement, threads)
-    del invokers
+    entries = {f"{rid}/{bname}": TimedEntry(bname, staging / one.file, example) for (rid, bname), one in staged.items()}
+    latency = measure_latency(entries, target.measurement, threads)
     step(f"host latency measured: {target.measurement.runs} interleaved runs per artifact, {threads} threads")
     with ThreadPoolExecutor(usable_cpus()) as pool:
         probes = {
