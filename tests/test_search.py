@@ -7,7 +7,10 @@ import pytest
 import torch
 
 from restnetc.budget.costs import Cost, measure, part_costs
-from restnetc.config.target import Budget, Metric
+from restnetc.budget.measure import HostLatency, HostMemory
+from restnetc.bundle.budget_check import budget_figure
+from restnetc.bundle.manifest import Latency, Memory
+from restnetc.config.target import Budget, CostSource, Metric
 from restnetc.errors import BudgetError
 from restnetc.frontend.search import Candidate, rank_candidates, select, static_figure
 from restnetc.frontend.stitch import build_stitched
@@ -46,6 +49,20 @@ def test_flops_are_twice_macs() -> None:
     by_macs = select(ranked, [Budget(metric=Metric.MACS, limit=1000)])[0].candidate
     by_flops = select(ranked, [Budget(metric=Metric.FLOPS, limit=2000)])[0].candidate
     assert by_macs == by_flops
+
+
+def test_selection_and_the_bundles_budget_check_read_one_counted_figure() -> None:
+    """Every counted metric's figure is the cost's own (``Cost.counted``), in search and in ``budget_figure``; a
+    metric added without a rule there fails here (None, or figures that disagree)."""
+    cost = cost_of(2, 1)
+    host = HostLatency(median=1.0, p10=1.0, p90=1.0, threads=1, runs=1, warmup=0, load_average=(0.0, 0.0, 0.0))
+    measured = Latency(host=host), Memory(host=HostMemory(peak_delta=1, peak_total=1))
+    for metric in (m for m in Metric if not m.measured):
+        figure = cost.counted(metric)
+        assert figure is not None and figure > 0, metric
+        assert static_figure(Candidate(2, 1, 0.5, cost), metric) == figure
+        assert budget_figure(metric, cost.params, cost.macs, *measured, CostSource.HOST) == figure
+    assert [m for m in Metric if cost.counted(m) is None] == [m for m in Metric if m.measured]
 
 
 def test_infeasible_budget_states_the_achievable_range() -> None:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from restnetc.config.target import Metric
 from restnetc.models.blocks import BlockModel, count_params, eval_mode
 
 
@@ -26,6 +27,11 @@ class Cost:
     @property
     def flops(self) -> int:
         return 2 * self.macs
+
+    def counted(self, metric: Metric) -> int | None:
+        """The figure a budget of ``metric`` holds this cost to when the metric is counted (params, MACs, FLOPs):
+        the one rule selection and the bundle's budget checks share; None for a measured metric."""
+        return {Metric.PARAMS: self.params, Metric.MACS: self.macs, Metric.FLOPS: self.flops}.get(metric)
 
     def __add__(self, other: Cost) -> Cost:
         return Cost(self.params + other.params, self.macs + other.macs)

@@ -4,6 +4,7 @@ memory) held to the target's cost source."""
 from __future__ import annotations
 
 from restnetc.budget.cost_table import CostTable
+from restnetc.budget.costs import Cost
 from restnetc.bundle.ladder import Rung
 from restnetc.bundle.manifest import BudgetCheck, Latency, Memory
 from restnetc.config.target import CostSource, Metric
@@ -30,12 +31,8 @@ def budget_figure(
     ``host`` the end-to-end measurement on this host; ``predicted`` the cost table's prediction; ``device`` the
     device's own figure once ``bench ingest`` recorded it, else the prediction.
     """
-    if metric is Metric.PARAMS:
-        return params
-    if metric is Metric.MACS:
-        return macs
-    if metric is Metric.FLOPS:
-        return 2 * macs
+    if not metric.measured:
+        return Cost(params, macs).counted(metric)
     if metric is Metric.LATENCY_MS:
         if source is CostSource.HOST:
             return latency.host.median

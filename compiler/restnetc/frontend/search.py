@@ -45,14 +45,10 @@ Figure = Callable[["Candidate", Metric], float]
 
 def static_figure(candidate: Candidate, metric: Metric) -> float:
     """Parameters, MACs or FLOPs of ``candidate``; measured metrics need a cost table (``Figure`` from one)."""
-    cost = candidate.cost
-    if metric is Metric.PARAMS:
-        return cost.params
-    if metric is Metric.MACS:
-        return cost.macs
-    if metric is Metric.FLOPS:
-        return cost.flops
-    raise BudgetError(f"{metric.value} budgets need the target's cost table")
+    figure = candidate.cost.counted(metric)
+    if figure is None:
+        raise BudgetError(f"{metric.value} budgets need the target's cost table")
+    return figure
 
 
 def rank_candidates(cka: np.ndarray, cost_of: Callable[[int, int], Cost]) -> list[Candidate]:
