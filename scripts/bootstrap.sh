@@ -81,10 +81,11 @@ fi
 
 # Debian's aarch64 CPython 3.11 and Java 17 runtime, unpacked (not installed) as a root for qemu-aarch64 -L: the
 # suite runs restnetc.runtime's and the JNI runners on them as a Cortex-A53 would. Their C library and libstdc++
-# come along, so the root serves libLiteRt.so and ExecuTorch too.
+# come along, so the root serves libLiteRt.so and ExecuTorch too. It sits beside the wheels' directory, with its own
+# stamp, so that a wheel pin bump does not fetch it again.
 arm64_debian=(libc6 libgcc-s1 libstdc++6 python3.11-minimal libpython3.11-minimal libpython3.11-stdlib libffi8
   libexpat1 zlib1g libbz2-1.0 liblzma5 libssl3 libcrypt1 libuuid1 openjdk-17-jre-headless)
-debian_root="$cross/debian"
+debian_root="$venv/aarch64-debian"
 if [ "$(cat "$debian_root/.packages" 2>/dev/null)" != "${arm64_debian[*]}" ]; then
   log "unpacking Debian's arm64 python3.11 and Java 17 runtime into $debian_root"
   if ! dpkg --print-foreign-architectures | grep -qx arm64; then

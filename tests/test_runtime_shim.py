@@ -579,7 +579,7 @@ def test_parsers_survive_bounded_fuzzing(target: str, tmp_path_factory: pytest.T
 
 
 AARCH64 = REPO / ".venv" / "aarch64"  # the pinned wheels' aarch64 runtimes, unpacked by scripts/bootstrap.sh
-DEBIAN_AARCH64 = AARCH64 / "debian"  # Debian's arm64 CPython and Java runtime with their libraries, unpacked too
+DEBIAN_AARCH64 = REPO / ".venv" / "aarch64-debian"  # Debian's arm64 CPython and Java runtime, unpacked too
 
 
 def _debian_aarch64(program: str) -> Path:
