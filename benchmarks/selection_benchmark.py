@@ -18,11 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent / "paper"))
 import common
 
 from restnetc.atomic import write_text_atomic
-from restnetc.cache import Cache
-from restnetc.config.target import TargetConfig
 from restnetc.evaluation import wilson_interval
-from restnetc.pipeline.search import _prepare, _Prepared, run_search
 from restnetc.results import SearchResult
 
 RESULTS = Path(__file__).parent / "results"
@@ -47,14 +40,6 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "measured-k5": {"selector": "measured", "shortlist": 5},
 }
 """Each configuration's ``search`` section over the project's; ``cka`` is the reference of every comparison."""
-
-
-def _target(pair: str, prepared: _Prepared) -> TargetConfig:
-    """A four-rung params ladder between the parents as stitched (task heads in place); dominated rungs kept."""
-    sizes = sorted(parent.costs.total.params for parent in (prepared.front, prepared.back))
-    target = common.target(f"selection-{pair}", common.ladder_budgets(sizes[0], sizes[1]))
-    target["ladder"] = {"dominated": "keep"}
-    return TargetConfig.model_validate(target)
 
 
 def _rows(pair: str, config: str, result: SearchResult, reference: SearchResult | None) -> list[dict[str, Any]]:
@@ -84,24 +69,10 @@ def _rows(pair: str, config: str, result: SearchResult, reference: SearchResult 
 
 def run_pair(pair: str, configs: list[str], held_out: dict[str, int]) -> dict[str, Any]:
     project = common.pair_project(pair, held_out)
-    with tempfile.TemporaryDirectory(prefix="selection-") as work:
-        base = Path(work) / "base"
-        target = _target(pair, _prepare(project, None, Cache(base)))  # parents, task heads, CKA: once
-        results: dict[str, SearchResult] = {}
-        seconds: dict[str, float] = {}
-        for config in configs:
-            cache = Path(work) / config
-            shutil.copytree(base, cache)
-            search = project.search.model_copy(update=CONFIGS[config])
-            start = time.perf_counter()
-            results[config] = run_search(project.model_copy(update={"search": search}), target, Cache(cache))
-            seconds[config] = round(time.perf_counter() - start, 1)
+    arms = {c: project.model_copy(update={"search": project.search.model_copy(update=CONFIGS[c])}) for c in configs}
+    results, seconds, parents = common.search_arms(project, arms, f"selection-{pair}")
     reference = results["cka"]
     rows = [row for c in configs for row in _rows(pair, c, results[c], None if c == "cka" else reference)]
-    parents = {
-        p.name: {"validation": round(p.scores.validation, 2), "test": round(p.scores.test, 2)}
-        for p in (reference.front, reference.back)
-    }
     return {
         "pair": pair,
         "images": {"validation": project.data.validation_images, "test": project.data.test_images},
@@ -131,30 +102,21 @@ def _markdown(pairs: list[dict[str, Any]]) -> str:
             "test % [95%]",
             "vs CKA (points, 95%, p)",
         ]
-        body = []
-        for row in entry["rows"]:
-            low, high = row["test_interval"]
-            versus = row.get("vs_cka")
-            body.append(
-                [
-                    row["selector"],
-                    row["budget"],
-                    row["point"],
-                    row["cka_rank"],
-                    row["selector_rank"],
-                    row["validation"],
-                    f"{row['test']} [{low}, {high}]",
-                    "-"
-                    if versus is None
-                    else f"{versus['difference']:+.2f} [{versus['interval'][0]:+.2f}, "
-                    f"{versus['interval'][1]:+.2f}], p={versus['p_value']}",
-                ]
-            )
+        body = [
+            [
+                row["selector"],
+                row["budget"],
+                row["point"],
+                row["cka_rank"],
+                row["selector_rank"],
+                row["validation"],
+                common.test_cell(row),
+                common.paired_cell(row.get("vs_cka")),
+            ]
+            for row in entry["rows"]
+        ]
         lines.append(common.markdown_table(header, body))
-        for config in entry["seconds"]:
-            diffs = [r["vs_cka"]["difference"] for r in entry["rows"] if r["selector"] == config and "vs_cka" in r]
-            if diffs:
-                lines.append(f"- {config} vs CKA: mean {statistics.mean(diffs):+.2f} points over {len(diffs)} rungs\n")
+        lines += common.mean_lines(entry["rows"], "selector", "vs_cka", "CKA")
         lines.append("")
     return "\n".join(lines)
 

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import statistics
 import subprocess
 import sys
-from collections.abc import Sequence
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +28,13 @@ import yaml
 from restnetc.atomic import write_text_atomic
 from restnetc.backends.base import Backend
 from restnetc.backends.native_output import captured
+from restnetc.cache import Cache
 from restnetc.config.loader import demo_project_path, load_project, load_target
 from restnetc.config.project import ProjectConfig
 from restnetc.config.target import TargetConfig
 from restnetc.evaluation import compare_paired
+from restnetc.pipeline.search import _prepare, _Prepared, run_search
+from restnetc.results import SearchResult
 
 ROOT = Path(__file__).resolve().parents[2]
 ZOO = ROOT / "benchmarks" / "zoo"
@@ -211,6 +218,65 @@ def restnetc(*args: str | Path) -> None:
 def ladder_budgets(small: int, large: int, rungs: int = 4) -> list[float]:
     """``rungs`` params limits evenly spaced above ``small`` up to ``large``: one band per rung."""
     return [small + (large - small) * (k + 1) / rungs for k in range(rungs)]
+
+
+def _parents_ladder(name: str, prepared: _Prepared) -> TargetConfig:
+    """A four-rung params ladder between ``prepared``'s parents as stitched (task heads in place), dominated rungs
+    kept: the target of benchmarks that compare ways of filling the same rungs."""
+    sizes = sorted(parent.costs.total.params for parent in (prepared.front, prepared.back))
+    config = target(name, ladder_budgets(sizes[0], sizes[1]))
+    config["ladder"] = {"dominated": "keep"}
+    return TargetConfig.model_validate(config)
+
+
+def search_arms(
+    project: ProjectConfig, arms: Mapping[str, ProjectConfig], name: str
+) -> tuple[dict[str, SearchResult], dict[str, float], dict[str, dict[str, Any]]]:
+    """Each arm (a variant of ``project``) searched on ``project``'s parents over a four-rung params ladder
+    (``_parents_ladder``): parents, task heads and the CKA matrix are computed once into a base cache, and each arm
+    starts from a copy of it, so its seconds count only its own work. Returns each arm's result, its seconds, and
+    the parents' validation and test top-1 (the first arm's)."""
+    results: dict[str, SearchResult] = {}
+    seconds: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix=f"{name}-") as work:
+        base = Path(work) / "base"
+        target = _parents_ladder(name, _prepare(project, None, Cache(base)))
+        for arm, config in arms.items():
+            cache = Path(work) / arm
+            shutil.copytree(base, cache)
+            start = time.perf_counter()
+            results[arm] = run_search(config, target, Cache(cache))
+            seconds[arm] = round(time.perf_counter() - start, 1)
+    first = next(iter(results.values()))
+    parents = {
+        p.name: {"validation": round(p.scores.validation, 2), "test": round(p.scores.test, 2)}
+        for p in (first.front, first.back)
+    }
+    return results, seconds, parents
+
+
+def test_cell(row: Mapping[str, Any]) -> str:
+    """A row's test top-1 with its 95% interval, as a table cell."""
+    low, high = row["test_interval"]
+    return f"{row['test']} [{low}, {high}]"
+
+
+def paired_cell(versus: Mapping[str, Any] | None) -> str:
+    """A ``paired`` comparison as a table cell: the difference, its 95% interval and p; "-" for none."""
+    if versus is None:
+        return "-"
+    low, high = versus["interval"]
+    return f"{versus['difference']:+.2f} [{low:+.2f}, {high:+.2f}], p={versus['p_value']}"
+
+
+def mean_lines(rows: Sequence[Mapping[str, Any]], arm_key: str, versus_key: str, reference: str) -> list[str]:
+    """Per arm (``row[arm_key]``) compared with ``reference``: the mean paired difference over its rungs."""
+    lines = []
+    for arm in dict.fromkeys(row[arm_key] for row in rows):
+        diffs = [r[versus_key]["difference"] for r in rows if r[arm_key] == arm and versus_key in r]
+        if diffs:
+            lines.append(f"- {arm} vs {reference}: mean {statistics.mean(diffs):+.2f} points over {len(diffs)} rungs\n")
+    return lines
 
 
 def runtime_correct(
