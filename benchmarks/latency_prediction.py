@@ -29,7 +29,7 @@ import numpy as np
 from restnetc.backends import get_backend
 from restnetc.backends.native_output import captured
 from restnetc.budget.cost_table import CostTable, parts_dir
-from restnetc.budget.measure import measure_memory, time_interleaved
+from restnetc.budget.measure import TimedEntry, measure_memory, time_entries
 from restnetc.bundle.budget_check import predicted_costs
 from restnetc.bundle.ladder import Rung, ladder
 from restnetc.cache import Cache, default_cache_dir
@@ -69,11 +69,11 @@ def main() -> None:
             paths[rung.id] = Path(tmp) / f"{rung.id}{backend.suffix}"
             paths[rung.id].write_bytes(lowered.data)
             print(f"lowered {rung.id}: {len(lowered.data) / 1e6:.2f} MB", flush=True)
-        with captured():
-            invokers = {rid: backend.invoker(path, stored.threads, example.numpy()) for rid, path in paths.items()}
-            for file, inputs in _part_inputs(stored).items():
-                invokers[file] = backend.invoker(parts_dir(Path(tmp) / "table.json") / file, stored.threads, inputs)
-        samples = time_interleaved(invokers, 20, args.runs)
+        name = stored.backend.value
+        entries = {rid: TimedEntry(name, path, example.numpy()) for rid, path in paths.items()}
+        for file, inputs in _part_inputs(stored).items():
+            entries[file] = TimedEntry(name, parts_dir(Path(tmp) / "table.json") / file, inputs)
+        samples = time_entries(entries, 20, args.runs, stored.threads)  # on the table's threads, as it was timed
         medians = {key: float(np.median(values)) for key, values in samples.items()}
         table = stored.with_times({k: v for k, v in medians.items() if k not in paths})
         rows = [_row(rung, table, stored, paths[rung.id], medians[rung.id], example.shape) for rung in rungs]

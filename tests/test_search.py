@@ -63,6 +63,11 @@ def test_selection_and_the_bundles_budget_check_read_one_counted_figure() -> Non
         assert static_figure(Candidate(2, 1, 0.5, cost), metric) == figure
         assert budget_figure(metric, cost.params, cost.macs, *measured, CostSource.HOST) == figure
     assert [m for m in Metric if cost.counted(m) is None] == [m for m in Metric if m.measured]
+    assert (cost.counted(Metric.PARAMS), cost.counted(Metric.MACS), cost.counted(Metric.FLOPS)) == (
+        cost.params,
+        cost.macs,
+        2 * cost.macs,
+    )
 
 
 def test_infeasible_budget_states_the_achievable_range() -> None:

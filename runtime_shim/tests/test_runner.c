@@ -676,7 +676,6 @@ static void *refreshes(void *arg) {
     return NULL;
 }
 
-/* run from one thread while another refreshes and validates; the bundle is closed first, the runner keeps it. */
 static void count_release(void *context) { ++*(int *)context; }
 
 static void test_closing_a_backend_releases_its_context_once_and_clears_it(void) {
@@ -693,6 +692,7 @@ static void test_closing_a_backend_releases_its_context_once_and_clears_it(void)
     rs_backend_close(NULL);
 }
 
+/* run from one thread while another refreshes and validates; the bundle is closed first, the runner keeps it. */
 static void test_two_threads(int ladder) {
     fixture f;
     setup(&f, ladder ? "threads-ladder" : "threads", ladder, 1000 * MIB, 0);

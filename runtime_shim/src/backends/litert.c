@@ -121,23 +121,23 @@ static lrt_status set_xnnpack_options(const litert_api *api, lrt_handle options,
     return add_toml_options(api, options, "xnnpack", settings);
 }
 
-/* Compiles `p->model` for the CPU accelerator. With `tuned`, XNNPACK's weight cache when `share` and its threads
- * (0: LiteRT's default), and per-channel zero points that are all zero (restnetc's symmetric weights) kept once
- * per tensor rather than per channel in every subgraph (LiteRT's runtime option
- * compress_quantization_zero_points: benchmarks/RESULTS.md section 9); without, LiteRT's defaults. */
-static rs_status compile(litert_program *p, int tuned, int share, int threads, const char *name, rs_error *err) {
+/* Compiles `p->model` for the CPU accelerator, with XNNPACK's weight cache when `share` and on `threads` threads
+ * (0: LiteRT's default). Per-channel zero points that are all zero (restnetc's symmetric weights) are asked to be
+ * kept once per tensor rather than per channel in every subgraph's interpreter (LiteRT's runtime option
+ * compress_quantization_zero_points: benchmarks/RESULTS.md section 9); a library without opaque options, or one
+ * that refuses the option, keeps its default. */
+static rs_status compile(litert_program *p, int share, int threads, const char *name, rs_error *err) {
     const litert_api *api = p->api;
     rs_status status = RS_OK;
     lrt_handle options = NULL;
     LRT_CALL("LiteRtCreateOptions", api->create_options(&options));
     LRT_CALL("LiteRtSetOptionsHardwareAccelerators", api->set_hardware_accelerators(options, LRT_HW_ACCELERATOR_CPU));
-    if (tuned && (share || threads > 0)) {
+    if (share || threads > 0) {
         LRT_CALL(share ? "requesting XNNPACK's weight cache" : "setting XNNPACK's threads",
                  set_xnnpack_options(api, options, share, threads));
     }
-    if (tuned) {
-        LRT_CALL("setting LiteRT's runtime options",
-                 add_toml_options(api, options, "runtime_options_string", "compress_quantization_zero_points = true\n"));
+    if (api->create_opaque_options != NULL) { /* a memory preference: refused, LiteRT keeps its default */
+        (void)add_toml_options(api, options, "runtime_options_string", "compress_quantization_zero_points = true\n");
     }
     LRT_CALL("LiteRtCreateCompiledModel", api->create_compiled_model(api->environment, p->model, options, &p->compiled));
 fail:
@@ -146,9 +146,9 @@ fail:
 }
 
 /* `data` outlives the program (the core frees it after close), as LiteRtCreateModelFromBuffer requires. A program
- * that LiteRT will not compile with these settings (a library reading its options otherwise, before 2.2) is
- * compiled again with LiteRT's defaults, packing per signature at its default threads: the settings are speed and
- * memory preferences; forced shared (RS_PACKING_SHARED), it is an error. */
+ * that LiteRT will not compile with XNNPACK's settings (a library reading its options otherwise, before 2.2) is
+ * compiled again without them, packing per signature at LiteRT's default threads: the threads are a speed
+ * preference, and sharing as the index says a memory one; forced shared (RS_PACKING_SHARED), it is an error. */
 static rs_status open_program(void *context, const void *data, size_t size, const rs_artifact *artifact,
                               void **out, rs_error *err) {
     const litert_api *api = context;
@@ -162,9 +162,9 @@ static rs_status open_program(void *context, const void *data, size_t size, cons
     LRT_CALL("LiteRtCreateModelFromBuffer", api->create_model_from_buffer(api->environment, data, size, &p->model));
     int share = rs_packing_shared(api->packing, artifact);
     rs_error shared_failure = {0}; /* reported only when no retry follows, so a successful retry leaves `err` alone */
-    status = compile(p, 1, share, api->threads, name, &shared_failure);
-    if (status == RS_ERR_BACKEND && api->packing != RS_PACKING_SHARED) {
-        status = compile(p, 0, 0, 0, name, err);
+    status = compile(p, share, api->threads, name, &shared_failure);
+    if (status == RS_ERR_BACKEND && (share || api->threads > 0) && api->packing != RS_PACKING_SHARED) {
+        status = compile(p, 0, 0, name, err);
     } else if (status != RS_OK && err != NULL) {
         *err = shared_failure;
     }
