@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).parent / "paper"))
 import common
 
 from restnetc.atomic import write_text_atomic
-from restnetc.evaluation import wilson_interval
 from restnetc.results import SearchResult
 
 RESULTS = Path(__file__).parent / "results"
@@ -45,24 +44,18 @@ CONFIGS: dict[str, dict[str, Any]] = {
 def _rows(pair: str, config: str, result: SearchResult, reference: SearchResult | None) -> list[dict[str, Any]]:
     rows = []
     for k, variant in enumerate(result.variants):
-        scores = variant.scores
-        correct = int(scores.test_correct.sum())
         row: dict[str, Any] = {
             "pair": pair,
             "selector": config,
-            "budget": variant.budget.describe(),
-            "point": f"{variant.candidate.front_block}->{variant.candidate.back_block}",
+            **common.variant_row(variant),
             "cka": round(variant.candidate.cka, 4),
             "cka_rank": variant.selection.cka_rank,
             "selector_rank": variant.selection.selector_rank,
             "params": variant.candidate.cost.params,
-            "validation": round(scores.validation, 2),
-            "test": round(scores.test, 2),
-            "test_interval": [round(x, 2) for x in wilson_interval(correct, len(scores.test_correct))],
             "dominated": variant.selection.dominated is not None,
         }
         if reference is not None:
-            row["vs_cka"] = common.paired(scores.test_correct, reference.variants[k].scores.test_correct)
+            row["vs_cka"] = common.paired(variant.scores.test_correct, reference.variants[k].scores.test_correct)
         rows.append(row)
     return rows
 
@@ -86,12 +79,7 @@ def run_pair(pair: str, configs: list[str], held_out: dict[str, int]) -> dict[st
 def _markdown(pairs: list[dict[str, Any]]) -> str:
     lines = []
     for entry in pairs:
-        lines.append(f"### {entry['pair']}\n")
-        parents = ", ".join(f"{name} {f['test']}% (val {f['validation']}%)" for name, f in entry["parents"].items())
-        times = ", ".join(f"{c} {seconds} s" for c, seconds in entry["seconds"].items())
-        images = entry.get("images")  # runs stored before sizes were recorded have none
-        sizes = "" if images is None else f" Held out: {images['validation']} validation, {images['test']} test images."
-        lines.append(f"Parents: {parents}. Search time: {times}.{sizes}\n")
+        lines += common.arms_heading(entry)
         header = [
             "configuration",
             "budget",

@@ -32,7 +32,6 @@ import common
 
 from restnetc.atomic import write_text_atomic
 from restnetc.config.project import ProjectConfig
-from restnetc.evaluation import wilson_interval
 from restnetc.results import SearchResult
 
 NAME = "stitch_training"
@@ -68,38 +67,31 @@ def _levered(project: ProjectConfig, lever: str) -> ProjectConfig:
 def _rows(lever: str, result: SearchResult, reference: SearchResult | None) -> list[dict[str, Any]]:
     rows = []
     for k, variant in enumerate(result.variants):
-        scores = variant.scores
-        point = f"{variant.candidate.front_block}->{variant.candidate.back_block}"
         row: dict[str, Any] = {
             "lever": lever,
-            "budget": variant.budget.describe(),
-            "point": point,
+            **common.variant_row(variant),
             "best_epoch": variant.finetune_best_epoch,
             "finetune_seconds": round(variant.finetune_seconds, 1),
-            "validation": round(scores.validation, 2),
-            "test": round(scores.test, 2),
-            "test_interval": [
-                round(x, 2) for x in wilson_interval(int(scores.test_correct.sum()), len(scores.test_correct))
-            ],
         }
         if reference is not None:
             same = reference.variants[k].candidate
             if (same.front_block, same.back_block) != (variant.candidate.front_block, variant.candidate.back_block):
-                raise SystemExit(f"{lever}: rung {k} trained {point}, not the reference's point: CKA must not move")
-            row["vs_reference"] = common.paired(scores.test_correct, reference.variants[k].scores.test_correct)
+                raise SystemExit(f"{lever}: rung {k} trained {row['point']}, not the reference's point (CKA moved)")
+            row["vs_reference"] = common.paired(variant.scores.test_correct, reference.variants[k].scores.test_correct)
         rows.append(row)
     return rows
 
 
 def run_pair(pair: str, levers: list[str], held_out: dict[str, int]) -> dict[str, Any]:
     project = common.pair_project(pair, held_out)
-    results, seconds, parents = common.search_arms(project, {k: _levered(project, k) for k in levers}, f"{NAME}-{pair}")
+    arms = {lever: _levered(project, lever) for lever in levers}
+    results, seconds, parents = common.search_arms(project, arms, f"{NAME}-{pair}")
     reference = results[REFERENCE]
     rows = [row for lever in levers for row in _rows(lever, results[lever], None if lever == REFERENCE else reference)]
-    settings = {}
-    for lever in levers:
-        levered = _levered(project, lever)
-        settings[lever] = {"train_images": levered.data.train_images, "finetune": levered.finetune.model_dump()}
+    settings = {
+        lever: {"train_images": arm.data.train_images, "finetune": arm.finetune.model_dump()}
+        for lever, arm in arms.items()
+    }
     return {
         "pair": pair,
         "images": {"validation": project.data.validation_images, "test": project.data.test_images},
@@ -113,14 +105,7 @@ def run_pair(pair: str, levers: list[str], held_out: dict[str, int]) -> dict[str
 def _markdown(pairs: list[dict[str, Any]]) -> str:
     lines = []
     for entry in pairs:
-        lines.append(f"### {entry['pair']}\n")
-        parents = ", ".join(f"{name} {f['test']}% (val {f['validation']}%)" for name, f in entry["parents"].items())
-        times = ", ".join(f"{lever} {s} s" for lever, s in entry["seconds"].items())
-        images = entry["images"]
-        lines.append(
-            f"Parents: {parents}. Search time: {times}. Held out: {images['validation']} validation, "
-            f"{images['test']} test images.\n"
-        )
+        lines += common.arms_heading(entry)
         header = ["lever", "budget", "point", "kept epoch", "fine-tune s", "val %", "test % [95%]", "vs as-is"]
         body = [
             [

@@ -32,9 +32,9 @@ from restnetc.cache import Cache
 from restnetc.config.loader import demo_project_path, load_project, load_target
 from restnetc.config.project import ProjectConfig
 from restnetc.config.target import TargetConfig
-from restnetc.evaluation import compare_paired
+from restnetc.evaluation import compare_paired, wilson_interval
 from restnetc.pipeline.search import _prepare, _Prepared, run_search
-from restnetc.results import SearchResult
+from restnetc.results import SearchResult, VariantResult
 
 ROOT = Path(__file__).resolve().parents[2]
 ZOO = ROOT / "benchmarks" / "zoo"
@@ -253,6 +253,30 @@ def search_arms(
         for p in (first.front, first.back)
     }
     return results, seconds, parents
+
+
+def variant_row(variant: VariantResult) -> dict[str, Any]:
+    """A searched rung's budget, stitch point and top-1 (validation; test with its 95% Wilson interval), the
+    figures every arms comparison stores per rung."""
+    scores = variant.scores
+    correct = int(scores.test_correct.sum())
+    return {
+        "budget": variant.budget.describe(),
+        "point": f"{variant.candidate.front_block}->{variant.candidate.back_block}",
+        "validation": round(scores.validation, 2),
+        "test": round(scores.test, 2),
+        "test_interval": [round(x, 2) for x in wilson_interval(correct, len(scores.test_correct))],
+    }
+
+
+def arms_heading(entry: Mapping[str, Any]) -> list[str]:
+    """A pair's markdown heading and its line of parents, search seconds per arm and held-out sizes (runs stored
+    before sizes were recorded have none)."""
+    parents = ", ".join(f"{name} {f['test']}% (val {f['validation']}%)" for name, f in entry["parents"].items())
+    times = ", ".join(f"{arm} {seconds} s" for arm, seconds in entry["seconds"].items())
+    images = entry.get("images")
+    sizes = "" if images is None else f" Held out: {images['validation']} validation, {images['test']} test images."
+    return [f"### {entry['pair']}\n", f"Parents: {parents}. Search time: {times}.{sizes}\n"]
 
 
 def test_cell(row: Mapping[str, Any]) -> str:
