@@ -149,13 +149,28 @@ def test_the_shim_runs_every_signature_of_a_ladder_file_like_the_python_runtime(
         Runner(opened, "litert", memory_root=tmp_path / "plenty", override=broken.id)
 
 
+_LAYERS = (torch.ops.aten.conv2d.default, torch.ops.aten.linear.default)
+
+
+def _observer_nodes(graph: torch.fx.GraphModule) -> list[torch.fx.Node]:
+    return [n for n in graph.graph.nodes if n.op == "call_module" and str(n.target).startswith("activation_post")]
+
+
+def _shared(node: torch.fx.Node, donor: Donor) -> bool:
+    """Whether ``node`` is an operator traced inside a module the rung shares with ``donor``."""
+    stack = node.meta.get("nn_module_stack")
+    return bool(stack) and donor.rename(list(stack.values())[-1][0]) is not None
+
+
 @pytest.mark.parametrize("name", [Backend(name) for name in list_backends()])
 def test_a_stitched_rung_quantizes_its_back_parents_modules_to_the_parents_bytes(
     rungs: dict[str, nn.Module], name: Backend
 ) -> None:
     """With its back parent as donor, every observer of the rung's back part finds the parent's (none keeps its
-    own state), and a program stores those modules once: it is smaller than with the rung calibrated alone.
-    Fails when values go unmatched or are matched to the wrong observers (the rung's biases then differ).
+    own state), the stitching layer's output entering it included, so every layer there takes the parent's bias;
+    and a program stores those modules once: it is smaller than with the rung calibrated alone. Fails when values
+    go unmatched or are matched to the wrong observers (the rung's biases then differ), or when the first layer
+    after the stitch reads its input under the rung's own range.
     Where the backend checks it, packed weights may be shared (the next test makes a conflict): bias correction
     gives every layer the rung computes under its own scales a bias of its own, so no kernel and bias pair is
     read under two quantizations."""
@@ -168,7 +183,13 @@ def test_a_stitched_rung_quantizes_its_back_parents_modules_to_the_parents_bytes
     with captured():
         exported = export_batched(stitched, images)
         parent = observe(export_batched(donor.model, images), quantizer, images)
-        assert adopt(parent.graph, observe(exported, quantizer, images).graph, donor.rename) == ()
+        target = observe(exported, quantizer, images).graph
+        adoption = adopt(parent.graph, target, donor.rename)
+        assert adoption.unmatched == (), adoption
+        entering = [n for n in _observer_nodes(target) if all(_shared(user, donor) for user in n.users)]
+        assert entering and {str(n.target) for n in entering} <= adoption.adopted, entering
+        layers = [n for n in target.graph.nodes if n.target in _LAYERS and _shared(n, donor)]
+        assert set(observe(exported, quantizer, images, donor).biases) == {n.name for n in layers}
         graphs = {n: backend.quantize(export_batched(m, images), images)[0] for n, m in rungs.items()}
 
         def program(rung_donor: Donor | None) -> bytes:
@@ -183,11 +204,14 @@ def test_a_stitched_rung_quantizes_its_back_parents_modules_to_the_parents_bytes
     assert all(p.shared == p.checked for p in (packing, unshared, same)), (packing, unshared)
 
 
-def test_one_kernel_and_bias_read_under_two_quantizations_is_a_packing_conflict() -> None:
+@pytest.mark.parametrize("name", [Backend(name) for name in list_backends()])
+def test_one_kernel_and_bias_read_under_two_quantizations_is_a_packing_conflict(name: Backend) -> None:
     """A bias-free convolution calibrated on images and on the same images doubled: one int8 kernel (per-channel
     weight scales do not depend on calibration) read under two input scales, with no bias to tell the packings
-    apart, is the one conflict (the linear layers' corrected biases differ, so theirs do not collide)."""
-    backend = get_backend(Backend.EXECUTORCH)
+    apart, is the one conflict (the linear layers' corrected biases differ, so theirs do not collide). Every
+    backend checks its files (a check that always said "no conflict" would let the shim share a packing made for
+    one quantization with the other)."""
+    backend = get_backend(name)
     model = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 30 * 30, 10))
     images = torch.randn(16, 3, zoo.SIZE, zoo.SIZE, generator=torch.Generator().manual_seed(4))
     with captured():

@@ -234,11 +234,14 @@ def observe(
     With a ``donor``, every value computed inside a module shared with it takes the quantization parameters the
     donor's own calibration (same images, same quantizer) gives it (``adopt``), and every layer there takes the
     bias the donor's own bias correction gives it: the shared modules then quantize to the donor's bytes
-    (weights, and biases, which follow the input's scale), so runtimes can store and pack them once for both;
-    all but the first layer after a value computed elsewhere (a stitching layer's output, which keeps its own
-    range, so that layer's bias is the rung's own). ``source``: the donor's own observation (``observe`` of its
-    export, same quantizer and calibration), and ``source_biases`` the biases of its all-int8 graph
-    (``layer_biases``), when they are at hand; else they are made here.
+    (weights, and biases, which follow the input's scale), so runtimes can store and pack them once for both.
+    The value entering them from elsewhere (a stitching layer's output) takes the range the donor gives the input
+    of those modules: the stitch is trained to reproduce that input, and the first layer after it then packs as
+    the donor's does too. A layer whose input keeps its own quantization keeps its own bias.
+
+    ``source``: the donor's own observation (``observe`` of its export, same quantizer and calibration), and
+    ``source_biases`` the biases of its all-int8 graph (``layer_biases``), when they are at hand; else they are
+    made here.
     """
     prepared: torch.fx.GraphModule = prepare_pt2e(exported.module(), _Annotations(quantizer, ()))
     _calibrate(prepared, calibration)
@@ -247,16 +250,21 @@ def observe(
     if donor is not None:
         if source is None:
             source = observe(export_batched(donor.model, calibration), quantizer, calibration)
-        if unmatched := adopt(source.graph, prepared, donor.rename):
-            _log.warning("%d values of shared modules keep their own quantization: %s", len(unmatched), unmatched)
+        adoption = adopt(source.graph, prepared, donor.rename)
+        if adoption.unmatched:
+            _log.warning(
+                "%d values of shared modules keep their own quantization: %s",
+                len(adoption.unmatched),
+                adoption.unmatched,
+            )
         corrected = all_int8_biases(source, images) if source_biases is None else source_biases
         sites = _sites(source.graph, lambda path: path).items()
         theirs = {site: corrected[node.name] for node, site in sites if node.name in corrected}
         ours = _sites(prepared, donor.rename)
-        biases = {  # not for the first layer after the stitch: its input is not the donor's
+        biases = {  # only where the layer reads its input under the donor's quantization
             node.name: theirs[site]
             for node, site in ours.items()
-            if site in theirs and _producer(node.args[0])[0] in ours  # type: ignore[arg-type]
+            if site in theirs and str(getattr(node.args[0], "target", "")) in adoption.adopted
         }
     return Observed(prepared, layer_means(copy.deepcopy(prepared), images), biases)
 
@@ -315,12 +323,21 @@ def all_int8_biases(observed: Observed, images: torch.Tensor) -> dict[str, torch
     return layer_biases(converted)
 
 
+def _is_observer(node: object) -> bool:
+    """Whether ``node`` is a call of one of the observers ``prepare_pt2e`` inserts."""
+    return (
+        isinstance(node, torch.fx.Node)
+        and node.op == "call_module"
+        and str(node.target).startswith("activation_post_process")
+    )
+
+
 def _observers(graph: torch.fx.GraphModule) -> list[tuple[torch.fx.Node, str, nn.Module]]:
     """``(observed value, observer module name, observer)`` for every observer of ``graph``."""
     return [
         (node.args[0], str(node.target), graph.get_submodule(str(node.target)))
         for node in graph.graph.nodes
-        if node.op == "call_module" and str(node.target).startswith("activation_post_process")
+        if _is_observer(node)
     ]
 
 
@@ -364,44 +381,82 @@ def _sites(
 def _producer(value: torch.fx.Node) -> tuple[torch.fx.Node, int]:
     """The value an observer watches, past any observer chained before it, and how many came before."""
     depth = 0
-    while value.op == "call_module" and str(value.target).startswith("activation_post_process"):
+    while _is_observer(value):
         value, depth = value.args[0], depth + 1  # type: ignore[assignment]
     return value, depth
 
 
-def adopt(
-    source: torch.fx.GraphModule, target: torch.fx.GraphModule, rename: Callable[[str], str | None]
-) -> tuple[str, ...]:
-    """Give each of ``target``'s observers of values computed inside modules that ``rename`` maps to ones of
-    ``source`` the state of ``source``'s observer of the same values and kind.
+@dataclasses.dataclass(frozen=True)
+class Adoption:
+    """What ``adopt`` did: the observers (module names in the target) that took a donor observer's state, and
+    the values inside mapped modules that found no counterpart (their observers keep their own state)."""
 
-    A value is the same when its operator has the same kind and order within the corresponding module. An
+    adopted: frozenset[str]
+    unmatched: tuple[str, ...]
+
+
+def _entering(
+    node: torch.fx.Node,
+    kind: tuple[object, ...],
+    source: torch.fx.GraphModule,
+    ours: Mapping[torch.fx.Node, tuple[str, object, int]],
+    counterparts: Mapping[tuple[str, object, int], torch.fx.Node],
+) -> nn.Module | None:
+    """The observer of ``source`` (of ``kind``) whose value takes the place of what an observer node of the target
+    (``node``) feeds, found through its readers: each must be an operator inside a mapped module whose
+    counterpart in ``source`` reads an observer at the same argument; None unless all of them read one."""
+    found = set()
+    for user in node.users:
+        site = ours.get(user)
+        counterpart = None if site is None else counterparts.get(site)
+        if counterpart is None or node not in user.args:
+            return None
+        theirs = counterpart.args[user.args.index(node)]
+        if not _is_observer(theirs):
+            return None
+        found.add(str(theirs.target))  # type: ignore[union-attr]
+    if len(found) != 1:
+        return None
+    observer = source.get_submodule(found.pop())
+    return observer if _kind(observer) == kind else None
+
+
+def adopt(source: torch.fx.GraphModule, target: torch.fx.GraphModule, rename: Callable[[str], str | None]) -> Adoption:
+    """Give each of ``target``'s observers of values inside modules that ``rename`` maps to ones of ``source``,
+    or entering them, the state of ``source``'s observer of the same values and kind.
+
+    A value inside is the same when its operator has the same kind and order within the corresponding module. A
+    value entering from elsewhere (a stitching layer's output, read only inside mapped modules) is the one the
+    counterparts of its readers read, so it is quantized as the donor quantizes the input of those modules. An
     observer that several values share (one set of parameters for an operator's input and output) is adopted
-    whole, only when all its values lie inside mapped modules and map to one observer: one that also watches a
-    value from elsewhere (the stitching layer's output entering a reshape) keeps its own state. Returns the values
-    inside mapped modules that found no counterpart (their observers keep their own state).
+    whole, only when all its values map to one observer of ``source``; otherwise it keeps its own state.
     """
     counterparts = {site: value for value, site in _sites(source, lambda path: path).items()}
     donors = {(_producer(value), _kind(observer)): observer for value, _, observer in _observers(source)}
     ours = _sites(target, rename)
-    groups: dict[int, list[tuple[tuple[torch.fx.Node, int], str, nn.Module]]] = {}
-    for value, name, observer in _observers(target):
-        groups.setdefault(id(observer), []).append((_producer(value), name, observer))
+    groups: dict[int, list[tuple[torch.fx.Node, tuple[torch.fx.Node, int], str, nn.Module]]] = {}
+    for node in target.graph.nodes:
+        if _is_observer(node):
+            observer = target.get_submodule(str(node.target))
+            groups.setdefault(id(observer), []).append((node, _producer(node.args[0]), str(node.target), observer))
+    adopted: set[str] = set()
     unmatched: list[str] = []
     for members in groups.values():
-        if not all(value in ours for (value, _), _, _ in members):
-            continue
         found = {
             donors.get(((counterparts.get(ours[value]), depth), _kind(observer)))  # type: ignore[arg-type]
-            for (value, depth), _, observer in members
+            if value in ours
+            else _entering(node, _kind(observer), source, ours, counterparts)
+            for node, (value, depth), _, observer in members
         }
         if None in found or len(found) > 1:
-            unmatched += [value.name for (value, _), _, _ in members]
+            if all(value in ours for _, (value, _), _, _ in members):
+                unmatched += [value.name for _, (value, _), _, _ in members]
             continue
         donor = copy.deepcopy(found.pop())
-        for _, name, _ in members:
+        for _, _, name, _ in members:
             setattr(target, name, donor)
-    return tuple(unmatched)
+            adopted.add(name)
+    return Adoption(frozenset(adopted), tuple(unmatched))
 
 
 def quantize_pt2e(

@@ -233,10 +233,10 @@ class Int8Recipe(StrictModel):
     calibration_images: int = Field(ge=1, description="train images the activation observers saw")
     bias_correction_images: int = Field(ge=1, description="the first calibration images the biases were corrected on")
     donor_modules: list[str] = Field(
-        description="a variant's modules that are its back parent's: values computed there take the parent's "
-        "observers, and layers there the parent's corrected biases, so that the blocks they share keep the "
-        "parent's bytes; but for the first layer after the stitch (its input is the stitching layer's), values "
-        "without a counterpart in the parent, and modules kept in float. Empty for a parent"
+        description="a variant's modules that are its back parent's: values computed there, and the stitching "
+        "layer's output entering them, take the parent's observers, and layers there the parent's corrected "
+        "biases, so that the blocks they share keep the parent's bytes; but for values without a counterpart "
+        "in the parent (and the layers reading them), and modules kept in float. Empty for a parent"
     )
     stitch_tuning: StitchTuned | None = Field(
         default=None, description="a variant's stitch-aware quantization; None for a parent or when not asked for"
