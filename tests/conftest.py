@@ -82,6 +82,7 @@ budgets:
   - params: 3.6M
   - params: 4.2M
 ladder: {dominated: keep}
+bundle: {layout: per-rung}
 """
 """Keeps dominated rungs, so both budgets get a variant: at 32 px on 96 images the Lite2 probe is far less
 accurate than Lite0's, and every candidate of the 4.2M band is dominated by Lite0 on validation."""
@@ -108,9 +109,19 @@ budgets:
 accuracy: {policy: warn}
 ladder: {dominated: warn}
 measurement: {warmup: 1, runs: 5}
+bundle: {layout: per-rung}
 """
 """Ships dominated artifacts (with a warning and their standing in the manifest): at 32 px on 96 images, the
-Lite2 parent's probe is far less accurate than Lite0's, and the suite wants every rung in the bundle."""
+Lite2 parent's probe is far less accurate than Lite0's, and the suite wants every rung in the bundle. The tiny
+targets keep a file per rung (packing a ladder lowers every rung again); ``laid_out`` gives them another layout."""
+
+PER_RUNG = "bundle: {layout: per-rung}\n"
+
+
+def laid_out(target: str, layout: str) -> str:
+    """``target`` (a tiny target, or one made from it) with ``bundle.layout`` set to the YAML ``layout``."""
+    assert PER_RUNG in target, "not a tiny target"
+    return target.replace(PER_RUNG, f"bundle: {{layout: {layout}}}\n")
 
 
 def _run_once(*args: str) -> None:
@@ -140,7 +151,7 @@ def built_ladder(built: tuple[Path, Path, Path, Path], tmp_path_factory: pytest.
     _, project, target, cache = built
     root = tmp_path_factory.mktemp("ladder")
     ladder_target, bundle = root / "t.yaml", root / "bundle"
-    ladder_target.write_text(target.read_text() + "bundle: {layout: ladder}\n")
+    ladder_target.write_text(laid_out(target.read_text(), "ladder"))
     _run_once("build", "-t", str(ladder_target), "-p", str(project), "--out", str(bundle), "--cache-dir", str(cache))
     return bundle
 
@@ -154,6 +165,7 @@ budgets:
   - params: 3.6M
 accuracy: {policy: warn}
 measurement: {warmup: 1, runs: 5}
+bundle: {layout: per-rung}
 """
 
 

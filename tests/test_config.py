@@ -17,7 +17,7 @@ from restnetc.config.loader import demo_project_path
 from restnetc.config.project import TIMM_WEIGHT_KWARGS, TimmModel
 from restnetc.config.units import parse_bytes, parse_count, parse_milliseconds
 from restnetc.errors import ConfigError
-from tests.conftest import REPO, TINY_PROJECT, TINY_TARGET, CliResult
+from tests.conftest import REPO, TINY_PROJECT, TINY_TARGET, CliResult, laid_out
 
 
 @pytest.mark.parametrize(
@@ -47,6 +47,27 @@ def test_bad_counts_are_rejected(text: object) -> None:
 def test_shipped_targets_are_valid(path: Path) -> None:
     target = load_target(path)
     assert target.budgets and target.device.memory_bytes >= 1e9
+
+
+@pytest.mark.parametrize(
+    ("layout", "expected"),
+    [
+        (None, {"executorch": "ladder", "litert": "ladder"}),
+        ("per-rung", {"executorch": "per-rung", "litert": "per-rung"}),
+        ("{litert: per-rung}", {"executorch": "ladder", "litert": "per-rung"}),
+    ],
+)
+def test_every_backend_is_laid_out_as_a_ladder_unless_the_target_says_otherwise(
+    layout: str | None, expected: dict[str, str], tmp_path: Path
+) -> None:
+    """Issue 16: one program per backend is the default, for a backend a per-backend layout leaves out too; the
+    demo target takes the default."""
+    text = TINY_TARGET.replace("bundle: {layout: per-rung}\n", "") if layout is None else laid_out(TINY_TARGET, layout)
+    (tmp_path / "t.yaml").write_text(text)
+    target = load_target(tmp_path / "t.yaml")
+    assert {b.value: target.bundle.layout_of(b).value for b in target.runtime.backends} == expected
+    demo = load_target(REPO / "targets" / "cortex-a53.yaml")
+    assert {demo.bundle.layout_of(b).value for b in demo.runtime.backends} == {"ladder"}
 
 
 def test_demo_project_is_used_when_none_is_given(tmp_path: Path) -> None:
@@ -102,10 +123,10 @@ MALFORMED_TARGETS = {
         "costs.backend: litert is not among runtime.backends",
     ),
     "layout of a backend not built": (
-        _edit(TINY_TARGET, "[executorch, litert]", "[executorch]") + "bundle: {layout: {litert: ladder}}\n",
+        laid_out(_edit(TINY_TARGET, "[executorch, litert]", "[executorch]"), "{litert: ladder}"),
         "bundle.layout: litert is not among runtime.backends",
     ),
-    "unknown layout": (TINY_TARGET + "bundle: {layout: {litert: stacked}}\n", "bundle.layout"),
+    "unknown layout": (laid_out(TINY_TARGET, "{litert: stacked}"), "bundle.layout"),
     "uint8 input of a float build": (
         _edit(TINY_TARGET, "runtime: {", "runtime: {quantization: fp32, litert_input: uint8, "),
         "runtime: litert_input: uint8 needs quantization int8",

@@ -205,20 +205,25 @@ class Layout(StrEnum):
     TFLite signature): blocks the rungs share are stored once."""
 
 
+DEFAULT_LAYOUT = Layout.LADDER
+"""A backend's layout unless the target says otherwise: one program holds the ladder, stored once and switched
+without reloading (``per-rung`` for runtimes that read one entry point per file, such as MediaPipe's)."""
+
+
 class BundleConfig(StrictModel):
     """How the bundle is laid out."""
 
     layout: Layout | dict[Backend, Layout] = Field(
-        default=Layout.PER_RUNG,
-        description="per-rung: a file per rung; ladder: one per backend; or a layout per backend, e.g. "
-        "{executorch: ladder, litert: per-rung} (a backend left out is per-rung)",
+        default=DEFAULT_LAYOUT,
+        description=f"per-rung: a file per rung; ladder: one per backend; or a layout per backend, e.g. "
+        f"{{executorch: ladder, litert: per-rung}} (a backend left out is {DEFAULT_LAYOUT.value})",
     )
 
     def layout_of(self, backend: Backend) -> Layout:
         """The layout of ``backend``'s artifacts."""
         if isinstance(self.layout, Layout):
             return self.layout
-        return self.layout.get(backend, Layout.PER_RUNG)
+        return self.layout.get(backend, DEFAULT_LAYOUT)
 
 
 class Measurement(StrictModel):
