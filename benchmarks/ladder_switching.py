@@ -51,21 +51,23 @@ from restnetc.runtime import Bundle, PackingPolicy, Runner
 def rss():
     with open("/proc/self/statm") as f:
         resident = int(f.read().split()[1]) * 4096
-    files = 0  # in-memory files (LiteRT's packed weights): their pages are memory whether mapped or not
+    files = {}  # in-memory files by inode (LiteRT's packed weights): their pages are memory, mapped or not
     for fd in os.listdir("/proc/self/fd"):
         try:
             if os.readlink(f"/proc/self/fd/{fd}").startswith("/memfd:"):
-                files += os.fstat(int(fd)).st_blocks * 512
+                status = os.fstat(int(fd))
+                files[status.st_ino] = status.st_blocks * 512
         except OSError:
             continue
-    mapped, in_memfd = 0, False  # what of them is mapped resident, counted in statm already
+    mapped, inode = dict.fromkeys(files, 0), None  # of each, what is mapped resident (in statm already)
     with open("/proc/self/smaps") as f:
         for line in f:
-            if line[0] in "0123456789abcdef" and "-" in line.split()[0]:
-                in_memfd = "/memfd:" in line
-            elif in_memfd and line.startswith("Rss:"):
-                mapped += int(line.split()[1]) * 1024
-    return resident + max(files - mapped, 0)
+            fields = line.split()
+            if "-" in fields[0] and len(fields) >= 5:
+                inode = int(fields[4]) if "/memfd:" in line else None
+            elif inode in mapped and fields[0] == "Rss:":
+                mapped[inode] += int(fields[1]) * 1024
+    return resident + sum(max(files[i] - mapped[i], 0) for i in files)
 bundle, backend, root, library, share, ran, ids = *sys.argv[1:7], sys.argv[7:]
 options = {"executorch_library": library} if backend == "executorch" else {}
 options["packing"] = PackingPolicy.SHARED if share == "1" else PackingPolicy.OWN
@@ -111,9 +113,9 @@ class Setup:
         return Runner(bundle, self.backend, memory_root=self.root, override=first, **self.options)
 
     def rss(self, directory: Path, ids: list[str], share: bool = True, ran: bool = False) -> int:
-        """Memory growth (``RSS_PROBE``) of a fresh process that loads ``ids`` from ``directory`` (``share``: packed weights) and, with
-        ``ran``, runs each once (activation memory and workspaces are allocated on a first run), the median of
-        three processes."""
+        """Memory growth (``RSS_PROBE``) of a fresh process that loads ``ids`` from ``directory`` (``share``: packed
+        weights) and, with ``ran``, runs each once (activation memory and workspaces are allocated on a first run),
+        the median of three processes."""
         library = str(self.args.executorch_library or "")
         where = (str(directory), self.backend, str(self.root), library, str(int(share)), str(int(ran)))
         command = [sys.executable, "-c", RSS_PROBE, *where, *ids]

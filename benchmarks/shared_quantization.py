@@ -1,8 +1,9 @@
 """What does a stitched rung lose when its back part takes its back parent's quantization?
 
 A build calibrates a stitched rung with its back parent as donor (``pt2e.observe``): every value computed in the
-blocks and head it shares with the parent takes the parent's quantization parameters, so those blocks quantize to
-the parent's very bytes and a ladder program (and XNNPACK's weight cache) holds them once. This runs a pair's
+blocks and head it shares with the parent, and the stitching layer's output entering them, takes the parent's
+quantization parameters, so those blocks quantize to the parent's very bytes and a ladder program (and XNNPACK's
+weight cache) holds them once. This runs a pair's
 search (``--pair``: the demo on ``--target``, or a zoo pair on Table I's target; from ``--cache-dir``: a build of
 the same target with that cache makes it instant) and, for every stitched rung and backend, simulates int8 in
 eager PyTorch (the backend's own PT2E quantizer, the target's calibration images, bias correction, no float

@@ -343,6 +343,9 @@ def test_dominated_artifacts_carry_their_standing_and_are_dropped_by_default(
     assert result.code == 0, result.stderr[-2000:]
     manifest = read_manifest(out)
     assert {(d.id, d.backend) for d in manifest.dropped} == {(lite2, "executorch"), (lite2, "litert")}
+    shipped = read_manifest(bundle).artifacts  # a dropped artifact keeps how it was quantized
+    recipes = {(a.id, a.backend): a.int8 for a in shipped}
+    assert all(d.int8 is not None and d.int8 == recipes[(d.id, d.backend)] for d in manifest.dropped)
     assert all(a.pareto.front for a in manifest.artifacts), "with drop, only the Pareto front ships"
     assert not (out / "executorch" / f"{lite2}.pte").exists() and not (out / "litert" / f"{lite2}.tflite").exists()
     assert lite2 not in (out / "bundle.index").read_text()

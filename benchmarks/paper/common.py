@@ -199,6 +199,7 @@ def target(name: str, budgets: Sequence[float], backends: Sequence[str] = ("exec
         "budgets": [{"params": int(limit)} for limit in budgets],
         "accuracy": {"policy": "keep-float"},
         "measurement": {"warmup": 2, "runs": 10},
+        "bundle": {"layout": "per-rung"},  # as the paper's figures were taken: a file per rung and backend
     }
 
 

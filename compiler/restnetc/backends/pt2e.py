@@ -235,9 +235,10 @@ def observe(
     donor's own calibration (same images, same quantizer) gives it (``adopt``), and every layer there takes the
     bias the donor's own bias correction gives it: the shared modules then quantize to the donor's bytes
     (weights, and biases, which follow the input's scale), so runtimes can store and pack them once for both.
-    The value entering them from elsewhere (a stitching layer's output) takes the range the donor gives the input
-    of those modules: the stitch is trained to reproduce that input, and the first layer after it then packs as
-    the donor's does too. A layer whose input keeps its own quantization keeps its own bias.
+    The value entering them from elsewhere (a stitching layer's output), when only they read it, takes the range
+    the donor gives the input of those modules: the stitch is trained to reproduce that input, and the first
+    layer after it then packs as the donor's does too. A layer whose input keeps its own quantization keeps its
+    own bias.
 
     ``source``: the donor's own observation (``observe`` of its export, same quantizer and calibration), and
     ``source_biases`` the biases of its all-int8 graph (``layer_biases``), when they are at hand; else they are
@@ -257,6 +258,8 @@ def observe(
                 len(adoption.unmatched),
                 adoption.unmatched,
             )
+        if adoption.kept:
+            _log.info("values entering shared modules keep their own range: %s", adoption.kept)
         corrected = all_int8_biases(source, images) if source_biases is None else source_biases
         sites = _sites(source.graph, lambda path: path).items()
         theirs = {site: corrected[node.name] for node, site in sites if node.name in corrected}
@@ -264,7 +267,7 @@ def observe(
         biases = {  # only where the layer reads its input under the donor's quantization
             node.name: theirs[site]
             for node, site in ours.items()
-            if site in theirs and str(getattr(node.args[0], "target", "")) in adoption.adopted
+            if site in theirs and _input_observer(node) in adoption.adopted
         }
     return Observed(prepared, layer_means(copy.deepcopy(prepared), images), biases)
 
@@ -332,6 +335,12 @@ def _is_observer(node: object) -> bool:
     )
 
 
+def _input_observer(node: torch.fx.Node) -> str | None:
+    """The name of the observer an operator reads its first input through, or None."""
+    value = node.args[0] if node.args else None
+    return str(value.target) if isinstance(value, torch.fx.Node) and _is_observer(value) else None
+
+
 def _observers(graph: torch.fx.GraphModule) -> list[tuple[torch.fx.Node, str, nn.Module]]:
     """``(observed value, observer module name, observer)`` for every observer of ``graph``."""
     return [
@@ -388,11 +397,14 @@ def _producer(value: torch.fx.Node) -> tuple[torch.fx.Node, int]:
 
 @dataclasses.dataclass(frozen=True)
 class Adoption:
-    """What ``adopt`` did: the observers (module names in the target) that took a donor observer's state, and
-    the values inside mapped modules that found no counterpart (their observers keep their own state)."""
+    """What ``adopt`` did: the observers (module names in the target) that took a donor observer's state; the
+    values inside mapped modules that found no counterpart, and the values from elsewhere that mapped modules
+    read but whose observer could not be the donor's (read elsewhere too, or inside a list such as a token
+    stitch's ``cat``): their observers keep their own state."""
 
     adopted: frozenset[str]
     unmatched: tuple[str, ...]
+    kept: tuple[str, ...]
 
 
 def _entering(
@@ -403,21 +415,26 @@ def _entering(
     counterparts: Mapping[tuple[str, object, int], torch.fx.Node],
 ) -> nn.Module | None:
     """The observer of ``source`` (of ``kind``) whose value takes the place of what an observer node of the target
-    (``node``) feeds, found through its readers: each must be an operator inside a mapped module whose
-    counterpart in ``source`` reads an observer at the same argument; None unless all of them read one."""
-    found = set()
+    (``node``) feeds, found through its readers: each must be an operator inside a mapped module, reading it only
+    as positional arguments, whose counterpart in ``source`` reads an observer at each of those positions; None
+    unless all of them read one observer (a value read elsewhere too, or inside a list such as ``cat``'s, is not
+    the donor's to give)."""
+    found: dict[int, nn.Module] = {}
     for user in node.users:
         site = ours.get(user)
         counterpart = None if site is None else counterparts.get(site)
-        if counterpart is None or node not in user.args:
+        positions = [k for k, arg in enumerate(user.args) if arg is node]
+        if counterpart is None or not positions or node in user.kwargs.values():
             return None
-        theirs = counterpart.args[user.args.index(node)]
-        if not _is_observer(theirs):
-            return None
-        found.add(str(theirs.target))  # type: ignore[union-attr]
+        for k in positions:
+            theirs = counterpart.args[k] if k < len(counterpart.args) else None
+            if not _is_observer(theirs):
+                return None
+            observer = source.get_submodule(str(theirs.target))  # type: ignore[union-attr]
+            found[id(observer)] = observer
     if len(found) != 1:
         return None
-    observer = source.get_submodule(found.pop())
+    (observer,) = found.values()
     return observer if _kind(observer) == kind else None
 
 
@@ -441,6 +458,7 @@ def adopt(source: torch.fx.GraphModule, target: torch.fx.GraphModule, rename: Ca
             groups.setdefault(id(observer), []).append((node, _producer(node.args[0]), str(node.target), observer))
     adopted: set[str] = set()
     unmatched: list[str] = []
+    kept: list[str] = []
     for members in groups.values():
         found = {
             donors.get(((counterparts.get(ours[value]), depth), _kind(observer)))  # type: ignore[arg-type]
@@ -451,12 +469,14 @@ def adopt(source: torch.fx.GraphModule, target: torch.fx.GraphModule, rename: Ca
         if None in found or len(found) > 1:
             if all(value in ours for _, (value, _), _, _ in members):
                 unmatched += [value.name for _, (value, _), _, _ in members]
+            elif any(user in ours for node, _, _, _ in members for user in node.users):
+                kept += [value.name for _, (value, _), _, _ in members if value not in ours]
             continue
         donor = copy.deepcopy(found.pop())
         for _, _, name, _ in members:
             setattr(target, name, donor)
             adopted.add(name)
-    return Adoption(frozenset(adopted), tuple(unmatched))
+    return Adoption(frozenset(adopted), tuple(unmatched), tuple(kept))
 
 
 def quantize_pt2e(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -250,6 +250,10 @@ def _check_all_int8(entry: str, accuracy: Accuracy, float_modules: list[str]) ->
         raise ValueError(f"{entry}: accuracy.all_int8 is expected exactly when float_modules are kept")
 
 
+Int8Field = Annotated[Int8Recipe | None, Field(description="how it was quantized; None unless int8")]
+"""An artifact's int8 recipe, shipped or dropped."""
+
+
 class Artifact(StrictModel):
     """One lowered variant for one backend."""
 
@@ -281,7 +285,7 @@ class Artifact(StrictModel):
     input: InputSpec
     delegation: Delegation
     policy: str = Field(description="what the accuracy policy did for this artifact")
-    int8: Int8Recipe | None = Field(default=None, description="how it was quantized; None unless int8")
+    int8: Int8Field = None
     pareto: Pareto
 
     @model_validator(mode="after")
@@ -302,6 +306,7 @@ class Dropped(StrictModel):
     memory_bytes: int = Field(description="host peak delta, bytes")
     float_modules: list[str] = Field(description="submodules the accuracy policy kept in float")
     accuracy: Accuracy
+    int8: Int8Field = None
     pareto: Pareto
 
     @model_validator(mode="after")
@@ -318,7 +323,7 @@ def _file_facts(a: Artifact) -> tuple[object, ...]:
 class Manifest(StrictModel):
     """The whole bundle."""
 
-    schema_version: Literal[6] = 6
+    schema_version: Literal[7] = 7
     target: dict[str, object]
     project: dict[str, object]
     splits: Splits

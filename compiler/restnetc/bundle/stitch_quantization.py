@@ -135,7 +135,8 @@ def under_int8(
 ) -> Rung:
     """``rung`` with its stitch trained on ``images`` under the int8 simulation of ``observed``: the rung's
     calibrated graph for one backend (``lowering.Graphs.observed``). Lower the result through the same path,
-    calibrated afresh: its stitch's output range moved."""
+    calibrated afresh: the stitch's weights moved, and with them its input to the back part (whose range is the
+    back parent's where the rung has a donor)."""
     return _train(simulation(observed), rung, images, labels, tuning)
 
 

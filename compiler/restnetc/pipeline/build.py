@@ -406,6 +406,7 @@ def _admit(
                         memory_bytes=figures.memory.host.peak_delta,
                         float_modules=list(one.verified.float_modules),
                         accuracy=accuracy,
+                        int8=one.recipe,
                         pareto=standing,
                     )
                 )

@@ -351,8 +351,8 @@ def _int8_note(manifest: Manifest) -> str:
     ]
     shared = any(a.int8.donor_modules for a in manifest.artifacts if a.int8 is not None)
     donors = (
-        " A variant's back part takes its back parent's observers and corrected biases (but for the first layer "
-        "after the stitch), so that the blocks they share keep the parent's bytes."
+        " A variant's back part, and its stitch's output, take its back parent's observers and corrected "
+        "biases, so that the blocks they share keep the parent's bytes."
         if shared
         else ""
     )
