@@ -70,6 +70,17 @@ def test_every_backend_is_laid_out_as_a_ladder_unless_the_target_says_otherwise(
     assert {demo.bundle.layout_of(b).value for b in demo.runtime.backends} == {"ladder"}
 
 
+@pytest.mark.parametrize(
+    ("layout", "warned"), [("ladder", True), ("per-rung", False), ("{executorch: per-rung}", False)]
+)
+def test_a_memory_budget_on_a_ladder_program_is_flagged(layout: str, warned: bool, tmp_path: Path) -> None:
+    """The build warns when memory budgets choose rungs that ship in one program (the cost backend's layout,
+    ExecuTorch here, decides); fails if the flag ignores the layout or the backend the budgets are for."""
+    text = _edit(laid_out(TINY_TARGET, layout), "  - params: 4.2M\n", "  - memory_mb: 12MB\n")
+    (tmp_path / "t.yaml").write_text(text)
+    assert load_target(tmp_path / "t.yaml").memory_budgets_on_a_ladder is warned
+
+
 def test_demo_project_is_used_when_none_is_given(tmp_path: Path) -> None:
     project, path = load_project(None, cwd=tmp_path)
     assert path == demo_project_path()

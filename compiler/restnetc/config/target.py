@@ -281,6 +281,13 @@ class TargetConfig(VersionedConfig):
         """The backend whose artifacts measured budgets are for."""
         return self.costs.backend or self.runtime.backends[0]
 
+    @property
+    def memory_budgets_on_a_ladder(self) -> bool:
+        """Whether a memory budget holds rungs that ship in a ladder program: they are chosen on their own
+        files' memory, while the program they ship in keeps what every rung shares resident (the build warns)."""
+        memory = any(budget.metric is Metric.MEMORY_MB for budget in self.budgets)
+        return memory and self.bundle.layout_of(self.cost_backend) is Layout.LADDER
+
     @model_validator(mode="after")
     def _cost_backend_built(self) -> TargetConfig:
         if self.costs.backend is not None and self.costs.backend not in self.runtime.backends:

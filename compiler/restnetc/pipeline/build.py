@@ -562,6 +562,12 @@ def run_build(
     packing of ladder programs, and the lowering of a cost table's parts when the build profiles one."""
     start = time.perf_counter()
     bundle = out_dir or DEFAULT_BUNDLE_ROOT / target.name
+    if target.memory_budgets_on_a_ladder:
+        warn(
+            f"BUDGET WARNING {target.name}: memory budgets choose each rung on its own file, but "
+            f"{target.cost_backend.value} ships them in one ladder program that holds every rung; "
+            f"for a memory ladder, set bundle: {{layout: {{{target.cost_backend.value}: per-rung}}}}"
+        )
     search = run_search(project, target, cache, build=True, ranks=ranks, executor=executor)
     rungs = ladder(search)
     with staged_directory(bundle) as staging:
