@@ -163,7 +163,7 @@ def _module(node: object) -> str:
 
 
 def _in_stitch(node: object) -> bool:
-    return _module(node).startswith("stitch")
+    return _module(node) == "stitch" or _module(node).startswith("stitch.")
 
 
 def _shared(node: torch.fx.Node, donor: Donor) -> bool:

@@ -398,9 +398,9 @@ def _producer(value: torch.fx.Node) -> tuple[torch.fx.Node, int]:
 @dataclasses.dataclass(frozen=True)
 class Adoption:
     """What ``adopt`` did: the observers (module names in the target) that took a donor observer's state; the
-    values inside mapped modules that found no counterpart, and the values from elsewhere that mapped modules
-    read but whose observer could not be the donor's (read elsewhere too, or inside a list such as a token
-    stitch's ``cat``): their observers keep their own state."""
+    values inside mapped modules whose observer found no single counterpart, and the values from elsewhere that
+    mapped modules read but whose observer could not be the donor's (read elsewhere too, or inside a list such
+    as a token stitch's ``cat``): their observers keep their own state."""
 
     adopted: frozenset[str]
     unmatched: tuple[str, ...]
@@ -467,10 +467,12 @@ def adopt(source: torch.fx.GraphModule, target: torch.fx.GraphModule, rename: Ca
             for node, (value, depth), _, observer in members
         }
         if None in found or len(found) > 1:
-            if all(value in ours for _, (value, _), _, _ in members):
-                unmatched += [value.name for _, (value, _), _, _ in members]
-            elif any(user in ours for node, _, _, _ in members for user in node.users):
-                kept += [value.name for _, (value, _), _, _ in members if value not in ours]
+            unmatched += [value.name for _, (value, _), _, _ in members if value in ours]
+            kept += [
+                value.name
+                for node, (value, _), _, _ in members
+                if value not in ours and any(user in ours for user in node.users)
+            ]
             continue
         donor = copy.deepcopy(found.pop())
         for _, _, name, _ in members:

@@ -323,7 +323,7 @@ def _file_facts(a: Artifact) -> tuple[object, ...]:
 class Manifest(StrictModel):
     """The whole bundle."""
 
-    schema_version: Literal[7] = 7
+    schema_version: Literal[6, 7] = 7  # 6: before dropped artifacts kept their int8 recipe; it reads as 7
     target: dict[str, object]
     project: dict[str, object]
     splits: Splits

@@ -566,7 +566,8 @@ def run_build(
         warn(
             f"BUDGET WARNING {target.name}: memory budgets choose each rung on its own file, but "
             f"{target.cost_backend.value} ships them in one ladder program that holds every rung; "
-            f"for a memory ladder, set bundle: {{layout: {{{target.cost_backend.value}: per-rung}}}}"
+            f"for a memory ladder, lay {target.cost_backend.value} out per rung "
+            f"(bundle: {{layout: {{{target.cost_backend.value}: per-rung}}}})"
         )
     search = run_search(project, target, cache, build=True, ranks=ranks, executor=executor)
     rungs = ladder(search)
