@@ -216,6 +216,39 @@ def test_int8_observes_a_convolution_followed_by_relu6_after_the_clamp(name: str
     assert len(clamps) == 1 and scales and max(scales) <= 6 / 127 * 1.05, (name, scales)
 
 
+class _Residuals(nn.Module):
+    """A CNN's residual (a convolution reads the sum) followed by a transformer's (LayerNorm reads the sum)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+        self.mix = nn.Conv2d(8, 16, 1)
+        self.linear = nn.Linear(16, 16)
+        self.norm = nn.LayerNorm(16)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = self.mix(x + self.conv(x))
+        tokens = x.flatten(2).transpose(1, 2)
+        tokens = tokens + self.linear(tokens)
+        return self.head(self.norm(tokens).mean(1))  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("name", list_backends())
+def test_int8_leaves_a_residual_stream_that_layernorm_reads_in_float(name: str) -> None:
+    """The CNN's sum is quantized for the convolution that reads it; the transformer's residual sum stays float
+    for the LayerNorm (``pt2e.float_residual_streams``: both quantizers would round it to int8 first)."""
+    inputs = torch.rand(32, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    graph, _ = get_backend(name).quantize(export_batched(_Residuals().eval(), inputs), inputs)
+    adds = [n for n in graph.graph.nodes if n.target == torch.ops.aten.add.Tensor]
+    rounded = [any("quantize_per_tensor" in str(user.target) for user in add.users) for add in adds]
+    assert rounded == [True, False], (name, [(add.name, list(add.users)) for add in adds])
+    (norm,) = (n for n in graph.graph.nodes if n.target == torch.ops.aten.layer_norm.default)
+    assert norm.args[0] is adds[1]
+
+
 class _TokenStitch(nn.Module):
     """A ViT -> ViT stitch (class token and patch tokens mapped, then joined by ``torch.cat``) between a front
     block's output and a LayerNorm, as the back parent's first block reads it."""

@@ -113,9 +113,39 @@ def observe_after_clamps(model: torch.fx.GraphModule) -> None:
             before.output_qspec = None
 
 
+_ADDS = (torch.ops.aten.add.Tensor, torch.ops.aten.add_.Tensor)
+_NORMS = (torch.ops.aten.layer_norm.default, torch.ops.aten.native_layer_norm.default)
+
+
+def float_residual_streams(model: torch.fx.GraphModule) -> None:
+    """Leave in float each add that a LayerNorm reads in float, and each add that an add left in float here reads:
+    a transformer's residual stream.
+
+    Both quantizers annotate every add, so the stream was rounded to int8 at every block only for LayerNorm to
+    read it back in float: one per-tensor scale over channels whose ranges differ by two orders of magnitude (the
+    stream's outlier channels), and LayerNorm then divides the small channels' rounding by each token's spread.
+    On the DeiT-S -> DeiT-Ti stitches the LiteRT int8 simulation lost 0.17-0.74 points to eager fp32 with it and
+    0.03-0.38 without it, on 10,000 test images (``benchmarks/RESULTS.md`` section 10). Other adds keep their
+    annotation: an add read by a convolution (EfficientNet, ResNet) runs in int8 inside the convolutions' int8
+    graph, and rounding one read by a global pool or softmax saves the conversions a float add would need.
+    """
+    floated: set[torch.fx.Node] = set()
+    changed = True
+    while changed:
+        changed = False
+        for node in model.graph.nodes:
+            if node.target not in _ADDS or annotation_of(node) is None:
+                continue
+            if any((user.target in _NORMS and annotation_of(user) is None) or user in floated for user in node.users):
+                del node.meta["quantization_annotation"]
+                floated.add(node)
+                changed = True
+
+
 class _Annotations(Quantizer):  # type: ignore[misc]
-    """Wraps a backend's quantizer: observes after fusable clamps (``observe_after_clamps``), keeps the given
-    submodules in float and never observes a symbolic size.
+    """Wraps a backend's quantizer: observes after fusable clamps (``observe_after_clamps``), leaves a
+    transformer's residual stream in float (``float_residual_streams``), keeps the given submodules in float and
+    never observes a symbolic size.
 
     Neither the XNNPACK nor the litert-torch quantizer accepts "no config" for a module name, so the
     exclusion is done here, on the annotated graph, for every backend alike. With a dynamic batch, shape
@@ -138,6 +168,7 @@ class _Annotations(Quantizer):  # type: ignore[misc]
                 continue
             annotation = node.meta["quantization_annotation"]
             annotation.input_qspec_map = {k: v for k, v in annotation.input_qspec_map.items() if _is_tensor(k)}
+        float_residual_streams(model)
         # Neighbours that share an observer with a float node (a residual add, a concat) go float too.
         while dangling := [n for n in annotated if "quantization_annotation" in n.meta and _shares_with_float(n)]:
             for node in dangling:
