@@ -23,7 +23,7 @@ import contextlib
 import json
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from unittest import mock
 
@@ -46,14 +46,9 @@ WAYS = {"float": False, "rounded": True}
 """Each way's name, and whether ``pt2e.float_residual_streams`` is switched off for it."""
 
 
-def _correct(model: torch.nn.Module, images: ImageSet) -> torch.Tensor:
-    with torch.no_grad():
-        logits = torch.cat([model(chunk) for chunk in images.images.split(250)])
-    return logits.argmax(1) == images.labels
-
-
-def _top1(correct: torch.Tensor) -> float:
-    return round(float(correct.double().mean() * 100), 2)
+def _scored(model: torch.nn.Module, splits: Mapping[str, ImageSet]) -> dict[str, torch.Tensor]:
+    """Per split, each image's correctness under ``model``."""
+    return {split: common.simulated_correct(model, images) for split, images in splits.items()}
 
 
 def main() -> None:
@@ -76,13 +71,19 @@ def main() -> None:
     for name in args.backends or target.runtime.backends:
         backend = get_backend(name)
         for rung in (r for r in ladder(search) if args.rungs is None or r.id in args.rungs):
-            correct = {"eager": {split: _correct(rung.model.eval(), images) for split, images in splits.items()}}
+            correct = {
+                "eager": {
+                    split: common.simulated_correct(rung.model.eval(), images) for split, images in splits.items()
+                }
+            }
             programs = {"fp32": (rung.model.eval(), None)}
             for way, off in WAYS.items():
                 switch = mock.patch.object(pt2e, "float_residual_streams", lambda model: None)
                 with switch if off else contextlib.nullcontext():
                     programs[way] = Graphs(rung, backend, Observations.uncached(calibration)).int8(())
-                correct[way] = {split: _correct(programs[way][0], images) for split, images in splits.items()}
+                correct[way] = {
+                    split: common.simulated_correct(programs[way][0], images) for split, images in splits.items()
+                }
             with tempfile.TemporaryDirectory(prefix="residual-stream-") as work:
                 calls: dict[str, Callable[[], object]] = {}
                 for way, (graph, quantizer) in programs.items():
@@ -99,7 +100,7 @@ def main() -> None:
                 "rung": rung.id,
                 "backend": name.value,
                 "images": {split: len(images.labels) for split, images in splits.items()},
-                **{f"{way}_{split}": _top1(c) for way, scores in correct.items() for split, c in scores.items()},
+                **{f"{way}_{split}": common.top1(c) for way, scores in correct.items() for split, c in scores.items()},
                 "float_minus_eager": common.paired(test["float"], test["eager"]),
                 "rounded_minus_eager": common.paired(test["rounded"], test["eager"]),
                 "float_minus_rounded": common.paired(test["float"], test["rounded"]),

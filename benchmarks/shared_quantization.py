@@ -23,8 +23,6 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).parent / "paper"))
 import common
 
@@ -32,19 +30,8 @@ from restnetc.backends import get_backend
 from restnetc.bundle.ladder import Rung, ladder
 from restnetc.bundle.lowering import Graphs, Observations
 from restnetc.cache import Cache, default_cache_dir
-from restnetc.data import ImageSet
 from restnetc.evaluation import compare_paired
 from restnetc.pipeline.search import run_search
-
-
-def _correct(graph: torch.nn.Module, images: ImageSet) -> torch.Tensor:
-    with torch.no_grad():
-        logits = torch.cat([graph(chunk) for chunk in images.images.split(125)])
-    return logits.argmax(1) == images.labels
-
-
-def _top1(correct: torch.Tensor) -> float:
-    return round(float(correct.double().mean() * 100), 2)
 
 
 def main() -> None:
@@ -65,7 +52,7 @@ def main() -> None:
             graphs = {way: Graphs(r, backend, observations).int8(())[0] for way, r in ways.items()}
             splits = {"validation": search.validation, "test": search.test}
             correct = {
-                way: {split: _correct(graph, images) for split, images in splits.items()}
+                way: {split: common.simulated_correct(graph, images) for split, images in splits.items()}
                 for way, graph in graphs.items()
             }
             paired = compare_paired(correct["donor"]["test"].numpy(), correct["alone"]["test"].numpy())
@@ -74,7 +61,7 @@ def main() -> None:
                 "rung": rung.id,
                 "backend": name.value,
                 "images": {split: len(images.labels) for split, images in splits.items()},
-                **{f"{way}_{split}": _top1(c) for way, scores in correct.items() for split, c in scores.items()},
+                **{f"{way}_{split}": common.top1(c) for way, scores in correct.items() for split, c in scores.items()},
                 "test_difference": round(paired.difference, 2),
                 "test_interval": [round(v, 2) for v in paired.interval],
                 "test_p_value": round(paired.p_value, 4),

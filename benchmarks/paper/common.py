@@ -32,6 +32,7 @@ from restnetc.cache import Cache
 from restnetc.config.loader import demo_project_path, load_project, load_target
 from restnetc.config.project import ProjectConfig
 from restnetc.config.target import TargetConfig
+from restnetc.data import ImageSet
 from restnetc.evaluation import compare_paired, wilson_interval
 from restnetc.pipeline.search import _prepare, _Prepared, run_search
 from restnetc.results import SearchResult, VariantResult
@@ -302,6 +303,18 @@ def mean_lines(rows: Sequence[Mapping[str, Any]], arm_key: str, versus_key: str,
         if diffs:
             lines.append(f"- {arm} vs {reference}: mean {statistics.mean(diffs):+.2f} points over {len(diffs)} rungs\n")
     return lines
+
+
+def simulated_correct(model: torch.nn.Module, images: ImageSet) -> torch.Tensor:
+    """Per image of ``images``, whether ``model`` (eager, or an int8 graph simulated in PyTorch) gets its label."""
+    with torch.no_grad():
+        logits = torch.cat([model(chunk) for chunk in images.images.split(250)])
+    return logits.argmax(1) == images.labels
+
+
+def top1(correct: torch.Tensor) -> float:
+    """Top-1 in percent, rounded to 2 decimals, of per-image correctness ``correct``."""
+    return round(float(correct.double().mean() * 100), 2)
 
 
 def runtime_correct(
