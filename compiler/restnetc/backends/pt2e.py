@@ -121,13 +121,14 @@ def float_residual_streams(model: torch.fx.GraphModule) -> None:
     """Leave in float each add that a LayerNorm reads in float, and each add that an add left in float here reads:
     a transformer's residual stream.
 
-    Both quantizers annotate every add, so the stream was rounded to int8 at every block only for LayerNorm to
-    read it back in float: one per-tensor scale over channels whose ranges differ by two orders of magnitude (the
-    stream's outlier channels), and LayerNorm then divides the small channels' rounding by each token's spread.
-    On the DeiT-S -> DeiT-Ti stitches the LiteRT int8 simulation lost 0.17-0.74 points to eager fp32 with it and
-    0.03-0.38 without it, on 10,000 test images (``benchmarks/RESULTS.md`` section 10). Other adds keep their
-    annotation: an add read by a convolution (EfficientNet, ResNet) runs in int8 inside the convolutions' int8
-    graph, and rounding one read by a global pool or softmax saves the conversions a float add would need.
+    Both quantizers annotate every add, so the stream was rounded to int8 after every block, each add rounding
+    again, only for LayerNorm to read it back in float and rescale each token by its own spread. On the DeiT-S ->
+    DeiT-Ti stitches (the streams reach |x| of 5-10, half their channels stay under 2-4) the LiteRT int8
+    simulation, each rung calibrated alone, lost 0.17-0.74 points to eager fp32 with the rounding and 0.03-0.38
+    without it on 10,000 test images; ExecuTorch's changes were mixed (``benchmarks/RESULTS.md`` section 10). Other
+    adds keep their annotation: an add read by a convolution (EfficientNet, ResNet) runs in int8 inside the
+    convolutions' int8 graph, and rounding one read by a global pool or softmax saves the conversions a float add
+    would need.
     """
     floated: set[torch.fx.Node] = set()
     changed = True
