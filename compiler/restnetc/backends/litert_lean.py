@@ -118,7 +118,8 @@ class LeanQuantizer(pt2e_quantizer.PT2EQuantizer):  # type: ignore[misc]
     activation, pads and dropouts sharing their input's parameters, a concatenation whose inputs are all
     quantized observed as one tensor (one with a float input, an expanded class token say, stays float in the
     simulation and the runtime alike). (Observing after ReLU6 is ``pt2e.observe_after_clamps``, for every
-    backend.) A mul its annotators find only through ``source_fn_stack`` still runs in float."""
+    backend, and so is leaving in float an add that LayerNorm reads, ``pt2e.float_residual_streams``.) A mul its
+    annotators find only through ``source_fn_stack`` still runs in float."""
 
     def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
         model = super().annotate(model)

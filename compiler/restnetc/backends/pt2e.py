@@ -114,39 +114,35 @@ def observe_after_clamps(model: torch.fx.GraphModule) -> None:
 
 
 _ADDS = (torch.ops.aten.add.Tensor, torch.ops.aten.add_.Tensor)
+"""The adds both quantizers annotate (a residual connection)."""
+
 _NORMS = (torch.ops.aten.layer_norm.default, torch.ops.aten.native_layer_norm.default)
+"""LayerNorm as an export spells it; neither quantizer annotates it, so it always reads its input in float."""
 
 
 def float_residual_streams(model: torch.fx.GraphModule) -> None:
-    """Leave in float each add that a LayerNorm reads in float, and each add that an add left in float here reads:
-    a transformer's residual stream.
+    """Leave in float each add that a LayerNorm reads directly: a pre-norm transformer's residual stream (ViT,
+    DeiT), where every block's adds feed the next LayerNorm. The add stays float even when another reader would
+    read it in int8; that reader then quantizes its own input.
 
     Both quantizers annotate every add, so the stream was rounded to int8 after every block, each add rounding
-    again, only for LayerNorm to read it back in float and rescale each token by its own spread. On the DeiT-S ->
-    DeiT-Ti stitches (the streams reach |x| of 5-10, half their channels stay under 2-4) the LiteRT int8
-    simulation, each rung calibrated alone, lost 0.17-0.74 points to eager fp32 with the rounding and 0.03-0.38
-    without it on 10,000 test images; ExecuTorch's changes were mixed (``benchmarks/RESULTS.md`` section 10). Other
+    again, only for LayerNorm to read it back in float. Measured on the DeiT-S -> DeiT-Ti rungs, int8 simulated
+    as a build lowers them, 10,000 test images (``benchmarks/RESULTS.md`` section 10): float minus rounded +0.13
+    to +0.25 points on three of four stitch artifacts and -0.09 on the fourth, none significant alone, parents
+    unchanged; an exploration calibrating each rung alone gained more (LiteRT 0.12-0.45 on all four stitches). Not
+    covered: an add that LayerNorm reads through a reshape or permute (timm's Swin blocks), which stays int8. Other
     adds keep their annotation: an add read by a convolution (EfficientNet, ResNet) runs in int8 inside the
-    convolutions' int8 graph, and rounding one read by a global pool or softmax saves the conversions a float add
-    would need.
+    convolutions' int8 graph.
     """
-    floated: set[torch.fx.Node] = set()
-    changed = True
-    while changed:
-        changed = False
-        for node in model.graph.nodes:
-            if node.target not in _ADDS or annotation_of(node) is None:
-                continue
-            if any((user.target in _NORMS and annotation_of(user) is None) or user in floated for user in node.users):
-                del node.meta["quantization_annotation"]
-                floated.add(node)
-                changed = True
+    for node in model.graph.nodes:
+        if node.target in _ADDS and any(user.target in _NORMS for user in node.users):
+            node.meta.pop("quantization_annotation", None)
 
 
 class _Annotations(Quantizer):  # type: ignore[misc]
     """Wraps a backend's quantizer: observes after fusable clamps (``observe_after_clamps``), leaves a
-    transformer's residual stream in float (``float_residual_streams``), keeps the given submodules in float and
-    never observes a symbolic size.
+    pre-norm transformer's residual stream in float (``float_residual_streams``), keeps the given submodules in
+    float and never observes a symbolic size.
 
     Neither the XNNPACK nor the litert-torch quantizer accepts "no config" for a module name, so the
     exclusion is done here, on the annotated graph, for every backend alike. With a dynamic batch, shape
@@ -162,6 +158,7 @@ class _Annotations(Quantizer):  # type: ignore[misc]
     def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
         model = self.inner.annotate(model)
         observe_after_clamps(model)
+        float_residual_streams(model)  # before the float modules: the same adds go float whichever are kept
         annotated = [n for n in model.graph.nodes if "quantization_annotation" in n.meta]
         for node in annotated:
             if _inside(node, self.float_modules) or not _is_tensor(node):
@@ -169,7 +166,6 @@ class _Annotations(Quantizer):  # type: ignore[misc]
                 continue
             annotation = node.meta["quantization_annotation"]
             annotation.input_qspec_map = {k: v for k, v in annotation.input_qspec_map.items() if _is_tensor(k)}
-        float_residual_streams(model)
         # Neighbours that share an observer with a float node (a residual add, a concat) go float too.
         while dangling := [n for n in annotated if "quantization_annotation" in n.meta and _shares_with_float(n)]:
             for node in dangling:
