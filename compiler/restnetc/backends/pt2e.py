@@ -114,7 +114,7 @@ def observe_after_clamps(model: torch.fx.GraphModule) -> None:
 
 
 _ADDS = (torch.ops.aten.add.Tensor, torch.ops.aten.add_.Tensor)
-"""The adds both quantizers annotate (a residual connection)."""
+"""A residual connection's add as an export spells it (out of place, or in place as ResNet's ``+=``)."""
 
 _NORMS = (torch.ops.aten.layer_norm.default, torch.ops.aten.native_layer_norm.default)
 """LayerNorm as an export spells it; neither quantizer annotates it, so it always reads its input in float."""
