@@ -217,36 +217,40 @@ def test_int8_observes_a_convolution_followed_by_relu6_after_the_clamp(name: str
 
 
 class _Residuals(nn.Module):
-    """A CNN's residual (a convolution reads the sum) followed by a transformer's (LayerNorm reads the sum)."""
+    """Two chained CNN residuals (convolutions read the sums), then a truncated transformer's: a LayerNorm
+    reads the first sum, a slice (as a stitch does) the second, which adds onto the first."""
 
     def __init__(self) -> None:
         super().__init__()
         self.stem = nn.Conv2d(3, 8, 3, padding=1)
-        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+        self.conv = nn.ModuleList(nn.Conv2d(8, 8, 3, padding=1) for _ in range(2))
         self.mix = nn.Conv2d(8, 16, 1)
-        self.linear = nn.Linear(16, 16)
+        self.linear = nn.ModuleList(nn.Linear(16, 16) for _ in range(3))
         self.norm = nn.LayerNorm(16)
         self.head = nn.Linear(16, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
-        x = self.mix(x + self.conv(x))
+        x = x + self.conv[0](x)
+        x = self.mix(x + self.conv[1](x))
         tokens = x.flatten(2).transpose(1, 2)
-        tokens = tokens + self.linear(tokens)
-        return self.head(self.norm(tokens).mean(1))  # type: ignore[no-any-return]
+        tokens = tokens + self.linear[0](tokens)
+        tokens = tokens + self.linear[1](self.norm(tokens))
+        return self.head(self.linear[2](tokens[:, 1:]).mean(1))  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("name", list_backends())
 def test_int8_leaves_a_residual_stream_that_layernorm_reads_in_float(name: str) -> None:
-    """The CNN's sum is quantized for the convolution that reads it; the transformer's residual sum stays float
-    for the LayerNorm (``pt2e.float_residual_streams``: both quantizers would round it to int8 first)."""
+    """The CNN's sums are quantized for the convolutions that read them; the transformer's residual sums stay
+    float, the one LayerNorm reads and the one added onto it that a slice reads (``pt2e.float_residual_streams``:
+    both quantizers would round them to int8 first)."""
     inputs = torch.rand(32, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     graph, _ = get_backend(name).quantize(export_batched(_Residuals().eval(), inputs), inputs)
     adds = [n for n in graph.graph.nodes if n.target == torch.ops.aten.add.Tensor]
     rounded = [any("quantize_per_tensor" in str(user.target) for user in add.users) for add in adds]
-    assert rounded == [True, False], (name, [(add.name, list(add.users)) for add in adds])
+    assert rounded == [True, True, False, False], (name, [(add.name, list(add.users)) for add in adds])
     (norm,) = (n for n in graph.graph.nodes if n.target == torch.ops.aten.layer_norm.default)
-    assert norm.args[0] is adds[1]
+    assert norm.args[0] is adds[2]
 
 
 class _TokenStitch(nn.Module):
