@@ -254,33 +254,45 @@ def test_int8_leaves_a_residual_stream_that_layernorm_reads_in_float(name: str) 
 
 
 class _TokenStitch(nn.Module):
-    """A ViT -> ViT stitch (class token and patch tokens mapped, then joined by ``torch.cat``) between a front
-    block's output and a LayerNorm, as the back parent's first block reads it."""
+    """A ViT -> ViT stitch (class token and patch tokens mapped by one linear layer's weight and bias, then joined
+    by ``torch.cat``) between a front and a LayerNorm, as the back parent's first block reads it. The front is a
+    linear layer, whose output the two token slices share the int8 parameters of, or a pre-norm residual stream
+    (``stream``), left in float, so that each slice is quantized with its own."""
 
-    def __init__(self, back_prefix_tokens: int) -> None:
+    def __init__(self, back_prefix_tokens: int, stream: bool) -> None:
         super().__init__()
         self.front = nn.Linear(16, 16)
+        self.front_norm = nn.LayerNorm(16) if stream else None
+        self.mix = nn.Linear(16, 16)
         tokens = Interface(Layout.TOKENS, (17, 16), prefix_tokens=1)
         self.stitch = StitchLayer(tokens, Interface(Layout.TOKENS, (16 + back_prefix_tokens, 24), back_prefix_tokens))
         self.norm = nn.LayerNorm(24)
         self.head = nn.Linear(24 * (16 + back_prefix_tokens), 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.norm(self.stitch(self.front(x))).flatten(1))
+        if self.front_norm is None:
+            x = self.front(x)
+        else:
+            x = x + self.front(x)
+            x = x + self.mix(self.front_norm(x))
+        return self.head(self.norm(self.stitch(x)).flatten(1))  # type: ignore[no-any-return]
 
 
 # 2 prefix tokens: the class token reaches the cat expanded, which no quantizer annotates: the cat stays float
+@pytest.mark.parametrize("stream", [False, True], ids=["linear-front", "stream-front"])
 @pytest.mark.parametrize("back_prefix_tokens", [1, 2])
 @pytest.mark.parametrize("name", list_backends())
 def test_int8_simulation_of_a_stitch_joining_tokens_of_unequal_ranges_is_what_the_runtime_computes(
-    name: str, back_prefix_tokens: int, tmp_path: Path
+    name: str, back_prefix_tokens: int, stream: bool, tmp_path: Path
 ) -> None:
     """A stitched DeiT's class token spans about a third of its patch tokens' range. An int8 concatenation takes
     one scale for both: the simulation must observe them as one tensor, or it joins them in float while the
     runtime clips the wider input. Measured: relative error 0.007 on both backends; 0.187 on LiteRT when
-    ``LeanQuantizer`` leaves the cat unannotated."""
+    ``LeanQuantizer`` leaves the cat unannotated. With a stream front, the two linear operators that share the
+    stitch's weight and bias read inputs quantized apart; ExecuTorch's program must store a bias per operator
+    (``executorch_packing.own_biases``) or its runtime runs one with the other's packing."""
     torch.manual_seed(0)
-    model = _TokenStitch(back_prefix_tokens).eval()
+    model = _TokenStitch(back_prefix_tokens, stream).eval()
     inputs = torch.randn(32, 17, 16, generator=torch.Generator().manual_seed(1))
     inputs[:, 1:] *= 3  # patch tokens three times the class token's range
     backend = get_backend(name)

@@ -64,7 +64,7 @@ class ExecuTorchBackend(Backend):
         check_entry_points(graphs)
         if pixels is not None:
             raise ValueError("executorch: a program's image input is float32; raw uint8 pixels are not taken")
-        exported = {name: torch.export.export(graph, (example,)) for name, graph in graphs.items()}
+        exported = {name: torch.export.export(_own_biases(graph), (example,)) for name, graph in graphs.items()}
         try:
             edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
         except AssertionError as exc:
@@ -165,6 +165,11 @@ class _Program:
             return torch.cat(outputs).numpy()
 
         return run
+
+
+def _own_biases(graph: nn.Module) -> nn.Module:
+    """An int8 graph with a bias per layer (``executorch_packing.own_biases``); a float model as it is."""
+    return executorch_packing.own_biases(graph) if isinstance(graph, torch.fx.GraphModule) else graph
 
 
 def _delegation(graph: torch.fx.GraphModule) -> DelegationReport:
