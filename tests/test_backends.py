@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import restnetc.models.zoo  # noqa: F401  (registers the zoo_* architectures with timm)
-from restnetc.backends import get_backend, list_backends, register_backend
+from restnetc.backends import get_backend, list_backends, pt2e, register_backend
 from restnetc.backends.base import Ends, Lowered
 from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import export_batched
@@ -241,14 +241,22 @@ class _Residuals(nn.Module):
 
 @pytest.mark.parametrize("name", list_backends())
 def test_int8_leaves_a_residual_stream_that_layernorm_reads_in_float(name: str) -> None:
-    """The CNN's sums are quantized for the convolutions that read them; the transformer's residual sums stay
-    float, the one LayerNorm reads and the one added onto it that a slice reads (``pt2e.float_residual_streams``:
-    both quantizers would round them to int8 first)."""
+    """Both quantizers annotate every add; ``pt2e.float_residual_streams`` takes the annotation off the
+    transformer's sums only (the one LayerNorm reads and the one added onto it that a slice reads), and the int8
+    graph then reads them unquantized. The CNN's sums, chained but never read by a LayerNorm, keep theirs."""
     inputs = torch.rand(32, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    graph, _ = get_backend(name).quantize(export_batched(_Residuals().eval(), inputs), inputs)
+    backend = get_backend(name)
+    quantizer = backend.int8_quantizer()
+    annotated = quantizer.transform_for_annotation(export_batched(_Residuals().eval(), inputs).module())
+    quantizer.annotate(annotated)
+    adds = [n for n in annotated.graph.nodes if n.target == torch.ops.aten.add.Tensor]
+    assert ["quantization_annotation" in add.meta for add in adds] == [True] * 4, name
+    pt2e.float_residual_streams(annotated)
+    assert ["quantization_annotation" in add.meta for add in adds] == [True, True, False, False], name
+    graph, _ = backend.quantize(export_batched(_Residuals().eval(), inputs), inputs)
     adds = [n for n in graph.graph.nodes if n.target == torch.ops.aten.add.Tensor]
     rounded = [any("quantize_per_tensor" in str(user.target) for user in add.users) for add in adds]
-    assert rounded == [True, True, False, False], (name, [(add.name, list(add.users)) for add in adds])
+    assert rounded[2:] == [False, False], (name, [(add.name, list(add.users)) for add in adds])
     (norm,) = (n for n in graph.graph.nodes if n.target == torch.ops.aten.layer_norm.default)
     assert norm.args[0] is adds[2]
 
@@ -289,8 +297,8 @@ def test_int8_simulation_of_a_stitch_joining_tokens_of_unequal_ranges_is_what_th
     one scale for both: the simulation must observe them as one tensor, or it joins them in float while the
     runtime clips the wider input. Measured: relative error 0.007 on both backends; 0.187 on LiteRT when
     ``LeanQuantizer`` leaves the cat unannotated. With a stream front, the two linear operators that share the
-    stitch's weight and bias read inputs quantized apart; ExecuTorch's program must store a bias per operator
-    (``executorch_packing.own_biases``) or its runtime runs one with the other's packing."""
+    stitch's weight and bias read inputs quantized apart; ExecuTorch's lowering must give each its own bias
+    (``executorch._own_biases``), or the second adds a bias scaled for the other's input."""
     torch.manual_seed(0)
     model = _TokenStitch(back_prefix_tokens, stream).eval()
     inputs = torch.randn(32, 17, 16, generator=torch.Generator().manual_seed(1))

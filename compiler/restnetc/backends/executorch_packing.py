@@ -8,23 +8,13 @@ wrong results. A program may share its packings only when every operator reading
 it under one quantization and one set of parameters; this module checks that on the ``.pte`` file, delegate by
 delegate (``executorch_delegates``).
 
-It goes wrong inside one method too. A ViT stitch maps its class token and its patch tokens with one linear
-layer's weight and bias; when the two slices are quantized apart (``pt2e.float_residual_streams``), the program
-stored that bias once, in float, so both operators had the same kernel and bias keys, and ``executorch.runtime``
-computed wrong results (DeiT-S -> DeiT-Ti stitch-00-00, 500 validation images: 90.8% of argmaxes agreeing with
-the simulation, max logit difference 3.2; with a bias per operator 98.6% and 0.31), as it would running one
-operator with the other's packing. ``own_biases`` gives each layer its own bias constant before lowering, which
-the program then stores per operator, quantized with that operator's scales.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from dataclasses import fields
-from operator import attrgetter
 
-import torch
 from executorch.backends.xnnpack.serialization import xnnpack_graph_schema as xnn
 
 from restnetc.backends.executorch_delegates import XnnpackDelegate, delegates, read_program
@@ -119,26 +109,3 @@ def packing_conflicts(data: bytes) -> tuple[str, ...]:
                     f"{where} reads kernel {kernel[:12]} under another quantization or other parameters than {seen[1]}"
                 )
     return tuple(conflicts)
-
-
-_LAYERS = (torch.ops.aten.conv2d.default, torch.ops.aten.linear.default)
-"""The layers whose bias XNNPACK packs with their kernel."""
-
-
-def own_biases(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
-    """``graph`` with each layer that reads the bias constant of an earlier layer given a copy of its own: the same
-    values, so the same result. ``graph`` itself is left as it was; the new module shares its other constants."""
-    copied = torch.fx.GraphModule(graph, copy.deepcopy(graph.graph))
-    made = 0
-    for node in list(copied.graph.nodes):
-        if node.op != "get_attr":
-            continue
-        readers = [user for user in node.users if user.target in _LAYERS and user.args[2:3] == (node,)]
-        for reader in readers[1:]:
-            name = f"_own_bias_{made}"
-            made += 1
-            copied.register_buffer(name, attrgetter(str(node.target))(copied).detach().clone())
-            with copied.graph.inserting_before(reader):
-                reader.replace_input_with(node, copied.graph.get_attr(name))
-    copied.recompile()
-    return copied

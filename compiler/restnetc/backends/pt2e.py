@@ -122,18 +122,19 @@ _NORMS = (torch.ops.aten.layer_norm.default, torch.ops.aten.native_layer_norm.de
 
 def float_residual_streams(model: torch.fx.GraphModule) -> None:
     """Leave a pre-norm transformer's residual stream (ViT, DeiT) in float: each add that a LayerNorm reads
-    directly, and each add that adds onto one of those (a truncated front's last add, which a stitch reads in
-    place of the next block's LayerNorm). An add stays float even when another reader would read it in int8;
-    that reader then quantizes its own input (a ViT stitch's two token slices each get their own parameters).
+    directly, and each add that adds onto a float one, down the chain (a truncated front's last add, which a
+    stitch reads in place of the next block's LayerNorm). An add stays float even when another reader would read
+    it in int8; that reader then quantizes its own input (a ViT stitch's two token slices each get their own
+    parameters).
 
     Both quantizers annotate every add, so the stream was rounded to int8 after every block, each add rounding
     again, only for LayerNorm to read it back in float. Measured on the DeiT-S -> DeiT-Ti rungs, int8 simulated
     as a build lowers them, 10,000 test images (``benchmarks/RESULTS.md`` section 10): the LayerNorm-read adds
     in float against rounded +0.13 to +0.25 points on three of four stitch artifacts and -0.09 on the fourth;
-    the stitch's input in float too, on top of that, +0.06 to +0.30 on all four measured (validation -0.2 to
-    +0.9); none significant alone, parents unchanged. Not covered: an add that LayerNorm reads through a reshape
-    or permute (timm's Swin blocks), which stays int8. A CNN's adds keep their annotation, chained or not: none
-    is read by a LayerNorm, so its int8 graph keeps them in int8 between its convolutions.
+    in an exploration, the stitch's input in float too, on top of that, +0.06 to +0.30 on all four (validation
+    -0.2 to +0.9); none significant alone, parents unchanged. Not covered: an add that LayerNorm reads through a
+    reshape or permute (timm's Swin blocks), which stays int8. A CNN's adds keep their annotation, chained or
+    not: none is read by a LayerNorm, so its int8 graph keeps them in int8 between its convolutions.
     """
     stream: set[torch.fx.Node] = set()
     for node in model.graph.nodes:  # topological: an add's inputs are classified before it
