@@ -129,12 +129,12 @@ def float_residual_streams(model: torch.fx.GraphModule) -> None:
 
     Both quantizers annotate every add, so the stream was rounded to int8 after every block, each add rounding
     again, only for LayerNorm to read it back in float. Measured on the DeiT-S -> DeiT-Ti rungs, int8 simulated
-    as a build lowers them, 10,000 test images (``benchmarks/RESULTS.md`` section 10): the LayerNorm-read adds
-    in float against rounded +0.13 to +0.25 points on three of four stitch artifacts and -0.09 on the fourth;
-    in an exploration, the stitch's input in float too, on top of that, +0.06 to +0.30 on all four (validation
-    -0.2 to +0.9); none significant alone, parents unchanged. Not covered: an add that LayerNorm reads through a
-    reshape or permute (timm's Swin blocks), which stays int8. A CNN's adds keep their annotation, chained or
-    not: none is read by a LayerNorm, so its int8 graph keeps them in int8 between its convolutions.
+    as a build lowers them and run in their runtimes, 10,000 test images (``benchmarks/RESULTS.md`` section 10),
+    this rule against none: +0.53 points (p = 0.006) on the stitch that lost most (ExecuTorch 01-01), 0.00 to
+    +0.27 on the other seven artifacts; against the LayerNorm-read adds alone (the stitch's input rounded):
+    +0.35 (p = 0.03) there, -0.02 to +0.18 elsewhere; parents unchanged. Not covered: an add that LayerNorm reads
+    through a reshape or permute (timm's Swin blocks), which stays int8. A CNN's adds keep their annotation,
+    chained or not: none is read by a LayerNorm, so its int8 graph keeps them in int8 between its convolutions.
     """
     stream: set[torch.fx.Node] = set()
     for node in model.graph.nodes:  # topological: an add's inputs are classified before it
