@@ -48,7 +48,7 @@ from restnetc.pipeline.search import run_search
 def _layernorm_read(model: torch.fx.GraphModule) -> None:
     """The ``layernorm-read`` way: only the adds a LayerNorm reads directly are left in float."""
     for node in model.graph.nodes:
-        if node.target in pt2e._ADDS and any(user.target in pt2e._NORMS for user in node.users):
+        if pt2e.read_by_layernorm(node):
             node.meta.pop("quantization_annotation", None)
 
 

@@ -42,11 +42,19 @@ def _channel_means(node: Node, output: torch.Tensor) -> torch.Tensor:
     return output.double().mean(dim=[d for d in range(output.dim()) if d != axis])
 
 
+def bias_constant(node: Node) -> Node | None:
+    """The constant (``get_attr`` node) ``node`` reads as its bias if it is a layer with one, else None."""
+    if not _layer(node):
+        return None
+    bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
+    return bias if isinstance(bias, Node) and bias.op == "get_attr" else None
+
+
 def _bias(graph: GraphModule, node: Node) -> torch.Tensor | None:
     """The float bias ``node`` (a layer) reads as a constant of ``graph`` that no other node reads, or None (no
     bias, not a constant, or shared: correcting it for one layer would move the others)."""
-    bias = node.args[2] if len(node.args) > 2 else None
-    if not isinstance(bias, Node) or bias.op != "get_attr" or len(bias.users) > 1:
+    bias = bias_constant(node)
+    if bias is None or len(bias.users) > 1:
         return None
     value = attrgetter(str(bias.target))(graph)
     return value if isinstance(value, torch.Tensor) and value.is_floating_point() else None

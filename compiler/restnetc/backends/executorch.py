@@ -33,7 +33,7 @@ from restnetc.backends.base import (
     Runner,
     check_entry_points,
 )
-from restnetc.backends.bias_correction import LAYERS
+from restnetc.backends.bias_correction import bias_constant
 from restnetc.backends.executorch_lean import LeanXnnpackQuantizer, drop_requantize_after_pads
 from restnetc.config.target import Quantization
 from restnetc.errors import RestnetcError
@@ -186,8 +186,7 @@ def _own_biases(graph: nn.Module) -> nn.Module:
     copied = torch.fx.GraphModule(graph, copy.deepcopy(graph.graph))
     readers: dict[str, list[tuple[torch.fx.Node, torch.fx.Node]]] = {}  # bias constant: (layer, bias node)
     for node in copied.graph.nodes:
-        bias = (node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")) if node.target in LAYERS else None
-        if isinstance(bias, torch.fx.Node) and bias.op == "get_attr":
+        if (bias := bias_constant(node)) is not None:
             readers.setdefault(str(bias.target), []).append((node, bias))
     made = 0
     for target, layers in readers.items():

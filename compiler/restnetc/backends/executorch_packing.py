@@ -7,7 +7,6 @@ kernel and bias under different quantizations would therefore share a packing ma
 wrong results. A program may share its packings only when every operator reading a named kernel (and bias) reads
 it under one quantization and one set of parameters; this module checks that on the ``.pte`` file, delegate by
 delegate (``executorch_delegates``).
-
 """
 
 from __future__ import annotations

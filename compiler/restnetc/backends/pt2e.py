@@ -120,6 +120,11 @@ _NORMS = (torch.ops.aten.layer_norm.default, torch.ops.aten.native_layer_norm.de
 """LayerNorm as an export spells it; neither quantizer annotates it, so it always reads its input in float."""
 
 
+def read_by_layernorm(node: torch.fx.Node) -> bool:
+    """Whether ``node`` is an add a LayerNorm reads directly: where ``float_residual_streams`` starts."""
+    return node.target in _ADDS and any(user.target in _NORMS for user in node.users)
+
+
 def float_residual_streams(model: torch.fx.GraphModule) -> None:
     """Leave a pre-norm transformer's residual stream (ViT, DeiT) in float: each add that a LayerNorm reads
     directly, and each add that adds onto a float one, down the chain (a truncated front's last add, which a
@@ -140,7 +145,7 @@ def float_residual_streams(model: torch.fx.GraphModule) -> None:
     for node in model.graph.nodes:  # topological: an add's inputs are classified before it
         if node.target not in _ADDS:
             continue
-        if any(user.target in _NORMS for user in node.users) or stream.intersection(node.all_input_nodes):
+        if read_by_layernorm(node) or stream.intersection(node.all_input_nodes):
             stream.add(node)
             node.meta.pop("quantization_annotation", None)
 
