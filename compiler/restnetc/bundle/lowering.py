@@ -1,6 +1,6 @@
-"""Lowering every rung with every backend: each (rung, backend) pair is lowered, verified
-(``verification``) and, when int8 loses more than the target's tolerance on validation, handed to the
-target's accuracy policy (``accuracy_policy``), in one worker process, pairs side by side. Artifacts and
+"""Lowering every rung with every backend: each (rung, backend) pair is lowered, verified (``verification``: it
+must compute what it was compiled from) and, when int8 loses more than the target's tolerance on validation, handed
+to the target's accuracy policy (``accuracy_policy``), in one worker process, pairs side by side. Artifacts and
 outcomes are cached; an outcome is reused only with the very bytes it verified.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import hashlib
 import logging
 from collections.abc import Callable, Mapping
@@ -40,7 +41,7 @@ from restnetc.bundle.accuracy_policy import OverTolerance, TryFloat, get_policy
 from restnetc.bundle.ladder import Rung
 from restnetc.bundle.manifest import Int8Recipe
 from restnetc.bundle.screening import SCREENING_IMAGES, Screening, screen
-from restnetc.bundle.verification import BuildError, EagerLogits, Evaluations, Verified, Verifier
+from restnetc.bundle.verification import BuildError, EagerLogits, Evaluations, Reference, Verified, Verifier
 from restnetc.cache import Cache, stage_key, tensors_digest, toolchain_versions, warn_recompute
 from restnetc.config.target import AccuracyPolicy, Quantization
 from restnetc.config.target import Backend as BackendName
@@ -421,20 +422,42 @@ class Lowerer:
         )
         return lowered
 
-    def _screen(self, job: PairJob, graphs: Graphs) -> Callable[[float], Screening]:
-        """Screening of float units for ``job``'s rung: its int8 graphs run in eager on the screening images."""
+    def _simulation(self, graphs: Graphs) -> Callable[[tuple[str, ...]], torch.Tensor]:
+        """The logits of ``graphs``' int8 graph with the given float units, run in eager on the screening images
+        (the validation split's first), each computed once: the check of the artifact and screening share them."""
+        images = self.verifier.validation.images[:SCREENING_IMAGES]
+
+        @functools.cache
+        def logits(units: tuple[str, ...]) -> torch.Tensor:
+            graph, _ = graphs.int8(units)
+            with torch.no_grad():  # a converted graph refuses .eval(); it has no train-time behaviour anyway
+                return torch.cat([graph(chunk) for chunk in images.split(SCREENING_BATCH)])
+
+        return logits
+
+    def _reference(
+        self, job: PairJob, simulation: Callable[[tuple[str, ...]], torch.Tensor], units: tuple[str, ...]
+    ) -> Callable[[], Reference]:
+        """What ``job``'s artifact with ``units`` in float must compute on the screening images, made when asked:
+        its int8 graph's simulation, or for a float artifact the eager model."""
+        if self.quantization is Quantization.INT8:
+            return lambda: Reference(simulation(units), "PT2E simulation")
+        return lambda: Reference(job.eager.validation[:SCREENING_IMAGES], "eager model")
+
+    def _screen(
+        self, job: PairJob, graphs: Graphs, simulation: Callable[[tuple[str, ...]], torch.Tensor]
+    ) -> Callable[[float], Screening]:
+        """Screening of float units for ``job``'s rung: its int8 graphs' ``simulation`` scored on the screening
+        images."""
         validation = self.verifier.validation
-        images, labels = validation.images[:SCREENING_IMAGES], validation.labels[:SCREENING_IMAGES]
+        labels = validation.labels[:SCREENING_IMAGES]
 
         def simulate(units: tuple[str, ...]) -> float:
             inputs = (self.calibration_digest, validation.digest)
             key = stage_key("simulated-int8", graphs.backend.name, units, job.rung.quantized_digest, *inputs)
             if (stored := self.cache.load_json(key)) is not None:
                 return float(stored)
-            graph, _ = graphs.int8(units)
-            with torch.no_grad():  # a converted graph refuses .eval(); it has no train-time behaviour anyway
-                logits = torch.cat([graph(chunk) for chunk in images.split(SCREENING_BATCH)])
-            value = round(float((logits.argmax(1) == labels).double().mean() * 100), 3)
+            value = round(float((simulation(units).argmax(1) == labels).double().mean() * 100), 3)
             self.cache.save_json(key, value)
             return value
 
@@ -480,9 +503,12 @@ class Lowerer:
         backend = get_backend(job.backend)
         backend.check_supported(self.quantization)
         graphs = Graphs(job.rung, backend, self.observations)
+        simulation = self._simulation(graphs)
         log: list[Note] = []
         plain = self._lower(job, graphs, (), log)
-        first = Verified(plain, (), self.verifier.evaluate(plain.data, backend, job.eager, job.label), "")
+        checked = self._reference(job, simulation, ())
+        evaluation = self.verifier.evaluate(plain.data, backend, job.eager, job.label, reference=checked)
+        first = Verified(plain, (), evaluation, "")
         drop = job.eager_accuracy - first.evaluation.validation.accuracy
         if self.quantization is Quantization.FP32 or drop <= self.policy.tolerance_points:
             return PairResult(dataclasses.replace(first, policy="none: within tolerance"), tuple(log))
@@ -492,7 +518,7 @@ class Lowerer:
             job.eager_accuracy,
             first,
             self.policy.tolerance_points,
-            self._screen(job, graphs),
+            self._screen(job, graphs, simulation),
             log,
         )
         log.append(Note(logging.WARNING, f"ACCURACY WARNING {case.headline}"))
@@ -500,7 +526,8 @@ class Lowerer:
         outcome = rule.decide(case)
         if isinstance(outcome, TryFloat):
             candidate = self._lower(job, graphs, outcome.units, log)
-            evaluation = self.verifier.evaluate(candidate.data, backend, job.eager, f"{job.label} keep-float")
+            label, checked = f"{job.label} keep-float", self._reference(job, simulation, outcome.units)
+            evaluation = self.verifier.evaluate(candidate.data, backend, job.eager, label, reference=checked)
             outcome = rule.settle(case, Verified(candidate, outcome.units, evaluation, ""))
         if outcome.float_modules:
             outcome = dataclasses.replace(outcome, all_int8=first.evaluation)
