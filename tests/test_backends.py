@@ -546,3 +546,29 @@ def test_latency_is_timed_on_the_threads_asked_in_a_fresh_process_when_this_ones
         assert all(value > 0 for values in samples.values() for value in values)
         assert [c[2] for c in children] == (["restnetc.budget.latency_probe"] if in_child else []), threads
         assert _pool_threads() == here
+
+
+@pytest.mark.parametrize("quantization", [Quantization.FP32, Quantization.INT8])
+def test_executorch_delegates_a_whole_vit(quantization: Quantization, tmp_path: Path) -> None:
+    """Every op of a ViT runs in one XNNPACK partition: fused attention's masking ops (``decompose`` makes attention
+    explicit), no-op expands, squeezes, selects and layer norms (``executorch_edge``) would each split it and run
+    on portable kernels. Fails when any of these is dropped; the program must still compute what it was made from
+    (the layer norms are decomposed by hand)."""
+    model = decompose(zoo.make("vit")).eval()
+    backend = get_backend(Backend.EXECUTORCH)
+    inputs = torch.randn(16, 3, zoo.SIZE, zoo.SIZE, generator=torch.Generator().manual_seed(1))
+    with captured():
+        if quantization is Quantization.INT8:
+            graph, quantizer = backend.quantize(export_batched(model, inputs), inputs)
+            lowered = backend.compile(graph, inputs[:1], quantizer)
+        else:
+            graph = model
+            lowered = backend.compile(model, inputs[:1], None)
+    assert (lowered.delegation.partitions, lowered.delegation.fallback_ops) == (1, {}), lowered.delegation
+    path = tmp_path / f"model{backend.suffix}"
+    path.write_bytes(lowered.data)
+    out = backend.load(path, threads=1)(inputs.numpy())
+    with torch.no_grad():
+        expected = graph(inputs).numpy()
+    bound = FP32_RELATIVE_ERROR if quantization is Quantization.FP32 else SIMULATION_RELATIVE_ERROR
+    assert np.abs(out - expected).max() <= bound * np.abs(expected).max()

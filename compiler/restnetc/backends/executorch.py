@@ -34,6 +34,7 @@ from restnetc.backends.base import (
     check_entry_points,
 )
 from restnetc.backends.bias_correction import bias_constant
+from restnetc.backends.executorch_edge import transform_passes
 from restnetc.backends.executorch_lean import LeanXnnpackQuantizer, drop_requantize_after_pads
 from restnetc.config.target import Quantization
 from restnetc.errors import RestnetcError
@@ -69,13 +70,14 @@ class ExecuTorchBackend(Backend):
             raise ValueError("executorch: a program's image input is float32; raw uint8 pixels are not taken")
         exported = {name: torch.export.export(_own_biases(graph), (example,)) for name, graph in graphs.items()}
         try:
-            edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
+            edge = to_edge_transform_and_lower(exported, transform_passes(), partitioner=[XnnpackPartitioner()])
         except AssertionError as exc:
             if "dependency cycles" not in str(exc):
                 raise
             # The XNNPACK partitioner can group nodes into partitions that depend on each other (seen on
             # ViT blocks); delegating op by op avoids the cycle at the cost of more, smaller partitions.
-            edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner(per_op_mode=True)])
+            per_op = [XnnpackPartitioner(per_op_mode=True)]
+            edge = to_edge_transform_and_lower(exported, transform_passes(), partitioner=per_op)
         program = edge.to_executorch()
         planned = {plan.name: sum(plan.non_const_buffer_sizes) for plan in program.executorch_program.execution_plan}
         entries = tuple(

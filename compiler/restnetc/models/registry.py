@@ -56,5 +56,12 @@ def family_of(model: nn.Module) -> str:
 
 
 def decompose(model: nn.Module) -> BlockModel:
-    """Split ``model`` with the first registered adapter that accepts it (most specific first)."""
+    """Split ``model`` with the first registered adapter that accepts it (most specific first).
+
+    Attention layers that can (timm's, by their ``fused_attn`` switch) compute attention explicitly: the same
+    arithmetic, but exported as matmuls and a softmax, where fused attention exports as a decomposition whose
+    masking ops ExecuTorch's XNNPACK delegate does not take (``backends.executorch_edge``)."""
+    for module in model.modules():
+        if isinstance(getattr(module, "fused_attn", None), bool):
+            module.fused_attn = False  # type: ignore[assignment]  # typed as holding tensors or modules only
     return _family(model).decompose(model)

@@ -1,0 +1,123 @@
+"""Does ExecuTorch's XNNPACK delegate take a whole transformer, and what does it buy? The zoo's DeiTs, fp32 and int8.
+
+Each zoo DeiT (``--models``, trained, 32 px) is decomposed as a build decomposes a parent and lowered with
+ExecuTorch in fp32 and int8 (the backend's quantizer, ``--calibration`` real training images, bias correction, no
+float islands) two ways: ``shipped`` (explicit attention, ``models.registry.decompose``; the edge passes of
+``backends.executorch_edge``) and ``before`` (timm's fused attention, no edge passes). Reports each program's
+XNNPACK partitions and the ops left out, its largest logit difference on ``--images`` test images against what it
+was compiled from (the eager model; the PT2E simulation for int8) as a share of that one's largest logit, and the
+bare invocation's time (``Backend.invoker``, ``--threads`` threads, ``--rounds`` interleaved rounds of ``--runs``
+calls, the median round; the four programs of a model side by side).
+
+Usage: ``.venv/bin/python benchmarks/transformer_delegation.py [--models zoo_deit_ti zoo_deit_s]``. Writes
+``benchmarks/results/transformer_delegation.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).parent / "paper"))
+import common
+
+from int8_speed import interleaved_medians
+from restnetc.atomic import write_text_atomic
+from restnetc.backends import executorch, get_backend
+from restnetc.backends.native_output import captured
+from restnetc.backends.pt2e import export_batched
+from restnetc.config.project import Normalization, TimmModel
+from restnetc.config.target import Backend
+from restnetc.data.fashion_mnist import load_fashion_mnist
+from restnetc.data.images import pick
+from restnetc.models import decompose
+from restnetc.models.factory import build_model
+from restnetc.models.zoo import IMAGE_SIZE
+
+RESULTS = Path(__file__).parent / "results"
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+@contextlib.contextmanager
+def _before(model: nn.Module) -> Iterator[None]:
+    """Lowering as before: ``model``'s attention fused again and no edge passes."""
+    for module in model.modules():
+        if hasattr(module, "fused_attn"):
+            module.fused_attn = True
+    with mock.patch.object(executorch, "transform_passes", lambda: None):
+        yield
+
+
+WAYS: dict[str, Callable[[nn.Module], contextlib.AbstractContextManager[None]]] = {
+    "shipped": lambda model: contextlib.nullcontext(),
+    "before": _before,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["zoo_deit_ti", "zoo_deit_s"])
+    parser.add_argument("--calibration", type=int, default=128)
+    parser.add_argument("--images", type=int, default=500)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    norm = Normalization.model_validate(common.zoo()["normalization"])
+    calibration = load_fashion_mnist(FASHION_MNIST, "train", pick(args.calibration, 60000, 1), IMAGE_SIZE, norm)
+    images = load_fashion_mnist(FASHION_MNIST, "test", pick(args.images, 10000, 0), IMAGE_SIZE, norm).images
+    backend = get_backend(Backend.EXECUTORCH)
+    rows = []
+    for arch in args.models:
+        spec = TimmModel.model_validate(common.zoo_model(arch))
+        calls: dict[str, Callable[[], object]] = {}
+        row: dict[str, object] = {"model": arch}
+        with tempfile.TemporaryDirectory(prefix="transformer-delegation-") as work:
+            for way, context in WAYS.items():
+                model = decompose(build_model(spec, IMAGE_SIZE)).eval()
+                with context(model), captured():
+                    graph, quantizer = backend.quantize(export_batched(model, calibration.images), calibration.images)
+                    lowered = {
+                        "fp32": (model, backend.compile(model, images[:1], None)),
+                        "int8": (graph, backend.compile(graph, images[:1], quantizer)),
+                    }
+                    for quantization, (source, program) in lowered.items():
+                        path = Path(work) / f"{way}-{quantization}{backend.suffix}"
+                        path.write_bytes(program.data)
+                        out = backend.load(path, 1)(images.numpy())
+                        with torch.no_grad():
+                            expected = torch.cat([source(chunk) for chunk in images.split(125)]).numpy()
+                        row[f"{way}_{quantization}"] = {
+                            "partitions": program.delegation.partitions,
+                            "ops_left_out": program.delegation.fallback_ops,
+                            "relative_logit_difference": round(
+                                float(np.abs(out - expected).max() / np.abs(expected).max()), 6
+                            ),
+                        }
+                        calls[f"{way}_{quantization}"] = backend.invoker(path, args.threads, images[:1].numpy())
+            median = interleaved_medians(calls, args.rounds, args.runs)
+            del calls
+        row["median_ms"] = {key: round(ms, 4) for key, ms in median.items()}
+        row["int8_over_fp32"] = {way: round(median[f"{way}_int8"] / median[f"{way}_fp32"], 3) for way in WAYS}
+        row["shipped_over_before"] = {
+            q: round(median[f"shipped_{q}"] / median[f"before_{q}"], 3) for q in ("fp32", "int8")
+        }
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    settings = {key: getattr(args, key) for key in ("calibration", "images", "threads", "rounds", "runs")}
+    stored = json.dumps({"settings": settings, "rows": rows}, indent=1)
+    write_text_atomic(RESULTS / "transformer_delegation.json", stored)
+
+
+if __name__ == "__main__":
+    main()
