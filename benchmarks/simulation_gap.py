@@ -35,7 +35,7 @@ from restnetc.backends import get_backend, list_backends
 from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import export_batched
 from restnetc.cache import Cache
-from restnetc.config.project import Normalization, TimmModel
+from restnetc.config.project import FashionMnistData, Normalization, TimmModel
 from restnetc.data import load_splits
 from restnetc.data.fashion_mnist import load_fashion_mnist
 from restnetc.data.images import ImageSet, pick
@@ -45,7 +45,7 @@ from restnetc.models.zoo import IMAGE_SIZE
 from restnetc.pipeline.parents import load_parents
 
 RESULTS = Path(__file__).parent / "results"
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST: Path = FashionMnistData.model_fields["root"].default
 ZOO_MODELS = {"zoo_resnet18": "resnet", "zoo_vgg11": "vgg", "zoo_deit_ti": "vit", "zoo_deit_s": "vit"}
 ZOO_MODELS |= {"zoo_swin_ti": "swin"}
 DEMO_MODELS = {"efficientnet-lite0": "efficientnet-lite", "efficientnet-lite2": "efficientnet-lite"}

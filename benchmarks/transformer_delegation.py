@@ -43,9 +43,9 @@ from restnetc.data.images import pick
 from restnetc.models import decompose
 from restnetc.models.factory import build_model
 from restnetc.models.zoo import IMAGE_SIZE
+from simulation_gap import FASHION_MNIST
 
 RESULTS = Path(__file__).parent / "results"
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
 @contextlib.contextmanager

@@ -85,3 +85,4 @@ def test_a_program_that_does_not_compute_its_graph_stops_the_build_and_is_not_re
     sound, _ = _lowerer(rung, quantization, tmp_path / "sound")  # the toolchain's own program passes
     built = sound.build_all([rung], [backend], {rung.id: eager})
     assert built[(rung.id, name)].evaluation.validation.agreement > 50
+    assert list((tmp_path / "sound" / "cache").glob("verify-*")), "the glob above names the figures' files"

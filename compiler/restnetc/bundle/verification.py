@@ -194,7 +194,8 @@ class Verifier:
         """The figures on both splits of the artifact ``data`` (its entry point ``entry_point``, default as the
         backend's ``load``); BuildError (with the runtime's words) if its runtime refuses it, or if it does not
         compute what ``reference()`` gives (``Reference.check``; made only when the bytes run, not when their
-        figures are stored). Figures are stored only for bytes that passed the check."""
+        figures are stored). With a reference, figures are stored only once the bytes passed the check (a ladder
+        program's entry points have none: packing compares their figures with their rungs' own artifacts')."""
         sha = hashlib.sha256(data).hexdigest()
         if (stored := self.stored(sha, entry_point)) is not None:
             return stored
