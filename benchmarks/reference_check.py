@@ -23,15 +23,13 @@ import tempfile
 from pathlib import Path
 from unittest import mock
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).parent / "paper"))
 import common
 
 from restnetc.backends import executorch, get_backend
 from restnetc.backends.native_output import captured
 from restnetc.bundle.ladder import ladder
-from restnetc.bundle.lowering import SCREENING_BATCH, Graphs, Observations
+from restnetc.bundle.lowering import Graphs, Observations, simulated_logits
 from restnetc.bundle.screening import SCREENING_IMAGES
 from restnetc.bundle.verification import REFERENCE_MIN_COSINE, Reference
 from restnetc.cache import Cache, default_cache_dir
@@ -62,8 +60,7 @@ def main() -> None:
         ways = list(WAYS) if name is BackendName.EXECUTORCH else ["sound"]
         for rung in (r for r in ladder(search) if args.rungs is None or r.id in args.rungs):
             graph, quantizer = Graphs(rung, backend, Observations.uncached(calibration)).int8(())
-            with torch.no_grad():
-                reference = Reference(torch.cat([graph(c) for c in images.split(SCREENING_BATCH)]), "simulation")
+            reference = Reference(simulated_logits(graph, images), "simulation")
             for way in ways:
                 with tempfile.TemporaryDirectory(prefix="reference-check-") as work, captured():
                     path = Path(work) / f"{way}{backend.suffix}"

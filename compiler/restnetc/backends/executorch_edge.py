@@ -76,11 +76,14 @@ class LayerNormAsMeans(ExportPass):  # type: ignore[misc]  # untyped upstream
 
 
 def _normalized(node: Node) -> bool:
-    """Whether ``node`` normalizes over the last dimension only and only its normalized output is read."""
-    shape = node.args[1]
+    """Whether ``node`` normalizes a static shape over the last dimension only and only its normalized output is
+    read (``_replace`` views the input to a fixed shape)."""
+    source, shape = node.args[0], node.args[1]
     return (
         isinstance(shape, list | tuple)
         and len(shape) == 1
+        and isinstance(source, Node)
+        and all(isinstance(size, int) for size in source.meta["val"].shape)
         and all(user.target is operator.getitem and user.args[1] == 0 for user in node.users)
     )
 

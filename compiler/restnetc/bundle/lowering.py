@@ -51,6 +51,12 @@ from restnetc.workers import LOCAL, Executor
 SCREENING_BATCH = 125
 
 
+def simulated_logits(graph: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """``graph``'s logits on ``images`` in eager, in batches of ``SCREENING_BATCH`` (an int8 graph: its simulation)."""
+    with torch.no_grad():  # a converted graph refuses .eval(); it has no train-time behaviour anyway
+        return torch.cat([graph(chunk) for chunk in images.split(SCREENING_BATCH)])
+
+
 @dataclasses.dataclass(frozen=True)
 class Description:
     """The card a backend's artifacts state about their model, and the tool that writes it (``Backend.card_writer``):
@@ -429,9 +435,7 @@ class Lowerer:
 
         @functools.cache
         def logits(units: tuple[str, ...]) -> torch.Tensor:
-            graph, _ = graphs.int8(units)
-            with torch.no_grad():  # a converted graph refuses .eval(); it has no train-time behaviour anyway
-                return torch.cat([graph(chunk) for chunk in images.split(SCREENING_BATCH)])
+            return simulated_logits(graphs.int8(units)[0], images)
 
         return logits
 
