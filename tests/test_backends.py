@@ -549,6 +549,33 @@ def test_latency_is_timed_on_the_threads_asked_in_a_fresh_process_when_this_ones
         assert _pool_threads() == here
 
 
+def test_executorch_layer_norm_is_delegated_without_moving_data(tmp_path: Path) -> None:
+    """A layer norm runs as XNNPACK nodes that move no data: its means are fully connected layers of weight
+    ``1/C`` (``executorch_edge.LayerNormAsLinear``), with no transpose, reshape or pooling node. Fails if it is
+    spelled with views and global average pooling again (two transposes a mean), or if its eps (large here),
+    weight or bias is lost."""
+    model = nn.Sequential(nn.Linear(8, 24), nn.LayerNorm(24, eps=0.5)).eval()
+    with torch.no_grad():
+        model[1].weight.uniform_(0.5, 2.0, generator=torch.Generator().manual_seed(2))
+        model[1].bias.uniform_(-1.0, 1.0, generator=torch.Generator().manual_seed(3))
+    inputs = torch.randn(1, 5, 8, generator=torch.Generator().manual_seed(1))
+    backend = get_backend(Backend.EXECUTORCH)
+    with captured():
+        lowered = backend.compile(model, inputs, None)
+    counts = backend.operators(lowered.data, "forward")
+    moving = {
+        op: n
+        for op, n in counts.items()
+        if op.split(":")[-1] in ("StaticTranspose", "StaticReshape", "GlobalAvgPooling2d")
+    }
+    assert (lowered.delegation.partitions, lowered.delegation.fallback_ops, moving) == (1, {}, {}), counts
+    path = tmp_path / f"model{backend.suffix}"
+    path.write_bytes(lowered.data)
+    with torch.no_grad():
+        expected = model(inputs).numpy()
+    np.testing.assert_allclose(backend.load(path, threads=1)(inputs.numpy()), expected, rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("quantization", [Quantization.FP32, Quantization.INT8])
 def test_executorch_delegates_a_whole_vit(quantization: Quantization, tmp_path: Path) -> None:
     """Every op of a ViT runs in one XNNPACK partition: fused attention's masking ops (``decompose`` makes attention
