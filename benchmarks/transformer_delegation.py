@@ -1,15 +1,16 @@
-"""Does ExecuTorch's XNNPACK delegate take a whole transformer, and what does it buy? The zoo's DeiTs, fp32 and int8.
+"""Does ExecuTorch's XNNPACK delegate take a whole transformer, and what does it buy? The zoo's DeiTs and Swin, fp32
+and int8.
 
-Each zoo DeiT (``--models``, trained, 32 px) is decomposed as a build decomposes a parent and lowered with
+Each zoo transformer (``--models``, trained, 32 px) is decomposed as a build decomposes a parent and lowered with
 ExecuTorch in fp32 and int8 (the backend's quantizer, ``--calibration`` real training images, bias correction, no
-float islands) two ways: ``shipped`` (explicit attention, ``models.registry.decompose``; the edge passes of
-``backends.executorch_edge``) and ``before`` (timm's fused attention, no edge passes). Reports each program's
+float islands) two ways: ``shipped`` (explicit attention, ``models.registry.decompose``; the graph rewrites of
+``backends.executorch_edge``) and ``before`` (timm's fused attention, none of those rewrites). Reports each program's
 XNNPACK partitions and the ops left out, its largest logit difference on ``--images`` test images against what it
 was compiled from (the eager model; the PT2E simulation for int8) as a share of that one's largest logit, and the
 bare invocation's time (``Backend.invoker``, ``--threads`` threads, ``--rounds`` interleaved rounds of ``--runs``
 calls, the median round; the four programs of a model side by side).
 
-Usage: ``.venv/bin/python benchmarks/transformer_delegation.py [--models zoo_deit_ti zoo_deit_s]``. Writes
+Usage: ``.venv/bin/python benchmarks/transformer_delegation.py [--models zoo_deit_ti zoo_deit_s zoo_swin_ti]``. Writes
 ``benchmarks/results/transformer_delegation.json``.
 """
 
@@ -49,24 +50,27 @@ RESULTS = Path(__file__).parent / "results"
 
 
 @contextlib.contextmanager
-def _before(model: nn.Module) -> Iterator[None]:
-    """Lowering as before: ``model``'s attention fused again and no edge passes."""
-    for module in model.modules():
-        if hasattr(module, "fused_attn"):
-            module.fused_attn = True
-    with mock.patch.object(executorch, "transform_passes", lambda: None):
+def _before(attention: dict[nn.Module, bool]) -> Iterator[None]:
+    """Lowering as before: each attention layer's ``fused_attn`` as timm set it (``attention``; ``decompose``
+    switches it off) and none of ``executorch_edge``'s rewrites."""
+    for module, fused in attention.items():
+        module.fused_attn = fused
+    with (
+        mock.patch.object(executorch, "transform_passes", lambda: None),
+        mock.patch.object(executorch, "rolls_as_slices", lambda program: program),
+    ):
         yield
 
 
-WAYS: dict[str, Callable[[nn.Module], contextlib.AbstractContextManager[None]]] = {
-    "shipped": lambda model: contextlib.nullcontext(),
+WAYS: dict[str, Callable[[dict[nn.Module, bool]], contextlib.AbstractContextManager[None]]] = {
+    "shipped": lambda attention: contextlib.nullcontext(),
     "before": _before,
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["zoo_deit_ti", "zoo_deit_s"])
+    parser.add_argument("--models", nargs="+", default=["zoo_deit_ti", "zoo_deit_s", "zoo_swin_ti"])
     parser.add_argument("--calibration", type=int, default=128)
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--threads", type=int, default=2)
@@ -84,8 +88,12 @@ def main() -> None:
         row: dict[str, object] = {"model": arch}
         with tempfile.TemporaryDirectory(prefix="transformer-delegation-") as work:
             for way, context in WAYS.items():
-                model = decompose(build_model(spec, IMAGE_SIZE)).eval()
-                with context(model), captured():
+                built = build_model(spec, IMAGE_SIZE)
+                attention = {
+                    m: m.fused_attn for m in built.modules() if isinstance(getattr(m, "fused_attn", None), bool)
+                }
+                model = decompose(built).eval()
+                with context(attention), captured():
                     graph, quantizer = backend.quantize(export_batched(model, calibration.images), calibration.images)
                     lowered = {
                         "fp32": (model, backend.compile(model, images[:1], None)),

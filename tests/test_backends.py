@@ -576,13 +576,23 @@ def test_executorch_layer_norm_is_delegated_without_moving_data(tmp_path: Path) 
     np.testing.assert_allclose(backend.load(path, threads=1)(inputs.numpy()), expected, rtol=0, atol=1e-5)
 
 
+LEFT_OUT: dict[str, tuple[int, dict[str, int]]] = {
+    "vgg": (2, {"aten__adaptive_avg_pool2d_default": 1}),
+}
+"""Families whose ExecuTorch program is known not to be delegated whole: XNNPACK partitions and the ops left out.
+VGG at the zoo's 32 px: timm's ``ConvMlp`` head stretches the 4x4 feature map to 7x7 by adaptive average pooling,
+which XNNPACK has no node for (at 224 px the map is 7x7 and the head does not pool)."""
+
+
 @pytest.mark.parametrize("quantization", [Quantization.FP32, Quantization.INT8])
-def test_executorch_delegates_a_whole_vit(quantization: Quantization, tmp_path: Path) -> None:
-    """Every op of a ViT runs in one XNNPACK partition: fused attention's masking ops (``decompose`` makes attention
-    explicit), no-op expands, squeezes, selects and layer norms (``executorch_edge``) would each split it and run
-    on portable kernels. Fails when any of these is dropped; the program must still compute what it was made from
-    (the layer norms are decomposed by hand)."""
-    model = decompose(zoo.make("vit")).eval()
+@pytest.mark.parametrize("family", sorted(zoo.FAMILIES))
+def test_executorch_delegates_every_family_whole(family: str, quantization: Quantization, tmp_path: Path) -> None:
+    """Every op of every family's model runs in one XNNPACK partition. In transformers, fused attention's masking
+    ops (``decompose`` makes attention explicit), no-op expands, squeezes, selects and layer norms, and in Swin
+    rolls, the relative position bias's gather, aliases and the NHWC pooling head (``executorch_edge``) would each
+    split it and run on portable kernels. Fails when any of these is dropped; the program must still compute what
+    it was made from (those ops are rewritten by hand). The one known exception is stated in ``LEFT_OUT``."""
+    model = decompose(zoo.make(family)).eval()
     backend = get_backend(Backend.EXECUTORCH)
     inputs = torch.randn(16, 3, zoo.SIZE, zoo.SIZE, generator=torch.Generator().manual_seed(1))
     with captured():
@@ -592,7 +602,10 @@ def test_executorch_delegates_a_whole_vit(quantization: Quantization, tmp_path: 
         else:
             graph = model
             lowered = backend.compile(model, inputs[:1], None)
-    assert (lowered.delegation.partitions, lowered.delegation.fallback_ops) == (1, {}), lowered.delegation
+    partitions, left_out = LEFT_OUT.get(family, (1, {}))
+    assert (lowered.delegation.partitions, lowered.delegation.fallback_ops) == (partitions, left_out), (
+        lowered.delegation
+    )
     path = tmp_path / f"model{backend.suffix}"
     path.write_bytes(lowered.data)
     out = backend.load(path, threads=1)(inputs.numpy())

@@ -34,7 +34,7 @@ from restnetc.backends.base import (
     check_entry_points,
 )
 from restnetc.backends.bias_correction import bias_constant
-from restnetc.backends.executorch_edge import transform_passes
+from restnetc.backends.executorch_edge import rolls_as_slices, transform_passes
 from restnetc.backends.executorch_lean import LeanXnnpackQuantizer, drop_requantize_after_pads
 from restnetc.config.target import Quantization
 from restnetc.errors import RestnetcError
@@ -68,7 +68,9 @@ class ExecuTorchBackend(Backend):
         check_entry_points(graphs)
         if pixels is not None:
             raise ValueError("executorch: a program's image input is float32; raw uint8 pixels are not taken")
-        exported = {name: torch.export.export(_own_biases(graph), (example,)) for name, graph in graphs.items()}
+        exported = {
+            name: rolls_as_slices(torch.export.export(_own_biases(graph), (example,))) for name, graph in graphs.items()
+        }
         try:
             edge = to_edge_transform_and_lower(exported, transform_passes(), partitioner=[XnnpackPartitioner()])
         except AssertionError as exc:

@@ -1,18 +1,26 @@
-"""Edge-graph rewrites that let ExecuTorch's XNNPACK delegate take a transformer whole.
+"""Graph rewrites that let ExecuTorch's XNNPACK delegate take a transformer whole.
 
 Found on the zoo's DeiTs (32 px): their ExecuTorch programs, fp32 and int8, ran in 32 XNNPACK partitions with 105
 ops between them on portable kernels, where LiteRT's delegate left out only GELU. Besides fused attention's masking
-ops (gone with explicit attention, ``models.registry.decompose``), three kinds of op XNNPACK has no node for:
+ops (gone with explicit attention, ``models.registry.decompose``), these ops have no XNNPACK node:
 - ``expand_copy`` that expands nothing (the class token at batch 1, matmul operands): removed by XNNPACK's own
   ``RemoveNoopExpandCopyPass`` (``get_transform_passes``), which ExecuTorch applies only when asked;
 - ``squeeze_copy`` (attention's ``unbind``) and ``select_copy`` (the class token's pick): static-shape views, so
   ExecuTorch's ``ReplaceSqueezeAndUnsqueezeWithViewPass`` and ``SelectAsSlice`` make them ``view_copy`` and
   ``slice_copy``, which XNNPACK takes;
 - ``native_layer_norm``: XNNPACK 1.5.1 has no layer norm, so ``LayerNormAsLinear`` spells it in ops it has.
-With these, every DeiT op is delegated (one partition) and the programs run about 3x faster on this machine, fp32
-and int8 (``benchmarks/transformer_delegation.py``). They run before partitioning, on float and int8
-graphs alike; an int8 graph's LayerNorms read float values already (``pt2e.float_residual_streams``), so its
-simulation is unchanged.
+Swin's programs (8 partitions) had four more:
+- ``roll`` (shifted windows), which ``to_edge`` decomposes into a gather: ``rolls_as_slices`` makes each a
+  concatenation of two slices before that;
+- the relative position bias gathered from its table at run time: it reads only parameters, so
+  ``ConstantsFolded`` (ExecuTorch's constant propagation, which leaves quantize and dequantize alone) computes it
+  once;
+- ``alias_copy`` (a block's residual): ``AliasesDropped`` reads its input instead;
+- the pooling head's mean over ``(1, 2)`` of an NHWC tensor: ``MeanAsPooling`` permutes those dimensions last.
+With these, every DeiT and Swin op is delegated (one partition) and the DeiT programs run about 3x faster on this
+machine, fp32 and int8 (``benchmarks/transformer_delegation.py``). They run before partitioning, on float and int8
+graphs alike and compute the same values; an int8 graph's LayerNorms read float values already
+(``pt2e.float_residual_streams``), so its simulation is unchanged.
 """
 
 from __future__ import annotations
@@ -28,13 +36,16 @@ from executorch.exir.dialects._ops import ops as exir_ops
 from executorch.exir.dialects.edge._ops import EdgeOpOverload
 from executorch.exir.pass_base import ExportedProgramPassBase, ExportedProgramPassResult
 from executorch.exir.pass_manager import PassType
+from executorch.exir.passes.constant_prop_pass import constant_prop_pass
 from torch._subclasses.fake_tensor import FakeTensor
 from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind, TensorArgument
 from torch.fx import Node
-from torch.fx.node import Argument
+from torch.fx.node import Argument, map_arg
+from torch.utils._pytree import tree_leaves
 
 edge = exir_ops.edge.aten
+aten = torch.ops.aten
 
 
 class SelectAsSlice(RemoveOrReplacePassInterface):  # type: ignore[misc]  # untyped upstream
@@ -61,7 +72,7 @@ class SelectAsSlice(RemoveOrReplacePassInterface):  # type: ignore[misc]  # unty
 class LayerNormAsLinear(ExportedProgramPassBase):  # type: ignore[misc]  # untyped upstream
     """Each layer norm over the last dimension, of which only the normalized output is read, spelled in ops
     XNNPACK delegates without moving data: the means over the last dimension are fully connected layers of one
-    output whose weight is ``1/C`` (eps the bias of the second), so no view or transpose is added (``_replace``).
+    output whose weight is ``1/C`` (eps the bias of the second), so no view or transpose is added (``_spell``).
 
     The other spelling, means as XNNPACK's global average pooling, needs a 4-D input reduced over its last two
     dimensions in NHWC, so each mean costs a view and transposes: the zoo's DeiT-Ti program had 374 XNNPACK nodes
@@ -71,7 +82,7 @@ class LayerNormAsLinear(ExportedProgramPassBase):  # type: ignore[misc]  # untyp
         graph = program.graph_module.graph
         norms = [node for node in graph.nodes if node.target == edge.native_layer_norm.default and _normalized(node)]
         for node in norms:
-            _replace(program, node)
+            _spell(program, node)
         if norms:
             graph.lint()
             program.graph_module.recompile()
@@ -96,11 +107,11 @@ def _constant(program: ExportedProgram, name: str, value: torch.Tensor) -> Node:
         return create_constant_placeholder(program, graph, name, InputKind.PARAMETER, value)  # type: ignore[no-any-return]
 
 
-def _call(graph: torch.fx.Graph, target: EdgeOpOverload, *args: Argument) -> Node:
+def _call(graph: torch.fx.Graph, target: EdgeOpOverload | torch._ops.OpOverload, *args: Argument) -> Node:
     """A call of ``target`` on ``args``, its output's fake value computed from theirs."""
     node = graph.call_function(target, args)
-    values = [arg.meta["val"] if isinstance(arg, Node) else arg for arg in args]
-    with next(value.fake_mode for value in values if isinstance(value, FakeTensor)):
+    values = map_arg(args, lambda arg: arg.meta["val"])
+    with next(value.fake_mode for value in tree_leaves(values) if isinstance(value, FakeTensor)):
         node.meta["val"] = target(*values)
     return node
 
@@ -109,7 +120,7 @@ _IDENTIFIER = str.maketrans({".": "_", "-": "m", "+": "p"})
 """What makes a float's exact ``float.hex()`` part of a constant's name."""
 
 
-def _replace(program: ExportedProgram, node: Node) -> None:
+def _spell(program: ExportedProgram, node: Node) -> None:
     """``node`` (a layer norm over the last dimension ``C``): ``x - mean(x)`` over the root of the mean square
     plus eps, times the weight plus the bias, each mean a linear layer of weight ``1/C`` of shape ``(1, C)``."""
     source, _, weight, bias, eps = node.args
@@ -127,18 +138,103 @@ def _replace(program: ExportedProgram, node: Node) -> None:
         if bias is not None:
             out = _call(graph, edge.add.Tensor, out, bias)
     for user in list(node.users):
-        for spec in program.graph_signature.output_specs:  # a graph output names the node it returns
-            if isinstance(spec.arg, TensorArgument) and spec.arg.name == user.name:
-                spec.arg.name = out.name
-        user.replace_all_uses_with(out)
-        graph.erase_node(user)
+        _replace(program, user, out)
     graph.erase_node(node)
+
+
+def _replace(program: ExportedProgram, node: Node, by: Node) -> None:
+    """``node`` erased and read as ``by``, in the graph and in the program's outputs (which name the node)."""
+    for spec in program.graph_signature.output_specs:
+        if isinstance(spec.arg, TensorArgument) and spec.arg.name == node.name:
+            spec.arg.name = by.name
+    node.replace_all_uses_with(by)
+    node.graph.erase_node(node)
+
+
+class ConstantsFolded(ExportedProgramPassBase):  # type: ignore[misc]  # untyped upstream
+    """ExecuTorch's ``constant_prop_pass``: each value computed only from parameters and constants (Swin's
+    relative position bias, gathered from its table) computed once and stored; quantize and dequantize stay."""
+
+    def call(self, program: ExportedProgram) -> ExportedProgramPassResult:
+        return ExportedProgramPassResult(constant_prop_pass(program), True)
+
+
+class AliasesDropped(RemoveOrReplacePassInterface):  # type: ignore[misc]  # untyped upstream
+    """Each ``alias_copy`` of a computed value (the same values) read as that value."""
+
+    @property
+    def targets(self) -> list[EdgeOpOverload]:
+        return [edge.alias_copy.default]
+
+    def maybe_remove_or_replace(self, node: Node) -> bool:
+        (source,) = node.args
+        if not isinstance(source, Node) or source.op == "placeholder":
+            return False  # an output aliasing an input is not this pass's to make
+        node.replace_all_uses_with(source)
+        return True
+
+
+class MeanAsPooling(RemoveOrReplacePassInterface):  # type: ignore[misc]  # untyped upstream
+    """Each mean of a static 4-D shape over two dimensions other than the last two (an NHWC pooling head's
+    ``(1, 2)``) taken over the last two of a permuted copy, which XNNPACK pools, and viewed to its shape."""
+
+    @property
+    def targets(self) -> list[EdgeOpOverload]:
+        return [edge.mean.dim]
+
+    def maybe_remove_or_replace(self, node: Node) -> bool:
+        source, dims = node.args[0], node.args[1]
+        assert isinstance(source, Node)
+        shape = source.meta["val"].shape
+        if len(shape) != 4 or not isinstance(dims, list | tuple) or node.kwargs.get("dtype") is not None:
+            return False
+        reduced = sorted({dim % 4 for dim in dims if isinstance(dim, int)})
+        if len(dims) != 2 or len(reduced) != 2 or reduced == [2, 3] or not all(isinstance(size, int) for size in shape):
+            return False
+        order = [dim for dim in range(4) if dim not in reduced] + reduced
+        graph = node.graph
+        with graph.inserting_before(node):
+            pooled = _call(graph, edge.mean.dim, _call(graph, edge.permute_copy.default, source, order), [2, 3], True)
+            out = _call(graph, edge.view_copy.default, pooled, list(node.meta["val"].shape))
+        node.replace_all_uses_with(out)
+        return True
+
+
+def rolls_as_slices(program: ExportedProgram) -> ExportedProgram:
+    """``program`` (ATen, before ``to_edge``) with each ``roll`` of static size written as the concatenation of
+    its two slices along each rolled dimension: the same values, in ops XNNPACK takes (``to_edge`` would make it
+    a gather, which it does not)."""
+    graph = program.graph_module.graph
+    for node in [node for node in graph.nodes if node.target == aten.roll.default]:
+        source, shifts, dims = node.args[0], node.args[1], node.args[2] if len(node.args) > 2 else []
+        assert isinstance(source, Node) and isinstance(shifts, list | tuple) and isinstance(dims, list | tuple)
+        if len(dims) != len(shifts) or not all(isinstance(size, int) for size in source.meta["val"].shape):
+            continue  # a flattened roll (no dims) or a dynamic shape: left as it is
+        rolled = source
+        with graph.inserting_before(node):
+            for shift, dim in zip(shifts, dims, strict=True):
+                size = source.meta["val"].shape[dim]
+                cut = size - int(shift) % size
+                if cut != size:
+                    tail = _call(graph, aten.slice.Tensor, rolled, dim, cut, size)
+                    head = _call(graph, aten.slice.Tensor, rolled, dim, 0, cut)
+                    rolled = _call(graph, aten.cat.default, [tail, head], dim)
+        _replace(program, node, rolled)
+    program.graph_module.recompile()
+    return program
 
 
 def transform_passes() -> list[PassType]:
     """The edge passes every ExecuTorch program is lowered with (``to_edge_transform_and_lower``'s
-    ``transform_passes``), XNNPACK's own first."""
+    ``transform_passes``, after ``rolls_as_slices``), XNNPACK's own first."""
     passes: list[PassType] = get_transform_passes(
-        [ReplaceSqueezeAndUnsqueezeWithViewPass(), SelectAsSlice(), LayerNormAsLinear()]
+        [
+            ConstantsFolded(),
+            ReplaceSqueezeAndUnsqueezeWithViewPass(),
+            SelectAsSlice(),
+            LayerNormAsLinear(),
+            AliasesDropped(),
+            MeanAsPooling(),
+        ]
     )
     return passes
