@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import restnetc.models.zoo  # noqa: F401  (registers the zoo_* architectures with timm)
-from restnetc.backends import get_backend, list_backends, pt2e, register_backend
+from restnetc.backends import executorch_edge, get_backend, list_backends, pt2e, register_backend
 from restnetc.backends.base import Ends, Lowered
 from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import export_batched
@@ -574,6 +574,44 @@ def test_executorch_layer_norm_is_delegated_without_moving_data(tmp_path: Path) 
     with torch.no_grad():
         expected = model(inputs).numpy()
     np.testing.assert_allclose(backend.load(path, threads=1)(inputs.numpy()), expected, rtol=0, atol=1e-5)
+
+
+class _Rolls(nn.Module):
+    """Rolls of every sign, size and dimension kind ``rolls_as_slices`` rewrites, and one it leaves (flattened)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.roll(x, shifts=(-2, 3), dims=(1, -1)) + torch.roll(x, shifts=(7, 0), dims=(2, 1))
+        return y + torch.roll(x, shifts=5)
+
+
+def test_rolls_as_slices_computes_what_roll_does() -> None:
+    """Each roll over given dimensions becomes slices and a concatenation (no ``roll`` left but the flattened one)
+    with the same values. Fails on a wrong cut (the direction of a shift, a shift past the size, a negative dim)."""
+    x = torch.randn(2, 5, 6, 4, generator=torch.Generator().manual_seed(0))
+    program = executorch_edge.rolls_as_slices(torch.export.export(_Rolls(), (x,)))
+    rolls = [node for node in program.graph.nodes if node.target == torch.ops.aten.roll.default]
+    assert [node.args[1:] for node in rolls] == [([5],)]
+    torch.testing.assert_close(program.module()(x), _Rolls()(x), rtol=0, atol=0)
+
+
+class _Means(nn.Module):
+    """Means over pairs of dimensions of a 4-D tensor other than its last two, with and without kept dimensions."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x.mean((1, 2)), x.mean((-3, 3), keepdim=True).flatten(1)], 1)
+
+
+def test_means_over_other_dimensions_are_pooled_whole(tmp_path: Path) -> None:
+    """Each mean over a pair of dimensions but (2, 3) is delegated (``executorch_edge.MeanAsPooling``) and computes
+    what it did. Fails if such a mean is left to a portable kernel or its kept dimensions come out wrong."""
+    x = torch.randn(1, 3, 5, 4, generator=torch.Generator().manual_seed(0))
+    backend = get_backend(Backend.EXECUTORCH)
+    with captured():
+        lowered = backend.compile(_Means(), x, None)
+    assert (lowered.delegation.partitions, lowered.delegation.fallback_ops) == (1, {}), lowered.delegation
+    path = tmp_path / f"means{backend.suffix}"
+    path.write_bytes(lowered.data)
+    np.testing.assert_allclose(backend.load(path, threads=1)(x.numpy()), _Means()(x).numpy(), rtol=0, atol=1e-6)
 
 
 LEFT_OUT: dict[str, tuple[int, dict[str, int]]] = {

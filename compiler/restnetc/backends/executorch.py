@@ -18,6 +18,7 @@ from executorch.exir.schema import DelegateCall, KernelCall
 from executorch.extension.pybindings import portable_lib
 from executorch.runtime import Method, Runtime
 from torch import nn
+from torch.export import ExportedProgram
 from torchao.quantization.pt2e.quantizer import Quantizer
 
 from restnetc.backends import executorch_delegates, executorch_packing
@@ -68,18 +69,22 @@ class ExecuTorchBackend(Backend):
         check_entry_points(graphs)
         if pixels is not None:
             raise ValueError("executorch: a program's image input is float32; raw uint8 pixels are not taken")
-        exported = {
-            name: rolls_as_slices(torch.export.export(_own_biases(graph), (example,))) for name, graph in graphs.items()
-        }
+
+        def exported() -> dict[str, ExportedProgram]:
+            """Each graph exported afresh: lowering takes parameters out of its programs (folded or delegated)."""
+            return {
+                name: rolls_as_slices(torch.export.export(_own_biases(g), (example,))) for name, g in graphs.items()
+            }
+
         try:
-            edge = to_edge_transform_and_lower(exported, transform_passes(), partitioner=[XnnpackPartitioner()])
+            edge = to_edge_transform_and_lower(exported(), transform_passes(), partitioner=[XnnpackPartitioner()])
         except AssertionError as exc:
             if "dependency cycles" not in str(exc):
                 raise
             # The XNNPACK partitioner can group nodes into partitions that depend on each other (seen on
             # ViT blocks); delegating op by op avoids the cycle at the cost of more, smaller partitions.
             per_op = [XnnpackPartitioner(per_op_mode=True)]
-            edge = to_edge_transform_and_lower(exported, transform_passes(), partitioner=per_op)
+            edge = to_edge_transform_and_lower(exported(), transform_passes(), partitioner=per_op)
         program = edge.to_executorch()
         planned = {plan.name: sum(plan.non_const_buffer_sizes) for plan in program.executorch_program.execution_plan}
         entries = tuple(

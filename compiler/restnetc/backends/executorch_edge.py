@@ -9,7 +9,7 @@ ops (gone with explicit attention, ``models.registry.decompose``), these ops hav
   ExecuTorch's ``ReplaceSqueezeAndUnsqueezeWithViewPass`` and ``SelectAsSlice`` make them ``view_copy`` and
   ``slice_copy``, which XNNPACK takes;
 - ``native_layer_norm``: XNNPACK 1.5.1 has no layer norm, so ``LayerNormAsLinear`` spells it in ops it has.
-Swin's programs (8 partitions) had four more:
+The suite's tiny Swin still ran in 8 partitions with those (zoo Swin-Ti in 77 without any), for four more:
 - ``roll`` (shifted windows), which ``to_edge`` decomposes into a gather: ``rolls_as_slices`` makes each a
   concatenation of two slices before that;
 - the relative position bias gathered from its table at run time: it reads only parameters, so
@@ -17,10 +17,11 @@ Swin's programs (8 partitions) had four more:
   once;
 - ``alias_copy`` (a block's residual): ``AliasesDropped`` reads its input instead;
 - the pooling head's mean over ``(1, 2)`` of an NHWC tensor: ``MeanAsPooling`` permutes those dimensions last.
-With these, every DeiT and Swin op is delegated (one partition) and the DeiT programs run about 3x faster on this
-machine, fp32 and int8 (``benchmarks/transformer_delegation.py``). They run before partitioning, on float and int8
-graphs alike and compute the same values; an int8 graph's LayerNorms read float values already
-(``pt2e.float_residual_streams``), so its simulation is unchanged.
+With these, every DeiT and Swin op is delegated (one partition): the zoo's DeiT programs take 0.32-0.34x their
+time before in fp32 and 0.25-0.29x in int8, Swin-Ti's 0.71x and 0.72x (``benchmarks/transformer_delegation.py``).
+They run before partitioning, on float and int8 graphs alike, and compute the same values. No quantizer annotates
+layer norm, so an int8 graph's layer norms read float values (dequantized where their input is int8, as in Swin)
+and their rewrite stays float (XNNPACK takes a linear's precision from its weight): the simulation still holds.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ class LayerNormAsLinear(ExportedProgramPassBase):  # type: ignore[misc]  # untyp
 
     The other spelling, means as XNNPACK's global average pooling, needs a 4-D input reduced over its last two
     dimensions in NHWC, so each mean costs a view and transposes: the zoo's DeiT-Ti program had 374 XNNPACK nodes
-    that way and has 283 this way, and runs 7-12% faster, fp32 and int8 alike (2026-12-06, side by side)."""
+    that way and has 283 this way, and ran 7-12% faster, fp32 and int8 alike (2026-12-06, a scratch run of
+    ``benchmarks/transformer_delegation.py`` with both spellings side by side)."""
 
     def call(self, program: ExportedProgram) -> ExportedProgramPassResult:
         graph = program.graph_module.graph
@@ -90,18 +92,22 @@ class LayerNormAsLinear(ExportedProgramPassBase):  # type: ignore[misc]  # untyp
 
 
 def _normalized(node: Node) -> bool:
-    """Whether ``node`` normalizes over the last dimension only and only its normalized output is read."""
-    shape = node.args[1]
+    """Whether ``node`` normalizes over a last dimension of static size only and only its normalized output is
+    read."""
+    source, shape = node.args[0], node.args[1]
     return (
         isinstance(shape, list | tuple)
         and len(shape) == 1
+        and isinstance(source, Node)
+        and isinstance(source.meta["val"].shape[-1], int)
         and all(user.target is operator.getitem and user.args[1] == 0 for user in node.users)
     )
 
 
 def _constant(program: ExportedProgram, name: str, value: torch.Tensor) -> Node:
-    """The program's parameter ``name``, made from ``value`` the first time (a name stands for one value; a lifted
-    constant would be taken for a buffer when the program is split into several partitions)."""
+    """The program's parameter ``name``, made from ``value`` the first time (a name stands for one value). A
+    parameter, not a lifted constant: made as lifted constants, these failed to lower ("not a buffer") in programs
+    of several partitions (the suite's Swin and ViT stitches, before the Swin rewrites below)."""
     graph = program.graph_module.graph
     with graph.inserting_before(next(node for node in graph.nodes if node.op == "placeholder")):
         return create_constant_placeholder(program, graph, name, InputKind.PARAMETER, value)  # type: ignore[no-any-return]
@@ -153,7 +159,9 @@ def _replace(program: ExportedProgram, node: Node, by: Node) -> None:
 
 class ConstantsFolded(ExportedProgramPassBase):  # type: ignore[misc]  # untyped upstream
     """ExecuTorch's ``constant_prop_pass``: each value computed only from parameters and constants (Swin's
-    relative position bias, gathered from its table) computed once and stored; quantize and dequantize stay."""
+    relative position bias, gathered from its table) computed once and stored; quantize and dequantize stay. A
+    folded value can take more bytes than what it was computed from (Swin's bias: heads x tokens^2 per block,
+    against its table's heads x (2 x window - 1)^2)."""
 
     def call(self, program: ExportedProgram) -> ExportedProgramPassResult:
         return ExportedProgramPassResult(constant_prop_pass(program), True)
@@ -175,7 +183,7 @@ class AliasesDropped(RemoveOrReplacePassInterface):  # type: ignore[misc]  # unt
 
 
 class MeanAsPooling(RemoveOrReplacePassInterface):  # type: ignore[misc]  # untyped upstream
-    """Each mean of a static 4-D shape over two dimensions other than the last two (an NHWC pooling head's
+    """Each mean of a static 4-D shape over any pair of dimensions but ``(2, 3)`` (an NHWC pooling head's
     ``(1, 2)``) taken over the last two of a permuted copy, which XNNPACK pools, and viewed to its shape."""
 
     @property
