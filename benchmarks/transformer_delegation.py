@@ -1,17 +1,19 @@
-"""Does ExecuTorch's XNNPACK delegate take a whole transformer, and what does it buy? The zoo's DeiTs and Swin, fp32
-and int8.
+"""Does each backend's XNNPACK delegate take a whole transformer, and what does it buy? The zoo's DeiTs and Swin,
+fp32 and int8.
 
 Each zoo transformer (``--models``, trained, 32 px) is decomposed as a build decomposes a parent and lowered with
-ExecuTorch in fp32 and int8 (the backend's quantizer, ``--calibration`` real training images, bias correction, no
-float islands) two ways: ``shipped`` (explicit attention, ``models.registry.decompose``; the graph rewrites of
-``backends.executorch_edge``) and ``before`` (timm's fused attention, none of those rewrites). Reports each program's
+each of ``--backends`` in fp32 and int8 (the backend's quantizer, ``--calibration`` real training images, bias
+correction, no float islands) two ways: ``shipped`` (explicit attention, ``models.registry.decompose``; the graph
+rewrites of ``backends.executorch_edge`` and ``backends.litert_float_ops``) and ``before`` (the attention as timm
+set it, none of those rewrites). Reports each program's
 XNNPACK partitions and the ops left out, its largest logit difference on ``--images`` test images against what it
 was compiled from (the eager model; the PT2E simulation for int8) as a share of that one's largest logit, and the
 bare invocation's time (``Backend.invoker``, ``--threads`` threads, ``--rounds`` interleaved rounds of ``--runs``
 calls, the median round; the four programs of a model side by side).
 
-Usage: ``.venv/bin/python benchmarks/transformer_delegation.py [--models zoo_deit_ti zoo_deit_s zoo_swin_ti]``. Writes
-``benchmarks/results/transformer_delegation.json``.
+Usage: ``.venv/bin/python benchmarks/transformer_delegation.py [--models zoo_deit_ti zoo_deit_s zoo_swin_ti]
+[--backends executorch litert]``. Writes ``benchmarks/results/transformer_delegation.json``, keeping the stored rows
+of (model, backend) not run again.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import common
 
 from int8_speed import interleaved_medians
 from restnetc.atomic import write_text_atomic
-from restnetc.backends import executorch, get_backend
+from restnetc.backends import executorch, get_backend, litert
 from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import export_batched
 from restnetc.bundle.lowering import simulated_logits
@@ -46,18 +48,19 @@ from restnetc.models.factory import build_model
 from restnetc.models.zoo import IMAGE_SIZE
 from simulation_gap import FASHION_MNIST
 
-RESULTS = Path(__file__).parent / "results"
+STORED = Path(__file__).parent / "results" / "transformer_delegation.json"
 
 
 @contextlib.contextmanager
 def _before(attention: dict[nn.Module, bool]) -> Iterator[None]:
     """Lowering as before: each attention layer's ``fused_attn`` as timm set it (``attention``; ``decompose``
-    switches it off) and none of ``executorch_edge``'s rewrites."""
+    switches it off) and none of ``executorch_edge``'s or ``litert_float_ops``'s rewrites."""
     for module, fused in attention.items():
         module.fused_attn = fused
     with (
         mock.patch.object(executorch, "transform_passes", lambda: None),
         mock.patch.object(executorch, "rolls_as_slices", lambda program: program),
+        mock.patch.object(litert, "computed_in_float", lambda model: 0),
     ):
         yield
 
@@ -76,16 +79,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--backends", nargs="+", type=Backend, default=[Backend.EXECUTORCH, Backend.LITERT])
     args = parser.parse_args()
     norm = Normalization.model_validate(common.zoo()["normalization"])
     calibration = load_fashion_mnist(FASHION_MNIST, "train", pick(args.calibration, 60000, 1), IMAGE_SIZE, norm)
     images = load_fashion_mnist(FASHION_MNIST, "test", pick(args.images, 10000, 0), IMAGE_SIZE, norm).images
-    backend = get_backend(Backend.EXECUTORCH)
-    rows = []
-    for arch in args.models:
+    runs = [(arch, name) for arch in args.models for name in args.backends]
+    stored_rows = json.loads(STORED.read_text())["rows"] if STORED.exists() else []
+    rows = [row for row in stored_rows if (row["model"], row["backend"]) not in runs]
+    for arch, name in runs:
+        backend = get_backend(name)
         spec = TimmModel.model_validate(common.zoo_model(arch))
         calls: dict[str, Callable[[], object]] = {}
-        row: dict[str, object] = {"model": arch}
+        row: dict[str, object] = {"model": arch, "backend": str(name)}
         with tempfile.TemporaryDirectory(prefix="transformer-delegation-") as work:
             for way, context in WAYS.items():
                 built = build_model(spec, IMAGE_SIZE)
@@ -122,8 +128,7 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         rows.append(row)
     settings = {key: getattr(args, key) for key in ("calibration", "images", "threads", "rounds", "runs")}
-    stored = json.dumps({"settings": settings, "rows": rows}, indent=1)
-    write_text_atomic(RESULTS / "transformer_delegation.json", stored)
+    write_text_atomic(STORED, json.dumps({"settings": settings, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

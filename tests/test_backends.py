@@ -576,6 +576,27 @@ def test_executorch_layer_norm_is_delegated_without_moving_data(tmp_path: Path) 
     np.testing.assert_allclose(backend.load(path, threads=1)(inputs.numpy()), expected, rtol=0, atol=1e-5)
 
 
+def test_litert_runs_int8_gelu_in_float_inside_the_delegate(tmp_path: Path) -> None:
+    """LiteRT's XNNPACK delegate takes GELU in float only: each int8 GELU of an int8 ViT is computed in float
+    between its int8 tensors (``litert_float_ops``), so none is left to TFLite's own kernel, and the program still
+    computes its simulation. Fails if the edit is dropped (the GELUs fall back: the zoo's DeiTs ran in 7
+    partitions) or gets a tensor's quantization wrong (the logits move)."""
+    model = decompose(zoo.make("vit")).eval()
+    backend = get_backend(Backend.LITERT)
+    inputs = torch.randn(16, 3, zoo.SIZE, zoo.SIZE, generator=torch.Generator().manual_seed(1))
+    with captured():
+        graph, quantizer = backend.quantize(export_batched(model, inputs), inputs)
+        lowered = backend.compile(graph, inputs[:1], quantizer)
+    gelus = backend.operators(lowered.data, lowered.entry_point).get("GELU", 0)
+    assert (gelus, lowered.delegation.fallback_ops.get("GELU", 0)) == (len(model.blocks), 0), lowered.delegation
+    path = tmp_path / f"model{backend.suffix}"
+    path.write_bytes(lowered.data)
+    out = backend.load(path, threads=1)(inputs.numpy())
+    with torch.no_grad():
+        expected = graph(inputs).numpy()
+    assert np.abs(out - expected).max() <= SIMULATION_RELATIVE_ERROR * np.abs(expected).max()
+
+
 class _Rolls(nn.Module):
     """Rolls of every sign, size and dimension kind ``rolls_as_slices`` rewrites, and one it leaves (flattened)."""
 

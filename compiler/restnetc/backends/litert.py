@@ -41,7 +41,8 @@ from restnetc.backends.base import (
     Runner,
     check_entry_points,
 )
-from restnetc.backends.litert_compact import compact, serialize
+from restnetc.backends.litert_compact import parse, serialize
+from restnetc.backends.litert_float_ops import computed_in_float
 from restnetc.backends.litert_interface import float_interface
 from restnetc.backends.litert_lean import LeanQuantizer, register_channels_last_pad
 from restnetc.config.target import Quantization
@@ -111,11 +112,14 @@ def delegation(interpreter: Interpreter) -> DelegationReport:
 
 
 def _flatbuffer(converted: Any) -> bytes:
-    """The ``.tflite`` bytes of a litert-torch conversion, each repeated vector stored once (``litert_compact``)."""
+    """The ``.tflite`` bytes of a litert-torch conversion: each int8 op XNNPACK takes only in float computed in
+    float (``litert_float_ops``), each repeated vector stored once (``litert_compact``)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.tflite"
         converted.export(str(path))
-        return compact(path.read_bytes())
+        model = parse(path.read_bytes())
+    computed_in_float(model)
+    return serialize(model)
 
 
 def _subgraph(model: Any, signature: str) -> int:

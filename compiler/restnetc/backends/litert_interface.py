@@ -33,7 +33,7 @@ _SUFFIXES = {schema_fb.TensorType.INT8: b"_int8", schema_fb.TensorType.FLOAT32: 
 """Appended to the name of a tensor whose twin took over its name, by the tensor's type."""
 
 
-def _opcode(model: Any, builtin: int) -> int:
+def opcode(model: Any, builtin: int) -> int:
     """The index of ``builtin``'s operator code in ``model``, added if absent, at least ``_OP_VERSION``."""
     for index, code in enumerate(model.operatorCodes):
         if flatbuffer_utils.get_builtin_code_from_operator_code(code) == builtin:
@@ -95,8 +95,8 @@ def float_interface(
         return data
     if model.buffers[0].data is not None and len(model.buffers[0].data):
         raise ValueError("the flatbuffer's buffer 0 is not empty")
-    quantize = _opcode(model, schema_fb.BuiltinOperator.QUANTIZE)
-    dequantize = _opcode(model, schema_fb.BuiltinOperator.DEQUANTIZE)
+    quantize = opcode(model, schema_fb.BuiltinOperator.QUANTIZE)
+    dequantize = opcode(model, schema_fb.BuiltinOperator.DEQUANTIZE)
     for index, subgraph in enumerate(model.subgraphs):
         twins: dict[int, int] = {}
         chosen = twinned(subgraph)
