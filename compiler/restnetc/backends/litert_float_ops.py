@@ -16,46 +16,29 @@ from typing import Any
 from ai_edge_litert import schema_py_generated as schema_fb
 from ai_edge_litert.tools import flatbuffer_utils
 
-from restnetc.backends.litert_interface import opcode
+from restnetc.backends.litert_interface import float_tensor_like, opcode, unary_operator
 
 FLOAT_ONLY = frozenset({schema_fb.BuiltinOperator.GELU, schema_fb.BuiltinOperator.HARD_SWISH})
 """The ops XNNPACK's TFLite delegate takes in float only that TFLite also runs in int8."""
 
 
-def _float_twin(subgraph: Any, index: int) -> int:
-    """A float32 tensor shaped like tensor ``index``, in the flatbuffer's empty buffer (the runtime allocates it);
-    its index."""
-    old = subgraph.tensors[index]
-    twin = schema_fb.TensorT()
-    twin.shape, twin.shapeSignature = old.shape, old.shapeSignature
-    twin.name = (old.name or b"") + b"_float32"
-    twin.type, twin.buffer = schema_fb.TensorType.FLOAT32, 0
-    subgraph.tensors.append(twin)
-    return len(subgraph.tensors) - 1
-
-
-def computed_in_float(model: Any) -> int:
+def computed_in_float(model: Any) -> None:
     """Edit ``model`` (a ``schema_py_generated.ModelT`` of its own, ``litert_compact.parse``) in place: each op of
     ``FLOAT_ONLY`` whose input and output are int8 reads a DEQUANTIZE of its input and writes a QUANTIZE to its
-    output, in float32 between them. Returns how many ops it changed."""
+    output, in float32 between them."""
     codes = [flatbuffer_utils.get_builtin_code_from_operator_code(code) for code in model.operatorCodes]
-    changed = 0
     for subgraph in model.subgraphs:
         operators = []
         for op in subgraph.operators:
-            int8 = all(subgraph.tensors[t].type == schema_fb.TensorType.INT8 for t in (*op.inputs, *op.outputs))
-            if codes[op.opcodeIndex] in FLOAT_ONLY and len(op.inputs) == len(op.outputs) == 1 and int8:
-                (source,), (result,) = op.inputs, op.outputs
-                op.inputs, op.outputs = [_float_twin(subgraph, source)], [_float_twin(subgraph, result)]
-                dequantize = schema_fb.OperatorT()
-                dequantize.opcodeIndex = opcode(model, schema_fb.BuiltinOperator.DEQUANTIZE)
-                dequantize.inputs, dequantize.outputs = [source], list(op.inputs)
-                quantize = schema_fb.OperatorT()
-                quantize.opcodeIndex = opcode(model, schema_fb.BuiltinOperator.QUANTIZE)
-                quantize.inputs, quantize.outputs = list(op.outputs), [result]
-                operators += [dequantize, op, quantize]
-                changed += 1
-            else:
+            tensors = [subgraph.tensors[t] for t in (*op.inputs, *op.outputs)]
+            int8 = all(tensor.type == schema_fb.TensorType.INT8 for tensor in tensors)
+            if codes[op.opcodeIndex] not in FLOAT_ONLY or len(tensors) != 2 or not int8:
                 operators.append(op)
+                continue
+            (source,), (result,) = op.inputs, op.outputs
+            op.inputs = [float_tensor_like(subgraph, source, (tensors[0].name or b"") + b"_float32")]
+            op.outputs = [float_tensor_like(subgraph, result, (tensors[1].name or b"") + b"_float32")]
+            dequantize = unary_operator(opcode(model, schema_fb.BuiltinOperator.DEQUANTIZE), source, op.inputs[0])
+            quantize = unary_operator(opcode(model, schema_fb.BuiltinOperator.QUANTIZE), op.outputs[0], result)
+            operators += [dequantize, op, quantize]
         subgraph.operators = operators
-    return changed

@@ -47,26 +47,34 @@ def opcode(model: Any, builtin: int) -> int:
     return len(model.operatorCodes) - 1
 
 
-def _twin(subgraph: Any, index: int, pixels: TensorQuantization | None = None) -> int:
-    """Add a float32 tensor (uint8 under ``pixels``) shaped like tensor ``index``, under its name (the old one is
-    renamed with its type as a suffix); its index.
-
-    The twin lives in buffer 0, the flatbuffer's empty buffer: the runtime allocates it."""
+def float_tensor_like(subgraph: Any, index: int, name: bytes | None) -> int:
+    """Add a float32 tensor named ``name`` shaped like tensor ``index``; its index. It lives in buffer 0, the
+    flatbuffer's empty buffer: the runtime allocates it."""
     old = subgraph.tensors[index]
-    twin = schema_fb.TensorT()
-    twin.shape, twin.shapeSignature, twin.name = old.shape, old.shapeSignature, old.name
-    twin.type, twin.buffer = schema_fb.TensorType.FLOAT32, 0
-    if pixels is not None:
-        twin.type = schema_fb.TensorType.UINT8
-        twin.quantization = schema_fb.QuantizationParametersT()
-        twin.quantization.scale = np.array([pixels.scale], np.float32)
-        twin.quantization.zeroPoint = np.array([pixels.zero_point], np.int64)
-    old.name = (old.name or b"") + _SUFFIXES[old.type]
-    subgraph.tensors.append(twin)
+    tensor = schema_fb.TensorT()
+    tensor.shape, tensor.shapeSignature, tensor.name = old.shape, old.shapeSignature, name
+    tensor.type, tensor.buffer = schema_fb.TensorType.FLOAT32, 0
+    subgraph.tensors.append(tensor)
     return len(subgraph.tensors) - 1
 
 
-def _operator(opcode: int, source: int, sink: int) -> Any:
+def _twin(subgraph: Any, index: int, pixels: TensorQuantization | None = None) -> int:
+    """Add a float32 tensor (uint8 under ``pixels``) shaped like tensor ``index``, under its name (the old one is
+    renamed with its type as a suffix); its index."""
+    old = subgraph.tensors[index]
+    twin = float_tensor_like(subgraph, index, old.name)
+    if pixels is not None:
+        tensor = subgraph.tensors[twin]
+        tensor.type = schema_fb.TensorType.UINT8
+        tensor.quantization = schema_fb.QuantizationParametersT()
+        tensor.quantization.scale = np.array([pixels.scale], np.float32)
+        tensor.quantization.zeroPoint = np.array([pixels.zero_point], np.int64)
+    old.name = (old.name or b"") + _SUFFIXES[old.type]
+    return twin
+
+
+def unary_operator(opcode: int, source: int, sink: int) -> Any:
+    """An operator of operator code ``opcode`` from tensor ``source`` to tensor ``sink``."""
     op = schema_fb.OperatorT()
     op.opcodeIndex = opcode
     op.inputs, op.outputs = np.array([source], np.int32), np.array([sink], np.int32)
@@ -104,11 +112,11 @@ def float_interface(
             if tensor in chosen:  # a float32 input (a stem kept in float) takes its pixels through a DEQUANTIZE
                 convert = quantize if subgraph.tensors[tensor].type == int8 else dequantize
                 twins[tensor] = subgraph.inputs[slot] = _twin(subgraph, tensor, pixels)
-                subgraph.operators.insert(0, _operator(convert, twins[tensor], tensor))
+                subgraph.operators.insert(0, unary_operator(convert, twins[tensor], tensor))
         for slot, tensor in enumerate(subgraph.outputs):
             if tensor in chosen:
                 twins[tensor] = subgraph.outputs[slot] = _twin(subgraph, tensor)
-                subgraph.operators.append(_operator(dequantize, tensor, twins[tensor]))
+                subgraph.operators.append(unary_operator(dequantize, tensor, twins[tensor]))
         for signature in model.signatureDefs or []:
             if signature.subgraphIndex == index:
                 for mapping in (*signature.inputs, *signature.outputs):
