@@ -4,12 +4,12 @@ fp32 and int8.
 Each zoo transformer (``--models``, trained, 32 px) is decomposed as a build decomposes a parent and lowered with
 each of ``--backends`` in fp32 and int8 (the backend's quantizer, ``--calibration`` real training images, bias
 correction, no float islands) two ways: ``shipped`` (explicit attention, ``models.registry.decompose``; the graph
-rewrites of ``backends.executorch_edge`` and ``backends.litert_float_ops``) and ``before`` (the attention as timm
-set it, none of those rewrites). Reports each program's
-XNNPACK partitions and the ops left out, its largest logit difference on ``--images`` test images against what it
-was compiled from (the eager model; the PT2E simulation for int8) as a share of that one's largest logit, and the
-bare invocation's time (``Backend.invoker``, ``--threads`` threads, ``--rounds`` interleaved rounds of ``--runs``
-calls, the median round; the four programs of a model side by side).
+rewrites of ``backends.executorch_edge`` and ``backends.litert_float_ops``; attention scores added to in float,
+``backends.pt2e.float_attention_scores``) and ``before`` (the attention as timm set it, none of those rewrites).
+Reports each program's XNNPACK partitions and the ops left out, its largest logit difference on ``--images`` test
+images against what it was compiled from (the eager model; the PT2E simulation for int8) as a share of that one's
+largest logit, and the bare invocation's time (``Backend.invoker``, ``--threads`` threads, ``--rounds`` interleaved
+rounds of ``--runs`` calls, the median round; the four programs of a model side by side).
 
 Usage: ``.venv/bin/python benchmarks/transformer_delegation.py [--models zoo_deit_ti zoo_deit_s zoo_swin_ti]
 [--backends executorch litert]``. Writes ``benchmarks/results/transformer_delegation.json``, keeping the stored rows
@@ -35,7 +35,7 @@ import common
 
 from int8_speed import interleaved_medians
 from restnetc.atomic import write_text_atomic
-from restnetc.backends import executorch, get_backend, litert
+from restnetc.backends import executorch, get_backend, litert, pt2e
 from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import export_batched
 from restnetc.bundle.lowering import simulated_logits
@@ -54,13 +54,15 @@ STORED = Path(__file__).parent / "results" / "transformer_delegation.json"
 @contextlib.contextmanager
 def _before(attention: dict[nn.Module, bool]) -> Iterator[None]:
     """Lowering as before: each attention layer's ``fused_attn`` as timm set it (``attention``; ``decompose``
-    switches it off) and none of ``executorch_edge``'s or ``litert_float_ops``'s rewrites."""
+    switches it off), none of ``executorch_edge``'s or ``litert_float_ops``'s rewrites, and what is added to the
+    attention scores quantized (no ``pt2e.float_attention_scores``)."""
     for module, fused in attention.items():
         module.fused_attn = fused
     with (
         mock.patch.object(executorch, "transform_passes", lambda: None),
         mock.patch.object(executorch, "rolls_as_slices", lambda program: program),
         mock.patch.object(litert, "computed_in_float", lambda model: 0),
+        mock.patch.object(pt2e, "float_attention_scores", lambda model: None),
     ):
         yield
 

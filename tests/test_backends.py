@@ -262,6 +262,40 @@ def test_int8_leaves_a_residual_stream_that_layernorm_reads_in_float(name: str) 
     assert norm.args[0] is adds[2]
 
 
+class _Scores(nn.Module):
+    """Attention whose scores get a bias and then, seen through reshapes, a mask added before their softmax (as
+    timm's Swin does), followed by a residual add that is no part of them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(8, 24)
+        self.bias = nn.Parameter(torch.randn(6, 6))
+        self.register_buffer("mask", torch.zeros(2, 6, 6).index_fill_(2, torch.tensor([0]), -100.0))
+        self.proj = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, 2 windows, 6 tokens, 8 channels)
+        q, k, v = self.qkv(x.flatten(0, 1)).chunk(3, dim=-1)
+        scores = q @ k.transpose(-2, -1) + self.bias
+        scores = (scores.view(x.shape[0], 2, 6, 6) + self.mask.unsqueeze(0)).view(-1, 6, 6)
+        return x + self.proj(scores.softmax(-1) @ v).view_as(x)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("name", list_backends())
+def test_int8_adds_to_attention_scores_in_float(name: str) -> None:
+    """Both quantizers annotate every add; ``pt2e.float_attention_scores`` takes the annotation off the two added
+    to the scores (the bias, and the mask through reshapes), and leaves the residual add its own. Fails if the
+    scores are rounded to int8 for an add (on LiteRT their matmul then became an int8 BATCH_MATMUL that its
+    XNNPACK delegate refuses), or if an add elsewhere loses its quantization."""
+    inputs = torch.randn(8, 2, 6, 8, generator=torch.Generator().manual_seed(0))
+    quantizer = get_backend(name).int8_quantizer()
+    annotated = quantizer.transform_for_annotation(export_batched(_Scores().eval(), inputs).module())
+    quantizer.annotate(annotated)
+    adds = [n for n in annotated.graph.nodes if n.target == torch.ops.aten.add.Tensor]
+    assert ["quantization_annotation" in add.meta for add in adds] == [True] * 3, name
+    pt2e.float_attention_scores(annotated)
+    assert ["quantization_annotation" in add.meta for add in adds] == [False, False, True], name
+
+
 class _TokenStitch(nn.Module):
     """A ViT -> ViT stitch (class token and patch tokens mapped by one linear layer's weight and bias, then joined
     by ``torch.cat``) between a front and a LayerNorm, as the back parent's first block reads it. The front is a
@@ -635,24 +669,31 @@ def test_means_over_other_dimensions_are_pooled_whole(tmp_path: Path) -> None:
     np.testing.assert_allclose(backend.load(path, threads=1)(x.numpy()), _Means()(x).numpy(), rtol=0, atol=1e-6)
 
 
-LEFT_OUT: dict[str, tuple[int, dict[str, int]]] = {
-    "vgg": (2, {"aten__adaptive_avg_pool2d_default": 1}),
+LEFT_OUT: dict[tuple[str, str], tuple[int, dict[str, int]]] = {
+    ("executorch", "vgg"): (2, {"aten__adaptive_avg_pool2d_default": 1}),
+    ("litert", "vgg"): (3, {"BROADCAST_TO": 4, "CONCATENATION": 1, "GATHER_ND": 1, "RESHAPE": 2, "SELECT": 2}),
+    ("litert", "resnet"): (2, {"PADV2": 1}),
 }
-"""Families whose ExecuTorch program is known not to be delegated whole: XNNPACK partitions and the ops left out.
-VGG at the zoo's 32 px: timm's ``ConvMlp`` head stretches the 4x4 feature map to 7x7 by adaptive average pooling,
-which XNNPACK has no node for (at 224 px the map is 7x7 and the head does not pool)."""
+"""(Backend, family) pairs whose programs are known not to be delegated whole, fp32 and int8 alike: XNNPACK
+partitions and the ops left out. VGG at the zoo's 32 px: timm's ``ConvMlp`` head stretches the 4x4 feature map to
+7x7 by adaptive average pooling, which neither XNNPACK has a node for (at 224 px the map is 7x7 and the head does
+not pool); litert-torch spells it as gathers. ResNet on LiteRT: the max pool's padding becomes a PADV2 with
+-infinity, which ai-edge-litert 2.3.0's delegate does not take."""
 
 
 @pytest.mark.parametrize("quantization", [Quantization.FP32, Quantization.INT8])
 @pytest.mark.parametrize("family", sorted(zoo.FAMILIES))
-def test_executorch_delegates_every_family_whole(family: str, quantization: Quantization, tmp_path: Path) -> None:
-    """Every op of every family's model runs in one XNNPACK partition. In transformers, fused attention's masking
-    ops (``decompose`` makes attention explicit), no-op expands, squeezes, selects and layer norms, and in Swin
-    rolls, the relative position bias's gather, aliases and the NHWC pooling head (``executorch_edge``) would each
-    split it and run on portable kernels. Fails when any of these is dropped; the program must still compute what
-    it was made from (those ops are rewritten by hand). The one known exception is stated in ``LEFT_OUT``."""
+@pytest.mark.parametrize("name", list_backends())
+def test_delegates_every_family_whole(name: str, family: str, quantization: Quantization, tmp_path: Path) -> None:
+    """Every op of every family's model runs in one XNNPACK partition, on every backend. In transformers, fused
+    attention's masking ops (``decompose`` makes attention explicit) and, on ExecuTorch, no-op expands, squeezes,
+    selects and layer norms, and in Swin rolls, the relative position bias's gather, aliases and the NHWC pooling
+    head (``executorch_edge``) would each split it and run on portable kernels; on LiteRT, int8 GELUs
+    (``litert_float_ops``) and int8 attention matmuls (``pt2e.float_attention_scores``) would. Fails when any of
+    these is dropped; the program must still compute what it was made from (those ops are rewritten by hand). The
+    known exceptions are stated in ``LEFT_OUT``."""
     model = decompose(zoo.make(family)).eval()
-    backend = get_backend(Backend.EXECUTORCH)
+    backend = get_backend(name)
     inputs = torch.randn(16, 3, zoo.SIZE, zoo.SIZE, generator=torch.Generator().manual_seed(1))
     with captured():
         if quantization is Quantization.INT8:
@@ -661,7 +702,7 @@ def test_executorch_delegates_every_family_whole(family: str, quantization: Quan
         else:
             graph = model
             lowered = backend.compile(model, inputs[:1], None)
-    partitions, left_out = LEFT_OUT.get(family, (1, {}))
+    partitions, left_out = LEFT_OUT.get((name, family), (1, {}))
     assert (lowered.delegation.partitions, lowered.delegation.fallback_ops) == (partitions, left_out), (
         lowered.delegation
     )

@@ -150,10 +150,57 @@ def float_residual_streams(model: torch.fx.GraphModule) -> None:
             node.meta.pop("quantization_annotation", None)
 
 
+_SCORES = (torch.ops.aten.matmul.default, torch.ops.aten.bmm.default)
+"""An attention's scores (``q @ k.T``) as an export spells them."""
+
+_SOFTMAXES = (torch.ops.aten.softmax.int, torch.ops.aten._softmax.default)
+
+_VIEWS = (
+    torch.ops.aten.view.default,
+    torch.ops.aten.reshape.default,
+    torch.ops.aten.unsqueeze.default,
+    torch.ops.aten.squeeze.dim,
+)
+"""Ops that only reshape a tensor, which ``float_attention_scores`` reads through."""
+
+
+def _adds_on_scores(node: torch.fx.Node) -> list[torch.fx.Node] | None:
+    """The adds on the path from an attention's scores (a matmul) to ``node`` through adds and reshapes;
+    None if no such path exists."""
+    if node.target in _SCORES:
+        return []
+    if node.target in _VIEWS and isinstance(node.args[0], torch.fx.Node):
+        return _adds_on_scores(node.args[0])
+    if node.target in _ADDS:
+        for operand in node.all_input_nodes:
+            found = _adds_on_scores(operand)
+            if found is not None:
+                return [node, *found]
+    return None
+
+
+def float_attention_scores(model: torch.fx.GraphModule) -> None:
+    """Leave in float each add between an attention's scores and their softmax: a relative position bias, a
+    shifted window's mask (timm's Swin).
+
+    Neither quantizer annotates the matmul or the softmax, so both read and write float; both annotate every
+    add, so the scores were rounded to int8 for the add alone. On LiteRT it cost more than the rounding: the
+    converter fuses ``dequantize -> matmul -> quantize`` into an int8 BATCH_MATMUL whose second operand (k)
+    keeps its asymmetric zero point, which ai-edge-litert 2.3.0's XNNPACK delegate refuses ("non-zero zero
+    point"), so each such matmul ran on TFLite's own kernel between two partitions (the zoo's Swin-Ti: 11 of 12,
+    12 partitions). With the adds in float the matmuls stay float and are delegated, as a DeiT's are.
+    """
+    for node in model.graph.nodes:
+        if node.target in _SOFTMAXES and isinstance(node.args[0], torch.fx.Node):
+            for add in _adds_on_scores(node.args[0]) or ():
+                add.meta.pop("quantization_annotation", None)
+
+
 class _Annotations(Quantizer):  # type: ignore[misc]
     """Wraps a backend's quantizer: observes after fusable clamps (``observe_after_clamps``), leaves a
-    pre-norm transformer's residual stream in float (``float_residual_streams``), keeps the given submodules in
-    float and never observes a symbolic size.
+    pre-norm transformer's residual stream (``float_residual_streams``) and what is added to its attention
+    scores (``float_attention_scores``) in float, keeps the given submodules in float and never observes a
+    symbolic size.
 
     Neither the XNNPACK nor the litert-torch quantizer accepts "no config" for a module name, so the
     exclusion is done here, on the annotated graph, for every backend alike. With a dynamic batch, shape
@@ -170,6 +217,7 @@ class _Annotations(Quantizer):  # type: ignore[misc]
         model = self.inner.annotate(model)
         observe_after_clamps(model)
         float_residual_streams(model)  # before the float modules: the same adds go float whichever are kept
+        float_attention_scores(model)
         annotated = [n for n in model.graph.nodes if "quantization_annotation" in n.meta]
         for node in annotated:
             if _inside(node, self.float_modules) or not _is_tensor(node):
