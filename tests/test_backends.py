@@ -631,6 +631,49 @@ def test_litert_runs_int8_gelu_in_float_inside_the_delegate(tmp_path: Path) -> N
     assert np.abs(out - expected).max() <= SIMULATION_RELATIVE_ERROR * np.abs(expected).max()
 
 
+class _Pooled(nn.Module):
+    """A padded max pool after a convolution, with or without a ReLU between them."""
+
+    def __init__(self, relu: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.relu = nn.ReLU() if relu else nn.Identity()
+        self.pool = nn.MaxPool2d(3, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.relu(self.conv(x))).flatten(1)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("quantization", [Quantization.FP32, Quantization.INT8])
+@pytest.mark.parametrize("relu", [True, False])
+def test_litert_pads_a_max_pool_with_zeros_only_where_no_value_changes(
+    relu: bool, quantization: Quantization, tmp_path: Path
+) -> None:
+    """litert-torch pads a max pool with a PADV2 of -infinity, which LiteRT's XNNPACK delegate does not take;
+    ``litert_pads`` makes it a PAD (zeros) when no value changes: after a ReLU. Without the ReLU the PADV2 stays,
+    on TFLite's kernel. Fails if the edit is dropped, or made where zeros would win a window (the values move)."""
+    model = _Pooled(relu).eval()
+    backend = get_backend(Backend.LITERT)
+    inputs = torch.randn(16, 3, 10, 10, generator=torch.Generator().manual_seed(0))
+    with captured():
+        if quantization is Quantization.INT8:
+            graph, quantizer = backend.quantize(export_batched(model, inputs), inputs)
+            lowered = backend.compile(graph, inputs[:1], quantizer)
+        else:
+            graph = model
+            lowered = backend.compile(model, inputs[:1], None)
+    operators = backend.operators(lowered.data, lowered.entry_point)
+    assert (operators.get("PAD", 0), operators.get("PADV2", 0)) == ((1, 0) if relu else (0, 1)), operators
+    assert lowered.delegation.fallback_ops == ({} if relu else {"PADV2": 1}), lowered.delegation
+    path = tmp_path / f"model{backend.suffix}"
+    path.write_bytes(lowered.data)
+    out = backend.load(path, threads=1)(inputs.numpy())
+    with torch.no_grad():
+        expected = graph(inputs).numpy()
+    bound = FP32_RELATIVE_ERROR if quantization is Quantization.FP32 else SIMULATION_RELATIVE_ERROR / 10
+    assert np.abs(out - expected).max() <= bound * np.abs(expected).max()
+
+
 class _Rolls(nn.Module):
     """Rolls of every sign, size and dimension kind ``rolls_as_slices`` rewrites, and one it leaves (flattened)."""
 
@@ -672,13 +715,11 @@ def test_means_over_other_dimensions_are_pooled_whole(tmp_path: Path) -> None:
 LEFT_OUT: dict[tuple[str, str], tuple[int, dict[str, int]]] = {
     ("executorch", "vgg"): (2, {"aten__adaptive_avg_pool2d_default": 1}),
     ("litert", "vgg"): (3, {"BROADCAST_TO": 4, "CONCATENATION": 1, "GATHER_ND": 1, "RESHAPE": 2, "SELECT": 2}),
-    ("litert", "resnet"): (2, {"PADV2": 1}),
 }
 """(Backend, family) pairs whose programs are known not to be delegated whole, fp32 and int8 alike: XNNPACK
 partitions and the ops left out. VGG at the zoo's 32 px: timm's ``ConvMlp`` head stretches the 4x4 feature map to
 7x7 by adaptive average pooling, which neither XNNPACK has a node for (at 224 px the map is 7x7 and the head does
-not pool); litert-torch spells it as gathers. ResNet on LiteRT: the max pool's padding becomes a PADV2 with
--infinity, which ai-edge-litert 2.3.0's delegate does not take."""
+not pool); litert-torch spells it as gathers."""
 
 
 @pytest.mark.parametrize("quantization", [Quantization.FP32, Quantization.INT8])
@@ -689,7 +730,8 @@ def test_delegates_every_family_whole(name: str, family: str, quantization: Quan
     attention's masking ops (``decompose`` makes attention explicit) and, on ExecuTorch, no-op expands, squeezes,
     selects and layer norms, and in Swin rolls, the relative position bias's gather, aliases and the NHWC pooling
     head (``executorch_edge``) would each split it and run on portable kernels; on LiteRT, int8 GELUs
-    (``litert_float_ops``) and int8 attention matmuls (``pt2e.float_attention_scores``) would. Fails when any of
+    (``litert_float_ops``), int8 attention matmuls (``pt2e.float_attention_scores``) and a max pool's padding
+    (``litert_pads``) would. Fails when any of
     these is dropped; the program must still compute what it was made from (those ops are rewritten by hand). The
     known exceptions are stated in ``LEFT_OUT``."""
     model = decompose(zoo.make(family)).eval()

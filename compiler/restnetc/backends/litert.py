@@ -45,6 +45,7 @@ from restnetc.backends.litert_compact import parse, serialize
 from restnetc.backends.litert_float_ops import computed_in_float
 from restnetc.backends.litert_interface import float_interface
 from restnetc.backends.litert_lean import LeanQuantizer, register_channels_last_pad
+from restnetc.backends.litert_pads import padded_with_zeros
 from restnetc.config.target import Quantization
 from restnetc.errors import RestnetcError
 from restnetc.shim_abi import InputLayout, TensorQuantization
@@ -113,12 +114,14 @@ def delegation(interpreter: Interpreter) -> DelegationReport:
 
 def _flatbuffer(converted: Any) -> bytes:
     """The ``.tflite`` bytes of a litert-torch conversion: each int8 op XNNPACK takes only in float computed in
-    float (``litert_float_ops``), each repeated vector stored once (``litert_compact``)."""
+    float (``litert_float_ops``), each PADV2 that pads as PAD does a PAD (``litert_pads``), each repeated vector
+    stored once (``litert_compact``)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.tflite"
         converted.export(str(path))
         model = parse(path.read_bytes())
     computed_in_float(model)
+    padded_with_zeros(model)
     return serialize(model)
 
 
