@@ -712,16 +712,6 @@ def test_means_over_other_dimensions_are_pooled_whole(tmp_path: Path) -> None:
     np.testing.assert_allclose(backend.load(path, threads=1)(x.numpy()), _Means()(x).numpy(), rtol=0, atol=1e-6)
 
 
-LEFT_OUT: dict[tuple[str, str], tuple[int, dict[str, int]]] = {
-    ("executorch", "vgg"): (2, {"aten__adaptive_avg_pool2d_default": 1}),
-    ("litert", "vgg"): (3, {"BROADCAST_TO": 4, "CONCATENATION": 1, "GATHER_ND": 1, "RESHAPE": 2, "SELECT": 2}),
-}
-"""(Backend, family) pairs whose programs are known not to be delegated whole, fp32 and int8 alike: XNNPACK
-partitions and the ops left out. VGG at the zoo's 32 px: timm's ``ConvMlp`` head stretches the 4x4 feature map to
-7x7 by adaptive average pooling, which neither XNNPACK has a node for (at 224 px the map is 7x7 and the head does
-not pool); litert-torch spells it as gathers."""
-
-
 @pytest.mark.parametrize("quantization", [Quantization.FP32, Quantization.INT8])
 @pytest.mark.parametrize("family", sorted(zoo.FAMILIES))
 @pytest.mark.parametrize("name", list_backends())
@@ -732,8 +722,8 @@ def test_delegates_every_family_whole(name: str, family: str, quantization: Quan
     head (``executorch_edge``) would each split it and run on portable kernels; on LiteRT, int8 GELUs
     (``litert_float_ops``), int8 attention matmuls (``pt2e.float_attention_scores``) and a max pool's padding
     (``litert_pads``) would. Fails when any of
-    these is dropped; the program must still compute what it was made from (those ops are rewritten by hand). The
-    known exceptions are stated in ``LEFT_OUT``."""
+    these is dropped (and VGG's head at 32 px if ``models.vgg.StretchToKernel`` is); the program must still compute
+    what it was made from (those ops are rewritten by hand)."""
     model = decompose(zoo.make(family)).eval()
     backend = get_backend(name)
     inputs = torch.randn(16, 3, zoo.SIZE, zoo.SIZE, generator=torch.Generator().manual_seed(1))
@@ -744,10 +734,7 @@ def test_delegates_every_family_whole(name: str, family: str, quantization: Quan
         else:
             graph = model
             lowered = backend.compile(model, inputs[:1], None)
-    partitions, left_out = LEFT_OUT.get((name, family), (1, {}))
-    assert (lowered.delegation.partitions, lowered.delegation.fallback_ops) == (partitions, left_out), (
-        lowered.delegation
-    )
+    assert (lowered.delegation.partitions, lowered.delegation.fallback_ops) == (1, {}), lowered.delegation
     path = tmp_path / f"model{backend.suffix}"
     path.write_bytes(lowered.data)
     out = backend.load(path, threads=1)(inputs.numpy())

@@ -18,7 +18,7 @@ The suite's tiny Swin still ran in 8 partitions with those (zoo Swin-Ti in 77 wi
 - ``alias_copy`` (a block's residual): ``AliasesDropped`` reads its input instead;
 - the pooling head's mean over ``(1, 2)`` of an NHWC tensor: ``MeanAsPooling`` permutes those dimensions last.
 With these, every DeiT and Swin op is delegated (one partition): the zoo's DeiT programs take 0.32-0.34x their
-time before in fp32 and 0.25-0.29x in int8, Swin-Ti's 0.71x and 0.72x (``benchmarks/transformer_delegation.py``).
+time before in fp32 and 0.25-0.29x in int8, Swin-Ti's 0.71x and 0.72x (``benchmarks/delegation.py``).
 They run before partitioning, on float and int8 graphs alike, and compute the same values. No quantizer annotates
 layer norm, so an int8 graph's layer norms read float values (dequantized where their input is int8, as in Swin)
 and their rewrite stays float (XNNPACK takes a linear's precision from its weight): the simulation still holds.
@@ -78,7 +78,7 @@ class LayerNormAsLinear(ExportedProgramPassBase):  # type: ignore[misc]  # untyp
     The other spelling, means as XNNPACK's global average pooling, needs a 4-D input reduced over its last two
     dimensions in NHWC, so each mean costs a view and transposes: the zoo's DeiT-Ti program had 374 XNNPACK nodes
     that way and has 283 this way, and ran 7-12% faster, fp32 and int8 alike (2026-12-06, a scratch run of
-    ``benchmarks/transformer_delegation.py`` with both spellings side by side)."""
+    ``benchmarks/delegation.py`` with both spellings side by side)."""
 
     def call(self, program: ExportedProgram) -> ExportedProgramPassResult:
         graph = program.graph_module.graph

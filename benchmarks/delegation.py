@@ -1,19 +1,19 @@
-"""Does each backend's XNNPACK delegate take a whole transformer, and what does it buy? The zoo's DeiTs and Swin,
-fp32 and int8.
+"""Does each backend's XNNPACK delegate take a whole zoo model, and what does it buy? fp32 and int8.
 
-Each zoo transformer (``--models``, trained, 32 px) is decomposed as a build decomposes a parent and lowered with
-each of ``--backends`` in fp32 and int8 (the backend's quantizer, ``--calibration`` real training images, bias
-correction, no float islands) two ways: ``shipped`` (explicit attention, ``models.registry.decompose``; the graph
-rewrites of ``backends.executorch_edge`` and ``backends.litert_float_ops``; attention scores added to in float,
-``backends.pt2e.float_attention_scores``) and ``before`` (the attention as timm set it, none of those rewrites).
+Each zoo model (``--models``, trained, 32 px) is decomposed as a build decomposes a parent and lowered with each of
+``--backends`` in fp32 and int8 (the backend's quantizer, ``--calibration`` real training images, bias correction,
+no float islands) two ways: ``shipped`` (explicit attention, ``models.registry.decompose``; VGG's head stretched
+by resizing, ``models.vgg.StretchToKernel``; the graph rewrites of ``backends.executorch_edge``,
+``backends.litert_float_ops`` and ``backends.litert_pads``; attention scores added to in float,
+``backends.pt2e.float_attention_scores``) and ``before`` (the attention as timm set it, none of the others).
 Reports each program's XNNPACK partitions and the ops left out, its largest logit difference on ``--images`` test
 images against what it was compiled from (the eager model; the PT2E simulation for int8) as a share of that one's
 largest logit, and the bare invocation's time (``Backend.invoker``, ``--threads`` threads, ``--rounds`` interleaved
 rounds of ``--runs`` calls, the median round; the four programs of a model side by side).
 
-Usage: ``.venv/bin/python benchmarks/transformer_delegation.py [--models zoo_deit_ti zoo_deit_s zoo_swin_ti]
-[--backends executorch litert]``. Writes ``benchmarks/results/transformer_delegation.json``, keeping the stored rows
-of (model, backend) not run again.
+Usage: ``.venv/bin/python benchmarks/delegation.py [--models zoo_deit_ti zoo_deit_s zoo_swin_ti zoo_vgg11
+zoo_resnet18] [--backends executorch litert]``. Writes ``benchmarks/results/delegation.json``, keeping the stored
+rows of (model, backend) not run again.
 """
 
 from __future__ import annotations
@@ -45,17 +45,18 @@ from restnetc.data.fashion_mnist import load_fashion_mnist
 from restnetc.data.images import pick
 from restnetc.models import decompose
 from restnetc.models.factory import build_model
+from restnetc.models.vgg import StretchToKernel
 from restnetc.models.zoo import IMAGE_SIZE
 from simulation_gap import FASHION_MNIST
 
-STORED = Path(__file__).parent / "results" / "transformer_delegation.json"
+STORED = Path(__file__).parent / "results" / "delegation.json"
 
 
 @contextlib.contextmanager
 def _before(attention: dict[nn.Module, bool]) -> Iterator[None]:
     """Lowering as before: each attention layer's ``fused_attn`` as timm set it (``attention``; ``decompose``
-    switches it off), none of ``executorch_edge``'s or ``litert_float_ops``'s rewrites, and what is added to the
-    attention scores quantized (no ``pt2e.float_attention_scores``)."""
+    switches it off), VGG's head pooled as timm pools it, none of ``executorch_edge``'s, ``litert_float_ops``' or
+    ``litert_pads``' rewrites, and what is added to the attention scores quantized."""
     for module, fused in attention.items():
         module.fused_attn = fused
     with (
@@ -63,6 +64,8 @@ def _before(attention: dict[nn.Module, bool]) -> Iterator[None]:
         mock.patch.object(executorch, "rolls_as_slices", lambda program: program),
         mock.patch.object(litert, "computed_in_float", lambda model: 0),
         mock.patch.object(pt2e, "float_attention_scores", lambda model: None),
+        mock.patch.object(litert, "padded_with_zeros", lambda model: None),
+        mock.patch.object(StretchToKernel, "forward", lambda self, x: x),
     ):
         yield
 
@@ -75,7 +78,9 @@ WAYS: dict[str, Callable[[dict[nn.Module, bool]], contextlib.AbstractContextMana
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["zoo_deit_ti", "zoo_deit_s", "zoo_swin_ti"])
+    parser.add_argument(
+        "--models", nargs="+", default=["zoo_deit_ti", "zoo_deit_s", "zoo_swin_ti", "zoo_vgg11", "zoo_resnet18"]
+    )
     parser.add_argument("--calibration", type=int, default=128)
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--threads", type=int, default=2)
@@ -94,7 +99,7 @@ def main() -> None:
         spec = TimmModel.model_validate(common.zoo_model(arch))
         calls: dict[str, Callable[[], object]] = {}
         row: dict[str, object] = {"model": arch, "backend": str(name)}
-        with tempfile.TemporaryDirectory(prefix="transformer-delegation-") as work:
+        with tempfile.TemporaryDirectory(prefix="delegation-") as work:
             for way, context in WAYS.items():
                 built = build_model(spec, IMAGE_SIZE)
                 attention = {
