@@ -610,24 +610,37 @@ def test_executorch_layer_norm_is_delegated_without_moving_data(tmp_path: Path) 
     np.testing.assert_allclose(backend.load(path, threads=1)(inputs.numpy()), expected, rtol=0, atol=1e-5)
 
 
+def _lowered_and_run(
+    name: str, model: nn.Module, inputs: torch.Tensor, quantization: Quantization, tmp_path: Path
+) -> tuple[Lowered, np.ndarray, np.ndarray]:
+    """``model`` lowered by backend ``name`` in ``quantization`` (int8: calibrated on ``inputs``), what its runtime
+    computes on ``inputs``, and what the graph it was compiled from (the model; the int8 simulation) computes."""
+    backend = get_backend(name)
+    with captured():
+        if quantization is Quantization.INT8:
+            graph, quantizer = backend.quantize(export_batched(model, inputs), inputs)
+            lowered = backend.compile(graph, inputs[:1], quantizer)
+        else:
+            graph = model
+            lowered = backend.compile(model, inputs[:1], None)
+    path = tmp_path / f"model{backend.suffix}"
+    path.write_bytes(lowered.data)
+    out = backend.load(path, threads=1)(inputs.numpy())
+    with torch.no_grad():
+        expected = graph(inputs).numpy()
+    return lowered, out, expected
+
+
 def test_litert_runs_int8_gelu_in_float_inside_the_delegate(tmp_path: Path) -> None:
     """LiteRT's XNNPACK delegate takes GELU in float only: each int8 GELU of an int8 ViT is computed in float
     between its int8 tensors (``litert_float_ops``), so none is left to TFLite's own kernel, and the program still
     computes its simulation. Fails if the edit is dropped (the GELUs fall back: the zoo's DeiTs ran in 7
     partitions) or gets a tensor's quantization wrong (the logits move)."""
     model = decompose(zoo.make("vit")).eval()
-    backend = get_backend(Backend.LITERT)
     inputs = torch.randn(16, 3, zoo.SIZE, zoo.SIZE, generator=torch.Generator().manual_seed(1))
-    with captured():
-        graph, quantizer = backend.quantize(export_batched(model, inputs), inputs)
-        lowered = backend.compile(graph, inputs[:1], quantizer)
-    gelus = backend.operators(lowered.data, lowered.entry_point).get("GELU", 0)
+    lowered, out, expected = _lowered_and_run(Backend.LITERT, model, inputs, Quantization.INT8, tmp_path)
+    gelus = get_backend(Backend.LITERT).operators(lowered.data, lowered.entry_point).get("GELU", 0)
     assert (gelus, lowered.delegation.fallback_ops.get("GELU", 0)) == (len(model.blocks), 0), lowered.delegation
-    path = tmp_path / f"model{backend.suffix}"
-    path.write_bytes(lowered.data)
-    out = backend.load(path, threads=1)(inputs.numpy())
-    with torch.no_grad():
-        expected = graph(inputs).numpy()
     assert np.abs(out - expected).max() <= SIMULATION_RELATIVE_ERROR * np.abs(expected).max()
 
 
@@ -652,24 +665,11 @@ def test_litert_pads_a_max_pool_with_zeros_only_where_no_value_changes(
     """litert-torch pads a max pool with a PADV2 of -infinity, which LiteRT's XNNPACK delegate does not take;
     ``litert_pads`` makes it a PAD (zeros) when no value changes: after a ReLU. Without the ReLU the PADV2 stays,
     on TFLite's kernel. Fails if the edit is dropped, or made where zeros would win a window (the values move)."""
-    model = _Pooled(relu).eval()
-    backend = get_backend(Backend.LITERT)
     inputs = torch.randn(16, 3, 10, 10, generator=torch.Generator().manual_seed(0))
-    with captured():
-        if quantization is Quantization.INT8:
-            graph, quantizer = backend.quantize(export_batched(model, inputs), inputs)
-            lowered = backend.compile(graph, inputs[:1], quantizer)
-        else:
-            graph = model
-            lowered = backend.compile(model, inputs[:1], None)
-    operators = backend.operators(lowered.data, lowered.entry_point)
+    lowered, out, expected = _lowered_and_run(Backend.LITERT, _Pooled(relu).eval(), inputs, quantization, tmp_path)
+    operators = get_backend(Backend.LITERT).operators(lowered.data, lowered.entry_point)
     assert (operators.get("PAD", 0), operators.get("PADV2", 0)) == ((1, 0) if relu else (0, 1)), operators
     assert lowered.delegation.fallback_ops == ({} if relu else {"PADV2": 1}), lowered.delegation
-    path = tmp_path / f"model{backend.suffix}"
-    path.write_bytes(lowered.data)
-    out = backend.load(path, threads=1)(inputs.numpy())
-    with torch.no_grad():
-        expected = graph(inputs).numpy()
     bound = FP32_RELATIVE_ERROR if quantization is Quantization.FP32 else SIMULATION_RELATIVE_ERROR / 10
     assert np.abs(out - expected).max() <= bound * np.abs(expected).max()
 
@@ -721,24 +721,12 @@ def test_delegates_every_family_whole(name: str, family: str, quantization: Quan
     selects and layer norms, and in Swin rolls, the relative position bias's gather, aliases and the NHWC pooling
     head (``executorch_edge``) would each split it and run on portable kernels; on LiteRT, int8 GELUs
     (``litert_float_ops``), int8 attention matmuls (``pt2e.float_attention_scores``) and a max pool's padding
-    (``litert_pads``) would. Fails when any of
-    these is dropped (and VGG's head at 32 px if ``models.vgg.StretchToKernel`` is); the program must still compute
-    what it was made from (those ops are rewritten by hand)."""
+    (``litert_pads``) would. Fails when any of these is dropped (and VGG's head at 32 px if
+    ``models.vgg.StretchToKernel`` is); the program must still compute what it was made from (those ops are
+    rewritten by hand)."""
     model = decompose(zoo.make(family)).eval()
-    backend = get_backend(name)
     inputs = torch.randn(16, 3, zoo.SIZE, zoo.SIZE, generator=torch.Generator().manual_seed(1))
-    with captured():
-        if quantization is Quantization.INT8:
-            graph, quantizer = backend.quantize(export_batched(model, inputs), inputs)
-            lowered = backend.compile(graph, inputs[:1], quantizer)
-        else:
-            graph = model
-            lowered = backend.compile(model, inputs[:1], None)
+    lowered, out, expected = _lowered_and_run(name, model, inputs, quantization, tmp_path)
     assert (lowered.delegation.partitions, lowered.delegation.fallback_ops) == (1, {}), lowered.delegation
-    path = tmp_path / f"model{backend.suffix}"
-    path.write_bytes(lowered.data)
-    out = backend.load(path, threads=1)(inputs.numpy())
-    with torch.no_grad():
-        expected = graph(inputs).numpy()
     bound = FP32_RELATIVE_ERROR if quantization is Quantization.FP32 else SIMULATION_RELATIVE_ERROR
     assert np.abs(out - expected).max() <= bound * np.abs(expected).max()
