@@ -264,7 +264,8 @@ def test_int8_leaves_a_residual_stream_that_layernorm_reads_in_float(name: str) 
 
 class _Scores(nn.Module):
     """Attention whose scores get a bias and then, seen through reshapes, a mask added before their softmax (as
-    timm's Swin does), followed by a residual add that is no part of them."""
+    timm's Swin does), followed by two residual adds that are no part of them: the first reads a matmul through a
+    reshape, but no softmax reads it."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -277,23 +278,25 @@ class _Scores(nn.Module):
         q, k, v = self.qkv(x.flatten(0, 1)).chunk(3, dim=-1)
         scores = q @ k.transpose(-2, -1) + self.bias
         scores = (scores.view(x.shape[0], 2, 6, 6) + self.mask.unsqueeze(0)).view(-1, 6, 6)
-        return x + self.proj(scores.softmax(-1) @ v).view_as(x)  # type: ignore[no-any-return]
+        x = x + (scores.softmax(-1) @ v).view_as(x)
+        return x + self.proj(x)  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("name", list_backends())
 def test_int8_adds_to_attention_scores_in_float(name: str) -> None:
     """Both quantizers annotate every add; ``pt2e.float_attention_scores`` takes the annotation off the two added
-    to the scores (the bias, and the mask through reshapes), and leaves the residual add its own. Fails if the
+    to the scores (the bias, and the mask through reshapes), and leaves the residual adds their own. Fails if the
     scores are rounded to int8 for an add (on LiteRT their matmul then became an int8 BATCH_MATMUL that its
-    XNNPACK delegate refuses), or if an add elsewhere loses its quantization."""
+    XNNPACK delegate refuses), or if an add elsewhere loses its quantization (one that reads a matmul but leads
+    to no softmax, say)."""
     inputs = torch.randn(8, 2, 6, 8, generator=torch.Generator().manual_seed(0))
     quantizer = get_backend(name).int8_quantizer()
     annotated = quantizer.transform_for_annotation(export_batched(_Scores().eval(), inputs).module())
     quantizer.annotate(annotated)
     adds = [n for n in annotated.graph.nodes if n.target == torch.ops.aten.add.Tensor]
-    assert ["quantization_annotation" in add.meta for add in adds] == [True] * 3, name
+    assert ["quantization_annotation" in add.meta for add in adds] == [True] * 4, name
     pt2e.float_attention_scores(annotated)
-    assert ["quantization_annotation" in add.meta for add in adds] == [False, False, True], name
+    assert ["quantization_annotation" in add.meta for add in adds] == [False, False, True, True], name
 
 
 class _TokenStitch(nn.Module):
@@ -645,28 +648,35 @@ def test_litert_runs_int8_gelu_in_float_inside_the_delegate(tmp_path: Path) -> N
 
 
 class _Pooled(nn.Module):
-    """A padded max pool after a convolution, with or without a ReLU between them."""
+    """A padded max pool after a convolution: with a ReLU between them (``relu``), without (``linear``), or with a
+    ReLU and a pad of ones (``ones``)."""
 
-    def __init__(self, relu: bool) -> None:
+    def __init__(self, kind: str) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 8, 3)
-        self.relu = nn.ReLU() if relu else nn.Identity()
-        self.pool = nn.MaxPool2d(3, 2, 1)
+        self.relu = nn.Identity() if kind == "linear" else nn.ReLU()
+        self.pad = 1.0 if kind == "ones" else None
+        self.pool = nn.MaxPool2d(3, 2, 0 if kind == "ones" else 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.relu(self.conv(x))).flatten(1)  # type: ignore[no-any-return]
+        x = self.relu(self.conv(x))
+        if self.pad is not None:
+            x = nn.functional.pad(x, (1, 1, 1, 1), value=self.pad)
+        return self.pool(x).flatten(1)  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("quantization", [Quantization.FP32, Quantization.INT8])
-@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("kind", ["relu", "linear", "ones"])
 def test_litert_pads_a_max_pool_with_zeros_only_where_no_value_changes(
-    relu: bool, quantization: Quantization, tmp_path: Path
+    kind: str, quantization: Quantization, tmp_path: Path
 ) -> None:
     """litert-torch pads a max pool with a PADV2 of -infinity, which LiteRT's XNNPACK delegate does not take;
-    ``litert_pads`` makes it a PAD (zeros) when no value changes: after a ReLU. Without the ReLU the PADV2 stays,
-    on TFLite's kernel. Fails if the edit is dropped, or made where zeros would win a window (the values move)."""
+    ``litert_pads`` makes it a PAD (zeros) when no value changes: after a ReLU. Without the ReLU, or padding with
+    ones, the PADV2 stays, on TFLite's kernel. Fails if the edit is dropped, or made where zeros would win a window
+    or lose one (the values move)."""
+    relu = kind == "relu"
     inputs = torch.randn(16, 3, 10, 10, generator=torch.Generator().manual_seed(0))
-    lowered, out, expected = _lowered_and_run(Backend.LITERT, _Pooled(relu).eval(), inputs, quantization, tmp_path)
+    lowered, out, expected = _lowered_and_run(Backend.LITERT, _Pooled(kind).eval(), inputs, quantization, tmp_path)
     operators = get_backend(Backend.LITERT).operators(lowered.data, lowered.entry_point)
     assert (operators.get("PAD", 0), operators.get("PADV2", 0)) == ((1, 0) if relu else (0, 1)), operators
     assert lowered.delegation.fallback_ops == ({} if relu else {"PADV2": 1}), lowered.delegation

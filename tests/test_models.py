@@ -48,14 +48,14 @@ def test_decomposition_reproduces_model_exactly(name: str) -> None:
     assert blocks.layout is EXPECTED_LAYOUT[name]
 
 
-@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 7])
-def test_vgg_head_stretches_a_small_map_as_timm_pools_it(size: int) -> None:
-    """``StretchToKernel`` gives what ``ConvMlp``'s adaptive pooling to the kernel's size gives, for a map of 1 or
-    (kernel + 1) / 2, and leaves any other map to that pooling. Fails on misplaced samples (bilinear without
-    aligned corners differs), or on a stretch of a map the two disagree on."""
-    x = torch.randn(2, 8, size, size, generator=torch.Generator().manual_seed(size))
+@pytest.mark.parametrize("shape", [(1, 1), (4, 4), (1, 4), (4, 1), (2, 2), (3, 3), (4, 2), (4, 9), (7, 7)])
+def test_vgg_head_stretches_a_small_map_as_timm_pools_it(shape: tuple[int, int]) -> None:
+    """``StretchToKernel`` gives what ``ConvMlp``'s adaptive pooling to the kernel's size gives when each side is 1
+    or (kernel + 1) / 2, and leaves any other map to that pooling. Fails on misplaced samples (bilinear without
+    aligned corners differs), or on a stretch of a map the two disagree on (either side)."""
+    x = torch.randn(2, 8, *shape, generator=torch.Generator().manual_seed(sum(shape)))
     stretched = StretchToKernel(7)(x)
-    if size in (1, 4):
+    if all(side in (1, 4) for side in shape):
         pooled = torch.nn.functional.adaptive_avg_pool2d(x, (7, 7))
         torch.testing.assert_close(stretched, pooled, rtol=0, atol=1e-6)
     else:

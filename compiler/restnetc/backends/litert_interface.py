@@ -47,6 +47,16 @@ def opcode(model: Any, builtin: int) -> int:
     return len(model.operatorCodes) - 1
 
 
+def quantization(tensor: Any) -> tuple[tuple[float, ...], tuple[int, ...], int] | tuple[()]:
+    """A tensor's quantization as comparable values: its scales, zero points and quantized dimension (empty when
+    it is float)."""
+    q = tensor.quantization
+    if q is None or q.scale is None:
+        return ()
+    zero_points = () if q.zeroPoint is None else tuple(int(z) for z in q.zeroPoint)
+    return (tuple(float(s) for s in q.scale), zero_points, int(q.quantizedDimension))
+
+
 def float_tensor_like(subgraph: Any, index: int, name: bytes | None) -> int:
     """Add a float32 tensor named ``name`` shaped like tensor ``index``; its index. It lives in buffer 0, the
     flatbuffer's empty buffer: the runtime allocates it."""

@@ -15,6 +15,8 @@ from typing import Any
 from ai_edge_litert import schema_py_generated as schema_fb
 from ai_edge_litert.tools import flatbuffer_utils
 
+from restnetc.backends.litert_interface import quantization
+
 _OPS = schema_fb.BuiltinOperator
 _OPERANDS: dict[int, tuple[int, int, int | None]] = {  # operator: indices of its (input, kernel, bias) inputs
     _OPS.CONV_2D: (0, 1, 2),
@@ -24,15 +26,6 @@ _OPERANDS: dict[int, tuple[int, int, int | None]] = {  # operator: indices of it
     _OPS.BATCH_MATMUL: (0, 1, None),
 }
 """The operators XNNPACK packs constant weights for."""
-
-
-def _quantization(tensor: Any) -> tuple[object, ...]:
-    """A tensor's quantization as comparable values (empty when it is float)."""
-    q = tensor.quantization
-    if q is None or q.scale is None:
-        return ()
-    zero_points = () if q.zeroPoint is None else tuple(int(z) for z in q.zeroPoint)
-    return (tuple(float(s) for s in q.scale), zero_points, int(q.quantizedDimension))
 
 
 def _options(op: Any) -> tuple[object, ...]:
@@ -70,7 +63,7 @@ def packing_conflicts(data: bytes) -> tuple[str, ...]:
             bias = subgraph.tensors[bias_in].buffer if bias_in >= 0 else -1
             bias = bias if _constant(model, bias) else -1  # XNNPACK sees no bias either way
             tensors = (data_in, kernel_in, int(op.outputs[0]))
-            reading = (*(_quantization(subgraph.tensors[t]) for t in tensors), _options(op))
+            reading = (*(quantization(subgraph.tensors[t]) for t in tensors), _options(op))
             where = f"signature {names.get(s, s)!r} operator {k}"
             seen = first.setdefault((kernel, bias), (reading, where))
             if seen[0] != reading:

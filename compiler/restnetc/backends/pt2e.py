@@ -154,6 +154,7 @@ _SCORES = (torch.ops.aten.matmul.default, torch.ops.aten.bmm.default)
 """An attention's scores (``q @ k.T``) as an export spells them."""
 
 _SOFTMAXES = (torch.ops.aten.softmax.int, torch.ops.aten._softmax.default)
+"""A softmax as an export spells it: where attention's scores end."""
 
 _VIEWS = (
     torch.ops.aten.view.default,
@@ -164,19 +165,18 @@ _VIEWS = (
 """Ops that only reshape a tensor, which ``float_attention_scores`` reads through."""
 
 
-def _adds_on_scores(node: torch.fx.Node) -> list[torch.fx.Node] | None:
-    """The adds on the path from an attention's scores (a matmul) to ``node`` through adds and reshapes;
-    None if no such path exists."""
-    if node.target in _SCORES:
-        return []
-    if node.target in _VIEWS and isinstance(node.args[0], torch.fx.Node):
-        return _adds_on_scores(node.args[0])
-    if node.target in _ADDS:
-        for operand in node.all_input_nodes:
-            found = _adds_on_scores(operand)
-            if found is not None:
-                return [node, *found]
-    return None
+def _reaches_scores(node: torch.fx.Node, seen: dict[torch.fx.Node, bool]) -> bool:
+    """Whether ``node`` is an attention's scores (a matmul) or reads them through adds and reshapes; each node
+    visited is recorded in ``seen`` with its answer (so each is visited once)."""
+    if node not in seen:
+        seen[node] = False  # an export's graph has no cycle; this only stops a second visit
+        if node.target in _SCORES:
+            seen[node] = True
+        elif node.target in _VIEWS and isinstance(node.args[0], torch.fx.Node):
+            seen[node] = _reaches_scores(node.args[0], seen)
+        elif node.target in _ADDS:
+            seen[node] = any([_reaches_scores(operand, seen) for operand in node.all_input_nodes])
+    return seen[node]
 
 
 def float_attention_scores(model: torch.fx.GraphModule) -> None:
@@ -190,10 +190,13 @@ def float_attention_scores(model: torch.fx.GraphModule) -> None:
     point"), so each such matmul ran on TFLite's own kernel between two partitions (the zoo's Swin-Ti: 11 of 12,
     12 partitions). With the adds in float the matmuls stay float and are delegated, as a DeiT's are.
     """
+    seen: dict[torch.fx.Node, bool] = {}
     for node in model.graph.nodes:
         if node.target in _SOFTMAXES and isinstance(node.args[0], torch.fx.Node):
-            for add in _adds_on_scores(node.args[0]) or ():
-                add.meta.pop("quantization_annotation", None)
+            _reaches_scores(node.args[0], seen)
+    for node, scores in seen.items():
+        if scores and node.target in _ADDS:
+            node.meta.pop("quantization_annotation", None)
 
 
 class _Annotations(Quantizer):  # type: ignore[misc]
