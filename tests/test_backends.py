@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -240,20 +241,28 @@ class _Residuals(nn.Module):
         return self.head(self.linear[2](tokens[:, 1:]).mean(1))  # type: ignore[no-any-return]
 
 
+def _adds_annotated(
+    name: str, model: nn.Module, inputs: torch.Tensor, rule: Callable[[torch.fx.GraphModule], None]
+) -> list[bool]:
+    """Whether each add of ``model`` keeps a quantization annotation after backend ``name``'s quantizer annotated
+    every one of them (asserted) and ``rule`` took some off."""
+    quantizer = get_backend(name).int8_quantizer()
+    annotated = quantizer.transform_for_annotation(export_batched(model.eval(), inputs).module())
+    quantizer.annotate(annotated)
+    adds = [n for n in annotated.graph.nodes if n.target == torch.ops.aten.add.Tensor]
+    assert all("quantization_annotation" in add.meta for add in adds), name
+    rule(annotated)
+    return ["quantization_annotation" in add.meta for add in adds]
+
+
 @pytest.mark.parametrize("name", list_backends())
 def test_int8_leaves_a_residual_stream_that_layernorm_reads_in_float(name: str) -> None:
     """Both quantizers annotate every add; ``pt2e.float_residual_streams`` takes the annotation off the
     transformer's sums only (the one LayerNorm reads and the one added onto it that a slice reads), and the int8
     graph then reads them unquantized. The CNN's sums, chained but never read by a LayerNorm, keep theirs."""
     inputs = torch.rand(32, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert _adds_annotated(name, _Residuals(), inputs, pt2e.float_residual_streams) == [True, True, False, False]
     backend = get_backend(name)
-    quantizer = backend.int8_quantizer()
-    annotated = quantizer.transform_for_annotation(export_batched(_Residuals().eval(), inputs).module())
-    quantizer.annotate(annotated)
-    adds = [n for n in annotated.graph.nodes if n.target == torch.ops.aten.add.Tensor]
-    assert ["quantization_annotation" in add.meta for add in adds] == [True] * 4, name
-    pt2e.float_residual_streams(annotated)
-    assert ["quantization_annotation" in add.meta for add in adds] == [True, True, False, False], name
     graph, _ = backend.quantize(export_batched(_Residuals().eval(), inputs), inputs)
     adds = [n for n in graph.graph.nodes if n.target == torch.ops.aten.add.Tensor]
     rounded = [any("quantize_per_tensor" in str(user.target) for user in add.users) for add in adds]
@@ -290,13 +299,7 @@ def test_int8_adds_to_attention_scores_in_float(name: str) -> None:
     XNNPACK delegate refuses), or if an add elsewhere loses its quantization (one that reads a matmul but leads
     to no softmax, say)."""
     inputs = torch.randn(8, 2, 6, 8, generator=torch.Generator().manual_seed(0))
-    quantizer = get_backend(name).int8_quantizer()
-    annotated = quantizer.transform_for_annotation(export_batched(_Scores().eval(), inputs).module())
-    quantizer.annotate(annotated)
-    adds = [n for n in annotated.graph.nodes if n.target == torch.ops.aten.add.Tensor]
-    assert ["quantization_annotation" in add.meta for add in adds] == [True] * 4, name
-    pt2e.float_attention_scores(annotated)
-    assert ["quantization_annotation" in add.meta for add in adds] == [False, False, True, True], name
+    assert _adds_annotated(name, _Scores(), inputs, pt2e.float_attention_scores) == [False, False, True, True]
 
 
 class _TokenStitch(nn.Module):
