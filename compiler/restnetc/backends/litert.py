@@ -43,7 +43,7 @@ from restnetc.backends.base import (
 )
 from restnetc.backends.litert_compact import parse, serialize
 from restnetc.backends.litert_float_ops import computed_in_float
-from restnetc.backends.litert_interface import float_interface
+from restnetc.backends.litert_interface import with_float_interface
 from restnetc.backends.litert_lean import LeanQuantizer, register_channels_last_pad
 from restnetc.backends.litert_pads import padded_with_zeros
 from restnetc.config.target import Quantization
@@ -112,9 +112,12 @@ def delegation(interpreter: Interpreter) -> DelegationReport:
     return DelegationReport("TfLiteXNNPackDelegate", len(delegates), len(covered), dict(fallback))
 
 
-def _flatbuffer(converted: Any) -> bytes:
-    """The ``.tflite`` bytes of a litert-torch conversion: each int8 op XNNPACK takes only in float computed in
-    float (``litert_float_ops``), each PADV2 that pads as PAD does a PAD (``litert_pads``), each repeated vector
+def _flatbuffer(
+    converted: Any, inputs: bool = True, outputs: bool = True, pixels: TensorQuantization | None = None
+) -> bytes:
+    """The ``.tflite`` bytes of a litert-torch conversion, parsed and written once: each int8 op XNNPACK takes only
+    in float computed in float (``litert_float_ops``), each PADV2 that pads as PAD does a PAD (``litert_pads``),
+    the int8 ends ``inputs`` and ``outputs`` float32 or raw ``pixels`` (``litert_interface``), each repeated vector
     stored once (``litert_compact``)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.tflite"
@@ -122,6 +125,7 @@ def _flatbuffer(converted: Any) -> bytes:
         model = parse(path.read_bytes())
     computed_in_float(model)
     padded_with_zeros(model)
+    with_float_interface(model, inputs, outputs, pixels)
     return serialize(model)
 
 
@@ -218,8 +222,8 @@ class LiteRtBackend(Backend):
         _check_pixels(ends.pixels, quantizer)
         quant_config = None if quantizer is None else QuantConfig(pt2e_quantizer=quantizer)
         graph, example, layout = _channels_last(graph, example, ends)
-        data = _flatbuffer(litert_torch.convert(graph, (example,), quant_config=quant_config))
-        data = float_interface(data, inputs=ends.image_input, outputs=ends.logits_output, pixels=ends.pixels)
+        converted = litert_torch.convert(graph, (example,), quant_config=quant_config)
+        data = _flatbuffer(converted, inputs=ends.image_input, outputs=ends.logits_output, pixels=ends.pixels)
         interpreter = Interpreter(model_content=data, num_threads=1)
         interpreter.allocate_tensors()
         source, sink = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
@@ -248,7 +252,7 @@ class LiteRtBackend(Backend):
         converter = litert_torch.signature(first, graph, (channels_last,))
         for name, graph, channels_last, _ in names:
             converter = converter.signature(name, graph, (channels_last,))
-        data = float_interface(_flatbuffer(converter.convert(quant_config=quant_config)), pixels=pixels)
+        data = _flatbuffer(converter.convert(quant_config=quant_config), pixels=pixels)
         return LoweredProgram(data, tuple(_entry_point(data, name, layout) for name in graphs))
 
     def packing(self, data: bytes) -> Packing:

@@ -95,12 +95,22 @@ def float_interface(
     data: bytes, inputs: bool = True, outputs: bool = True, pixels: TensorQuantization | None = None
 ) -> bytes:
     """The program ``data`` with every int8 input (if ``inputs``) and output (if ``outputs``) of every subgraph
-    float32, or its inputs uint8 raw pixels under ``pixels`` (module docstring); a program with no such tensor
-    comes back unchanged. ValueError if buffer 0 holds data (the flatbuffer breaks TFLite's convention, and a twin
-    cannot be given a runtime buffer), or if ``pixels`` is not a uint8 quantization."""
+    float32, or its inputs uint8 raw pixels under ``pixels`` (``with_float_interface``); a program with no such
+    tensor comes back unchanged."""
+    model = parse(data)
+    return serialize(model) if with_float_interface(model, inputs, outputs, pixels) else data
+
+
+def with_float_interface(
+    model: Any, inputs: bool = True, outputs: bool = True, pixels: TensorQuantization | None = None
+) -> bool:
+    """Edit ``model`` (a ``schema_py_generated.ModelT`` of its own, ``litert_compact.parse``) in place: every int8
+    input (if ``inputs``) and output (if ``outputs``) of every subgraph gets a float32 twin, or its inputs uint8 raw
+    pixels under ``pixels`` (module docstring); whether any tensor did. ValueError if buffer 0 holds data (the
+    flatbuffer breaks TFLite's convention, and a twin cannot be given a runtime buffer), or if ``pixels`` is not a
+    uint8 quantization."""
     if pixels is not None and pixels.dtype != "uint8":
         raise ValueError(f"pixels: expected a uint8 quantization, got {pixels.dtype}")
-    model = parse(data)
     int8, float32 = schema_fb.TensorType.INT8, schema_fb.TensorType.FLOAT32
 
     def twinned(subgraph: Any) -> list[int]:
@@ -110,7 +120,7 @@ def float_interface(
         return ends + [t for t in (subgraph.outputs if outputs else []) if subgraph.tensors[t].type == int8]
 
     if not any(twinned(subgraph) for subgraph in model.subgraphs):
-        return data
+        return False
     if model.buffers[0].data is not None and len(model.buffers[0].data):
         raise ValueError("the flatbuffer's buffer 0 is not empty")
     quantize = opcode(model, schema_fb.BuiltinOperator.QUANTIZE)
@@ -131,4 +141,4 @@ def float_interface(
             if signature.subgraphIndex == index:
                 for mapping in (*signature.inputs, *signature.outputs):
                     mapping.tensorIndex = twins.get(mapping.tensorIndex, mapping.tensorIndex)
-    return serialize(model)
+    return True
