@@ -9,7 +9,8 @@ by resizing, ``models.vgg.StretchToKernel``; the graph rewrites of ``backends.ex
 Reports each program's XNNPACK partitions and the ops left out, its largest logit difference on ``--images`` test
 images against what it was compiled from (the eager model; the PT2E simulation for int8) as a share of that one's
 largest logit, and the bare invocation's time (``Backend.invoker``, ``--threads`` threads, ``--rounds`` interleaved
-rounds of ``--runs`` calls, the median round; the four programs of a model side by side).
+rounds of ``--runs`` calls, the median round; the four programs of a model side by side, each open alone while
+timed).
 
 Usage: ``.venv/bin/python benchmarks/delegation.py [--models zoo_deit_ti zoo_deit_s zoo_swin_ti zoo_vgg11
 zoo_resnet18] [--backends executorch litert]``. Writes ``benchmarks/results/delegation.json``, keeping the stored
@@ -38,6 +39,7 @@ from restnetc.atomic import write_text_atomic
 from restnetc.backends import executorch, get_backend, litert, pt2e
 from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import export_batched
+from restnetc.budget.measure import Opener, TimedEntry, opener
 from restnetc.bundle.lowering import simulated_logits
 from restnetc.config.project import Normalization, TimmModel
 from restnetc.config.target import Backend
@@ -97,7 +99,7 @@ def main() -> None:
     for arch, name in runs:
         backend = get_backend(name)
         spec = TimmModel.model_validate(common.zoo_model(arch))
-        calls: dict[str, Callable[[], object]] = {}
+        calls: dict[str, Opener] = {}
         row: dict[str, object] = {"model": arch, "backend": str(name)}
         with tempfile.TemporaryDirectory(prefix="delegation-") as work:
             for way, context in WAYS.items():
@@ -124,7 +126,8 @@ def main() -> None:
                                 float(np.abs(out - expected).max() / np.abs(expected).max()), 6
                             ),
                         }
-                        calls[f"{way}_{quantization}"] = backend.invoker(path, args.threads, images[:1].numpy())
+                        entry = TimedEntry(name.value, path, images[:1].numpy())
+                        calls[f"{way}_{quantization}"] = opener(entry, args.threads)
             median = interleaved_medians(calls, args.rounds, args.runs)
             del calls
         row["median_ms"] = {key: round(ms, 4) for key, ms in median.items()}

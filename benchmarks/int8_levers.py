@@ -20,9 +20,10 @@ Each artifact is run in its runtime on the validation and test splits (top-1 min
 95% interval, exact McNemar p), its bytes per parameter and the seconds its lowering took are recorded (quantize:
 calibration, conversion, correction; ``lean`` and ``bias-corrected`` share one calibration, counted in both;
 ``shipped`` rungs share their donor's, counted in the first), and its bare invocation is timed side by side with
-the other artifacts of its rung and backend, only those loaded (``--threads`` threads, ``--rounds`` interleaved
-rounds of ``--runs`` calls, median round) for the int8 / fp32 time of the same rung: with all 30 of a backend's
-programs loaded at once, ExecuTorch's int8 lost more to the crowding than its fp32 (RESULTS section 13). Issue 17
+the other artifacts of its rung and backend, each open alone while timed (``--threads`` threads, ``--rounds``
+interleaved rounds of ``--runs`` calls, median round) for the int8 / fp32 time of the same rung: with all 30 of a
+backend's programs loaded at once, ExecuTorch's int8 lost more to the crowding than its fp32 (RESULTS section 13),
+and LiteRT's thread pools, one per program, timed each other. Issue 17
 asks, for every artifact: all-int8 within 0.5 points of eager fp32, at most 1.10 bytes per parameter, at most
 0.6 x fp32's time.
 
@@ -62,6 +63,7 @@ from restnetc.backends import get_backend
 from restnetc.backends.base import Backend
 from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import _calibrate, export_batched, observe
+from restnetc.budget.measure import Opener, TimedEntry, opener
 from restnetc.bundle.ladder import Rung, eager_logits, ladder
 from restnetc.bundle.lowering import Graphs, Observations
 from restnetc.cache import Cache
@@ -151,7 +153,7 @@ def _rows(backend: Backend, result: SearchResult, calibration: torch.Tensor, arg
         for rung in ladder(result):
             artifacts = _Artifacts(rung, backend, observations, Path(work))
             artifacts.lower_all()
-            calls: dict[str, Callable[[], object]] = {}
+            calls: dict[str, Opener] = {}
             own: list[dict[str, Any]] = []
             eager = {}
             for split in SPLITS:
@@ -177,7 +179,7 @@ def _rows(backend: Backend, result: SearchResult, calibration: torch.Tensor, arg
                         "minus_eager_fp32": common.paired(correct, eager[split]),
                     }
                 own.append(row)
-                calls[lever] = backend.invoker(path, args.threads, calibration[:1].numpy())
+                calls[lever] = opener(TimedEntry(backend.name, path, calibration[:1].numpy()), args.threads)
             median = interleaved_medians(calls, args.rounds, args.runs)
             del calls  # the rung's programs unloaded before the next rung's are timed
             rows += own

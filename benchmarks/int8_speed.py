@@ -1,15 +1,15 @@
 """Is int8 faster than fp32, and is its graph as lean? The demo's two parents through restnetc's own backends.
 
 Builds the demo project's parents with their task heads (``load_parents``: the demo's shipped parents, from
-``--cache-dir`` or trained afresh) and lowers each with every backend of the target in fp32 and int8 (PT2E
-calibrated on the target's count of real training images, no float islands). Then, side by side in one run: the
-bare invocation of each artifact is timed (``Backend.invoker``, ``--threads`` threads; ``--rounds`` rounds of
-``--runs`` calls, the rounds interleaved across artifacts so drift on a shared machine hits all alike; the median
-round is reported), its operators are counted from the file (``Backend.operators``), and its top-1 on the first
-``--images`` test images is compared, paired, with the eager fp32 model's (Newcombe 95% interval, exact McNemar
-p). Reports int8 time / fp32 time per model and backend: issue 17 asks for at most 0.6 on both backends.
-ExecuTorch int8 is also lowered with ExecuTorch's stock XNNPACK quantizer (``int8-stock``: pads observed after,
-so they run in float between two ``Convert`` nodes), which measures what ``backends.executorch_lean`` buys alone.
+``--cache-dir`` or trained afresh) and lowers each with every backend of the target in fp32 and int8 (PT2E calibrated
+on the target's count of real training images, no float islands). Then, side by side in one run: the bare invocation
+of each artifact is timed (``Backend.invoker``, ``--threads`` threads; ``--rounds`` rounds of ``--runs`` calls, the
+rounds interleaved across artifacts so drift on a shared machine hits all alike, each artifact open alone while
+timed; the median round is reported), its operators are counted from the file (``Backend.operators``), and its top-1
+on the first ``--images`` test images is compared, paired, with the eager fp32 model's (Newcombe 95% interval, exact
+McNemar p). Reports int8 time / fp32 time per model and backend: issue 17 asks for at most 0.6 on both backends.
+ExecuTorch int8 is also lowered with ExecuTorch's stock XNNPACK quantizer (``int8-stock``: pads observed after, so
+they run in float between two ``Convert`` nodes), which measures what ``backends.executorch_lean`` buys alone.
 
 Usage: ``.venv/bin/python benchmarks/int8_speed.py [--target targets/cortex-a53.yaml] [--cache-dir C]``.
 Writes ``benchmarks/results/int8_speed.json``.
@@ -38,6 +38,7 @@ from restnetc.backends.base import Backend as BackendContract
 from restnetc.backends.base import ops_run
 from restnetc.backends.executorch import ExecuTorchBackend
 from restnetc.backends.native_output import captured
+from restnetc.budget.measure import Opener, TimedEntry, opener
 from restnetc.bundle.ladder import eager_logits
 from restnetc.cache import Cache
 from restnetc.config.loader import load_project, load_target
@@ -60,15 +61,18 @@ def _round(call: Callable[[], object], runs: int) -> float:
     return (time.perf_counter() - start) / runs * 1e3
 
 
-def interleaved_medians(calls: Mapping[Key, Callable[[], object]], rounds: int, runs: int) -> dict[Key, float]:
-    """Milliseconds per call of each of ``calls``: after one warm-up round each, ``rounds`` rounds of ``runs`` calls,
-    the rounds interleaved across calls so that drift on a shared machine hits all alike; the median round."""
-    for call in calls.values():
-        _round(call, runs)
-    times: dict[Key, list[float]] = {key: [] for key in calls}
+def interleaved_medians(openers: Mapping[Key, Opener], rounds: int, runs: int) -> dict[Key, float]:
+    """Milliseconds per call of each program: ``rounds`` rounds of ``runs`` calls, the rounds interleaved across
+    programs so that drift on a shared machine hits all alike; the median round. Each round opens its program
+    afresh and alone (``openers``) and warms it with ``runs`` untimed calls first: several LiteRT programs open at
+    once time their thread pools against each other (``restnetc.budget.measure.time_interleaved``)."""
+    times: dict[Key, list[float]] = {key: [] for key in openers}
     for _ in range(rounds):
-        for key, call in calls.items():
+        for key, open_program in openers.items():
+            call = open_program()
+            _round(call, runs)
             times[key].append(_round(call, runs))
+            del call
     return {key: statistics.median(values) for key, values in times.items()}
 
 
@@ -105,7 +109,7 @@ def main() -> None:
     count = args.images or len(splits.test.labels)
     images, labels = splits.test.images[:count], splits.test.labels[:count].numpy()
     rows: dict[str, dict[str, object]] = {}
-    calls: dict[str, Callable[[], object]] = {}
+    calls: dict[str, Opener] = {}
     operators: dict[str, dict[str, int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for parent in load_parents(project, splits.train, Cache(args.cache_dir or Path(tmp) / "cache")):
@@ -120,7 +124,7 @@ def main() -> None:
                     lowered = backend.lower(model, calibration[:1], quantization, calibration)
                     path.write_bytes(lowered.data)
                     correct = backend.load(path, args.threads)(images.numpy()).argmax(1) == labels
-                    calls[key] = backend.invoker(path, args.threads, calibration[:1].numpy())
+                    calls[key] = opener(TimedEntry(name.value, path, calibration[:1].numpy()), args.threads)
                 operators[key] = backend.operators(lowered.data, lowered.entry_point)
                 paired = compare_paired(correct, eager)
                 rows[key] = {

@@ -11,8 +11,8 @@ LayerNorm reads, the rule before the stitch's input joined it) and ``rounded`` (
 scored simulated in PyTorch and in its runtime, on validation and test; the rows hold top-1 for eager fp32 and each
 way, and on test the paired differences in the runtime (each way minus eager fp32; stream minus each other way)
 with 95% intervals and McNemar p. The three programs and the rung's fp32 program are timed side by side
-(``--threads`` threads, ``--rounds`` interleaved rounds of ``--runs`` calls, the median round; only the rung's four
-programs loaded).
+(``--threads`` threads, ``--rounds`` interleaved rounds of ``--runs`` calls, the median round; each program open alone
+while timed).
 
 Usage: ``.venv/bin/python benchmarks/residual_stream.py [--pair deits-deitti|...] [--validation-images N]
 [--test-images N] [--backends ...] [--rungs ...] [--threads 2] [--rounds 7] [--runs 20] [--cache-dir DIR]``. Writes
@@ -38,6 +38,7 @@ import common
 from int8_speed import interleaved_medians
 from restnetc.backends import get_backend, pt2e
 from restnetc.backends.native_output import captured
+from restnetc.budget.measure import Opener, TimedEntry, opener
 from restnetc.bundle.ladder import ladder
 from restnetc.bundle.lowering import Graphs, Observations
 from restnetc.cache import Cache, default_cache_dir
@@ -89,7 +90,7 @@ def main() -> None:
                     programs[way] = Graphs(rung, backend, Observations.uncached(calibration)).int8(())
                 simulated[way] = {split: common.simulated_correct(programs[way][0], im) for split, im in splits.items()}
             with tempfile.TemporaryDirectory(prefix="residual-stream-") as work:
-                calls: dict[str, Callable[[], object]] = {}
+                calls: dict[str, Opener] = {}
                 for way, (graph, quantizer) in programs.items():
                     path = Path(work) / f"{way}{backend.suffix}"
                     with captured():
@@ -99,7 +100,7 @@ def main() -> None:
                             split: common.runtime_correct(backend, path, args.threads, im.images, im.labels)
                             for split, im in splits.items()
                         }
-                    calls[way] = backend.invoker(path, args.threads, example.numpy())
+                    calls[way] = opener(TimedEntry(name.value, path, example.numpy()), args.threads)
                 median = interleaved_medians(calls, args.rounds, args.runs)
                 del calls
             test = {way: scores["test"] for way, scores in runtime.items()}

@@ -589,6 +589,41 @@ def test_latency_is_timed_on_the_threads_asked_in_a_fresh_process_when_this_ones
         assert _pool_threads() == here
 
 
+@pytest.mark.parametrize("name", list_backends())
+def test_each_program_is_timed_open_alone(name: str, tmp_path: Path) -> None:
+    """``time_interleaved`` opens each program for its block and closes it before the next opens, so a runtime
+    with a thread pool per program (LiteRT) times one pool, as a device running one rung does. Three entries are
+    timed on two threads while each call counts this process's threads: always as many as with one program open.
+    Fails if the programs stay open across blocks (each open LiteRT program keeps a worker thread: four programs
+    open on two cores once ran one of them 4x slower for a whole run) or if any program is not timed ``runs``
+    times."""
+    backend = get_backend(Backend(name))
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    example = torch.randn(1, 3, 16, 16)
+    with captured():
+        lowered = backend.lower(model, example, Quantization.FP32, calibration=example)
+    path = tmp_path / f"model{backend.suffix}"
+    path.write_bytes(lowered.data)
+    open_program = measure.opener(measure.TimedEntry(name, path, example.numpy()), threads=2)
+
+    def threads_now() -> int:
+        return len(list(Path("/proc/self/task").iterdir()))
+
+    seen: list[int] = []
+
+    def watched() -> Callable[[], object]:
+        invoke = open_program()
+        return lambda: (seen.append(threads_now()), invoke())
+
+    invoke = open_program()
+    invoke()
+    alone = threads_now()
+    del invoke
+    samples = measure.time_interleaved({key: watched for key in "abc"}, warmup=1, runs=12)
+    assert {key: len(values) for key, values in samples.items()} == {"a": 12, "b": 12, "c": 12}
+    assert set(seen) == {alone}, (alone, sorted(set(seen)))
+
+
 def test_executorch_layer_norm_is_delegated_without_moving_data(tmp_path: Path) -> None:
     """A layer norm runs as XNNPACK nodes that move no data: its means are fully connected layers of weight
     ``1/C`` (``executorch_edge.LayerNormAsLinear``), with no transpose, reshape or pooling node. Fails if it is

@@ -31,7 +31,8 @@ from restnetc.progress import track
 
 
 class HostLatency(StrictModel):
-    """Milliseconds on the build host: median and spread of ``runs`` timed runs after ``warmup`` runs."""
+    """Milliseconds on the build host: median and spread of ``runs`` timed runs (``time_interleaved``: ``warmup``
+    untimed runs each time the artifact opens for a block of them)."""
 
     median: float
     p10: float
@@ -55,26 +56,35 @@ class HostMemory(StrictModel):
 
 
 BLOCK = 10
-"""Consecutive runs of one program before the next: a runtime's worker threads keep spinning for a moment
-after a run (XNNPACK's thread pool does), and switching program on every run would time each program
-against the previous one's spinning threads (3x slower with 40 LiteRT programs on 2 cores)."""
+"""Consecutive timed runs of one program before the next opens: enough to amortise opening and warming it."""
+
+Opener = Callable[[], Callable[[], object]]
+"""Opens a program and returns the call that runs it once (``Backend.invoker``); the program closes when the call
+is dropped."""
 
 
-def time_interleaved(invokers: Mapping[str, Callable[[], object]], warmup: int, runs: int) -> dict[str, list[float]]:
-    """Milliseconds of each of ``runs`` calls per invoker after ``warmup`` calls; blocks of ``BLOCK`` calls of
-    each invoker in turn, round after round, so machine drift hits all alike."""
-    for invoke in invokers.values():
-        for _ in range(warmup):
-            invoke()
-    samples: dict[str, list[float]] = {key: [] for key in invokers}
+def time_interleaved(openers: Mapping[str, Opener], warmup: int, runs: int) -> dict[str, list[float]]:
+    """Milliseconds of each of ``runs`` calls per program: blocks of ``BLOCK`` calls of each program in turn, round
+    after round, so machine drift hits all alike. Each block opens its program, runs it ``warmup`` times untimed,
+    times the block and drops the program before the next one opens.
+
+    Only the program being timed is alive, as on a device that runs one rung at a time. A runtime that gives each
+    program its own thread pool (LiteRT's XNNPACK) otherwise times several pools against each other on the same
+    cores: with four LiteRT programs open on two cores, one of them, a different one each run, ran 4x slower for
+    the whole run (``benchmarks/RESULTS.md``, section 14)."""
+    samples: dict[str, list[float]] = {key: [] for key in openers}
     rounds = -(-runs // BLOCK)
-    for round_index in track(range(rounds), f"timing {len(invokers)} models (interleaved blocks)"):
+    for round_index in track(range(rounds), f"timing {len(openers)} models (interleaved blocks)"):
         block = min(BLOCK, runs - round_index * BLOCK)
-        for key, invoke in invokers.items():
+        for key, open_program in openers.items():
+            invoke = open_program()
+            for _ in range(warmup):
+                invoke()
             for _ in range(block):
                 start = time.perf_counter()
                 invoke()
                 samples[key].append((time.perf_counter() - start) * 1e3)
+            del invoke  # closes the program (and its thread pool, where it has its own)
     return samples
 
 
@@ -126,12 +136,18 @@ def time_entries(entries: Mapping[str, TimedEntry], warmup: int, runs: int, thre
 
 def time_here(entries: Mapping[str, TimedEntry], warmup: int, runs: int, threads: int) -> dict[str, list[float]]:
     """``time_interleaved`` of every entry's invoker in this process, whatever threads its runtimes run on."""
-    with captured():
-        invokers = {
-            key: get_backend(Backend(entry.backend)).invoker(entry.path, threads, entry.example, entry.entry_point)
-            for key, entry in entries.items()
-        }
-    return time_interleaved(invokers, warmup, runs)
+    return time_interleaved({key: opener(entry, threads) for key, entry in entries.items()}, warmup, runs)
+
+
+def opener(entry: TimedEntry, threads: int) -> Opener:
+    """What opens ``entry``'s ``Backend.invoker`` on ``threads`` threads, the runtime's own output captured."""
+    backend = get_backend(Backend(entry.backend))
+
+    def open_program() -> Callable[[], object]:
+        with captured():
+            return backend.invoker(entry.path, threads, entry.example, entry.entry_point)
+
+    return open_program
 
 
 def measure_latency(entries: Mapping[str, TimedEntry], protocol: Measurement, threads: int) -> dict[str, HostLatency]:

@@ -2,9 +2,9 @@
 
 Each part (stem, every block, head) is lowered with the target's backend and numeric format, calibrated on
 the inputs it sees inside its parent for real images, in worker processes; then its peak memory is probed
-in a separate process and all parts are timed together, runs interleaved. The artifacts are kept in the
-cache (and can be written out for device profiling), so only a change of parents, data, backend or tools
-profiles again.
+in a separate process and all parts are timed together, runs interleaved (``measure.time_interleaved``). The
+artifacts are kept in the cache (and can be written out for device profiling), so only a change of parents, data,
+backend or tools profiles again.
 """
 
 from __future__ import annotations
@@ -40,9 +40,10 @@ from restnetc.models import BlockModel
 from restnetc.progress import status, step
 from restnetc.workers import LOCAL, Executor
 
-WARMUP = 20
+WARMUP = 5
 RUNS = 500
-"""Parts take microseconds each: many more runs than a whole model needs, for a stable median."""
+"""Parts take microseconds each: many more runs than a whole model needs, for a stable median (``WARMUP``
+untimed runs each time a part opens for a block of them)."""
 OVERHEAD = "overhead"
 WHOLE = "whole"
 

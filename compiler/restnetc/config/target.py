@@ -227,10 +227,11 @@ class BundleConfig(StrictModel):
 
 
 class Measurement(StrictModel):
-    """Host timing protocol: warm-up runs, then timed runs, interleaved across artifacts."""
+    """Host timing protocol: ``runs`` timed runs per artifact in short blocks interleaved across artifacts; each
+    block opens its artifact afresh, alone, and runs it ``warmup`` times untimed first."""
 
-    warmup: int = Field(default=3, ge=0)
-    runs: int = Field(default=30, ge=1)
+    warmup: int = Field(default=3, ge=0, description="untimed runs each time an artifact opens for a block")
+    runs: int = Field(default=30, ge=1, description="timed runs per artifact")
 
 
 class CostSource(StrEnum):
