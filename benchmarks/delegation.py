@@ -47,6 +47,7 @@ from restnetc.data.fashion_mnist import load_fashion_mnist
 from restnetc.data.images import pick
 from restnetc.models import decompose
 from restnetc.models.factory import build_model
+from restnetc.models.registry import attention_switches
 from restnetc.models.vgg import StretchToKernel
 from restnetc.models.zoo import IMAGE_SIZE
 from simulation_gap import FASHION_MNIST
@@ -104,9 +105,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="delegation-") as work:
             for way, context in WAYS.items():
                 built = build_model(spec, IMAGE_SIZE)
-                attention = {
-                    m: m.fused_attn for m in built.modules() if isinstance(getattr(m, "fused_attn", None), bool)
-                }
+                attention = {module: bool(module.fused_attn) for module in attention_switches(built)}
                 model = decompose(built).eval()
                 with context(attention), captured():
                     graph, quantizer = backend.quantize(export_batched(model, calibration.images), calibration.images)

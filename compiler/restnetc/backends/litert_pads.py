@@ -43,12 +43,11 @@ def _constant(model: Any, tensor: Any) -> np.ndarray | None:
     return np.frombuffer(np.asarray(data, np.uint8).tobytes(), _TYPES[tensor.type])
 
 
-def _hidden_by_max_pools(model: Any, subgraph: Any, pad: Any, codes: list[int]) -> bool:
-    """Whether ``pad`` (a float32 PADV2) pads with at most 0, only along height and width and by less than the
-    window of every max pool reading it (unpadded ones only, nothing else reading it), and its input is written by
-    an op with a fused RELU or RELU6."""
+def _hidden_by_max_pools(model: Any, subgraph: Any, pad: Any, constant: np.ndarray | None, codes: list[int]) -> bool:
+    """Whether ``pad`` (a float32 PADV2 of constant ``constant``) pads with at most 0, only along height and width
+    and by less than the window of every max pool reading it (unpadded ones only, nothing else reading it), and its
+    input is written by an op with a fused RELU or RELU6."""
     source, sink = pad.inputs[0], pad.outputs[0]
-    constant = _constant(model, subgraph.tensors[pad.inputs[2]])
     amounts = _constant(model, subgraph.tensors[pad.inputs[1]])
     writers = [op for op in subgraph.operators if source in op.outputs]
     readers = [op for op in subgraph.operators if sink in op.inputs]
@@ -73,9 +72,9 @@ def _hidden_by_max_pools(model: Any, subgraph: Any, pad: Any, codes: list[int]) 
 def _pads_like_pad(model: Any, subgraph: Any, pad: Any, codes: list[int]) -> bool:
     """Whether PADV2 ``pad`` computes what a PAD of the same paddings would (module docstring)."""
     source, sink = (subgraph.tensors[t] for t in (pad.inputs[0], pad.outputs[0]))
-    if source.type == schema_fb.TensorType.FLOAT32:
-        return _hidden_by_max_pools(model, subgraph, pad, codes)
     constant = _constant(model, subgraph.tensors[pad.inputs[2]])
+    if source.type == schema_fb.TensorType.FLOAT32:
+        return _hidden_by_max_pools(model, subgraph, pad, constant, codes)
     scales, zero_points, _ = quantization(source) or ((), (), 0)
     return (
         source.type == schema_fb.TensorType.INT8

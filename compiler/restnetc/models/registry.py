@@ -63,7 +63,11 @@ def decompose(model: nn.Module) -> BlockModel:
     misses fused attention's matmuls on CPU: DeiT-Ti's MACs were 19.4M, are 22.6M) and exported as matmuls and a
     softmax, where fused attention exports as a decomposition with masking ops ExecuTorch's XNNPACK delegate does
     not take (``backends.executorch_edge``)."""
-    for module in model.modules():
-        if isinstance(getattr(module, "fused_attn", None), bool):
-            module.fused_attn = False  # type: ignore[assignment]  # typed as holding tensors or modules only
+    for module in attention_switches(model):
+        module.fused_attn = False  # type: ignore[assignment]  # typed as holding tensors or modules only
     return _family(model).decompose(model)
+
+
+def attention_switches(model: nn.Module) -> list[nn.Module]:
+    """The modules of ``model`` that choose fused or explicit attention by a ``fused_attn`` flag (timm's)."""
+    return [module for module in model.modules() if isinstance(getattr(module, "fused_attn", None), bool)]
