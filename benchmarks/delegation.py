@@ -128,7 +128,6 @@ def main() -> None:
                         entry = TimedEntry(name.value, path, images[:1].numpy())
                         calls[f"{way}_{quantization}"] = opener(entry, args.threads)
             median = interleaved_medians(calls, args.rounds, args.runs)
-            del calls
         row["median_ms"] = {key: round(ms, 4) for key, ms in median.items()}
         row["int8_over_fp32"] = {way: round(median[f"{way}_int8"] / median[f"{way}_fp32"], 3) for way in WAYS}
         row["shipped_over_before"] = {

@@ -181,7 +181,6 @@ def _rows(backend: Backend, result: SearchResult, calibration: torch.Tensor, arg
                 own.append(row)
                 calls[lever] = opener(TimedEntry(backend.name, path, calibration[:1].numpy()), args.threads)
             median = interleaved_medians(calls, args.rounds, args.runs)
-            del calls  # the rung's programs unloaded before the next rung's are timed
             rows += own
             for row in own:
                 row["median_ms"] = round(median[row["lever"]], 4)

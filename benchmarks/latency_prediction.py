@@ -30,6 +30,7 @@ from restnetc.backends import get_backend
 from restnetc.backends.native_output import captured
 from restnetc.budget.cost_table import CostTable, parts_dir
 from restnetc.budget.measure import TimedEntry, measure_memory, time_entries
+from restnetc.budget.profiling import WARMUP
 from restnetc.bundle.budget_check import predicted_costs
 from restnetc.bundle.ladder import Rung, ladder
 from restnetc.cache import Cache, default_cache_dir
@@ -73,7 +74,7 @@ def main() -> None:
         entries = {rid: TimedEntry(name, path, example.numpy()) for rid, path in paths.items()}
         for file, inputs in _part_inputs(stored).items():
             entries[file] = TimedEntry(name, parts_dir(Path(tmp) / "table.json") / file, inputs)
-        samples = time_entries(entries, 20, args.runs, stored.threads)  # on the table's threads, as it was timed
+        samples = time_entries(entries, WARMUP, args.runs, stored.threads)  # on the table's threads, as it was timed
         medians = {key: float(np.median(values)) for key, values in samples.items()}
         table = stored.with_times({k: v for k, v in medians.items() if k not in paths})
         rows = [_row(rung, table, stored, paths[rung.id], medians[rung.id], example.shape) for rung in rungs]

@@ -102,7 +102,6 @@ def main() -> None:
                         }
                     calls[way] = opener(TimedEntry(name.value, path, example.numpy()), args.threads)
                 median = interleaved_medians(calls, args.rounds, args.runs)
-                del calls
             test = {way: scores["test"] for way, scores in runtime.items()}
             row = {
                 "run": f"{args.pair}/{rung.id}/{name.value}",

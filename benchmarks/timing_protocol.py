@@ -52,7 +52,9 @@ def _kept(call: Callable[[], object]) -> measure.Opener:
 
 
 def _time(way: str, backend: str, path: Path, copies: int, threads: int, runs: int) -> dict[str, float]:
-    """Median milliseconds of each copy, timed ``way`` in this process."""
+    """Median milliseconds of each copy, timed ``way`` in this process (a fresh one: its runtime is sized to
+    ``threads`` first, as the latency probe does)."""
+    get_backend(Backend(backend)).claim_threads(threads)
     example = np.random.default_rng(0).standard_normal((1, 3, IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)
     openers = {f"copy{i}": measure.opener(measure.TimedEntry(backend, path, example), threads) for i in range(copies)}
     if way == "kept_open":

@@ -348,4 +348,5 @@ class Backend(ABC):
     ) -> Callable[[], object]:
         """A call that runs entry point ``entry_point`` (default as ``load``) of the artifact at ``path`` once on
         ``example`` (float32, batch of one), already converted and set as its input: only the runtime's own work
-        is left to time."""
+        is left to time. The program stays open while the call is referenced and closes when it is dropped
+        (``budget.measure.time_interleaved`` times each program alone on that)."""

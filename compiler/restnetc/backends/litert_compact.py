@@ -7,6 +7,10 @@ many channels; in a ladder program every signature repeats the scales of the wei
 may point any number of tables at one vector (what ``Builder.CreateSharedString`` does for strings), so
 ``compact`` writes each distinct vector (by element type and bytes) and string once and points every use at it.
 The program is the same to the interpreter: it reads the same values through the same fields.
+
+Tensor names are kept only on each subgraph's inputs and outputs: the interpreter reads no other (a signature
+names its ends itself), and the converter's names (``arith.constant12``, ``tfl.fully_connected3``) cost 60-70 bytes
+per tensor, 9% of a zoo DeiT-Ti's int8 file (``benchmarks/RESULTS.md`` section 12).
 """
 
 from __future__ import annotations
@@ -43,7 +47,13 @@ class _SharingBuilder(flatbuffers.Builder):  # type: ignore[misc]
 
 
 def serialize(model: Any) -> bytes:
-    """The flatbuffer of ``model`` (a ``schema_py_generated.ModelT``) with each distinct vector and string once."""
+    """The flatbuffer of ``model`` (a ``schema_py_generated.ModelT``) with each distinct vector and string once and
+    no tensor names but its subgraphs' inputs' and outputs' (``model`` loses the others)."""
+    for subgraph in model.subgraphs:
+        ends = {int(i) for vector in (subgraph.inputs, subgraph.outputs) if vector is not None for i in vector}
+        for index, tensor in enumerate(subgraph.tensors):
+            if index not in ends:
+                tensor.name = None
     builder = _SharingBuilder()
     builder.Finish(model.Pack(builder), file_identifier=_IDENTIFIER)
     return bytes(builder.Output())

@@ -70,8 +70,8 @@ def time_interleaved(openers: Mapping[str, Opener], warmup: int, runs: int) -> d
 
     Only the program being timed is alive, as on a device that runs one rung at a time. A runtime that gives each
     program its own thread pool (LiteRT's XNNPACK) otherwise times several pools against each other on the same
-    cores: with four LiteRT programs open on two cores, one of them, a different one each run, ran 4x slower for
-    the whole run (``benchmarks/RESULTS.md``, section 14)."""
+    cores: four copies of one LiteRT program open on two cores timed one copy 1.36-1.38x the fastest in 2 of 5
+    processes (``benchmarks/timing_protocol.py``; up to 5x in scratch runs), and 1.01-1.04x opened alone."""
     samples: dict[str, list[float]] = {key: [] for key in openers}
     rounds = -(-runs // BLOCK)
     for round_index in track(range(rounds), f"timing {len(openers)} models (interleaved blocks)"):
