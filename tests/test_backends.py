@@ -401,10 +401,12 @@ def test_the_registry_rejects_a_second_backend_of_the_same_name_and_names_unknow
         get_backend("coreml")
 
 
-def test_litert_programs_name_only_their_ends() -> None:
-    """A ``.tflite`` restnetc writes names only each subgraph's input and output tensors
-    (``litert_compact.serialize``), and runs by them. Fails if the converter's inner names are kept (9% of a zoo
-    DeiT-Ti's int8 file) or if an end loses its name."""
+@pytest.mark.parametrize("quantization", [Quantization.FP32, Quantization.INT8])
+def test_litert_programs_name_only_their_ends(quantization: Quantization) -> None:
+    """Every ``.tflite`` restnetc writes, one model's or a ladder program's (two signatures), fp32 or int8, names
+    only its subgraphs' input and output tensors (``litert_compact.serialize``), and each signature still runs.
+    Fails if the converter's inner names are kept (9% of a zoo DeiT-Ti's int8 file) or if an end loses its
+    name."""
     from ai_edge_litert.interpreter import Interpreter
     from ai_edge_litert.tools import flatbuffer_utils
 
@@ -412,16 +414,26 @@ def test_litert_programs_name_only_their_ends() -> None:
 
     backend = get_backend(Backend.LITERT)
     images = torch.rand(16, 3, 12, 12, generator=torch.Generator().manual_seed(3))
+    graph: nn.Module = _LiteBlocks().eval()
+    quantizer = None
     with captured():
-        lowered = backend.lower(_LiteBlocks().eval(), images[:1], Quantization.INT8, calibration=images)
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(lowered.data))
-    for subgraph in model.subgraphs:
-        named = {index for index, tensor in enumerate(subgraph.tensors) if tensor.name}
-        assert named == {*map(int, subgraph.inputs), *map(int, subgraph.outputs)}
-        assert len(subgraph.tensors) > len(named) + 10
-    runner = Interpreter(model_content=lowered.data).get_signature_runner(lowered.entry_point)
-    ((source_name, source),) = runner.get_input_details().items()
-    assert runner(**{source_name: litert._input(images[:1].numpy(), source)})
+        if quantization is Quantization.INT8:
+            graph, quantizer = backend.quantize(export_batched(graph, images), images)
+        programs = {
+            (litert.SIGNATURE,): backend.compile(graph, images[:1], quantizer).data,
+            ("one", "two"): backend.compile_program({"one": graph, "two": graph}, images[:1], quantizer).data,
+        }
+    for signatures, data in programs.items():
+        for subgraph in flatbuffer_utils.convert_bytearray_to_object(bytearray(data)).subgraphs:
+            named = {index for index, tensor in enumerate(subgraph.tensors) if tensor.name}
+            assert named == {*map(int, subgraph.inputs), *map(int, subgraph.outputs)}, signatures
+            assert len(subgraph.tensors) > len(named) + 10
+        interpreter = Interpreter(model_content=data)
+        assert sorted(interpreter.get_signature_list()) == list(signatures)
+        for signature in interpreter.get_signature_list():
+            runner = interpreter.get_signature_runner(signature)
+            ((source_name, source),) = runner.get_input_details().items()
+            assert runner(**{source_name: litert._input(images[:1].numpy(), source)})
 
 
 def test_litert_float_interface_computes_the_int8_programs_logits_bit_for_bit() -> None:

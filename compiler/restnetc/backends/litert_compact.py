@@ -9,8 +9,8 @@ may point any number of tables at one vector (what ``Builder.CreateSharedString`
 The program is the same to the interpreter: it reads the same values through the same fields.
 
 Tensor names are kept only on each subgraph's inputs and outputs: the interpreter reads no other (a signature
-names its ends itself), and the converter's names (``arith.constant12``, ``tfl.fully_connected3``) cost 60-70 bytes
-per tensor, 9% of a zoo DeiT-Ti's int8 file (``benchmarks/RESULTS.md`` section 12).
+names its ends itself), and the converter's names (module paths, ``arith.constant12``) cost 60-200 bytes per
+tensor, 9% of a zoo DeiT-Ti's int8 file (``benchmarks/RESULTS.md`` section 12).
 """
 
 from __future__ import annotations

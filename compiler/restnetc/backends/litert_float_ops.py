@@ -36,8 +36,8 @@ def computed_in_float(model: Any) -> None:
                 operators.append(op)
                 continue
             (source,), (result,) = op.inputs, op.outputs
-            op.inputs = [float_tensor_like(subgraph, source, (tensors[0].name or b"") + b"_float32")]
-            op.outputs = [float_tensor_like(subgraph, result, (tensors[1].name or b"") + b"_float32")]
+            op.inputs = [float_tensor_like(subgraph, source)]
+            op.outputs = [float_tensor_like(subgraph, result)]
             dequantize = unary_operator(opcode(model, schema_fb.BuiltinOperator.DEQUANTIZE), source, op.inputs[0])
             quantize = unary_operator(opcode(model, schema_fb.BuiltinOperator.QUANTIZE), op.outputs[0], result)
             operators += [dequantize, op, quantize]

@@ -29,8 +29,6 @@ from restnetc.shim_abi import TensorQuantization
 _OP_VERSION = 2
 """The version every QUANTIZE and DEQUANTIZE here is given: TFLite's for DEQUANTIZE from int8 (QUANTIZE to int8
 and DEQUANTIZE from uint8 are version 1, which every runtime that runs version 2 also runs)."""
-_SUFFIXES = {schema_fb.TensorType.INT8: b"_int8", schema_fb.TensorType.FLOAT32: b"_float32"}
-"""Appended to the name of a tensor whose twin took over its name, by the tensor's type."""
 
 
 def opcode(model: Any, builtin: int) -> int:
@@ -57,29 +55,29 @@ def quantization(tensor: Any) -> tuple[tuple[float, ...], tuple[int, ...], int] 
     return (tuple(float(s) for s in q.scale), zero_points, int(q.quantizedDimension))
 
 
-def float_tensor_like(subgraph: Any, index: int, name: bytes | None) -> int:
-    """Add a float32 tensor named ``name`` shaped like tensor ``index``; its index. It lives in buffer 0, the
+def float_tensor_like(subgraph: Any, index: int) -> int:
+    """Add an unnamed float32 tensor shaped like tensor ``index``; its index. It lives in buffer 0, the
     flatbuffer's empty buffer: the runtime allocates it."""
     old = subgraph.tensors[index]
     tensor = schema_fb.TensorT()
-    tensor.shape, tensor.shapeSignature, tensor.name = old.shape, old.shapeSignature, name
+    tensor.shape, tensor.shapeSignature = old.shape, old.shapeSignature
     tensor.type, tensor.buffer = schema_fb.TensorType.FLOAT32, 0
     subgraph.tensors.append(tensor)
     return len(subgraph.tensors) - 1
 
 
 def _twin(subgraph: Any, index: int, pixels: TensorQuantization | None = None) -> int:
-    """Add a float32 tensor (uint8 under ``pixels``) shaped like tensor ``index``, under its name (the old one is
-    renamed with its type as a suffix); its index."""
+    """Add a float32 tensor (uint8 under ``pixels``) shaped like tensor ``index``, under its name (the old one,
+    no longer an end, loses it in ``serialize``); its index."""
     old = subgraph.tensors[index]
-    twin = float_tensor_like(subgraph, index, old.name)
+    twin = float_tensor_like(subgraph, index)
+    tensor = subgraph.tensors[twin]
+    tensor.name = old.name
     if pixels is not None:
-        tensor = subgraph.tensors[twin]
         tensor.type = schema_fb.TensorType.UINT8
         tensor.quantization = schema_fb.QuantizationParametersT()
         tensor.quantization.scale = np.array([pixels.scale], np.float32)
         tensor.quantization.zeroPoint = np.array([pixels.zero_point], np.int64)
-    old.name = (old.name or b"") + _SUFFIXES[old.type]
     return twin
 
 
