@@ -9,7 +9,7 @@ The copies are one file, so any spread between their medians is the protocol's. 
 copy's median and the slowest copy's median over the fastest's.
 
 Usage: ``.venv/bin/python benchmarks/timing_protocol.py [--model zoo_resnet18] [--backends executorch litert]``.
-Writes ``benchmarks/results/timing_protocol.json``.
+Writes ``benchmarks/results/timing_protocol.json``, keeping the stored rows of backends not run again.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent / "paper"))
 import common
 
-from restnetc.atomic import write_text_atomic
 from restnetc.backends import get_backend
 from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import export_batched
@@ -42,7 +41,6 @@ from restnetc.models.factory import build_model
 from restnetc.models.zoo import IMAGE_SIZE
 from simulation_gap import FASHION_MNIST
 
-STORED = Path(__file__).parent / "results" / "timing_protocol.json"
 WAYS = ("alone", "kept_open")
 
 
@@ -100,7 +98,7 @@ def main() -> None:
                     print(json.dumps(row), flush=True)
                     rows.append(row)
     settings = {key: getattr(args, key) for key in ("model", "copies", "threads", "runs", "processes")}
-    write_text_atomic(STORED, json.dumps({"settings": settings, "rows": rows}, indent=1))
+    common.store_rows("timing_protocol", settings, rows, key="backend")
 
 
 if __name__ == "__main__":
