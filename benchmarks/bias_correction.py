@@ -28,12 +28,12 @@ import common
 
 from restnetc.atomic import write_text_atomic
 from restnetc.backends import get_backend
-from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import export_batched, observe
 from restnetc.cache import Cache
 from restnetc.config.loader import load_project, load_target
 from restnetc.config.target import Backend
 from restnetc.data import load_splits
+from restnetc.native_output import captured
 from restnetc.pipeline.parents import load_parents
 
 RESULTS = Path(__file__).parent / "results" / "bias_correction.json"

@@ -8,7 +8,7 @@ by resizing, ``models.vgg.StretchToKernel``; the graph rewrites of ``backends.ex
 ``backends.pt2e.float_attention_scores``) and ``before`` (the attention as timm set it, none of the others).
 Reports each program's XNNPACK partitions and the ops left out, its largest logit difference on ``--images`` test
 images against what it was compiled from (the eager model; the PT2E simulation for int8) as a share of that one's
-largest logit, and the bare invocation's time (``Backend.invoker``, ``--threads`` threads, ``--rounds`` interleaved
+largest logit, and the bare invocation's time (``Runtime.invoker``, ``--threads`` threads, ``--rounds`` interleaved
 rounds of ``--runs`` calls, the median round; the four programs of a model side by side, each open alone while
 timed).
 
@@ -37,7 +37,6 @@ import common
 from int8_speed import interleaved_medians
 from restnetc.atomic import write_text_atomic
 from restnetc.backends import executorch, get_backend, litert, pt2e
-from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import export_batched
 from restnetc.budget.measure import Opener, TimedEntry, opener
 from restnetc.bundle.lowering import simulated_logits
@@ -50,6 +49,7 @@ from restnetc.models.factory import build_model
 from restnetc.models.registry import attention_switches
 from restnetc.models.vgg import StretchToKernel
 from restnetc.models.zoo import IMAGE_SIZE
+from restnetc.native_output import captured
 from simulation_gap import FASHION_MNIST
 
 STORED = Path(__file__).parent / "results" / "delegation.json"
@@ -116,7 +116,7 @@ def main() -> None:
                     for quantization, (source, program) in lowered.items():
                         path = Path(work) / f"{way}-{quantization}{backend.suffix}"
                         path.write_bytes(program.data)
-                        out = backend.load(path, 1)(images.numpy())
+                        out = backend.runtime.load(path, 1)(images.numpy())
                         expected = simulated_logits(source, images).numpy()
                         row[f"{way}_{quantization}"] = {
                             "partitions": program.delegation.partitions,

@@ -61,7 +61,6 @@ from int8_speed import interleaved_medians
 from restnetc.atomic import write_text_atomic
 from restnetc.backends import get_backend
 from restnetc.backends.base import Backend
-from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import _calibrate, export_batched, observe
 from restnetc.budget.measure import Opener, TimedEntry, opener
 from restnetc.bundle.ladder import Rung, eager_logits, ladder
@@ -69,6 +68,7 @@ from restnetc.bundle.lowering import Graphs, Observations
 from restnetc.cache import Cache
 from restnetc.config.loader import load_target
 from restnetc.config.target import Backend as BackendName
+from restnetc.native_output import captured
 from restnetc.pipeline.search import run_search
 from restnetc.results import SearchResult
 

@@ -3,7 +3,7 @@
 Builds the demo project's parents with their task heads (``load_parents``: the demo's shipped parents, from
 ``--cache-dir`` or trained afresh) and lowers each with every backend of the target in fp32 and int8 (PT2E calibrated
 on the target's count of real training images, no float islands). Then, side by side in one run: the bare invocation
-of each artifact is timed (``Backend.invoker``, ``--threads`` threads; ``--rounds`` rounds of ``--runs`` calls, the
+of each artifact is timed (``Runtime.invoker``, ``--threads`` threads; ``--rounds`` rounds of ``--runs`` calls, the
 rounds interleaved across artifacts so drift on a shared machine hits all alike, each artifact open alone while
 timed; the median round is reported), its operators are counted from the file (``Backend.operators``), and its top-1
 on the first ``--images`` test images is compared, paired, with the eager fp32 model's (Newcombe 95% interval, exact
@@ -37,7 +37,6 @@ from restnetc.backends import get_backend
 from restnetc.backends.base import Backend as BackendContract
 from restnetc.backends.base import ops_run
 from restnetc.backends.executorch import ExecuTorchBackend
-from restnetc.backends.native_output import captured
 from restnetc.budget.measure import Opener, TimedEntry, opener
 from restnetc.bundle.ladder import eager_logits
 from restnetc.cache import Cache
@@ -45,6 +44,7 @@ from restnetc.config.loader import load_project, load_target
 from restnetc.config.target import Backend, Quantization
 from restnetc.data import load_splits
 from restnetc.evaluation import compare_paired
+from restnetc.native_output import captured
 from restnetc.pipeline.parents import load_parents
 
 RESULTS = Path(__file__).parent / "results" / "int8_speed.json"
@@ -123,7 +123,7 @@ def main() -> None:
                 with captured():
                     lowered = backend.lower(model, calibration[:1], quantization, calibration)
                     path.write_bytes(lowered.data)
-                    correct = backend.load(path, args.threads)(images.numpy()).argmax(1) == labels
+                    correct = backend.runtime.load(path, args.threads)(images.numpy()).argmax(1) == labels
                     calls[key] = opener(TimedEntry(name.value, path, calibration[:1].numpy()), args.threads)
                 operators[key] = backend.operators(lowered.data, lowered.entry_point)
                 paired = compare_paired(correct, eager)

@@ -24,12 +24,12 @@ import numpy as np
 
 from restnetc.atomic import write_text_atomic
 from restnetc.backends import get_backend
-from restnetc.backends.native_output import captured
 from restnetc.bundle.ladder import ladder
 from restnetc.bundle.lowering import Graphs, Observations
 from restnetc.bundle.packing import entry_point_name
 from restnetc.cache import Cache, default_cache_dir
 from restnetc.config.loader import load_project, load_target
+from restnetc.native_output import captured
 from restnetc.pipeline.search import run_search
 
 RESULTS = Path(__file__).parent / "results" / "ladder_program.json"
@@ -68,8 +68,8 @@ def main() -> None:
             for rung_id, lowered in separate.items():
                 own = Path(tmp) / f"{rung_id}{backend.suffix}"
                 own.write_bytes(lowered.data)
-                expected = backend.load(own, 1)(images)
-                identical[rung_id] = bool(np.array_equal(backend.load(path, 1, rung_id)(images), expected))
+                expected = backend.runtime.load(own, 1)(images)
+                identical[rung_id] = bool(np.array_equal(backend.runtime.load(path, 1, rung_id)(images), expected))
         per_rung = {rung_id: len(lowered.data) for rung_id, lowered in separate.items()}
         total, parent_bytes = sum(per_rung.values()), sum(per_rung[p] for p in parents)
         figures[name.value] = {

@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from restnetc.backends import get_backend
-from restnetc.backends.native_output import captured
 from restnetc.budget.cost_table import CostTable, parts_dir
 from restnetc.budget.measure import TimedEntry, measure_memory, time_entries
 from restnetc.budget.profiling import WARMUP
@@ -35,6 +34,7 @@ from restnetc.bundle.budget_check import predicted_costs
 from restnetc.bundle.ladder import Rung, ladder
 from restnetc.cache import Cache, default_cache_dir
 from restnetc.config import load_project, load_target
+from restnetc.native_output import captured
 from restnetc.pipeline.costs import profile_target
 from restnetc.pipeline.search import run_search
 

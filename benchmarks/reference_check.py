@@ -27,13 +27,13 @@ sys.path.insert(0, str(Path(__file__).parent / "paper"))
 import common
 
 from restnetc.backends import executorch, get_backend
-from restnetc.backends.native_output import captured
 from restnetc.bundle.ladder import ladder
 from restnetc.bundle.lowering import Graphs, Observations, simulated_logits
 from restnetc.bundle.screening import SCREENING_IMAGES
 from restnetc.bundle.verification import REFERENCE_MIN_COSINE, Reference
 from restnetc.cache import Cache, default_cache_dir
 from restnetc.config.target import Backend as BackendName
+from restnetc.native_output import captured
 from restnetc.pipeline.search import run_search
 
 WAYS = {
@@ -66,7 +66,7 @@ def main() -> None:
                     path = Path(work) / f"{way}{backend.suffix}"
                     with WAYS[way]():
                         path.write_bytes(backend.compile(graph, calibration[:1], quantizer).data)
-                    out = backend.load(path, 1)(images.numpy())
+                    out = backend.runtime.load(path, 1)(images.numpy())
                 cosine = reference.cosine(out)
                 row = {
                     "run": f"{args.pair}/{rung.id}/{name.value}/{way}",

@@ -37,12 +37,12 @@ import common
 
 from int8_speed import interleaved_medians
 from restnetc.backends import get_backend, pt2e
-from restnetc.backends.native_output import captured
 from restnetc.budget.measure import Opener, TimedEntry, opener
 from restnetc.bundle.ladder import ladder
 from restnetc.bundle.lowering import Graphs, Observations
 from restnetc.cache import Cache, default_cache_dir
 from restnetc.config.target import Backend as BackendName
+from restnetc.native_output import captured
 from restnetc.pipeline.search import run_search
 
 

@@ -32,7 +32,6 @@ import common
 
 from restnetc.atomic import write_text_atomic
 from restnetc.backends import get_backend, list_backends
-from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import export_batched
 from restnetc.cache import Cache
 from restnetc.config.project import FashionMnistData, Normalization, TimmModel
@@ -42,6 +41,7 @@ from restnetc.data.images import ImageSet, pick
 from restnetc.models import list_families
 from restnetc.models.factory import build_model
 from restnetc.models.zoo import IMAGE_SIZE
+from restnetc.native_output import captured
 from restnetc.pipeline.parents import load_parents
 
 RESULTS = Path(__file__).parent / "results"
@@ -87,7 +87,7 @@ def _rows(
             simulated = _logits(graph, test.images).argmax(1)
             path = work / f"{name}{backend.suffix}"
             path.write_bytes(backend.compile(graph, calibration[:1], quantizer).data)
-            real = backend.load(path, 1)(test.images.numpy()).argmax(1)
+            real = backend.runtime.load(path, 1)(test.images.numpy()).argmax(1)
         row = {
             "model": name,
             "family": {**ZOO_MODELS, **DEMO_MODELS}[name],

@@ -43,13 +43,13 @@ import common
 from restnetc.atomic import write_text_atomic
 from restnetc.backends import get_backend
 from restnetc.backends.base import Backend
-from restnetc.backends.native_output import captured
 from restnetc.bundle import stitch_quantization
 from restnetc.bundle.ladder import Rung, ladder
 from restnetc.bundle.lowering import Graphs, Observations
 from restnetc.bundle.stitch_quantization import StitchTuning
 from restnetc.cache import Cache
 from restnetc.config.target import Backend as BackendName
+from restnetc.native_output import captured
 from restnetc.pipeline.search import run_search
 from restnetc.results import SearchResult
 

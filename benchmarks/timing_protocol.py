@@ -29,7 +29,6 @@ sys.path.insert(0, str(Path(__file__).parent / "paper"))
 import common
 
 from restnetc.backends import get_backend
-from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import export_batched
 from restnetc.budget import measure
 from restnetc.config.project import Normalization, TimmModel
@@ -39,6 +38,8 @@ from restnetc.data.images import pick
 from restnetc.models import decompose
 from restnetc.models.factory import build_model
 from restnetc.models.zoo import IMAGE_SIZE
+from restnetc.native_output import captured
+from restnetc.runners import get_runtime
 from simulation_gap import FASHION_MNIST
 
 WAYS = ("alone", "kept_open")
@@ -52,7 +53,7 @@ def _kept(call: Callable[[], object]) -> measure.Opener:
 def _time(way: str, backend: str, path: Path, copies: int, threads: int, runs: int) -> dict[str, float]:
     """Median milliseconds of each copy, timed ``way`` in this process (a fresh one: its runtime is sized to
     ``threads`` first, as the latency probe does)."""
-    get_backend(Backend(backend)).claim_threads(threads)
+    get_runtime(backend).claim_threads(threads)
     example = np.random.default_rng(0).standard_normal((1, 3, IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)
     openers = {f"copy{i}": measure.opener(measure.TimedEntry(backend, path, example), threads) for i in range(copies)}
     if way == "kept_open":

@@ -19,7 +19,6 @@ from torch import nn
 import restnetc.models.zoo  # noqa: F401  (registers the zoo_* architectures with timm)
 from restnetc.backends import executorch_edge, get_backend, list_backends, pt2e, register_backend
 from restnetc.backends.base import Ends, Lowered
-from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import export_batched
 from restnetc.budget import measure
 from restnetc.bundle.verification import Reference
@@ -28,6 +27,8 @@ from restnetc.errors import RestnetcError
 from restnetc.frontend.stitch import Interface, StitchedModel, StitchLayer, build_stitched
 from restnetc.models import decompose, family_of, list_families
 from restnetc.models.blocks import Layout
+from restnetc.native_output import captured
+from restnetc.runners import get_runtime, list_runtimes
 from tests import zoo
 
 PAIRS = {
@@ -86,7 +87,7 @@ def test_lowered_artifact_agrees_with_eager(
     assert "Traceback" not in log.text
     path = tmp_path / f"model{backend.suffix}"
     path.write_bytes(lowered.data)
-    out = backend.load(path, threads=2)(inputs.numpy())
+    out = backend.runtime.load(path, threads=2)(inputs.numpy())
     assert out.shape == eager.shape and out.dtype == np.float32
     report = lowered.delegation
     assert report.partitions >= 1 and report.delegated_ops > 0, report
@@ -178,7 +179,7 @@ def test_executorch_int8_graph_has_the_fp32_graphs_xnnpack_nodes_and_one_convert
     inputs = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         eager = model(inputs).numpy()
-    out = get_backend(Backend.EXECUTORCH).load(path, threads=1)(inputs.numpy())
+    out = get_backend(Backend.EXECUTORCH).runtime.load(path, threads=1)(inputs.numpy())
     assert _cosine(out, eager) >= INT8_MIN_COSINE, _cosine(out, eager)
 
 
@@ -195,7 +196,7 @@ def test_litert_runs_an_nchw_batch_on_its_nhwc_input_as_the_model_does(
     images = torch.rand(8, 3, 12, 7, generator=torch.Generator().manual_seed(1))
     lowered = backend.lower(model, images[:1], quantization, calibration=images)
     (tmp_path / "m.tflite").write_bytes(lowered.data)
-    program = backend.open(tmp_path / "m.tflite", threads=1)
+    program = backend.runtime.open(tmp_path / "m.tflite", threads=1)
     ran = program.load()(images.numpy())
     (source,) = program.signature(lowered.entry_point).get_input_details().values()  # type: ignore[attr-defined]
     assert list(source["shape"]) == [1, 12, 7, 3] and lowered.input_layout == "NHWC"
@@ -353,7 +354,7 @@ def test_int8_simulation_of_a_stitch_joining_tokens_of_unequal_ranges_is_what_th
     lowered = backend.compile(graph, inputs[:1], quantizer, Ends(image_input=False))
     path = tmp_path / f"model{backend.suffix}"
     path.write_bytes(lowered.data)
-    out = backend.load(path, threads=1)(inputs.numpy())
+    out = backend.runtime.load(path, threads=1)(inputs.numpy())
     gap = np.abs(out - simulated).max() / np.abs(simulated).max()
     assert gap <= SIMULATION_RELATIVE_ERROR / 2, (name, gap)
 
@@ -388,10 +389,33 @@ def test_export_drops_zero_width_pads_and_keeps_the_values() -> None:
         torch.testing.assert_close(exported.module()(images), model(images))
 
 
-def test_the_registry_holds_every_backend_the_target_schema_names() -> None:
-    assert list_backends() == sorted(b.value for b in Backend)
+def test_the_registry_holds_every_backend_the_target_schema_names_each_with_its_runtime() -> None:
+    assert list_backends() == sorted(b.value for b in Backend) == list_runtimes()
     for name in list_backends():
         assert get_backend(name).name == name
+        assert type(get_backend(name).runtime) is type(get_runtime(name))
+
+
+def test_a_litert_memory_probe_runs_without_the_compiler_toolchain(tmp_path: Path) -> None:
+    """The probe a build runs for every artifact imports the runtime alone (``restnetc.runners``): no torch, no
+    converter. Fails if the probe goes through the compiling side (``restnetc.backends``), which took the probe
+    process from about 0.2 s to 4 s per artifact."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    images = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    path = tmp_path / "m.tflite"
+    path.write_bytes(get_backend(Backend.LITERT).lower(model.eval(), images[:1], Quantization.INT8, images).data)
+    script = (
+        "import json, sys\n"
+        "from restnetc.budget import memory_probe\n"
+        f"memory_probe.main(['litert', {str(path)!r}, '1x3x16x16', '1'])\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'litert_torch', 'torchao', 'timm'})\n"
+        "print(json.dumps(heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures, heavy = (line for line in done.stdout.splitlines() if line.startswith(("{", "[")))
+    assert heavy == "[]", heavy
+    assert measure.HostMemory.model_validate_json(figures).peak_delta > 0
 
 
 def test_the_registry_rejects_a_second_backend_of_the_same_name_and_names_unknown_ones() -> None:
@@ -410,7 +434,7 @@ def test_litert_programs_name_only_their_ends(quantization: Quantization) -> Non
     from ai_edge_litert.interpreter import Interpreter
     from ai_edge_litert.tools import flatbuffer_utils
 
-    from restnetc.backends import litert
+    from restnetc.runners import litert as litert_runtime
 
     backend = get_backend(Backend.LITERT)
     images = torch.rand(16, 3, 12, 12, generator=torch.Generator().manual_seed(3))
@@ -420,7 +444,7 @@ def test_litert_programs_name_only_their_ends(quantization: Quantization) -> Non
         if quantization is Quantization.INT8:
             graph, quantizer = backend.quantize(export_batched(graph, images), images)
         programs = {
-            (litert.SIGNATURE,): backend.compile(graph, images[:1], quantizer).data,
+            (litert_runtime.SIGNATURE,): backend.compile(graph, images[:1], quantizer).data,
             ("one", "two"): backend.compile_program({"one": graph, "two": graph}, images[:1], quantizer).data,
         }
     for signatures, data in programs.items():
@@ -433,7 +457,7 @@ def test_litert_programs_name_only_their_ends(quantization: Quantization) -> Non
         for signature in interpreter.get_signature_list():
             runner = interpreter.get_signature_runner(signature)
             ((source_name, source),) = runner.get_input_details().items()
-            assert runner(**{source_name: litert._input(images[:1].numpy(), source)})
+            assert runner(**{source_name: litert_runtime.input_for(images[:1].numpy(), source)})
 
 
 def test_litert_float_interface_computes_the_int8_programs_logits_bit_for_bit() -> None:
@@ -446,6 +470,7 @@ def test_litert_float_interface_computes_the_int8_programs_logits_bit_for_bit() 
 
     from restnetc.backends import litert
     from restnetc.backends.litert_interface import float_interface
+    from restnetc.runners import litert as litert_runtime
 
     backend = get_backend(Backend.LITERT)
     images = torch.rand(16, 3, 12, 12, generator=torch.Generator().manual_seed(3))
@@ -457,19 +482,20 @@ def test_litert_float_interface_computes_the_int8_programs_logits_bit_for_bit() 
     assert float_interface(edited) == edited, "a float32 interface is left as it is"
     outputs, names = [], []
     for data in (plain, edited):
-        runner = Interpreter(model_content=data).get_signature_runner(litert.SIGNATURE)
+        runner = Interpreter(model_content=data).get_signature_runner(litert_runtime.SIGNATURE)
         ((source_name, source),), ((sink_name, sink),) = (
             d.items() for d in (runner.get_input_details(), runner.get_output_details())
         )
         names.append((source_name, sink_name))
-        out = runner(**{source_name: litert._input(images[:1].numpy(), source)})[sink_name]
-        quantized = litert._quantization(sink)
+        out = runner(**{source_name: litert_runtime.input_for(images[:1].numpy(), source)})[sink_name]
+        quantized = litert_runtime.quantization(sink)
         outputs.append(out if quantized is None else quantized.dequantize(out))
         assert (source["dtype"], sink["dtype"]) == ((np.int8, np.int8) if data is plain else (np.float32, np.float32))
     assert names[0] == names[1]
     np.testing.assert_array_equal(outputs[0], outputs[1])
     # A part of a model keeps its inner end as the graph has it: here an int8 output (the stem's feature map).
-    stem = Interpreter(model_content=float_interface(plain, outputs=False)).get_signature_runner(litert.SIGNATURE)
+    stem_program = Interpreter(model_content=float_interface(plain, outputs=False))
+    stem = stem_program.get_signature_runner(litert_runtime.SIGNATURE)
     ((_, source),), ((_, sink),) = (d.items() for d in (stem.get_input_details(), stem.get_output_details()))
     assert (source["dtype"], sink["dtype"]) == (np.float32, np.int8)
 
@@ -540,7 +566,7 @@ def test_litert_uint8_pixels_compute_the_float_interfaces_logits_from_whole_pixe
     or a requantization into the int8 input that differs from quantizing the float pixels. Backends that cannot
     take raw pixels, and float programs, refuse them."""
     from restnetc.backends import WHOLE_MODEL, Ends, raw_pixels
-    from restnetc.backends.litert import _input
+    from restnetc.runners.litert import input_for
 
     backend, pixels = get_backend(Backend.LITERT), raw_pixels(*LITE_PIXELS)
     whole = torch.randint(0, 256, (16, 3, 12, 12), generator=torch.Generator().manual_seed(5)).float()
@@ -556,13 +582,13 @@ def test_litert_uint8_pixels_compute_the_float_interfaces_logits_from_whole_pixe
         for ends_pixels, artifact in lowered.items():
             path = tmp_path / f"{ends_pixels is None}.tflite"
             path.write_bytes(artifact.data)
-            runner = backend.open(path, 1).signature("serving_default")
+            runner = backend.runtime.open(path, 1).signature("serving_default")
             ((_, source),) = runner.get_input_details().items()
-            fed = _input(images[:1].numpy(), source)
+            fed = input_for(images[:1].numpy(), source)
             assert fed.dtype == (np.float32 if ends_pixels is None else np.uint8)
             if ends_pixels is not None:
                 np.testing.assert_array_equal(fed, whole[:1].permute(0, 2, 3, 1).numpy().astype(np.uint8))
-            logits.append(backend.load(path, 1)(images.numpy()))
+            logits.append(backend.runtime.load(path, 1)(images.numpy()))
         np.testing.assert_array_equal(logits[0], logits[1])
     with pytest.raises(ValueError, match="raw uint8 pixels"):
         get_backend(Backend.EXECUTORCH).lower(model, images[:1], Quantization.INT8, images, ends=Ends(pixels=pixels))
@@ -580,9 +606,8 @@ def test_a_fresh_process_claims_the_threads_of_a_runtime_sized_per_process() -> 
     """ExecuTorch's pool is the process's: ``claim_threads`` sizes it in a fresh process (what the latency and
     memory probes do first), ``runs_on`` then says so; LiteRT sizes each program, so it runs on any count."""
     script = (
-        "from restnetc.backends import get_backend\n"
-        "from restnetc.config.target import Backend\n"
-        "executorch, litert = get_backend(Backend.EXECUTORCH), get_backend(Backend.LITERT)\n"
+        "from restnetc.runners import get_runtime\n"
+        "executorch, litert = get_runtime('executorch'), get_runtime('litert')\n"
         "other = 1 if executorch.runs_on(2) else 2\n"
         "assert not executorch.runs_on(other) and litert.runs_on(other)\n"
         "executorch.claim_threads(other)\n"
@@ -694,7 +719,7 @@ def test_executorch_layer_norm_is_delegated_without_moving_data(tmp_path: Path) 
     path.write_bytes(lowered.data)
     with torch.no_grad():
         expected = model(inputs).numpy()
-    np.testing.assert_allclose(backend.load(path, threads=1)(inputs.numpy()), expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(backend.runtime.load(path, threads=1)(inputs.numpy()), expected, rtol=0, atol=1e-5)
 
 
 def _lowered_and_run(
@@ -712,7 +737,7 @@ def _lowered_and_run(
             lowered = backend.compile(model, inputs[:1], None)
     path = tmp_path / f"model{backend.suffix}"
     path.write_bytes(lowered.data)
-    out = backend.load(path, threads=1)(inputs.numpy())
+    out = backend.runtime.load(path, threads=1)(inputs.numpy())
     with torch.no_grad():
         expected = graph(inputs).numpy()
     return lowered, out, expected
@@ -803,7 +828,7 @@ def test_means_over_other_dimensions_are_pooled_whole(tmp_path: Path) -> None:
     assert (lowered.delegation.partitions, lowered.delegation.fallback_ops) == (1, {}), lowered.delegation
     path = tmp_path / f"means{backend.suffix}"
     path.write_bytes(lowered.data)
-    np.testing.assert_allclose(backend.load(path, threads=1)(x.numpy()), _Means()(x).numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(backend.runtime.load(path, threads=1)(x.numpy()), _Means()(x).numpy(), rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("quantization", [Quantization.FP32, Quantization.INT8])

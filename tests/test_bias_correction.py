@@ -11,11 +11,11 @@ from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
 from restnetc.backends import get_backend, list_backends
 from restnetc.backends.bias_correction import BIAS_IMAGES, Means, layer_biases, layer_means
-from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import Donor, export_batched, observe
 from restnetc.config.target import Backend
 from restnetc.frontend.stitch import build_stitched
 from restnetc.models import decompose
+from restnetc.native_output import captured
 from tests import zoo
 
 

@@ -15,7 +15,6 @@ from torchao.quantization.pt2e.quantizer import Quantizer
 
 from restnetc.backends import Backend as BackendImpl
 from restnetc.backends import TensorQuantization, get_backend, list_backends
-from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import Donor, adopt, export_batched, observe
 from restnetc.bundle.manifest import Quantization as ManifestQuantization
 from restnetc.bundle.manifest import write_manifest
@@ -24,6 +23,7 @@ from restnetc.config.target import Backend
 from restnetc.errors import RestnetcError
 from restnetc.frontend.stitch import StitchedModel, build_stitched
 from restnetc.models import decompose
+from restnetc.native_output import captured
 from restnetc.runtime import Bundle, Runner, ShimError
 from tests import zoo
 from tests.fakes import write_fake_bundle
@@ -68,9 +68,9 @@ def test_each_entry_point_is_its_rungs_own_file_and_shared_weights_are_stored_on
     for rung, lowered in separate.items():
         own = tmp_path / f"{rung}{backend.suffix}"
         own.write_bytes(lowered.data)
-        expected = backend.load(own, threads=1)(images.numpy())
+        expected = backend.runtime.load(own, threads=1)(images.numpy())
         # exact: the same program on one thread is deterministic, and any other rung's logits would differ
-        assert np.array_equal(backend.load(path, threads=1, entry_point=rung)(images.numpy()), expected), rung
+        assert np.array_equal(backend.runtime.load(path, threads=1, entry_point=rung)(images.numpy()), expected), rung
         entry = program.entry(rung)
         assert (entry.input_quantization, entry.output_quantization) == (
             lowered.input_quantization,
@@ -97,7 +97,7 @@ def test_an_unknown_entry_point_or_an_empty_name_is_refused(
     path = tmp_path / f"one{backend.suffix}"
     path.write_bytes(program.data)
     with pytest.raises(RestnetcError, match=r"no (method|signature) 'parent_b'.*parent_a"):
-        backend.load(path, threads=1, entry_point="parent_b")
+        backend.runtime.load(path, threads=1, entry_point="parent_b")
     with pytest.raises(KeyError, match="no entry point 'parent_b'; the program has parent_a"):
         program.entry("parent_b")
 
@@ -138,7 +138,7 @@ def test_the_shim_runs_every_signature_of_a_ladder_file_like_the_python_runtime(
     (tmp_path / "plenty" / "proc" / "meminfo").write_text("MemAvailable: 8000000 kB\n")
     with Bundle(tmp_path) as opened:
         for entry in program.entry_points:
-            expected = backend.load(tmp_path / file, 1, entry.name)(images[:2].numpy())
+            expected = backend.runtime.load(tmp_path / file, 1, entry.name)(images[:2].numpy())
             with Runner(opened, "litert", memory_root=tmp_path / "plenty", override=entry.name) as runner:
                 assert runner.current is not None and runner.current.entry_point == entry.name
                 for image, logits in zip(images[:2].numpy(), expected, strict=True):

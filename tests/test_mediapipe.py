@@ -98,7 +98,7 @@ def test_mediapipe_feeds_a_uint8_artifact_the_raw_pixels_restnetc_quantizes_to(t
     card = ModelCard("m", "a test model", ("a", "b", "c", "d"), mean, std)
     path = tmp_path / "m.tflite"
     path.write_bytes(backend.describe(lowered.data, card))
-    ours = backend.load(path, 1)(inputs.numpy())
+    ours = backend.runtime.load(path, 1)(inputs.numpy())
     options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(path)), max_results=4)
     theirs = np.zeros_like(ours)
     with vision.ImageClassifier.create_from_options(options) as classifier:

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from restnetc.backends import get_backend, list_backends, pt2e
-from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import Donor
 from restnetc.bundle import lowering
 from restnetc.bundle.ladder import Rung
@@ -19,6 +18,7 @@ from restnetc.cache import Cache
 from restnetc.config.target import Backend
 from restnetc.frontend.stitch import build_stitched
 from restnetc.models import decompose
+from restnetc.native_output import captured
 from tests import zoo
 
 

@@ -24,11 +24,10 @@ import numpy as np
 import pytest
 import torch
 
-from restnetc.backends import get_backend
 from restnetc.bundle.manifest import Artifact, read_manifest
 from restnetc.bundle.runtime_index import backend_ranks, memory_need, seal, ship_ranks, write_index
-from restnetc.config.target import Backend as BackendName
 from restnetc.config.target import LadderPolicy
+from restnetc.runners import get_runtime
 from restnetc.runtime import Bundle, PackingPolicy, Runner, ShimError, probe_memory
 from restnetc.shim_abi import ResizeName
 from restnetc.units import MIB
@@ -628,7 +627,7 @@ def _litert_library(platform: str = "x86_64") -> Path:
 
 
 def _python_logits(bundle: Path, artifact: Artifact, batch: np.ndarray) -> np.ndarray:
-    return get_backend(BackendName(artifact.backend)).load(bundle / artifact.file, 1, artifact.entry_point)(batch)
+    return get_runtime(artifact.backend).load(bundle / artifact.file, 1, artifact.entry_point)(batch)
 
 
 def _shim_run(

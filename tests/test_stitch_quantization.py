@@ -13,7 +13,6 @@ import torch
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
 from restnetc.backends import get_backend, list_backends
-from restnetc.backends.native_output import captured
 from restnetc.bundle import stitch_quantization
 from restnetc.bundle.ladder import Rung, eager_logits
 from restnetc.bundle.lowering import Graphs, Observations
@@ -28,6 +27,7 @@ from restnetc.frontend.stitch import build_stitched
 from restnetc.models import decompose
 from restnetc.models.blocks import BlockModel
 from restnetc.models.factory import build_model
+from restnetc.native_output import captured
 
 SIZE = 32
 """Half the demo's 64 px: small enough for the suite, and a stitch point where int8 costs a float-trained stitch."""

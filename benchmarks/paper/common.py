@@ -27,13 +27,13 @@ import yaml
 
 from restnetc.atomic import write_text_atomic
 from restnetc.backends.base import Backend
-from restnetc.backends.native_output import captured
 from restnetc.cache import Cache
 from restnetc.config.loader import demo_project_path, load_project, load_target
 from restnetc.config.project import ProjectConfig
 from restnetc.config.target import TargetConfig
 from restnetc.data import ImageSet
 from restnetc.evaluation import compare_paired, wilson_interval
+from restnetc.native_output import captured
 from restnetc.pipeline.search import _prepare, _Prepared, run_search
 from restnetc.results import SearchResult, VariantResult
 
@@ -323,7 +323,7 @@ def runtime_correct(
     """Per image, whether the artifact at ``path`` run in ``backend``'s runtime on ``threads`` threads gets the
     label right (its native output captured)."""
     with captured():
-        return np.asarray(backend.load(path, threads)(images.numpy()).argmax(1) == labels.numpy())
+        return np.asarray(backend.runtime.load(path, threads)(images.numpy()).argmax(1) == labels.numpy())
 
 
 def paired(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:

@@ -18,11 +18,10 @@ from restnetc.backends.base import (
     LoweredProgram,
     ModelCard,
     Packing,
-    Runner,
     raw_pixels,
 )
-from restnetc.backends.native_output import captured
 from restnetc.config.target import Backend as BackendName
+from restnetc.native_output import captured
 from restnetc.registry import Registry
 from restnetc.shim_abi import TensorQuantization
 
@@ -36,7 +35,6 @@ __all__ = [
     "LoweredProgram",
     "ModelCard",
     "Packing",
-    "Runner",
     "TensorQuantization",
     "get_backend",
     "list_backends",

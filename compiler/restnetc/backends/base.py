@@ -3,25 +3,22 @@
 ``lower`` (shared: support check, PT2E int8 quantization, then the backend's ``compile``) takes an eval-mode
 model, an example input (batch of one, NCHW float32), a numeric format and calibration images, and returns
 the artifact's bytes with a report of what the runtime's accelerated delegate took and what fell back (every
-fallback op is named). ``load`` opens an artifact with the backend's own runtime and returns a ``Runner``
-that maps a float32 NCHW batch to float32 logits, converting to and from quantized input/output tensors
-itself; ``invoker`` loads it with an input already in place and returns the bare inference call, which is
-what latency measurements time (as TFLite's ``benchmark_model`` does). ``int8_quantizer`` returns the PT2E
-quantizer ``lower`` uses and ``quantize`` the int8 graph it compiles, so int8 choices can be screened in eager
-PyTorch (simulated quantization) before paying for a lowering. Everything else (verification, bundles,
-caching) is backend-agnostic and lives outside this package.
+fallback op is named). ``runtime`` is the backend's run side (``restnetc.runners``): it opens an artifact
+and returns a ``Runner`` that maps a float32 NCHW batch to float32 logits, converting to and from quantized
+input/output tensors itself, or the bare inference call that latency measurements time. ``int8_quantizer``
+returns the PT2E quantizer ``lower`` uses and ``quantize`` the int8 graph it compiles, so int8 choices can be
+screened in eager PyTorch (simulated quantization) before paying for a lowering. Everything else (verification,
+bundles, caching) is backend-agnostic and lives outside this package.
 """
 
 from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 from torchao.quantization.pt2e.quantizer import Quantizer
@@ -29,6 +26,7 @@ from torchao.quantization.pt2e.quantizer import Quantizer
 from restnetc.backends.pt2e import Observed, export_batched, quantize_pt2e
 from restnetc.config.target import Quantization
 from restnetc.errors import RestnetcError
+from restnetc.runners import Runtime, get_runtime
 from restnetc.shim_abi import ENTRY_POINT_PATTERN, InputLayout, TensorQuantization
 
 
@@ -182,20 +180,6 @@ def check_entry_points(names: Iterable[str]) -> None:
         )
 
 
-class Runner(Protocol):
-    """A loaded artifact: ``runner(batch)`` maps ``[N, 3, S, S]`` float32 to ``[N, classes]`` float32 logits."""
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray: ...
-
-
-class Program(Protocol):
-    """An artifact file open in its runtime: its entry points load from it without reading the file again."""
-
-    def load(self, entry_point: str | None = None) -> Runner:
-        """Entry point ``entry_point`` (default: the one entry point ``compile`` writes), ready to run."""
-        ...
-
-
 class Backend(ABC):
     """One runtime. Subclasses set the class attributes and implement the abstract methods."""
 
@@ -304,33 +288,16 @@ class Backend(ABC):
     def int8_quantizer(self) -> Quantizer:
         """A fresh PT2E quantizer configured as ``lower`` configures it for int8."""
 
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime that opens and runs this backend's artifacts in this process (``restnetc.runners``)."""
+        return get_runtime(self.name)
+
     def check_supported(self, quantization: Quantization) -> None:
         """Raise a clear error if this backend cannot produce ``quantization``."""
         if quantization not in self.quantizations:
             supported = ", ".join(sorted(q.value for q in self.quantizations))
             raise RestnetcError(f"{self.name}: {quantization.value} is not supported (use one of: {supported})")
-
-    def runs_on(self, threads: int) -> bool:
-        """Whether entry points this process opens run on ``threads`` threads. A runtime whose thread pool is the
-        process's may be sized otherwise (``claim_threads``); this default, for runtimes sized per program, says
-        yes."""
-        return True
-
-    def claim_threads(self, threads: int) -> None:
-        """Size this process's runtime so that every entry point runs on ``threads`` threads. Call it only in a
-        process that has opened no program of this backend (a fresh one): a runtime may keep its pool in loaded
-        programs. RestnetcError if the runtime refuses. This default does nothing (runtimes sized per program)."""
-        return None
-
-    @abstractmethod
-    def open(self, path: Path, threads: int) -> Program:
-        """Open the artifact at ``path`` with this backend's runtime, its entry points to run on ``threads``
-        threads where the runtime sizes each program (else on what ``runs_on`` tells); no entry point is loaded
-        yet."""
-
-    def load(self, path: Path, threads: int, entry_point: str | None = None) -> Runner:
-        """Open the artifact at ``path`` and load its entry point ``entry_point`` (default as ``Program.load``)."""
-        return self.open(path, threads).load(entry_point)
 
     @abstractmethod
     def operators(self, data: bytes, entry_point: str) -> dict[str, int]:
@@ -341,12 +308,3 @@ class Backend(ABC):
         it loads); an ExecuTorch method lists the kernels it calls outside delegates and one ``delegate:<id>``
         per call into a delegate's compiled graph, plus, for each XNNPACK call, the nodes of the graph it runs
         as ``xnnpack:<node type>`` (XNNPACK may still fuse some when it loads: a pad into its convolution)."""
-
-    @abstractmethod
-    def invoker(
-        self, path: Path, threads: int, example: np.ndarray, entry_point: str | None = None
-    ) -> Callable[[], object]:
-        """A call that runs entry point ``entry_point`` (default as ``load``) of the artifact at ``path`` once on
-        ``example`` (float32, batch of one), already converted and set as its input: only the runtime's own work
-        is left to time. The program stays open while the call is referenced and closes when it is dropped
-        (``budget.measure.time_interleaved`` times each program alone on that)."""

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from operator import attrgetter
-from pathlib import Path
 
-import numpy as np
 import torch
 from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
 from executorch.devtools.backend_debug import get_delegation_info
 from executorch.exir import to_edge_transform_and_lower
 from executorch.exir.schema import DelegateCall, KernelCall
-from executorch.extension.pybindings import portable_lib
-from executorch.runtime import Method, Runtime
 from torch import nn
 from torch.export import ExportedProgram
 from torchao.quantization.pt2e.quantizer import Quantizer
@@ -31,7 +27,6 @@ from restnetc.backends.base import (
     Lowered,
     LoweredProgram,
     Packing,
-    Runner,
     check_entry_points,
 )
 from restnetc.backends.bias_correction import bias_constant
@@ -39,9 +34,8 @@ from restnetc.backends.executorch_edge import rolls_as_slices, transform_passes
 from restnetc.backends.executorch_lean import LeanXnnpackQuantizer, drop_requantize_after_pads
 from restnetc.config.target import Quantization
 from restnetc.errors import RestnetcError
+from restnetc.runners.executorch import METHOD
 from restnetc.shim_abi import TensorQuantization
-
-METHOD = "forward"
 
 
 class ExecuTorchBackend(Backend):
@@ -109,20 +103,6 @@ class ExecuTorchBackend(Backend):
         quantizer.set_global(get_symmetric_quantization_config(is_per_channel=True))
         return quantizer
 
-    def runs_on(self, threads: int) -> bool:
-        # One thread pool per process, which XNNPACK methods keep from their load on.
-        return bool(portable_lib._threadpool_get_thread_count() == threads)
-
-    def claim_threads(self, threads: int) -> None:
-        if not self.runs_on(threads):
-            portable_lib._unsafe_reset_threadpool(threads)  # safe: no method holds the pool yet (the contract)
-        if not self.runs_on(threads):
-            count = portable_lib._threadpool_get_thread_count()
-            raise RestnetcError(f"executorch: the thread pool stays at {count} threads, {threads} asked")
-
-    def open(self, path: Path, threads: int) -> _Program:
-        return _Program(path)
-
     def operators(self, data: bytes, entry_point: str) -> dict[str, int]:
         program = executorch_delegates.read_program(data)
         plans = program.execution_plan
@@ -142,41 +122,6 @@ class ExecuTorchBackend(Backend):
                 calls[f"delegate:{plan.delegates[call.delegate_index].id}"] += 1
                 calls.update({f"xnnpack:{node}": n for node, n in graphs.get(call.delegate_index, {}).items()})
         return dict(calls)
-
-    def invoker(
-        self, path: Path, threads: int, example: np.ndarray, entry_point: str | None = None
-    ) -> Callable[[], object]:
-        # The bare execution, as LiteRT's invoker times its bare invocation: the input is set once (the
-        # pybindings' ``set_inputs``/``execute``, under ``Method.execute``, which converts inputs and clones
-        # outputs on every call).
-        method = _Program(path).method(entry_point or METHOD)._method
-        method.set_inputs([torch.from_numpy(example)])
-        execute: Callable[[], object] = method.execute
-        return execute
-
-
-class _Program:
-    """A ``.pte`` loaded by the ExecuTorch runtime: its methods load on demand."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.program = Runtime.get().load_program(path)
-
-    def method(self, name: str) -> Method:
-        if name not in self.program.method_names:
-            raise RestnetcError(
-                f"{self.path}: no method {name!r} in the program (it has {sorted(self.program.method_names)})"
-            )
-        return self.program.load_method(name)
-
-    def load(self, entry_point: str | None = None) -> Runner:
-        method = self.method(entry_point or METHOD)
-
-        def run(batch: np.ndarray) -> np.ndarray:
-            outputs = [method.execute([torch.from_numpy(image)])[0] for image in np.split(batch, len(batch))]
-            return torch.cat(outputs).numpy()
-
-        return run
 
 
 def _own_biases(graph: nn.Module) -> nn.Module:

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import litert_torch
-import numpy as np
 import torch
 from ai_edge_litert import schema_py_generated as schema_fb
-from ai_edge_litert.interpreter import Interpreter, SignatureRunner
+from ai_edge_litert.interpreter import Interpreter
 from ai_edge_litert.tools import flatbuffer_utils
 from litert_torch.quantize import pt2e_quantizer
 from litert_torch.quantize.quant_config import QuantConfig
@@ -38,7 +37,6 @@ from restnetc.backends.base import (
     LoweredProgram,
     ModelCard,
     Packing,
-    Runner,
     check_entry_points,
 )
 from restnetc.backends.litert_compact import parse, serialize
@@ -48,16 +46,8 @@ from restnetc.backends.litert_lean import LeanQuantizer, register_channels_last_
 from restnetc.backends.litert_pads import padded_with_zeros
 from restnetc.config.target import Quantization
 from restnetc.errors import RestnetcError
+from restnetc.runners.litert import SIGNATURE, quantization
 from restnetc.shim_abi import InputLayout, TensorQuantization
-
-SIGNATURE = "serving_default"
-
-
-def _quantization(detail: dict[str, Any]) -> TensorQuantization | None:
-    if detail["dtype"] == np.float32:
-        return None
-    scale, zero_point = detail["quantization"]
-    return TensorQuantization(np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
 
 
 def _channels_last(
@@ -75,16 +65,6 @@ def _check_pixels(pixels: TensorQuantization | None, quantizer: Quantizer | None
     """ValueError if raw uint8 ``pixels`` are asked of a float program (its input stays float32)."""
     if pixels is not None and quantizer is None:
         raise ValueError("litert: raw uint8 pixels are an int8 program's input; a float program takes float32")
-
-
-def _input(batch: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
-    """``batch`` as the input tensor ``detail`` takes it: reordered when the tensor is the NHWC form of an NCHW
-    ``batch`` (an image artifact; any other tensor is fed as given), and in its type (quantized when integer)."""
-    shape = tuple(int(d) for d in detail["shape"])
-    if batch.ndim == 4 and shape != batch.shape and shape == (*batch.shape[:1], *batch.shape[2:], batch.shape[1]):
-        batch = np.ascontiguousarray(batch.transpose(0, 2, 3, 1))
-    q = _quantization(detail)
-    return batch if q is None else q.quantize(batch)
 
 
 def delegation(interpreter: Interpreter) -> DelegationReport:
@@ -171,38 +151,7 @@ def _entry_point(data: bytes, signature: str, layout: InputLayout) -> EntryPoint
     runner = interpreter.get_signature_runner(signature)
     ((_, source),) = runner.get_input_details().items()
     ((_, sink),) = runner.get_output_details().items()
-    return EntryPoint(
-        signature, delegation(interpreter), _quantization(source), _quantization(sink), input_layout=layout
-    )
-
-
-class _Program:
-    """A ``.tflite`` in ``ai_edge_litert``'s interpreter: its signatures load on demand."""
-
-    def __init__(self, path: Path, threads: int) -> None:
-        self.path = path
-        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
-
-    def signature(self, name: str) -> SignatureRunner:
-        signatures = self.interpreter.get_signature_list()
-        if name not in signatures:
-            raise RestnetcError(f"{self.path}: no signature {name!r} (it has {sorted(signatures)})")
-        return self.interpreter.get_signature_runner(name)
-
-    def load(self, entry_point: str | None = None) -> Runner:
-        runner = self.signature(entry_point or SIGNATURE)
-        ((source_name, source),) = runner.get_input_details().items()
-        ((sink_name, sink),) = runner.get_output_details().items()
-        sink_q = _quantization(sink)
-
-        def run(batch: np.ndarray) -> np.ndarray:
-            outputs = []
-            for image in np.split(batch, len(batch)):
-                out = runner(**{source_name: _input(image, source)})[sink_name]
-                outputs.append(out.astype(np.float32) if sink_q is None else sink_q.dequantize(out))
-            return np.concatenate(outputs)
-
-        return run
+    return EntryPoint(signature, delegation(interpreter), quantization(source), quantization(sink), input_layout=layout)
 
 
 class LiteRtBackend(Backend):
@@ -230,8 +179,8 @@ class LiteRtBackend(Backend):
         return Lowered(
             data,
             delegation(interpreter),
-            _quantization(source),
-            _quantization(sink),
+            quantization(source),
+            quantization(sink),
             SIGNATURE,
             input_layout=layout,
         )
@@ -275,22 +224,8 @@ class LiteRtBackend(Backend):
         quantizer.set_global(pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
         return quantizer
 
-    def open(self, path: Path, threads: int) -> _Program:
-        return _Program(path, threads)
-
     def operators(self, data: bytes, entry_point: str) -> dict[str, int]:
         model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
         codes = model.operatorCodes
         ops = model.subgraphs[_subgraph(model, entry_point)].operators
         return dict(Counter(_operator_name(codes[op.opcodeIndex]) for op in ops))
-
-    def invoker(
-        self, path: Path, threads: int, example: np.ndarray, entry_point: str | None = None
-    ) -> Callable[[], object]:
-        runner = _Program(path, threads).signature(entry_point or SIGNATURE)
-        ((source_name, source),) = runner.get_input_details().items()
-        runner(**{source_name: _input(example, source)})  # allocates the subgraph, sets the input
-        # The bare invocation of the signature's subgraph, as the runner itself calls it (``Interpreter.invoke``
-        # runs the first subgraph only); the input stays set between calls.
-        wrapper, subgraph = runner._interpreter_wrapper, runner._subgraph_index
-        return lambda: wrapper.Invoke(subgraph)

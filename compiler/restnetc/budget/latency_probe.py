@@ -2,7 +2,7 @@
 
 Run as ``python -m restnetc.budget.latency_probe SPEC`` (``SPEC``: the JSON file ``measure.time_entries`` writes:
 threads, warm-up and timed runs, and per key a backend, a file, an entry point and an ``.npy`` example). Sizes
-every runtime involved for the threads first (``Backend.claim_threads``, before any program opens), then prints
+every runtime involved for the threads first (``Runtime.claim_threads``, before any program opens), then prints
 one JSON line: the milliseconds of each timed run, by key (``measure.time_here``).
 """
 
@@ -16,9 +16,8 @@ import numpy as np
 
 
 def main(argv: list[str]) -> None:
-    from restnetc.backends import get_backend
     from restnetc.budget.measure import TimedEntry, time_here
-    from restnetc.config.target import Backend
+    from restnetc.runners import get_runtime
 
     spec = json.loads(Path(argv[0]).read_text())
     threads = int(spec["threads"])
@@ -27,7 +26,7 @@ def main(argv: list[str]) -> None:
         for key, e in spec["entries"].items()
     }
     for name in sorted({entry.backend for entry in entries.values()}):
-        get_backend(Backend(name)).claim_threads(threads)
+        get_runtime(name).claim_threads(threads)
     print(json.dumps(time_here(entries, int(spec["warmup"]), int(spec["runs"]), threads)))
 
 

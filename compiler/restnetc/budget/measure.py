@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from restnetc.backends import get_backend
-from restnetc.backends.native_output import captured
 from restnetc.cache import Cache, stage_key
 from restnetc.config.base import StrictModel
-from restnetc.config.target import Backend, Measurement
+from restnetc.config.target import Measurement
 from restnetc.errors import RestnetcError
+from restnetc.native_output import captured
 from restnetc.progress import track
+from restnetc.runners import get_runtime
 
 
 class HostLatency(StrictModel):
@@ -47,7 +47,10 @@ class HostMemory(StrictModel):
     """Peak resident memory to load the artifact and run one inference, in a fresh process on the host."""
 
     peak_delta: int = Field(description="VmHWM after load+run minus VmRSS before load, bytes")
-    peak_total: int = Field(description="VmHWM after load+run, bytes (includes the Python runtime)")
+    peak_total: int = Field(
+        description="VmHWM after load+run, bytes: the whole probe process, Python and the backend's runtime "
+        "package included (no compiler toolchain)"
+    )
     program: int | None = Field(
         default=None,
         description="VmRSS once the file is open in its runtime, before any entry point loads, minus VmRSS "
@@ -59,7 +62,7 @@ BLOCK = 10
 """Consecutive timed runs of one program before the next opens: enough to amortise opening and warming it."""
 
 Opener = Callable[[], Callable[[], object]]
-"""Opens a program and returns the call that runs it once (``Backend.invoker``); the program closes when the call
+"""Opens a program and returns the call that runs it once (``Runtime.invoker``); the program closes when the call
 is dropped."""
 
 
@@ -90,8 +93,8 @@ def time_interleaved(openers: Mapping[str, Opener], warmup: int, runs: int) -> d
 
 @dataclass(frozen=True)
 class TimedEntry:
-    """One entry point to time: ``backend``'s artifact at ``path`` (its ``entry_point``, default as the backend's
-    ``invoker``) run on ``example`` (float32, batch of one)."""
+    """One entry point to time: ``backend``'s artifact at ``path`` (its ``entry_point``, default as
+    ``Runtime.invoker``'s) run on ``example`` (float32, batch of one)."""
 
     backend: str
     path: Path
@@ -100,12 +103,12 @@ class TimedEntry:
 
 
 def time_entries(entries: Mapping[str, TimedEntry], warmup: int, runs: int, threads: int) -> dict[str, list[float]]:
-    """``time_interleaved`` of every entry's ``Backend.invoker`` on ``threads`` threads: in this process when each
-    runtime involved already runs on them here (``Backend.runs_on``), else in a fresh process that sizes the
-    runtimes first (``Backend.claim_threads``), since a runtime with one pool per process cannot be resized while
+    """``time_interleaved`` of every entry's ``Runtime.invoker`` on ``threads`` threads: in this process when each
+    runtime involved already runs on them here (``Runtime.runs_on``), else in a fresh process that sizes the
+    runtimes first (``Runtime.claim_threads``), since a runtime with one pool per process cannot be resized while
     programs hold it."""
     names = {entry.backend for entry in entries.values()}
-    if all(get_backend(Backend(name)).runs_on(threads) for name in names):
+    if all(get_runtime(name).runs_on(threads) for name in names):
         return time_here(entries, warmup, runs, threads)
     with tempfile.TemporaryDirectory(prefix="restnetc-latency-") as folder:
         described = {}
@@ -140,12 +143,12 @@ def time_here(entries: Mapping[str, TimedEntry], warmup: int, runs: int, threads
 
 
 def opener(entry: TimedEntry, threads: int) -> Opener:
-    """What opens ``entry``'s ``Backend.invoker`` on ``threads`` threads, the runtime's own output captured."""
-    backend = get_backend(Backend(entry.backend))
+    """What opens ``entry``'s ``Runtime.invoker`` on ``threads`` threads, the runtime's own output captured."""
+    runtime = get_runtime(entry.backend)
 
     def open_program() -> Callable[[], object]:
         with captured():
-            return backend.invoker(entry.path, threads, entry.example, entry.entry_point)
+            return runtime.invoker(entry.path, threads, entry.example, entry.entry_point)
 
     return open_program
 
@@ -171,8 +174,8 @@ def measure_latency(entries: Mapping[str, TimedEntry], protocol: Measurement, th
 def measure_memory(
     backend: str, path: Path, shape: tuple[int, ...], threads: int, entry_point: str | None = None
 ) -> HostMemory:
-    """Peak resident memory of loading ``path`` (its entry point ``entry_point``, default as the backend's
-    ``load``) and running it once on an input of ``shape``, in a fresh process."""
+    """Peak resident memory of loading ``path`` (its entry point ``entry_point``, default as
+    ``Runtime.load``) and running it once on an input of ``shape``, in a fresh process."""
     dims = "x".join(str(n) for n in shape)
     command = [sys.executable, "-m", "restnetc.budget.memory_probe", backend, str(path), dims, str(threads)]
     command += [] if entry_point is None else [entry_point]

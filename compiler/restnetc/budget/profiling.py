@@ -27,7 +27,6 @@ from torch import nn
 
 from restnetc.atomic import staged_files
 from restnetc.backends import WHOLE_MODEL, Ends, Lowered, get_backend
-from restnetc.backends.native_output import captured
 from restnetc.budget.cost_table import CostTable, ModelParts, PartFigures
 from restnetc.budget.costs import measure
 from restnetc.budget.measure import TimedEntry, probe_memory, time_entries
@@ -37,6 +36,7 @@ from restnetc.config.target import Quantization
 from restnetc.errors import BudgetError
 from restnetc.host import usable_cpus
 from restnetc.models import BlockModel
+from restnetc.native_output import captured
 from restnetc.progress import status, step
 from restnetc.workers import LOCAL, Executor
 

@@ -17,10 +17,10 @@ import torch
 from torch import nn
 
 from restnetc.backends import Backend
-from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import Donor, export_batched, observe
 from restnetc.bundle.screening import quantization_units
 from restnetc.models.blocks import count_params
+from restnetc.native_output import captured
 
 BATCH = 64
 

@@ -28,7 +28,6 @@ from restnetc.backends import (
     get_backend,
 )
 from restnetc.backends.bias_correction import BIAS_IMAGES, layer_biases
-from restnetc.backends.native_output import captured
 from restnetc.backends.pt2e import (
     Observed,
     all_int8_biases,
@@ -45,6 +44,7 @@ from restnetc.bundle.verification import BuildError, EagerLogits, Evaluations, R
 from restnetc.cache import Cache, stage_key, tensors_digest, toolchain_versions, warn_recompute
 from restnetc.config.target import AccuracyPolicy, Quantization
 from restnetc.config.target import Backend as BackendName
+from restnetc.native_output import captured
 from restnetc.progress import Note, status, step
 from restnetc.workers import LOCAL, Executor
 

@@ -18,13 +18,13 @@ from contextlib import closing
 from torch import nn
 
 from restnetc.backends import DelegationReport, EntryPoint, LoweredProgram, get_backend
-from restnetc.backends.native_output import captured
 from restnetc.bundle.ladder import Rung
 from restnetc.bundle.lowering import Graphs, Lowerer, quantization_from_json
 from restnetc.bundle.verification import BuildError, EagerLogits, Evaluations, Verified
 from restnetc.cache import stage_key
 from restnetc.config.target import Backend as BackendName
 from restnetc.config.target import Quantization
+from restnetc.native_output import captured
 from restnetc.progress import status, step
 
 LADDER_STEM = "ladder"

@@ -19,13 +19,13 @@ import torch
 from torch import nn
 
 from restnetc.backends import Backend
-from restnetc.backends.native_output import captured
 from restnetc.bundle.ladder import Rung, eager_logits
 from restnetc.bundle.lowering import Graphs, Observations
 from restnetc.bundle.verification import HeldOut
 from restnetc.cache import stage_key, tensors_digest
 from restnetc.config.project import DistillConfig
 from restnetc.frontend.finetune import stitch_loss
+from restnetc.native_output import captured
 
 STITCH = "stitch."
 """The state-dict prefix of a stitched model's stitching layer (``StitchedModel.stitch``): the weights trained."""

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from restnetc.backends import Backend, Lowered
-from restnetc.backends.native_output import captured
 from restnetc.cache import Cache, stage_key
 from restnetc.errors import RestnetcError
 from restnetc.evaluation.correctness import correctness_flags, correctness_text
+from restnetc.native_output import captured
 
 
 class BuildError(RestnetcError):
@@ -204,7 +204,7 @@ class Verifier:
             path = directory / f"verify-{sha[:16]}{backend.suffix}"
             path.write_bytes(data)
             try:
-                out = backend.load(path, self.threads, entry_point)(images)
+                out = backend.runtime.load(path, self.threads, entry_point)(images)
             except Exception as exc:  # the runtime refused what the toolchain produced: keep its words
                 raise BuildError(
                     f"{label}: the lowered program does not run in its runtime: {type(exc).__name__}: {exc}\n"
