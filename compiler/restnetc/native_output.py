@@ -1,8 +1,9 @@
 """Capture what native toolchain code writes to stdout/stderr (absl logs, converter progress).
 
 The converters print pages of C++ and progress logging straight to file descriptors 1 and 2, bypassing
-Python's streams. ``captured`` sends both to a temporary file for the duration of a lowering, so the CLI's
-own progress stays readable; the text is returned for error messages.
+Python's streams, and the runtimes log as they load. ``captured`` sends both to a temporary file for the
+duration of a lowering, a runtime's import or a program's opening, so the CLI's own progress stays readable; the
+text is returned for error messages.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The backend contract: lower a PyTorch model to an artifact, and load an artifact to run it.
+"""The backend contract: lower a PyTorch model to an artifact; its ``runtime`` runs the artifact.
 
 ``lower`` (shared: support check, PT2E int8 quantization, then the backend's ``compile``) takes an eval-mode
 model, an example input (batch of one, NCHW float32), a numeric format and calibration images, and returns
@@ -13,6 +13,7 @@ bundles, caching) is backend-agnostic and lives outside this package.
 
 from __future__ import annotations
 
+import functools
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
@@ -181,7 +182,7 @@ def check_entry_points(names: Iterable[str]) -> None:
 
 
 class Backend(ABC):
-    """One runtime. Subclasses set the class attributes and implement the abstract methods."""
+    """The compiling side of one runtime. Subclasses set the class attributes and implement the abstract methods."""
 
     name: ClassVar[str]
     suffix: ClassVar[str]
@@ -288,9 +289,10 @@ class Backend(ABC):
     def int8_quantizer(self) -> Quantizer:
         """A fresh PT2E quantizer configured as ``lower`` configures it for int8."""
 
-    @property
+    @functools.cached_property
     def runtime(self) -> Runtime:
-        """The runtime that opens and runs this backend's artifacts in this process (``restnetc.runners``)."""
+        """The runtime that opens and runs this backend's artifacts in this process (``restnetc.runners``), made
+        on first use and kept by this backend instance."""
         return get_runtime(self.name)
 
     def check_supported(self, quantization: Quantization) -> None:

@@ -39,7 +39,7 @@ from restnetc.shim_abi import TensorQuantization
 
 
 class ExecuTorchBackend(Backend):
-    """``.pte`` programs with the XNNPACK delegate; run with ``executorch.runtime``."""
+    """``.pte`` programs with the XNNPACK delegate, run by ``restnetc.runners.executorch``."""
 
     name = "executorch"
     suffix = ".pte"

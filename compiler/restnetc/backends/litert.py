@@ -2,8 +2,8 @@
 
 An image model's ``.tflite`` is what MediaPipe and Android tooling expect:
 - its 4-D input is channels-last (NHWC), the layout TFLite computes in: the converter then needs no transpose
-  at the input (and folds the stem's pad into its convolution). The runners here still take NCHW batches and
-  reorder them, as the shim does for an ``NHWC`` artifact;
+  at the input (and folds the stem's pad into its convolution). Its runners (``restnetc.runners.litert``) still
+  take NCHW batches and reorder them, as the shim does for an ``NHWC`` artifact;
 - an int8 model takes and returns float32, with one quantize and one dequantize inside (``litert_interface``);
 - ``describe`` stores its TFLite metadata (``litert_metadata``).
 """
@@ -155,7 +155,7 @@ def _entry_point(data: bytes, signature: str, layout: InputLayout) -> EntryPoint
 
 
 class LiteRtBackend(Backend):
-    """``.tflite`` flatbuffers; run with ``ai_edge_litert``'s interpreter (XNNPACK on by default)."""
+    """``.tflite`` flatbuffers, run by ``restnetc.runners.litert``."""
 
     name = "litert"
     suffix = ".tflite"

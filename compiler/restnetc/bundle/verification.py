@@ -191,8 +191,8 @@ class Verifier:
         entry_point: str | None = None,
         reference: Callable[[], Reference] | None = None,
     ) -> Evaluations:
-        """The figures on both splits of the artifact ``data`` (its entry point ``entry_point``, default as the
-        backend's ``load``); BuildError (with the runtime's words) if its runtime refuses it, or if it does not
+        """The figures on both splits of the artifact ``data`` (its entry point ``entry_point``, default as
+        ``Runtime.load``); BuildError (with the runtime's words) if its runtime refuses it, or if it does not
         compute what ``reference()`` gives (``Reference.check``; made only when the bytes run, not when their
         figures are stored). With a reference, figures are stored only once the bytes passed the check (a ladder
         program's entry points have none: packing compares their figures with their rungs' own artifacts')."""

@@ -1,8 +1,9 @@
 """The run side of a backend: open its artifacts in its Python runtime and run them, in this process.
 
-A ``Runtime`` imports its runtime and nothing of the toolchain that compiles for it (no converter, quantizer or
-model code), so a process that only runs artifacts (``budget.memory_probe``, ``budget.latency_probe``) starts
-without loading the compiler. ``Backend.runtime`` is the compiling side's way to it.
+A ``Runtime`` imports its runtime package and none of restnetc's compiling side (no converter, quantizer or
+model code), so a process that only runs artifacts (``budget.memory_probe``) loads no more than the runtime
+does: a LiteRT probe starts in about 0.2 s. (ExecuTorch's Python runtime imports its own ``executorch.exir``,
+4.7 s of its import; that is upstream's.) ``Backend.runtime`` is the compiling side's way to it.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ class _Program:
         self.program = Loader.get().load_program(path)
 
     def method(self, name: str) -> Method:
+        """Method ``name``, loaded; RestnetcError naming the program's methods if it has none of that name."""
         if name not in self.program.method_names:
             raise RestnetcError(
                 f"{self.path}: no method {name!r} in the program (it has {sorted(self.program.method_names)})"

@@ -43,6 +43,7 @@ class _Program:
         self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
 
     def signature(self, name: str) -> SignatureRunner:
+        """Signature ``name``'s runner; RestnetcError naming the program's signatures if it has none of that name."""
         signatures = self.interpreter.get_signature_list()
         if name not in signatures:
             raise RestnetcError(f"{self.path}: no signature {name!r} (it has {sorted(signatures)})")
