@@ -1,23 +1,26 @@
-"""Would int8 attention matmuls make ExecuTorch's int8 transformers faster? A lever measured, not shipped.
+"""Would running in int8 what ExecuTorch's int8 transformers keep float make them faster? Levers measured, not shipped.
 
-Shipped int8 programs keep each attention's two matmuls (``q @ k.T`` and ``probabilities @ v``) in float: neither
-ExecuTorch's XNNPACK quantizer nor its partitioner takes a batch matmul in int8, though XNNPACK's runtime has one
-for a second operand with zero point 0. This script adds what that needs: a quantizer that observes each matmul's
-operands (the second symmetrically) and its output, and a partitioner whose batch-matmul config accepts static
-int8. Each zoo model (``--models``, trained, 32 px) is lowered three ways: fp32, int8 as shipped, and int8 with
-int8 attention matmuls (the backend's quantizer otherwise, 128 real training images, bias correction). Reports
-each program's XNNPACK partitions and ``Convert`` nodes, bytes, top-1 in the runtime and in its simulation on
-``--images`` test images, the paired difference of the int8-matmul program against the shipped one, and the
-bare invocation's time (``Runtime.invoker``, ``--threads`` threads, ``--rounds`` interleaved rounds of ``--runs``
-calls, the median round; the three programs side by side, each open alone while timed).
+Shipped int8 programs keep each attention's two matmuls (``q @ k.T`` and ``probabilities @ v``) and each GELU in
+float: ExecuTorch's XNNPACK partitioner takes a batch matmul or a GELU in fp32 only, though XNNPACK's runtime has
+an int8 batch matmul (for a second operand with zero point 0) and computes an int8 unary op from a table. Two
+levers, each alone, each with a partitioner whose config for that op also accepts static int8:
+- ``int8_matmuls``: a quantizer that also observes each matmul's operands (the second symmetrically) and output;
+- ``int8_gelu``: the shipped quantized graph without its (inference-time identity) dropouts, so each GELU reads a
+  dequantize and feeds a quantize, the pattern the partitioner takes as static int8; the same values.
+Each zoo model (``--models``, trained, 32 px) is lowered fp32, int8 as shipped and with each lever (128 real
+training images, bias correction). Reports each program's XNNPACK partitions and ``Convert`` nodes, bytes, top-1
+in the runtime and in its simulation on ``--images`` test images, each lever's paired difference against the
+shipped program, and the bare invocation's time (``Runtime.invoker``, ``--threads`` threads, ``--rounds``
+interleaved rounds of ``--runs`` calls, the median round; the programs side by side, each open alone while timed).
 
-Usage: ``.venv/bin/python benchmarks/int8_attention.py [--models zoo_deit_ti zoo_deit_s]``. Writes
-``benchmarks/results/int8_attention.json``, keeping the stored rows of models not run again.
+Usage: ``.venv/bin/python benchmarks/int8_float_ops.py [--models zoo_deit_ti zoo_deit_s]``. Writes
+``benchmarks/results/int8_float_ops.json``, keeping the stored rows of models not run again.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import tempfile
@@ -29,7 +32,11 @@ from unittest import mock
 import numpy as np
 import torch
 from executorch.backends.xnnpack.partition.config import ALL_PARTITIONER_CONFIGS
-from executorch.backends.xnnpack.partition.config.generic_node_configs import BMMConfig
+from executorch.backends.xnnpack.partition.config.generic_node_configs import (
+    BMMConfig,
+    GeluConfig,
+    GenericNodePartitionerConfig,
+)
 from executorch.backends.xnnpack.partition.config.xnnpack_config import ConfigPrecisionType
 from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
@@ -57,6 +64,7 @@ from restnetc.native_output import captured
 from simulation_gap import FASHION_MNIST
 
 MATMULS = (torch.ops.aten.matmul.default, torch.ops.aten.bmm.default)
+LEVERS = ("int8_matmuls", "int8_gelu")
 SYMMETRIC = QuantizationSpec(
     dtype=torch.int8,
     quant_min=-127,
@@ -84,15 +92,8 @@ class _Int8MatmulQuantizer(LeanXnnpackQuantizer):
         return model
 
 
-class _Int8BatchMatmul(BMMConfig):  # type: ignore[misc]
-    """ExecuTorch's batch-matmul partitioner config, taking static int8 as well as fp32."""
-
-    def supported_precision_types(self) -> list[ConfigPrecisionType]:
-        return [ConfigPrecisionType.FP32, ConfigPrecisionType.STATIC_QUANT]
-
-
 class _Int8AttentionBackend(ExecuTorchBackend):
-    """ExecuTorch lowering with int8 attention matmuls: ``compile`` inside ``int8_matmul_partitions()``."""
+    """ExecuTorch lowering whose quantizer observes every matmul (compile it inside ``in_int8(BMMConfig)``)."""
 
     def int8_quantizer(self) -> _Int8MatmulQuantizer:
         quantizer = _Int8MatmulQuantizer()
@@ -100,10 +101,31 @@ class _Int8AttentionBackend(ExecuTorchBackend):
         return quantizer
 
 
-def int8_matmul_partitions() -> Any:
-    """The backend's partitioner made with the int8 batch-matmul config in place of the stock one."""
-    configs = [_Int8BatchMatmul if config is BMMConfig else config for config in ALL_PARTITIONER_CONFIGS]
-    return mock.patch.object(executorch, "XnnpackPartitioner", partial(XnnpackPartitioner, configs=configs))
+def _static_int8(config: type[GenericNodePartitionerConfig]) -> type[GenericNodePartitionerConfig]:
+    """``config``, taking static int8 as well as fp32."""
+
+    class StaticInt8(config):  # type: ignore[misc, valid-type]
+        def supported_precision_types(self) -> list[ConfigPrecisionType]:
+            return [ConfigPrecisionType.FP32, ConfigPrecisionType.STATIC_QUANT]
+
+    return StaticInt8
+
+
+def in_int8(*configs: type[GenericNodePartitionerConfig]) -> Any:
+    """The backend's partitioner made with each of ``configs`` taking static int8 (a ``mock.patch``)."""
+    int8 = {config: _static_int8(config) for config in configs}
+    stock = [int8.get(config, config) for config in ALL_PARTITIONER_CONFIGS]
+    return mock.patch.object(executorch, "XnnpackPartitioner", partial(XnnpackPartitioner, configs=stock))
+
+
+def without_dropouts(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """``graph`` with each dropout (an identity at inference) removed, in place; it computes the same values."""
+    for node in list(graph.graph.nodes):
+        if node.op == "call_function" and node.target == torch.ops.aten.dropout.default:
+            node.replace_all_uses_with(node.args[0])
+            graph.graph.erase_node(node)
+    graph.recompile()
+    return graph
 
 
 def main() -> None:
@@ -126,16 +148,23 @@ def main() -> None:
         row: dict[str, Any] = {"model": arch}
         openers: dict[str, Opener] = {}
         correct: dict[str, np.ndarray] = {}
-        with tempfile.TemporaryDirectory(prefix="int8-attention-") as work, captured():
+        with tempfile.TemporaryDirectory(prefix="int8-float-ops-") as work, captured():
             graph, quantizer = shipped.quantize(export_batched(model, calibration.images), calibration.images)
-            int8_graph, int8_quantizer = matmuls.quantize(export_batched(model, calibration.images), calibration.images)
-            with int8_matmul_partitions():
-                int8_matmul = matmuls.compile(int8_graph, test.images[:1], int8_quantizer)
+            matmul_graph, matmul_quantizer = matmuls.quantize(
+                export_batched(model, calibration.images), calibration.images
+            )
             programs = {
                 "fp32": (model, shipped.compile(model, test.images[:1], None)),
                 "int8": (graph, shipped.compile(graph, test.images[:1], quantizer)),
-                "int8_matmuls": (int8_graph, int8_matmul),
             }
+            with in_int8(BMMConfig):
+                programs["int8_matmuls"] = (
+                    matmul_graph,
+                    matmuls.compile(matmul_graph, test.images[:1], matmul_quantizer),
+                )
+            gelu_graph = without_dropouts(copy.deepcopy(graph))
+            with in_int8(GeluConfig):
+                programs["int8_gelu"] = (gelu_graph, shipped.compile(gelu_graph, test.images[:1], quantizer))
             for way, (source, lowered) in programs.items():
                 path = Path(work) / f"{way}.pte"
                 path.write_bytes(lowered.data)
@@ -153,13 +182,14 @@ def main() -> None:
                 }
                 openers[way] = opener(TimedEntry(Backend.EXECUTORCH.value, path, test.images[:1].numpy()), args.threads)
             median = interleaved_medians(openers, args.rounds, args.runs)
-        row["int8_matmuls_minus_int8"] = common.paired(correct["int8_matmuls"], correct["int8"])
+        for lever in LEVERS:
+            row[f"{lever}_minus_int8"] = common.paired(correct[lever], correct["int8"])
         row["median_ms"] = {way: round(ms, 4) for way, ms in median.items()}
-        row["over_fp32"] = {way: round(median[way] / median["fp32"], 3) for way in ("int8", "int8_matmuls")}
+        row["over_fp32"] = {way: round(median[way] / median["fp32"], 3) for way in ("int8", *LEVERS)}
         print(json.dumps(row), flush=True)
         rows.append(row)
     settings = {key: getattr(args, key) for key in ("calibration", "images", "threads", "rounds", "runs")}
-    common.store_rows("int8_attention", settings, rows, key="model")
+    common.store_rows("int8_float_ops", settings, rows, key="model")
 
 
 if __name__ == "__main__":
