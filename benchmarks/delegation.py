@@ -14,7 +14,7 @@ timed).
 
 Usage: ``.venv/bin/python benchmarks/delegation.py [--models zoo_deit_ti zoo_deit_s zoo_swin_ti zoo_vgg11
 zoo_resnet18] [--backends executorch litert]``. Writes ``benchmarks/results/delegation.json``, keeping the stored
-rows of (model, backend) not run again.
+rows of (model, backend) not run again (with the same settings).
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ sys.path.insert(0, str(Path(__file__).parent / "paper"))
 import common
 
 from int8_speed import interleaved_medians
-from restnetc.atomic import write_text_atomic
 from restnetc.backends import executorch, get_backend, litert, pt2e
 from restnetc.backends.pt2e import export_batched
 from restnetc.budget.measure import Opener, TimedEntry, opener
@@ -51,8 +50,6 @@ from restnetc.models.vgg import StretchToKernel
 from restnetc.models.zoo import IMAGE_SIZE
 from restnetc.native_output import captured
 from simulation_gap import FASHION_MNIST
-
-STORED = Path(__file__).parent / "results" / "delegation.json"
 
 
 @contextlib.contextmanager
@@ -94,10 +91,8 @@ def main() -> None:
     norm = Normalization.model_validate(common.zoo()["normalization"])
     calibration = load_fashion_mnist(FASHION_MNIST, "train", pick(args.calibration, 60000, 1), IMAGE_SIZE, norm)
     images = load_fashion_mnist(FASHION_MNIST, "test", pick(args.images, 10000, 0), IMAGE_SIZE, norm).images
-    runs = [(arch, name) for arch in args.models for name in args.backends]
-    stored_rows = json.loads(STORED.read_text())["rows"] if STORED.exists() else []
-    rows = [row for row in stored_rows if (row["model"], row["backend"]) not in runs]
-    for arch, name in runs:
+    rows = []
+    for arch, name in ((arch, name) for arch in args.models for name in args.backends):
         backend = get_backend(name)
         spec = TimmModel.model_validate(common.zoo_model(arch))
         calls: dict[str, Opener] = {}
@@ -136,7 +131,7 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         rows.append(row)
     settings = {key: getattr(args, key) for key in ("calibration", "images", "threads", "rounds", "runs")}
-    write_text_atomic(STORED, json.dumps({"settings": settings, "rows": rows}, indent=1))
+    common.store_rows("delegation", settings, rows, key=("model", "backend"))
 
 
 if __name__ == "__main__":

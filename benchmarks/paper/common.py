@@ -87,13 +87,21 @@ def kept_rows(name: str, rerun_titles: set[str]) -> list[dict[str, Any]]:
     return [row for row in previous_results(name) or [] if row["pair"] not in rerun_titles]
 
 
-def store_rows(name: str, settings: dict[str, Any], rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+def store_rows(
+    name: str, settings: dict[str, Any], rows: list[dict[str, Any]], key: str | tuple[str, ...]
+) -> list[dict[str, Any]]:
     """Write ``rows`` and ``settings`` to ``benchmarks/results/<name>.json``, keeping the stored rows whose ``key``
-    (a backend, a model) was not run again when they were run with the same ``settings``; all rows written."""
+    (a backend, a model; or several fields, a tuple) was not run again when they were run with the same
+    ``settings``; all rows written."""
+    fields = (key,) if isinstance(key, str) else key
+
+    def run_of(row: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(row[field] for field in fields)
+
     previous = previous_results(name)
     if previous is not None and previous["settings"] == settings:
-        ran = {row[key] for row in rows}
-        rows = [row for row in previous["rows"] if row[key] not in ran] + rows
+        ran = {run_of(row) for row in rows}
+        rows = [row for row in previous["rows"] if run_of(row) not in ran] + rows
     write_text_atomic(RESULTS / f"{name}.json", json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n")
     return rows
 
